@@ -1,0 +1,99 @@
+"""Signer for a private key held in a PEM file (the embedded default; HSM keys come later)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
+from outwork.tls.config import CertifiedKey
+from outwork.tls.enums import SignatureScheme
+
+_HASHES: dict[SignatureScheme, hashes.HashAlgorithm] = {
+    SignatureScheme.ECDSA_SECP256R1_SHA256: hashes.SHA256(),
+    SignatureScheme.ECDSA_SECP384R1_SHA384: hashes.SHA384(),
+    SignatureScheme.ECDSA_SECP521R1_SHA512: hashes.SHA512(),
+    SignatureScheme.RSA_PSS_RSAE_SHA256: hashes.SHA256(),
+    SignatureScheme.RSA_PSS_RSAE_SHA384: hashes.SHA384(),
+    SignatureScheme.RSA_PSS_RSAE_SHA512: hashes.SHA512(),
+    SignatureScheme.RSA_PKCS1_SHA256: hashes.SHA256(),
+    SignatureScheme.RSA_PKCS1_SHA384: hashes.SHA384(),
+    SignatureScheme.RSA_PKCS1_SHA512: hashes.SHA512(),
+}
+
+_EC_SCHEMES = {
+    "secp256r1": (SignatureScheme.ECDSA_SECP256R1_SHA256,),
+    "secp384r1": (SignatureScheme.ECDSA_SECP384R1_SHA384,),
+    "secp521r1": (SignatureScheme.ECDSA_SECP521R1_SHA512,),
+}
+
+_RSA_SCHEMES = (
+    SignatureScheme.RSA_PSS_RSAE_SHA256,
+    SignatureScheme.RSA_PSS_RSAE_SHA384,
+    SignatureScheme.RSA_PSS_RSAE_SHA512,
+    SignatureScheme.RSA_PKCS1_SHA256,
+    SignatureScheme.RSA_PKCS1_SHA384,
+    SignatureScheme.RSA_PKCS1_SHA512,
+)
+
+SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+
+class FileSigner:
+    """Signs with an in-memory private key loaded from a file."""
+
+    def __init__(self, key: SigningKey) -> None:
+        self._key = key
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            if key.curve.name not in _EC_SCHEMES:
+                raise ValueError(f"unsupported EC curve {key.curve.name}")
+            self._schemes = _EC_SCHEMES[key.curve.name]
+        elif isinstance(key, rsa.RSAPrivateKey):
+            if key.key_size < 2048:
+                raise ValueError(f"RSA key of {key.key_size} bits is too small (minimum 2048)")
+            self._schemes = _RSA_SCHEMES
+        elif isinstance(key, ed25519.Ed25519PrivateKey):
+            self._schemes = (SignatureScheme.ED25519,)
+        else:
+            raise ValueError(f"unsupported private key type {type(key).__name__}")
+
+    def public_key(self) -> CertificatePublicKeyTypes:
+        return self._key.public_key()
+
+    def schemes(self) -> tuple[SignatureScheme, ...]:
+        return self._schemes
+
+    def sign(self, scheme: SignatureScheme, data: bytes) -> bytes:
+        if scheme not in self._schemes:
+            raise ValueError(f"key cannot sign with {scheme.name}")
+        key = self._key
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            return key.sign(data)
+        algorithm = _HASHES[scheme]
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(data, ec.ECDSA(algorithm))
+        if scheme.name.startswith("RSA_PSS"):
+            pss = padding.PSS(mgf=padding.MGF1(algorithm), salt_length=algorithm.digest_size)
+            return key.sign(data, pss, algorithm)
+        return key.sign(data, padding.PKCS1v15(), algorithm)
+
+
+def load_certified_key(cert_path: str | Path, key_path: str | Path) -> CertifiedKey:
+    """Load a PEM chain (leaf first) and its PEM private key; check that they belong together."""
+    chain = tuple(x509.load_pem_x509_certificates(Path(cert_path).read_bytes()))
+    if not chain:
+        raise ValueError(f"{cert_path}: no certificate found")
+    key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
+        raise ValueError(f"{key_path}: unsupported key type {type(key).__name__}")
+    signer = FileSigner(key)
+    public_der = serialization.PublicFormat.SubjectPublicKeyInfo
+    encoding = serialization.Encoding.DER
+    if chain[0].public_key().public_bytes(encoding, public_der) != key.public_key().public_bytes(
+        encoding, public_der
+    ):
+        raise ValueError(f"{key_path}: private key does not match the certificate in {cert_path}")
+    return CertifiedKey(chain=chain, signer=signer)

@@ -1,0 +1,1 @@
+"""Config schema, validation and the compiled read-only configuration."""

@@ -1,0 +1,1 @@
+"""The asyncio side: listeners, client connections, routing, upstream pools, admin."""

@@ -1,0 +1,407 @@
+"""Shared machinery of a TLS 1.3 connection, sans-I/O: bytes in, events and bytes out.
+
+`TLSConnection` owns the record layer, handshake-message reassembly, alerts, heartbeat and
+key updates. The handshake itself is driven by a role object (`ServerHandshake` in
+`server.py`, `ClientHandshake` in `client.py`) that holds only what its state needs and
+installs traffic keys through the connection once it has verified what it must.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+from outwork.tls import events as ev
+from outwork.tls.alerts import AlertDescription, TLSError, decode_error, unexpected_message
+from outwork.tls.codec import Reader
+from outwork.tls.config import MAX_KEY_UPDATES_PER_FLIGHT, Limits
+from outwork.tls.enums import ContentType, HandshakeType, HeartbeatMessageType
+from outwork.tls.keyschedule import SuiteParams, next_traffic_secret
+from outwork.tls.messages import (
+    HeartbeatLie,
+    HeartbeatMessage,
+    KeyUpdate,
+    handshake_message,
+    pull_heartbeat,
+    pull_key_update,
+    push_heartbeat,
+    push_key_update,
+)
+from outwork.tls.codec import Writer
+from outwork.tls.records import (
+    KNOWN_CONTENT_TYPES,
+    MAX_CIPHERTEXT,
+    MAX_PLAINTEXT,
+    RECORD_HEADER,
+    RecordCipher,
+    frame_plaintext,
+    record_overflow,
+)
+
+_HANDSHAKE = ContentType.HANDSHAKE
+_APPLICATION_DATA = ContentType.APPLICATION_DATA
+_ALERT = ContentType.ALERT
+_CCS = ContentType.CHANGE_CIPHER_SPEC
+_HEARTBEAT = ContentType.HEARTBEAT
+
+# Bytes of undecryptable records skipped after a refused 0-RTT offer (RFC 8446 4.2.10).
+MAX_SKIPPED_EARLY_DATA = 1 << 14
+
+
+class HandshakeRole(Protocol):
+    """A role's handshake logic; `handle` gets each complete handshake message."""
+
+    def handle(self, msg_type: int, body: bytes, raw: bytes, now: float) -> None: ...
+
+
+class TLSConnection:
+    def __init__(self, limits: Limits, heartbeat_enabled: bool) -> None:
+        self._limits = limits
+        self._in = bytearray()
+        self._hs_buffer = bytearray()
+        self._out: list[bytes] = []
+        self._events: list[ev.Event] = []
+        self._read: RecordCipher | None = None
+        self._write: RecordCipher | None = None
+        self._suite: SuiteParams | None = None
+        self._role: HandshakeRole | None = None
+        self._established = False
+        self._closed = False
+        self._failed = False
+        self._ccs_allowed = False  # set by the role between ClientHello and the peer's Finished
+        self._ccs_seen = False
+        self._empty_records = 0
+        self._key_updates = 0
+        self._skip_early_data = 0
+        self.heartbeat_enabled = heartbeat_enabled
+        self.heartbeat_negotiated = False
+
+    # ----- public API -------------------------------------------------------------------
+
+    @property
+    def is_established(self) -> bool:
+        return self._established and not self._closed
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def data_to_send(self) -> bytes:
+        if not self._out:
+            return b""
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def send_data(self, data: bytes) -> None:
+        if not self._established or self._closed or self._write is None:
+            raise RuntimeError("send_data before the handshake completed or after close")
+        if data:
+            self._out.extend(self._write.seal_stream(_APPLICATION_DATA, data))
+
+    def close(self) -> None:
+        if not self._closed:
+            self._send_alert(AlertDescription.CLOSE_NOTIFY, fatal=False)
+            self._closed = True
+
+    def receive_data(self, data: bytes, now: float = 0.0) -> list[ev.Event]:
+        """Feed bytes from the peer; returns what happened. Never raises for peer input."""
+        if self._closed:
+            return []
+        self._in += data
+        self._key_updates = 0
+        try:
+            self._process_records(now)
+        except TLSError as exc:
+            self._fail(exc)
+        events = self._events
+        self._events = []
+        return events
+
+    # ----- for the handshake roles ------------------------------------------------------
+
+    def set_suite(self, params: SuiteParams) -> None:
+        self._suite = params
+
+    def set_read_secret(self, secret: bytes) -> None:
+        if self._hs_buffer:
+            # RFC 8446 5.1: handshake messages MUST NOT span key changes.
+            raise unexpected_message("handshake message spans a key change")
+        assert self._suite is not None
+        self._read = RecordCipher(self._suite, secret)
+
+    def set_write_secret(self, secret: bytes) -> None:
+        assert self._suite is not None
+        self._write = RecordCipher(self._suite, secret)
+
+    def send_handshake(self, msg_type: HandshakeType, body: bytes) -> bytes:
+        """Queue one handshake message under the current write state; returns its bytes
+        (type, length, body) for the transcript."""
+        message = handshake_message(msg_type, body)
+        self.send_handshake_bytes(message)
+        return message
+
+    def send_handshake_bytes(self, messages: bytes) -> None:
+        if self._write is None:
+            self._out.append(frame_plaintext(_HANDSHAKE, messages))
+        else:
+            self._out.extend(self._write.seal_stream(_HANDSHAKE, messages))
+
+    def send_change_cipher_spec(self) -> None:
+        self._out.append(frame_plaintext(_CCS, b"\x01"))
+
+    def allow_change_cipher_spec(self, allowed: bool) -> None:
+        self._ccs_allowed = allowed
+
+    def skip_early_data(self) -> None:
+        self._skip_early_data = MAX_SKIPPED_EARLY_DATA
+
+    def complete(self, event: ev.HandshakeComplete) -> None:
+        self._established = True
+        self._ccs_allowed = False
+        self._events.append(event)
+
+    def emit(self, event: ev.Event) -> None:
+        self._events.append(event)
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    # ----- record processing ------------------------------------------------------------
+
+    def _process_records(self, now: float) -> None:
+        buf = self._in
+        pos = 0
+        end = len(buf)
+        try:
+            while end - pos >= RECORD_HEADER and not self._closed:
+                content_type = buf[pos]
+                length = (buf[pos + 3] << 8) | buf[pos + 4]
+                if content_type not in KNOWN_CONTENT_TYPES:
+                    raise unexpected_message(f"unknown record content type {content_type}")
+                if buf[pos + 1] != 3:
+                    raise decode_error("record version is not 3.x")
+                if length > MAX_CIPHERTEXT:
+                    raise record_overflow(f"record of {length} bytes")
+                if end - pos - RECORD_HEADER < length:
+                    break
+                header = bytes(buf[pos : pos + RECORD_HEADER])
+                fragment = bytes(buf[pos + RECORD_HEADER : pos + RECORD_HEADER + length])
+                pos += RECORD_HEADER + length
+                self._process_record(content_type, header, fragment, now)
+        finally:
+            del buf[:pos]
+
+    def _process_record(self, outer_type: int, header: bytes, fragment: bytes, now: float) -> None:
+        if outer_type == _CCS:
+            self._on_change_cipher_spec(fragment)
+            return
+        read = self._read
+        if read is None or outer_type != _APPLICATION_DATA:
+            # Unprotected record. Once reading is protected, only CCS (above) and a plaintext
+            # alert from a peer that failed before taking our keys are tolerated; a plaintext
+            # heartbeat is inspected for Heartbleed probes before it is refused.
+            if len(fragment) > MAX_PLAINTEXT:
+                raise record_overflow("plaintext record longer than 2^14")
+            if outer_type == _HEARTBEAT:
+                self._on_heartbeat(fragment, encrypted=False)
+                return
+            if read is not None and outer_type != _ALERT:
+                raise unexpected_message("unprotected record after the key change")
+            self._dispatch(outer_type, fragment, now)
+            return
+        try:
+            content_type, content = read.open(header, fragment)
+        except TLSError:
+            if self._skip_early_data > 0 and len(fragment) <= self._skip_early_data:
+                # A refused 0-RTT flight: drop it, and undo the nonce the failed try used.
+                self._skip_early_data -= len(fragment)
+                read._seq -= 1  # noqa: SLF001 - same package, keeps RecordCipher minimal
+                return
+            raise
+        self._skip_early_data = 0
+        if content_type == _APPLICATION_DATA and self._established:
+            if content:
+                self._empty_records = 0
+                self._events.append(ev.ApplicationData(content))
+            else:
+                self._count_empty_record()
+            return
+        if content_type == _HEARTBEAT:
+            self._on_heartbeat(content, encrypted=True)
+            return
+        if content_type == _CCS:
+            raise unexpected_message("change_cipher_spec inside a protected record")
+        self._dispatch(content_type, content, now)
+
+    def _count_empty_record(self) -> None:
+        self._empty_records += 1
+        if self._empty_records > self._limits.max_empty_records:
+            raise unexpected_message("too many consecutive empty records")
+
+    def _dispatch(self, content_type: int, content: bytes, now: float) -> None:
+        if content_type == _HANDSHAKE:
+            if not content:
+                raise unexpected_message("zero-length handshake record")
+            self._on_handshake_bytes(content, now)
+        elif content_type == _ALERT:
+            self._on_alert(content)
+        elif content_type == _APPLICATION_DATA:
+            raise unexpected_message("application data before the handshake completed")
+        else:
+            raise unexpected_message(f"unexpected record type {content_type}")
+
+    def _on_change_cipher_spec(self, fragment: bytes) -> None:
+        # RFC 8446 5: one CCS of value 0x01 may arrive between the first ClientHello and the
+        # peer's Finished, unprotected; anything else is an unexpected_message.
+        if fragment != b"\x01":
+            raise unexpected_message("malformed change_cipher_spec")
+        if not self._ccs_allowed or self._ccs_seen:
+            raise unexpected_message("change_cipher_spec not allowed here")
+        self._ccs_seen = True
+
+    def _on_handshake_bytes(self, content: bytes, now: float) -> None:
+        if self._hs_buffer:
+            self._hs_buffer += content
+        else:
+            self._hs_buffer = bytearray(content)
+        if len(self._hs_buffer) > self._limits.max_buffered_handshake:
+            raise TLSError(AlertDescription.UNEXPECTED_MESSAGE, "too much buffered handshake data")
+        while len(self._hs_buffer) >= 4:
+            buf = self._hs_buffer
+            msg_type = buf[0]
+            length = (buf[1] << 16) | (buf[2] << 8) | buf[3]
+            cap = self._limits.max_handshake_message
+            if msg_type == HandshakeType.CLIENT_HELLO:
+                cap = min(cap, self._limits.max_client_hello)
+            if length > cap:
+                raise TLSError(
+                    AlertDescription.ILLEGAL_PARAMETER,
+                    f"handshake message type {msg_type} of {length} bytes exceeds {cap}",
+                )
+            if len(buf) < 4 + length:
+                return
+            raw = bytes(buf[: 4 + length])
+            del buf[: 4 + length]
+            if self._established:
+                self._on_post_handshake(msg_type, raw[4:])
+            else:
+                assert self._role is not None
+                self._role.handle(msg_type, raw[4:], raw, now)
+            if self._closed:
+                return
+
+    def _on_post_handshake(self, msg_type: int, body: bytes) -> None:
+        if msg_type == HandshakeType.KEY_UPDATE:
+            self._key_updates += 1
+            if self._key_updates > MAX_KEY_UPDATES_PER_FLIGHT:
+                raise unexpected_message("KeyUpdate flood")
+            update = pull_key_update(Reader(body))
+            self.key_update_received(update)
+            return
+        self.post_handshake_message(msg_type, body)
+
+    def post_handshake_message(self, msg_type: int, body: bytes) -> None:
+        """Post-handshake messages other than KeyUpdate; roles override."""
+        raise unexpected_message(f"handshake message {msg_type} after the handshake")
+
+    def key_update_received(self, update: KeyUpdate) -> None:
+        assert self._suite is not None and self._read is not None
+        self.set_read_secret(next_traffic_secret(self._suite, self._read.secret))
+        if update.request_update:
+            self.update_write_key(request_peer_update=False)
+
+    def update_write_key(self, request_peer_update: bool) -> None:
+        """Send a KeyUpdate under the current key, then switch to the next write key."""
+        if not self._established or self._write is None or self._suite is None:
+            raise RuntimeError("key update before the handshake completed")
+        w = Writer()
+        push_key_update(w, KeyUpdate(int(request_peer_update)))
+        self.send_handshake(HandshakeType.KEY_UPDATE, w.getvalue())
+        self.set_write_secret(next_traffic_secret(self._suite, self._write.secret))
+
+    def _on_alert(self, content: bytes) -> None:
+        if len(content) != 2:
+            raise decode_error("alert record is not two bytes")
+        level, description = content[0], content[1]
+        try:
+            desc: AlertDescription | int = AlertDescription(description)
+        except ValueError:
+            desc = description
+        if description == AlertDescription.CLOSE_NOTIFY:
+            self._events.append(ev.AlertReceived(desc, fatal=False))
+            self._events.append(ev.ConnectionClosed())
+            self.close()
+            return
+        if description == AlertDescription.USER_CANCELED:
+            self._events.append(ev.AlertReceived(desc, fatal=False))
+            return
+        # RFC 8446 6: every other alert is fatal whatever level it claims.
+        del level
+        self._events.append(ev.AlertReceived(desc, fatal=True))
+        self._events.append(ev.ConnectionClosed())
+        self._closed = True
+
+    # ----- heartbeat (RFC 6520) ---------------------------------------------------------
+
+    def _on_heartbeat(self, content: bytes, encrypted: bool) -> None:
+        """Every heartbeat is inspected; a lying payload_length is a Heartbleed probe, never
+        echoed. Only a well-formed request, inside the session, with heartbeat negotiated,
+        gets an answer, and the answer is built from the bytes that really arrived."""
+        try:
+            message = pull_heartbeat(content)
+        except HeartbeatLie as lie:
+            self._events.append(
+                ev.HeartbleedProbe(lie.claimed, lie.actual, encrypted, self.heartbeat_enabled)
+            )
+            if not self.heartbeat_enabled:
+                raise unexpected_message("heartbeat is not enabled") from None
+            return  # RFC 6520 4: discarded silently
+        if not self.heartbeat_enabled:
+            raise unexpected_message("heartbeat is not enabled")
+        if not (encrypted and self._established and self.heartbeat_negotiated):
+            if not self.heartbeat_negotiated:
+                raise unexpected_message("heartbeat was not negotiated")
+            return  # during the handshake: not answered
+        if message.type != HeartbeatMessageType.REQUEST:
+            return  # responses to requests we never sent, unknown types: discarded silently
+        assert self._write is not None
+        response = push_heartbeat(
+            HeartbeatMessage(HeartbeatMessageType.RESPONSE, message.payload), os.urandom(16)
+        )
+        self._out.append(self._write.seal(_HEARTBEAT, response))
+        self._events.append(ev.HeartbeatAnswered(len(message.payload)))
+
+    def send_heartbeat_request(self, payload: bytes) -> None:
+        """Client-side helper (and for tests): a well-formed heartbeat request."""
+        if not self._established or self._write is None:
+            raise RuntimeError("heartbeat before the handshake completed")
+        request = push_heartbeat(
+            HeartbeatMessage(HeartbeatMessageType.REQUEST, payload), os.urandom(16)
+        )
+        self._out.append(self._write.seal(_HEARTBEAT, request))
+
+    def send_raw_record(self, content_type: int, content: bytes) -> None:
+        """Protect and queue arbitrary content (the scanner and tests craft probes with it)."""
+        if self._write is None:
+            self._out.append(frame_plaintext(content_type, content))
+        else:
+            self._out.append(self._write.seal(content_type, content))
+
+    # ----- failure ----------------------------------------------------------------------
+
+    def _send_alert(self, description: AlertDescription, fatal: bool) -> None:
+        alert = bytes((2 if fatal else 1, description))
+        if self._write is None:
+            self._out.append(frame_plaintext(_ALERT, alert))
+        else:
+            self._out.append(self._write.seal(_ALERT, alert))
+
+    def _fail(self, error: TLSError) -> None:
+        if self._closed:
+            return
+        self._failed = True
+        self._send_alert(error.alert, fatal=True)
+        self._closed = True
+        self._events.append(ev.ConnectionFailed(error.alert, error.reason))

@@ -1,0 +1,348 @@
+"""Client role of the TLS 1.3 handshake, for upstream TLS and the scanner."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+from enum import Enum, auto
+
+from cryptography import x509
+
+from outwork.tls import events as ev
+from outwork.tls.alerts import (
+    AlertDescription,
+    TLSError,
+    decode_error,
+    illegal_parameter,
+    unexpected_message,
+)
+from outwork.tls.codec import Reader, Writer
+from outwork.tls.config import ClientConfig
+from outwork.tls.base import TLSConnection
+from outwork.tls.enums import ExtensionType, HandshakeType, NamedGroup, ProtocolVersion
+from outwork.tls.extensions import (
+    pull_alpn,
+    pull_cookie,
+    pull_heartbeat_mode,
+    push_alpn,
+    push_cookie,
+    push_key_share_client,
+    push_server_name,
+)
+from outwork.tls.groups import ClientKeyShare
+from outwork.tls.keyschedule import SUITES, KeySchedule, SuiteParams, Transcript
+from outwork.tls.messages import (
+    ClientHello,
+    Extension,
+    ServerHello,
+    pull_certificate,
+    pull_certificate_verify,
+    pull_encrypted_extensions,
+    pull_finished,
+    pull_new_session_ticket,
+    pull_server_hello,
+    push_client_hello,
+    push_uint16_list,
+)
+from outwork.tls.signing import TLS13_SCHEMES, certificate_verify_content, verify_signature
+from outwork.tls.verify import verify_server_chain
+
+# Extensions a ServerHello / HelloRetryRequest / EncryptedExtensions may carry (RFC 8446 4.2).
+_SERVER_HELLO_EXTENSIONS = {ExtensionType.SUPPORTED_VERSIONS, ExtensionType.KEY_SHARE,
+                            ExtensionType.PRE_SHARED_KEY}
+_RETRY_EXTENSIONS = {ExtensionType.SUPPORTED_VERSIONS, ExtensionType.KEY_SHARE,
+                     ExtensionType.COOKIE}
+_ENCRYPTED_EXTENSIONS = {ExtensionType.SERVER_NAME, ExtensionType.MAX_FRAGMENT_LENGTH,
+                         ExtensionType.SUPPORTED_GROUPS, ExtensionType.HEARTBEAT,
+                         ExtensionType.ALPN, ExtensionType.RECORD_SIZE_LIMIT,
+                         ExtensionType.EARLY_DATA}
+MAX_TICKETS = 8  # NewSessionTickets accepted per connection before it counts as a flood
+
+
+class ClientState(Enum):
+    START = auto()
+    WAIT_SERVER_HELLO = auto()
+    WAIT_ENCRYPTED_EXTENSIONS = auto()
+    WAIT_CERTIFICATE = auto()
+    WAIT_CERTIFICATE_VERIFY = auto()
+    WAIT_FINISHED = auto()
+    CONNECTED = auto()
+
+
+class ClientConnection(TLSConnection):
+    def __init__(self, config: ClientConfig, server_name: str | None = None) -> None:
+        super().__init__(config.limits, config.heartbeat)
+        self._config = config
+        self._role = self
+        self.server_name = server_name
+        self.state = ClientState.START
+        self._random = os.urandom(32)
+        self._session_id = os.urandom(32)  # middlebox compatibility mode (RFC 8446 D.4)
+        self._shares: dict[int, ClientKeyShare] = {}
+        self._cookie: bytes | None = None
+        self._retried = False
+        self._first_hello_raw = b""
+        self._transcript: Transcript | None = None
+        self._schedule: KeySchedule | None = None
+        self._params: SuiteParams | None = None
+        self._group: NamedGroup | None = None
+        self._server_hs = b""
+        self._client_hs = b""
+        self._alpn: str | None = None
+        self._chain: list[x509.Certificate] = []
+        self._tickets = 0
+        self.peer_certificates: tuple[x509.Certificate, ...] = ()
+        self.negotiated: ev.HandshakeComplete | None = None
+
+    def start_handshake(self, now: float = 0.0) -> None:
+        if self.state is not ClientState.START:
+            raise RuntimeError("handshake already started")
+        for group in self._config.key_share_groups:
+            self._shares[group] = ClientKeyShare(group)
+        self._first_hello_raw = self._send_client_hello()
+        self.state = ClientState.WAIT_SERVER_HELLO
+
+    def _send_client_hello(self) -> bytes:
+        c = self._config
+        extensions: list[Extension] = []
+        if self.server_name and not _is_ip_address(self.server_name):
+            extensions.append((ExtensionType.SERVER_NAME, push_server_name(self.server_name)))
+        extensions.append((ExtensionType.SUPPORTED_VERSIONS, b"\x02\x03\x04"))
+        w = Writer()
+        push_uint16_list(w, tuple(c.groups))
+        extensions.append((ExtensionType.SUPPORTED_GROUPS, w.getvalue()))
+        w = Writer()
+        push_uint16_list(w, tuple(sorted(TLS13_SCHEMES)))
+        extensions.append((ExtensionType.SIGNATURE_ALGORITHMS, w.getvalue()))
+        extensions.append(
+            (
+                ExtensionType.KEY_SHARE,
+                push_key_share_client(tuple((g, s.share) for g, s in self._shares.items())),
+            )
+        )
+        if c.alpn_protocols:
+            extensions.append((ExtensionType.ALPN, push_alpn(c.alpn_protocols)))
+        if c.heartbeat:
+            extensions.append((ExtensionType.HEARTBEAT, b"\x01"))
+        if self._cookie is not None:
+            extensions.append((ExtensionType.COOKIE, push_cookie(self._cookie)))
+        hello = ClientHello(
+            ProtocolVersion.TLS12,
+            self._random,
+            self._session_id,
+            tuple(c.cipher_suites),
+            b"\x00",
+            tuple(extensions),
+        )
+        w = Writer()
+        push_client_hello(w, hello)
+        return self.send_handshake(HandshakeType.CLIENT_HELLO, w.getvalue())
+
+    # ----- dispatch -----------------------------------------------------------------------
+
+    def handle(self, msg_type: int, body: bytes, raw: bytes, now: float) -> None:
+        expected = {
+            ClientState.WAIT_SERVER_HELLO: HandshakeType.SERVER_HELLO,
+            ClientState.WAIT_ENCRYPTED_EXTENSIONS: HandshakeType.ENCRYPTED_EXTENSIONS,
+            ClientState.WAIT_CERTIFICATE: HandshakeType.CERTIFICATE,
+            ClientState.WAIT_CERTIFICATE_VERIFY: HandshakeType.CERTIFICATE_VERIFY,
+            ClientState.WAIT_FINISHED: HandshakeType.FINISHED,
+        }.get(self.state)
+        if expected is None or msg_type != expected:
+            raise unexpected_message(f"handshake message {msg_type} in state {self.state.name}")
+        if self.state is ClientState.WAIT_SERVER_HELLO:
+            self._on_server_hello(body, raw)
+        elif self.state is ClientState.WAIT_ENCRYPTED_EXTENSIONS:
+            self._on_encrypted_extensions(body, raw)
+        elif self.state is ClientState.WAIT_CERTIFICATE:
+            self._on_certificate(body, raw)
+        elif self.state is ClientState.WAIT_CERTIFICATE_VERIFY:
+            self._on_certificate_verify(body, raw, now)
+        else:
+            self._on_finished(body, raw)
+
+    def post_handshake_message(self, msg_type: int, body: bytes) -> None:
+        if msg_type == HandshakeType.NEW_SESSION_TICKET:
+            self._tickets += 1
+            if self._tickets > MAX_TICKETS:
+                raise unexpected_message("too many NewSessionTickets")
+            pull_new_session_ticket(Reader(body))  # validated; resumption comes later
+            return
+        super().post_handshake_message(msg_type, body)
+
+    # ----- ServerHello / HelloRetryRequest --------------------------------------------------
+
+    def _on_server_hello(self, body: bytes, raw: bytes) -> None:
+        hello = pull_server_hello(Reader(body))
+        extensions = dict(hello.extensions)
+        allowed = _RETRY_EXTENSIONS if hello.is_hello_retry_request else _SERVER_HELLO_EXTENSIONS
+        if not set(extensions) <= allowed:
+            raise TLSError(AlertDescription.UNSUPPORTED_EXTENSION, "unexpected ServerHello extension")
+        version = extensions.get(ExtensionType.SUPPORTED_VERSIONS)
+        if version is None:
+            raise TLSError(AlertDescription.PROTOCOL_VERSION, "server did not select TLS 1.3")
+        if version != b"\x03\x04":
+            raise illegal_parameter("server selected a version we did not offer")
+        if hello.legacy_version != ProtocolVersion.TLS12:
+            raise illegal_parameter("ServerHello legacy_version is not 0x0303")
+        if hello.legacy_session_id_echo != self._session_id:
+            raise illegal_parameter("ServerHello does not echo our session id")
+        if hello.legacy_compression_method != 0:
+            raise illegal_parameter("ServerHello compression method is not null")
+        if hello.cipher_suite not in self._config.cipher_suites:
+            raise illegal_parameter("server selected a cipher suite we did not offer")
+        params = SUITES[hello.cipher_suite]
+        if self._params is not None and params is not self._params:
+            raise illegal_parameter("ServerHello cipher suite differs from the retry's")
+        self._params = params
+        self.set_suite(params)
+        if hello.is_hello_retry_request:
+            self._on_hello_retry_request(hello, extensions, raw)
+            return
+        key_share = extensions.get(ExtensionType.KEY_SHARE)
+        if key_share is None:
+            raise TLSError(AlertDescription.MISSING_EXTENSION, "ServerHello without key_share")
+        r = Reader(key_share)
+        group = r.uint16()
+        server_share = r.opaque(2, 1)
+        r.expect_end("key_share")
+        share = self._shares.get(group)
+        if share is None:
+            raise illegal_parameter("server key share for a group we did not send")
+        shared_secret = share.shared_secret(server_share)
+        self._shares.clear()
+        self._group = NamedGroup(group)
+
+        transcript = self._transcript or Transcript(params.hash_name)
+        if self._transcript is None:
+            transcript.update(self._first_hello_raw)
+        transcript.update(raw)
+        schedule = KeySchedule(params)
+        schedule.set_shared_secret(shared_secret)
+        self._client_hs, self._server_hs = schedule.handshake_traffic_secrets(transcript.digest())
+        self.set_read_secret(self._server_hs)
+        self.allow_change_cipher_spec(True)
+        self._transcript = transcript
+        self._schedule = schedule
+        self.state = ClientState.WAIT_ENCRYPTED_EXTENSIONS
+
+    def _on_hello_retry_request(
+        self, hello: ServerHello, extensions: dict[int, bytes], raw: bytes
+    ) -> None:
+        if self._retried:
+            raise unexpected_message("second HelloRetryRequest")
+        self._retried = True
+        self.allow_change_cipher_spec(True)
+        assert self._params is not None
+        selected = extensions.get(ExtensionType.KEY_SHARE)
+        if selected is None or len(selected) != 2:
+            raise decode_error("HelloRetryRequest key_share must name one group")
+        group = int.from_bytes(selected, "big")
+        if group not in self._config.groups or group in self._shares:
+            raise illegal_parameter("HelloRetryRequest asks for a group we cannot use")
+        cookie = extensions.get(ExtensionType.COOKIE)
+        self._cookie = pull_cookie(cookie) if cookie is not None else None
+        transcript = Transcript(self._params.hash_name)
+        transcript.update(self._first_hello_raw)
+        transcript.restart_for_hello_retry()
+        transcript.update(raw)
+        self._shares = {group: ClientKeyShare(NamedGroup(group))}
+        self.send_change_cipher_spec()
+        transcript.update(self._send_client_hello())
+        self._transcript = transcript
+
+    # ----- the server's encrypted flight ----------------------------------------------------
+
+    def _on_encrypted_extensions(self, body: bytes, raw: bytes) -> None:
+        assert self._transcript is not None
+        message = pull_encrypted_extensions(Reader(body))
+        for ext_type, ext_body in message.extensions:
+            if ext_type not in _ENCRYPTED_EXTENSIONS:
+                raise TLSError(
+                    AlertDescription.UNSUPPORTED_EXTENSION, f"extension {ext_type} in EE"
+                )
+            if ext_type == ExtensionType.ALPN:
+                names = pull_alpn(ext_body)
+                if len(names) != 1 or names[0] not in self._config.alpn_protocols:
+                    raise illegal_parameter("server selected an ALPN protocol we did not offer")
+                self._alpn = names[0]
+            elif ext_type == ExtensionType.HEARTBEAT:
+                pull_heartbeat_mode(ext_body)
+                self.heartbeat_negotiated = self._config.heartbeat
+            elif ext_type == ExtensionType.EARLY_DATA:
+                raise illegal_parameter("early_data accepted though never offered")
+        self._transcript.update(raw)
+        self.state = ClientState.WAIT_CERTIFICATE
+
+    def _on_certificate(self, body: bytes, raw: bytes) -> None:
+        assert self._transcript is not None
+        limits = self.limits
+        message = pull_certificate(
+            Reader(body), limits.max_certificate_chain, limits.max_chain_length
+        )
+        if message.request_context:
+            raise illegal_parameter("server Certificate with a request context")
+        if not message.entries:
+            raise decode_error("server sent an empty certificate chain")
+        try:
+            self._chain = [x509.load_der_x509_certificate(e.cert_data) for e in message.entries]
+        except ValueError as exc:
+            raise TLSError(AlertDescription.BAD_CERTIFICATE, "unparseable certificate") from exc
+        self._transcript.update(raw)
+        self.state = ClientState.WAIT_CERTIFICATE_VERIFY
+
+    def _on_certificate_verify(self, body: bytes, raw: bytes, now: float) -> None:
+        assert self._transcript is not None
+        message = pull_certificate_verify(Reader(body))
+        if self._config.verify:
+            verify_server_chain(
+                self._chain, self._config.trust_roots, self.server_name or "", now
+            )
+        content = certificate_verify_content(self._transcript.digest(), server=True)
+        if message.algorithm not in TLS13_SCHEMES or not verify_signature(
+            self._chain[0].public_key(), message.algorithm, content, message.signature
+        ):
+            raise TLSError(AlertDescription.DECRYPT_ERROR, "CertificateVerify does not verify")
+        self._transcript.update(raw)
+        self.peer_certificates = tuple(self._chain)
+        self.state = ClientState.WAIT_FINISHED
+
+    def _on_finished(self, body: bytes, raw: bytes) -> None:
+        assert self._transcript and self._schedule and self._params and self._group
+        finished = pull_finished(Reader(body), self._params.hash_length)
+        expected = self._schedule.finished_verify_data(self._server_hs, self._transcript.digest())
+        if not hmac.compare_digest(finished.verify_data, expected):
+            raise TLSError(AlertDescription.DECRYPT_ERROR, "server Finished does not verify")
+        self._transcript.update(raw)
+        client_app, server_app = self._schedule.application_traffic_secrets(
+            self._transcript.digest()
+        )
+        if not self._retried:
+            self.send_change_cipher_spec()
+        self.set_write_secret(self._client_hs)
+        verify_data = self._schedule.finished_verify_data(
+            self._client_hs, self._transcript.digest()
+        )
+        self._transcript.update(self.send_handshake(HandshakeType.FINISHED, verify_data))
+        self.set_read_secret(server_app)
+        self.set_write_secret(client_app)
+        self.state = ClientState.CONNECTED
+        self.negotiated = ev.HandshakeComplete(
+            version=ProtocolVersion.TLS13,
+            cipher_suite=self._params.suite,
+            group=self._group,
+            alpn_protocol=self._alpn,
+            server_name=self.server_name,
+        )
+        self.complete(self.negotiated)
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+

@@ -1,0 +1,81 @@
+"""Read-only engine configuration, built once per listener (or upstream) at config load."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+from outwork.tls.enums import CipherSuite, NamedGroup
+from outwork.tls.signing import Signer
+
+# Named caps on everything a peer can grow (DESIGN.md). Each has a test that hits it.
+MAX_HANDSHAKE_MESSAGE = 64 * 1024  # any single handshake message
+MAX_CLIENT_HELLO = 64 * 1024  # the ClientHello in particular
+MAX_CERTIFICATE_CHAIN = 64 * 1024  # total encoded chain received (client role)
+MAX_CHAIN_LENGTH = 10  # certificates in a received chain
+MAX_BUFFERED_HANDSHAKE = 128 * 1024  # handshake bytes held while waiting for a full message
+MAX_KEY_UPDATES_PER_FLIGHT = 32  # KeyUpdates processed from one receive_data call
+MAX_EMPTY_RECORDS = 32  # consecutive zero-length records tolerated before a DoS verdict
+
+DEFAULT_CIPHER_SUITES = (
+    CipherSuite.TLS_AES_128_GCM_SHA256,
+    CipherSuite.TLS_AES_256_GCM_SHA384,
+    CipherSuite.TLS_CHACHA20_POLY1305_SHA256,
+)
+
+# Order of preference (issue 2): post-quantum hybrid first.
+DEFAULT_GROUPS = (
+    NamedGroup.X25519MLKEM768,
+    NamedGroup.X25519,
+    NamedGroup.SECP256R1,
+    NamedGroup.SECP384R1,
+    NamedGroup.X448,
+    NamedGroup.SECP521R1,
+)
+
+
+@dataclass(frozen=True)
+class CertifiedKey:
+    """A certificate chain (leaf first) and the signer for the leaf's key."""
+
+    chain: tuple[x509.Certificate, ...]
+    signer: Signer
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_handshake_message: int = MAX_HANDSHAKE_MESSAGE
+    max_client_hello: int = MAX_CLIENT_HELLO
+    max_certificate_chain: int = MAX_CERTIFICATE_CHAIN
+    max_chain_length: int = MAX_CHAIN_LENGTH
+    max_buffered_handshake: int = MAX_BUFFERED_HANDSHAKE
+    max_empty_records: int = MAX_EMPTY_RECORDS
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    certificates: tuple[CertifiedKey, ...]
+    alpn_protocols: tuple[str, ...] = ()
+    heartbeat: bool = False
+    cipher_suites: tuple[CipherSuite, ...] = DEFAULT_CIPHER_SUITES
+    groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
+    limits: Limits = field(default_factory=Limits)
+    # Key that authenticates the HelloRetryRequest cookie (stateless HRR). Per process.
+    cookie_key: bytes = field(default_factory=lambda: os.urandom(32))
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Client role. `trust_roots` empty with verify=True means: fail every handshake."""
+
+    trust_roots: tuple[x509.Certificate, ...] = ()
+    verify: bool = True
+    alpn_protocols: tuple[str, ...] = ()
+    cipher_suites: tuple[CipherSuite, ...] = DEFAULT_CIPHER_SUITES
+    groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
+    # Groups for which a key share goes in the first ClientHello.
+    key_share_groups: tuple[NamedGroup, ...] = (NamedGroup.X25519,)
+    heartbeat: bool = False
+    limits: Limits = field(default_factory=Limits)

@@ -1,0 +1,116 @@
+"""IANA registries used by the TLS engine, one IntEnum each."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ContentType(IntEnum):
+    CHANGE_CIPHER_SPEC = 20
+    ALERT = 21
+    HANDSHAKE = 22
+    APPLICATION_DATA = 23
+    HEARTBEAT = 24
+
+
+class HandshakeType(IntEnum):
+    CLIENT_HELLO = 1
+    SERVER_HELLO = 2
+    NEW_SESSION_TICKET = 4
+    END_OF_EARLY_DATA = 5
+    ENCRYPTED_EXTENSIONS = 8
+    CERTIFICATE = 11
+    CERTIFICATE_REQUEST = 13
+    CERTIFICATE_VERIFY = 15
+    FINISHED = 20
+    KEY_UPDATE = 24
+    MESSAGE_HASH = 254
+
+
+class ExtensionType(IntEnum):
+    SERVER_NAME = 0
+    MAX_FRAGMENT_LENGTH = 1
+    STATUS_REQUEST = 5
+    SUPPORTED_GROUPS = 10
+    EC_POINT_FORMATS = 11
+    SIGNATURE_ALGORITHMS = 13
+    HEARTBEAT = 15
+    ALPN = 16
+    SIGNED_CERTIFICATE_TIMESTAMP = 18
+    PADDING = 21
+    ENCRYPT_THEN_MAC = 22
+    EXTENDED_MASTER_SECRET = 23
+    COMPRESS_CERTIFICATE = 27
+    RECORD_SIZE_LIMIT = 28
+    SESSION_TICKET = 35
+    PRE_SHARED_KEY = 41
+    EARLY_DATA = 42
+    SUPPORTED_VERSIONS = 43
+    COOKIE = 44
+    PSK_KEY_EXCHANGE_MODES = 45
+    CERTIFICATE_AUTHORITIES = 47
+    POST_HANDSHAKE_AUTH = 49
+    SIGNATURE_ALGORITHMS_CERT = 50
+    KEY_SHARE = 51
+    RENEGOTIATION_INFO = 0xFF01
+
+
+class CipherSuite(IntEnum):
+    TLS_AES_128_GCM_SHA256 = 0x1301
+    TLS_AES_256_GCM_SHA384 = 0x1302
+    TLS_CHACHA20_POLY1305_SHA256 = 0x1303
+    TLS_EMPTY_RENEGOTIATION_INFO_SCSV = 0x00FF
+    TLS_FALLBACK_SCSV = 0x5600
+
+
+class NamedGroup(IntEnum):
+    SECP256R1 = 0x0017
+    SECP384R1 = 0x0018
+    SECP521R1 = 0x0019
+    X25519 = 0x001D
+    X448 = 0x001E
+    X25519MLKEM768 = 0x11EC
+
+
+class SignatureScheme(IntEnum):
+    RSA_PKCS1_SHA256 = 0x0401
+    RSA_PKCS1_SHA384 = 0x0501
+    RSA_PKCS1_SHA512 = 0x0601
+    ECDSA_SECP256R1_SHA256 = 0x0403
+    ECDSA_SECP384R1_SHA384 = 0x0503
+    ECDSA_SECP521R1_SHA512 = 0x0603
+    RSA_PSS_RSAE_SHA256 = 0x0804
+    RSA_PSS_RSAE_SHA384 = 0x0805
+    RSA_PSS_RSAE_SHA512 = 0x0806
+    ED25519 = 0x0807
+    ED448 = 0x0808
+    RSA_PSS_PSS_SHA256 = 0x0809
+    RSA_PSS_PSS_SHA384 = 0x080A
+    RSA_PSS_PSS_SHA512 = 0x080B
+
+
+class ProtocolVersion(IntEnum):
+    TLS10 = 0x0301
+    TLS11 = 0x0302
+    TLS12 = 0x0303
+    TLS13 = 0x0304
+
+
+class HeartbeatMessageType(IntEnum):
+    REQUEST = 1
+    RESPONSE = 2
+
+
+class HeartbeatMode(IntEnum):
+    PEER_ALLOWED_TO_SEND = 1
+    PEER_NOT_ALLOWED_TO_SEND = 2
+
+
+class KeyUpdateRequest(IntEnum):
+    UPDATE_NOT_REQUESTED = 0
+    UPDATE_REQUESTED = 1
+
+
+def is_grease(value: int) -> bool:
+    """RFC 8701 GREASE values: 0x?A?A with both bytes equal."""
+    return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)

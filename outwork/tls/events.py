@@ -1,0 +1,77 @@
+"""What the engine reports to its caller after `receive_data`.
+
+The caller (the proxy, the scanner, a test) owns the socket: it feeds bytes in, acts on
+these events, and writes whatever `data_to_send()` returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from outwork.tls.alerts import AlertDescription
+from outwork.tls.enums import CipherSuite, NamedGroup
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeComplete:
+    version: int  # 0x0304 for TLS 1.3
+    cipher_suite: CipherSuite
+    group: NamedGroup | None
+    alpn_protocol: str | None
+    server_name: str | None  # SNI the client sent (server role) or asked for (client role)
+    ja4: str | None = None  # filled once JA4 is implemented (server role)
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationData:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbleedProbe:
+    """A heartbeat request whose payload_length claims more bytes than the record carries.
+
+    Always a security event: nothing is ever echoed for it. `encrypted` tells whether it came
+    inside the protected session or in plaintext during the handshake.
+    """
+
+    claimed_length: int
+    actual_length: int
+    encrypted: bool
+    heartbeat_enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatAnswered:
+    payload_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertReceived:
+    description: AlertDescription | int
+    fatal: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The peer sent close_notify (or closed after a fatal alert). No more data will come."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFailed:
+    """The engine found a protocol error. The alert is already queued in data_to_send();
+    the caller flushes it and closes the transport. The connection stays failed."""
+
+    alert: AlertDescription
+    reason: str
+
+
+Event = (
+    HandshakeComplete
+    | ApplicationData
+    | HeartbleedProbe
+    | HeartbeatAnswered
+    | AlertReceived
+    | ConnectionClosed
+    | ConnectionFailed
+)

@@ -1,0 +1,230 @@
+"""Bodies of the extensions the engine reads or writes, each parsed with its RFC bounds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from outwork.tls.alerts import AlertDescription, TLSError, decode_error, illegal_parameter
+from outwork.tls.codec import Reader, Writer
+from outwork.tls.enums import ExtensionType, HeartbeatMode
+from outwork.tls.messages import Extension, pull_uint16_list
+
+KeyShareEntry = tuple[int, bytes]
+
+MAX_HOST_NAME = 255  # RFC 6066 HostName<1..2^16-1>, but DNS names cap at 255
+MAX_ALPN_NAME = 255
+
+
+def pull_server_name(body: bytes) -> str | None:
+    """RFC 6066 server_name: ServerName server_name_list<1..2^16-1>; one host_name at most."""
+    r = Reader(body)
+    host: str | None = None
+    with r.block(2, 1) as names:
+        while not names.at_end():
+            name_type = names.uint8()
+            name = names.opaque(2, 1)
+            if name_type != 0:
+                continue  # unknown name types are skipped (RFC 6066 3)
+            if host is not None:
+                raise illegal_parameter("more than one host_name in server_name")
+            if len(name) > MAX_HOST_NAME:
+                raise decode_error("host_name too long")
+            try:
+                text = name.decode("ascii")
+            except UnicodeDecodeError as exc:
+                raise decode_error("host_name is not ASCII") from exc
+            if not all(c.isalnum() or c in "-._" for c in text) or text.endswith("."):
+                raise illegal_parameter("host_name is not a valid DNS name")
+            host = text.lower()
+    r.expect_end("server_name")
+    return host
+
+
+def push_server_name(host: str) -> bytes:
+    w = Writer()
+    with w.block(2):
+        w.uint8(0)
+        w.opaque(2, host.encode("ascii"))
+    return w.getvalue()
+
+
+def pull_supported_versions_client(body: bytes) -> tuple[int, ...]:
+    r = Reader(body)
+    with r.block(1, 2, 254) as sub:
+        if sub.remaining() % 2:
+            raise decode_error("odd supported_versions length")
+        versions = tuple(sub.uint16() for _ in range(sub.remaining() // 2))
+    r.expect_end("supported_versions")
+    return versions
+
+
+def pull_uint16_list_ext(body: bytes, minimum: int, name: str) -> tuple[int, ...]:
+    r = Reader(body)
+    values = pull_uint16_list(r, minimum, 0xFFFE)
+    r.expect_end(name)
+    return values
+
+
+def _pull_key_share_entry(r: Reader) -> KeyShareEntry:
+    group = r.uint16()
+    return group, r.opaque(2, 1, 0xFFFF)
+
+
+def pull_key_share_client(body: bytes) -> tuple[KeyShareEntry, ...]:
+    r = Reader(body)
+    entries = r.vector(2, _pull_key_share_entry)
+    r.expect_end("key_share")
+    groups = [g for g, _ in entries]
+    if len(set(groups)) != len(groups):
+        raise illegal_parameter("key_share offers the same group twice")
+    return tuple(entries)
+
+
+def push_key_share_entry(group: int, key_exchange: bytes) -> bytes:
+    w = Writer()
+    w.uint16(group)
+    w.opaque(2, key_exchange)
+    return w.getvalue()
+
+
+def push_key_share_client(entries: tuple[KeyShareEntry, ...]) -> bytes:
+    w = Writer()
+    with w.block(2):
+        for group, key in entries:
+            w.uint16(group)
+            w.opaque(2, key)
+    return w.getvalue()
+
+
+def pull_alpn(body: bytes) -> tuple[str, ...]:
+    """RFC 7301: ProtocolName protocol_name_list<2..2^16-1>, each name <1..2^8-1>."""
+    r = Reader(body)
+    names: list[str] = []
+    with r.block(2, 2) as sub:
+        while not sub.at_end():
+            raw = sub.opaque(1, 1, MAX_ALPN_NAME)
+            names.append(raw.decode("latin-1"))
+    r.expect_end("application_layer_protocol_negotiation")
+    return tuple(names)
+
+
+def push_alpn(names: tuple[str, ...]) -> bytes:
+    w = Writer()
+    with w.block(2):
+        for name in names:
+            w.opaque(1, name.encode("latin-1"))
+    return w.getvalue()
+
+
+def pull_cookie(body: bytes) -> bytes:
+    r = Reader(body)
+    cookie = r.opaque(2, 1, 0xFFFF)
+    r.expect_end("cookie")
+    return cookie
+
+
+def push_cookie(cookie: bytes) -> bytes:
+    w = Writer()
+    w.opaque(2, cookie)
+    return w.getvalue()
+
+
+def pull_heartbeat_mode(body: bytes) -> HeartbeatMode:
+    r = Reader(body)
+    mode = r.uint8()
+    r.expect_end("heartbeat")
+    try:
+        return HeartbeatMode(mode)
+    except ValueError as exc:
+        raise illegal_parameter(f"unknown heartbeat mode {mode}") from exc
+
+
+def pull_psk_key_exchange_modes(body: bytes) -> bytes:
+    r = Reader(body)
+    modes = r.opaque(1, 1, 0xFF)
+    r.expect_end("psk_key_exchange_modes")
+    return modes
+
+
+@dataclass(frozen=True, slots=True)
+class ClientHelloOffer:
+    """What a ClientHello asks for, parsed once, GREASE values kept (the caller filters)."""
+
+    server_name: str | None
+    supported_versions: tuple[int, ...]
+    supported_groups: tuple[int, ...]
+    key_shares: tuple[KeyShareEntry, ...]
+    signature_algorithms: tuple[int, ...]
+    signature_algorithms_cert: tuple[int, ...]
+    alpn: tuple[str, ...]
+    cookie: bytes | None
+    heartbeat_mode: HeartbeatMode | None
+    psk_modes: bytes
+    has_pre_shared_key: bool
+    has_early_data: bool
+    pre_shared_key_last: bool
+
+
+def parse_client_hello_extensions(extensions: tuple[Extension, ...]) -> ClientHelloOffer:
+    server_name = None
+    versions: tuple[int, ...] = ()
+    groups: tuple[int, ...] = ()
+    shares: tuple[KeyShareEntry, ...] = ()
+    sig_algs: tuple[int, ...] = ()
+    sig_algs_cert: tuple[int, ...] = ()
+    alpn: tuple[str, ...] = ()
+    cookie = None
+    heartbeat = None
+    psk_modes = b""
+    has_psk = has_early = False
+    for ext_type, body in extensions:
+        if ext_type == ExtensionType.SERVER_NAME:
+            server_name = pull_server_name(body)
+        elif ext_type == ExtensionType.SUPPORTED_VERSIONS:
+            versions = pull_supported_versions_client(body)
+        elif ext_type == ExtensionType.SUPPORTED_GROUPS:
+            groups = pull_uint16_list_ext(body, 2, "supported_groups")
+        elif ext_type == ExtensionType.KEY_SHARE:
+            shares = pull_key_share_client(body)
+        elif ext_type == ExtensionType.SIGNATURE_ALGORITHMS:
+            sig_algs = pull_uint16_list_ext(body, 2, "signature_algorithms")
+        elif ext_type == ExtensionType.SIGNATURE_ALGORITHMS_CERT:
+            sig_algs_cert = pull_uint16_list_ext(body, 2, "signature_algorithms_cert")
+        elif ext_type == ExtensionType.ALPN:
+            alpn = pull_alpn(body)
+        elif ext_type == ExtensionType.COOKIE:
+            cookie = pull_cookie(body)
+        elif ext_type == ExtensionType.HEARTBEAT:
+            heartbeat = pull_heartbeat_mode(body)
+        elif ext_type == ExtensionType.PSK_KEY_EXCHANGE_MODES:
+            psk_modes = pull_psk_key_exchange_modes(body)
+        elif ext_type == ExtensionType.PRE_SHARED_KEY:
+            has_psk = True
+        elif ext_type == ExtensionType.EARLY_DATA:
+            if body:
+                raise decode_error("early_data in ClientHello must be empty")
+            has_early = True
+    psk_last = bool(extensions) and extensions[-1][0] == ExtensionType.PRE_SHARED_KEY
+    if has_psk and not psk_last:
+        # RFC 8446 4.2.11: pre_shared_key MUST be the last extension.
+        raise illegal_parameter("pre_shared_key is not the last extension")
+    return ClientHelloOffer(
+        server_name,
+        versions,
+        groups,
+        shares,
+        sig_algs,
+        sig_algs_cert,
+        alpn,
+        cookie,
+        heartbeat,
+        psk_modes,
+        has_psk,
+        has_early,
+        psk_last,
+    )
+
+
+def require(condition: bool, alert: AlertDescription, reason: str) -> None:
+    if not condition:
+        raise TLSError(alert, reason)

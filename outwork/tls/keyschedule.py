@@ -1,0 +1,139 @@
+"""TLS 1.3 key schedule (RFC 8446 7.1) and the per-suite parameters it needs."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from outwork.tls.enums import CipherSuite
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteParams:
+    suite: CipherSuite
+    hash_name: str
+    hash_length: int
+    key_length: int
+    aead: type[AESGCM] | type[ChaCha20Poly1305]
+
+
+SUITES: dict[int, SuiteParams] = {
+    CipherSuite.TLS_AES_128_GCM_SHA256: SuiteParams(
+        CipherSuite.TLS_AES_128_GCM_SHA256, "sha256", 32, 16, AESGCM
+    ),
+    CipherSuite.TLS_AES_256_GCM_SHA384: SuiteParams(
+        CipherSuite.TLS_AES_256_GCM_SHA384, "sha384", 48, 32, AESGCM
+    ),
+    CipherSuite.TLS_CHACHA20_POLY1305_SHA256: SuiteParams(
+        CipherSuite.TLS_CHACHA20_POLY1305_SHA256, "sha256", 32, 32, ChaCha20Poly1305
+    ),
+}
+
+IV_LENGTH = 12
+
+
+def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
+    return hmac.digest(salt, ikm, hash_name)
+
+
+def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
+    out = b""
+    block = b""
+    counter = 1
+    while len(out) < length:
+        block = hmac.digest(prk, block + info + bytes((counter,)), hash_name)
+        out += block
+        counter += 1
+    return out[:length]
+
+
+def hkdf_expand_label(
+    hash_name: str, secret: bytes, label: bytes, context: bytes, length: int
+) -> bytes:
+    full_label = b"tls13 " + label
+    info = (
+        length.to_bytes(2, "big")
+        + bytes((len(full_label),))
+        + full_label
+        + bytes((len(context),))
+        + context
+    )
+    return hkdf_expand(hash_name, secret, info, length)
+
+
+class Transcript:
+    """Running hash of the handshake messages (RFC 8446 4.4.1)."""
+
+    def __init__(self, hash_name: str) -> None:
+        self.hash_name = hash_name
+        self._hash: Any = hashlib.new(hash_name)
+
+    def update(self, message: bytes) -> None:
+        self._hash.update(message)
+
+    def digest(self) -> bytes:
+        return bytes(self._hash.copy().digest())
+
+    def restart_for_hello_retry(self) -> None:
+        """Replace ClientHello1 by the synthetic message_hash message (RFC 8446 4.4.1)."""
+        first = self._hash.digest()
+        self._hash = hashlib.new(self.hash_name)
+        self._hash.update(bytes((254, 0, 0, len(first))) + first)
+
+
+class KeySchedule:
+    def __init__(self, params: SuiteParams) -> None:
+        self.params = params
+        self.hash_name = params.hash_name
+        self._zeros = bytes(params.hash_length)
+        self.early_secret = hkdf_extract(self.hash_name, b"\x00", self._zeros)
+        self.handshake_secret = b""
+        self.master_secret = b""
+
+    def derive_secret(self, secret: bytes, label: bytes, transcript_hash: bytes) -> bytes:
+        return hkdf_expand_label(
+            self.hash_name, secret, label, transcript_hash, self.params.hash_length
+        )
+
+    def _empty_hash(self) -> bytes:
+        return hashlib.new(self.hash_name).digest()
+
+    def set_shared_secret(self, shared_secret: bytes) -> None:
+        derived = self.derive_secret(self.early_secret, b"derived", self._empty_hash())
+        self.handshake_secret = hkdf_extract(self.hash_name, derived, shared_secret)
+        derived = self.derive_secret(self.handshake_secret, b"derived", self._empty_hash())
+        self.master_secret = hkdf_extract(self.hash_name, derived, self._zeros)
+
+    def handshake_traffic_secrets(self, transcript_hash: bytes) -> tuple[bytes, bytes]:
+        """(client, server) handshake traffic secrets, after ServerHello."""
+        return (
+            self.derive_secret(self.handshake_secret, b"c hs traffic", transcript_hash),
+            self.derive_secret(self.handshake_secret, b"s hs traffic", transcript_hash),
+        )
+
+    def application_traffic_secrets(self, transcript_hash: bytes) -> tuple[bytes, bytes]:
+        """(client, server) application traffic secrets, after the server Finished."""
+        return (
+            self.derive_secret(self.master_secret, b"c ap traffic", transcript_hash),
+            self.derive_secret(self.master_secret, b"s ap traffic", transcript_hash),
+        )
+
+    def finished_verify_data(self, base_key: bytes, transcript_hash: bytes) -> bytes:
+        finished_key = hkdf_expand_label(
+            self.hash_name, base_key, b"finished", b"", self.params.hash_length
+        )
+        return hmac.digest(finished_key, transcript_hash, self.hash_name)
+
+
+def traffic_key_and_iv(params: SuiteParams, secret: bytes) -> tuple[bytes, bytes]:
+    key = hkdf_expand_label(params.hash_name, secret, b"key", b"", params.key_length)
+    iv = hkdf_expand_label(params.hash_name, secret, b"iv", b"", IV_LENGTH)
+    return key, iv
+
+
+def next_traffic_secret(params: SuiteParams, secret: bytes) -> bytes:
+    return hkdf_expand_label(params.hash_name, secret, b"traffic upd", b"", params.hash_length)

@@ -1,0 +1,85 @@
+"""Record layer: framing limits and TLS 1.3 record protection (RFC 8446 5)."""
+
+from __future__ import annotations
+
+from cryptography.exceptions import InvalidTag
+
+from outwork.tls.alerts import AlertDescription, TLSError, unexpected_message
+from outwork.tls.enums import ContentType
+from outwork.tls.keyschedule import SuiteParams, traffic_key_and_iv
+
+RECORD_HEADER = 5
+MAX_PLAINTEXT = 1 << 14  # TLSPlaintext.length and TLSInnerPlaintext content
+MAX_CIPHERTEXT = MAX_PLAINTEXT + 256  # TLSCiphertext.length, TLS 1.3
+AEAD_TAG = 16
+KNOWN_CONTENT_TYPES = frozenset(int(t) for t in ContentType)
+# The first byte of the largest sequence number we accept before refusing to go on.
+MAX_SEQUENCE = (1 << 64) - 1
+
+
+def record_overflow(reason: str) -> TLSError:
+    return TLSError(AlertDescription.RECORD_OVERFLOW, reason)
+
+
+def frame_plaintext(content_type: int, data: bytes) -> bytes:
+    """Plaintext records (ClientHello, ServerHello, CCS, early alerts), split at 2^14."""
+    out = bytearray()
+    for start in range(0, max(len(data), 1), MAX_PLAINTEXT):
+        chunk = data[start : start + MAX_PLAINTEXT]
+        out += bytes((content_type, 3, 3)) + len(chunk).to_bytes(2, "big") + chunk
+    return bytes(out)
+
+
+class RecordCipher:
+    """One direction's AEAD state for one traffic secret. The AEAD object is made once per
+    key; the nonce is the IV XOR the sequence number, computed on integers."""
+
+    __slots__ = ("_aead", "_iv", "_seq", "secret")
+
+    def __init__(self, params: SuiteParams, secret: bytes) -> None:
+        key, iv = traffic_key_and_iv(params, secret)
+        self._aead = params.aead(key)
+        self._iv = int.from_bytes(iv, "big")
+        self._seq = 0
+        self.secret = secret
+
+    def _next_nonce(self) -> bytes:
+        seq = self._seq
+        if seq >= MAX_SEQUENCE:
+            raise TLSError(AlertDescription.INTERNAL_ERROR, "sequence number exhausted")
+        self._seq = seq + 1
+        return (self._iv ^ seq).to_bytes(12, "big")
+
+    def seal(self, content_type: int, data: bytes | memoryview) -> bytes:
+        """One TLSCiphertext record; `data` must be at most 2^14 bytes."""
+        length = len(data) + 1 + AEAD_TAG
+        header = b"\x17\x03\x03" + length.to_bytes(2, "big")
+        inner = bytes(data) + bytes((content_type,))
+        return header + self._aead.encrypt(self._next_nonce(), inner, header)
+
+    def seal_stream(self, content_type: int, data: bytes) -> list[bytes]:
+        if len(data) <= MAX_PLAINTEXT:
+            return [self.seal(content_type, data)]
+        view = memoryview(data)
+        return [
+            self.seal(content_type, view[start : start + MAX_PLAINTEXT])
+            for start in range(0, len(data), MAX_PLAINTEXT)
+        ]
+
+    def open(self, header: bytes, ciphertext: bytes) -> tuple[int, bytes]:
+        """Decrypt one record; returns (inner content type, content)."""
+        if len(ciphertext) < AEAD_TAG + 1:
+            raise TLSError(AlertDescription.BAD_RECORD_MAC, "record too short to be protected")
+        try:
+            inner = self._aead.decrypt(self._next_nonce(), ciphertext, header)
+        except InvalidTag as exc:
+            raise TLSError(AlertDescription.BAD_RECORD_MAC, "record authentication failed") from exc
+        if len(inner) > MAX_PLAINTEXT + 1:
+            raise record_overflow("inner plaintext longer than 2^14 + 1")
+        # The content type is the last non-zero byte; zeros after it are padding.
+        end = len(inner)
+        while end and inner[end - 1] == 0:
+            end -= 1
+        if end == 0:
+            raise unexpected_message("protected record with no content type")
+        return inner[end - 1], inner[: end - 1]

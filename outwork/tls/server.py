@@ -1,0 +1,339 @@
+"""Server role of the TLS 1.3 handshake (RFC 8446 2, 4): explicit states, one handler each."""
+
+from __future__ import annotations
+
+import hmac
+import os
+from enum import Enum, auto
+
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from outwork.tls import events as ev
+from outwork.tls.alerts import (
+    AlertDescription,
+    TLSError,
+    handshake_failure,
+    illegal_parameter,
+    unexpected_message,
+)
+from outwork.tls.codec import Reader, Writer
+from outwork.tls.config import CertifiedKey, ServerConfig
+from outwork.tls.base import TLSConnection
+from outwork.tls.enums import (
+    ExtensionType,
+    HandshakeType,
+    HeartbeatMode,
+    NamedGroup,
+    ProtocolVersion,
+    SignatureScheme,
+    is_grease,
+)
+from outwork.tls.extensions import (
+    ClientHelloOffer,
+    parse_client_hello_extensions,
+    push_alpn,
+    push_cookie,
+    push_key_share_entry,
+)
+from outwork.tls.groups import server_key_exchange
+from outwork.tls.keyschedule import SUITES, KeySchedule, SuiteParams, Transcript
+from outwork.tls.messages import (
+    HELLO_RETRY_REQUEST_RANDOM,
+    Certificate,
+    CertificateEntry,
+    CertificateVerify,
+    ClientHello,
+    EncryptedExtensions,
+    Extension,
+    ServerHello,
+    handshake_message,
+    pull_client_hello,
+    pull_finished,
+    push_certificate,
+    push_certificate_verify,
+    push_encrypted_extensions,
+    push_server_hello,
+)
+from outwork.tls.signing import TLS13_SCHEMES, certificate_verify_content
+
+_SUPPORTED_VERSIONS_TLS13 = (ProtocolVersion.TLS13).to_bytes(2, "big")
+
+
+class ServerState(Enum):
+    WAIT_CLIENT_HELLO = auto()
+    WAIT_SECOND_CLIENT_HELLO = auto()  # after a HelloRetryRequest
+    WAIT_FINISHED = auto()
+    CONNECTED = auto()
+
+
+class ServerConnection(TLSConnection):
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(config.limits, config.heartbeat)
+        self._config = config
+        self._role = self
+        self.state = ServerState.WAIT_CLIENT_HELLO
+        self._transcript: Transcript | None = None
+        self._schedule: KeySchedule | None = None
+        self._params: SuiteParams | None = None
+        self._first_hello: ClientHello | None = None
+        self._retry_group: NamedGroup | None = None
+        self._cookie: bytes | None = None
+        self._client_hs_secret = b""
+        self._client_app_secret = b""
+        self._negotiated: ev.HandshakeComplete | None = None
+        self.client_hello: ClientHello | None = None  # kept for fingerprinting (JA4)
+
+    def handle(self, msg_type: int, body: bytes, raw: bytes, now: float) -> None:
+        state = self.state
+        if state is ServerState.WAIT_CLIENT_HELLO or state is ServerState.WAIT_SECOND_CLIENT_HELLO:
+            if msg_type != HandshakeType.CLIENT_HELLO:
+                raise unexpected_message(f"expected ClientHello, got handshake type {msg_type}")
+            self._on_client_hello(body, raw)
+        elif state is ServerState.WAIT_FINISHED:
+            if msg_type != HandshakeType.FINISHED:
+                raise unexpected_message(f"expected Finished, got handshake type {msg_type}")
+            self._on_finished(body, raw)
+        else:
+            raise unexpected_message(f"handshake message {msg_type} in state {state.name}")
+
+    # ----- ClientHello ------------------------------------------------------------------
+
+    def _on_client_hello(self, body: bytes, raw: bytes) -> None:
+        hello = pull_client_hello(Reader(body))
+        offer = parse_client_hello_extensions(hello.extensions)
+        retry = self.state is ServerState.WAIT_SECOND_CLIENT_HELLO
+        if not retry:
+            self.client_hello = hello
+        versions = [v for v in offer.supported_versions if not is_grease(v)]
+        if ProtocolVersion.TLS13 not in versions:
+            raise TLSError(AlertDescription.PROTOCOL_VERSION, "client does not offer TLS 1.3")
+        if hello.legacy_compression_methods != b"\x00":
+            raise illegal_parameter("TLS 1.3 requires exactly the null compression method")
+        params = self._choose_suite(hello, retry)
+        certified, scheme = self._choose_certificate(offer)
+        group, client_share = self._choose_group(offer)
+        if offer.has_early_data:
+            # 0-RTT is never accepted: EncryptedExtensions omits early_data, so the client
+            # knows; its early records fail to decrypt and are skipped (RFC 8446 4.2.10).
+            self.skip_early_data()
+
+        if retry:
+            self._check_second_hello(hello, offer, group)
+        elif client_share is None:
+            self._send_hello_retry_request(hello, raw, params, group)
+            return
+        assert client_share is not None
+
+        alpn = self._choose_alpn(offer)
+        transcript = self._transcript or Transcript(params.hash_name)
+        transcript.update(raw)
+        server_share, shared_secret = server_key_exchange(group, client_share)
+        server_hello = ServerHello(
+            ProtocolVersion.TLS12,
+            os.urandom(32),
+            hello.legacy_session_id,
+            params.suite,
+            0,
+            (
+                (ExtensionType.SUPPORTED_VERSIONS, _SUPPORTED_VERSIONS_TLS13),
+                (ExtensionType.KEY_SHARE, push_key_share_entry(group, server_share)),
+            ),
+        )
+        self.set_suite(params)
+        schedule = KeySchedule(params)
+        schedule.set_shared_secret(shared_secret)
+        w = Writer()
+        push_server_hello(w, server_hello)
+        transcript.update(self.send_handshake(HandshakeType.SERVER_HELLO, w.getvalue()))
+        if hello.legacy_session_id and not retry:
+            self.send_change_cipher_spec()  # middlebox compatibility (RFC 8446 D.4)
+        client_hs, server_hs = schedule.handshake_traffic_secrets(transcript.digest())
+        self.set_write_secret(server_hs)
+
+        flight = self._server_flight(offer, transcript, alpn, certified, scheme)
+        verify_data = schedule.finished_verify_data(server_hs, transcript.digest())
+        finished = handshake_message(HandshakeType.FINISHED, verify_data)
+        transcript.update(finished)
+        self.send_handshake_bytes(flight + finished)
+
+        client_app, server_app = schedule.application_traffic_secrets(transcript.digest())
+        self.set_write_secret(server_app)
+        self.set_read_secret(client_hs)
+        self.allow_change_cipher_spec(True)
+        self._transcript = transcript
+        self._schedule = schedule
+        self._params = params
+        self._client_hs_secret = client_hs
+        self._client_app_secret = client_app
+        self._negotiated = ev.HandshakeComplete(
+            version=ProtocolVersion.TLS13,
+            cipher_suite=params.suite,
+            group=group,
+            alpn_protocol=alpn,
+            server_name=offer.server_name,
+        )
+        self.state = ServerState.WAIT_FINISHED
+
+    def _choose_suite(self, hello: ClientHello, retry: bool) -> SuiteParams:
+        offered = set(hello.cipher_suites)
+        for suite in self._config.cipher_suites:
+            if suite in offered:
+                params = SUITES[suite]
+                if retry and self._params is not None and params is not self._params:
+                    raise illegal_parameter("second ClientHello changed the cipher suite")
+                return params
+        raise handshake_failure("no cipher suite in common")
+
+    def _choose_certificate(self, offer: ClientHelloOffer) -> tuple[CertifiedKey, SignatureScheme]:
+        if not offer.signature_algorithms:
+            raise TLSError(AlertDescription.MISSING_EXTENSION, "no signature_algorithms")
+        offered = set(offer.signature_algorithms)
+        for certified in self._config.certificates:
+            for scheme in certified.signer.schemes():
+                if scheme in offered and scheme in TLS13_SCHEMES:
+                    return certified, scheme
+        raise handshake_failure("no certificate the client can verify")
+
+    def _choose_group(self, offer: ClientHelloOffer) -> tuple[NamedGroup, bytes | None]:
+        """The most preferred group the client sent a share for; else the most preferred
+        mutual group, with no share (a HelloRetryRequest asks for it)."""
+        if not offer.supported_groups or not offer.key_shares:
+            raise TLSError(AlertDescription.MISSING_EXTENSION, "no supported_groups or key_share")
+        supported = set(offer.supported_groups)
+        shares = dict(offer.key_shares)
+        for group in shares:
+            if group not in supported and not is_grease(group):
+                raise illegal_parameter("key_share for a group not in supported_groups")
+        for group in self._config.groups:
+            if group in shares:
+                return group, shares[group]
+        for group in self._config.groups:
+            if group in supported:
+                return group, None
+        raise handshake_failure("no key exchange group in common")
+
+    def _choose_alpn(self, offer: ClientHelloOffer) -> str | None:
+        if not offer.alpn or not self._config.alpn_protocols:
+            return None
+        for protocol in self._config.alpn_protocols:
+            if protocol in offer.alpn:
+                return protocol
+        raise TLSError(AlertDescription.NO_APPLICATION_PROTOCOL, "no ALPN protocol in common")
+
+    # ----- HelloRetryRequest ------------------------------------------------------------
+
+    def _send_hello_retry_request(
+        self, hello: ClientHello, raw: bytes, params: SuiteParams, group: NamedGroup
+    ) -> None:
+        transcript = Transcript(params.hash_name)
+        transcript.update(raw)
+        transcript.restart_for_hello_retry()
+        # The cookie binds the retry to this first ClientHello and group; the second
+        # ClientHello must echo it (RFC 8446 4.2.2).
+        self._cookie = hmac.digest(
+            self._config.cookie_key, transcript.digest() + group.to_bytes(2, "big"), "sha256"
+        )
+        retry = ServerHello(
+            ProtocolVersion.TLS12,
+            HELLO_RETRY_REQUEST_RANDOM,
+            hello.legacy_session_id,
+            params.suite,
+            0,
+            (
+                (ExtensionType.SUPPORTED_VERSIONS, _SUPPORTED_VERSIONS_TLS13),
+                (ExtensionType.KEY_SHARE, group.to_bytes(2, "big")),
+                (ExtensionType.COOKIE, push_cookie(self._cookie)),
+            ),
+        )
+        w = Writer()
+        push_server_hello(w, retry)
+        transcript.update(self.send_handshake(HandshakeType.SERVER_HELLO, w.getvalue()))
+        if hello.legacy_session_id:
+            self.send_change_cipher_spec()
+        self.allow_change_cipher_spec(True)
+        self._transcript = transcript
+        self._params = params
+        self._first_hello = hello
+        self._retry_group = group
+        self.state = ServerState.WAIT_SECOND_CLIENT_HELLO
+
+    def _check_second_hello(
+        self, hello: ClientHello, offer: ClientHelloOffer, group: NamedGroup
+    ) -> None:
+        first = self._first_hello
+        assert first is not None and self._cookie is not None
+        if offer.cookie is None or not hmac.compare_digest(offer.cookie, self._cookie):
+            raise illegal_parameter("second ClientHello does not echo the cookie")
+        if [g for g, _ in offer.key_shares] != [self._retry_group] or group != self._retry_group:
+            raise illegal_parameter("second ClientHello must offer exactly the requested share")
+        if (
+            hello.random != first.random
+            or hello.legacy_session_id != first.legacy_session_id
+            or hello.cipher_suites != first.cipher_suites
+        ):
+            raise illegal_parameter("second ClientHello changed more than RFC 8446 4.1.2 allows")
+
+    # ----- the server's flight ----------------------------------------------------------
+
+    def _server_flight(
+        self,
+        offer: ClientHelloOffer,
+        transcript: Transcript,
+        alpn: str | None,
+        certified: CertifiedKey,
+        scheme: SignatureScheme,
+    ) -> bytes:
+        extensions: list[Extension] = []
+        if alpn is not None:
+            extensions.append((ExtensionType.ALPN, push_alpn((alpn,))))
+        if offer.heartbeat_mode is not None and self.heartbeat_enabled:
+            extensions.append((ExtensionType.HEARTBEAT, bytes((HeartbeatMode.PEER_ALLOWED_TO_SEND,))))
+            self.heartbeat_negotiated = True
+        if offer.server_name is not None:
+            extensions.append((ExtensionType.SERVER_NAME, b""))
+        w = Writer()
+        push_encrypted_extensions(w, EncryptedExtensions(tuple(extensions)))
+        flight = handshake_message(HandshakeType.ENCRYPTED_EXTENSIONS, w.getvalue())
+        transcript.update(flight)
+
+        entries = tuple(
+            CertificateEntry(cert.public_bytes(Encoding.DER), ()) for cert in certified.chain
+        )
+        w = Writer()
+        push_certificate(w, Certificate(b"", entries))
+        message = handshake_message(HandshakeType.CERTIFICATE, w.getvalue())
+        transcript.update(message)
+        flight += message
+
+        signature = certified.signer.sign(
+            scheme, certificate_verify_content(transcript.digest(), server=True)
+        )
+        w = Writer()
+        push_certificate_verify(w, CertificateVerify(scheme, signature))
+        message = handshake_message(HandshakeType.CERTIFICATE_VERIFY, w.getvalue())
+        transcript.update(message)
+        return flight + message
+
+    # ----- client Finished ----------------------------------------------------------------
+
+    def _on_finished(self, body: bytes, raw: bytes) -> None:
+        assert self._transcript and self._schedule and self._params and self._negotiated
+        finished = pull_finished(Reader(body), self._params.hash_length)
+        expected = self._schedule.finished_verify_data(
+            self._client_hs_secret, self._transcript.digest()
+        )
+        if not hmac.compare_digest(finished.verify_data, expected):
+            raise TLSError(AlertDescription.DECRYPT_ERROR, "client Finished does not verify")
+        self._transcript.update(raw)
+        # Only now, with the client's Finished verified, is its traffic key reachable.
+        self.set_read_secret(self._client_app_secret)
+        self.state = ServerState.CONNECTED
+        self._client_hs_secret = b""
+        self.complete(self._negotiated)
+
+    @property
+    def negotiated(self) -> ev.HandshakeComplete | None:
+        return self._negotiated if self.state is ServerState.CONNECTED else None
+
+
+

@@ -1,0 +1,93 @@
+"""The signer interface: the engine never touches a private key, only asks for signatures.
+
+A file-backed key and a PKCS#11 (HSM) key look the same to the engine.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
+from outwork.tls.enums import SignatureScheme
+
+
+class Signer(Protocol):
+    def public_key(self) -> CertificatePublicKeyTypes: ...
+
+    def schemes(self) -> tuple[SignatureScheme, ...]:
+        """Signature schemes this key can produce, in order of preference."""
+        ...
+
+    def sign(self, scheme: SignatureScheme, data: bytes) -> bytes: ...
+
+
+# Schemes valid in a TLS 1.3 CertificateVerify (RFC 8446 4.2.3: no PKCS#1 v1.5, no SHA-1).
+TLS13_SCHEMES = frozenset(
+    {
+        SignatureScheme.ECDSA_SECP256R1_SHA256,
+        SignatureScheme.ECDSA_SECP384R1_SHA384,
+        SignatureScheme.ECDSA_SECP521R1_SHA512,
+        SignatureScheme.RSA_PSS_RSAE_SHA256,
+        SignatureScheme.RSA_PSS_RSAE_SHA384,
+        SignatureScheme.RSA_PSS_RSAE_SHA512,
+        SignatureScheme.ED25519,
+    }
+)
+
+_SCHEME_HASH: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
+    SignatureScheme.ECDSA_SECP256R1_SHA256: hashes.SHA256,
+    SignatureScheme.ECDSA_SECP384R1_SHA384: hashes.SHA384,
+    SignatureScheme.ECDSA_SECP521R1_SHA512: hashes.SHA512,
+    SignatureScheme.RSA_PSS_RSAE_SHA256: hashes.SHA256,
+    SignatureScheme.RSA_PSS_RSAE_SHA384: hashes.SHA384,
+    SignatureScheme.RSA_PSS_RSAE_SHA512: hashes.SHA512,
+}
+
+_SCHEME_CURVE = {
+    SignatureScheme.ECDSA_SECP256R1_SHA256: "secp256r1",
+    SignatureScheme.ECDSA_SECP384R1_SHA384: "secp384r1",
+    SignatureScheme.ECDSA_SECP521R1_SHA512: "secp521r1",
+}
+
+
+def certificate_verify_content(transcript_hash: bytes, server: bool) -> bytes:
+    """RFC 8446 4.4.3: 64 spaces, context string, a zero byte, the transcript hash."""
+    context = b"TLS 1.3, server CertificateVerify" if server else b"TLS 1.3, client CertificateVerify"
+    return b" " * 64 + context + b"\x00" + transcript_hash
+
+
+def verify_signature(
+    public_key: CertificatePublicKeyTypes, scheme: int, data: bytes, signature: bytes
+) -> bool:
+    """True when `signature` is a valid TLS 1.3 signature by `public_key` with `scheme`."""
+    try:
+        scheme = SignatureScheme(scheme)
+    except ValueError:
+        return False
+    if scheme not in TLS13_SCHEMES:
+        return False
+    try:
+        if scheme == SignatureScheme.ED25519:
+            if not isinstance(public_key, ed25519.Ed25519PublicKey):
+                return False
+            public_key.verify(signature, data)
+            return True
+        algorithm = _SCHEME_HASH[scheme]()
+        if scheme in _SCHEME_CURVE:
+            if not isinstance(public_key, ec.EllipticCurvePublicKey):
+                return False
+            if public_key.curve.name != _SCHEME_CURVE[scheme]:
+                return False
+            public_key.verify(signature, data, ec.ECDSA(algorithm))
+            return True
+        if not isinstance(public_key, rsa.RSAPublicKey):
+            return False
+        pss = padding.PSS(mgf=padding.MGF1(algorithm), salt_length=algorithm.digest_size)
+        public_key.verify(signature, data, pss, algorithm)
+        return True
+    except InvalidSignature:
+        return False

@@ -1,0 +1,52 @@
+"""Client role: verify a server's certificate chain and name with cryptography's verifier."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+
+from cryptography import x509
+from cryptography.x509.verification import (
+    DNSName,
+    IPAddress,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from outwork.tls.alerts import AlertDescription, TLSError
+
+
+def verify_server_chain(
+    chain: list[x509.Certificate],
+    trust_roots: tuple[x509.Certificate, ...],
+    server_name: str,
+    now: float,
+) -> None:
+    """Raise a TLSError with the fitting alert unless the chain leads to a trust root and the
+    leaf is valid for `server_name` at time `now` (seconds since the epoch)."""
+    if not trust_roots:
+        raise TLSError(AlertDescription.UNKNOWN_CA, "no trust roots configured")
+    subject: DNSName | IPAddress
+    try:
+        subject = IPAddress(ipaddress.ip_address(server_name))
+    except ValueError:
+        subject = DNSName(server_name)
+    when = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+    leaf = chain[0]
+    if not leaf.not_valid_before_utc <= when <= leaf.not_valid_after_utc:
+        raise TLSError(AlertDescription.CERTIFICATE_EXPIRED, "server certificate is not valid now")
+    verifier = (
+        PolicyBuilder().store(Store(list(trust_roots))).time(when).build_server_verifier(subject)
+    )
+    try:
+        verifier.verify(leaf, chain[1:])
+    except VerificationError as exc:
+        message = str(exc)
+        if "not valid at validation time" in message:
+            alert = AlertDescription.CERTIFICATE_EXPIRED  # an intermediate out of its validity
+        elif "subjectAltName" in message:
+            alert = AlertDescription.BAD_CERTIFICATE
+        else:
+            alert = AlertDescription.UNKNOWN_CA
+        raise TLSError(alert, f"server certificate rejected: {message}") from exc

@@ -1,0 +1,192 @@
+"""The engine end to end in memory: both roles, every key type, group and suite; HRR; key
+updates; alerts. Byte-level rejects live in test_rejects.py, heartbeat in test_heartbeat.py."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from outwork.tls import events as ev
+from outwork.tls.alerts import AlertDescription
+from outwork.tls.config import DEFAULT_GROUPS, ClientConfig, ServerConfig
+from outwork.tls.connection import ClientConnection, ServerConnection
+from outwork.tls.enums import CipherSuite, NamedGroup
+from tests.tls.inmemory import connected_pair, pump
+from tests.tls.pki import KEY_TYPES, Leaf, CertAuthority
+
+
+def server_config(leaf: Leaf, **kwargs: object) -> ServerConfig:
+    return ServerConfig(certificates=(leaf.certified(),), **kwargs)  # type: ignore[arg-type]
+
+
+def failures(events: list[ev.Event]) -> list[ev.ConnectionFailed]:
+    return [e for e in events if isinstance(e, ev.ConnectionFailed)]
+
+
+@pytest.mark.parametrize("kind", KEY_TYPES)
+@pytest.mark.parametrize("group", DEFAULT_GROUPS, ids=lambda g: g.name)
+def test_handshake_every_key_type_and_group(
+    kind: str, group: NamedGroup, ca: CertAuthority, leaves: dict[str, Leaf]
+) -> None:
+    client, server, client_events, server_events = connected_pair(
+        server_config(leaves[kind]),
+        ClientConfig(trust_roots=(ca.cert,), key_share_groups=(group,), groups=(group,)),
+    )
+    assert client.is_established and server.is_established, (client_events, server_events)
+    assert client.negotiated is not None and client.negotiated.group == group
+    assert server.negotiated == client.negotiated
+    client.send_data(b"ping")
+    server_got = pump(client, server)[1]
+    assert [e for e in server_got if isinstance(e, ev.ApplicationData)] == [ev.ApplicationData(b"ping")]
+
+
+@pytest.mark.parametrize("suite", list(CipherSuite)[:3], ids=lambda s: s.name)
+def test_each_suite_moves_large_data_both_ways(suite: CipherSuite, ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+    client, server, _, _ = connected_pair(
+        server_config(leaves["ecdsa-p256"]),
+        ClientConfig(trust_roots=(ca.cert,), cipher_suites=(suite,)),
+    )
+    assert server.negotiated is not None and server.negotiated.cipher_suite == suite
+    payload = bytes(range(256)) * 300  # several records
+    server.send_data(payload)
+    client_events, _ = pump(client, server)
+    assert b"".join(e.data for e in client_events if isinstance(e, ev.ApplicationData)) == payload
+    client.send_data(payload)
+    _, server_events = pump(client, server)
+    assert b"".join(e.data for e in server_events if isinstance(e, ev.ApplicationData)) == payload
+
+
+def test_server_prefers_post_quantum_hybrid_when_offered(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+    client, server, _, _ = connected_pair(
+        server_config(leaves["ecdsa-p256"]),
+        ClientConfig(
+            trust_roots=(ca.cert,),
+            key_share_groups=(NamedGroup.X25519, NamedGroup.X25519MLKEM768),
+        ),
+    )
+    assert server.negotiated is not None
+    assert server.negotiated.group == NamedGroup.X25519MLKEM768
+
+
+def test_hello_retry_request_when_no_usable_share(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+    client, server, client_events, _ = connected_pair(
+        server_config(leaves["ecdsa-p256"], groups=(NamedGroup.X25519,)),
+        ClientConfig(
+            trust_roots=(ca.cert,),
+            key_share_groups=(NamedGroup.SECP256R1,),
+            groups=(NamedGroup.SECP256R1, NamedGroup.X25519),
+        ),
+    )
+    assert client.is_established, client_events
+    assert client.negotiated is not None and client.negotiated.group == NamedGroup.X25519
+
+
+def test_no_common_group_is_handshake_failure(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+    _, server, client_events, server_events = connected_pair(
+        server_config(leaves["ecdsa-p256"], groups=(NamedGroup.X25519,)),
+        ClientConfig(
+            trust_roots=(ca.cert,),
+            key_share_groups=(NamedGroup.SECP256R1,),
+            groups=(NamedGroup.SECP256R1,),
+        ),
+    )
+    assert failures(server_events)[0].alert == AlertDescription.HANDSHAKE_FAILURE
+    assert any(
+        isinstance(e, ev.AlertReceived) and e.description == AlertDescription.HANDSHAKE_FAILURE
+        for e in client_events
+    )
+
+
+def test_alpn_server_preference_and_mismatch(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+    client, _, _, _ = connected_pair(
+        server_config(leaves["ecdsa-p256"], alpn_protocols=("h2", "http/1.1")),
+        ClientConfig(trust_roots=(ca.cert,), alpn_protocols=("http/1.1", "h2")),
+    )
+    assert client.negotiated is not None and client.negotiated.alpn_protocol == "h2"
+    _, _, _, server_events = connected_pair(
+        server_config(leaves["ecdsa-p256"], alpn_protocols=("h2",)),
+        ClientConfig(trust_roots=(ca.cert,), alpn_protocols=("http/1.1",)),
+    )
+    assert failures(server_events)[0].alert == AlertDescription.NO_APPLICATION_PROTOCOL
+
+
+def test_server_name_is_reported(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+    _, server, _, _ = connected_pair(
+        server_config(leaves["ecdsa-p256"]), ClientConfig(trust_roots=(ca.cert,)), "LocalHost"
+    )
+    assert server.negotiated is not None and server.negotiated.server_name == "localhost"
+
+
+@pytest.mark.parametrize(
+    ("trust", "name", "alert"),
+    [
+        ("other-ca", "localhost", AlertDescription.UNKNOWN_CA),
+        ("ca", "wrong.example", AlertDescription.BAD_CERTIFICATE),
+        ("none", "localhost", AlertDescription.UNKNOWN_CA),
+    ],
+)
+def test_client_rejects_unverifiable_server(
+    trust: str, name: str, alert: AlertDescription, ca: CertAuthority, leaves: dict[str, Leaf]
+) -> None:
+    roots = {"ca": (ca.cert,), "other-ca": (CertAuthority().cert,), "none": ()}[trust]
+    client, _, client_events, server_events = connected_pair(
+        server_config(leaves["ecdsa-p256"]), ClientConfig(trust_roots=roots), name
+    )
+    assert failures(client_events)[0].alert == alert
+    assert not client.is_established
+    assert any(isinstance(e, ev.AlertReceived) and e.description == alert for e in server_events)
+
+
+def test_client_rejects_expired_server_certificate(ca: CertAuthority) -> None:
+    expired = ca.issue("ecdsa-p256", expired=True)
+    _, _, client_events, _ = connected_pair(server_config(expired), ClientConfig(trust_roots=(ca.cert,)))
+    assert failures(client_events)[0].alert == AlertDescription.CERTIFICATE_EXPIRED
+
+
+def test_key_update_both_ways(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+    client, server, _, _ = connected_pair(server_config(leaves["ed25519"]), ClientConfig(trust_roots=(ca.cert,)))
+    for _ in range(3):
+        client.update_write_key(request_peer_update=True)
+        client.send_data(b"after update")
+        client_events, server_events = pump(client, server)
+        assert ev.ApplicationData(b"after update") in server_events
+        server.send_data(b"server after update")
+        client_events, _ = pump(client, server)
+        assert ev.ApplicationData(b"server after update") in client_events
+        assert not failures(client_events + server_events)
+
+
+def test_key_update_flood_is_refused(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+    client, server, _, _ = connected_pair(server_config(leaves["ecdsa-p256"]), ClientConfig(trust_roots=(ca.cert,)))
+    for _ in range(40):
+        client.update_write_key(request_peer_update=False)
+    events = server.receive_data(client.data_to_send(), time.time())
+    assert failures(events)[0].alert == AlertDescription.UNEXPECTED_MESSAGE
+
+
+def test_close_notify_both_ways(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+    client, server, _, _ = connected_pair(server_config(leaves["ecdsa-p256"]), ClientConfig(trust_roots=(ca.cert,)))
+    client.close()
+    server_events = server.receive_data(client.data_to_send(), time.time())
+    assert ev.ConnectionClosed() in server_events and server.is_closed
+    client_events = client.receive_data(server.data_to_send(), time.time())
+    assert client_events == []  # already closed on our side: nothing more is processed
+    with pytest.raises(RuntimeError):
+        server.send_data(b"late")
+
+
+def test_failed_connection_stays_failed(leaves: dict[str, Leaf]) -> None:
+    server = ServerConnection(server_config(leaves["ecdsa-p256"]))
+    events = server.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", time.time())
+    assert failures(events)[0].alert == AlertDescription.UNEXPECTED_MESSAGE
+    assert server.data_to_send() == b"\x15\x03\x03\x00\x02\x02\x0a"
+    assert server.receive_data(b"\x16\x03\x01\x00\x05hello", time.time()) == []
+    assert server.data_to_send() == b""
+
+
+def test_send_before_handshake_is_a_caller_error(leaves: dict[str, Leaf]) -> None:
+    with pytest.raises(RuntimeError):
+        ServerConnection(server_config(leaves["ecdsa-p256"])).send_data(b"x")
+    with pytest.raises(RuntimeError):
+        ClientConnection(ClientConfig()).send_data(b"x")
