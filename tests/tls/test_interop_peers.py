@@ -1,0 +1,189 @@
+"""The engine against real TLS peers on loopback, without the proxy in between: the server
+role with openssl s_client (HRR, key update), gnutls-cli and Python's ssl; the client role
+with openssl s_server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from outwork.tls import events as ev
+from outwork.tls.config import ClientConfig, ServerConfig
+from outwork.tls.enums import CipherSuite, NamedGroup
+from tests.tls.engine_peers import EngineServer, client_exchange
+from tests.tls.pki import CertAuthority, Leaf
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        pytest.fail(f"{tool} is not installed (make test installs it)")
+    return path
+
+
+@pytest.fixture
+def engine_server(leaves: dict[str, Leaf]) -> Iterator[EngineServer]:
+    server = EngineServer(ServerConfig(certificates=(leaves["ecdsa-p256"].certified(),)))
+    yield server
+    server.close()
+
+
+def converse(command: list[str], lines: list[bytes], until: bytes, timeout: float = 15) -> bytes:
+    """Run an interactive TLS client, type `lines` into it with pauses, and return its stdout
+    once `until` has appeared (or the client exited, or time ran out)."""
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    assert proc.stdin is not None and proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    output = b""
+    deadline = time.time() + timeout
+    pending = list(lines)
+    next_line = time.time() + 0.5
+    try:
+        while time.time() < deadline and until not in output:
+            if pending and time.time() >= next_line:
+                proc.stdin.write(pending.pop(0))
+                proc.stdin.flush()
+                next_line = time.time() + 0.3
+            chunk = proc.stdout.read()
+            if chunk:
+                output += chunk
+            elif proc.poll() is not None:
+                break
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    return output
+
+
+def s_client(port: int, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [need("openssl"), "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
+         "localhost", "-ign_eof", *args],
+        input=REQUEST, capture_output=True, timeout=20,
+    )
+
+
+def test_openssl_s_client_after_hello_retry_request(leaves: dict[str, Leaf]) -> None:
+    server = EngineServer(
+        ServerConfig(certificates=(leaves["ecdsa-p256"].certified(),), groups=(NamedGroup.X25519,))
+    )
+    try:
+        # openssl sends a P-256 share first; the server wants X25519 and asks again.
+        result = s_client(server.port, "-tls1_3", "-groups", "P-256:X25519")
+    finally:
+        server.close()
+    out = result.stdout.decode()
+    assert "Server Temp Key: X25519" in out, result.stderr.decode()
+    assert "\r\n\r\nhello" in out
+
+
+def test_openssl_s_client_key_update(engine_server: EngineServer) -> None:
+    # Typed alone on a line, "K" makes s_client send a KeyUpdate with update_requested.
+    output = converse(
+        [need("openssl"), "s_client", "-connect", f"127.0.0.1:{engine_server.port}", "-tls1_3"],
+        [b"K\n", REQUEST],
+        until=b"\r\n\r\nhello",
+    )
+    assert b"KEYUPDATE" in output
+    assert b"\r\n\r\nhello" in output, output.decode()[-800:]
+    assert not engine_server.wait_for(ev.ConnectionFailed, timeout=0.2)
+
+
+@pytest.mark.parametrize("kind", ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "ed25519"])
+def test_gnutls_cli_each_key_type(kind: str, ca: CertAuthority, leaves: dict[str, Leaf], tmp_path: Path) -> None:
+    server = EngineServer(ServerConfig(certificates=(leaves[kind].certified(),)))
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(ca.cert.public_bytes(Encoding.PEM))
+    try:
+        output = converse(
+            [need("gnutls-cli"), "--x509cafile", str(ca_file), "--priority",
+             "NORMAL:-VERS-ALL:+VERS-TLS1.3", "-p", str(server.port), "localhost"],
+            [REQUEST],
+            until=b"\r\n\r\nhello",
+        )
+    finally:
+        server.close()
+    assert b"(TLS1.3" in output, output.decode()
+    assert b"\r\n\r\nhello" in output
+
+
+@pytest.mark.parametrize("kind", ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "ed25519"])
+def test_python_ssl_each_key_type(kind: str, ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+    server = EngineServer(ServerConfig(certificates=(leaves[kind].certified(),)))
+    context = ssl.create_default_context(cadata=ca.cert.public_bytes(
+        Encoding.PEM
+    ).decode())
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                assert tls.version() == "TLSv1.3"
+                tls.sendall(REQUEST)
+                body = b""
+                while chunk := tls.recv(4096):
+                    body += chunk
+    finally:
+        server.close()
+    assert body.endswith(b"hello")
+
+
+@pytest.fixture
+def s_server(leaves: dict[str, Leaf], tmp_path: Path) -> Iterator[int]:
+    cert, key = leaves["ecdsa-p256"].write(tmp_path, "leaf")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [need("openssl"), "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(cert), "-key",
+         str(key), "-tls1_3", "-www", "-groups", "X25519:P-256:P-384:X448"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield port
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.parametrize("suite", list(CipherSuite)[:3], ids=lambda s: s.name)
+@pytest.mark.parametrize(
+    "groups",
+    [(NamedGroup.X25519,), (NamedGroup.SECP256R1,), (NamedGroup.SECP384R1,),
+     (NamedGroup.X25519MLKEM768,)],  # the last one makes openssl 3.0 send a HelloRetryRequest
+    ids=lambda g: g[0].name,
+)
+def test_engine_client_against_openssl_s_server(
+    s_server: int, suite: CipherSuite, groups: tuple[NamedGroup, ...], ca: CertAuthority
+) -> None:
+    config = ClientConfig(
+        trust_roots=(ca.cert,), cipher_suites=(suite,), key_share_groups=groups,
+        groups=groups + (NamedGroup.X25519,) if groups[0] == NamedGroup.X25519MLKEM768 else groups,
+    )
+    conn, events, body = client_exchange(s_server, config, "localhost")
+    assert conn.negotiated is not None, events
+    assert conn.negotiated.cipher_suite == suite
+    assert body.startswith(b"HTTP/1.0 200 ok")
+
+
+def test_engine_client_refuses_s_server_with_untrusted_certificate(s_server: int) -> None:
+    conn, events, _ = client_exchange(s_server, ClientConfig(trust_roots=(CertAuthority().cert,)), "localhost")
+    assert conn.negotiated is None
+    assert any(isinstance(e, ev.ConnectionFailed) for e in events)
