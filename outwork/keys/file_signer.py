@@ -24,13 +24,13 @@ _HASHES: dict[SignatureScheme, hashes.HashAlgorithm] = {
     SignatureScheme.RSA_PKCS1_SHA512: hashes.SHA512(),
 }
 
-_EC_SCHEMES = {
+_EC_SCHEMES: dict[str, tuple[SignatureScheme, ...]] = {
     "secp256r1": (SignatureScheme.ECDSA_SECP256R1_SHA256,),
     "secp384r1": (SignatureScheme.ECDSA_SECP384R1_SHA384,),
     "secp521r1": (SignatureScheme.ECDSA_SECP521R1_SHA512,),
 }
 
-_RSA_SCHEMES = (
+_RSA_SCHEMES: tuple[SignatureScheme, ...] = (
     SignatureScheme.RSA_PSS_RSAE_SHA256,
     SignatureScheme.RSA_PSS_RSAE_SHA384,
     SignatureScheme.RSA_PSS_RSAE_SHA512,
@@ -87,7 +87,9 @@ def load_certified_key(cert_path: str | Path, key_path: str | Path) -> Certified
     if not chain:
         raise ValueError(f"{cert_path}: no certificate found")
     key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
-    if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
+    if not isinstance(
+        key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)
+    ):
         raise ValueError(f"{key_path}: unsupported key type {type(key).__name__}")
     signer = FileSigner(key)
     public_der = serialization.PublicFormat.SubjectPublicKeyInfo

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from outwork.tls import events as ev
 from outwork.tls.alerts import AlertDescription, TLSError, decode_error, unexpected_message
-from outwork.tls.codec import Reader
+from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import MAX_KEY_UPDATES_PER_FLIGHT, Limits
 from outwork.tls.enums import ContentType, HandshakeType, HeartbeatMessageType
 from outwork.tls.keyschedule import SuiteParams, next_traffic_secret
@@ -27,7 +27,6 @@ from outwork.tls.messages import (
     push_heartbeat,
     push_key_update,
 )
-from outwork.tls.codec import Writer
 from outwork.tls.records import (
     KNOWN_CONTENT_TYPES,
     MAX_CIPHERTEXT,

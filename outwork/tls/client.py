@@ -17,9 +17,9 @@ from outwork.tls.alerts import (
     illegal_parameter,
     unexpected_message,
 )
+from outwork.tls.base import TLSConnection
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import ClientConfig
-from outwork.tls.base import TLSConnection
 from outwork.tls.enums import ExtensionType, HandshakeType, NamedGroup, ProtocolVersion
 from outwork.tls.extensions import (
     pull_alpn,
@@ -49,14 +49,25 @@ from outwork.tls.signing import TLS13_SCHEMES, certificate_verify_content, verif
 from outwork.tls.verify import verify_server_chain
 
 # Extensions a ServerHello / HelloRetryRequest / EncryptedExtensions may carry (RFC 8446 4.2).
-_SERVER_HELLO_EXTENSIONS = {ExtensionType.SUPPORTED_VERSIONS, ExtensionType.KEY_SHARE,
-                            ExtensionType.PRE_SHARED_KEY}
-_RETRY_EXTENSIONS = {ExtensionType.SUPPORTED_VERSIONS, ExtensionType.KEY_SHARE,
-                     ExtensionType.COOKIE}
-_ENCRYPTED_EXTENSIONS = {ExtensionType.SERVER_NAME, ExtensionType.MAX_FRAGMENT_LENGTH,
-                         ExtensionType.SUPPORTED_GROUPS, ExtensionType.HEARTBEAT,
-                         ExtensionType.ALPN, ExtensionType.RECORD_SIZE_LIMIT,
-                         ExtensionType.EARLY_DATA}
+_SERVER_HELLO_EXTENSIONS = {
+    ExtensionType.SUPPORTED_VERSIONS,
+    ExtensionType.KEY_SHARE,
+    ExtensionType.PRE_SHARED_KEY,
+}
+_RETRY_EXTENSIONS = {
+    ExtensionType.SUPPORTED_VERSIONS,
+    ExtensionType.KEY_SHARE,
+    ExtensionType.COOKIE,
+}
+_ENCRYPTED_EXTENSIONS = {
+    ExtensionType.SERVER_NAME,
+    ExtensionType.MAX_FRAGMENT_LENGTH,
+    ExtensionType.SUPPORTED_GROUPS,
+    ExtensionType.HEARTBEAT,
+    ExtensionType.ALPN,
+    ExtensionType.RECORD_SIZE_LIMIT,
+    ExtensionType.EARLY_DATA,
+}
 MAX_TICKETS = 8  # NewSessionTickets accepted per connection before it counts as a flood
 
 
@@ -178,7 +189,9 @@ class ClientConnection(TLSConnection):
         extensions = dict(hello.extensions)
         allowed = _RETRY_EXTENSIONS if hello.is_hello_retry_request else _SERVER_HELLO_EXTENSIONS
         if not set(extensions) <= allowed:
-            raise TLSError(AlertDescription.UNSUPPORTED_EXTENSION, "unexpected ServerHello extension")
+            raise TLSError(
+                AlertDescription.UNSUPPORTED_EXTENSION, "unexpected ServerHello extension"
+            )
         version = extensions.get(ExtensionType.SUPPORTED_VERSIONS)
         if version is None:
             raise TLSError(AlertDescription.PROTOCOL_VERSION, "server did not select TLS 1.3")
@@ -296,9 +309,7 @@ class ClientConnection(TLSConnection):
         assert self._transcript is not None
         message = pull_certificate_verify(Reader(body))
         if self._config.verify:
-            verify_server_chain(
-                self._chain, self._config.trust_roots, self.server_name or "", now
-            )
+            verify_server_chain(self._chain, self._config.trust_roots, self.server_name or "", now)
         content = certificate_verify_content(self._transcript.digest(), server=True)
         if message.algorithm not in TLS13_SCHEMES or not verify_signature(
             self._chain[0].public_key(), message.algorithm, content, message.signature
@@ -344,5 +355,3 @@ def _is_ip_address(name: str) -> bool:
     except ValueError:
         return False
     return True
-
-

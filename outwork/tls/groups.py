@@ -17,7 +17,7 @@ _CURVES: dict[int, type[ec.EllipticCurve]] = {
 # Exact share sizes (RFC 8446 4.2.8.2: uncompressed points only; the ML-KEM hybrid draft).
 MLKEM768_ENCAPSULATION_KEY = 1184
 MLKEM768_CIPHERTEXT = 1088
-CLIENT_SHARE_SIZE = {
+CLIENT_SHARE_SIZE: dict[int, int] = {
     NamedGroup.X25519: 32,
     NamedGroup.X448: 56,
     NamedGroup.SECP256R1: 65,
@@ -25,7 +25,10 @@ CLIENT_SHARE_SIZE = {
     NamedGroup.SECP521R1: 133,
     NamedGroup.X25519MLKEM768: MLKEM768_ENCAPSULATION_KEY + 32,
 }
-SERVER_SHARE_SIZE = {**CLIENT_SHARE_SIZE, NamedGroup.X25519MLKEM768: MLKEM768_CIPHERTEXT + 32}
+SERVER_SHARE_SIZE: dict[int, int] = {
+    **CLIENT_SHARE_SIZE,
+    NamedGroup.X25519MLKEM768: MLKEM768_CIPHERTEXT + 32,
+}
 
 
 def _x25519_exchange(peer: bytes) -> tuple[bytes, bytes]:

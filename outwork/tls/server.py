@@ -16,9 +16,9 @@ from outwork.tls.alerts import (
     illegal_parameter,
     unexpected_message,
 )
+from outwork.tls.base import TLSConnection
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import CertifiedKey, ServerConfig
-from outwork.tls.base import TLSConnection
 from outwork.tls.enums import (
     ExtensionType,
     HandshakeType,
@@ -287,7 +287,9 @@ class ServerConnection(TLSConnection):
         if alpn is not None:
             extensions.append((ExtensionType.ALPN, push_alpn((alpn,))))
         if offer.heartbeat_mode is not None and self.heartbeat_enabled:
-            extensions.append((ExtensionType.HEARTBEAT, bytes((HeartbeatMode.PEER_ALLOWED_TO_SEND,))))
+            extensions.append(
+                (ExtensionType.HEARTBEAT, bytes((HeartbeatMode.PEER_ALLOWED_TO_SEND,)))
+            )
             self.heartbeat_negotiated = True
         if offer.server_name is not None:
             extensions.append((ExtensionType.SERVER_NAME, b""))
@@ -334,6 +336,3 @@ class ServerConnection(TLSConnection):
     @property
     def negotiated(self) -> ev.HandshakeComplete | None:
         return self._negotiated if self.state is ServerState.CONNECTED else None
-
-
-

@@ -56,7 +56,9 @@ _SCHEME_CURVE = {
 
 def certificate_verify_content(transcript_hash: bytes, server: bool) -> bytes:
     """RFC 8446 4.4.3: 64 spaces, context string, a zero byte, the transcript hash."""
-    context = b"TLS 1.3, server CertificateVerify" if server else b"TLS 1.3, client CertificateVerify"
+    context = (
+        b"TLS 1.3, server CertificateVerify" if server else b"TLS 1.3, client CertificateVerify"
+    )
     return b" " * 64 + context + b"\x00" + transcript_hash
 
 

@@ -32,7 +32,7 @@ def verify_server_chain(
         subject = IPAddress(ipaddress.ip_address(server_name))
     except ValueError:
         subject = DNSName(server_name)
-    when = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp(now, datetime.UTC)
     leaf = chain[0]
     if not leaf.not_valid_before_utc <= when <= leaf.not_valid_after_utc:
         raise TLSError(AlertDescription.CERTIFICATE_EXPIRED, "server certificate is not valid now")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tls.pki import KEY_TYPES, Leaf, CertAuthority
+from tests.tls.pki import KEY_TYPES, CertAuthority, Leaf
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,9 @@ from outwork.tls.config import ClientConfig, ServerConfig
 from outwork.tls.connection import ClientConnection, ServerConnection
 
 
-def pump(a: TLSConnection, b: TLSConnection, rounds: int = 6) -> tuple[list[ev.Event], list[ev.Event]]:
+def pump(
+    a: TLSConnection, b: TLSConnection, rounds: int = 6
+) -> tuple[list[ev.Event], list[ev.Event]]:
     """Move bytes both ways until quiet; returns (events at a, events at b)."""
     a_events: list[ev.Event] = []
     b_events: list[ev.Event] = []

@@ -59,7 +59,7 @@ class CertAuthority:
     def __init__(self, name: str = "outwork test CA") -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         public = self.key.public_key()
         self.cert = (
             x509.CertificateBuilder()
@@ -86,7 +86,7 @@ class CertAuthority:
         expired: bool = False,
     ) -> Leaf:
         key = new_key(kind)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         start = now - datetime.timedelta(days=60 if expired else 1)
         end = now - datetime.timedelta(days=1) if expired else now + datetime.timedelta(days_valid)
         sans: list[x509.GeneralName] = []
@@ -107,9 +107,7 @@ class CertAuthority:
             .not_valid_after(end)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                 critical=False,

@@ -13,7 +13,7 @@ from outwork.tls.config import DEFAULT_GROUPS, ClientConfig, ServerConfig
 from outwork.tls.connection import ClientConnection, ServerConnection
 from outwork.tls.enums import CipherSuite, NamedGroup
 from tests.tls.inmemory import connected_pair, pump
-from tests.tls.pki import KEY_TYPES, Leaf, CertAuthority
+from tests.tls.pki import KEY_TYPES, CertAuthority, Leaf
 
 
 def server_config(leaf: Leaf, **kwargs: object) -> ServerConfig:
@@ -38,11 +38,15 @@ def test_handshake_every_key_type_and_group(
     assert server.negotiated == client.negotiated
     client.send_data(b"ping")
     server_got = pump(client, server)[1]
-    assert [e for e in server_got if isinstance(e, ev.ApplicationData)] == [ev.ApplicationData(b"ping")]
+    assert [e for e in server_got if isinstance(e, ev.ApplicationData)] == [
+        ev.ApplicationData(b"ping")
+    ]
 
 
 @pytest.mark.parametrize("suite", list(CipherSuite)[:3], ids=lambda s: s.name)
-def test_each_suite_moves_large_data_both_ways(suite: CipherSuite, ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+def test_each_suite_moves_large_data_both_ways(
+    suite: CipherSuite, ca: CertAuthority, leaves: dict[str, Leaf]
+) -> None:
     client, server, _, _ = connected_pair(
         server_config(leaves["ecdsa-p256"]),
         ClientConfig(trust_roots=(ca.cert,), cipher_suites=(suite,)),
@@ -57,7 +61,9 @@ def test_each_suite_moves_large_data_both_ways(suite: CipherSuite, ca: CertAutho
     assert b"".join(e.data for e in server_events if isinstance(e, ev.ApplicationData)) == payload
 
 
-def test_server_prefers_post_quantum_hybrid_when_offered(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+def test_server_prefers_post_quantum_hybrid_when_offered(
+    ca: CertAuthority, leaves: dict[str, Leaf]
+) -> None:
     client, server, _, _ = connected_pair(
         server_config(leaves["ecdsa-p256"]),
         ClientConfig(
@@ -69,7 +75,9 @@ def test_server_prefers_post_quantum_hybrid_when_offered(ca: CertAuthority, leav
     assert server.negotiated.group == NamedGroup.X25519MLKEM768
 
 
-def test_hello_retry_request_when_no_usable_share(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+def test_hello_retry_request_when_no_usable_share(
+    ca: CertAuthority, leaves: dict[str, Leaf]
+) -> None:
     client, server, client_events, _ = connected_pair(
         server_config(leaves["ecdsa-p256"], groups=(NamedGroup.X25519,)),
         ClientConfig(
@@ -140,12 +148,16 @@ def test_client_rejects_unverifiable_server(
 
 def test_client_rejects_expired_server_certificate(ca: CertAuthority) -> None:
     expired = ca.issue("ecdsa-p256", expired=True)
-    _, _, client_events, _ = connected_pair(server_config(expired), ClientConfig(trust_roots=(ca.cert,)))
+    _, _, client_events, _ = connected_pair(
+        server_config(expired), ClientConfig(trust_roots=(ca.cert,))
+    )
     assert failures(client_events)[0].alert == AlertDescription.CERTIFICATE_EXPIRED
 
 
 def test_key_update_both_ways(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
-    client, server, _, _ = connected_pair(server_config(leaves["ed25519"]), ClientConfig(trust_roots=(ca.cert,)))
+    client, server, _, _ = connected_pair(
+        server_config(leaves["ed25519"]), ClientConfig(trust_roots=(ca.cert,))
+    )
     for _ in range(3):
         client.update_write_key(request_peer_update=True)
         client.send_data(b"after update")
@@ -158,7 +170,9 @@ def test_key_update_both_ways(ca: CertAuthority, leaves: dict[str, Leaf]) -> Non
 
 
 def test_key_update_flood_is_refused(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
-    client, server, _, _ = connected_pair(server_config(leaves["ecdsa-p256"]), ClientConfig(trust_roots=(ca.cert,)))
+    client, server, _, _ = connected_pair(
+        server_config(leaves["ecdsa-p256"]), ClientConfig(trust_roots=(ca.cert,))
+    )
     for _ in range(40):
         client.update_write_key(request_peer_update=False)
     events = server.receive_data(client.data_to_send(), time.time())
@@ -166,7 +180,9 @@ def test_key_update_flood_is_refused(ca: CertAuthority, leaves: dict[str, Leaf])
 
 
 def test_close_notify_both_ways(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
-    client, server, _, _ = connected_pair(server_config(leaves["ecdsa-p256"]), ClientConfig(trust_roots=(ca.cert,)))
+    client, server, _, _ = connected_pair(
+        server_config(leaves["ecdsa-p256"]), ClientConfig(trust_roots=(ca.cert,))
+    )
     client.close()
     server_events = server.receive_data(client.data_to_send(), time.time())
     assert ev.ConnectionClosed() in server_events and server.is_closed

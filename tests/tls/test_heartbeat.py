@@ -84,7 +84,9 @@ def test_plaintext_probe_right_after_server_hello(
 
 
 @pytest.mark.parametrize("heartbeat", [False, True], ids=["off", "on"])
-def test_probe_inside_the_session(heartbeat: bool, ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+def test_probe_inside_the_session(
+    heartbeat: bool, ca: CertAuthority, leaves: dict[str, Leaf]
+) -> None:
     client, server, _, _ = connected_pair(
         ServerConfig(certificates=(leaves["ecdsa-p256"].certified(),), heartbeat=heartbeat),
         ClientConfig(trust_roots=(ca.cert,), heartbeat=True),

@@ -42,8 +42,9 @@ def engine_server(leaves: dict[str, Leaf]) -> Iterator[EngineServer]:
 def converse(command: list[str], lines: list[bytes], until: bytes, timeout: float = 15) -> bytes:
     """Run an interactive TLS client, type `lines` into it with pauses, and return its stdout
     once `until` has appeared (or the client exited, or time ran out)."""
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     assert proc.stdin is not None and proc.stdout is not None
     os.set_blocking(proc.stdout.fileno(), False)
     output = b""
@@ -70,9 +71,19 @@ def converse(command: list[str], lines: list[bytes], until: bytes, timeout: floa
 
 def s_client(port: int, *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [need("openssl"), "s_client", "-connect", f"127.0.0.1:{port}", "-servername",
-         "localhost", "-ign_eof", *args],
-        input=REQUEST, capture_output=True, timeout=20,
+        [
+            need("openssl"),
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{port}",
+            "-servername",
+            "localhost",
+            "-ign_eof",
+            *args,
+        ],
+        input=REQUEST,
+        capture_output=True,
+        timeout=20,
     )
 
 
@@ -103,14 +114,24 @@ def test_openssl_s_client_key_update(engine_server: EngineServer) -> None:
 
 
 @pytest.mark.parametrize("kind", ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "ed25519"])
-def test_gnutls_cli_each_key_type(kind: str, ca: CertAuthority, leaves: dict[str, Leaf], tmp_path: Path) -> None:
+def test_gnutls_cli_each_key_type(
+    kind: str, ca: CertAuthority, leaves: dict[str, Leaf], tmp_path: Path
+) -> None:
     server = EngineServer(ServerConfig(certificates=(leaves[kind].certified(),)))
     ca_file = tmp_path / "ca.pem"
     ca_file.write_bytes(ca.cert.public_bytes(Encoding.PEM))
     try:
         output = converse(
-            [need("gnutls-cli"), "--x509cafile", str(ca_file), "--priority",
-             "NORMAL:-VERS-ALL:+VERS-TLS1.3", "-p", str(server.port), "localhost"],
+            [
+                need("gnutls-cli"),
+                "--x509cafile",
+                str(ca_file),
+                "--priority",
+                "NORMAL:-VERS-ALL:+VERS-TLS1.3",
+                "-p",
+                str(server.port),
+                "localhost",
+            ],
             [REQUEST],
             until=b"\r\n\r\nhello",
         )
@@ -123,9 +144,7 @@ def test_gnutls_cli_each_key_type(kind: str, ca: CertAuthority, leaves: dict[str
 @pytest.mark.parametrize("kind", ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "ed25519"])
 def test_python_ssl_each_key_type(kind: str, ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
     server = EngineServer(ServerConfig(certificates=(leaves[kind].certified(),)))
-    context = ssl.create_default_context(cadata=ca.cert.public_bytes(
-        Encoding.PEM
-    ).decode())
+    context = ssl.create_default_context(cadata=ca.cert.public_bytes(Encoding.PEM).decode())
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
@@ -147,9 +166,22 @@ def s_server(leaves: dict[str, Leaf], tmp_path: Path) -> Iterator[int]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proc = subprocess.Popen(
-        [need("openssl"), "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(cert), "-key",
-         str(key), "-tls1_3", "-www", "-groups", "X25519:P-256:P-384:X448"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            need("openssl"),
+            "s_server",
+            "-accept",
+            f"127.0.0.1:{port}",
+            "-cert",
+            str(cert),
+            "-key",
+            str(key),
+            "-tls1_3",
+            "-www",
+            "-groups",
+            "X25519:P-256:P-384:X448",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -166,15 +198,21 @@ def s_server(leaves: dict[str, Leaf], tmp_path: Path) -> Iterator[int]:
 @pytest.mark.parametrize("suite", list(CipherSuite)[:3], ids=lambda s: s.name)
 @pytest.mark.parametrize(
     "groups",
-    [(NamedGroup.X25519,), (NamedGroup.SECP256R1,), (NamedGroup.SECP384R1,),
-     (NamedGroup.X25519MLKEM768,)],  # the last one makes openssl 3.0 send a HelloRetryRequest
+    [
+        (NamedGroup.X25519,),
+        (NamedGroup.SECP256R1,),
+        (NamedGroup.SECP384R1,),
+        (NamedGroup.X25519MLKEM768,),
+    ],  # the last one makes openssl 3.0 send a HelloRetryRequest
     ids=lambda g: g[0].name,
 )
 def test_engine_client_against_openssl_s_server(
     s_server: int, suite: CipherSuite, groups: tuple[NamedGroup, ...], ca: CertAuthority
 ) -> None:
     config = ClientConfig(
-        trust_roots=(ca.cert,), cipher_suites=(suite,), key_share_groups=groups,
+        trust_roots=(ca.cert,),
+        cipher_suites=(suite,),
+        key_share_groups=groups,
         groups=groups + (NamedGroup.X25519,) if groups[0] == NamedGroup.X25519MLKEM768 else groups,
     )
     conn, events, body = client_exchange(s_server, config, "localhost")
@@ -184,6 +222,8 @@ def test_engine_client_against_openssl_s_server(
 
 
 def test_engine_client_refuses_s_server_with_untrusted_certificate(s_server: int) -> None:
-    conn, events, _ = client_exchange(s_server, ClientConfig(trust_roots=(CertAuthority().cert,)), "localhost")
+    conn, events, _ = client_exchange(
+        s_server, ClientConfig(trust_roots=(CertAuthority().cert,)), "localhost"
+    )
     assert conn.negotiated is None
     assert any(isinstance(e, ev.ConnectionFailed) for e in events)

@@ -84,25 +84,83 @@ def test_client_hello_split_across_records_and_fed_byte_by_byte(leaf: Leaf) -> N
 @pytest.mark.parametrize(
     ("name", "change", "alert"),
     [
-        ("rejects_missing_supported_versions", {ExtensionType.SUPPORTED_VERSIONS: None}, A.PROTOCOL_VERSION),
-        ("rejects_tls12_only", {ExtensionType.SUPPORTED_VERSIONS: b"\x02\x03\x03"}, A.PROTOCOL_VERSION),
-        ("rejects_odd_supported_versions", {ExtensionType.SUPPORTED_VERSIONS: b"\x03\x03\x04\x03"}, A.DECODE_ERROR),
+        (
+            "rejects_missing_supported_versions",
+            {ExtensionType.SUPPORTED_VERSIONS: None},
+            A.PROTOCOL_VERSION,
+        ),
+        (
+            "rejects_tls12_only",
+            {ExtensionType.SUPPORTED_VERSIONS: b"\x02\x03\x03"},
+            A.PROTOCOL_VERSION,
+        ),
+        (
+            "rejects_odd_supported_versions",
+            {ExtensionType.SUPPORTED_VERSIONS: b"\x03\x03\x04\x03"},
+            A.DECODE_ERROR,
+        ),
         ("rejects_missing_key_share", {ExtensionType.KEY_SHARE: None}, A.MISSING_EXTENSION),
-        ("rejects_missing_supported_groups", {ExtensionType.SUPPORTED_GROUPS: None}, A.MISSING_EXTENSION),
-        ("rejects_missing_signature_algorithms", {ExtensionType.SIGNATURE_ALGORITHMS: None}, A.MISSING_EXTENSION),
-        ("rejects_only_unknown_signature_algorithms", {ExtensionType.SIGNATURE_ALGORITHMS: b"\x00\x02\x02\x01"}, A.HANDSHAKE_FAILURE),
-        ("rejects_key_share_wrong_size", {ExtensionType.KEY_SHARE: b"\x00\x06\x00\x1d\x00\x02ab"}, A.ILLEGAL_PARAMETER),
-        ("rejects_key_share_length_overrun", {ExtensionType.KEY_SHARE: b"\x00\x06\x00\x1d\x00\x20ab"}, A.DECODE_ERROR),
-        ("rejects_key_share_outside_supported_groups", {ExtensionType.KEY_SHARE: b"\x00\x24\x00\x1e\x00\x20" + bytes(32)}, A.ILLEGAL_PARAMETER),
-        ("rejects_all_zero_x25519_share", {ExtensionType.KEY_SHARE: b"\x00\x24\x00\x1d\x00\x20" + bytes(32)}, A.ILLEGAL_PARAMETER),
-        ("rejects_server_name_list_empty", {ExtensionType.SERVER_NAME: b"\x00\x00"}, A.DECODE_ERROR),
-        ("rejects_server_name_not_dns", {ExtensionType.SERVER_NAME: b"\x00\x06\x00\x00\x03a/b"}, A.ILLEGAL_PARAMETER),
-        ("rejects_supported_groups_odd", {ExtensionType.SUPPORTED_GROUPS: b"\x00\x03\x00\x1d\x00"}, A.DECODE_ERROR),
-        ("rejects_signature_algorithms_trailing", {ExtensionType.SIGNATURE_ALGORITHMS: b"\x00\x02\x04\x03\x00"}, A.DECODE_ERROR),
+        (
+            "rejects_missing_supported_groups",
+            {ExtensionType.SUPPORTED_GROUPS: None},
+            A.MISSING_EXTENSION,
+        ),
+        (
+            "rejects_missing_signature_algorithms",
+            {ExtensionType.SIGNATURE_ALGORITHMS: None},
+            A.MISSING_EXTENSION,
+        ),
+        (
+            "rejects_only_unknown_signature_algorithms",
+            {ExtensionType.SIGNATURE_ALGORITHMS: b"\x00\x02\x02\x01"},
+            A.HANDSHAKE_FAILURE,
+        ),
+        (
+            "rejects_key_share_wrong_size",
+            {ExtensionType.KEY_SHARE: b"\x00\x06\x00\x1d\x00\x02ab"},
+            A.ILLEGAL_PARAMETER,
+        ),
+        (
+            "rejects_key_share_length_overrun",
+            {ExtensionType.KEY_SHARE: b"\x00\x06\x00\x1d\x00\x20ab"},
+            A.DECODE_ERROR,
+        ),
+        (
+            "rejects_key_share_outside_supported_groups",
+            {ExtensionType.KEY_SHARE: b"\x00\x24\x00\x1e\x00\x20" + bytes(32)},
+            A.ILLEGAL_PARAMETER,
+        ),
+        (
+            "rejects_all_zero_x25519_share",
+            {ExtensionType.KEY_SHARE: b"\x00\x24\x00\x1d\x00\x20" + bytes(32)},
+            A.ILLEGAL_PARAMETER,
+        ),
+        (
+            "rejects_server_name_list_empty",
+            {ExtensionType.SERVER_NAME: b"\x00\x00"},
+            A.DECODE_ERROR,
+        ),
+        (
+            "rejects_server_name_not_dns",
+            {ExtensionType.SERVER_NAME: b"\x00\x06\x00\x00\x03a/b"},
+            A.ILLEGAL_PARAMETER,
+        ),
+        (
+            "rejects_supported_groups_odd",
+            {ExtensionType.SUPPORTED_GROUPS: b"\x00\x03\x00\x1d\x00"},
+            A.DECODE_ERROR,
+        ),
+        (
+            "rejects_signature_algorithms_trailing",
+            {ExtensionType.SIGNATURE_ALGORITHMS: b"\x00\x02\x04\x03\x00"},
+            A.DECODE_ERROR,
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
-def test_rejects_malformed_extension(name: str, change: dict[int, bytes | None], alert: A, leaf: Leaf) -> None:
+def test_rejects_malformed_extension(
+    name: str, change: dict[int, bytes | None], alert: A, leaf: Leaf
+) -> None:
     hello = with_extensions(client_hello(), change)
     assert alert_of(leaf, record(22, encode(hello))) == alert
 
@@ -139,13 +197,17 @@ def test_rejects_session_id_too_long(leaf: Leaf) -> None:
 def test_rejects_trailing_bytes_after_client_hello(leaf: Leaf) -> None:
     message = encode(client_hello())
     body = message[4:] + b"\x00"
-    assert alert_of(leaf, record(22, b"\x01" + len(body).to_bytes(3, "big") + body)) == A.DECODE_ERROR
+    assert (
+        alert_of(leaf, record(22, b"\x01" + len(body).to_bytes(3, "big") + body)) == A.DECODE_ERROR
+    )
 
 
 def test_rejects_truncated_client_hello(leaf: Leaf) -> None:
     message = encode(client_hello())
     body = message[4:-3]
-    assert alert_of(leaf, record(22, b"\x01" + len(body).to_bytes(3, "big") + body)) == A.DECODE_ERROR
+    assert (
+        alert_of(leaf, record(22, b"\x01" + len(body).to_bytes(3, "big") + body)) == A.DECODE_ERROR
+    )
 
 
 def test_rejects_handshake_message_over_cap(leaf: Leaf) -> None:
@@ -224,15 +286,21 @@ def test_change_cipher_spec_accepted_exactly_once(leaf: Leaf, ca: object) -> Non
 
 
 def test_hello_retry_cookie_must_be_echoed(leaf: Leaf) -> None:
-    hello = client_hello(key_share_groups=(NamedGroup.SECP256R1,),
-                         groups=(NamedGroup.SECP256R1, NamedGroup.X25519))
-    conn = ServerConnection(ServerConfig(certificates=(leaf.certified(),), groups=(NamedGroup.X25519,)))
+    hello = client_hello(
+        key_share_groups=(NamedGroup.SECP256R1,), groups=(NamedGroup.SECP256R1, NamedGroup.X25519)
+    )
+    conn = ServerConnection(
+        ServerConfig(certificates=(leaf.certified(),), groups=(NamedGroup.X25519,))
+    )
     conn.receive_data(record(22, encode(hello)), time.time())
     out = conn.data_to_send()
     assert out[5] == 2  # a HelloRetryRequest
     # A second ClientHello with an X25519 share but no cookie.
-    retry = client_hello(key_share_groups=(NamedGroup.X25519,),
-                         groups=(NamedGroup.SECP256R1, NamedGroup.X25519))
-    retry = dataclasses.replace(retry, random=hello.random, legacy_session_id=hello.legacy_session_id)
+    retry = client_hello(
+        key_share_groups=(NamedGroup.X25519,), groups=(NamedGroup.SECP256R1, NamedGroup.X25519)
+    )
+    retry = dataclasses.replace(
+        retry, random=hello.random, legacy_session_id=hello.legacy_session_id
+    )
     events = conn.receive_data(record(22, encode(retry)), time.time())
     assert [e.alert for e in events if isinstance(e, ev.ConnectionFailed)] == [A.ILLEGAL_PARAMETER]
