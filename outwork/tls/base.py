@@ -56,7 +56,7 @@ class HandshakeRole(Protocol):
 class TLSConnection:
     def __init__(self, limits: Limits, heartbeat_enabled: bool) -> None:
         self._limits = limits
-        self._in = bytearray()
+        self._in = b""  # at most one incomplete record, kept between calls
         self._hs_buffer = bytearray()
         self._out: list[bytes] = []
         self._events: list[ev.Event] = []
@@ -95,7 +95,10 @@ class TLSConnection:
     def send_data(self, data: bytes) -> None:
         if not self._established or self._closed or self._write is None:
             raise RuntimeError("send_data before the handshake completed or after close")
-        if data:
+        if len(data) <= MAX_PLAINTEXT:
+            if data:
+                self._out.append(self._write.seal(_APPLICATION_DATA, data))
+        else:
             self._out.extend(self._write.seal_stream(_APPLICATION_DATA, data))
 
     def close(self) -> None:
@@ -107,10 +110,9 @@ class TLSConnection:
         """Feed bytes from the peer; returns what happened. Never raises for peer input."""
         if self._closed:
             return []
-        self._in += data
         self._key_updates = 0
         try:
-            self._process_records(now)
+            self._process_records(self._in + data if self._in else data, now)
         except TLSError as exc:
             self._fail(exc)
         events = self._events
@@ -169,10 +171,10 @@ class TLSConnection:
 
     # ----- record processing ------------------------------------------------------------
 
-    def _process_records(self, now: float) -> None:
-        buf = self._in
+    def _process_records(self, buf: bytes, now: float) -> None:
         pos = 0
         end = len(buf)
+        view = memoryview(buf)
         try:
             while end - pos >= RECORD_HEADER and not self._closed:
                 content_type = buf[pos]
@@ -183,14 +185,23 @@ class TLSConnection:
                     raise decode_error("record version is not 3.x")
                 if length > MAX_CIPHERTEXT:
                     raise record_overflow(f"record of {length} bytes")
-                if end - pos - RECORD_HEADER < length:
+                start = pos + RECORD_HEADER
+                if end - start < length:
                     break
-                header = bytes(buf[pos : pos + RECORD_HEADER])
-                fragment = bytes(buf[pos + RECORD_HEADER : pos + RECORD_HEADER + length])
-                pos += RECORD_HEADER + length
-                self._process_record(content_type, header, fragment, now)
+                header = buf[pos:start]
+                pos = start + length
+                if content_type == _APPLICATION_DATA and self._established and self._read:
+                    # The hot path: one protected record of an established connection.
+                    inner_type, content = self._read.open(header, view[start:pos])
+                    if inner_type == _APPLICATION_DATA and content:
+                        self._empty_records = 0
+                        self._events.append(ev.ApplicationData(content))
+                        continue
+                    self._on_protected(inner_type, content, now)
+                    continue
+                self._process_record(content_type, header, buf[start:pos], now)
         finally:
-            del buf[:pos]
+            self._in = buf[pos:] if pos < end else b""
 
     def _process_record(self, outer_type: int, header: bytes, fragment: bytes, now: float) -> None:
         if outer_type == _CCS:
@@ -216,10 +227,13 @@ class TLSConnection:
             if self._skip_early_data > 0 and len(fragment) <= self._skip_early_data:
                 # A refused 0-RTT flight: drop it, and undo the nonce the failed try used.
                 self._skip_early_data -= len(fragment)
-                read._seq -= 1  # noqa: SLF001 - same package, keeps RecordCipher minimal
+                read.rewind()
                 return
             raise
         self._skip_early_data = 0
+        self._on_protected(content_type, content, now)
+
+    def _on_protected(self, content_type: int, content: bytes, now: float) -> None:
         if content_type == _APPLICATION_DATA and self._established:
             if content:
                 self._empty_records = 0

@@ -8,6 +8,8 @@ from outwork.tls.alerts import AlertDescription, TLSError, unexpected_message
 from outwork.tls.enums import ContentType
 from outwork.tls.keyschedule import SuiteParams, traffic_key_and_iv
 
+_TYPE_BYTE = [bytes((i,)) for i in range(256)]
+
 RECORD_HEADER = 5
 MAX_PLAINTEXT = 1 << 14  # TLSPlaintext.length and TLSInnerPlaintext content
 MAX_CIPHERTEXT = MAX_PLAINTEXT + 256  # TLSCiphertext.length, TLS 1.3
@@ -54,8 +56,17 @@ class RecordCipher:
         """One TLSCiphertext record; `data` must be at most 2^14 bytes."""
         length = len(data) + 1 + AEAD_TAG
         header = b"\x17\x03\x03" + length.to_bytes(2, "big")
-        inner = bytes(data) + bytes((content_type,))
-        return header + self._aead.encrypt(self._next_nonce(), inner, header)
+        inner = bytes(data) + _TYPE_BYTE[content_type]
+        seq = self._seq
+        if seq >= MAX_SEQUENCE:
+            raise TLSError(AlertDescription.INTERNAL_ERROR, "sequence number exhausted")
+        self._seq = seq + 1
+        nonce = (self._iv ^ seq).to_bytes(12, "big")
+        return header + self._aead.encrypt(nonce, inner, header)
+
+    def rewind(self) -> None:
+        """Give back the sequence number of a record that failed to open (skipped 0-RTT)."""
+        self._seq -= 1
 
     def seal_stream(self, content_type: int, data: bytes) -> list[bytes]:
         if len(data) <= MAX_PLAINTEXT:
@@ -66,7 +77,7 @@ class RecordCipher:
             for start in range(0, len(data), MAX_PLAINTEXT)
         ]
 
-    def open(self, header: bytes, ciphertext: bytes) -> tuple[int, bytes]:
+    def open(self, header: bytes, ciphertext: bytes | memoryview) -> tuple[int, bytes]:
         """Decrypt one record; returns (inner content type, content)."""
         if len(ciphertext) < AEAD_TAG + 1:
             raise TLSError(AlertDescription.BAD_RECORD_MAC, "record too short to be protected")
@@ -76,10 +87,11 @@ class RecordCipher:
             raise TLSError(AlertDescription.BAD_RECORD_MAC, "record authentication failed") from exc
         if len(inner) > MAX_PLAINTEXT + 1:
             raise record_overflow("inner plaintext longer than 2^14 + 1")
+        content_type = inner[-1]
+        if content_type:
+            return content_type, inner[:-1]
         # The content type is the last non-zero byte; zeros after it are padding.
-        end = len(inner)
-        while end and inner[end - 1] == 0:
-            end -= 1
-        if end == 0:
+        stripped = inner.rstrip(b"\x00")
+        if not stripped:
             raise unexpected_message("protected record with no content type")
-        return inner[end - 1], inner[: end - 1]
+        return stripped[-1], stripped[:-1]
