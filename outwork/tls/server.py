@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
 from enum import Enum, auto
@@ -298,12 +299,7 @@ class ServerConnection(TLSConnection):
         flight = handshake_message(HandshakeType.ENCRYPTED_EXTENSIONS, w.getvalue())
         transcript.update(flight)
 
-        entries = tuple(
-            CertificateEntry(cert.public_bytes(Encoding.DER), ()) for cert in certified.chain
-        )
-        w = Writer()
-        push_certificate(w, Certificate(b"", entries))
-        message = handshake_message(HandshakeType.CERTIFICATE, w.getvalue())
+        message = _certificate_message(certified)
         transcript.update(message)
         flight += message
 
@@ -336,3 +332,14 @@ class ServerConnection(TLSConnection):
     @property
     def negotiated(self) -> ev.HandshakeComplete | None:
         return self._negotiated if self.state is ServerState.CONNECTED else None
+
+
+@functools.lru_cache(maxsize=256)
+def _certificate_message(certified: CertifiedKey) -> bytes:
+    """The Certificate message for a chain, encoded once per configured certificate."""
+    entries = tuple(
+        CertificateEntry(cert.public_bytes(Encoding.DER), ()) for cert in certified.chain
+    )
+    w = Writer()
+    push_certificate(w, Certificate(b"", entries))
+    return handshake_message(HandshakeType.CERTIFICATE, w.getvalue())
