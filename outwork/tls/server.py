@@ -37,6 +37,7 @@ from outwork.tls.extensions import (
     push_key_share_entry,
 )
 from outwork.tls.groups import server_key_exchange
+from outwork.tls.ja4 import ja4
 from outwork.tls.keyschedule import SUITES, KeySchedule, SuiteParams, Transcript
 from outwork.tls.messages import (
     HELLO_RETRY_REQUEST_RANDOM,
@@ -82,7 +83,8 @@ class ServerConnection(TLSConnection):
         self._client_hs_secret = b""
         self._client_app_secret = b""
         self._negotiated: ev.HandshakeComplete | None = None
-        self.client_hello: ClientHello | None = None  # kept for fingerprinting (JA4)
+        self.client_hello: ClientHello | None = None
+        self.ja4: str | None = None  # fingerprint of the first ClientHello, once parsed
 
     def handle(self, msg_type: int, body: bytes, raw: bytes, now: float) -> None:
         state = self.state
@@ -105,6 +107,7 @@ class ServerConnection(TLSConnection):
         retry = self.state is ServerState.WAIT_SECOND_CLIENT_HELLO
         if not retry:
             self.client_hello = hello
+            self.ja4 = ja4(hello)
         versions = [v for v in offer.supported_versions if not is_grease(v)]
         if ProtocolVersion.TLS13 not in versions:
             raise TLSError(AlertDescription.PROTOCOL_VERSION, "client does not offer TLS 1.3")
@@ -172,6 +175,7 @@ class ServerConnection(TLSConnection):
             group=group,
             alpn_protocol=alpn,
             server_name=offer.server_name,
+            ja4=self.ja4,
         )
         self.state = ServerState.WAIT_FINISHED
 
