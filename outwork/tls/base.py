@@ -52,6 +52,22 @@ class HandshakeRole(Protocol):
 
     def handle(self, msg_type: int, body: bytes, raw: bytes, now: float) -> None: ...
 
+    def change_cipher_spec(self) -> None:
+        """TLS 1.2 only: the peer's ChangeCipherSpec, a real state transition there."""
+        ...
+
+
+class RecordProtection(Protocol):
+    """One direction's record protection: TLS 1.3 `RecordCipher` or TLS 1.2's."""
+
+    def seal(self, content_type: int, data: bytes | memoryview) -> bytes: ...
+
+    def seal_stream(self, content_type: int, data: bytes) -> list[bytes]: ...
+
+    def open(self, header: bytes, body: bytes | memoryview) -> tuple[int, bytes]: ...
+
+    def rewind(self) -> None: ...
+
 
 class TLSConnection:
     def __init__(self, limits: Limits, heartbeat_enabled: bool) -> None:
@@ -60,8 +76,8 @@ class TLSConnection:
         self._hs_buffer = bytearray()
         self._out: list[bytes] = []
         self._events: list[ev.Event] = []
-        self._read: RecordCipher | None = None
-        self._write: RecordCipher | None = None
+        self._read: RecordProtection | None = None
+        self._write: RecordProtection | None = None
         self._suite: SuiteParams | None = None
         self._role: HandshakeRole | None = None
         self._established = False
@@ -72,6 +88,7 @@ class TLSConnection:
         self._empty_records = 0
         self._key_updates = 0
         self._skip_early_data = 0
+        self._tls12 = False  # set by the role once TLS 1.2 is negotiated
         self.heartbeat_enabled = heartbeat_enabled
         self.heartbeat_negotiated = False
 
@@ -124,12 +141,23 @@ class TLSConnection:
     def set_suite(self, params: SuiteParams) -> None:
         self._suite = params
 
-    def set_read_secret(self, secret: bytes) -> None:
+    def use_tls12(self, role: HandshakeRole) -> None:
+        """Hand the rest of the handshake to a TLS 1.2 role (after the ClientHello)."""
+        self._tls12 = True
+        self._role = role
+
+    def install_read_cipher(self, cipher: RecordProtection) -> None:
         if self._hs_buffer:
-            # RFC 8446 5.1: handshake messages MUST NOT span key changes.
             raise unexpected_message("handshake message spans a key change")
+        self._read = cipher
+
+    def install_write_cipher(self, cipher: RecordProtection) -> None:
+        self._write = cipher
+
+    def set_read_secret(self, secret: bytes) -> None:
+        # RFC 8446 5.1: handshake messages MUST NOT span key changes.
         assert self._suite is not None
-        self._read = RecordCipher(self._suite, secret)
+        self.install_read_cipher(RecordCipher(self._suite, secret))
 
     def set_write_secret(self, secret: bytes) -> None:
         assert self._suite is not None
@@ -208,6 +236,10 @@ class TLSConnection:
             self._on_change_cipher_spec(fragment)
             return
         read = self._read
+        if self._tls12 and read is not None:
+            content_type, content = read.open(header, fragment)
+            self._on_protected(content_type, content, now)
+            return
         if read is None or outer_type != _APPLICATION_DATA:
             # Unprotected record. Once reading is protected, only CCS (above) and a plaintext
             # alert from a peer that failed before taking our keys are tolerated; a plaintext
@@ -270,6 +302,12 @@ class TLSConnection:
         # peer's Finished, unprotected; anything else is an unexpected_message.
         if fragment != b"\x01":
             raise unexpected_message("malformed change_cipher_spec")
+        if self._tls12:
+            if self._hs_buffer:
+                raise unexpected_message("handshake message spans a key change")
+            assert self._role is not None
+            self._role.change_cipher_spec()
+            return
         if not self._ccs_allowed or self._ccs_seen:
             raise unexpected_message("change_cipher_spec not allowed here")
         self._ccs_seen = True
@@ -306,6 +344,9 @@ class TLSConnection:
                 return
 
     def _on_post_handshake(self, msg_type: int, body: bytes) -> None:
+        if self._tls12:
+            # No renegotiation, ever (RFC 5746 answered, renegotiation refused).
+            raise TLSError(AlertDescription.NO_RENEGOTIATION, "renegotiation is refused")
         if msg_type == HandshakeType.KEY_UPDATE:
             self._key_updates += 1
             if self._key_updates > MAX_KEY_UPDATES_PER_FLIGHT:
@@ -315,20 +356,25 @@ class TLSConnection:
             return
         self.post_handshake_message(msg_type, body)
 
+    def change_cipher_spec(self) -> None:
+        """Only a TLS 1.2 role gives ChangeCipherSpec a meaning."""
+        raise unexpected_message("change_cipher_spec not allowed here")
+
     def post_handshake_message(self, msg_type: int, body: bytes) -> None:
         """Post-handshake messages other than KeyUpdate; roles override."""
         raise unexpected_message(f"handshake message {msg_type} after the handshake")
 
     def key_update_received(self, update: KeyUpdate) -> None:
-        assert self._suite is not None and self._read is not None
+        assert self._suite is not None and isinstance(self._read, RecordCipher)
         self.set_read_secret(next_traffic_secret(self._suite, self._read.secret))
         if update.request_update:
             self.update_write_key(request_peer_update=False)
 
     def update_write_key(self, request_peer_update: bool) -> None:
         """Send a KeyUpdate under the current key, then switch to the next write key."""
-        if not self._established or self._write is None or self._suite is None:
-            raise RuntimeError("key update before the handshake completed")
+        if not self._established or not isinstance(self._write, RecordCipher) or self._tls12:
+            raise RuntimeError("key update needs an established TLS 1.3 connection")
+        assert self._suite is not None
         w = Writer()
         push_key_update(w, KeyUpdate(int(request_peer_update)))
         self.send_handshake(HandshakeType.KEY_UPDATE, w.getvalue())
@@ -347,11 +393,13 @@ class TLSConnection:
             self._events.append(ev.ConnectionClosed())
             self.close()
             return
-        if description == AlertDescription.USER_CANCELED:
+        if description == AlertDescription.USER_CANCELED or (
+            self._tls12 and level == 1 and description == AlertDescription.NO_RENEGOTIATION
+        ):
             self._events.append(ev.AlertReceived(desc, fatal=False))
             return
-        # RFC 8446 6: every other alert is fatal whatever level it claims.
-        del level
+        # RFC 8446 6: every other alert is fatal whatever level it claims (and in TLS 1.2
+        # outwork treats other warnings the same way: nothing it would go on after).
         self._events.append(ev.AlertReceived(desc, fatal=True))
         self._events.append(ev.ConnectionClosed())
         self._closed = True

@@ -30,7 +30,7 @@ from outwork.tls.extensions import (
     push_key_share_client,
     push_server_name,
 )
-from outwork.tls.groups import ClientKeyShare
+from outwork.tls.groups import KeyShare
 from outwork.tls.keyschedule import SUITES, KeySchedule, SuiteParams, Transcript
 from outwork.tls.messages import (
     ClientHello,
@@ -90,7 +90,7 @@ class ClientConnection(TLSConnection):
         self.state = ClientState.START
         self._random = os.urandom(32)
         self._session_id = os.urandom(32)  # middlebox compatibility mode (RFC 8446 D.4)
-        self._shares: dict[int, ClientKeyShare] = {}
+        self._shares: dict[int, KeyShare] = {}
         self._cookie: bytes | None = None
         self._retried = False
         self._first_hello_raw = b""
@@ -110,7 +110,7 @@ class ClientConnection(TLSConnection):
         if self.state is not ClientState.START:
             raise RuntimeError("handshake already started")
         for group in self._config.key_share_groups:
-            self._shares[group] = ClientKeyShare(group)
+            self._shares[group] = KeyShare(group)
         self._first_hello_raw = self._send_client_hello()
         self.state = ClientState.WAIT_SERVER_HELLO
 
@@ -260,7 +260,7 @@ class ClientConnection(TLSConnection):
         transcript.update(self._first_hello_raw)
         transcript.restart_for_hello_retry()
         transcript.update(raw)
-        self._shares = {group: ClientKeyShare(NamedGroup(group))}
+        self._shares = {group: KeyShare(NamedGroup(group))}
         self.send_change_cipher_spec()
         transcript.update(self._send_client_hello())
         self._transcript = transcript

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from outwork.tls.enums import CipherSuite, NamedGroup
+from outwork.tls.enums import CipherSuite, CipherSuite12, NamedGroup, ProtocolVersion
 from outwork.tls.signing import Signer
 
 # Named caps on everything a peer can grow (DESIGN.md). Each has a test that hits it.
@@ -36,6 +36,20 @@ DEFAULT_GROUPS = (
 )
 
 
+# TLS 1.2, server preference: AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305; ECDSA before RSA.
+DEFAULT_CIPHER_SUITES_TLS12 = (
+    CipherSuite12.ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    CipherSuite12.ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    CipherSuite12.ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    CipherSuite12.ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    CipherSuite12.ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    CipherSuite12.ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+)
+
+# TLS 1.2 uses the classic ECDHE groups only.
+GROUPS_TLS12 = (NamedGroup.X25519, NamedGroup.SECP256R1, NamedGroup.SECP384R1)
+
+
 @dataclass(frozen=True)
 class CertifiedKey:
     """A certificate chain (leaf first) and the signer for the leaf's key."""
@@ -61,6 +75,9 @@ class ServerConfig:
     heartbeat: bool = False
     cipher_suites: tuple[CipherSuite, ...] = DEFAULT_CIPHER_SUITES
     groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
+    min_version: ProtocolVersion = ProtocolVersion.TLS12
+    cipher_suites_tls12: tuple[CipherSuite12, ...] = DEFAULT_CIPHER_SUITES_TLS12
+    require_ems: bool = True  # RFC 7627: refuse TLS 1.2 clients without extended master secret
     limits: Limits = field(default_factory=Limits)
     # Key that authenticates the HelloRetryRequest cookie (stateless HRR). Per process.
     cookie_key: bytes = field(default_factory=lambda: os.urandom(32))

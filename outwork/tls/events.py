@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from outwork.tls.alerts import AlertDescription
-from outwork.tls.enums import CipherSuite, NamedGroup
+from outwork.tls.enums import CipherSuite, CipherSuite12, NamedGroup
 
 
 @dataclass(frozen=True, slots=True)
 class HandshakeComplete:
-    version: int  # 0x0304 for TLS 1.3
-    cipher_suite: CipherSuite
+    version: int  # 0x0304 for TLS 1.3, 0x0303 for TLS 1.2
+    cipher_suite: CipherSuite | CipherSuite12
     group: NamedGroup | None
     alpn_protocol: str | None
     server_name: str | None  # SNI the client sent (server role) or asked for (client role)

@@ -163,6 +163,10 @@ class ClientHelloOffer:
     has_pre_shared_key: bool
     has_early_data: bool
     pre_shared_key_last: bool
+    renegotiation_info: bytes | None = None
+    extended_master_secret: bool = False
+    ec_point_formats: bytes | None = None
+    session_ticket: bytes | None = None
 
 
 def parse_client_hello_extensions(extensions: tuple[Extension, ...]) -> ClientHelloOffer:
@@ -176,7 +180,8 @@ def parse_client_hello_extensions(extensions: tuple[Extension, ...]) -> ClientHe
     cookie = None
     heartbeat = None
     psk_modes = b""
-    has_psk = has_early = False
+    has_psk = has_early = ems = False
+    renegotiation_info = point_formats = session_ticket = None
     for ext_type, body in extensions:
         if ext_type == ExtensionType.SERVER_NAME:
             server_name = pull_server_name(body)
@@ -204,6 +209,16 @@ def parse_client_hello_extensions(extensions: tuple[Extension, ...]) -> ClientHe
             if body:
                 raise decode_error("early_data in ClientHello must be empty")
             has_early = True
+        elif ext_type == ExtensionType.RENEGOTIATION_INFO:
+            renegotiation_info = _pull_one_opaque(body, 1, 0, "renegotiation_info")
+        elif ext_type == ExtensionType.EXTENDED_MASTER_SECRET:
+            if body:
+                raise decode_error("extended_master_secret must be empty")
+            ems = True
+        elif ext_type == ExtensionType.EC_POINT_FORMATS:
+            point_formats = _pull_one_opaque(body, 1, 1, "ec_point_formats")
+        elif ext_type == ExtensionType.SESSION_TICKET:
+            session_ticket = body
     psk_last = bool(extensions) and extensions[-1][0] == ExtensionType.PRE_SHARED_KEY
     if has_psk and not psk_last:
         # RFC 8446 4.2.11: pre_shared_key MUST be the last extension.
@@ -222,7 +237,18 @@ def parse_client_hello_extensions(extensions: tuple[Extension, ...]) -> ClientHe
         has_psk,
         has_early,
         psk_last,
+        renegotiation_info,
+        ems,
+        point_formats,
+        session_ticket,
     )
+
+
+def _pull_one_opaque(body: bytes, width: int, minimum: int, name: str) -> bytes:
+    r = Reader(body)
+    value = r.opaque(width, minimum)
+    r.expect_end(name)
+    return value
 
 
 def require(condition: bool, alert: AlertDescription, reason: str) -> None:

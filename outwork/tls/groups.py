@@ -68,8 +68,9 @@ def server_key_exchange(group: int, client_share: bytes) -> tuple[bytes, bytes]:
         raise illegal_parameter(f"invalid key share for group {group:#x}") from exc
 
 
-class ClientKeyShare:
-    """A client's private key for one group, kept until the ServerHello answers it."""
+class KeyShare:
+    """A private key for one group, kept until the peer's share arrives: the client's in
+    TLS 1.3, either side's ephemeral ECDHE key in TLS 1.2."""
 
     def __init__(self, group: NamedGroup) -> None:
         self.group = group
@@ -96,7 +97,7 @@ class ClientKeyShare:
 
     def shared_secret(self, server_share: bytes) -> bytes:
         if len(server_share) != SERVER_SHARE_SIZE[self.group]:
-            raise illegal_parameter("server key share has the wrong size")
+            raise illegal_parameter("peer key share has the wrong size")
         try:
             if self.group == NamedGroup.X25519:
                 return self._x25519.exchange(x25519.X25519PublicKey.from_public_bytes(server_share))

@@ -297,3 +297,86 @@ def push_heartbeat(m: HeartbeatMessage, padding: bytes) -> bytes:
     w.opaque(2, m.payload)
     w.raw(padding)
     return w.getvalue()
+
+
+# ----- TLS 1.2 (RFC 5246, RFC 8422, RFC 5077) -----------------------------------------------
+
+NAMED_CURVE = 3  # ECCurveType named_curve
+
+
+@dataclass(frozen=True, slots=True)
+class ServerKeyExchangeECDHE:
+    group: int
+    public: bytes
+    algorithm: int
+    signature: bytes
+
+    def params(self) -> bytes:
+        """ServerECDHParams, the part covered by the signature (with both randoms)."""
+        return (
+            bytes((NAMED_CURVE,))
+            + self.group.to_bytes(2, "big")
+            + bytes((len(self.public),))
+            + self.public
+        )
+
+
+def pull_server_key_exchange(r: Reader) -> ServerKeyExchangeECDHE:
+    if r.uint8() != NAMED_CURVE:
+        raise illegal_parameter("ServerKeyExchange is not for a named curve")
+    group = r.uint16()
+    public = r.opaque(1, 1, 0xFF)
+    algorithm = r.uint16()
+    signature = r.opaque(2, 1, 0xFFFF)
+    r.expect_end("ServerKeyExchange")
+    return ServerKeyExchangeECDHE(group, public, algorithm, signature)
+
+
+def push_server_key_exchange(w: Writer, m: ServerKeyExchangeECDHE) -> None:
+    w.raw(m.params())
+    w.uint16(m.algorithm)
+    w.opaque(2, m.signature)
+
+
+def pull_client_key_exchange(r: Reader) -> bytes:
+    """ClientECDiffieHellmanPublic: ECPoint ecdh_Yc<1..2^8-1> (explicit, never implicit)."""
+    public = r.opaque(1, 1, 0xFF)
+    r.expect_end("ClientKeyExchange")
+    return public
+
+
+def push_client_key_exchange(w: Writer, public: bytes) -> None:
+    w.opaque(1, public)
+
+
+@dataclass(frozen=True, slots=True)
+class NewSessionTicket12:
+    lifetime_hint: int
+    ticket: bytes
+
+
+def pull_new_session_ticket12(r: Reader) -> NewSessionTicket12:
+    lifetime = r.uint32()
+    ticket = r.opaque(2, 0, 0xFFFF)
+    r.expect_end("NewSessionTicket")
+    return NewSessionTicket12(lifetime, ticket)
+
+
+def push_new_session_ticket12(w: Writer, m: NewSessionTicket12) -> None:
+    w.uint32(m.lifetime_hint)
+    w.opaque(2, m.ticket)
+
+
+def pull_certificate12(r: Reader, max_chain_bytes: int, max_entries: int) -> tuple[bytes, ...]:
+    """TLS 1.2 Certificate: ASN.1Cert certificate_list<0..2^24-1>, each <1..2^24-1>."""
+    certs = r.vector(3, lambda sub: sub.opaque(3, 1, 0xFFFFFF), 0, max_chain_bytes)
+    if len(certs) > max_entries:
+        raise decode_error(f"certificate chain of {len(certs)} exceeds {max_entries}")
+    r.expect_end("Certificate")
+    return tuple(certs)
+
+
+def push_certificate12(w: Writer, certs: tuple[bytes, ...]) -> None:
+    with w.block(3):
+        for cert in certs:
+            w.opaque(3, cert)

@@ -21,6 +21,7 @@ from outwork.tls.base import TLSConnection
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import CertifiedKey, ServerConfig
 from outwork.tls.enums import (
+    CipherSuite,
     ExtensionType,
     HandshakeType,
     HeartbeatMode,
@@ -56,6 +57,7 @@ from outwork.tls.messages import (
     push_encrypted_extensions,
     push_server_hello,
 )
+from outwork.tls.server12 import Tls12ServerHandshake
 from outwork.tls.signing import TLS13_SCHEMES, certificate_verify_content
 
 _SUPPORTED_VERSIONS_TLS13 = (ProtocolVersion.TLS13).to_bytes(2, "big")
@@ -65,6 +67,7 @@ class ServerState(Enum):
     WAIT_CLIENT_HELLO = auto()
     WAIT_SECOND_CLIENT_HELLO = auto()  # after a HelloRetryRequest
     WAIT_FINISHED = auto()
+    TLS12 = auto()  # a Tls12ServerHandshake drives the rest
     CONNECTED = auto()
 
 
@@ -108,9 +111,15 @@ class ServerConnection(TLSConnection):
         if not retry:
             self.client_hello = hello
             self.ja4 = ja4(hello)
-        versions = [v for v in offer.supported_versions if not is_grease(v)]
-        if ProtocolVersion.TLS13 not in versions:
-            raise TLSError(AlertDescription.PROTOCOL_VERSION, "client does not offer TLS 1.3")
+        version = self._choose_version(hello, offer)
+        if version == ProtocolVersion.TLS12:
+            if retry:
+                raise illegal_parameter("second ClientHello after a retry asks for TLS 1.2")
+            alpn = self._choose_alpn(offer)
+            role = Tls12ServerHandshake(self, self._config, hello, offer, raw, alpn, self.ja4)
+            self.use_tls12(role)
+            self.state = ServerState.TLS12
+            return
         if hello.legacy_compression_methods != b"\x00":
             raise illegal_parameter("TLS 1.3 requires exactly the null compression method")
         params = self._choose_suite(hello, retry)
@@ -178,6 +187,28 @@ class ServerConnection(TLSConnection):
             ja4=self.ja4,
         )
         self.state = ServerState.WAIT_FINISHED
+
+    def _choose_version(self, hello: ClientHello, offer: ClientHelloOffer) -> ProtocolVersion:
+        """TLS 1.3 when offered; else TLS 1.2 if the listener allows it (RFC 8446 4.2.1)."""
+        if offer.supported_versions:
+            versions = {v for v in offer.supported_versions if not is_grease(v)}
+        else:
+            versions = {ProtocolVersion.TLS12} if hello.legacy_version >= 0x0303 else set()
+        if ProtocolVersion.TLS13 in versions:
+            return ProtocolVersion.TLS13
+        if ProtocolVersion.TLS12 in versions and self._config.min_version <= ProtocolVersion.TLS12:
+            if CipherSuite.TLS_FALLBACK_SCSV in hello.cipher_suites:
+                # RFC 7507: the client fell back from a version we do support.
+                raise TLSError(AlertDescription.INAPPROPRIATE_FALLBACK, "fallback from TLS 1.3")
+            if hello.legacy_compression_methods != b"\x00":
+                raise illegal_parameter("compression is not allowed")
+            return ProtocolVersion.TLS12
+        raise TLSError(AlertDescription.PROTOCOL_VERSION, "no protocol version in common")
+
+    def complete_tls12(self, event: ev.HandshakeComplete) -> None:
+        self._negotiated = event
+        self.state = ServerState.CONNECTED
+        self.complete(event)
 
     def _choose_suite(self, hello: ClientHello, retry: bool) -> SuiteParams:
         offered = set(hello.cipher_suites)

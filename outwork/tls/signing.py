@@ -38,7 +38,17 @@ TLS13_SCHEMES = frozenset(
     }
 )
 
+# TLS 1.2 also allows RSA PKCS#1 v1.5, and its ECDSA schemes name a hash, not a curve.
+TLS12_SCHEMES = TLS13_SCHEMES | {
+    SignatureScheme.RSA_PKCS1_SHA256,
+    SignatureScheme.RSA_PKCS1_SHA384,
+    SignatureScheme.RSA_PKCS1_SHA512,
+}
+
 _SCHEME_HASH: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
+    SignatureScheme.RSA_PKCS1_SHA256: hashes.SHA256,
+    SignatureScheme.RSA_PKCS1_SHA384: hashes.SHA384,
+    SignatureScheme.RSA_PKCS1_SHA512: hashes.SHA512,
     SignatureScheme.ECDSA_SECP256R1_SHA256: hashes.SHA256,
     SignatureScheme.ECDSA_SECP384R1_SHA384: hashes.SHA384,
     SignatureScheme.ECDSA_SECP521R1_SHA512: hashes.SHA512,
@@ -63,14 +73,19 @@ def certificate_verify_content(transcript_hash: bytes, server: bool) -> bytes:
 
 
 def verify_signature(
-    public_key: CertificatePublicKeyTypes, scheme: int, data: bytes, signature: bytes
+    public_key: CertificatePublicKeyTypes,
+    scheme: int,
+    data: bytes,
+    signature: bytes,
+    tls12: bool = False,
 ) -> bool:
-    """True when `signature` is a valid TLS 1.3 signature by `public_key` with `scheme`."""
+    """True when `signature` is a valid signature by `public_key` with `scheme`, under the
+    rules of TLS 1.3 (default) or TLS 1.2."""
     try:
         scheme = SignatureScheme(scheme)
     except ValueError:
         return False
-    if scheme not in TLS13_SCHEMES:
+    if scheme not in (TLS12_SCHEMES if tls12 else TLS13_SCHEMES):
         return False
     try:
         if scheme == SignatureScheme.ED25519:
@@ -82,12 +97,15 @@ def verify_signature(
         if scheme in _SCHEME_CURVE:
             if not isinstance(public_key, ec.EllipticCurvePublicKey):
                 return False
-            if public_key.curve.name != _SCHEME_CURVE[scheme]:
+            if not tls12 and public_key.curve.name != _SCHEME_CURVE[scheme]:
                 return False
             public_key.verify(signature, data, ec.ECDSA(algorithm))
             return True
         if not isinstance(public_key, rsa.RSAPublicKey):
             return False
+        if scheme.name.startswith("RSA_PKCS1"):
+            public_key.verify(signature, data, padding.PKCS1v15(), algorithm)
+            return True
         pss = padding.PSS(mgf=padding.MGF1(algorithm), salt_length=algorithm.digest_size)
         public_key.verify(signature, data, pss, algorithm)
         return True

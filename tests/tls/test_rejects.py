@@ -12,7 +12,7 @@ from outwork.tls.alerts import AlertDescription
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import ClientConfig, Limits, ServerConfig
 from outwork.tls.connection import ClientConnection, ServerConnection
-from outwork.tls.enums import ExtensionType, NamedGroup
+from outwork.tls.enums import ExtensionType, NamedGroup, ProtocolVersion
 from outwork.tls.messages import ClientHello, pull_client_hello, push_client_hello
 from tests.tls.pki import Leaf
 
@@ -85,16 +85,6 @@ def test_client_hello_split_across_records_and_fed_byte_by_byte(leaf: Leaf) -> N
     ("name", "change", "alert"),
     [
         (
-            "rejects_missing_supported_versions",
-            {ExtensionType.SUPPORTED_VERSIONS: None},
-            A.PROTOCOL_VERSION,
-        ),
-        (
-            "rejects_tls12_only",
-            {ExtensionType.SUPPORTED_VERSIONS: b"\x02\x03\x03"},
-            A.PROTOCOL_VERSION,
-        ),
-        (
             "rejects_odd_supported_versions",
             {ExtensionType.SUPPORTED_VERSIONS: b"\x03\x03\x04\x03"},
             A.DECODE_ERROR,
@@ -163,6 +153,22 @@ def test_rejects_malformed_extension(
 ) -> None:
     hello = with_extensions(client_hello(), change)
     assert alert_of(leaf, record(22, encode(hello))) == alert
+
+
+@pytest.mark.parametrize("versions", [None, b"\x02\x03\x03"], ids=["absent", "tls12-only"])
+def test_rejects_tls12_client_hello_when_listener_wants_tls13(
+    versions: bytes | None, leaf: Leaf
+) -> None:
+    hello = with_extensions(client_hello(), {ExtensionType.SUPPORTED_VERSIONS: versions})
+    assert (
+        alert_of(leaf, record(22, encode(hello)), min_version=ProtocolVersion.TLS13)
+        == A.PROTOCOL_VERSION
+    )
+
+
+def test_rejects_tls12_client_hello_without_extended_master_secret(leaf: Leaf) -> None:
+    hello = with_extensions(client_hello(), {ExtensionType.SUPPORTED_VERSIONS: None})
+    assert alert_of(leaf, record(22, encode(hello))) == A.HANDSHAKE_FAILURE
 
 
 def test_rejects_duplicate_extension(leaf: Leaf) -> None:
