@@ -12,6 +12,7 @@ import os
 from enum import Enum, auto
 from typing import TYPE_CHECKING
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from outwork.tls import events as ev
@@ -241,10 +242,28 @@ def _choose_certificate_and_suite(
         for certified in config.certificates:
             if _signing_family(certified) != suite.signing:
                 continue
+            if not _curve_acceptable(certified, offer):
+                continue
             for scheme in certified.signer.schemes():
                 if scheme in schemes_offered and scheme in TLS12_SCHEMES:
                     return certified, suite, scheme
     raise handshake_failure("no TLS 1.2 cipher suite and certificate in common")
+
+
+def _curve_acceptable(certified: CertifiedKey, offer: ClientHelloOffer) -> bool:
+    """RFC 8422 5.1: in TLS 1.2, supported_groups also limits the curve of an ECDSA
+    certificate (clients such as OpenSSL refuse a certificate on another curve)."""
+    key = certified.chain[0].public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not offer.supported_groups:
+        return True
+    return _CURVE_GROUPS.get(key.curve.name) in offer.supported_groups
+
+
+_CURVE_GROUPS = {
+    "secp256r1": NamedGroup.SECP256R1,
+    "secp384r1": NamedGroup.SECP384R1,
+    "secp521r1": NamedGroup.SECP521R1,
+}
 
 
 def _signing_family(certified: CertifiedKey) -> str:

@@ -17,8 +17,9 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from outwork.tls import events as ev
+from outwork.tls.alerts import AlertDescription
 from outwork.tls.config import ClientConfig, ServerConfig
-from outwork.tls.enums import CipherSuite, NamedGroup
+from outwork.tls.enums import CipherSuite, NamedGroup, ProtocolVersion
 from tests.tls.engine_peers import EngineServer, client_exchange
 from tests.tls.pki import CertAuthority, Leaf
 
@@ -227,3 +228,161 @@ def test_engine_client_refuses_s_server_with_untrusted_certificate(s_server: int
     )
     assert conn.negotiated is None
     assert any(isinstance(e, ev.ConnectionFailed) for e in events)
+
+
+TLS12_CIPHERS = {
+    "ecdsa": [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+    ],
+    "rsa": [
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "cipher"),
+    [(k, c) for k in ("ecdsa-p256", "ed25519") for c in TLS12_CIPHERS["ecdsa"]]
+    + [("rsa-2048", c) for c in TLS12_CIPHERS["rsa"]],
+)
+@pytest.mark.parametrize("group", ["X25519", "P-256", "P-384"])
+def test_openssl_s_client_tls12(
+    kind: str, cipher: str, group: str, leaves: dict[str, Leaf]
+) -> None:
+    # In TLS 1.2 the groups also bound the ECDSA certificate's curve (RFC 8422), so the
+    # certificate's curve is offered too; the server then picks by its own preference.
+    groups = [group] if kind != "ecdsa-p256" or group == "P-256" else [group, "P-256"]
+    expected = min(groups, key=["X25519", "P-256", "P-384"].index)
+    server = EngineServer(ServerConfig(certificates=(leaves[kind].certified(),)))
+    try:
+        result = s_client(server.port, "-tls1_2", "-cipher", cipher, "-groups", ":".join(groups))
+    finally:
+        server.close()
+    out = result.stdout.decode()
+    assert f"Cipher is {cipher}" in out, result.stderr.decode()[-500:]
+    temp_key = {"X25519": "X25519", "P-256": "ECDH, prime256v1", "P-384": "ECDH, secp384r1"}
+    assert f"Server Temp Key: {temp_key[expected]}" in out
+    assert "Extended master secret: yes" in out
+    assert "Secure Renegotiation IS supported" in out
+    assert "\r\n\r\nhello" in out
+
+
+def test_tls12_ecdsa_certificate_on_a_curve_the_client_refuses(leaves: dict[str, Leaf]) -> None:
+    server = EngineServer(ServerConfig(certificates=(leaves["ecdsa-p256"].certified(),)))
+    try:
+        result = s_client(server.port, "-tls1_2", "-groups", "X25519")
+    finally:
+        server.close()
+    assert b"handshake failure" in result.stderr
+
+
+def test_tls12_renegotiation_is_refused(engine_server: EngineServer) -> None:
+    # "R" typed alone on a line asks s_client to renegotiate.
+    output = converse(
+        [need("openssl"), "s_client", "-connect", f"127.0.0.1:{engine_server.port}", "-tls1_2"],
+        [b"R\n", REQUEST],
+        until=b"\r\n\r\nhello",
+        timeout=5,
+    )
+    assert b"RENEGOTIATING" in output
+    assert b"\r\n\r\nhello" not in output
+    failed = engine_server.wait_for(ev.ConnectionFailed)
+    assert failed and failed[0].alert == AlertDescription.NO_RENEGOTIATION  # type: ignore[union-attr]
+
+
+def test_tls12_fallback_scsv_is_refused(engine_server: EngineServer) -> None:
+    result = s_client(engine_server.port, "-tls1_2", "-fallback_scsv")
+    assert b"inappropriate fallback" in result.stderr
+
+
+def test_tls12_refused_when_listener_wants_tls13(leaves: dict[str, Leaf]) -> None:
+    server = EngineServer(
+        ServerConfig(
+            certificates=(leaves["ecdsa-p256"].certified(),), min_version=ProtocolVersion.TLS13
+        )
+    )
+    try:
+        result = s_client(server.port, "-tls1_2")
+    finally:
+        server.close()
+    assert b"protocol version" in result.stderr
+
+
+def test_tls12_client_without_ems_is_refused_unless_allowed(
+    ca: CertAuthority, leaves: dict[str, Leaf], tmp_path: Path
+) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(ca.cert.public_bytes(Encoding.PEM))
+    for require_ems, expect_ok in ((True, False), (False, True)):
+        server = EngineServer(
+            ServerConfig(certificates=(leaves["ecdsa-p256"].certified(),), require_ems=require_ems)
+        )
+        try:
+            # GnuTLS' %NO_SESSION_HASH leaves out the extended_master_secret extension.
+            output = converse(
+                [
+                    need("gnutls-cli"),
+                    "--x509cafile",
+                    str(ca_file),
+                    "--priority",
+                    "NORMAL:-VERS-ALL:+VERS-TLS1.2:%NO_SESSION_HASH",
+                    "-p",
+                    str(server.port),
+                    "localhost",
+                ],
+                [REQUEST],
+                until=b"\r\n\r\nhello",
+                timeout=5,
+            )
+        finally:
+            server.close()
+        assert (b"\r\n\r\nhello" in output) == expect_ok, output.decode()
+
+
+@pytest.mark.parametrize("kind", ["ecdsa-p256", "rsa-2048"])
+def test_gnutls_cli_tls12(
+    kind: str, ca: CertAuthority, leaves: dict[str, Leaf], tmp_path: Path
+) -> None:
+    server = EngineServer(ServerConfig(certificates=(leaves[kind].certified(),)))
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(ca.cert.public_bytes(Encoding.PEM))
+    try:
+        output = converse(
+            [
+                need("gnutls-cli"),
+                "--x509cafile",
+                str(ca_file),
+                "--priority",
+                "NORMAL:-VERS-ALL:+VERS-TLS1.2",
+                "-p",
+                str(server.port),
+                "localhost",
+            ],
+            [REQUEST],
+            until=b"\r\n\r\nhello",
+        )
+    finally:
+        server.close()
+    assert b"(TLS1.2" in output, output.decode()
+    assert b"\r\n\r\nhello" in output
+
+
+def test_python_ssl_tls12_sees_no_downgrade(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+    server = EngineServer(ServerConfig(certificates=(leaves["ecdsa-p256"].certified(),)))
+    context = ssl.create_default_context(cadata=ca.cert.public_bytes(Encoding.PEM).decode())
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                assert tls.version() == "TLSv1.2"
+                tls.sendall(REQUEST)
+                body = b""
+                while chunk := tls.recv(4096):
+                    body += chunk
+    finally:
+        server.close()
+    assert body.endswith(b"hello")
