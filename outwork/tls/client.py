@@ -14,10 +14,12 @@ from outwork.tls.alerts import (
     AlertDescription,
     TLSError,
     decode_error,
+    handshake_failure,
     illegal_parameter,
     unexpected_message,
 )
 from outwork.tls.base import TLSConnection
+from outwork.tls.client12 import Tls12ClientHandshake
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import ClientConfig
 from outwork.tls.enums import ExtensionType, HandshakeType, NamedGroup, ProtocolVersion
@@ -45,7 +47,14 @@ from outwork.tls.messages import (
     push_client_hello,
     push_uint16_list,
 )
-from outwork.tls.signing import TLS13_SCHEMES, certificate_verify_content, verify_signature
+from outwork.tls.server12 import DOWNGRADE_SENTINEL_TLS12
+from outwork.tls.signing import (
+    TLS12_SCHEMES,
+    TLS13_SCHEMES,
+    certificate_verify_content,
+    verify_signature,
+)
+from outwork.tls.tls12 import SUITES12
 from outwork.tls.verify import verify_server_chain
 
 # Extensions a ServerHello / HelloRetryRequest / EncryptedExtensions may carry (RFC 8446 4.2).
@@ -68,6 +77,15 @@ _ENCRYPTED_EXTENSIONS = {
     ExtensionType.RECORD_SIZE_LIMIT,
     ExtensionType.EARLY_DATA,
 }
+_TLS12_SERVER_HELLO_EXTENSIONS = {
+    ExtensionType.RENEGOTIATION_INFO,
+    ExtensionType.EXTENDED_MASTER_SECRET,
+    ExtensionType.EC_POINT_FORMATS,
+    ExtensionType.ALPN,
+    ExtensionType.HEARTBEAT,
+    ExtensionType.SERVER_NAME,
+    ExtensionType.SESSION_TICKET,
+}
 MAX_TICKETS = 8  # NewSessionTickets accepted per connection before it counts as a flood
 
 
@@ -78,6 +96,7 @@ class ClientState(Enum):
     WAIT_CERTIFICATE = auto()
     WAIT_CERTIFICATE_VERIFY = auto()
     WAIT_FINISHED = auto()
+    TLS12 = auto()  # a Tls12ClientHandshake drives the rest
     CONNECTED = auto()
 
 
@@ -119,30 +138,37 @@ class ClientConnection(TLSConnection):
         extensions: list[Extension] = []
         if self.server_name and not _is_ip_address(self.server_name):
             extensions.append((ExtensionType.SERVER_NAME, push_server_name(self.server_name)))
-        extensions.append((ExtensionType.SUPPORTED_VERSIONS, b"\x02\x03\x04"))
+        offer_tls12 = c.min_version <= ProtocolVersion.TLS12
+        offer_tls13 = c.max_version >= ProtocolVersion.TLS13
+        versions = (b"\x03\x04" if offer_tls13 else b"") + (b"\x03\x03" if offer_tls12 else b"")
+        extensions.append((ExtensionType.SUPPORTED_VERSIONS, bytes((len(versions),)) + versions))
+        if offer_tls12:
+            extensions.append((ExtensionType.EXTENDED_MASTER_SECRET, b""))
+            extensions.append((ExtensionType.RENEGOTIATION_INFO, b"\x00"))
+            extensions.append((ExtensionType.EC_POINT_FORMATS, b"\x01\x00"))
         w = Writer()
         push_uint16_list(w, tuple(c.groups))
         extensions.append((ExtensionType.SUPPORTED_GROUPS, w.getvalue()))
         w = Writer()
-        push_uint16_list(w, tuple(sorted(TLS13_SCHEMES)))
+        push_uint16_list(w, tuple(sorted(TLS12_SCHEMES if offer_tls12 else TLS13_SCHEMES)))
         extensions.append((ExtensionType.SIGNATURE_ALGORITHMS, w.getvalue()))
-        extensions.append(
-            (
-                ExtensionType.KEY_SHARE,
-                push_key_share_client(tuple((g, s.share) for g, s in self._shares.items())),
-            )
-        )
+        if offer_tls13:
+            shares = tuple((g, s.share) for g, s in self._shares.items())
+            extensions.append((ExtensionType.KEY_SHARE, push_key_share_client(shares)))
         if c.alpn_protocols:
             extensions.append((ExtensionType.ALPN, push_alpn(c.alpn_protocols)))
         if c.heartbeat:
             extensions.append((ExtensionType.HEARTBEAT, b"\x01"))
         if self._cookie is not None:
             extensions.append((ExtensionType.COOKIE, push_cookie(self._cookie)))
+        suites = (tuple(c.cipher_suites) if offer_tls13 else ()) + (
+            tuple(c.cipher_suites_tls12) if offer_tls12 else ()
+        )
         hello = ClientHello(
             ProtocolVersion.TLS12,
             self._random,
             self._session_id,
-            tuple(c.cipher_suites),
+            suites,
             b"\x00",
             tuple(extensions),
         )
@@ -187,14 +213,15 @@ class ClientConnection(TLSConnection):
     def _on_server_hello(self, body: bytes, raw: bytes) -> None:
         hello = pull_server_hello(Reader(body))
         extensions = dict(hello.extensions)
+        if ExtensionType.SUPPORTED_VERSIONS not in extensions:
+            self._on_server_hello_tls12(hello, raw)
+            return
         allowed = _RETRY_EXTENSIONS if hello.is_hello_retry_request else _SERVER_HELLO_EXTENSIONS
         if not set(extensions) <= allowed:
             raise TLSError(
                 AlertDescription.UNSUPPORTED_EXTENSION, "unexpected ServerHello extension"
             )
         version = extensions.get(ExtensionType.SUPPORTED_VERSIONS)
-        if version is None:
-            raise TLSError(AlertDescription.PROTOCOL_VERSION, "server did not select TLS 1.3")
         if version != b"\x03\x04":
             raise illegal_parameter("server selected a version we did not offer")
         if hello.legacy_version != ProtocolVersion.TLS12:
@@ -239,6 +266,55 @@ class ClientConnection(TLSConnection):
         self._transcript = transcript
         self._schedule = schedule
         self.state = ClientState.WAIT_ENCRYPTED_EXTENSIONS
+
+    def _on_server_hello_tls12(self, hello: ServerHello, raw: bytes) -> None:
+        c = self._config
+        if c.min_version > ProtocolVersion.TLS12 or hello.legacy_version != ProtocolVersion.TLS12:
+            raise TLSError(AlertDescription.PROTOCOL_VERSION, "server did not select TLS 1.3")
+        if self._retried:
+            raise illegal_parameter("TLS 1.2 ServerHello after a HelloRetryRequest")
+        if c.max_version >= ProtocolVersion.TLS13 and hello.random[-8:] == DOWNGRADE_SENTINEL_TLS12:
+            # RFC 8446 4.1.3: the server supports TLS 1.3; something removed it from our offer.
+            raise illegal_parameter("TLS 1.3 downgrade sentinel in a TLS 1.2 ServerHello")
+        if hello.cipher_suite not in c.cipher_suites_tls12:
+            raise illegal_parameter("server selected a cipher suite we did not offer")
+        if hello.legacy_compression_method != 0:
+            raise illegal_parameter("ServerHello compression method is not null")
+        extensions = dict(hello.extensions)
+        if not set(extensions) <= _TLS12_SERVER_HELLO_EXTENSIONS:
+            raise TLSError(
+                AlertDescription.UNSUPPORTED_EXTENSION, "unexpected ServerHello extension"
+            )
+        renegotiation_info = extensions.get(ExtensionType.RENEGOTIATION_INFO)
+        if renegotiation_info is not None and renegotiation_info != b"\x00":
+            raise handshake_failure("non-empty renegotiation_info in an initial handshake")
+        ems = ExtensionType.EXTENDED_MASTER_SECRET in extensions
+        if c.require_ems and not ems:
+            raise handshake_failure("server does not support extended master secret")
+        alpn = None
+        if ExtensionType.ALPN in extensions:
+            names = pull_alpn(extensions[ExtensionType.ALPN])
+            if len(names) != 1 or names[0] not in c.alpn_protocols:
+                raise illegal_parameter("server selected an ALPN protocol we did not offer")
+            alpn = names[0]
+        if ExtensionType.HEARTBEAT in extensions:
+            pull_heartbeat_mode(extensions[ExtensionType.HEARTBEAT])
+            self.heartbeat_negotiated = c.heartbeat
+        suite = SUITES12[hello.cipher_suite]
+        transcript = Transcript(suite.hash_name)
+        transcript.update(self._first_hello_raw)
+        transcript.update(raw)
+        self._shares.clear()
+        role = Tls12ClientHandshake(
+            self, c, suite, self._random, hello.random, transcript, ems, alpn
+        )
+        self.use_tls12(role)
+        self.state = ClientState.TLS12
+
+    def complete_tls12(self, event: ev.HandshakeComplete) -> None:
+        self.negotiated = event
+        self.state = ClientState.CONNECTED
+        self.complete(event)
 
     def _on_hello_retry_request(
         self, hello: ServerHello, extensions: dict[int, bytes], raw: bytes

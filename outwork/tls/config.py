@@ -94,5 +94,9 @@ class ClientConfig:
     groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
     # Groups for which a key share goes in the first ClientHello.
     key_share_groups: tuple[NamedGroup, ...] = (NamedGroup.X25519,)
+    min_version: ProtocolVersion = ProtocolVersion.TLS12
+    max_version: ProtocolVersion = ProtocolVersion.TLS13
+    cipher_suites_tls12: tuple[CipherSuite12, ...] = DEFAULT_CIPHER_SUITES_TLS12
+    require_ems: bool = True
     heartbeat: bool = False
     limits: Limits = field(default_factory=Limits)

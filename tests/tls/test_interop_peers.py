@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from outwork.tls import events as ev
 from outwork.tls.alerts import AlertDescription
 from outwork.tls.config import ClientConfig, ServerConfig
-from outwork.tls.enums import CipherSuite, NamedGroup, ProtocolVersion
+from outwork.tls.enums import CipherSuite, CipherSuite12, NamedGroup, ProtocolVersion
 from tests.tls.engine_peers import EngineServer, client_exchange
 from tests.tls.pki import CertAuthority, Leaf
 
@@ -176,7 +176,6 @@ def s_server(leaves: dict[str, Leaf], tmp_path: Path) -> Iterator[int]:
             str(cert),
             "-key",
             str(key),
-            "-tls1_3",
             "-www",
             "-groups",
             "X25519:P-256:P-384:X448",
@@ -386,3 +385,67 @@ def test_python_ssl_tls12_sees_no_downgrade(ca: CertAuthority, leaves: dict[str,
     finally:
         server.close()
     assert body.endswith(b"hello")
+
+
+@pytest.fixture
+def gnutls_serv_without_ems(leaves: dict[str, Leaf], tmp_path: Path) -> Iterator[int]:
+    cert, key = leaves["ecdsa-p256"].write(tmp_path, "leaf")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            need("gnutls-serv"),
+            "--http",
+            "-p",
+            str(port),
+            "--x509certfile",
+            str(cert),
+            "--x509keyfile",
+            str(key),
+            "--priority",
+            "NORMAL:-VERS-ALL:+VERS-TLS1.2:%NO_SESSION_HASH",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield port
+    proc.kill()
+    proc.wait()
+
+
+@pytest.mark.parametrize("require_ems", [True, False])
+def test_engine_client_ems_policy_against_gnutls_serv(
+    gnutls_serv_without_ems: int, require_ems: bool, ca: CertAuthority
+) -> None:
+    config = ClientConfig(trust_roots=(ca.cert,), require_ems=require_ems)
+    conn, events, body = client_exchange(gnutls_serv_without_ems, config, "localhost")
+    if require_ems:
+        assert [e.alert for e in events if isinstance(e, ev.ConnectionFailed)] == [
+            AlertDescription.HANDSHAKE_FAILURE
+        ]
+    else:
+        assert conn.negotiated is not None and conn.negotiated.version == ProtocolVersion.TLS12
+        assert body.startswith(b"HTTP/1.0 200 OK")
+
+
+@pytest.mark.parametrize(
+    "suite", [s for s in CipherSuite12 if "ECDSA" in s.name], ids=lambda s: s.name
+)
+def test_engine_client_tls12_against_openssl_s_server(
+    s_server: int, suite: CipherSuite12, ca: CertAuthority
+) -> None:
+    config = ClientConfig(
+        trust_roots=(ca.cert,), max_version=ProtocolVersion.TLS12, cipher_suites_tls12=(suite,)
+    )
+    conn, events, body = client_exchange(s_server, config, "localhost")
+    assert conn.negotiated is not None, events
+    assert conn.negotiated.version == ProtocolVersion.TLS12
+    assert body.startswith(b"HTTP/1.0 200 ok")

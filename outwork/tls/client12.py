@@ -1,0 +1,202 @@
+"""Client role of a TLS 1.2 handshake, taken over from `ClientConnection` after a TLS 1.2
+ServerHello: Certificate, ServerKeyExchange, ServerHelloDone; then ClientKeyExchange,
+ChangeCipherSpec, Finished; then the server's ChangeCipherSpec and Finished."""
+
+from __future__ import annotations
+
+import hmac
+from enum import Enum, auto
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+
+from outwork.tls import events as ev
+from outwork.tls.alerts import (
+    AlertDescription,
+    TLSError,
+    decode_error,
+    illegal_parameter,
+    unexpected_message,
+)
+from outwork.tls.codec import Reader, Writer
+from outwork.tls.config import GROUPS_TLS12, ClientConfig
+from outwork.tls.enums import HandshakeType, NamedGroup, ProtocolVersion
+from outwork.tls.groups import KeyShare
+from outwork.tls.keyschedule import Transcript
+from outwork.tls.messages import (
+    handshake_message,
+    pull_certificate12,
+    pull_finished,
+    pull_server_key_exchange,
+    push_certificate12,
+    push_client_key_exchange,
+)
+from outwork.tls.signing import verify_signature
+from outwork.tls.tls12 import (
+    Suite12,
+    Tls12RecordCipher,
+    finished_verify_data,
+    key_block,
+    master_secret,
+)
+from outwork.tls.verify import verify_server_chain
+
+if TYPE_CHECKING:
+    from outwork.tls.client import ClientConnection
+
+
+class Client12State(Enum):
+    WAIT_CERTIFICATE = auto()
+    WAIT_SERVER_KEY_EXCHANGE = auto()
+    WAIT_SERVER_HELLO_DONE = auto()
+    WAIT_CHANGE_CIPHER_SPEC = auto()
+    WAIT_FINISHED = auto()
+    CONNECTED = auto()
+
+
+class Tls12ClientHandshake:
+    def __init__(
+        self,
+        conn: ClientConnection,
+        config: ClientConfig,
+        suite: Suite12,
+        client_random: bytes,
+        server_random: bytes,
+        transcript: Transcript,
+        ems: bool,
+        alpn: str | None,
+    ) -> None:
+        self._conn = conn
+        self._config = config
+        self._suite = suite
+        self._client_random = client_random
+        self._server_random = server_random
+        self._transcript = transcript
+        self._ems = ems
+        self._alpn = alpn
+        self._chain: list[x509.Certificate] = []
+        self._group: NamedGroup | None = None
+        self._server_public = b""
+        self._certificate_requested = False
+        self._master = b""
+        self._pending_read: Tls12RecordCipher | None = None
+        self.state = Client12State.WAIT_CERTIFICATE
+
+    def handle(self, msg_type: int, body: bytes, raw: bytes, now: float) -> None:
+        state = self.state
+        if state is Client12State.WAIT_CERTIFICATE and msg_type == HandshakeType.CERTIFICATE:
+            self._on_certificate(body)
+        elif (
+            state is Client12State.WAIT_SERVER_KEY_EXCHANGE
+            and msg_type == HandshakeType.SERVER_KEY_EXCHANGE
+        ):
+            self._on_server_key_exchange(body, now)
+        elif state is Client12State.WAIT_SERVER_HELLO_DONE and msg_type in (
+            HandshakeType.CERTIFICATE_REQUEST,
+            HandshakeType.SERVER_HELLO_DONE,
+        ):
+            if msg_type == HandshakeType.CERTIFICATE_REQUEST:
+                if self._certificate_requested:
+                    raise unexpected_message("second CertificateRequest")
+                self._certificate_requested = True  # answered with an empty Certificate
+                self._transcript.update(raw)
+                return
+            if body:
+                raise decode_error("ServerHelloDone is not empty")
+            self._transcript.update(raw)
+            self._send_second_flight()
+            return
+        elif state is Client12State.WAIT_FINISHED and msg_type == HandshakeType.FINISHED:
+            self._on_finished(body, raw)
+            return
+        else:
+            raise unexpected_message(f"handshake message {msg_type} in state {state.name}")
+        self._transcript.update(raw)
+
+    def _on_certificate(self, body: bytes) -> None:
+        limits = self._conn.limits
+        certs = pull_certificate12(
+            Reader(body), limits.max_certificate_chain, limits.max_chain_length
+        )
+        if not certs:
+            raise decode_error("server sent an empty certificate chain")
+        try:
+            self._chain = [x509.load_der_x509_certificate(c) for c in certs]
+        except ValueError as exc:
+            raise TLSError(AlertDescription.BAD_CERTIFICATE, "unparseable certificate") from exc
+        self.state = Client12State.WAIT_SERVER_KEY_EXCHANGE
+
+    def _on_server_key_exchange(self, body: bytes, now: float) -> None:
+        message = pull_server_key_exchange(Reader(body))
+        if message.group not in GROUPS_TLS12 or message.group not in self._config.groups:
+            raise illegal_parameter("server chose an ECDHE group we did not offer")
+        if self._config.verify:
+            verify_server_chain(
+                self._chain, self._config.trust_roots, self._conn.server_name or "", now
+            )
+        signed = self._client_random + self._server_random + message.params()
+        if not verify_signature(
+            self._chain[0].public_key(), message.algorithm, signed, message.signature, tls12=True
+        ):
+            raise TLSError(AlertDescription.DECRYPT_ERROR, "ServerKeyExchange signature is invalid")
+        self._group = NamedGroup(message.group)
+        self._server_public = message.public
+        self._conn.peer_certificates = tuple(self._chain)
+        self.state = Client12State.WAIT_SERVER_HELLO_DONE
+
+    def _send_second_flight(self) -> None:
+        assert self._group is not None
+        flight = b""
+        if self._certificate_requested:
+            w = Writer()
+            push_certificate12(w, ())
+            flight += handshake_message(HandshakeType.CERTIFICATE, w.getvalue())
+        key = KeyShare(self._group)
+        premaster = key.shared_secret(self._server_public)
+        w = Writer()
+        push_client_key_exchange(w, key.share)
+        flight += handshake_message(HandshakeType.CLIENT_KEY_EXCHANGE, w.getvalue())
+        self._transcript.update(flight)
+        session_hash = self._transcript.digest() if self._ems else None
+        self._master = master_secret(
+            self._suite, premaster, self._client_random, self._server_random, session_hash
+        )
+        client_key, server_key, client_iv, server_iv = key_block(
+            self._suite, self._master, self._client_random, self._server_random
+        )
+        self._conn.send_handshake_bytes(flight)
+        self._conn.send_change_cipher_spec()
+        self._conn.install_write_cipher(Tls12RecordCipher(self._suite, client_key, client_iv))
+        verify_data = finished_verify_data(
+            self._suite, self._master, server=False, transcript_hash=self._transcript.digest()
+        )
+        self._transcript.update(self._conn.send_handshake(HandshakeType.FINISHED, verify_data))
+        self._pending_read = Tls12RecordCipher(self._suite, server_key, server_iv)
+        self.state = Client12State.WAIT_CHANGE_CIPHER_SPEC
+
+    def change_cipher_spec(self) -> None:
+        if self.state is not Client12State.WAIT_CHANGE_CIPHER_SPEC or self._pending_read is None:
+            raise unexpected_message("change_cipher_spec out of order")
+        self._conn.install_read_cipher(self._pending_read)
+        self._pending_read = None
+        self.state = Client12State.WAIT_FINISHED
+
+    def _on_finished(self, body: bytes, raw: bytes) -> None:
+        finished = pull_finished(Reader(body), 12)
+        expected = finished_verify_data(
+            self._suite, self._master, server=True, transcript_hash=self._transcript.digest()
+        )
+        if not hmac.compare_digest(finished.verify_data, expected):
+            raise TLSError(AlertDescription.DECRYPT_ERROR, "server Finished does not verify")
+        self._transcript.update(raw)
+        self.state = Client12State.CONNECTED
+        assert self._group is not None
+        self._conn.complete_tls12(
+            ev.HandshakeComplete(
+                version=ProtocolVersion.TLS12,
+                cipher_suite=self._suite.suite,
+                group=self._group,
+                alpn_protocol=self._alpn,
+                server_name=self._conn.server_name,
+            )
+        )
