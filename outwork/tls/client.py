@@ -150,7 +150,10 @@ class ClientConnection(TLSConnection):
         push_uint16_list(w, tuple(c.groups))
         extensions.append((ExtensionType.SUPPORTED_GROUPS, w.getvalue()))
         w = Writer()
-        push_uint16_list(w, tuple(sorted(TLS12_SCHEMES if offer_tls12 else TLS13_SCHEMES)))
+        schemes = c.signature_schemes or tuple(
+            sorted(TLS12_SCHEMES if offer_tls12 else TLS13_SCHEMES)
+        )
+        push_uint16_list(w, tuple(schemes))
         extensions.append((ExtensionType.SIGNATURE_ALGORITHMS, w.getvalue()))
         if offer_tls13:
             shares = tuple((g, s.share) for g, s in self._shares.items())

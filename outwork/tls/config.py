@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from outwork.tls.enums import CipherSuite, CipherSuite12, NamedGroup, ProtocolVersion
+from outwork.tls.enums import (
+    CipherSuite,
+    CipherSuite12,
+    NamedGroup,
+    ProtocolVersion,
+    SignatureScheme,
+)
 from outwork.tls.signing import Signer
 
 # Named caps on everything a peer can grow (DESIGN.md). Each has a test that hits it.
@@ -78,6 +84,7 @@ class ServerConfig:
     min_version: ProtocolVersion = ProtocolVersion.TLS12
     cipher_suites_tls12: tuple[CipherSuite12, ...] = DEFAULT_CIPHER_SUITES_TLS12
     require_ems: bool = True  # RFC 7627: refuse TLS 1.2 clients without extended master secret
+    strict_sni: bool = False  # unknown server name: unrecognized_name instead of the default
     limits: Limits = field(default_factory=Limits)
     # Key that authenticates the HelloRetryRequest cookie (stateless HRR). Per process.
     cookie_key: bytes = field(default_factory=lambda: os.urandom(32))
@@ -98,5 +105,7 @@ class ClientConfig:
     max_version: ProtocolVersion = ProtocolVersion.TLS13
     cipher_suites_tls12: tuple[CipherSuite12, ...] = DEFAULT_CIPHER_SUITES_TLS12
     require_ems: bool = True
+    # Signature schemes to offer; None means all the engine can verify.
+    signature_schemes: tuple[SignatureScheme, ...] | None = None
     heartbeat: bool = False
     limits: Limits = field(default_factory=Limits)

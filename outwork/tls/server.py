@@ -18,6 +18,7 @@ from outwork.tls.alerts import (
     unexpected_message,
 )
 from outwork.tls.base import TLSConnection
+from outwork.tls.certselect import certificate_candidates
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import CertifiedKey, ServerConfig
 from outwork.tls.enums import (
@@ -224,7 +225,7 @@ class ServerConnection(TLSConnection):
         if not offer.signature_algorithms:
             raise TLSError(AlertDescription.MISSING_EXTENSION, "no signature_algorithms")
         offered = set(offer.signature_algorithms)
-        for certified in self._config.certificates:
+        for certified in certificate_candidates(self._config, offer):
             for scheme in certified.signer.schemes():
                 if scheme in offered and scheme in TLS13_SCHEMES:
                     return certified, scheme

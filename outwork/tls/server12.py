@@ -23,6 +23,7 @@ from outwork.tls.alerts import (
     illegal_parameter,
     unexpected_message,
 )
+from outwork.tls.certselect import certificate_candidates
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import GROUPS_TLS12, CertifiedKey, ServerConfig
 from outwork.tls.enums import (
@@ -230,6 +231,7 @@ def _choose_certificate_and_suite(
 ) -> tuple[CertifiedKey, Suite12, SignatureScheme]:
     """Server preference: the first configured suite the client offers for which a certificate
     of the matching key type can sign with a scheme the client accepts."""
+    candidates = certificate_candidates(config, offer)
     offered = set(hello.cipher_suites)
     schemes_offered = set(offer.signature_algorithms)
     if not schemes_offered:
@@ -239,7 +241,7 @@ def _choose_certificate_and_suite(
         if suite_id not in offered:
             continue
         suite = SUITES12[suite_id]
-        for certified in config.certificates:
+        for certified in candidates:
             if _signing_family(certified) != suite.signing:
                 continue
             if not _curve_acceptable(certified, offer):

@@ -167,7 +167,10 @@ def test_rejects_tls12_client_hello_when_listener_wants_tls13(
 
 
 def test_rejects_tls12_client_hello_without_extended_master_secret(leaf: Leaf) -> None:
-    hello = with_extensions(client_hello(), {ExtensionType.SUPPORTED_VERSIONS: None})
+    hello = with_extensions(
+        client_hello(),
+        {ExtensionType.SUPPORTED_VERSIONS: None, ExtensionType.EXTENDED_MASTER_SECRET: None},
+    )
     assert alert_of(leaf, record(22, encode(hello))) == A.HANDSHAKE_FAILURE
 
 
