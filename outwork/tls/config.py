@@ -15,6 +15,7 @@ from outwork.tls.enums import (
     SignatureScheme,
 )
 from outwork.tls.signing import Signer
+from outwork.tls.tickets import RotatingTicketKeys, TicketKeySource
 
 # Named caps on everything a peer can grow (DESIGN.md). Each has a test that hits it.
 MAX_HANDSHAKE_MESSAGE = 64 * 1024  # any single handshake message
@@ -85,6 +86,9 @@ class ServerConfig:
     cipher_suites_tls12: tuple[CipherSuite12, ...] = DEFAULT_CIPHER_SUITES_TLS12
     require_ems: bool = True  # RFC 7627: refuse TLS 1.2 clients without extended master secret
     strict_sni: bool = False  # unknown server name: unrecognized_name instead of the default
+    # Session tickets (TLS 1.3 PSK and TLS 1.2 RFC 5077); None turns resumption off.
+    ticket_keys: TicketKeySource | None = field(default_factory=RotatingTicketKeys)
+    ticket_lifetime: int = 7200  # seconds; RFC 8446 caps it at 7 days
     limits: Limits = field(default_factory=Limits)
     # Key that authenticates the HelloRetryRequest cookie (stateless HRR). Per process.
     cookie_key: bytes = field(default_factory=lambda: os.urandom(32))

@@ -19,7 +19,8 @@ class HandshakeComplete:
     group: NamedGroup | None
     alpn_protocol: str | None
     server_name: str | None  # SNI the client sent (server role) or asked for (client role)
-    ja4: str | None = None  # filled once JA4 is implemented (server role)
+    ja4: str | None = None  # JA4 of the ClientHello (server role)
+    resumed: bool = False  # a session ticket (TLS 1.3 PSK or TLS 1.2 RFC 5077) was used
 
 
 @dataclass(frozen=True, slots=True)

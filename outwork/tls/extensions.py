@@ -146,6 +146,49 @@ def pull_psk_key_exchange_modes(body: bytes) -> bytes:
     return modes
 
 
+MAX_PSK_IDENTITIES = 8  # identities looked at in one ClientHello; more is not a client's need
+
+
+@dataclass(frozen=True, slots=True)
+class OfferedPsks:
+    identities: tuple[tuple[bytes, int], ...]  # (identity, obfuscated_ticket_age)
+    binders: tuple[bytes, ...]
+    binders_length: int  # the binders block with its length prefix: the ClientHello's tail
+
+
+def _pull_psk_identity(r: Reader) -> tuple[bytes, int]:
+    identity = r.opaque(2, 1)
+    return identity, r.uint32()
+
+
+def pull_pre_shared_key_client(body: bytes) -> OfferedPsks:
+    """RFC 8446 4.2.11: PskIdentity identities<7..2^16-1>; PskBinderEntry binders<33..2^16-1>."""
+    r = Reader(body)
+    identities = r.vector(2, _pull_psk_identity, 7)
+    binders_start = r.remaining()
+    binders = r.vector(2, lambda sub: sub.opaque(1, 32, 255), 33)
+    r.expect_end("pre_shared_key")
+    if len(identities) != len(binders):
+        raise illegal_parameter("pre_shared_key identities and binders differ in number")
+    if len(identities) > MAX_PSK_IDENTITIES:
+        raise illegal_parameter("too many pre_shared_key identities")
+    return OfferedPsks(tuple(identities), tuple(binders), binders_start)
+
+
+def push_pre_shared_key_client(
+    identities: tuple[tuple[bytes, int], ...], binders: tuple[bytes, ...]
+) -> bytes:
+    w = Writer()
+    with w.block(2):
+        for identity, age in identities:
+            w.opaque(2, identity)
+            w.uint32(age)
+    with w.block(2):
+        for binder in binders:
+            w.opaque(1, binder)
+    return w.getvalue()
+
+
 @dataclass(frozen=True, slots=True)
 class ClientHelloOffer:
     """What a ClientHello asks for, parsed once, GREASE values kept (the caller filters)."""
@@ -167,6 +210,7 @@ class ClientHelloOffer:
     extended_master_secret: bool = False
     ec_point_formats: bytes | None = None
     session_ticket: bytes | None = None
+    pre_shared_key: OfferedPsks | None = None
 
 
 def parse_client_hello_extensions(extensions: tuple[Extension, ...]) -> ClientHelloOffer:
@@ -182,7 +226,8 @@ def parse_client_hello_extensions(extensions: tuple[Extension, ...]) -> ClientHe
     psk_modes = b""
     has_psk = has_early = ems = False
     renegotiation_info = point_formats = session_ticket = None
-    for ext_type, body in extensions:
+    offered_psks = None
+    for position, (ext_type, body) in enumerate(extensions):
         if ext_type == ExtensionType.SERVER_NAME:
             server_name = pull_server_name(body)
         elif ext_type == ExtensionType.SUPPORTED_VERSIONS:
@@ -204,7 +249,11 @@ def parse_client_hello_extensions(extensions: tuple[Extension, ...]) -> ClientHe
         elif ext_type == ExtensionType.PSK_KEY_EXCHANGE_MODES:
             psk_modes = pull_psk_key_exchange_modes(body)
         elif ext_type == ExtensionType.PRE_SHARED_KEY:
+            if position != len(extensions) - 1:
+                # RFC 8446 4.2.11: pre_shared_key MUST be the last extension.
+                raise illegal_parameter("pre_shared_key is not the last extension")
             has_psk = True
+            offered_psks = pull_pre_shared_key_client(body)
         elif ext_type == ExtensionType.EARLY_DATA:
             if body:
                 raise decode_error("early_data in ClientHello must be empty")
@@ -219,10 +268,7 @@ def parse_client_hello_extensions(extensions: tuple[Extension, ...]) -> ClientHe
             point_formats = _pull_one_opaque(body, 1, 1, "ec_point_formats")
         elif ext_type == ExtensionType.SESSION_TICKET:
             session_ticket = body
-    psk_last = bool(extensions) and extensions[-1][0] == ExtensionType.PRE_SHARED_KEY
-    if has_psk and not psk_last:
-        # RFC 8446 4.2.11: pre_shared_key MUST be the last extension.
-        raise illegal_parameter("pre_shared_key is not the last extension")
+    psk_last = has_psk
     return ClientHelloOffer(
         server_name,
         versions,
@@ -241,6 +287,7 @@ def parse_client_hello_extensions(extensions: tuple[Extension, ...]) -> ClientHe
         ems,
         point_formats,
         session_ticket,
+        offered_psks,
     )
 
 

@@ -78,6 +78,17 @@ class Transcript:
     def digest(self) -> bytes:
         return bytes(self._hash.copy().digest())
 
+    def digest_with(self, data: bytes) -> bytes:
+        """The hash as if `data` came next, without adding it (PSK binders)."""
+        h = self._hash.copy()
+        h.update(data)
+        return bytes(h.digest())
+
+    def copy(self) -> Transcript:
+        other = Transcript(self.hash_name)
+        other._hash = self._hash.copy()
+        return other
+
     def restart_for_hello_retry(self) -> None:
         """Replace ClientHello1 by the synthetic message_hash message (RFC 8446 4.4.1)."""
         first = self._hash.digest()
@@ -86,11 +97,11 @@ class Transcript:
 
 
 class KeySchedule:
-    def __init__(self, params: SuiteParams) -> None:
+    def __init__(self, params: SuiteParams, psk: bytes | None = None) -> None:
         self.params = params
         self.hash_name = params.hash_name
         self._zeros = bytes(params.hash_length)
-        self.early_secret = hkdf_extract(self.hash_name, b"\x00", self._zeros)
+        self.early_secret = hkdf_extract(self.hash_name, b"\x00", psk or self._zeros)
         self.handshake_secret = b""
         self.master_secret = b""
 
@@ -120,6 +131,18 @@ class KeySchedule:
         return (
             self.derive_secret(self.master_secret, b"c ap traffic", transcript_hash),
             self.derive_secret(self.master_secret, b"s ap traffic", transcript_hash),
+        )
+
+    def binder_key(self) -> bytes:
+        """RFC 8446 7.1: the key a resumption PSK binder is computed with."""
+        return self.derive_secret(self.early_secret, b"res binder", self._empty_hash())
+
+    def resumption_master_secret(self, transcript_hash: bytes) -> bytes:
+        return self.derive_secret(self.master_secret, b"res master", transcript_hash)
+
+    def resumption_psk(self, resumption_master: bytes, ticket_nonce: bytes) -> bytes:
+        return hkdf_expand_label(
+            self.hash_name, resumption_master, b"resumption", ticket_nonce, self.params.hash_length
         )
 
     def finished_verify_data(self, base_key: bytes, transcript_hash: bytes) -> bytes:

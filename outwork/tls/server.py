@@ -49,6 +49,7 @@ from outwork.tls.messages import (
     ClientHello,
     EncryptedExtensions,
     Extension,
+    NewSessionTicket,
     ServerHello,
     handshake_message,
     pull_client_hello,
@@ -56,11 +57,15 @@ from outwork.tls.messages import (
     push_certificate,
     push_certificate_verify,
     push_encrypted_extensions,
+    push_new_session_ticket,
     push_server_hello,
 )
 from outwork.tls.server12 import Tls12ServerHandshake
 from outwork.tls.signing import TLS13_SCHEMES, certificate_verify_content
+from outwork.tls.tickets import SessionState, open_ticket, seal_ticket
 
+PSK_DHE_KE = 1  # psk_key_exchange_modes: PSK with (EC)DHE, the only mode outwork accepts
+MAX_TICKET_AGE_SKEW_MS = 10_000  # client and server views of a ticket's age may differ this much
 _SUPPORTED_VERSIONS_TLS13 = (ProtocolVersion.TLS13).to_bytes(2, "big")
 
 
@@ -89,23 +94,24 @@ class ServerConnection(TLSConnection):
         self._negotiated: ev.HandshakeComplete | None = None
         self.client_hello: ClientHello | None = None
         self.ja4: str | None = None  # fingerprint of the first ClientHello, once parsed
+        self._tickets_wanted = False
 
     def handle(self, msg_type: int, body: bytes, raw: bytes, now: float) -> None:
         state = self.state
         if state is ServerState.WAIT_CLIENT_HELLO or state is ServerState.WAIT_SECOND_CLIENT_HELLO:
             if msg_type != HandshakeType.CLIENT_HELLO:
                 raise unexpected_message(f"expected ClientHello, got handshake type {msg_type}")
-            self._on_client_hello(body, raw)
+            self._on_client_hello(body, raw, now)
         elif state is ServerState.WAIT_FINISHED:
             if msg_type != HandshakeType.FINISHED:
                 raise unexpected_message(f"expected Finished, got handshake type {msg_type}")
-            self._on_finished(body, raw)
+            self._on_finished(body, raw, now)
         else:
             raise unexpected_message(f"handshake message {msg_type} in state {state.name}")
 
     # ----- ClientHello ------------------------------------------------------------------
 
-    def _on_client_hello(self, body: bytes, raw: bytes) -> None:
+    def _on_client_hello(self, body: bytes, raw: bytes, now: float) -> None:
         hello = pull_client_hello(Reader(body))
         offer = parse_client_hello_extensions(hello.extensions)
         retry = self.state is ServerState.WAIT_SECOND_CLIENT_HELLO
@@ -117,14 +123,13 @@ class ServerConnection(TLSConnection):
             if retry:
                 raise illegal_parameter("second ClientHello after a retry asks for TLS 1.2")
             alpn = self._choose_alpn(offer)
-            role = Tls12ServerHandshake(self, self._config, hello, offer, raw, alpn, self.ja4)
+            role = Tls12ServerHandshake(self, self._config, hello, offer, raw, alpn, self.ja4, now)
             self.use_tls12(role)
             self.state = ServerState.TLS12
             return
         if hello.legacy_compression_methods != b"\x00":
             raise illegal_parameter("TLS 1.3 requires exactly the null compression method")
         params = self._choose_suite(hello, retry)
-        certified, scheme = self._choose_certificate(offer)
         group, client_share = self._choose_group(offer)
         if offer.has_early_data:
             # 0-RTT is never accepted: EncryptedExtensions omits early_data, so the client
@@ -140,21 +145,32 @@ class ServerConnection(TLSConnection):
 
         alpn = self._choose_alpn(offer)
         transcript = self._transcript or Transcript(params.hash_name)
+        resumption = self._accept_psk(offer, raw, params, transcript, now)
+        extensions: list[Extension] = [
+            (ExtensionType.SUPPORTED_VERSIONS, _SUPPORTED_VERSIONS_TLS13),
+        ]
+        if resumption is None:
+            certified_scheme: tuple[CertifiedKey, SignatureScheme] | None = (
+                self._choose_certificate(offer)
+            )
+            psk = None
+        else:
+            certified_scheme = None
+            psk = resumption[1].secret
+            extensions.append((ExtensionType.PRE_SHARED_KEY, resumption[0].to_bytes(2, "big")))
         transcript.update(raw)
         server_share, shared_secret = server_key_exchange(group, client_share)
+        extensions.append((ExtensionType.KEY_SHARE, push_key_share_entry(group, server_share)))
         server_hello = ServerHello(
             ProtocolVersion.TLS12,
             os.urandom(32),
             hello.legacy_session_id,
             params.suite,
             0,
-            (
-                (ExtensionType.SUPPORTED_VERSIONS, _SUPPORTED_VERSIONS_TLS13),
-                (ExtensionType.KEY_SHARE, push_key_share_entry(group, server_share)),
-            ),
+            tuple(extensions),
         )
         self.set_suite(params)
-        schedule = KeySchedule(params)
+        schedule = KeySchedule(params, psk)
         schedule.set_shared_secret(shared_secret)
         w = Writer()
         push_server_hello(w, server_hello)
@@ -164,7 +180,9 @@ class ServerConnection(TLSConnection):
         client_hs, server_hs = schedule.handshake_traffic_secrets(transcript.digest())
         self.set_write_secret(server_hs)
 
-        flight = self._server_flight(offer, transcript, alpn, certified, scheme)
+        flight = self._encrypted_extensions(offer, transcript, alpn)
+        if certified_scheme is not None:
+            flight += self._certificate_flight(transcript, *certified_scheme)
         verify_data = schedule.finished_verify_data(server_hs, transcript.digest())
         finished = handshake_message(HandshakeType.FINISHED, verify_data)
         transcript.update(finished)
@@ -179,6 +197,7 @@ class ServerConnection(TLSConnection):
         self._params = params
         self._client_hs_secret = client_hs
         self._client_app_secret = client_app
+        self._tickets_wanted = PSK_DHE_KE in offer.psk_modes
         self._negotiated = ev.HandshakeComplete(
             version=ProtocolVersion.TLS13,
             cipher_suite=params.suite,
@@ -186,8 +205,47 @@ class ServerConnection(TLSConnection):
             alpn_protocol=alpn,
             server_name=offer.server_name,
             ja4=self.ja4,
+            resumed=resumption is not None,
         )
         self.state = ServerState.WAIT_FINISHED
+
+    def _accept_psk(
+        self,
+        offer: ClientHelloOffer,
+        raw: bytes,
+        params: SuiteParams,
+        transcript: Transcript,
+        now: float,
+    ) -> tuple[int, SessionState] | None:
+        """The first offered ticket that is ours, alive, for this suite's hash and server name,
+        with a plausible age; its binder must then verify (RFC 8446 4.2.11). None means a full
+        handshake. Only psk_dhe_ke is accepted: resumption keeps forward secrecy."""
+        psks = offer.pre_shared_key
+        keys = self._config.ticket_keys
+        if psks is None or keys is None or PSK_DHE_KE not in offer.psk_modes:
+            return None
+        truncated_hello = raw[: len(raw) - psks.binders_length]
+        for index, (identity, obfuscated_age) in enumerate(psks.identities):
+            state = open_ticket(keys, identity, now)
+            if state is None or state.version != ProtocolVersion.TLS13:
+                continue
+            ticket_suite = SUITES.get(state.cipher_suite)
+            if ticket_suite is None or ticket_suite.hash_name != params.hash_name:
+                continue
+            if state.server_name != (offer.server_name or ""):
+                continue  # a ticket is bound to the name it was issued for
+            client_age = (obfuscated_age - state.age_add) % (1 << 32)
+            server_age = int(now * 1000) - state.issued_at_ms
+            if abs(client_age - server_age) > MAX_TICKET_AGE_SKEW_MS:
+                continue
+            schedule = KeySchedule(params, state.secret)
+            binder = schedule.finished_verify_data(
+                schedule.binder_key(), transcript.digest_with(truncated_hello)
+            )
+            if not hmac.compare_digest(binder, psks.binders[index]):
+                raise TLSError(AlertDescription.DECRYPT_ERROR, "PSK binder does not verify")
+            return index, state
+        return None
 
     def _choose_version(self, hello: ClientHello, offer: ClientHelloOffer) -> ProtocolVersion:
         """TLS 1.3 when offered; else TLS 1.2 if the listener allows it (RFC 8446 4.2.1)."""
@@ -312,33 +370,29 @@ class ServerConnection(TLSConnection):
 
     # ----- the server's flight ----------------------------------------------------------
 
-    def _server_flight(
-        self,
-        offer: ClientHelloOffer,
-        transcript: Transcript,
-        alpn: str | None,
-        certified: CertifiedKey,
-        scheme: SignatureScheme,
+    def _encrypted_extensions(
+        self, offer: ClientHelloOffer, transcript: Transcript, alpn: str | None
     ) -> bytes:
         extensions: list[Extension] = []
         if alpn is not None:
             extensions.append((ExtensionType.ALPN, push_alpn((alpn,))))
         if offer.heartbeat_mode is not None and self.heartbeat_enabled:
-            extensions.append(
-                (ExtensionType.HEARTBEAT, bytes((HeartbeatMode.PEER_ALLOWED_TO_SEND,)))
-            )
+            heartbeat = bytes((HeartbeatMode.PEER_ALLOWED_TO_SEND,))
+            extensions.append((ExtensionType.HEARTBEAT, heartbeat))
             self.heartbeat_negotiated = True
         if offer.server_name is not None:
             extensions.append((ExtensionType.SERVER_NAME, b""))
         w = Writer()
         push_encrypted_extensions(w, EncryptedExtensions(tuple(extensions)))
-        flight = handshake_message(HandshakeType.ENCRYPTED_EXTENSIONS, w.getvalue())
-        transcript.update(flight)
-
-        message = _certificate_message(certified)
+        message = handshake_message(HandshakeType.ENCRYPTED_EXTENSIONS, w.getvalue())
         transcript.update(message)
-        flight += message
+        return message
 
+    def _certificate_flight(
+        self, transcript: Transcript, certified: CertifiedKey, scheme: SignatureScheme
+    ) -> bytes:
+        flight = _certificate_message(certified)
+        transcript.update(flight)
         signature = certified.signer.sign(
             scheme, certificate_verify_content(transcript.digest(), server=True)
         )
@@ -350,7 +404,7 @@ class ServerConnection(TLSConnection):
 
     # ----- client Finished ----------------------------------------------------------------
 
-    def _on_finished(self, body: bytes, raw: bytes) -> None:
+    def _on_finished(self, body: bytes, raw: bytes, now: float) -> None:
         assert self._transcript and self._schedule and self._params and self._negotiated
         finished = pull_finished(Reader(body), self._params.hash_length)
         expected = self._schedule.finished_verify_data(
@@ -364,6 +418,33 @@ class ServerConnection(TLSConnection):
         self.state = ServerState.CONNECTED
         self._client_hs_secret = b""
         self.complete(self._negotiated)
+        if self._config.ticket_keys is not None and self._tickets_wanted:
+            self._send_ticket(now)
+
+    def _send_ticket(self, now: float) -> None:
+        assert self._transcript and self._schedule and self._params and self._negotiated
+        keys = self._config.ticket_keys
+        assert keys is not None
+        nonce = b"\x00"
+        resumption_master = self._schedule.resumption_master_secret(self._transcript.digest())
+        age_add = int.from_bytes(os.urandom(4), "big")
+        state = SessionState(
+            version=ProtocolVersion.TLS13,
+            cipher_suite=self._params.suite,
+            secret=self._schedule.resumption_psk(resumption_master, nonce),
+            issued_at_ms=int(now * 1000),
+            lifetime_s=self._config.ticket_lifetime,
+            age_add=age_add,
+            extended_master_secret=True,
+            alpn=self._negotiated.alpn_protocol or "",
+            server_name=self._negotiated.server_name or "",
+        )
+        ticket = NewSessionTicket(
+            self._config.ticket_lifetime, age_add, nonce, seal_ticket(keys, state, now), ()
+        )
+        w = Writer()
+        push_new_session_ticket(w, ticket)
+        self.send_handshake(HandshakeType.NEW_SESSION_TICKET, w.getvalue())
 
     @property
     def negotiated(self) -> ev.HandshakeComplete | None:

@@ -7,6 +7,7 @@ client's ClientKeyExchange, ChangeCipherSpec and Finished; then ours.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import os
 from enum import Enum, auto
@@ -41,16 +42,19 @@ from outwork.tls.keyschedule import Transcript
 from outwork.tls.messages import (
     ClientHello,
     Extension,
+    NewSessionTicket12,
     ServerHello,
     ServerKeyExchangeECDHE,
     handshake_message,
     pull_client_key_exchange,
     pull_finished,
     push_certificate12,
+    push_new_session_ticket12,
     push_server_hello,
     push_server_key_exchange,
 )
 from outwork.tls.signing import TLS12_SCHEMES
+from outwork.tls.tickets import SessionState, open_ticket, seal_ticket
 from outwork.tls.tls12 import (
     SUITES12,
     Suite12,
@@ -84,50 +88,80 @@ class Tls12ServerHandshake:
         raw: bytes,
         alpn: str | None,
         ja4: str | None,
+        now: float,
     ) -> None:
         self._conn = conn
+        self._config = config
+        self._now = now
         self._client_random = hello.random
         self._server_random = os.urandom(24) + DOWNGRADE_SENTINEL_TLS12
-        self._check_renegotiation_info(hello, offer)
+        if offer.renegotiation_info:
+            # RFC 5746 3.6: an initial handshake must carry an empty renegotiated_connection.
+            raise handshake_failure("non-empty renegotiation_info in an initial handshake")
         if config.require_ems and not offer.extended_master_secret:
             raise handshake_failure("client does not offer extended master secret (RFC 7627)")
         if offer.ec_point_formats is not None and 0 not in offer.ec_point_formats:
             raise illegal_parameter("client does not accept uncompressed EC points")
         self._ems = offer.extended_master_secret
-        certified, suite, scheme = _choose_certificate_and_suite(config, hello, offer)
-        self._suite = suite
-        self._group = _choose_group(config, offer)
-        self._key = KeyShare(self._group)
-        self._transcript = Transcript(suite.hash_name)
-        self._transcript.update(raw)
-        self._master = b""
+        self._alpn = alpn
+        self._server_name = offer.server_name
+        # A ticket is issued when the client asked for one (even an empty extension).
+        self._issue_ticket = config.ticket_keys is not None and offer.session_ticket is not None
         self._pending_read: Tls12RecordCipher | None = None
         self._pending_write: Tls12RecordCipher | None = None
-        self.state = Server12State.WAIT_CLIENT_KEY_EXCHANGE
+        self._master = b""
+        resumed = self._resumable_session(hello, offer)
+        self.resumed = resumed is not None
+        if resumed is not None:
+            self._suite = SUITES12[resumed.cipher_suite]
+            self._master = resumed.secret
+            self._group: NamedGroup | None = None
+        else:
+            certified, self._suite, scheme = _choose_certificate_and_suite(config, hello, offer)
+            self._group = _choose_group(config, offer)
+            self._key = KeyShare(self._group)
+        self._transcript = Transcript(self._suite.hash_name)
+        self._transcript.update(raw)
         self._negotiated = ev.HandshakeComplete(
             version=ProtocolVersion.TLS12,
-            cipher_suite=suite.suite,
+            cipher_suite=self._suite.suite,
             group=self._group,
             alpn_protocol=alpn,
             server_name=offer.server_name,
             ja4=ja4,
+            resumed=self.resumed,
         )
-        self._send_first_flight(hello, offer, alpn, certified, scheme)
+        server_hello = self._server_hello(hello, offer)
+        if resumed is not None:
+            self._send_abbreviated_flight(server_hello)
+        else:
+            self._send_first_flight(server_hello, certified, scheme)
 
-    @staticmethod
-    def _check_renegotiation_info(hello: ClientHello, offer: ClientHelloOffer) -> None:
-        if offer.renegotiation_info:
-            # RFC 5746 3.6: an initial handshake must carry an empty renegotiated_connection.
-            raise handshake_failure("non-empty renegotiation_info in an initial handshake")
+    def _resumable_session(
+        self, hello: ClientHello, offer: ClientHelloOffer
+    ) -> SessionState | None:
+        """The session in the client's ticket, if it may be resumed here (RFC 5077 3.4). The
+        client's session id is echoed to say so; without one, resumption cannot be signalled."""
+        keys = self._config.ticket_keys
+        if keys is None or not offer.session_ticket or not hello.legacy_session_id:
+            return None
+        state = open_ticket(keys, offer.session_ticket, self._now)
+        if state is None or state.version != ProtocolVersion.TLS12:
+            return None
+        if state.cipher_suite not in hello.cipher_suites:
+            return None
+        if state.cipher_suite not in self._config.cipher_suites_tls12:
+            return None
+        if state.server_name != (offer.server_name or ""):
+            return None
+        if state.extended_master_secret and not offer.extended_master_secret:
+            # RFC 7627 5.3: an EMS session offered without EMS must abort.
+            raise handshake_failure("session used extended master secret; this hello does not")
+        if not state.extended_master_secret:
+            return None  # RFC 7627 5.3: a full handshake, never a resumed non-EMS session
+        return state
 
-    def _send_first_flight(
-        self,
-        hello: ClientHello,
-        offer: ClientHelloOffer,
-        alpn: str | None,
-        certified: CertifiedKey,
-        scheme: SignatureScheme,
-    ) -> None:
+    def _server_hello(self, hello: ClientHello, offer: ClientHelloOffer) -> bytes:
         extensions: list[Extension] = []
         secure_renegotiation = (
             offer.renegotiation_info is not None
@@ -137,40 +171,104 @@ class Tls12ServerHandshake:
             extensions.append((ExtensionType.RENEGOTIATION_INFO, b"\x00"))
         if self._ems:
             extensions.append((ExtensionType.EXTENDED_MASTER_SECRET, b""))
-        if offer.ec_point_formats is not None:
+        if offer.ec_point_formats is not None and not self.resumed:
             extensions.append((ExtensionType.EC_POINT_FORMATS, b"\x01\x00"))
-        if alpn is not None:
-            extensions.append((ExtensionType.ALPN, push_alpn((alpn,))))
+        if self._alpn is not None:
+            extensions.append((ExtensionType.ALPN, push_alpn((self._alpn,))))
         if offer.heartbeat_mode is not None and self._conn.heartbeat_enabled:
             heartbeat = bytes((HeartbeatMode.PEER_ALLOWED_TO_SEND,))
             extensions.append((ExtensionType.HEARTBEAT, heartbeat))
             self._conn.heartbeat_negotiated = True
-        # Resumption (session tickets) comes later; the session id is left empty, which tells
-        # the client this session cannot be resumed by id.
+        if self._issue_ticket:
+            extensions.append((ExtensionType.SESSION_TICKET, b""))
+        # Sessions are resumed by ticket only: a full handshake gets an empty session id (no
+        # session cache to look it up in), a resumed one echoes the client's.
+        session_id = hello.legacy_session_id if self.resumed else b""
         server_hello = ServerHello(
-            ProtocolVersion.TLS12, self._server_random, b"", self._suite.suite, 0, tuple(extensions)
+            ProtocolVersion.TLS12,
+            self._server_random,
+            session_id,
+            self._suite.suite,
+            0,
+            tuple(extensions),
         )
         w = Writer()
         push_server_hello(w, server_hello)
-        flight = handshake_message(HandshakeType.SERVER_HELLO, w.getvalue())
+        return handshake_message(HandshakeType.SERVER_HELLO, w.getvalue())
 
+    def _send_first_flight(
+        self, server_hello: bytes, certified: CertifiedKey, scheme: SignatureScheme
+    ) -> None:
+        flight = server_hello
         w = Writer()
         push_certificate12(w, tuple(c.public_bytes(Encoding.DER) for c in certified.chain))
         flight += handshake_message(HandshakeType.CERTIFICATE, w.getvalue())
 
-        params = ServerKeyExchangeECDHE(self._group, self._key.share, scheme, b"")
-        signed = self._client_random + self._server_random + params.params()
-        params = ServerKeyExchangeECDHE(
-            self._group, self._key.share, scheme, certified.signer.sign(scheme, signed)
-        )
+        unsigned = ServerKeyExchangeECDHE(self._group or 0, self._key.share, scheme, b"")
+        signed = self._client_random + self._server_random + unsigned.params()
         w = Writer()
-        push_server_key_exchange(w, params)
+        push_server_key_exchange(
+            w, dataclasses.replace(unsigned, signature=certified.signer.sign(scheme, signed))
+        )
         flight += handshake_message(HandshakeType.SERVER_KEY_EXCHANGE, w.getvalue())
         flight += handshake_message(HandshakeType.SERVER_HELLO_DONE, b"")
         self._transcript.update(flight)
         self._conn.send_handshake_bytes(flight)
+        self.state = Server12State.WAIT_CLIENT_KEY_EXCHANGE
+
+    def _send_abbreviated_flight(self, server_hello: bytes) -> None:
+        """RFC 5077 3.1: ServerHello, [NewSessionTicket], ChangeCipherSpec, Finished."""
+        self._transcript.update(server_hello)
+        self._conn.send_handshake_bytes(server_hello)
+        self._derive_keys()
+        self._finish_server_side()
+        self.state = Server12State.WAIT_CHANGE_CIPHER_SPEC
+
+    def _derive_keys(self) -> None:
+        client_key, server_key, client_iv, server_iv = key_block(
+            self._suite, self._master, self._client_random, self._server_random
+        )
+        self._pending_read = Tls12RecordCipher(self._suite, client_key, client_iv)
+        self._pending_write = Tls12RecordCipher(self._suite, server_key, server_iv)
+
+    def _finish_server_side(self) -> None:
+        """[NewSessionTicket], ChangeCipherSpec, Finished."""
+        if self._issue_ticket:
+            self._send_ticket()
+        assert self._pending_write is not None
+        self._conn.send_change_cipher_spec()
+        self._conn.install_write_cipher(self._pending_write)
+        self._pending_write = None
+        verify_data = finished_verify_data(
+            self._suite, self._master, server=True, transcript_hash=self._transcript.digest()
+        )
+        self._transcript.update(self._conn.send_handshake(HandshakeType.FINISHED, verify_data))
+
+    def _send_ticket(self) -> None:
+        keys = self._config.ticket_keys
+        assert keys is not None
+        state = SessionState(
+            version=ProtocolVersion.TLS12,
+            cipher_suite=self._suite.suite,
+            secret=self._master,
+            issued_at_ms=int(self._now * 1000),
+            lifetime_s=self._config.ticket_lifetime,
+            age_add=0,
+            extended_master_secret=self._ems,
+            alpn=self._alpn or "",
+            server_name=self._server_name or "",
+        )
+        w = Writer()
+        ticket = NewSessionTicket12(
+            self._config.ticket_lifetime, seal_ticket(keys, state, self._now)
+        )
+        push_new_session_ticket12(w, ticket)
+        self._transcript.update(
+            self._conn.send_handshake(HandshakeType.NEW_SESSION_TICKET, w.getvalue())
+        )
 
     def handle(self, msg_type: int, body: bytes, raw: bytes, now: float) -> None:
+        self._now = now
         if self.state is Server12State.WAIT_CLIENT_KEY_EXCHANGE:
             if msg_type == HandshakeType.CERTIFICATE:
                 raise unexpected_message("client Certificate without a CertificateRequest")
@@ -192,11 +290,7 @@ class Tls12ServerHandshake:
         self._master = master_secret(
             self._suite, premaster, self._client_random, self._server_random, session_hash
         )
-        client_key, server_key, client_iv, server_iv = key_block(
-            self._suite, self._master, self._client_random, self._server_random
-        )
-        self._pending_read = Tls12RecordCipher(self._suite, client_key, client_iv)
-        self._pending_write = Tls12RecordCipher(self._suite, server_key, server_iv)
+        self._derive_keys()
         self.state = Server12State.WAIT_CHANGE_CIPHER_SPEC
 
     def change_cipher_spec(self) -> None:
@@ -214,14 +308,8 @@ class Tls12ServerHandshake:
         if not hmac.compare_digest(finished.verify_data, expected):
             raise TLSError(AlertDescription.DECRYPT_ERROR, "client Finished does not verify")
         self._transcript.update(raw)
-        assert self._pending_write is not None
-        self._conn.send_change_cipher_spec()
-        self._conn.install_write_cipher(self._pending_write)
-        self._pending_write = None
-        verify_data = finished_verify_data(
-            self._suite, self._master, server=True, transcript_hash=self._transcript.digest()
-        )
-        self._conn.send_handshake(HandshakeType.FINISHED, verify_data)
+        if not self.resumed:
+            self._finish_server_side()
         self.state = Server12State.CONNECTED
         self._conn.complete_tls12(self._negotiated)
 

@@ -1,0 +1,139 @@
+"""Session tickets: what a ticket carries, sealed so that only this node's servers can read it.
+
+A ticket is `key_name(16) || nonce(12) || AES-256-GCM(state, aad=key_name)`. Keys come from a
+`TicketKeySource`: the engine asks it for the key to seal with now, and for the key that a
+key name refers to; rotation and sharing between workers are the source's business (see
+`outwork/keys/ticket_keys.py` for the file shared by the workers of a node).
+
+Opening never raises for what a peer sent: a ticket that is unknown, tampered with, expired
+or malformed is simply not accepted, and the handshake falls back to a full one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from outwork.tls.alerts import TLSError
+from outwork.tls.codec import Reader, Writer
+
+KEY_NAME_LENGTH = 16
+NONCE_LENGTH = 12
+TICKET_FORMAT = 1
+MAX_TICKET = 1024  # a ticket outwork issues is ~150 bytes; anything longer is not ours
+
+
+class TicketKeySource(Protocol):
+    def encryption_key(self, now: float) -> tuple[bytes, bytes]:
+        """(key name, 32-byte key) to seal new tickets with at time `now`."""
+        ...
+
+    def decryption_key(self, key_name: bytes, now: float) -> bytes | None:
+        """The key for `key_name` if it is still accepted at `now`, else None."""
+        ...
+
+
+class RotatingTicketKeys:
+    """In-process keys, new every `period` seconds, the previous one still accepted for one
+    more period. Enough for a single worker; several workers share a key file instead."""
+
+    def __init__(self, period: float = 12 * 3600) -> None:
+        self._period = period
+        self._keys: dict[int, tuple[bytes, bytes]] = {}
+
+    def _key_for(self, index: int) -> tuple[bytes, bytes]:
+        if index not in self._keys:
+            self._keys[index] = (os.urandom(KEY_NAME_LENGTH), os.urandom(32))
+            for old in [i for i in self._keys if i < index - 1]:
+                del self._keys[old]  # forward secrecy: old keys are forgotten
+        return self._keys[index]
+
+    def encryption_key(self, now: float) -> tuple[bytes, bytes]:
+        return self._key_for(int(now // self._period))
+
+    def decryption_key(self, key_name: bytes, now: float) -> bytes | None:
+        index = int(now // self._period)
+        for i in (index, index - 1):
+            entry = self._keys.get(i)
+            if entry is not None and entry[0] == key_name:
+                return entry[1]
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What resumption needs. `secret` is the TLS 1.3 resumption PSK or the TLS 1.2 master
+    secret; times are in milliseconds since the epoch (TLS 1.3 ticket ages are in ms)."""
+
+    version: int
+    cipher_suite: int
+    secret: bytes
+    issued_at_ms: int
+    lifetime_s: int
+    age_add: int
+    extended_master_secret: bool
+    alpn: str
+    server_name: str
+
+
+def _encode_state(state: SessionState) -> bytes:
+    w = Writer()
+    w.uint8(TICKET_FORMAT)
+    w.uint16(state.version)
+    w.uint16(state.cipher_suite)
+    w.opaque(1, state.secret)
+    w.raw(state.issued_at_ms.to_bytes(8, "big"))
+    w.uint32(state.lifetime_s)
+    w.uint32(state.age_add)
+    w.uint8(int(state.extended_master_secret))
+    w.opaque(1, state.alpn.encode("latin-1"))
+    w.opaque(1, state.server_name.encode("ascii"))
+    return w.getvalue()
+
+
+def _decode_state(data: bytes) -> SessionState:
+    r = Reader(data)
+    if r.uint8() != TICKET_FORMAT:
+        raise ValueError("unknown ticket format")
+    version = r.uint16()
+    suite = r.uint16()
+    secret = r.opaque(1, 32, 64)
+    issued = int.from_bytes(r.fixed(8), "big")
+    lifetime = r.uint32()
+    age_add = r.uint32()
+    ems = r.uint8() == 1
+    alpn = r.opaque(1).decode("latin-1")
+    server_name = r.opaque(1).decode("ascii")
+    r.expect_end("ticket")
+    return SessionState(version, suite, secret, issued, lifetime, age_add, ems, alpn, server_name)
+
+
+def seal_ticket(keys: TicketKeySource, state: SessionState, now: float) -> bytes:
+    name, key = keys.encryption_key(now)
+    nonce = os.urandom(NONCE_LENGTH)
+    return name + nonce + AESGCM(key).encrypt(nonce, _encode_state(state), name)
+
+
+def open_ticket(keys: TicketKeySource, ticket: bytes, now: float) -> SessionState | None:
+    """The state in `ticket` if it is ours, intact and within its lifetime; else None."""
+    if not KEY_NAME_LENGTH + NONCE_LENGTH + 16 < len(ticket) <= MAX_TICKET:
+        return None
+    name = ticket[:KEY_NAME_LENGTH]
+    key = keys.decryption_key(name, now)
+    if key is None:
+        return None
+    nonce = ticket[KEY_NAME_LENGTH : KEY_NAME_LENGTH + NONCE_LENGTH]
+    try:
+        state = _decode_state(
+            AESGCM(key).decrypt(nonce, ticket[KEY_NAME_LENGTH + NONCE_LENGTH :], name)
+        )
+    except (InvalidTag, TLSError, ValueError, UnicodeDecodeError):
+        return None
+    age_ms = int(now * 1000) - state.issued_at_ms
+    if age_ms < -1000 or age_ms > state.lifetime_s * 1000:
+        return None
+    return state
