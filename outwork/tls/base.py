@@ -89,6 +89,7 @@ class TLSConnection:
         self._key_updates = 0
         self._skip_early_data = 0
         self._tls12 = False  # set by the role once TLS 1.2 is negotiated
+        self.now = 0.0  # the time given with the latest receive_data
         self.heartbeat_enabled = heartbeat_enabled
         self.heartbeat_negotiated = False
 
@@ -127,6 +128,7 @@ class TLSConnection:
         """Feed bytes from the peer; returns what happened. Never raises for peer input."""
         if self._closed:
             return []
+        self.now = now
         self._key_updates = 0
         try:
             self._process_records(self._in + data if self._in else data, now)

@@ -30,6 +30,7 @@ from outwork.tls.extensions import (
     push_alpn,
     push_cookie,
     push_key_share_client,
+    push_pre_shared_key_client,
     push_server_name,
 )
 from outwork.tls.groups import KeyShare
@@ -38,6 +39,7 @@ from outwork.tls.messages import (
     ClientHello,
     Extension,
     ServerHello,
+    handshake_message,
     pull_certificate,
     pull_certificate_verify,
     pull_encrypted_extensions,
@@ -54,6 +56,7 @@ from outwork.tls.signing import (
     certificate_verify_content,
     verify_signature,
 )
+from outwork.tls.tickets import ClientSession
 from outwork.tls.tls12 import SUITES12
 from outwork.tls.verify import verify_server_chain
 
@@ -101,7 +104,12 @@ class ClientState(Enum):
 
 
 class ClientConnection(TLSConnection):
-    def __init__(self, config: ClientConfig, server_name: str | None = None) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        server_name: str | None = None,
+        session: ClientSession | None = None,
+    ) -> None:
         super().__init__(config.limits, config.heartbeat)
         self._config = config
         self._role = self
@@ -122,6 +130,12 @@ class ClientConnection(TLSConnection):
         self._alpn: str | None = None
         self._chain: list[x509.Certificate] = []
         self._tickets = 0
+        self._offered_session = session
+        self._psk_offered = False  # a TLS 1.3 PSK went into the ClientHello
+        self._resumed = False
+        self._resumption_master = b""
+        self._now = 0.0
+        self.sessions: list[ClientSession] = []  # tickets received, newest last
         self.peer_certificates: tuple[x509.Certificate, ...] = ()
         self.negotiated: ev.HandshakeComplete | None = None
 
@@ -130,11 +144,18 @@ class ClientConnection(TLSConnection):
             raise RuntimeError("handshake already started")
         for group in self._config.key_share_groups:
             self._shares[group] = KeyShare(group)
-        self._first_hello_raw = self._send_client_hello()
+        self._now = now
+        session = self._offered_session
+        if session is not None and not session.usable(now, self.server_name):
+            self._offered_session = None
+        self._first_hello_raw = self._send_client_hello(None)
         self.state = ClientState.WAIT_SERVER_HELLO
 
-    def _send_client_hello(self) -> bytes:
+    def _send_client_hello(self, transcript: Transcript | None) -> bytes:
+        """Queue a ClientHello and return its bytes. `transcript` is the handshake so far
+        (after a HelloRetryRequest), which a PSK binder covers."""
         c = self._config
+        session = self._offered_session
         extensions: list[Extension] = []
         if self.server_name and not _is_ip_address(self.server_name):
             extensions.append((ExtensionType.SERVER_NAME, push_server_name(self.server_name)))
@@ -146,6 +167,10 @@ class ClientConnection(TLSConnection):
             extensions.append((ExtensionType.EXTENDED_MASTER_SECRET, b""))
             extensions.append((ExtensionType.RENEGOTIATION_INFO, b"\x00"))
             extensions.append((ExtensionType.EC_POINT_FORMATS, b"\x01\x00"))
+            ticket = b""
+            if session is not None and session.version == ProtocolVersion.TLS12:
+                ticket = session.ticket
+            extensions.append((ExtensionType.SESSION_TICKET, ticket))
         w = Writer()
         push_uint16_list(w, tuple(c.groups))
         extensions.append((ExtensionType.SUPPORTED_GROUPS, w.getvalue()))
@@ -164,6 +189,16 @@ class ClientConnection(TLSConnection):
             extensions.append((ExtensionType.HEARTBEAT, b"\x01"))
         if self._cookie is not None:
             extensions.append((ExtensionType.COOKIE, push_cookie(self._cookie)))
+        psk_params = self._psk_params(transcript)
+        if offer_tls13:
+            # psk_dhe_ke only: tickets are welcome, resumption keeps forward secrecy.
+            extensions.append((ExtensionType.PSK_KEY_EXCHANGE_MODES, b"\x01\x01"))
+        if offer_tls13 and session is not None and psk_params is not None:
+            placeholder = bytes(psk_params.hash_length)
+            identity = ((session.ticket, session.obfuscated_age(self._now)),)
+            extensions.append(
+                (ExtensionType.PRE_SHARED_KEY, push_pre_shared_key_client(identity, (placeholder,)))
+            )
         suites = (tuple(c.cipher_suites) if offer_tls13 else ()) + (
             tuple(c.cipher_suites_tls12) if offer_tls12 else ()
         )
@@ -177,7 +212,37 @@ class ClientConnection(TLSConnection):
         )
         w = Writer()
         push_client_hello(w, hello)
-        return self.send_handshake(HandshakeType.CLIENT_HELLO, w.getvalue())
+        message = handshake_message(HandshakeType.CLIENT_HELLO, w.getvalue())
+        if offer_tls13 and session is not None and psk_params is not None:
+            message = self._bind_psk(message, session, psk_params, transcript)
+            self._psk_offered = True
+        self.send_handshake_bytes(message)
+        return message
+
+    def _psk_params(self, transcript: Transcript | None) -> SuiteParams | None:
+        """The suite parameters a TLS 1.3 session's PSK is bound to, if it can be offered."""
+        session = self._offered_session
+        if session is None or session.version != ProtocolVersion.TLS13:
+            return None
+        params = SUITES.get(session.cipher_suite)
+        if params is None or (transcript is not None and transcript.hash_name != params.hash_name):
+            return None
+        return params
+
+    def _bind_psk(
+        self,
+        message: bytes,
+        session: ClientSession,
+        params: SuiteParams,
+        transcript: Transcript | None,
+    ) -> bytes:
+        """Replace the placeholder binder at the end of the ClientHello (RFC 8446 4.2.11.2)."""
+        binders_length = 2 + 1 + params.hash_length
+        truncated = message[:-binders_length]
+        prefix = transcript or Transcript(params.hash_name)
+        schedule = KeySchedule(params, session.secret)
+        binder = schedule.finished_verify_data(schedule.binder_key(), prefix.digest_with(truncated))
+        return truncated + (1 + len(binder)).to_bytes(2, "big") + bytes((len(binder),)) + binder
 
     # ----- dispatch -----------------------------------------------------------------------
 
@@ -207,7 +272,22 @@ class ClientConnection(TLSConnection):
             self._tickets += 1
             if self._tickets > MAX_TICKETS:
                 raise unexpected_message("too many NewSessionTickets")
-            pull_new_session_ticket(Reader(body))  # validated; resumption comes later
+            ticket = pull_new_session_ticket(Reader(body))
+            assert self._schedule is not None and self._params is not None
+            psk = self._schedule.resumption_psk(self._resumption_master, ticket.nonce)
+            self.sessions.append(
+                ClientSession(
+                    version=ProtocolVersion.TLS13,
+                    cipher_suite=self._params.suite,
+                    secret=psk,
+                    ticket=ticket.ticket,
+                    received_at=self.now,
+                    lifetime_s=min(ticket.lifetime, 7 * 24 * 3600),
+                    age_add=ticket.age_add,
+                    extended_master_secret=True,
+                    server_name=self.server_name or "",
+                )
+            )
             return
         super().post_handshake_message(msg_type, body)
 
@@ -256,12 +336,22 @@ class ClientConnection(TLSConnection):
         shared_secret = share.shared_secret(server_share)
         self._shares.clear()
         self._group = NamedGroup(group)
+        psk = None
+        selected = extensions.get(ExtensionType.PRE_SHARED_KEY)
+        if selected is not None:
+            session = self._offered_session
+            if not self._psk_offered or session is None or selected != b"\x00\x00":
+                raise illegal_parameter("server selected a PSK we did not offer")
+            if SUITES[session.cipher_suite].hash_name != params.hash_name:
+                raise illegal_parameter("server selected a PSK with another suite hash")
+            psk = session.secret
+            self._resumed = True
 
         transcript = self._transcript or Transcript(params.hash_name)
         if self._transcript is None:
             transcript.update(self._first_hello_raw)
         transcript.update(raw)
-        schedule = KeySchedule(params)
+        schedule = KeySchedule(params, psk)
         schedule.set_shared_secret(shared_secret)
         self._client_hs, self._server_hs = schedule.handshake_traffic_secrets(transcript.digest())
         self.set_read_secret(self._server_hs)
@@ -308,8 +398,32 @@ class ClientConnection(TLSConnection):
         transcript.update(self._first_hello_raw)
         transcript.update(raw)
         self._shares.clear()
+        session = self._offered_session
+        resumed = None
+        if (
+            session is not None
+            and session.version == ProtocolVersion.TLS12
+            and hello.legacy_session_id_echo == self._session_id
+        ):
+            # The server echoed our session id: it resumes the session in our ticket.
+            if session.cipher_suite != hello.cipher_suite:
+                raise illegal_parameter("resumed session with another cipher suite")
+            if session.extended_master_secret != ems:
+                raise handshake_failure("resumed session changes extended master secret")
+            resumed = session
+        elif hello.legacy_session_id_echo and hello.legacy_session_id_echo == self._session_id:
+            raise illegal_parameter("server resumes a session we did not offer")
         role = Tls12ClientHandshake(
-            self, c, suite, self._random, hello.random, transcript, ems, alpn
+            self,
+            c,
+            suite,
+            self._random,
+            hello.random,
+            transcript,
+            ems,
+            alpn,
+            resumed,
+            ExtensionType.SESSION_TICKET in extensions,
         )
         self.use_tls12(role)
         self.state = ClientState.TLS12
@@ -341,7 +455,7 @@ class ClientConnection(TLSConnection):
         transcript.update(raw)
         self._shares = {group: KeyShare(NamedGroup(group))}
         self.send_change_cipher_spec()
-        transcript.update(self._send_client_hello())
+        transcript.update(self._send_client_hello(transcript))
         self._transcript = transcript
 
     # ----- the server's encrypted flight ----------------------------------------------------
@@ -365,7 +479,8 @@ class ClientConnection(TLSConnection):
             elif ext_type == ExtensionType.EARLY_DATA:
                 raise illegal_parameter("early_data accepted though never offered")
         self._transcript.update(raw)
-        self.state = ClientState.WAIT_CERTIFICATE
+        # A resumed session was authenticated when its ticket was issued.
+        self.state = ClientState.WAIT_FINISHED if self._resumed else ClientState.WAIT_CERTIFICATE
 
     def _on_certificate(self, body: bytes, raw: bytes) -> None:
         assert self._transcript is not None
@@ -415,6 +530,7 @@ class ClientConnection(TLSConnection):
             self._client_hs, self._transcript.digest()
         )
         self._transcript.update(self.send_handshake(HandshakeType.FINISHED, verify_data))
+        self._resumption_master = self._schedule.resumption_master_secret(self._transcript.digest())
         self.set_read_secret(server_app)
         self.set_write_secret(client_app)
         self.state = ClientState.CONNECTED
@@ -424,6 +540,7 @@ class ClientConnection(TLSConnection):
             group=self._group,
             alpn_protocol=self._alpn,
             server_name=self.server_name,
+            resumed=self._resumed,
         )
         self.complete(self.negotiated)
 

@@ -27,11 +27,13 @@ from outwork.tls.messages import (
     handshake_message,
     pull_certificate12,
     pull_finished,
+    pull_new_session_ticket12,
     pull_server_key_exchange,
     push_certificate12,
     push_client_key_exchange,
 )
 from outwork.tls.signing import verify_signature
+from outwork.tls.tickets import ClientSession
 from outwork.tls.tls12 import (
     Suite12,
     Tls12RecordCipher,
@@ -65,6 +67,8 @@ class Tls12ClientHandshake:
         transcript: Transcript,
         ems: bool,
         alpn: str | None,
+        resumed: ClientSession | None,
+        expect_ticket: bool,
     ) -> None:
         self._conn = conn
         self._config = config
@@ -80,7 +84,16 @@ class Tls12ClientHandshake:
         self._certificate_requested = False
         self._master = b""
         self._pending_read: Tls12RecordCipher | None = None
+        self._pending_write: Tls12RecordCipher | None = None
+        self._expect_ticket = expect_ticket
+        self._resumed = resumed is not None
         self.state = Client12State.WAIT_CERTIFICATE
+        if resumed is not None:
+            # RFC 5077 3.1: [NewSessionTicket], ChangeCipherSpec, Finished come next.
+            self._master = resumed.secret
+            self._group = None
+            self._derive_keys()
+            self.state = Client12State.WAIT_CHANGE_CIPHER_SPEC
 
     def handle(self, msg_type: int, body: bytes, raw: bytes, now: float) -> None:
         state = self.state
@@ -106,6 +119,13 @@ class Tls12ClientHandshake:
             self._transcript.update(raw)
             self._send_second_flight()
             return
+        elif (
+            state is Client12State.WAIT_CHANGE_CIPHER_SPEC
+            and msg_type == HandshakeType.NEW_SESSION_TICKET
+            and self._expect_ticket
+        ):
+            self._expect_ticket = False  # one ticket per handshake
+            self._on_new_session_ticket(body)
         elif state is Client12State.WAIT_FINISHED and msg_type == HandshakeType.FINISHED:
             self._on_finished(body, raw)
             return
@@ -161,18 +181,45 @@ class Tls12ClientHandshake:
         self._master = master_secret(
             self._suite, premaster, self._client_random, self._server_random, session_hash
         )
+        self._derive_keys()
+        self._conn.send_handshake_bytes(flight)
+        self._send_finished()
+        self.state = Client12State.WAIT_CHANGE_CIPHER_SPEC
+
+    def _derive_keys(self) -> None:
         client_key, server_key, client_iv, server_iv = key_block(
             self._suite, self._master, self._client_random, self._server_random
         )
-        self._conn.send_handshake_bytes(flight)
+        self._pending_write = Tls12RecordCipher(self._suite, client_key, client_iv)
+        self._pending_read = Tls12RecordCipher(self._suite, server_key, server_iv)
+
+    def _send_finished(self) -> None:
+        assert self._pending_write is not None
         self._conn.send_change_cipher_spec()
-        self._conn.install_write_cipher(Tls12RecordCipher(self._suite, client_key, client_iv))
+        self._conn.install_write_cipher(self._pending_write)
+        self._pending_write = None
         verify_data = finished_verify_data(
             self._suite, self._master, server=False, transcript_hash=self._transcript.digest()
         )
         self._transcript.update(self._conn.send_handshake(HandshakeType.FINISHED, verify_data))
-        self._pending_read = Tls12RecordCipher(self._suite, server_key, server_iv)
-        self.state = Client12State.WAIT_CHANGE_CIPHER_SPEC
+
+    def _on_new_session_ticket(self, body: bytes) -> None:
+        ticket = pull_new_session_ticket12(Reader(body))
+        if not ticket.ticket:
+            return  # RFC 5077 3.3: an empty ticket means "none issued this time"
+        self._conn.sessions.append(
+            ClientSession(
+                version=ProtocolVersion.TLS12,
+                cipher_suite=self._suite.suite,
+                secret=self._master,
+                ticket=ticket.ticket,
+                received_at=self._conn.now,
+                lifetime_s=min(ticket.lifetime_hint or 7200, 7 * 24 * 3600),
+                age_add=0,
+                extended_master_secret=self._ems,
+                server_name=self._conn.server_name or "",
+            )
+        )
 
     def change_cipher_spec(self) -> None:
         if self.state is not Client12State.WAIT_CHANGE_CIPHER_SPEC or self._pending_read is None:
@@ -189,8 +236,9 @@ class Tls12ClientHandshake:
         if not hmac.compare_digest(finished.verify_data, expected):
             raise TLSError(AlertDescription.DECRYPT_ERROR, "server Finished does not verify")
         self._transcript.update(raw)
+        if self._resumed:
+            self._send_finished()
         self.state = Client12State.CONNECTED
-        assert self._group is not None
         self._conn.complete_tls12(
             ev.HandshakeComplete(
                 version=ProtocolVersion.TLS12,
@@ -198,5 +246,6 @@ class Tls12ClientHandshake:
                 group=self._group,
                 alpn_protocol=self._alpn,
                 server_name=self._conn.server_name,
+                resumed=self._resumed,
             )
         )

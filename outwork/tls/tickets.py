@@ -137,3 +137,27 @@ def open_ticket(keys: TicketKeySource, ticket: bytes, now: float) -> SessionStat
     if age_ms < -1000 or age_ms > state.lifetime_s * 1000:
         return None
     return state
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSession:
+    """A ticket a server gave the client role, with what resuming it needs."""
+
+    version: int
+    cipher_suite: int
+    secret: bytes  # TLS 1.3 resumption PSK, or TLS 1.2 master secret
+    ticket: bytes
+    received_at: float  # seconds since the epoch
+    lifetime_s: int
+    age_add: int
+    extended_master_secret: bool
+    server_name: str
+
+    def usable(self, now: float, server_name: str | None) -> bool:
+        return (
+            self.server_name == (server_name or "")
+            and 0 <= now - self.received_at < self.lifetime_s
+        )
+
+    def obfuscated_age(self, now: float) -> int:
+        return (int((now - self.received_at) * 1000) + self.age_add) % (1 << 32)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from outwork.tls import events as ev
 from outwork.tls.config import ClientConfig, ServerConfig
 from outwork.tls.connection import ClientConnection, ServerConnection
+from outwork.tls.tickets import ClientSession
 
 HTTP_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
 
@@ -79,9 +80,10 @@ def client_exchange(
     server_name: str | None,
     request: bytes = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
     after_handshake: Callable[[ClientConnection], None] | None = None,
+    session: ClientSession | None = None,
 ) -> tuple[ClientConnection, list[ev.Event], bytes]:
     """Run the engine's client role against a real server; returns (conn, events, body)."""
-    conn = ClientConnection(config, server_name=server_name)
+    conn = ClientConnection(config, server_name=server_name, session=session)
     conn.start_handshake(time.time())
     events: list[ev.Event] = []
     received = bytearray()

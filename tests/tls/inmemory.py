@@ -8,15 +8,16 @@ from outwork.tls import events as ev
 from outwork.tls.base import TLSConnection
 from outwork.tls.config import ClientConfig, ServerConfig
 from outwork.tls.connection import ClientConnection, ServerConnection
+from outwork.tls.tickets import ClientSession
 
 
 def pump(
-    a: TLSConnection, b: TLSConnection, rounds: int = 6
+    a: TLSConnection, b: TLSConnection, rounds: int = 6, now: float | None = None
 ) -> tuple[list[ev.Event], list[ev.Event]]:
     """Move bytes both ways until quiet; returns (events at a, events at b)."""
     a_events: list[ev.Event] = []
     b_events: list[ev.Event] = []
-    now = time.time()
+    now = time.time() if now is None else now
     for _ in range(rounds):
         moved = False
         data = a.data_to_send()
@@ -33,10 +34,15 @@ def pump(
 
 
 def connected_pair(
-    server_config: ServerConfig, client_config: ClientConfig, server_name: str = "localhost"
+    server_config: ServerConfig,
+    client_config: ClientConfig,
+    server_name: str = "localhost",
+    session: ClientSession | None = None,
+    now: float | None = None,
 ) -> tuple[ClientConnection, ServerConnection, list[ev.Event], list[ev.Event]]:
-    client = ClientConnection(client_config, server_name=server_name)
+    now = time.time() if now is None else now
+    client = ClientConnection(client_config, server_name=server_name, session=session)
     server = ServerConnection(server_config)
-    client.start_handshake(time.time())
-    client_events, server_events = pump(client, server)
+    client.start_handshake(now)
+    client_events, server_events = pump(client, server, now=now)
     return client, server, client_events, server_events

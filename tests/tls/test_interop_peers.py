@@ -449,3 +449,33 @@ def test_engine_client_tls12_against_openssl_s_server(
     assert conn.negotiated is not None, events
     assert conn.negotiated.version == ProtocolVersion.TLS12
     assert body.startswith(b"HTTP/1.0 200 ok")
+
+
+@pytest.mark.parametrize("version", [ProtocolVersion.TLS13, ProtocolVersion.TLS12])
+def test_engine_client_resumes_with_openssl_s_server(
+    s_server: int, version: ProtocolVersion, ca: CertAuthority
+) -> None:
+    config = ClientConfig(trust_roots=(ca.cert,), max_version=version)
+    first, _, _ = client_exchange(s_server, config, "localhost")
+    assert first.negotiated is not None and not first.negotiated.resumed
+    assert first.sessions
+    second, events, body = client_exchange(
+        s_server, config, "localhost", session=first.sessions[-1]
+    )
+    assert second.negotiated is not None and second.negotiated.resumed, events
+    assert body.startswith(b"HTTP/1.0 200 ok")
+
+
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+def test_openssl_s_client_resumes(
+    engine_server: EngineServer, version: str, tmp_path: Path
+) -> None:
+    session = tmp_path / "session.pem"
+    first = s_client(engine_server.port, version, "-sess_out", str(session))
+    assert "New, TLSv1." in first.stdout.decode()
+    second = s_client(engine_server.port, version, "-sess_in", str(session))
+    out = second.stdout.decode()
+    assert "Reused, TLSv1." in out, second.stderr.decode()[-500:]
+    assert "\r\n\r\nhello" in out
+    resumed = [e for e in engine_server.events if isinstance(e, ev.HandshakeComplete)]
+    assert [e.resumed for e in resumed] == [False, True]
