@@ -8,6 +8,7 @@ import os
 from enum import Enum, auto
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from outwork.tls import events as ev
 from outwork.tls.alerts import (
@@ -27,6 +28,7 @@ from outwork.tls.extensions import (
     pull_alpn,
     pull_cookie,
     pull_heartbeat_mode,
+    pull_uint16_list_ext,
     push_alpn,
     push_cookie,
     push_key_share_client,
@@ -36,16 +38,22 @@ from outwork.tls.extensions import (
 from outwork.tls.groups import KeyShare
 from outwork.tls.keyschedule import SUITES, KeySchedule, SuiteParams, Transcript
 from outwork.tls.messages import (
+    Certificate,
+    CertificateEntry,
+    CertificateVerify,
     ClientHello,
     Extension,
     ServerHello,
     handshake_message,
     pull_certificate,
+    pull_certificate_request,
     pull_certificate_verify,
     pull_encrypted_extensions,
     pull_finished,
     pull_new_session_ticket,
     pull_server_hello,
+    push_certificate,
+    push_certificate_verify,
     push_client_hello,
     push_uint16_list,
 )
@@ -58,7 +66,7 @@ from outwork.tls.signing import (
 )
 from outwork.tls.tickets import ClientSession
 from outwork.tls.tls12 import SUITES12
-from outwork.tls.verify import verify_server_chain
+from outwork.tls.verify import load_chain, verify_server_chain
 
 # Extensions a ServerHello / HelloRetryRequest / EncryptedExtensions may carry (RFC 8446 4.2).
 _SERVER_HELLO_EXTENSIONS = {
@@ -131,6 +139,7 @@ class ClientConnection(TLSConnection):
         self._chain: list[x509.Certificate] = []
         self._tickets = 0
         self._offered_session = session
+        self._certificate_request: tuple[bytes, tuple[int, ...]] | None = None
         self._psk_offered = False  # a TLS 1.3 PSK went into the ClientHello
         self._resumed = False
         self._resumption_master = b""
@@ -254,6 +263,13 @@ class ClientConnection(TLSConnection):
             ClientState.WAIT_CERTIFICATE_VERIFY: HandshakeType.CERTIFICATE_VERIFY,
             ClientState.WAIT_FINISHED: HandshakeType.FINISHED,
         }.get(self.state)
+        if (
+            self.state is ClientState.WAIT_CERTIFICATE
+            and msg_type == HandshakeType.CERTIFICATE_REQUEST
+            and self._certificate_request is None
+        ):
+            self._on_certificate_request(body, raw)
+            return
         if expected is None or msg_type != expected:
             raise unexpected_message(f"handshake message {msg_type} in state {self.state.name}")
         if self.state is ClientState.WAIT_SERVER_HELLO:
@@ -394,7 +410,7 @@ class ClientConnection(TLSConnection):
             pull_heartbeat_mode(extensions[ExtensionType.HEARTBEAT])
             self.heartbeat_negotiated = c.heartbeat
         suite = SUITES12[hello.cipher_suite]
-        transcript = Transcript(suite.hash_name)
+        transcript = Transcript(suite.hash_name, keep_messages=c.client_certificate is not None)
         transcript.update(self._first_hello_raw)
         transcript.update(raw)
         self._shares.clear()
@@ -482,6 +498,46 @@ class ClientConnection(TLSConnection):
         # A resumed session was authenticated when its ticket was issued.
         self.state = ClientState.WAIT_FINISHED if self._resumed else ClientState.WAIT_CERTIFICATE
 
+    def _on_certificate_request(self, body: bytes, raw: bytes) -> None:
+        assert self._transcript is not None
+        request = pull_certificate_request(Reader(body))
+        schemes: tuple[int, ...] = ()
+        for ext_type, ext_body in request.extensions:
+            if ext_type == ExtensionType.SIGNATURE_ALGORITHMS:
+                schemes = pull_uint16_list_ext(ext_body, 2, "signature_algorithms")
+        if not schemes:
+            raise TLSError(AlertDescription.MISSING_EXTENSION, "CertificateRequest without schemes")
+        self._certificate_request = (request.request_context, schemes)
+        self._transcript.update(raw)
+
+    def _send_client_certificate(self, context: bytes, schemes: tuple[int, ...]) -> None:
+        """Our certificate and proof of its key, or an empty Certificate when we have none the
+        server can accept (the server then decides)."""
+        assert self._transcript is not None
+        certified = self._config.client_certificate
+        scheme = None
+        if certified is not None:
+            scheme = next(
+                (s for s in certified.signer.schemes() if s in schemes and s in TLS13_SCHEMES),
+                None,
+            )
+        entries: tuple[CertificateEntry, ...] = ()
+        if certified is not None and scheme is not None:
+            entries = tuple(
+                CertificateEntry(c.public_bytes(Encoding.DER), ()) for c in certified.chain
+            )
+        w = Writer()
+        push_certificate(w, Certificate(context, entries))
+        self._transcript.update(self.send_handshake(HandshakeType.CERTIFICATE, w.getvalue()))
+        if certified is None or scheme is None:
+            return
+        content = certificate_verify_content(self._transcript.digest(), server=False)
+        w = Writer()
+        push_certificate_verify(
+            w, CertificateVerify(scheme, certified.signer.sign(scheme, content))
+        )
+        self._transcript.update(self.send_handshake(HandshakeType.CERTIFICATE_VERIFY, w.getvalue()))
+
     def _on_certificate(self, body: bytes, raw: bytes) -> None:
         assert self._transcript is not None
         limits = self.limits
@@ -492,10 +548,7 @@ class ClientConnection(TLSConnection):
             raise illegal_parameter("server Certificate with a request context")
         if not message.entries:
             raise decode_error("server sent an empty certificate chain")
-        try:
-            self._chain = [x509.load_der_x509_certificate(e.cert_data) for e in message.entries]
-        except ValueError as exc:
-            raise TLSError(AlertDescription.BAD_CERTIFICATE, "unparseable certificate") from exc
+        self._chain = load_chain([e.cert_data for e in message.entries])
         self._transcript.update(raw)
         self.state = ClientState.WAIT_CERTIFICATE_VERIFY
 
@@ -526,6 +579,8 @@ class ClientConnection(TLSConnection):
         if not self._retried:
             self.send_change_cipher_spec()
         self.set_write_secret(self._client_hs)
+        if self._certificate_request is not None:
+            self._send_client_certificate(*self._certificate_request)
         verify_data = self._schedule.finished_verify_data(
             self._client_hs, self._transcript.digest()
         )

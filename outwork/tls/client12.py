@@ -9,6 +9,7 @@ from enum import Enum, auto
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from outwork.tls import events as ev
 from outwork.tls.alerts import (
@@ -19,20 +20,24 @@ from outwork.tls.alerts import (
     unexpected_message,
 )
 from outwork.tls.codec import Reader, Writer
-from outwork.tls.config import GROUPS_TLS12, ClientConfig
-from outwork.tls.enums import HandshakeType, NamedGroup, ProtocolVersion
+from outwork.tls.config import GROUPS_TLS12, CertifiedKey, ClientConfig
+from outwork.tls.enums import HandshakeType, NamedGroup, ProtocolVersion, SignatureScheme
 from outwork.tls.groups import KeyShare
 from outwork.tls.keyschedule import Transcript
 from outwork.tls.messages import (
+    CertificateRequest12,
+    CertificateVerify,
     handshake_message,
     pull_certificate12,
+    pull_certificate_request12,
     pull_finished,
     pull_new_session_ticket12,
     pull_server_key_exchange,
     push_certificate12,
+    push_certificate_verify,
     push_client_key_exchange,
 )
-from outwork.tls.signing import verify_signature
+from outwork.tls.signing import TLS12_SCHEMES, verify_signature
 from outwork.tls.tickets import ClientSession
 from outwork.tls.tls12 import (
     Suite12,
@@ -41,7 +46,7 @@ from outwork.tls.tls12 import (
     key_block,
     master_secret,
 )
-from outwork.tls.verify import verify_server_chain
+from outwork.tls.verify import load_chain, verify_server_chain
 
 if TYPE_CHECKING:
     from outwork.tls.client import ClientConnection
@@ -81,7 +86,7 @@ class Tls12ClientHandshake:
         self._chain: list[x509.Certificate] = []
         self._group: NamedGroup | None = None
         self._server_public = b""
-        self._certificate_requested = False
+        self._certificate_request: CertificateRequest12 | None = None
         self._master = b""
         self._pending_read: Tls12RecordCipher | None = None
         self._pending_write: Tls12RecordCipher | None = None
@@ -109,9 +114,9 @@ class Tls12ClientHandshake:
             HandshakeType.SERVER_HELLO_DONE,
         ):
             if msg_type == HandshakeType.CERTIFICATE_REQUEST:
-                if self._certificate_requested:
+                if self._certificate_request is not None:
                     raise unexpected_message("second CertificateRequest")
-                self._certificate_requested = True  # answered with an empty Certificate
+                self._certificate_request = pull_certificate_request12(Reader(body))
                 self._transcript.update(raw)
                 return
             if body:
@@ -140,10 +145,7 @@ class Tls12ClientHandshake:
         )
         if not certs:
             raise decode_error("server sent an empty certificate chain")
-        try:
-            self._chain = [x509.load_der_x509_certificate(c) for c in certs]
-        except ValueError as exc:
-            raise TLSError(AlertDescription.BAD_CERTIFICATE, "unparseable certificate") from exc
+        self._chain = load_chain(certs)
         self.state = Client12State.WAIT_SERVER_KEY_EXCHANGE
 
     def _on_server_key_exchange(self, body: bytes, now: float) -> None:
@@ -167,9 +169,13 @@ class Tls12ClientHandshake:
     def _send_second_flight(self) -> None:
         assert self._group is not None
         flight = b""
-        if self._certificate_requested:
+        certified, scheme = self._client_certificate()
+        if self._certificate_request is not None:
+            chain = (
+                tuple(c.public_bytes(Encoding.DER) for c in certified.chain) if certified else ()
+            )
             w = Writer()
-            push_certificate12(w, ())
+            push_certificate12(w, chain)
             flight += handshake_message(HandshakeType.CERTIFICATE, w.getvalue())
         key = KeyShare(self._group)
         premaster = key.shared_secret(self._server_public)
@@ -178,6 +184,14 @@ class Tls12ClientHandshake:
         flight += handshake_message(HandshakeType.CLIENT_KEY_EXCHANGE, w.getvalue())
         self._transcript.update(flight)
         session_hash = self._transcript.digest() if self._ems else None
+        if certified is not None and scheme is not None:
+            assert self._transcript.messages is not None
+            signature = certified.signer.sign(scheme, bytes(self._transcript.messages))
+            w = Writer()
+            push_certificate_verify(w, CertificateVerify(scheme, signature))
+            verify = handshake_message(HandshakeType.CERTIFICATE_VERIFY, w.getvalue())
+            self._transcript.update(verify)
+            flight += verify
         self._master = master_secret(
             self._suite, premaster, self._client_random, self._server_random, session_hash
         )
@@ -185,6 +199,17 @@ class Tls12ClientHandshake:
         self._conn.send_handshake_bytes(flight)
         self._send_finished()
         self.state = Client12State.WAIT_CHANGE_CIPHER_SPEC
+
+    def _client_certificate(self) -> tuple[CertifiedKey | None, SignatureScheme | None]:
+        """Our certificate and a scheme the server accepts, if it asked and we have one."""
+        request = self._certificate_request
+        certified = self._config.client_certificate
+        if request is None or certified is None:
+            return None, None
+        for scheme in certified.signer.schemes():
+            if scheme in request.signature_algorithms and scheme in TLS12_SCHEMES:
+                return certified, scheme
+        return None, None
 
     def _derive_keys(self) -> None:
         client_key, server_key, client_iv, server_iv = key_block(

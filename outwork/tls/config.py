@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
+from outwork.tls.clientauth import ClientAuth
 from outwork.tls.enums import (
     CipherSuite,
     CipherSuite12,
@@ -86,6 +87,8 @@ class ServerConfig:
     cipher_suites_tls12: tuple[CipherSuite12, ...] = DEFAULT_CIPHER_SUITES_TLS12
     require_ems: bool = True  # RFC 7627: refuse TLS 1.2 clients without extended master secret
     strict_sni: bool = False  # unknown server name: unrecognized_name instead of the default
+    client_auth: ClientAuth = ClientAuth.NONE
+    client_ca: tuple[x509.Certificate, ...] = ()  # trust anchors for client certificates
     # Session tickets (TLS 1.3 PSK and TLS 1.2 RFC 5077); None turns resumption off.
     ticket_keys: TicketKeySource | None = field(default_factory=RotatingTicketKeys)
     ticket_lifetime: int = 7200  # seconds; RFC 8446 caps it at 7 days
@@ -111,5 +114,6 @@ class ClientConfig:
     require_ems: bool = True
     # Signature schemes to offer; None means all the engine can verify.
     signature_schemes: tuple[SignatureScheme, ...] | None = None
+    client_certificate: CertifiedKey | None = None  # presented when a server asks (mTLS)
     heartbeat: bool = False
     limits: Limits = field(default_factory=Limits)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from outwork.tls.alerts import AlertDescription
+from outwork.tls.clientauth import ClientIdentity
 from outwork.tls.enums import CipherSuite, CipherSuite12, NamedGroup
 
 
@@ -21,6 +22,7 @@ class HandshakeComplete:
     server_name: str | None  # SNI the client sent (server role) or asked for (client role)
     ja4: str | None = None  # JA4 of the ClientHello (server role)
     resumed: bool = False  # a session ticket (TLS 1.3 PSK or TLS 1.2 RFC 5077) was used
+    client_identity: ClientIdentity | None = None  # a verified client certificate (mTLS)
 
 
 @dataclass(frozen=True, slots=True)

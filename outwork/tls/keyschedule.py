@@ -68,12 +68,16 @@ def hkdf_expand_label(
 class Transcript:
     """Running hash of the handshake messages (RFC 8446 4.4.1)."""
 
-    def __init__(self, hash_name: str) -> None:
+    def __init__(self, hash_name: str, keep_messages: bool = False) -> None:
         self.hash_name = hash_name
         self._hash: Any = hashlib.new(hash_name)
+        # TLS 1.2 CertificateVerify signs the messages themselves, not their hash.
+        self.messages: bytearray | None = bytearray() if keep_messages else None
 
     def update(self, message: bytes) -> None:
         self._hash.update(message)
+        if self.messages is not None:
+            self.messages += message
 
     def digest(self) -> bytes:
         return bytes(self._hash.copy().digest())

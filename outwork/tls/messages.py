@@ -380,3 +380,53 @@ def push_certificate12(w: Writer, certs: tuple[bytes, ...]) -> None:
     with w.block(3):
         for cert in certs:
             w.opaque(3, cert)
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRequest:
+    """TLS 1.3 (RFC 8446 4.3.2)."""
+
+    request_context: bytes
+    extensions: tuple[Extension, ...]
+
+
+def pull_certificate_request(r: Reader) -> CertificateRequest:
+    context = r.opaque(1, 0, 0xFF)
+    extensions = pull_extensions(r, minimum=2)
+    r.expect_end("CertificateRequest")
+    return CertificateRequest(context, extensions)
+
+
+def push_certificate_request(w: Writer, m: CertificateRequest) -> None:
+    w.opaque(1, m.request_context)
+    push_extensions(w, m.extensions)
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateRequest12:
+    """TLS 1.2 (RFC 5246 7.4.4): certificate types, signature algorithms, CA names."""
+
+    certificate_types: bytes
+    signature_algorithms: tuple[int, ...]
+    authorities: tuple[bytes, ...]
+
+
+def pull_certificate_request12(r: Reader) -> CertificateRequest12:
+    types = r.opaque(1, 1, 0xFF)
+    algorithms = pull_uint16_list(r, 2, 0xFFFE)
+    authorities = r.vector(2, lambda sub: sub.opaque(2, 1, 0xFFFF))
+    r.expect_end("CertificateRequest")
+    return CertificateRequest12(types, algorithms, tuple(authorities))
+
+
+def push_certificate_request12(w: Writer, m: CertificateRequest12) -> None:
+    w.opaque(1, m.certificate_types)
+    push_uint16_list(w, m.signature_algorithms)
+    push_authorities(w, m.authorities)
+
+
+def push_authorities(w: Writer, authorities: tuple[bytes, ...]) -> None:
+    """DistinguishedName authorities<3..2^16-1> (also the certificate_authorities body)."""
+    with w.block(2):
+        for name in authorities:
+            w.opaque(2, name)

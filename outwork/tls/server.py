@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hmac
 import os
 from enum import Enum, auto
 
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from outwork.tls import events as ev
@@ -19,6 +21,7 @@ from outwork.tls.alerts import (
 )
 from outwork.tls.base import TLSConnection
 from outwork.tls.certselect import certificate_candidates
+from outwork.tls.clientauth import ClientAuth, ClientIdentity, verify_client_chain
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import CertifiedKey, ServerConfig
 from outwork.tls.enums import (
@@ -45,6 +48,7 @@ from outwork.tls.messages import (
     HELLO_RETRY_REQUEST_RANDOM,
     Certificate,
     CertificateEntry,
+    CertificateRequest,
     CertificateVerify,
     ClientHello,
     EncryptedExtensions,
@@ -52,17 +56,23 @@ from outwork.tls.messages import (
     NewSessionTicket,
     ServerHello,
     handshake_message,
+    pull_certificate,
+    pull_certificate_verify,
     pull_client_hello,
     pull_finished,
+    push_authorities,
     push_certificate,
+    push_certificate_request,
     push_certificate_verify,
     push_encrypted_extensions,
     push_new_session_ticket,
     push_server_hello,
+    push_uint16_list,
 )
 from outwork.tls.server12 import Tls12ServerHandshake
-from outwork.tls.signing import TLS13_SCHEMES, certificate_verify_content
+from outwork.tls.signing import TLS13_SCHEMES, certificate_verify_content, verify_signature
 from outwork.tls.tickets import SessionState, open_ticket, seal_ticket
+from outwork.tls.verify import load_chain
 
 PSK_DHE_KE = 1  # psk_key_exchange_modes: PSK with (EC)DHE, the only mode outwork accepts
 MAX_TICKET_AGE_SKEW_MS = 10_000  # client and server views of a ticket's age may differ this much
@@ -72,6 +82,8 @@ _SUPPORTED_VERSIONS_TLS13 = (ProtocolVersion.TLS13).to_bytes(2, "big")
 class ServerState(Enum):
     WAIT_CLIENT_HELLO = auto()
     WAIT_SECOND_CLIENT_HELLO = auto()  # after a HelloRetryRequest
+    WAIT_CLIENT_CERTIFICATE = auto()  # mTLS: after our CertificateRequest
+    WAIT_CLIENT_CERTIFICATE_VERIFY = auto()
     WAIT_FINISHED = auto()
     TLS12 = auto()  # a Tls12ServerHandshake drives the rest
     CONNECTED = auto()
@@ -95,6 +107,8 @@ class ServerConnection(TLSConnection):
         self.client_hello: ClientHello | None = None
         self.ja4: str | None = None  # fingerprint of the first ClientHello, once parsed
         self._tickets_wanted = False
+        self._client_leaf: x509.Certificate | None = None
+        self.client_identity: ClientIdentity | None = None  # set once a client cert verifies
 
     def handle(self, msg_type: int, body: bytes, raw: bytes, now: float) -> None:
         state = self.state
@@ -102,6 +116,14 @@ class ServerConnection(TLSConnection):
             if msg_type != HandshakeType.CLIENT_HELLO:
                 raise unexpected_message(f"expected ClientHello, got handshake type {msg_type}")
             self._on_client_hello(body, raw, now)
+        elif state is ServerState.WAIT_CLIENT_CERTIFICATE:
+            if msg_type != HandshakeType.CERTIFICATE:
+                raise unexpected_message(f"expected Certificate, got handshake type {msg_type}")
+            self._on_client_certificate(body, raw, now)
+        elif state is ServerState.WAIT_CLIENT_CERTIFICATE_VERIFY:
+            if msg_type != HandshakeType.CERTIFICATE_VERIFY:
+                raise unexpected_message(f"expected CertificateVerify, got {msg_type}")
+            self._on_client_certificate_verify(body, raw)
         elif state is ServerState.WAIT_FINISHED:
             if msg_type != HandshakeType.FINISHED:
                 raise unexpected_message(f"expected Finished, got handshake type {msg_type}")
@@ -181,6 +203,11 @@ class ServerConnection(TLSConnection):
         self.set_write_secret(server_hs)
 
         flight = self._encrypted_extensions(offer, transcript, alpn)
+        ask_certificate = certified_scheme is not None and (
+            self._config.client_auth is not ClientAuth.NONE
+        )
+        if ask_certificate:
+            flight += self._certificate_request(transcript)
         if certified_scheme is not None:
             flight += self._certificate_flight(transcript, *certified_scheme)
         verify_data = schedule.finished_verify_data(server_hs, transcript.digest())
@@ -198,6 +225,8 @@ class ServerConnection(TLSConnection):
         self._client_hs_secret = client_hs
         self._client_app_secret = client_app
         self._tickets_wanted = PSK_DHE_KE in offer.psk_modes
+        if resumption is not None and resumption[1].client_identity:
+            self.client_identity = ClientIdentity.decode(resumption[1].client_identity)
         self._negotiated = ev.HandshakeComplete(
             version=ProtocolVersion.TLS13,
             cipher_suite=params.suite,
@@ -207,7 +236,9 @@ class ServerConnection(TLSConnection):
             ja4=self.ja4,
             resumed=resumption is not None,
         )
-        self.state = ServerState.WAIT_FINISHED
+        self.state = (
+            ServerState.WAIT_CLIENT_CERTIFICATE if ask_certificate else ServerState.WAIT_FINISHED
+        )
 
     def _accept_psk(
         self,
@@ -238,6 +269,8 @@ class ServerConnection(TLSConnection):
             server_age = int(now * 1000) - state.issued_at_ms
             if abs(client_age - server_age) > MAX_TICKET_AGE_SKEW_MS:
                 continue
+            if self._config.client_auth is ClientAuth.REQUIRED and not state.client_identity:
+                continue  # the session proves no client identity; a full handshake will
             schedule = KeySchedule(params, state.secret)
             binder = schedule.finished_verify_data(
                 schedule.binder_key(), transcript.digest_with(truncated_hello)
@@ -388,6 +421,56 @@ class ServerConnection(TLSConnection):
         transcript.update(message)
         return message
 
+    def _certificate_request(self, transcript: Transcript) -> bytes:
+        w = Writer()
+        push_uint16_list(w, tuple(sorted(TLS13_SCHEMES)))
+        extensions: list[Extension] = [(ExtensionType.SIGNATURE_ALGORITHMS, w.getvalue())]
+        if self._config.client_ca:
+            # Lets a client with several certificates pick the one these CAs issued.
+            w = Writer()
+            push_authorities(w, tuple(ca.subject.public_bytes() for ca in self._config.client_ca))
+            extensions.append((ExtensionType.CERTIFICATE_AUTHORITIES, w.getvalue()))
+        w = Writer()
+        push_certificate_request(w, CertificateRequest(b"", tuple(extensions)))
+        message = handshake_message(HandshakeType.CERTIFICATE_REQUEST, w.getvalue())
+        transcript.update(message)
+        return message
+
+    def _on_client_certificate(self, body: bytes, raw: bytes, now: float) -> None:
+        assert self._transcript is not None
+        limits = self.limits
+        message = pull_certificate(
+            Reader(body), limits.max_certificate_chain, limits.max_chain_length
+        )
+        if message.request_context:
+            raise illegal_parameter("client Certificate with a request context we did not send")
+        self._transcript.update(raw)
+        if not message.entries:
+            if self._config.client_auth is ClientAuth.REQUIRED:
+                raise TLSError(AlertDescription.CERTIFICATE_REQUIRED, "no client certificate")
+            self.state = ServerState.WAIT_FINISHED
+            return
+        chain = load_chain([e.cert_data for e in message.entries])
+        try:
+            self.client_identity = verify_client_chain(chain, self._config.client_ca, now)
+        except TLSError:
+            if self._config.client_auth is ClientAuth.REQUIRED:
+                raise
+            self.client_identity = None  # optional: the connection goes on without identity
+        self._client_leaf = chain[0]
+        self.state = ServerState.WAIT_CLIENT_CERTIFICATE_VERIFY
+
+    def _on_client_certificate_verify(self, body: bytes, raw: bytes) -> None:
+        assert self._transcript is not None and self._client_leaf is not None
+        message = pull_certificate_verify(Reader(body))
+        content = certificate_verify_content(self._transcript.digest(), server=False)
+        if not verify_signature(
+            self._client_leaf.public_key(), message.algorithm, content, message.signature
+        ):
+            raise TLSError(AlertDescription.DECRYPT_ERROR, "client CertificateVerify is invalid")
+        self._transcript.update(raw)
+        self.state = ServerState.WAIT_FINISHED
+
     def _certificate_flight(
         self, transcript: Transcript, certified: CertifiedKey, scheme: SignatureScheme
     ) -> bytes:
@@ -417,6 +500,10 @@ class ServerConnection(TLSConnection):
         self.set_read_secret(self._client_app_secret)
         self.state = ServerState.CONNECTED
         self._client_hs_secret = b""
+        if self.client_identity is not None:
+            self._negotiated = dataclasses.replace(
+                self._negotiated, client_identity=self.client_identity
+            )
         self.complete(self._negotiated)
         if self._config.ticket_keys is not None and self._tickets_wanted:
             self._send_ticket(now)
@@ -438,6 +525,7 @@ class ServerConnection(TLSConnection):
             extended_master_secret=True,
             alpn=self._negotiated.alpn_protocol or "",
             server_name=self._negotiated.server_name or "",
+            client_identity=self.client_identity.encode() if self.client_identity else b"",
         )
         ticket = NewSessionTicket(
             self._config.ticket_lifetime, age_add, nonce, seal_ticket(keys, state, now), ()

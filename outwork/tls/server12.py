@@ -13,6 +13,7 @@ import os
 from enum import Enum, auto
 from typing import TYPE_CHECKING
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -25,6 +26,7 @@ from outwork.tls.alerts import (
     unexpected_message,
 )
 from outwork.tls.certselect import certificate_candidates
+from outwork.tls.clientauth import ClientAuth, ClientIdentity, verify_client_chain
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import GROUPS_TLS12, CertifiedKey, ServerConfig
 from outwork.tls.enums import (
@@ -40,20 +42,24 @@ from outwork.tls.extensions import ClientHelloOffer, push_alpn
 from outwork.tls.groups import KeyShare
 from outwork.tls.keyschedule import Transcript
 from outwork.tls.messages import (
+    CertificateRequest12,
     ClientHello,
     Extension,
     NewSessionTicket12,
     ServerHello,
     ServerKeyExchangeECDHE,
     handshake_message,
+    pull_certificate12,
+    pull_certificate_verify,
     pull_client_key_exchange,
     pull_finished,
     push_certificate12,
+    push_certificate_request12,
     push_new_session_ticket12,
     push_server_hello,
     push_server_key_exchange,
 )
-from outwork.tls.signing import TLS12_SCHEMES
+from outwork.tls.signing import TLS12_SCHEMES, verify_signature
 from outwork.tls.tickets import SessionState, open_ticket, seal_ticket
 from outwork.tls.tls12 import (
     SUITES12,
@@ -63,16 +69,22 @@ from outwork.tls.tls12 import (
     key_block,
     master_secret,
 )
+from outwork.tls.verify import load_chain
 
 if TYPE_CHECKING:
     from outwork.tls.server import ServerConnection
+
+_RSA_SIGN = 1  # ClientCertificateType values (RFC 5246 7.4.4, RFC 8422)
+_ECDSA_SIGN = 64
 
 # RFC 8446 4.1.3: a TLS 1.3 server negotiating TLS 1.2 ends ServerHello.random with this.
 DOWNGRADE_SENTINEL_TLS12 = b"DOWNGRD\x01"
 
 
 class Server12State(Enum):
+    WAIT_CLIENT_CERTIFICATE = auto()  # mTLS: after our CertificateRequest
     WAIT_CLIENT_KEY_EXCHANGE = auto()
+    WAIT_CERTIFICATE_VERIFY = auto()
     WAIT_CHANGE_CIPHER_SPEC = auto()
     WAIT_FINISHED = auto()
     CONNECTED = auto()
@@ -120,8 +132,13 @@ class Tls12ServerHandshake:
             certified, self._suite, scheme = _choose_certificate_and_suite(config, hello, offer)
             self._group = _choose_group(config, offer)
             self._key = KeyShare(self._group)
-        self._transcript = Transcript(self._suite.hash_name)
+        self._ask_certificate = resumed is None and config.client_auth is not ClientAuth.NONE
+        self._transcript = Transcript(self._suite.hash_name, keep_messages=self._ask_certificate)
         self._transcript.update(raw)
+        self._client_leaf: x509.Certificate | None = None
+        self.client_identity: ClientIdentity | None = None
+        if resumed is not None and resumed.client_identity:
+            self.client_identity = ClientIdentity.decode(resumed.client_identity)
         self._negotiated = ev.HandshakeComplete(
             version=ProtocolVersion.TLS12,
             cipher_suite=self._suite.suite,
@@ -154,6 +171,8 @@ class Tls12ServerHandshake:
             return None
         if state.server_name != (offer.server_name or ""):
             return None
+        if self._config.client_auth is ClientAuth.REQUIRED and not state.client_identity:
+            return None  # the session proves no client identity; a full handshake will
         if state.extended_master_secret and not offer.extended_master_secret:
             # RFC 7627 5.3: an EMS session offered without EMS must abort.
             raise handshake_failure("session used extended master secret; this hello does not")
@@ -211,10 +230,23 @@ class Tls12ServerHandshake:
             w, dataclasses.replace(unsigned, signature=certified.signer.sign(scheme, signed))
         )
         flight += handshake_message(HandshakeType.SERVER_KEY_EXCHANGE, w.getvalue())
+        if self._ask_certificate:
+            request = CertificateRequest12(
+                bytes((_ECDSA_SIGN, _RSA_SIGN)),
+                tuple(sorted(TLS12_SCHEMES)),
+                tuple(ca.subject.public_bytes() for ca in self._config.client_ca),
+            )
+            w = Writer()
+            push_certificate_request12(w, request)
+            flight += handshake_message(HandshakeType.CERTIFICATE_REQUEST, w.getvalue())
         flight += handshake_message(HandshakeType.SERVER_HELLO_DONE, b"")
         self._transcript.update(flight)
         self._conn.send_handshake_bytes(flight)
-        self.state = Server12State.WAIT_CLIENT_KEY_EXCHANGE
+        self.state = (
+            Server12State.WAIT_CLIENT_CERTIFICATE
+            if self._ask_certificate
+            else Server12State.WAIT_CLIENT_KEY_EXCHANGE
+        )
 
     def _send_abbreviated_flight(self, server_hello: bytes) -> None:
         """RFC 5077 3.1: ServerHello, [NewSessionTicket], ChangeCipherSpec, Finished."""
@@ -257,6 +289,7 @@ class Tls12ServerHandshake:
             extended_master_secret=self._ems,
             alpn=self._alpn or "",
             server_name=self._server_name or "",
+            client_identity=self.client_identity.encode() if self.client_identity else b"",
         )
         w = Writer()
         ticket = NewSessionTicket12(
@@ -269,18 +302,56 @@ class Tls12ServerHandshake:
 
     def handle(self, msg_type: int, body: bytes, raw: bytes, now: float) -> None:
         self._now = now
-        if self.state is Server12State.WAIT_CLIENT_KEY_EXCHANGE:
-            if msg_type == HandshakeType.CERTIFICATE:
-                raise unexpected_message("client Certificate without a CertificateRequest")
-            if msg_type != HandshakeType.CLIENT_KEY_EXCHANGE:
-                raise unexpected_message(f"expected ClientKeyExchange, got {msg_type}")
-            self._on_client_key_exchange(body, raw)
-        elif self.state is Server12State.WAIT_FINISHED:
-            if msg_type != HandshakeType.FINISHED:
-                raise unexpected_message(f"expected Finished, got {msg_type}")
-            self._on_finished(body, raw)
-        else:
+        expected = {
+            Server12State.WAIT_CLIENT_CERTIFICATE: HandshakeType.CERTIFICATE,
+            Server12State.WAIT_CLIENT_KEY_EXCHANGE: HandshakeType.CLIENT_KEY_EXCHANGE,
+            Server12State.WAIT_CERTIFICATE_VERIFY: HandshakeType.CERTIFICATE_VERIFY,
+            Server12State.WAIT_FINISHED: HandshakeType.FINISHED,
+        }.get(self.state)
+        if msg_type != expected:
             raise unexpected_message(f"handshake message {msg_type} in state {self.state.name}")
+        if self.state is Server12State.WAIT_CLIENT_CERTIFICATE:
+            self._on_client_certificate(body, raw)
+        elif self.state is Server12State.WAIT_CLIENT_KEY_EXCHANGE:
+            self._on_client_key_exchange(body, raw)
+        elif self.state is Server12State.WAIT_CERTIFICATE_VERIFY:
+            self._on_certificate_verify(body, raw)
+        else:
+            self._on_finished(body, raw)
+
+    def _on_client_certificate(self, body: bytes, raw: bytes) -> None:
+        limits = self._conn.limits
+        ders = pull_certificate12(
+            Reader(body), limits.max_certificate_chain, limits.max_chain_length
+        )
+        self._transcript.update(raw)
+        self.state = Server12State.WAIT_CLIENT_KEY_EXCHANGE
+        if not ders:
+            if self._config.client_auth is ClientAuth.REQUIRED:
+                raise handshake_failure("no client certificate")  # RFC 5246 7.4.6
+            return
+        chain = load_chain(ders)
+        try:
+            self.client_identity = verify_client_chain(chain, self._config.client_ca, self._now)
+        except TLSError:
+            if self._config.client_auth is ClientAuth.REQUIRED:
+                raise
+            self.client_identity = None  # optional: the connection goes on without identity
+        self._client_leaf = chain[0]
+
+    def _on_certificate_verify(self, body: bytes, raw: bytes) -> None:
+        assert self._client_leaf is not None and self._transcript.messages is not None
+        message = pull_certificate_verify(Reader(body))
+        if not verify_signature(
+            self._client_leaf.public_key(),
+            message.algorithm,
+            bytes(self._transcript.messages),
+            message.signature,
+            tls12=True,
+        ):
+            raise TLSError(AlertDescription.DECRYPT_ERROR, "client CertificateVerify is invalid")
+        self._transcript.update(raw)
+        self.state = Server12State.WAIT_CHANGE_CIPHER_SPEC
 
     def _on_client_key_exchange(self, body: bytes, raw: bytes) -> None:
         public = pull_client_key_exchange(Reader(body))
@@ -291,7 +362,11 @@ class Tls12ServerHandshake:
             self._suite, premaster, self._client_random, self._server_random, session_hash
         )
         self._derive_keys()
-        self.state = Server12State.WAIT_CHANGE_CIPHER_SPEC
+        self.state = (
+            Server12State.WAIT_CERTIFICATE_VERIFY
+            if self._client_leaf is not None
+            else Server12State.WAIT_CHANGE_CIPHER_SPEC
+        )
 
     def change_cipher_spec(self) -> None:
         if self.state is not Server12State.WAIT_CHANGE_CIPHER_SPEC or self._pending_read is None:
@@ -311,6 +386,11 @@ class Tls12ServerHandshake:
         if not self.resumed:
             self._finish_server_side()
         self.state = Server12State.CONNECTED
+        if self.client_identity is not None:
+            self._negotiated = dataclasses.replace(
+                self._negotiated, client_identity=self.client_identity
+            )
+        self._conn.client_identity = self.client_identity
         self._conn.complete_tls12(self._negotiated)
 
 

@@ -24,7 +24,7 @@ from outwork.tls.codec import Reader, Writer
 KEY_NAME_LENGTH = 16
 NONCE_LENGTH = 12
 TICKET_FORMAT = 1
-MAX_TICKET = 1024  # a ticket outwork issues is ~150 bytes; anything longer is not ours
+MAX_TICKET = 4096  # a ticket outwork issues is ~150 bytes, ~1 KiB with a client identity
 
 
 class TicketKeySource(Protocol):
@@ -78,6 +78,7 @@ class SessionState:
     extended_master_secret: bool
     alpn: str
     server_name: str
+    client_identity: bytes = b""  # ClientIdentity.encode() of a verified client certificate
 
 
 def _encode_state(state: SessionState) -> bytes:
@@ -92,6 +93,7 @@ def _encode_state(state: SessionState) -> bytes:
     w.uint8(int(state.extended_master_secret))
     w.opaque(1, state.alpn.encode("latin-1"))
     w.opaque(1, state.server_name.encode("ascii"))
+    w.opaque(2, state.client_identity)
     return w.getvalue()
 
 
@@ -108,8 +110,11 @@ def _decode_state(data: bytes) -> SessionState:
     ems = r.uint8() == 1
     alpn = r.opaque(1).decode("latin-1")
     server_name = r.opaque(1).decode("ascii")
+    identity = r.opaque(2)
     r.expect_end("ticket")
-    return SessionState(version, suite, secret, issued, lifetime, age_add, ems, alpn, server_name)
+    return SessionState(
+        version, suite, secret, issued, lifetime, age_add, ems, alpn, server_name, identity
+    )
 
 
 def seal_ticket(keys: TicketKeySource, state: SessionState, now: float) -> bytes:

@@ -50,3 +50,11 @@ def verify_server_chain(
         else:
             alert = AlertDescription.UNKNOWN_CA
         raise TLSError(alert, f"server certificate rejected: {message}") from exc
+
+
+def load_chain(ders: list[bytes] | tuple[bytes, ...]) -> list[x509.Certificate]:
+    """Parse a received chain; an unparseable certificate is `bad_certificate`."""
+    try:
+        return [x509.load_der_x509_certificate(der) for der in ders]
+    except ValueError as exc:
+        raise TLSError(AlertDescription.BAD_CERTIFICATE, "unparseable certificate") from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,16 +85,21 @@ class CertAuthority:
         names: tuple[str, ...] = ("localhost",),
         days_valid: int = 30,
         expired: bool = False,
+        client: bool = False,
     ) -> Leaf:
+        """A leaf for `names` (DNS names or IPs; an '@' makes an email SAN), for server
+        authentication, or client authentication with `client=True`."""
         key = new_key(kind)
+        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
         now = datetime.datetime.now(datetime.UTC)
         start = now - datetime.timedelta(days=60 if expired else 1)
         end = now - datetime.timedelta(days=1) if expired else now + datetime.timedelta(days_valid)
         sans: list[x509.GeneralName] = []
         for name in names:
+            if "@" in name:
+                sans.append(x509.RFC822Name(name))
+                continue
             try:
-                import ipaddress
-
                 sans.append(x509.IPAddress(ipaddress.ip_address(name)))
             except ValueError:
                 sans.append(x509.DNSName(name))
@@ -107,7 +113,7 @@ class CertAuthority:
             .not_valid_after(end)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
                 critical=False,

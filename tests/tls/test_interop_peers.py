@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from outwork.tls import events as ev
 from outwork.tls.alerts import AlertDescription
+from outwork.tls.clientauth import ClientAuth
 from outwork.tls.config import ClientConfig, ServerConfig
 from outwork.tls.enums import CipherSuite, CipherSuite12, NamedGroup, ProtocolVersion
 from tests.tls.engine_peers import EngineServer, client_exchange
@@ -479,3 +480,81 @@ def test_openssl_s_client_resumes(
     assert "\r\n\r\nhello" in out
     resumed = [e for e in engine_server.events if isinstance(e, ev.HandshakeComplete)]
     assert [e.resumed for e in resumed] == [False, True]
+
+
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+@pytest.mark.parametrize("present", [True, False], ids=["with-cert", "without-cert"])
+def test_openssl_s_client_certificate(
+    version: str, present: bool, leaves: dict[str, Leaf], tmp_path: Path
+) -> None:
+    client_ca = CertAuthority("interop client CA")
+    cert, key = client_ca.issue("ecdsa-p256", ("client.example",), client=True).write(
+        tmp_path, "client"
+    )
+    server = EngineServer(
+        ServerConfig(
+            certificates=(leaves["ecdsa-p256"].certified(),),
+            client_auth=ClientAuth.REQUIRED,
+            client_ca=(client_ca.cert,),
+        )
+    )
+    try:
+        args = ["-cert", str(cert), "-key", str(key)] if present else []
+        result = s_client(server.port, version, *args)
+    finally:
+        server.close()
+    assert ("\r\n\r\nhello" in result.stdout.decode()) == present
+    done = [e for e in server.events if isinstance(e, ev.HandshakeComplete)]
+    if present:
+        assert done and done[0].client_identity is not None
+        assert done[0].client_identity.sans == ("DNS:client.example",)
+
+
+@pytest.mark.parametrize("version", [ProtocolVersion.TLS13, ProtocolVersion.TLS12])
+def test_engine_client_certificate_against_openssl_s_server(
+    version: ProtocolVersion, leaves: dict[str, Leaf], ca: CertAuthority, tmp_path: Path
+) -> None:
+    client_ca = CertAuthority("interop client CA")
+    client_leaf = client_ca.issue("ecdsa-p256", ("client.example",), client=True)
+    ca_file = tmp_path / "client-ca.pem"
+    ca_file.write_bytes(client_ca.cert.public_bytes(Encoding.PEM))
+    cert, key = leaves["ecdsa-p256"].write(tmp_path, "leaf")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            need("openssl"),
+            "s_server",
+            "-accept",
+            f"127.0.0.1:{port}",
+            "-cert",
+            str(cert),
+            "-key",
+            str(key),
+            "-www",
+            "-Verify",
+            "1",
+            "-CAfile",
+            str(ca_file),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        config = ClientConfig(
+            trust_roots=(ca.cert,), max_version=version, client_certificate=client_leaf.certified()
+        )
+        conn, events, body = client_exchange(port, config, "localhost")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert conn.negotiated is not None, events
+    assert body.startswith(b"HTTP/1.0 200 ok")

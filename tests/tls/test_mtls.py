@@ -1,0 +1,197 @@
+"""Client certificates (mTLS), TLS 1.3 and 1.2: required and optional, every way a client
+certificate can be wrong, the identity the connection carries, and resumption keeping it."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from outwork.keys.file_signer import FileSigner
+from outwork.tls import events as ev
+from outwork.tls.alerts import AlertDescription
+from outwork.tls.clientauth import ClientAuth
+from outwork.tls.config import CertifiedKey, ClientConfig, ServerConfig
+from outwork.tls.enums import ProtocolVersion
+from tests.tls.inmemory import connected_pair
+from tests.tls.pki import CertAuthority, Leaf
+
+VERSIONS = [ProtocolVersion.TLS13, ProtocolVersion.TLS12]
+A = AlertDescription
+
+
+@pytest.fixture(scope="module")
+def client_ca() -> CertAuthority:
+    return CertAuthority("outwork client CA")
+
+
+@pytest.fixture(scope="module")
+def client_certs(client_ca: CertAuthority) -> dict[str, CertifiedKey | None]:
+    good = client_ca.issue("ecdsa-p256", ("partner@example.com", "partner.example"), client=True)
+    # An impostor CA with the same name as the real one: the signature cannot verify.
+    impostor = CertAuthority("outwork client CA").issue(
+        "ecdsa-p256", ("x@example.com",), client=True
+    )
+    other_key = FileSigner(ec.generate_private_key(ec.SECP256R1()))
+    return {
+        "good": good.certified(),
+        "rsa": client_ca.issue("rsa-2048", ("rsa@example.com",), client=True).certified(),
+        "none": None,
+        "wrong-ca": CertAuthority("another CA")
+        .issue("ecdsa-p256", ("a@b.c",), client=True)
+        .certified(),
+        "expired": client_ca.issue(
+            "ecdsa-p256", ("old@example.com",), expired=True, client=True
+        ).certified(),
+        "bad-signature": impostor.certified(),
+        "wrong-key": CertifiedKey(chain=good.certified().chain, signer=other_key),
+    }
+
+
+def handshake(
+    leaves: dict[str, Leaf],
+    ca: CertAuthority,
+    client_ca: CertAuthority,
+    certificate: CertifiedKey | None,
+    mode: ClientAuth,
+    version: ProtocolVersion,
+    **client: object,
+):  # type: ignore[no-untyped-def]
+    server_config = ServerConfig(
+        certificates=(leaves["ecdsa-p256"].certified(),),
+        client_auth=mode,
+        client_ca=(client_ca.cert,),
+    )
+    client_config = ClientConfig(
+        trust_roots=(ca.cert,),
+        max_version=version,
+        client_certificate=certificate,
+        **client,  # type: ignore[arg-type]
+    )
+    return connected_pair(server_config, client_config, **{})
+
+
+def failure(events: list[ev.Event]) -> AlertDescription | None:
+    failed = [e.alert for e in events if isinstance(e, ev.ConnectionFailed)]
+    return failed[0] if failed else None
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls13", "tls12"])
+@pytest.mark.parametrize("kind", ["good", "rsa"])
+def test_good_certificate_gives_identity(
+    version: ProtocolVersion,
+    kind: str,
+    leaves: dict[str, Leaf],
+    ca: CertAuthority,
+    client_ca: CertAuthority,
+    client_certs: dict[str, CertifiedKey | None],
+) -> None:
+    client, server, client_events, server_events = handshake(
+        leaves, ca, client_ca, client_certs[kind], ClientAuth.REQUIRED, version
+    )
+    assert server.is_established, (client_events, server_events)
+    identity = server.client_identity
+    assert identity is not None and server.negotiated is not None
+    assert server.negotiated.client_identity == identity
+    certified = client_certs[kind]
+    assert certified is not None
+    leaf = certified.chain[0]
+    assert identity.subject == leaf.subject.rfc4514_string()
+    assert identity.fingerprint_sha256 == leaf.fingerprint(hashes.SHA256()).hex()
+    if kind == "good":
+        assert identity.sans == ("DNS:partner.example", "email:partner@example.com")
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls13", "tls12"])
+@pytest.mark.parametrize(
+    ("kind", "alert13", "alert12"),
+    [
+        ("none", A.CERTIFICATE_REQUIRED, A.HANDSHAKE_FAILURE),
+        ("wrong-ca", A.UNKNOWN_CA, A.UNKNOWN_CA),
+        ("expired", A.CERTIFICATE_EXPIRED, A.CERTIFICATE_EXPIRED),
+        ("bad-signature", A.BAD_CERTIFICATE, A.BAD_CERTIFICATE),
+        ("wrong-key", A.DECRYPT_ERROR, A.DECRYPT_ERROR),
+    ],
+)
+def test_required_refuses(
+    version: ProtocolVersion,
+    kind: str,
+    alert13: A,
+    alert12: A,
+    leaves: dict[str, Leaf],
+    ca: CertAuthority,
+    client_ca: CertAuthority,
+    client_certs: dict[str, CertifiedKey | None],
+) -> None:
+    client, server, client_events, server_events = handshake(
+        leaves, ca, client_ca, client_certs[kind], ClientAuth.REQUIRED, version
+    )
+    expected = alert13 if version == ProtocolVersion.TLS13 else alert12
+    assert failure(server_events) == expected
+    assert not server.is_established and not client.is_established
+    assert any(isinstance(e, ev.AlertReceived) and e.description == expected for e in client_events)
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls13", "tls12"])
+@pytest.mark.parametrize("kind", ["none", "wrong-ca", "expired", "bad-signature"])
+def test_optional_passes_without_identity(
+    version: ProtocolVersion,
+    kind: str,
+    leaves: dict[str, Leaf],
+    ca: CertAuthority,
+    client_ca: CertAuthority,
+    client_certs: dict[str, CertifiedKey | None],
+) -> None:
+    client, server, _, server_events = handshake(
+        leaves, ca, client_ca, client_certs[kind], ClientAuth.OPTIONAL, version
+    )
+    assert server.is_established and client.is_established, server_events
+    assert server.client_identity is None
+    assert server.negotiated is not None and server.negotiated.client_identity is None
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls13", "tls12"])
+def test_optional_still_checks_proof_of_key(
+    version: ProtocolVersion,
+    leaves: dict[str, Leaf],
+    ca: CertAuthority,
+    client_ca: CertAuthority,
+    client_certs: dict[str, CertifiedKey | None],
+) -> None:
+    _, _, _, server_events = handshake(
+        leaves, ca, client_ca, client_certs["wrong-key"], ClientAuth.OPTIONAL, version
+    )
+    assert failure(server_events) == A.DECRYPT_ERROR
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls13", "tls12"])
+def test_resumption_keeps_the_identity(
+    version: ProtocolVersion,
+    leaves: dict[str, Leaf],
+    ca: CertAuthority,
+    client_ca: CertAuthority,
+    client_certs: dict[str, CertifiedKey | None],
+) -> None:
+    server_config = ServerConfig(
+        certificates=(leaves["ecdsa-p256"].certified(),),
+        client_auth=ClientAuth.REQUIRED,
+        client_ca=(client_ca.cert,),
+    )
+    client_config = ClientConfig(
+        trust_roots=(ca.cert,), max_version=version, client_certificate=client_certs["good"]
+    )
+    now = time.time()
+    first, server, _, _ = connected_pair(server_config, client_config, now=now)
+    identity = server.client_identity
+    assert identity is not None and first.sessions
+    # Resuming without presenting the certificate again: the ticket carries the identity.
+    again = dataclasses.replace(client_config, client_certificate=None)
+    second, server, _, _ = connected_pair(
+        server_config, again, session=first.sessions[-1], now=now + 1
+    )
+    assert server.negotiated is not None and server.negotiated.resumed
+    assert server.client_identity == identity
+    assert server.negotiated.client_identity == identity
