@@ -1,0 +1,108 @@
+"""Session-ticket keys shared by the worker processes of a node through one key file.
+
+The file holds the key of the current rotation period and of the previous one (still
+accepted, so tickets issued just before a rotation keep working), nothing older: a key that
+is gone cannot decrypt recorded tickets (forward secrecy for resumed sessions). Whichever
+worker first needs a period's key makes it, under a lock; the others read it. Rotation is by
+the clock, so every worker agrees on the current period without talking to the others.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+from pathlib import Path
+
+KEY_NAME_LENGTH = 16
+KEY_LENGTH = 32
+DEFAULT_PERIOD = 12 * 3600
+RELOAD_INTERVAL = 1.0  # seconds between re-reads prompted by an unknown key name
+
+
+class FileTicketKeys:
+    def __init__(self, path: str | Path, period: float = DEFAULT_PERIOD) -> None:
+        if period <= 0:
+            raise ValueError("ticket key rotation period must be positive")
+        self._path = Path(path)
+        self._lock_path = self._path.with_name(self._path.name + ".lock")
+        self._period = period
+        self._keys: dict[int, tuple[bytes, bytes]] = {}
+        self._synced_index: int | None = None
+        self._last_read = float("-inf")
+
+    def _index(self, now: float) -> int:
+        return int(now // self._period)
+
+    def encryption_key(self, now: float) -> tuple[bytes, bytes]:
+        index = self._index(now)
+        if index not in self._keys or self._synced_index != index:
+            self._sync(index, now)
+        return self._keys[index]
+
+    def decryption_key(self, key_name: bytes, now: float) -> bytes | None:
+        index = self._index(now)
+        if self._synced_index != index:
+            self._sync(index, now)
+        found = self._find(key_name, index)
+        if found is None and now - self._last_read > RELOAD_INTERVAL:
+            self._sync(index, now)  # another worker may have made a key we have not seen
+            found = self._find(key_name, index)
+        return found
+
+    def _find(self, key_name: bytes, index: int) -> bytes | None:
+        for i in (index, index - 1):
+            entry = self._keys.get(i)
+            if entry is not None and secrets.compare_digest(entry[0], key_name):
+                return entry[1]
+        return None
+
+    def _sync(self, index: int, now: float) -> None:
+        """Read the file under the lock, add this period's key if missing, drop old ones."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            keys = self._read()
+            changed = False
+            if index not in keys:
+                keys[index] = (os.urandom(KEY_NAME_LENGTH), os.urandom(KEY_LENGTH))
+                changed = True
+            for old in [i for i in keys if i < index - 1]:
+                del keys[old]
+                changed = True
+            if changed:
+                self._write(keys)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        self._keys = keys
+        self._synced_index = index
+        self._last_read = now
+
+    def _read(self) -> dict[int, tuple[bytes, bytes]]:
+        try:
+            data = json.loads(self._path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"{self._path}: unreadable ticket key file: {exc}") from exc
+        keys: dict[int, tuple[bytes, bytes]] = {}
+        for entry in data.get("keys", []):
+            name, key = bytes.fromhex(entry["name"]), bytes.fromhex(entry["key"])
+            if len(name) != KEY_NAME_LENGTH or len(key) != KEY_LENGTH:
+                raise RuntimeError(f"{self._path}: malformed ticket key entry")
+            keys[int(entry["period"])] = (name, key)
+        return keys
+
+    def _write(self, keys: dict[int, tuple[bytes, bytes]]) -> None:
+        entries = [
+            {"period": i, "name": name.hex(), "key": key.hex()}
+            for i, (name, key) in sorted(keys.items())
+        ]
+        temporary = self._path.with_name(self._path.name + f".{os.getpid()}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"period_seconds": self._period, "keys": entries}, handle)
+        os.replace(temporary, self._path)  # readers see the old file or the new, never half
