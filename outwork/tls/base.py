@@ -445,6 +445,11 @@ class TLSConnection:
         )
         self._out.append(self._write.seal(_HEARTBEAT, request))
 
+    def send_protected(self, content_type: int, data: bytes) -> None:
+        """Protect and queue `data` under the current write key, split into records."""
+        assert self._write is not None
+        self._out.extend(self._write.seal_stream(content_type, data))
+
     def send_raw_record(self, content_type: int, content: bytes) -> None:
         """Protect and queue arbitrary content (the scanner and tests craft probes with it)."""
         if self._write is None:

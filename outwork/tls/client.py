@@ -23,7 +23,13 @@ from outwork.tls.base import TLSConnection
 from outwork.tls.client12 import Tls12ClientHandshake
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import ClientConfig
-from outwork.tls.enums import ExtensionType, HandshakeType, NamedGroup, ProtocolVersion
+from outwork.tls.enums import (
+    ContentType,
+    ExtensionType,
+    HandshakeType,
+    NamedGroup,
+    ProtocolVersion,
+)
 from outwork.tls.extensions import (
     pull_alpn,
     pull_cookie,
@@ -140,6 +146,9 @@ class ClientConnection(TLSConnection):
         self._tickets = 0
         self._offered_session = session
         self._certificate_request: tuple[bytes, tuple[int, ...]] | None = None
+        self._early_data_offered = False
+        self._sent_change_cipher_spec = False
+        self.early_data_accepted: bool | None = None  # known after EncryptedExtensions
         self._psk_offered = False  # a TLS 1.3 PSK went into the ClientHello
         self._resumed = False
         self._resumption_master = b""
@@ -158,7 +167,25 @@ class ClientConnection(TLSConnection):
         if session is not None and not session.usable(now, self.server_name):
             self._offered_session = None
         self._first_hello_raw = self._send_client_hello(None)
+        if self._early_data_offered:
+            self._send_early_data()
         self.state = ClientState.WAIT_SERVER_HELLO
+
+    def _send_early_data(self) -> None:
+        """0-RTT: the configured data under the early traffic key, right after the hello."""
+        session, data = self._offered_session, self._config.early_data
+        assert session is not None and data is not None
+        params = SUITES[session.cipher_suite]
+        schedule = KeySchedule(params, session.secret)
+        transcript = Transcript(params.hash_name)
+        transcript.update(self._first_hello_raw)
+        self.set_suite(params)
+        self.send_change_cipher_spec()
+        self._sent_change_cipher_spec = True
+        self.set_write_secret(
+            schedule.derive_secret(schedule.early_secret, b"c e traffic", transcript.digest())
+        )
+        self.send_protected(ContentType.APPLICATION_DATA, data)
 
     def _send_client_hello(self, transcript: Transcript | None) -> bytes:
         """Queue a ClientHello and return its bytes. `transcript` is the handshake so far
@@ -202,6 +229,16 @@ class ClientConnection(TLSConnection):
         if offer_tls13:
             # psk_dhe_ke only: tickets are welcome, resumption keeps forward secrecy.
             extensions.append((ExtensionType.PSK_KEY_EXCHANGE_MODES, b"\x01\x01"))
+        if (
+            offer_tls13
+            and session is not None
+            and psk_params is not None
+            and c.early_data is not None
+            and 0 < len(c.early_data) <= session.max_early_data
+            and transcript is None  # never after a HelloRetryRequest (RFC 8446 4.2.10)
+        ):
+            extensions.append((ExtensionType.EARLY_DATA, b""))
+            self._early_data_offered = True
         if offer_tls13 and session is not None and psk_params is not None:
             placeholder = bytes(psk_params.hash_length)
             identity = ((session.ticket, session.obfuscated_age(self._now)),)
@@ -290,6 +327,12 @@ class ClientConnection(TLSConnection):
                 raise unexpected_message("too many NewSessionTickets")
             ticket = pull_new_session_ticket(Reader(body))
             assert self._schedule is not None and self._params is not None
+            max_early_data = 0
+            for ext_type, ext_body in ticket.extensions:
+                if ext_type == ExtensionType.EARLY_DATA:
+                    r = Reader(ext_body)
+                    max_early_data = r.uint32()
+                    r.expect_end("early_data")
             psk = self._schedule.resumption_psk(self._resumption_master, ticket.nonce)
             self.sessions.append(
                 ClientSession(
@@ -302,6 +345,7 @@ class ClientConnection(TLSConnection):
                     age_add=ticket.age_add,
                     extended_master_secret=True,
                     server_name=self.server_name or "",
+                    max_early_data=max_early_data,
                 )
             )
             return
@@ -470,7 +514,10 @@ class ClientConnection(TLSConnection):
         transcript.restart_for_hello_retry()
         transcript.update(raw)
         self._shares = {group: KeyShare(NamedGroup(group))}
-        self.send_change_cipher_spec()
+        self._early_data_offered = False  # a retried hello never carries 0-RTT
+        if not self._sent_change_cipher_spec:
+            self.send_change_cipher_spec()
+            self._sent_change_cipher_spec = True
         transcript.update(self._send_client_hello(transcript))
         self._transcript = transcript
 
@@ -493,7 +540,9 @@ class ClientConnection(TLSConnection):
                 pull_heartbeat_mode(ext_body)
                 self.heartbeat_negotiated = self._config.heartbeat
             elif ext_type == ExtensionType.EARLY_DATA:
-                raise illegal_parameter("early_data accepted though never offered")
+                if not self._early_data_offered or ext_body:
+                    raise illegal_parameter("early_data accepted though never offered")
+                self.early_data_accepted = True
         self._transcript.update(raw)
         # A resumed session was authenticated when its ticket was issued.
         self.state = ClientState.WAIT_FINISHED if self._resumed else ClientState.WAIT_CERTIFICATE
@@ -576,8 +625,14 @@ class ClientConnection(TLSConnection):
         client_app, server_app = self._schedule.application_traffic_secrets(
             self._transcript.digest()
         )
-        if not self._retried:
+        if self._early_data_offered and self.early_data_accepted is None:
+            self.early_data_accepted = False
+        if self.early_data_accepted:
+            # RFC 8446 4.5: EndOfEarlyData, still under the early traffic key.
+            self._transcript.update(self.send_handshake(HandshakeType.END_OF_EARLY_DATA, b""))
+        if not self._sent_change_cipher_spec:
             self.send_change_cipher_spec()
+            self._sent_change_cipher_spec = True
         self.set_write_secret(self._client_hs)
         if self._certificate_request is not None:
             self._send_client_certificate(*self._certificate_request)

@@ -115,5 +115,8 @@ class ClientConfig:
     # Signature schemes to offer; None means all the engine can verify.
     signature_schemes: tuple[SignatureScheme, ...] | None = None
     client_certificate: CertifiedKey | None = None  # presented when a server asks (mTLS)
+    # Sent as 0-RTT data when resuming a TLS 1.3 session (the scanner checks whether a
+    # backend accepts replayable data with it); None sends none.
+    early_data: bytes | None = None
     heartbeat: bool = False
     limits: Limits = field(default_factory=Limits)

@@ -157,6 +157,7 @@ class ClientSession:
     age_add: int
     extended_master_secret: bool
     server_name: str
+    max_early_data: int = 0  # from the ticket's early_data extension (TLS 1.3)
 
     def usable(self, now: float, server_name: str | None) -> bool:
         return (

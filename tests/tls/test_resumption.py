@@ -144,3 +144,42 @@ def test_tickets_off(leaves: dict[str, Leaf], ca: CertAuthority) -> None:
     server_config, client_config = configs(leaves, ca, ProtocolVersion.TLS13, ticket_keys=None)
     client, _, _, _ = connected_pair(server_config, client_config)
     assert client.is_established and client.sessions == []
+
+
+def test_early_data_is_never_accepted_and_the_handshake_completes(
+    leaves: dict[str, Leaf], ca: CertAuthority
+) -> None:
+    server_config, client_config = configs(leaves, ca, ProtocolVersion.TLS13)
+    now = time.time()
+    session = first_session(server_config, client_config, now)
+    assert session.max_early_data == 0  # outwork never offers 0-RTT in its tickets
+    # A client that sends 0-RTT anyway (as if the ticket allowed it).
+    eager = dataclasses.replace(session, max_early_data=16384)
+    replay = b"POST /transfer HTTP/1.1\r\nHost: bank\r\nContent-Length: 0\r\n\r\n"
+    client, server, client_events, server_events = connected_pair(
+        server_config,
+        dataclasses.replace(client_config, early_data=replay),
+        session=eager,
+        now=now + 1,
+    )
+    assert server.negotiated is not None and server.negotiated.resumed, server_events
+    assert client.early_data_accepted is False
+    assert not [e for e in server_events if isinstance(e, ev.ApplicationData)]
+    client.send_data(b"after")
+    assert pump(client, server, now=now + 1)[1] == [ev.ApplicationData(b"after")]
+
+
+def test_early_data_skipping_is_bounded(leaves: dict[str, Leaf], ca: CertAuthority) -> None:
+    server_config, client_config = configs(leaves, ca, ProtocolVersion.TLS13)
+    now = time.time()
+    session = dataclasses.replace(
+        first_session(server_config, client_config, now), max_early_data=1 << 20
+    )
+    flood = bytes(20_000)  # more than the 16 KiB of undecryptable records a server skips
+    _, _, _, server_events = connected_pair(
+        server_config,
+        dataclasses.replace(client_config, early_data=flood),
+        session=session,
+        now=now + 1,
+    )
+    assert failures(server_events) == [AlertDescription.BAD_RECORD_MAC]
