@@ -68,6 +68,7 @@ from outwork.tls.signing import (
     TLS12_SCHEMES,
     TLS13_SCHEMES,
     certificate_verify_content,
+    sign_with,
     verify_signature,
 )
 from outwork.tls.tickets import ClientSession
@@ -583,7 +584,7 @@ class ClientConnection(TLSConnection):
         content = certificate_verify_content(self._transcript.digest(), server=False)
         w = Writer()
         push_certificate_verify(
-            w, CertificateVerify(scheme, certified.signer.sign(scheme, content))
+            w, CertificateVerify(scheme, sign_with(certified.signer, scheme, content))
         )
         self._transcript.update(self.send_handshake(HandshakeType.CERTIFICATE_VERIFY, w.getvalue()))
 

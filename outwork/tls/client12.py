@@ -37,7 +37,7 @@ from outwork.tls.messages import (
     push_certificate_verify,
     push_client_key_exchange,
 )
-from outwork.tls.signing import TLS12_SCHEMES, verify_signature
+from outwork.tls.signing import TLS12_SCHEMES, sign_with, verify_signature
 from outwork.tls.tickets import ClientSession
 from outwork.tls.tls12 import (
     Suite12,
@@ -186,7 +186,7 @@ class Tls12ClientHandshake:
         session_hash = self._transcript.digest() if self._ems else None
         if certified is not None and scheme is not None:
             assert self._transcript.messages is not None
-            signature = certified.signer.sign(scheme, bytes(self._transcript.messages))
+            signature = sign_with(certified.signer, scheme, bytes(self._transcript.messages))
             w = Writer()
             push_certificate_verify(w, CertificateVerify(scheme, signature))
             verify = handshake_message(HandshakeType.CERTIFICATE_VERIFY, w.getvalue())

@@ -70,7 +70,12 @@ from outwork.tls.messages import (
     push_uint16_list,
 )
 from outwork.tls.server12 import Tls12ServerHandshake
-from outwork.tls.signing import TLS13_SCHEMES, certificate_verify_content, verify_signature
+from outwork.tls.signing import (
+    TLS13_SCHEMES,
+    certificate_verify_content,
+    sign_with,
+    verify_signature,
+)
 from outwork.tls.tickets import SessionState, open_ticket, seal_ticket
 from outwork.tls.verify import load_chain
 
@@ -476,8 +481,8 @@ class ServerConnection(TLSConnection):
     ) -> bytes:
         flight = _certificate_message(certified)
         transcript.update(flight)
-        signature = certified.signer.sign(
-            scheme, certificate_verify_content(transcript.digest(), server=True)
+        signature = sign_with(
+            certified.signer, scheme, certificate_verify_content(transcript.digest(), server=True)
         )
         w = Writer()
         push_certificate_verify(w, CertificateVerify(scheme, signature))

@@ -59,7 +59,7 @@ from outwork.tls.messages import (
     push_server_hello,
     push_server_key_exchange,
 )
-from outwork.tls.signing import TLS12_SCHEMES, verify_signature
+from outwork.tls.signing import TLS12_SCHEMES, sign_with, verify_signature
 from outwork.tls.tickets import SessionState, open_ticket, seal_ticket
 from outwork.tls.tls12 import (
     SUITES12,
@@ -227,7 +227,7 @@ class Tls12ServerHandshake:
         signed = self._client_random + self._server_random + unsigned.params()
         w = Writer()
         push_server_key_exchange(
-            w, dataclasses.replace(unsigned, signature=certified.signer.sign(scheme, signed))
+            w, dataclasses.replace(unsigned, signature=sign_with(certified.signer, scheme, signed))
         )
         flight += handshake_message(HandshakeType.SERVER_KEY_EXCHANGE, w.getvalue())
         if self._ask_certificate:

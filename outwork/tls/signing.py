@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
+from outwork.tls.alerts import AlertDescription, TLSError
 from outwork.tls.enums import SignatureScheme
 
 
@@ -111,3 +112,12 @@ def verify_signature(
         return True
     except InvalidSignature:
         return False
+
+
+def sign_with(signer: Signer, scheme: SignatureScheme, data: bytes) -> bytes:
+    """Ask the signer; a signer that fails (an HSM gone away, a token logged out) fails this
+    handshake with internal_error instead of escaping the engine."""
+    try:
+        return signer.sign(scheme, data)
+    except Exception as exc:  # noqa: BLE001 - any signer failure is this connection's failure
+        raise TLSError(AlertDescription.INTERNAL_ERROR, f"signing failed: {exc}") from exc

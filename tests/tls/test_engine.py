@@ -208,3 +208,36 @@ def test_send_before_handshake_is_a_caller_error(leaves: dict[str, Leaf]) -> Non
         ServerConnection(server_config(leaves["ecdsa-p256"])).send_data(b"x")
     with pytest.raises(RuntimeError):
         ClientConnection(ClientConfig()).send_data(b"x")
+
+
+class BrokenSigner:
+    """A signer whose HSM went away."""
+
+    def __init__(self, leaf: Leaf) -> None:
+        self._inner = leaf.certified().signer
+
+    def public_key(self):  # type: ignore[no-untyped-def]
+        return self._inner.public_key()
+
+    def schemes(self):  # type: ignore[no-untyped-def]
+        return self._inner.schemes()
+
+    def sign(self, scheme: object, data: bytes) -> bytes:
+        raise RuntimeError("token removed")
+
+
+@pytest.mark.parametrize("version", [0x0304, 0x0303])
+def test_failing_signer_fails_the_handshake_not_the_caller(
+    version: int, ca: CertAuthority, leaves: dict[str, Leaf]
+) -> None:
+    from outwork.tls.config import CertifiedKey
+    from outwork.tls.enums import ProtocolVersion
+
+    leaf = leaves["ecdsa-p256"]
+    certified = CertifiedKey(chain=(leaf.cert,), signer=BrokenSigner(leaf))
+    _, server, _, server_events = connected_pair(
+        ServerConfig(certificates=(certified,)),
+        ClientConfig(trust_roots=(ca.cert,), max_version=ProtocolVersion(version)),
+    )
+    assert failures(server_events)[0].alert == AlertDescription.INTERNAL_ERROR
+    assert server.is_closed
