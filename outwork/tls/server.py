@@ -244,6 +244,17 @@ class ServerConnection(TLSConnection):
         self.state = (
             ServerState.WAIT_CLIENT_CERTIFICATE if ask_certificate else ServerState.WAIT_FINISHED
         )
+        if not ask_certificate and self._tickets_wanted and self._config.ticket_keys:
+            # RFC 8446 4.6.1: with no client authentication the rest of the transcript is
+            # known, so the ticket goes out with our Finished, as OpenSSL does; clients that
+            # close right after the handshake still leave with a ticket. It is protected by
+            # the application key, so only the peer that finishes the handshake reads it.
+            client_finished = handshake_message(
+                HandshakeType.FINISHED,
+                schedule.finished_verify_data(client_hs, transcript.digest()),
+            )
+            self._send_ticket(now, transcript.digest_with(client_finished))
+            self._tickets_wanted = False
 
     def _accept_psk(
         self,
@@ -511,14 +522,15 @@ class ServerConnection(TLSConnection):
             )
         self.complete(self._negotiated)
         if self._config.ticket_keys is not None and self._tickets_wanted:
-            self._send_ticket(now)
+            self._send_ticket(now, self._transcript.digest())
 
-    def _send_ticket(self, now: float) -> None:
-        assert self._transcript and self._schedule and self._params and self._negotiated
+    def _send_ticket(self, now: float, full_transcript_hash: bytes) -> None:
+        """One NewSessionTicket; `full_transcript_hash` covers the client's Finished."""
+        assert self._schedule and self._params and self._negotiated
         keys = self._config.ticket_keys
         assert keys is not None
         nonce = b"\x00"
-        resumption_master = self._schedule.resumption_master_secret(self._transcript.digest())
+        resumption_master = self._schedule.resumption_master_secret(full_transcript_hash)
         age_add = int.from_bytes(os.urandom(4), "big")
         state = SessionState(
             version=ProtocolVersion.TLS13,
