@@ -33,8 +33,8 @@ DEFAULT_CIPHER_SUITES = (
     CipherSuite.TLS_CHACHA20_POLY1305_SHA256,
 )
 
-# Order of preference (issue 2): post-quantum hybrid first.
-DEFAULT_GROUPS = (
+# Every group the engine implements, in order of preference: post-quantum hybrid first.
+ALL_GROUPS = (
     NamedGroup.X25519MLKEM768,
     NamedGroup.X25519,
     NamedGroup.SECP256R1,
@@ -43,6 +43,9 @@ DEFAULT_GROUPS = (
     NamedGroup.SECP521R1,
 )
 
+# What a listener offers unless configured otherwise: Mozilla's "intermediate" set plus the
+# hybrid. x448 and secp521r1 are there for whoever asks for them (`tls.groups`).
+DEFAULT_GROUPS = ALL_GROUPS[:4]
 
 # TLS 1.2, server preference: AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305; ECDSA before RSA.
 DEFAULT_CIPHER_SUITES_TLS12 = (
@@ -105,7 +108,7 @@ class ClientConfig:
     verify: bool = True
     alpn_protocols: tuple[str, ...] = ()
     cipher_suites: tuple[CipherSuite, ...] = DEFAULT_CIPHER_SUITES
-    groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
+    groups: tuple[NamedGroup, ...] = ALL_GROUPS
     # Groups for which a key share goes in the first ClientHello.
     key_share_groups: tuple[NamedGroup, ...] = (NamedGroup.X25519,)
     min_version: ProtocolVersion = ProtocolVersion.TLS12

@@ -10,7 +10,7 @@ import pytest
 
 from outwork.tls import events as ev
 from outwork.tls.alerts import AlertDescription
-from outwork.tls.config import DEFAULT_GROUPS, ClientConfig, ServerConfig
+from outwork.tls.config import ALL_GROUPS, ClientConfig, ServerConfig
 from outwork.tls.connection import ClientConnection, ServerConnection
 from outwork.tls.enums import CipherSuite, NamedGroup
 from tests.tls.inmemory import connected_pair, pump
@@ -26,12 +26,12 @@ def failures(events: list[ev.Event]) -> list[ev.ConnectionFailed]:
 
 
 @pytest.mark.parametrize("kind", KEY_TYPES)
-@pytest.mark.parametrize("group", DEFAULT_GROUPS, ids=lambda g: g.name)
+@pytest.mark.parametrize("group", ALL_GROUPS, ids=lambda g: g.name)
 def test_handshake_every_key_type_and_group(
     kind: str, group: NamedGroup, ca: CertAuthority, leaves: dict[str, Leaf]
 ) -> None:
     client, server, client_events, server_events = connected_pair(
-        server_config(leaves[kind]),
+        server_config(leaves[kind], groups=ALL_GROUPS),
         ClientConfig(trust_roots=(ca.cert,), key_share_groups=(group,), groups=(group,)),
     )
     assert client.is_established and server.is_established, (client_events, server_events)

@@ -117,7 +117,7 @@ def test_client_hello_split_across_records_and_fed_byte_by_byte(leaf: Leaf) -> N
         ),
         (
             "rejects_key_share_outside_supported_groups",
-            {ExtensionType.KEY_SHARE: b"\x00\x24\x00\x1e\x00\x20" + bytes(32)},
+            {ExtensionType.KEY_SHARE: b"\x00\x24\x01\x00\x00\x20" + bytes(32)},
             A.ILLEGAL_PARAMETER,
         ),
         (
