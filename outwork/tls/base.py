@@ -82,6 +82,7 @@ class TLSConnection:
         self._role: HandshakeRole | None = None
         self._established = False
         self._closed = False
+        self._peer_closed = False  # the peer sent close_notify; we may still send (TLS 1.3)
         self._failed = False
         self._ccs_allowed = False  # set by the role between ClientHello and the peer's Finished
         self._ccs_seen = False
@@ -101,7 +102,13 @@ class TLSConnection:
 
     @property
     def is_closed(self) -> bool:
+        """We closed (or failed): nothing more goes either way."""
         return self._closed
+
+    @property
+    def peer_closed(self) -> bool:
+        """The peer sent close_notify: nothing more comes from it."""
+        return self._peer_closed or self._closed
 
     def data_to_send(self) -> bytes:
         if not self._out:
@@ -126,8 +133,8 @@ class TLSConnection:
 
     def receive_data(self, data: bytes, now: float = 0.0) -> list[ev.Event]:
         """Feed bytes from the peer; returns what happened. Never raises for peer input."""
-        if self._closed:
-            return []
+        if self._closed or self._peer_closed:
+            return []  # nothing the peer sends after its close_notify (or a failure) counts
         self.now = now
         self._key_updates = 0
         try:
@@ -206,7 +213,7 @@ class TLSConnection:
         end = len(buf)
         view = memoryview(buf)
         try:
-            while end - pos >= RECORD_HEADER and not self._closed:
+            while end - pos >= RECORD_HEADER and not (self._closed or self._peer_closed):
                 content_type = buf[pos]
                 length = (buf[pos + 3] << 8) | buf[pos + 4]
                 if content_type not in KNOWN_CONTENT_TYPES:
@@ -393,7 +400,12 @@ class TLSConnection:
         if description == AlertDescription.CLOSE_NOTIFY:
             self._events.append(ev.AlertReceived(desc, fatal=False))
             self._events.append(ev.ConnectionClosed())
-            self.close()
+            self._peer_closed = True
+            if self._tls12 or not self._established:
+                # TLS 1.2 (RFC 5246 7.2.1): answer with our close_notify and stop at once.
+                self.close()
+            # TLS 1.3 (RFC 8446 6.1): this closes the peer's write side only; we may still
+            # answer what it sent (a client that half-closes after its request), then close.
             return
         if description == AlertDescription.USER_CANCELED or (
             self._tls12 and level == 1 and description == AlertDescription.NO_RENEGOTIATION

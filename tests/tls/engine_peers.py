@@ -44,7 +44,7 @@ class EngineServer:
         conn = ServerConnection(self.config)
         client.settimeout(10)
         try:
-            while not conn.is_closed:
+            while not conn.peer_closed:
                 data = client.recv(65536)
                 if not data:
                     break
@@ -89,7 +89,7 @@ def client_exchange(
     received = bytearray()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(conn.data_to_send())
-        while not conn.is_closed:
+        while not conn.peer_closed:
             data = sock.recv(65536)
             if not data:
                 break

@@ -181,15 +181,38 @@ def test_key_update_flood_is_refused(ca: CertAuthority, leaves: dict[str, Leaf])
     assert failures(events)[0].alert == AlertDescription.UNEXPECTED_MESSAGE
 
 
-def test_close_notify_both_ways(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+def test_close_notify_is_a_half_close_in_tls13(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
     client, server, _, _ = connected_pair(
         server_config(leaves["ecdsa-p256"]), ClientConfig(trust_roots=(ca.cert,))
+    )
+    client.send_data(b"last request")
+    client._closed = False  # a peer that half-closes: keeps reading after its close_notify
+    client.close()
+    client._closed = False
+    server_events = server.receive_data(client.data_to_send(), time.time())
+    assert server_events[0] == ev.ApplicationData(b"last request")
+    assert ev.ConnectionClosed() in server_events
+    assert server.peer_closed and not server.is_closed
+    server.send_data(b"the answer")  # RFC 8446 6.1: our side may still send
+    server.close()
+    assert server.is_closed
+    client_events = client.receive_data(server.data_to_send(), time.time())
+    assert client_events[0] == ev.ApplicationData(b"the answer")
+    assert ev.ConnectionClosed() in client_events
+    # Anything after the close_notify is ignored.
+    assert server.receive_data(b"\x17\x03\x03\x00\x05hello", time.time()) == []
+
+
+def test_close_notify_closes_both_ways_in_tls12(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+    from outwork.tls.enums import ProtocolVersion
+
+    client, server, _, _ = connected_pair(
+        server_config(leaves["ecdsa-p256"]),
+        ClientConfig(trust_roots=(ca.cert,), max_version=ProtocolVersion.TLS12),
     )
     client.close()
     server_events = server.receive_data(client.data_to_send(), time.time())
     assert ev.ConnectionClosed() in server_events and server.is_closed
-    client_events = client.receive_data(server.data_to_send(), time.time())
-    assert client_events == []  # already closed on our side: nothing more is processed
     with pytest.raises(RuntimeError):
         server.send_data(b"late")
 
