@@ -126,6 +126,8 @@ class ClientConnection(TLSConnection):
         session: ClientSession | None = None,
     ) -> None:
         super().__init__(config.limits, config.heartbeat)
+        if config.verify and not server_name:
+            raise ValueError("a verifying client needs the server name (or IP) to check")
         self._config = config
         self._role = self
         self.server_name = server_name

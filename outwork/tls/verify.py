@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509.verification import (
     DNSName,
     IPAddress,
@@ -53,8 +54,12 @@ def verify_server_chain(
 
 
 def load_chain(ders: list[bytes] | tuple[bytes, ...]) -> list[x509.Certificate]:
-    """Parse a received chain; an unparseable certificate is `bad_certificate`."""
+    """Parse a received chain, public keys included; anything unparseable or unsupported is
+    `bad_certificate` (never an exception escaping the engine)."""
     try:
-        return [x509.load_der_x509_certificate(der) for der in ders]
-    except ValueError as exc:
-        raise TLSError(AlertDescription.BAD_CERTIFICATE, "unparseable certificate") from exc
+        chain = [x509.load_der_x509_certificate(der) for der in ders]
+        for cert in chain:
+            cert.public_key()  # an unknown algorithm or a point off the curve fails here
+    except (ValueError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
+        raise TLSError(AlertDescription.BAD_CERTIFICATE, f"unusable certificate: {exc}") from exc
+    return chain
