@@ -1,0 +1,57 @@
+# outwork: the commands a developer and CI use. Needs only python3 (with venv and pip).
+PYTHON ?= python3
+VENV := .venv
+TOOLS_VENV := .venv-tools
+PY := $(VENV)/bin/python
+
+.PHONY: install tools debian-packages demo test lint fmt bench lock clean
+
+install: $(VENV)/.installed
+
+# Rebuilt only when the lock or the project metadata change, so `make install` is quick
+# when nothing did.
+$(VENV)/.installed: requirements-dev.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements-dev.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+# sslyze pins another cryptography than ours, so it lives in its own venv.
+tools: $(TOOLS_VENV)/.installed
+
+$(TOOLS_VENV)/.installed: requirements-tools.lock
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install -q --require-hashes --no-deps -r requirements-tools.lock
+	touch $@
+
+debian-packages:
+	scripts/install-debian-packages
+
+demo: install
+	scripts/run-demo
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+fmt: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: install tools debian-packages lint
+	$(VENV)/bin/pytest
+
+bench: install debian-packages
+	$(PY) bench/run.py
+
+# Regenerate the lock files (needs the network; uses uv from a scratch venv).
+lock:
+	test -x .venv-lock/bin/uv || ($(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install -q uv)
+	for name in requirements requirements-dev requirements-tools; do \
+		.venv-lock/bin/uv pip compile -q --python-version 3.11 --generate-hashes \
+			--custom-compile-command "make lock" $$name.in -o $$name.lock || exit 1; \
+	done
+
+clean:
+	rm -rf $(VENV) $(TOOLS_VENV) .venv-lock .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from outwork.cli import main
+
+main()

@@ -1,0 +1,243 @@
+"""The strict framing rules applied on top of llhttp, in one place.
+
+Request smuggling lives in the gap between two parsers' readings of the same bytes, so anything
+ambiguous is refused rather than interpreted: both Content-Length and Transfer-Encoding, several
+Content-Length headers, a transfer coding other than a final `chunked`, a missing or repeated
+Host. Each refusal names its status; the connection is closed after answering.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from outwork.http.errors import HTTPError, UpstreamProtocolError
+from outwork.http.messages import Framing, Headers
+
+MAX_CONTENT_LENGTH_DIGITS = 18  # < 2**63; anything longer is not a real body
+
+# Connection-level headers that describe one hop and are never forwarded (RFC 9110 7.6.1).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",  # re-emitted by the gateway from the framing it verified
+    }
+)
+
+ALLOWED_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"})
+
+
+def _content_length(values: list[bytes], error: Callable[[str], Exception]) -> int:
+    if len(values) != 1:
+        raise error("more than one Content-Length")
+    value = values[0]
+    if not value.isdigit() or len(value) > MAX_CONTENT_LENGTH_DIGITS:
+        raise error("invalid Content-Length")
+    return int(value)
+
+
+def _bad_request(message: str) -> HTTPError:
+    return HTTPError(400, message)
+
+
+# What one pass over the headers looks for; everything else is forwarded as it came.
+_LENGTH, _CODING, _HOST, _EXPECT, _CONNECTION, _DROP = range(6)
+_SPECIAL = {
+    b"content-length": _LENGTH,
+    b"transfer-encoding": _CODING,
+    b"host": _HOST,
+    b"expect": _EXPECT,  # answered by the gateway itself, not forwarded
+    b"connection": _CONNECTION,
+    b"keep-alive": _DROP,
+    b"proxy-connection": _DROP,
+    b"te": _DROP,
+    b"trailer": _DROP,
+    b"upgrade": _DROP,
+    # Set by the gateway from what it knows; a client's own values would be believed upstream.
+    b"x-forwarded-for": _DROP,
+    b"x-forwarded-proto": _DROP,
+    b"x-forwarded-host": _DROP,
+    b"x-real-ip": _DROP,
+    b"forwarded": _DROP,
+}
+_CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive"})
+
+
+class HeaderScan:
+    """The framing-relevant headers of a message, and its end-to-end headers serialized
+    (`block`, each line ending in CRLF), found in one pass."""
+
+    __slots__ = ("block", "lengths", "codings", "hosts", "expect")
+
+    def __init__(self) -> None:
+        self.block = b""
+        self.lengths: list[bytes] = []
+        self.codings: list[bytes] = []
+        self.hosts = 0
+        self.expect: bytes | None = None
+
+
+def scan_headers(headers: Headers) -> HeaderScan:
+    scan = HeaderScan()
+    parts: list[bytes] = []
+    connection: list[bytes] | None = None
+    special = _SPECIAL
+    for name, value in headers:
+        kind = special.get(name.lower())
+        if kind is None:
+            parts += (name, b": ", value, b"\r\n")
+        elif kind == _HOST:
+            scan.hosts += 1
+            parts += (name, b": ", value, b"\r\n")
+        elif kind == _LENGTH:
+            scan.lengths.append(value)
+        elif kind == _CODING:
+            scan.codings.append(value)
+        elif kind == _EXPECT:
+            scan.expect = value
+        elif kind == _CONNECTION:
+            if connection is None:
+                connection = []
+            connection.append(value)
+    if connection is not None:
+        # Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1). Rare: a second pass.
+        tokens = {t.strip().lower() for v in connection for t in v.split(b",")}
+        tokens -= _CONNECTION_OPTIONS
+        if tokens:
+            parts = []
+            for name, value in headers:
+                lname = name.lower()
+                if lname not in tokens and (lname not in special or lname == b"host"):
+                    parts += (name, b": ", value, b"\r\n")
+    scan.block = b"".join(parts)
+    return scan
+
+
+# Response header lines the gateway acts on or drops; any other line is forwarded byte for byte.
+# One regex pass (in C) over the head instead of a Python call per header: every proxied
+# response takes this path.
+_RESPONSE_SPECIAL = re.compile(
+    rb"^(?:(content-length|transfer-encoding|connection|keep-alive|proxy-connection|te|trailer"
+    rb"|upgrade):[ \t]*([^\r]*?)[ \t]*\r\n"
+    rb"|[ \t])",  # a line that starts with whitespace: obs-fold
+    re.MULTILINE,  # matched against the lower-cased head: much faster than IGNORECASE
+)
+
+
+def scan_response_head(blob: bytes) -> HeaderScan:
+    """Scan an upstream's header lines (`blob`: each line ends in CRLF, already accepted by
+    llhttp): collect the framing headers, cut out the hop-by-hop lines."""
+    scan = HeaderScan()
+    pieces: list[bytes] = []
+    at = 0
+    tokens: set[bytes] | None = None
+    # Lower-casing keeps every offset, so a match in `lower` cuts the same line out of `blob`;
+    # the values used (lengths, codings, connection options) are case-insensitive anyway.
+    lower = blob.lower()
+    for match in _RESPONSE_SPECIAL.finditer(lower):
+        name = match.group(1)
+        if name is None:
+            # RFC 9112 5.2: a gateway answers 502 to obs-fold (or unfolds it); never forwards it.
+            raise UpstreamProtocolError("obsolete line folding in a response header")
+        begin, end = match.span()
+        if begin > at:
+            pieces.append(blob[at:begin])
+        at = end
+        if name == b"content-length":
+            scan.lengths.append(match.group(2))
+        elif name == b"transfer-encoding":
+            scan.codings.append(match.group(2))
+        elif name == b"connection":
+            value = match.group(2)
+            if value not in _CONNECTION_OPTIONS:
+                tokens = tokens or set()
+                tokens.update(t.strip() for t in value.split(b","))
+    if at == 0:
+        scan.block = blob
+        return scan
+    pieces.append(blob[at:])
+    block = b"".join(pieces)
+    if tokens is not None:
+        tokens -= _CONNECTION_OPTIONS
+        if tokens:  # headers named in Connection are hop-by-hop too (rare)
+            names = b"|".join(re.escape(t) for t in tokens)
+            extra = re.compile(rb"^(?:" + names + rb")[ \t]*:[^\r]*\r\n", re.I | re.M)
+            block = extra.sub(b"", block)
+    scan.block = block
+    return scan
+
+
+def _ambiguous_path(target: bytes) -> bool:
+    """Paths that a backend may normalise differently from the router: `/api/../admin` would
+    match the route for /api and reach /admin. Refused rather than guessed at."""
+    path = target.split(b"?", 1)[0]
+    if b"\\" in path:
+        return True
+    for segment in path.lower().replace(b"%2e", b".").split(b"/"):
+        if segment == b"." or segment == b"..":
+            return True
+    return False
+
+
+def request_framing(
+    method: bytes, target: bytes, version: str, scan: HeaderScan, max_body: int
+) -> tuple[Framing, int, bool]:
+    """Check a request head. Returns (framing, content_length, expect_continue)."""
+    if version != "1.1" and version != "1.0":
+        raise HTTPError(505, f"HTTP/{version} is not supported")
+    if method not in ALLOWED_METHODS:
+        raise HTTPError(501 if method != b"CONNECT" else 405, "method not supported")
+    if target[:1] != b"/":
+        if not (method == b"OPTIONS" and target == b"*"):
+            raise HTTPError(400, "request target must be origin-form (/path)")
+    elif (b"." in target or b"%" in target or b"\\" in target) and _ambiguous_path(target):
+        raise HTTPError(400, "dot-segment or backslash in the request path")
+    expect_continue = False
+    if scan.expect is not None:
+        if scan.expect.lower() != b"100-continue":
+            raise HTTPError(417, "unsupported Expect")
+        expect_continue = True
+    if scan.hosts != 1 and (version == "1.1" or scan.hosts > 1):
+        raise HTTPError(400, "HTTP/1.1 requires exactly one Host header")
+    codings = scan.codings
+    lengths = scan.lengths
+    if codings:
+        if lengths:
+            raise HTTPError(400, "both Content-Length and Transfer-Encoding")
+        if version == "1.0":
+            raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if len(codings) != 1 or codings[0].strip().lower() != b"chunked":
+            raise HTTPError(501, "only Transfer-Encoding: chunked is supported")
+        return Framing.CHUNKED, -1, expect_continue
+    if lengths:
+        length = _content_length(lengths, _bad_request)
+        if length > max_body:
+            raise HTTPError(413, f"body of {length} bytes exceeds {max_body}")
+        return (Framing.LENGTH if length else Framing.NONE), length, expect_continue
+    return Framing.NONE, -1, expect_continue
+
+
+def response_framing(status: int, scan: HeaderScan, head_request: bool) -> tuple[Framing, int]:
+    """How the upstream's response body is delimited. Ambiguity is a 502, not a guess."""
+    codings = scan.codings
+    lengths = scan.lengths
+    if codings and lengths:
+        raise UpstreamProtocolError("both Content-Length and Transfer-Encoding")
+    length = -1
+    if lengths:
+        length = _content_length(lengths, UpstreamProtocolError)
+    if head_request or status == 204 or status == 304 or status < 200:
+        return Framing.NONE, length
+    if codings:
+        if len(codings) != 1 or codings[0].strip().lower() != b"chunked":
+            raise UpstreamProtocolError("unsupported Transfer-Encoding")
+        return Framing.CHUNKED, -1
+    if lengths:
+        return Framing.LENGTH, length
+    return Framing.CLOSE, -1

@@ -1,0 +1,55 @@
+"""Parsed message heads. Header names are kept as sent; lookups use lower-cased copies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Framing(Enum):
+    """How a message body is delimited (RFC 9112 section 6)."""
+
+    NONE = "none"  # no body
+    LENGTH = "length"  # Content-Length
+    CHUNKED = "chunked"  # Transfer-Encoding: chunked
+    CLOSE = "close"  # until the connection closes (responses only)
+
+
+@dataclass(slots=True)
+class RequestHead:
+    method: bytes
+    target: bytes
+    version: str  # "1.1" or "1.0"
+    headers: Headers
+    block: bytes  # the end-to-end headers, serialized, for forwarding
+    framing: Framing
+    content_length: int  # -1 unless framing is LENGTH
+    keep_alive: bool
+    expect_continue: bool
+
+    @property
+    def path(self) -> bytes:
+        """The target without its query string."""
+        q = self.target.find(b"?")
+        return self.target if q < 0 else self.target[:q]
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    status: int
+    reason: bytes
+    block: bytes  # the end-to-end header lines as received (each ends in CRLF), for forwarding
+    framing: Framing
+    content_length: int  # -1 unless framing is LENGTH
+
+    @property
+    def headers(self) -> Headers:
+        """The forwarded headers as (name, value) pairs (parsed on demand: not on the hot path)."""
+        result: Headers = []
+        for line in self.block.split(b"\r\n"):
+            if line:
+                name, _, value = line.partition(b":")
+                result.append((name, value.strip(b" \t")))
+        return result

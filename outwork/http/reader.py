@@ -1,0 +1,309 @@
+"""Incremental HTTP/1.1 readers on llhttp (httptools), with the caps and checks of checks.py.
+
+`RequestReader` turns a client's byte stream into head / body / end calls on a sink, for as
+many pipelined requests as arrive. `ResponseReader` reads one upstream response.
+Both are sans-I/O: the proxy feeds bytes and acts on the calls.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import httptools
+
+from outwork.http import checks
+from outwork.http.errors import HTTPError, UpstreamProtocolError
+from outwork.http.messages import Framing, Headers, RequestHead, ResponseHead
+
+
+class RequestSink(Protocol):
+    def on_request_head(self, head: RequestHead) -> None: ...
+    def on_request_body(self, data: bytes) -> None: ...
+    def on_request_end(self) -> None: ...
+
+
+class RequestReader:
+    """Reads requests until an error; after an HTTPError the reader is dead (`failed`)."""
+
+    __slots__ = (
+        "_sink",
+        "_parser",
+        "_max_head",
+        "_max_headers",
+        "_max_body",
+        "_url",
+        "_headers",
+        "_head_size",
+        "_raw_head",
+        "_in_head",
+        "_body_size",
+        "_chunked",
+        "_error",
+        "failed",
+    )
+
+    def __init__(self, sink: RequestSink, max_head: int, max_headers: int, max_body: int):
+        self._sink = sink
+        self._parser = httptools.HttpRequestParser(self)
+        self._max_head = max_head
+        self._max_headers = max_headers
+        self._max_body = max_body
+        self._url = b""
+        self._headers: Headers = []
+        self._head_size = 0
+        self._raw_head = 0
+        self._in_head = False
+        self._body_size = 0
+        self._chunked = False
+        self._error: HTTPError | None = None
+        self.failed = False
+
+    @property
+    def in_head(self) -> bool:
+        """A request head has started but is not complete."""
+        return self._in_head
+
+    def feed(self, data: bytes) -> None:
+        """Parse bytes; calls the sink. Raises HTTPError (then the reader is dead)."""
+        if self.failed:
+            return
+        was_in_head = self._in_head
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(HTTPError(501, "protocol upgrade is not supported"))
+        except httptools.HttpParserError as exc:
+            if self._error is not None:
+                self._fail(self._error)
+            self._fail(HTTPError(400, f"malformed request: {exc}"))
+        if was_in_head and self._in_head:
+            # llhttp hands a header to the callbacks only once it is complete (and skips some
+            # whitespace): also bound the raw bytes of a head that spans reads. Only reads that
+            # began inside the head are counted, so the bytes of a previous body never are.
+            self._raw_head += len(data)
+            if self._raw_head > self._max_head:
+                self._fail(HTTPError(431, "request head too large"))
+
+    def _fail(self, error: HTTPError) -> None:
+        self.failed = True
+        raise error
+
+    def _raise(self, error: HTTPError) -> None:
+        # Raised inside an llhttp callback: kept so feed() re-raises it, not llhttp's wrapper.
+        self._error = error
+        raise error
+
+    # llhttp callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_size = 0
+        self._raw_head = 0
+        self._in_head = True
+        self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+        if self._head_size > self._max_head:
+            self._raise(HTTPError(431, "request head too large"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self._max_head:
+            self._raise(HTTPError(431, "request head too large"))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self._parser
+        method = parser.get_method()
+        version = parser.get_http_version()
+        headers = self._headers
+        try:
+            # Counted here, not per header: the head size cap already bounds the list.
+            if len(headers) > self._max_headers:
+                raise HTTPError(431, "too many header fields")
+            scan = checks.scan_headers(headers)
+            framing, length, expect = checks.request_framing(
+                method, self._url, version, scan, self._max_body
+            )
+        except HTTPError as exc:
+            self._raise(exc)
+            return
+        self._chunked = framing is Framing.CHUNKED
+        head = RequestHead(
+            method=method,
+            target=self._url,
+            version=version,
+            headers=headers,
+            block=scan.block,
+            framing=framing,
+            content_length=length,
+            keep_alive=parser.should_keep_alive(),
+            expect_continue=expect,
+        )
+        self._sink.on_request_head(head)
+
+    def on_body(self, body: bytes) -> None:
+        if self._chunked:
+            self._body_size += len(body)
+            if self._body_size > self._max_body:
+                self._raise(HTTPError(413, f"body exceeds {self._max_body} bytes"))
+        self._sink.on_request_body(body)
+
+    def on_message_complete(self) -> None:
+        self._sink.on_request_end()
+
+
+class ResponseSink(Protocol):
+    def on_response_head(self, head: ResponseHead) -> None: ...
+    def on_response_body(self, data: bytes) -> None: ...
+    def on_response_end(self, reusable: bool) -> None: ...
+
+
+class ResponseReader:
+    """Reads the responses of one upstream connection, one at a time (1xx interim responses are
+    skipped). Raises UpstreamProtocolError.
+
+    llhttp validates the syntax; the head's header lines are then taken from the raw bytes and
+    forwarded as they came, minus the hop-by-hop ones (checks.scan_response_head): no Python
+    call per header on this path, which every proxied response takes.
+    """
+
+    __slots__ = (
+        "_sink",
+        "_parser",
+        "_head_request",
+        "_raw",
+        "_raw_start",
+        "_in_head",
+        "_max_head",
+        "_interim",
+        "_done",
+        "_reusable_parser",
+        "framing",
+        "started",
+    )
+
+    def __init__(self, sink: ResponseSink, head_request: bool, max_head: int = 64 * 1024):
+        self._sink = sink
+        self._parser = httptools.HttpResponseParser(self)
+        self._max_head = max_head
+        self._reusable_parser = True
+        self.reset(head_request)
+
+    def reset(self, head_request: bool) -> bool:
+        """Prepare for the next response on the same connection. False: make a new reader
+        (llhttp was left expecting a body that a HEAD response does not have)."""
+        if not self._reusable_parser:
+            return False
+        self._head_request = head_request
+        self._raw = b""
+        self._raw_start = 0
+        self._in_head = True
+        self._interim = False
+        self._done = False
+        self.framing: Framing | None = None  # set once the (final) head is read
+        self.started = False  # any byte received
+        return True
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def feed(self, data: bytes) -> None:
+        self.started = True
+        if self._done:
+            self._reusable_parser = False
+            raise UpstreamProtocolError("data after the end of the response")
+        if self._in_head:
+            self._raw += data
+            if len(self._raw) - self._raw_start > self._max_head and (
+                self._raw.find(b"\r\n\r\n", self._raw_start) < 0
+            ):
+                self._reusable_parser = False
+                raise UpstreamProtocolError("response head too large")
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._reusable_parser = False
+            raise UpstreamProtocolError("unexpected protocol upgrade") from None
+        except httptools.HttpParserError as exc:
+            self._reusable_parser = False
+            context = exc.__context__
+            if isinstance(context, UpstreamProtocolError):
+                raise context from None
+            raise UpstreamProtocolError(f"malformed response: {exc}") from None
+
+    def feed_eof(self) -> None:
+        """The upstream closed. Ends a close-delimited body; anything else was cut short."""
+        self._reusable_parser = False
+        if self._done:
+            return
+        if self.framing is Framing.CLOSE:
+            self._done = True
+            self._sink.on_response_end(False)
+            return
+        raise UpstreamProtocolError("upstream closed the connection mid-response")
+
+    # llhttp callbacks
+
+    def on_message_begin(self) -> None:
+        if self._done:
+            raise UpstreamProtocolError("more than one response")
+        self._in_head = True
+
+    def on_headers_complete(self) -> None:
+        raw = self._raw
+        start = self._raw_start
+        end = raw.find(b"\r\n\r\n", start)  # llhttp accepted the head: it ends with CRLFCRLF
+        line_end = raw.find(b"\r\n", start)
+        if end < 0 or line_end < 0:
+            raise UpstreamProtocolError("response head not found")
+        parser = self._parser
+        status = parser.get_status_code()
+        if status < 200:
+            if status == 101:
+                raise UpstreamProtocolError("unexpected 101 Switching Protocols")
+            self._interim = True  # 1xx: not forwarded; the final response follows
+            self._raw_start = end + 4
+            return
+        self._in_head = False
+        self._raw = b""
+        # llhttp checked the status line: "HTTP/1.x SSS" then, optionally, " reason".
+        reason = raw[start + 13 : line_end]
+        scan = checks.scan_response_head(raw[line_end + 2 : end + 2])
+        framing, length = checks.response_framing(status, scan, self._head_request)
+        self.framing = framing
+        head = ResponseHead(
+            status=status,
+            reason=reason,
+            block=scan.block,
+            framing=framing,
+            content_length=length,
+        )
+        self._sink.on_response_head(head)
+        if self._head_request:
+            # llhttp cannot be told that the request was HEAD: the response ends here, and this
+            # parser, still waiting for a body, is not used again.
+            self._reusable_parser = False
+            self._done = True
+            self._sink.on_response_end(parser.should_keep_alive())
+
+    def on_body(self, body: bytes) -> None:
+        if not self._done:
+            self._sink.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if self._done:
+            return
+        self._done = True
+        reusable = self._parser.should_keep_alive() and self.framing is not Framing.CLOSE
+        if not reusable:
+            self._reusable_parser = False
+        self._sink.on_response_end(reusable)

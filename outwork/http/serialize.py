@@ -1,0 +1,74 @@
+"""Writing message heads and bodies. Hop-by-hop headers are dropped (by the scan in
+checks.py); framing is re-emitted from what the reader verified, never copied from the peer."""
+
+from __future__ import annotations
+
+from outwork.http.errors import REASONS
+from outwork.http.messages import Framing, RequestHead, ResponseHead
+
+CHUNKED_END = b"0\r\n\r\n"
+CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CHUNKED = b"transfer-encoding: chunked\r\n"
+_CLOSE = b"connection: close\r\n"
+
+
+def forwarded_headers(client_ip: bytes, proto: bytes) -> bytes:
+    """The lines added to every request of one client connection (built once per connection),
+    ending the head."""
+    return b"x-forwarded-for: " + client_ip + b"\r\nx-forwarded-proto: " + proto + b"\r\n\r\n"
+
+
+def request_head(head: RequestHead, forwarded: bytes) -> bytes:
+    """The head sent upstream: always HTTP/1.1 and keep-alive, whatever the client asked."""
+    framing = head.framing
+    if framing is Framing.NONE:
+        length = b""
+    elif framing is Framing.LENGTH:
+        length = b"content-length: %d\r\n" % head.content_length
+    else:
+        length = _CHUNKED
+    return b"".join(
+        (head.method, b" ", head.target, b" HTTP/1.1\r\n", head.block, length, forwarded)
+    )
+
+
+def response_head(head: ResponseHead, framing: Framing, keep_alive: bool) -> bytes:
+    """The head sent to the client. `framing` is what the gateway will write (it may differ
+    from the upstream's: a close-delimited body is re-sent chunked to keep the client alive)."""
+    reason = head.reason or REASONS.get(head.status, "").encode()
+    if framing is Framing.CHUNKED:
+        length = _CHUNKED
+    elif head.content_length >= 0 and (framing is Framing.LENGTH or head.status != 204):
+        # Also for HEAD and 304: the length the body would have.
+        length = b"content-length: %d\r\n" % head.content_length
+    else:
+        length = b""
+    return b"".join(
+        (
+            b"HTTP/1.1 %d " % head.status,
+            reason,
+            b"\r\n",
+            head.block,
+            length,
+            b"" if keep_alive else _CLOSE,
+            b"\r\n",
+        )
+    )
+
+
+def chunk(data: bytes) -> list[bytes]:
+    return [b"%x\r\n" % len(data), data, b"\r\n"]
+
+
+def error_response(status: int, keep_alive: bool, head_only: bool = False) -> bytes:
+    """A short plain-text answer made by the gateway itself (no detail leaked to the peer)."""
+    reason = REASONS.get(status, "Error")
+    body = f"{status} {reason}\n".encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\n"
+        "content-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\n"
+        + ("" if keep_alive else "connection: close\r\n")
+        + "\r\n"
+    ).encode()
+    return head if head_only else head + body

@@ -1,0 +1,441 @@
+"""A client connection: TLS engine (or plain HTTP), request reader, ordered exchanges.
+
+Everything runs in asyncio Protocol callbacks; no task per request. Requests are read as they
+arrive (pipelining); responses are written strictly in request order, one exchange active at a
+time, the others' bodies buffered up to a cap (reading pauses beyond it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any, cast
+
+from outwork.http import serialize
+from outwork.http.errors import HTTPError
+from outwork.http.messages import Framing, RequestHead, ResponseHead
+from outwork.http.reader import RequestReader
+from outwork.policy.config import ListenerConfig
+from outwork.proxy.exchange import Exchange
+from outwork.tls import events as ev
+
+if TYPE_CHECKING:
+    from outwork.proxy.server import GatewayState
+
+log = logging.getLogger("outwork.proxy")
+
+# Request bytes held for exchanges that wait their turn (pipelining) or for an upstream
+# connection; reading from the client pauses beyond this.
+MAX_BUFFERED_REQUEST_BYTES = 1024 * 1024
+
+_IDLE, _HEAD, _BODY, _WAIT = range(4)
+
+# Answers after which the request stream cannot be trusted: the connection closes.
+_FATAL_STATUSES = frozenset({400, 408, 413, 417, 431, 501, 505})
+
+
+class ClientProtocol(asyncio.Protocol):
+    def __init__(self, state: GatewayState, listener: ListenerConfig) -> None:
+        self.state = state
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.peer_host = b"?"
+        self.scheme = b"https" if listener.tls is not None else b"http"
+        self.forwarded = serialize.forwarded_headers(self.peer_host, self.scheme)
+        self.write_paused = False
+        self.deadline = 0.0
+        self._tls: Any = None
+        self._ja4: str | None = None
+        limits = state.config.limits
+        self._reader = RequestReader(
+            self, limits.max_request_head, limits.max_headers, limits.max_request_body
+        )
+        self._queue: deque[Exchange] = deque()
+        self._reading: Exchange | None = None
+        self._buffered = 0
+        self._pause_reasons: set[str] = set()
+        self._phase = _HEAD
+        self._read_eof = False
+        self._closed = False
+        self._out: list[bytes] = []
+        self._batch = 0
+        self._flush_handle: asyncio.Handle | None = None
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        peer = transport.get_extra_info("peername")
+        if peer:
+            host = str(peer[0])
+            self.peer_host = host.encode()
+            self.peer = f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+        self.forwarded = serialize.forwarded_headers(self.peer_host, self.scheme)
+        state = self.state
+        state.clients.add(self)
+        state.metrics.connections_accepted += 1
+        state.metrics.connections_active += 1
+        self.deadline = state.clock.now + state.config.limits.header_timeout
+        if self.listener.tls is not None:
+            assert state.server_connection is not None
+            self._tls = state.server_connection(self.listener.tls)
+
+    def data_received(self, data: bytes) -> None:
+        self._batch += 1
+        try:
+            if self._tls is None:
+                self._received_plain(data)
+            else:
+                self._received_tls(data)
+        except Exception:  # a bug, not the peer's doing: log it, drop only this connection
+            log.exception("internal error on a connection from %s", self.peer)
+            self._abort()
+        finally:
+            self.end()
+
+    def eof_received(self) -> bool | None:
+        # The client half-closed: answer what it already sent, then close.
+        self._read_eof = True
+        if not self._queue:
+            self.close()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._closed:
+            self._closed = True
+        self.state.clients.discard(self)
+        self.state.metrics.connections_active -= 1
+        for ex in self._queue:
+            ex.cancelled = True
+            if ex.upstream is not None:
+                ex.upstream.abort()
+        self._queue.clear()
+        self._reading = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self._queue and self._queue[0].upstream is not None:
+            self._queue[0].upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self._queue and self._queue[0].upstream is not None:
+            self._queue[0].upstream.resume_reading()
+
+    # input
+
+    def _received_plain(self, data: bytes) -> None:
+        if self._phase == _IDLE:
+            self._phase = _HEAD
+            self.deadline = self.state.clock.now + self.state.config.limits.header_timeout
+        elif self._phase == _BODY:
+            self.deadline = self.state.clock.now + self.state.config.limits.idle_timeout
+        self._feed_http(data)
+
+    def _received_tls(self, data: bytes) -> None:
+        tls = self._tls
+        state = self.state
+        # Wall-clock time (the engine checks certificate validity with it), ticked 4x a second.
+        for event in tls.receive_data(data, now=state.clock.wall):
+            kind = type(event)
+            if kind is ev.ApplicationData:
+                self._received_plain(event.data)
+            elif kind is ev.HandshakeComplete:
+                self._ja4 = event.ja4
+                state.metrics.handshakes_completed[self.listener.name] += 1
+            elif kind is ev.HeartbleedProbe:
+                state.security_log.emit(
+                    "tls.heartbleed_probe",
+                    self.peer,
+                    self.listener.name,
+                    {
+                        "claimed_length": event.claimed_length,
+                        "actual_length": event.actual_length,
+                        "encrypted": event.encrypted,
+                        "heartbeat_enabled": event.heartbeat_enabled,
+                        "ja4": self._ja4,
+                    },
+                )
+            elif kind is ev.ConnectionFailed:
+                alert = event.alert.name.lower()
+                state.metrics.handshakes_failed[alert] += 1
+                state.security_log.emit(
+                    "tls.handshake_failed",
+                    self.peer,
+                    self.listener.name,
+                    {"alert": alert, "reason": event.reason},
+                )
+            elif kind is ev.ConnectionClosed:
+                self._read_eof = True
+        if self.transport is None or self._closed:
+            return
+        out = tls.data_to_send()
+        if out:
+            self.transport.write(out)
+        if tls.is_closed:
+            self._closed = True
+            self.transport.close()
+        elif self._read_eof and not self._queue:
+            self.close()
+
+    def _feed_http(self, data: bytes) -> None:
+        try:
+            self._reader.feed(data)
+        except HTTPError as exc:
+            self._refuse(exc)
+
+    def _refuse(self, exc: HTTPError) -> None:
+        """The request stream is broken: answer in turn with the error, then close."""
+        self.state.metrics.refused[str(exc.status)] += 1
+        self.pause_reading("refused")
+        reading = self._reading
+        self._reading = None
+        if reading is not None:
+            # Broken in the middle of a body: that exchange is answered with the error instead.
+            if reading.response_started:
+                self._abort()  # its status line is already out: cutting is the only signal left
+                return
+            reading.request_done = True
+            reading.keep_alive = False
+            reading.error_status = exc.status
+            if reading.upstream is not None:
+                reading.upstream.abort()
+            if reading is self._queue[0]:
+                self._answer(reading, exc.status)
+            return
+        ex = Exchange(self, None, None, exc.status)
+        self._queue.append(ex)
+        if len(self._queue) == 1:
+            self._start(ex)
+
+    # RequestSink: called by the reader
+
+    def on_request_head(self, head: RequestHead) -> None:
+        state = self.state
+        upstream = state.router.match(head.path)
+        if upstream is None:
+            ex = Exchange(self, head, None, 404)
+        else:
+            ex = Exchange(self, head, state.pools[upstream])
+        self._reading = ex
+        if head.framing is Framing.NONE:
+            self._phase = _WAIT
+            self.deadline = 0.0
+        else:
+            self._phase = _BODY
+            self.deadline = state.clock.now + state.config.limits.idle_timeout
+        self._queue.append(ex)
+        if len(self._queue) == 1:
+            self._start(ex)
+
+    def on_request_body(self, data: bytes) -> None:
+        ex = self._reading
+        if ex is None or ex.discard_body or ex.error_status:
+            return
+        if ex.upstream is not None:
+            ex.upstream.send_body(data)
+            return
+        ex.pending.append(data)
+        ex.pending_size += len(data)
+        self._buffered += len(data)
+        if self._buffered > MAX_BUFFERED_REQUEST_BYTES:
+            self.pause_reading("buffer")
+
+    def on_request_end(self) -> None:
+        ex = self._reading
+        self._reading = None
+        if ex is None:
+            return
+        ex.request_done = True
+        if self._phase == _BODY:
+            self._phase = _WAIT
+            self.deadline = 0.0
+        if ex.upstream is not None:
+            ex.upstream.end_body()
+        elif ex.response_done:
+            self._advance()
+
+    # exchanges, in order
+
+    def _start(self, ex: Exchange) -> None:
+        if ex.error_status:
+            self._answer(ex, ex.error_status)
+            return
+        head = ex.head
+        assert head is not None and ex.pool is not None
+        if head.expect_continue and not ex.request_done:
+            self._write(serialize.CONTINUE_100)
+        ex.pool.acquire(ex)
+
+    def _answer(self, ex: Exchange, status: int) -> None:
+        """A response made by the gateway itself (404, 413, 502, 504, ...)."""
+        ex.status = status
+        if status in _FATAL_STATUSES:
+            ex.keep_alive = False
+        # Otherwise the connection stays usable: the rest of a request body (bounded by
+        # max_request_body) is read and dropped before the next request.
+        head_only = ex.head is not None and ex.head.method == b"HEAD"
+        self._write(serialize.error_response(status, ex.keep_alive, head_only))
+        self._response_done(ex)
+
+    def _response_done(self, ex: Exchange) -> None:
+        ex.response_done = True
+        self.state.metrics.requests[ex.status] += 1
+        if not ex.keep_alive:
+            self.close()
+            return
+        if ex.request_done:
+            self._advance()
+        else:
+            ex.discard_body = True  # answered early: read the rest of its body and drop it
+            if ex.pending_size:
+                self.release_buffered(ex)
+
+    def _advance(self) -> None:
+        ex = self._queue.popleft()
+        if ex.pending_size:
+            self.release_buffered(ex)
+        if self._closed:
+            return
+        if self._queue:
+            self._start(self._queue[0])
+        elif self._read_eof:
+            self.close()
+        elif self._reading is None:
+            self._phase = _IDLE
+            self.deadline = self.state.clock.now + self.state.config.limits.idle_timeout
+
+    def release_buffered(self, ex: Exchange) -> None:
+        if ex.pending_size:
+            self._buffered -= ex.pending_size
+            ex.pending_size = 0
+            ex.pending = []
+            if self._buffered <= MAX_BUFFERED_REQUEST_BYTES:
+                self.resume_reading("buffer")
+
+    # called by the upstream connection
+
+    def response_head(self, ex: Exchange, head: ResponseHead) -> None:
+        framing = head.framing
+        if framing is Framing.CLOSE or framing is Framing.CHUNKED:
+            if ex.head is not None and ex.head.version == "1.1":
+                framing = Framing.CHUNKED
+            else:
+                framing = Framing.CLOSE  # an HTTP/1.0 client: the body ends when we close
+                ex.keep_alive = False
+        ex.out_framing = framing
+        ex.status = head.status
+        ex.response_started = True
+        self._write(serialize.response_head(head, framing, ex.keep_alive))
+
+    def response_body(self, ex: Exchange, data: bytes) -> None:
+        if ex.out_framing is Framing.CHUNKED:
+            self._writelines(serialize.chunk(data))
+        else:
+            self._write(data)
+
+    def response_end(self, ex: Exchange) -> None:
+        if ex.cancelled:
+            return
+        if ex.out_framing is Framing.CHUNKED:
+            self._write(serialize.CHUNKED_END)
+        self._response_done(ex)
+
+    def upstream_failed(self, ex: Exchange, status: int) -> None:
+        if ex.cancelled:
+            return
+        if ex.response_started:
+            self._abort()  # the status line is gone; a cut connection is the only signal left
+            return
+        self._answer(ex, status)
+
+    # output and flow control
+
+    # Output is collected while a callback runs and written once at its end: one syscall (and,
+    # with TLS, one record) for a response head and its body instead of one per piece.
+
+    def _write(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self._out.append(data)
+        if not self._batch and self._flush_handle is None:
+            self._flush_handle = self.state.loop.call_soon(self.flush)
+
+    def _writelines(self, parts: list[bytes]) -> None:
+        if self._closed:
+            return
+        self._out.extend(parts)
+        if not self._batch and self._flush_handle is None:
+            self._flush_handle = self.state.loop.call_soon(self.flush)
+
+    def begin(self) -> None:
+        """Start collecting output (nested calls allowed); `end` writes it."""
+        self._batch += 1
+
+    def end(self) -> None:
+        self._batch -= 1
+        if not self._batch:
+            self.flush()
+
+    def flush(self) -> None:
+        self._flush_handle = None
+        out = self._out
+        transport = self.transport
+        if not out or transport is None or self._closed:
+            return
+        self._out = []
+        tls = self._tls
+        if tls is None:
+            if len(out) == 1:
+                transport.write(out[0])
+            else:
+                transport.writelines(out)
+        elif not tls.is_closed:  # failed or closed under us: nothing more may be sent
+            tls.send_data(out[0] if len(out) == 1 else b"".join(out))
+            transport.write(tls.data_to_send())
+
+    def pause_reading(self, reason: str) -> None:
+        if not self._pause_reasons and self.transport is not None:
+            if not self.transport.is_closing():
+                self.transport.pause_reading()
+        self._pause_reasons.add(reason)
+
+    def resume_reading(self, reason: str) -> None:
+        if reason not in self._pause_reasons:
+            return
+        self._pause_reasons.discard(reason)
+        if not self._pause_reasons and self.transport is not None:
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def close(self) -> None:
+        """Close after what is written (TLS: with close_notify)."""
+        if self._closed or self.transport is None:
+            return
+        self.flush()
+        self._closed = True
+        tls = self._tls
+        if tls is not None and not tls.is_closed:
+            tls.close()
+            out = tls.data_to_send()
+            if out:
+                self.transport.write(out)
+        self.transport.close()
+        for ex in self._queue:
+            if not ex.response_done:
+                ex.cancelled = True
+                if ex.upstream is not None:
+                    ex.upstream.abort()
+
+    def _abort(self) -> None:
+        self._closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def timed_out(self) -> None:
+        """The header, body or keep-alive timeout passed."""
+        if self._phase in (_HEAD, _BODY):
+            self.state.metrics.refused["timeout"] += 1
+        self.close()

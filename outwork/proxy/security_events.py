@@ -1,0 +1,70 @@
+"""Security events: one JSON object per line, appended to a file or written to stderr.
+
+    {"time": "2026-11-29T06:30:00.123Z", "event": "tls.heartbleed_probe",
+     "peer": "127.0.0.1:50522", "listener": "public", "detail": {...}}
+
+Every event is counted. Lines are rate-limited per event kind (a token bucket), because the
+events worth logging are what attackers and scanners cause in bulk: logging must not become
+their amplifier. What the limit drops is counted too.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from outwork.proxy.metrics import Metrics
+
+# Lines per second (sustained) and burst, per event kind.
+DEFAULT_RATE = 20.0
+DEFAULT_BURST = 100.0
+
+
+class SecurityEventLog:
+    def __init__(
+        self,
+        target: str,
+        metrics: Metrics,
+        rate: float = DEFAULT_RATE,
+        burst: float = DEFAULT_BURST,
+    ) -> None:
+        self._metrics = metrics
+        self._rate = rate
+        self._burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}  # event -> (tokens, last time)
+        self._owned = target != "-"
+        self._out: IO[str] = (
+            open(target, "a", encoding="utf-8", buffering=1) if self._owned else sys.stderr
+        )
+
+    def emit(self, event: str, peer: str, listener: str, detail: dict[str, Any]) -> None:
+        self._metrics.security_events[event] += 1
+        if not self._take(event):
+            self._metrics.security_events_dropped[event] += 1
+            return
+        line = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "event": event,
+            "peer": peer,
+            "listener": listener,
+            "detail": detail,
+        }
+        self._out.write(json.dumps(line, separators=(",", ":")) + "\n")
+        self._out.flush()
+
+    def _take(self, event: str) -> bool:
+        now = time.monotonic()
+        tokens, last = self._buckets.get(event, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - last) * self._rate)
+        if tokens < 1.0:
+            self._buckets[event] = (tokens, now)
+            return False
+        self._buckets[event] = (tokens - 1.0, now)
+        return True
+
+    def close(self) -> None:
+        if self._owned:
+            self._out.close()

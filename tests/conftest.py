@@ -1,0 +1,142 @@
+"""Shared fixtures: a real demo backend and a real `outwork serve`, both on loopback.
+
+    def test_x(make_backend, make_gateway):
+        backend = make_backend()                      # demo/backend.py on a free port
+        gw = make_gateway({"upstreams": {"b": {"targets": [backend.url]}}, ...})
+        gw.urls["public"]                             # the listener's URL (bound to port 0)
+
+Both are processes that each test starts and stops; no mocks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKEND = ROOT / "demo" / "backend.py"
+
+
+class Backend:
+    def __init__(self, name: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(BACKEND), "--port", "0", "--name", name],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        match = re.search(r"listening on (\S+)", line)
+        assert match, f"backend did not start: {line!r}"
+        self.address = match.group(1)
+        self.url = f"http://{self.address}"
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Gateway:
+    def __init__(self, config_file: Path, env: dict[str, str] | None = None) -> None:
+        self.config_file = config_file
+        self.log_file = config_file.with_suffix(".stderr")
+        with open(self.log_file, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "outwork", "serve", "-c", str(config_file)],
+                stderr=log,
+                stdout=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+            )
+        self.urls: dict[str, str] = {}
+        self.admin_url: str | None = None
+        deadline = time.monotonic() + 15
+        while True:
+            text = self.stderr()
+            if "outwork: ready" in text:
+                break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"gateway did not start:\n{text}")
+            time.sleep(0.02)
+        for name, url in re.findall(r"outwork: listener (\S+) on (\S+)", text):
+            self.urls[name] = url
+        admin = re.search(r"outwork: admin on (\S+)", text)
+        self.admin_url = admin.group(1) if admin else None
+
+    @property
+    def url(self) -> str:
+        return next(iter(self.urls.values()))
+
+    def stderr(self) -> str:
+        return self.log_file.read_text()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def gateway_config(backend_url: str, **overrides: Any) -> dict[str, Any]:
+    """A plain-HTTP gateway config in front of one backend; keys in `overrides` replace."""
+    config: dict[str, Any] = {
+        "listeners": [{"name": "public", "bind": "127.0.0.1:0"}],
+        "routes": [{"match": {"path_prefix": "/"}, "upstream": "backend"}],
+        "upstreams": {"backend": {"targets": [backend_url]}},
+        "admin": {"bind": "127.0.0.1:0"},
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def make_backend() -> Iterator[Callable[..., Backend]]:
+    started: list[Backend] = []
+
+    def make(name: str = "demo") -> Backend:
+        backend = Backend(name)
+        started.append(backend)
+        return backend
+
+    yield make
+    for backend in started:
+        backend.stop()
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
+    started: list[Gateway] = []
+
+    def make(config: dict[str, Any] | str, name: str = "outwork.yaml") -> Gateway:
+        path = tmp_path / name
+        path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
+        gateway = Gateway(path)
+        started.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture
+def backend(make_backend: Callable[..., Backend]) -> Backend:
+    return make_backend()
+
+
+@pytest.fixture
+def gateway(make_gateway: Callable[..., Gateway], backend: Backend) -> Gateway:
+    return make_gateway(gateway_config(backend.url))

@@ -1,0 +1,355 @@
+"""The HTTP/1.1 readers: whole, byte by byte, pipelined, and one rejects_* per framing rule."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from outwork.http.errors import HTTPError, UpstreamProtocolError
+from outwork.http.messages import Framing, RequestHead, ResponseHead
+from outwork.http.reader import RequestReader, ResponseReader
+
+
+class Requests:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def on_request_head(self, head: RequestHead) -> None:
+        self.events.append(("head", head))
+
+    def on_request_body(self, data: bytes) -> None:
+        self.events.append(("body", data))
+
+    def on_request_end(self) -> None:
+        self.events.append(("end", None))
+
+    def heads(self) -> list[RequestHead]:
+        return [e for kind, e in self.events if kind == "head"]  # type: ignore[misc]
+
+    def body(self) -> bytes:
+        return b"".join(e for kind, e in self.events if kind == "body")  # type: ignore[misc]
+
+
+def read(data: bytes, byte_by_byte: bool = False, **caps: int) -> Requests:
+    sink = Requests()
+    reader = RequestReader(
+        sink,
+        max_head=caps.get("max_head", 64 * 1024),
+        max_headers=caps.get("max_headers", 100),
+        max_body=caps.get("max_body", 1024 * 1024),
+    )
+    if byte_by_byte:
+        for i in range(len(data)):
+            reader.feed(data[i : i + 1])
+    else:
+        reader.feed(data)
+    return sink
+
+
+POST_CHUNKED = (
+    b"POST /upload?x=1 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("byte_by_byte", [False, True])
+def test_reads_chunked_request(byte_by_byte: bool) -> None:
+    sink = read(POST_CHUNKED, byte_by_byte)
+    (head,) = sink.heads()
+    assert head.method == b"POST" and head.target == b"/upload?x=1" and head.path == b"/upload"
+    assert head.framing is Framing.CHUNKED and head.keep_alive
+    assert sink.body() == b"hello world"
+    assert sink.events[-1] == ("end", None)
+
+
+@pytest.mark.parametrize("byte_by_byte", [False, True])
+def test_reads_pipelined_requests_in_order(byte_by_byte: bool) -> None:
+    data = (
+        b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    )
+    sink = read(data, byte_by_byte)
+    assert [h.target for h in sink.heads()] == [b"/1", b"/2", b"/3"]
+    assert [h.keep_alive for h in sink.heads()] == [True, True, False]
+    assert sink.body() == b"abc"
+    assert [kind for kind, _ in sink.events].count("end") == 3
+
+
+def test_http10_defaults_to_close() -> None:
+    (head,) = read(b"GET / HTTP/1.0\r\n\r\n").heads()
+    assert head.version == "1.0" and not head.keep_alive
+
+
+def test_expect_continue_is_noted() -> None:
+    data = b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n"
+    (head,) = read(data).heads()
+    assert head.expect_continue and head.content_length == 1
+
+
+def refused(data: bytes, **caps: int) -> int:
+    with pytest.raises(HTTPError) as info:
+        read(data, False, **caps)
+    return info.value.status
+
+
+def test_rejects_content_length_with_transfer_encoding() -> None:
+    data = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert refused(data) == 400
+
+
+def test_rejects_two_content_lengths() -> None:
+    data = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx"
+    assert refused(data) == 400
+
+
+@pytest.mark.parametrize("value", [b"-1", b"1x", b"0x10", b"1 2", b"99999999999999999999"])
+def test_rejects_invalid_content_length(value: bytes) -> None:
+    assert refused(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + value + b"\r\n\r\n") == 400
+
+
+@pytest.mark.parametrize("coding", [b"gzip", b"gzip, chunked", b"chunked, gzip", b"identity"])
+def test_rejects_other_transfer_codings(coding: bytes) -> None:
+    data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + coding + b"\r\n\r\n"
+    assert refused(data) in (400, 501)
+
+
+def test_rejects_missing_host() -> None:
+    assert refused(b"GET / HTTP/1.1\r\n\r\n") == 400
+
+
+def test_rejects_two_hosts() -> None:
+    assert refused(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") == 400
+
+
+def test_rejects_absolute_form_target() -> None:
+    assert refused(b"GET http://evil/ HTTP/1.1\r\nHost: a\r\n\r\n") == 400
+
+
+def test_rejects_connect() -> None:
+    assert refused(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n") in (400, 405)
+
+
+def test_rejects_upgrade() -> None:
+    data = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+    assert refused(data) == 501
+
+
+def test_rejects_head_over_cap_with_431() -> None:
+    data = b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 5000 + b"\r\n\r\n"
+    assert refused(data, max_head=4096) == 431
+
+
+def test_rejects_head_over_cap_even_byte_by_byte_without_end() -> None:
+    sink = Requests()
+    reader = RequestReader(sink, max_head=1024, max_headers=100, max_body=10)
+    reader.feed(b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: ")
+    with pytest.raises(HTTPError) as info:
+        for _ in range(2000):
+            reader.feed(b"a")
+    assert info.value.status == 431
+
+
+def test_rejects_too_many_headers_with_431() -> None:
+    headers = b"".join(b"X-%d: 1\r\n" % i for i in range(20))
+    assert refused(b"GET / HTTP/1.1\r\nHost: a\r\n" + headers + b"\r\n", max_headers=10) == 431
+
+
+def test_rejects_declared_body_over_cap_with_413() -> None:
+    assert refused(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n", max_body=10) == 413
+
+
+def test_rejects_chunked_body_over_cap_with_413() -> None:
+    data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nb\r\nhello world\r\n"
+    assert refused(data, max_body=10) == 413
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n",
+        b"GET / HTTP/1.1\nHost: a\n\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+        b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # TLS on the plain port
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
+def test_rejects_malformed_requests_with_4xx_or_5xx(data: bytes) -> None:
+    assert 400 <= refused(data) < 600
+
+
+def test_reader_stays_failed() -> None:
+    sink = Requests()
+    reader = RequestReader(sink, 1024, 10, 10)
+    with pytest.raises(HTTPError):
+        reader.feed(b"GET / HTTP/1.1\r\n\r\n")
+    reader.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert reader.failed and not sink.heads()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_raise_only_http_errors(data: bytes) -> None:
+    try:
+        read(data)
+    except HTTPError as exc:
+        assert 400 <= exc.status < 600
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(min_size=0, max_size=40), max_size=20))
+def test_random_chunked_bodies_raise_only_http_errors(pieces: list[bytes]) -> None:
+    data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + b"".join(pieces)
+    try:
+        read(data)
+    except HTTPError as exc:
+        assert 400 <= exc.status < 600
+
+
+class Responses:
+    def __init__(self) -> None:
+        self.head: ResponseHead | None = None
+        self.body = b""
+        self.ended: bool | None = None
+
+    def on_response_head(self, head: ResponseHead) -> None:
+        self.head = head
+
+    def on_response_body(self, data: bytes) -> None:
+        self.body += data
+
+    def on_response_end(self, reusable: bool) -> None:
+        self.ended = reusable
+
+
+def response(data: bytes, head_request: bool = False, eof: bool = False) -> Responses:
+    sink = Responses()
+    reader = ResponseReader(sink, head_request)
+    for i in range(len(data)):
+        reader.feed(data[i : i + 1])
+    if eof:
+        reader.feed_eof()
+    return sink
+
+
+def test_response_with_length() -> None:
+    sink = response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    assert sink.head is not None and sink.head.framing is Framing.LENGTH
+    assert (sink.body, sink.ended) == (b"hello", True)
+
+
+def test_response_chunked() -> None:
+    sink = response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    assert (sink.body, sink.ended) == (b"abc", True)
+
+
+def test_response_close_delimited_is_not_reusable() -> None:
+    sink = response(b"HTTP/1.1 200 OK\r\n\r\nuntil the end", eof=True)
+    assert sink.head is not None and sink.head.framing is Framing.CLOSE
+    assert (sink.body, sink.ended) == (b"until the end", False)
+
+
+def test_response_to_head_ends_after_the_head() -> None:
+    sink = response(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n", head_request=True)
+    assert sink.head is not None and sink.head.content_length == 500
+    assert (sink.body, sink.ended) == (b"", True)
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_response_without_body(status: int) -> None:
+    sink = response(b"HTTP/1.1 %d X\r\n\r\n" % status)
+    assert (sink.body, sink.ended) == (b"", True)
+
+
+def test_interim_responses_are_skipped() -> None:
+    sink = response(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx")
+    assert sink.head is not None and sink.head.status == 200 and sink.body == b"x"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"not http at all\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+    ],
+)
+def test_rejects_bad_upstream_responses(data: bytes) -> None:
+    with pytest.raises(UpstreamProtocolError):
+        response(data)
+
+
+def test_rejects_response_cut_short() -> None:
+    with pytest.raises(UpstreamProtocolError):
+        response(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", eof=True)
+
+
+def test_response_hop_by_hop_lines_are_cut_and_others_kept_verbatim() -> None:
+    sink = response(
+        b"HTTP/1.1 200 Fine\r\nServer: x\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: 5\r\n"
+        b"X-Hop: secret\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 2\r\n"
+        b"upgrade: h2c\r\nx-hop-not: kept\r\n\r\nok"
+    )
+    assert sink.head is not None
+    assert sink.head.reason == b"Fine"
+    assert sink.head.block == (
+        b"Server: x\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nx-hop-not: kept\r\n"
+    )
+    assert sink.head.headers[0] == (b"Server", b"x")
+    assert sink.body == b"ok"
+
+
+def test_response_reader_is_reused_for_the_next_response() -> None:
+    sink = Responses()
+    reader = ResponseReader(sink, head_request=False)
+    reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na")
+    assert reader.done and reader.reset(False)
+    reader.feed(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nb\r\n0\r\n\r\n")
+    assert reader.done and sink.head is not None and sink.head.status == 201
+    assert sink.body == b"ab"
+
+
+def test_response_reader_is_not_reused_after_head() -> None:
+    reader = ResponseReader(Responses(), head_request=True)
+    reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+    assert reader.done and not reader.reset(False)
+
+
+def test_rejects_obs_fold_in_response() -> None:
+    with pytest.raises(UpstreamProtocolError):
+        response(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n folded\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_rejects_response_head_over_cap() -> None:
+    reader = ResponseReader(Responses(), head_request=False, max_head=1024)
+    reader.feed(b"HTTP/1.1 200 OK\r\n")
+    with pytest.raises(UpstreamProtocolError):
+        for _ in range(100):
+            reader.feed(b"X-Filler: " + b"a" * 50 + b"\r\n")
+
+
+@pytest.mark.parametrize(
+    "target",
+    [b"/api/../admin", b"/api/./x", b"/api/..", b"/a/%2e%2e/b", b"/a/%2E./b", b"/a\\..\\b"],
+)
+def test_rejects_dot_segments_that_could_escape_a_route(target: bytes) -> None:
+    assert refused(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n") == 400
+
+
+@pytest.mark.parametrize("target", [b"/a.b/c..d/.well-known/x", b"/x?next=/../y", b"/100%25"])
+def test_accepts_dots_that_are_not_segments(target: bytes) -> None:
+    (head,) = read(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n").heads()
+    assert head.target == target
+
+
+def test_client_forwarding_headers_are_not_forwarded() -> None:
+    data = (
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\n"
+        b"X-Real-IP: 6.6.6.6\r\nX-Keep: 1\r\n\r\n"
+    )
+    (head,) = read(data).heads()
+    assert head.block == b"Host: a\r\nX-Keep: 1\r\n"

@@ -1,0 +1,206 @@
+"""Config loading: every problem is reported with its file, line and key path."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from outwork.policy.load import load_config, parse_address
+from outwork.policy.source import ConfigError
+from tests.conftest import ROOT
+
+GOOD = """\
+listeners:
+  - name: public
+    bind: 127.0.0.1:8443
+    tls:
+      certificates: [{cert: cert.pem, key: key.pem}]
+      heartbeat: false
+routes:
+  - match: {path_prefix: /}
+    upstream: demo
+  - match: {path: /exact}
+    upstream: demo
+upstreams:
+  demo: {targets: ["http://127.0.0.1:9000"]}
+logging: {security_events: "-"}
+admin: {bind: 127.0.0.1:9901}
+"""
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with a self-signed cert.pem/key.pem (made by the demo's script)."""
+    directory = tmp_path_factory.mktemp("certs")
+    subprocess.run([str(ROOT / "scripts" / "make-demo-cert"), str(directory)], check=True)
+    return directory
+
+
+def write(tmp_path: Path, certs: Path, text: str) -> Path:
+    for name in ("cert.pem", "key.pem"):
+        if not (tmp_path / name).exists():
+            shutil.copy(certs / name, tmp_path / name)
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, certs: Path, text: str) -> list[str]:
+    path = write(tmp_path, certs, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return [p.format().replace(str(path), "config.yaml") for p in info.value.problems]
+
+
+def test_good_config_compiles(tmp_path: Path, certs: Path) -> None:
+    config = load_config(write(tmp_path, certs, GOOD))
+    assert [listener.name for listener in config.listeners] == ["public"]
+    tls = config.listeners[0].tls
+    assert tls is not None and tls.alpn_protocols == ("http/1.1",) and not tls.heartbeat
+    assert config.upstreams["demo"].targets[0].port == 9000
+    assert config.admin is not None and config.admin.port == 9901
+    assert config.security_events == "-"
+
+
+def test_rejects_unknown_key_at_its_line(tmp_path: Path, certs: Path) -> None:
+    text = GOOD.replace("    bind: 127.0.0.1:8443\n", "    bind: 127.0.0.1:8443\n    bnid: x\n")
+    assert problems(tmp_path, certs, text) == ["config.yaml:4: listeners[0].bnid: unknown key"]
+
+
+def test_rejects_unknown_key_inside_an_upstream(tmp_path: Path, certs: Path) -> None:
+    text = GOOD.replace(
+        '{targets: ["http://127.0.0.1:9000"]}', '{targets: ["http://h:1"], retries: 3}'
+    )
+    assert problems(tmp_path, certs, text) == [
+        "config.yaml:13: upstreams.demo.retries: unknown key"
+    ]
+
+
+def test_rejects_bind_without_port(tmp_path: Path, certs: Path) -> None:
+    text = GOOD.replace("bind: 127.0.0.1:8443", "bind: localhost")
+    assert problems(tmp_path, certs, text) == [
+        "config.yaml:3: listeners[0].bind: expected host:port"
+    ]
+
+
+def test_rejects_wrong_type_with_its_line(tmp_path: Path, certs: Path) -> None:
+    text = GOOD.replace("heartbeat: false", "heartbeat: maybe")
+    assert problems(tmp_path, certs, text) == [
+        "config.yaml:6: listeners[0].tls.heartbeat: expected `bool`, got `str`"
+    ]
+
+
+def test_rejects_route_to_unknown_upstream(tmp_path: Path, certs: Path) -> None:
+    text = GOOD.replace(
+        "    upstream: demo\n  - match: {path:", "    upstream: nope\n  - match: {path:"
+    )
+    assert problems(tmp_path, certs, text) == [
+        "config.yaml:9: routes[0].upstream: unknown upstream 'nope' (known: demo)"
+    ]
+
+
+def test_collects_several_problems(tmp_path: Path, certs: Path) -> None:
+    text = GOOD.replace("bind: 127.0.0.1:8443", "bind: 127.0.0.1:99999").replace(
+        "upstream: demo\n  - match: {path:", "upstream: other\n  - match: {path:"
+    )
+    assert problems(tmp_path, certs, text) == [
+        "config.yaml:3: listeners[0].bind: invalid port '99999' (expected 0-65535)",
+        "config.yaml:9: routes[0].upstream: unknown upstream 'other' (known: demo)",
+    ]
+
+
+def test_rejects_yaml_syntax_error_at_its_line(tmp_path: Path, certs: Path) -> None:
+    text = GOOD.replace("upstreams:\n", "upstreams:\n  demo: [unclosed\n")
+    (problem,) = problems(tmp_path, certs, text)
+    assert problem.startswith("config.yaml:14: YAML syntax error")
+
+
+def test_rejects_duplicate_key(tmp_path: Path, certs: Path) -> None:
+    text = GOOD + "routes: []\n"
+    assert problems(tmp_path, certs, text) == ["config.yaml:16: routes: duplicate key"]
+
+
+def test_rejects_missing_required_key(tmp_path: Path, certs: Path) -> None:
+    text = GOOD.replace("    upstream: demo\n  - match: {path:", "  - match: {path:")
+    assert problems(tmp_path, certs, text) == [
+        "config.yaml:8: routes[0]: missing required key `upstream`"
+    ]
+
+
+def test_rejects_missing_certificate_file(tmp_path: Path, certs: Path) -> None:
+    text = GOOD.replace("cert: cert.pem", "cert: missing.pem")
+    (problem,) = problems(tmp_path, certs, text)
+    assert problem.startswith(
+        "config.yaml:5: listeners[0].tls.certificates[0].cert: file not found"
+    )
+
+
+def test_rejects_key_that_does_not_match_certificate(tmp_path: Path, certs: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    subprocess.run([str(ROOT / "scripts" / "make-demo-cert"), str(other)], check=True)
+    text = GOOD.replace("key: key.pem", "key: other/key.pem")
+    (problem,) = problems(tmp_path, certs, text)
+    assert problem.startswith("config.yaml:5: listeners[0].tls.certificates[0]: cannot load")
+    assert "does not match" in problem
+
+
+def test_rejects_https_and_path_targets(tmp_path: Path, certs: Path) -> None:
+    text = GOOD.replace(
+        '["http://127.0.0.1:9000"]', '["https://127.0.0.1:9000", "http://h:1/path"]'
+    )
+    assert problems(tmp_path, certs, text) == [
+        "config.yaml:13: upstreams.demo.targets[0]: only http:// targets are supported for now",
+        "config.yaml:13: upstreams.demo.targets[1]: "
+        "a target is scheme://host:port, without path or credentials",
+    ]
+
+
+def test_rejects_match_without_exactly_one_condition(tmp_path: Path, certs: Path) -> None:
+    text = GOOD.replace("match: {path: /exact}", "match: {path: /a, path_prefix: /b}")
+    assert problems(tmp_path, certs, text) == [
+        "config.yaml:10: routes[1].match: give exactly one of path_prefix or path"
+    ]
+
+
+def test_rejects_empty_file(tmp_path: Path, certs: Path) -> None:
+    assert problems(tmp_path, certs, "") == ["config.yaml: the file is empty"]
+
+
+def test_plaintext_listener_needs_no_tls(tmp_path: Path, certs: Path) -> None:
+    text = GOOD.replace(
+        "    tls:\n      certificates: [{cert: cert.pem, key: key.pem}]\n      heartbeat: false\n",
+        "",
+    )
+    config = load_config(write(tmp_path, certs, text))
+    assert config.listeners[0].tls is None
+
+
+@pytest.mark.parametrize(
+    "text,host,port",
+    [
+        ("127.0.0.1:80", "127.0.0.1", 80),
+        ("[::1]:8443", "::1", 8443),
+        ("localhost:0", "localhost", 0),
+    ],
+)
+def test_parse_address(text: str, host: str, port: int) -> None:
+    address = parse_address(text)
+    assert (address.host, address.port) == (host, port)
+
+
+@pytest.mark.parametrize("text", ["8443", ":80", "host:", "host:x", "[::1]", "[zz]:1", "a b:1"])
+def test_parse_address_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_address(text)
+
+
+def test_rejects_alias_expansion_bomb(tmp_path: Path, certs: Path) -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for name, prev in zip("bcdefg", "abcdef", strict=True):
+        bomb += f"{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+    (problem,) = problems(tmp_path, certs, bomb)
+    assert "more than 100000 values" in problem
