@@ -5,39 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from outwork.tls.config import CertifiedKey
 from outwork.tls.enums import SignatureScheme
-
-_HASHES: dict[SignatureScheme, hashes.HashAlgorithm] = {
-    SignatureScheme.ECDSA_SECP256R1_SHA256: hashes.SHA256(),
-    SignatureScheme.ECDSA_SECP384R1_SHA384: hashes.SHA384(),
-    SignatureScheme.ECDSA_SECP521R1_SHA512: hashes.SHA512(),
-    SignatureScheme.RSA_PSS_RSAE_SHA256: hashes.SHA256(),
-    SignatureScheme.RSA_PSS_RSAE_SHA384: hashes.SHA384(),
-    SignatureScheme.RSA_PSS_RSAE_SHA512: hashes.SHA512(),
-    SignatureScheme.RSA_PKCS1_SHA256: hashes.SHA256(),
-    SignatureScheme.RSA_PKCS1_SHA384: hashes.SHA384(),
-    SignatureScheme.RSA_PKCS1_SHA512: hashes.SHA512(),
-}
-
-_EC_SCHEMES: dict[str, tuple[SignatureScheme, ...]] = {
-    "secp256r1": (SignatureScheme.ECDSA_SECP256R1_SHA256,),
-    "secp384r1": (SignatureScheme.ECDSA_SECP384R1_SHA384,),
-    "secp521r1": (SignatureScheme.ECDSA_SECP521R1_SHA512,),
-}
-
-_RSA_SCHEMES: tuple[SignatureScheme, ...] = (
-    SignatureScheme.RSA_PSS_RSAE_SHA256,
-    SignatureScheme.RSA_PSS_RSAE_SHA384,
-    SignatureScheme.RSA_PSS_RSAE_SHA512,
-    SignatureScheme.RSA_PKCS1_SHA256,
-    SignatureScheme.RSA_PKCS1_SHA384,
-    SignatureScheme.RSA_PKCS1_SHA512,
-)
+from outwork.tls.signing import ECDSA_SCHEME_FOR_CURVE, RSA_SCHEMES, scheme_hash
 
 SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
@@ -47,14 +21,15 @@ class FileSigner:
 
     def __init__(self, key: SigningKey) -> None:
         self._key = key
+        self._schemes: tuple[SignatureScheme, ...]
         if isinstance(key, ec.EllipticCurvePrivateKey):
-            if key.curve.name not in _EC_SCHEMES:
+            if key.curve.name not in ECDSA_SCHEME_FOR_CURVE:
                 raise ValueError(f"unsupported EC curve {key.curve.name}")
-            self._schemes = _EC_SCHEMES[key.curve.name]
+            self._schemes = (ECDSA_SCHEME_FOR_CURVE[key.curve.name],)
         elif isinstance(key, rsa.RSAPrivateKey):
             if key.key_size < 2048:
                 raise ValueError(f"RSA key of {key.key_size} bits is too small (minimum 2048)")
-            self._schemes = _RSA_SCHEMES
+            self._schemes = RSA_SCHEMES
         elif isinstance(key, ed25519.Ed25519PrivateKey):
             self._schemes = (SignatureScheme.ED25519,)
         else:
@@ -72,7 +47,7 @@ class FileSigner:
         key = self._key
         if isinstance(key, ed25519.Ed25519PrivateKey):
             return key.sign(data)
-        algorithm = _HASHES[scheme]
+        algorithm = scheme_hash(scheme)
         if isinstance(key, ec.EllipticCurvePrivateKey):
             return key.sign(data, ec.ECDSA(algorithm))
         if scheme.name.startswith("RSA_PSS"):

@@ -64,6 +64,7 @@ from pkcs11.types import Object, PrivateKey, Session, SignMixin, Token
 from outwork.keys.uri import Pkcs11Uri, parse_pkcs11_uri
 from outwork.tls.config import CertifiedKey
 from outwork.tls.enums import SignatureScheme
+from outwork.tls.signing import RSA_SCHEMES, scheme_hash
 
 if TYPE_CHECKING:
     from pkcs11._pkcs11 import lib as Pkcs11Module
@@ -84,27 +85,6 @@ class Pkcs11SigningError(RuntimeError):
 
 
 # ----- schemes and mechanisms -------------------------------------------------------------
-
-_HASH: dict[SignatureScheme, hashes.HashAlgorithm] = {
-    SignatureScheme.ECDSA_SECP256R1_SHA256: hashes.SHA256(),
-    SignatureScheme.ECDSA_SECP384R1_SHA384: hashes.SHA384(),
-    SignatureScheme.ECDSA_SECP521R1_SHA512: hashes.SHA512(),
-    SignatureScheme.RSA_PSS_RSAE_SHA256: hashes.SHA256(),
-    SignatureScheme.RSA_PSS_RSAE_SHA384: hashes.SHA384(),
-    SignatureScheme.RSA_PSS_RSAE_SHA512: hashes.SHA512(),
-    SignatureScheme.RSA_PKCS1_SHA256: hashes.SHA256(),
-    SignatureScheme.RSA_PKCS1_SHA384: hashes.SHA384(),
-    SignatureScheme.RSA_PKCS1_SHA512: hashes.SHA512(),
-}
-
-_RSA_SCHEMES: tuple[SignatureScheme, ...] = (
-    SignatureScheme.RSA_PSS_RSAE_SHA256,
-    SignatureScheme.RSA_PSS_RSAE_SHA384,
-    SignatureScheme.RSA_PSS_RSAE_SHA512,
-    SignatureScheme.RSA_PKCS1_SHA256,
-    SignatureScheme.RSA_PKCS1_SHA384,
-    SignatureScheme.RSA_PKCS1_SHA512,
-)
 
 # DER-encoded CKA_EC_PARAMS (a namedCurve OID) -> curve and its one TLS scheme.
 _EC_CURVES: dict[bytes, tuple[ec.EllipticCurve, SignatureScheme]] = {
@@ -189,7 +169,7 @@ def _candidates(scheme: SignatureScheme, curve: ec.EllipticCurve | None) -> list
     """Ways to make `scheme`, preferred first."""
     if scheme == SignatureScheme.ED25519:
         return [_Plan(Mechanism.EDDSA)]
-    digest = _HASH[scheme]
+    digest = scheme_hash(scheme)
     name = digest.name
     if curve is not None:
         size = (curve.key_size + 7) // 8
@@ -222,13 +202,13 @@ def _verify(public_key: PublicKey, scheme: SignatureScheme, data: bytes, signatu
         if isinstance(public_key, ed25519.Ed25519PublicKey):
             public_key.verify(signature, data)
         elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, ec.ECDSA(_HASH[scheme]))
+            public_key.verify(signature, data, ec.ECDSA(scheme_hash(scheme)))
         elif scheme.name.startswith("RSA_PSS"):
-            digest = _HASH[scheme]
+            digest = scheme_hash(scheme)
             pss = padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
             public_key.verify(signature, data, pss, digest)
         else:
-            public_key.verify(signature, data, padding.PKCS1v15(), _HASH[scheme])
+            public_key.verify(signature, data, padding.PKCS1v15(), scheme_hash(scheme))
     except InvalidSignature:
         return False
     return True
@@ -387,7 +367,7 @@ class Pkcs11Signer:
                 bits = len(_bytes_attr(key, Attribute.MODULUS).lstrip(b"\0")) * 8
                 if bits < 2048:
                     raise Pkcs11KeyError(f"{where}: RSA key of {bits} bits is too small")
-                schemes: tuple[SignatureScheme, ...] = _RSA_SCHEMES
+                schemes: tuple[SignatureScheme, ...] = RSA_SCHEMES
             elif key_type == KeyType.EC:
                 params = _bytes_attr(key, Attribute.EC_PARAMS)
                 if params not in _EC_CURVES:

@@ -46,7 +46,7 @@ TLS12_SCHEMES = TLS13_SCHEMES | {
     SignatureScheme.RSA_PKCS1_SHA512,
 }
 
-_SCHEME_HASH: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
+SCHEME_HASH: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
     SignatureScheme.RSA_PKCS1_SHA256: hashes.SHA256,
     SignatureScheme.RSA_PKCS1_SHA384: hashes.SHA384,
     SignatureScheme.RSA_PKCS1_SHA512: hashes.SHA512,
@@ -58,11 +58,30 @@ _SCHEME_HASH: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
     SignatureScheme.RSA_PSS_RSAE_SHA512: hashes.SHA512,
 }
 
-_SCHEME_CURVE = {
+# The RSA schemes a key can produce, PSS first (the only kind TLS 1.3 allows).
+RSA_SCHEMES: tuple[SignatureScheme, ...] = (
+    SignatureScheme.RSA_PSS_RSAE_SHA256,
+    SignatureScheme.RSA_PSS_RSAE_SHA384,
+    SignatureScheme.RSA_PSS_RSAE_SHA512,
+    SignatureScheme.RSA_PKCS1_SHA256,
+    SignatureScheme.RSA_PKCS1_SHA384,
+    SignatureScheme.RSA_PKCS1_SHA512,
+)
+
+# Each ECDSA scheme is bound to one curve in TLS 1.3 (cryptography's curve names).
+SCHEME_CURVE: dict[SignatureScheme, str] = {
     SignatureScheme.ECDSA_SECP256R1_SHA256: "secp256r1",
     SignatureScheme.ECDSA_SECP384R1_SHA384: "secp384r1",
     SignatureScheme.ECDSA_SECP521R1_SHA512: "secp521r1",
 }
+
+
+ECDSA_SCHEME_FOR_CURVE = {curve: scheme for scheme, curve in SCHEME_CURVE.items()}
+
+
+def scheme_hash(scheme: SignatureScheme) -> hashes.HashAlgorithm:
+    """The hash a (non-EdDSA) scheme signs with."""
+    return SCHEME_HASH[scheme]()
 
 
 def certificate_verify_content(transcript_hash: bytes, server: bool) -> bytes:
@@ -94,11 +113,11 @@ def verify_signature(
                 return False
             public_key.verify(signature, data)
             return True
-        algorithm = _SCHEME_HASH[scheme]()
-        if scheme in _SCHEME_CURVE:
+        algorithm = SCHEME_HASH[scheme]()
+        if scheme in SCHEME_CURVE:
             if not isinstance(public_key, ec.EllipticCurvePublicKey):
                 return False
-            if not tls12 and public_key.curve.name != _SCHEME_CURVE[scheme]:
+            if not tls12 and public_key.curve.name != SCHEME_CURVE[scheme]:
                 return False
             public_key.verify(signature, data, ec.ECDSA(algorithm))
             return True
