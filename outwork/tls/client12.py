@@ -4,7 +4,6 @@ ChangeCipherSpec, Finished; then the server's ChangeCipherSpec and Finished."""
 
 from __future__ import annotations
 
-import hmac
 from enum import Enum, auto
 from typing import TYPE_CHECKING
 
@@ -30,7 +29,6 @@ from outwork.tls.messages import (
     handshake_message,
     pull_certificate12,
     pull_certificate_request12,
-    pull_finished,
     pull_new_session_ticket12,
     pull_server_key_exchange,
     push_certificate12,
@@ -42,9 +40,10 @@ from outwork.tls.tickets import ClientSession
 from outwork.tls.tls12 import (
     Suite12,
     Tls12RecordCipher,
+    check_finished,
     finished_verify_data,
-    key_block,
     master_secret,
+    traffic_ciphers,
 )
 from outwork.tls.verify import load_chain, verify_server_chain
 
@@ -212,11 +211,9 @@ class Tls12ClientHandshake:
         return None, None
 
     def _derive_keys(self) -> None:
-        client_key, server_key, client_iv, server_iv = key_block(
+        self._pending_write, self._pending_read = traffic_ciphers(
             self._suite, self._master, self._client_random, self._server_random
         )
-        self._pending_write = Tls12RecordCipher(self._suite, client_key, client_iv)
-        self._pending_read = Tls12RecordCipher(self._suite, server_key, server_iv)
 
     def _send_finished(self) -> None:
         assert self._pending_write is not None
@@ -254,12 +251,7 @@ class Tls12ClientHandshake:
         self.state = Client12State.WAIT_FINISHED
 
     def _on_finished(self, body: bytes, raw: bytes) -> None:
-        finished = pull_finished(Reader(body), 12)
-        expected = finished_verify_data(
-            self._suite, self._master, server=True, transcript_hash=self._transcript.digest()
-        )
-        if not hmac.compare_digest(finished.verify_data, expected):
-            raise TLSError(AlertDescription.DECRYPT_ERROR, "server Finished does not verify")
+        check_finished(self._suite, self._master, True, self._transcript.digest(), body)
         self._transcript.update(raw)
         if self._resumed:
             self._send_finished()

@@ -8,7 +8,6 @@ client's ClientKeyExchange, ChangeCipherSpec and Finished; then ours.
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import os
 from enum import Enum, auto
 from typing import TYPE_CHECKING
@@ -52,7 +51,6 @@ from outwork.tls.messages import (
     pull_certificate12,
     pull_certificate_verify,
     pull_client_key_exchange,
-    pull_finished,
     push_certificate12,
     push_certificate_request12,
     push_new_session_ticket12,
@@ -65,9 +63,10 @@ from outwork.tls.tls12 import (
     SUITES12,
     Suite12,
     Tls12RecordCipher,
+    check_finished,
     finished_verify_data,
-    key_block,
     master_secret,
+    traffic_ciphers,
 )
 from outwork.tls.verify import load_chain
 
@@ -257,11 +256,9 @@ class Tls12ServerHandshake:
         self.state = Server12State.WAIT_CHANGE_CIPHER_SPEC
 
     def _derive_keys(self) -> None:
-        client_key, server_key, client_iv, server_iv = key_block(
+        self._pending_read, self._pending_write = traffic_ciphers(
             self._suite, self._master, self._client_random, self._server_random
         )
-        self._pending_read = Tls12RecordCipher(self._suite, client_key, client_iv)
-        self._pending_write = Tls12RecordCipher(self._suite, server_key, server_iv)
 
     def _finish_server_side(self) -> None:
         """[NewSessionTicket], ChangeCipherSpec, Finished."""
@@ -376,12 +373,7 @@ class Tls12ServerHandshake:
         self.state = Server12State.WAIT_FINISHED
 
     def _on_finished(self, body: bytes, raw: bytes) -> None:
-        finished = pull_finished(Reader(body), 12)
-        expected = finished_verify_data(
-            self._suite, self._master, server=False, transcript_hash=self._transcript.digest()
-        )
-        if not hmac.compare_digest(finished.verify_data, expected):
-            raise TLSError(AlertDescription.DECRYPT_ERROR, "client Finished does not verify")
+        check_finished(self._suite, self._master, False, self._transcript.digest(), body)
         self._transcript.update(raw)
         if not self.resumed:
             self._finish_server_side()

@@ -13,6 +13,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from outwork.tls.alerts import AlertDescription, TLSError
+from outwork.tls.codec import Reader
 from outwork.tls.enums import CipherSuite12
 
 AEAD_TAG = 16
@@ -103,6 +104,32 @@ def finished_verify_data(
 ) -> bytes:
     label = b"server finished" if server else b"client finished"
     return prf(suite.hash_name, master, label, transcript_hash, VERIFY_DATA_LENGTH)
+
+
+def check_finished(
+    suite: Suite12, master: bytes, from_server: bool, transcript_hash: bytes, body: bytes
+) -> None:
+    """Verify the peer's Finished (12 bytes of PRF output), in constant time."""
+    r = Reader(body)
+    received = r.fixed(VERIFY_DATA_LENGTH)
+    r.expect_end("Finished")
+    expected = finished_verify_data(suite, master, from_server, transcript_hash)
+    if not hmac.compare_digest(received, expected):
+        side = "server" if from_server else "client"
+        raise TLSError(AlertDescription.DECRYPT_ERROR, f"{side} Finished does not verify")
+
+
+def traffic_ciphers(
+    suite: Suite12, master: bytes, client_random: bytes, server_random: bytes
+) -> tuple[Tls12RecordCipher, Tls12RecordCipher]:
+    """(client-to-server, server-to-client) record protection from the key block."""
+    client_key, server_key, client_iv, server_iv = key_block(
+        suite, master, client_random, server_random
+    )
+    return (
+        Tls12RecordCipher(suite, client_key, client_iv),
+        Tls12RecordCipher(suite, server_key, server_iv),
+    )
 
 
 class Tls12RecordCipher:
