@@ -41,6 +41,23 @@ def engine_server(leaves: dict[str, Leaf]) -> Iterator[EngineServer]:
     server.close()
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(f"nothing listens on 127.0.0.1:{port}")
+
+
 def converse(command: list[str], lines: list[bytes], until: bytes, timeout: float = 15) -> bytes:
     """Run an interactive TLS client, type `lines` into it with pauses, and return its stdout
     once `until` has appeared (or the client exited, or time ran out)."""
@@ -143,30 +160,36 @@ def test_gnutls_cli_each_key_type(
     assert b"\r\n\r\nhello" in output
 
 
-@pytest.mark.parametrize("kind", ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "ed25519"])
-def test_python_ssl_each_key_type(kind: str, ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
-    server = EngineServer(ServerConfig(certificates=(leaves[kind].certified(),)))
+def python_ssl_get(
+    server: EngineServer, ca: CertAuthority, version: ssl.TLSVersion
+) -> tuple[str | None, bytes]:
+    """GET over Python's ssl pinned to one version; returns (negotiated version, response)."""
     context = ssl.create_default_context(cadata=ca.cert.public_bytes(Encoding.PEM).decode())
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.minimum_version = context.maximum_version = version
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
             with context.wrap_socket(raw, server_hostname="localhost") as tls:
-                assert tls.version() == "TLSv1.3"
                 tls.sendall(REQUEST)
                 body = b""
                 while chunk := tls.recv(4096):
                     body += chunk
+                return tls.version(), body
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("kind", ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "ed25519"])
+def test_python_ssl_each_key_type(kind: str, ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+    server = EngineServer(ServerConfig(certificates=(leaves[kind].certified(),)))
+    version, body = python_ssl_get(server, ca, ssl.TLSVersion.TLSv1_3)
+    assert version == "TLSv1.3"
     assert body.endswith(b"hello")
 
 
 @pytest.fixture
 def s_server(leaves: dict[str, Leaf], tmp_path: Path) -> Iterator[int]:
     cert, key = leaves["ecdsa-p256"].write(tmp_path, "leaf")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [
             need("openssl"),
@@ -184,13 +207,7 @@ def s_server(leaves: dict[str, Leaf], tmp_path: Path) -> Iterator[int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    wait_for_port(port)
     yield port
     proc.kill()
     proc.wait()
@@ -373,27 +390,15 @@ def test_gnutls_cli_tls12(
 
 def test_python_ssl_tls12_sees_no_downgrade(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
     server = EngineServer(ServerConfig(certificates=(leaves["ecdsa-p256"].certified(),)))
-    context = ssl.create_default_context(cadata=ca.cert.public_bytes(Encoding.PEM).decode())
-    context.maximum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
-            with context.wrap_socket(raw, server_hostname="localhost") as tls:
-                assert tls.version() == "TLSv1.2"
-                tls.sendall(REQUEST)
-                body = b""
-                while chunk := tls.recv(4096):
-                    body += chunk
-    finally:
-        server.close()
+    version, body = python_ssl_get(server, ca, ssl.TLSVersion.TLSv1_2)
+    assert version == "TLSv1.2"
     assert body.endswith(b"hello")
 
 
 @pytest.fixture
 def gnutls_serv_without_ems(leaves: dict[str, Leaf], tmp_path: Path) -> Iterator[int]:
     cert, key = leaves["ecdsa-p256"].write(tmp_path, "leaf")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [
             need("gnutls-serv"),
@@ -410,13 +415,7 @@ def gnutls_serv_without_ems(leaves: dict[str, Leaf], tmp_path: Path) -> Iterator
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    wait_for_port(port)
     yield port
     proc.kill()
     proc.wait()
@@ -519,9 +518,7 @@ def test_engine_client_certificate_against_openssl_s_server(
     ca_file = tmp_path / "client-ca.pem"
     ca_file.write_bytes(client_ca.cert.public_bytes(Encoding.PEM))
     cert, key = leaves["ecdsa-p256"].write(tmp_path, "leaf")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [
             need("openssl"),
@@ -542,13 +539,7 @@ def test_engine_client_certificate_against_openssl_s_server(
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_for_port(port)
         config = ClientConfig(
             trust_roots=(ca.cert,), max_version=version, client_certificate=client_leaf.certified()
         )
