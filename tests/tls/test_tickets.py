@@ -1,0 +1,56 @@
+"""Session tickets: sealing round-trips, and nothing a peer sends as a ticket raises."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from outwork.tls.clientauth import ClientIdentity
+from outwork.tls.tickets import RotatingTicketKeys, SessionState, open_ticket, seal_ticket
+
+NOW = 1_800_000_000.0
+KEYS = RotatingTicketKeys()
+
+states = st.builds(
+    SessionState,
+    version=st.sampled_from([0x0303, 0x0304]),
+    cipher_suite=st.integers(0, 0xFFFF),
+    secret=st.binary(min_size=32, max_size=64),
+    issued_at_ms=st.integers(int(NOW * 1000) - 3_600_000, int(NOW * 1000)),
+    lifetime_s=st.integers(3600, 7 * 24 * 3600),
+    age_add=st.integers(0, 2**32 - 1),
+    extended_master_secret=st.booleans(),
+    alpn=st.text(alphabet=st.characters(max_codepoint=255), max_size=20),
+    server_name=st.from_regex(r"[a-z0-9.-]{0,40}", fullmatch=True),
+    client_identity=st.binary(max_size=300),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(states)
+def test_seal_then_open_gives_the_state_back(state: SessionState) -> None:
+    assert open_ticket(KEYS, seal_ticket(KEYS, state, NOW), NOW) == state
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_any_bytes_as_a_ticket_are_refused_quietly(data: bytes) -> None:
+    assert open_ticket(KEYS, data, NOW) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(states, st.integers(0, 10_000), st.integers(1, 255))
+def test_a_tampered_ticket_is_refused(state: SessionState, position: int, flip: int) -> None:
+    ticket = bytearray(seal_ticket(KEYS, state, NOW))
+    ticket[position % len(ticket)] ^= flip
+    assert open_ticket(KEYS, bytes(ticket), NOW) is None
+
+
+@given(
+    st.text(min_size=1).filter(lambda t: "\n" not in t),
+    st.lists(st.text().filter(lambda t: "\n" not in t), max_size=5),
+    st.binary(min_size=32, max_size=32),
+)
+def test_client_identity_round_trips(subject: str, sans: list[str], digest: bytes) -> None:
+    identity = ClientIdentity(subject, tuple(sans), digest.hex())
+    assert ClientIdentity.decode(identity.encode()) == identity
