@@ -120,10 +120,14 @@ def make_backend() -> Iterator[Callable[..., Backend]]:
 def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     started: list[Gateway] = []
 
-    def make(config: dict[str, Any] | str, name: str = "outwork.yaml") -> Gateway:
+    def make(
+        config: dict[str, Any] | str,
+        name: str = "outwork.yaml",
+        env: dict[str, str] | None = None,
+    ) -> Gateway:
         path = tmp_path / name
         path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
-        gateway = Gateway(path)
+        gateway = Gateway(path, env)
         started.append(gateway)
         return gateway
 

@@ -28,6 +28,7 @@ class RequestHead:
     content_length: int  # -1 unless framing is LENGTH
     keep_alive: bool
     expect_continue: bool
+    has_host: bool = True  # False only for an HTTP/1.0 request without Host
 
     @property
     def path(self) -> bytes:

@@ -143,6 +143,7 @@ class RequestReader:
             content_length=length,
             keep_alive=parser.should_keep_alive(),
             expect_continue=expect,
+            has_host=scan.hosts != 0,
         )
         self._sink.on_request_head(head)
 

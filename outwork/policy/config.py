@@ -56,5 +56,6 @@ class GatewayConfig:
     routes: tuple[RouteConfig, ...]
     upstreams: dict[str, UpstreamConfig]
     security_events: str  # a file path (absolute) or "-" for stderr
+    access_log: str | None  # a file path (absolute), "-" for stdout, None: no access log
     admin: Address | None
     limits: Limits

@@ -7,12 +7,15 @@ one (msgspec reports one); the checks after that collect every problem they find
 from __future__ import annotations
 
 import ipaddress
+import json
+import math
 import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
+from cryptography import x509
 
 from outwork.policy.config import (
     Address,
@@ -22,16 +25,44 @@ from outwork.policy.config import (
     RouteConfig,
     UpstreamConfig,
 )
-from outwork.policy.schema import ConfigSpec, ListenerSpec, UpstreamSpec
+from outwork.policy.schema import (
+    ConfigSpec,
+    Duration,
+    ListenerSpec,
+    SessionTicketsSpec,
+    TlsSpec,
+    UpstreamSpec,
+)
 from outwork.policy.source import ConfigError, Problem, Source, load_yaml
 from outwork.policy.source import Path as KeyPath
-from outwork.tls.config import CertifiedKey, ServerConfig
+from outwork.tls.clientauth import ClientAuth
+from outwork.tls.config import DEFAULT_GROUPS, CertifiedKey, ServerConfig
+from outwork.tls.enums import NamedGroup, ProtocolVersion
+from outwork.tls.tickets import RotatingTicketKeys, TicketKeySource
 
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
 _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
 _HOST = re.compile(r"^[A-Za-z0-9.-]+$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+# Names in the config -> engine groups (the names other servers and tools use).
+GROUP_NAMES: dict[str, NamedGroup] = {
+    "X25519MLKEM768": NamedGroup.X25519MLKEM768,
+    "x25519": NamedGroup.X25519,
+    "secp256r1": NamedGroup.SECP256R1,
+    "secp384r1": NamedGroup.SECP384R1,
+    "x448": NamedGroup.X448,
+    "secp521r1": NamedGroup.SECP521R1,
+}
+_VERSIONS = {"1.2": ProtocolVersion.TLS12, "1.3": ProtocolVersion.TLS13}
+_CLIENT_AUTH = {mode.value: mode for mode in ClientAuth}
+
+MAX_TICKET_LIFETIME = 7 * 86400  # RFC 8446 4.6.1
+MAX_TICKET_ROTATION = 30 * 86400
+MAX_CLIENT_CA_FILE = 1024 * 1024  # bytes of a client CA bundle
 
 
 def load_config(path: str | Path) -> GatewayConfig:
@@ -71,6 +102,20 @@ def _problem_from_msgspec(source: Source, message: str, prefix: KeyPath) -> Prob
     return source.problem(path, message[:1].lower() + message[1:], at_key=False)
 
 
+def parse_duration(value: Duration) -> float:
+    """`90s`, `30m`, `12h`, `7d` or a number of seconds. Raises ValueError for the user."""
+    if isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if not match:
+            raise ValueError(f"invalid duration {value!r} (expected e.g. 90s, 30m, 12h, 7d)")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"invalid duration {value!r}: must be positive")
+    return seconds
+
+
 def parse_address(text: str) -> Address:
     """`host:port` or `[v6]:port`. Raises ValueError with a message for the user."""
     if text.startswith("["):
@@ -106,12 +151,21 @@ class _Loader:
         for name, raw in spec.upstreams.items():
             upstream_specs[name] = _convert(self.source, raw, UpstreamSpec, ("upstreams", name))
 
+        self.pkcs11_module = self._pkcs11_module(spec.pkcs11.module)
+        self.ticket_files: dict[Path, str] = {}  # key file -> the listener that uses it
         listeners = self._listeners(spec.listeners)
         upstreams = {name: self._upstream(name, u) for name, u in upstream_specs.items() if name}
         routes = self._routes(spec, upstreams)
         security_events = spec.logging.security_events
         if security_events != "-":
             security_events = str(self.base / security_events)
+        access_log = spec.logging.access_log
+        if access_log is not None and access_log != "-":
+            access_log = str(self.base / access_log)
+            if not Path(access_log).parent.is_dir():
+                self.error(
+                    ("logging", "access_log"), f"no such directory: {Path(access_log).parent}"
+                )
         admin = None
         if spec.admin is not None:
             admin = self._address(("admin", "bind"), spec.admin.bind)
@@ -131,6 +185,7 @@ class _Loader:
             routes=tuple(routes),
             upstreams=upstreams,
             security_events=security_events,
+            access_log=access_log,
             admin=admin,
             limits=limits,
         )
@@ -158,38 +213,204 @@ class _Loader:
                 binds.add(bind)
             tls = None
             if spec.tls is not None:
-                keys: list[CertifiedKey] = []
-                for j, entry in enumerate(spec.tls.certificates):
-                    key = self._certified_key(
-                        path + ("tls", "certificates", j), entry.cert, entry.key
-                    )
-                    if key is not None:
-                        keys.append(key)
-                for j, proto in enumerate(spec.tls.alpn):
-                    if len(proto.encode()) > 255:
-                        self.error(path + ("tls", "alpn", j), "ALPN names are 1-255 bytes")
-                tls = ServerConfig(
-                    certificates=tuple(keys),
-                    alpn_protocols=tuple(spec.tls.alpn),
-                    heartbeat=spec.tls.heartbeat,
-                )
+                tls = self._tls(path + ("tls",), spec.name, spec.tls)
             if bind is not None:
                 result.append(ListenerConfig(name=spec.name, bind=bind, tls=tls))
         return result
 
+    def _tls(self, path: KeyPath, listener: str, spec: TlsSpec) -> ServerConfig:
+        """Compile a listener's TLS settings into the engine's read-only ServerConfig."""
+        keys: list[CertifiedKey] = []
+        for j, entry in enumerate(spec.certificates):
+            key = self._certified_key(path + ("certificates", j), entry.cert, entry.key)
+            if key is not None:
+                keys.append(key)
+        for j, proto in enumerate(spec.alpn):
+            if len(proto.encode()) > 255:
+                self.error(path + ("alpn", j), "ALPN names are 1-255 bytes")
+
+        version = _VERSIONS.get(
+            spec.min_version if isinstance(spec.min_version, str) else str(spec.min_version)
+        )
+        if version is None:
+            self.error(
+                path + ("min_version",),
+                f'unsupported TLS version {spec.min_version!r} (expected "1.2" or "1.3")',
+            )
+
+        groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
+        if spec.groups is not None:
+            chosen: list[NamedGroup] = []
+            for j, name in enumerate(spec.groups):
+                group = GROUP_NAMES.get(name)
+                if group is None:
+                    self.error(
+                        path + ("groups", j),
+                        f"unknown group {name!r} (known: {', '.join(GROUP_NAMES)})",
+                    )
+                elif group in chosen:
+                    self.error(path + ("groups", j), f"group {name!r} is listed twice")
+                else:
+                    chosen.append(group)
+            groups = tuple(chosen)
+
+        client_auth = _CLIENT_AUTH.get(spec.client_auth)
+        if client_auth is None:
+            self.error(
+                path + ("client_auth",),
+                f"invalid value {spec.client_auth!r} (expected none, optional or required)",
+            )
+        client_ca: tuple[x509.Certificate, ...] = ()
+        if spec.client_ca is not None:
+            if client_auth is ClientAuth.NONE:
+                # A CA with nobody asked for a certificate: the admin believes clients are
+                # checked while they are not.
+                self.error(
+                    path + ("client_ca",),
+                    "client_ca is set but client_auth is none: set client_auth to optional"
+                    " or required (or remove client_ca)",
+                )
+            else:
+                client_ca = self._client_ca(path + ("client_ca",), spec.client_ca)
+        elif client_auth is not None and client_auth is not ClientAuth.NONE:
+            self.error(
+                path + ("client_auth",),
+                f"client_auth: {client_auth.value} needs client_ca (the CA bundle that issues"
+                " client certificates)",
+            )
+
+        tickets = self._tickets(path + ("session_tickets",), listener, spec.session_tickets)
+        if tickets is None:
+            ticket_keys, lifetime = None, 7200
+        else:
+            ticket_keys, lifetime = tickets
+        return ServerConfig(
+            certificates=tuple(keys),
+            alpn_protocols=tuple(spec.alpn),
+            heartbeat=spec.heartbeat,
+            groups=groups,
+            min_version=version or ProtocolVersion.TLS12,
+            require_ems=spec.require_ems,
+            strict_sni=spec.strict_sni,
+            client_auth=client_auth or ClientAuth.NONE,
+            client_ca=client_ca,
+            ticket_keys=ticket_keys,
+            ticket_lifetime=lifetime,
+        )
+
+    def _client_ca(self, path: KeyPath, name: str) -> tuple[x509.Certificate, ...]:
+        file = self.base / name
+        try:
+            with open(file, "rb") as handle:
+                data = handle.read(MAX_CLIENT_CA_FILE + 1)
+        except OSError as exc:
+            self.error(path, f"cannot read {file}: {exc.strerror}")
+            return ()
+        if len(data) > MAX_CLIENT_CA_FILE:
+            self.error(path, f"{file} is larger than {MAX_CLIENT_CA_FILE} bytes")
+            return ()
+        try:
+            certs = tuple(x509.load_pem_x509_certificates(data))
+        except ValueError as exc:
+            self.error(path, f"{file}: not a PEM certificate bundle: {exc}")
+            return ()
+        for cert in certs:
+            try:
+                constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+            except x509.ExtensionNotFound:
+                constraints = None
+            if constraints is None or not constraints.value.ca:
+                self.error(path, f"{file}: {cert.subject.rfc4514_string()} is not a CA certificate")
+                return ()
+        return certs
+
+    def _tickets(
+        self, path: KeyPath, listener: str, spec: SessionTicketsSpec
+    ) -> tuple[TicketKeySource, int] | None:
+        """The listener's ticket key source (one per listener per process) and lifetime."""
+        rotation = self._duration(path + ("rotation",), spec.rotation, MAX_TICKET_ROTATION)
+        lifetime = self._duration(path + ("lifetime",), spec.lifetime, MAX_TICKET_LIFETIME)
+        if lifetime is not None and lifetime < 1:
+            self.error(path + ("lifetime",), "must be at least 1s")
+        if not spec.enabled or rotation is None or lifetime is None:
+            return None
+        if spec.key_file is None:
+            return RotatingTicketKeys(rotation), int(lifetime)
+        file = (self.base / spec.key_file).resolve()
+        key_path = path + ("key_file",)
+        other = self.ticket_files.get(file)
+        if other is not None:
+            # A ticket from one listener must not resume a session on another (another
+            # certificate, another client_auth).
+            self.error(key_path, f"{file} is already the key file of listener {other!r}")
+            return None
+        self.ticket_files[file] = listener
+        if not file.parent.is_dir():
+            self.error(key_path, f"no such directory: {file.parent}")
+            return None
+        if file.exists():
+            problem = _check_ticket_key_file(file, rotation)
+            if problem:
+                self.error(key_path, problem)
+                return None
+        from outwork.keys.ticket_keys import FileTicketKeys
+
+        return FileTicketKeys(file, rotation), int(lifetime)
+
+    def _duration(self, path: KeyPath, value: Duration, maximum: float) -> float | None:
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            self.error(path, str(exc))
+            return None
+        if seconds > maximum:
+            self.error(path, f"{value!r} is longer than the maximum {maximum:g}s")
+            return None
+        return seconds
+
+    def _pkcs11_module(self, module: str | None) -> str | None:
+        if module is None:
+            return None
+        file = self.base / module
+        if not file.is_file():
+            self.error(("pkcs11", "module"), f"PKCS#11 module not found: {file}")
+        return str(file)
+
     def _certified_key(self, path: KeyPath, cert: str, key: str) -> CertifiedKey | None:
+        cert_path = self.base / cert
+        if not cert_path.is_file():
+            self.error(path + ("cert",), f"file not found: {cert_path}")
+            return None
+        if key.startswith("pkcs11:"):
+            return self._pkcs11_key(path, cert_path, key)
         from outwork.keys.file_signer import load_certified_key
 
-        cert_path = self.base / cert
         key_path = self.base / key
-        for name, file in (("cert", cert_path), ("key", key_path)):
-            if not file.is_file():
-                self.error(path + (name,), f"file not found: {file}")
-                return None
+        if not key_path.is_file():
+            self.error(path + ("key",), f"file not found: {key_path}")
+            return None
         try:
             return load_certified_key(cert_path, key_path)
         except Exception as exc:  # any loading failure is a config error, shown to the user
             self.error(path, f"cannot load certificate/key: {exc}")
+            return None
+
+    def _pkcs11_key(self, path: KeyPath, cert_path: Path, key: str) -> CertifiedKey | None:
+        """A key held in a PKCS#11 token. The signer (its module, login and session) is made
+        here, in the process that serves: nothing forks after config load."""
+        from outwork.keys.uri import parse_pkcs11_uri
+
+        try:
+            uri = parse_pkcs11_uri(key)
+        except ValueError as exc:
+            self.error(path + ("key",), str(exc))
+            return None
+        from outwork.keys.pkcs11_signer import load_pkcs11_certified_key
+
+        try:
+            return load_pkcs11_certified_key(cert_path, uri, module=self.pkcs11_module)
+        except Exception as exc:  # Pkcs11KeyError, a bad certificate: shown to the user
+            self.error(path + ("key",), f"cannot load the PKCS#11 key: {exc}")
             return None
 
     def _upstream(self, name: str, spec: UpstreamSpec) -> UpstreamConfig:
@@ -244,3 +465,24 @@ class _Loader:
                 RouteConfig(upstream=route.upstream, path_prefix=match.path_prefix, path=match.path)
             )
         return routes
+
+
+def _check_ticket_key_file(file: Path, rotation: float) -> str | None:
+    """Read-only check of an existing ticket key file (`outwork check` must not write it)."""
+    try:
+        data = json.loads(file.read_text())
+        period = data["period_seconds"]
+        entries = data["keys"]
+        for entry in entries:
+            if len(bytes.fromhex(entry["name"])) != 16 or len(bytes.fromhex(entry["key"])) != 32:
+                raise ValueError("malformed key entry")
+            int(entry["period"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable ticket key file {file}: {exc}"
+    if period != rotation:
+        # Workers that disagree on the period would each make and drop the other's keys.
+        return (
+            f"{file} was made with rotation {period:g}s, not {rotation:g}s: every user of a key"
+            " file must use the same rotation (delete the file to change it)"
+        )
+    return None

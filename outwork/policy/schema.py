@@ -24,12 +24,33 @@ class CertificateSpec(_Spec):
     key: NonEmptyStr
 
 
+# "90s", "30m", "12h", "7d" or a number of seconds; parsed and bounded in load.py.
+Duration = str | int | float
+
+
+class SessionTicketsSpec(_Spec):
+    enabled: bool = True
+    # Shared by the workers of a node; None: each process keeps its own keys in memory.
+    key_file: NonEmptyStr | None = None
+    rotation: Duration = "12h"
+    lifetime: Duration = "2h"
+
+
 class TlsSpec(_Spec):
     certificates: Annotated[list[CertificateSpec], Meta(min_length=1, max_length=16)]
     heartbeat: bool = False
     alpn: Annotated[list[NonEmptyStr], Meta(max_length=8)] = msgspec.field(
         default_factory=lambda: ["http/1.1"]
     )
+    # Closed sets, checked in load.py (for messages that list the choices). YAML's unquoted
+    # 1.2 is a float: accepted as "1.2".
+    min_version: str | float = "1.2"
+    require_ems: bool = True
+    strict_sni: bool = False
+    groups: Annotated[list[NonEmptyStr], Meta(min_length=1, max_length=8)] | None = None
+    client_auth: str = "none"
+    client_ca: NonEmptyStr | None = None
+    session_tickets: SessionTicketsSpec = msgspec.field(default_factory=SessionTicketsSpec)
 
 
 class ListenerSpec(_Spec):
@@ -61,6 +82,11 @@ class UpstreamSpec(_Spec):
 
 class LoggingSpec(_Spec):
     security_events: NonEmptyStr = "-"
+    access_log: NonEmptyStr | None = None  # a file, "-" for stdout; None: no access log
+
+
+class Pkcs11Spec(_Spec):
+    module: NonEmptyStr | None = None  # for pkcs11: keys whose URI has no module-path
 
 
 class AdminSpec(_Spec):
@@ -85,3 +111,4 @@ class ConfigSpec(_Spec):
     logging: LoggingSpec = msgspec.field(default_factory=LoggingSpec)
     admin: AdminSpec | None = None
     limits: LimitsSpec = msgspec.field(default_factory=LimitsSpec)
+    pkcs11: Pkcs11Spec = msgspec.field(default_factory=Pkcs11Spec)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
@@ -17,6 +18,7 @@ from outwork.http.errors import HTTPError
 from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.http.reader import RequestReader
 from outwork.policy.config import ListenerConfig
+from outwork.proxy import access_log
 from outwork.proxy.exchange import Exchange
 from outwork.tls import events as ev
 
@@ -47,7 +49,9 @@ class ClientProtocol(asyncio.Protocol):
         self.write_paused = False
         self.deadline = 0.0
         self._tls: Any = None
-        self._ja4: str | None = None
+        self._access = state.access_log  # None when the access log is off
+        self._log_connection = b""  # the access log's per-connection parts, made once
+        self._log_tls = b"null"
         limits = state.config.limits
         self._reader = RequestReader(
             self, limits.max_request_head, limits.max_headers, limits.max_request_body
@@ -74,6 +78,8 @@ class ClientProtocol(asyncio.Protocol):
             self.peer = f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
         self.forwarded = serialize.forwarded_headers(self.peer_host, self.scheme)
         state = self.state
+        if self._access is not None:
+            self._log_connection = access_log.connection_part(self.peer, self.listener.name)
         state.clients.add(self)
         state.metrics.connections_accepted += 1
         state.metrics.connections_active += 1
@@ -143,8 +149,9 @@ class ClientProtocol(asyncio.Protocol):
             if kind is ev.ApplicationData:
                 self._received_plain(event.data)
             elif kind is ev.HandshakeComplete:
-                self._ja4 = event.ja4
                 state.metrics.handshakes_completed[self.listener.name] += 1
+                if self._access is not None:
+                    self._log_tls = access_log.tls_part(event)
             elif kind is ev.HeartbleedProbe:
                 state.security_log.emit(
                     "tls.heartbleed_probe",
@@ -155,7 +162,9 @@ class ClientProtocol(asyncio.Protocol):
                         "actual_length": event.actual_length,
                         "encrypted": event.encrypted,
                         "heartbeat_enabled": event.heartbeat_enabled,
-                        "ja4": self._ja4,
+                        # Set as soon as the ClientHello is parsed: also before the handshake
+                        # completes, when most probes come.
+                        "ja4": tls.ja4,
                     },
                 )
             elif kind is ev.ConnectionFailed:
@@ -165,7 +174,7 @@ class ClientProtocol(asyncio.Protocol):
                     "tls.handshake_failed",
                     self.peer,
                     self.listener.name,
-                    {"alert": alert, "reason": event.reason},
+                    {"alert": alert, "reason": event.reason, "ja4": tls.ja4},
                 )
             elif kind is ev.ConnectionClosed:
                 self._read_eof = True
@@ -206,6 +215,8 @@ class ClientProtocol(asyncio.Protocol):
                 self._answer(reading, exc.status)
             return
         ex = Exchange(self, None, None, exc.status)
+        if self._access is not None:
+            ex.started = time.time()
         self._queue.append(ex)
         if len(self._queue) == 1:
             self._start(ex)
@@ -219,6 +230,8 @@ class ClientProtocol(asyncio.Protocol):
             ex = Exchange(self, head, None, 404)
         else:
             ex = Exchange(self, head, state.pools[upstream])
+        if self._access is not None:
+            ex.started = time.time()
         self._reading = ex
         if head.framing is Framing.NONE:
             self._phase = _WAIT
@@ -277,12 +290,16 @@ class ClientProtocol(asyncio.Protocol):
         # Otherwise the connection stays usable: the rest of a request body (bounded by
         # max_request_body) is read and dropped before the next request.
         head_only = ex.head is not None and ex.head.method == b"HEAD"
-        self._write(serialize.error_response(status, ex.keep_alive, head_only))
+        data = serialize.error_response(status, ex.keep_alive, head_only)
+        ex.bytes_sent += len(data)
+        self._write(data)
         self._response_done(ex)
 
     def _response_done(self, ex: Exchange) -> None:
         ex.response_done = True
         self.state.metrics.requests[ex.status] += 1
+        if self._access is not None:
+            self._access.log(ex, self._log_connection, self._log_tls)
         if not ex.keep_alive:
             self.close()
             return
@@ -328,18 +345,24 @@ class ClientProtocol(asyncio.Protocol):
         ex.out_framing = framing
         ex.status = head.status
         ex.response_started = True
-        self._write(serialize.response_head(head, framing, ex.keep_alive))
+        data = serialize.response_head(head, framing, ex.keep_alive)
+        ex.bytes_sent += len(data)
+        self._write(data)
 
     def response_body(self, ex: Exchange, data: bytes) -> None:
         if ex.out_framing is Framing.CHUNKED:
-            self._writelines(serialize.chunk(data))
+            parts = serialize.chunk(data)
+            ex.bytes_sent += len(parts[0]) + len(data) + 2
+            self._writelines(parts)
         else:
+            ex.bytes_sent += len(data)
             self._write(data)
 
     def response_end(self, ex: Exchange) -> None:
         if ex.cancelled:
             return
         if ex.out_framing is Framing.CHUNKED:
+            ex.bytes_sent += len(serialize.CHUNKED_END)
             self._write(serialize.CHUNKED_END)
         self._response_done(ex)
 

@@ -31,6 +31,9 @@ class Exchange:
         "discard_body",
         "cancelled",
         "retried",
+        "target",
+        "started",
+        "bytes_sent",
     )
 
     def __init__(
@@ -56,6 +59,9 @@ class Exchange:
         self.discard_body = False
         self.cancelled = False  # the client went away
         self.retried = False
+        self.target = b"null"  # the upstream target, as JSON for the access log
+        self.started = 0.0  # wall-clock time of the request head (set when the log is on)
+        self.bytes_sent = 0  # response bytes written for this exchange (head and body)
 
     def retryable(self) -> bool:
         """Safe to send again on a fresh connection (a reused one was closed under us)."""

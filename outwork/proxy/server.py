@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 from outwork.policy.config import Address, GatewayConfig, ListenerConfig
+from outwork.proxy.access_log import AccessLog
 from outwork.proxy.admin import AdminProtocol
 from outwork.proxy.clock import Clock
 from outwork.proxy.connection import ClientProtocol
@@ -29,6 +31,7 @@ class GatewayState:
         self.clock = Clock(loop)
         self.metrics = Metrics()
         self.security_log = SecurityEventLog(config.security_events, self.metrics)
+        self.access_log = AccessLog(config.access_log) if config.access_log else None
         self.router = Router(config.routes)
         self.pools = {
             name: UpstreamPool(upstream, loop, self.metrics, self.clock)
@@ -48,6 +51,17 @@ class GatewayState:
             client.timed_out()
         for pool in self.pools.values():
             pool.tick(now)
+        if self.access_log is not None:
+            self.access_log.flush()
+
+
+def _prepare_ticket_keys(config: GatewayConfig) -> None:
+    """Make or read each listener's current ticket key now: a key file that cannot be written
+    or read stops the start, instead of failing handshakes later."""
+    now = time.time()
+    for listener in config.listeners:
+        if listener.tls is not None and listener.tls.ticket_keys is not None:
+            listener.tls.ticket_keys.encryption_key(now)
 
 
 def _url(listener: ListenerConfig, sockname: Any) -> str:
@@ -59,7 +73,11 @@ def _url(listener: ListenerConfig, sockname: Any) -> str:
 async def serve(config: GatewayConfig, log: Callable[[str], None]) -> None:
     """Serve until SIGTERM or SIGINT; then stop accepting, close connections and return."""
     loop = asyncio.get_running_loop()
-    state = GatewayState(config, loop)
+    try:
+        state = GatewayState(config, loop)
+        _prepare_ticket_keys(config)
+    except (OSError, RuntimeError) as exc:
+        raise SystemExit(f"outwork: cannot start: {exc}") from None
     servers: list[asyncio.Server] = []
     try:
         for listener in config.listeners:
@@ -110,6 +128,8 @@ async def serve(config: GatewayConfig, log: Callable[[str], None]) -> None:
         pool.close()
     await asyncio.sleep(0.05)  # let transports flush close_notify / FIN
     state.security_log.close()
+    if state.access_log is not None:
+        state.access_log.close()
 
 
 def run(config: GatewayConfig) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from typing import TYPE_CHECKING, cast
 
 from outwork.http import serialize
@@ -109,7 +110,11 @@ class UpstreamConnection(asyncio.Protocol):
         self._reusable = False
         self._chunked = chunked = head.framing is Framing.CHUNKED
         client = ex.client
-        parts = [serialize.request_head(head, client.forwarded)]
+        forwarded = client.forwarded
+        if not head.has_host:
+            # HTTP/1.0 without Host, sent on as HTTP/1.1: which requires one (RFC 9112 3.2).
+            forwarded = self.pool.host_lines[self.target] + forwarded
+        parts = [serialize.request_head(head, forwarded)]
         for data in ex.pending:
             if chunked:
                 parts.extend(serialize.chunk(data))
@@ -222,6 +227,10 @@ class UpstreamPool:
         self.clock = clock
         self.metrics = metrics
         self._idle: list[list[UpstreamConnection]] = [[] for _ in config.targets]
+        # Per target: the Host line for requests that came without one, and the name the
+        # access log gives it (JSON), both made once here.
+        self.host_lines = [b"host: %s\r\n" % str(a).encode() for a in config.targets]
+        self.log_names = [json.dumps(str(a)).encode() for a in config.targets]
         self.active: set[UpstreamConnection] = set()
         self._next = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -233,6 +242,7 @@ class UpstreamPool:
             return
         target = self._next % len(self._idle)
         self._next += 1
+        ex.target = self.log_names[target]
         idle = self._idle[target]
         while idle and not fresh:
             conn = idle.pop()  # LIFO: the most recently used connection is the least likely stale

@@ -213,6 +213,22 @@ def test_http10_client_gets_close_delimited_body(gateway: Gateway) -> None:
     assert body == b"x" * 1000
 
 
+def test_http10_request_without_host_gets_the_upstream_authority(
+    gateway: Gateway, backend: Backend
+) -> None:
+    """Sent upstream as HTTP/1.1, which needs a Host (nginx answers 400 without one)."""
+    for request, host in (
+        (b"GET /seen HTTP/1.0\r\n\r\n", backend.address.encode()),
+        (b"GET /seen HTTP/1.0\r\nHost: api.example\r\n\r\n", b"api.example"),
+    ):
+        sock = connect(gateway.url)
+        sock.sendall(request)
+        head = read_all(sock).split(b"\r\n\r\n")[0].lower()
+        assert head.startswith(b"http/1.1 200")
+        assert head.count(b"x-seen-host:") == 1
+        assert b"x-seen-host: " + host + b"\r\n" in head + b"\r\n"
+
+
 def test_head_204_and_304_have_no_body(gateway: Gateway) -> None:
     sock = connect(gateway.url)
     sock.sendall(

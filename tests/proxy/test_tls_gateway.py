@@ -101,7 +101,8 @@ def test_failed_handshakes_are_counted_and_logged(tls_gateway: Gateway, tmp_path
         assert line["event"] == "tls.handshake_failed"
         assert line["listener"] == "public"
         assert re.match(r"^127\.0\.0\.1:\d+$", line["peer"])
-        assert set(line["detail"]) == {"alert", "reason"}
+        assert set(line["detail"]) == {"alert", "reason", "ja4"}
+        assert line["detail"]["ja4"] is None  # no ClientHello was parsed
     metrics = subprocess.run(
         ["curl", "-s", f"{tls_gateway.admin_url}/metrics"], capture_output=True
     ).stdout.decode()
