@@ -308,8 +308,10 @@ class ServerConnection(TLSConnection):
             if CipherSuite.TLS_FALLBACK_SCSV in hello.cipher_suites:
                 # RFC 7507: the client fell back from a version we do support.
                 raise TLSError(AlertDescription.INAPPROPRIATE_FALLBACK, "fallback from TLS 1.3")
-            if hello.legacy_compression_methods != b"\x00":
-                raise illegal_parameter("compression is not allowed")
+            if 0 not in hello.legacy_compression_methods:
+                # RFC 5246 7.4.1.2: null must be offered; the server then picks it, so a
+                # client also offering deflate is served, uncompressed (no CRIME).
+                raise illegal_parameter("the null compression method is not offered")
             return ProtocolVersion.TLS12
         raise TLSError(AlertDescription.PROTOCOL_VERSION, "no protocol version in common")
 

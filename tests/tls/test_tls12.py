@@ -193,3 +193,30 @@ def test_tls12_heartbleed_probe_in_session(
     else:
         assert failures(events) == [AlertDescription.UNEXPECTED_MESSAGE]
         assert len(out) == 5 + 8 + 2 + 16  # one protected alert: explicit nonce, alert, tag
+
+
+@pytest.mark.parametrize(
+    ("methods", "served"), [(b"\x01\x00", True), (b"\x00\x01", True), (b"\x01", False)]
+)
+def test_tls12_compression_offer_gets_null_or_refusal(
+    methods: bytes, served: bool, leaves: dict[str, Leaf]
+) -> None:
+    client = ClientConnection(ClientConfig(verify=False, **TLS12_ONLY), "localhost")  # type: ignore[arg-type]
+    client.start_handshake()
+    hello = pull_client_hello(Reader(client.data_to_send()[9:]))
+    w = Writer()
+    push_client_hello(w, dataclasses.replace(hello, legacy_compression_methods=methods))
+    body = w.getvalue()
+    message = b"\x01" + len(body).to_bytes(3, "big") + body
+    server = ServerConnection(ServerConfig(certificates=(leaves["ecdsa-p256"].certified(),)))
+    events = server.receive_data(
+        b"\x16\x03\x01" + len(message).to_bytes(2, "big") + message, time.time()
+    )
+    out = server.data_to_send()
+    if served:
+        assert not failures(events)
+        # ServerHello: type, length, version, random, session id, suite, then the method: null.
+        session_id_length = out[5 + 4 + 2 + 32]
+        assert out[5 + 4 + 2 + 32 + 1 + session_id_length + 2] == 0
+    else:
+        assert failures(events) == [AlertDescription.ILLEGAL_PARAMETER]
