@@ -3,7 +3,12 @@
 Measures, alternating the two servers for several rounds and taking medians:
 - CPU µs per keep-alive HTTPS request: `wrk` with a few connections for a fixed time;
 - CPU µs per new connection: a full TLS 1.3 handshake plus one GET, from several parallel
-  `openssl s_time -new` clients (they never resume a session).
+  `openssl s_time -new` clients (they never resume a session);
+- CPU µs per resumed connection: a TLS 1.3 PSK handshake (psk_dhe_ke) plus one GET, from
+  parallel `openssl s_time -reuse` clients (each resumes its first session's ticket; nginx
+  with session tickets on, its default);
+- CPU µs per new connection with the key in an HSM (SoftHSM2, ECDSA P-256, generated in a
+  token made in the work directory) against the same with a key file: outwork against outwork.
 CPU is the server's own accounting, /proc/PID/stat utime+stime summed over its whole process
 tree, sampled before and after each load, divided by the requests or connections completed.
 The backend is a second, plain-HTTP nginx serving a static 1 KiB file; its CPU is not counted.
@@ -105,7 +110,9 @@ class Server:
                 self.proc.wait(5)
 
 
-def spawn(name: str, argv: list[str], workdir: Path, port: int) -> Server:
+def spawn(
+    name: str, argv: list[str], workdir: Path, port: int, env: dict[str, str] | None = None
+) -> Server:
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -115,6 +122,7 @@ def spawn(name: str, argv: list[str], workdir: Path, port: int) -> Server:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, **env} if env else None,
         )
     server = Server(name, port, proc, log)
     deadline = time.monotonic() + 20
@@ -240,17 +248,26 @@ def find_outwork() -> str:
     return found
 
 
-def start_outwork(workdir: Path, tls: tuple[Path, Path], upstream: int) -> Server:
+def start_outwork(
+    workdir: Path,
+    tls: tuple[Path, Path | str],
+    upstream: int,
+    name: str = "outwork",
+    env: dict[str, str] | None = None,
+) -> Server:
+    """outwork with one certificate; the key is a file or a `pkcs11:` URI (then `env` carries
+    SOFTHSM2_CONF)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = workdir / "outwork.yaml"
+    pkcs11 = f"pkcs11: {{module: {SOFTHSM_MODULE}}}\n" if str(tls[1]).startswith("pkcs11:") else ""
     config.write_text(
         f"""\
 listeners:
   - name: public
     bind: {HOST}:{port}
     tls:
-      certificates: [{{cert: {tls[0]}, key: {tls[1]}}}]
+      certificates: [{{cert: "{tls[0]}", key: "{tls[1]}"}}]
 routes:
   - match: {{path_prefix: /}}
     upstream: backend
@@ -258,9 +275,67 @@ upstreams:
   backend: {{targets: ["http://{HOST}:{upstream}"]}}
 logging: {{security_events: "{workdir / "events.jsonl"}"}}
 admin: {{bind: {HOST}:{free_port()}}}
-"""
+{pkcs11}"""
     )
-    return spawn("outwork", [find_outwork(), "serve", "-c", str(config)], workdir, port)
+    return spawn(name, [find_outwork(), "serve", "-c", str(config)], workdir, port, env)
+
+
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+def make_hsm_key(workdir: Path) -> tuple[tuple[Path, str], dict[str, str]]:
+    """A SoftHSM2 token in `workdir` with an ECDSA P-256 key generated inside it (sensitive,
+    not extractable; tests/e2e/hsm_token.py, run in a child process), and a certificate for
+    it from a throwaway CA. Returns ((cert, pkcs11 URI), environment for the server)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    if not shutil.which("softhsm2-util") or not Path(SOFTHSM_MODULE).is_file():
+        raise BenchError("SoftHSM2 is not installed (Debian package softhsm2; `make bench`)")
+    folder = workdir / "softhsm"
+    (folder / "tokens").mkdir(parents=True)
+    conf = folder / "softhsm2.conf"
+    conf.write_text(
+        f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\n"
+        "log.level = ERROR\n"
+    )
+    env = {"SOFTHSM2_CONF": str(conf)}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "e2e" / "hsm_token.py"), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+    if done.returncode != 0:
+        raise BenchError(f"cannot make the SoftHSM2 token:\n{done.stderr[-3000:]}")
+    public = serialization.load_pem_public_key(json.loads(done.stdout)["api-ec"].encode())
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench CA")]))
+        .public_key(public)  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_path = folder / "hsm-cert.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pin = folder / "pin.txt"
+    pin.write_text("1234\n")
+    pin.chmod(0o600)
+    return (cert_path, f"pkcs11:token=outwork;object=api-ec?pin-source=file:{pin}"), env
 
 
 def check_serves_body(server: Server) -> None:
@@ -329,7 +404,9 @@ def measure_keepalive(server: Server, duration: int, connections: int) -> Sample
     return Sample(server.name, "keepalive", after - before, int(m.group(1)), wall, notes)
 
 
-def measure_handshakes(server: Server, seconds: int, clients: int) -> Sample:
+def measure_handshakes(server: Server, seconds: int, clients: int, reuse: bool = False) -> Sample:
+    """Full handshakes (`s_time -new`) or, with `reuse`, resumed ones (`s_time -reuse`: each
+    client makes one full handshake, then resumes with that session's ticket)."""
     openssl = shutil.which("openssl")
     if not openssl:
         raise BenchError("openssl is not installed")
@@ -338,8 +415,8 @@ def measure_handshakes(server: Server, seconds: int, clients: int) -> Sample:
     # valid request; the trailing "X-Bench:" header swallows s_time's own " HTTP/1.0".
     www = "/ HTTP/1.0\r\nHost: localhost\r\nX-Bench:"
     argv = [
-        openssl, "s_time", "-connect", f"{HOST}:{server.port}", "-new", "-tls1_3",
-        "-www", www, "-time", str(seconds),
+        openssl, "s_time", "-connect", f"{HOST}:{server.port}", "-reuse" if reuse else "-new",
+        "-tls1_3", "-www", www, "-time", str(seconds),
     ]  # fmt: skip
     before = tree_cpu_seconds(server.proc.pid)
     t0 = time.monotonic()
@@ -352,6 +429,7 @@ def measure_handshakes(server: Server, seconds: int, clients: int) -> Sample:
     after = tree_cpu_seconds(server.proc.pid)
     connections = 0
     bytes_read = 0
+    marks = reused = 0
     for out in outputs:
         m = re.search(
             r"(\d+) connections in [\d.]+s; [\d.]+ connections/user sec, bytes read (\d+)", out
@@ -360,11 +438,18 @@ def measure_handshakes(server: Server, seconds: int, clients: int) -> Sample:
             raise BenchError(f"cannot read `openssl s_time` output:\n{out}")
         connections += int(m.group(1))
         bytes_read += int(m.group(2))
+        # s_time prints one character per connection: "r" when the session was resumed.
+        progress = "".join(re.findall(r"^[r*3t]+$", out[: m.start()], re.MULTILINE))
+        reused += progress.count("r")
+        marks += len(progress)
     notes: dict[str, Any] = {
         "bytes_per_connection": round(bytes_read / connections) if connections else 0,
         "connections_per_second": round(connections / wall, 1),
     }
-    return Sample(server.name, "handshake", after - before, connections, wall, notes)
+    if reuse:
+        notes["resumed_fraction"] = round(reused / marks, 3) if marks else 0.0
+    metric = "resumed" if reuse else "handshake"
+    return Sample(server.name, metric, after - before, connections, wall, notes)
 
 
 # --- main --------------------------------------------------------------------------------
@@ -373,7 +458,9 @@ def measure_handshakes(server: Server, seconds: int, clients: int) -> Sample:
 METRICS = {
     "keepalive": "CPU µs per keep-alive HTTPS request",
     "handshake": "CPU µs per new connection (TLS 1.3 handshake + GET)",
+    "resumed": "CPU µs per resumed connection (TLS 1.3 PSK + GET)",
 }
+HSM_LABEL = "CPU µs per new connection, key in SoftHSM2 vs key file (P-256)"
 
 
 def main() -> int:
@@ -388,6 +475,9 @@ def main() -> int:
         choices=("outwork", "nginx"),
         default="outwork",
         help="what to compare with nginx (nginx: check the harness against itself)",
+    )
+    parser.add_argument(
+        "--no-hsm", action="store_true", help="skip the HSM-key against file-key comparison"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
@@ -405,7 +495,14 @@ def main() -> int:
         else:
             candidate = start_nginx("nginx-2", workdir / "nginx-2", tls=tls, upstream=backend.port)
         servers.append(candidate)
-        for server in (reference, candidate):
+        hsm: Server | None = None
+        if args.candidate == "outwork" and not args.no_hsm:
+            hsm_tls, hsm_env = make_hsm_key(workdir)
+            hsm = start_outwork(
+                workdir / "outwork-hsm", hsm_tls, backend.port, name="outwork-hsm", env=hsm_env
+            )
+            servers.append(hsm)
+        for server in (reference, candidate, *([hsm] if hsm else [])):
             check_serves_body(server)
 
         samples: list[Sample] = []
@@ -414,16 +511,35 @@ def main() -> int:
             for server in order:
                 ka = measure_keepalive(server, args.duration, args.connections)
                 hs = measure_handshakes(server, args.handshake_time, args.handshake_clients)
-                samples += [ka, hs]
+                rs = measure_handshakes(
+                    server, args.handshake_time, args.handshake_clients, reuse=True
+                )
+                samples += [ka, hs, rs]
                 print(
                     f"round {r + 1}/{args.rounds} {server.name:>8}: "
                     f"{ka.us_per_op:8.1f} µs/request ({ka.count} requests, {ka.notes}), "
-                    f"{hs.us_per_op:8.1f} µs/connection ({hs.count} connections, {hs.notes})",
+                    f"{hs.us_per_op:8.1f} µs/connection ({hs.count} connections, {hs.notes}), "
+                    f"{rs.us_per_op:8.1f} µs/resumed ({rs.count} connections, {rs.notes})",
                     flush=True,
                 )
                 if server.proc.poll() is not None:
                     raise BenchError(f"{server.name} died during the run")
-        report(samples, candidate.name, reference.name, args)
+            if hsm is not None:
+                # File key (the candidate, measured just above) against HSM key; the HSM
+                # server's own turn alternates with a second file-key sample.
+                pair = (hsm, candidate) if r % 2 == 0 else (candidate, hsm)
+                for server in pair:
+                    hs = measure_handshakes(server, args.handshake_time, args.handshake_clients)
+                    hs.metric = "hsm-pair"
+                    samples.append(hs)
+                    print(
+                        f"round {r + 1}/{args.rounds} {server.name:>11}: "
+                        f"{hs.us_per_op:8.1f} µs/connection ({hs.count} connections, {hs.notes})",
+                        flush=True,
+                    )
+                    if server.proc.poll() is not None:
+                        raise BenchError(f"{server.name} died during the run")
+        report(samples, candidate.name, reference.name, args, hsm.name if hsm else None)
         warn_if_answers_differ(samples, candidate.name, reference.name)
         return 0
     except BenchError as exc:
@@ -464,34 +580,55 @@ def warn_if_answers_differ(samples: list[Sample], candidate: str, reference: str
             )
 
 
-def report(samples: list[Sample], candidate: str, reference: str, args: argparse.Namespace) -> None:
+def _median(samples: list[Sample], server: str, metric: str) -> float:
+    values = [s.us_per_op for s in samples if s.server == server and s.metric == metric]
+    return statistics.median(values) if values else float("nan")
+
+
+def report(
+    samples: list[Sample],
+    candidate: str,
+    reference: str,
+    args: argparse.Namespace,
+    hsm: str | None = None,
+) -> None:
     rows = []
     for metric, label in METRICS.items():
-        cand = statistics.median(
-            s.us_per_op for s in samples if s.server == candidate and s.metric == metric
-        )
-        ref = statistics.median(
-            s.us_per_op for s in samples if s.server == reference and s.metric == metric
-        )
+        cand = _median(samples, candidate, metric)
+        ref = _median(samples, reference, metric)
         rows.append((label, cand, ref, cand / ref if ref else float("nan")))
     width = max(len(r[0]) for r in rows)
     print()
     print(f"{'metric':<{width}}  {candidate:>10}  {reference:>10}  {'ratio':>6}")
     for label, cand, ref, ratio in rows:
         print(f"{label:<{width}}  {cand:>10.1f}  {ref:>10.1f}  {ratio:>6.2f}")
+    hsm_row = None
+    if hsm is not None:
+        with_hsm = _median(samples, hsm, "hsm-pair")
+        with_file = _median(samples, candidate, "hsm-pair")
+        hsm_row = (HSM_LABEL, with_hsm, with_file, with_hsm / with_file)
+        print()
+        print(f"{'metric':<{len(HSM_LABEL)}}  {hsm:>11}  {candidate:>10}  {'ratio':>6}")
+        print(f"{HSM_LABEL}  {with_hsm:>11.1f}  {with_file:>10.1f}  {hsm_row[3]:>6.2f}")
     print(f"(medians of {args.rounds} alternating rounds; one worker each; CPU from /proc)")
+    resumed = [s.notes.get("resumed_fraction") for s in samples if s.metric == "resumed"]
+    if any(f is not None and f < 0.99 for f in resumed):
+        print(f"WARNING: not every -reuse connection resumed: {resumed}", file=sys.stderr)
 
     results = REPO / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     out = results / f"bench-{stamp}.json"
+    table = [{"metric": m, candidate: c, reference: r, "ratio": q} for m, c, r, q in rows]
+    if hsm_row is not None and hsm is not None:
+        table.append(
+            {"metric": hsm_row[0], hsm: hsm_row[1], candidate: hsm_row[2], "ratio": hsm_row[3]}
+        )
     out.write_text(
         json.dumps(
             {
                 "args": vars(args),
-                "table": [
-                    {"metric": m, candidate: c, reference: r, "ratio": q} for m, c, r, q in rows
-                ],
+                "table": table,
                 "samples": [{**s.__dict__, "us_per_op": s.us_per_op} for s in samples],
             },
             indent=2,

@@ -1,7 +1,8 @@
 """The real backend behind the gateway in e2e tests: a small threaded HTTP/1.1 server.
 
 Run as a script: `python backend_server.py BODY`. It binds 127.0.0.1 on a free port, prints
-`READY <port>` on stdout, and answers `GET /` with BODY (keep-alive, Content-Length).
+`READY <port>` on stdout, and answers `GET /` with BODY (keep-alive, Content-Length), and
+`GET /cell/TAG` too: tests tag requests to find them in the gateway's access log.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ def main() -> None:
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
-            payload = body if self.path == "/" else b"not found\n"
-            self.send_response(200 if self.path == "/" else 404)
+            found = self.path == "/" or self.path.startswith("/cell/")
+            payload = body if found else b"not found\n"
+            self.send_response(200 if found else 404)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import ssl
 import subprocess
@@ -14,6 +15,22 @@ from pathlib import Path
 HOST = "127.0.0.1"
 GET_CLOSE = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
 GET_KEEPALIVE = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+def new_tag(prefix: str = "cell") -> str:
+    """A unique tag for one request: `/cell/TAG` finds it in the gateway's access log (the
+    backend answers it like `/`)."""
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+def tagged_path(tag: str) -> str:
+    return f"/cell/{tag}"
+
+
+def get_close(tag: str) -> bytes:
+    return (
+        f"GET {tagged_path(tag)} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+    )
 
 
 @dataclass

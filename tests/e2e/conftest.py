@@ -12,6 +12,7 @@ tests/conftest.py for the tests in this directory.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -23,7 +24,7 @@ import pytest
 
 from . import servers
 from .engine_peer import EngineClient
-from .pki import KEY_KINDS, TestPKI, make_pki
+from .pki import KEY_KINDS, ClientPKI, TestPKI, make_client_pki, make_pki
 
 SERVER_KIND = os.environ.get("OUTWORK_E2E_SERVER", "outwork")
 if SERVER_KIND not in ("outwork", "nginx"):
@@ -57,6 +58,11 @@ def sslyze_path() -> str:
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def client_pki(tmp_path_factory: pytest.TempPathFactory) -> ClientPKI:
+    return make_client_pki(tmp_path_factory.mktemp("client-pki"))
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +110,91 @@ def _gateway_pool(
         gw.stop()
 
 
+def _check_gateways(used: list[servers.Gateway]) -> None:
+    problems = []
+    for gw in used:
+        if not gw.alive():
+            problems.append(
+                f"{gw.kind} on port {gw.port} died (status {gw.proc.returncode}):\n"
+                f"{gw.stderr_since_mark()[-4000:]}"
+            )
+        elif "Traceback" in gw.stderr_since_mark():
+            problems.append(
+                f"{gw.kind} on port {gw.port} wrote a traceback:\n{gw.stderr_since_mark()[-4000:]}"
+            )
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def _tls_gateway_pool(
+    tmp_path_factory: pytest.TempPathFactory, backend: servers.Backend
+) -> Iterator[Callable[..., servers.Gateway]]:
+    started: list[servers.Gateway] = []
+    cache: dict[str, servers.Gateway | Exception] = {}
+
+    def get(
+        name: str,
+        leaf: Any,
+        tls: dict[str, Any],
+        top: dict[str, Any] | None,
+        env: dict[str, str] | None,
+        fresh: bool,
+    ) -> servers.Gateway:
+        key = json.dumps([name, tls, top, env], sort_keys=True, default=str)
+        cached = cache.get(key)
+        if not fresh and cached is not None:
+            if isinstance(cached, Exception):
+                pytest.fail(f"outwork ({name}) could not start (earlier attempt): {cached}")
+            if cached.alive():
+                return cached
+        workdir = tmp_path_factory.mktemp(f"outwork-{name}")
+        try:
+            gw = servers.start_outwork_tls(workdir, leaf, backend.port, tls, top=top, env=env)
+        except servers.ServerStartError as exc:
+            if not fresh:
+                cache[key] = exc
+            pytest.fail(f"outwork ({name}) could not start: {exc}")
+        started.append(gw)
+        if not fresh:
+            cache[key] = gw
+        return gw
+
+    yield get
+    for gw in started:
+        gw.stop()
+
+
+@pytest.fixture
+def tls_gateway(
+    _tls_gateway_pool: Callable[..., servers.Gateway],
+) -> Iterator[GatewayFactory]:
+    """`tls_gateway(name, leaf, tls={...}, top=None, env=None, fresh=False)`: outwork with the
+    issue-3 listener keys as given, an access log and security events; shared across the
+    session per (name, tls, top, env) unless `fresh`. outwork only: the nginx reference run
+    skips the tests that use it (they test outwork's own config keys and logs)."""
+    if SERVER_KIND != "outwork":
+        pytest.skip("tests of outwork's issue-3 listener keys and logs")
+    used: list[servers.Gateway] = []
+
+    def factory(
+        name: str,
+        leaf: Any,
+        tls: dict[str, Any],
+        top: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        fresh: bool = False,
+    ) -> servers.Gateway:
+        gw = _tls_gateway_pool(name, leaf, tls, top, env, fresh)
+        if gw not in used:
+            gw.mark_stderr()
+            used.append(gw)
+        return gw
+
+    yield factory
+    _check_gateways(used)
+
+
 @pytest.fixture
 def gateway(
     _gateway_pool: Callable[[str, bool, bool], servers.Gateway],
@@ -118,19 +209,7 @@ def gateway(
         return gw
 
     yield factory
-    problems = []
-    for gw in used:
-        if not gw.alive():
-            problems.append(
-                f"{gw.kind} on port {gw.port} died (status {gw.proc.returncode}):\n"
-                f"{gw.stderr_since_mark()[-4000:]}"
-            )
-        elif "Traceback" in gw.stderr_since_mark():
-            problems.append(
-                f"{gw.kind} on port {gw.port} wrote a traceback:\n{gw.stderr_since_mark()[-4000:]}"
-            )
-    if problems:
-        pytest.fail("\n".join(problems), pytrace=False)
+    _check_gateways(used)
 
 
 @pytest.fixture

@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .pki import Leaf
 
@@ -125,6 +126,7 @@ class Gateway:
     leaf: Leaf
     heartbeat: bool
     admin_port: int | None = None  # outwork only
+    access_log_path: Path | None = None  # outwork with `logging.access_log` only
     _stderr_mark: int = field(default=0)
 
     @property
@@ -167,6 +169,42 @@ class Gateway:
             if time.monotonic() > deadline:
                 return None
             time.sleep(0.05)
+
+    def access_log(self) -> list[dict[str, Any]]:
+        """The access log's JSON lines so far (`logging.access_log`)."""
+        if self.access_log_path is None:
+            raise RuntimeError(f"{self.kind} on port {self.port} has no access log")
+        if not self.access_log_path.exists():
+            return []
+        return [
+            json.loads(line)
+            for line in self.access_log_path.read_text(errors="replace").splitlines()
+            if line.strip()
+        ]
+
+    def wait_for_access(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0
+    ) -> dict[str, Any] | None:
+        """The first access-log entry that matches, waiting for the gateway to write it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for entry in self.access_log():
+                if predicate(entry):
+                    return entry
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+
+    def access_for(self, tag: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The access-log entry of the request tagged `tag` (clients.get_close); fails if none."""
+        path = f"/cell/{tag}"
+        entry = self.wait_for_access(lambda e: e.get("path") == path, timeout)
+        if entry is None:
+            raise AssertionError(
+                f"no access-log entry for {path} in {self.access_log_path}:\n"
+                + "\n".join(json.dumps(e) for e in self.access_log()[-5:])
+            )
+        return entry
 
     def metric(self, sample: str) -> float:
         """One sample from the admin /metrics page, e.g. 'x_total{event="y"}'; 0 if absent."""
@@ -260,6 +298,61 @@ def start_outwork(
     events = workdir / "events.jsonl"
     proc, _out, err = _spawn([*find_outwork(), "serve", "-c", str(config)], workdir, "outwork")
     gw = Gateway("outwork", port, workdir, proc, err, events, leaf, heartbeat, admin_port)
+    _wait_listening(gw, timeout)
+    return gw
+
+
+def start_outwork_tls(
+    workdir: Path,
+    leaf: Leaf,
+    backend_port: int,
+    tls: Mapping[str, Any],
+    *,
+    top: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 20.0,
+) -> Gateway:
+    """`outwork serve` with a listener whose `tls:` section is `tls` as given (the issue-3 keys,
+    docs/issue3-config.md), an access log (`access.jsonl`) and security events (`events.jsonl`)
+    in `workdir`. `top` adds top-level keys (e.g. `pkcs11`), `env` the gateway's environment
+    (e.g. SOFTHSM2_CONF). The config is written as JSON, which is YAML too. `leaf` is the
+    certificate the tests expect by default (the first of `tls.certificates`)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port, admin_port = free_port(), free_port()
+    config_data: dict[str, Any] = {
+        "listeners": [{"name": "public", "bind": f"{HOST}:{port}", "tls": dict(tls)}],
+        "routes": [{"match": {"path_prefix": "/"}, "upstream": "backend"}],
+        "upstreams": {"backend": {"targets": [f"http://{HOST}:{backend_port}"]}},
+        "logging": {"security_events": "events.jsonl", "access_log": "access.jsonl"},
+        "admin": {"bind": f"{HOST}:{admin_port}"},
+        **(top or {}),
+    }
+    config = workdir / "outwork.yaml"
+    config.write_text(json.dumps(config_data, indent=2) + "\n")
+    out = workdir / "outwork.stdout"
+    err = workdir / "outwork.stderr"
+    with out.open("wb") as fo, err.open("wb") as fe:
+        proc = subprocess.Popen(
+            [*find_outwork(), "serve", "-c", str(config)],
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=fo,
+            stderr=fe,
+            start_new_session=True,
+            env={**os.environ, **env} if env else None,
+        )
+    gw = Gateway(
+        "outwork",
+        port,
+        workdir,
+        proc,
+        err,
+        workdir / "events.jsonl",
+        leaf,
+        bool(tls.get("heartbeat", False)),
+        admin_port,
+        access_log_path=workdir / "access.jsonl",
+    )
     _wait_listening(gw, timeout)
     return gw
 
