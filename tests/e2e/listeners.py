@@ -1,4 +1,4 @@
-"""The listener `tls:` sections the issue-3 tests run the gateway with (docs/issue3-config.md).
+"""The listener `tls:` sections the issue-3 tests run the gateway with (README "Configuration").
 
 Paths are absolute (the loader resolves relative ones against the config file; the test PKI
 lives elsewhere).

@@ -313,7 +313,7 @@ def start_outwork_tls(
     timeout: float = 20.0,
 ) -> Gateway:
     """`outwork serve` with a listener whose `tls:` section is `tls` as given (the issue-3 keys,
-    docs/issue3-config.md), an access log (`access.jsonl`) and security events (`events.jsonl`)
+    README "Configuration"), an access log (`access.jsonl`) and security events (`events.jsonl`)
     in `workdir`. `top` adds top-level keys (e.g. `pkcs11`), `env` the gateway's environment
     (e.g. SOFTHSM2_CONF). The config is written as JSON, which is YAML too. `leaf` is the
     certificate the tests expect by default (the first of `tls.certificates`)."""

@@ -1,4 +1,4 @@
-"""Listener TLS keys (docs/issue3-config.md): compiled into the engine's ServerConfig, and
+"""Listener TLS keys (README "Configuration"): compiled into the engine's ServerConfig, and
 every bad value refused with its file, line and key path."""
 
 from __future__ import annotations
