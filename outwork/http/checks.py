@@ -36,7 +36,7 @@ ALLOWED_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATC
 def _content_length(values: list[bytes], error: Callable[[str], Exception]) -> int:
     if len(values) != 1:
         raise error("more than one Content-Length")
-    value = values[0]
+    value = values[0].strip(b" \t")  # llhttp keeps trailing OWS
     if not value.isdigit() or len(value) > MAX_CONTENT_LENGTH_DIGITS:
         raise error("invalid Content-Length")
     return int(value)
@@ -68,12 +68,26 @@ _SPECIAL = {
 }
 _CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive"})
 
+# A name that some backends fold into Content-Length or Transfer-Encoding (CGI-style servers map
+# `_` to `-`; others drop punctuation): `Content_Length`, `Transfer---Encoding`. Only names
+# starting with one of the prefixes pay for the regex.
+_LOOKALIKE_PREFIXES = (b"content", b"transfer")
+_LOOKALIKE = re.compile(rb"(?:content[^a-z0-9]*length|transfer[^a-z0-9]*encoding)\Z")
+
+# Transfer codings that may precede the final chunked (RFC 9112 7; `identity` is dropped).
+_KNOWN_CODINGS = frozenset({b"gzip", b"x-gzip", b"deflate", b"compress", b"x-compress"})
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_PARAMETERS = re.compile(
+    rb"(?:[ \t]*;[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+    rb"(?:[ \t]*=[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|\"[^\"\\\x00-\x1f\x7f]*\"))?)?)*[ \t]*\Z"
+)
+
 
 class HeaderScan:
     """The framing-relevant headers of a message, and its end-to-end headers serialized
     (`block`, each line ending in CRLF), found in one pass."""
 
-    __slots__ = ("block", "lengths", "codings", "hosts", "expect")
+    __slots__ = ("block", "lengths", "codings", "hosts", "expect", "forwarded_codings")
 
     def __init__(self) -> None:
         self.block = b""
@@ -81,6 +95,8 @@ class HeaderScan:
         self.codings: list[bytes] = []
         self.hosts = 0
         self.expect: bytes | None = None
+        # Request codings applied before the final chunked, normalised, to forward (rare).
+        self.forwarded_codings = b""
 
 
 def scan_headers(headers: Headers) -> HeaderScan:
@@ -89,8 +105,11 @@ def scan_headers(headers: Headers) -> HeaderScan:
     connection: list[bytes] | None = None
     special = _SPECIAL
     for name, value in headers:
-        kind = special.get(name.lower())
+        lname = name.lower()
+        kind = special.get(lname)
         if kind is None:
+            if lname.startswith(_LOOKALIKE_PREFIXES) and _LOOKALIKE.match(lname):
+                raise HTTPError(400, "a field name that mimics a framing header")
             parts += (name, b": ", value, b"\r\n")
         elif kind == _HOST:
             scan.hosts += 1
@@ -185,6 +204,32 @@ def _ambiguous_path(target: bytes) -> bool:
     return False
 
 
+def _request_codings(values: list[bytes]) -> bytes:
+    """Check a Transfer-Encoding list (all its field lines, RFC 9110 5.3) and return the codings
+    to forward before the final chunked, normalised (lower case, no parameters, no identity).
+    Last coding not chunked, chunked twice, a malformed element: 400; an unknown coding: 501."""
+    codings: list[bytes] = []
+    for element in b",".join(values).split(b","):
+        name, semicolon, parameters = element.partition(b";")
+        name = name.strip(b" \t").lower()
+        if not name:
+            if semicolon or element.strip(b" \t"):
+                raise HTTPError(400, "malformed Transfer-Encoding")
+            continue  # an empty list element (RFC 9110 5.6.1)
+        if not _TOKEN.match(name) or (semicolon and not _PARAMETERS.match(b";" + parameters)):
+            raise HTTPError(400, "malformed Transfer-Encoding")
+        codings.append(name)
+    if not codings or codings[-1] != b"chunked":
+        raise HTTPError(400, "Transfer-Encoding whose last coding is not chunked")
+    codings.pop()
+    if b"chunked" in codings:
+        raise HTTPError(400, "chunked applied more than once")
+    for coding in codings:
+        if coding not in _KNOWN_CODINGS and coding != b"identity":
+            raise HTTPError(501, "unknown transfer coding")
+    return b", ".join(c for c in codings if c != b"identity")
+
+
 def request_framing(
     method: bytes, target: bytes, version: str, scan: HeaderScan, max_body: int
 ) -> tuple[Framing, int, bool]:
@@ -212,8 +257,8 @@ def request_framing(
             raise HTTPError(400, "both Content-Length and Transfer-Encoding")
         if version == "1.0":
             raise HTTPError(400, "Transfer-Encoding in an HTTP/1.0 request")
-        if len(codings) != 1 or codings[0].strip().lower() != b"chunked":
-            raise HTTPError(501, "only Transfer-Encoding: chunked is supported")
+        if len(codings) != 1 or codings[0] != b"chunked":  # the common case costs one compare
+            scan.forwarded_codings = _request_codings(codings)
         return Framing.CHUNKED, -1, expect_continue
     if lengths:
         length = _content_length(lengths, _bad_request)

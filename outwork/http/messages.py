@@ -29,6 +29,7 @@ class RequestHead:
     keep_alive: bool
     expect_continue: bool
     has_host: bool = True  # False only for an HTTP/1.0 request without Host
+    codings: bytes = b""  # transfer codings before the final chunked, normalised (e.g. b"gzip")
 
     @property
     def path(self) -> bytes:

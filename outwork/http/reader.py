@@ -121,13 +121,18 @@ class RequestReader:
         method = parser.get_method()
         version = parser.get_http_version()
         headers = self._headers
+        url = self._url
+        if b"#" in url:
+            # A fragment is not part of a request-target (RFC 9112 3.2); routing and the
+            # backend both see the target without it.
+            url = url[: url.index(b"#")]
         try:
             # Counted here, not per header: the head size cap already bounds the list.
             if len(headers) > self._max_headers:
                 raise HTTPError(431, "too many header fields")
             scan = checks.scan_headers(headers)
             framing, length, expect = checks.request_framing(
-                method, self._url, version, scan, self._max_body
+                method, url, version, scan, self._max_body
             )
         except HTTPError as exc:
             self._raise(exc)
@@ -135,7 +140,7 @@ class RequestReader:
         self._chunked = framing is Framing.CHUNKED
         head = RequestHead(
             method=method,
-            target=self._url,
+            target=url,
             version=version,
             headers=headers,
             block=scan.block,
@@ -144,6 +149,7 @@ class RequestReader:
             keep_alive=parser.should_keep_alive(),
             expect_continue=expect,
             has_host=scan.hosts != 0,
+            codings=scan.forwarded_codings,
         )
         self._sink.on_request_head(head)
 

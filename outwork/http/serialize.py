@@ -25,6 +25,8 @@ def request_head(head: RequestHead, forwarded: bytes) -> bytes:
         length = b""
     elif framing is Framing.LENGTH:
         length = b"content-length: %d\r\n" % head.content_length
+    elif head.codings:
+        length = b"transfer-encoding: " + head.codings + b", chunked\r\n"
     else:
         length = _CHUNKED
     return b"".join(

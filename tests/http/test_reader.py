@@ -109,10 +109,47 @@ def test_rejects_invalid_content_length(value: bytes) -> None:
     assert refused(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + value + b"\r\n\r\n") == 400
 
 
-@pytest.mark.parametrize("coding", [b"gzip", b"gzip, chunked", b"chunked, gzip", b"identity"])
-def test_rejects_other_transfer_codings(coding: bytes) -> None:
+@pytest.mark.parametrize(
+    "coding",
+    [b"gzip", b"chunked, gzip", b"identity", b"chunked, chunked", b"xchunked", b"\xa0chunked"],
+)
+def test_rejects_transfer_codings_not_ending_in_one_chunked(coding: bytes) -> None:
     data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: " + coding + b"\r\n\r\n"
-    assert refused(data) in (400, 501)
+    assert refused(data) == 400
+
+
+def test_rejects_unknown_coding_before_chunked_with_501() -> None:
+    data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: cow, chunked\r\n\r\n"
+    assert refused(data) == 501
+
+
+@pytest.mark.parametrize(
+    ("values", "forwarded"),
+    [
+        ([b"gzip, chunked"], b"gzip"),
+        ([b"gzip", b"Deflate", b"identity", b"chunked"], b"gzip, deflate"),
+        ([b"Chunked"], b""),
+    ],
+)
+def test_reads_codings_before_chunked(values: list[bytes], forwarded: bytes) -> None:
+    lines = b"".join(b"Transfer-Encoding: " + v + b"\r\n" for v in values)
+    sink = read(b"POST / HTTP/1.1\r\nHost: a\r\n" + lines + b"\r\n2\r\nhi\r\n0\r\n\r\n")
+    (head,) = sink.heads()
+    assert head.framing is Framing.CHUNKED and head.codings == forwarded
+    assert sink.body() == b"hi"
+
+
+@pytest.mark.parametrize(
+    "name", [b"Content_Length", b"Transfer_Encoding", b"Transfer---Encoding", b"content.length"]
+)
+def test_rejects_framing_lookalike_names(name: bytes) -> None:
+    assert refused(b"POST / HTTP/1.1\r\nHost: a\r\n" + name + b": 1\r\n\r\nx") == 400
+
+
+def test_strips_fragment_and_trailing_ows_in_content_length() -> None:
+    sink = read(b"POST /a?b=c#frag HTTP/1.1\r\nHost: a\r\nContent-Length: 2  \r\n\r\nhi")
+    (head,) = sink.heads()
+    assert head.target == b"/a?b=c" and head.content_length == 2 and sink.body() == b"hi"
 
 
 def test_rejects_missing_host() -> None:
@@ -353,3 +390,50 @@ def test_client_forwarding_headers_are_not_forwarded() -> None:
     )
     (head,) = read(data).heads()
     assert head.block == b"Host: a\r\nX-Keep: 1\r\n"
+
+
+H = b"POST / HTTP/1.1\r\nHost: a\r\n"
+CHUNKED = H + b"Transfer-Encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"GET / HTTP/1.1\nHost: a\n\n", id="bare-LF-line-ends"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n", id="bare-LF-in-head"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nX: y\rz\r\n\r\n", id="bare-CR-in-value"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n z\r\n\r\n", id="obs-fold"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nX : y\r\n\r\n", id="space-before-colon"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nX\t: y\r\n\r\n", id="tab-before-colon"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\n: v\r\n\r\n", id="empty-name"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nX\x01: v\r\n\r\n", id="CTL-in-name"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n", id="NUL-in-value"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n", id="DEL-in-value"),
+        pytest.param(H + b"Content-Length: +1\r\n\r\nx", id="signed-content-length"),
+        pytest.param(H + b"Content-Length: 1,1\r\n\r\nx", id="content-length-list"),
+        pytest.param(CHUNKED + b"0x2\r\nhi\r\n0\r\n\r\n", id="chunk-size-0x"),
+        pytest.param(CHUNKED + b"2 \r\nhi\r\n0\r\n\r\n", id="chunk-size-space"),
+        pytest.param(CHUNKED + b"-2\r\nhi\r\n0\r\n\r\n", id="chunk-size-signed"),
+        pytest.param(CHUNKED + b"fffffffffffffffff1\r\nhi\r\n0\r\n\r\n", id="chunk-size-overflow"),
+        pytest.param(CHUNKED + b"2;a\nhi\r\n0\r\n\r\n", id="chunk-ext-bare-LF"),
+        pytest.param(CHUNKED + b"2;a\x01b\r\nhi\r\n0\r\n\r\n", id="chunk-ext-CTL"),
+        pytest.param(CHUNKED + b"2\r\nhiXX0\r\n\r\n", id="chunk-data-overrun"),
+        pytest.param(
+            b"POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            id="HTTP/1.0-with-TE",
+        ),
+    ],
+)
+def test_rejects_issue_4_list(data: bytes) -> None:
+    """Issue 4's refusals (400, then close) that llhttp or checks.py enforce."""
+    assert refused(data) == 400
+
+
+def test_codings_before_chunked_are_forwarded_on_one_line() -> None:
+    from outwork.http import serialize
+
+    data = H + b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
+    (head,) = read(data + b"\r\n0\r\n\r\n").heads()
+    upstream = serialize.request_head(head, b"\r\n")
+    assert upstream.lower().count(b"transfer-encoding") == 1
+    assert b"transfer-encoding: gzip, chunked\r\n" in upstream
