@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+from pathlib import Path
 
 import click
 
@@ -18,6 +21,17 @@ CONFIG_OPTION = click.option(
     type=click.Path(dir_okay=False),
     help="The gateway's YAML config file.",
 )
+PID_FILE_OPTION = click.option(
+    "--pid-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where `serve` writes its process id and `reload` reads it"
+    " (default: the config file's name with .pid, next to it).",
+)
+
+
+def _pid_file(config_path: str, pid_file: str | None) -> Path:
+    return Path(pid_file) if pid_file else Path(config_path).with_suffix(".pid")
 
 
 @click.group()
@@ -41,14 +55,57 @@ def check(config_path: str) -> None:
 
 @main.command()
 @CONFIG_OPTION
-def serve(config_path: str) -> None:
-    """Run the gateway until SIGTERM or SIGINT."""
+@PID_FILE_OPTION
+def serve(config_path: str, pid_file: str | None) -> None:
+    """Run the gateway until SIGTERM or SIGINT; SIGHUP reloads the config."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(problem.format(), err=True)
         sys.exit(1)
-    from outwork.proxy.server import run
+    pid_path: Path | None = _pid_file(config_path, pid_file)
+    assert pid_path is not None
+    try:
+        pid_path.write_text(f"{os.getpid()}\n")
+    except OSError as exc:
+        click.echo(f"outwork: cannot write the pid file {pid_path}: {exc}", err=True)
+        pid_path = None
+    try:
+        if config.workers > 1:
+            from outwork.proxy.workers import supervise
 
-    run(config)
+            sys.exit(supervise(config))
+        from outwork.proxy.server import run
+
+        run(config)
+    finally:
+        # Only the process that wrote it removes it (a worker leaves through os._exit).
+        if pid_path is not None:
+            try:
+                if pid_path.read_text().strip() == str(os.getpid()):
+                    pid_path.unlink()
+            except OSError:
+                pass
+
+
+@main.command()
+@CONFIG_OPTION
+@PID_FILE_OPTION
+def reload(config_path: str, pid_file: str | None) -> None:
+    """Check the config, then ask the running gateway (its pid file) to reload it."""
+    try:
+        load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem.format(), err=True)
+        click.echo("outwork: not reloaded: the config has errors", err=True)
+        sys.exit(1)
+    pid_path = _pid_file(config_path, pid_file)
+    try:
+        pid = int(pid_path.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        click.echo(f"outwork: cannot signal the gateway ({pid_path}): {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"reload requested (pid {pid})")

@@ -59,3 +59,4 @@ class GatewayConfig:
     access_log: str | None  # a file path (absolute), "-" for stdout, None: no access log
     admin: Address | None
     limits: Limits
+    workers: int = 1  # processes; 1: no supervisor

@@ -188,6 +188,7 @@ class _Loader:
             access_log=access_log,
             admin=admin,
             limits=limits,
+            workers=spec.workers,
         )
 
     def _address(self, path: KeyPath, text: str) -> Address | None:

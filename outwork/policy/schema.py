@@ -13,6 +13,7 @@ from msgspec import Meta
 
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
 PositiveSeconds = Annotated[float, Meta(gt=0, le=86400)]
+MAX_WORKERS = 64
 
 
 class _Spec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -112,3 +113,5 @@ class ConfigSpec(_Spec):
     admin: AdminSpec | None = None
     limits: LimitsSpec = msgspec.field(default_factory=LimitsSpec)
     pkcs11: Pkcs11Spec = msgspec.field(default_factory=Pkcs11Spec)
+    # Worker processes sharing the listener ports (SO_REUSEPORT); 1: a single process.
+    workers: Annotated[int, Meta(ge=1, le=MAX_WORKERS)] = 1

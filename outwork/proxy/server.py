@@ -1,4 +1,5 @@
-"""Run the gateway: listeners, admin, the timeout ticker, signals."""
+"""Run the gateway (one process, or one worker of `workers.py`): listeners, admin, the timeout
+ticker, signals, draining."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from outwork.http.messages import RequestHead
 from outwork.policy.config import Address, GatewayConfig, ListenerConfig
 from outwork.proxy.access_log import AccessLog
 from outwork.proxy.admin import AdminProtocol
@@ -20,6 +22,11 @@ from outwork.proxy.security_events import SecurityEventLog
 from outwork.proxy.upstream import UpstreamPool
 
 TICK_SECONDS = 0.25
+# A draining connection that is idle is closed after this many seconds (a request already on its
+# way is answered instead of being cut).
+DRAIN_IDLE_GRACE = 1.0
+# Longest wait for a draining worker's (or a reloaded config's) connections to finish.
+DRAIN_TIMEOUT = 30.0
 
 
 class GatewayState:
@@ -38,6 +45,7 @@ class GatewayState:
             for name, upstream in config.upstreams.items()
         }
         self.clients: set[ClientProtocol] = set()
+        self.draining = False  # stopping or replaced by a reload: no more keep-alive
         self.server_connection: Callable[[Any], Any] | None = None
         if any(listener.tls is not None for listener in config.listeners):
             from outwork.tls.connection import ServerConnection
@@ -70,32 +78,110 @@ def _url(listener: ListenerConfig, sockname: Any) -> str:
     return f"{'https' if listener.tls is not None else 'http'}://{address}"
 
 
-async def serve(config: GatewayConfig, log: Callable[[str], None]) -> None:
-    """Serve until SIGTERM or SIGINT; then stop accepting, close connections and return."""
+class DrainingClientProtocol(ClientProtocol):
+    """A client connection that can be drained (reload, graceful stop): once its gateway state
+    drains, the next response says `Connection: close` and an idle connection is closed after a
+    short grace (a request that arrives meanwhile is answered, with `Connection: close`)."""
+
+    def on_request_head(self, head: RequestHead) -> None:
+        if self.state.draining:
+            head.keep_alive = False
+        super().on_request_head(head)
+
+    def drain(self) -> None:
+        if self._queue or self._reading is not None:
+            # Busy: what is in flight is answered, with `Connection: close` where its response
+            # has not started (else the next request gets it).
+            for ex in self._queue:
+                if not ex.response_started:
+                    ex.keep_alive = False
+            return
+        deadline = self.state.clock.now + DRAIN_IDLE_GRACE
+        self.deadline = min(self.deadline, deadline) if self.deadline else deadline
+
+
+def start_draining(state: GatewayState) -> None:
+    state.draining = True
+    for client in list(state.clients):
+        if isinstance(client, DrainingClientProtocol):
+            client.drain()
+
+
+async def finish(state: GatewayState, timeout: float) -> None:
+    """Wait (at most `timeout` seconds) for a draining state's connections, then close all."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while state.clients and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    close_state(state)
+    await asyncio.sleep(0.05)  # let transports flush close_notify / FIN
+    state.security_log.close()
+    if state.access_log is not None:
+        state.access_log.close()
+
+
+def close_state(state: GatewayState) -> None:
+    for client in list(state.clients):
+        client.close()
+    for pool in state.pools.values():
+        pool.close()
+
+
+def _same_sockets(old: GatewayConfig, new: GatewayConfig) -> bool:
+    """Whether `new` can run on the sockets `old` opened (a single process keeps them)."""
+    shape = [(li.name, li.bind, li.tls is None) for li in old.listeners]
+    return shape == [(li.name, li.bind, li.tls is None) for li in new.listeners] and (
+        old.admin == new.admin
+    )
+
+
+async def serve(
+    config: GatewayConfig,
+    log: Callable[[str], None],
+    *,
+    worker: bool = False,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve until SIGTERM or SIGINT.
+
+    A single process (`worker=False`) then stops accepting, closes connections and returns; a
+    SIGHUP re-reads the config file and applies it to new connections while the old ones drain
+    (listeners and admin must stay the same; changing them needs `workers` >= 2 or a restart).
+    A worker (`worker=True`, forked by the supervisor in `workers.py`) binds with SO_REUSEPORT,
+    ignores SIGHUP (the supervisor reloads by replacing workers) and on SIGTERM drains: stops
+    accepting, answers what is in flight (with `Connection: close`), closes idle connections,
+    returns when none is left (or after `DRAIN_TIMEOUT`).
+    """
     loop = asyncio.get_running_loop()
     try:
         state = GatewayState(config, loop)
         _prepare_ticket_keys(config)
     except (OSError, RuntimeError) as exc:
         raise SystemExit(f"outwork: cannot start: {exc}") from None
+    current = [state]  # the state new connections get; replaced by a reload
+    draining: set[GatewayState] = set()
+    retiring: set[asyncio.Task[None]] = set()
     servers: list[asyncio.Server] = []
     try:
         for listener in config.listeners:
+            name = listener.name
             server = await loop.create_server(
-                lambda listener=listener: ClientProtocol(state, listener),  # type: ignore[misc]
+                lambda name=name: _client(current[0], name),  # type: ignore[misc]
                 listener.bind.host,
                 listener.bind.port,
                 reuse_address=True,
+                reuse_port=worker or None,
                 backlog=1024,
             )
             servers.append(server)
             log(f"listener {listener.name} on {_url(listener, server.sockets[0].getsockname())}")
         if config.admin is not None:
             admin = await loop.create_server(
-                lambda: AdminProtocol(state),
+                lambda: AdminProtocol(current[0]),
                 config.admin.host,
                 config.admin.port,
                 reuse_address=True,
+                reuse_port=worker or None,
             )
             servers.append(admin)
             host, port = admin.sockets[0].getsockname()[:2]
@@ -109,27 +195,87 @@ async def serve(config: GatewayConfig, log: Callable[[str], None]) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
+    def reload() -> None:
+        from outwork.policy.load import load_config
+        from outwork.policy.source import ConfigError
+
+        old = current[0]
+        try:
+            new_config = load_config(old.config.file)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log(problem.format())
+            log("reload refused: the config has errors; the running one stays")
+            return
+        if not _same_sockets(old.config, new_config):
+            log("reload refused: listeners or admin changed (needs workers >= 2 or a restart)")
+            return
+        try:
+            new_state = GatewayState(new_config, loop)
+            _prepare_ticket_keys(new_config)
+        except (OSError, RuntimeError) as exc:
+            log(f"reload refused: {exc}")
+            return
+        new_state.clock.tick()
+        current[0] = new_state
+        draining.add(old)
+        start_draining(old)
+
+        async def retire() -> None:
+            await finish(old, DRAIN_TIMEOUT)
+            draining.discard(old)
+            retiring.discard(task)
+
+        task = loop.create_task(retire())
+        retiring.add(task)
+        log("reloaded")
+
+    if worker:
+        loop.add_signal_handler(signal.SIGHUP, lambda: None)
+    else:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+
     async def ticker() -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            state.tick()
+            current[0].tick()
+            for old in list(draining):
+                old.tick()
 
     state.clock.tick()
     tick_task = loop.create_task(ticker())
     log("ready")
+    if on_ready is not None:
+        on_ready()
     await stop.wait()
     log("stopping")
-    tick_task.cancel()
     for server in servers:
         server.close()
-    for client in list(state.clients):
-        client.close()
-    for pool in state.pools.values():
-        pool.close()
-    await asyncio.sleep(0.05)  # let transports flush close_notify / FIN
-    state.security_log.close()
-    if state.access_log is not None:
-        state.access_log.close()
+    if worker:
+        start_draining(current[0])
+        await finish(current[0], DRAIN_TIMEOUT)
+    else:
+        close_state(current[0])
+        await asyncio.sleep(0.05)  # let transports flush close_notify / FIN
+        current[0].security_log.close()
+        if current[0].access_log is not None:
+            current[0].access_log.close()
+    for task in list(retiring):
+        task.cancel()  # before it closes anything: closed here instead
+    for old in list(draining):
+        close_state(old)
+        old.security_log.close()
+        if old.access_log is not None:
+            old.access_log.close()
+    tick_task.cancel()
+
+
+def _client(state: GatewayState, listener_name: str) -> ClientProtocol:
+    """A connection on the listener `listener_name` of the current config."""
+    for listener in state.config.listeners:
+        if listener.name == listener_name:
+            return DrainingClientProtocol(state, listener)
+    raise RuntimeError(f"no listener {listener_name!r}")  # reload keeps the listener names
 
 
 def run(config: GatewayConfig) -> None:

@@ -1,0 +1,373 @@
+"""The supervisor of `workers: N` (N >= 2): forks the workers, replaces dead ones, reloads.
+
+    supervisor (no event loop, no keys, no client traffic)
+      |- worker 0  asyncio server on every listener (SO_REUSEPORT) + the admin listener
+      |- worker 1  asyncio server on every listener (SO_REUSEPORT)
+      ...
+
+The supervisor checks the config (to refuse a broken one and to learn the listener addresses)
+but keeps nothing from it: each worker loads the config itself after the fork, so PKCS#11
+signers, ticket keys, upstream pools and logs belong to the process that uses them. A port 0 in
+the config is resolved once by the supervisor, which keeps a bound (not listening) SO_REUSEPORT
+socket per listener so the port stays reserved and every worker, also a replacement or a
+reloaded one, binds the same port. The admin listener runs in worker 0 only: `/metrics` counts
+that worker's traffic.
+
+Signals to the supervisor:
+- SIGTERM / SIGINT: forwarded as SIGTERM; each worker stops accepting, answers what is in flight
+  (with `Connection: close`), closes idle connections and exits 0; then the supervisor exits 0.
+- SIGHUP: re-read the config. Errors: logged with their lines, the running workers stay. Valid:
+  a new generation of workers starts; once every one of them is ready the old generation gets
+  SIGTERM and drains as above. No connection is cut: a client's next request on an old
+  keep-alive connection is answered with `Connection: close` and it reconnects to a new worker.
+A worker that dies (other than while draining) is replaced in its slot.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from outwork.policy.config import Address, GatewayConfig
+from outwork.policy.load import load_config
+from outwork.policy.source import ConfigError
+
+RESPAWN_DELAY = 1.0  # seconds before replacing a worker that died before it was ready
+KILL_AFTER = 40.0  # seconds after SIGTERM before a worker still alive is killed
+EXIT_BAD_CONFIG = 2  # a worker could not load the config (changed since the supervisor read it)
+
+
+@dataclass
+class Worker:
+    pid: int
+    slot: int
+    generation: int
+    ready_fd: int
+    ready: bool = False
+    stopping: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+class Supervisor:
+    def __init__(self, config: GatewayConfig, log: Callable[[str], None]) -> None:
+        self.path = config.file
+        self.log = log
+        self.count = config.workers
+        self.generation = 0
+        self.workers: dict[int, Worker] = {}
+        self.placeholders: dict[tuple[str, Address], socket.socket] = {}
+        self.addresses: dict[str, Address] = {}  # listener name -> resolved bind address
+        self.admin: Address | None = None
+        self.pending: int | None = None  # generation being started by a reload
+        self.respawn: list[tuple[float, int, int]] = []  # (when, slot, generation)
+        self.signals: list[int] = []
+        self.started_ok = False  # every worker of the first generation became ready once
+        self.start_failed = False
+        self._resolve(config)
+
+    # addresses
+
+    def _reserve(self, key: tuple[str, Address]) -> Address:
+        sock = self.placeholders.get(key)
+        if sock is None:
+            address = key[1]
+            family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                sock.bind((address.host, address.port))
+            except OSError:
+                sock.close()
+                raise
+            self.placeholders[key] = sock
+        host, port = sock.getsockname()[:2]
+        return Address(str(host), int(port))
+
+    def _resolve(self, config: GatewayConfig) -> None:
+        """Reserve every listener's (and the admin's) address; raises OSError."""
+        keys = [(li.name, li.bind) for li in config.listeners]
+        if config.admin is not None:
+            keys.append(("\0admin", config.admin))
+        addresses = {key[0]: self._reserve(key) for key in keys}
+        for key in [k for k in self.placeholders if k not in keys]:
+            self.placeholders.pop(key).close()
+        self.admin = addresses.pop("\0admin", None)
+        self.addresses = addresses
+
+    # workers
+
+    def _spawn(self, slot: int, generation: int) -> None:
+        read_fd, write_fd = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                os.close(read_fd)
+                for sock in self.placeholders.values():
+                    sock.close()
+                for w in self.workers.values():
+                    os.close(w.ready_fd)
+                admin = self.admin if slot == 0 else None
+                code = _worker_main(self.path, slot, write_fd, dict(self.addresses), admin)
+            except SystemExit as exc:
+                if exc.code not in (None, 0):
+                    print(exc.code, file=sys.stderr, flush=True)
+                    code = 1
+                else:
+                    code = 0
+            except BaseException:  # noqa: BLE001 - reported, and the child must not return
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        self.workers[pid] = Worker(pid, slot, generation, read_fd)
+        self.log(f"worker {slot} started (pid {pid})")
+
+    def _start_generation(self, generation: int) -> None:
+        for slot in range(self.count):
+            self._spawn(slot, generation)
+
+    def _signal(self, worker: Worker, signum: int) -> None:
+        try:
+            os.kill(worker.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _stop(self, worker: Worker) -> None:
+        if not worker.stopping:
+            worker.stopping = True
+            worker.started = time.monotonic()  # now: when it was asked to stop
+            self._signal(worker, signal.SIGTERM)
+
+    # the loop
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.signals.append(signum)
+
+    def run(self) -> int:
+        for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(handled, self._on_signal)
+        for name, address in self.addresses.items():
+            self.log(f"listener {name} on {_SCHEMES.get(name, 'http')}://{address}")
+        if self.admin is not None:
+            self.log(f"admin on http://{self.admin} (/healthz, /metrics; worker 0's metrics)")
+        self._start_generation(self.generation)
+        announced = False
+        stopping = False
+        while True:
+            while self.signals:
+                signum = self.signals.pop(0)
+                if signum == signal.SIGHUP and not stopping:
+                    self._reload()
+                elif signum in (signal.SIGTERM, signal.SIGINT) and not stopping:
+                    stopping = True
+                    self.log("stopping")
+                    self.respawn.clear()
+                    for worker in list(self.workers.values()):
+                        self._stop(worker)
+            self._reap(stopping)
+            if stopping and not self.workers:
+                break
+            self._read_ready()
+            current = [w for w in self.workers.values() if w.generation == self.generation]
+            if not announced and len(current) == self.count and all(w.ready for w in current):
+                announced = self.started_ok = True
+                self.log("ready")
+            if self.start_failed and not stopping:
+                # A worker that cannot start at all (a port taken, an unusable key file) would
+                # fail the same way again: give up instead of respawning forever.
+                stopping = True
+                self.log("cannot start: a worker failed before it was ready")
+                for worker in list(self.workers.values()):
+                    self._stop(worker)
+            self._check_pending()
+            now = time.monotonic()
+            for when, slot, generation in list(self.respawn):
+                if now >= when and not stopping:
+                    self.respawn.remove((when, slot, generation))
+                    if generation in (self.generation, self.pending):
+                        self._spawn(slot, generation)
+            for worker in self.workers.values():
+                if worker.stopping and now - worker.started > KILL_AFTER:
+                    self._signal(worker, signal.SIGKILL)
+            fds = [w.ready_fd for w in self.workers.values() if not w.ready]
+            try:
+                select.select(fds, [], [], 0.1)
+            except InterruptedError:
+                pass
+        for sock in self.placeholders.values():
+            sock.close()
+        self.log("stopped")
+        return 1 if self.start_failed else 0
+
+    def _read_ready(self) -> None:
+        for worker in self.workers.values():
+            if worker.ready:
+                continue
+            try:
+                data = os.read(worker.ready_fd, 16)
+            except BlockingIOError:
+                continue
+            if data:
+                worker.ready = True
+
+    def _reap(self, stopping: bool) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            os.close(worker.ready_fd)
+            code = os.waitstatus_to_exitcode(status)
+            how = f"exited {code}" if code >= 0 else f"killed by signal {-code}"
+            if worker.stopping:
+                self.log(f"worker {worker.slot} (pid {pid}) {how} after draining")
+                continue
+            self.log(f"worker {worker.slot} (pid {pid}) {how}")
+            if stopping:
+                continue
+            if not self.started_ok and not worker.ready:
+                self.start_failed = True
+                continue
+            if worker.generation == self.pending and not worker.ready:
+                self._abort_reload(f"worker {worker.slot} of the new config did not start")
+                continue
+            # Replaced at once, unless it died while starting (a broken key file, a port taken):
+            # then after a pause, so a failing start does not spin.
+            delay = RESPAWN_DELAY if not worker.ready else 0.0
+            self.respawn.append((time.monotonic() + delay, worker.slot, worker.generation))
+
+    # reload
+
+    def _reload(self) -> None:
+        if self.pending is not None:
+            self.log("reload refused: the previous reload is still starting its workers")
+            return
+        self.log(f"reloading {self.path}")
+        try:
+            config = load_config(self.path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                self.log(problem.format())
+            self.log("reload refused: the config has errors; the running workers stay")
+            return
+        old = (self.addresses, self.admin, self.count, dict(self.placeholders))
+        try:
+            self._resolve(config)
+        except OSError as exc:
+            self.log(f"reload refused: cannot listen: {exc}")
+            self.addresses, self.admin, self.count, self.placeholders = old
+            return
+        self._old = old
+        self.count = config.workers
+        for listener in config.listeners:
+            _SCHEMES[listener.name] = "https" if listener.tls is not None else "http"
+        del config  # the workers load it themselves
+        self.pending = self.generation + 1
+        for slot in range(self.count):
+            self._spawn(slot, self.pending)
+
+    def _check_pending(self) -> None:
+        if self.pending is None:
+            return
+        new = [w for w in self.workers.values() if w.generation == self.pending]
+        if len(new) < self.count or not all(w.ready for w in new):
+            return
+        for worker in list(self.workers.values()):
+            if worker.generation != self.pending:
+                self._stop(worker)
+        self.generation = self.pending
+        self.pending = None
+        self.respawn = [r for r in self.respawn if r[2] == self.generation]
+        self.log("reloaded")
+
+    def _abort_reload(self, reason: str) -> None:
+        for worker in list(self.workers.values()):
+            if worker.generation == self.pending:
+                self._stop(worker)
+        self.respawn = [r for r in self.respawn if r[2] != self.pending]
+        self.pending = None
+        self.addresses, self.admin, self.count, placeholders = self._old
+        for key, sock in self.placeholders.items():
+            if placeholders.get(key) is not sock:
+                sock.close()
+        self.placeholders = placeholders
+        self.log(f"reload failed: {reason}; the running workers stay")
+
+
+# Listener name -> "http" or "https", for log lines (the supervisor keeps no compiled config).
+_SCHEMES: dict[str, str] = {}
+
+
+def _worker_main(
+    path: str, slot: int, ready_fd: int, addresses: dict[str, Address], admin: Address | None
+) -> int:
+    """A worker: load the config (keys, ticket keys, pools are made here), serve, drain."""
+    import asyncio
+
+    import uvloop
+
+    from outwork.proxy.server import serve
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    pid = os.getpid()
+
+    def log(message: str) -> None:
+        sys.stderr.write(f"outwork: worker {slot} (pid {pid}): {message}\n")
+        sys.stderr.flush()
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log(problem.format())
+        return EXIT_BAD_CONFIG
+    listeners = tuple(
+        replace(li, bind=addresses[li.name]) for li in config.listeners if li.name in addresses
+    )
+    config = replace(config, listeners=listeners, admin=admin)
+
+    def ready() -> None:
+        os.write(ready_fd, b"r")
+        os.close(ready_fd)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(config, log, worker=True, on_ready=ready))
+    return 0
+
+
+def supervise(config: GatewayConfig) -> int:
+    """Run `config.workers` workers until SIGTERM or SIGINT; the exit code."""
+
+    def log(message: str) -> None:
+        sys.stderr.write(f"outwork: {message}\n")
+        sys.stderr.flush()
+
+    for listener in config.listeners:
+        _SCHEMES[listener.name] = "https" if listener.tls is not None else "http"
+    try:
+        supervisor = Supervisor(config, log)
+    except OSError as exc:
+        raise SystemExit(f"outwork: cannot listen: {exc}") from None
+    del config
+    return supervisor.run()

@@ -1,0 +1,172 @@
+"""Reload (SIGHUP, `outwork reload`) under a keep-alive load: zero failed requests."""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from tests.conftest import Backend, Gateway, gateway_config
+from tests.proxy.test_gateway import curl
+
+
+def backend_name(url: str) -> str:
+    head = curl("-sI", url).stdout.lower()
+    return head.split(b"x-backend: ")[1].split(b"\r\n")[0].decode()
+
+
+class KeepAliveLoad:
+    """A few threads, each looping GET over one persistent connection (a new one only when
+    the gateway answers `Connection: close`). Any exception or non-200 is a failure."""
+
+    def __init__(self, url: str, connections: int = 4) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "", parts.port or 80
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.backends: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self.closes = 0
+        self.requests = 0
+        self.threads = [threading.Thread(target=self._loop) for _ in range(connections)]
+
+    def __enter__(self) -> KeepAliveLoad:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(15)
+
+    def _loop(self) -> None:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        deadline = time.monotonic() + 30  # bounded, whatever happens
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                response.read()
+                with self.lock:
+                    self.requests += 1
+                    self.backends[response.getheader("x-backend") or "?"] += 1
+                    if response.status != 200:
+                        self.failures.append(f"status {response.status}")
+                if response.will_close:
+                    with self.lock:
+                        self.closes += 1
+                    conn.close()
+                    conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+            except Exception as exc:  # noqa: BLE001 - every failure counts
+                with self.lock:
+                    self.failures.append(repr(exc))
+                conn.close()
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        conn.close()
+
+
+def outwork(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "outwork", *args], capture_output=True, text=True, timeout=30
+    )
+
+
+@pytest.mark.parametrize("workers", [2, 1])
+def test_reload_under_keep_alive_load_fails_no_request(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], workers: int
+) -> None:
+    a, b = make_backend("a"), make_backend("b")
+    gw = make_gateway({**gateway_config(a.url), "workers": workers})
+    assert backend_name(gw.url + "/") == "a"
+    new = {**gateway_config(b.url), "workers": workers}
+    with KeepAliveLoad(gw.url) as load:
+        time.sleep(0.5)
+        before = load.requests
+        gw.config_file.write_text(yaml.safe_dump(new))
+        result = outwork("reload", "-c", str(gw.config_file))
+        assert result.returncode == 0, result.stderr
+        deadline = time.monotonic() + 15
+        while "outwork: reloaded" not in gw.stderr():
+            assert time.monotonic() < deadline, gw.stderr()
+            time.sleep(0.05)
+        time.sleep(2.0)  # the old connections drain (idle ones after a 1 s grace)
+    assert load.requests > before > 0
+    assert load.failures == [], load.failures[:5]
+    assert load.closes >= 1  # old connections were told `Connection: close`, not cut
+    assert load.backends["a"] > 0 and load.backends["b"] > 0
+    for _ in range(5):
+        assert backend_name(gw.url + "/") == "b"
+    if workers > 1:
+        assert "exited 0 after draining" in gw.stderr()
+    assert gw.stop() == 0
+
+
+@pytest.mark.parametrize("workers", [2, 1])
+def test_an_invalid_config_is_refused_and_the_old_one_keeps_running(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], workers: int
+) -> None:
+    a = make_backend("a")
+    gw = make_gateway({**gateway_config(a.url), "workers": workers})
+    broken = yaml.safe_dump({**gateway_config(a.url), "workers": workers})
+    broken = broken.replace("upstream: backend", "upstream: nowhere")
+    gw.config_file.write_text(broken)
+    # `outwork reload` checks first and does not signal.
+    result = outwork("reload", "-c", str(gw.config_file))
+    assert result.returncode == 1
+    assert "unknown upstream 'nowhere'" in result.stderr
+    # A SIGHUP anyway: the gateway refuses it with the line-numbered problem and keeps serving.
+    gw.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "reload refused" not in gw.stderr():
+        assert time.monotonic() < deadline, gw.stderr()
+        time.sleep(0.05)
+    line = next(i for i, t in enumerate(broken.splitlines(), 1) if "nowhere" in t)
+    assert f"{gw.config_file}:{line}: routes[0].upstream: unknown upstream" in gw.stderr()
+    for _ in range(5):
+        assert backend_name(gw.url + "/") == "a"
+    assert gw.proc.poll() is None
+    assert gw.stop() == 0
+
+
+def test_reload_without_a_running_gateway_says_so(tmp_path_factory: pytest.TempPathFactory) -> None:
+    directory = tmp_path_factory.mktemp("noserver")
+    config = directory / "outwork.yaml"
+    config.write_text(yaml.safe_dump(gateway_config("http://127.0.0.1:9")))
+    result = outwork("reload", "-c", str(config))
+    assert result.returncode == 1
+    assert "cannot signal the gateway" in result.stderr
+
+
+def test_reload_closes_idle_keep_alive_connections_of_old_workers(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway]
+) -> None:
+    a = make_backend("a")
+    gw = make_gateway({**gateway_config(a.url), "workers": 2})
+    parts = urlsplit(gw.url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=10)
+    conn.request("GET", "/")
+    response = conn.getresponse()
+    response.read()
+    assert not response.will_close
+    assert conn.sock is not None
+    idle = conn.sock
+    gw.proc.send_signal(signal.SIGHUP)  # same config: new workers all the same
+    start = time.monotonic()
+    assert idle.recv(1) == b""  # closed by the draining worker, after its idle grace
+    assert time.monotonic() - start < 10
+    deadline = time.monotonic() + 10
+    while gw.stderr().count("exited 0 after draining") < 2:
+        assert time.monotonic() < deadline, gw.stderr()
+        time.sleep(0.05)
+    assert backend_name(gw.url + "/") == "a"
+    conn.close()
