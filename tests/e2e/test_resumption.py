@@ -133,3 +133,37 @@ def test_ticket_older_than_its_key_falls_back_to_full_handshake(
     tag = new_tag("fresh")
     run = connect(gw.port, pki.ca_cert, version, tag, "-sess_in", str(fresh))
     assert_resumed(gw, run, version, tag, backend)
+
+
+WORKER_TRIES = 12  # connections spread over 2 workers by SO_REUSEPORT: all on one is 2**-11
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-key-file", "per-worker-keys"])
+def test_tickets_resume_on_any_worker_of_a_node(
+    tls_gateway, pki, backend, tmp_path_factory, shared
+):
+    """`workers: 2`: the kernel spreads connections over both workers. With the node's key file
+    every resumption succeeds, whichever worker issued the ticket; with per-worker keys (the
+    control) the connections that land on the other worker fall back to full handshakes."""
+    settings = {}
+    if shared:
+        key_file = tmp_path_factory.mktemp("ticket-keys") / "ticket-keys.json"
+        settings = {"session_tickets": {"key_file": str(key_file)}}
+    gw = tls_gateway(
+        f"workers-{shared}",
+        pki.leaves["ecdsa-p256"],
+        listeners.dual(pki, **settings),
+        top={"workers": 2},
+        fresh=True,
+    )
+    session = tmp_path_factory.mktemp("sess") / "session.pem"
+    first_session(gw, pki, backend, "1.3", session)
+    reused = 0
+    for _ in range(WORKER_TRIES):
+        run = connect(gw.port, pki.ca_cert, "1.3", new_tag("worker"), "-sess_in", str(session))
+        assert backend.body.decode() in run.output, run.explain()
+        reused += "Reused, TLSv1.3" in run.output
+    if shared:
+        assert reused == WORKER_TRIES
+    else:
+        assert 0 < reused < WORKER_TRIES
