@@ -4,13 +4,14 @@ with openssl s_server."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import ssl
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,20 @@ def wait_for_port(port: int, timeout: float = 10) -> None:
         except OSError:
             time.sleep(0.05)
     pytest.fail(f"nothing listens on 127.0.0.1:{port}")
+
+
+@contextlib.contextmanager
+def peer_server(command: Callable[[int], list[str]]) -> Iterator[int]:
+    """Run a TLS server tool on a free loopback port (its command made from the port) until
+    the block ends; yields the port once it accepts connections."""
+    port = free_port()
+    proc = subprocess.Popen(command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def converse(command: list[str], lines: list[bytes], until: bytes, timeout: float = 15) -> bytes:
@@ -189,9 +204,8 @@ def test_python_ssl_each_key_type(kind: str, ca: CertAuthority, leaves: dict[str
 @pytest.fixture
 def s_server(leaves: dict[str, Leaf], tmp_path: Path) -> Iterator[int]:
     cert, key = leaves["ecdsa-p256"].write(tmp_path, "leaf")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
+    with peer_server(
+        lambda port: [
             need("openssl"),
             "s_server",
             "-accept",
@@ -203,14 +217,9 @@ def s_server(leaves: dict[str, Leaf], tmp_path: Path) -> Iterator[int]:
             "-www",
             "-groups",
             "X25519:P-256:P-384:X448",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_port(port)
-    yield port
-    proc.kill()
-    proc.wait()
+        ]  # fmt: skip
+    ) as port:
+        yield port
 
 
 @pytest.mark.parametrize("suite", list(CipherSuite)[:3], ids=lambda s: s.name)
@@ -398,9 +407,8 @@ def test_python_ssl_tls12_sees_no_downgrade(ca: CertAuthority, leaves: dict[str,
 @pytest.fixture
 def gnutls_serv_without_ems(leaves: dict[str, Leaf], tmp_path: Path) -> Iterator[int]:
     cert, key = leaves["ecdsa-p256"].write(tmp_path, "leaf")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
+    with peer_server(
+        lambda port: [
             need("gnutls-serv"),
             "--http",
             "-p",
@@ -411,14 +419,9 @@ def gnutls_serv_without_ems(leaves: dict[str, Leaf], tmp_path: Path) -> Iterator
             str(key),
             "--priority",
             "NORMAL:-VERS-ALL:+VERS-TLS1.2:%NO_SESSION_HASH",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_port(port)
-    yield port
-    proc.kill()
-    proc.wait()
+        ]  # fmt: skip
+    ) as port:
+        yield port
 
 
 @pytest.mark.parametrize("require_ems", [True, False])
@@ -518,9 +521,11 @@ def test_engine_client_certificate_against_openssl_s_server(
     ca_file = tmp_path / "client-ca.pem"
     ca_file.write_bytes(client_ca.cert.public_bytes(Encoding.PEM))
     cert, key = leaves["ecdsa-p256"].write(tmp_path, "leaf")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
+    config = ClientConfig(
+        trust_roots=(ca.cert,), max_version=version, client_certificate=client_leaf.certified()
+    )
+    with peer_server(
+        lambda port: [
             need("openssl"),
             "s_server",
             "-accept",
@@ -534,18 +539,8 @@ def test_engine_client_certificate_against_openssl_s_server(
             "1",
             "-CAfile",
             str(ca_file),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
-        config = ClientConfig(
-            trust_roots=(ca.cert,), max_version=version, client_certificate=client_leaf.certified()
-        )
+        ]  # fmt: skip
+    ) as port:
         conn, events, body = client_exchange(port, config, "localhost")
-    finally:
-        proc.kill()
-        proc.wait()
     assert conn.negotiated is not None, events
     assert body.startswith(b"HTTP/1.0 200 ok")

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from outwork.tls.clientauth import ClientIdentity
-from outwork.tls.tickets import RotatingTicketKeys, SessionState, open_ticket, seal_ticket
+from outwork.tls.tickets import (
+    MAX_TICKET,
+    RotatingTicketKeys,
+    SessionState,
+    open_ticket,
+    seal_ticket,
+)
 
 NOW = 1_800_000_000.0
 KEYS = RotatingTicketKeys()
@@ -54,3 +62,11 @@ def test_a_tampered_ticket_is_refused(state: SessionState, position: int, flip: 
 def test_client_identity_round_trips(subject: str, sans: list[str], digest: bytes) -> None:
     identity = ClientIdentity(subject, tuple(sans), digest.hex())
     assert ClientIdentity.decode(identity.encode()) == identity
+
+
+def test_ticket_over_the_size_cap_is_refused_even_if_genuine() -> None:
+    state = SessionState(0x0304, 0x1301, bytes(32), int(NOW * 1000), 3600, 1, True, "", "x")
+    ticket = seal_ticket(KEYS, dataclasses.replace(state, client_identity=bytes(MAX_TICKET)), NOW)
+    assert len(ticket) > MAX_TICKET
+    assert open_ticket(KEYS, ticket, NOW) is None
+    assert open_ticket(KEYS, seal_ticket(KEYS, state, NOW), NOW) == state
