@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,16 @@ class Gateway:
     def stderr(self) -> str:
         return self.log_file.read_text()
 
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of the admin /metrics page (0.0 when absent), e.g.
+        `gw.metric("outwork_requests_total", route="api", status="200")`."""
+        return metric_sample(self.scrape(), name, **labels)
+
+    def scrape(self) -> str:
+        assert self.admin_url is not None, "no admin listener in this config"
+        with urllib.request.urlopen(self.admin_url + "/metrics", timeout=5) as resp:
+            return resp.read().decode()
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -88,6 +99,29 @@ class Gateway:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def metric_sample(text: str, name: str, **labels: str) -> float:
+    """A sample's value in a Prometheus text page, parsed by prometheus_client (0.0: absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of a family's samples whose labels include `labels` (0.0: none)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 def gateway_config(backend_url: str, **overrides: Any) -> dict[str, Any]:

@@ -1,14 +1,15 @@
 """The access log: one JSON object per answered request, one line each.
 
     {"time":"2026-11-29T07:30:00.123Z","request_id":"5f0c2a9e41d7-1a","client":"127.0.0.1:50522",
-     "listener":"public","method":"GET","path":"/","status":200,"bytes_sent":123,
-     "duration_ms":1.234,"upstream":"127.0.0.1:9000","tls":{"version":"1.3",...}}
+     "listener":"public","tls_ms":1.875,"method":"GET","path":"/","route":"api","status":200,
+     "bytes_sent":123,"upstream":"127.0.0.1:9000","upstream_ms":0.912,"duration_ms":1.234,
+     "tls":{"version":"1.3",...}}
 
-Cheap on the hot path: the parts that belong to a connection (client, listener, and the whole
-`tls` object with its JA4 and client identity) are serialized once, when the connection is
-made or its handshake completes; a request only formats its own fields into one bytes object
-and hands it to a buffered file, flushed by the gateway's ticker (4 times a second) and at
-shutdown. With the log off, none of this runs.
+Cheap on the hot path: the parts that belong to a connection (client, listener, the TLS
+handshake's duration, and the whole `tls` object with its JA4 and client identity) are
+serialized once, when the connection is made or its handshake completes; a request only
+formats its own fields into one bytes object and hands it to a buffered file, flushed by the
+gateway's ticker (4 times a second) and at shutdown. With the log off, none of this runs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from typing import IO, TYPE_CHECKING
 
 from outwork.policy.load import GROUP_NAMES
+from outwork.proxy.metrics import route_label
 from outwork.tls import events as ev
 from outwork.tls.enums import CipherSuite
 
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from outwork.proxy.exchange import Exchange
 
 BUFFER_SIZE = 64 * 1024
+MAX_ROUTE_NAMES = 4096  # route names whose JSON is kept (routes come from the config)
 
 _GROUP_NAMES = {group: name for name, group in GROUP_NAMES.items()}
 # A request path that can go into a JSON string as it is (the common case); anything else is
@@ -51,21 +54,35 @@ def _text(value: bytes) -> bytes:
     return _json(value.decode("utf-8", "backslashreplace"))
 
 
-def connection_part(client: str, listener: str) -> bytes:
-    """`,"client":...,"listener":...`: made once per connection."""
-    return b',"client":' + _json(client) + b',"listener":' + _json(listener)
+def connection_part(client: str, listener: str, tls_ms: float | None = None) -> bytes:
+    """`,"client":...,"listener":...,"tls_ms":...`: made when the connection is made, and again
+    when its TLS handshake completes (`tls_ms`: from the connection accepted to the handshake
+    complete; null on a plain listener)."""
+    handshake = b"null" if tls_ms is None else b"%.3f" % tls_ms
+    return b',"client":%s,"listener":%s,"tls_ms":%s' % (_json(client), _json(listener), handshake)
+
+
+def tls_names(version: int, suite: object, group: object) -> tuple[str, str, str]:
+    """Names for a handshake's version ("1.3"), cipher suite (IANA) and group (as in the
+    config; "" for none, as with TLS 1.2 RSA key exchange)."""
+    if isinstance(suite, CipherSuite):
+        cipher = suite.name
+    else:
+        name = getattr(suite, "name", None)
+        cipher = "TLS_" + name if name is not None else str(suite)
+    named = _GROUP_NAMES.get(group) if group is not None else None  # type: ignore[call-overload]
+    return _VERSIONS.get(version, hex(version)), cipher, named or ""
 
 
 def tls_part(done: ev.HandshakeComplete) -> bytes:
     """The `tls` object: made once per connection, when its handshake completes."""
-    suite = done.cipher_suite
-    cipher = suite.name if isinstance(suite, CipherSuite) else "TLS_" + suite.name
+    version, cipher, group = tls_names(done.version, done.cipher_suite, done.group)
     identity = done.client_identity
     return _json(
         {
-            "version": _VERSIONS.get(done.version, hex(done.version)),
+            "version": version,
             "cipher": cipher,
-            "group": _GROUP_NAMES.get(done.group) if done.group is not None else None,
+            "group": group or None,
             "ja4": done.ja4,
             "resumed": done.resumed,
             "alpn": done.alpn_protocol,
@@ -88,14 +105,22 @@ class AccessLog:
         self._count = 0
         self._second = -1
         self._second_text = b""
+        self._routes: dict[str, bytes] = {}  # route name -> its JSON string, made once
 
     def log(self, ex: Exchange, connection: bytes, tls: bytes) -> None:
         now = time.time()
+        done = time.monotonic()  # the exchange's timestamps are monotonic
         second = int(now)
         if second != self._second:
             self._second = second
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode()
-        self._count += 1
+        # The id sent upstream as X-Request-Id when routing set one; else a local one.
+        given = getattr(ex, "request_id", None)
+        if given:
+            request_id = _text(given if isinstance(given, bytes) else given.encode())
+        else:
+            self._count += 1
+            request_id = b'"%s%x"' % (self._id_prefix, self._count)
         head = ex.head
         if head is not None:
             method = _METHODS.get(head.method) or _text(head.method)
@@ -105,22 +130,31 @@ class AccessLog:
             path = b'"' + path + b'"' if _PLAIN.fullmatch(path) else _text(path)
         else:
             method = path = b"null"
-        duration = (now - ex.started) * 1000 if ex.started else 0.0
+        route = route_label(ex)
+        route_json = self._routes.get(route)
+        if route_json is None:
+            route_json = _json(route)
+            if len(self._routes) < MAX_ROUTE_NAMES:
+                self._routes[route] = route_json
+        started = ex.started
+        upstream_at = ex.upstream_at
+        upstream_ms = b"%.3f" % ((upstream_at - started) * 1000) if upstream_at else b"null"
         line = (
-            b'{"time":"%s.%03dZ","request_id":"%s%x"%s,"method":%s,"path":%s,"status":%d,'
-            b'"bytes_sent":%d,"duration_ms":%.3f,"upstream":%s,"tls":%s}\n'
+            b'{"time":"%s.%03dZ","request_id":%s%s,"method":%s,"path":%s,"route":%s,"status":%d,'
+            b'"bytes_sent":%d,"upstream":%s,"upstream_ms":%s,"duration_ms":%.3f,"tls":%s}\n'
             % (
                 self._second_text,
                 int((now - second) * 1000),
-                self._id_prefix,
-                self._count,
+                request_id,
                 connection,
                 method,
                 path,
+                route_json,
                 ex.status,
                 ex.bytes_sent,
-                duration if duration > 0.0 else 0.0,
                 ex.target,
+                upstream_ms,
+                max((done - started) * 1000, 0.0),
                 tls,
             )
         )

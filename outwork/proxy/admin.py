@@ -1,6 +1,17 @@
-"""The admin listener (plain HTTP, loopback by default): /healthz and /metrics.
+"""The admin listener (plain HTTP, loopback by default): /healthz, /readyz and /metrics.
 
-Deliberately tiny: one request per connection, GET only, answered and closed.
+Deliberately tiny and bounded: one request per connection, GET or HEAD only, a request head of
+at most 8 KiB, answered and closed; at most `MAX_ADMIN_CONNECTIONS` open at once, each closed
+after `ADMIN_TIMEOUT` seconds whatever it sent.
+
+- `/healthz`: 200 while the process runs its event loop (liveness).
+- `/readyz`: 200 once the listeners serve and the config is loaded; 503 while starting (with
+  `workers: N`: until every worker of the first generation is ready) and from the moment the
+  gateway is asked to stop (SIGTERM/SIGINT: draining). A reload does not make it 503: the old
+  config keeps serving until the new one does. Upstreams without a healthy target are listed
+  in the body but do not change the status: other routes may still work, and taking the whole
+  gateway out of a load balancer would turn one backend's outage into a total one.
+- `/metrics`: Prometheus text format (see `metrics.py`), summed over all workers.
 """
 
 from __future__ import annotations
@@ -8,22 +19,90 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, cast
 
+from prometheus_client.exposition import generate_latest
+
+from outwork.proxy import metrics_share
+from outwork.proxy.metrics import CONTENT_TYPE, Metrics, Snapshot, SnapshotCollector
+
 if TYPE_CHECKING:
     from outwork.proxy.server import GatewayState
 
 MAX_ADMIN_REQUEST = 8 * 1024
+MAX_ADMIN_CONNECTIONS = 32  # scrapers and probes; more at once is a client bug or an attack
+ADMIN_TIMEOUT = 5.0  # seconds a connection may stay open
+
+_REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+
+
+class Admin:
+    """What the admin listener reports on: shared by its connections, owned by `serve`."""
+
+    def __init__(self, metrics: Metrics, current: list[GatewayState], run_dir: str | None) -> None:
+        self.metrics = metrics  # one object for all configs this process loads (reloads)
+        self.current = current  # [the state new connections get]; replaced by a reload
+        self.run_dir = run_dir  # the supervisor's run directory with `workers: N`, else None
+        self.serving = False  # listeners bound and the config loaded
+        self.stopping = False  # SIGTERM/SIGINT received
+        self.connections = 0
+
+    def snapshot(self) -> Snapshot:
+        own = self.metrics.snapshot(self.current[0].pools.values())
+        if self.run_dir is None:
+            return own
+        return metrics_share.gather(self.run_dir, own)
+
+    def metrics_page(self) -> bytes:
+        snapshot = self.snapshot()
+        return generate_latest(SnapshotCollector(lambda: snapshot))
+
+    def readiness(self) -> tuple[int, bytes]:
+        run_dir = self.run_dir
+        if self.stopping or (run_dir is not None and metrics_share.marked(run_dir, "stopping")):
+            return 503, b"stopping\n"
+        if not self.serving or (run_dir is not None and not metrics_share.marked(run_dir, "ready")):
+            return 503, b"starting\n"
+        lines = [b"ready\n"]
+        for name, pool in self.current[0].pools.items():
+            if not any(pool.healthy):
+                lines.append(b"upstream %s: no healthy target\n" % name.encode())
+        return 200, b"".join(lines)
 
 
 class AdminProtocol(asyncio.Protocol):
-    def __init__(self, state: GatewayState) -> None:
-        self.state = state
+    def __init__(self, admin: Admin) -> None:
+        self.admin = admin
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
+        self._counted = False
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        if self.admin.connections >= MAX_ADMIN_CONNECTIONS:
+            self.transport.abort()
+            return
+        self.admin.connections += 1
+        self._counted = True
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(ADMIN_TIMEOUT, self.transport.abort)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            self.admin.connections -= 1
+        if self._timer is not None:
+            self._timer.cancel()
 
     def data_received(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
         self.buffer += data
         end = self.buffer.find(b"\r\n\r\n")
         if end < 0:
@@ -36,27 +115,30 @@ class AdminProtocol(asyncio.Protocol):
             self._answer(400, b"bad request\n")
             return
         method, target = parts[0], parts[1].split(b"?", 1)[0]
+        head_only = method == b"HEAD"
         if method not in (b"GET", b"HEAD"):
             self._answer(405, b"method not allowed\n")
         elif target == b"/healthz":
-            self._answer(200, b"ok\n")
+            self._answer(200, b"ok\n", head_only=head_only)
+        elif target == b"/readyz":
+            status, body = self.admin.readiness()
+            self._answer(status, body, head_only=head_only)
         elif target == b"/metrics":
-            self._answer(
-                200, self.state.metrics.render(), b"text/plain; version=0.0.4; charset=utf-8"
-            )
+            self._answer(200, self.admin.metrics_page(), CONTENT_TYPE, head_only=head_only)
         else:
-            self._answer(404, b"not found\n")
+            self._answer(404, b"not found\n", head_only=head_only)
 
-    def _answer(self, status: int, body: bytes, ctype: bytes = b"text/plain") -> None:
+    def _answer(
+        self, status: int, body: bytes, ctype: bytes = b"text/plain", head_only: bool = False
+    ) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        reasons = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed"}
         head = b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n" % (
             status,
-            reasons.get(status, b"Error"),
+            _REASONS.get(status, b"Error"),
             ctype,
             len(body),
         )
-        transport.write(head + b"connection: close\r\n\r\n" + body)
+        transport.write(head + b"connection: close\r\n\r\n" + (b"" if head_only else body))
         transport.close()

@@ -52,6 +52,7 @@ class ClientProtocol(asyncio.Protocol):
         self._access = state.access_log  # None when the access log is off
         self._log_connection = b""  # the access log's per-connection parts, made once
         self._log_tls = b"null"
+        self._accepted = 0.0  # time.monotonic() at accept (TLS listeners: for the handshake time)
         limits = state.config.limits
         self._reader = RequestReader(
             self, limits.max_request_head, limits.max_headers, limits.max_request_body
@@ -87,6 +88,7 @@ class ClientProtocol(asyncio.Protocol):
         if self.listener.tls is not None:
             assert state.server_connection is not None
             self._tls = state.server_connection(self.listener.tls)
+            self._accepted = time.monotonic()
 
     def data_received(self, data: bytes) -> None:
         self._batch += 1
@@ -149,9 +151,14 @@ class ClientProtocol(asyncio.Protocol):
             if kind is ev.ApplicationData:
                 self._received_plain(event.data)
             elif kind is ev.HandshakeComplete:
-                state.metrics.handshakes_completed[self.listener.name] += 1
+                state.metrics.handshakes_completed[
+                    (self.listener.name, event.version, event.cipher_suite, event.group)
+                ] += 1
                 if self._access is not None:
                     self._log_tls = access_log.tls_part(event)
+                    self._log_connection = access_log.connection_part(
+                        self.peer, self.listener.name, (time.monotonic() - self._accepted) * 1000
+                    )
             elif kind is ev.HeartbleedProbe:
                 state.security_log.emit(
                     "tls.heartbleed_probe",
@@ -215,8 +222,6 @@ class ClientProtocol(asyncio.Protocol):
                 self._answer(reading, exc.status)
             return
         ex = Exchange(self, None, None, exc.status)
-        if self._access is not None:
-            ex.started = time.time()
         self._queue.append(ex)
         if len(self._queue) == 1:
             self._start(ex)
@@ -230,8 +235,6 @@ class ClientProtocol(asyncio.Protocol):
             ex = Exchange(self, head, None, 404)
         else:
             ex = Exchange(self, head, state.pools[upstream])
-        if self._access is not None:
-            ex.started = time.time()
         self._reading = ex
         if head.framing is Framing.NONE:
             self._phase = _WAIT
@@ -297,7 +300,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def _response_done(self, ex: Exchange) -> None:
         ex.response_done = True
-        self.state.metrics.requests[ex.status] += 1
+        self.state.metrics.request_done(ex, time.monotonic())
         if self._access is not None:
             self._access.log(ex, self._log_connection, self._log_tls)
         if not ex.keep_alive:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from outwork.http.messages import Framing, RequestHead
@@ -33,7 +34,9 @@ class Exchange:
         "retried",
         "target",
         "started",
+        "upstream_at",
         "bytes_sent",
+        "route",
     )
 
     def __init__(
@@ -60,8 +63,12 @@ class Exchange:
         self.cancelled = False  # the client went away
         self.retried = False
         self.target = b"null"  # the upstream target, as JSON for the access log
-        self.started = 0.0  # wall-clock time of the request head (set when the log is on)
+        # time.monotonic() when the request head was read, and when the upstream's response head
+        # arrived (0.0: none), for the latency metrics and the access log.
+        self.started = time.monotonic()
+        self.upstream_at = 0.0
         self.bytes_sent = 0  # response bytes written for this exchange (head and body)
+        self.route = ""  # the matched route's name, set by routing ("": none matched)
 
     def retryable(self) -> bool:
         """Safe to send again on a fresh connection (a reused one was closed under us)."""

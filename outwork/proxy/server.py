@@ -12,8 +12,9 @@ from typing import Any
 
 from outwork.http.messages import RequestHead
 from outwork.policy.config import Address, GatewayConfig, ListenerConfig
+from outwork.proxy import metrics_share
 from outwork.proxy.access_log import AccessLog
-from outwork.proxy.admin import AdminProtocol
+from outwork.proxy.admin import Admin, AdminProtocol
 from outwork.proxy.clock import Clock
 from outwork.proxy.connection import ClientProtocol
 from outwork.proxy.metrics import Metrics
@@ -22,6 +23,8 @@ from outwork.proxy.security_events import SecurityEventLog
 from outwork.proxy.upstream import UpstreamPool
 
 TICK_SECONDS = 0.25
+# With `workers: N`, a worker publishes its metrics for the admin's sum every this many ticks.
+PUBLISH_TICKS = 4
 # A draining connection that is idle is closed after this many seconds (a request already on its
 # way is answered instead of being cut).
 DRAIN_IDLE_GRACE = 1.0
@@ -32,11 +35,17 @@ DRAIN_TIMEOUT = 30.0
 class GatewayState:
     """What all connections of one gateway share; built once per config load."""
 
-    def __init__(self, config: GatewayConfig, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        loop: asyncio.AbstractEventLoop,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.config = config
         self.loop = loop
         self.clock = Clock(loop)
-        self.metrics = Metrics()
+        # Kept across reloads (passed in): counters only grow while the process runs.
+        self.metrics = metrics if metrics is not None else Metrics()
         self.security_log = SecurityEventLog(config.security_events, self.metrics)
         self.access_log = AccessLog(config.access_log) if config.access_log else None
         self.router = Router(config.routes)
@@ -141,6 +150,7 @@ async def serve(
     *,
     worker: bool = False,
     on_ready: Callable[[], None] | None = None,
+    run_dir: str | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT.
 
@@ -150,11 +160,14 @@ async def serve(
     A worker (`worker=True`, forked by the supervisor in `workers.py`) binds with SO_REUSEPORT,
     ignores SIGHUP (the supervisor reloads by replacing workers) and on SIGTERM drains: stops
     accepting, answers what is in flight (with `Connection: close`), closes idle connections,
-    returns when none is left (or after `DRAIN_TIMEOUT`).
+    returns when none is left (or after `DRAIN_TIMEOUT`). Its metrics go to `run_dir` (see
+    `metrics_share.py`) about once a second and when it exits. The admin listener stays open
+    until the end, so /readyz can say 503 while connections drain.
     """
     loop = asyncio.get_running_loop()
+    metrics = Metrics()
     try:
-        state = GatewayState(config, loop)
+        state = GatewayState(config, loop, metrics)
         _prepare_ticket_keys(config)
     except (OSError, RuntimeError) as exc:
         raise SystemExit(f"outwork: cannot start: {exc}") from None
@@ -162,6 +175,8 @@ async def serve(
     draining: set[GatewayState] = set()
     retiring: set[asyncio.Task[None]] = set()
     servers: list[asyncio.Server] = []
+    admin = Admin(metrics, current, run_dir)
+    admin_server: asyncio.Server | None = None
     try:
         for listener in config.listeners:
             name = listener.name
@@ -176,16 +191,16 @@ async def serve(
             servers.append(server)
             log(f"listener {listener.name} on {_url(listener, server.sockets[0].getsockname())}")
         if config.admin is not None:
-            admin = await loop.create_server(
-                lambda: AdminProtocol(current[0]),
+            admin_server = await loop.create_server(
+                lambda: AdminProtocol(admin),
                 config.admin.host,
                 config.admin.port,
                 reuse_address=True,
                 reuse_port=worker or None,
             )
-            servers.append(admin)
-            host, port = admin.sockets[0].getsockname()[:2]
-            log(f"admin on http://{Address(str(host), int(port))} (/healthz, /metrics)")
+            host, port = admin_server.sockets[0].getsockname()[:2]
+            address = Address(str(host), int(port))
+            log(f"admin on http://{address} (/healthz, /readyz, /metrics)")
     except OSError as exc:
         for server in servers:
             server.close()
@@ -211,7 +226,7 @@ async def serve(
             log("reload refused: listeners or admin changed (needs workers >= 2 or a restart)")
             return
         try:
-            new_state = GatewayState(new_config, loop)
+            new_state = GatewayState(new_config, loop, metrics)
             _prepare_ticket_keys(new_config)
         except (OSError, RuntimeError) as exc:
             log(f"reload refused: {exc}")
@@ -235,20 +250,31 @@ async def serve(
     else:
         loop.add_signal_handler(signal.SIGHUP, reload)
 
+    def publish() -> None:
+        if run_dir is not None:
+            metrics_share.publish(run_dir, metrics.snapshot(current[0].pools.values()))
+
     async def ticker() -> None:
+        ticks = 0
         while True:
             await asyncio.sleep(TICK_SECONDS)
             current[0].tick()
             for old in list(draining):
                 old.tick()
+            ticks += 1
+            if ticks % PUBLISH_TICKS == 0:
+                publish()
 
     state.clock.tick()
     tick_task = loop.create_task(ticker())
+    admin.serving = True
+    publish()
     log("ready")
     if on_ready is not None:
         on_ready()
     await stop.wait()
     log("stopping")
+    admin.stopping = True
     for server in servers:
         server.close()
     if worker:
@@ -268,6 +294,9 @@ async def serve(
         if old.access_log is not None:
             old.access_log.close()
     tick_task.cancel()
+    publish()  # the last counts, for the supervisor to keep once this worker is gone
+    if admin_server is not None:
+        admin_server.close()
 
 
 def _client(state: GatewayState, listener_name: str) -> ClientProtocol:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import time
 from typing import TYPE_CHECKING, cast
 
 from outwork.http import serialize
@@ -173,6 +174,7 @@ class UpstreamConnection(asyncio.Protocol):
     def on_response_head(self, head: ResponseHead) -> None:
         ex = self.exchange
         if ex is not None:
+            ex.upstream_at = time.monotonic()
             ex.client.response_head(ex, head)
 
     def on_response_body(self, data: bytes) -> None:
@@ -232,6 +234,8 @@ class UpstreamPool:
         self.host_lines = [b"host: %s\r\n" % str(a).encode() for a in config.targets]
         self.log_names = [json.dumps(str(a)).encode() for a in config.targets]
         self.active: set[UpstreamConnection] = set()
+        # Per target: in rotation (maintained by health checks; read by /metrics).
+        self.healthy = [True] * len(config.targets)
         self._next = 0
         self._tasks: set[asyncio.Task[None]] = set()
 

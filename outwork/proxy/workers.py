@@ -10,8 +10,10 @@ but keeps nothing from it: each worker loads the config itself after the fork, s
 signers, ticket keys, upstream pools and logs belong to the process that uses them. A port 0 in
 the config is resolved once by the supervisor, which keeps a bound (not listening) SO_REUSEPORT
 socket per listener so the port stays reserved and every worker, also a replacement or a
-reloaded one, binds the same port. The admin listener runs in worker 0 only: `/metrics` counts
-that worker's traffic.
+reloaded one, binds the same port. The admin listener runs in worker 0 only; its `/metrics`
+sums the counters of all workers, which each worker publishes about once a second to a run
+directory the supervisor owns (see `metrics_share.py`; the supervisor keeps the counters of the
+workers that exit there too).
 
 Signals to the supervisor:
 - SIGTERM / SIGINT: forwarded as SIGTERM; each worker stops accepting, answers what is in flight
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from outwork.policy.config import Address, GatewayConfig
 from outwork.policy.load import load_config
 from outwork.policy.source import ConfigError
+from outwork.proxy import metrics_share
 
 RESPAWN_DELAY = 1.0  # seconds before replacing a worker that died before it was ready
 KILL_AFTER = 40.0  # seconds after SIGTERM before a worker still alive is killed
@@ -70,6 +73,7 @@ class Supervisor:
         self.started_ok = False  # every worker of the first generation became ready once
         self.start_failed = False
         self._resolve(config)
+        self.run_dir = metrics_share.make_run_dir()  # workers' metrics; removed when we stop
 
     # addresses
 
@@ -117,7 +121,9 @@ class Supervisor:
                 for w in self.workers.values():
                     os.close(w.ready_fd)
                 admin = self.admin if slot == 0 else None
-                code = _worker_main(self.path, slot, write_fd, dict(self.addresses), admin)
+                code = _worker_main(
+                    self.path, slot, write_fd, dict(self.addresses), admin, self.run_dir
+                )
             except SystemExit as exc:
                 if exc.code not in (None, 0):
                     print(exc.code, file=sys.stderr, flush=True)
@@ -164,7 +170,7 @@ class Supervisor:
         for name, address in self.addresses.items():
             self.log(f"listener {name} on {_SCHEMES.get(name, 'http')}://{address}")
         if self.admin is not None:
-            self.log(f"admin on http://{self.admin} (/healthz, /metrics; worker 0's metrics)")
+            self.log(f"admin on http://{self.admin} (/healthz, /readyz, /metrics of all workers)")
         self._start_generation(self.generation)
         announced = False
         stopping = False
@@ -175,6 +181,7 @@ class Supervisor:
                     self._reload()
                 elif signum in (signal.SIGTERM, signal.SIGINT) and not stopping:
                     stopping = True
+                    metrics_share.mark(self.run_dir, metrics_share.STOPPING)  # /readyz: 503
                     self.log("stopping")
                     self.respawn.clear()
                     for worker in list(self.workers.values()):
@@ -186,11 +193,13 @@ class Supervisor:
             current = [w for w in self.workers.values() if w.generation == self.generation]
             if not announced and len(current) == self.count and all(w.ready for w in current):
                 announced = self.started_ok = True
+                metrics_share.mark(self.run_dir, metrics_share.READY)
                 self.log("ready")
             if self.start_failed and not stopping:
                 # A worker that cannot start at all (a port taken, an unusable key file) would
                 # fail the same way again: give up instead of respawning forever.
                 stopping = True
+                metrics_share.mark(self.run_dir, metrics_share.STOPPING)
                 self.log("cannot start: a worker failed before it was ready")
                 for worker in list(self.workers.values()):
                     self._stop(worker)
@@ -211,6 +220,7 @@ class Supervisor:
                 pass
         for sock in self.placeholders.values():
             sock.close()
+        metrics_share.remove_run_dir(self.run_dir)
         self.log("stopped")
         return 1 if self.start_failed else 0
 
@@ -237,6 +247,10 @@ class Supervisor:
             if worker is None:
                 continue
             os.close(worker.ready_fd)
+            try:
+                metrics_share.retire(self.run_dir, pid)  # its counters stay in the sum
+            except (OSError, ValueError) as exc:
+                self.log(f"metrics of worker {worker.slot} (pid {pid}) lost: {exc}")
             code = os.waitstatus_to_exitcode(status)
             how = f"exited {code}" if code >= 0 else f"killed by signal {-code}"
             if worker.stopping:
@@ -319,7 +333,12 @@ _SCHEMES: dict[str, str] = {}
 
 
 def _worker_main(
-    path: str, slot: int, ready_fd: int, addresses: dict[str, Address], admin: Address | None
+    path: str,
+    slot: int,
+    ready_fd: int,
+    addresses: dict[str, Address],
+    admin: Address | None,
+    run_dir: str,
 ) -> int:
     """A worker: load the config (keys, ticket keys, pools are made here), serve, drain."""
     import asyncio
@@ -352,7 +371,7 @@ def _worker_main(
         os.close(ready_fd)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(config, log, worker=True, on_ready=ready))
+        runner.run(serve(config, log, worker=True, on_ready=ready, run_dir=run_dir))
     return 0
 
 

@@ -32,12 +32,15 @@ ACCESS_FIELDS = [
     "request_id",
     "client",
     "listener",
+    "tls_ms",
     "method",
     "path",
+    "route",
     "status",
     "bytes_sent",
-    "duration_ms",
     "upstream",
+    "upstream_ms",
+    "duration_ms",
     "tls",
 ]
 TLS_FIELDS = [
@@ -173,8 +176,12 @@ def test_access_log_line_format(
         200,
     )
     assert line["bytes_sent"] > int(result.stdout)  # the head and the body
-    assert 0 <= line["duration_ms"] < 5000
+    assert line["route"] == "backend"  # no route name: counted under its upstream's
     assert line["upstream"] == backend.address
+    # Each duration is part of the next: the handshake came before the request was read,
+    # the upstream answered before the response was complete.
+    assert line["tls_ms"] > 0 and line["upstream_ms"] > 0
+    assert line["upstream_ms"] <= line["duration_ms"]
     tls = line["tls"]
     assert list(tls) == TLS_FIELDS
     assert tls["version"] == "1.3"
@@ -204,8 +211,13 @@ def test_access_log_on_a_plain_listener_and_gateway_answers(
         ("/nothing", 404, None),
         ('/api/"q"', 200, backend.address),
     ]
-    assert all(x["tls"] is None for x in lines)
+    assert all(x["tls"] is None and x["tls_ms"] is None for x in lines)
     assert len({x["request_id"] for x in lines}) == 3
+    assert [x["route"] for x in lines] == ["backend", "none", "backend"]
+    # The 404 never went upstream: no upstream time; the others have one within the total.
+    assert lines[1]["upstream_ms"] is None and lines[1]["duration_ms"] >= 0
+    for x in (lines[0], lines[2]):
+        assert 0 < x["upstream_ms"] <= x["duration_ms"]
 
 
 def test_min_version_13_refuses_tls12_and_the_event_has_the_ja4(

@@ -29,7 +29,7 @@ def test_heartbleed_probe_line_format(tmp_path: Path) -> None:
     assert event["event"] == "tls.heartbleed_probe"
     assert event["peer"] == "127.0.0.1:5555" and event["listener"] == "public"
     assert event["detail"] == detail
-    assert 'outwork_security_events_total{event="tls.heartbleed_probe"} 1' in (
+    assert 'outwork_security_events_total{event="tls.heartbleed_probe"} 1.0' in (
         metrics.render().decode()
     )
 
@@ -55,6 +55,6 @@ def test_lines_are_rate_limited_but_all_counted(tmp_path: Path) -> None:
     assert len(lines) == 6
     assert metrics.security_events["tls.handshake_failed"] == 50
     assert metrics.security_events_dropped["tls.handshake_failed"] == 45
-    assert 'outwork_security_events_dropped_total{event="tls.handshake_failed"} 45' in (
+    assert 'outwork_security_events_dropped_total{event="tls.handshake_failed"} 45.0' in (
         metrics.render().decode()
     )

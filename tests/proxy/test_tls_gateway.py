@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import ROOT, Backend, Gateway, gateway_config
+from tests.conftest import ROOT, Backend, Gateway, gateway_config, metric_sum
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
@@ -76,10 +76,7 @@ def test_curl_gets_the_backend_body_over_tls13(tls_gateway: Gateway, tmp_path: P
     )
     assert result.stdout == b"POST /a\n" + b"z" * 300000
     assert tls_gateway.urls["plain"].startswith("http://")
-    metrics = subprocess.run(
-        ["curl", "-s", f"{tls_gateway.admin_url}/metrics"], capture_output=True
-    ).stdout.decode()
-    assert 'outwork_tls_handshakes_total{listener="public"} 2' in metrics
+    assert metric_sum(tls_gateway.scrape(), "outwork_tls_handshakes_total", listener="public") == 2
 
 
 def test_failed_handshakes_are_counted_and_logged(tls_gateway: Gateway, tmp_path: Path) -> None:
@@ -103,9 +100,6 @@ def test_failed_handshakes_are_counted_and_logged(tls_gateway: Gateway, tmp_path
         assert re.match(r"^127\.0\.0\.1:\d+$", line["peer"])
         assert set(line["detail"]) == {"alert", "reason", "ja4"}
         assert line["detail"]["ja4"] is None  # no ClientHello was parsed
-    metrics = subprocess.run(
-        ["curl", "-s", f"{tls_gateway.admin_url}/metrics"], capture_output=True
-    ).stdout.decode()
     alert = lines[0]["detail"]["alert"]
-    assert f'outwork_tls_handshake_failures_total{{alert="{alert}"}} 3' in metrics
+    assert tls_gateway.metric("outwork_tls_handshake_failures_total", alert=alert) == 3
     assert "Traceback" not in tls_gateway.stderr()
