@@ -64,9 +64,16 @@ class Admin:
 
     def readiness(self) -> tuple[int, bytes]:
         run_dir = self.run_dir
-        if self.stopping or (run_dir is not None and metrics_share.marked(run_dir, "stopping")):
+        if run_dir is None:
+            stopping, ready = self.stopping, self.serving
+        else:
+            # The gateway's state, kept by the supervisor: a worker of an older generation
+            # drains after a reload while the new ones serve, and the gateway stays ready.
+            stopping = metrics_share.marked(run_dir, metrics_share.STOPPING)
+            ready = self.serving and metrics_share.marked(run_dir, metrics_share.READY)
+        if stopping:
             return 503, b"stopping\n"
-        if not self.serving or (run_dir is not None and not metrics_share.marked(run_dir, "ready")):
+        if not ready:
             return 503, b"starting\n"
         lines = [b"ready\n"]
         for name, pool in self.current[0].pools.items():

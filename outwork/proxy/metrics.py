@@ -172,11 +172,13 @@ class Histogram:
         self.series: dict[Hashable, list[float]] = {}
 
     def observe(self, key: Hashable, value: float) -> None:
-        series = self.series.get(key)
-        if series is None:
-            series = self.series[key] = [0] * (len(self.bounds) + 2)
+        series = self.series.get(key) or self.start(key)
         series[bisect_left(self.bounds, value)] += 1  # `le` is inclusive: bisect_left
         series[-1] += value
+
+    def start(self, key: Hashable) -> list[float]:
+        series = self.series[key] = [0] * (len(self.bounds) + 2)
+        return series
 
 
 def route_label(ex: Exchange) -> str:
@@ -207,12 +209,27 @@ class Metrics:
         self.upstream_errors: Counter[str] = Counter()  # by "upstream/kind"
 
     def request_done(self, ex: Exchange, now: float) -> None:
-        """Count an answered exchange; `now` is `time.monotonic()` at its last byte."""
-        route = route_label(ex)
+        """Count an answered exchange; `now` is `time.monotonic()` at its last byte. The route
+        is as in `route_label`."""
+        # Histogram.observe inlined (once per request: the method calls cost a third).
+        route = ex.route
+        if not route:
+            pool = ex.pool
+            route = pool.config.name if pool is not None else "none"
         self.requests[(route, ex.status)] += 1
-        self.request_seconds.observe(route, now - ex.started)
-        if ex.upstream_at:
-            self.upstream_seconds.observe(route, ex.upstream_at - ex.started)
+        started = ex.started
+        histogram = self.request_seconds
+        series = histogram.series.get(route) or histogram.start(route)
+        value = now - started
+        series[bisect_left(LATENCY_BUCKETS, value)] += 1
+        series[-1] += value
+        upstream_at = ex.upstream_at
+        if upstream_at:
+            histogram = self.upstream_seconds
+            series = histogram.series.get(route) or histogram.start(route)
+            value = upstream_at - started
+            series[bisect_left(LATENCY_BUCKETS, value)] += 1
+            series[-1] += value
 
     def snapshot(self, pools: Iterable[UpstreamPool] = ()) -> Snapshot:
         """This process's values, labelled, ready to be summed with other workers'."""

@@ -88,7 +88,7 @@ def _read_retired(run_dir: str) -> _Retired:
         return _Retired()
     try:
         return msgspec.json.decode(data, type=_Retired)
-    except msgspec.ValidationError:
+    except msgspec.DecodeError:  # also a torn or foreign file
         return _Retired()
 
 
@@ -134,7 +134,7 @@ def retire(run_dir: str, pid: int) -> None:
         return
     try:
         worker = msgspec.json.decode(data, type=_WorkerFile)
-    except msgspec.ValidationError:
+    except msgspec.DecodeError:  # also a torn or foreign file
         worker = None
     if worker is not None:
         retired = _read_retired(run_dir)
@@ -163,7 +163,7 @@ def gather(run_dir: str, own: Snapshot) -> Snapshot:
                 continue  # retired meanwhile: the generation check below reads again
             try:
                 worker = msgspec.json.decode(data, type=_WorkerFile)
-            except msgspec.ValidationError:
+            except msgspec.DecodeError:  # also a torn or foreign file
                 continue
             if worker.pid == pid:
                 continue  # this worker: its live values are already in
