@@ -162,6 +162,17 @@ def test_tls_handshakes_by_version_suite_group_and_probes(
     assert line["tls"]["group"] == "x25519" and line["tls_ms"] > 0
 
 
+def test_counters_carry_on_across_a_reload(gateway: Gateway) -> None:
+    for i in range(3):
+        assert get(gateway.url, f"/{i}")[0] == 200
+    gateway.proc.send_signal(signal.SIGHUP)  # one process: a new config state, same counters
+    wait_for(lambda: "outwork: reloaded" in gateway.stderr())
+    assert get(gateway.url, "/after")[0] == 200
+    text = gateway.scrape()
+    assert metric_sample(text, "outwork_requests_total", route="backend", status="200") == 4
+    assert metric_sample(text, "outwork_request_duration_seconds_count", route="backend") == 4
+
+
 def test_healthz_readyz_and_head(gateway: Gateway) -> None:
     assert get(gateway.admin_url or "", "/healthz") == (200, b"ok\n")
     assert get(gateway.admin_url or "", "/readyz") == (200, b"ready\n")
