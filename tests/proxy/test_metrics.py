@@ -112,19 +112,26 @@ def test_upstream_health_and_errors(
     make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway]
 ) -> None:
     up, down = make_backend("up"), make_backend("down")
-    gw = make_gateway(gateway_config(up.url, upstreams={"backend": {"targets": [up.url]}}))
-    text = gw.scrape()
-    assert metric_sample(text, "outwork_upstream_healthy", upstream="backend", target=up.address)
-    down_url = down.url
+    dead = down.address
     down.stop()  # nothing listens there any more: a connect error
-    gw2 = make_gateway(gateway_config(down_url), name="down.yaml")
-    assert get(gw2.url, "/")[0] == 502
-    target = down_url.removeprefix("http://")
-    text = gw2.scrape()
-    assert metric_sample(text, "outwork_upstream_errors_total", upstream="backend", kind="connect")
-    # Health checks (the upstream helper's) are what take a target out of rotation; a
-    # failed request alone does not.
-    assert metric_sample(text, "outwork_upstream_healthy", upstream="backend", target=target) == 1
+    gw = make_gateway(
+        gateway_config(
+            up.url,
+            routes=[
+                {"match": {"path_prefix": "/dead"}, "upstream": "dead"},
+                {"match": {"path_prefix": "/"}, "upstream": "backend"},
+            ],
+            upstreams={"backend": {"targets": [up.url]}, "dead": {"targets": [f"http://{dead}"]}},
+        )
+    )
+    assert get(gw.url, "/dead")[0] == 502
+    assert get(gw.url, "/")[0] == 200
+    text = gw.scrape()
+    errors = metric_sample(text, "outwork_upstream_errors_total", upstream="dead", kind="connect")
+    assert errors == 1
+    healthy = metric_sample(text, "outwork_upstream_healthy", upstream="backend", target=up.address)
+    assert healthy == 1
+    assert metric_sample(text, "outwork_requests_total", route="dead", status="502") == 1
 
 
 def test_tls_handshakes_by_version_suite_group_and_probes(
