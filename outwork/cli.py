@@ -34,6 +34,12 @@ def _pid_file(config_path: str, pid_file: str | None) -> Path:
     return Path(pid_file) if pid_file else Path(config_path).with_suffix(".pid")
 
 
+def _warn(warnings: tuple[str, ...]) -> None:
+    """Settings that are accepted but weaken security: on stderr, every time the config is read."""
+    for warning in warnings:
+        click.secho(warning, err=True, fg="yellow", bold=True)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="outwork")
 def main() -> None:
@@ -45,11 +51,12 @@ def main() -> None:
 def check(config_path: str) -> None:
     """Validate a config file: print `ok`, or each problem with its line; exit 1 on problems."""
     try:
-        load_config(config_path)
+        config = load_config(config_path)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(problem.format(), err=True)
         sys.exit(1)
+    _warn(config.warnings)
     click.echo("ok")
 
 
@@ -64,6 +71,7 @@ def serve(config_path: str, pid_file: str | None) -> None:
         for problem in exc.problems:
             click.echo(problem.format(), err=True)
         sys.exit(1)
+    _warn(config.warnings)
     pid_path: Path | None = _pid_file(config_path, pid_file)
     assert pid_path is not None
     try:
@@ -95,12 +103,13 @@ def serve(config_path: str, pid_file: str | None) -> None:
 def reload(config_path: str, pid_file: str | None) -> None:
     """Check the config, then ask the running gateway (its pid file) to reload it."""
     try:
-        load_config(config_path)
+        config = load_config(config_path)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(problem.format(), err=True)
         click.echo("outwork: not reloaded: the config has errors", err=True)
         sys.exit(1)
+    _warn(config.warnings)
     pid_path = _pid_file(config_path, pid_file)
     try:
         pid = int(pid_path.read_text().strip())

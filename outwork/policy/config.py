@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from outwork.tls.config import ServerConfig
+from outwork.tls.config import ClientConfig, ServerConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,16 @@ class RouteConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamTlsConfig:
+    """TLS to an upstream's targets: the engine's client config, and the name to ask for."""
+
+    client: ClientConfig
+    # SNI and the name checked in the certificate; None: each target's own host.
+    server_name: str | None = None
+    session_resumption: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     name: str
     targets: tuple[Address, ...]
@@ -38,6 +48,7 @@ class UpstreamConfig:
     read_timeout: float
     max_idle_connections: int
     idle_timeout: float
+    tls: UpstreamTlsConfig | None = None  # None: plain HTTP (http:// targets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +71,5 @@ class GatewayConfig:
     admin: Address | None
     limits: Limits
     workers: int = 1  # processes; 1: no supervisor
+    # Accepted but dangerous settings (`file:line: path: warning: ...`), printed by check/serve.
+    warnings: tuple[str, ...] = ()

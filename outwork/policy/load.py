@@ -24,6 +24,7 @@ from outwork.policy.config import (
     ListenerConfig,
     RouteConfig,
     UpstreamConfig,
+    UpstreamTlsConfig,
 )
 from outwork.policy.schema import (
     ConfigSpec,
@@ -32,11 +33,12 @@ from outwork.policy.schema import (
     SessionTicketsSpec,
     TlsSpec,
     UpstreamSpec,
+    UpstreamTlsSpec,
 )
 from outwork.policy.source import ConfigError, Problem, Source, load_yaml
 from outwork.policy.source import Path as KeyPath
 from outwork.tls.clientauth import ClientAuth
-from outwork.tls.config import DEFAULT_GROUPS, CertifiedKey, ServerConfig
+from outwork.tls.config import DEFAULT_GROUPS, CertifiedKey, ClientConfig, ServerConfig
 from outwork.tls.enums import NamedGroup, ProtocolVersion
 from outwork.tls.tickets import RotatingTicketKeys, TicketKeySource
 
@@ -63,6 +65,12 @@ _CLIENT_AUTH = {mode.value: mode for mode in ClientAuth}
 MAX_TICKET_LIFETIME = 7 * 86400  # RFC 8446 4.6.1
 MAX_TICKET_ROTATION = 30 * 86400
 MAX_CLIENT_CA_FILE = 1024 * 1024  # bytes of a client CA bundle
+MAX_TRUST_STORE_FILE = 4 * 1024 * 1024  # bytes of an upstream CA bundle (the system one: ~220K)
+# Where Debian (and its derivatives) keep the system's trusted CAs as one PEM bundle.
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+_TARGET_PORTS = {"http": 80, "https": 443}
+# Upstream requests are HTTP/1.1: ALPN may offer nothing else.
+_UPSTREAM_ALPN = ("http/1.1",)
 
 
 def load_config(path: str | Path) -> GatewayConfig:
@@ -139,9 +147,14 @@ class _Loader:
         self.source = source
         self.base = base
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
 
     def error(self, path: KeyPath, message: str) -> None:
         self.problems.append(self.source.problem(path, message))
+
+    def warn(self, path: KeyPath, message: str) -> None:
+        """Accepted, but dangerous enough that `check` and `serve` must say so."""
+        self.warnings.append(self.source.problem(path, f"warning: {message}"))
 
     def load(self) -> GatewayConfig:
         if not isinstance(self.source.data, dict):
@@ -189,6 +202,7 @@ class _Loader:
             admin=admin,
             limits=limits,
             workers=spec.workers,
+            warnings=tuple(w.format() for w in self.warnings),
         )
 
     def _address(self, path: KeyPath, text: str) -> Address | None:
@@ -416,24 +430,41 @@ class _Loader:
 
     def _upstream(self, name: str, spec: UpstreamSpec) -> UpstreamConfig:
         targets = []
+        schemes: list[str] = []  # of the valid targets, in order
         for i, target in enumerate(spec.targets):
             path: KeyPath = ("upstreams", name, "targets", i)
             url = urlsplit(target)
-            if url.scheme != "http":
-                self.error(path, "only http:// targets are supported for now")
+            if url.scheme not in _TARGET_PORTS:
+                self.error(path, "a target is http://host:port or https://host:port")
                 continue
             if url.path not in ("", "/") or url.query or url.fragment or url.username:
                 self.error(path, "a target is scheme://host:port, without path or credentials")
                 continue
             try:
-                port = url.port or 80
+                port = url.port or _TARGET_PORTS[url.scheme]
             except ValueError:
                 self.error(path, "invalid port")
                 continue
             if not url.hostname:
                 self.error(path, "missing host")
                 continue
+            if schemes and url.scheme != schemes[0]:
+                # One TLS setting per upstream: a pool that is half plaintext is a downgrade
+                # nobody notices. Two upstreams make the intent explicit.
+                self.error(
+                    path,
+                    f"{url.scheme}:// after {schemes[0]}:// targets: the targets of an upstream"
+                    " are all http:// or all https:// (use two upstreams)",
+                )
+                continue
+            schemes.append(url.scheme)
             targets.append(Address(url.hostname, port))
+        tls = None
+        tls_path: KeyPath = ("upstreams", name, "tls")
+        if schemes and schemes[0] == "https":
+            tls = self._upstream_tls(tls_path, spec.tls or UpstreamTlsSpec())
+        elif spec.tls is not None and schemes:
+            self.error(tls_path, "tls is set but the targets are http:// (use https:// targets)")
         return UpstreamConfig(
             name=name,
             targets=tuple(targets),
@@ -441,7 +472,81 @@ class _Loader:
             read_timeout=spec.read_timeout,
             max_idle_connections=spec.max_idle_connections,
             idle_timeout=spec.idle_timeout,
+            tls=tls,
         )
+
+    def _upstream_tls(self, path: KeyPath, spec: UpstreamTlsSpec) -> UpstreamTlsConfig:
+        """Compile an upstream's TLS settings into the engine's read-only ClientConfig."""
+        trust_roots: tuple[x509.Certificate, ...] = ()
+        if spec.verify:
+            if spec.ca is not None:
+                trust_roots = self._trust_roots(path + ("ca",), self.base / spec.ca)
+            else:
+                trust_roots = self._trust_roots(path, Path(SYSTEM_CA_BUNDLE), system=True)
+        else:
+            self.warn(
+                path + ("verify",),
+                "verify: false: the backends' certificates and names are NOT checked; anyone"
+                " on the path can read and change this traffic",
+            )
+            if spec.ca is not None:
+                self.warn(path + ("ca",), "ca is ignored with verify: false")
+        if spec.sni is not None:
+            try:
+                ipaddress.ip_address(spec.sni)
+            except ValueError:
+                if not _HOST.match(spec.sni) or len(spec.sni) > 253:
+                    self.error(path + ("sni",), f"invalid server name {spec.sni!r}")
+        client_certificate = None
+        if spec.client_cert is not None:
+            entry = spec.client_cert
+            client_certificate = self._certified_key(
+                path + ("client_cert",), entry.cert, entry.key
+            )
+        version = _VERSIONS.get(
+            spec.min_version if isinstance(spec.min_version, str) else str(spec.min_version)
+        )
+        if version is None:
+            self.error(
+                path + ("min_version",),
+                f'unsupported TLS version {spec.min_version!r} (expected "1.2" or "1.3")',
+            )
+        for j, proto in enumerate(spec.alpn):
+            if proto not in _UPSTREAM_ALPN:
+                self.error(
+                    path + ("alpn", j),
+                    f"{proto!r}: upstream requests are HTTP/1.1 (alpn: [http/1.1] or [])",
+                )
+        client = ClientConfig(
+            trust_roots=trust_roots,
+            verify=spec.verify,
+            alpn_protocols=tuple(spec.alpn),
+            min_version=version or ProtocolVersion.TLS12,
+            client_certificate=client_certificate,
+        )
+        return UpstreamTlsConfig(
+            client=client, server_name=spec.sni, session_resumption=spec.session_resumption
+        )
+
+    def _trust_roots(
+        self, path: KeyPath, file: Path, system: bool = False
+    ) -> tuple[x509.Certificate, ...]:
+        """A PEM bundle of trusted certificates (CAs, or a backend's self-signed one)."""
+        hint = " (no tls.ca given: the system trust store is used; set tls.ca)" if system else ""
+        try:
+            with open(file, "rb") as handle:
+                data = handle.read(MAX_TRUST_STORE_FILE + 1)
+        except OSError as exc:
+            self.error(path, f"cannot read {file}: {exc.strerror}{hint}")
+            return ()
+        if len(data) > MAX_TRUST_STORE_FILE:
+            self.error(path, f"{file} is larger than {MAX_TRUST_STORE_FILE} bytes")
+            return ()
+        try:
+            return tuple(x509.load_pem_x509_certificates(data))
+        except ValueError as exc:
+            self.error(path, f"{file}: not a PEM certificate bundle: {exc}{hint}")
+            return ()
 
     def _routes(self, spec: ConfigSpec, upstreams: dict[str, UpstreamConfig]) -> list[RouteConfig]:
         routes = []

@@ -70,8 +70,29 @@ class RouteSpec(_Spec):
     upstream: NonEmptyStr
 
 
+class UpstreamTlsSpec(_Spec):
+    """TLS to the targets of an upstream (its targets are https://), with the engine's client
+    role. Checked and compiled in load.py."""
+
+    # PEM bundle of the CAs that issue the backends' certificates; None: the system store.
+    ca: NonEmptyStr | None = None
+    verify: bool = True  # false: no chain or name check at all (check and serve warn)
+    # The name sent as SNI and checked in the certificate; None: the target's host (no SNI for
+    # an IP address, whose certificate must then list that IP).
+    sni: NonEmptyStr | None = None
+    client_cert: CertificateSpec | None = None  # presented when a backend asks (mTLS)
+    min_version: str | float = "1.2"
+    # Upstream requests are HTTP/1.1: the only protocol that may be offered; [] offers none.
+    alpn: Annotated[list[NonEmptyStr], Meta(max_length=1)] = msgspec.field(
+        default_factory=lambda: ["http/1.1"]
+    )
+    session_resumption: bool = True  # offer the backend's last ticket on new connections
+
+
 class UpstreamSpec(_Spec):
     targets: Annotated[list[NonEmptyStr], Meta(min_length=1, max_length=64)]
+    # For https:// targets; all targets of one upstream are http:// or all https://.
+    tls: UpstreamTlsSpec | None = None
     connect_timeout: PositiveSeconds = 5.0
     # Longest wait for the upstream's next bytes once the request is sent (504 before a response).
     read_timeout: PositiveSeconds = 30.0

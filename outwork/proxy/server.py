@@ -50,7 +50,7 @@ class GatewayState:
         self.access_log = AccessLog(config.access_log) if config.access_log else None
         self.router = Router(config.routes)
         self.pools = {
-            name: UpstreamPool(upstream, loop, self.metrics, self.clock)
+            name: UpstreamPool(upstream, loop, self.metrics, self.clock, self.security_log)
             for name, upstream in config.upstreams.items()
         }
         self.clients: set[ClientProtocol] = set()
@@ -222,6 +222,8 @@ async def serve(
                 log(problem.format())
             log("reload refused: the config has errors; the running one stays")
             return
+        for warning in new_config.warnings:
+            log(warning)
         if not _same_sockets(old.config, new_config):
             log("reload refused: listeners or admin changed (needs workers >= 2 or a restart)")
             return

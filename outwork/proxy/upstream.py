@@ -20,9 +20,11 @@ from outwork.http.reader import ResponseReader
 from outwork.policy.config import UpstreamConfig
 from outwork.proxy.clock import Clock
 from outwork.proxy.exchange import Exchange
+from outwork.proxy.upstream_tls import UpstreamTls, UpstreamTLSError
 
 if TYPE_CHECKING:
     from outwork.proxy.metrics import Metrics
+    from outwork.proxy.security_events import SecurityEventLog
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -75,7 +77,7 @@ class UpstreamConnection(asyncio.Protocol):
         reader = self.reader
         if ex is None or reader is None:
             return
-        if reader.framing is Framing.CLOSE:
+        if reader.framing is Framing.CLOSE and exc is None:  # not a reset, not a TLS truncation
             reader.feed_eof()
             self._complete()
             return
@@ -223,6 +225,7 @@ class UpstreamPool:
         loop: asyncio.AbstractEventLoop,
         metrics: Metrics,
         clock: Clock,
+        security_log: SecurityEventLog | None = None,
     ) -> None:
         self.config = config
         self.loop = loop
@@ -238,6 +241,12 @@ class UpstreamPool:
         self.healthy = [True] * len(config.targets)
         self._next = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        # https:// targets: the engine's client role, and the targets' session tickets.
+        self.tls = None
+        if config.tls is not None:
+            self.tls = UpstreamTls(
+                config.name, config.tls, config.targets, clock, metrics, security_log
+            )
 
     def acquire(self, ex: Exchange, fresh: bool = False) -> None:
         """Attach the exchange to an idle connection now, or to a new one when it is open."""
@@ -263,14 +272,23 @@ class UpstreamPool:
         factory = functools.partial(UpstreamConnection, self, target)
         name = self.config.name
         try:
-            _, conn = await asyncio.wait_for(
-                self.loop.create_connection(factory, address.host, address.port),
-                self.config.connect_timeout,
-            )
+            if self.tls is None:
+                _, conn = await asyncio.wait_for(
+                    self.loop.create_connection(factory, address.host, address.port),
+                    self.config.connect_timeout,
+                )
+            else:  # the handshake counts toward the connect timeout
+                conn = await asyncio.wait_for(
+                    self.tls.connect(self.loop, factory, target), self.config.connect_timeout
+                )
         except TimeoutError:
             self.metrics.upstream_errors[f"{name}/connect_timeout"] += 1
             if not ex.cancelled and not ex.response_done:
                 ex.client.upstream_failed(ex, 504)
+            return
+        except UpstreamTLSError:  # counted and reported as a security event already
+            if not ex.cancelled and not ex.response_done:
+                ex.client.upstream_failed(ex, 502)
             return
         except OSError:
             self.metrics.upstream_errors[f"{name}/connect"] += 1
@@ -280,6 +298,9 @@ class UpstreamPool:
         self.metrics.upstream_connections_opened[name] += 1
         if ex.cancelled or ex.response_done:  # the client left, or was answered meanwhile
             self.release(conn)
+        elif conn.closed:  # lost before its first use (a TLS alert right after the handshake)
+            self.metrics.upstream_errors[f"{name}/reset"] += 1
+            ex.client.upstream_failed(ex, 502)
         else:
             conn.attach(ex)
 

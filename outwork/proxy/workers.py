@@ -284,6 +284,8 @@ class Supervisor:
                 self.log(problem.format())
             self.log("reload refused: the config has errors; the running workers stay")
             return
+        for warning in config.warnings:
+            self.log(warning)
         old = (self.addresses, self.admin, self.count, dict(self.placeholders))
         try:
             self._resolve(config)

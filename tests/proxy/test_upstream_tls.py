@@ -1,0 +1,462 @@
+"""TLS to upstreams: outwork's own engine (client role) in front of real TLS backends.
+
+The backends are Python's `ssl` (OpenSSL) around a threaded HTTP server (`tls_backend.py`),
+each a process of its own; the gateway is a real `outwork serve`. Every backend answers with
+what it saw of the TLS connection (version, resumption, SNI, client certificate, connection
+number), so the tests assert on what the backend really got.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.client import HTTPConnection
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.conftest import Gateway, gateway_config
+from tests.e2e.pki import ClientPKI, TestPKI, make_client_pki, make_pki
+
+TLS_BACKEND = Path(__file__).with_name("tls_backend.py")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def client_pki(tmp_path_factory: pytest.TempPathFactory) -> ClientPKI:
+    return make_client_pki(tmp_path_factory.mktemp("client-pki"))
+
+
+@dataclass
+class TlsBackend:
+    proc: subprocess.Popen[str]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def make_tls_backend() -> Iterator[Callable[..., TlsBackend]]:
+    started: list[TlsBackend] = []
+
+    def make(
+        cert: Path, key: Path, client_ca: Path | None = None, max_version: str = "1.3"
+    ) -> TlsBackend:
+        args = [sys.executable, str(TLS_BACKEND), "--cert", str(cert), "--key", str(key)]
+        args += ["--max-version", max_version]
+        if client_ca is not None:
+            args += ["--client-ca", str(client_ca)]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.match(r"READY (\d+)", line)
+        assert match, f"TLS backend did not start: {line!r}"
+        backend = TlsBackend(proc, int(match.group(1)))
+        started.append(backend)
+        return backend
+
+    yield make
+    for backend in started:
+        backend.proc.kill()
+        backend.proc.wait()
+
+
+def leaf(
+    pki: TestPKI,
+    directory: Path,
+    name: str,
+    dns: tuple[str, ...] = ("localhost",),
+    ips: tuple[str, ...] = ("127.0.0.1",),
+    expired: bool = False,
+) -> tuple[Path, Path]:
+    """A server certificate from the test CA for the given names (cert and key files)."""
+    assert pki.ca_key is not None
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    if expired:
+        not_before, not_after = now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)
+    else:
+        not_before, not_after = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=30)
+    names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(pki.ca_key.public_key()),
+            critical=False,
+        )
+        .sign(pki.ca_key, hashes.SHA256())
+    )
+    cert_path = directory / f"{name}.crt.pem"
+    key_path = directory / f"{name}.key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def tls_gateway(
+    make_gateway: Callable[..., Gateway],
+    targets: list[str],
+    tls: dict[str, Any] | None,
+    **upstream: Any,
+) -> Gateway:
+    spec: dict[str, Any] = {"targets": targets, **upstream}
+    if tls is not None:
+        spec["tls"] = tls
+    config = gateway_config(
+        targets[0],
+        upstreams={"backend": spec},
+        logging={"security_events": "events.jsonl"},
+    )
+    return make_gateway(config)
+
+
+def get(gateway: Gateway, paths: list[str]) -> list[tuple[int, bytes]]:
+    """GET each path in turn on one keep-alive connection to the gateway."""
+    parts = urlsplit(gateway.url)
+    conn = HTTPConnection(parts.hostname or "", parts.port, timeout=20)
+    answers = []
+    try:
+        for path in paths:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            answers.append((response.status, response.read()))
+    finally:
+        conn.close()
+    return answers
+
+
+def seen(answers: list[tuple[int, bytes]]) -> list[dict[str, Any]]:
+    assert [status for status, _ in answers] == [200] * len(answers), answers
+    return [json.loads(body) for _, body in answers]
+
+
+def events(gateway: Gateway) -> list[dict[str, Any]]:
+    file = gateway.config_file.parent / "events.jsonl"
+    if not file.exists():
+        return []
+    return [json.loads(line) for line in file.read_text().splitlines()]
+
+
+def tls_failures(gateway: Gateway) -> list[dict[str, Any]]:
+    return [e for e in events(gateway) if e["event"] == "upstream.tls_failed"]
+
+
+def metric(gateway: Gateway, name: str) -> str:
+    assert gateway.admin_url is not None
+    parts = urlsplit(gateway.admin_url)
+    conn = HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    return "\n".join(line for line in text.splitlines() if line.startswith(name))
+
+
+# --- a good backend --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_verified_backend_serves_over_keep_alive(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+    version: str,
+) -> None:
+    ecdsa = pki.leaves["ecdsa-p256"]
+    backend = make_tls_backend(ecdsa.cert, ecdsa.key, max_version=version)
+    target = f"https://localhost:{backend.port}"
+    gw = tls_gateway(make_gateway, [target], {"ca": str(pki.ca_cert)})
+    got = seen(get(gw, ["/a", "/b", "/c", "/d"]))
+    assert [g["path"] for g in got] == ["/a", "/b", "/c", "/d"]
+    assert {g["version"] for g in got} == {f"TLSv{version}"}
+    assert {g["sni"] for g in got} == {"localhost"}  # the target's host name, sent as SNI
+    assert {g["alpn"] for g in got} == {"http/1.1"}
+    # Keep-alive over TLS: four requests, fewer TLS connections on the backend.
+    assert len({g["conn"] for g in got}) < len(got)
+    assert tls_failures(gw) == []
+    assert 'upstream="backend"} 1' in metric(gw, "outwork_upstream_connections_opened_total")
+
+
+@pytest.mark.parametrize("kind", ["rsa-2048", "ed25519", "ecdsa-p384"])
+def test_backend_key_types(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+    kind: str,
+) -> None:
+    cert = pki.leaves[kind]
+    backend = make_tls_backend(cert.cert, cert.key)
+    gw = tls_gateway(make_gateway, [backend.url], {"ca": str(pki.ca_cert)})
+    (got,) = seen(get(gw, ["/"]))
+    assert got["version"] == "TLSv1.3"
+    assert got["sni"] is None  # an IP target: no SNI; the certificate's IP SAN is checked
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_second_connection_resumes_the_session(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+    version: str,
+) -> None:
+    ecdsa = pki.leaves["ecdsa-p256"]
+    backend = make_tls_backend(ecdsa.cert, ecdsa.key, max_version=version)
+    # No idle connections kept: every request opens a new TLS connection.
+    gw = tls_gateway(
+        make_gateway, [backend.url], {"ca": str(pki.ca_cert)}, max_idle_connections=0
+    )
+    got = seen(get(gw, ["/1", "/2", "/3"]))
+    assert len({g["conn"] for g in got}) == 3
+    assert [g["resumed"] for g in got] == [False, True, True]
+    assert {g["version"] for g in got} == {f"TLSv{version}"}
+
+
+def test_resumption_can_be_turned_off(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+) -> None:
+    ecdsa = pki.leaves["ecdsa-p256"]
+    backend = make_tls_backend(ecdsa.cert, ecdsa.key)
+    tls = {"ca": str(pki.ca_cert), "session_resumption": False}
+    gw = tls_gateway(make_gateway, [backend.url], tls, max_idle_connections=0)
+    got = seen(get(gw, ["/1", "/2"]))
+    assert [g["resumed"] for g in got] == [False, False]
+
+
+# --- backends that must be refused ----------------------------------------------------------
+
+
+def assert_refused(gw: Gateway, reason: str, alert: str | None) -> dict[str, Any]:
+    """One request answered 502, one `upstream.tls_failed` event saying why, one tls error."""
+    ((status, _),) = get(gw, ["/"])
+    assert status == 502
+    (event,) = tls_failures(gw)
+    assert event["listener"] == "-"
+    detail = event["detail"]
+    assert detail["upstream"] == "backend"
+    assert reason in detail["reason"], detail
+    assert detail["alert"] == alert, detail
+    assert 'kind="tls"} 1' in metric(gw, "outwork_upstream_errors_total")
+    return detail
+
+
+def test_unknown_ca_is_502_with_an_event(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+    client_pki: ClientPKI,
+) -> None:
+    ecdsa = pki.leaves["ecdsa-p256"]
+    backend = make_tls_backend(ecdsa.cert, ecdsa.key)
+    # The gateway trusts another CA than the one that issued the backend's certificate.
+    gw = tls_gateway(make_gateway, [backend.url], {"ca": str(client_pki.ca_cert)})
+    detail = assert_refused(gw, "server certificate rejected", "unknown_ca")
+    assert detail["alert_from"] == "gateway"
+    assert detail["target"] == backend.url
+
+
+def test_system_trust_store_refuses_a_private_ca(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+) -> None:
+    ecdsa = pki.leaves["ecdsa-p256"]
+    backend = make_tls_backend(ecdsa.cert, ecdsa.key)
+    gw = tls_gateway(make_gateway, [backend.url], None)  # https:// target, no tls block
+    assert_refused(gw, "server certificate rejected", "unknown_ca")
+
+
+def test_wrong_name_is_502_and_sni_sets_the_name_checked(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+    tmp_path: Path,
+) -> None:
+    cert, key = leaf(pki, tmp_path, "api.internal", dns=("api.internal",), ips=())
+    backend = make_tls_backend(cert, key)
+    # Target 127.0.0.1: the certificate names only api.internal.
+    refused = tls_gateway(make_gateway, [backend.url], {"ca": str(pki.ca_cert)})
+    assert_refused(refused, "server certificate rejected", "bad_certificate")
+    # With sni: api.internal the same backend is asked for, and checked as, api.internal.
+    tls = {"ca": str(pki.ca_cert), "sni": "api.internal"}
+    gw = make_gateway(
+        gateway_config(
+            backend.url,
+            upstreams={"backend": {"targets": [backend.url], "tls": tls}},
+            logging={"security_events": "events.jsonl"},
+        ),
+        name="sni.yaml",
+    )
+    (got,) = seen(get(gw, ["/"]))
+    assert got["sni"] == "api.internal"
+
+
+def test_sni_name_must_be_in_the_certificate(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+) -> None:
+    ecdsa = pki.leaves["ecdsa-p256"]  # localhost and 127.0.0.1
+    backend = make_tls_backend(ecdsa.cert, ecdsa.key)
+    tls = {"ca": str(pki.ca_cert), "sni": "other.example"}
+    gw = tls_gateway(make_gateway, [backend.url], tls)
+    detail = assert_refused(gw, "server certificate rejected", "bad_certificate")
+    assert detail["server_name"] == "other.example"
+
+
+def test_expired_certificate_is_502(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+    tmp_path: Path,
+) -> None:
+    cert, key = leaf(pki, tmp_path, "expired", expired=True)
+    backend = make_tls_backend(cert, key)
+    gw = tls_gateway(make_gateway, [backend.url], {"ca": str(pki.ca_cert)})
+    assert_refused(gw, "not valid now", "certificate_expired")
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_mutual_tls_to_a_backend(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+    client_pki: ClientPKI,
+    version: str,
+) -> None:
+    ecdsa = pki.leaves["ecdsa-p256"]
+    backend = make_tls_backend(
+        ecdsa.cert, ecdsa.key, client_ca=client_pki.ca_cert, max_version=version
+    )
+    good = client_pki.good
+    tls = {"ca": str(pki.ca_cert), "client_cert": {"cert": str(good.cert), "key": str(good.key)}}
+    gw = tls_gateway(make_gateway, [backend.url], tls)
+    got = seen(get(gw, ["/1", "/2"]))
+    assert {g["client"] for g in got} == {f"organizationName=outwork e2e,commonName={good.subject_cn}"}
+    assert tls_failures(gw) == []
+    # Without a client certificate the backend refuses the connection: 502 and an event.
+    bare = make_gateway(
+        gateway_config(
+            backend.url,
+            upstreams={"backend": {"targets": [backend.url], "tls": {"ca": str(pki.ca_cert)}}},
+            logging={"security_events": "events.jsonl"},
+        ),
+        name="bare.yaml",
+    )
+    ((status, _),) = get(bare, ["/"])
+    assert status == 502
+    (event,) = tls_failures(bare)
+    assert event["detail"]["alert_from"] == "backend"
+    assert event["detail"]["alert"] in ("certificate_required", "handshake_failure")
+
+
+def test_plain_http_backend_on_an_https_target_is_502(
+    make_gateway: Callable[..., Gateway],
+) -> None:
+    # A plain-HTTP server that answers whatever it gets with a 400, as real ones do when a
+    # ClientHello arrives: the engine sees a record type that does not exist.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        target = f"https://127.0.0.1:{server.getsockname()[1]}"
+        gw = tls_gateway(make_gateway, [target], {"verify": False})
+        ((status, _),) = get(gw, ["/"])
+        assert status == 502
+        (event,) = tls_failures(gw)
+        assert event["detail"]["alert"] == "unexpected_message"
+        assert "unknown record content type 72" in event["detail"]["reason"]  # "H"
+    finally:
+        thread.join(10)
+        server.close()
+
+
+def test_handshake_counts_toward_the_connect_timeout(
+    make_gateway: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    # A backend that accepts TCP connections (the kernel does, into the backlog) and never
+    # says a word: the handshake cannot finish.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        target = f"https://127.0.0.1:{silent.getsockname()[1]}"
+        gw = tls_gateway(make_gateway, [target], {"verify": False}, connect_timeout=0.5)
+        ((status, _),) = get(gw, ["/"])
+        assert status == 504
+        assert 'kind="connect_timeout"} 1' in metric(gw, "outwork_upstream_errors_total")
+        assert tls_failures(gw) == []
+    finally:
+        silent.close()
+
+
+# --- verify: false ---------------------------------------------------------------------------
+
+
+def test_verify_false_connects_and_warns_loudly(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+    tmp_path: Path,
+) -> None:
+    cert, key = leaf(pki, tmp_path, "expired-too", expired=True, dns=("x.example",), ips=())
+    backend = make_tls_backend(cert, key)
+    gw = tls_gateway(make_gateway, [backend.url], {"verify": False})
+    (got,) = seen(get(gw, ["/"]))
+    assert got["version"] == "TLSv1.3"
+    assert "upstreams.backend.tls.verify: warning: verify: false" in gw.stderr()
+    check = subprocess.run(
+        [sys.executable, "-m", "outwork", "check", "-c", str(gw.config_file)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0
+    assert check.stdout == "ok\n"
+    assert re.search(r"outwork\.yaml:\d+: upstreams\.backend\.tls\.verify: warning:", check.stderr)
+    assert "NOT checked" in check.stderr
