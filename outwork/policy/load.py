@@ -10,12 +10,14 @@ import ipaddress
 import json
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 
 from outwork.policy.config import (
     Address,
@@ -47,6 +49,9 @@ _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
 _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
 _HOST = re.compile(r"^[A-Za-z0-9.-]+$")
+_PEM_CERTIFICATE = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n.+?-----END CERTIFICATE-----", re.DOTALL
+)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -542,11 +547,24 @@ class _Loader:
         if len(data) > MAX_TRUST_STORE_FILE:
             self.error(path, f"{file} is larger than {MAX_TRUST_STORE_FILE} bytes")
             return ()
-        try:
-            return tuple(x509.load_pem_x509_certificates(data))
-        except ValueError as exc:
-            self.error(path, f"{file}: not a PEM certificate bundle: {exc}{hint}")
+        blocks = _PEM_CERTIFICATE.findall(data)
+        if not blocks:
+            self.error(path, f"{file}: not a PEM certificate bundle (no certificate found){hint}")
             return ()
+        roots = []
+        for index, block in enumerate(blocks):
+            try:
+                with warnings.catch_warnings():
+                    # Old roots in system stores carry quirks (a negative serial number) that
+                    # cryptography warns about; what matters is that they parse.
+                    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                    roots.append(x509.load_pem_x509_certificate(block))
+            except ValueError as exc:
+                if system:
+                    continue  # one odd root in the OS bundle must not stop the gateway
+                self.error(path, f"{file}: certificate {index + 1} cannot be parsed: {exc}")
+                return ()
+        return tuple(roots)
 
     def _routes(self, spec: ConfigSpec, upstreams: dict[str, UpstreamConfig]) -> list[RouteConfig]:
         routes = []

@@ -148,12 +148,13 @@ def test_rejects_key_that_does_not_match_certificate(tmp_path: Path, certs: Path
     assert "does not match" in problem
 
 
-def test_rejects_https_and_path_targets(tmp_path: Path, certs: Path) -> None:
+def test_rejects_other_schemes_and_path_targets(tmp_path: Path, certs: Path) -> None:
     text = GOOD.replace(
-        '["http://127.0.0.1:9000"]', '["https://127.0.0.1:9000", "http://h:1/path"]'
+        '["http://127.0.0.1:9000"]', '["ftp://127.0.0.1:9000", "http://h:1/path"]'
     )
     assert problems(tmp_path, certs, text) == [
-        "config.yaml:13: upstreams.demo.targets[0]: only http:// targets are supported for now",
+        "config.yaml:13: upstreams.demo.targets[0]: "
+        "a target is http://host:port or https://host:port",
         "config.yaml:13: upstreams.demo.targets[1]: "
         "a target is scheme://host:port, without path or credentials",
     ]

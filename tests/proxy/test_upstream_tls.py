@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.client import HTTPConnection
+from http.client import HTTPConnection, IncompleteRead
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -260,6 +260,24 @@ def test_resumption_can_be_turned_off(
     assert [g["resumed"] for g in got] == [False, False]
 
 
+def test_close_delimited_body_needs_close_notify(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+) -> None:
+    ecdsa = pki.leaves["ecdsa-p256"]
+    backend = make_tls_backend(ecdsa.cert, ecdsa.key)
+    gw = tls_gateway(make_gateway, [backend.url], {"ca": str(pki.ca_cert)})
+    # Ended by close_notify: the body is complete (the client gets it chunked, with its end).
+    assert get(gw, ["/close-notify"]) == [(200, b"all of the body\n")]
+    # Ended by a FIN without close_notify: the end is not authenticated, the gateway cuts the
+    # client's connection instead of passing the body on as complete.
+    with pytest.raises(IncompleteRead) as info:
+        get(gw, ["/close-truncated"])
+    assert info.value.partial == b"all of the body\n"
+    assert 'kind="reset"} 1' in metric(gw, "outwork_upstream_errors_total")
+
+
 # --- backends that must be refused ----------------------------------------------------------
 
 
@@ -369,7 +387,8 @@ def test_mutual_tls_to_a_backend(
     tls = {"ca": str(pki.ca_cert), "client_cert": {"cert": str(good.cert), "key": str(good.key)}}
     gw = tls_gateway(make_gateway, [backend.url], tls)
     got = seen(get(gw, ["/1", "/2"]))
-    assert {g["client"] for g in got} == {f"organizationName=outwork e2e,commonName={good.subject_cn}"}
+    subject = f"organizationName=outwork e2e,commonName={good.subject_cn}"
+    assert {g["client"] for g in got} == {subject}
     assert tls_failures(gw) == []
     # Without a client certificate the backend refuses the connection: 502 and an event.
     bare = make_gateway(

@@ -9,6 +9,10 @@ Content-Length) with what it saw of the connection, as JSON:
      "client": "CN=e2e-client-good,...", "alpn": "http/1.1", "path": "/x"}
 
 `conn` numbers the TCP connections accepted (keep-alive reuse shows as a repeated number).
+
+`GET /close-notify` and `GET /close-truncated` answer a body delimited by the end of the
+connection (no Content-Length): the first ends TLS with close_notify, the second with a bare
+TCP FIN, as a truncation attack would (nothing authenticates where the body ends).
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ def main() -> None:
             super().setup()
 
         def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+            if self.path in ("/close-notify", "/close-truncated"):
+                self.close_delimited(notify=self.path == "/close-notify")
+                return
             sock = self.request
             peer = sock.getpeercert()
             client = None
@@ -76,6 +83,18 @@ def main() -> None:
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
+
+        def close_delimited(self, notify: bool) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"all of the body\n")
+            self.wfile.flush()
+            self.close_connection = True
+            if notify:
+                self.request.unwrap()  # close_notify; waits for the gateway's
+            # Otherwise the server's shutdown_request sends a FIN without close_notify.
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass
