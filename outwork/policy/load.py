@@ -505,9 +505,7 @@ class _Loader:
         client_certificate = None
         if spec.client_cert is not None:
             entry = spec.client_cert
-            client_certificate = self._certified_key(
-                path + ("client_cert",), entry.cert, entry.key
-            )
+            client_certificate = self._certified_key(path + ("client_cert",), entry.cert, entry.key)
         version = _VERSIONS.get(
             spec.min_version if isinstance(spec.min_version, str) else str(spec.min_version)
         )

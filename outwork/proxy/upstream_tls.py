@@ -140,9 +140,7 @@ class TlsUpstreamTransport(asyncio.Protocol, asyncio.Transport):
     """Two faces: the protocol of the TCP connection (the loop calls it with ciphertext) and
     the transport of the application protocol (which writes and reads plaintext through it)."""
 
-    def __init__(
-        self, owner: UpstreamTls, target: int, tls: ClientConnection, app: Any
-    ) -> None:
+    def __init__(self, owner: UpstreamTls, target: int, tls: ClientConnection, app: Any) -> None:
         super().__init__()
         self._owner = owner
         self._target = target

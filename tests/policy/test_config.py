@@ -149,9 +149,7 @@ def test_rejects_key_that_does_not_match_certificate(tmp_path: Path, certs: Path
 
 
 def test_rejects_other_schemes_and_path_targets(tmp_path: Path, certs: Path) -> None:
-    text = GOOD.replace(
-        '["http://127.0.0.1:9000"]', '["ftp://127.0.0.1:9000", "http://h:1/path"]'
-    )
+    text = GOOD.replace('["http://127.0.0.1:9000"]', '["ftp://127.0.0.1:9000", "http://h:1/path"]')
     assert problems(tmp_path, certs, text) == [
         "config.yaml:13: upstreams.demo.targets[0]: "
         "a target is http://host:port or https://host:port",

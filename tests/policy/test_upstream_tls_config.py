@@ -46,9 +46,7 @@ FULL = (
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("upstream-tls-files")
     backends = CertAuthority("backends CA")
-    (folder / "backends-ca.pem").write_bytes(
-        backends.cert.public_bytes(serialization.Encoding.PEM)
-    )
+    (folder / "backends-ca.pem").write_bytes(backends.cert.public_bytes(serialization.Encoding.PEM))
     CertAuthority("gateway clients CA").issue().write(folder, "client")
     return folder
 
@@ -150,7 +148,8 @@ def test_rejects_bad_values_at_their_lines(tmp_path: Path, files: Path) -> None:
     )
     assert found[1:] == [
         "config.yaml:12: upstreams.api.tls.sni: invalid server name 'bad name!'",
-        f"config.yaml:13: upstreams.api.tls.client_cert.cert: file not found: {tmp_path}/missing.pem",
+        "config.yaml:13: upstreams.api.tls.client_cert.cert: file not found:"
+        f" {tmp_path}/missing.pem",
         "config.yaml:14: upstreams.api.tls.min_version: unsupported TLS version '1.1'"
         ' (expected "1.2" or "1.3")',
         "config.yaml:15: upstreams.api.tls.alpn[0]: 'h2': upstream requests are HTTP/1.1"
@@ -168,7 +167,9 @@ def test_rejects_an_unreadable_ca_file(tmp_path: Path, files: Path) -> None:
 
 def test_rejects_an_unknown_key(tmp_path: Path, files: Path) -> None:
     text = HEAD + '    targets: ["https://a.internal"]\n    tls:\n      verfiy: false\n'
-    assert problems(tmp_path, files, text) == ["config.yaml:11: upstreams.api.tls.verfiy: unknown key"]
+    assert problems(tmp_path, files, text) == [
+        "config.yaml:11: upstreams.api.tls.verfiy: unknown key"
+    ]
 
 
 def test_client_key_in_an_hsm_is_checked_at_load(tmp_path: Path, files: Path) -> None:

@@ -238,9 +238,7 @@ def test_second_connection_resumes_the_session(
     ecdsa = pki.leaves["ecdsa-p256"]
     backend = make_tls_backend(ecdsa.cert, ecdsa.key, max_version=version)
     # No idle connections kept: every request opens a new TLS connection.
-    gw = tls_gateway(
-        make_gateway, [backend.url], {"ca": str(pki.ca_cert)}, max_idle_connections=0
-    )
+    gw = tls_gateway(make_gateway, [backend.url], {"ca": str(pki.ca_cert)}, max_idle_connections=0)
     got = seen(get(gw, ["/1", "/2", "/3"]))
     assert len({g["conn"] for g in got}) == 3
     assert [g["resumed"] for g in got] == [False, True, True]
