@@ -225,7 +225,10 @@ class TlsUpstreamTransport(asyncio.Protocol, asyncio.Transport):
             self.handshake.set_result(None)
 
     def _deliver(self, plain: list[bytes]) -> None:
-        if self._connected and not self.is_closing():
+        # Not `is_closing()`: the engine may already be closed by a close_notify that came
+        # after this data in the same read (TLS 1.2 closes at once); the data still counts.
+        transport = self._transport
+        if self._connected and transport is not None and not transport.is_closing():
             self.app.data_received(plain[0] if len(plain) == 1 else b"".join(plain))
 
     def _fail(self, alert: str | None, alert_from: str | None, reason: str) -> None:

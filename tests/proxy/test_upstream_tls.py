@@ -12,6 +12,7 @@ import datetime
 import ipaddress
 import json
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.conftest import Gateway, gateway_config
 from tests.e2e.pki import ClientPKI, TestPKI, make_client_pki, make_pki
+from tests.e2e.servers import free_port, port_accepts
 
 TLS_BACKEND = Path(__file__).with_name("tls_backend.py")
 
@@ -258,13 +260,15 @@ def test_resumption_can_be_turned_off(
     assert [g["resumed"] for g in got] == [False, False]
 
 
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
 def test_close_delimited_body_needs_close_notify(
     make_tls_backend: Callable[..., TlsBackend],
     make_gateway: Callable[..., Gateway],
     pki: TestPKI,
+    version: str,
 ) -> None:
     ecdsa = pki.leaves["ecdsa-p256"]
-    backend = make_tls_backend(ecdsa.cert, ecdsa.key)
+    backend = make_tls_backend(ecdsa.cert, ecdsa.key, max_version=version)
     gw = tls_gateway(make_gateway, [backend.url], {"ca": str(pki.ca_cert)})
     # Ended by close_notify: the body is complete (the client gets it chunked, with its end).
     assert get(gw, ["/close-notify"]) == [(200, b"all of the body\n")]
@@ -274,6 +278,41 @@ def test_close_delimited_body_needs_close_notify(
         get(gw, ["/close-truncated"])
     assert info.value.partial == b"all of the body\n"
     assert 'kind="reset"} 1' in metric(gw, "outwork_upstream_errors_total")
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_gnutls_backend(
+    make_gateway: Callable[..., Gateway], pki: TestPKI, tmp_path: Path, version: str
+) -> None:
+    """Another TLS implementation: `gnutls-serv --http` answers HTTP/1.0, close-delimited,
+    ended with close_notify, with a page that describes the session it saw."""
+    gnutls = shutil.which("gnutls-serv")
+    if gnutls is None:
+        pytest.skip("gnutls-serv is not installed (Debian package gnutls-bin)")
+    ecdsa = pki.leaves["ecdsa-p256"]
+    port = free_port()
+    priority = "NORMAL" if version == "1.3" else "NORMAL:-VERS-TLS1.3"
+    args = [gnutls, "--http", "-p", str(port), f"--priority={priority}"]
+    args += ["--x509certfile", str(ecdsa.cert), "--x509keyfile", str(ecdsa.key)]
+    log = open(tmp_path / "gnutls.log", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        while not port_accepts(port):
+            assert proc.poll() is None, (tmp_path / "gnutls.log").read_text()
+        target = f"https://localhost:{port}"
+        gw = tls_gateway(make_gateway, [target], {"ca": str(pki.ca_cert)})
+        answers = get(gw, ["/one", "/two"])
+        assert [status for status, _ in answers] == [200, 200]
+        for _, body in answers:
+            page = re.sub(rb"<[^>]*>", b" ", body).decode()
+            assert re.search(rf"Protocol version:\s+TLS{version}", page), page
+            assert "Server Name: localhost" in page
+            assert "X-Forwarded-Proto: http" in page or "x-forwarded-proto: http" in page
+        assert tls_failures(gw) == []
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
 
 
 # --- backends that must be refused ----------------------------------------------------------
