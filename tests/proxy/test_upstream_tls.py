@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import os
 import re
 import shutil
 import socket
@@ -315,6 +316,102 @@ def test_gnutls_backend(
         log.close()
 
 
+def start_nginx_backend(
+    workdir: Path, pki: TestPKI, client_ca: Path, version: str
+) -> subprocess.Popen[bytes]:
+    """nginx as a TLS backend that requires a client certificate and answers with what it saw
+    of the connection: `$connection $ssl_protocol $ssl_session_reused ...`."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        pytest.skip("nginx is not installed (Debian package nginx-light)")
+    ecdsa = pki.leaves["ecdsa-p256"]
+    port = free_port()
+    temp = "\n".join(
+        f"  {d}_temp_path {workdir / d};" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (workdir / "nginx.conf").write_text(
+        f"""\
+{"user root;" if os.geteuid() == 0 else ""}
+worker_processes 1;
+daemon off;
+pid {workdir / "nginx.pid"};
+error_log {workdir / "error.log"} warn;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+{temp}
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_protocols TLSv{version};
+    ssl_certificate {ecdsa.cert};
+    ssl_certificate_key {ecdsa.key};
+    ssl_verify_client on;
+    ssl_client_certificate {client_ca};
+    default_type text/plain;
+    location / {{
+      return 200 "$connection $ssl_protocol $ssl_session_reused $ssl_client_s_dn\\n";
+    }}
+  }}
+}}
+"""
+    )
+    proc = subprocess.Popen(
+        [nginx, "-p", str(workdir), "-c", str(workdir / "nginx.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    while not port_accepts(port):
+        assert proc.poll() is None, (workdir / "error.log").read_text()
+    proc.port = port  # type: ignore[attr-defined]
+    return proc
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_nginx_backend_with_mutual_tls(
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+    client_pki: ClientPKI,
+    tmp_path: Path,
+    version: str,
+) -> None:
+    workdir = tmp_path / "nginx"
+    workdir.mkdir()
+    nginx = start_nginx_backend(workdir, pki, client_pki.ca_cert, version)
+    try:
+        good = client_pki.good
+        target = f"https://localhost:{nginx.port}"  # type: ignore[attr-defined]
+        tls = {
+            "ca": str(pki.ca_cert),
+            "client_cert": {"cert": str(good.cert), "key": str(good.key)},
+        }
+        keep_alive = tls_gateway(make_gateway, [target], tls)
+        answers = get(keep_alive, ["/1", "/2", "/3"])
+        assert [status for status, _ in answers] == [200] * 3
+        lines = [body.decode().split(" ", 3) for _, body in answers]
+        assert len({conn for conn, _, _, _ in lines}) == 1  # one TLS connection, reused
+        assert {proto for _, proto, _, _ in lines} == {f"TLSv{version}"}
+        assert all(f"CN={good.subject_cn}" in dn for _, _, _, dn in lines)
+        # A new connection per request: the second and third resume the first's session.
+        fresh = make_gateway(
+            gateway_config(
+                target,
+                upstreams={"backend": {"targets": [target], "tls": tls, "max_idle_connections": 0}},
+            ),
+            name="fresh.yaml",
+        )
+        answers = get(fresh, ["/1", "/2", "/3"])
+        assert [status for status, _ in answers] == [200] * 3
+        reused = [body.decode().split(" ")[2] for _, body in answers]
+        assert reused == [".", "r", "r"]
+    finally:
+        nginx.terminate()  # the master stops its worker (SIGKILL would orphan it)
+        try:
+            nginx.wait(10)
+        except subprocess.TimeoutExpired:
+            nginx.kill()
+            nginx.wait()
+
+
 # --- backends that must be refused ----------------------------------------------------------
 
 
@@ -441,6 +538,19 @@ def test_mutual_tls_to_a_backend(
     (event,) = tls_failures(bare)
     assert event["detail"]["alert_from"] == "backend"
     assert event["detail"]["alert"] in ("certificate_required", "handshake_failure")
+
+
+def test_min_version_refuses_an_older_backend(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+) -> None:
+    ecdsa = pki.leaves["ecdsa-p256"]
+    backend = make_tls_backend(ecdsa.cert, ecdsa.key, max_version="1.2")
+    tls = {"ca": str(pki.ca_cert), "min_version": "1.3"}
+    gw = tls_gateway(make_gateway, [backend.url], tls)
+    detail = assert_refused(gw, "the backend sent the alert protocol_version", "protocol_version")
+    assert detail["alert_from"] == "backend"
 
 
 def test_plain_http_backend_on_an_https_target_is_502(
