@@ -9,6 +9,7 @@ number), so the tests assert on what the backend really got.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import json
 import os
@@ -214,6 +215,42 @@ def test_verified_backend_serves_over_keep_alive(
     assert len({g["conn"] for g in got}) < len(got)
     assert tls_failures(gw) == []
     assert 'upstream="backend"} 1' in metric(gw, "outwork_upstream_connections_opened_total")
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_large_bodies_both_ways(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+    version: str,
+) -> None:
+    """32 MiB down and up through the TLS upstream: records split and joined, writes paused
+    and resumed on both sides, every byte intact."""
+    ecdsa = pki.leaves["ecdsa-p256"]
+    backend = make_tls_backend(ecdsa.cert, ecdsa.key, max_version=version)
+    size = 32 * 1024 * 1024
+    tls = {"ca": str(pki.ca_cert)}
+    gw = make_gateway(
+        gateway_config(
+            backend.url,
+            upstreams={"backend": {"targets": [backend.url], "tls": tls}},
+            limits={"max_request_body": size},
+        )
+    )
+    expected = (bytes(range(256)) * (size // 256))[:size]
+    parts = urlsplit(gw.url)
+    conn = HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+    try:
+        conn.request("GET", f"/bytes/{size}")
+        response = conn.getresponse()
+        assert response.status == 200
+        assert hashlib.sha256(response.read()).hexdigest() == hashlib.sha256(expected).hexdigest()
+        conn.request("POST", "/sha256", body=expected)
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.read().decode() == hashlib.sha256(expected).hexdigest()
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize("kind", ["rsa-2048", "ed25519", "ecdsa-p384"])

@@ -10,6 +10,9 @@ Content-Length) with what it saw of the connection, as JSON:
 
 `conn` numbers the TCP connections accepted (keep-alive reuse shows as a repeated number).
 
+`GET /bytes/N` answers N bytes (a repeated pattern), `POST /sha256` the SHA-256 of the body
+it got (hex): large bodies both ways, through the gateway's flow control.
+
 `GET /close-notify` and `GET /close-truncated` answer a body delimited by the end of the
 connection (no Content-Length): the first ends TLS with close_notify, the second with a bare
 TCP FIN, as a truncation attack would (nothing authenticates where the body ends).
@@ -18,12 +21,15 @@ TCP FIN, as a truncation attack would (nothing authenticates where the body ends
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+PATTERN = bytes(range(256))
 
 
 def main() -> None:
@@ -59,6 +65,9 @@ def main() -> None:
             super().setup()
 
         def do_GET(self) -> None:  # noqa: N802 (stdlib naming)
+            if self.path.startswith("/bytes/"):
+                self.pattern(int(self.path.removeprefix("/bytes/")))
+                return
             if self.path in ("/close-notify", "/close-truncated"):
                 self.close_delimited(notify=self.path == "/close-notify")
                 return
@@ -80,6 +89,32 @@ def main() -> None:
             ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def pattern(self, size: int) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            block = PATTERN * (65536 // len(PATTERN))
+            while size > 0:
+                piece = block[: min(size, len(block))]
+                self.wfile.write(piece)
+                size -= len(piece)
+
+        def do_POST(self) -> None:  # noqa: N802 (stdlib naming)
+            remaining = int(self.headers["Content-Length"])
+            digest = hashlib.sha256()
+            while remaining > 0:
+                data = self.rfile.read(min(remaining, 65536))
+                if not data:
+                    return
+                digest.update(data)
+                remaining -= len(data)
+            payload = digest.hexdigest().encode()
+            self.send_response(200)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
