@@ -35,6 +35,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.conftest import Gateway, gateway_config
 from tests.e2e.pki import ClientPKI, TestPKI, make_client_pki, make_pki
 from tests.e2e.servers import free_port, port_accepts
+from tests.proxy.test_listener_tls import Token, token  # noqa: F401 (the SoftHSM2 fixture)
 
 TLS_BACKEND = Path(__file__).with_name("tls_backend.py")
 
@@ -364,7 +365,8 @@ def start_nginx_backend(
     ecdsa = pki.leaves["ecdsa-p256"]
     port = free_port()
     temp = "\n".join(
-        f"  {d}_temp_path {workdir / d};" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        f"  {d}_temp_path {workdir / d};"
+        for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     (workdir / "nginx.conf").write_text(
         f"""\
@@ -588,6 +590,46 @@ def test_min_version_refuses_an_older_backend(
     gw = tls_gateway(make_gateway, [backend.url], tls)
     detail = assert_refused(gw, "the backend sent the alert protocol_version", "protocol_version")
     assert detail["alert_from"] == "backend"
+
+
+def test_client_key_in_an_hsm(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+    token: Token,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    """mTLS with the gateway's client key in SoftHSM2: the key never leaves the token, the
+    gateway asks it to sign the CertificateVerify."""
+    assert pki.ca_key is not None
+    hsm_cert = x509.load_pem_x509_certificate((token.folder / "gw-ec.pem").read_bytes())
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    now = datetime.datetime.now(datetime.UTC)
+    client_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway-in-hsm")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(hsm_cert.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(pki.ca_key, hashes.SHA256())
+    )
+    cert_path = tmp_path / "gateway-client.pem"
+    cert_path.write_bytes(client_cert.public_bytes(serialization.Encoding.PEM))
+    ecdsa = pki.leaves["ecdsa-p256"]
+    backend = make_tls_backend(ecdsa.cert, ecdsa.key, client_ca=pki.ca_cert)
+    client = {"cert": str(cert_path), "key": token.uri("gw-ec")}
+    tls = {"ca": str(pki.ca_cert), "client_cert": client}
+    config = gateway_config(
+        backend.url,
+        upstreams={"backend": {"targets": [backend.url], "tls": tls}},
+        pkcs11={"module": "/usr/lib/softhsm/libsofthsm2.so"},
+    )
+    gw = make_gateway(config, env=token.env)
+    (got,) = seen(get(gw, ["/"]))
+    assert got["client"] == "commonName=gateway-in-hsm"
 
 
 def test_plain_http_backend_on_an_https_target_is_502(
