@@ -242,7 +242,7 @@ class UpstreamPool:
         self._next = 0
         self._tasks: set[asyncio.Task[None]] = set()
         # https:// targets: the engine's client role, and the targets' session tickets.
-        self.tls = None
+        self.tls: UpstreamTls | None = None
         if config.tls is not None:
             self.tls = UpstreamTls(
                 config.name, config.tls, config.targets, clock, metrics, security_log

@@ -39,8 +39,9 @@ MAX_SESSIONS_PER_TARGET = 4
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 
-class UpstreamTLSError(Exception):
-    """A TLS connection to a backend failed (already counted and reported)."""
+class UpstreamTLSError(OSError):
+    """A TLS connection to a backend failed (already counted and reported). An OSError, so
+    that code which treats a refused connection as a failed target treats this one alike."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
