@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.client import HTTPConnection, IncompleteRead
@@ -133,6 +134,13 @@ def leaf(
         )
     )
     return cert_path, key_path
+
+
+def wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + 15
+    while not port_accepts(port):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
 
 
 def tls_gateway(
@@ -342,8 +350,7 @@ def test_gnutls_backend(
     log = open(tmp_path / "gnutls.log", "wb")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
     try:
-        while not port_accepts(port):
-            assert proc.poll() is None, (tmp_path / "gnutls.log").read_text()
+        wait_listening(proc, port, tmp_path / "gnutls.log")
         target = f"https://localhost:{port}"
         gw = tls_gateway(make_gateway, [target], {"ca": str(pki.ca_cert)})
         answers = get(gw, ["/one", "/two"])
@@ -405,8 +412,7 @@ http {{
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    while not port_accepts(port):
-        assert proc.poll() is None, (workdir / "error.log").read_text()
+    wait_listening(proc, port, workdir / "error.log")
     proc.port = port  # type: ignore[attr-defined]
     return proc
 
