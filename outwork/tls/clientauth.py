@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from cryptography.x509.verification import PolicyBuilder, VerificationError
 
 from outwork.tls.alerts import AlertDescription, TLSError
+from outwork.tls.verify import trust_store
 
 
 class ClientAuth(enum.Enum):
@@ -68,7 +69,7 @@ def verify_client_chain(
         raise TLSError(AlertDescription.CERTIFICATE_EXPIRED, "client certificate is not valid now")
     if not client_cas:
         raise TLSError(AlertDescription.UNKNOWN_CA, "no client CA configured")
-    verifier = PolicyBuilder().store(Store(list(client_cas))).time(when).build_client_verifier()
+    verifier = PolicyBuilder().store(trust_store(client_cas)).time(when).build_client_verifier()
     try:
         verifier.verify(leaf, chain[1:])
     except VerificationError as exc:
