@@ -48,6 +48,7 @@ def _bad_request(message: str) -> HTTPError:
 
 # What one pass over the headers looks for; everything else is forwarded as it came.
 _LENGTH, _CODING, _HOST, _EXPECT, _CONNECTION, _DROP = range(6)
+_XFF, _XFP, _XFH, _FORWARDED, _REQUEST_ID = range(6, 11)
 _SPECIAL = {
     b"content-length": _LENGTH,
     b"transfer-encoding": _CODING,
@@ -58,13 +59,25 @@ _SPECIAL = {
     b"proxy-connection": _DROP,
     b"te": _DROP,
     b"trailer": _DROP,
+    # Never forwarded, whatever it asks for: the gateway speaks HTTP/1.1 upstream (h2c and any
+    # other upgrade are ignored, RFC 9110 7.8).
     b"upgrade": _DROP,
     # Set by the gateway from what it knows; a client's own values would be believed upstream.
-    b"x-forwarded-for": _DROP,
-    b"x-forwarded-proto": _DROP,
-    b"x-forwarded-host": _DROP,
+    # Kept aside (not forwarded as they came): appended to when the peer is a trusted proxy.
+    b"x-forwarded-for": _XFF,
+    b"x-forwarded-proto": _XFP,
+    b"x-forwarded-host": _XFH,
+    b"forwarded": _FORWARDED,
     b"x-real-ip": _DROP,
-    b"forwarded": _DROP,
+    b"x-request-id": _REQUEST_ID,  # checked, then sent on (or replaced) by the gateway
+}
+# The headers kept aside, by name: HeaderScan attribute.
+_KEPT = {
+    b"x-forwarded-for": "xff",
+    b"x-forwarded-proto": "xfp",
+    b"x-forwarded-host": "xfh",
+    b"forwarded": "forwarded",
+    b"x-request-id": "request_id",
 }
 _CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive"})
 
@@ -87,16 +100,37 @@ class HeaderScan:
     """The framing-relevant headers of a message, and its end-to-end headers serialized
     (`block`, each line ending in CRLF), found in one pass."""
 
-    __slots__ = ("block", "lengths", "codings", "hosts", "expect", "forwarded_codings")
+    __slots__ = (
+        "block",
+        "lengths",
+        "codings",
+        "hosts",
+        "host",
+        "expect",
+        "forwarded_codings",
+        "xff",
+        "xfp",
+        "xfh",
+        "forwarded",
+        "request_id",
+    )
 
     def __init__(self) -> None:
         self.block = b""
         self.lengths: list[bytes] = []
         self.codings: list[bytes] = []
         self.hosts = 0
+        self.host = b""  # the Host value (when there is exactly one)
         self.expect: bytes | None = None
         # Request codings applied before the final chunked, normalised, to forward (rare).
         self.forwarded_codings = b""
+        # A client's forwarding headers and request id (several lines joined by ", "); not in
+        # `block`: the gateway decides what to send (connection.py).
+        self.xff: bytes | None = None
+        self.xfp: bytes | None = None
+        self.xfh: bytes | None = None
+        self.forwarded: bytes | None = None
+        self.request_id: bytes | None = None
 
 
 def scan_headers(headers: Headers) -> HeaderScan:
@@ -113,6 +147,7 @@ def scan_headers(headers: Headers) -> HeaderScan:
             parts += (name, b": ", value, b"\r\n")
         elif kind == _HOST:
             scan.hosts += 1
+            scan.host = value
             parts += (name, b": ", value, b"\r\n")
         elif kind == _LENGTH:
             scan.lengths.append(value)
@@ -124,10 +159,14 @@ def scan_headers(headers: Headers) -> HeaderScan:
             if connection is None:
                 connection = []
             connection.append(value)
+        elif kind != _DROP:
+            _keep(scan, _KEPT[lname], value.strip(b" \t"))
     if connection is not None:
         # Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1). Rare: a second pass.
         tokens = {t.strip().lower() for v in connection for t in v.split(b",")}
         tokens -= _CONNECTION_OPTIONS
+        for name in tokens & _KEPT.keys():  # named hop-by-hop by the client: not kept either
+            setattr(scan, _KEPT[name], None)
         if tokens:
             parts = []
             for name, value in headers:
@@ -138,12 +177,22 @@ def scan_headers(headers: Headers) -> HeaderScan:
     return scan
 
 
+def _keep(scan: HeaderScan, attribute: str, value: bytes) -> None:
+    previous = getattr(scan, attribute)
+    if attribute == "request_id":
+        # Two ids are no id: the gateway makes its own.
+        setattr(scan, attribute, b"" if previous is not None else value)
+    else:
+        setattr(scan, attribute, value if previous is None else previous + b", " + value)
+
+
 # Response header lines the gateway acts on or drops; any other line is forwarded byte for byte.
+# `x-request-id` is dropped too: the gateway writes the id it sent upstream (never two lines).
 # One regex pass (in C) over the head instead of a Python call per header: every proxied
 # response takes this path.
 _RESPONSE_SPECIAL = re.compile(
     rb"^(?:(content-length|transfer-encoding|connection|keep-alive|proxy-connection|te|trailer"
-    rb"|upgrade):[ \t]*([^\r]*?)[ \t]*\r\n"
+    rb"|upgrade|x-request-id):[ \t]*([^\r]*?)[ \t]*\r\n"
     rb"|[ \t])",  # a line that starts with whitespace: obs-fold
     re.MULTILINE,  # matched against the lower-cased head: much faster than IGNORECASE
 )
@@ -231,9 +280,10 @@ def _request_codings(values: list[bytes]) -> bytes:
 
 
 def request_framing(
-    method: bytes, target: bytes, version: str, scan: HeaderScan, max_body: int
+    method: bytes, target: bytes, version: str, scan: HeaderScan
 ) -> tuple[Framing, int, bool]:
-    """Check a request head. Returns (framing, content_length, expect_continue)."""
+    """Check a request head. Returns (framing, content_length, expect_continue). The body size
+    limit is the route's: checked by the reader once the head is routed."""
     if version != "1.1" and version != "1.0":
         raise HTTPError(505, f"HTTP/{version} is not supported")
     if method not in ALLOWED_METHODS:
@@ -262,8 +312,6 @@ def request_framing(
         return Framing.CHUNKED, -1, expect_continue
     if lengths:
         length = _content_length(lengths, _bad_request)
-        if length > max_body:
-            raise HTTPError(413, f"body of {length} bytes exceeds {max_body}")
         return (Framing.LENGTH if length else Framing.NONE), length, expect_continue
     return Framing.NONE, -1, expect_continue
 

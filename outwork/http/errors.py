@@ -10,6 +10,7 @@ REASONS = {
     405: "Method Not Allowed",
     408: "Request Timeout",
     413: "Content Too Large",
+    414: "URI Too Long",
     417: "Expectation Failed",
     431: "Request Header Fields Too Large",
     501: "Not Implemented",

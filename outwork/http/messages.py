@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from outwork.http.checks import HeaderScan
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -30,6 +34,9 @@ class RequestHead:
     expect_continue: bool
     has_host: bool = True  # False only for an HTTP/1.0 request without Host
     codings: bytes = b""  # transfer codings before the final chunked, normalised (e.g. b"gzip")
+    # The scan of the headers (Host, and the client's forwarding headers and request id, kept
+    # aside from `block`); None for heads not read by RequestReader.
+    scan: HeaderScan | None = None
 
     @property
     def path(self) -> bytes:

@@ -7,6 +7,7 @@ Both are sans-I/O: the proxy feeds bytes and acts on the calls.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import httptools
@@ -22,14 +23,31 @@ class RequestSink(Protocol):
     def on_request_end(self) -> None: ...
 
 
+def _request_parser(reader: RequestReader) -> httptools.HttpRequestParser:
+    parser = httptools.HttpRequestParser(reader)
+    # llhttp accepts only the versions it knows (0.9, 1.0, 1.1, 2.0). With this leniency it
+    # reads any HTTP/d.d, and request_framing decides: HTTP/1.2-1.9 is read as HTTP/1.1, as RFC
+    # 9110 2.5 asks of a recipient (a higher minor version of a major version it implements);
+    # anything else is 505. The framing rules are the same for every HTTP/1.x.
+    parser.set_dangerous_leniencies(lenient_version=True)
+    return parser
+
+
 class RequestReader:
-    """Reads requests until an error; after an HTTPError the reader is dead (`failed`)."""
+    """Reads requests until an error; after an HTTPError the reader is dead (`failed`).
+
+    `max_body` is the body size limit; `body_limit`, when given, is asked for each request's
+    own limit once its head is read (the route's `max_body_size`), before the sink sees it.
+    """
 
     __slots__ = (
         "_sink",
         "_parser",
         "_max_head",
         "_max_headers",
+        "_max_line",
+        "_default_max_body",
+        "_body_limit",
         "_max_body",
         "_url",
         "_headers",
@@ -42,11 +60,22 @@ class RequestReader:
         "failed",
     )
 
-    def __init__(self, sink: RequestSink, max_head: int, max_headers: int, max_body: int):
+    def __init__(
+        self,
+        sink: RequestSink,
+        max_head: int,
+        max_headers: int,
+        max_body: int,
+        max_line: int = 8 * 1024,
+        body_limit: Callable[[RequestHead], int] | None = None,
+    ):
         self._sink = sink
-        self._parser = httptools.HttpRequestParser(self)
+        self._parser = _request_parser(self)
         self._max_head = max_head
         self._max_headers = max_headers
+        self._max_line = max_line
+        self._default_max_body = max_body
+        self._body_limit = body_limit
         self._max_body = max_body
         self._url = b""
         self._headers: Headers = []
@@ -65,24 +94,37 @@ class RequestReader:
 
     def feed(self, data: bytes) -> None:
         """Parse bytes; calls the sink. Raises HTTPError (then the reader is dead)."""
-        if self.failed:
+        while not self.failed:
+            was_in_head = self._in_head
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserUpgrade as exc:
+                # llhttp stops after a request that asks for an upgrade (`Connection: upgrade`
+                # and `Upgrade`), taking what follows as the new protocol. The gateway does not
+                # upgrade (Upgrade is never forwarded) and answers it as plain HTTP (one with a
+                # body is refused in on_headers_complete): the bytes after it are the next
+                # request, for a fresh parser.
+                if self._error is not None:
+                    self._fail(self._error)
+                offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+                self._parser = _request_parser(self)
+                data = data[offset:]
+                if data:
+                    continue
+                return
+            except httptools.HttpParserError as exc:
+                if self._error is not None:
+                    self._fail(self._error)
+                self._fail(HTTPError(400, f"malformed request: {exc}"))
+            if was_in_head and self._in_head:
+                # llhttp hands a header to the callbacks only once it is complete (and skips
+                # some whitespace): also bound the raw bytes of a head that spans reads. Only
+                # reads that began inside the head are counted, so the bytes of a previous body
+                # never are.
+                self._raw_head += len(data)
+                if self._raw_head > self._max_head:
+                    self._fail(HTTPError(431, "request head too large"))
             return
-        was_in_head = self._in_head
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(HTTPError(501, "protocol upgrade is not supported"))
-        except httptools.HttpParserError as exc:
-            if self._error is not None:
-                self._fail(self._error)
-            self._fail(HTTPError(400, f"malformed request: {exc}"))
-        if was_in_head and self._in_head:
-            # llhttp hands a header to the callbacks only once it is complete (and skips some
-            # whitespace): also bound the raw bytes of a head that spans reads. Only reads that
-            # began inside the head are counted, so the bytes of a previous body never are.
-            self._raw_head += len(data)
-            if self._raw_head > self._max_head:
-                self._fail(HTTPError(431, "request head too large"))
 
     def _fail(self, error: HTTPError) -> None:
         self.failed = True
@@ -106,6 +148,8 @@ class RequestReader:
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_size += len(url)
+        if len(self._url) > self._max_line:
+            self._raise(HTTPError(414, "request target too long"))
         if self._head_size > self._max_head:
             self._raise(HTTPError(431, "request head too large"))
 
@@ -120,6 +164,8 @@ class RequestReader:
         parser = self._parser
         method = parser.get_method()
         version = parser.get_http_version()
+        if version[:2] == "1." and version != "1.1" and version != "1.0":
+            version = "1.1"  # HTTP/1.2-1.9 (RFC 9110 2.5), see _request_parser
         headers = self._headers
         url = self._url
         if b"#" in url:
@@ -131,9 +177,11 @@ class RequestReader:
             if len(headers) > self._max_headers:
                 raise HTTPError(431, "too many header fields")
             scan = checks.scan_headers(headers)
-            framing, length, expect = checks.request_framing(
-                method, url, version, scan, self._max_body
-            )
+            framing, length, expect = checks.request_framing(method, url, version, scan)
+            if framing is not Framing.NONE and parser.should_upgrade():
+                # llhttp would take the body for the new protocol's bytes, and the gateway's
+                # reading of where this request ends would differ from the client's.
+                raise HTTPError(400, "a request body together with a protocol upgrade")
         except HTTPError as exc:
             self._raise(exc)
             return
@@ -150,7 +198,14 @@ class RequestReader:
             expect_continue=expect,
             has_host=scan.hosts != 0,
             codings=scan.forwarded_codings,
+            scan=scan,
         )
+        max_body = self._default_max_body
+        if self._body_limit is not None:
+            max_body = self._body_limit(head)
+        if length > max_body:
+            self._raise(HTTPError(413, f"body of {length} bytes exceeds {max_body}"))
+        self._max_body = max_body
         self._sink.on_request_head(head)
 
     def on_body(self, body: bytes) -> None:

@@ -13,8 +13,9 @@ _CLOSE = b"connection: close\r\n"
 
 
 def forwarded_headers(client_ip: bytes, proto: bytes) -> bytes:
-    """The lines added to every request of one client connection (built once per connection),
-    ending the head."""
+    """X-Forwarded-For/-Proto lines ending a head. The HTTP/1.1 front adds its lines per request
+    (proxy/forwarding.py: also X-Forwarded-Host, Forwarded, X-Request-Id) and ends the head with
+    a bare CRLF as its `forwarded`."""
     return b"x-forwarded-for: " + client_ip + b"\r\nx-forwarded-proto: " + proto + b"\r\n\r\n"
 
 
@@ -34,9 +35,12 @@ def request_head(head: RequestHead, forwarded: bytes) -> bytes:
     )
 
 
-def response_head(head: ResponseHead, framing: Framing, keep_alive: bool) -> bytes:
+def response_head(
+    head: ResponseHead, framing: Framing, keep_alive: bool, extra: bytes = b""
+) -> bytes:
     """The head sent to the client. `framing` is what the gateway will write (it may differ
-    from the upstream's: a close-delimited body is re-sent chunked to keep the client alive)."""
+    from the upstream's: a close-delimited body is re-sent chunked to keep the client alive).
+    `extra`: header lines the gateway adds (each ending in CRLF), e.g. x-request-id."""
     reason = head.reason or REASONS.get(head.status, "").encode()
     if framing is Framing.CHUNKED:
         length = _CHUNKED
@@ -51,6 +55,7 @@ def response_head(head: ResponseHead, framing: Framing, keep_alive: bool) -> byt
             reason,
             b"\r\n",
             head.block,
+            extra,
             length,
             b"" if keep_alive else _CLOSE,
             b"\r\n",
@@ -62,15 +67,20 @@ def chunk(data: bytes) -> list[bytes]:
     return [b"%x\r\n" % len(data), data, b"\r\n"]
 
 
-def error_response(status: int, keep_alive: bool, head_only: bool = False) -> bytes:
-    """A short plain-text answer made by the gateway itself (no detail leaked to the peer)."""
+def error_response(
+    status: int, keep_alive: bool, head_only: bool = False, extra: bytes = b""
+) -> bytes:
+    """A short plain-text answer made by the gateway itself (no detail leaked to the peer).
+    `extra`: header lines to add (each ending in CRLF), e.g. allow, x-request-id."""
     reason = REASONS.get(status, "Error")
     body = f"{status} {reason}\n".encode()
     head = (
-        f"HTTP/1.1 {status} {reason}\r\n"
-        "content-type: text/plain; charset=utf-8\r\n"
-        f"content-length: {len(body)}\r\n"
-        + ("" if keep_alive else "connection: close\r\n")
-        + "\r\n"
-    ).encode()
+        (
+            f"HTTP/1.1 {status} {reason}\r\n"
+            "content-type: text/plain; charset=utf-8\r\n"
+            f"content-length: {len(body)}\r\n" + ("" if keep_alive else "connection: close\r\n")
+        ).encode()
+        + extra
+        + b"\r\n"
+    )
     return head if head_only else head + body

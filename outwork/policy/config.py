@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
 
 from outwork.tls.config import ClientConfig, ServerConfig
 
@@ -28,6 +29,11 @@ class RouteConfig:
     upstream: str
     path_prefix: str | None = None
     path: str | None = None
+    name: str = ""  # load.py gives every route one (route-<index> when not set)
+    host: str | None = None  # lower case, no port; "*.example.com" for a wildcard
+    methods: frozenset[str] | None = None  # None: any method
+    default: bool = False  # matches every request, below every other route
+    max_body_size: int = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,9 @@ class Limits:
     max_request_body: int = 10 * 1024 * 1024
     header_timeout: float = 10.0
     idle_timeout: float = 60.0
+    max_request_line: int = 8 * 1024
+    body_timeout: float = 60.0
+    max_requests_per_connection: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +82,4 @@ class GatewayConfig:
     workers: int = 1  # processes; 1: no supervisor
     # Accepted but dangerous settings (`file:line: path: warning: ...`), printed by check/serve.
     warnings: tuple[str, ...] = ()
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()

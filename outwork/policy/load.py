@@ -19,6 +19,7 @@ import msgspec
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
+from outwork.http.checks import ALLOWED_METHODS
 from outwork.policy.config import (
     Address,
     GatewayConfig,
@@ -32,7 +33,9 @@ from outwork.policy.schema import (
     ConfigSpec,
     Duration,
     ListenerSpec,
+    RouteSpec,
     SessionTicketsSpec,
+    Size,
     TlsSpec,
     UpstreamSpec,
     UpstreamTlsSpec,
@@ -54,6 +57,24 @@ _PEM_CERTIFICATE = re.compile(
 )
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE = re.compile(r"^(\d+)[ \t]*([KMGT]i?B|B)?$")
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KiB": 1 << 10,
+    "MiB": 1 << 20,
+    "GiB": 1 << 30,
+    "TiB": 1 << 40,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+}
+MAX_BODY_SIZE = 1 << 40  # 1 TiB: far beyond any real upload, and still a bound
+# A route's host: a DNS name (or a wildcard `*.` in front of one), or an IP literal.
+_ROUTE_HOST = re.compile(
+    r"^(?:\*\.)?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$"
+)
 
 # Names in the config -> engine groups (the names other servers and tools use).
 GROUP_NAMES: dict[str, NamedGroup] = {
@@ -129,6 +150,39 @@ def parse_duration(value: Duration) -> float:
     return seconds
 
 
+def parse_size(value: Size) -> int:
+    """`10MiB`, `2GiB`, `512KiB`, `1MB` or a number of bytes. Raises ValueError for the user."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid size {value!r}")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE.match(value.strip())
+        if not match:
+            raise ValueError(f"invalid size {value!r} (expected e.g. 1048576, 512KiB, 10MiB, 2GiB)")
+        size = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    if size < 0:
+        raise ValueError(f"invalid size {value!r}: must not be negative")
+    if size > MAX_BODY_SIZE:
+        raise ValueError(f"{value!r} is larger than the maximum {MAX_BODY_SIZE} bytes (1TiB)")
+    return size
+
+
+def parse_route_host(text: str) -> str:
+    """A route's host, normalised (lower case, no trailing dot). Raises ValueError."""
+    host = text.strip().lower()
+    if host.endswith("."):
+        host = host[:-1]
+    if host.startswith("[") and host.endswith("]"):
+        ipaddress.IPv6Address(host[1:-1])
+        return "[" + str(ipaddress.IPv6Address(host[1:-1])) + "]"
+    if ":" in host:
+        raise ValueError(f"invalid host {text!r}: give the name without a port (ports are ignored)")
+    if len(host) > 253 or not _ROUTE_HOST.match(host):
+        raise ValueError(f"invalid host {text!r} (expected api.example.com or *.example.com)")
+    return host
+
+
 def parse_address(text: str) -> Address:
     """`host:port` or `[v6]:port`. Raises ValueError with a message for the user."""
     if text.startswith("["):
@@ -173,7 +227,9 @@ class _Loader:
         self.ticket_files: dict[Path, str] = {}  # key file -> the listener that uses it
         listeners = self._listeners(spec.listeners)
         upstreams = {name: self._upstream(name, u) for name, u in upstream_specs.items() if name}
-        routes = self._routes(spec, upstreams)
+        max_request_body = self._size(("limits", "max_request_body"), spec.limits.max_request_body)
+        routes = self._routes(spec, upstreams, max_request_body or 0)
+        trusted_proxies = self._trusted_proxies(spec.trusted_proxies)
         security_events = spec.logging.security_events
         if security_events != "-":
             security_events = str(self.base / security_events)
@@ -193,9 +249,12 @@ class _Loader:
         limits = Limits(
             max_request_head=lim.max_request_head,
             max_headers=lim.max_headers,
-            max_request_body=lim.max_request_body,
+            max_request_body=max_request_body or 0,
             header_timeout=lim.header_timeout,
             idle_timeout=lim.idle_timeout,
+            max_request_line=lim.max_request_line,
+            body_timeout=lim.body_timeout,
+            max_requests_per_connection=lim.max_requests_per_connection,
         )
         return GatewayConfig(
             file=self.source.file,
@@ -208,7 +267,27 @@ class _Loader:
             limits=limits,
             workers=spec.workers,
             warnings=tuple(w.format() for w in self.warnings),
+            trusted_proxies=trusted_proxies,
         )
+
+    def _size(self, path: KeyPath, value: Size) -> int | None:
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.error(path, str(exc))
+            return None
+
+    def _trusted_proxies(
+        self, entries: list[str]
+    ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        networks = []
+        for i, entry in enumerate(entries):
+            try:
+                # strict: `10.0.0.1/8` is a typo for a network or for one address; say so.
+                networks.append(ipaddress.ip_network(entry, strict=True))
+            except ValueError as exc:
+                self.error(("trusted_proxies", i), f"not an IP address or CIDR: {exc}")
+        return tuple(networks)
 
     def _address(self, path: KeyPath, text: str) -> Address | None:
         try:
@@ -564,29 +643,91 @@ class _Loader:
                 return ()
         return tuple(roots)
 
-    def _routes(self, spec: ConfigSpec, upstreams: dict[str, UpstreamConfig]) -> list[RouteConfig]:
+    def _routes(
+        self, spec: ConfigSpec, upstreams: dict[str, UpstreamConfig], default_body: int
+    ) -> list[RouteConfig]:
         routes = []
+        names: set[str] = set()
+        default_at: int | None = None
         for i, route in enumerate(spec.routes):
             path: KeyPath = ("routes", i)
-            match = route.match
-            if (match.path_prefix is None) == (match.path is None):
-                self.error(path + ("match",), "give exactly one of path_prefix or path")
-                continue
-            value = match.path_prefix if match.path_prefix is not None else match.path
-            key = "path_prefix" if match.path_prefix is not None else "path"
-            if not value or not value.startswith("/"):
-                self.error(path + ("match", key), "must start with /")
-                continue
+            name = route.name if route.name is not None else f"route-{i}"
+            if name in names:
+                self.error(path + ("name",), f"duplicate route name {name!r}")
+            names.add(name)
+            if route.default:
+                if default_at is not None:
+                    self.error(path + ("default",), f"routes[{default_at}] is already the default")
+                default_at = i
+            compiled = self._route(path, route, name, default_body)
             if route.upstream not in upstreams:
                 known = ", ".join(sorted(upstreams)) or "none defined"
                 self.error(
                     path + ("upstream",), f"unknown upstream {route.upstream!r} (known: {known})"
                 )
                 continue
-            routes.append(
-                RouteConfig(upstream=route.upstream, path_prefix=match.path_prefix, path=match.path)
-            )
+            if compiled is not None:
+                routes.append(compiled)
         return routes
+
+    def _route(
+        self, path: KeyPath, route: RouteSpec, name: str, default_body: int
+    ) -> RouteConfig | None:
+        max_body = default_body
+        if route.max_body_size is not None:
+            size = self._size(path + ("max_body_size",), route.max_body_size)
+            if size is None:
+                return None
+            max_body = size
+        match = route.match
+        if route.default:
+            if match is not None:
+                self.error(path + ("match",), "a default route matches everything: remove match")
+                return None
+            return RouteConfig(
+                upstream=route.upstream, name=name, default=True, max_body_size=max_body
+            )
+        if match is None:
+            self.error(path, "missing required key `match` (or set default: true)")
+            return None
+        if match.path_prefix is not None and match.path is not None:
+            self.error(path + ("match",), "give at most one of path_prefix or path")
+            return None
+        if match.host is None and match.path is None and match.path_prefix is None:
+            self.error(path + ("match",), "give host, path or path_prefix (or use default: true)")
+            return None
+        for key in ("path_prefix", "path"):
+            value = getattr(match, key)
+            if value is not None and not value.startswith("/"):
+                self.error(path + ("match", key), "must start with /")
+                return None
+        host = None
+        if match.host is not None:
+            try:
+                host = parse_route_host(match.host)
+            except ValueError as exc:
+                self.error(path + ("match", "host"), str(exc))
+                return None
+        methods = None
+        if match.methods is not None:
+            methods = frozenset(m.upper() for m in match.methods)
+            unknown = sorted(m for m in methods if m.encode() not in ALLOWED_METHODS)
+            if unknown:
+                allowed = ", ".join(sorted(m.decode() for m in ALLOWED_METHODS))
+                self.error(
+                    path + ("match", "methods"),
+                    f"method {unknown[0]} is not served by the gateway (allowed: {allowed})",
+                )
+                return None
+        return RouteConfig(
+            upstream=route.upstream,
+            path_prefix=match.path_prefix,
+            path=match.path,
+            name=name,
+            host=host,
+            methods=methods,
+            max_body_size=max_body,
+        )
 
 
 def _check_ticket_key_file(file: Path, rotation: float) -> str | None:

@@ -60,14 +60,24 @@ class ListenerSpec(_Spec):
     tls: TlsSpec | None = None
 
 
+# "10MiB", "2GiB", "512KiB", "1MB" or a number of bytes; parsed and bounded in load.py.
+Size = str | int
+
+
 class MatchSpec(_Spec):
+    # "api.example.com" or "*.example.com"; compared without port, case-insensitively.
+    host: NonEmptyStr | None = None
     path_prefix: str | None = None
     path: str | None = None
+    methods: Annotated[list[NonEmptyStr], Meta(min_length=1, max_length=16)] | None = None
 
 
 class RouteSpec(_Spec):
-    match: MatchSpec
     upstream: NonEmptyStr
+    name: NonEmptyStr | None = None  # default: route-<index in the list>
+    match: MatchSpec | None = None  # required unless default: true
+    default: bool = False  # catches every request that no other route matches
+    max_body_size: Size | None = None  # default: limits.max_request_body (413 beyond)
 
 
 class UpstreamTlsSpec(_Spec):
@@ -118,11 +128,15 @@ class AdminSpec(_Spec):
 class LimitsSpec(_Spec):
     """Caps on what a client can make the gateway hold, each answered with its own status."""
 
+    max_request_line: Annotated[int, Meta(ge=256, le=1024 * 1024)] = 8 * 1024  # 414
     max_request_head: Annotated[int, Meta(ge=1024, le=1024 * 1024)] = 64 * 1024  # 431
     max_headers: Annotated[int, Meta(ge=1, le=1000)] = 100  # 431
-    max_request_body: Annotated[int, Meta(ge=0)] = 10 * 1024 * 1024  # 413
-    header_timeout: PositiveSeconds = 10.0  # complete request head (and TLS handshake)
-    idle_timeout: PositiveSeconds = 60.0  # keep-alive wait for the next request; body stalls
+    max_request_body: Size = 10 * 1024 * 1024  # 413; a route's max_body_size overrides it
+    header_timeout: PositiveSeconds = 10.0  # complete request head (and TLS handshake): 408
+    body_timeout: PositiveSeconds = 60.0  # longest silence inside a request body: 408
+    idle_timeout: PositiveSeconds = 60.0  # keep-alive wait for the next request
+    # The last response on a connection says `Connection: close`.
+    max_requests_per_connection: Annotated[int, Meta(ge=1, le=10_000_000)] = 1000
 
 
 class ConfigSpec(_Spec):
@@ -133,6 +147,10 @@ class ConfigSpec(_Spec):
     logging: LoggingSpec = msgspec.field(default_factory=LoggingSpec)
     admin: AdminSpec | None = None
     limits: LimitsSpec = msgspec.field(default_factory=LimitsSpec)
+    # Peers (IPs or CIDRs) whose X-Forwarded-For / Forwarded are appended to, not replaced.
+    trusted_proxies: Annotated[list[NonEmptyStr], Meta(max_length=1024)] = msgspec.field(
+        default_factory=list
+    )
     pkcs11: Pkcs11Spec = msgspec.field(default_factory=Pkcs11Spec)
     # Worker processes sharing the listener ports (SO_REUSEPORT); 1: a single process.
     workers: Annotated[int, Meta(ge=1, le=MAX_WORKERS)] = 1

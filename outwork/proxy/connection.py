@@ -17,9 +17,10 @@ from outwork.http import serialize
 from outwork.http.errors import HTTPError
 from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.http.reader import RequestReader
-from outwork.policy.config import ListenerConfig
+from outwork.policy.config import ListenerConfig, RouteConfig
 from outwork.proxy import access_log
 from outwork.proxy.exchange import Exchange
+from outwork.proxy.forwarding import Forwarding, forwarded_node, is_trusted, sane_request_id
 from outwork.tls import events as ev
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ MAX_BUFFERED_REQUEST_BYTES = 1024 * 1024
 _IDLE, _HEAD, _BODY, _WAIT = range(4)
 
 # Answers after which the request stream cannot be trusted: the connection closes.
-_FATAL_STATUSES = frozenset({400, 408, 413, 417, 431, 501, 505})
+_FATAL_STATUSES = frozenset({400, 408, 413, 414, 417, 431, 501, 505})
+_REQUEST_ID = b"x-request-id: "
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -45,7 +47,12 @@ class ClientProtocol(asyncio.Protocol):
         self.peer = "?"
         self.peer_host = b"?"
         self.scheme = b"https" if listener.tls is not None else b"http"
-        self.forwarded = serialize.forwarded_headers(self.peer_host, self.scheme)
+        # Ends the head sent upstream: the gateway's own lines (forwarding.py) are added to each
+        # request's block in on_request_head.
+        self.forwarded = b"\r\n"
+        self._forwarding = Forwarding(self.peer_host, b"unknown", self.scheme, False)
+        self._route: RouteConfig | None = None  # the route of the head being read
+        self._requests = 0  # request heads read on this connection
         self.write_paused = False
         self.deadline = 0.0
         self._tls: Any = None
@@ -55,7 +62,12 @@ class ClientProtocol(asyncio.Protocol):
         self._accepted = 0.0  # time.monotonic() at accept (TLS listeners: for the handshake time)
         limits = state.config.limits
         self._reader = RequestReader(
-            self, limits.max_request_head, limits.max_headers, limits.max_request_body
+            self,
+            limits.max_request_head,
+            limits.max_headers,
+            limits.max_request_body,
+            max_line=limits.max_request_line,
+            body_limit=self._route_head,
         )
         self._queue: deque[Exchange] = deque()
         self._reading: Exchange | None = None
@@ -73,12 +85,17 @@ class ClientProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         peer = transport.get_extra_info("peername")
+        state = self.state
         if peer:
             host = str(peer[0])
             self.peer_host = host.encode()
             self.peer = f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
-        self.forwarded = serialize.forwarded_headers(self.peer_host, self.scheme)
-        state = self.state
+            self._forwarding = Forwarding(
+                self.peer_host,
+                forwarded_node(host, peer[1]),
+                self.scheme,
+                is_trusted(host, state.config.trusted_proxies),
+            )
         if self._access is not None:
             self._log_connection = access_log.connection_part(self.peer, self.listener.name)
         state.clients.add(self)
@@ -139,7 +156,7 @@ class ClientProtocol(asyncio.Protocol):
             self._phase = _HEAD
             self.deadline = self.state.clock.now + self.state.config.limits.header_timeout
         elif self._phase == _BODY:
-            self.deadline = self.state.clock.now + self.state.config.limits.idle_timeout
+            self.deadline = self.state.clock.now + self.state.config.limits.body_timeout
         self._feed_http(data)
 
     def _received_tls(self, data: bytes) -> None:
@@ -202,9 +219,9 @@ class ClientProtocol(asyncio.Protocol):
         except HTTPError as exc:
             self._refuse(exc)
 
-    def _refuse(self, exc: HTTPError) -> None:
+    def _refuse(self, exc: HTTPError, reason: str = "") -> None:
         """The request stream is broken: answer in turn with the error, then close."""
-        self.state.metrics.refused[str(exc.status)] += 1
+        self.state.metrics.refused[reason or str(exc.status)] += 1
         self.pause_reading("refused")
         reading = self._reading
         self._reading = None
@@ -222,26 +239,61 @@ class ClientProtocol(asyncio.Protocol):
                 self._answer(reading, exc.status)
             return
         ex = Exchange(self, None, None, exc.status)
+        ex.request_id = self.state.request_ids.next()
         self._queue.append(ex)
         if len(self._queue) == 1:
             self._start(ex)
 
     # RequestSink: called by the reader
 
+    def _route_head(self, head: RequestHead) -> int:
+        """Called by the reader once a head is read: route it, and give its body size limit."""
+        scan = head.scan
+        host = scan.host if scan is not None and head.has_host else b""
+        route = self._route = self.state.router.match(host, head.method, head.path)
+        return (
+            route.max_body_size if route is not None else self.state.config.limits.max_request_body
+        )
+
     def on_request_head(self, head: RequestHead) -> None:
         state = self.state
-        upstream = state.router.match(head.path)
-        if upstream is None:
-            ex = Exchange(self, head, None, 404)
+        self._requests += 1
+        last = state.config.limits.max_requests_per_connection
+        if self._requests > last:
+            # Pipelined past the last request: not answered (the connection closes after the
+            # last one, which said so); the client sends it again on a new connection.
+            self._reading = None
+            return
+        route = self._route
+        self._route = None
+        if route is None:
+            ex = Exchange(self, head, None, 405 if self._allowed(head) else 404)
         else:
-            ex = Exchange(self, head, state.pools[upstream])
+            ex = Exchange(self, head, state.pools[route.upstream])
+            ex.route = route.name
+        if self._requests == last:
+            ex.keep_alive = False  # its response says `Connection: close`
+        scan = head.scan
+        request_id = scan.request_id if scan is not None else None
+        if request_id is None or not sane_request_id(request_id):
+            request_id = state.request_ids.next()
+        ex.request_id = request_id
+        head.block = b"".join(
+            (
+                head.block,
+                self._forwarding.lines(scan, head.has_host),
+                _REQUEST_ID,
+                request_id,
+                b"\r\n",
+            )
+        )
         self._reading = ex
         if head.framing is Framing.NONE:
             self._phase = _WAIT
             self.deadline = 0.0
         else:
             self._phase = _BODY
-            self.deadline = state.clock.now + state.config.limits.idle_timeout
+            self.deadline = state.clock.now + state.config.limits.body_timeout
         self._queue.append(ex)
         if len(self._queue) == 1:
             self._start(ex)
@@ -260,6 +312,8 @@ class ClientProtocol(asyncio.Protocol):
             self.pause_reading("buffer")
 
     def on_request_end(self) -> None:
+        if self._requests >= self.state.config.limits.max_requests_per_connection:
+            self.pause_reading("last request")  # the connection closes after its answer
         ex = self._reading
         self._reading = None
         if ex is None:
@@ -285,6 +339,12 @@ class ClientProtocol(asyncio.Protocol):
             self._write(serialize.CONTINUE_100)
         ex.pool.acquire(ex)
 
+    def _allowed(self, head: RequestHead) -> bytes:
+        """The methods routes take for this request's host and path (405), or b"" (404)."""
+        scan = head.scan
+        host = scan.host if scan is not None and head.has_host else b""
+        return self.state.router.allowed(host, head.path)
+
     def _answer(self, ex: Exchange, status: int) -> None:
         """A response made by the gateway itself (404, 413, 502, 504, ...)."""
         ex.status = status
@@ -292,8 +352,12 @@ class ClientProtocol(asyncio.Protocol):
             ex.keep_alive = False
         # Otherwise the connection stays usable: the rest of a request body (bounded by
         # max_request_body) is read and dropped before the next request.
-        head_only = ex.head is not None and ex.head.method == b"HEAD"
-        data = serialize.error_response(status, ex.keep_alive, head_only)
+        head = ex.head
+        head_only = head is not None and head.method == b"HEAD"
+        extra = _REQUEST_ID + ex.request_id + b"\r\n" if ex.request_id else b""
+        if status == 405 and head is not None:
+            extra += b"allow: " + self._allowed(head) + b"\r\n"
+        data = serialize.error_response(status, ex.keep_alive, head_only, extra)
         ex.bytes_sent += len(data)
         self._write(data)
         self._response_done(ex)
@@ -348,7 +412,8 @@ class ClientProtocol(asyncio.Protocol):
         ex.out_framing = framing
         ex.status = head.status
         ex.response_started = True
-        data = serialize.response_head(head, framing, ex.keep_alive)
+        extra = _REQUEST_ID + ex.request_id + b"\r\n" if ex.request_id else b""
+        data = serialize.response_head(head, framing, ex.keep_alive, extra)
         ex.bytes_sent += len(data)
         self._write(data)
 
@@ -461,7 +526,16 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.abort()
 
     def timed_out(self) -> None:
-        """The header, body or keep-alive timeout passed."""
-        if self._phase in (_HEAD, _BODY):
+        """The header, body or keep-alive timeout passed. A request cut short by it (a partial
+        head, a stalled body) is answered 408 and the connection closed; a connection that sent
+        nothing (idle, or still in its TLS handshake) is just closed."""
+        self.deadline = 0.0
+        phase = self._phase
+        if (phase == _HEAD and self._reader.in_head) or phase == _BODY:
+            self._refuse(HTTPError(408, "request not received in time"), reason="timeout")
+            if not self._queue:
+                self.close()
+            return
+        if phase == _HEAD:
             self.state.metrics.refused["timeout"] += 1
         self.close()

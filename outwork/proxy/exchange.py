@@ -37,6 +37,7 @@ class Exchange:
         "upstream_at",
         "bytes_sent",
         "route",
+        "request_id",
     )
 
     def __init__(
@@ -68,7 +69,8 @@ class Exchange:
         self.started = time.monotonic()
         self.upstream_at = 0.0
         self.bytes_sent = 0  # response bytes written for this exchange (head and body)
-        self.route = ""  # the matched route's name, set by routing ("": none matched)
+        self.route = ""  # the matched route's name; "" when none matched (404, refusals)
+        self.request_id = b""  # X-Request-Id: the client's (when sane) or the gateway's
 
     def retryable(self) -> bool:
         """Safe to send again on a fresh connection (a reused one was closed under us)."""

@@ -17,6 +17,7 @@ from outwork.proxy.access_log import AccessLog
 from outwork.proxy.admin import Admin, AdminProtocol
 from outwork.proxy.clock import Clock
 from outwork.proxy.connection import ClientProtocol
+from outwork.proxy.forwarding import RequestIds
 from outwork.proxy.metrics import Metrics
 from outwork.proxy.router import Router
 from outwork.proxy.security_events import SecurityEventLog
@@ -49,6 +50,7 @@ class GatewayState:
         self.security_log = SecurityEventLog(config.security_events, self.metrics)
         self.access_log = AccessLog(config.access_log) if config.access_log else None
         self.router = Router(config.routes)
+        self.request_ids = RequestIds()  # made here: unique per process and per config load
         self.pools = {
             name: UpstreamPool(upstream, loop, self.metrics, self.clock, self.security_log)
             for name, upstream in config.upstreams.items()

@@ -6,10 +6,10 @@ Compliant/Acceptable: forwarded. Ambiguous: refused (4xx/5xx, closed, nothing fo
 forwarded with one unambiguous framing, checked on the bytes the backend received.
 
 Where RFC 9112 or issue 4's explicit list of refusals is stricter than a Compliant/Acceptable
-tier (whitespace before the colon, control characters in a field name or value, a request
-target or version that is not HTTP/1.x syntax), the stricter rule wins: `strict_rule` names the
-rule and the case must then be refused with 400 (505 for the version). Run this file with
-`-s` to see the verdict table.
+tier (whitespace before the colon, control characters in a field name or value, an invalid
+request-line, a version that is not HTTP/1.x), the stricter rule wins: `strict_rule` names the
+rule (and why the case cannot be forwarded safely) and the case must then be refused with 400
+(505 for the version). Run this file with `-s` to see the verdict table.
 """
 
 from __future__ import annotations
@@ -88,16 +88,36 @@ def request_bytes(case: dict[str, Any]) -> tuple[bytes, bytes]:
 
 def strict_rule(case: dict[str, Any]) -> str | None:
     """The RFC 9112 / issue 4 rule that refuses this request, where it is stricter than the
-    corpus' Compliant/Acceptable tier (then the case must be refused, not forwarded)."""
+    corpus' Compliant/Acceptable tier (then the case must be refused, not forwarded).
+
+    Each was weighed against "can it be forwarded with one unambiguous framing?":
+    - HTTP/1.2 (any HTTP/1.x, x > 1): yes. RFC 9110 2.5 asks a recipient to process it as the
+      highest 1.x it implements; it is read as HTTP/1.1 and sent on as HTTP/1.1: forwarded.
+    - `HTTP/0.9` with header fields, and no version at all (an HTTP/0.9 simple request, followed
+      by lines that HTTP/0.9 does not have): no. HTTP/0.9 has neither headers nor a status line,
+      so a server that believes the version reads the header lines as the next request, one that
+      does not reads them as headers: 505 / 400.
+    - `HTTP/1.1 ` (trailing space), a target with spaces, raw UTF-8 or nothing at all: no. These
+      are invalid request-lines; whitespace in the line decides where the target and the
+      version end (one parser sees version `escaped`, another a 0.9 request), and RFC 9112 3
+      says a recipient SHOULD NOT autocorrect one "since the invalid request-line might be
+      deliberately crafted to bypass security filters along the request chain": 400.
+    - `chunked;param` without `=`: no. RFC 9112 7 defines no parameters for chunked and a
+      transfer-parameter needs `=`; whether such a coding is still `chunked` is exactly what
+      TE.TE desyncs play on (a peer that says no reads the chunked body as the next request).
+      llhttp refuses it, and accepting it would need its lenient_transfer_encoding mode, which
+      drops the final-chunked check for every request: 400.
+    - whitespace before the colon, control characters in names or values: issue 4 lists them.
+    """
     version = str(case.get("version") or "")
     uri = _b(case["uri"])
-    if version not in ("HTTP/1.1", "HTTP/1.0"):
-        return "RFC 9112 2.3: HTTP-version is exactly HTTP/1.0 or HTTP/1.1 (400/505)"
-    if not uri.startswith(b"/") or _BAD_TARGET.search(uri):
-        return "RFC 9112 3.2: request-target is origin-form, ASCII, without whitespace"
+    if version != version.strip(" \t") or not uri.startswith(b"/") or _BAD_TARGET.search(uri):
+        return "RFC 9112 3: an invalid request-line is refused, never autocorrected"
+    if not re.fullmatch(r"HTTP/1\.[0-9]", version):
+        return "RFC 9112 2.3 / 9110 2.5: only HTTP/1.x is read (HTTP/0.9 has no headers) (400/505)"
     for name, value in _headers(case):
         if name.lower() == b"transfer-encoding" and re.search(rb"chunked[ \t]*;", value.lower()):
-            return "RFC 9112 7.1: chunked takes no parameters (llhttp refuses it: 400)"
+            return "RFC 9112 7: chunked takes no parameters; `;x` without `=` is not one (400)"
         if not _TCHAR.match(name):
             return "RFC 9112 5.1 / issue 4: field name not a token (whitespace before colon, CTL)"
         if _BAD_VALUE.search(value):

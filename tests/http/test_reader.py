@@ -168,9 +168,69 @@ def test_rejects_connect() -> None:
     assert refused(b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n") in (400, 405)
 
 
-def test_rejects_upgrade() -> None:
-    data = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
-    assert refused(data) == 501
+@pytest.mark.parametrize("byte_by_byte", [False, True])
+def test_upgrade_request_is_read_as_plain_http(byte_by_byte: bool) -> None:
+    """llhttp stops at an upgrade; the gateway does not upgrade: the request is read as plain
+    HTTP without Upgrade/Connection, and the next pipelined request still parses."""
+    upgrade = (
+        b"GET /a HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n"
+    )
+    sink = read(upgrade * 2 + b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n", byte_by_byte)
+    heads = sink.heads()
+    assert [h.target for h in heads] == [b"/a", b"/a", b"/b"]
+    assert b"upgrade" not in heads[0].block.lower() and b"connection" not in heads[0].block.lower()
+    assert b"http2-settings" not in heads[0].block.lower()  # named in Connection: hop-by-hop
+    assert [kind for kind, _ in sink.events].count("end") == 3
+
+
+def test_rejects_upgrade_with_a_body() -> None:
+    """llhttp would read the body as the new protocol's bytes: the request's end is unclear."""
+    data = (
+        b"POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n"
+        b"Content-Length: 30\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    assert refused(data) == 400
+
+
+def test_rejects_long_request_target_with_414() -> None:
+    sink = Requests()
+    reader = RequestReader(sink, max_head=64 * 1024, max_headers=100, max_body=10, max_line=1024)
+    reader.feed(b"GET /" + b"a" * 1023 + b" HTTP/1.1\r\nHost: a\r\n\r\n")  # 1024: fine
+    assert len(sink.heads()) == 1
+    with pytest.raises(HTTPError) as info:  # one byte more, and byte by byte, without an end
+        for byte in b"GET /" + b"a" * 1024:
+            reader.feed(bytes([byte]))
+    assert info.value.status == 414
+
+
+def test_route_body_limit_is_asked_per_request() -> None:
+    sink = Requests()
+    limits = {b"/small": 3, b"/big": 100}
+    reader = RequestReader(sink, 64 * 1024, 100, 10, body_limit=lambda head: limits[head.path])
+    reader.feed(b"POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 50\r\n\r\n" + b"x" * 50)
+    assert sink.body() == b"x" * 50
+    with pytest.raises(HTTPError) as info:
+        reader.feed(b"POST /small HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nxxxx")
+    assert info.value.status == 413
+    sink = Requests()
+    reader = RequestReader(sink, 64 * 1024, 100, 10, body_limit=lambda head: limits[head.path])
+    with pytest.raises(HTTPError) as info:
+        reader.feed(b"POST /small HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+        reader.feed(b"4\r\nxxxx\r\n")
+    assert info.value.status == 413
+
+
+@pytest.mark.parametrize("version", [b"1.2", b"1.9"])
+def test_higher_minor_version_is_read_as_http11(version: bytes) -> None:
+    """RFC 9110 2.5: a recipient processes HTTP/1.x (x > 1) as the highest 1.x it implements."""
+    (head,) = read(b"GET / HTTP/" + version + b"\r\nHost: a\r\n\r\n").heads()
+    assert head.version == "1.1" and head.keep_alive
+
+
+@pytest.mark.parametrize("version", [b"0.9", b"2.0", b"3.1", b"9.9"])
+def test_rejects_other_versions_with_505(version: bytes) -> None:
+    assert refused(b"GET / HTTP/" + version + b"\r\nHost: a\r\n\r\n") == 505
 
 
 def test_rejects_head_over_cap_with_431() -> None:

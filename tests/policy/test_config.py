@@ -161,7 +161,7 @@ def test_rejects_other_schemes_and_path_targets(tmp_path: Path, certs: Path) -> 
 def test_rejects_match_without_exactly_one_condition(tmp_path: Path, certs: Path) -> None:
     text = GOOD.replace("match: {path: /exact}", "match: {path: /a, path_prefix: /b}")
     assert problems(tmp_path, certs, text) == [
-        "config.yaml:10: routes[1].match: give exactly one of path_prefix or path"
+        "config.yaml:10: routes[1].match: give at most one of path_prefix or path"
     ]
 
 
