@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from outwork.policy.load import load_config, parse_address
+from outwork.policy.load import load_config, parse_address, parse_size
 from outwork.policy.source import ConfigError
 from tests.conftest import ROOT
 
@@ -203,3 +203,85 @@ def test_rejects_alias_expansion_bomb(tmp_path: Path, certs: Path) -> None:
         bomb += f"{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
     (problem,) = problems(tmp_path, certs, bomb)
     assert "more than 100000 values" in problem
+
+
+ROUTED = """\
+listeners:
+  - {name: public, bind: 127.0.0.1:8080}
+routes:
+  - match: {host: API.Example.com., path_prefix: /v1, methods: [get, POST]}
+    upstream: demo
+    name: api-v1
+    max_body_size: 2GiB
+  - match: {host: "*.example.com"}
+    upstream: demo
+  - default: true
+    upstream: demo
+upstreams:
+  demo: {targets: ["http://127.0.0.1:9000"]}
+limits:
+  max_request_body: 1MiB
+  max_request_line: 4096
+  body_timeout: 5
+  max_requests_per_connection: 50
+trusted_proxies: [10.0.0.0/8, "2001:db8::/32", 192.0.2.7]
+"""
+
+
+def test_routes_limits_and_trusted_proxies_compile(tmp_path: Path, certs: Path) -> None:
+    config = load_config(write(tmp_path, certs, ROUTED))
+    api, wild, fallback = config.routes
+    assert (api.name, api.host, api.path_prefix) == ("api-v1", "api.example.com", "/v1")
+    assert api.methods == frozenset({"GET", "POST"}) and api.max_body_size == 2 << 30
+    assert (wild.name, wild.host, wild.max_body_size) == ("route-1", "*.example.com", 1 << 20)
+    assert fallback.default and fallback.name == "route-2"
+    limits = config.limits
+    assert (limits.max_request_body, limits.max_request_line) == (1 << 20, 4096)
+    assert (limits.body_timeout, limits.max_requests_per_connection) == (5.0, 50)
+    assert [str(n) for n in config.trusted_proxies] == [
+        "10.0.0.0/8",
+        "2001:db8::/32",
+        "192.0.2.7/32",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("max_body_size: 2GiB", "max_body_size: 2 gigs", "routes[0].max_body_size: invalid size"),
+        ("max_body_size: 2GiB", "max_body_size: 2TiB", "routes[0].max_body_size: '2TiB' is larger"),
+        ("methods: [get, POST]", "methods: [TRACE]", "routes[0].match.methods: method TRACE"),
+        ("host: API.Example.com.,", "host: api.example.com:443,", "routes[0].match.host: invalid"),
+        ("host: API.Example.com.,", "host: a..b,", "routes[0].match.host: invalid host"),
+        ("name: api-v1", "name: route-1", "routes[1].name: duplicate route name 'route-1'"),
+        ('- match: {host: "*.example.com"}', "- default: true", "routes[2].default: routes[1]"),
+        ("  - default: true\n", "  - match: {host: a}\n    default: true\n", "remove match"),
+        ('- match: {host: "*.example.com"}', "- name: x", "routes[1]: missing required key"),
+        ("10.0.0.0/8", "10.0.0.1/8", "trusted_proxies[0]: not an IP address or CIDR"),
+        (
+            "max_requests_per_connection: 50",
+            "max_requests_per_connection: 0",
+            "expected `int` >= 1",
+        ),
+    ],
+)
+def test_rejects_bad_route_and_limit_values(
+    tmp_path: Path, certs: Path, old: str, new: str, expected: str
+) -> None:
+    assert old in ROUTED
+    found = problems(tmp_path, certs, ROUTED.replace(old, new))
+    assert len(found) == 1 and expected in found[0], found
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [(0, 0), (1000, 1000), ("1000", 1000), ("10MiB", 10 << 20), ("2 GiB", 2 << 30), ("1KB", 1000)],
+)
+def test_parse_size(text: str | int, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "1.5MiB", "-1", "10 mb", "MiB", "2PiB", True])
+def test_parse_size_rejects(text: str | int) -> None:
+    with pytest.raises(ValueError):
+        parse_size(text)

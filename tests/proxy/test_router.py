@@ -12,13 +12,14 @@ from outwork.policy.config import RouteConfig
 from outwork.proxy.router import Router, normalise_host, route_methods
 
 
-def route(name: str, **match: object) -> RouteConfig:
-    methods = match.pop("methods", None)
+def route(name: str, methods: list[str] | None = None, **match: str) -> RouteConfig:
     return RouteConfig(
         upstream="u",
         name=name,
-        methods=frozenset(methods) if methods is not None else None,  # type: ignore[arg-type]
-        **match,  # type: ignore[arg-type]
+        methods=frozenset(methods) if methods is not None else None,
+        host=match.get("host"),
+        path=match.get("path"),
+        path_prefix=match.get("path_prefix"),
     )
 
 
