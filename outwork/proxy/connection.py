@@ -53,6 +53,7 @@ class ClientProtocol(asyncio.Protocol):
         self._forwarding = Forwarding(self.peer_host, b"unknown", self.scheme, False)
         self._route: RouteConfig | None = None  # the route of the head being read
         self._requests = 0  # request heads read on this connection
+        self._max_requests = state.config.limits.max_requests_per_connection
         self.write_paused = False
         self.deadline = 0.0
         self._tls: Any = None
@@ -240,6 +241,10 @@ class ClientProtocol(asyncio.Protocol):
             return
         ex = Exchange(self, None, None, exc.status)
         ex.request_id = self.state.request_ids.next()
+        route = self._route  # set only when the head was routed, then refused (413)
+        self._route = None
+        if route is not None:
+            ex.route = route.name
         self._queue.append(ex)
         if len(self._queue) == 1:
             self._start(ex)
@@ -258,7 +263,7 @@ class ClientProtocol(asyncio.Protocol):
     def on_request_head(self, head: RequestHead) -> None:
         state = self.state
         self._requests += 1
-        last = state.config.limits.max_requests_per_connection
+        last = self._max_requests
         if self._requests > last:
             # Pipelined past the last request: not answered (the connection closes after the
             # last one, which said so); the client sends it again on a new connection.
@@ -312,7 +317,7 @@ class ClientProtocol(asyncio.Protocol):
             self.pause_reading("buffer")
 
     def on_request_end(self) -> None:
-        if self._requests >= self.state.config.limits.max_requests_per_connection:
+        if self._requests >= self._max_requests:
             self.pause_reading("last request")  # the connection closes after its answer
         ex = self._reading
         self._reading = None
