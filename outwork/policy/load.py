@@ -651,10 +651,20 @@ class _Loader:
         default_at: int | None = None
         for i, route in enumerate(spec.routes):
             path: KeyPath = ("routes", i)
-            name = route.name if route.name is not None else f"route-{i}"
-            if name in names:
-                self.error(path + ("name",), f"duplicate route name {name!r}")
-            names.add(name)
+            # An unnamed route is named after its upstream (metrics and the access log count
+            # it there; several unnamed routes to one upstream share it). A name given must be
+            # unique, and may be an upstream's name only for a route to that upstream.
+            name = route.upstream if route.name is None else route.name
+            if route.name is not None:
+                if name in names:
+                    self.error(path + ("name",), f"duplicate route name {name!r}")
+                elif name in upstreams and name != route.upstream:
+                    self.error(
+                        path + ("name",),
+                        f"{name!r} is the name of another upstream (the name of its unnamed"
+                        " routes): choose another",
+                    )
+                names.add(name)
             if route.default:
                 if default_at is not None:
                     self.error(path + ("default",), f"routes[{default_at}] is already the default")

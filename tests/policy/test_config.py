@@ -233,8 +233,8 @@ def test_routes_limits_and_trusted_proxies_compile(tmp_path: Path, certs: Path) 
     api, wild, fallback = config.routes
     assert (api.name, api.host, api.path_prefix) == ("api-v1", "api.example.com", "/v1")
     assert api.methods == frozenset({"GET", "POST"}) and api.max_body_size == 2 << 30
-    assert (wild.name, wild.host, wild.max_body_size) == ("route-1", "*.example.com", 1 << 20)
-    assert fallback.default and fallback.name == "route-2"
+    assert (wild.name, wild.host, wild.max_body_size) == ("demo", "*.example.com", 1 << 20)
+    assert fallback.default and fallback.name == "demo"  # unnamed: its upstream's name
     limits = config.limits
     assert (limits.max_request_body, limits.max_request_line) == (1 << 20, 4096)
     assert (limits.body_timeout, limits.max_requests_per_connection) == (5.0, 50)
@@ -253,7 +253,7 @@ def test_routes_limits_and_trusted_proxies_compile(tmp_path: Path, certs: Path) 
         ("methods: [get, POST]", "methods: [TRACE]", "routes[0].match.methods: method TRACE"),
         ("host: API.Example.com.,", "host: api.example.com:443,", "routes[0].match.host: invalid"),
         ("host: API.Example.com.,", "host: a..b,", "routes[0].match.host: invalid host"),
-        ("name: api-v1", "name: route-1", "routes[1].name: duplicate route name 'route-1'"),
+        ('- match: {host: "*.example.com"}', "- name: api-v1\n    match: {host: a}", "duplicate"),
         ('- match: {host: "*.example.com"}', "- default: true", "routes[2].default: routes[1]"),
         ("  - default: true\n", "  - match: {host: a}\n    default: true\n", "remove match"),
         ('- match: {host: "*.example.com"}', "- name: x", "routes[1]: missing required key"),
@@ -271,6 +271,16 @@ def test_rejects_bad_route_and_limit_values(
     assert old in ROUTED
     found = problems(tmp_path, certs, ROUTED.replace(old, new))
     assert len(found) == 1 and expected in found[0], found
+
+
+def test_rejects_route_named_after_another_upstream(tmp_path: Path, certs: Path) -> None:
+    text = ROUTED.replace("name: api-v1", "name: other").replace(
+        "upstreams:\n", "upstreams:\n  other: {targets: ['http://127.0.0.1:9001']}\n"
+    )
+    assert problems(tmp_path, certs, text) == [
+        "config.yaml:6: routes[0].name: 'other' is the name of another upstream (the name of its"
+        " unnamed routes): choose another"
+    ]
 
 
 @pytest.mark.parametrize(
