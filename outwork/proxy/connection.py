@@ -21,6 +21,7 @@ from outwork.policy.config import ListenerConfig, RouteConfig
 from outwork.proxy import access_log
 from outwork.proxy.exchange import Exchange
 from outwork.proxy.forwarding import Forwarding, forwarded_node, is_trusted, sane_request_id
+from outwork.proxy.router import head_host
 from outwork.tls import events as ev
 
 if TYPE_CHECKING:
@@ -253,9 +254,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def _route_head(self, head: RequestHead) -> int:
         """Called by the reader once a head is read: route it, and give its body size limit."""
-        scan = head.scan
-        host = scan.host if scan is not None and head.has_host else b""
-        route = self._route = self.state.router.match(host, head.method, head.path)
+        route = self._route = self.state.router.match_head(head)
         return (
             route.max_body_size if route is not None else self.state.config.limits.max_request_body
         )
@@ -346,9 +345,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def _allowed(self, head: RequestHead) -> bytes:
         """The methods routes take for this request's host and path (405), or b"" (404)."""
-        scan = head.scan
-        host = scan.host if scan is not None and head.has_host else b""
-        return self.state.router.allowed(host, head.path)
+        return self.state.router.allowed(head_host(head), head.path)
 
     def _answer(self, ex: Exchange, status: int) -> None:
         """A response made by the gateway itself (404, 413, 502, 504, ...)."""

@@ -15,6 +15,7 @@ the prefixes of its host level, not a pass over every route.
 
 from __future__ import annotations
 
+from outwork.http.messages import RequestHead
 from outwork.policy.config import RouteConfig
 
 # One route at a path: the methods it takes (None: any) and the route.
@@ -45,6 +46,17 @@ def normalise_host(value: bytes) -> bytes:
     if host[-1:] == b".":
         host = host[:-1]
     return host
+
+
+def head_host(head: RequestHead) -> bytes:
+    """A head's Host value, b"" without one."""
+    scan = head.scan
+    if scan is not None:
+        return scan.host if head.has_host else b""
+    for name, value in head.headers:
+        if name.lower() == b"host":
+            return value
+    return b""
 
 
 class _Table:
@@ -147,6 +159,11 @@ class Router:
             if route is not None:
                 return route
         return self.default
+
+    def match_head(self, head: RequestHead) -> RouteConfig | None:
+        """`match` for a parsed head: its Host (from the reader's scan, else its headers, as a
+        head made from HTTP/2 pseudo-headers may carry it), method and path."""
+        return self.match(head_host(head), head.method, head.path)
 
     def allowed(self, host: bytes, path: bytes) -> bytes:
         """For a request that matched no route: the methods that routes take for this host and

@@ -192,3 +192,36 @@ def test_most_specific_route_wins_like_the_reference(
                 expected |= route_methods(r) or set()
         allowed = router.allowed(host.encode(), path.encode())
         assert set(allowed.split(b", ")) - {b""} == expected
+
+
+def test_match_head_takes_the_host_from_the_scan_or_the_headers() -> None:
+    from outwork.http.messages import Framing, RequestHead
+    from outwork.http.reader import RequestReader
+
+    router = Router((route("exact", host="a.example"), route("any", path_prefix="/")))
+    heads: list[RequestHead] = []
+
+    class Sink:
+        def on_request_head(self, head: RequestHead) -> None:
+            heads.append(head)
+
+        def on_request_body(self, data: bytes) -> None: ...
+        def on_request_end(self) -> None: ...
+
+    RequestReader(Sink(), 4096, 10, 10).feed(b"GET /x HTTP/1.1\r\nHost: A.example:80\r\n\r\n")
+    found = router.match_head(heads[0])
+    assert found is not None and found.name == "exact"
+    # A head built without the reader (HTTP/2 streams): the host is looked up in its headers.
+    h2 = RequestHead(
+        method=b"GET",
+        target=b"/x",
+        version="1.1",
+        headers=[(b"host", b"a.example")],
+        block=b"",
+        framing=Framing.NONE,
+        content_length=-1,
+        keep_alive=True,
+        expect_continue=False,
+    )
+    found = router.match_head(h2)
+    assert found is not None and found.name == "exact"
