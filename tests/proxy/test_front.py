@@ -220,6 +220,17 @@ def test_long_request_target_is_414(gateway: Gateway) -> None:
     assert status_of(gateway.url + "/" + "a" * 8000) == 200  # within 8 KiB
 
 
+def test_too_many_header_fields_is_431(gateway: Gateway) -> None:
+    """The default cap is 100 fields (Host included)."""
+    fields = b"".join(b"X-F%d: 1\r\n" % i for i in range(99))
+    sock = connect(gateway.url)
+    sock.sendall(b"GET /ok HTTP/1.1\r\nHost: h\r\n" + fields + b"\r\n")  # 100 fields
+    sock.sendall(b"GET /no HTTP/1.1\r\nHost: h\r\nX-Extra: 1\r\n" + fields + b"\r\n")  # 101
+    heads = response_heads(read_all(sock))
+    assert [h[:3] for h in heads] == [b"200", b"431"]
+    assert header(heads[1], b"connection") == [b"close"]
+
+
 def test_stalled_body_is_408(
     make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway]
 ) -> None:
