@@ -19,6 +19,7 @@ from outwork.proxy.clock import Clock
 from outwork.proxy.connection import ClientProtocol
 from outwork.proxy.forwarding import RequestIds
 from outwork.proxy.metrics import Metrics
+from outwork.proxy.rlimits import raise_open_files_limit
 from outwork.proxy.router import Router
 from outwork.proxy.security_events import SecurityEventLog
 from outwork.proxy.upstream import UpstreamPool
@@ -317,5 +318,7 @@ def run(config: GatewayConfig) -> None:
     def log(message: str) -> None:
         print(f"outwork: {message}", file=sys.stderr, flush=True)
 
+    if warning := raise_open_files_limit():
+        log(warning)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(serve(config, log))

@@ -40,6 +40,7 @@ from outwork.policy.config import Address, GatewayConfig
 from outwork.policy.load import load_config
 from outwork.policy.source import ConfigError
 from outwork.proxy import metrics_share
+from outwork.proxy.rlimits import raise_open_files_limit
 
 RESPAWN_DELAY = 1.0  # seconds before replacing a worker that died before it was ready
 KILL_AFTER = 40.0  # seconds after SIGTERM before a worker still alive is killed
@@ -384,6 +385,9 @@ def supervise(config: GatewayConfig) -> int:
         sys.stderr.write(f"outwork: {message}\n")
         sys.stderr.flush()
 
+    # Before the first fork: the workers inherit the raised limit.
+    if warning := raise_open_files_limit():
+        log(warning)
     for listener in config.listeners:
         _SCHEMES[listener.name] = "https" if listener.tls is not None else "http"
     try:
