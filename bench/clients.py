@@ -116,7 +116,7 @@ def idle(port: int, count: int) -> None:
     errors: Counter[str] = Counter()
     started = 0
     in_flight = 0
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 180
     while (started < count or in_flight) and time.monotonic() < deadline:
         while started < count and in_flight < WINDOW:
             conn = IdleConnection(ctx, port)

@@ -186,7 +186,9 @@ def measure_latency(server: Server, rate: float, seconds: float, connections: in
 
 def measure_idle(server: Server, count: int) -> Sample:
     """Total RSS (MiB) of the server's process tree with `count` idle TLS connections open,
-    each having made its handshake and one request (`clients.py idle`, in several processes)."""
+    each having made its handshake and one request (`clients.py idle`, in several processes).
+    A server that cannot hold that many (`server.max_idle`) gets fewer: the notes say so."""
+    count = min(count, server.max_idle)
     time.sleep(0.5)
     base_rss, base_pss = tree_memory_kib(server.proc.pid)
     processes = max(1, math.ceil(count / IDLE_PER_CLIENT))

@@ -248,14 +248,25 @@ def report(samples: list[Sample], args: argparse.Namespace) -> dict[str, Any]:
     for workers in args.workers:
         rows = []
         table = []
+        # Servers that held fewer idle connections than asked (HAProxy under a low fd limit).
+        fewer = {
+            s.server: s.notes["connections"]
+            for s in samples
+            if s.workers == workers
+            and s.metric == "idle_rss"
+            and s.notes["connections"] < args.idle_connections
+        }
         for metric, label in labels.items():
             values = {n: median(samples, n, workers, metric) for n in names}
             if all(math.isnan(v) for v in values.values()):
                 continue
             ref = values.get(REFERENCE, math.nan)
             ratios = {n: values[n] / ref if ref else math.nan for n in others}
+            mark = {n: "*" if metric == "idle_rss" and n in fewer else "" for n in names}
             rows.append(
-                [label] + [_fmt(values[n]) for n in names] + [_fmt(ratios[n]) for n in others]
+                [label]
+                + [_fmt(values[n]) + mark[n] for n in names]
+                + [_fmt(ratios[n]) + mark[n] for n in others]
             )
             table.append(
                 {"metric": label, **values, **{f"{n}/{REFERENCE}": ratios[n] for n in others}}
@@ -263,6 +274,8 @@ def report(samples: list[Sample], args: argparse.Namespace) -> dict[str, Any]:
         header = ["metric", *names, *(f"{n}/{REFERENCE}" for n in others)]
         each = "one worker each" if workers == 1 else f"{workers} workers each"
         print_table(f"{each} (medians of {args.rounds} rounds)", header, rows)
+        for n, held in fewer.items():
+            print(f"  * {n} held {held} idle connections, not {args.idle_connections}")
         tables[f"workers_{workers}"] = table
 
     scaling: dict[str, float] = {}
@@ -320,14 +333,14 @@ def print_aims(
                 f"({workers} worker{'s' if workers > 1 else ''})",
                 ratio,
                 None if math.isnan(ratio) else ratio <= AIM_KEEPALIVE_RATIO,
-                f"{ratio:.2f}x",
+                f"{_fmt(ratio)}x",
             )
     s = scaling.get("outwork", math.nan)
     verdict(
         f"two workers at least {AIM_SCALING:g}x one worker (CPU-normalized)",
         s,
         None if math.isnan(s) else s >= AIM_SCALING,
-        f"{s:.2f}x",
+        f"{_fmt(s)}x",
     )
     for workers in args.workers:
         rss = median(samples, "outwork", workers, "idle_rss")

@@ -7,6 +7,7 @@ import datetime
 import ipaddress
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -126,6 +127,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     log: Path
     workers: int = 1
+    max_idle: int = 1 << 30  # idle connections it can hold (HAProxy: bounded by its fd limit)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -176,6 +178,11 @@ def spawn(
             time.sleep(0.05)
     server.stop()
     raise BenchError(f"{name} did not listen on {HOST}:{port}:\n{log.read_text()[-3000:]}")
+
+
+def open_files_hard_limit() -> int:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return 1 << 20 if hard == resource.RLIM_INFINITY else hard
 
 
 def make_certificate(workdir: Path) -> tuple[Path, Path]:
@@ -273,7 +280,7 @@ def start_nginx(
     conf = f"""\
 {"user root;" if os.geteuid() == 0 else ""}
 worker_processes {workers};
-worker_rlimit_nofile {2 * connections + 1024};
+worker_rlimit_nofile {min(2 * connections + 1024, open_files_hard_limit())};
 daemon off;
 master_process on;
 pid {workdir / "nginx.pid"};
@@ -317,7 +324,10 @@ def start_haproxy(
     pem = workdir / "cert-and-key.pem"  # HAProxy wants both in one file
     pem.write_bytes(tls[0].read_bytes() + tls[1].read_bytes())
     pem.chmod(0o600)
-    maxconn = connections + 1024
+    # HAProxy refuses to start unless 2 x maxconn (+ a few) descriptors fit under its limit,
+    # and it cannot go past the hard limit: without CAP_SYS_RESOURCE a hard limit of 20,000
+    # caps it near 9,990 connections. Then it is asked to hold fewer idle connections.
+    maxconn = min(connections + 1024, (open_files_hard_limit() - 64) // 2)
     conf = f"""\
 global
   nbthread {threads}
@@ -342,9 +352,11 @@ backend backend
   server b1 {HOST}:{upstream}
 """
     (workdir / "haproxy.cfg").write_text(conf)
-    return spawn(
+    server = spawn(
         name, [binary, "-db", "-f", str(workdir / "haproxy.cfg")], workdir, port, workers=threads
     )
+    server.max_idle = maxconn - 100  # room for wrk, s_time and the backend connections
+    return server
 
 
 def find_outwork() -> str:
