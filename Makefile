@@ -42,8 +42,10 @@ fmt: install
 test: install tools debian-packages lint
 	$(VENV)/bin/pytest
 
+# `make bench BENCH_ARGS=--quick` for a short run; bench/README.md lists the options.
+BENCH_ARGS ?=
 bench: install debian-packages
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 # Regenerate the lock files (needs the network; uses uv from a scratch venv).
 lock:
