@@ -48,7 +48,7 @@ def _bad_request(message: str) -> HTTPError:
 
 # What one pass over the headers looks for; everything else is forwarded as it came.
 _LENGTH, _CODING, _HOST, _EXPECT, _CONNECTION, _DROP = range(6)
-_XFF, _XFP, _XFH, _FORWARDED, _REQUEST_ID = range(6, 11)
+_XFF, _XFP, _XFH, _FORWARDED, _REQUEST_ID, _UPGRADE = range(6, 12)
 _SPECIAL = {
     b"content-length": _LENGTH,
     b"transfer-encoding": _CODING,
@@ -59,9 +59,9 @@ _SPECIAL = {
     b"proxy-connection": _DROP,
     b"te": _DROP,
     b"trailer": _DROP,
-    # Never forwarded, whatever it asks for: the gateway speaks HTTP/1.1 upstream (h2c and any
-    # other upgrade are ignored, RFC 9110 7.8).
-    b"upgrade": _DROP,
+    # Never forwarded as sent, whatever it asks for: the gateway speaks HTTP/1.1 upstream (h2c
+    # and any other upgrade are ignored, RFC 9110 7.8); a WebSocket upgrade is re-emitted.
+    b"upgrade": _UPGRADE,
     # Set by the gateway from what it knows; a client's own values would be believed upstream.
     # Kept aside (not forwarded as they came): appended to when the peer is a trusted proxy.
     b"x-forwarded-for": _XFF,
@@ -113,6 +113,8 @@ class HeaderScan:
         "xfh",
         "forwarded",
         "request_id",
+        "upgrade",
+        "connection_upgrade",
     )
 
     def __init__(self) -> None:
@@ -131,6 +133,8 @@ class HeaderScan:
         self.xfh: bytes | None = None
         self.forwarded: bytes | None = None
         self.request_id: bytes | None = None
+        self.upgrade: list[bytes] = []  # Upgrade field values
+        self.connection_upgrade = False  # Connection lists the `upgrade` option
 
 
 def scan_headers(headers: Headers) -> HeaderScan:
@@ -159,6 +163,8 @@ def scan_headers(headers: Headers) -> HeaderScan:
             if connection is None:
                 connection = []
             connection.append(value)
+        elif kind == _UPGRADE:
+            scan.upgrade.append(value)
         elif kind != _DROP:
             _keep(scan, _KEPT[lname], value.strip(b" \t"))
     if connection is not None:
@@ -167,6 +173,9 @@ def scan_headers(headers: Headers) -> HeaderScan:
         tokens -= _CONNECTION_OPTIONS
         for name in tokens & _KEPT.keys():  # named hop-by-hop by the client: not kept either
             setattr(scan, _KEPT[name], None)
+        if b"upgrade" in tokens:
+            scan.connection_upgrade = True
+            tokens.discard(b"upgrade")
         if tokens:
             parts = []
             for name, value in headers:
@@ -226,6 +235,8 @@ def scan_response_head(blob: bytes) -> HeaderScan:
             if value not in _CONNECTION_OPTIONS:
                 tokens = tokens or set()
                 tokens.update(t.strip() for t in value.split(b","))
+        elif name == b"upgrade":
+            scan.upgrade.append(match.group(2))
     if at == 0:
         scan.block = blob
         return scan
@@ -233,6 +244,9 @@ def scan_response_head(blob: bytes) -> HeaderScan:
     block = b"".join(pieces)
     if tokens is not None:
         tokens -= _CONNECTION_OPTIONS
+        if b"upgrade" in tokens:
+            scan.connection_upgrade = True
+            tokens.discard(b"upgrade")
         if tokens:  # headers named in Connection are hop-by-hop too (rare)
             names = b"|".join(re.escape(t) for t in tokens)
             extra = re.compile(rb"^(?:" + names + rb")[ \t]*:[^\r]*\r\n", re.I | re.M)
@@ -334,3 +348,31 @@ def response_framing(status: int, scan: HeaderScan, head_request: bool) -> tuple
     if lengths:
         return Framing.LENGTH, length
     return Framing.CLOSE, -1
+
+
+# WebSocket (RFC 6455 4.1, 4.2.2): the one upgrade passed through to the upstream. Any other
+# token (h2c above all: an upstream that spoke HTTP/2 on a connection the gateway reads as
+# HTTP/1.1 would be a desync) is dropped, and the request goes on as plain HTTP/1.1.
+WEBSOCKET = b"websocket"
+# The upgrade lines the gateway sends itself (request and 101 response): what it verified.
+WEBSOCKET_UPGRADE_LINES = b"connection: upgrade\r\nupgrade: websocket\r\n"
+
+
+def _is_websocket(scan: HeaderScan) -> bool:
+    return (
+        scan.connection_upgrade
+        and len(scan.upgrade) == 1
+        and scan.upgrade[0].strip(b" \t").lower() == WEBSOCKET
+    )
+
+
+def websocket_request(method: bytes, version: str, framing: Framing, scan: HeaderScan) -> bool:
+    """A WebSocket opening handshake to pass through: GET, HTTP/1.1, no body, `Connection:
+    upgrade` and exactly `Upgrade: websocket`. Its Sec-WebSocket-* fields are end-to-end and
+    travel in the forwarded block."""
+    return method == b"GET" and version == "1.1" and framing is Framing.NONE and _is_websocket(scan)
+
+
+def websocket_accepted(scan: HeaderScan) -> bool:
+    """A 101 response that switches to WebSocket (anything else after an upgrade is a 502)."""
+    return _is_websocket(scan)

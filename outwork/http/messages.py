@@ -37,6 +37,7 @@ class RequestHead:
     # The scan of the headers (Host, and the client's forwarding headers and request id, kept
     # aside from `block`); None for heads not read by RequestReader.
     scan: HeaderScan | None = None
+    upgrade: bool = False  # a WebSocket upgrade, passed through (its lines are in `block`)
 
     @property
     def path(self) -> bytes:

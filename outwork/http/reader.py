@@ -57,7 +57,10 @@ class RequestReader:
         "_body_size",
         "_chunked",
         "_error",
+        "_websocket",
         "failed",
+        "upgraded",
+        "upgrade_data",
     )
 
     def __init__(
@@ -85,7 +88,13 @@ class RequestReader:
         self._body_size = 0
         self._chunked = False
         self._error: HTTPError | None = None
+        self._websocket = False  # the current request is a WebSocket upgrade to pass through
         self.failed = False
+        # Set after a passed-through WebSocket request: the connection is a tunnel from here on
+        # and the reader takes no more bytes. `upgrade_data`: what followed the head in the
+        # same read (the client's first frames), for the tunnel.
+        self.upgraded = False
+        self.upgrade_data = b""
 
     @property
     def in_head(self) -> bool:
@@ -94,19 +103,25 @@ class RequestReader:
 
     def feed(self, data: bytes) -> None:
         """Parse bytes; calls the sink. Raises HTTPError (then the reader is dead)."""
-        while not self.failed:
+        while not self.failed and not self.upgraded:
             was_in_head = self._in_head
             try:
                 self._parser.feed_data(data)
             except httptools.HttpParserUpgrade as exc:
                 # llhttp stops after a request that asks for an upgrade (`Connection: upgrade`
-                # and `Upgrade`), taking what follows as the new protocol. The gateway does not
-                # upgrade (Upgrade is never forwarded) and answers it as plain HTTP (one with a
+                # and `Upgrade`), taking what follows as the new protocol. A WebSocket request
+                # passed through ends the reader: what follows is the tunnel's (`upgrade_data`:
+                # the client's first frames, if they came in the same read). Any other upgrade
+                # is not done (Upgrade is not forwarded) and answered as plain HTTP (one with a
                 # body is refused in on_headers_complete): the bytes after it are the next
                 # request, for a fresh parser.
                 if self._error is not None:
                     self._fail(self._error)
                 offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+                if self._websocket:
+                    self.upgraded = True
+                    self.upgrade_data = data[offset:]
+                    return
                 self._parser = _request_parser(self)
                 data = data[offset:]
                 if data:
@@ -182,16 +197,21 @@ class RequestReader:
                 # llhttp would take the body for the new protocol's bytes, and the gateway's
                 # reading of where this request ends would differ from the client's.
                 raise HTTPError(400, "a request body together with a protocol upgrade")
+            websocket = parser.should_upgrade() and checks.websocket_request(
+                method, version, framing, scan
+            )
         except HTTPError as exc:
             self._raise(exc)
             return
+        self._websocket = websocket
+        block = scan.block + checks.WEBSOCKET_UPGRADE_LINES if websocket else scan.block
         self._chunked = framing is Framing.CHUNKED
         head = RequestHead(
             method=method,
             target=url,
             version=version,
             headers=headers,
-            block=scan.block,
+            block=block,
             framing=framing,
             content_length=length,
             keep_alive=parser.should_keep_alive(),
@@ -199,6 +219,7 @@ class RequestReader:
             has_host=scan.hosts != 0,
             codings=scan.forwarded_codings,
             scan=scan,
+            upgrade=websocket,
         )
         max_body = self._default_max_body
         if self._body_limit is not None:
@@ -247,6 +268,9 @@ class ResponseReader:
         "_reusable_parser",
         "framing",
         "started",
+        "expect_upgrade",
+        "upgraded",
+        "upgrade_data",
     )
 
     def __init__(self, sink: ResponseSink, head_request: bool, max_head: int = 64 * 1024):
@@ -269,6 +293,13 @@ class ResponseReader:
         self._done = False
         self.framing: Framing | None = None  # set once the (final) head is read
         self.started = False  # any byte received
+        # The request was a WebSocket upgrade: a 101 that switches to websocket is accepted
+        # (set by the caller after reset); the connection is not reused whatever the answer.
+        self.expect_upgrade = False
+        # After that 101: the rest is the tunnel's (`upgrade_data`: what followed the head in
+        # the same read), and the reader takes no more bytes.
+        self.upgraded = False
+        self.upgrade_data = b""
         return True
 
     @property
@@ -289,8 +320,11 @@ class ResponseReader:
                 raise UpstreamProtocolError("response head too large")
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as exc:
             self._reusable_parser = False
+            if self.upgraded:
+                self.upgrade_data = data[exc.args[0] :]
+                return
             raise UpstreamProtocolError("unexpected protocol upgrade") from None
         except httptools.HttpParserError as exc:
             self._reusable_parser = False
@@ -328,7 +362,8 @@ class ResponseReader:
         status = parser.get_status_code()
         if status < 200:
             if status == 101:
-                raise UpstreamProtocolError("unexpected 101 Switching Protocols")
+                self._switching_protocols(raw[start + 13 : line_end], raw[line_end + 2 : end + 2])
+                return
             self._interim = True  # 1xx: not forwarded; the final response follows
             self._raw_start = end + 4
             return
@@ -354,18 +389,45 @@ class ResponseReader:
             self._done = True
             self._sink.on_response_end(parser.should_keep_alive())
 
+    def _switching_protocols(self, reason: bytes, lines: bytes) -> None:
+        """A 101: accepted only as the answer to a WebSocket upgrade request, switching to
+        websocket. llhttp then stops (HttpParserUpgrade in feed) and the rest is the tunnel's."""
+        if not self.expect_upgrade:
+            raise UpstreamProtocolError("unexpected 101 Switching Protocols")
+        scan = checks.scan_response_head(lines)
+        if not checks.websocket_accepted(scan):
+            raise UpstreamProtocolError("101 Switching Protocols to something but websocket")
+        self._in_head = False
+        self._raw = b""
+        self.upgraded = True
+        self.framing = Framing.NONE
+        head = ResponseHead(
+            status=101,
+            reason=reason,
+            block=scan.block + checks.WEBSOCKET_UPGRADE_LINES,
+            framing=Framing.NONE,
+            content_length=-1,
+        )
+        self._sink.on_response_head(head)
+
     def on_body(self, body: bytes) -> None:
         if not self._done:
             self._sink.on_response_body(body)
 
     def on_message_complete(self) -> None:
+        if self.upgraded:
+            return  # the 101: the tunnel follows
         if self._interim:
             self._interim = False
             return
         if self._done:
             return
         self._done = True
-        reusable = self._parser.should_keep_alive() and self.framing is not Framing.CLOSE
+        reusable = (
+            self._parser.should_keep_alive()
+            and self.framing is not Framing.CLOSE
+            and not self.expect_upgrade  # the upstream may have been sent the client's frames
+        )
         if not reusable:
             self._reusable_parser = False
         self._sink.on_response_end(reusable)

@@ -84,3 +84,10 @@ def error_response(
         + b"\r\n"
     )
     return head if head_only else head + body
+
+
+def switching_protocols(head: ResponseHead) -> bytes:
+    """The 101 that opens a WebSocket tunnel; its upgrade lines are in `head.block` (set by the
+    reader from what it verified)."""
+    reason = head.reason or b"Switching Protocols"
+    return b"HTTP/1.1 101 " + reason + b"\r\n" + head.block + b"\r\n"

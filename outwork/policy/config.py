@@ -22,6 +22,8 @@ class ListenerConfig:
     name: str
     bind: Address
     tls: ServerConfig | None  # None: plain HTTP
+    max_connections: int = 10000  # open connections on this listener (all configs together)
+    max_connections_per_ip: int = 256  # the same, per client address
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,7 @@ class Limits:
     max_request_line: int = 8 * 1024
     body_timeout: float = 60.0
     max_requests_per_connection: int = 1000
+    websocket_idle_timeout: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -255,6 +255,7 @@ class _Loader:
             max_request_line=lim.max_request_line,
             body_timeout=lim.body_timeout,
             max_requests_per_connection=lim.max_requests_per_connection,
+            websocket_idle_timeout=lim.websocket_idle_timeout,
         )
         return GatewayConfig(
             file=self.source.file,
@@ -314,7 +315,15 @@ class _Loader:
             if spec.tls is not None:
                 tls = self._tls(path + ("tls",), spec.name, spec.tls)
             if bind is not None:
-                result.append(ListenerConfig(name=spec.name, bind=bind, tls=tls))
+                result.append(
+                    ListenerConfig(
+                        name=spec.name,
+                        bind=bind,
+                        tls=tls,
+                        max_connections=spec.max_connections,
+                        max_connections_per_ip=spec.max_connections_per_ip,
+                    )
+                )
         return result
 
     def _tls(self, path: KeyPath, listener: str, spec: TlsSpec) -> ServerConfig:

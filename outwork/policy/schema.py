@@ -58,6 +58,11 @@ class ListenerSpec(_Spec):
     name: NonEmptyStr
     bind: NonEmptyStr
     tls: TlsSpec | None = None
+    # Open client connections on this listener (all gateway configs of the process together,
+    # old ones draining after a reload included); beyond: closed at once, before any TLS work.
+    max_connections: Annotated[int, Meta(ge=1, le=1_000_000)] = 10000
+    # The same, per client address: one address cannot take every slot.
+    max_connections_per_ip: Annotated[int, Meta(ge=1, le=1_000_000)] = 256
 
 
 # "10MiB", "2GiB", "512KiB", "1MB" or a number of bytes; parsed and bounded in load.py.
@@ -137,6 +142,8 @@ class LimitsSpec(_Spec):
     idle_timeout: PositiveSeconds = 60.0  # keep-alive wait for the next request
     # The last response on a connection says `Connection: close`.
     max_requests_per_connection: Annotated[int, Meta(ge=1, le=10_000_000)] = 1000
+    # A WebSocket tunnel with no byte either way for this long is closed (both sides).
+    websocket_idle_timeout: PositiveSeconds = 300.0
 
 
 class ConfigSpec(_Spec):

@@ -33,7 +33,7 @@ log = logging.getLogger("outwork.proxy")
 # connection; reading from the client pauses beyond this.
 MAX_BUFFERED_REQUEST_BYTES = 1024 * 1024
 
-_IDLE, _HEAD, _BODY, _WAIT = range(4)
+_IDLE, _HEAD, _BODY, _WAIT, _TUNNEL = range(5)  # _TUNNEL: after a WebSocket upgrade request
 
 # Answers after which the request stream cannot be trusted: the connection closes.
 _FATAL_STATUSES = frozenset({400, 408, 413, 414, 417, 431, 501, 505})
@@ -81,6 +81,9 @@ class ClientProtocol(asyncio.Protocol):
         self._out: list[bytes] = []
         self._batch = 0
         self._flush_handle: asyncio.Handle | None = None
+        self._admitted = False  # counted in state.connections (released when it is lost)
+        self._tunnel: Exchange | None = None  # the WebSocket upgrade exchange, once read
+        self._tunnel_active = 0.0  # clock time of the client's last tunnel bytes
 
     # asyncio callbacks
 
@@ -98,6 +101,11 @@ class ClientProtocol(asyncio.Protocol):
                 self.scheme,
                 is_trusted(host, state.config.trusted_proxies),
             )
+        cap = state.connections.admit(self.listener, self.peer_host)
+        if cap is not None:
+            self._refuse_connection(cap)
+            return
+        self._admitted = True
         if self._access is not None:
             self._log_connection = access_log.connection_part(self.peer, self.listener.name)
         state.clients.add(self)
@@ -108,6 +116,17 @@ class ClientProtocol(asyncio.Protocol):
             assert state.server_connection is not None
             self._tls = state.server_connection(self.listener.tls)
             self._accepted = time.monotonic()
+
+    def _refuse_connection(self, cap: str) -> None:
+        """Over a connection cap: close at once, before any TLS or HTTP work. Aborted (RST),
+        so that a flood of refused connections holds no socket in the kernel either."""
+        state = self.state
+        self._closed = True
+        state.metrics.refused[cap] += 1
+        detail = {"limit": cap, "max": getattr(self.listener, cap)}
+        state.security_log.emit("conn.limit_reached", self.peer, self.listener.name, detail)
+        assert self.transport is not None
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         self._batch += 1
@@ -125,11 +144,14 @@ class ClientProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         # The client half-closed: answer what it already sent, then close.
         self._read_eof = True
-        if not self._queue:
-            self.close()
+        if not self._queue or self._phase == _TUNNEL:
+            self.close()  # a tunnel ends with its client's end
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self._admitted:
+            return  # refused by a connection cap: never counted
+        self.state.connections.release(self.listener, self.peer_host)
         if not self._closed:
             self._closed = True
         self.state.clients.discard(self)
@@ -159,6 +181,9 @@ class ClientProtocol(asyncio.Protocol):
             self.deadline = self.state.clock.now + self.state.config.limits.header_timeout
         elif self._phase == _BODY:
             self.deadline = self.state.clock.now + self.state.config.limits.body_timeout
+        elif self._phase == _TUNNEL:
+            self._tunnel_from_client(data)
+            return
         self._feed_http(data)
 
     def _received_tls(self, data: bytes) -> None:
@@ -212,7 +237,7 @@ class ClientProtocol(asyncio.Protocol):
         if tls.is_closed:
             self._closed = True
             self.transport.close()
-        elif self._read_eof and not self._queue:
+        elif self._read_eof and (not self._queue or self._phase == _TUNNEL):
             self.close()
 
     def _feed_http(self, data: bytes) -> None:
@@ -220,6 +245,10 @@ class ClientProtocol(asyncio.Protocol):
             self._reader.feed(data)
         except HTTPError as exc:
             self._refuse(exc)
+            return
+        if self._phase == _TUNNEL and self._reader.upgrade_data:
+            data, self._reader.upgrade_data = self._reader.upgrade_data, b""
+            self._tunnel_from_client(data)  # the client's first frames, sent with its request
 
     def _refuse(self, exc: HTTPError, reason: str = "") -> None:
         """The request stream is broken: answer in turn with the error, then close."""
@@ -292,7 +321,9 @@ class ClientProtocol(asyncio.Protocol):
             )
         )
         self._reading = ex
-        if head.framing is Framing.NONE:
+        if head.upgrade:
+            self._tunnel_requested(ex)
+        elif head.framing is Framing.NONE:
             self._phase = _WAIT
             self.deadline = 0.0
         else:
@@ -401,9 +432,64 @@ class ClientProtocol(asyncio.Protocol):
             if self._buffered <= MAX_BUFFERED_REQUEST_BYTES:
                 self.resume_reading("buffer")
 
+    # WebSocket: the upgrade request goes upstream like any other; a 101 turns the connection
+    # into a tunnel (bytes both ways through the exchange's upstream connection, with the same
+    # backpressure as bodies), any other answer is relayed and the connection closed (the reader
+    # stopped at the upgrade request: what follows it is not HTTP).
+
+    def _tunnel_requested(self, ex: Exchange) -> None:
+        self._tunnel = ex
+        self._phase = _TUNNEL
+        self.deadline = 0.0  # until the 101, the upstream's read timeout applies
+        ex.keep_alive = False
+
+    def _tunnel_from_client(self, data: bytes) -> None:
+        ex = self._tunnel
+        if ex is None or ex.cancelled or ex.response_done:
+            return
+        self._tunnel_active = self.state.clock.now
+        if ex.upstream is not None:
+            ex.upstream.send_body(data)
+            return
+        # Not connected yet (or waiting behind pipelined requests): held like a request body.
+        ex.pending.append(data)
+        ex.pending_size += len(data)
+        self._buffered += len(data)
+        if self._buffered > MAX_BUFFERED_REQUEST_BYTES:
+            self.pause_reading("buffer")
+
+    def _switch_protocols(self, ex: Exchange, head: ResponseHead) -> None:
+        """The upstream accepted the upgrade: relay its 101; the tunnel is open."""
+        ex.status = 101
+        ex.response_started = True
+        ex.out_framing = Framing.NONE
+        data = serialize.switching_protocols(head)
+        ex.bytes_sent += len(data)
+        self._write(data)
+        self._tunnel_active = now = self.state.clock.now
+        self.deadline = now + self.state.config.limits.websocket_idle_timeout
+
+    def _tunnel_busy(self) -> bool:
+        """At the tunnel's idle deadline: whether either side sent bytes since (then the
+        deadline moves on instead)."""
+        ex = self._tunnel
+        if ex is None or ex.status != 101:
+            return False
+        last = self._tunnel_active
+        if ex.upstream is not None:
+            last = max(last, ex.upstream.tunnel_active)
+        deadline = last + self.state.config.limits.websocket_idle_timeout
+        if deadline <= self.state.clock.now:
+            return False
+        self.deadline = deadline
+        return True
+
     # called by the upstream connection
 
     def response_head(self, ex: Exchange, head: ResponseHead) -> None:
+        if head.status == 101:
+            self._switch_protocols(ex, head)
+            return
         framing = head.framing
         if framing is Framing.CLOSE or framing is Framing.CHUNKED:
             if ex.head is not None and ex.head.version == "1.1":
@@ -528,11 +614,14 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.abort()
 
     def timed_out(self) -> None:
-        """The header, body or keep-alive timeout passed. A request cut short by it (a partial
-        head, a stalled body) is answered 408 and the connection closed; a connection that sent
-        nothing (idle, or still in its TLS handshake) is just closed."""
+        """The header, body, keep-alive or tunnel idle timeout passed. A request cut short by
+        it (a partial head, a stalled body) is answered 408 and the connection closed; a
+        connection that sent nothing (idle, or still in its TLS handshake) is just closed, and
+        so is an idle tunnel (both sides)."""
         self.deadline = 0.0
         phase = self._phase
+        if phase == _TUNNEL and self._tunnel_busy():
+            return
         if (phase == _HEAD and self._reader.in_head) or phase == _BODY:
             self._refuse(HTTPError(408, "request not received in time"), reason="timeout")
             if not self._queue:
@@ -541,3 +630,8 @@ class ClientProtocol(asyncio.Protocol):
         if phase == _HEAD:
             self.state.metrics.refused["timeout"] += 1
         self.close()
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size():
+            # The client stopped reading (a slow-read attack, or gone): a close would wait for
+            # the unsent bytes forever, holding the socket and the connection's slot.
+            transport.abort()

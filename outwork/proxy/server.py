@@ -16,6 +16,7 @@ from outwork.proxy import metrics_share
 from outwork.proxy.access_log import AccessLog
 from outwork.proxy.admin import Admin, AdminProtocol
 from outwork.proxy.clock import Clock
+from outwork.proxy.conn_limits import ConnectionCounts
 from outwork.proxy.connection import ClientProtocol
 from outwork.proxy.forwarding import RequestIds
 from outwork.proxy.metrics import Metrics
@@ -42,8 +43,12 @@ class GatewayState:
         config: GatewayConfig,
         loop: asyncio.AbstractEventLoop,
         metrics: Metrics | None = None,
+        connections: ConnectionCounts | None = None,
     ) -> None:
         self.config = config
+        # Open connections per listener and client address, for the caps: handed from state to
+        # state on reload, so the draining connections of the old one still count.
+        self.connections = connections if connections is not None else ConnectionCounts()
         self.loop = loop
         self.clock = Clock(loop)
         # Kept across reloads (passed in): counters only grow while the process runs.
@@ -231,7 +236,7 @@ async def serve(
             log("reload refused: listeners or admin changed (needs workers >= 2 or a restart)")
             return
         try:
-            new_state = GatewayState(new_config, loop, metrics)
+            new_state = GatewayState(new_config, loop, metrics, old.connections)
             _prepare_ticket_keys(new_config)
         except (OSError, RuntimeError) as exc:
             log(f"reload refused: {exc}")

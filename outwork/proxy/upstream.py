@@ -40,6 +40,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self._chunked = False
         self._reusable = False
+        self.tunnel = False  # switched to WebSocket (a 101): bytes pass unparsed both ways
+        self.tunnel_active = 0.0  # clock time of the upstream's last tunnel bytes
 
     # asyncio callbacks
 
@@ -47,6 +49,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel:
+            self._tunnel_received(data)
+            return
         ex = self.exchange
         reader = self.reader
         if ex is None or reader is None:
@@ -61,6 +66,9 @@ class UpstreamConnection(asyncio.Protocol):
             except UpstreamProtocolError:
                 self._fail(502, "protocol")
                 return
+            if reader.upgraded:
+                self._open_tunnel(ex, reader.upgrade_data)
+                return
             if reader.done and self.exchange is ex:
                 self._complete()
         finally:
@@ -73,6 +81,9 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.forget(self)
+        if self.tunnel:
+            self._tunnel_closed()
+            return
         ex = self.exchange
         reader = self.reader
         if ex is None or reader is None:
@@ -109,7 +120,8 @@ class UpstreamConnection(asyncio.Protocol):
         head_request = head.method == b"HEAD"
         reader = self.reader
         if reader is None or not reader.reset(head_request):
-            self.reader = ResponseReader(self, head_request)
+            self.reader = reader = ResponseReader(self, head_request)
+        reader.expect_upgrade = head.upgrade
         self._reusable = False
         self._chunked = chunked = head.framing is Framing.CHUNKED
         client = ex.client
@@ -186,6 +198,36 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_response_end(self, reusable: bool) -> None:
         self._reusable = reusable  # acted on in _complete, once the parser has returned
+
+    # WebSocket tunnel: after a 101 this connection carries the upgraded protocol's bytes both
+    # ways, unparsed, until either side closes (or the client's tunnel idle timeout). It is
+    # never pooled again. Client bytes come in through send_body; these bytes go out through
+    # the client's response_body, and its end through response_end.
+
+    def _open_tunnel(self, ex: Exchange, data: bytes) -> None:
+        self.tunnel = True
+        self.deadline = 0.0  # no read timeout: the client side times the tunnel's idleness
+        self.tunnel_active = self.pool.clock.now
+        if data:  # what followed the 101 in the same read
+            ex.client.response_body(ex, data)
+
+    def _tunnel_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if ex is None:
+            self.close()
+            return
+        self.tunnel_active = self.pool.clock.now
+        client = ex.client
+        client.begin()
+        try:
+            client.response_body(ex, data)
+        finally:
+            client.end()
+
+    def _tunnel_closed(self) -> None:
+        ex = self._detach()
+        if ex is not None and not ex.cancelled:
+            ex.client.response_end(ex)  # the client connection closes after what is written
 
     # internals
 
