@@ -34,7 +34,7 @@ class EchoServer:
         self.server: Server = ws_serve(
             self._echo, "127.0.0.1", 0, process_request=self._check, **NO_PINGS
         )
-        self.url = "http://127.0.0.1:%d" % self.server.socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.server.socket.getsockname()[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
