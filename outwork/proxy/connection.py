@@ -144,9 +144,15 @@ class ClientProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         # The client half-closed: answer what it already sent, then close.
         self._read_eof = True
-        if not self._queue or self._phase == _TUNNEL:
-            self.close()  # a tunnel ends with its client's end
+        if self._nothing_more_to_answer():
+            self.close()
         return True
+
+    def _nothing_more_to_answer(self) -> bool:
+        """After the client's end of input: whether to close now. Yes when nothing is pending,
+        when a request body was cut short (it can never complete: waiting would hold the
+        connection until the body timeout) and for a tunnel (it ends with its client)."""
+        return not self._queue or self._phase == _BODY or self._phase == _TUNNEL
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._admitted:
@@ -237,7 +243,7 @@ class ClientProtocol(asyncio.Protocol):
         if tls.is_closed:
             self._closed = True
             self.transport.close()
-        elif self._read_eof and (not self._queue or self._phase == _TUNNEL):
+        elif self._read_eof and self._nothing_more_to_answer():
             self.close()
 
     def _feed_http(self, data: bytes) -> None:

@@ -196,9 +196,7 @@ def test_cap_counts_connections_of_a_draining_config_after_reload(
     assert served_again(url)
 
 
-@pytest.mark.parametrize(
-    ("key", "value"), [("max_connections", 0), ("max_connections_per_ip", -1)]
-)
+@pytest.mark.parametrize(("key", "value"), [("max_connections", 0), ("max_connections_per_ip", -1)])
 def test_caps_must_be_positive(key: str, value: int, tmp_path: Path) -> None:
     config = tmp_path / "outwork.yaml"
     config.write_text(

@@ -1,0 +1,184 @@
+"""Slow clients cannot starve others: `slowhttptest` (slowloris, slow body, slow read) against
+a running gateway while a probe client keeps asking for a page; every probe must get a 200,
+and slowhttptest's own verdict must be "service available: YES" from start to end.
+
+Run with `-s` to see the verdict table."""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import re
+import shutil
+import ssl
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import ROOT, Backend, Gateway, gateway_config
+
+SECONDS = 15  # each attack's length (slowhttptest -l)
+CONNECTIONS = 200  # within the default caps (10000 per listener, 256 per address)
+ANSI = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")
+VERDICTS: list[tuple[str, str, str, int]] = []  # attack, listener, verdict, probe 200s
+
+# slowhttptest arguments per attack; the target path is appended to the listener's URL.
+ATTACKS = {
+    # Slowloris: a header line every 2 s, the head never ends (header_timeout cuts it at 10 s).
+    "slowloris": (["-H", "-i", "2"], "/"),
+    # R-U-Dead-Yet: a POST announcing 8 KiB of body, sent a few bytes every 2 s.
+    "slow-body": (["-B", "-i", "2", "-s", "8192"], "/echo"),
+    # Slow read: three pipelined 300 KB downloads per connection through a 10-20 byte window,
+    # 32 bytes read a second.
+    "slow-read": (
+        ["-X", "-k", "3", "-n", "1", "-w", "10", "-y", "20", "-z", "32"],
+        "/bytes?n=300000",
+    ),
+}
+
+
+class Probe:
+    """A client that asks for / on a new connection every 0.1 s until stopped, counting the
+    answers; anything but a 200 (an error, a timeout) is a failure."""
+
+    def __init__(self, url: str, context: ssl.SSLContext | None, source: str) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "", parts.port or 0
+        self.context = context
+        self.source = source
+        self.ok = 0
+        self.failures: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        address = (self.source, 0)
+        if self.context is not None:
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=10, context=self.context, source_address=address
+            )
+        return http.client.HTTPConnection(self.host, self.port, timeout=10, source_address=address)
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            conn = self._connection()
+            try:
+                conn.request("GET", "/")
+                response = conn.getresponse()
+                response.read()
+                if response.status == 200:
+                    self.ok += 1
+                else:
+                    self.failures.append(f"status {response.status}")
+            except (OSError, http.client.HTTPException) as exc:
+                self.failures.append(repr(exc))
+            finally:
+                conn.close()
+            self.stop.wait(0.1)
+
+    def __enter__(self) -> Probe:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+
+def slowhttptest(args: list[str], url: str, out: Path) -> tuple[list[str], list[int]]:
+    """Run one attack; returns (its "service available" verdicts in order, the CSV's
+    availability column: non-zero while its own probe connection got answers)."""
+    binary = shutil.which("slowhttptest")
+    assert binary is not None, "slowhttptest (Debian package) is not installed"
+    command = [binary, *args, "-c", str(CONNECTIONS), "-r", "100", "-l", str(SECONDS)]
+    command += ["-p", "5", "-u", url, "-g", "-o", str(out)]
+    result = subprocess.run(command, capture_output=True, timeout=SECONDS + 60)
+    text = ANSI.sub(b"", result.stdout + result.stderr).decode(errors="replace")
+    verdicts = re.findall(r"service available:\s*(YES|NO)", text)
+    with open(out.with_suffix(".csv"), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return verdicts, [int(row["Service Available"]) for row in rows]
+
+
+@pytest.fixture
+def slow_gateway(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], tmp_path: Path
+) -> Iterator[Gateway]:
+    subprocess.run([str(ROOT / "scripts" / "make-demo-cert"), str(tmp_path)], check=True)
+    backend = make_backend()
+    config = gateway_config(
+        backend.url,
+        listeners=[
+            {"name": "plain", "bind": "127.0.0.1:0"},
+            {
+                "name": "tls",
+                "bind": "127.0.0.1:0",
+                "tls": {"certificates": [{"cert": "cert.pem", "key": "key.pem"}]},
+            },
+        ],
+    )
+    yield make_gateway(config)
+
+
+@pytest.mark.parametrize(
+    ("attack", "listener"),
+    [
+        ("slowloris", "plain"),
+        ("slow-body", "plain"),
+        ("slow-read", "plain"),
+        ("slowloris", "tls"),
+        ("slow-body", "tls"),
+    ],
+)
+def test_service_stays_available_under_slow_clients(
+    slow_gateway: Gateway, tmp_path: Path, attack: str, listener: str
+) -> None:
+    url = slow_gateway.urls[listener]
+    context = None
+    if listener == "tls":
+        context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+    args, path = ATTACKS[attack]
+    with Probe(url, context, "127.0.0.1") as probe:
+        verdicts, available = slowhttptest(args, url + path, tmp_path / attack)
+    VERDICTS.append((attack, listener, verdicts[-1] if verdicts else "?", probe.ok))
+    assert probe.failures == []
+    assert probe.ok > 0
+    assert verdicts and set(verdicts) == {"YES"}, verdicts
+    assert available and all(available), available
+
+
+def test_per_address_cap_keeps_a_flood_from_one_address_off_others(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    """Slowloris from one address with more connections than its cap: the extra ones are
+    refused, and a client at another address is served throughout."""
+    backend = make_backend()
+    config = gateway_config(
+        backend.url,
+        listeners=[{"name": "plain", "bind": "127.0.0.1:0", "max_connections_per_ip": 50}],
+    )
+    gateway = make_gateway(config)
+    with Probe(gateway.url, None, "127.0.0.2") as probe:
+        verdicts, _ = slowhttptest(ATTACKS["slowloris"][0], gateway.url + "/", tmp_path / "cap")
+    # slowhttptest's own probe comes from the capped address: its verdict is not the point.
+    VERDICTS.append(("slowloris > cap", "plain", verdicts[-1] if verdicts else "?", probe.ok))
+    assert probe.failures == []
+    assert probe.ok > 0
+    metrics = subprocess.run(
+        ["curl", "-s", f"{gateway.admin_url}/metrics"], capture_output=True, text=True
+    ).stdout
+    refused = re.search(r'reason="max_connections_per_ip"\} (\d+)', metrics)
+    assert refused is not None and int(refused.group(1)) > 0
+
+
+def test_print_verdict_table() -> None:
+    if not VERDICTS:
+        return
+    print(f"\nslowhttptest, {CONNECTIONS} connections, {SECONDS} s each")
+    print(f"{'attack':<18}{'listener':<10}{'verdict':<9}{'probe 200s':>10}")
+    for attack, listener, verdict, ok in VERDICTS:
+        print(f"{attack:<18}{listener:<10}{verdict:<9}{ok:>10}")
