@@ -84,6 +84,7 @@ class ClientProtocol(asyncio.Protocol):
         self._admitted = False  # counted in state.connections (released when it is lost)
         self._tunnel: Exchange | None = None  # the WebSocket upgrade exchange, once read
         self._tunnel_active = 0.0  # clock time of the client's last tunnel bytes
+        self._tunnel_early: list[bytes] = []  # client bytes that came before the 101
 
     # asyncio callbacks
 
@@ -454,12 +455,13 @@ class ClientProtocol(asyncio.Protocol):
         if ex is None or ex.cancelled or ex.response_done:
             return
         self._tunnel_active = self.state.clock.now
-        if ex.upstream is not None:
+        if ex.status == 101 and ex.upstream is not None:
             ex.upstream.send_body(data)
             return
-        # Not connected yet (or waiting behind pipelined requests): held like a request body.
-        ex.pending.append(data)
-        ex.pending_size += len(data)
+        # Before the 101 (a client may send its first frames with the request): held, so that
+        # an upstream that refuses the upgrade never reads them as HTTP, and a request retried
+        # on a fresh upstream connection loses none.
+        self._tunnel_early.append(data)
         self._buffered += len(data)
         if self._buffered > MAX_BUFFERED_REQUEST_BYTES:
             self.pause_reading("buffer")
@@ -474,6 +476,15 @@ class ClientProtocol(asyncio.Protocol):
         self._write(data)
         self._tunnel_active = now = self.state.clock.now
         self.deadline = now + self.state.config.limits.websocket_idle_timeout
+        early, self._tunnel_early = self._tunnel_early, []
+        if early:
+            self._buffered -= sum(len(piece) for piece in early)
+            upstream = ex.upstream  # the connection that is answering: never None here
+            if upstream is not None:
+                for piece in early:
+                    upstream.send_body(piece)
+            if self._buffered <= MAX_BUFFERED_REQUEST_BYTES:
+                self.resume_reading("buffer")
 
     def _tunnel_busy(self) -> bool:
         """At the tunnel's idle deadline: whether either side sent bytes since (then the

@@ -4,10 +4,12 @@ echo server, over plain and TLS listeners."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from websockets.sync.client import connect as ws_connect
 from websockets.sync.server import Server, ServerConnection
 from websockets.sync.server import serve as ws_serve
 
+from outwork.proxy.server import DRAIN_IDLE_GRACE
 from tests.conftest import ROOT, Backend, Gateway, gateway_config
 
 # Both ends without keepalive pings (they would keep an idle tunnel busy) and without
@@ -195,3 +198,24 @@ def test_h2c_upgrade_is_not_forwarded(
     assert b"h2c" not in first
     assert responses[1].endswith(b"5\r\nhello\r\n0\r\n\r\n")
     assert b"get /three" in responses[2].lower()
+
+
+def test_tunnel_outlives_a_reload(
+    echo_server: EchoServer, make_gateway: Callable[..., Gateway]
+) -> None:
+    """A reload drains the old config's connections: idle keep-alive ones are closed after a
+    short grace, but an open tunnel lives on (until it ends or DRAIN_TIMEOUT)."""
+    gateway = make_gateway(gateway_config(echo_server.url))
+    with ws_connect(ws_url(gateway, "public"), **NO_PINGS) as ws:
+        ws.send("before")
+        assert ws.recv(timeout=10) == "before"
+        gateway.proc.send_signal(signal.SIGHUP)
+        for _ in range(200):
+            if "outwork: reloaded" in gateway.stderr():
+                break
+            time.sleep(0.05)
+        assert "outwork: reloaded" in gateway.stderr()
+        time.sleep(DRAIN_IDLE_GRACE + 1)  # past the grace that closes idle connections
+        ws.send("after")
+        assert ws.recv(timeout=10) == "after"
+    assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1000
