@@ -39,9 +39,3 @@ class ConnectionCounts:
             addresses[address] = count
         else:
             del addresses[address]
-
-    def open(self, listener_name: str) -> int:
-        return self._total.get(listener_name, 0)
-
-    def open_from(self, listener_name: str, address: bytes) -> int:
-        return self._by_address.get(listener_name, {}).get(address, 0)
