@@ -22,6 +22,8 @@ from websockets.sync.server import serve as ws_serve
 
 from outwork.proxy.server import DRAIN_IDLE_GRACE
 from tests.conftest import ROOT, Backend, Gateway, gateway_config
+from tests.e2e.pki import make_pki
+from tests.proxy.test_upstream_tls import leaf
 
 # Both ends without keepalive pings (they would keep an idle tunnel busy) and without
 # compression (so that the big message really is big on the wire).
@@ -32,12 +34,13 @@ class EchoServer:
     """A websockets server in a thread: echoes every message; records each request's headers.
     GET /forbidden is answered 403 instead of switching protocols."""
 
-    def __init__(self) -> None:
+    def __init__(self, context: ssl.SSLContext | None = None) -> None:
         self.requests: list[Request] = []
         self.server: Server = ws_serve(
-            self._echo, "127.0.0.1", 0, process_request=self._check, **NO_PINGS
+            self._echo, "127.0.0.1", 0, ssl=context, process_request=self._check, **NO_PINGS
         )
-        self.url = f"http://127.0.0.1:{self.server.socket.getsockname()[1]}"
+        scheme = "https" if context is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.socket.getsockname()[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -219,3 +222,24 @@ def test_tunnel_outlives_a_reload(
         ws.send("after")
         assert ws.recv(timeout=10) == "after"
     assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1000
+
+
+def test_tunnel_to_a_tls_upstream(make_gateway: Callable[..., Gateway], tmp_path: Path) -> None:
+    """wss to the backend: the tunnel runs over the gateway's own TLS client to the upstream."""
+    pki = make_pki(tmp_path / "pki")
+    cert, key = leaf(pki, tmp_path, "ws-backend")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = EchoServer(context)
+    try:
+        upstream = {"targets": [server.url], "tls": {"ca": str(pki.ca_cert)}}
+        gateway = make_gateway(gateway_config(server.url, upstreams={"backend": upstream}))
+        with ws_connect(ws_url(gateway, "public"), **NO_PINGS) as ws:
+            ws.send("over upstream TLS")
+            assert ws.recv(timeout=10) == "over upstream TLS"
+            big = os.urandom(3 * 1024 * 1024)
+            ws.send(big)
+            assert ws.recv(timeout=60) == big
+        assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1000
+    finally:
+        server.stop()
