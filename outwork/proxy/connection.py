@@ -32,6 +32,10 @@ log = logging.getLogger("outwork.proxy")
 # Request bytes held for exchanges that wait their turn (pipelining) or for an upstream
 # connection; reading from the client pauses beyond this.
 MAX_BUFFERED_REQUEST_BYTES = 1024 * 1024
+# A request body of at most this many bytes (Content-Length) is read whole before an upstream
+# connection is taken: a client that trickles a small body (slow-body attacks send a few KiB a
+# byte at a time) then holds no backend connection, only its own. Larger bodies stream.
+BODY_BEFORE_UPSTREAM = 64 * 1024
 
 _IDLE, _HEAD, _BODY, _WAIT, _TUNNEL = range(5)  # _TUNNEL: after a WebSocket upgrade request
 
@@ -85,6 +89,7 @@ class ClientProtocol(asyncio.Protocol):
         self._tunnel: Exchange | None = None  # the WebSocket upgrade exchange, once read
         self._tunnel_active = 0.0  # clock time of the client's last tunnel bytes
         self._tunnel_early: list[bytes] = []  # client bytes that came before the 101
+        self._body_first: Exchange | None = None  # started, its upstream taken once the body is in
 
     # asyncio callbacks
 
@@ -366,6 +371,10 @@ class ClientProtocol(asyncio.Protocol):
             self.deadline = 0.0
         if ex.upstream is not None:
             ex.upstream.end_body()
+        elif ex is self._body_first and not ex.response_done:
+            self._body_first = None
+            assert ex.pool is not None
+            ex.pool.acquire(ex)
         elif ex.response_done:
             self._advance()
 
@@ -379,6 +388,9 @@ class ClientProtocol(asyncio.Protocol):
         assert head is not None and ex.pool is not None
         if head.expect_continue and not ex.request_done:
             self._write(serialize.CONTINUE_100)
+        if not ex.request_done and 0 < head.content_length <= BODY_BEFORE_UPSTREAM:
+            self._body_first = ex  # acquired in on_request_end
+            return
         ex.pool.acquire(ex)
 
     def _allowed(self, head: RequestHead) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import http.client
+import json
 import re
 import shutil
 import ssl
@@ -24,7 +25,8 @@ from tests.conftest import ROOT, Backend, Gateway, gateway_config
 SECONDS = 15  # each attack's length (slowhttptest -l)
 CONNECTIONS = 200  # within the default caps (10000 per listener, 256 per address)
 ANSI = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")
-VERDICTS: list[tuple[str, str, str, int]] = []  # attack, listener, verdict, probe 200s
+# attack, listener, verdict, probe 200s, most backend connections open at once
+VERDICTS: list[tuple[str, str, str, int, int]] = []
 
 # slowhttptest arguments per attack; the target path is appended to the listener's URL.
 ATTACKS = {
@@ -89,6 +91,36 @@ class Probe:
         self.thread.join(30)
 
 
+class BackendWatch:
+    """Samples the backend's open connections (its /stats, asked directly) until stopped."""
+
+    def __init__(self, backend: Backend) -> None:
+        parts = urlsplit(backend.url)
+        self.host, self.port = parts.hostname or "", parts.port or 0
+        self.most_open = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop)
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+            try:
+                conn.request("GET", "/stats")
+                stats = json.loads(conn.getresponse().read())
+                self.most_open = max(self.most_open, stats["open"] - 1)  # not this one
+            finally:
+                conn.close()
+            self.stop.wait(0.2)
+
+    def __enter__(self) -> BackendWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+
 def slowhttptest(args: list[str], url: str, out: Path) -> tuple[list[str], list[int]]:
     """Run one attack; returns (its "service available" verdicts in order, the CSV's
     availability column: non-zero while its own probe connection got answers)."""
@@ -107,7 +139,7 @@ def slowhttptest(args: list[str], url: str, out: Path) -> tuple[list[str], list[
 @pytest.fixture
 def slow_gateway(
     make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], tmp_path: Path
-) -> Iterator[Gateway]:
+) -> Iterator[tuple[Gateway, Backend]]:
     subprocess.run([str(ROOT / "scripts" / "make-demo-cert"), str(tmp_path)], check=True)
     backend = make_backend()
     config = gateway_config(
@@ -121,7 +153,7 @@ def slow_gateway(
             },
         ],
     )
-    yield make_gateway(config)
+    yield make_gateway(config), backend
 
 
 @pytest.mark.parametrize(
@@ -135,20 +167,26 @@ def slow_gateway(
     ],
 )
 def test_service_stays_available_under_slow_clients(
-    slow_gateway: Gateway, tmp_path: Path, attack: str, listener: str
+    slow_gateway: tuple[Gateway, Backend], tmp_path: Path, attack: str, listener: str
 ) -> None:
-    url = slow_gateway.urls[listener]
+    gateway, backend = slow_gateway
+    url = gateway.urls[listener]
     context = None
     if listener == "tls":
         context = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
     args, path = ATTACKS[attack]
-    with Probe(url, context, "127.0.0.1") as probe:
+    with BackendWatch(backend) as watch, Probe(url, context, "127.0.0.1") as probe:
         verdicts, available = slowhttptest(args, url + path, tmp_path / attack)
-    VERDICTS.append((attack, listener, verdicts[-1] if verdicts else "?", probe.ok))
+    verdict = verdicts[-1] if verdicts else "?"
+    VERDICTS.append((attack, listener, verdict, probe.ok, watch.most_open))
     assert probe.failures == []
     assert probe.ok > 0
     assert verdicts and set(verdicts) == {"YES"}, verdicts
     assert available and all(available), available
+    if attack != "slow-read":
+        # Slow heads and small slow bodies are read whole before an upstream connection is
+        # taken: the attack's connections hold no backend connection (the probe's few do).
+        assert watch.most_open < CONNECTIONS // 10, watch.most_open
 
 
 def test_per_address_cap_keeps_a_flood_from_one_address_off_others(
@@ -165,7 +203,7 @@ def test_per_address_cap_keeps_a_flood_from_one_address_off_others(
     with Probe(gateway.url, None, "127.0.0.2") as probe:
         verdicts, _ = slowhttptest(ATTACKS["slowloris"][0], gateway.url + "/", tmp_path / "cap")
     # slowhttptest's own probe comes from the capped address: its verdict is not the point.
-    VERDICTS.append(("slowloris > cap", "plain", verdicts[-1] if verdicts else "?", probe.ok))
+    VERDICTS.append(("slowloris > cap", "plain", verdicts[-1] if verdicts else "?", probe.ok, -1))
     assert probe.failures == []
     assert probe.ok > 0
     metrics = subprocess.run(
@@ -179,6 +217,7 @@ def test_print_verdict_table() -> None:
     if not VERDICTS:
         return
     print(f"\nslowhttptest, {CONNECTIONS} connections, {SECONDS} s each")
-    print(f"{'attack':<18}{'listener':<10}{'verdict':<9}{'probe 200s':>10}")
-    for attack, listener, verdict, ok in VERDICTS:
-        print(f"{attack:<18}{listener:<10}{verdict:<9}{ok:>10}")
+    print(f"{'attack':<18}{'listener':<10}{'verdict':<9}{'probe 200s':>11}{'backend conns':>15}")
+    for attack, listener, verdict, ok, most_open in VERDICTS:
+        conns = str(most_open) if most_open >= 0 else "-"
+        print(f"{attack:<18}{listener:<10}{verdict:<9}{ok:>11}{conns:>15}")
