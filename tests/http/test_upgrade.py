@@ -20,9 +20,8 @@ FRAME = b"\x81\x85\x01\x02\x03\x04ignored"
 H2C_THEN_MORE = (
     b"GET /1 HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
     b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
-    b"POST /2 HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n"
-    b"Content-Length: 5\r\n\r\nhello"
-    b"GET /3 HTTP/1.1\r\nHost: a\r\n\r\n"
+    b"GET /2 HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket, h2c\r\n\r\n"
+    b"POST /3 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
 )
 
 
@@ -67,8 +66,7 @@ def test_websocket_request_split_anywhere(cuts: list[int]) -> None:
     "data",
     [
         # Not a WebSocket handshake the gateway passes: read as plain requests, Upgrade dropped.
-        b"POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n"
-        b"Content-Length: 2\r\n\r\nhi",
+        b"OPTIONS / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
         b"GET / HTTP/1.0\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket, h2c\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n"
@@ -97,18 +95,18 @@ def test_h2c_requests_read_on_as_http11_split_anywhere(cuts: list[int]) -> None:
     assert all(b"h2c" not in h.block and b"HTTP2-Settings" not in h.block for h in heads)
     assert sink.body() == b"hello"
     assert [kind for kind, _ in sink.events].count("end") == 3
-    # The body's end comes before the next head.
-    kinds = [kind for kind, _ in sink.events]
-    assert kinds == ["head", "end", "head"] + ["body"] * (len(kinds) - 6) + ["end", "head", "end"]
 
 
-def test_rejects_upgrade_with_chunked_body() -> None:
-    data = (
-        b"POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
-    )
+@pytest.mark.parametrize(
+    "framing", [b"Content-Length: 2\r\n\r\nhi", b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"]
+)
+@pytest.mark.parametrize("token", [b"websocket", b"h2c"])
+def test_rejects_upgrade_with_a_body(framing: bytes, token: bytes) -> None:
+    """llhttp would take the body for the new protocol's bytes: where the request ends would
+    be unclear, so it is refused (and a WebSocket handshake has no body anyway)."""
+    data = b"POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: " + token
     with pytest.raises(HTTPError) as info:
-        reader_for(Requests()).feed(data)
+        reader_for(Requests()).feed(data + b"\r\n" + framing)
     assert info.value.status == 400
 
 
