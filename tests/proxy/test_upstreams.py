@@ -4,8 +4,10 @@ timeouts, with real backend processes on loopback (demo/backend.py and faulty_ba
 from __future__ import annotations
 
 import http.client
+import json
 import queue
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from tests.conftest import BACKEND, Gateway, gateway_config
 
@@ -376,3 +379,53 @@ def test_504_when_the_backend_does_not_read_the_request_body(
         response = sock.recv(65536)
     assert response.startswith(b"HTTP/1.1 504 "), response
     assert upstream_errors(gw)["write_timeout"] == 1
+
+
+def backend_requests(backend: Process) -> int:
+    """Requests the demo backend served, this question included."""
+    return int(json.loads(request(backend.url, "/stats")[2])["requests"])
+
+
+def test_reload_stops_the_old_configs_health_checks(
+    spawn: Callable[..., Process], make_gateway: Callable[..., Gateway]
+) -> None:
+    backend = demo(spawn, "a")
+    config = config_for([backend.url], health_check={"path": "/hc", "interval": 0.1})
+    gw = make_gateway(config)
+    deadline = time.monotonic() + WAIT
+    while backend_requests(backend) < 5:  # the checks run
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    del config["upstreams"]["backend"]["health_check"]
+    gw.config_file.write_text(yaml.safe_dump(config))
+    gw.proc.send_signal(signal.SIGHUP)
+    wait_for_log(gw, "outwork: reloaded")
+    before = backend_requests(backend)
+    time.sleep(1)  # ten check intervals: a check task left running would show here
+    assert backend_requests(backend) == before + 1  # only the second question
+
+
+def test_a_check_answered_with_an_unexpected_status_fails(
+    spawn: Callable[..., Process], make_gateway: Callable[..., Gateway]
+) -> None:
+    backend = demo(spawn, "a")
+    check = {"path": "/status?code=503", "interval": 0.2, "unhealthy_threshold": 1}
+    gw = make_gateway(config_for([backend.url], health_check=check))
+    wait_for_log(
+        gw, rf"target {backend.address}: unhealthy \(1 checks failed in a row, last: status 503\)"
+    )
+    assert request(gw.url)[0] == 503
+
+
+def test_a_queued_request_waits_at_most_connect_timeout(
+    spawn: Callable[..., Process], make_gateway: Callable[..., Gateway]
+) -> None:
+    gate = faulty(spawn, "gate", "gate")
+    gw = make_gateway(config_for([gate.url], max_connections=1, max_pending=5, connect_timeout=1))
+    first, first_result = in_background(gw.url)
+    assert gate.next_line() == "held"
+    assert request(gw.url)[0] == 503  # queued, then given up on
+    assert upstream_errors(gw)["queue_timeout"] == 1
+    gate.release()
+    first.join(WAIT)
+    assert first_result[0][0] == 200
