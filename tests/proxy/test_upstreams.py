@@ -148,6 +148,19 @@ def upstream_errors(gw: Gateway) -> Counter[str]:
     return found
 
 
+def healthy_gauge(gw: Gateway) -> dict[str, int]:
+    """outwork_upstream_healthy by target, for the upstream `backend`."""
+    assert gw.admin_url is not None
+    text = request(gw.admin_url, "/metrics")[2].decode()
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("outwork_upstream_healthy{") and 'upstream="backend"' in line:
+            target = re.search(r'target="([^"]+)"', line)
+            assert target is not None
+            found[target.group(1)] = int(float(line.rsplit(" ", 1)[1]))
+    return found
+
+
 def test_round_robin_spreads_evenly(
     spawn: Callable[..., Process], make_gateway: Callable[..., Gateway]
 ) -> None:
@@ -231,9 +244,11 @@ def test_active_checks_take_a_dead_target_out_and_bring_it_back(
     wait_for_log(gw, rf"target {b.address}: out of rotation")
     # Every request goes to a: none is sent to the dead target (retries are off here).
     assert [request(gw.url)[:2] for _ in range(6)] == [(200, "a")] * 6
+    assert healthy_gauge(gw) == {a.address: 1, b.address: 0}
 
     demo(spawn, "b", b.port)
     wait_for_log(gw, rf"target {b.address}: back in rotation")
+    assert healthy_gauge(gw) == {a.address: 1, b.address: 1}
     assert Counter(request(gw.url)[1] for _ in range(4)) == {"a": 2, "b": 2}
 
 
