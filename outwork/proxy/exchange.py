@@ -82,10 +82,12 @@ class Exchange:
         self.request_id = b""  # X-Request-Id: the client's (when sane) or the gateway's
 
     def retryable(self) -> bool:
-        """Safe to send again: idempotent, the whole body kept, nothing answered yet."""
+        """Safe to send again: idempotent, the whole body received and kept, nothing
+        answered yet."""
         head = self.head
         return (
             head is not None
+            and self.request_done
             and self.replay is not None
             and not self.response_started
             and not self.cancelled

@@ -28,7 +28,7 @@ from outwork.http.reader import ResponseReader
 from outwork.policy.config import UpstreamConfig
 from outwork.proxy.balancer import make_balancer
 from outwork.proxy.clock import Clock
-from outwork.proxy.exchange import MAX_REPLAY_BODY, Exchange
+from outwork.proxy.exchange import MAX_REPLAY_BODY, RETRYABLE_METHODS, Exchange
 from outwork.proxy.health import HealthChecker
 from outwork.proxy.upstream_tls import UpstreamTls, UpstreamTLSError
 
@@ -53,6 +53,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self._chunked = False
         self._reusable = False
+        self._replay_room = 0  # bytes of request body that may still be kept for a retry
 
     # asyncio callbacks
 
@@ -144,9 +145,14 @@ class UpstreamConnection(asyncio.Protocol):
                 parts.extend(serialize.chunk(data))
             else:
                 parts.append(data)
-        if ex.request_done and ex.pending_size <= MAX_REPLAY_BODY and ex.replay is None:
-            # The whole body is here and small: kept for a retry until the response starts.
-            ex.replay = ex.pending
+        self._replay_room = 0
+        if ex.replay is None and head.method in RETRYABLE_METHODS:
+            room = MAX_REPLAY_BODY - ex.pending_size
+            if room >= 0:
+                # A small body is kept (by reference) for a retry until the response starts;
+                # what is still to come is added as it passes (send_body).
+                ex.replay = list(ex.pending)
+                self._replay_room = room
         if ex.pending_size:
             client.release_buffered(ex)
         if ex.request_done:
@@ -161,6 +167,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     def send_body(self, data: bytes) -> None:
         assert self.transport is not None
+        ex = self.exchange
+        if ex is not None and ex.replay is not None:
+            self._replay_room -= len(data)
+            if self._replay_room >= 0:
+                ex.replay.append(data)
+            else:
+                ex.replay = None  # too long to keep: this request is sent once
         if self._chunked:
             self.transport.writelines(serialize.chunk(data))
         else:
