@@ -23,6 +23,8 @@ import pytest
 import yaml
 
 from tests.conftest import BACKEND, Gateway, gateway_config
+from tests.e2e.pki import TestPKI
+from tests.proxy.test_upstream_tls import TlsBackend, make_tls_backend, pki  # noqa: F401
 
 FAULTY = Path(__file__).with_name("faulty_backend.py")
 WAIT = 30.0  # seconds before a wait for the gateway's log is declared failed
@@ -444,3 +446,36 @@ def test_a_queued_request_waits_at_most_connect_timeout(
     gate.release()
     first.join(WAIT)
     assert first_result[0][0] == 200
+
+
+def test_health_checks_speak_tls_to_https_targets(
+    make_tls_backend: Callable[..., TlsBackend],  # noqa: F811 (the fixture imported above)
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,  # noqa: F811
+) -> None:
+    ecdsa = pki.leaves["ecdsa-p256"]
+    backend = make_tls_backend(ecdsa.cert, ecdsa.key)
+    live, dead = f"localhost:{backend.port}", f"localhost:{free_port()}"
+    check = {"path": "/hc", "interval": 0.2, "unhealthy_threshold": 1}
+    config = config_for(
+        [f"https://{live}", f"https://{dead}"],
+        tls={"ca": str(pki.ca_cert)},
+        health_check=check,
+        max_idle_connections=0,  # every request on a new connection: the backend counts them
+    )
+    gw = make_gateway(config)
+    wait_for_log(gw, rf"target {dead}: out of rotation")
+
+    def connections() -> int:
+        """The backend's number for this request's connection (one per TLS connection)."""
+        return int(json.loads(request(gw.url, "/x")[2])["conn"])
+
+    # Wait for two checks on the live target, seen as connections no request made.
+    first, requests = connections(), 0
+    deadline = time.monotonic() + WAIT
+    while connections() - first - (requests := requests + 1) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    # One failed check would have taken it out (unhealthy_threshold: 1).
+    assert healthy_gauge(gw) == {live: 1, dead: 0}
+    assert f"target {live}: unhealthy" not in gw.stderr()
