@@ -33,7 +33,11 @@ class RoundRobin(Balancer):
 
     def pick(self, ex: Exchange, allowed: int) -> int | None:
         count = self._count
-        for step in range(count):
+        target = self._next if self._next < count else 0
+        if allowed >> target & 1:  # the usual case, every target in rotation: no loop
+            self._next = target + 1
+            return target
+        for step in range(1, count):
             target = (self._next + step) % count
             if allowed >> target & 1:
                 self._next = target + 1
