@@ -49,13 +49,37 @@ class UpstreamTlsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthCheckConfig:
+    path: str
+    interval: float
+    timeout: float
+    healthy_threshold: int
+    unhealthy_threshold: int
+    expect_status: tuple[int, int]  # inclusive range of healthy statuses
+
+
+@dataclass(frozen=True, slots=True)
+class PassiveHealthConfig:
+    consecutive_failures: int
+    ejection_time: float
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     name: str
     targets: tuple[Address, ...]
-    connect_timeout: float
-    read_timeout: float
-    max_idle_connections: int
-    idle_timeout: float
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_idle_connections: int = 64
+    idle_timeout: float = 30.0
+    write_timeout: float = 30.0
+    load_balancing: str = "round_robin"  # round_robin, least_connections, consistent_hash
+    hash_header: bytes | None = None  # consistent_hash on this header (lower case); None: address
+    retries: int = 1
+    max_connections: int = 1024
+    max_pending: int = 1024
+    health_check: HealthCheckConfig | None = None
+    passive_health: PassiveHealthConfig | None = None
     tls: UpstreamTlsConfig | None = None  # None: plain HTTP (http:// targets)
 
 

@@ -23,8 +23,10 @@ from outwork.http.checks import ALLOWED_METHODS
 from outwork.policy.config import (
     Address,
     GatewayConfig,
+    HealthCheckConfig,
     Limits,
     ListenerConfig,
+    PassiveHealthConfig,
     RouteConfig,
     UpstreamConfig,
     UpstreamTlsConfig,
@@ -32,7 +34,9 @@ from outwork.policy.config import (
 from outwork.policy.schema import (
     ConfigSpec,
     Duration,
+    HealthCheckSpec,
     ListenerSpec,
+    PassiveHealthSpec,
     RouteSpec,
     SessionTicketsSpec,
     Size,
@@ -75,6 +79,11 @@ MAX_BODY_SIZE = 1 << 40  # 1 TiB: far beyond any real upload, and still a bound
 _ROUTE_HOST = re.compile(
     r"^(?:\*\.)?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$"
 )
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP field name (RFC 9110 5.1)
+_STATUS_RANGE = re.compile(r"^([1-5]\d\d)(?:-([1-5]\d\d))?$")
+LOAD_BALANCING = ("round_robin", "least_connections", "consistent_hash")
+MAX_UPSTREAM_TIMEOUT = 86400.0
+MIN_HEALTH_INTERVAL = 0.1  # seconds: checks more often than this load the backend for nothing
 
 # Names in the config -> engine groups (the names other servers and tools use).
 GROUP_NAMES: dict[str, NamedGroup] = {
@@ -558,14 +567,101 @@ class _Loader:
             tls = self._upstream_tls(tls_path, spec.tls or UpstreamTlsSpec())
         elif spec.tls is not None and schemes:
             self.error(tls_path, "tls is set but the targets are http:// (use https:// targets)")
+        return self._upstream_policy(name, spec, tuple(targets), tls)
+
+    def _upstream_policy(
+        self,
+        name: str,
+        spec: UpstreamSpec,
+        targets: tuple[Address, ...],
+        tls: UpstreamTlsConfig | None,
+    ) -> UpstreamConfig:
+        """Everything of an upstream but its targets: balancing, timeouts, health, limits."""
+        path: KeyPath = ("upstreams", name)
+        if spec.load_balancing not in LOAD_BALANCING:
+            self.error(
+                path + ("load_balancing",),
+                f"unknown load_balancing {spec.load_balancing!r} (expected"
+                f" {', '.join(LOAD_BALANCING)})",
+            )
+        hash_header = None
+        if spec.hash_on != "client_address":
+            kind, sep, header = spec.hash_on.partition(":")
+            if kind != "header" or not sep or not _TOKEN.match(header.strip()):
+                self.error(
+                    path + ("hash_on",),
+                    f"invalid hash_on {spec.hash_on!r} (expected client_address or header:NAME)",
+                )
+            else:
+                hash_header = header.strip().lower().encode()
+            if spec.load_balancing != "consistent_hash":
+                self.error(path + ("hash_on",), "hash_on needs load_balancing: consistent_hash")
+
+        def timeout(key: str, value: Duration) -> float:
+            seconds = self._duration(path + (key,), value, MAX_UPSTREAM_TIMEOUT)
+            return seconds if seconds is not None else 1.0  # an error is already recorded
+
         return UpstreamConfig(
             name=name,
-            targets=tuple(targets),
-            connect_timeout=spec.connect_timeout,
-            read_timeout=spec.read_timeout,
+            targets=targets,
+            connect_timeout=timeout("connect_timeout", spec.connect_timeout),
+            read_timeout=timeout("read_timeout", spec.read_timeout),
+            write_timeout=timeout("write_timeout", spec.write_timeout),
             max_idle_connections=spec.max_idle_connections,
-            idle_timeout=spec.idle_timeout,
+            idle_timeout=timeout("idle_timeout", spec.idle_timeout),
             tls=tls,
+            load_balancing=spec.load_balancing,
+            hash_header=hash_header,
+            retries=spec.retries,
+            max_connections=spec.max_connections,
+            max_pending=spec.max_pending,
+            health_check=(
+                self._health_check(path + ("health_check",), spec.health_check)
+                if spec.health_check is not None
+                else None
+            ),
+            passive_health=(
+                self._passive_health(path + ("passive_health",), spec.passive_health)
+                if spec.passive_health is not None
+                else None
+            ),
+        )
+
+    def _health_check(self, path: KeyPath, spec: HealthCheckSpec) -> HealthCheckConfig:
+        if not spec.path.startswith("/") or not all(33 <= ord(c) < 127 for c in spec.path):
+            self.error(path + ("path",), "must start with / and hold only visible ASCII")
+        interval = self._duration(path + ("interval",), spec.interval, MAX_UPSTREAM_TIMEOUT)
+        if interval is not None and interval < MIN_HEALTH_INTERVAL:
+            self.error(path + ("interval",), f"must be at least {MIN_HEALTH_INTERVAL:g}s")
+        timeout = self._duration(path + ("timeout",), spec.timeout, MAX_UPSTREAM_TIMEOUT)
+        statuses = (200, 399)
+        match = _STATUS_RANGE.match(str(spec.expect_status).strip())
+        if match is None:
+            self.error(
+                path + ("expect_status",),
+                f"invalid status range {spec.expect_status!r} (expected e.g. 200-399 or 204)",
+            )
+        else:
+            low = int(match.group(1))
+            high = int(match.group(2) or low)
+            if high < low:
+                self.error(path + ("expect_status",), f"empty status range {spec.expect_status!r}")
+            statuses = (low, high)
+        return HealthCheckConfig(
+            path=spec.path,
+            interval=interval or 5.0,
+            timeout=timeout or 2.0,
+            healthy_threshold=spec.healthy_threshold,
+            unhealthy_threshold=spec.unhealthy_threshold,
+            expect_status=statuses,
+        )
+
+    def _passive_health(self, path: KeyPath, spec: PassiveHealthSpec) -> PassiveHealthConfig:
+        ejection = self._duration(
+            path + ("ejection_time",), spec.ejection_time, MAX_UPSTREAM_TIMEOUT
+        )
+        return PassiveHealthConfig(
+            consecutive_failures=spec.consecutive_failures, ejection_time=ejection or 30.0
         )
 
     def _upstream_tls(self, path: KeyPath, spec: UpstreamTlsSpec) -> UpstreamTlsConfig:

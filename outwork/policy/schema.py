@@ -104,17 +104,50 @@ class UpstreamTlsSpec(_Spec):
     session_resumption: bool = True  # offer the backend's last ticket on new connections
 
 
+class HealthCheckSpec(_Spec):
+    """Active checks: `GET path` to every target each `interval`, run by the gateway."""
+
+    path: NonEmptyStr = "/"
+    interval: Duration = "5s"
+    timeout: Duration = "2s"  # for the connection and the response head together
+    healthy_threshold: Annotated[int, Meta(ge=1, le=100)] = 2  # successes in a row to return
+    unhealthy_threshold: Annotated[int, Meta(ge=1, le=100)] = 3  # failures in a row to leave
+    # The statuses that count as healthy: "200-399", "200" or 204 (parsed in load.py).
+    expect_status: str | int = "200-399"
+
+
+class PassiveHealthSpec(_Spec):
+    """Ejection of a target that fails real traffic (connect errors, resets, garbage, timeouts)."""
+
+    consecutive_failures: Annotated[int, Meta(ge=1, le=1000)] = 5
+    ejection_time: Duration = "30s"
+
+
 class UpstreamSpec(_Spec):
     targets: Annotated[list[NonEmptyStr], Meta(min_length=1, max_length=64)]
     # For https:// targets; all targets of one upstream are http:// or all https://.
     tls: UpstreamTlsSpec | None = None
-    connect_timeout: PositiveSeconds = 5.0
+    # round_robin, least_connections or consistent_hash (a closed set, checked in load.py).
+    load_balancing: str = "round_robin"
+    # For consistent_hash: client_address, or header:NAME (the client address when absent).
+    hash_on: str = "client_address"
+    connect_timeout: Duration = 5.0
     # Longest wait for the upstream's next bytes once the request is sent (504 before a response).
-    read_timeout: PositiveSeconds = 30.0
+    read_timeout: Duration = 30.0
+    # Longest time request bytes may wait, unsent, for the upstream to read them (504).
+    write_timeout: Duration = 30.0
     # Idle keep-alive connections kept per target; extra ones are closed.
     max_idle_connections: Annotated[int, Meta(ge=0, le=10000)] = 64
     # Idle pooled connections older than this are closed.
-    idle_timeout: PositiveSeconds = 30.0
+    idle_timeout: Duration = 30.0
+    # Attempts on another target for an idempotent request that failed before any response.
+    retries: Annotated[int, Meta(ge=0, le=10)] = 1
+    # Circuit breaker: connections (open and opening, all targets) and requests waiting for
+    # one; beyond both, 503 at once.
+    max_connections: Annotated[int, Meta(ge=1, le=100000)] = 1024
+    max_pending: Annotated[int, Meta(ge=0, le=100000)] = 1024
+    health_check: HealthCheckSpec | None = None  # None: no active checks
+    passive_health: PassiveHealthSpec | None = None  # None: no ejection
 
 
 class LoggingSpec(_Spec):

@@ -11,7 +11,10 @@ if TYPE_CHECKING:
     from outwork.proxy.connection import ClientProtocol
     from outwork.proxy.upstream import UpstreamConnection, UpstreamPool
 
-RETRYABLE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+# Idempotent methods (RFC 9110 9.2.2): sending one again cannot do more than sending it once.
+RETRYABLE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
+# A request body kept (by reference) for a retry on another target; a longer one is sent once.
+MAX_REPLAY_BODY = 64 * 1024
 
 
 class Exchange:
@@ -32,6 +35,9 @@ class Exchange:
         "discard_body",
         "cancelled",
         "retried",
+        "attempts",
+        "tried",
+        "replay",
         "target",
         "started",
         "upstream_at",
@@ -62,7 +68,10 @@ class Exchange:
         self.keep_alive = head is not None and head.keep_alive
         self.discard_body = False
         self.cancelled = False  # the client went away
-        self.retried = False
+        self.retried = False  # sent again after a reused keep-alive connection was closed
+        self.attempts = 0  # retries on another target so far
+        self.tried = 0  # bit mask of the targets that failed this request
+        self.replay: list[bytes] | None = None  # the whole body, kept while a retry may need it
         self.target = b"null"  # the upstream target, as JSON for the access log
         # time.monotonic() when the request head was read, and when the upstream's response head
         # arrived (0.0: none), for the latency metrics and the access log.
@@ -73,12 +82,20 @@ class Exchange:
         self.request_id = b""  # X-Request-Id: the client's (when sane) or the gateway's
 
     def retryable(self) -> bool:
-        """Safe to send again on a fresh connection (a reused one was closed under us)."""
+        """Safe to send again: idempotent, the whole body received and kept, nothing
+        answered yet."""
         head = self.head
         return (
-            not self.retried
-            and head is not None
+            head is not None
             and self.request_done
-            and head.framing is Framing.NONE
+            and self.replay is not None
+            and not self.response_started
+            and not self.cancelled
             and head.method in RETRYABLE_METHODS
         )
+
+    def rewind(self) -> None:
+        """Make the kept body the one the next attach sends (accounted for already)."""
+        if self.replay is not None:
+            self.pending = self.replay
+            self.pending_size = 0

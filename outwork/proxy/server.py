@@ -237,8 +237,13 @@ async def serve(
             return
         try:
             new_state = GatewayState(new_config, loop, metrics, old.connections)
+        except (OSError, RuntimeError) as exc:
+            log(f"reload refused: {exc}")
+            return
+        try:
             _prepare_ticket_keys(new_config)
         except (OSError, RuntimeError) as exc:
+            close_state(new_state)  # its pools' health checks must not outlive it
             log(f"reload refused: {exc}")
             return
         new_state.clock.tick()

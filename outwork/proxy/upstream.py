@@ -3,6 +3,11 @@
 A pool keeps idle connections per target (LIFO, capped) and opens new ones when none is idle.
 One exchange at a time per connection. The response is streamed to the client as it arrives;
 a connection goes back to the pool only when both the request and the response ended cleanly.
+
+The pool also decides where a request goes and what happens when that fails: a balancer picks
+among the targets in rotation (`healthy`: active checks passed and not ejected by passive
+health); an idempotent request that failed before any response is retried on another target;
+a circuit breaker caps connections and queued requests per upstream (503 beyond).
 """
 
 from __future__ import annotations
@@ -10,21 +15,28 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import sys
 import time
-from typing import TYPE_CHECKING, cast
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from outwork.http import serialize
 from outwork.http.errors import UpstreamProtocolError
 from outwork.http.messages import Framing, ResponseHead
 from outwork.http.reader import ResponseReader
 from outwork.policy.config import UpstreamConfig
+from outwork.proxy.balancer import make_balancer
 from outwork.proxy.clock import Clock
-from outwork.proxy.exchange import Exchange
+from outwork.proxy.exchange import MAX_REPLAY_BODY, RETRYABLE_METHODS, Exchange
+from outwork.proxy.health import HealthChecker
 from outwork.proxy.upstream_tls import UpstreamTls, UpstreamTLSError
 
 if TYPE_CHECKING:
     from outwork.proxy.metrics import Metrics
     from outwork.proxy.security_events import SecurityEventLog
+
+P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -36,17 +48,20 @@ class UpstreamConnection(asyncio.Protocol):
         self.reader: ResponseReader | None = None
         self.closed = False
         self.reused = False
-        self.deadline = 0.0
+        self.deadline = 0.0  # read: the upstream's next bytes, once the request is sent
+        self.write_deadline = 0.0  # while request bytes wait for the upstream to read them
         self.idle_since = 0.0
         self._chunked = False
         self._reusable = False
         self.tunnel = False  # switched to WebSocket (a 101): bytes pass unparsed both ways
         self.tunnel_active = 0.0  # clock time of the upstream's last tunnel bytes
+        self._replay_room = 0  # bytes of request body that may still be kept for a retry
 
     # asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self.pool.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
@@ -64,7 +79,7 @@ class UpstreamConnection(asyncio.Protocol):
             try:
                 reader.feed(data)
             except UpstreamProtocolError:
-                self._fail(502, "protocol")
+                self._fail(502, "protocol")  # the upstream read the request: not retried
                 return
             if reader.upgraded:
                 self._open_tunnel(ex, reader.upgrade_data)
@@ -92,19 +107,25 @@ class UpstreamConnection(asyncio.Protocol):
             reader.feed_eof()
             self._complete()
             return
-        if not reader.started and self.reused and ex.retryable():
-            # The upstream closed an idle keep-alive connection just as we reused it.
+        if not reader.started and self.reused and not ex.retried and ex.retryable():
+            # The upstream closed an idle keep-alive connection just as we reused it: not the
+            # target's fault, sent again on a fresh connection.
             self._detach()
             ex.retried = True
+            ex.rewind()
             self.pool.acquire(ex, fresh=True)
             return
-        self._fail(502, "reset")
+        # Nothing received yet: a retry on another target may still answer the client.
+        self._fail(502, "reset", retry=not reader.started)
 
     def pause_writing(self) -> None:
+        # The upstream does not read what we send: from now on it has write_timeout to do so.
+        self.write_deadline = self.pool.clock.now + self.pool.config.write_timeout
         if self.exchange is not None:
             self.exchange.client.pause_reading("upstream")
 
     def resume_writing(self) -> None:
+        self.write_deadline = 0.0
         if self.exchange is not None:
             self.exchange.client.resume_reading("upstream")
 
@@ -117,6 +138,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange = ex
         ex.upstream = self
         self.pool.active.add(self)
+        self.pool.load[self.target] += 1
         head_request = head.method == b"HEAD"
         reader = self.reader
         if reader is None or not reader.reset(head_request):
@@ -135,6 +157,14 @@ class UpstreamConnection(asyncio.Protocol):
                 parts.extend(serialize.chunk(data))
             else:
                 parts.append(data)
+        self._replay_room = 0
+        if ex.replay is None and head.method in RETRYABLE_METHODS:
+            room = MAX_REPLAY_BODY - ex.pending_size
+            if room >= 0:
+                # A small body is kept (by reference) for a retry until the response starts;
+                # what is still to come is added as it passes (send_body).
+                ex.replay = list(ex.pending)
+                self._replay_room = room
         if ex.pending_size:
             client.release_buffered(ex)
         if ex.request_done:
@@ -149,6 +179,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     def send_body(self, data: bytes) -> None:
         assert self.transport is not None
+        ex = self.exchange
+        if ex is not None and ex.replay is not None:
+            self._replay_room -= len(data)
+            if self._replay_room >= 0:
+                ex.replay.append(data)
+            else:
+                ex.replay = None  # too long to keep: this request is sent once
         if self._chunked:
             self.transport.writelines(serialize.chunk(data))
         else:
@@ -180,15 +217,20 @@ class UpstreamConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def timed_out(self) -> None:
-        self._fail(504, "timeout")
+    def timed_out(self, now: float) -> None:
+        if self.write_deadline and now > self.write_deadline:
+            self._fail(504, "write_timeout")
+        else:
+            self._fail(504, "timeout")
 
     # ResponseSink
 
     def on_response_head(self, head: ResponseHead) -> None:
+        self.pool.failures[self.target] = 0  # the target answers: passive health resets
         ex = self.exchange
         if ex is not None:
             ex.upstream_at = time.monotonic()
+            ex.replay = None  # never sent again from now on
             ex.client.response_head(ex, head)
 
     def on_response_body(self, data: bytes) -> None:
@@ -235,8 +277,10 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.exchange
         self.exchange = None  # the reader stays: reused for the next response when it can be
         self.deadline = 0.0
+        self.write_deadline = 0.0
         self.pool.active.discard(self)
         if ex is not None:
+            self.pool.load[self.target] -= 1
             ex.upstream = None
             ex.client.resume_reading("upstream")
         return ex
@@ -252,12 +296,11 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
         ex.client.response_end(ex)
 
-    def _fail(self, status: int, kind: str) -> None:
+    def _fail(self, status: int, kind: str, retry: bool = False) -> None:
         ex = self._detach()
         self.close()
         if ex is not None:
-            self.pool.metrics.upstream_errors[f"{self.pool.config.name}/{kind}"] += 1
-            ex.client.upstream_failed(ex, status)
+            self.pool.attempt_failed(ex, self.target, status, kind, retry)
 
 
 class UpstreamPool:
@@ -273,15 +316,15 @@ class UpstreamPool:
         self.loop = loop
         self.clock = clock
         self.metrics = metrics
+        count = len(config.targets)
         self._idle: list[list[UpstreamConnection]] = [[] for _ in config.targets]
         # Per target: the Host line for requests that came without one, and the name the
         # access log gives it (JSON), both made once here.
         self.host_lines = [b"host: %s\r\n" % str(a).encode() for a in config.targets]
         self.log_names = [json.dumps(str(a)).encode() for a in config.targets]
-        self.active: set[UpstreamConnection] = set()
-        # Per target: in rotation (maintained by health checks; read by /metrics).
-        self.healthy = [True] * len(config.targets)
-        self._next = 0
+        self.active: set[UpstreamConnection] = set()  # connections with an exchange
+        self.connections: set[UpstreamConnection] = set()  # every open one, idle or active
+        self._connecting = 0
         self._tasks: set[asyncio.Task[None]] = set()
         # https:// targets: the engine's client role, and the targets' session tickets.
         self.tls: UpstreamTls | None = None
@@ -289,14 +332,33 @@ class UpstreamPool:
             self.tls = UpstreamTls(
                 config.name, config.tls, config.targets, clock, metrics, security_log
             )
+        # Health, per target. `healthy` (read by others, e.g. metrics) is True while the target
+        # is in rotation: its active checks pass (`_checked`) and it is not ejected.
+        self.healthy = [True] * count
+        self._checked = [True] * count
+        self._ejected_until = [0.0] * count
+        self.failures = [0] * count  # failures in a row from real traffic (passive health)
+        self._in_rotation = (1 << count) - 1  # `healthy` as a bit mask, for the balancer
+        # Requests in flight per target (attached or connecting), for least_connections.
+        self.load = [0] * count
+        self.balancer = make_balancer(
+            config.load_balancing, [str(a) for a in config.targets], config.hash_header, self.load
+        )
+        # Requests waiting for a connection (circuit breaker), oldest first, with deadlines.
+        self._pending: deque[tuple[float, Exchange]] = deque()
+        self._pending_handle: asyncio.Handle | None = None
+        self._checker = (
+            HealthChecker(self, config.health_check) if config.health_check is not None else None
+        )
+
+    # choosing a target
 
     def acquire(self, ex: Exchange, fresh: bool = False) -> None:
         """Attach the exchange to an idle connection now, or to a new one when it is open."""
-        if not self._idle:
-            ex.client.upstream_failed(ex, 502)
+        target = self.balancer.pick(ex, self._in_rotation & ~ex.tried)
+        if target is None:
+            self._refuse(ex, "no_healthy_target")
             return
-        target = self._next % len(self._idle)
-        self._next += 1
         ex.target = self.log_names[target]
         idle = self._idle[target]
         while idle and not fresh:
@@ -305,46 +367,194 @@ class UpstreamPool:
                 conn.reused = True
                 conn.attach(ex)
                 return
+        if self._open() >= self.config.max_connections and not self._close_an_idle():
+            if len(self._pending) >= self.config.max_pending:
+                self._drop_cancelled_pending()
+            if len(self._pending) >= self.config.max_pending:
+                self._refuse(ex, "circuit_breaker")
+                return
+            # Waits for a connection to close or to come back idle; its target is picked then.
+            self._pending.append((self.clock.now + self.config.connect_timeout, ex))
+            return
+        self._connecting += 1
+        self.load[target] += 1
         task = self.loop.create_task(self._connect(target, ex))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _open(self) -> int:
+        return len(self.connections) + self._connecting
+
+    def _close_an_idle(self) -> bool:
+        """Make room under max_connections by closing the oldest idle connection, if any."""
+        oldest: UpstreamConnection | None = None
+        for idle in self._idle:
+            if idle and (oldest is None or idle[0].idle_since < oldest.idle_since):
+                oldest = idle[0]
+        if oldest is None:
+            return False
+        oldest.close()
+        return True
+
+    def _refuse(self, ex: Exchange, kind: str) -> None:
+        self.metrics.upstream_errors[f"{self.config.name}/{kind}"] += 1
+        if not ex.cancelled and not ex.response_done:
+            ex.client.upstream_failed(ex, 503)
+
+    # opening connections
+
     async def _connect(self, target: int, ex: Exchange) -> None:
-        address = self.config.targets[target]
-        factory = functools.partial(UpstreamConnection, self, target)
-        name = self.config.name
+        conn = None
         try:
-            if self.tls is None:
-                _, conn = await asyncio.wait_for(
-                    self.loop.create_connection(factory, address.host, address.port),
-                    self.config.connect_timeout,
-                )
-            else:  # the handshake counts toward the connect timeout
-                conn = await asyncio.wait_for(
-                    self.tls.connect(self.loop, factory, target), self.config.connect_timeout
-                )
+            conn = await self._open_connection(target)
         except TimeoutError:
-            self.metrics.upstream_errors[f"{name}/connect_timeout"] += 1
-            if not ex.cancelled and not ex.response_done:
-                ex.client.upstream_failed(ex, 504)
-            return
-        except UpstreamTLSError:  # counted and reported as a security event already
-            if not ex.cancelled and not ex.response_done:
-                ex.client.upstream_failed(ex, 502)
-            return
+            status, kind = 504, "connect_timeout"
+        except UpstreamTLSError:  # counted, and reported as a security event, already
+            status, kind = 502, ""
         except OSError:
-            self.metrics.upstream_errors[f"{name}/connect"] += 1
-            if not ex.cancelled and not ex.response_done:
-                ex.client.upstream_failed(ex, 502)
+            status, kind = 502, "connect"
+        finally:
+            # Before any retry below, which counts connections and load afresh.
+            self._connecting -= 1
+            self.load[target] -= 1
+        if conn is None:
+            self._connect_failed(ex, target, status, kind)
             return
-        self.metrics.upstream_connections_opened[name] += 1
-        if ex.cancelled or ex.response_done:  # the client left, or was answered meanwhile
+        self.metrics.upstream_connections_opened[self.config.name] += 1
+        if conn.closed:  # lost before its first use (closed, a TLS alert after the handshake)
+            self._connect_failed(ex, target, 502, "reset")
+        elif ex.cancelled or ex.response_done:  # the client left, or was answered meanwhile
             self.release(conn)
-        elif conn.closed:  # lost before its first use (a TLS alert right after the handshake)
-            self.metrics.upstream_errors[f"{name}/reset"] += 1
-            ex.client.upstream_failed(ex, 502)
         else:
             conn.attach(ex)
+
+    async def _open_connection(self, target: int) -> UpstreamConnection:
+        """A new pooled connection. Raises TimeoutError, UpstreamTLSError or OSError."""
+        factory = functools.partial(UpstreamConnection, self, target)
+        # For https:// targets the handshake counts toward the connect timeout.
+        return await asyncio.wait_for(
+            self.open_transport(target, factory), self.config.connect_timeout
+        )
+
+    async def open_transport(self, target: int, factory: Callable[[], P]) -> P:
+        """A connection to the target, plain or TLS as its URL says, for the protocol that
+        `factory` makes (pooled connections, health checks). Raises OSError."""
+        if self.tls is None:
+            address = self.config.targets[target]
+            _, protocol = await self.loop.create_connection(factory, address.host, address.port)
+            return protocol
+        return await self.tls.connect(self.loop, factory, target)
+
+    def _connect_failed(self, ex: Exchange, target: int, status: int, kind: str) -> None:
+        self._schedule_pending()  # a slot under max_connections is free again
+        if ex.cancelled or ex.response_done:
+            if kind:
+                self.metrics.upstream_errors[f"{self.config.name}/{kind}"] += 1
+            self._passive_failure(target)
+            return
+        self.attempt_failed(ex, target, status, kind, retry=True, sent=False)
+
+    # failures, retries and passive health
+
+    def attempt_failed(
+        self, ex: Exchange, target: int, status: int, kind: str, retry: bool, sent: bool = True
+    ) -> None:
+        """The exchange failed on `target`; the client gets `status` unless it is retried on
+        another target in rotation. A retry needs `retry` (the failure came before any
+        response byte) and `retries` left, and, once the request was `sent`, an idempotent
+        request whose whole body was kept. A request never sent (the connection failed) is
+        safe to send elsewhere whatever its method: no upstream saw it. `kind` is the
+        failure's metric label ("": counted already)."""
+        if kind:
+            self.metrics.upstream_errors[f"{self.config.name}/{kind}"] += 1
+        self._passive_failure(target)
+        ex.tried |= 1 << target
+        if (
+            retry
+            and ex.attempts < self.config.retries
+            and not ex.cancelled
+            and not ex.response_started
+            and (not sent or ex.retryable())
+            and self._in_rotation & ~ex.tried
+        ):
+            ex.attempts += 1
+            if sent:
+                ex.rewind()
+            self.acquire(ex)
+            return
+        if not ex.cancelled and not ex.response_done:
+            ex.client.upstream_failed(ex, status)
+
+    def _passive_failure(self, target: int) -> None:
+        passive = self.config.passive_health
+        if passive is None:
+            return
+        failures = self.failures[target] = self.failures[target] + 1
+        if failures >= passive.consecutive_failures and not self._ejected_until[target]:
+            self._ejected_until[target] = self.clock.now + passive.ejection_time
+            self._log(
+                target,
+                f"ejected for {passive.ejection_time:g}s after {failures} failed requests in a row",
+            )
+            self._update_rotation(target)
+
+    def set_checked(self, target: int, ok: bool, reason: str) -> None:
+        """The active health checker's verdict changed."""
+        self._checked[target] = ok
+        if ok:
+            self.failures[target] = 0
+        self._log(target, f"{'healthy' if ok else 'unhealthy'} ({reason})")
+        self._update_rotation(target)
+
+    def _update_rotation(self, target: int) -> None:
+        healthy = self._checked[target] and not self._ejected_until[target]
+        if healthy == self.healthy[target]:
+            return
+        self.healthy[target] = healthy
+        if healthy:
+            self._in_rotation |= 1 << target
+        else:
+            self._in_rotation &= ~(1 << target)
+        self._log(target, "back in rotation" if healthy else "out of rotation")
+
+    def _log(self, target: int, message: str) -> None:
+        # A plain stderr line, like the gateway's other operational messages: a target's health
+        # is not a security event.
+        name = self.config.name
+        address = self.config.targets[target]
+        print(f"outwork: upstream {name} target {address}: {message}", file=sys.stderr, flush=True)
+
+    # the queue of requests waiting for a connection
+
+    def _schedule_pending(self) -> None:
+        # Served from the loop, not from inside the callback that freed the slot: acquiring
+        # can answer a client, which can start its next request, which can call back here.
+        if self._pending and self._pending_handle is None:
+            self._pending_handle = self.loop.call_soon(self._serve_pending)
+
+    def _serve_pending(self) -> None:
+        self._pending_handle = None
+        pending = self._pending
+        for _ in range(len(pending)):
+            if not pending:
+                return
+            _, ex = pending[0]
+            if ex.cancelled or ex.response_done:
+                pending.popleft()
+                continue
+            if self._open() >= self.config.max_connections and not any(self._idle):
+                return
+            pending.popleft()
+            self.acquire(ex)
+
+    def _drop_cancelled_pending(self) -> None:
+        self._pending = deque(
+            (deadline, ex)
+            for deadline, ex in self._pending
+            if not ex.cancelled and not ex.response_done
+        )
+
+    # connections coming back and going away
 
     def release(self, conn: UpstreamConnection) -> None:
         if conn.closed:
@@ -355,24 +565,51 @@ class UpstreamPool:
             return
         conn.idle_since = self.clock.now
         idle.append(conn)
+        self._schedule_pending()
 
     def forget(self, conn: UpstreamConnection) -> None:
         idle = self._idle[conn.target]
         if conn in idle:
             idle.remove(conn)
         self.active.discard(conn)
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self._schedule_pending()
 
     def tick(self, now: float) -> None:
-        """Called about twice a second: response timeouts and stale idle connections."""
-        for conn in [c for c in self.active if c.deadline and now > c.deadline]:
-            conn.timed_out()
+        """Called about twice a second: timeouts, stale idle connections, ejections that end."""
+        for conn in [
+            c
+            for c in self.active
+            if (c.deadline and now > c.deadline) or (c.write_deadline and now > c.write_deadline)
+        ]:
+            conn.timed_out(now)
         limit = now - self.config.idle_timeout
         for idle in self._idle:
             # Oldest first at the front of each list.
             while idle and idle[0].idle_since < limit:
                 idle[0].close()
+        pending = self._pending
+        while pending and pending[0][0] < now:
+            _, ex = pending.popleft()
+            self._refuse(ex, "queue_timeout")
+        passive = self.config.passive_health
+        if passive is not None:
+            for target, until in enumerate(self._ejected_until):
+                if until and now >= until:
+                    self._ejected_until[target] = 0.0
+                    # On probation: one more failure ejects it again, so a target still down
+                    # costs one failed attempt per ejection_time, not consecutive_failures.
+                    self.failures[target] = passive.consecutive_failures - 1
+                    self._log(target, "ejection over")
+                    self._update_rotation(target)
 
     def close(self) -> None:
+        if self._checker is not None:
+            self._checker.close()
+        if self._pending_handle is not None:
+            self._pending_handle.cancel()
+        self._pending.clear()
         for task in list(self._tasks):
             task.cancel()
         for idle in self._idle:

@@ -72,10 +72,10 @@ def test_rejects_unknown_key_at_its_line(tmp_path: Path, certs: Path) -> None:
 
 def test_rejects_unknown_key_inside_an_upstream(tmp_path: Path, certs: Path) -> None:
     text = GOOD.replace(
-        '{targets: ["http://127.0.0.1:9000"]}', '{targets: ["http://h:1"], retries: 3}'
+        '{targets: ["http://127.0.0.1:9000"]}', '{targets: ["http://h:1"], retires: 3}'
     )
     assert problems(tmp_path, certs, text) == [
-        "config.yaml:13: upstreams.demo.retries: unknown key"
+        "config.yaml:13: upstreams.demo.retires: unknown key"
     ]
 
 
