@@ -97,6 +97,20 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Http2Config:
+    max_concurrent_streams: int = 100
+    max_header_list_size: int = 64 * 1024
+    initial_window_size: int = 65535
+    max_frame_size: int = 16384
+    flood_window: float = 10.0
+    max_resets: int = 200
+    max_settings: int = 50
+    max_pings: int = 50
+    max_empty_frames: int = 200
+    max_continuation_frames: int = 32
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     file: str
     listeners: tuple[ListenerConfig, ...]
@@ -110,3 +124,4 @@ class GatewayConfig:
     # Accepted but dangerous settings (`file:line: path: warning: ...`), printed by check/serve.
     warnings: tuple[str, ...] = ()
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    http2: Http2Config = Http2Config()

@@ -24,6 +24,7 @@ from outwork.policy.config import (
     Address,
     GatewayConfig,
     HealthCheckConfig,
+    Http2Config,
     Limits,
     ListenerConfig,
     PassiveHealthConfig,
@@ -252,6 +253,7 @@ class _Loader:
         admin = None
         if spec.admin is not None:
             admin = self._address(("admin", "bind"), spec.admin.bind)
+        http2 = self._http2(spec)
         if self.problems:
             raise ConfigError(self.problems)
         lim = spec.limits
@@ -278,6 +280,29 @@ class _Loader:
             workers=spec.workers,
             warnings=tuple(w.format() for w in self.warnings),
             trusted_proxies=trusted_proxies,
+            http2=http2,
+        )
+
+    def _http2(self, spec: ConfigSpec) -> Http2Config:
+        h2 = spec.http2
+        if h2.max_header_list_size > spec.limits.max_request_head:
+            self.error(
+                ("http2", "max_header_list_size"),
+                f"{h2.max_header_list_size} is above limits.max_request_head "
+                f"({spec.limits.max_request_head}): one cap for request heads",
+            )
+        window = self._duration(("http2", "flood_window"), h2.flood_window, 3600)
+        return Http2Config(
+            max_concurrent_streams=h2.max_concurrent_streams,
+            max_header_list_size=h2.max_header_list_size,
+            initial_window_size=h2.initial_window_size,
+            max_frame_size=h2.max_frame_size,
+            flood_window=window or 10.0,
+            max_resets=h2.max_resets,
+            max_settings=h2.max_settings,
+            max_pings=h2.max_pings,
+            max_empty_frames=h2.max_empty_frames,
+            max_continuation_frames=h2.max_continuation_frames,
         )
 
     def _size(self, path: KeyPath, value: Size) -> int | None:

@@ -41,7 +41,7 @@ class TlsSpec(_Spec):
     certificates: Annotated[list[CertificateSpec], Meta(min_length=1, max_length=16)]
     heartbeat: bool = False
     alpn: Annotated[list[NonEmptyStr], Meta(max_length=8)] = msgspec.field(
-        default_factory=lambda: ["http/1.1"]
+        default_factory=lambda: ["h2", "http/1.1"]
     )
     # Closed sets, checked in load.py (for messages that list the choices). YAML's unquoted
     # 1.2 is a float: accepted as "1.2".
@@ -179,6 +179,30 @@ class LimitsSpec(_Spec):
     websocket_idle_timeout: PositiveSeconds = 300.0
 
 
+class Http2Spec(_Spec):
+    """Per-connection HTTP/2 limits (advertised in SETTINGS and enforced) and flood budgets."""
+
+    max_concurrent_streams: Annotated[int, Meta(ge=1, le=1000)] = 100  # beyond: REFUSED_STREAM
+    # Decoded header list (RFC 9113 6.5.2), and the header block as it arrives; checked against
+    # limits.max_request_head in load.py (one cap on request heads, whatever the protocol).
+    max_header_list_size: Annotated[int, Meta(ge=1024, le=1024 * 1024)] = 64 * 1024
+    # Per-stream receive window; the connection's window is 1 MiB, which bounds the request
+    # bytes held per connection. Not below the protocol's default: a client may send that
+    # much before it reads our SETTINGS.
+    initial_window_size: Annotated[int, Meta(ge=65535, le=1024 * 1024)] = 65535
+    max_frame_size: Annotated[int, Meta(ge=16384, le=1024 * 1024)] = 16384  # RFC 9113 bounds
+    # Flood budgets: how many of each costly, useless-to-a-client thing one connection may do
+    # per `flood_window`; beyond it the connection gets GOAWAY ENHANCE_YOUR_CALM.
+    flood_window: Duration = "10s"
+    max_resets: Annotated[int, Meta(ge=1, le=10_000_000)] = 200  # streams reset by the client
+    max_settings: Annotated[int, Meta(ge=1, le=10_000_000)] = 50  # SETTINGS frames
+    max_pings: Annotated[int, Meta(ge=1, le=10_000_000)] = 50  # PING frames
+    # Empty DATA without END_STREAM, PRIORITY, empty CONTINUATION: frames that cost work and
+    # carry nothing.
+    max_empty_frames: Annotated[int, Meta(ge=1, le=10_000_000)] = 200
+    max_continuation_frames: Annotated[int, Meta(ge=1, le=1000)] = 32  # per header block
+
+
 class ConfigSpec(_Spec):
     listeners: Annotated[list[ListenerSpec], Meta(min_length=1, max_length=64)]
     routes: list[RouteSpec]
@@ -192,5 +216,6 @@ class ConfigSpec(_Spec):
         default_factory=list
     )
     pkcs11: Pkcs11Spec = msgspec.field(default_factory=Pkcs11Spec)
+    http2: Http2Spec = msgspec.field(default_factory=Http2Spec)
     # Worker processes sharing the listener ports (SO_REUSEPORT); 1: a single process.
     workers: Annotated[int, Meta(ge=1, le=MAX_WORKERS)] = 1

@@ -1,7 +1,7 @@
 """The access log: one JSON object per answered request, one line each.
 
     {"time":"2026-11-29T07:30:00.123Z","request_id":"5f0c2a9e41d7-1a","client":"127.0.0.1:50522",
-     "listener":"public","tls_ms":1.875,"method":"GET","path":"/","route":"api","status":200,
+     "listener":"public","proto":"http/1.1","tls_ms":1.875,"method":"GET","path":"/","route":"api","status":200,
      "bytes_sent":123,"upstream":"127.0.0.1:9000","upstream_ms":0.912,"duration_ms":1.234,
      "tls":{"version":"1.3",...}}
 
@@ -54,12 +54,19 @@ def _text(value: bytes) -> bytes:
     return _json(value.decode("utf-8", "backslashreplace"))
 
 
-def connection_part(client: str, listener: str, tls_ms: float | None = None) -> bytes:
-    """`,"client":...,"listener":...,"tls_ms":...`: made when the connection is made, and again
-    when its TLS handshake completes (`tls_ms`: from the connection accepted to the handshake
-    complete; null on a plain listener)."""
+def connection_part(
+    client: str, listener: str, tls_ms: float | None = None, proto: str = "http/1.1"
+) -> bytes:
+    """`,"client":...,"listener":...,"proto":...,"tls_ms":...`: made when the connection is
+    made, and again when its TLS handshake completes (`tls_ms`: from the connection accepted to
+    the handshake complete; null on a plain listener; `proto`: "h2" when ALPN chose it)."""
     handshake = b"null" if tls_ms is None else b"%.3f" % tls_ms
-    return b',"client":%s,"listener":%s,"tls_ms":%s' % (_json(client), _json(listener), handshake)
+    return b',"client":%s,"listener":%s,"proto":%s,"tls_ms":%s' % (
+        _json(client),
+        _json(listener),
+        _json(proto),
+        handshake,
+    )
 
 
 def tls_names(version: int, suite: object, group: object) -> tuple[str, str, str]:

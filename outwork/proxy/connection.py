@@ -22,6 +22,7 @@ from outwork.proxy import access_log
 from outwork.proxy.exchange import Exchange
 from outwork.proxy.forwarding import Forwarding, forwarded_node, is_trusted, sane_request_id
 from outwork.proxy.router import head_host
+from outwork.proxy.h2 import H2Session
 from outwork.tls import events as ev
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class ClientProtocol(asyncio.Protocol):
         self._tunnel_active = 0.0  # clock time of the client's last tunnel bytes
         self._tunnel_early: list[bytes] = []  # client bytes that came before the 101
         self._body_first: Exchange | None = None  # started, its upstream taken once the body is in
+        self._h2: H2Session | None = None  # set when ALPN chose h2: it reads the requests
 
     # asyncio callbacks
 
@@ -158,6 +160,8 @@ class ClientProtocol(asyncio.Protocol):
         """After the client's end of input: whether to close now. Yes when nothing is pending,
         when a request body was cut short (it can never complete: waiting would hold the
         connection until the body timeout) and for a tunnel (it ends with its client)."""
+        if self._h2 is not None:
+            return not self._h2.streams  # HTTP/2: once its streams are answered
         return not self._queue or self._phase == _BODY or self._phase == _TUNNEL
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -166,6 +170,8 @@ class ClientProtocol(asyncio.Protocol):
         self.state.connections.release(self.listener, self.peer_host)
         if not self._closed:
             self._closed = True
+        if self._h2 is not None:
+            self._h2.cancel_all()
         self.state.clients.discard(self)
         self.state.metrics.connections_active -= 1
         for ex in self._queue:
@@ -177,11 +183,15 @@ class ClientProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        if self._h2 is not None:
+            self._h2.pause_writing()
         if self._queue and self._queue[0].upstream is not None:
             self._queue[0].upstream.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self._h2 is not None:
+            self._h2.resume_writing()
         if self._queue and self._queue[0].upstream is not None:
             self._queue[0].upstream.resume_reading()
 
@@ -205,7 +215,10 @@ class ClientProtocol(asyncio.Protocol):
         for event in tls.receive_data(data, now=state.clock.wall):
             kind = type(event)
             if kind is ev.ApplicationData:
-                self._received_plain(event.data)
+                if self._h2 is not None:
+                    self._h2.receive(event.data)
+                else:
+                    self._received_plain(event.data)
             elif kind is ev.HandshakeComplete:
                 state.metrics.handshakes_completed[
                     (self.listener.name, event.version, event.cipher_suite, event.group)
@@ -213,8 +226,13 @@ class ClientProtocol(asyncio.Protocol):
                 if self._access is not None:
                     self._log_tls = access_log.tls_part(event)
                     self._log_connection = access_log.connection_part(
-                        self.peer, self.listener.name, (time.monotonic() - self._accepted) * 1000
+                        self.peer,
+                        self.listener.name,
+                        (time.monotonic() - self._accepted) * 1000,
+                        "h2" if event.alpn_protocol == "h2" else "http/1.1",
                     )
+                if event.alpn_protocol == "h2":
+                    self._h2 = H2Session(self)
             elif kind is ev.HeartbleedProbe:
                 state.security_log.emit(
                     "tls.heartbleed_probe",
@@ -647,6 +665,9 @@ class ClientProtocol(asyncio.Protocol):
         it (a partial head, a stalled body) is answered 408 and the connection closed; a
         connection that sent nothing (idle, or still in its TLS handshake) is just closed, and
         so is an idle tunnel (both sides)."""
+        if self._h2 is not None:
+            self._h2.timed_out()
+            return
         self.deadline = 0.0
         phase = self._phase
         if phase == _TUNNEL and self._tunnel_busy():

@@ -9,6 +9,7 @@ from outwork.http.messages import Framing, RequestHead
 
 if TYPE_CHECKING:
     from outwork.proxy.connection import ClientProtocol
+    from outwork.proxy.h2 import H2Stream
     from outwork.proxy.upstream import UpstreamConnection, UpstreamPool
 
 # Idempotent methods (RFC 9110 9.2.2): sending one again cannot do more than sending it once.
@@ -48,7 +49,7 @@ class Exchange:
 
     def __init__(
         self,
-        client: ClientProtocol,
+        client: ClientProtocol | H2Stream,
         head: RequestHead | None,
         pool: UpstreamPool | None,
         error_status: int = 0,

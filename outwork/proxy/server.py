@@ -106,6 +106,9 @@ class DrainingClientProtocol(ClientProtocol):
         super().on_request_head(head)
 
     def drain(self) -> None:
+        if self._h2 is not None:
+            self._h2.drain()  # GOAWAY; the streams in flight are answered, then it closes
+            return
         if self._queue or self._reading is not None:
             # Busy: what is in flight is answered, with `Connection: close` where its response
             # has not started (else the next request gets it).

@@ -183,7 +183,7 @@ def test_curl_tls12_suite(dual_gateway, pki, backend, suite):
     assert run.returncode == 0, run.explain()
     assert f"SSL connection using TLSv1.2 / {suite}" in run.output, run.explain()
     assert backend.body.decode() in run.output, run.explain()
-    assert_logged(dual_gateway, tag, "1.2", iana, alpn="http/1.1")
+    assert_logged(dual_gateway, tag, "1.2", iana, alpn="h2")
 
 
 @pytest.mark.parametrize("suite", TLS13_SUITES)
@@ -196,7 +196,7 @@ def test_curl_tls13_suite(dual_gateway, pki, backend, suite):
     assert run.returncode == 0, run.explain()
     assert f"SSL connection using TLSv1.3 / {suite}" in run.output, run.explain()
     assert backend.body.decode() in run.output, run.explain()
-    assert_logged(dual_gateway, tag, "1.3", suite, alpn="http/1.1")
+    assert_logged(dual_gateway, tag, "1.3", suite, alpn="h2")
 
 
 # --- gnutls-cli ----------------------------------------------------------------------------
@@ -439,7 +439,8 @@ def test_chromium_loads_page_with_x25519mlkem768(dual_gateway, pki, backend, tmp
     assert entry["status"] == 200, entry
     assert entry["tls"]["version"] == "1.3", entry
     assert entry["tls"]["group"] == "X25519MLKEM768", entry
-    assert entry["tls"]["alpn"] == "http/1.1", entry
+    assert entry["tls"]["alpn"] == "h2", entry  # the default ALPN list offers h2 first
+    assert entry["proto"] == "h2", entry
     assert entry["tls"]["ja4"].startswith("t13d"), entry
 
 

@@ -125,6 +125,7 @@ def _assert_refused(gw, run: ToolRun, alert: str, before: int) -> None:
     assert run.returncode in allowed, run.explain()
     assert any(text in run.output for text in CURL_ALERT_TEXT[alert]), run.explain()
     assert "HTTP/1.1 200" not in run.output, run.explain()
+    assert "HTTP/2 200" not in run.output, run.explain()  # curl takes h2 when offered
     deadline = time.monotonic() + 5
     while _failures(gw, alert) <= before and time.monotonic() < deadline:
         time.sleep(0.05)

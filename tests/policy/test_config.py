@@ -59,7 +59,7 @@ def test_good_config_compiles(tmp_path: Path, certs: Path) -> None:
     config = load_config(write(tmp_path, certs, GOOD))
     assert [listener.name for listener in config.listeners] == ["public"]
     tls = config.listeners[0].tls
-    assert tls is not None and tls.alpn_protocols == ("http/1.1",) and not tls.heartbeat
+    assert tls is not None and tls.alpn_protocols == ("h2", "http/1.1") and not tls.heartbeat
     assert config.upstreams["demo"].targets[0].port == 9000
     assert config.admin is not None and config.admin.port == 9901
     assert config.security_events == "-"

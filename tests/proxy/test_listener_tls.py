@@ -32,6 +32,7 @@ ACCESS_FIELDS = [
     "request_id",
     "client",
     "listener",
+    "proto",
     "tls_ms",
     "method",
     "path",
@@ -188,7 +189,8 @@ def test_access_log_line_format(
     assert tls["cipher"] in ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384")
     assert tls["group"] in ("X25519MLKEM768", "x25519")
     assert JA4.match(tls["ja4"]), tls["ja4"]
-    assert (tls["resumed"], tls["alpn"], tls["sni"]) == (False, "http/1.1", "localhost")
+    assert (tls["resumed"], tls["alpn"], tls["sni"]) == (False, "h2", "localhost")
+    assert line["proto"] == "h2"
     assert tls["client_subject"] is None and tls["client_sans"] is None
     assert tls["client_fingerprint"] is None
 

@@ -1,0 +1,710 @@
+"""HTTP/2 on a client connection whose TLS handshake chose ALPN `h2`.
+
+The `ClientProtocol` keeps the socket and the TLS engine; once ALPN says h2 it hands the
+decrypted bytes to an `H2Session` instead of the HTTP/1.1 reader, and the session writes its
+frames back through the connection's output batch.
+
+Each stream becomes an `Exchange` sent upstream as HTTP/1.1 through the same pools, routes,
+limits, metrics and access log as HTTP/1.1; its `H2Stream` is the exchange's client side.
+
+Flow control carries backpressure both ways:
+- request DATA is acknowledged (WINDOW_UPDATE) only once the upstream connection took it, so
+  a slow upstream stalls that stream's sender; the connection window (1 MiB) bounds the
+  request bytes held per connection, as `MAX_BUFFERED_REQUEST_BYTES` does for HTTP/1.1;
+- response bodies are sent within the client's windows; beyond a small per-stream buffer the
+  upstream connection stops being read until the client opens its window again.
+
+Frame floods and oversized header blocks are cut by `h2_guard.FrameGuard` before `h2` parses
+the bytes; the output the peer does not read is bounded by pausing input while the
+transport's write buffer is full (h2 queues ACKs for PING and SETTINGS into its output).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    RemoteSettingsChanged,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    WindowUpdated,
+)
+from h2.exceptions import H2Error, ProtocolError
+from h2.settings import SettingCodes, Settings
+
+from outwork.http.errors import REASONS, HTTPError
+from outwork.http.h2head import build_request_head
+from outwork.http.messages import Framing, ResponseHead
+from outwork.policy.config import Http2Config
+from outwork.proxy.exchange import Exchange
+from outwork.proxy.h2_guard import Flood, FrameGuard
+
+if TYPE_CHECKING:
+    from outwork.proxy.connection import ClientProtocol
+
+# The connection-level receive window: request bytes a client may have in flight (not yet
+# taken by an upstream) over all its streams.
+CONNECTION_WINDOW = 1024 * 1024
+# Response bytes held per stream beyond what the client's window lets us send; the upstream
+# connection stops being read above it.
+STREAM_OUTPUT_CAP = 64 * 1024
+# The same over all streams of a connection: above it every stream's upstream stops being
+# read (a client that opens the streams it may and never opens a window holds at most this,
+# plus one upstream read).
+SESSION_OUTPUT_CAP = 1024 * 1024
+
+
+def _no_content_length(headers: object) -> None:
+    return None
+
+
+class _ServerConnection(H2Connection):
+    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
+        # h2 checks DATA against content-length itself and makes a mismatch a connection
+        # error; the session checks it (before a byte goes upstream, where extra bytes would
+        # be a smuggled request) and makes it a stream error, as RFC 9113 8.1.1 says.
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        stream._initialize_content_length = _no_content_length  # type: ignore[method-assign]
+        return stream
+
+    @property
+    def open_inbound_streams(self) -> int:
+        # h2 makes a stream beyond MAX_CONCURRENT_STREAMS a connection error; the session
+        # refuses that one stream with REFUSED_STREAM instead (RFC 9113 5.1.2), so h2's own
+        # check must not fire. Counting still purges closed streams, as h2 relies on.
+        super().open_inbound_streams  # noqa: B018
+        return 0
+
+
+def new_connection(config: Http2Config) -> H2Connection:
+    """A server-side h2 connection with the gateway's settings, its SETTINGS queued."""
+    conn = _ServerConnection(
+        H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            # Checked by build_request_head, which makes a malformed request a stream error
+            # (h2 would close the whole connection) and knows the HTTP/1.1 side's rules.
+            validate_inbound_headers=False,
+            normalize_inbound_headers=False,
+        )
+    )
+    conn.local_settings = Settings(
+        client=False,
+        initial_values={
+            SettingCodes.MAX_CONCURRENT_STREAMS: config.max_concurrent_streams,
+            SettingCodes.MAX_HEADER_LIST_SIZE: config.max_header_list_size,
+            SettingCodes.INITIAL_WINDOW_SIZE: config.initial_window_size,
+            SettingCodes.MAX_FRAME_SIZE: config.max_frame_size,
+            SettingCodes.ENABLE_PUSH: 0,
+        },
+    )
+    conn.max_inbound_frame_size = config.max_frame_size
+    conn.decoder.max_header_list_size = config.max_header_list_size
+    conn.initiate_connection()
+    conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+    return conn
+
+
+def receive(conn: H2Connection, guard: FrameGuard, data: bytes, now: float) -> list[Event]:
+    """The sans-I/O step: the guard accounts for the bytes, then h2 parses them.
+    Raises `Flood` (nothing was parsed) or h2's `ProtocolError` (its GOAWAY is queued)."""
+    guard.feed(data, now)
+    return conn.receive_data(data)
+
+
+def error_body(status: int) -> bytes:
+    return f"{status} {REASONS.get(status, 'Error')}\n".encode()
+
+
+class H2Session:
+    """One client connection speaking HTTP/2."""
+
+    def __init__(self, client: ClientProtocol) -> None:
+        self.client = client
+        self.state = state = client.state
+        self.config = config = state.config.http2
+        self.conn = new_connection(config)
+        self.guard = FrameGuard(config)
+        self.streams: dict[int, H2Stream] = {}
+        self.goaway_sent = False  # a graceful GOAWAY (drain): no new streams
+        self.closed = False
+        self.peer_goaway = False
+        self.out_bytes = 0  # response bytes held, over all streams
+        self.over_cap = False  # out_bytes went above SESSION_OUTPUT_CAP: all upstreams paused
+        limits = state.config.limits
+        self.max_body = limits.max_request_body
+        self.max_headers = limits.max_headers
+        self.send()
+        self.update_deadline()
+
+    # input
+
+    def receive(self, data: bytes) -> None:
+        if self.closed:
+            return
+        state = self.state
+        try:
+            events = receive(self.conn, self.guard, data, state.clock.now)
+        except Flood as flood:
+            self._flood(flood)
+            return
+        except ProtocolError as exc:
+            state.metrics.refused["h2_protocol_error"] += 1
+            state.security_log.emit(
+                "h2.protocol_error",
+                self.client.peer,
+                self.client.listener.name,
+                {"reason": str(exc)[:200], "error_code": int(exc.error_code)},
+            )
+            self._shut()
+            return
+        for event in events:
+            kind = type(event)
+            if kind is DataReceived:
+                assert isinstance(event, DataReceived)
+                stream = self.streams.get(event.stream_id or 0)
+                if stream is not None:
+                    stream.request_data(event.data or b"", event.flow_controlled_length or 0)
+                else:
+                    self.ack(event.flow_controlled_length or 0, event.stream_id or 0)
+            elif kind is RequestReceived:
+                assert isinstance(event, RequestReceived)
+                try:
+                    self._open(event)
+                except Flood as flood:
+                    self._flood(flood)
+                    return
+            elif kind is StreamEnded:
+                stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
+                if stream is not None:
+                    stream.request_end()
+            elif kind is StreamReset:
+                assert isinstance(event, StreamReset)
+                stream = self.streams.get(event.stream_id or 0)
+                if stream is not None:
+                    stream.cancel()
+            elif kind is WindowUpdated:
+                assert isinstance(event, WindowUpdated)
+                if event.stream_id:
+                    stream = self.streams.get(event.stream_id)
+                    if stream is not None:
+                        stream.pump()
+                else:
+                    self.pump_all()
+            elif kind is RemoteSettingsChanged:
+                self.pump_all()  # INITIAL_WINDOW_SIZE may have grown every stream's window
+            elif kind is ConnectionTerminated:
+                self.peer_goaway = True
+            if self.closed:
+                return
+        self.send()
+        self.update_deadline()
+        if self.peer_goaway and not self.streams:
+            self.close()
+
+    def _open(self, event: RequestReceived) -> None:
+        sid = event.stream_id or 0
+        state = self.state
+        if self.goaway_sent or len(self.streams) >= self.config.max_concurrent_streams:
+            self.conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            state.metrics.refused["h2_refused_stream"] += 1
+            self.guard.stream_refused(state.clock.now)
+            return
+        stream = H2Stream(self, sid)
+        self.streams[sid] = stream
+        ended = event.stream_ended is not None
+        stream.request_open = not ended
+        try:
+            head = build_request_head(
+                event.headers or [],  # type: ignore[arg-type]  # bytes: header_encoding=None
+                ended,
+                scheme=self.client.scheme,
+                max_headers=self.max_headers,
+                max_body=self.max_body,
+                max_list_size=self.config.max_header_list_size,
+            )
+        except HTTPError as exc:
+            state.metrics.refused[str(exc.status)] += 1
+            if exc.status == 400:
+                stream.reset_code = ErrorCodes.PROTOCOL_ERROR  # malformed: RFC 9113 8.1.1
+            ex = Exchange(stream, None, None, exc.status)
+        else:
+            upstream = state.router.match(head.path)
+            if upstream is None:
+                ex = Exchange(stream, head, None, 404)
+            else:
+                ex = Exchange(stream, head, state.pools[upstream])
+        ex.request_done = ended
+        stream.exchange = ex
+        stream.start()
+
+    def _flood(self, flood: Flood) -> None:
+        state = self.state
+        state.metrics.refused["h2_" + flood.attack] += 1
+        state.security_log.emit(
+            "h2." + flood.attack, self.client.peer, self.client.listener.name, flood.detail
+        )
+        try:
+            self.conn.close_connection(error_code=flood.error_code)
+        except H2Error:
+            pass  # already closed: the transport is closed below anyway
+        self._shut()
+
+    # output
+
+    def send(self) -> None:
+        """Move h2's pending frames into the connection's output batch."""
+        data = self.conn.data_to_send()
+        if data:
+            self.client._write(data)
+
+    def ack(self, size: int, stream_id: int) -> None:
+        if size and not self.closed:
+            try:
+                self.conn.acknowledge_received_data(size, stream_id)
+            except H2Error:
+                pass  # the connection is closing: there is no window left to open
+
+    def pump_all(self) -> None:
+        for stream in list(self.streams.values()):
+            stream.pump()
+
+    def pause_writing(self) -> None:
+        # The client does not read what we write: stop reading what it sends (each PING and
+        # SETTINGS would queue an ACK) and stop reading the upstreams feeding it.
+        self.client.pause_reading("h2_output")
+        for stream in self.streams.values():
+            stream.upstream_pause()
+
+    def resume_writing(self) -> None:
+        self.client.resume_reading("h2_output")
+        for stream in list(self.streams.values()):
+            stream.pump()
+
+    # lifetime
+
+    def stream_done(self, stream: H2Stream) -> None:
+        self.streams.pop(stream.stream_id, None)
+        if not self.streams and (self.goaway_sent or self.peer_goaway):
+            self.send()
+            self.close()
+        else:
+            self.update_deadline()
+
+    def update_deadline(self) -> None:
+        client = self.client
+        now = self.state.clock.now
+        limits = self.state.config.limits
+        if self.guard.header_block_pending:
+            client.deadline = now + limits.header_timeout
+        elif not self.streams or any(s.request_open for s in self.streams.values()):
+            # Idle, or a request body is on its way: the client must keep sending.
+            client.deadline = now + limits.idle_timeout
+        else:
+            client.deadline = 0.0  # waiting for upstreams: their read timeouts apply
+
+    def timed_out(self) -> None:
+        if self.streams or self.guard.header_block_pending:
+            self.state.metrics.refused["timeout"] += 1
+        try:
+            self.conn.close_connection()
+        except H2Error:
+            pass
+        self._shut()
+
+    def drain(self) -> None:
+        """Graceful stop: GOAWAY (NO_ERROR, the last stream taken), answer the streams in
+        flight, then close. h2's own close_connection would stop every stream."""
+        if self.goaway_sent or self.closed:
+            return
+        self.goaway_sent = True
+        from hyperframe.frame import GoAwayFrame
+
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self.conn.highest_inbound_stream_id
+        frame.error_code = 0
+        self.send()
+        self.client._write(frame.serialize())
+        if not self.streams:
+            self.close()
+        else:
+            self.client.flush()
+
+    def _shut(self) -> None:
+        """Send what h2 queued (a GOAWAY), then close the connection."""
+        self.send()
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.cancel_all()
+        self.client.close()
+
+    def cancel_all(self) -> None:
+        for stream in list(self.streams.values()):
+            stream.cancel()
+        self.streams.clear()
+
+
+class H2Stream:
+    """One stream: the client side of its exchange (the interface `ClientProtocol` offers an
+    upstream connection), speaking HTTP/2 frames."""
+
+    __slots__ = (
+        "session",
+        "stream_id",
+        "peer_host",
+        "forwarded",
+        "exchange",
+        "request_open",
+        "reset_code",
+        "received",
+        "unacked",
+        "_paused",
+        "_out",
+        "_out_size",
+        "_ending",
+        "_upstream_paused",
+        "_done",
+    )
+
+    def __init__(self, session: H2Session, stream_id: int) -> None:
+        self.session = session
+        self.stream_id = stream_id
+        client = session.client
+        self.peer_host = client.peer_host
+        self.forwarded = client.forwarded
+        self.exchange: Exchange | None = None
+        self.request_open = True  # the client has not ended its side
+        self.reset_code = ErrorCodes.NO_ERROR  # sent if the response ends before the request
+        self.received = 0  # request body bytes
+        self.unacked = 0  # flow-controlled bytes received, not yet acknowledged
+        self._paused: set[str] = set()
+        self._out: deque[bytes] = deque()  # response bytes waiting for the client's window
+        self._out_size = 0
+        self._ending = False
+        self._upstream_paused = False
+        self._done = False
+
+    @property
+    def write_paused(self) -> bool:
+        """Read by an upstream connection as it attaches: True and it pauses its reading, so
+        this stream takes note and resumes it in `pump` once output can flow again."""
+        session = self.session
+        paused = (
+            session.client.write_paused
+            or self._out_size > STREAM_OUTPUT_CAP
+            or session.out_bytes > SESSION_OUTPUT_CAP
+        )
+        if paused:
+            self._upstream_paused = True
+        return paused
+
+    # the request
+
+    def start(self) -> None:
+        ex = self.exchange
+        assert ex is not None
+        if ex.error_status:
+            self._answer(ex, ex.error_status)
+            return
+        head = ex.head
+        assert head is not None and ex.pool is not None
+        if head.expect_continue:
+            # The client waits for this before sending its body (RFC 9110 10.1.1).
+            self.session.conn.send_headers(self.stream_id, [(b":status", b"100")])
+        ex.pool.acquire(ex)
+
+    def request_data(self, data: bytes, flow_length: int) -> None:
+        ex = self.exchange
+        session = self.session
+        if ex is None or self._done or ex.discard_body or ex.error_status:
+            session.ack(flow_length, self.stream_id)  # read and dropped
+            return
+        self.received += len(data)
+        head = ex.head
+        if head is not None and head.framing is not Framing.CHUNKED:
+            if self.received > max(head.content_length, 0):
+                self._malformed(ex, flow_length)  # more DATA than content-length says
+                return
+        if self.received > session.max_body:
+            session.state.metrics.refused["413"] += 1
+            ex.discard_body = True
+            if ex.upstream is not None:
+                ex.upstream.abort()
+            session.ack(flow_length, self.stream_id)
+            if ex.response_started:
+                self._reset(ErrorCodes.CANCEL)
+            else:
+                self._answer(ex, 413)
+            return
+        self.unacked += flow_length
+        if ex.upstream is not None:
+            if data:
+                ex.upstream.send_body(data)
+            if not self._paused:
+                self._ack()
+        elif data:
+            ex.pending.append(data)
+            ex.pending_size += len(data)
+
+    def request_end(self) -> None:
+        self.request_open = False
+        ex = self.exchange
+        if ex is None or self._done:
+            return
+        head = ex.head
+        if head is not None and head.framing is Framing.LENGTH:
+            if self.received != head.content_length:
+                self._malformed(ex, 0)  # less DATA than content-length says
+                return
+        ex.request_done = True
+        if ex.upstream is not None:
+            ex.upstream.end_body()
+
+    def _malformed(self, ex: Exchange, flow_length: int) -> None:
+        """DATA not matching content-length (RFC 9113 8.1.1): a stream error. Nothing of it
+        goes upstream; that upstream request is abandoned."""
+        session = self.session
+        session.state.metrics.refused["400"] += 1
+        session.ack(flow_length, self.stream_id)
+        ex.discard_body = True
+        if ex.upstream is not None:
+            ex.upstream.abort()
+        if ex.response_started:
+            self._reset(ErrorCodes.PROTOCOL_ERROR)
+        else:
+            self.reset_code = ErrorCodes.PROTOCOL_ERROR
+            self._answer(ex, 400)
+
+    def _ack(self) -> None:
+        if self.unacked:
+            self.session.ack(self.unacked, self.stream_id)
+            self.unacked = 0
+
+    # the client side of the exchange, called by the upstream connection
+
+    def release_buffered(self, ex: Exchange) -> None:
+        ex.pending = []
+        ex.pending_size = 0
+        if not self._paused:
+            self._ack()
+
+    def pause_reading(self, reason: str) -> None:
+        self._paused.add(reason)  # the upstream is full: stop opening this stream's window
+
+    def resume_reading(self, reason: str) -> None:
+        self._paused.discard(reason)
+        if not self._paused and not self._done:
+            self._ack()
+            self.session.send()
+
+    def begin(self) -> None:
+        self.session.client.begin()
+
+    def end(self) -> None:
+        self.session.send()
+        self.session.client.end()
+
+    def response_head(self, ex: Exchange, head: ResponseHead) -> None:
+        if self._done:
+            return
+        headers = [(b":status", b"%d" % head.status)]
+        size = 0
+        for name, value in head.headers:
+            headers.append((name.lower(), value))
+            size += len(name) + len(value) + 4
+        if head.content_length >= 0 and (
+            head.framing is Framing.LENGTH
+            or (head.framing is Framing.NONE and head.status not in (204, 304))
+        ):
+            headers.append((b"content-length", b"%d" % head.content_length))
+        ex.status = head.status
+        ex.response_started = True
+        ex.bytes_sent += size + 12
+        try:
+            self.session.conn.send_headers(self.stream_id, headers)
+        except H2Error:
+            # A header h2 will not send (the upstream's llhttp accepted it): a bad gateway.
+            self.session.state.metrics.upstream_errors["h2/response_head"] += 1
+            ex.response_started = False
+            if ex.upstream is not None:
+                ex.upstream.abort()
+            self._answer(ex, 502)
+            return
+        self.session.send()
+
+    def response_body(self, ex: Exchange, data: bytes) -> None:
+        if self._done or not data:
+            return
+        self._out.append(data)
+        self._out_size += len(data)
+        session = self.session
+        session.out_bytes += len(data)
+        self.pump()
+        if self._out_size > STREAM_OUTPUT_CAP:
+            self.upstream_pause()
+        if session.out_bytes > SESSION_OUTPUT_CAP and not session.over_cap:
+            session.over_cap = True
+            for stream in session.streams.values():
+                stream.upstream_pause()
+
+    def response_end(self, ex: Exchange) -> None:
+        if ex.cancelled or self._done:
+            return
+        self._ending = True
+        self.pump()
+
+    def upstream_failed(self, ex: Exchange, status: int) -> None:
+        if ex.cancelled or self._done:
+            return
+        if ex.response_started:
+            # The status is already out: a reset is the only signal left, for this stream only.
+            self._reset(ErrorCodes.INTERNAL_ERROR)
+            return
+        self._answer(ex, status)
+
+    # output
+
+    def pump(self) -> None:
+        """Send queued response bytes within the client's windows; finish when all is sent."""
+        if self._done:
+            return
+        session = self.session
+        conn = session.conn
+        sid = self.stream_id
+        out = self._out
+        ex = self.exchange
+        if out and not session.client.write_paused:
+            try:
+                window = conn.local_flow_control_window(sid)
+            except H2Error:
+                return
+            frame = conn.max_outbound_frame_size
+            while out and window > 0:
+                chunk = out[0]
+                size = min(len(chunk), window, frame)
+                try:
+                    conn.send_data(sid, chunk[:size] if size < len(chunk) else chunk)
+                except H2Error:
+                    self.cancel()  # closed under us (the client reset it, or a GOAWAY)
+                    return
+                if size == len(chunk):
+                    out.popleft()
+                else:
+                    out[0] = chunk[size:]
+                window -= size
+                self._out_size -= size
+                session.out_bytes -= size
+                if ex is not None:
+                    ex.bytes_sent += size + 9
+        if not out and self._ending:
+            try:
+                conn.end_stream(sid)
+            except H2Error:
+                self.cancel()
+                return
+            session.send()
+            self._finish()
+            return
+        session.send()
+        if session.over_cap and session.out_bytes <= SESSION_OUTPUT_CAP // 2:
+            session.over_cap = False
+            session.pump_all()  # every stream's upstream may read again
+        if (
+            self._upstream_paused
+            and self._out_size <= STREAM_OUTPUT_CAP // 2
+            and not session.over_cap
+            and not session.client.write_paused
+        ):
+            self._upstream_paused = False
+            if ex is not None and ex.upstream is not None:
+                ex.upstream.resume_reading()
+
+    def upstream_pause(self) -> None:
+        ex = self.exchange
+        if ex is not None and ex.upstream is not None and not self._upstream_paused:
+            self._upstream_paused = True
+            ex.upstream.pause_reading()
+
+    def _answer(self, ex: Exchange, status: int) -> None:
+        """A response made by the gateway itself (400, 404, 413, 502, 504, ...)."""
+        ex.status = status
+        head_only = ex.head is not None and ex.head.method == b"HEAD"
+        body = error_body(status)
+        headers = [
+            (b":status", b"%d" % status),
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", b"%d" % len(body)),
+        ]
+        ex.response_started = True
+        ex.bytes_sent += 64
+        try:
+            self.session.conn.send_headers(self.stream_id, headers)
+        except H2Error:
+            self.cancel()
+            return
+        self._drop_output()
+        if not head_only:
+            self._out.append(body)
+            self._out_size = len(body)
+            self.session.out_bytes += len(body)
+        self._ending = True
+        self.pump()
+
+    def _drop_output(self) -> None:
+        self.session.out_bytes -= self._out_size
+        self._out.clear()
+        self._out_size = 0
+
+    def _finish(self) -> None:
+        """The response is complete: count it, log it, let the stream go."""
+        self._done = True
+        ex = self.exchange
+        session = self.session
+        if ex is not None:
+            ex.response_done = True
+            session.state.metrics.requests[ex.status] += 1
+            access = session.state.access_log
+            if access is not None:
+                # The connection's parts were made at the handshake, with "proto":"h2".
+                access.log(ex, session.client._log_connection, session.client._log_tls)
+            if self.request_open:
+                ex.discard_body = True
+        if self.request_open:
+            # Answered before the request ended: the rest of it is not wanted (RFC 9113 8.1).
+            self._reset(self.reset_code)
+        session.stream_done(self)
+
+    def _reset(self, code: ErrorCodes) -> None:
+        self._done = True
+        session = self.session
+        try:
+            session.conn.reset_stream(self.stream_id, code)
+        except H2Error:
+            pass  # already closed on the client's side
+        self._ack()
+        session.send()
+        self.cancel()
+
+    def cancel(self) -> None:
+        """The stream is gone (reset by either side, or the connection closed): stop its
+        upstream work, started or not."""
+        self._done = True
+        self._drop_output()
+        ex = self.exchange
+        if ex is not None and not ex.response_done:
+            ex.cancelled = True
+            if ex.upstream is not None:
+                ex.upstream.abort()
+        self.session.stream_done(self)
