@@ -21,6 +21,7 @@ transport's write buffer is full (h2 queues ACKs for PING and SETTINGS into its 
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -674,7 +675,7 @@ class H2Stream:
         session = self.session
         if ex is not None:
             ex.response_done = True
-            session.state.metrics.requests[ex.status] += 1
+            session.state.metrics.request_done(ex, time.monotonic())
             access = session.state.access_log
             if access is not None:
                 # The connection's parts were made at the handshake, with "proto":"h2".

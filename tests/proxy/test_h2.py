@@ -56,11 +56,7 @@ def h2_gateway(
 
 
 def refused(gw: Gateway, reason: str) -> int:
-    assert gw.admin_url is not None
-    with urllib.request.urlopen(gw.admin_url + "/metrics", timeout=10) as response:
-        text = response.read().decode()
-    match = re.search(rf'^outwork_requests_refused_total{{reason="{reason}"}} (\d+)$', text, re.M)
-    return int(match.group(1)) if match else 0
+    return int(gw.metric("outwork_requests_refused_total", reason=reason))
 
 
 def events(tmp_path: Path, name: str) -> list[dict[str, Any]]:
