@@ -468,3 +468,21 @@ def test_responses_wait_for_the_client_window_with_bounded_memory(
     for response in client.wait(*sids):
         assert response.status == 200 and len(response.body) == size
     client.close()
+
+
+def test_idle_and_stalled_connections_time_out(make_backend, make_gateway, pki, tmp_path):
+    backend = make_backend()
+    config = tls_config(backend, pki, tmp_path)
+    config["limits"] = {"idle_timeout": 1, "header_timeout": 1}
+    gw = make_gateway(config)
+    idle = RawClient(port_of(gw), pki.ca)
+    # A header block that never ends (slowloris over HTTP/2): header_timeout applies.
+    stalled = RawClient(port_of(gw), pki.ca)
+    stalled.send(frame(HEADERS, 0, 1, stalled.headers_block()))
+    for client in (idle, stalled):
+        goaway = client.until(lambda fs: any(isinstance(f, GoAwayFrame) for f in fs))
+        (frame_,) = [f for f in goaway if isinstance(f, GoAwayFrame)]
+        assert frame_.error_code == 0
+        client.until(lambda fs: False)
+        assert client.eof
+    assert refused(gw, "timeout") == 1  # the stalled request; an idle connection is no refusal
