@@ -294,7 +294,7 @@ class H2Session:
 
     def stream_done(self, stream: H2Stream) -> None:
         self.streams.pop(stream.stream_id, None)
-        if not self.streams and (self.goaway_sent or self.peer_goaway):
+        if not self.streams and (self.goaway_sent or self.peer_goaway or self.client._read_eof):
             self.send()
             self.close()
         else:

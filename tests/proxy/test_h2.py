@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -486,3 +487,18 @@ def test_idle_and_stalled_connections_time_out(make_backend, make_gateway, pki, 
         client.until(lambda fs: False)
         assert client.eof
     assert refused(gw, "timeout") == 1  # the stalled request; an idle connection is no refusal
+
+
+def test_a_client_that_half_closes_still_gets_its_answers(
+    make_backend, make_gateway, pki, tmp_path
+):
+    gw, _ = h2_gateway(make_backend, make_gateway, pki, tmp_path)
+    client = RawClient(port_of(gw), pki.ca)
+    client.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, client.headers_block("/slow?s=1")))
+    # A TCP half-close (FIN, no close_notify) once the request is sent. (SSLSocket.shutdown
+    # would drop the TLS session on our side; the plain socket's is what a client does.)
+    socket.socket.shutdown(client.sock, socket.SHUT_WR)
+    got = client.until(lambda fs: False)
+    assert client.eof
+    body = b"".join(f.data for f in got if isinstance(f, DataFrame) and f.stream_id == 1)
+    assert body == b"GET /slow\n"
