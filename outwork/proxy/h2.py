@@ -140,6 +140,8 @@ class H2Session:
         self.peer_goaway = False
         self.out_bytes = 0  # response bytes held, over all streams
         self.over_cap = False  # out_bytes went above SESSION_OUTPUT_CAP: all upstreams paused
+        self.idle_since = state.clock.now  # when the last stream ended (or the session began)
+        self.header_deadline = 0.0  # set while a header block is pending
         limits = state.config.limits
         self.max_body = limits.max_request_body
         self.max_headers = limits.max_headers
@@ -294,6 +296,7 @@ class H2Session:
 
     def stream_done(self, stream: H2Stream) -> None:
         self.streams.pop(stream.stream_id, None)
+        self.idle_since = self.state.clock.now
         if not self.streams and (self.goaway_sent or self.peer_goaway or self.client._read_eof):
             self.send()
             self.close()
@@ -305,10 +308,17 @@ class H2Session:
         now = self.state.clock.now
         limits = self.state.config.limits
         if self.guard.header_block_pending:
-            client.deadline = now + limits.header_timeout
-        elif not self.streams or any(s.request_open for s in self.streams.values()):
-            # Idle, or a request body is on its way: the client must keep sending.
-            client.deadline = now + limits.idle_timeout
+            # From the block's first frame: trickling CONTINUATIONs does not extend it.
+            if not self.header_deadline:
+                self.header_deadline = now + limits.header_timeout
+            client.deadline = self.header_deadline
+            return
+        self.header_deadline = 0.0
+        if not self.streams:
+            # Idle since the last stream ended: PINGs and SETTINGS do not keep it open.
+            client.deadline = self.idle_since + limits.idle_timeout
+        elif any(s.request_open for s in self.streams.values()):
+            client.deadline = now + limits.idle_timeout  # a request body is on its way
         else:
             client.deadline = 0.0  # waiting for upstreams: their read timeouts apply
 

@@ -502,3 +502,18 @@ def test_a_client_that_half_closes_still_gets_its_answers(
     assert client.eof
     body = b"".join(f.data for f in got if isinstance(f, DataFrame) and f.stream_id == 1)
     assert body == b"GET /slow\n"
+
+
+def test_pings_do_not_keep_an_idle_connection_open(make_backend, make_gateway, pki, tmp_path):
+    backend = make_backend()
+    config = tls_config(backend, pki, tmp_path)
+    config["limits"] = {"idle_timeout": 2}
+    gw = make_gateway(config)
+    client = RawClient(port_of(gw), pki.ca)
+    got: list[Frame] = []
+    for _ in range(60):  # a PING every half second (within the budget), for up to 30 s
+        client.send(frame(PING, 0, 0, b"stayhere"))
+        got = client.frames(timeout=0.5)
+        if any(isinstance(f, GoAwayFrame) for f in got):
+            break
+    assert any(isinstance(f, GoAwayFrame) and f.error_code == 0 for f in got)
