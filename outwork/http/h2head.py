@@ -176,4 +176,5 @@ def build_request_head(
         content_length=content_length,
         keep_alive=True,
         expect_continue=expect_continue,
+        scan=scan,  # Host, and the client's forwarding headers and request id, kept aside
     )

@@ -25,7 +25,7 @@ class Framing(Enum):
 class RequestHead:
     method: bytes
     target: bytes
-    version: str  # "1.1" or "1.0"
+    version: str  # "1.1" or "1.0"; "2" for a head built from HTTP/2 pseudo-headers
     headers: Headers
     block: bytes  # the end-to-end headers, serialized, for forwarding
     framing: Framing

@@ -21,8 +21,8 @@ from outwork.policy.config import ListenerConfig, RouteConfig
 from outwork.proxy import access_log
 from outwork.proxy.exchange import Exchange
 from outwork.proxy.forwarding import Forwarding, forwarded_node, is_trusted, sane_request_id
-from outwork.proxy.router import head_host
 from outwork.proxy.h2 import H2Session
+from outwork.proxy.router import head_host
 from outwork.tls import events as ev
 
 if TYPE_CHECKING:

@@ -43,10 +43,12 @@ from h2.settings import SettingCodes, Settings
 
 from outwork.http.errors import REASONS, HTTPError
 from outwork.http.h2head import build_request_head
-from outwork.http.messages import Framing, ResponseHead
+from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.policy.config import Http2Config
 from outwork.proxy.exchange import Exchange
+from outwork.proxy.forwarding import sane_request_id
 from outwork.proxy.h2_guard import Flood, FrameGuard
+from outwork.proxy.router import head_host
 
 if TYPE_CHECKING:
     from outwork.proxy.connection import ClientProtocol
@@ -239,15 +241,48 @@ class H2Session:
             if exc.status == 400:
                 stream.reset_code = ErrorCodes.PROTOCOL_ERROR  # malformed: RFC 9113 8.1.1
             ex = Exchange(stream, None, None, exc.status)
+            ex.request_id = state.request_ids.next()
         else:
-            upstream = state.router.match(head.path)
-            if upstream is None:
-                ex = Exchange(stream, head, None, 404)
-            else:
-                ex = Exchange(stream, head, state.pools[upstream])
+            ex = self._route(stream, head)
         ex.request_done = ended
         stream.exchange = ex
         stream.start()
+
+    def _route(self, stream: H2Stream, head: RequestHead) -> Exchange:
+        """Route a checked head and finish it as `ClientProtocol.on_request_head` does: the
+        route's body limit, the forwarding lines and the request id."""
+        state = self.state
+        client = self.client
+        limits = state.config.limits
+        route = state.router.match_head(head)
+        if route is None:
+            allowed = state.router.allowed(head_host(head), head.path)
+            ex = Exchange(stream, head, None, 405 if allowed else 404)
+        else:
+            ex = Exchange(stream, head, state.pools[route.upstream])
+            ex.route = route.name
+            stream.max_body = route.max_body_size
+            if head.content_length > route.max_body_size:
+                ex.error_status = 413
+        if len(head.target) > limits.max_request_line:
+            ex.error_status = 414
+        if ex.error_status and ex.error_status != 404 and ex.error_status != 405:
+            state.metrics.refused[str(ex.error_status)] += 1
+        scan = head.scan
+        request_id = scan.request_id if scan is not None else None
+        if request_id is None or not sane_request_id(request_id):
+            request_id = state.request_ids.next()
+        ex.request_id = request_id
+        head.block = b"".join(
+            (
+                head.block,
+                client._forwarding.lines(scan, head.has_host),
+                b"x-request-id: ",
+                request_id,
+                b"\r\n",
+            )
+        )
+        return ex
 
     def _flood(self, flood: Flood) -> None:
         state = self.state
@@ -380,6 +415,7 @@ class H2Stream:
         "request_open",
         "reset_code",
         "received",
+        "max_body",
         "unacked",
         "_paused",
         "_out",
@@ -399,6 +435,7 @@ class H2Stream:
         self.request_open = True  # the client has not ended its side
         self.reset_code = ErrorCodes.NO_ERROR  # sent if the response ends before the request
         self.received = 0  # request body bytes
+        self.max_body = session.max_body  # the route's max_body_size once routed
         self.unacked = 0  # flow-controlled bytes received, not yet acknowledged
         self._paused: set[str] = set()
         self._out: deque[bytes] = deque()  # response bytes waiting for the client's window
@@ -448,7 +485,7 @@ class H2Stream:
             if self.received > max(head.content_length, 0):
                 self._malformed(ex, flow_length)  # more DATA than content-length says
                 return
-        if self.received > session.max_body:
+        if self.received > self.max_body:
             session.state.metrics.refused["413"] += 1
             ex.discard_body = True
             if ex.upstream is not None:
@@ -658,6 +695,11 @@ class H2Stream:
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", b"%d" % len(body)),
         ]
+        if ex.request_id:
+            headers.append((b"x-request-id", ex.request_id))
+        if status == 405 and ex.head is not None:
+            router = self.session.state.router
+            headers.append((b"allow", router.allowed(head_host(ex.head), ex.head.path)))
         ex.response_started = True
         ex.bytes_sent += 64
         try:

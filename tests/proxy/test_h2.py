@@ -517,3 +517,36 @@ def test_pings_do_not_keep_an_idle_connection_open(make_backend, make_gateway, p
         if any(isinstance(f, GoAwayFrame) for f in got):
             break
     assert any(isinstance(f, GoAwayFrame) and f.error_code == 0 for f in got)
+
+
+def test_forwarded_headers_request_id_and_routes(make_backend, make_gateway, pki, tmp_path):
+    backend = make_backend()
+    config = tls_config(backend, pki, tmp_path)
+    config["routes"] = [
+        {"match": {"path_prefix": "/only-get", "methods": ["GET"]}, "upstream": "backend"},
+        {"match": {"path_prefix": "/seen"}, "upstream": "backend"},
+    ]
+    gw = make_gateway(config)
+    client = H2Client(port_of(gw), pki.ca)
+    sid = client.start(
+        "/seen",
+        headers=[
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("x-forwarded-for", "6.6.6.6"),  # not a trusted proxy: replaced
+            ("x-request-id", "given-id-1"),
+        ],
+    )
+    (seen,) = client.wait(sid)
+    assert seen.status == 200
+    h = seen.headers
+    assert h[b"x-seen-host"] == b"localhost"  # from :authority
+    assert h[b"x-seen-cookie"] == b"a=1; b=2"
+    assert h[b"x-seen-x-forwarded-for"] == b"127.0.0.1"
+    assert h[b"x-seen-x-forwarded-proto"] == b"https"
+    assert h[b"x-seen-x-request-id"] == b"given-id-1"
+    (refused_method,) = client.wait(client.start("/only-get", "POST"))
+    assert refused_method.status == 405
+    assert refused_method.headers[b"allow"].startswith(b"GET")
+    assert refused_method.headers[b"x-request-id"]
+    client.close()
