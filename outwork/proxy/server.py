@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from outwork.http.messages import RequestHead
 from outwork.policy.config import Address, GatewayConfig, ListenerConfig
@@ -147,14 +147,6 @@ def close_state(state: GatewayState) -> None:
         pool.close()
 
 
-def _same_sockets(old: GatewayConfig, new: GatewayConfig) -> bool:
-    """Whether `new` can run on the sockets `old` opened (a single process keeps them)."""
-    shape = [(li.name, li.bind, li.tls is None) for li in old.listeners]
-    return shape == [(li.name, li.bind, li.tls is None) for li in new.listeners] and (
-        old.admin == new.admin
-    )
-
-
 async def serve(
     config: GatewayConfig,
     log: Callable[[str], None],
@@ -166,8 +158,9 @@ async def serve(
     """Serve until SIGTERM or SIGINT.
 
     A single process (`worker=False`) then stops accepting, closes connections and returns; a
-    SIGHUP re-reads the config file and applies it to new connections while the old ones drain
-    (listeners and admin must stay the same; changing them needs `workers` >= 2 or a restart).
+    SIGHUP re-reads the config file and applies it to new connections while the old ones drain;
+    listeners whose bind address stays keep their socket, new ones are opened (a bind that fails
+    refuses the reload) and removed ones stop accepting (the admin listener likewise).
     A worker (`worker=True`, forked by the supervisor in `workers.py`) binds with SO_REUSEPORT,
     ignores SIGHUP (the supervisor reloads by replacing workers) and on SIGTERM drains: stops
     accepting, answers what is in flight (with `Connection: close`), closes idle connections,
@@ -185,35 +178,45 @@ async def serve(
     current = [state]  # the state new connections get; replaced by a reload
     draining: set[GatewayState] = set()
     retiring: set[asyncio.Task[None]] = set()
-    servers: list[asyncio.Server] = []
+    # One listening socket per configured bind address: a reload keeps the sockets whose address
+    # stays (a listener may change its name or TLS settings on them), opens the new ones and
+    # closes those no longer configured.
+    servers: dict[SocketKey, asyncio.Server] = {}
     admin = Admin(metrics, current, run_dir)
-    admin_server: asyncio.Server | None = None
+    admin_server: list[asyncio.Server] = []  # zero or one
+
+    async def open_listener(listener: ListenerConfig) -> asyncio.Server:
+        bind, key = listener.bind, _socket_key(listener)
+        server = await loop.create_server(
+            lambda: _client(current[0], key),
+            bind.host,
+            bind.port,
+            reuse_address=True,
+            reuse_port=worker or None,
+            backlog=1024,
+        )
+        log(f"listener {listener.name} on {_url(listener, server.sockets[0].getsockname())}")
+        return server
+
+    async def open_admin(bind: Address) -> asyncio.Server:
+        server = await loop.create_server(
+            lambda: AdminProtocol(admin),
+            bind.host,
+            bind.port,
+            reuse_address=True,
+            reuse_port=worker or None,
+        )
+        host, port = server.sockets[0].getsockname()[:2]
+        log(f"admin on http://{Address(str(host), int(port))} (/healthz, /readyz, /metrics)")
+        return server
+
     try:
         for listener in config.listeners:
-            name = listener.name
-            server = await loop.create_server(
-                lambda name=name: _client(current[0], name),  # type: ignore[misc]
-                listener.bind.host,
-                listener.bind.port,
-                reuse_address=True,
-                reuse_port=worker or None,
-                backlog=1024,
-            )
-            servers.append(server)
-            log(f"listener {listener.name} on {_url(listener, server.sockets[0].getsockname())}")
+            servers[_socket_key(listener)] = await open_listener(listener)
         if config.admin is not None:
-            admin_server = await loop.create_server(
-                lambda: AdminProtocol(admin),
-                config.admin.host,
-                config.admin.port,
-                reuse_address=True,
-                reuse_port=worker or None,
-            )
-            host, port = admin_server.sockets[0].getsockname()[:2]
-            address = Address(str(host), int(port))
-            log(f"admin on http://{address} (/healthz, /readyz, /metrics)")
+            admin_server.append(await open_admin(config.admin))
     except OSError as exc:
-        for server in servers:
+        for server in servers.values():
             server.close()
         raise SystemExit(f"outwork: cannot listen: {exc}") from None
 
@@ -221,7 +224,9 @@ async def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
 
-    def reload() -> None:
+    reloading: list[asyncio.Task[None]] = []
+
+    async def reload() -> None:
         from outwork.policy.load import load_config
         from outwork.policy.source import ConfigError
 
@@ -235,9 +240,6 @@ async def serve(
             return
         for warning in new_config.warnings:
             log(warning)
-        if not _same_sockets(old.config, new_config):
-            log("reload refused: listeners or admin changed (needs workers >= 2 or a restart)")
-            return
         try:
             new_state = GatewayState(new_config, loop, metrics, old.connections)
         except (OSError, RuntimeError) as exc:
@@ -249,8 +251,32 @@ async def serve(
             close_state(new_state)  # its pools' health checks must not outlive it
             log(f"reload refused: {exc}")
             return
+        # New sockets first: a bind that fails refuses the whole reload, the old config stays.
+        opened: dict[SocketKey, asyncio.Server] = {}
+        new_admin: asyncio.Server | None = None
+        try:
+            for listener in new_config.listeners:
+                if _socket_key(listener) not in servers:
+                    opened[_socket_key(listener)] = await open_listener(listener)
+            if new_config.admin is not None and new_config.admin != old.config.admin:
+                new_admin = await open_admin(new_config.admin)
+        except OSError as exc:
+            for server in opened.values():
+                server.close()
+            close_state(new_state)
+            log(f"reload refused: cannot listen: {exc}")
+            return
         new_state.clock.tick()
         current[0] = new_state
+        servers.update(opened)
+        keys = {_socket_key(listener) for listener in new_config.listeners}
+        for key in [k for k in servers if k not in keys]:
+            servers.pop(key).close()  # stops accepting; its connections drain with `old`
+            log(f"listener on {key.bind} closed")
+        if new_config.admin != old.config.admin:
+            for server in admin_server:
+                server.close()
+            admin_server[:] = [new_admin] if new_admin is not None else []
         draining.add(old)
         start_draining(old)
 
@@ -263,10 +289,16 @@ async def serve(
         retiring.add(task)
         log("reloaded")
 
+    def start_reload() -> None:
+        if reloading and not reloading[0].done():
+            log("reload already in progress; SIGHUP ignored")
+            return
+        reloading[:] = [loop.create_task(reload())]
+
     if worker:
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
     else:
-        loop.add_signal_handler(signal.SIGHUP, reload)
+        loop.add_signal_handler(signal.SIGHUP, start_reload)
 
     def publish() -> None:
         if run_dir is not None:
@@ -293,7 +325,9 @@ async def serve(
     await stop.wait()
     log("stopping")
     admin.stopping = True
-    for server in servers:
+    for task in reloading:
+        task.cancel()
+    for server in servers.values():
         server.close()
     if worker:
         start_draining(current[0])
@@ -313,16 +347,29 @@ async def serve(
             old.access_log.close()
     tick_task.cancel()
     publish()  # the last counts, for the supervisor to keep once this worker is gone
-    if admin_server is not None:
-        admin_server.close()
+    for server in admin_server:
+        server.close()
 
 
-def _client(state: GatewayState, listener_name: str) -> ClientProtocol:
-    """A connection on the listener `listener_name` of the current config."""
+class SocketKey(NamedTuple):
+    """What makes a listener's socket the same across a reload: its bind address; for port 0
+    (any free port, chosen anew at each bind) its name too."""
+
+    bind: Address
+    name: str
+
+
+def _socket_key(listener: ListenerConfig) -> SocketKey:
+    return SocketKey(listener.bind, "" if listener.bind.port else listener.name)
+
+
+def _client(state: GatewayState, key: SocketKey) -> ClientProtocol:
+    """A connection on the socket of `key`, with that listener of the current config."""
     for listener in state.config.listeners:
-        if listener.name == listener_name:
+        if _socket_key(listener) == key:
             return DrainingClientProtocol(state, listener)
-    raise RuntimeError(f"no listener {listener_name!r}")  # reload keeps the listener names
+    # The socket of a listener a reload removed is closed before the new state serves.
+    raise RuntimeError(f"no listener for {key}")
 
 
 def run(config: GatewayConfig) -> None:

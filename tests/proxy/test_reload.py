@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.client
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -170,3 +172,62 @@ def test_reload_closes_idle_keep_alive_connections_of_old_workers(
         time.sleep(0.05)
     assert backend_name(gw.url + "/") == "a"
     conn.close()
+
+
+def _wait_for(gw: Gateway, text: str, count: int = 1) -> None:
+    deadline = time.monotonic() + 15
+    while gw.stderr().count(text) < count:
+        assert time.monotonic() < deadline, gw.stderr()
+        time.sleep(0.05)
+
+
+def test_a_single_process_reload_opens_and_closes_listeners(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway]
+) -> None:
+    a = make_backend("a")
+    config = gateway_config(a.url)
+    gw = make_gateway(config)
+    first = gw.urls["public"]
+    # A listener added: a new socket, while the first keeps its own (same bind address).
+    config["listeners"].append({"name": "second", "bind": "127.0.0.1:0"})
+    gw.config_file.write_text(yaml.safe_dump(config))
+    gw.proc.send_signal(signal.SIGHUP)
+    _wait_for(gw, "outwork: reloaded")
+    found = re.search(r"outwork: listener second on (\S+)", gw.stderr())
+    assert found is not None, gw.stderr()
+    second = found.group(1)
+    assert backend_name(first + "/") == "a"
+    assert backend_name(second + "/") == "a"
+    # A listener removed: its socket stops accepting; the other serves on.
+    config["listeners"] = [li for li in config["listeners"] if li["name"] == "second"]
+    gw.config_file.write_text(yaml.safe_dump(config))
+    gw.proc.send_signal(signal.SIGHUP)
+    _wait_for(gw, "outwork: reloaded", 2)
+    parts = urlsplit(first)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((parts.hostname, parts.port), timeout=5).close()
+    assert backend_name(second + "/") == "a"
+    assert gw.stop() == 0
+
+
+def test_a_reload_whose_listener_cannot_bind_is_refused(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway]
+) -> None:
+    a, b = make_backend("a"), make_backend("b")
+    gw = make_gateway(gateway_config(a.url))
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        config = gateway_config(b.url)
+        port = taken.getsockname()[1]
+        config["listeners"].append({"name": "clash", "bind": f"127.0.0.1:{port}"})
+        gw.config_file.write_text(yaml.safe_dump(config))
+        gw.proc.send_signal(signal.SIGHUP)
+        _wait_for(gw, "reload refused: cannot listen")
+        # The old config keeps serving, with its upstream.
+        for _ in range(3):
+            assert backend_name(gw.url + "/") == "a"
+    finally:
+        taken.close()
+    assert gw.stop() == 0
