@@ -2,23 +2,39 @@
 
 One `ConnectionCounts` lives as long as the process serves: a reload builds a new gateway
 state while the old one's connections drain, and those still hold their slots, so the counts
-must not start again from zero with each state.
+must not start again from zero with each state. Counts are kept per listening socket (not
+per listener name): a reload may rename the listener on a kept socket, and its draining
+connections still share the cap with the new ones.
 """
 
 from __future__ import annotations
 
-from outwork.policy.config import ListenerConfig
+from typing import NamedTuple
+
+from outwork.policy.config import Address, ListenerConfig
+
+
+class SocketKey(NamedTuple):
+    """What makes a listener's socket the same across a reload: its bind address; for port 0
+    (any free port, chosen anew at each bind) its name too."""
+
+    bind: Address
+    name: str
+
+
+def socket_key(listener: ListenerConfig) -> SocketKey:
+    return SocketKey(listener.bind, "" if listener.bind.port else listener.name)
 
 
 class ConnectionCounts:
     def __init__(self) -> None:
-        self._total: dict[str, int] = {}  # listener name -> open connections
-        # listener name -> client address -> open connections (an address leaves at zero)
-        self._by_address: dict[str, dict[bytes, int]] = {}
+        self._total: dict[SocketKey, int] = {}  # listening socket -> open connections
+        # listening socket -> client address -> open connections (an address leaves at zero)
+        self._by_address: dict[SocketKey, dict[bytes, int]] = {}
 
     def admit(self, listener: ListenerConfig, address: bytes) -> str | None:
         """Count a new connection, or return the cap it would pass (not counted then)."""
-        name = listener.name
+        name = socket_key(listener)
         total = self._total.get(name, 0)
         if total >= listener.max_connections:
             return "max_connections"
@@ -31,7 +47,7 @@ class ConnectionCounts:
         return None
 
     def release(self, listener: ListenerConfig, address: bytes) -> None:
-        name = listener.name
+        name = socket_key(listener)
         self._total[name] -= 1
         addresses = self._by_address[name]
         count = addresses[address] - 1

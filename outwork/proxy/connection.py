@@ -62,6 +62,9 @@ class ClientProtocol(asyncio.Protocol):
         self._max_requests = state.config.limits.max_requests_per_connection
         self.write_paused = False
         self.deadline = 0.0
+        # While the client leaves our output unread (writing paused): when that stall ends the
+        # connection (aborted). The upstream feeding it waits meanwhile without its read timeout.
+        self.write_deadline = 0.0
         self._tls: Any = None
         self._access = state.access_log  # None when the access log is off
         self._log_connection = b""  # the access log's per-connection parts, made once
@@ -152,9 +155,28 @@ class ClientProtocol(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         # The client half-closed: answer what it already sent, then close.
         self._read_eof = True
+        self._drop_partial_request()
         if self._nothing_more_to_answer():
             self.close()
         return True
+
+    def _drop_partial_request(self) -> None:
+        """At the client's end of input in the middle of a request body, behind complete
+        pipelined requests: that request can never complete and is dropped; the ones before
+        it are still answered. (The body being read by the active exchange: see
+        _nothing_more_to_answer.)"""
+        ex = self._reading
+        if self._h2 is not None or self._phase != _BODY or ex is None:
+            return
+        if not self._queue or ex is self._queue[0] or ex is not self._queue[-1]:
+            return
+        self._queue.pop()
+        self._reading = None
+        ex.cancelled = True
+        if ex.pending_size:
+            self.release_buffered(ex)
+        self._phase = _WAIT
+        self.deadline = 0.0
 
     def _nothing_more_to_answer(self) -> bool:
         """After the client's end of input: whether to close now. Yes when nothing is pending,
@@ -183,6 +205,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self.write_deadline = self.state.clock.now + self.state.config.limits.idle_timeout
         if self._h2 is not None:
             self._h2.pause_writing()
         if self._queue and self._queue[0].upstream is not None:
@@ -190,6 +213,9 @@ class ClientProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.write_deadline = 0.0
+        if self._closed:
+            self._arm_close_deadline()  # it reads again: the rest gets its time anew
         if self._h2 is not None:
             self._h2.resume_writing()
         if self._queue and self._queue[0].upstream is not None:
@@ -259,6 +285,7 @@ class ClientProtocol(asyncio.Protocol):
                 )
             elif kind is ev.ConnectionClosed:
                 self._read_eof = True
+                self._drop_partial_request()
         if self.transport is None or self._closed:
             return
         out = tls.data_to_send()
@@ -287,6 +314,11 @@ class ClientProtocol(asyncio.Protocol):
         reading = self._reading
         self._reading = None
         if reading is not None:
+            if reading.response_done:
+                # Answered early (its body was being read and dropped): it got its one
+                # response; the connection just closes.
+                self.close()
+                return
             # Broken in the middle of a body: that exchange is answered with the error instead.
             if reading.response_started:
                 self._abort()  # its status line is already out: cutting is the only signal left
@@ -377,7 +409,8 @@ class ClientProtocol(asyncio.Protocol):
             self.pause_reading("buffer")
 
     def on_request_end(self) -> None:
-        if self._requests >= self._max_requests:
+        if self._requests >= self._max_requests and self._phase != _TUNNEL:
+            # (A WebSocket upgrade that is the last request still reads: its tunnel needs it.)
             self.pause_reading("last request")  # the connection closes after its answer
         ex = self._reading
         self._reading = None
@@ -649,22 +682,51 @@ class ClientProtocol(asyncio.Protocol):
             if out:
                 self.transport.write(out)
         self.transport.close()
+        self._arm_close_deadline()
         for ex in self._queue:
             if not ex.response_done:
                 ex.cancelled = True
                 if ex.upstream is not None:
                     ex.upstream.abort()
 
+    def _arm_close_deadline(self) -> None:
+        """Closed with output still unsent: a client that never reads it would hold the socket
+        (and its connection-cap slot) forever. It gets idle_timeout, anew whenever it reads
+        enough to resume our writing; timed_out aborts it then."""
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size():
+            self.deadline = self.state.clock.now + self.state.config.limits.idle_timeout
+        else:
+            self.deadline = 0.0
+
     def _abort(self) -> None:
         self._closed = True
         if self.transport is not None:
             self.transport.abort()
 
+    def shut(self) -> None:
+        """Close now (shutdown, end of a drain): what is still unsent is dropped."""
+        self.close()
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size():
+            transport.abort()
+
     def timed_out(self) -> None:
         """The header, body, keep-alive or tunnel idle timeout passed. A request cut short by
         it (a partial head, a stalled body) is answered 408 and the connection closed; a
         connection that sent nothing (idle, or still in its TLS handshake) is just closed, and
-        so is an idle tunnel (both sides)."""
+        so is an idle tunnel (both sides). A closed connection whose output is still unsent,
+        and one whose client left our output unread too long, are aborted."""
+        now = self.state.clock.now
+        if self._closed or (self.write_deadline and now > self.write_deadline):
+            # The client does not read: whatever it was in, it is cut (HTTP/1.1 or HTTP/2). Its
+            # exchanges' upstream connections are dropped with it (connection_lost), with no
+            # blame on their targets.
+            self.deadline = self.write_deadline = 0.0
+            self._abort()
+            return
+        if self.deadline == 0.0 or now <= self.deadline:
+            return  # only a write deadline was near (not passed)
         if self._h2 is not None:
             self._h2.timed_out()
             return
@@ -679,9 +741,6 @@ class ClientProtocol(asyncio.Protocol):
             return
         if phase == _HEAD:
             self.state.metrics.refused["timeout"] += 1
-        self.close()
-        transport = self.transport
-        if transport is not None and transport.get_write_buffer_size():
-            # The client stopped reading (a slow-read attack, or gone): a close would wait for
-            # the unsent bytes forever, holding the socket and the connection's slot.
-            transport.abort()
+        # The client stopped reading (a slow-read attack, or gone): a close would wait for the
+        # unsent bytes, holding the socket and the connection's slot; cut at once instead.
+        self.shut()

@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from outwork.http.messages import RequestHead
 from outwork.policy.config import Address, GatewayConfig, ListenerConfig
@@ -16,7 +16,7 @@ from outwork.proxy import metrics_share
 from outwork.proxy.access_log import AccessLog
 from outwork.proxy.admin import Admin, AdminProtocol
 from outwork.proxy.clock import Clock
-from outwork.proxy.conn_limits import ConnectionCounts
+from outwork.proxy.conn_limits import ConnectionCounts, SocketKey, socket_key
 from outwork.proxy.connection import ClientProtocol
 from outwork.proxy.forwarding import RequestIds
 from outwork.proxy.metrics import Metrics
@@ -72,7 +72,11 @@ class GatewayState:
     def tick(self) -> None:
         self.clock.tick()
         now = self.clock.now
-        for client in [c for c in self.clients if c.deadline and now > c.deadline]:
+        for client in [
+            c
+            for c in self.clients
+            if (c.deadline and now > c.deadline) or (c.write_deadline and now > c.write_deadline)
+        ]:
             client.timed_out()
         for pool in self.pools.values():
             pool.tick(now)
@@ -142,7 +146,7 @@ async def finish(state: GatewayState, timeout: float) -> None:
 
 def close_state(state: GatewayState) -> None:
     for client in list(state.clients):
-        client.close()
+        client.shut()  # a client still not reading after the drain is cut, not waited for
     for pool in state.pools.values():
         pool.close()
 
@@ -186,7 +190,7 @@ async def serve(
     admin_server: list[asyncio.Server] = []  # zero or one
 
     async def open_listener(listener: ListenerConfig) -> asyncio.Server:
-        bind, key = listener.bind, _socket_key(listener)
+        bind, key = listener.bind, socket_key(listener)
         server = await loop.create_server(
             lambda: _client(current[0], key),
             bind.host,
@@ -212,7 +216,7 @@ async def serve(
 
     try:
         for listener in config.listeners:
-            servers[_socket_key(listener)] = await open_listener(listener)
+            servers[socket_key(listener)] = await open_listener(listener)
         if config.admin is not None:
             admin_server.append(await open_admin(config.admin))
     except OSError as exc:
@@ -256,8 +260,8 @@ async def serve(
         new_admin: asyncio.Server | None = None
         try:
             for listener in new_config.listeners:
-                if _socket_key(listener) not in servers:
-                    opened[_socket_key(listener)] = await open_listener(listener)
+                if socket_key(listener) not in servers:
+                    opened[socket_key(listener)] = await open_listener(listener)
             if new_config.admin is not None and new_config.admin != old.config.admin:
                 new_admin = await open_admin(new_config.admin)
         except OSError as exc:
@@ -269,7 +273,7 @@ async def serve(
         new_state.clock.tick()
         current[0] = new_state
         servers.update(opened)
-        keys = {_socket_key(listener) for listener in new_config.listeners}
+        keys = {socket_key(listener) for listener in new_config.listeners}
         for key in [k for k in servers if k not in keys]:
             servers.pop(key).close()  # stops accepting; its connections drain with `old`
             log(f"listener on {key.bind} closed")
@@ -351,22 +355,10 @@ async def serve(
         server.close()
 
 
-class SocketKey(NamedTuple):
-    """What makes a listener's socket the same across a reload: its bind address; for port 0
-    (any free port, chosen anew at each bind) its name too."""
-
-    bind: Address
-    name: str
-
-
-def _socket_key(listener: ListenerConfig) -> SocketKey:
-    return SocketKey(listener.bind, "" if listener.bind.port else listener.name)
-
-
 def _client(state: GatewayState, key: SocketKey) -> ClientProtocol:
     """A connection on the socket of `key`, with that listener of the current config."""
     for listener in state.config.listeners:
-        if _socket_key(listener) == key:
+        if socket_key(listener) == key:
             return DrainingClientProtocol(state, listener)
     # The socket of a listener a reload removed is closed before the new state serves.
     raise RuntimeError(f"no listener for {key}")

@@ -56,6 +56,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.tunnel = False  # switched to WebSocket (a 101): bytes pass unparsed both ways
         self.tunnel_active = 0.0  # clock time of the upstream's last tunnel bytes
         self._replay_room = 0  # bytes of request body that may still be kept for a retry
+        # Reading paused because the client does not take the response as fast as it comes:
+        # the read deadline does not run meanwhile (a slow client is not the target's fault).
+        self.read_paused = False
 
     # asyncio callbacks
 
@@ -174,8 +177,11 @@ class UpstreamConnection(asyncio.Protocol):
         else:
             self.deadline = 0.0  # the client is still sending; its own timeouts apply
         transport.writelines(parts)
+        # Set either way: whatever state the last exchange left, reading follows this client.
         if client.write_paused:
-            transport.pause_reading()
+            self.pause_reading()
+        else:
+            self.resume_reading()
 
     def send_body(self, data: bytes) -> None:
         assert self.transport is not None
@@ -199,10 +205,22 @@ class UpstreamConnection(asyncio.Protocol):
             self.deadline = self.pool.clock.now + self.pool.config.read_timeout
 
     def pause_reading(self) -> None:
+        """The client cannot take more now. The read deadline stops meanwhile: the client side
+        bounds its own stall (and aborts the client, which drops this connection)."""
+        self.read_paused = True
         if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
+        if self.read_paused:
+            # Paused, the upstream could not send (nor, blocked on its sending, read): its
+            # timeouts start again in full.
+            now, config = self.pool.clock.now, self.pool.config
+            if self.deadline:
+                self.deadline = max(self.deadline, now + config.read_timeout)
+            if self.write_deadline:
+                self.write_deadline = max(self.write_deadline, now + config.write_timeout)
+        self.read_paused = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
@@ -291,6 +309,9 @@ class UpstreamConnection(asyncio.Protocol):
         if ex is None:
             return
         if reusable and ex.request_done and not self.closed:
+            # The read that ended the response may have paused reading for this client: an
+            # idle connection must read (its reuse, or the upstream closing it, shows up).
+            self.resume_reading()
             self.pool.release(self)
         else:
             self.close()
@@ -559,6 +580,8 @@ class UpstreamPool:
     def release(self, conn: UpstreamConnection) -> None:
         if conn.closed:
             return
+        if conn.read_paused:
+            conn.resume_reading()  # never pooled paused: the next exchange would time out
         idle = self._idle[conn.target]
         if len(idle) >= self.config.max_idle_connections:
             conn.close()
@@ -581,7 +604,8 @@ class UpstreamPool:
         for conn in [
             c
             for c in self.active
-            if (c.deadline and now > c.deadline) or (c.write_deadline and now > c.write_deadline)
+            if not c.read_paused  # stalled by its client: the client side times that
+            and ((c.deadline and now > c.deadline) or (c.write_deadline and now > c.write_deadline))
         ]:
             conn.timed_out(now)
         limit = now - self.config.idle_timeout
