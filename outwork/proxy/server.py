@@ -110,6 +110,8 @@ class DrainingClientProtocol(ClientProtocol):
         super().on_request_head(head)
 
     def drain(self) -> None:
+        if self._closed:
+            return  # closed already; unsent output keeps its own deadline (close_state at the end)
         if self._h2 is not None:
             self._h2.drain()  # GOAWAY; the streams in flight are answered, then it closes
             return
