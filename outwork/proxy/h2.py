@@ -52,6 +52,7 @@ from outwork.proxy.router import head_host
 
 if TYPE_CHECKING:
     from outwork.proxy.connection import ClientProtocol
+    from outwork.proxy.upstream import UpstreamConnection
 
 # The connection-level receive window: request bytes a client may have in flight (not yet
 # taken by an upstream) over all its streams.
@@ -144,11 +145,28 @@ class H2Session:
         self.over_cap = False  # out_bytes went above SESSION_OUTPUT_CAP: all upstreams paused
         self.idle_since = state.clock.now  # when the last stream ended (or the session began)
         self.header_deadline = 0.0  # set while a header block is pending
+        # Since when held response bytes wait for the client (its window, or its reading): the
+        # last time output moved. A client that moves nothing for limits.idle_timeout is cut.
+        self.out_since = state.clock.now
         limits = state.config.limits
         self.max_body = limits.max_request_body
         self.max_headers = limits.max_headers
+        # Streams opened: after limits.max_requests_per_connection of them the session drains
+        # (GOAWAY), as an HTTP/1.1 connection closes after its last request.
+        self.opened = 0
+        self.max_streams = limits.max_requests_per_connection
+        # Small request bodies are received whole before an upstream connection is taken, as
+        # on HTTP/1.1 (imported here: connection.py imports this module).
+        from outwork.proxy.connection import BODY_BEFORE_UPSTREAM
+
+        self.body_before_upstream = min(BODY_BEFORE_UPSTREAM, config.initial_window_size)
+        self.body_first_bytes = 0  # held for those streams, not yet acknowledged
         self.send()
         self.update_deadline()
+        if state.draining:
+            # Accepted by a state that drains now (its TLS handshake was still running when the
+            # reload or stop began, so drain() found no session): no stream is taken.
+            self.drain()
 
     # input
 
@@ -225,6 +243,7 @@ class H2Session:
             return
         stream = H2Stream(self, sid)
         self.streams[sid] = stream
+        self.opened += 1
         ended = event.stream_ended is not None
         stream.request_open = not ended
         try:
@@ -247,6 +266,10 @@ class H2Session:
         ex.request_done = ended
         stream.exchange = ex
         stream.start()
+        if self.opened >= self.max_streams and not self.closed:
+            # The connection's last request: GOAWAY (NO_ERROR, this stream the last taken); the
+            # streams in flight are answered, later ones refused; the client opens a new one.
+            self.drain(sid)
 
     def _route(self, stream: H2Stream, head: RequestHead) -> Exchange:
         """Route a checked head and finish it as `ClientProtocol.on_request_head` does: the
@@ -321,8 +344,13 @@ class H2Session:
         self.client.pause_reading("h2_output")
         for stream in self.streams.values():
             stream.upstream_pause()
+        if not self.out_bytes:
+            self.out_since = self.state.clock.now  # output stalls from now on
+        if not self.closed:
+            self.update_deadline()
 
     def resume_writing(self) -> None:
+        self.out_since = self.state.clock.now  # the client read what was written
         self.client.resume_reading("h2_output")
         for stream in list(self.streams.values()):
             stream.pump()
@@ -352,30 +380,80 @@ class H2Session:
         if not self.streams:
             # Idle since the last stream ended: PINGs and SETTINGS do not keep it open.
             client.deadline = self.idle_since + limits.idle_timeout
-        elif any(s.request_open for s in self.streams.values()):
-            client.deadline = now + limits.idle_timeout  # a request body is on its way
-        else:
-            client.deadline = 0.0  # waiting for upstreams: their read timeouts apply
+            return
+        # Otherwise only the upstreams' timeouts apply, except for what waits on the client:
+        # response bytes it does not take (its window, or its reading), and request bodies
+        # (from each stream's last DATA frame; other frames do not extend it).
+        deadline = self.out_since + limits.idle_timeout if self.output_waits() else 0.0
+        for stream in self.streams.values():
+            body = stream.body_deadline
+            if body and stream.request_open and not stream.upstream_full:
+                if not deadline or body < deadline:
+                    deadline = body
+        client.deadline = deadline
 
     def timed_out(self) -> None:
-        if self.streams or self.guard.header_block_pending:
-            self.state.metrics.refused["timeout"] += 1
+        """The connection's deadline passed: cut what waited too long on the client (a header
+        block, a stalled response, an idle connection: GOAWAY and close; a stalled request
+        body: that stream only), then set the next deadline."""
+        state = self.state
+        now = state.clock.now
+        limits = state.config.limits
+        if self.guard.header_block_pending:
+            if self.header_deadline and now > self.header_deadline:
+                state.metrics.refused["timeout"] += 1
+                self._cut()
+                return
+        elif not self.streams:
+            if now > self.idle_since + limits.idle_timeout:
+                self._cut()
+                return
+        else:
+            for stream in list(self.streams.values()):
+                body = stream.body_deadline
+                if body and stream.request_open and not stream.upstream_full and now > body:
+                    stream.body_timed_out()
+            if self.closed:
+                return  # its last stream ended (draining)
+            if self.output_waits() and now > self.out_since + limits.idle_timeout:
+                # Its responses wait for a window it never opens, or it does not read.
+                state.metrics.refused["timeout"] += 1
+                self._cut()
+                return
+        if not self.closed:
+            self.send()
+            self.update_deadline()
+
+    def output_waits(self) -> bool:
+        """Response bytes wait for the client: held for its window, or unread in the transport's
+        write buffer (it does not read)."""
+        return self.out_bytes > 0 or self.client.write_paused
+
+    def _cut(self) -> None:
+        """GOAWAY and close; a client that does not read what is written is aborted, so that
+        its socket and connection slot are freed now (a close would wait for it forever)."""
         try:
             self.conn.close_connection()
         except H2Error:
             pass
         self._shut()
+        transport = self.client.transport
+        if transport is not None and transport.get_write_buffer_size():
+            self.client._abort()
 
-    def drain(self) -> None:
-        """Graceful stop: GOAWAY (NO_ERROR, the last stream taken), answer the streams in
-        flight, then close. h2's own close_connection would stop every stream."""
+    def drain(self, last_stream_id: int = -1) -> None:
+        """Graceful stop: GOAWAY (NO_ERROR, the last stream taken: by default the highest
+        received), answer the streams in flight, then close. h2's own close_connection would
+        stop every stream."""
         if self.goaway_sent or self.closed:
             return
         self.goaway_sent = True
         from hyperframe.frame import GoAwayFrame
 
         frame = GoAwayFrame(0)
-        frame.last_stream_id = self.conn.highest_inbound_stream_id
+        if last_stream_id < 0:
+            last_stream_id = self.conn.highest_inbound_stream_id
+        frame.last_stream_id = last_stream_id
         frame.error_code = 0
         self.send()
         self.client._write(frame.serialize())
@@ -422,7 +500,10 @@ class H2Stream:
         "_out_size",
         "_ending",
         "_upstream_paused",
+        "_paused_conn",
         "_done",
+        "_body_first",
+        "body_deadline",
     )
 
     def __init__(self, session: H2Session, stream_id: int) -> None:
@@ -442,7 +523,12 @@ class H2Stream:
         self._out_size = 0
         self._ending = False
         self._upstream_paused = False
+        # The upstream connection this stream paused: resumed when the stream lets it go, so
+        # that a connection whose response completed while paused is not pooled unread.
+        self._paused_conn: UpstreamConnection | None = None
         self._done = False
+        self._body_first = False  # a small body, received whole before an upstream is taken
+        self.body_deadline = 0.0  # while the request body comes: its last DATA + body_timeout
 
     @property
     def write_paused(self) -> bool:
@@ -456,7 +542,15 @@ class H2Stream:
         )
         if paused:
             self._upstream_paused = True
+            ex = self.exchange
+            if ex is not None:
+                self._paused_conn = ex.upstream
         return paused
+
+    @property
+    def upstream_full(self) -> bool:
+        """The upstream does not take this stream's body now (the client waits on us)."""
+        return bool(self._paused)
 
     # the request
 
@@ -468,9 +562,17 @@ class H2Stream:
             return
         head = ex.head
         assert head is not None and ex.pool is not None
+        session = self.session
+        if self.request_open:
+            self.body_deadline = session.state.clock.now + session.state.config.limits.body_timeout
         if head.expect_continue:
             # The client waits for this before sending its body (RFC 9110 10.1.1).
-            self.session.conn.send_headers(self.stream_id, [(b":status", b"100")])
+            session.conn.send_headers(self.stream_id, [(b":status", b"100")])
+        if self.request_open and 0 < head.content_length <= session.body_before_upstream:
+            # Taken in request_end: a client trickling a small body holds no upstream
+            # connection. (Within the stream's initial window: it needs no WINDOW_UPDATE.)
+            self._body_first = True
+            return
         ex.pool.acquire(ex)
 
     def request_data(self, data: bytes, flow_length: int) -> None:
@@ -480,6 +582,8 @@ class H2Stream:
             session.ack(flow_length, self.stream_id)  # read and dropped
             return
         self.received += len(data)
+        if self.request_open:
+            self.body_deadline = session.state.clock.now + session.state.config.limits.body_timeout
         head = ex.head
         if head is not None and head.framing is not Framing.CHUNKED:
             if self.received > max(head.content_length, 0):
@@ -505,9 +609,27 @@ class H2Stream:
         elif data:
             ex.pending.append(data)
             ex.pending_size += len(data)
+            if self._body_first:
+                session.body_first_bytes += flow_length
+                if session.body_first_bytes > CONNECTION_WINDOW // 2:
+                    # Many small bodies at once would use up the connection window while they
+                    # wait to be whole (no stream could finish): this one streams instead.
+                    self._take_upstream(ex)
+
+    def _take_upstream(self, ex: Exchange) -> None:
+        """A small-body stream takes its upstream connection (its body is in, or see above)."""
+        self._forget_body_first()
+        assert ex.pool is not None
+        ex.pool.acquire(ex)
+
+    def _forget_body_first(self) -> None:
+        if self._body_first:
+            self._body_first = False
+            self.session.body_first_bytes -= self.unacked
 
     def request_end(self) -> None:
         self.request_open = False
+        self.body_deadline = 0.0
         ex = self.exchange
         if ex is None or self._done:
             return
@@ -519,6 +641,25 @@ class H2Stream:
         ex.request_done = True
         if ex.upstream is not None:
             ex.upstream.end_body()
+        elif self._body_first:
+            self._take_upstream(ex)
+
+    def body_timed_out(self) -> None:
+        """No DATA for limits.body_timeout while the request body was due: 408 on this stream
+        (reset after it), or a reset if the response already started; its upstream request,
+        if any, is abandoned. The connection and its other streams go on."""
+        ex = self.exchange
+        self.body_deadline = 0.0
+        if ex is None or self._done:
+            return
+        self.session.state.metrics.refused["timeout"] += 1
+        ex.discard_body = True
+        if ex.upstream is not None:
+            ex.upstream.abort()
+        if ex.response_started:
+            self._reset(ErrorCodes.CANCEL)
+        else:
+            self._answer(ex, 408)
 
     def _malformed(self, ex: Exchange, flow_length: int) -> None:
         """DATA not matching content-length (RFC 9113 8.1.1): a stream error. Nothing of it
@@ -584,7 +725,8 @@ class H2Stream:
             self.session.conn.send_headers(self.stream_id, headers)
         except H2Error:
             # A header h2 will not send (the upstream's llhttp accepted it): a bad gateway.
-            self.session.state.metrics.upstream_errors["h2/response_head"] += 1
+            upstream = ex.pool.config.name if ex.pool is not None else "?"
+            self.session.state.metrics.upstream_errors[f"{upstream}/response_head"] += 1
             ex.response_started = False
             if ex.upstream is not None:
                 ex.upstream.abort()
@@ -598,8 +740,12 @@ class H2Stream:
         self._out.append(data)
         self._out_size += len(data)
         session = self.session
+        if not session.out_bytes:
+            session.out_since = session.state.clock.now  # held output: its deadline starts
         session.out_bytes += len(data)
         self.pump()
+        if session.out_bytes and not session.client.deadline:
+            session.update_deadline()
         if self._out_size > STREAM_OUTPUT_CAP:
             self.upstream_pause()
         if session.out_bytes > SESSION_OUTPUT_CAP and not session.over_cap:
@@ -608,10 +754,20 @@ class H2Stream:
                 stream.upstream_pause()
 
     def response_end(self, ex: Exchange) -> None:
+        # The upstream connection has let the exchange go (pooled, or closed): one this stream
+        # paused must read again, whatever becomes of the stream.
+        self._resume_released_upstream()
         if ex.cancelled or self._done:
             return
         self._ending = True
         self.pump()
+
+    def _resume_released_upstream(self) -> None:
+        conn = self._paused_conn
+        self._paused_conn = None
+        self._upstream_paused = False
+        if conn is not None and conn.exchange is None and not conn.closed:
+            conn.resume_reading()  # idle in the pool: reading shows the upstream's close
 
     def upstream_failed(self, ex: Exchange, status: int) -> None:
         if ex.cancelled or self._done:
@@ -654,6 +810,7 @@ class H2Stream:
                 window -= size
                 self._out_size -= size
                 session.out_bytes -= size
+                session.out_since = session.state.clock.now  # the client takes output
                 if ex is not None:
                     ex.bytes_sent += size + 9
         if not out and self._ending:
@@ -676,6 +833,7 @@ class H2Stream:
             and not session.client.write_paused
         ):
             self._upstream_paused = False
+            self._paused_conn = None
             if ex is not None and ex.upstream is not None:
                 ex.upstream.resume_reading()
 
@@ -683,6 +841,7 @@ class H2Stream:
         ex = self.exchange
         if ex is not None and ex.upstream is not None and not self._upstream_paused:
             self._upstream_paused = True
+            self._paused_conn = ex.upstream
             ex.upstream.pause_reading()
 
     def _answer(self, ex: Exchange, status: int) -> None:
@@ -701,6 +860,12 @@ class H2Stream:
             router = self.session.state.router
             headers.append((b"allow", router.allowed(head_host(ex.head), ex.head.path)))
         ex.response_started = True
+        # The exchange is answered, though the answer may wait for the client's window: a
+        # connect or a queue entry still pending for it must not send it upstream after all.
+        ex.cancelled = True
+        if ex.upstream is not None:
+            ex.upstream.abort()
+        self._forget_body_first()
         ex.bytes_sent += 64
         try:
             self.session.conn.send_headers(self.stream_id, headers)
@@ -723,6 +888,7 @@ class H2Stream:
     def _finish(self) -> None:
         """The response is complete: count it, log it, let the stream go."""
         self._done = True
+        self._forget_body_first()
         ex = self.exchange
         session = self.session
         if ex is not None:
@@ -755,9 +921,12 @@ class H2Stream:
         upstream work, started or not."""
         self._done = True
         self._drop_output()
+        self._forget_body_first()
+        self._ack()  # what it received and held counts no more against the connection window
         ex = self.exchange
         if ex is not None and not ex.response_done:
             ex.cancelled = True
             if ex.upstream is not None:
                 ex.upstream.abort()
+        self._resume_released_upstream()
         self.session.stream_done(self)

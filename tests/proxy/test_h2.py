@@ -51,6 +51,9 @@ def h2_gateway(
 ) -> tuple[Gateway, Backend]:
     backend = make_backend()
     config = tls_config(backend, pki, tmp_path)
+    # The test clients keep one connection for thousands of requests (h2's client takes the
+    # GOAWAY that limits.max_requests_per_connection brings as the connection's end).
+    config["limits"] = {"max_requests_per_connection": 10_000_000}
     if http2:
         config["http2"] = http2
     return make_gateway(config), backend
