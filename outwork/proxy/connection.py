@@ -20,7 +20,7 @@ from outwork.http.reader import RequestReader
 from outwork.policy.config import ListenerConfig, RouteConfig
 from outwork.proxy import access_log
 from outwork.proxy.exchange import Exchange
-from outwork.proxy.forwarding import Forwarding, forwarded_node, is_trusted, sane_request_id
+from outwork.proxy.forwarding import Forwarding, forwarded_node, is_trusted
 from outwork.proxy.h2 import H2Session
 from outwork.proxy.router import head_host
 from outwork.tls import events as ev
@@ -368,20 +368,7 @@ class ClientProtocol(asyncio.Protocol):
             ex.route = route.name
         if self._requests == last:
             ex.keep_alive = False  # its response says `Connection: close`
-        scan = head.scan
-        request_id = scan.request_id if scan is not None else None
-        if request_id is None or not sane_request_id(request_id):
-            request_id = state.request_ids.next()
-        ex.request_id = request_id
-        head.block = b"".join(
-            (
-                head.block,
-                self._forwarding.lines(scan, head.has_host),
-                _REQUEST_ID,
-                request_id,
-                b"\r\n",
-            )
-        )
+        ex.request_id = self._forwarding.stamp(head, state.request_ids)
         self._reading = ex
         if head.upgrade:
             self._tunnel_requested(ex)

@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 
 from outwork.http.checks import HeaderScan
+from outwork.http.messages import RequestHead
 
 # A client's X-Request-Id is kept when it is this: bounded, visible ASCII without `"` and `\`
 # (it goes into JSON log lines and response heads as it is).
@@ -105,6 +106,19 @@ class Forwarding:
             self._host = host
             self._lines = self._build(host)
         return self._lines
+
+    def stamp(self, head: RequestHead, request_ids: RequestIds) -> bytes:
+        """Add the gateway's lines to a request's head (forwarding, then X-Request-Id: the
+        client's when it is sane, else a new one) and return the request id. HTTP/1.1 and
+        HTTP/2 requests both go through here."""
+        scan = head.scan
+        request_id = scan.request_id if scan is not None else None
+        if request_id is None or not sane_request_id(request_id):
+            request_id = request_ids.next()
+        head.block = b"".join(
+            (head.block, self.lines(scan, head.has_host), b"x-request-id: ", request_id, b"\r\n")
+        )
+        return request_id
 
     def _element(self, host: bytes) -> bytes:
         element = b"for=" + self._node + b";proto=" + self.scheme

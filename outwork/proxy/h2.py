@@ -46,7 +46,6 @@ from outwork.http.h2head import build_request_head
 from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.policy.config import Http2Config
 from outwork.proxy.exchange import Exchange
-from outwork.proxy.forwarding import sane_request_id
 from outwork.proxy.h2_guard import Flood, FrameGuard
 from outwork.proxy.router import head_host
 
@@ -291,20 +290,7 @@ class H2Session:
             ex.error_status = 414
         if ex.error_status and ex.error_status != 404 and ex.error_status != 405:
             state.metrics.refused[str(ex.error_status)] += 1
-        scan = head.scan
-        request_id = scan.request_id if scan is not None else None
-        if request_id is None or not sane_request_id(request_id):
-            request_id = state.request_ids.next()
-        ex.request_id = request_id
-        head.block = b"".join(
-            (
-                head.block,
-                client._forwarding.lines(scan, head.has_host),
-                b"x-request-id: ",
-                request_id,
-                b"\r\n",
-            )
-        )
+        ex.request_id = client._forwarding.stamp(head, state.request_ids)
         return ex
 
     def _flood(self, flood: Flood) -> None:
