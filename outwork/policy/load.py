@@ -440,16 +440,23 @@ class _Loader:
             ticket_lifetime=lifetime,
         )
 
-    def _client_ca(self, path: KeyPath, name: str) -> tuple[x509.Certificate, ...]:
-        file = self.base / name
+    def _read_bounded(self, path: KeyPath, file: Path, limit: int, hint: str = "") -> bytes | None:
+        """A file of at most `limit` bytes, or None with the problem reported at `path`."""
         try:
             with open(file, "rb") as handle:
-                data = handle.read(MAX_CLIENT_CA_FILE + 1)
+                data = handle.read(limit + 1)
         except OSError as exc:
-            self.error(path, f"cannot read {file}: {exc.strerror}")
-            return ()
-        if len(data) > MAX_CLIENT_CA_FILE:
-            self.error(path, f"{file} is larger than {MAX_CLIENT_CA_FILE} bytes")
+            self.error(path, f"cannot read {file}: {exc.strerror}{hint}")
+            return None
+        if len(data) > limit:
+            self.error(path, f"{file} is larger than {limit} bytes")
+            return None
+        return data
+
+    def _client_ca(self, path: KeyPath, name: str) -> tuple[x509.Certificate, ...]:
+        file = self.base / name
+        data = self._read_bounded(path, file, MAX_CLIENT_CA_FILE)
+        if data is None:
             return ()
         try:
             certs = tuple(x509.load_pem_x509_certificates(data))
@@ -745,14 +752,8 @@ class _Loader:
     ) -> tuple[x509.Certificate, ...]:
         """A PEM bundle of trusted certificates (CAs, or a backend's self-signed one)."""
         hint = " (no tls.ca given: the system trust store is used; set tls.ca)" if system else ""
-        try:
-            with open(file, "rb") as handle:
-                data = handle.read(MAX_TRUST_STORE_FILE + 1)
-        except OSError as exc:
-            self.error(path, f"cannot read {file}: {exc.strerror}{hint}")
-            return ()
-        if len(data) > MAX_TRUST_STORE_FILE:
-            self.error(path, f"{file} is larger than {MAX_TRUST_STORE_FILE} bytes")
+        data = self._read_bounded(path, file, MAX_TRUST_STORE_FILE, hint)
+        if data is None:
             return ()
         blocks = _PEM_CERTIFICATE.findall(data)
         if not blocks:
