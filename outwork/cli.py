@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from outwork import __version__
+from outwork.policy.config import GatewayConfig
 from outwork.policy.load import load_config
 from outwork.policy.source import ConfigError
 
@@ -34,10 +35,20 @@ def _pid_file(config_path: str, pid_file: str | None) -> Path:
     return Path(pid_file) if pid_file else Path(config_path).with_suffix(".pid")
 
 
-def _warn(warnings: tuple[str, ...]) -> None:
-    """Settings that are accepted but weaken security: on stderr, every time the config is read."""
-    for warning in warnings:
+def _load(config_path: str, refused: str | None = None) -> GatewayConfig:
+    """The config, its warnings printed; or each problem with its line and exit 1."""
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem.format(), err=True)
+        if refused:
+            click.echo(refused, err=True)
+        sys.exit(1)
+    # Settings that are accepted but weaken security: on stderr, every time the config is read.
+    for warning in config.warnings:
         click.secho(warning, err=True, fg="yellow", bold=True)
+    return config
 
 
 @click.group()
@@ -50,13 +61,7 @@ def main() -> None:
 @CONFIG_OPTION
 def check(config_path: str) -> None:
     """Validate a config file: print `ok`, or each problem with its line; exit 1 on problems."""
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem.format(), err=True)
-        sys.exit(1)
-    _warn(config.warnings)
+    _load(config_path)
     click.echo("ok")
 
 
@@ -65,13 +70,7 @@ def check(config_path: str) -> None:
 @PID_FILE_OPTION
 def serve(config_path: str, pid_file: str | None) -> None:
     """Run the gateway until SIGTERM or SIGINT; SIGHUP reloads the config."""
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem.format(), err=True)
-        sys.exit(1)
-    _warn(config.warnings)
+    config = _load(config_path)
     pid_path: Path | None = _pid_file(config_path, pid_file)
     assert pid_path is not None
     try:
@@ -102,14 +101,7 @@ def serve(config_path: str, pid_file: str | None) -> None:
 @PID_FILE_OPTION
 def reload(config_path: str, pid_file: str | None) -> None:
     """Check the config, then ask the running gateway (its pid file) to reload it."""
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem.format(), err=True)
-        click.echo("outwork: not reloaded: the config has errors", err=True)
-        sys.exit(1)
-    _warn(config.warnings)
+    _load(config_path, "outwork: not reloaded: the config has errors")
     pid_path = _pid_file(config_path, pid_file)
     try:
         pid = int(pid_path.read_text().strip())
