@@ -1,5 +1,5 @@
-"""The HTTP desync corpus (aws/http-desync-guardian, in ../shared/testdata/http-desync/) replayed
-through a real `outwork serve` over a raw socket, one test per case.
+"""The HTTP desync corpus (aws/http-desync-guardian, copied into tests/data/http-desync/ with its
+licence) replayed through a real `outwork serve` over a raw socket, one test per case.
 
 Verdict by tier (issue 4): Severe: 400 and the connection closed, nothing reaches the backend.
 Compliant/Acceptable: forwarded. Ambiguous: refused (4xx/5xx, closed, nothing forwarded) or
@@ -18,7 +18,6 @@ import re
 import socket
 import socketserver
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import yaml
 
 from tests.conftest import Gateway, gateway_config
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "http-desync"
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "http-desync"
 TIMEOUT = 3.0
 
 _TCHAR = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -279,16 +278,20 @@ def exchange(url: str, data: bytes) -> tuple[int | None, bytes, bool]:
     return (int(match.group(1)) if match else None), received.partition(b"\r\n\r\n")[0], closed
 
 
-RESULTS: list[tuple[str, str, str, bool, str]] = []
+TIERS = ("Compliant", "Acceptable", "Ambiguous", "Severe")
+# Each case's verdict, by test id: (tier, name, expected outcome, ok, what happened).
+RESULTS: dict[str, tuple[str, str, str, bool, str]] = {}
 
 
 def test_corpus_is_there() -> None:
-    # CI lays shared/ beside the clone; without it every case below would silently not run.
+    # The corpus is part of the repository; without it every case below would silently not run.
     assert CASES, f"no desync corpus at {CORPUS}"
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_desync_case(case: dict[str, Any], gateway: Gateway, recorder: Recorder) -> None:
+def test_desync_case(
+    case: dict[str, Any], gateway: Gateway, recorder: Recorder, request: pytest.FixtureRequest
+) -> None:
     tier = case["expected"]["tier"]
     data, body = request_bytes(case)
     with recorder.lock:
@@ -317,33 +320,55 @@ def test_desync_case(case: dict[str, Any], gateway: Gateway, recorder: Recorder)
         ok = refused or clean
         expect = "refused, or forwarded with one framing"
         what += " (refused)" if refused else " (forwarded, normalised)" if clean else ""
-    RESULTS.append((tier, case["name"], expect, ok, what))
+    RESULTS[request.node.callspec.id] = (tier, case["name"], expect, ok, what)
     assert ok, f"{case['name']!r}: expected {expect}; got {what}"
 
 
-def test_print_verdict_table() -> None:
-    """Runs after the cases (same module, declared later): the table for the report."""
-    assert RESULTS, "no desync case ran"
-    total: Counter[str] = Counter()
-    passed: Counter[str] = Counter()
-    stricter: Counter[str] = Counter()
-    for tier, _, expect, ok, _ in RESULTS:
-        total[tier] += 1
-        passed[tier] += ok
-        stricter[tier] += expect.startswith("refused (")
-    print("\nHTTP desync corpus: verdicts by tier")
-    print(f"{'tier':<12}{'cases':>7}{'pass':>6}{'fail':>6}  refused by a stricter rule")
-    for tier in ("Compliant", "Acceptable", "Ambiguous", "Severe"):
-        fail = total[tier] - passed[tier]
-        print(f"{tier:<12}{total[tier]:>7}{passed[tier]:>6}{fail:>6}  {stricter[tier]}")
-    normalised = sum("(forwarded, normalised)" in what for *_, what in RESULTS)
+def verdict_table(rows: list[tuple[str, str, bool]]) -> dict[str, tuple[int, int, int]]:
+    """(tier, expected outcome, ok) rows -> per tier: (cases, passed, refused by a stricter
+    rule than the tier's)."""
+    table = {}
+    for tier in TIERS:
+        mine = [(expect, ok) for t, expect, ok in rows if t == tier]
+        passed = sum(ok for _, ok in mine)
+        stricter = sum(expect.startswith("refused (") for expect, _ in mine)
+        table[tier] = (len(mine), passed, stricter)
+    return table
+
+
+def format_table(table: dict[str, tuple[int, int, int]]) -> str:
+    lines = ["HTTP desync corpus: verdicts by tier"]
+    lines.append(f"{'tier':<12}{'cases':>7}{'pass':>6}{'fail':>6}  refused by a stricter rule")
+    for tier, (cases, passed, stricter) in table.items():
+        lines.append(f"{tier:<12}{cases:>7}{passed:>6}{cases - passed:>6}  {stricter}")
+    return "\n".join(lines)
+
+
+def test_verdict_table(request: pytest.FixtureRequest) -> None:
+    """Runs after the cases (same module, declared later; `-s` prints it): the table for the
+    report. It must cover every case this session selected, and read: every case of every tier
+    passed, and the Compliant/Acceptable cases refused are exactly those `strict_rule` names."""
+    selected: dict[str, Any] = {
+        item.callspec.id: item.callspec.params["case"]
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.function is test_desync_case
+    }
+    assert set(RESULTS) == set(selected), f"cases without a verdict: {set(selected) - set(RESULTS)}"
+    got = verdict_table([(tier, expect, ok) for tier, _, expect, ok, _ in RESULTS.values()])
+    expected = {tier: (0, 0, 0) for tier in TIERS}
+    for case in selected.values():
+        tier = case["expected"]["tier"]
+        cases, _, stricter = expected[tier]
+        refused = tier in ("Compliant", "Acceptable") and strict_rule(case) is not None
+        expected[tier] = (cases + 1, cases + 1, stricter + refused)
+    print("\n" + format_table(got))
+    normalised = sum("(forwarded, normalised)" in what for *_, what in RESULTS.values())
     print(f"Ambiguous: {normalised} forwarded with one framing, the others refused")
-    for tier, name, expect, ok, what in RESULTS:
+    for tier, name, expect, ok, what in RESULTS.values():
         if not ok:
             print(f"FAIL {tier}: {name!r}: expected {expect}; got {what}")
-    for tier, name, _, _, what in RESULTS:
-        if "(forwarded, normalised)" in what:
+        elif "(forwarded, normalised)" in what:
             print(f"normalised {tier}: {name!r}: {what}")
-    for tier, name, expect, ok, _ in RESULTS:
-        if ok and expect.startswith("refused ("):
+        elif expect.startswith("refused ("):
             print(f"stricter {tier}: {name!r}: {expect}")
+    assert got == expected, f"\n{format_table(got)}\nexpected:\n{format_table(expected)}"
