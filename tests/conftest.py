@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,13 +20,68 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = ROOT / "demo" / "backend.py"
+
+
+# The external programs the tests run, each with the Debian package (one of
+# scripts/debian-packages.txt, which `make test` installs) that provides it. `require_tool`
+# takes only these names, so a new tool cannot be used without naming its install step
+# (tests/test_suite_tools.py checks the packages are on the list).
+TOOL_PACKAGES = {
+    "chromium": "chromium",
+    "curl": "curl",
+    "gnutls-cli": "gnutls-bin",
+    "gnutls-serv": "gnutls-bin",
+    "h2load": "nghttp2-client",
+    "nginx": "nginx-light",
+    "nmap": "nmap",
+    "openssl": "openssl",
+    "slowhttptest": "slowhttptest",
+    "softhsm2-util": "softhsm2",
+    "testssl": "testssl.sh",
+    "testssl.sh": "testssl.sh",
+}
+# Debian puts daemons (nginx) in sbin, which is not on every user's $PATH.
+_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def missing(what: str, install: str) -> NoReturn:
+    """Something a test needs is not installed: skip on a developer's machine, but fail under
+    CI (`CI=true`), where a skip would hide a missing install step."""
+    message = f"{what} is not installed: {install}"
+    if in_ci():
+        pytest.fail(f"{message} (CI=true: a missing tool fails the test)", pytrace=False)
+    pytest.skip(message)
+
+
+def require_tool(name: str, *alternatives: str) -> str:
+    """Path of an external program (`name` or one of `alternatives`, e.g. testssl's two
+    names), or `missing`."""
+    for candidate in (name, *alternatives):
+        if candidate not in TOOL_PACKAGES:
+            raise ValueError(f"{candidate!r} is not in TOOL_PACKAGES (name its Debian package)")
+        search = os.pathsep.join([os.environ.get("PATH", os.defpath), *_SBIN])
+        found = shutil.which(candidate, path=search)
+        if found:
+            return found
+    missing(name, f"`make test` installs the Debian package {TOOL_PACKAGES[name]}")
+
+
+def require_file(path: str | Path, package: str) -> Path:
+    """A file a Debian package installs (e.g. the SoftHSM2 PKCS#11 module), or `missing`."""
+    if not Path(path).is_file():
+        missing(str(path), f"`make test` installs the Debian package {package}")
+    return Path(path)
 
 
 class Backend:

@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import missing
+
 from . import servers
 from .engine_peer import EngineClient
 from .pki import KEY_KINDS, ClientPKI, TestPKI, make_client_pki, make_pki
@@ -33,15 +35,6 @@ if SERVER_KIND not in ("outwork", "nginx"):
 GatewayFactory = Callable[..., servers.Gateway]
 
 
-def require_tool(name: str, *alternatives: str) -> str:
-    """Path of an external tool, or skip: `make test` installs them, so CI never skips."""
-    for candidate in (name, *alternatives):
-        found = shutil.which(candidate)
-        if found:
-            return found
-    pytest.skip(f"{name} is not installed (`make test` installs it; see scripts/)")
-
-
 def sslyze_path() -> str:
     env = os.environ.get("OUTWORK_SSLYZE")
     for candidate in ([Path(env)] if env else []) + [servers.REPO / ".venv-tools/bin/sslyze"]:
@@ -50,9 +43,7 @@ def sslyze_path() -> str:
     found = shutil.which("sslyze")
     if found:
         return found
-    pytest.skip(
-        "sslyze is not installed (`make test` puts it in .venv-tools from requirements-tools.lock)"
-    )
+    missing("sslyze", "`make tools` puts it in .venv-tools from requirements-tools.lock")
 
 
 @pytest.fixture(scope="session")

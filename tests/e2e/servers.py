@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import require_tool
+
 from .pki import Leaf
 
 REPO = Path(__file__).resolve().parents[2]
@@ -411,9 +413,7 @@ def start_nginx(
     root: Path | None = None,
     timeout: float = 10.0,
 ) -> Gateway:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx).exists():
-        raise ServerStartError("nginx is not installed (Debian package nginx-light)")
+    nginx = require_tool("nginx")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = workdir / "nginx.conf"

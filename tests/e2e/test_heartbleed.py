@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_tool
+
 from . import scanners, servers, tls_raw
 from .clients import GET_KEEPALIVE
-from .conftest import require_tool, sslyze_path
+from .conftest import sslyze_path
 from .tls13_client import MiniTLS13Client
 
 CLAIMED = 16384
@@ -145,16 +147,8 @@ def test_plaintext_probe_before_client_hello(gateway, heartbeat):
 # --- inside the encrypted session, with the engine's own client ------------------------------
 
 
-def _require_raw_records() -> None:
-    from outwork.tls.connection import ClientConnection
-
-    if not hasattr(ClientConnection, "send_raw_record"):
-        pytest.skip("outwork's ClientConnection has no send_raw_record() for crafted probes yet")
-
-
 @pytest.mark.parametrize("heartbeat", [False, True], ids=["heartbeat-off", "heartbeat-on"])
 def test_in_session_probe(gateway, engine_client, backend, heartbeat):
-    _require_raw_records()
     gw = gateway(cert="ecdsa-p256", heartbeat=heartbeat)
     client = engine_client(gw, heartbeat=True)
     client.handshake()

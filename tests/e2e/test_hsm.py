@@ -21,9 +21,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from tests.conftest import require_file, require_tool
+
 from . import hsm_token
 from .clients import ToolRun, get_close, new_tag, run_tool, tagged_path
-from .conftest import require_tool
 from .pki import TestPKI, server_certificate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,8 +49,8 @@ class Token:
 
 @pytest.fixture(scope="session")
 def token(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI) -> Token:
-    if not Path(hsm_token.MODULE).is_file():
-        require_tool("softhsm2-util")  # skips with the install hint
+    require_tool("softhsm2-util")
+    require_file(hsm_token.MODULE, "softhsm2")
     folder = tmp_path_factory.mktemp("softhsm-e2e")
     (folder / "tokens").mkdir()
     conf = folder / "softhsm2.conf"

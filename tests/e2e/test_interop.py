@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.conftest import require_tool
+
 from . import servers, tls_raw
 from .clients import (
     GET_CLOSE,
@@ -26,7 +28,6 @@ from .clients import (
     run_tool,
     run_tool_until,
 )
-from .conftest import require_tool
 from .pki import KEY_KINDS
 
 SUITES = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256")

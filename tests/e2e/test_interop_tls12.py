@@ -21,9 +21,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from tests.conftest import require_tool
+
 from . import listeners, tls_raw
 from .clients import get_close, new_tag, read_http_response, run_tool, run_tool_until, tagged_path
-from .conftest import require_tool
 
 # OpenSSL name -> (IANA name as the access log writes it, certificate kind it needs).
 TLS12_SUITES = {

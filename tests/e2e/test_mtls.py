@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import require_tool
+
 from . import listeners
 from .clients import ToolRun, new_tag, run_tool, tagged_path
-from .conftest import require_tool
 from .pki import ClientCred, ClientPKI
 
 CURL_VERSION = {"1.3": ["--tlsv1.3"], "1.2": ["--tlsv1.2", "--tls-max", "1.2"]}

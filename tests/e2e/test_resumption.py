@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_tool
+
 from . import listeners
 from .clients import ToolRun, get_close, new_tag, run_tool
-from .conftest import require_tool
 
 VERSIONS = {"1.3": "-tls1_3", "1.2": "-tls1_2"}
 

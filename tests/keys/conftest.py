@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.util.ec import encode_named_curve_parameters
 
+from tests.conftest import require_file, require_tool
 from tests.tls.pki import CertAuthority
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
@@ -150,10 +150,8 @@ def issue_leaf(ca: CertAuthority, public: CertificatePublicKeyTypes, name: str) 
 
 @pytest.fixture(scope="session")
 def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
-    util = shutil.which("softhsm2-util")
-    assert util is not None and os.path.isfile(MODULE), (
-        "SoftHSM2 is missing: `make debian-packages` installs the Debian package softhsm2"
-    )
+    util = require_tool("softhsm2-util")
+    require_file(MODULE, "softhsm2")
     folder = tmp_path_factory.mktemp("softhsm")
     tokens = folder / "tokens"
     tokens.mkdir()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -22,7 +21,7 @@ from h2.settings import SettingCodes
 from hpack import Decoder
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
-from tests.conftest import Backend, Gateway
+from tests.conftest import Backend, Gateway, require_tool
 from tests.proxy import test_listener_tls
 from tests.proxy.h2_client import H2Client, RawClient, frame
 from tests.proxy.test_listener_tls import Pki, read_lines, tls_config
@@ -359,8 +358,7 @@ def test_curl_http2_get_post_and_big_download(make_backend, make_gateway, pki, t
 
 
 def test_h2load_many_streams(make_backend, make_gateway, pki, tmp_path):
-    h2load = shutil.which("h2load")
-    assert h2load, "h2load (nghttp2-client) is not installed"
+    h2load = require_tool("h2load")
     gw, _ = h2_gateway(make_backend, make_gateway, pki, tmp_path)
     run = subprocess.run(
         [h2load, "-n", "2000", "-c", "4", "-m", "50", f"https://127.0.0.1:{port_of(gw)}/"],

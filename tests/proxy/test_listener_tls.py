@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import ssl
 import subprocess
 import sys
@@ -21,7 +20,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from tests.conftest import ROOT, Backend, Gateway, gateway_config
+from tests.conftest import ROOT, Backend, Gateway, gateway_config, require_file, require_tool
+from tests.keys.conftest import MODULE
 from tests.tls.pki import CertAuthority
 
 GET = b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
@@ -429,8 +429,8 @@ class Token:
 
 @pytest.fixture(scope="module")
 def token(tmp_path_factory: pytest.TempPathFactory) -> Token:
-    if shutil.which("softhsm2-util") is None:
-        pytest.fail("SoftHSM2 is missing: `make debian-packages` installs softhsm2")
+    require_tool("softhsm2-util")
+    require_file(MODULE, "softhsm2")
     folder = tmp_path_factory.mktemp("hsm")
     (folder / "tokens").mkdir()
     conf = folder / "softhsm2.conf"

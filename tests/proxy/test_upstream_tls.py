@@ -14,7 +14,6 @@ import ipaddress
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.conftest import Gateway, gateway_config
+from tests.conftest import Gateway, gateway_config, require_tool
 from tests.e2e.pki import ClientPKI, TestPKI, make_client_pki, make_pki
 from tests.e2e.servers import free_port, port_accepts
 from tests.proxy.test_listener_tls import Token, token  # noqa: F401 (the SoftHSM2 fixture)
@@ -339,9 +338,7 @@ def test_gnutls_backend(
 ) -> None:
     """Another TLS implementation: `gnutls-serv --http` answers HTTP/1.0, close-delimited,
     ended with close_notify, with a page that describes the session it saw."""
-    gnutls = shutil.which("gnutls-serv")
-    if gnutls is None:
-        pytest.skip("gnutls-serv is not installed (Debian package gnutls-bin)")
+    gnutls = require_tool("gnutls-serv")
     ecdsa = pki.leaves["ecdsa-p256"]
     port = free_port()
     priority = "NORMAL" if version == "1.3" else "NORMAL:-VERS-TLS1.3"
@@ -372,9 +369,7 @@ def start_nginx_backend(
 ) -> subprocess.Popen[bytes]:
     """nginx as a TLS backend that requires a client certificate and answers with what it saw
     of the connection: `$connection $ssl_protocol $ssl_session_reused ...`."""
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx).exists():
-        pytest.skip("nginx is not installed (Debian package nginx-light)")
+    nginx = require_tool("nginx")
     ecdsa = pki.leaves["ecdsa-p256"]
     port = free_port()
     temp = "\n".join(

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from outwork.tls import events as ev
 from outwork.tls.config import ServerConfig
 from outwork.tls.enums import NamedGroup, ProtocolVersion
+from tests.conftest import require_tool
 from tests.tls.engine_peers import EngineServer
 from tests.tls.pki import Leaf
 
@@ -33,10 +32,7 @@ CHROMIUM_FLAGS = [
 
 
 def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.fail("chromium is not installed (make test installs it)")
-    return path
+    return require_tool("chromium")
 
 
 def test_chromium_loads_a_page_with_x25519mlkem768(leaves: dict[str, Leaf], tmp_path: Path) -> None:

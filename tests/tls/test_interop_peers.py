@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -22,6 +21,7 @@ from outwork.tls.alerts import AlertDescription
 from outwork.tls.clientauth import ClientAuth
 from outwork.tls.config import ClientConfig, ServerConfig
 from outwork.tls.enums import CipherSuite, CipherSuite12, NamedGroup, ProtocolVersion
+from tests.conftest import require_tool
 from tests.tls.engine_peers import EngineServer, client_exchange
 from tests.tls.pki import CertAuthority, Leaf
 
@@ -29,10 +29,7 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
 
 
 def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail(f"{tool} is not installed (make test installs it)")
-    return path
+    return require_tool(tool)
 
 
 @pytest.fixture
