@@ -165,9 +165,10 @@ _URI_CHARS = st.sampled_from(list("pkcs11:;?&=%/#+ aAzZ09-._~*é\x00") + ["%2", 
 @given(st.text())
 def test_parse_raises_only_value_error_on_any_text(text: str) -> None:
     try:
-        parse_pkcs11_uri(text)
+        result = parse_pkcs11_uri(text)
     except ValueError:
-        pass
+        return
+    assert isinstance(result, Pkcs11Uri)
 
 
 @given(st.lists(_URI_CHARS, max_size=60).map("".join))
