@@ -1,12 +1,16 @@
 """Client certificates (mTLS), TLS 1.3 and 1.2: required and optional, every way a client
-certificate can be wrong, the identity the connection carries, and resumption keeping it."""
+certificate can be wrong, the policy it is verified under (rustls/webpki's, with certificates
+made by `openssl`), the identity the connection carries, and resumption keeping it only while
+the certificate, the authentication and the listener's trust settings still hold."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -15,8 +19,10 @@ from outwork.tls import events as ev
 from outwork.tls.alerts import AlertDescription
 from outwork.tls.clientauth import ClientAuth
 from outwork.tls.config import CertifiedKey, ClientConfig, ServerConfig
+from outwork.tls.connection import ClientConnection, ServerConnection
 from outwork.tls.enums import ProtocolVersion
 from tests.tls.inmemory import connected_pair
+from tests.tls.odd_certs import Made, OpensslCA
 from tests.tls.pki import CertAuthority, Leaf
 
 VERSIONS = [ProtocolVersion.TLS13, ProtocolVersion.TLS12]
@@ -195,3 +201,138 @@ def test_resumption_keeps_the_identity(
     assert server.negotiated is not None and server.negotiated.resumed
     assert server.client_identity == identity
     assert server.negotiated.client_identity == identity
+
+
+# ----- the client certificate policy (rustls/webpki), with certificates made by `openssl` ------
+
+
+def mtls_pair(
+    leaves: dict[str, Leaf],
+    ca: CertAuthority,
+    client_cas: tuple[x509.Certificate, ...],
+    certificate: CertifiedKey | None,
+    version: ProtocolVersion,
+    mode: ClientAuth = ClientAuth.REQUIRED,
+    **server: Any,
+) -> tuple[ClientConnection, ServerConnection, list[ev.Event], list[ev.Event]]:
+    server_config = ServerConfig(
+        certificates=(leaves["ecdsa-p256"].certified(),),
+        client_auth=mode,
+        client_ca=client_cas,
+        **server,
+    )
+    client_config = ClientConfig(
+        trust_roots=(ca.cert,), max_version=version, client_certificate=certificate
+    )
+    return connected_pair(server_config, client_config)
+
+
+def failure_reason(events: list[ev.Event]) -> str:
+    return " ".join(e.reason for e in events if isinstance(e, ev.ConnectionFailed))
+
+
+def _sub_ca(parent: OpensslCA, name: str, extensions: str) -> OpensslCA:
+    """An intermediate issued by `parent`, able to issue in turn."""
+    sub = OpensslCA.__new__(OpensslCA)
+    sub.folder, sub.name, sub.made = parent.folder, name, parent.issue(name, extensions)
+    return sub
+
+
+@pytest.fixture(scope="module")
+def openssl_made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Made, CertifiedKey]]:
+    """name -> (the CA the listener trusts, the client's certificate chain and key)."""
+    folder = tmp_path_factory.mktemp("openssl-pki")
+    plain = OpensslCA(folder, "openssl-req-x509-ca")  # no keyUsage, as `openssl req -x509` makes
+    made: dict[str, tuple[Made, CertifiedKey]] = {}
+
+    def leaf(name: str, extensions: str, ca: OpensslCA = plain, *chain: OpensslCA) -> None:
+        made[name] = (ca.made, ca.issue(name, extensions).certified(*(c.made for c in chain)))
+
+    leaf("no-san", "extendedKeyUsage=clientAuth")
+    leaf("basic-constraints-only", "basicConstraints=CA:FALSE")
+    leaf("digital-signature", "keyUsage=critical,digitalSignature;extendedKeyUsage=clientAuth")
+    intermediate = _sub_ca(plain, "intermediate-no-key-usage", "basicConstraints=critical,CA:TRUE")
+    made["via-intermediate"] = (
+        plain.made,
+        intermediate.issue("via-intermediate", "extendedKeyUsage=clientAuth").certified(
+            intermediate.made
+        ),
+    )
+    leaf("v1", "")
+    leaf("server-auth-only", "basicConstraints=CA:FALSE;extendedKeyUsage=serverAuth")
+    leaf("no-digital-signature", "keyUsage=keyEncipherment")
+    leaf("ca-as-client", "basicConstraints=critical,CA:TRUE")
+    leaf("unknown-critical", "extendedKeyUsage=clientAuth;1.2.3.4.5=critical,ASN1:NULL")
+    for name, extensions in [
+        ("ca-without-basic-constraints", "keyUsage=keyCertSign"),
+        ("ca-not-a-ca", "basicConstraints=CA:FALSE"),
+        ("v1-ca", ""),
+    ]:
+        leaf(name, "extendedKeyUsage=clientAuth", OpensslCA(folder, f"{name}-root", extensions))
+    not_ca = _sub_ca(plain, "intermediate-not-a-ca", "basicConstraints=CA:FALSE")
+    made["intermediate-not-a-ca"] = (
+        plain.made,
+        not_ca.issue("under-not-a-ca", "extendedKeyUsage=clientAuth").certified(not_ca.made),
+    )
+    return made
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls13", "tls12"])
+@pytest.mark.parametrize(
+    "kind", ["no-san", "basic-constraints-only", "digital-signature", "via-intermediate"]
+)
+def test_openssl_made_client_certificates_are_accepted(
+    version: ProtocolVersion,
+    kind: str,
+    leaves: dict[str, Leaf],
+    ca: CertAuthority,
+    openssl_made: dict[str, tuple[Made, CertifiedKey]],
+) -> None:
+    # A CA without keyUsage, a leaf without subjectAltName (or any extension but one):
+    # nginx, Envoy and rustls accept them.
+    trusted, certified = openssl_made[kind]
+    client, server, client_events, server_events = mtls_pair(
+        leaves, ca, (trusted.cert,), certified, version
+    )
+    assert server.is_established and client.is_established, (client_events, server_events)
+    identity = server.client_identity
+    assert identity is not None
+    assert identity.subject == f"CN={kind}" and identity.sans == ()
+    assert identity.fingerprint_sha256 == certified.chain[0].fingerprint(hashes.SHA256()).hex()
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls13", "tls12"])
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("v1", "client certificate is X.509 v1; v3 is required"),
+        ("server-auth-only", "lacks clientAuth"),
+        ("no-digital-signature", "lacks digitalSignature"),
+        ("ca-as-client", "CA certificate (basicConstraints CA:TRUE) used as a client"),
+        ("unknown-critical", "critical extensions"),
+        ("ca-without-basic-constraints", "CA certificate has no basicConstraints"),
+        ("ca-not-a-ca", "basicConstraints.cA must be asserted"),
+        ("v1-ca", "a CA certificate in the chain is X.509 v1; v3 is required"),
+        ("intermediate-not-a-ca", "basicConstraints.cA must be asserted"),
+    ],
+)
+def test_client_certificates_outside_the_policy_are_refused(
+    version: ProtocolVersion,
+    kind: str,
+    reason: str,
+    leaves: dict[str, Leaf],
+    ca: CertAuthority,
+    openssl_made: dict[str, tuple[Made, CertifiedKey]],
+) -> None:
+    trusted, certified = openssl_made[kind]
+    client, server, client_events, server_events = mtls_pair(
+        leaves, ca, (trusted.cert,), certified, version
+    )
+    assert failure(server_events) == A.BAD_CERTIFICATE, (server_events, client_events)
+    assert reason in failure_reason(server_events)
+    assert not server.is_established and server.client_identity is None
+    # optional: the connection goes on, without an identity
+    client, server, _, server_events = mtls_pair(
+        leaves, ca, (trusted.cert,), certified, version, ClientAuth.OPTIONAL
+    )
+    assert server.is_established and server.client_identity is None, server_events
