@@ -175,9 +175,10 @@ def session_lifetime_left(
     """Whole seconds a session from a full handshake at `authenticated_at_ms` may still be
     resumed: `lifetime_s` counts from that handshake, not from the latest ticket, and never
     past the client certificate's notAfter. 0 or less: not any more."""
-    left = (authenticated_at_ms + lifetime_s * 1000 - int(now * 1000)) // 1000
+    now_ms = int(now * 1000)
+    left = (authenticated_at_ms + lifetime_s * 1000 - now_ms) // 1000
     if identity is not None:
-        left = min(left, identity.not_after - int(now))
+        left = min(left, (identity.not_after * 1000 - now_ms) // 1000)
     return min(left, lifetime_s)
 
 

@@ -6,6 +6,7 @@ the certificate, the authentication and the listener's trust settings still hold
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from outwork.keys.file_signer import FileSigner
 from outwork.tls import events as ev
@@ -21,6 +23,7 @@ from outwork.tls.clientauth import ClientAuth
 from outwork.tls.config import CertifiedKey, ClientConfig, ServerConfig
 from outwork.tls.connection import ClientConnection, ServerConnection
 from outwork.tls.enums import ProtocolVersion
+from outwork.tls.tickets import ClientSession, RotatingTicketKeys
 from tests.tls.inmemory import connected_pair
 from tests.tls.odd_certs import Made, OpensslCA
 from tests.tls.pki import CertAuthority, Leaf
@@ -336,3 +339,172 @@ def test_client_certificates_outside_the_policy_are_refused(
         leaves, ca, (trusted.cert,), certified, version, ClientAuth.OPTIONAL
     )
     assert server.is_established and server.client_identity is None, server_events
+
+
+# ----- resumption: the identity lives no longer than its proof ---------------------------------
+
+DAY = 24 * 3600
+STABLE_KEYS = RotatingTicketKeys(period=365 * DAY)  # no rotation gets in the way of the clock
+
+
+def _resuming(
+    leaves: dict[str, Leaf],
+    ca: CertAuthority,
+    client_cas: tuple[x509.Certificate, ...],
+    certificate: CertifiedKey | None,
+    version: ProtocolVersion,
+    lifetime: int,
+) -> tuple[ServerConfig, ClientConfig]:
+    server_config = ServerConfig(
+        certificates=(leaves["ecdsa-p256"].certified(),),
+        client_auth=ClientAuth.REQUIRED,
+        client_ca=client_cas,
+        ticket_keys=STABLE_KEYS,
+        ticket_lifetime=lifetime,
+    )
+    client_config = ClientConfig(
+        trust_roots=(ca.cert,), max_version=version, client_certificate=certificate
+    )
+    return server_config, client_config
+
+
+def _offered_anyway(session: ClientSession) -> ClientSession:
+    """The session as a client that ignores the lifetime it was given would offer it: what the
+    server decides is under test, not the client's manners."""
+    return dataclasses.replace(session, lifetime_s=7 * DAY)
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls13", "tls12"])
+def test_resumption_ends_at_the_client_certificate_not_after(
+    version: ProtocolVersion,
+    leaves: dict[str, Leaf],
+    ca: CertAuthority,
+    client_ca: CertAuthority,
+) -> None:
+    certified = client_ca.issue("ecdsa-p256", ("short@example.com",), 2, client=True).certified()
+    not_after = certified.chain[0].not_valid_after_utc.timestamp()
+    server_config, client_config = _resuming(
+        leaves, ca, (client_ca.cert,), certified, version, 7 * DAY
+    )
+    now = time.time()
+    first, server, _, _ = connected_pair(server_config, client_config, now=now)
+    assert server.client_identity is not None and first.sessions
+    ticket = first.sessions[-1]
+    assert ticket.lifetime_s <= not_after - now  # the ticket says so itself
+    # Just before notAfter the session resumes, and every new ticket keeps the limit.
+    second, server, _, _ = connected_pair(
+        server_config, client_config, session=_offered_anyway(ticket), now=not_after - 60
+    )
+    assert server.negotiated is not None and server.negotiated.resumed
+    assert second.sessions and second.sessions[-1].lifetime_s <= 60
+    # After it, not even the latest ticket: a full handshake, and the certificate, checked
+    # again, has expired.
+    chained = _offered_anyway(second.sessions[-1])
+    client, server, _, server_events = connected_pair(
+        server_config, client_config, session=chained, now=not_after + 60
+    )
+    assert failure(server_events) == A.CERTIFICATE_EXPIRED
+    assert not server.is_established and server.client_identity is None
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls13", "tls12"])
+def test_chained_resumption_counts_from_the_full_handshake(
+    version: ProtocolVersion,
+    leaves: dict[str, Leaf],
+    ca: CertAuthority,
+    client_ca: CertAuthority,
+    client_certs: dict[str, CertifiedKey | None],
+) -> None:
+    server_config, client_config = _resuming(
+        leaves, ca, (client_ca.cert,), client_certs["good"], version, 3600
+    )
+    start = time.time()
+    first, _, _, _ = connected_pair(server_config, client_config, now=start)
+    second, server, _, _ = connected_pair(
+        server_config, client_config, session=first.sessions[-1], now=start + 3000
+    )
+    assert server.negotiated is not None and server.negotiated.resumed
+    renewed = second.sessions[-1]
+    assert renewed.lifetime_s <= 600  # what is left of the hour since the full handshake
+    # 1000 s after the renewed ticket, 4000 s after the certificate was last checked.
+    _, server, _, _ = connected_pair(
+        server_config, client_config, session=_offered_anyway(renewed), now=start + 4000
+    )
+    assert server.negotiated is not None and not server.negotiated.resumed
+    assert server.client_identity is not None  # proved again by a full handshake
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls13", "tls12"])
+def test_a_ticket_from_before_a_client_ca_change_is_not_resumed(
+    version: ProtocolVersion,
+    leaves: dict[str, Leaf],
+    ca: CertAuthority,
+    client_ca: CertAuthority,
+    client_certs: dict[str, CertifiedKey | None],
+) -> None:
+    good = client_certs["good"]
+    under_a, client_config = _resuming(leaves, ca, (client_ca.cert,), good, version, 3600)
+    now = time.time()
+    first, _, _, _ = connected_pair(under_a, client_config, now=now)
+    ticket = first.sessions[-1]
+    ca_b = CertAuthority("outwork client CA B")
+    under_b = dataclasses.replace(under_a, client_ca=(ca_b.cert,))  # same ticket keys
+    # The old certificate with the old ticket: a full handshake, which refuses it.
+    _, server, _, server_events = connected_pair(
+        under_b, client_config, session=ticket, now=now + 1
+    )
+    assert failure(server_events) == A.UNKNOWN_CA and server.client_identity is None
+    # A certificate from B with the old ticket: a full handshake, and B's identity.
+    from_b = ca_b.issue("ecdsa-p256", ("b@example.com",), client=True).certified()
+    client_b = dataclasses.replace(client_config, client_certificate=from_b)
+    _, server, _, _ = connected_pair(under_b, client_b, session=ticket, now=now + 2)
+    assert server.negotiated is not None and not server.negotiated.resumed
+    assert server.client_identity is not None
+    assert server.client_identity.sans == ("email:b@example.com",)
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls13", "tls12"])
+def test_an_identity_with_newlines_round_trips_through_a_ticket(
+    version: ProtocolVersion,
+    leaves: dict[str, Leaf],
+    ca: CertAuthority,
+    client_ca: CertAuthority,
+) -> None:
+    # Under the old newline-joined encoding this subject forged the fingerprint and SANs
+    # seen after resumption.
+    forged_fingerprint = "f" * 64
+    subject_cn = f"partner\n{forged_fingerprint}\nDNS:admin.example"
+    key = ec.generate_private_key(ec.SECP256R1())
+    issued = time.time()
+    cert = (
+        x509.CertificateBuilder()
+        # Longer than ub-common-name (64): a peer need not keep to it.
+        .subject_name(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn, _validate=False)])
+        )
+        .issuer_name(client_ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime.datetime.fromtimestamp(issued - DAY, datetime.UTC))
+        .not_valid_after(datetime.datetime.fromtimestamp(issued + DAY, datetime.UTC))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.RFC822Name("partner@example.com")]), critical=False
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(client_ca.key, hashes.SHA256())
+    )
+    certified = CertifiedKey((cert,), FileSigner(key))
+    server_config, client_config = _resuming(
+        leaves, ca, (client_ca.cert,), certified, version, 3600
+    )
+    first, server, _, _ = connected_pair(server_config, client_config, now=issued)
+    identity = server.client_identity
+    assert identity is not None and "\n" in identity.subject
+    assert identity.fingerprint_sha256 == cert.fingerprint(hashes.SHA256()).hex()
+    _, server, _, _ = connected_pair(
+        server_config, client_config, session=first.sessions[-1], now=issued + 1
+    )
+    assert server.negotiated is not None and server.negotiated.resumed
+    assert server.client_identity == identity
+    assert server.client_identity.fingerprint_sha256 != forged_fingerprint
+    assert server.client_identity.sans == ("email:partner@example.com",)
