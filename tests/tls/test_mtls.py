@@ -491,6 +491,10 @@ def test_an_identity_with_newlines_round_trips_through_a_ticket(
             x509.SubjectAlternativeName([x509.RFC822Name("partner@example.com")]), critical=False
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(client_ca.key.public_key()),
+            critical=False,
+        )
         .sign(client_ca.key, hashes.SHA256())
     )
     certified = CertifiedKey((cert,), FileSigner(key))
