@@ -110,12 +110,14 @@ def _header(der: bytes, pos: int) -> int:
     return 2 if first < 0x80 else 2 + (first & 0x7F)
 
 
-def resign(ca: CertAuthority, cert: x509.Certificate, old: bytes, new: bytes) -> bytes:
-    """`cert`'s DER with `old` (once in the TBS) replaced by `new` of the same length (so no
-    enclosing length changes), signed again by `ca`."""
-    tbs = cert.tbs_certificate_bytes
-    assert tbs.count(old) == 1 and len(new) == len(old)
-    body = tbs.replace(old, new)
+def resign(ca: CertAuthority, cert: x509.Certificate, *replace: tuple[bytes, bytes]) -> bytes:
+    """`cert`'s DER with each (old, new) replaced (old once in the TBS, new of the same length,
+    so no enclosing length changes), signed again by `ca`."""
+    body = cert.tbs_certificate_bytes
+    tbs = body
+    for old, new in replace:
+        assert body.count(old) == 1 and len(new) == len(old)
+        body = body.replace(old, new)
     der = cert.public_bytes(serialization.Encoding.DER)
     start = _header(der, 0) + len(tbs)
     algorithm = der[start : start + _header(der, start) + der[start + 1]]
@@ -150,19 +152,19 @@ def placeholder_leaf(
     return cert, key
 
 
-_CN_TLV = tlv(0x0C, PLACEHOLDER_CN.encode())
-_IP_TLV = tlv(0x87, PLACEHOLDER_IP)
+CN_TLV = tlv(0x0C, PLACEHOLDER_CN.encode())
+IP_TLV = tlv(0x87, PLACEHOLDER_IP)
 
 # Each is a certificate field cryptography parses lazily and raises on (checked by the tests).
 MALFORMED = {
     # the subject's CN as a UTF8String that is not UTF-8: ValueError on `subject`
-    "subject-not-utf8": (_CN_TLV, tlv(0x0C, b"\xff" * 8)),
+    "subject-not-utf8": (CN_TLV, tlv(0x0C, b"\xff" * 8)),
     # an IA5String CN with a byte over 0x7f: ValueError
-    "subject-ia5-high-byte": (_CN_TLV, tlv(0x16, b"\xfe" * 8)),
+    "subject-ia5-high-byte": (CN_TLV, tlv(0x16, b"\xfe" * 8)),
     # a BIT STRING as the CN's value: TypeError ("oid must be X500_UNIQUE_IDENTIFIER")
-    "subject-bit-string": (_CN_TLV, tlv(0x03, b"\x00" + b"\x01" * 7)),
+    "subject-bit-string": (CN_TLV, tlv(0x03, b"\x00" + b"\x01" * 7)),
     # a SAN IP address whose octet string is a SEQUENCE-shaped 4 bytes: a 2-byte "address"
-    "san-ip-two-bytes": (_IP_TLV, tlv(0x87, b"\x01\x02") + tlv(0x87, b"")),
+    "san-ip-two-bytes": (IP_TLV, tlv(0x87, b"\x01\x02") + tlv(0x87, b"")),
 }
 
 
@@ -172,5 +174,5 @@ def malformed_leaf(
     """(DER, CertifiedKey) of a leaf of `ca` whose field `kind` (see MALFORMED) is malformed."""
     cert, key = placeholder_leaf(ca, server)
     old, new = MALFORMED[kind]
-    der = resign(ca, cert, old, new)
+    der = resign(ca, cert, (old, new))
     return der, CertifiedKey((x509.load_der_x509_certificate(der),), FileSigner(key))
