@@ -15,6 +15,8 @@ from outwork.tls.tickets import (
     SessionState,
     open_ticket,
     seal_ticket,
+    session_lifetime_left,
+    still_authenticated,
 )
 
 NOW = 1_800_000_000.0
@@ -101,3 +103,28 @@ def test_ticket_over_the_size_cap_is_refused_even_if_genuine() -> None:
     assert len(ticket) > MAX_TICKET
     assert open_ticket(KEYS, ticket, NOW) is None
     assert open_ticket(KEYS, seal_ticket(KEYS, state, NOW), NOW) == state
+
+
+@given(
+    st.integers(0, 2**41),
+    st.none() | st.integers(0, 2**34),
+    st.integers(1, 7 * 24 * 3600),
+    st.floats(0, 2**33, allow_nan=False),
+)
+def test_a_session_never_outlives_its_authentication_or_its_certificate(
+    authenticated_at_ms: int, not_after: int | None, lifetime: int, now: float
+) -> None:
+    identity = None if not_after is None else ClientIdentity("CN=a", (), "00" * 32, not_after)
+    left = session_lifetime_left(authenticated_at_ms, identity, lifetime, now)
+    now_ms = int(now * 1000)  # tickets keep time in milliseconds
+    assert left <= lifetime
+    assert now_ms + left * 1000 <= authenticated_at_ms + lifetime * 1000
+    if identity is not None:
+        assert now_ms + left * 1000 <= identity.not_after * 1000
+    state = SessionState(
+        0x0304, 0x1301, bytes(32), 0, lifetime, 0, True, "", "", identity, authenticated_at_ms, b"t"
+    )
+    assert still_authenticated(state, b"t", lifetime, now) == (
+        left > 0 and authenticated_at_ms <= now_ms + 1000
+    )
+    assert not still_authenticated(state, b"other settings", lifetime, now)
