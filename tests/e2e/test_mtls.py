@@ -25,7 +25,7 @@ from tests.tls.odd_certs import MALFORMED, OpensslCA, placeholder_leaf, resign
 from tests.tls.pki import CertAuthority
 
 from . import listeners
-from .clients import ToolRun, new_tag, run_tool, tagged_path
+from .clients import ToolRun, get_close, new_tag, run_tool, tagged_path
 from .conftest import require_tool
 from .pki import ClientCred, ClientPKI
 
@@ -296,3 +296,79 @@ def test_v1_and_malformed_client_certificates_are_refused_with_an_event(
     assert odd_required.metric(sample) > counted
     assert "Traceback" not in odd_required.stderr_since_mark()
     assert odd_required.alive()
+
+
+S_CLIENT_VERSIONS = {"1.3": "-tls1_3", "1.2": "-tls1_2"}
+
+
+def s_client_run(gw, pki, version: str, cred: ClientCred, tag: str, *extra: str) -> ToolRun:
+    openssl = require_tool("openssl")
+    return run_tool(
+        [
+            openssl,
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{gw.port}",
+            "-servername",
+            "localhost",
+            S_CLIENT_VERSIONS[version],
+            "-CAfile",
+            str(pki.ca_cert),
+            "-verify_return_error",
+            "-ign_eof",
+            "-cert",
+            str(cred.cert),
+            "-key",
+            str(cred.key),
+            *extra,
+        ],  # fmt: skip
+        stdin=get_close(tag),
+    )
+
+
+@pytest.mark.parametrize("version", list(S_CLIENT_VERSIONS))
+def test_a_ticket_does_not_carry_an_identity_to_a_listener_with_another_client_ca(
+    tls_gateway, pki, client_pki: ClientPKI, odd_clients: OddClients, backend, tmp_path, version
+):
+    """Two gateway processes share a ticket key file (as a node's workers, or one listener
+    before and after its `client_ca` changed): A trusts the issue-3 client CA, B the openssl
+    one. A's ticket offered to B with A's certificate is a full handshake that B refuses;
+    with B's certificate a full handshake with B's identity, never A's from the ticket."""
+    key_file = tmp_path / "ticket-keys.json"
+    tickets = {"key_file": str(key_file)}
+
+    def listener(ca: Path) -> dict[str, Any]:
+        return listeners.dual(
+            pki, client_auth="required", client_ca=str(ca), session_tickets=tickets
+        )
+
+    leaf = pki.leaves["ecdsa-p256"]
+    under_a = tls_gateway(f"ca-a-{version}", leaf, listener(client_pki.ca_cert), fresh=True)
+    under_b = tls_gateway(f"ca-b-{version}", leaf, listener(odd_clients.ca_cert), fresh=True)
+    session = tmp_path / "session.pem"
+    good = client_pki.good
+    tag = new_tag("under-a")
+    run = s_client_run(under_a, pki, version, good, tag, "-sess_out", str(session))
+    assert f"New, TLSv{version}" in run.output and backend.body.decode() in run.output, (
+        run.explain()
+    )
+    assert under_a.access_for(tag)["tls"]["client_fingerprint"] == good.fingerprint_sha256
+
+    before = _failures(under_b, "unknown_ca")
+    run = s_client_run(under_b, pki, version, good, new_tag("a-at-b"), "-sess_in", str(session))
+    assert "Reused" not in run.output and backend.body.decode() not in run.output, run.explain()
+    assert under_b.wait_for_event(
+        lambda e: (
+            e.get("event") == "tls.handshake_failed"
+            and isinstance(e.get("detail"), dict)
+            and e["detail"].get("alert") == "unknown_ca"
+        )
+    ), under_b.events()[-3:]
+    assert _failures(under_b, "unknown_ca") > before
+
+    cred_b = odd_clients.creds["no-san"]
+    tag = new_tag("b-at-b")
+    run = s_client_run(under_b, pki, version, cred_b, tag, "-sess_in", str(session))
+    assert "Reused" not in run.output and backend.body.decode() in run.output, run.explain()
+    tls = under_b.access_for(tag)["tls"]
+    assert tls["resumed"] is False and tls["client_fingerprint"] == cred_b.fingerprint_sha256
