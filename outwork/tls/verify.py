@@ -78,7 +78,7 @@ V1_IN_CHAIN = "a CA certificate in the chain is X.509 v1; v3 is required"
 
 def webpki_ca_policy(purpose: x509.ObjectIdentifier) -> ExtensionPolicy:
     """What rustls/webpki ask of a CA: basicConstraints CA:TRUE (critical or not); keyUsage
-    and extendedKeyUsage checked only when present (keyCertSign; `purpose`). `openssl req
+    and extendedKeyUsage checked only when present (keyCertSign; `purpose` or any). `openssl req
     -x509` makes CAs without keyUsage, and nginx, Envoy and rustls accept them."""
 
     def is_ca(_policy: Policy, _cert: x509.Certificate, value: x509.BasicConstraints) -> None:
@@ -94,7 +94,13 @@ def webpki_ca_policy(purpose: x509.ObjectIdentifier) -> ExtensionPolicy:
     def for_purpose(
         _policy: Policy, _cert: x509.Certificate, value: x509.ExtendedKeyUsage | None
     ) -> None:
-        if value is not None and purpose not in value:
+        # anyExtendedKeyUsage on a CA is accepted, as cryptography's own CA policy does (and
+        # private PKIs use it); the leaf must name the purpose itself.
+        if (
+            value is not None
+            and purpose not in value
+            and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in value
+        ):
             raise ValueError(f"extendedKeyUsage of an issuing certificate lacks {purpose._name}")
 
     return (

@@ -267,6 +267,8 @@ def openssl_made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Ma
     leaf("ca-as-client", "basicConstraints=critical,CA:TRUE")
     leaf("unknown-critical", "extendedKeyUsage=clientAuth;1.2.3.4.5=critical,ASN1:NULL")
     for name, extensions in [
+        ("ca-for-any-purpose", "basicConstraints=CA:TRUE;extendedKeyUsage=anyExtendedKeyUsage"),
+        ("ca-for-servers-only", "basicConstraints=CA:TRUE;extendedKeyUsage=serverAuth"),
         ("ca-without-basic-constraints", "keyUsage=keyCertSign"),
         ("ca-not-a-ca", "basicConstraints=CA:FALSE"),
         ("v1-ca", ""),
@@ -282,7 +284,14 @@ def openssl_made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Ma
 
 @pytest.mark.parametrize("version", VERSIONS, ids=["tls13", "tls12"])
 @pytest.mark.parametrize(
-    "kind", ["no-san", "basic-constraints-only", "digital-signature", "via-intermediate"]
+    "kind",
+    [
+        "no-san",
+        "basic-constraints-only",
+        "digital-signature",
+        "via-intermediate",
+        "ca-for-any-purpose",
+    ],
 )
 def test_openssl_made_client_certificates_are_accepted(
     version: ProtocolVersion,
@@ -313,6 +322,7 @@ def test_openssl_made_client_certificates_are_accepted(
         ("no-digital-signature", "lacks digitalSignature"),
         ("ca-as-client", "CA certificate (basicConstraints CA:TRUE) used as a client"),
         ("unknown-critical", "critical extensions"),
+        ("ca-for-servers-only", "extendedKeyUsage of an issuing certificate lacks clientAuth"),
         ("ca-without-basic-constraints", "CA certificate has no basicConstraints"),
         ("ca-not-a-ca", "basicConstraints.cA must be asserted"),
         ("v1-ca", "a CA certificate in the chain is X.509 v1; v3 is required"),
