@@ -5,10 +5,15 @@ an exception."""
 
 from __future__ import annotations
 
+import datetime
 import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -176,3 +181,62 @@ def test_any_name_bytes_give_an_identity_or_a_tls_error(cn: bytes, ip: bytes) ->
             check()
         except TLSError:
             pass
+
+
+def _cert(
+    name: str,
+    issuer: tuple[ec.EllipticCurvePrivateKey, x509.Name] | None,
+    extensions: list[x509.ExtensionType],
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    signer, issuer_name = issuer or (key, subject)
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=5))
+    )
+    if issuer is not None:
+        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key())
+        builder = builder.add_extension(aki, critical=False)
+    for extension in extensions:
+        critical = isinstance(extension, x509.BasicConstraints | x509.NameConstraints)
+        builder = builder.add_extension(extension, critical=critical)
+    return key, builder.sign(signer, hashes.SHA256())
+
+
+def test_name_constraints_and_path_length_still_hold_under_the_relaxed_ca_policy() -> None:
+    """The CA policy only stops asking for keyUsage: the verifier's own checks remain."""
+    root_key, root = _cert("root", None, [x509.BasicConstraints(ca=True, path_length=None)])
+    constrained = x509.NameConstraints([x509.DNSName("allowed.example")], None)
+    inter_key, inter = _cert(
+        "inter", (root_key, root.subject), [x509.BasicConstraints(True, 0), constrained]
+    )
+    usage = x509.ExtendedKeyUsage(
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    )
+
+    def leaf(name: str, issuer: tuple[ec.EllipticCurvePrivateKey, x509.Name]) -> x509.Certificate:
+        san = x509.SubjectAlternativeName([x509.DNSName(name)])
+        return _cert("leaf", issuer, [san, usage])[1]
+
+    now = time.time()
+    inside = leaf("a.allowed.example", (inter_key, inter.subject))
+    verify_server_chain([inside, inter], (root,), "a.allowed.example", now)
+    verify_client_chain([inside, inter], (root,), now)
+    outside = leaf("evil.example", (inter_key, inter.subject))
+    with pytest.raises(TLSError, match="name constraints"):
+        verify_server_chain([outside, inter], (root,), "evil.example", now)
+    with pytest.raises(TLSError, match="name constraints"):
+        verify_client_chain([outside, inter], (root,), now)
+    sub_key, sub = _cert("sub", (inter_key, inter.subject), [x509.BasicConstraints(True, None)])
+    too_deep = leaf("b.allowed.example", (sub_key, sub.subject))
+    with pytest.raises(TLSError, match="path length"):
+        verify_server_chain([too_deep, sub, inter], (root,), "b.allowed.example", now)
+    with pytest.raises(TLSError, match="path length"):
+        verify_client_chain([too_deep, sub, inter], (root,), now)
