@@ -84,9 +84,9 @@ from outwork.tls.signing import (
 from outwork.tls.tickets import (
     SessionState,
     open_ticket,
-    seal_ticket,
     session_lifetime_left,
     still_authenticated,
+    ticket_for,
 )
 from outwork.tls.verify import load_chain
 
@@ -587,7 +587,10 @@ class ServerConnection(TLSConnection):
             authenticated_at_ms=self._authenticated_at_ms,
             trust_binding=trust_binding(self._config.client_auth, self._config.client_ca),
         )
-        ticket = NewSessionTicket(lifetime, age_add, nonce, seal_ticket(keys, state, now), ())
+        sealed = ticket_for(keys, state, now)
+        if sealed is None:
+            return  # an identity too large for a ticket: this session is not resumed
+        ticket = NewSessionTicket(lifetime, age_add, nonce, sealed, ())
         w = Writer()
         push_new_session_ticket(w, ticket)
         self.send_handshake(HandshakeType.NEW_SESSION_TICKET, w.getvalue())

@@ -66,9 +66,9 @@ from outwork.tls.signing import TLS12_SCHEMES, sign_with, verify_signature
 from outwork.tls.tickets import (
     SessionState,
     open_ticket,
-    seal_ticket,
     session_lifetime_left,
     still_authenticated,
+    ticket_for,
 )
 from outwork.tls.tls12 import (
     SUITES12,
@@ -311,10 +311,11 @@ class Tls12ServerHandshake:
             trust_binding=trust_binding(self._config.client_auth, self._config.client_ca),
         )
         # RFC 5077 3.3: promised in the ServerHello, so sent; empty when the session may not
-        # be resumed any more (the client certificate expires now).
-        sealed = seal_ticket(keys, state, self._now) if lifetime > 0 else b""
+        # be resumed any more (the client certificate expires now) or its identity is too
+        # large for a ticket.
+        sealed = ticket_for(keys, state, self._now) if lifetime > 0 else None
         w = Writer()
-        push_new_session_ticket12(w, NewSessionTicket12(max(lifetime, 0), sealed))
+        push_new_session_ticket12(w, NewSessionTicket12(max(lifetime, 0), sealed or b""))
         self._transcript.update(
             self._conn.send_handshake(HandshakeType.NEW_SESSION_TICKET, w.getvalue())
         )

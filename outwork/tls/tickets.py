@@ -148,6 +148,18 @@ def seal_ticket(keys: TicketKeySource, state: SessionState, now: float) -> bytes
     return name + nonce + AESGCM(key).encrypt(nonce, _encode_state(state), name)
 
 
+def ticket_for(keys: TicketKeySource, state: SessionState, now: float) -> bytes | None:
+    """The sealed ticket, or None when `state` makes no ticket `open_ticket` would accept: a
+    client certificate's names can make the identity longer than a ticket (or than its
+    2-byte length prefix, which int.to_bytes refuses with OverflowError). No ticket then:
+    the client does full handshakes."""
+    try:
+        ticket = seal_ticket(keys, state, now)
+    except OverflowError:
+        return None
+    return ticket if len(ticket) <= MAX_TICKET else None
+
+
 def open_ticket(keys: TicketKeySource, ticket: bytes, now: float) -> SessionState | None:
     """The state in `ticket` if it is ours, intact and within its lifetime; else None."""
     if not KEY_NAME_LENGTH + NONCE_LENGTH + 16 < len(ticket) <= MAX_TICKET:
