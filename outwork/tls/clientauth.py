@@ -33,6 +33,7 @@ from outwork.tls.codec import Reader, Writer
 from outwork.tls.verify import (
     V1_IN_CHAIN,
     check_v3,
+    error_text,
     malformed_certificates_refused,
     trust_store,
     webpki_ca_policy,
@@ -156,7 +157,7 @@ def verify_client_chain(
         try:
             verifier.verify(leaf, chain[1:])
         except VerificationError as exc:
-            message = str(exc)
+            message = error_text(exc)
             top_issuer = chain[-1].issuer
             known_issuer = any(ca.subject == top_issuer for ca in client_cas) or any(
                 ca.subject == leaf.issuer for ca in client_cas

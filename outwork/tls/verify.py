@@ -50,6 +50,17 @@ def trust_store(roots: tuple[x509.Certificate, ...]) -> Store:
     return store
 
 
+# cryptography's messages quote the certificate's subject, which the peer chose (a 60 KB CN
+# is possible): the reason in the security event is cut to this.
+MAX_REASON_CERT_TEXT = 300
+
+
+def error_text(exc: Exception) -> str:
+    """`exc`'s message, at most MAX_REASON_CERT_TEXT characters."""
+    text = str(exc)
+    return text if len(text) <= MAX_REASON_CERT_TEXT else text[:MAX_REASON_CERT_TEXT] + "..."
+
+
 @contextmanager
 def malformed_certificates_refused(role: str) -> Iterator[None]:
     """Turn cryptography's ValueError/TypeError on a malformed certificate field into a
@@ -58,7 +69,7 @@ def malformed_certificates_refused(role: str) -> Iterator[None]:
         yield
     except (ValueError, TypeError) as exc:
         raise TLSError(
-            AlertDescription.BAD_CERTIFICATE, f"malformed {role} certificate: {exc}"
+            AlertDescription.BAD_CERTIFICATE, f"malformed {role} certificate: {error_text(exc)}"
         ) from exc
 
 
@@ -149,7 +160,7 @@ def verify_server_chain(
         try:
             verifier.verify(leaf, chain[1:])
         except VerificationError as exc:
-            message = str(exc)
+            message = error_text(exc)
             if "not valid at validation time" in message:
                 alert = AlertDescription.CERTIFICATE_EXPIRED  # an intermediate out of validity
             elif "X509v3" in message:
@@ -170,5 +181,7 @@ def load_chain(ders: list[bytes] | tuple[bytes, ...]) -> list[x509.Certificate]:
         for cert in chain:
             cert.public_key()  # an unknown algorithm or a point off the curve fails here
     except (ValueError, TypeError, x509.InvalidVersion, UnsupportedAlgorithm) as exc:
-        raise TLSError(AlertDescription.BAD_CERTIFICATE, f"unusable certificate: {exc}") from exc
+        raise TLSError(
+            AlertDescription.BAD_CERTIFICATE, f"unusable certificate: {error_text(exc)}"
+        ) from exc
     return chain

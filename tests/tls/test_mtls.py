@@ -524,17 +524,13 @@ def test_an_identity_with_newlines_round_trips_through_a_ticket(
     assert server.client_identity.sans == ("email:partner@example.com",)
 
 
-@pytest.mark.parametrize("version", VERSIONS, ids=["tls13", "tls12"])
-def test_an_identity_too_large_for_a_ticket_gets_no_ticket(
-    version: ProtocolVersion,
-    leaves: dict[str, Leaf],
-    ca: CertAuthority,
-    client_ca: CertAuthority,
-) -> None:
-    # 33 000 commas: RFC 4514 escapes each, so the subject alone is 66 000 characters, more
-    # than a ticket holds and than a 2-byte length says (the chain stays under its 64 KiB cap).
+def _huge_subject(
+    client_ca: CertAuthority, purpose: x509.ObjectIdentifier, issued: float
+) -> CertifiedKey:
+    """33 000 commas in the CN: RFC 4514 escapes each, so the subject alone is 66 000
+    characters, more than a ticket holds and than a 2-byte length says (the chain stays under
+    its 64 KiB cap)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    issued = time.time()
     cert = (
         x509.CertificateBuilder()
         .subject_name(
@@ -545,7 +541,7 @@ def test_an_identity_too_large_for_a_ticket_gets_no_ticket(
         .serial_number(x509.random_serial_number())
         .not_valid_before(datetime.datetime.fromtimestamp(issued - DAY, datetime.UTC))
         .not_valid_after(datetime.datetime.fromtimestamp(issued + DAY, datetime.UTC))
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("big.example")]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(client_ca.key.public_key()),
@@ -553,12 +549,29 @@ def test_an_identity_too_large_for_a_ticket_gets_no_ticket(
         )
         .sign(client_ca.key, hashes.SHA256())
     )
-    server_config, client_config = _resuming(
-        leaves, ca, (client_ca.cert,), CertifiedKey((cert,), FileSigner(key)), version, 3600
-    )
+    return CertifiedKey((cert,), FileSigner(key))
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=["tls13", "tls12"])
+def test_an_identity_too_large_for_a_ticket_gets_no_ticket(
+    version: ProtocolVersion,
+    leaves: dict[str, Leaf],
+    ca: CertAuthority,
+    client_ca: CertAuthority,
+) -> None:
+    issued = time.time()
+    huge = _huge_subject(client_ca, ExtendedKeyUsageOID.CLIENT_AUTH, issued)
+    server_config, client_config = _resuming(leaves, ca, (client_ca.cert,), huge, version, 3600)
     client, server, client_events, server_events = connected_pair(
         server_config, client_config, now=issued
     )
     assert server.is_established and client.is_established, (client_events, server_events)
     assert server.client_identity is not None and len(server.client_identity.subject) > 66_000
     assert not client.sessions  # no ticket: nothing to resume without the certificate
+    # Refused, the reason in the security event does not quote all of the subject.
+    for_servers = _huge_subject(client_ca, ExtendedKeyUsageOID.SERVER_AUTH, issued)
+    refused = dataclasses.replace(client_config, client_certificate=for_servers)
+    _, _, _, server_events = connected_pair(server_config, refused, now=issued)
+    assert failure(server_events) == A.BAD_CERTIFICATE
+    assert "lacks clientAuth" in failure_reason(server_events)
+    assert len(failure_reason(server_events)) < 1000
