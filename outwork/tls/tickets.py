@@ -150,12 +150,12 @@ def seal_ticket(keys: TicketKeySource, state: SessionState, now: float) -> bytes
 
 def ticket_for(keys: TicketKeySource, state: SessionState, now: float) -> bytes | None:
     """The sealed ticket, or None when `state` makes no ticket `open_ticket` would accept: a
-    client certificate's names can make the identity longer than a ticket (or than its
-    2-byte length prefix, which int.to_bytes refuses with OverflowError). No ticket then:
-    the client does full handshakes."""
+    client certificate's names can make the identity longer than a ticket, or than a 2-byte
+    length prefix (int.to_bytes refuses with OverflowError, Writer.block with ValueError). No
+    ticket then: the client does full handshakes."""
     try:
         ticket = seal_ticket(keys, state, now)
-    except OverflowError:
+    except (OverflowError, ValueError):
         return None
     return ticket if len(ticket) <= MAX_TICKET else None
 

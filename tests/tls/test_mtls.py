@@ -524,25 +524,26 @@ def test_an_identity_with_newlines_round_trips_through_a_ticket(
     assert server.client_identity.sans == ("email:partner@example.com",)
 
 
-def _huge_subject(
-    client_ca: CertAuthority, purpose: x509.ObjectIdentifier, issued: float
+def _huge_identity(
+    client_ca: CertAuthority, purpose: x509.ObjectIdentifier, issued: float, many_sans: bool
 ) -> CertifiedKey:
     """33 000 commas in the CN: RFC 4514 escapes each, so the subject alone is 66 000
-    characters, more than a ticket holds and than a 2-byte length says (the chain stays under
+    characters; or 12 000 one-letter DNS SANs, 84 000 bytes as "DNS:x" with their lengths.
+    Either is more than a ticket holds and than a 2-byte length says (the chain stays under
     its 64 KiB cap)."""
     key = ec.generate_private_key(ec.SECP256R1())
+    cn = "many sans" if many_sans else "," * 33_000
+    sans = [x509.DNSName(chr(ord("a") + i % 26)) for i in range(12_000 if many_sans else 1)]
     cert = (
         x509.CertificateBuilder()
-        .subject_name(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "," * 33_000, _validate=False)])
-        )
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn, _validate=False)]))
         .issuer_name(client_ca.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(datetime.datetime.fromtimestamp(issued - DAY, datetime.UTC))
         .not_valid_after(datetime.datetime.fromtimestamp(issued + DAY, datetime.UTC))
         .add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("big.example")]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(client_ca.key.public_key()),
             critical=False,
@@ -553,23 +554,26 @@ def _huge_subject(
 
 
 @pytest.mark.parametrize("version", VERSIONS, ids=["tls13", "tls12"])
+@pytest.mark.parametrize("many_sans", [False, True], ids=["subject", "sans"])
 def test_an_identity_too_large_for_a_ticket_gets_no_ticket(
     version: ProtocolVersion,
+    many_sans: bool,
     leaves: dict[str, Leaf],
     ca: CertAuthority,
     client_ca: CertAuthority,
 ) -> None:
     issued = time.time()
-    huge = _huge_subject(client_ca, ExtendedKeyUsageOID.CLIENT_AUTH, issued)
+    huge = _huge_identity(client_ca, ExtendedKeyUsageOID.CLIENT_AUTH, issued, many_sans)
     server_config, client_config = _resuming(leaves, ca, (client_ca.cert,), huge, version, 3600)
     client, server, client_events, server_events = connected_pair(
         server_config, client_config, now=issued
     )
     assert server.is_established and client.is_established, (client_events, server_events)
-    assert server.client_identity is not None and len(server.client_identity.subject) > 66_000
+    identity = server.client_identity
+    assert identity is not None and len(identity.subject) + 7 * len(identity.sans) > 66_000
     assert not client.sessions  # no ticket: nothing to resume without the certificate
     # Refused, the reason in the security event does not quote all of the subject.
-    for_servers = _huge_subject(client_ca, ExtendedKeyUsageOID.SERVER_AUTH, issued)
+    for_servers = _huge_identity(client_ca, ExtendedKeyUsageOID.SERVER_AUTH, issued, many_sans)
     refused = dataclasses.replace(client_config, client_certificate=for_servers)
     _, _, _, server_events = connected_pair(server_config, refused, now=issued)
     assert failure(server_events) == A.BAD_CERTIFICATE
