@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from outwork.tls.alerts import TLSError
-from outwork.tls.clientauth import ClientIdentity
+from outwork.tls.clientauth import ClientAuth, ClientIdentity, trust_binding
 from outwork.tls.tickets import (
     MAX_TICKET,
     RotatingTicketKeys,
@@ -18,6 +18,7 @@ from outwork.tls.tickets import (
     session_lifetime_left,
     still_authenticated,
 )
+from tests.tls.pki import CertAuthority
 
 NOW = 1_800_000_000.0
 KEYS = RotatingTicketKeys()
@@ -128,3 +129,14 @@ def test_a_session_never_outlives_its_authentication_or_its_certificate(
         left > 0 and authenticated_at_ms <= now_ms + 1000
     )
     assert not still_authenticated(state, b"other settings", lifetime, now)
+
+
+def test_the_trust_binding_follows_the_settings_not_the_objects() -> None:
+    a, b = CertAuthority("binding A").cert, CertAuthority("binding B").cert
+    binding = trust_binding(ClientAuth.REQUIRED, (a,))
+    # Another worker (another tuple, same content) agrees; any change of settings does not.
+    assert trust_binding(ClientAuth.REQUIRED, tuple([a])) == binding
+    assert trust_binding(ClientAuth.OPTIONAL, (a,)) != binding
+    assert trust_binding(ClientAuth.REQUIRED, (b,)) != binding
+    assert trust_binding(ClientAuth.REQUIRED, (a, b)) != binding
+    assert trust_binding(ClientAuth.NONE, ()) != binding
