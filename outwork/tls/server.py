@@ -21,7 +21,12 @@ from outwork.tls.alerts import (
 )
 from outwork.tls.base import TLSConnection
 from outwork.tls.certselect import certificate_candidates
-from outwork.tls.clientauth import ClientAuth, ClientIdentity, verify_client_chain
+from outwork.tls.clientauth import (
+    ClientAuth,
+    ClientIdentity,
+    trust_binding,
+    verify_client_chain,
+)
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import CertifiedKey, ServerConfig
 from outwork.tls.enums import (
@@ -76,7 +81,13 @@ from outwork.tls.signing import (
     sign_with,
     verify_signature,
 )
-from outwork.tls.tickets import SessionState, open_ticket, seal_ticket
+from outwork.tls.tickets import (
+    SessionState,
+    open_ticket,
+    session_lifetime_left,
+    still_authenticated,
+    ticket_for,
+)
 from outwork.tls.verify import load_chain
 
 PSK_DHE_KE = 1  # psk_key_exchange_modes: PSK with (EC)DHE, the only mode outwork accepts
@@ -115,6 +126,7 @@ class ServerConnection(TLSConnection):
         self._tickets_wanted = False
         self._client_leaf: x509.Certificate | None = None
         self.client_identity: ClientIdentity | None = None  # set once a client cert verifies
+        self._authenticated_at_ms = 0  # this handshake's, or the resumed session's full one
 
     def handle(self, msg_type: int, body: bytes, raw: bytes, now: float) -> None:
         state = self.state
@@ -231,8 +243,11 @@ class ServerConnection(TLSConnection):
         self._client_hs_secret = client_hs
         self._client_app_secret = client_app
         self._tickets_wanted = PSK_DHE_KE in offer.psk_modes
-        if resumption is not None and resumption[1].client_identity:
-            self.client_identity = ClientIdentity.decode(resumption[1].client_identity)
+        if resumption is not None:
+            self.client_identity = resumption[1].client_identity
+            self._authenticated_at_ms = resumption[1].authenticated_at_ms
+        else:
+            self._authenticated_at_ms = int(now * 1000)
         self._negotiated = ev.HandshakeComplete(
             version=ProtocolVersion.TLS13,
             cipher_suite=params.suite,
@@ -288,6 +303,9 @@ class ServerConnection(TLSConnection):
                 continue
             if self._config.client_auth is ClientAuth.REQUIRED and not state.client_identity:
                 continue  # the session proves no client identity; a full handshake will
+            binding = trust_binding(self._config.client_auth, self._config.client_ca)
+            if not still_authenticated(state, binding, self._config.ticket_lifetime, now):
+                continue  # too long since the full handshake, or other trust: prove it again
             schedule = KeySchedule(params, state.secret)
             binder = schedule.finished_verify_data(
                 schedule.binder_key(), transcript.digest_with(truncated_hello)
@@ -547,6 +565,11 @@ class ServerConnection(TLSConnection):
         assert self._schedule and self._params and self._negotiated
         keys = self._config.ticket_keys
         assert keys is not None
+        lifetime = session_lifetime_left(
+            self._authenticated_at_ms, self.client_identity, self._config.ticket_lifetime, now
+        )
+        if lifetime <= 0:
+            return  # the session may not be resumed any more: no ticket to extend it
         nonce = b"\x00"
         resumption_master = self._schedule.resumption_master_secret(full_transcript_hash)
         age_add = int.from_bytes(os.urandom(4), "big")
@@ -555,16 +578,19 @@ class ServerConnection(TLSConnection):
             cipher_suite=self._params.suite,
             secret=self._schedule.resumption_psk(resumption_master, nonce),
             issued_at_ms=int(now * 1000),
-            lifetime_s=self._config.ticket_lifetime,
+            lifetime_s=lifetime,
             age_add=age_add,
             extended_master_secret=True,
             alpn=self._negotiated.alpn_protocol or "",
             server_name=self._negotiated.server_name or "",
-            client_identity=self.client_identity.encode() if self.client_identity else b"",
+            client_identity=self.client_identity,
+            authenticated_at_ms=self._authenticated_at_ms,
+            trust_binding=trust_binding(self._config.client_auth, self._config.client_ca),
         )
-        ticket = NewSessionTicket(
-            self._config.ticket_lifetime, age_add, nonce, seal_ticket(keys, state, now), ()
-        )
+        sealed = ticket_for(keys, state, now)
+        if sealed is None:
+            return  # an identity too large for a ticket: this session is not resumed
+        ticket = NewSessionTicket(lifetime, age_add, nonce, sealed, ())
         w = Writer()
         push_new_session_ticket(w, ticket)
         self.send_handshake(HandshakeType.NEW_SESSION_TICKET, w.getvalue())

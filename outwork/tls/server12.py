@@ -25,7 +25,12 @@ from outwork.tls.alerts import (
     unexpected_message,
 )
 from outwork.tls.certselect import certificate_candidates
-from outwork.tls.clientauth import ClientAuth, ClientIdentity, verify_client_chain
+from outwork.tls.clientauth import (
+    ClientAuth,
+    ClientIdentity,
+    trust_binding,
+    verify_client_chain,
+)
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import GROUPS_TLS12, CertifiedKey, ServerConfig
 from outwork.tls.enums import (
@@ -58,7 +63,13 @@ from outwork.tls.messages import (
     push_server_key_exchange,
 )
 from outwork.tls.signing import TLS12_SCHEMES, sign_with, verify_signature
-from outwork.tls.tickets import SessionState, open_ticket, seal_ticket
+from outwork.tls.tickets import (
+    SessionState,
+    open_ticket,
+    session_lifetime_left,
+    still_authenticated,
+    ticket_for,
+)
 from outwork.tls.tls12 import (
     SUITES12,
     Suite12,
@@ -136,8 +147,11 @@ class Tls12ServerHandshake:
         self._transcript.update(raw)
         self._client_leaf: x509.Certificate | None = None
         self.client_identity: ClientIdentity | None = None
-        if resumed is not None and resumed.client_identity:
-            self.client_identity = ClientIdentity.decode(resumed.client_identity)
+        # This handshake's time, or the resumed session's full handshake (tickets.py).
+        self._authenticated_at_ms = int(now * 1000)
+        if resumed is not None:
+            self.client_identity = resumed.client_identity
+            self._authenticated_at_ms = resumed.authenticated_at_ms
         self._negotiated = ev.HandshakeComplete(
             version=ProtocolVersion.TLS12,
             cipher_suite=self._suite.suite,
@@ -172,6 +186,9 @@ class Tls12ServerHandshake:
             return None
         if self._config.client_auth is ClientAuth.REQUIRED and not state.client_identity:
             return None  # the session proves no client identity; a full handshake will
+        binding = trust_binding(self._config.client_auth, self._config.client_ca)
+        if not still_authenticated(state, binding, self._config.ticket_lifetime, self._now):
+            return None  # too long since the full handshake, or other trust: prove it again
         if state.extended_master_secret and not offer.extended_master_secret:
             # RFC 7627 5.3: an EMS session offered without EMS must abort.
             raise handshake_failure("session used extended master secret; this hello does not")
@@ -276,23 +293,29 @@ class Tls12ServerHandshake:
     def _send_ticket(self) -> None:
         keys = self._config.ticket_keys
         assert keys is not None
+        lifetime = session_lifetime_left(
+            self._authenticated_at_ms, self.client_identity, self._config.ticket_lifetime, self._now
+        )
         state = SessionState(
             version=ProtocolVersion.TLS12,
             cipher_suite=self._suite.suite,
             secret=self._master,
             issued_at_ms=int(self._now * 1000),
-            lifetime_s=self._config.ticket_lifetime,
+            lifetime_s=max(lifetime, 0),
             age_add=0,
             extended_master_secret=self._ems,
             alpn=self._alpn or "",
             server_name=self._server_name or "",
-            client_identity=self.client_identity.encode() if self.client_identity else b"",
+            client_identity=self.client_identity,
+            authenticated_at_ms=self._authenticated_at_ms,
+            trust_binding=trust_binding(self._config.client_auth, self._config.client_ca),
         )
+        # RFC 5077 3.3: promised in the ServerHello, so sent; empty when the session may not
+        # be resumed any more (the client certificate expires now) or its identity is too
+        # large for a ticket.
+        sealed = ticket_for(keys, state, self._now) if lifetime > 0 else None
         w = Writer()
-        ticket = NewSessionTicket12(
-            self._config.ticket_lifetime, seal_ticket(keys, state, self._now)
-        )
-        push_new_session_ticket12(w, ticket)
+        push_new_session_ticket12(w, NewSessionTicket12(max(lifetime, 0), sealed or b""))
         self._transcript.update(
             self._conn.send_handshake(HandshakeType.NEW_SESSION_TICKET, w.getvalue())
         )

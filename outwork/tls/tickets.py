@@ -7,6 +7,12 @@ key name refers to; rotation and sharing between workers are the source's busine
 
 Opening never raises for what a peer sent: a ticket that is unknown, tampered with, expired
 or malformed is simply not accepted, and the handshake falls back to a full one.
+
+A resumed handshake issues a fresh ticket, so a session could be resumed for ever. RFC 8446
+4.6.1 recommends limiting the total lifetime of the keying material by the time since the
+peer was authenticated and the peer certificate's lifetime: a ticket carries the time of the
+full handshake and the client certificate's notAfter (in its identity), is resumed only while
+both hold, and is bound to the listener's client trust settings (`trust_binding`).
 """
 
 from __future__ import annotations
@@ -19,11 +25,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from outwork.tls.alerts import TLSError
+from outwork.tls.clientauth import ClientIdentity
 from outwork.tls.codec import Reader, Writer
 
 KEY_NAME_LENGTH = 16
 NONCE_LENGTH = 12
-TICKET_FORMAT = 1
+TICKET_FORMAT = 2  # 2: authentication time, trust binding, length-prefixed identity
 MAX_TICKET = 4096  # a ticket outwork issues is ~150 bytes, ~1 KiB with a client identity
 
 
@@ -78,7 +85,9 @@ class SessionState:
     extended_master_secret: bool
     alpn: str
     server_name: str
-    client_identity: bytes = b""  # ClientIdentity.encode() of a verified client certificate
+    client_identity: ClientIdentity | None = None  # of a verified client certificate
+    authenticated_at_ms: int = 0  # the full handshake this session comes from
+    trust_binding: bytes = b""  # `clientauth.trust_binding` of the listener that issued it
 
 
 def _encode_state(state: SessionState) -> bytes:
@@ -93,7 +102,9 @@ def _encode_state(state: SessionState) -> bytes:
     w.uint8(int(state.extended_master_secret))
     w.opaque(1, state.alpn.encode("latin-1"))
     w.opaque(1, state.server_name.encode("ascii"))
-    w.opaque(2, state.client_identity)
+    w.opaque(2, state.client_identity.encode() if state.client_identity else b"")
+    w.raw(state.authenticated_at_ms.to_bytes(8, "big"))
+    w.opaque(1, state.trust_binding)
     return w.getvalue()
 
 
@@ -110,10 +121,24 @@ def _decode_state(data: bytes) -> SessionState:
     ems = r.uint8() == 1
     alpn = r.opaque(1).decode("latin-1")
     server_name = r.opaque(1).decode("ascii")
-    identity = r.opaque(2)
+    encoded_identity = r.opaque(2)
+    identity = ClientIdentity.decode(encoded_identity) if encoded_identity else None
+    authenticated = int.from_bytes(r.fixed(8), "big")
+    binding = r.opaque(1)
     r.expect_end("ticket")
     return SessionState(
-        version, suite, secret, issued, lifetime, age_add, ems, alpn, server_name, identity
+        version,
+        suite,
+        secret,
+        issued,
+        lifetime,
+        age_add,
+        ems,
+        alpn,
+        server_name,
+        identity,
+        authenticated,
+        binding,
     )
 
 
@@ -121,6 +146,18 @@ def seal_ticket(keys: TicketKeySource, state: SessionState, now: float) -> bytes
     name, key = keys.encryption_key(now)
     nonce = os.urandom(NONCE_LENGTH)
     return name + nonce + AESGCM(key).encrypt(nonce, _encode_state(state), name)
+
+
+def ticket_for(keys: TicketKeySource, state: SessionState, now: float) -> bytes | None:
+    """The sealed ticket, or None when `state` makes no ticket `open_ticket` would accept: a
+    client certificate's names can make the identity longer than a ticket, or than a 2-byte
+    length prefix (int.to_bytes refuses with OverflowError, Writer.block with ValueError). No
+    ticket then: the client does full handshakes."""
+    try:
+        ticket = seal_ticket(keys, state, now)
+    except (OverflowError, ValueError):
+        return None
+    return ticket if len(ticket) <= MAX_TICKET else None
 
 
 def open_ticket(keys: TicketKeySource, ticket: bytes, now: float) -> SessionState | None:
@@ -142,6 +179,33 @@ def open_ticket(keys: TicketKeySource, ticket: bytes, now: float) -> SessionStat
     if age_ms < -1000 or age_ms > state.lifetime_s * 1000:
         return None
     return state
+
+
+def session_lifetime_left(
+    authenticated_at_ms: int, identity: ClientIdentity | None, lifetime_s: int, now: float
+) -> int:
+    """Whole seconds a session from a full handshake at `authenticated_at_ms` may still be
+    resumed: `lifetime_s` counts from that handshake, not from the latest ticket, and never
+    past the client certificate's notAfter. 0 or less: not any more."""
+    now_ms = int(now * 1000)
+    left = (authenticated_at_ms + lifetime_s * 1000 - now_ms) // 1000
+    if identity is not None:
+        left = min(left, (identity.not_after * 1000 - now_ms) // 1000)
+    return min(left, lifetime_s)
+
+
+def still_authenticated(
+    state: SessionState, trust_binding: bytes, lifetime_s: int, now: float
+) -> bool:
+    """Whether the session's authentication still counts on a listener whose client trust
+    settings give `trust_binding` and whose ticket lifetime is `lifetime_s`."""
+    if state.trust_binding != trust_binding:
+        return False  # client_auth or client_ca changed: the identity must be proved again
+    if state.authenticated_at_ms > int(now * 1000) + 1000:
+        return False  # from the future: not ours to trust
+    return (
+        session_lifetime_left(state.authenticated_at_ms, state.client_identity, lifetime_s, now) > 0
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,19 +4,29 @@ log shows its subject, SANs and fingerprint; none, one from another CA, an expir
 whose signature does not verify (an impostor CA with the client CA's name) are refused with
 their alert, which curl reports and the gateway's `tls.handshake_failed` event names.
 `client_auth: optional`: every one of them gets the body, with no identity unless it is good.
+A CA made by `openssl req -x509` (no keyUsage) and a client certificate without SAN work; a v1
+certificate and certificates with malformed names are refused with bad_certificate, an event
+and a metric, and no traceback.
 """
 
 from __future__ import annotations
 
+import base64
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from tests.conftest import require_tool
+from tests.tls.odd_certs import MALFORMED, OpensslCA, placeholder_leaf, resign
+from tests.tls.pki import CertAuthority
 
 from . import listeners
-from .clients import ToolRun, new_tag, run_tool, tagged_path
+from .clients import ToolRun, get_close, new_tag, run_tool, tagged_path
 from .pki import ClientCred, ClientPKI
 
 CURL_VERSION = {"1.3": ["--tlsv1.3"], "1.2": ["--tlsv1.2", "--tls-max", "1.2"]}
@@ -176,3 +186,189 @@ def test_optional_good_certificate_has_identity(optional, pki, client_pki, backe
     assert run.returncode == 0, run.explain()
     assert backend.body.decode() in run.output, run.explain()
     assert_identity(optional.access_for(tag), client_pki.good)
+
+
+# ----- certificates as `openssl` makes them, and malformed ones (issue 8) --------------------
+
+
+# curl's OpenSSL refuses to load a certificate whose UTF8String is not UTF-8; the engine tests
+# (tests/tls/test_verify.py) send that one.
+CURL_LOADS = [kind for kind in MALFORMED if kind != "subject-not-utf8"]
+
+
+@dataclass(frozen=True)
+class OddClients:
+    ca_cert: Path  # `openssl req -x509`: no keyUsage
+    creds: dict[str, ClientCred]
+
+
+def pem_of(der: bytes) -> bytes:
+    """PEM by hand: cryptography cannot re-encode a certificate whose names it cannot read."""
+    body = base64.encodebytes(der).decode().replace("\n", "")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return (
+        "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+    ).encode()
+
+
+def _cred(name: str, cert: Path, key: Path) -> ClientCred:
+    parsed = x509.load_pem_x509_certificate(cert.read_bytes())
+    return ClientCred(name, cert, key, name, parsed.fingerprint(hashes.SHA256()).hex())
+
+
+@pytest.fixture(scope="session")
+def odd_clients(tmp_path_factory: pytest.TempPathFactory) -> OddClients:
+    folder = tmp_path_factory.mktemp("odd-clients")
+    ca = OpensslCA(folder, "e2e-openssl-client-ca")
+    creds: dict[str, ClientCred] = {}
+    for name, extensions in [("no-san", "extendedKeyUsage=clientAuth"), ("v1", "")]:
+        made = ca.issue(name, extensions)
+        creds[name] = _cred(name, made.cert_path, made.key_path)
+    # Malformed names, signed by a CA the listener also trusts (cryptography-made).
+    signer = CertAuthority("e2e malformed client CA")
+    bundle = folder / "client-cas.pem"
+    bundle.write_bytes(
+        ca.made.cert_path.read_bytes() + signer.cert.public_bytes(serialization.Encoding.PEM)
+    )
+    for kind in MALFORMED:
+        cert, key = placeholder_leaf(signer)
+        der = resign(signer, cert, MALFORMED[kind])
+        cert_path = folder / f"{kind}.pem"
+        cert_path.write_bytes(pem_of(der))
+        key_path = folder / f"{kind}.key"
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        creds[kind] = ClientCred(kind, cert_path, key_path, kind, "")
+    return OddClients(bundle, creds)
+
+
+@pytest.fixture
+def odd_required(tls_gateway, pki, odd_clients: OddClients):
+    return tls_gateway(
+        "mtls-odd-required",
+        pki.leaves["ecdsa-p256"],
+        listeners.dual(pki, client_auth="required", client_ca=str(odd_clients.ca_cert)),
+    )
+
+
+@pytest.mark.parametrize("version", list(CURL_VERSION))
+def test_openssl_made_ca_and_a_client_certificate_without_san(
+    odd_required, pki, odd_clients: OddClients, backend, version
+):
+    cred = odd_clients.creds["no-san"]
+    tag = new_tag("no-san")
+    run = curl(odd_required, pki, version, cred, tag)
+    assert run.returncode == 0, run.explain()
+    assert backend.body.decode() in run.output, run.explain()
+    tls = odd_required.access_for(tag)["tls"]
+    assert tls["client_subject"] == "CN=no-san" and not tls["client_sans"], tls
+    assert tls["client_fingerprint"] == cred.fingerprint_sha256, tls
+
+
+def _reasons(gw, alert: str) -> list[str]:
+    return [
+        str(e["detail"].get("reason"))
+        for e in gw.events()
+        if e.get("event") == "tls.handshake_failed"
+        and isinstance(e.get("detail"), dict)
+        and e["detail"].get("alert") == alert
+    ]
+
+
+@pytest.mark.parametrize("version", list(CURL_VERSION))
+@pytest.mark.parametrize("kind", ["v1", *CURL_LOADS])
+def test_v1_and_malformed_client_certificates_are_refused_with_an_event(
+    odd_required, pki, odd_clients: OddClients, version, kind
+):
+    alert = "bad_certificate"
+    sample = f'outwork_tls_handshake_failures_total{{alert="{alert}"}}'
+    before, counted = _failures(odd_required, alert), odd_required.metric(sample)
+    odd_required.mark_stderr()
+    run = curl(odd_required, pki, version, odd_clients.creds[kind], new_tag(kind), "--http1.1")
+    _assert_refused(odd_required, run, alert, before)
+    expected = "X.509 v1; v3 is required" if kind == "v1" else "malformed client certificate"
+    assert any(expected in reason for reason in _reasons(odd_required, alert))
+    assert odd_required.metric(sample) > counted
+    assert "Traceback" not in odd_required.stderr_since_mark()
+    assert odd_required.alive()
+
+
+S_CLIENT_VERSIONS = {"1.3": "-tls1_3", "1.2": "-tls1_2"}
+
+
+def s_client_run(gw, pki, version: str, cred: ClientCred, tag: str, *extra: str) -> ToolRun:
+    openssl = require_tool("openssl")
+    return run_tool(
+        [
+            openssl,
+            "s_client",
+            "-connect",
+            f"127.0.0.1:{gw.port}",
+            "-servername",
+            "localhost",
+            S_CLIENT_VERSIONS[version],
+            "-CAfile",
+            str(pki.ca_cert),
+            "-verify_return_error",
+            "-ign_eof",
+            "-cert",
+            str(cred.cert),
+            "-key",
+            str(cred.key),
+            *extra,
+        ],  # fmt: skip
+        stdin=get_close(tag),
+    )
+
+
+@pytest.mark.parametrize("version", list(S_CLIENT_VERSIONS))
+def test_a_ticket_does_not_carry_an_identity_to_a_listener_with_another_client_ca(
+    tls_gateway, pki, client_pki: ClientPKI, odd_clients: OddClients, backend, tmp_path, version
+):
+    """Two gateway processes share a ticket key file (as a node's workers, or one listener
+    before and after its `client_ca` changed): A trusts the issue-3 client CA, B the openssl
+    one. A's ticket offered to B with A's certificate is a full handshake that B refuses;
+    with B's certificate a full handshake with B's identity, never A's from the ticket."""
+    key_file = tmp_path / "ticket-keys.json"
+    tickets = {"key_file": str(key_file)}
+
+    def listener(ca: Path) -> dict[str, Any]:
+        return listeners.dual(
+            pki, client_auth="required", client_ca=str(ca), session_tickets=tickets
+        )
+
+    leaf = pki.leaves["ecdsa-p256"]
+    under_a = tls_gateway(f"ca-a-{version}", leaf, listener(client_pki.ca_cert), fresh=True)
+    under_b = tls_gateway(f"ca-b-{version}", leaf, listener(odd_clients.ca_cert), fresh=True)
+    session = tmp_path / "session.pem"
+    good = client_pki.good
+    tag = new_tag("under-a")
+    run = s_client_run(under_a, pki, version, good, tag, "-sess_out", str(session))
+    assert f"New, TLSv{version}" in run.output and backend.body.decode() in run.output, (
+        run.explain()
+    )
+    assert under_a.access_for(tag)["tls"]["client_fingerprint"] == good.fingerprint_sha256
+
+    before = _failures(under_b, "unknown_ca")
+    run = s_client_run(under_b, pki, version, good, new_tag("a-at-b"), "-sess_in", str(session))
+    assert "Reused" not in run.output and backend.body.decode() not in run.output, run.explain()
+    assert under_b.wait_for_event(
+        lambda e: (
+            e.get("event") == "tls.handshake_failed"
+            and isinstance(e.get("detail"), dict)
+            and e["detail"].get("alert") == "unknown_ca"
+        )
+    ), under_b.events()[-3:]
+    assert _failures(under_b, "unknown_ca") > before
+
+    cred_b = odd_clients.creds["no-san"]
+    tag = new_tag("b-at-b")
+    run = s_client_run(under_b, pki, version, cred_b, tag, "-sess_in", str(session))
+    assert "Reused" not in run.output and backend.body.decode() in run.output, run.explain()
+    tls = under_b.access_for(tag)["tls"]
+    assert tls["resumed"] is False and tls["client_fingerprint"] == cred_b.fingerprint_sha256
