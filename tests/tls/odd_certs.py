@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from outwork.keys.file_signer import FileSigner
 from outwork.tls.config import CertifiedKey
+from tests.conftest import require_tool
 from tests.tls.pki import CertAuthority
 
 
@@ -83,8 +83,7 @@ _EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
 
 
 def _openssl(*args: str | Path) -> None:
-    exe = shutil.which("openssl")
-    assert exe is not None, "openssl is needed for these tests"
+    exe = require_tool("openssl")
     subprocess.run([exe, *map(str, args)], check=True, capture_output=True, timeout=60)
 
 
