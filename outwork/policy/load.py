@@ -100,6 +100,9 @@ _CLIENT_AUTH = {mode.value: mode for mode in ClientAuth}
 
 MAX_TICKET_LIFETIME = 7 * 86400  # RFC 8446 4.6.1
 MAX_TICKET_ROTATION = 30 * 86400
+# Bytes of the config file, checked before parsing: the largest real configs are tens of KiB,
+# and PyYAML (pure Python here) takes seconds and hundreds of bytes of memory per input byte.
+MAX_CONFIG_FILE = 1024 * 1024
 MAX_CLIENT_CA_FILE = 1024 * 1024  # bytes of a client CA bundle
 MAX_TRUST_STORE_FILE = 4 * 1024 * 1024  # bytes of an upstream CA bundle (the system one: ~220K)
 # Where Debian (and its derivatives) keep the system's trusted CAs as one PEM bundle.
@@ -110,15 +113,31 @@ _UPSTREAM_ALPN = ("http/1.1",)
 
 
 def load_config(path: str | Path) -> GatewayConfig:
-    """Read, validate and compile a config file. Raises ConfigError."""
+    """Read, validate and compile a config file. Raises ConfigError, and nothing else: whatever
+    the file holds, `check` prints problems and a reload keeps the running config."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_FILE + 1)
+    except (OSError, ValueError) as exc:
         raise ConfigError([Problem(file, None, "", f"cannot read: {exc}")]) from None
-    source = load_yaml(text, file)
-    base = Path(path).resolve().parent
-    return _Loader(source, base).load()
+    if len(data) > MAX_CONFIG_FILE:
+        message = f"larger than {MAX_CONFIG_FILE} bytes (1 MiB): not read"
+        raise ConfigError([Problem(file, None, "", message)])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([Problem(file, line, "", f"not UTF-8: {exc.reason}")]) from None
+    try:
+        source = load_yaml(text, file)
+        base = Path(path).resolve().parent
+        return _Loader(source, base).load()
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a check we missed must not become a traceback
+        problem = f"cannot load the config ({type(exc).__name__}: {exc}); please report this"
+        raise ConfigError([Problem(file, None, "", problem)]) from exc
 
 
 def _convert(source: Source, data: Any, type_: Any, prefix: KeyPath) -> Any:
@@ -567,7 +586,11 @@ class _Loader:
         schemes: list[str] = []  # of the valid targets, in order
         for i, target in enumerate(spec.targets):
             path: KeyPath = ("upstreams", name, "targets", i)
-            url = urlsplit(target)
+            try:
+                url = urlsplit(target)
+            except ValueError as exc:  # `http://[::1`: an unclosed IPv6 literal
+                self.error(path, f"a target is http://host:port or https://host:port: {exc}")
+                continue
             if url.scheme not in _TARGET_PORTS:
                 self.error(path, "a target is http://host:port or https://host:port")
                 continue
