@@ -295,11 +295,19 @@ async def serve(
         retiring.add(task)
         log("reloaded")
 
+    async def safe_reload() -> None:
+        # Whatever fails in a reload is logged and leaves the running config serving; the
+        # process must outlive any config file.
+        try:
+            await reload()
+        except Exception as exc:  # noqa: BLE001 - logged; the old config stays
+            log(f"reload failed: {type(exc).__name__}: {exc}; the running config stays")
+
     def start_reload() -> None:
         if reloading and not reloading[0].done():
             log("reload already in progress; SIGHUP ignored")
             return
-        reloading[:] = [loop.create_task(reload())]
+        reloading[:] = [loop.create_task(safe_reload())]
 
     if worker:
         loop.add_signal_handler(signal.SIGHUP, lambda: None)

@@ -179,7 +179,7 @@ class Supervisor:
             while self.signals:
                 signum = self.signals.pop(0)
                 if signum == signal.SIGHUP and not stopping:
-                    self._reload()
+                    self._safe_reload()
                 elif signum in (signal.SIGTERM, signal.SIGINT) and not stopping:
                     stopping = True
                     metrics_share.mark(self.run_dir, metrics_share.STOPPING)  # /readyz: 503
@@ -273,6 +273,18 @@ class Supervisor:
 
     # reload
 
+    def _safe_reload(self) -> None:
+        """A reload, whatever goes wrong in it: the supervisor (its workers, its pid file) must
+        outlive any config file; a failure leaves the running generation serving."""
+        try:
+            self._reload()
+        except Exception as exc:  # noqa: BLE001 - logged; the old workers stay
+            reason = f"{type(exc).__name__}: {exc}"
+            if self.pending is not None:
+                self._abort_reload(reason)
+            else:
+                self.log(f"reload refused: {reason}; the running workers stay")
+
     def _reload(self) -> None:
         if self.pending is not None:
             self.log("reload refused: the previous reload is still starting its workers")
@@ -288,13 +300,13 @@ class Supervisor:
         for warning in config.warnings:
             self.log(warning)
         old = (self.addresses, self.admin, self.count, dict(self.placeholders))
+        self._old = old
         try:
             self._resolve(config)
         except OSError as exc:
             self.log(f"reload refused: cannot listen: {exc}")
             self.addresses, self.admin, self.count, self.placeholders = old
             return
-        self._old = old
         self.count = config.workers
         for listener in config.listeners:
             _SCHEMES[listener.name] = "https" if listener.tls is not None else "http"
