@@ -70,6 +70,9 @@ def check(config_path: str) -> None:
 @PID_FILE_OPTION
 def serve(config_path: str, pid_file: str | None) -> None:
     """Run the gateway until SIGTERM or SIGINT; SIGHUP reloads the config."""
+    from outwork.proxy import startup_signals
+
+    startup_signals.hold()  # first: a SIGHUP while the config loads must not kill us
     config = _load(config_path)
     pid_path: Path | None = _pid_file(config_path, pid_file)
     assert pid_path is not None

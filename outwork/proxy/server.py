@@ -12,7 +12,7 @@ from typing import Any
 
 from outwork.http.messages import RequestHead
 from outwork.policy.config import Address, GatewayConfig, ListenerConfig
-from outwork.proxy import metrics_share
+from outwork.proxy import metrics_share, startup_signals
 from outwork.proxy.access_log import AccessLog
 from outwork.proxy.admin import Admin, AdminProtocol
 from outwork.proxy.clock import Clock
@@ -336,6 +336,8 @@ async def serve(
     log("ready")
     if on_ready is not None:
         on_ready()
+    if not worker and startup_signals.take_reload_request():
+        start_reload()  # a SIGHUP while starting: the file may have changed after it was read
     await stop.wait()
     log("stopping")
     admin.stopping = True

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from outwork.policy.config import Address, GatewayConfig
 from outwork.policy.load import load_config
 from outwork.policy.source import ConfigError
-from outwork.proxy import metrics_share
+from outwork.proxy import metrics_share, startup_signals
 from outwork.proxy.rlimits import raise_open_files_limit
 
 RESPAWN_DELAY = 1.0  # seconds before replacing a worker that died before it was ready
@@ -175,10 +175,13 @@ class Supervisor:
         self._start_generation(self.generation)
         announced = False
         stopping = False
+        deferred_reload = False  # a SIGHUP before the first generation is ready
         while True:
             while self.signals:
                 signum = self.signals.pop(0)
-                if signum == signal.SIGHUP and not stopping:
+                if signum == signal.SIGHUP and not stopping and not announced:
+                    deferred_reload = True
+                elif signum == signal.SIGHUP and not stopping:
                     self._safe_reload()
                 elif signum in (signal.SIGTERM, signal.SIGINT) and not stopping:
                     stopping = True
@@ -196,6 +199,8 @@ class Supervisor:
                 announced = self.started_ok = True
                 metrics_share.mark(self.run_dir, metrics_share.READY)
                 self.log("ready")
+                if (startup_signals.take_reload_request() or deferred_reload) and not stopping:
+                    self._safe_reload()  # the file may have changed after it was read
             if self.start_failed and not stopping:
                 # A worker that cannot start at all (a port taken, an unusable key file) would
                 # fail the same way again: give up instead of respawning forever.
@@ -362,8 +367,11 @@ def _worker_main(
 
     from outwork.proxy.server import serve
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
+    # A worker never reloads (the supervisor replaces it): a SIGHUP to the process group (a
+    # terminal hang-up, `kill -HUP -PGID`) must not kill it while it starts.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     pid = os.getpid()
 
     def log(message: str) -> None:
