@@ -10,6 +10,7 @@ import ipaddress
 import json
 import math
 import re
+import stat
 import warnings
 from pathlib import Path
 from typing import Any
@@ -521,6 +522,7 @@ class _Loader:
             if problem:
                 self.error(key_path, problem)
                 return None
+            self._check_secret(key_path, file)
         from outwork.keys.ticket_keys import FileTicketKeys
 
         return FileTicketKeys(file, rotation), int(lifetime)
@@ -535,6 +537,24 @@ class _Loader:
             self.error(path, f"{value!r} is longer than the maximum {maximum:g}s")
             return None
         return seconds
+
+    def _check_secret(self, path: KeyPath, file: Path) -> None:
+        """Warn when a secret (a private key, ticket keys, a PIN file) can be read by other users
+        than its owner: anyone who can read it can impersonate the gateway or decrypt its
+        sessions. A warning, not an error: group-readable keys (`ssl-cert`) are a common,
+        deliberate setup."""
+        try:
+            mode = file.stat().st_mode
+        except OSError:
+            return  # reported where it is read
+        bits = (("its group", stat.S_IRGRP), ("others", stat.S_IROTH))
+        readers = [who for who, bit in bits if mode & bit]
+        if readers:
+            self.warn(
+                path,
+                f"{file} is readable by {' and '.join(readers)} (mode"
+                f" {stat.S_IMODE(mode):04o}): only its owner should read it (chmod 600)",
+            )
 
     def _pkcs11_module(self, module: str | None) -> str | None:
         if module is None:
@@ -557,6 +577,7 @@ class _Loader:
         if not key_path.is_file():
             self.error(path + ("key",), f"file not found: {key_path}")
             return None
+        self._check_secret(path + ("key",), key_path)
         try:
             return load_certified_key(cert_path, key_path)
         except Exception as exc:  # any loading failure is a config error, shown to the user
@@ -573,6 +594,10 @@ class _Loader:
         except ValueError as exc:
             self.error(path + ("key",), str(exc))
             return None
+        if uri.pin_source is not None:
+            pin_file = uri.pin_source.removeprefix("file://").removeprefix("file:")
+            if pin_file.startswith("/"):
+                self._check_secret(path + ("key",), Path(pin_file))
         from outwork.keys.pkcs11_signer import load_pkcs11_certified_key
 
         try:
