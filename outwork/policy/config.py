@@ -125,3 +125,5 @@ class GatewayConfig:
     warnings: tuple[str, ...] = ()
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     http2: Http2Config = Http2Config()
+    # Names the admin listener accepts in `Host` besides localhost and IP addresses (lower case).
+    admin_hosts: tuple[str, ...] = ()

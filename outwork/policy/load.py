@@ -213,6 +213,15 @@ def parse_route_host(text: str) -> str:
     return host
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 def parse_address(text: str) -> Address:
     """`host:port` or `[v6]:port`. Raises ValueError with a message for the user."""
     if text.startswith("["):
@@ -271,8 +280,17 @@ class _Loader:
                     ("logging", "access_log"), f"no such directory: {Path(access_log).parent}"
                 )
         admin = None
+        admin_hosts: tuple[str, ...] = ()
         if spec.admin is not None:
             admin = self._address(("admin", "bind"), spec.admin.bind)
+            if admin is not None and not _is_loopback(admin.host):
+                self.warn(
+                    ("admin", "bind"),
+                    f"the admin listener on {admin} is reachable beyond this host: /metrics and"
+                    " /readyz are plain HTTP without authentication (bind it to 127.0.0.1 or a"
+                    " management network)",
+                )
+            admin_hosts = self._admin_hosts(spec.admin.allowed_hosts)
         http2 = self._http2(spec)
         if self.problems:
             raise ConfigError(self.problems)
@@ -301,7 +319,22 @@ class _Loader:
             warnings=tuple(w.format() for w in self.warnings),
             trusted_proxies=trusted_proxies,
             http2=http2,
+            admin_hosts=admin_hosts,
         )
+
+    def _admin_hosts(self, names: list[str]) -> tuple[str, ...]:
+        hosts = []
+        for i, name in enumerate(names):
+            try:
+                host = parse_route_host(name)
+            except ValueError as exc:
+                self.error(("admin", "allowed_hosts", i), str(exc))
+                continue
+            if host.startswith("*."):
+                self.error(("admin", "allowed_hosts", i), "give exact names (no wildcard)")
+                continue
+            hosts.append(host)
+        return tuple(hosts)
 
     def _http2(self, spec: ConfigSpec) -> Http2Config:
         h2 = spec.http2

@@ -161,6 +161,11 @@ class Pkcs11Spec(_Spec):
 
 class AdminSpec(_Spec):
     bind: NonEmptyStr = "127.0.0.1:9901"
+    # Host names (besides localhost and IP addresses) that admin requests may carry in `Host`;
+    # any other name is refused with 421 (DNS rebinding). Checked in load.py.
+    allowed_hosts: Annotated[list[NonEmptyStr], Meta(max_length=64)] = msgspec.field(
+        default_factory=list
+    )
 
 
 class LimitsSpec(_Spec):
