@@ -91,21 +91,31 @@ def _short_tag(tag: str) -> str:
     return "!!" + short if short != tag else tag
 
 
+class _Unbounded(yaml.composer.ComposerError):
+    """A file past MAX_CONFIG_DEPTH or MAX_CONFIG_VALUES (valid YAML, too much of it)."""
+
+
 class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a node tree deeper than MAX_CONFIG_DEPTH while composing it."""
+    """SafeLoader that refuses a node tree deeper than MAX_CONFIG_DEPTH, or with more than
+    MAX_CONFIG_VALUES nodes, while composing it."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
+        self._nodes = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         self._depth += 1
+        self._nodes += 1
         try:
+            problem = None
             if self._depth > MAX_CONFIG_DEPTH:
+                problem = f"nested deeper than {MAX_CONFIG_DEPTH} levels"
+            elif self._nodes > MAX_CONFIG_VALUES:  # stop early: a big file costs memory
+                problem = f"more than {MAX_CONFIG_VALUES} values"
+            if problem is not None:
                 mark = self.peek_event().start_mark
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested deeper than {MAX_CONFIG_DEPTH} levels", mark
-                )
+                raise _Unbounded(None, None, problem, mark)
             return super().compose_node(parent, index)  # type: ignore[no-any-return]
         finally:
             self._depth -= 1
@@ -193,6 +203,9 @@ def load_yaml(text: str, file: str) -> Source:
     source = Source(file=file, data=None)
     try:
         node = yaml.compose(text, Loader=_BoundedLoader)
+    except _Unbounded as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+        raise ConfigError([Problem(file, line, "", str(exc.problem))]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None

@@ -61,10 +61,6 @@ class Admin:
         # Open connections, oldest first (dicts keep insertion order): the first is evicted.
         self.open: dict[AdminProtocol, None] = {}
 
-    @property
-    def connections(self) -> int:
-        return len(self.open)
-
     def admit(self, conn: AdminProtocol) -> None:
         """Take a new connection; at the cap, the oldest open one makes room."""
         while len(self.open) >= MAX_ADMIN_CONNECTIONS:

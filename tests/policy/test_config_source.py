@@ -218,7 +218,14 @@ def test_deep_nesting_is_bounded(tmp_path: Path, kind: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(config)
     [problem] = info.value.problems
-    assert (problem.line, f"nested deeper than {MAX_CONFIG_DEPTH} levels") == (
-        1,
-        problem.message.removeprefix("YAML syntax error: "),
-    )
+    assert (problem.line, problem.message) == (1, f"nested deeper than {MAX_CONFIG_DEPTH} levels")
+
+
+def test_a_long_list_is_refused_while_it_is_parsed(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("routes:\n" + "- a\n" * (MAX_CONFIG_VALUES + 10))
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    [problem] = info.value.problems
+    assert problem.message == f"more than {MAX_CONFIG_VALUES} values"
+    assert problem.line is not None and problem.line < MAX_CONFIG_VALUES + 10  # where it stopped
