@@ -112,6 +112,7 @@ class Supervisor:
         read_fd, write_fd = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
+        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
@@ -122,6 +123,7 @@ class Supervisor:
                 for w in self.workers.values():
                     os.close(w.ready_fd)
                 admin = self.admin if slot == 0 else None
+                _follow_supervisor(supervisor)
                 code = _worker_main(
                     self.path, slot, write_fd, dict(self.addresses), admin, self.run_dir
                 )
@@ -350,6 +352,19 @@ class Supervisor:
 
 # Listener name -> "http" or "https", for log lines (the supervisor keeps no compiled config).
 _SCHEMES: dict[str, str] = {}
+
+
+def _follow_supervisor(supervisor: int) -> None:
+    """Have the kernel send this worker SIGTERM (a drain) when its supervisor dies, however it
+    dies (SIGKILL, OOM killer): orphaned workers would serve on with a config nobody can reload
+    or stop through the pid file."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != supervisor:  # gone before the call took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _worker_main(
