@@ -80,10 +80,14 @@ MAX_CONFIG_VALUES = 100_000
 MAX_CONFIG_DEPTH = 32
 # The only tags a config may carry: the plain YAML types that SafeLoader resolves by itself.
 # Anything else (`!foo`, `!!python/name:x`, `!!set`, `!!omap`, `!!binary`) is a mistake.
-_PLAIN_TAGS = frozenset(
+_SCALAR_TAGS = frozenset(
     "tag:yaml.org,2002:" + name
-    for name in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq", "merge")
+    for name in ("str", "int", "float", "bool", "null", "timestamp", "merge")
 )
+_COLLECTION_TAGS = {
+    yaml.MappingNode: "tag:yaml.org,2002:map",
+    yaml.SequenceNode: "tag:yaml.org,2002:seq",
+}
 
 
 def _short_tag(tag: str) -> str:
@@ -138,10 +142,11 @@ class _Builder:
             raise self.fail(node, path, f"more than {MAX_CONFIG_VALUES} values (alias expansion?)")
         if len(path) > MAX_CONFIG_DEPTH:
             raise self.fail(node, path, f"nested deeper than {MAX_CONFIG_DEPTH} levels (alias?)")
-        if node.tag not in _PLAIN_TAGS:
-            raise self.fail(node, path, f"tag {_short_tag(node.tag)} is not allowed in a config")
         self.source.value_lines[path] = node.start_mark.line + 1
         if isinstance(node, yaml.CollectionNode):
+            if node.tag != _COLLECTION_TAGS[type(node)]:  # `!!set {a}`, `!!str {a: 1}`
+                where = "here" if node.tag in _SCALAR_TAGS else "in a config"
+                raise self.fail(node, path, f"tag {_short_tag(node.tag)} is not allowed {where}")
             if id(node) in self.open:
                 raise self.fail(node, path, "an alias refers to the value that contains it")
             self.open.add(id(node))
@@ -178,7 +183,7 @@ class _Builder:
     def scalar(self, node: yaml.Node, path: Path) -> Any:
         """A scalar's value; a value its tag cannot read (`2024-02-30`, `!!int 0x`, `!!float x`)
         is a problem on its line, not a traceback."""
-        if node.tag not in _PLAIN_TAGS or not isinstance(node, yaml.ScalarNode):
+        if node.tag not in _SCALAR_TAGS or not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, path, f"tag {_short_tag(node.tag)} is not allowed in a config")
         try:
             value = self.constructor.construct_object(node)
