@@ -6,13 +6,16 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from outwork import __version__
-from outwork.policy.config import GatewayConfig
-from outwork.policy.load import load_config
-from outwork.policy.source import ConfigError
+
+# The config modules (cryptography, msgspec, the TLS engine) are imported when a command runs:
+# `serve` first sets its start-up signal handlers, which must not wait for ~200 ms of imports.
+if TYPE_CHECKING:
+    from outwork.policy.config import GatewayConfig
 
 CONFIG_OPTION = click.option(
     "-c",
@@ -37,6 +40,9 @@ def _pid_file(config_path: str, pid_file: str | None) -> Path:
 
 def _load(config_path: str, refused: str | None = None) -> GatewayConfig:
     """The config, its warnings printed; or each problem with its line and exit 1."""
+    from outwork.policy.load import load_config
+    from outwork.policy.source import ConfigError
+
     try:
         config = load_config(config_path)
     except ConfigError as exc:
