@@ -110,8 +110,13 @@ def test_sigterm_while_the_config_is_read_stops_cleanly(tmp_path: Path) -> None:
     proc = _serve(fifo, log)
     writer = _wait_for_reader(fifo, proc)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0  # at once: the read of the config is interrupted
-    os.close(writer)
+    try:
+        assert proc.wait(20) == 0, log.read_text()  # at once: the read of the config stops
+    finally:
+        os.close(writer)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert "SIGTERM before ready: stopped" in log.read_text()
     assert "Traceback" not in log.read_text()
     assert not (tmp_path / "outwork.pid").exists()
@@ -143,17 +148,21 @@ def test_sighup_to_the_process_group_while_workers_start_kills_nobody(
     the config: none dies, the supervisor reloads once ready."""
     backend = make_backend("a")
     config, log = tmp_path / "outwork.yaml", tmp_path / "outwork.stderr"
-    config.write_text(yaml.safe_dump({**gateway_config(backend.url), "workers": workers}))
+    settings = gateway_config(backend.url)
+    # Many routes: each worker takes a moment to load them, a window to send the signal in.
+    many = [{"match": {"path": f"/r{i}"}, "upstream": "backend"} for i in range(2000)]
+    settings["routes"] = many + settings["routes"]
+    config.write_text(yaml.safe_dump({**settings, "workers": workers}))
     proc = _serve(config, log)
     try:
-        # Every worker past its signal set-up (SIGHUP no longer the supervisor's handler: it
-        # loads the config now), none ready yet.
-        deadline = time.monotonic() + 20
-        while len(_workers_loading(proc.pid)) < workers:
+        # A worker past its signal set-up (SIGHUP no longer the supervisor's handler: it loads
+        # the config now), the gateway not ready yet.
+        deadline = time.monotonic() + 30
+        while not _workers_loading(proc.pid):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            if "outwork: ready" in log.read_text():
+                pytest.skip("the workers were ready before the signal could be sent")
             time.sleep(0.002)
-        if "outwork: ready" in log.read_text():
-            pytest.skip("the workers were ready before the signal could be sent")
         os.killpg(proc.pid, signal.SIGHUP)
         content = _wait_text(log, "outwork: reloaded", proc)
         assert "killed by signal" not in content
