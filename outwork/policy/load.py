@@ -34,6 +34,7 @@ from outwork.policy.config import (
     UpstreamTlsConfig,
 )
 from outwork.policy.schema import (
+    AdminSpec,
     ConfigSpec,
     Duration,
     HealthCheckSpec,
@@ -281,6 +282,7 @@ class _Loader:
                 )
         admin = None
         admin_hosts: tuple[str, ...] = ()
+        admin_spec = spec.admin or AdminSpec()
         if spec.admin is not None:
             admin = self._address(("admin", "bind"), spec.admin.bind)
             if admin is not None and not _is_loopback(admin.host):
@@ -320,6 +322,8 @@ class _Loader:
             trusted_proxies=trusted_proxies,
             http2=http2,
             admin_hosts=admin_hosts,
+            admin_max_connections=admin_spec.max_connections,
+            admin_timeout=admin_spec.timeout,
         )
 
     def _admin_hosts(self, names: list[str]) -> tuple[str, ...]:

@@ -166,6 +166,10 @@ class AdminSpec(_Spec):
     allowed_hosts: Annotated[list[NonEmptyStr], Meta(max_length=64)] = msgspec.field(
         default_factory=list
     )
+    # Open admin connections; a new one beyond closes the oldest (probes are never locked out).
+    max_connections: Annotated[int, Meta(ge=1, le=1024)] = 32
+    # Seconds an admin connection may stay open, whatever it sent (probes answer at once).
+    timeout: Annotated[float, Meta(gt=0, le=60)] = 5.0
 
 
 class LimitsSpec(_Spec):

@@ -1,8 +1,8 @@
 """The admin listener (plain HTTP, loopback by default): /healthz, /readyz and /metrics.
 
 Deliberately tiny and bounded: one request per connection, GET or HEAD only, a request head of
-at most 8 KiB, answered and closed; at most `MAX_ADMIN_CONNECTIONS` open at once, each closed
-after `ADMIN_TIMEOUT` seconds whatever it sent. A new connection beyond the cap closes the oldest
+at most 8 KiB, answered and closed; at most `admin.max_connections` open at once, each closed
+after `admin.timeout` seconds whatever it sent. A new connection beyond the cap closes the oldest
 one instead of being refused: idle or slow sockets must not lock out a liveness probe (which a
 Kubernetes kubelet would turn into a restart loop). The `Host` of a request must be localhost,
 an IP address of the listener (any, when it binds 0.0.0.0 or ::) or a name in
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from outwork.proxy.server import GatewayState
 
 MAX_ADMIN_REQUEST = 8 * 1024
+# The defaults of admin.max_connections and admin.timeout (the config's values are used):
 MAX_ADMIN_CONNECTIONS = 32  # scrapers and probes; more at once is a client bug or an attack
 ADMIN_TIMEOUT = 5.0  # seconds a connection may stay open
 
@@ -63,7 +64,7 @@ class Admin:
 
     def admit(self, conn: AdminProtocol) -> None:
         """Take a new connection; at the cap, the oldest open one makes room."""
-        while len(self.open) >= MAX_ADMIN_CONNECTIONS:
+        while len(self.open) >= self.current[0].config.admin_max_connections:
             oldest = next(iter(self.open))
             del self.open[oldest]
             oldest.evict()
@@ -138,7 +139,8 @@ class AdminProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self.admin.admit(self)
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(ADMIN_TIMEOUT, self.transport.abort)
+        timeout = self.admin.current[0].config.admin_timeout
+        self._timer = loop.call_later(timeout, self.transport.abort)
 
     def evict(self) -> None:
         if self.transport is not None:
