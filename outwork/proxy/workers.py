@@ -358,6 +358,9 @@ def _follow_supervisor(supervisor: int) -> None:
     """Have the kernel send this worker SIGTERM (a drain) when its supervisor dies, however it
     dies (SIGKILL, OOM killer): orphaned workers would serve on with a config nobody can reload
     or stop through the pid file."""
+    # Default action first: until now SIGTERM is the supervisor's (inherited) handler, which
+    # would swallow the signal asked for here.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if sys.platform == "linux":
         import ctypes
 
