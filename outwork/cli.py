@@ -6,13 +6,16 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from outwork import __version__
-from outwork.policy.config import GatewayConfig
-from outwork.policy.load import load_config
-from outwork.policy.source import ConfigError
+
+# The config modules (cryptography, msgspec, the TLS engine) are imported when a command runs:
+# `serve` first sets its start-up signal handlers, which must not wait for ~200 ms of imports.
+if TYPE_CHECKING:
+    from outwork.policy.config import GatewayConfig
 
 CONFIG_OPTION = click.option(
     "-c",
@@ -37,6 +40,9 @@ def _pid_file(config_path: str, pid_file: str | None) -> Path:
 
 def _load(config_path: str, refused: str | None = None) -> GatewayConfig:
     """The config, its warnings printed; or each problem with its line and exit 1."""
+    from outwork.policy.load import load_config
+    from outwork.policy.source import ConfigError
+
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -70,6 +76,9 @@ def check(config_path: str) -> None:
 @PID_FILE_OPTION
 def serve(config_path: str, pid_file: str | None) -> None:
     """Run the gateway until SIGTERM or SIGINT; SIGHUP reloads the config."""
+    from outwork.proxy import startup_signals
+
+    startup_signals.hold()  # first: a SIGHUP while the config loads must not kill us
     config = _load(config_path)
     pid_path: Path | None = _pid_file(config_path, pid_file)
     assert pid_path is not None

@@ -125,3 +125,7 @@ class GatewayConfig:
     warnings: tuple[str, ...] = ()
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     http2: Http2Config = Http2Config()
+    # Names the admin listener accepts in `Host` besides localhost and IP addresses (lower case).
+    admin_hosts: tuple[str, ...] = ()
+    admin_max_connections: int = 32  # beyond: the oldest admin connection is closed
+    admin_timeout: float = 5.0  # seconds an admin connection may stay open

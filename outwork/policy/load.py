@@ -10,6 +10,7 @@ import ipaddress
 import json
 import math
 import re
+import stat
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from outwork.policy.config import (
     UpstreamTlsConfig,
 )
 from outwork.policy.schema import (
+    AdminSpec,
     ConfigSpec,
     Duration,
     HealthCheckSpec,
@@ -100,6 +102,9 @@ _CLIENT_AUTH = {mode.value: mode for mode in ClientAuth}
 
 MAX_TICKET_LIFETIME = 7 * 86400  # RFC 8446 4.6.1
 MAX_TICKET_ROTATION = 30 * 86400
+# Bytes of the config file, checked before parsing: the largest real configs are tens of KiB,
+# and PyYAML (pure Python here) takes seconds and hundreds of bytes of memory per input byte.
+MAX_CONFIG_FILE = 1024 * 1024
 MAX_CLIENT_CA_FILE = 1024 * 1024  # bytes of a client CA bundle
 MAX_TRUST_STORE_FILE = 4 * 1024 * 1024  # bytes of an upstream CA bundle (the system one: ~220K)
 # Where Debian (and its derivatives) keep the system's trusted CAs as one PEM bundle.
@@ -110,15 +115,31 @@ _UPSTREAM_ALPN = ("http/1.1",)
 
 
 def load_config(path: str | Path) -> GatewayConfig:
-    """Read, validate and compile a config file. Raises ConfigError."""
+    """Read, validate and compile a config file. Raises ConfigError, and nothing else: whatever
+    the file holds, `check` prints problems and a reload keeps the running config."""
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_FILE + 1)
+    except (OSError, ValueError) as exc:
         raise ConfigError([Problem(file, None, "", f"cannot read: {exc}")]) from None
-    source = load_yaml(text, file)
-    base = Path(path).resolve().parent
-    return _Loader(source, base).load()
+    if len(data) > MAX_CONFIG_FILE:
+        message = f"larger than {MAX_CONFIG_FILE} bytes (1 MiB): not read"
+        raise ConfigError([Problem(file, None, "", message)])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([Problem(file, line, "", f"not UTF-8: {exc.reason}")]) from None
+    try:
+        source = load_yaml(text, file)
+        base = Path(path).resolve().parent
+        return _Loader(source, base).load()
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a check we missed must not become a traceback
+        problem = f"cannot load the config ({type(exc).__name__}: {exc}); please report this"
+        raise ConfigError([Problem(file, None, "", problem)]) from exc
 
 
 def _convert(source: Source, data: Any, type_: Any, prefix: KeyPath) -> Any:
@@ -193,6 +214,15 @@ def parse_route_host(text: str) -> str:
     return host
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
 def parse_address(text: str) -> Address:
     """`host:port` or `[v6]:port`. Raises ValueError with a message for the user."""
     if text.startswith("["):
@@ -251,8 +281,18 @@ class _Loader:
                     ("logging", "access_log"), f"no such directory: {Path(access_log).parent}"
                 )
         admin = None
+        admin_hosts: tuple[str, ...] = ()
+        admin_spec = spec.admin or AdminSpec()
         if spec.admin is not None:
             admin = self._address(("admin", "bind"), spec.admin.bind)
+            if admin is not None and not _is_loopback(admin.host):
+                self.warn(
+                    ("admin", "bind"),
+                    f"the admin listener on {admin} is reachable beyond this host: /metrics and"
+                    " /readyz are plain HTTP without authentication (bind it to 127.0.0.1 or a"
+                    " management network)",
+                )
+            admin_hosts = self._admin_hosts(spec.admin.allowed_hosts)
         http2 = self._http2(spec)
         if self.problems:
             raise ConfigError(self.problems)
@@ -281,7 +321,24 @@ class _Loader:
             warnings=tuple(w.format() for w in self.warnings),
             trusted_proxies=trusted_proxies,
             http2=http2,
+            admin_hosts=admin_hosts,
+            admin_max_connections=admin_spec.max_connections,
+            admin_timeout=admin_spec.timeout,
         )
+
+    def _admin_hosts(self, names: list[str]) -> tuple[str, ...]:
+        hosts = []
+        for i, name in enumerate(names):
+            try:
+                host = parse_route_host(name)
+            except ValueError as exc:
+                self.error(("admin", "allowed_hosts", i), str(exc))
+                continue
+            if host.startswith("*."):
+                self.error(("admin", "allowed_hosts", i), "give exact names (no wildcard)")
+                continue
+            hosts.append(host)
+        return tuple(hosts)
 
     def _http2(self, spec: ConfigSpec) -> Http2Config:
         h2 = spec.http2
@@ -502,6 +559,7 @@ class _Loader:
             if problem:
                 self.error(key_path, problem)
                 return None
+            self._check_secret(key_path, file)
         from outwork.keys.ticket_keys import FileTicketKeys
 
         return FileTicketKeys(file, rotation), int(lifetime)
@@ -516,6 +574,24 @@ class _Loader:
             self.error(path, f"{value!r} is longer than the maximum {maximum:g}s")
             return None
         return seconds
+
+    def _check_secret(self, path: KeyPath, file: Path) -> None:
+        """Warn when a secret (a private key, ticket keys, a PIN file) can be read by other users
+        than its owner: anyone who can read it can impersonate the gateway or decrypt its
+        sessions. A warning, not an error: group-readable keys (`ssl-cert`) are a common,
+        deliberate setup."""
+        try:
+            mode = file.stat().st_mode
+        except OSError:
+            return  # reported where it is read
+        bits = (("its group", stat.S_IRGRP), ("others", stat.S_IROTH))
+        readers = [who for who, bit in bits if mode & bit]
+        if readers:
+            self.warn(
+                path,
+                f"{file} is readable by {' and '.join(readers)} (mode"
+                f" {stat.S_IMODE(mode):04o}): only its owner should read it (chmod 600)",
+            )
 
     def _pkcs11_module(self, module: str | None) -> str | None:
         if module is None:
@@ -538,6 +614,7 @@ class _Loader:
         if not key_path.is_file():
             self.error(path + ("key",), f"file not found: {key_path}")
             return None
+        self._check_secret(path + ("key",), key_path)
         try:
             return load_certified_key(cert_path, key_path)
         except Exception as exc:  # any loading failure is a config error, shown to the user
@@ -554,6 +631,10 @@ class _Loader:
         except ValueError as exc:
             self.error(path + ("key",), str(exc))
             return None
+        if uri.pin_source is not None:
+            pin_file = uri.pin_source.removeprefix("file://").removeprefix("file:")
+            if pin_file.startswith("/"):
+                self._check_secret(path + ("key",), Path(pin_file))
         from outwork.keys.pkcs11_signer import load_pkcs11_certified_key
 
         try:
@@ -567,7 +648,11 @@ class _Loader:
         schemes: list[str] = []  # of the valid targets, in order
         for i, target in enumerate(spec.targets):
             path: KeyPath = ("upstreams", name, "targets", i)
-            url = urlsplit(target)
+            try:
+                url = urlsplit(target)
+            except ValueError as exc:  # `http://[::1`: an unclosed IPv6 literal
+                self.error(path, f"a target is http://host:port or https://host:port: {exc}")
+                continue
             if url.scheme not in _TARGET_PORTS:
                 self.error(path, "a target is http://host:port or https://host:port")
                 continue

@@ -161,6 +161,15 @@ class Pkcs11Spec(_Spec):
 
 class AdminSpec(_Spec):
     bind: NonEmptyStr = "127.0.0.1:9901"
+    # Host names (besides localhost and IP addresses) that admin requests may carry in `Host`;
+    # any other name is refused with 421 (DNS rebinding). Checked in load.py.
+    allowed_hosts: Annotated[list[NonEmptyStr], Meta(max_length=64)] = msgspec.field(
+        default_factory=list
+    )
+    # Open admin connections; a new one beyond closes the oldest (probes are never locked out).
+    max_connections: Annotated[int, Meta(ge=1, le=1024)] = 32
+    # Seconds an admin connection may stay open, whatever it sent (probes answer at once).
+    timeout: Annotated[float, Meta(gt=0, le=60)] = 5.0
 
 
 class LimitsSpec(_Spec):

@@ -1,8 +1,13 @@
 """The admin listener (plain HTTP, loopback by default): /healthz, /readyz and /metrics.
 
 Deliberately tiny and bounded: one request per connection, GET or HEAD only, a request head of
-at most 8 KiB, answered and closed; at most `MAX_ADMIN_CONNECTIONS` open at once, each closed
-after `ADMIN_TIMEOUT` seconds whatever it sent.
+at most 8 KiB, answered and closed; at most `admin.max_connections` open at once, each closed
+after `admin.timeout` seconds whatever it sent. A new connection beyond the cap closes the oldest
+one instead of being refused: idle or slow sockets must not lock out a liveness probe (which a
+Kubernetes kubelet would turn into a restart loop). The `Host` of a request must be localhost,
+an IP address of the listener (any, when it binds 0.0.0.0 or ::) or a name in
+`admin.allowed_hosts`: else 421, so a web page whose name was re-pointed at this address (DNS
+rebinding) cannot read the admin pages through a browser.
 
 - `/healthz`: 200 while the process runs its event loop (liveness).
 - `/readyz`: 200 once the listeners serve and the config is loaded; 503 while starting (with
@@ -17,10 +22,12 @@ after `ADMIN_TIMEOUT` seconds whatever it sent.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from typing import TYPE_CHECKING, cast
 
 from prometheus_client.exposition import generate_latest
 
+from outwork.policy.config import Address
 from outwork.proxy import metrics_share
 from outwork.proxy.metrics import CONTENT_TYPE, Metrics, Snapshot, SnapshotCollector
 
@@ -28,6 +35,7 @@ if TYPE_CHECKING:
     from outwork.proxy.server import GatewayState
 
 MAX_ADMIN_REQUEST = 8 * 1024
+# The defaults of admin.max_connections and admin.timeout (the config's values are used):
 MAX_ADMIN_CONNECTIONS = 32  # scrapers and probes; more at once is a client bug or an attack
 ADMIN_TIMEOUT = 5.0  # seconds a connection may stay open
 
@@ -36,6 +44,7 @@ _REASONS = {
     400: b"Bad Request",
     404: b"Not Found",
     405: b"Method Not Allowed",
+    421: b"Misdirected Request",
     431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
 }
@@ -50,7 +59,21 @@ class Admin:
         self.run_dir = run_dir  # the supervisor's run directory with `workers: N`, else None
         self.serving = False  # listeners bound and the config loaded
         self.stopping = False  # SIGTERM/SIGINT received
-        self.connections = 0
+        # Open connections, oldest first (dicts keep insertion order): the first is evicted.
+        self.open: dict[AdminProtocol, None] = {}
+
+    def admit(self, conn: AdminProtocol) -> None:
+        """Take a new connection; at the cap, the oldest open one makes room."""
+        while len(self.open) >= self.current[0].config.admin_max_connections:
+            oldest = next(iter(self.open))
+            del self.open[oldest]
+            oldest.evict()
+            self.metrics.refused["admin_evicted"] += 1
+        self.open[conn] = None
+
+    def host_allowed(self, host: bytes) -> bool:
+        config = self.current[0].config
+        return host_allowed(host, config.admin, config.admin_hosts)
 
     def snapshot(self) -> Snapshot:
         own = self.metrics.snapshot(self.current[0].pools.values())
@@ -82,28 +105,49 @@ class Admin:
         return 200, b"".join(lines)
 
 
+def host_allowed(host: bytes, bind: Address | None, names: tuple[str, ...]) -> bool:
+    """Whether a request's `Host` names an admin listener bound to `bind`, not a name an
+    attacker points at it. The port is ignored: a port forward or a load balancer may change it.
+    """
+    text = host.decode("ascii", "replace").strip().lower()
+    if text.startswith("["):
+        name = text[1:].partition("]")[0]
+    else:
+        name = text.rpartition(":")[0] if text.count(":") == 1 else text
+    name = name.removesuffix(".")
+    if name == "localhost" or name in names:
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False  # a name nobody configured
+    try:
+        bound = ipaddress.ip_address(bind.host if bind is not None else "localhost")
+    except ValueError:  # bound by name (localhost): its loopback addresses
+        return address.is_loopback
+    return bound.is_unspecified or address == bound
+
+
 class AdminProtocol(asyncio.Protocol):
     def __init__(self, admin: Admin) -> None:
         self.admin = admin
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
-        self._counted = False
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-        if self.admin.connections >= MAX_ADMIN_CONNECTIONS:
-            self.transport.abort()
-            return
-        self.admin.connections += 1
-        self._counted = True
+        self.admin.admit(self)
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(ADMIN_TIMEOUT, self.transport.abort)
+        timeout = self.admin.current[0].config.admin_timeout
+        self._timer = loop.call_later(timeout, self.transport.abort)
+
+    def evict(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._counted:
-            self._counted = False
-            self.admin.connections -= 1
+        self.admin.open.pop(self, None)
         if self._timer is not None:
             self._timer.cancel()
 
@@ -116,10 +160,27 @@ class AdminProtocol(asyncio.Protocol):
             if len(self.buffer) > MAX_ADMIN_REQUEST:
                 self._answer(431, b"too large\n")
             return
-        line = bytes(self.buffer[: self.buffer.find(b"\r\n")])
+        line, *fields = bytes(self.buffer[:end]).split(b"\r\n")
         parts = line.split(b" ")
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
             self._answer(400, b"bad request\n")
+            return
+        hosts = [v for n, _, v in (f.partition(b":") for f in fields) if n.lower() == b"host"]
+        if len(hosts) > 1:
+            self._answer(400, b"more than one host\n")
+            return
+        # No Host at all (HTTP/1.0 probes) is no rebinding: browsers always send one.
+        if hosts and not self.admin.host_allowed(hosts[0]):
+            self.admin.metrics.refused["admin_host"] += 1
+            state = self.admin.current[0]
+            peer = self.transport.get_extra_info("peername")
+            state.security_log.emit(
+                "admin.host_refused",
+                str(Address(str(peer[0]), int(peer[1]))) if peer else "?",
+                "admin",
+                {"host": hosts[0].decode("ascii", "replace").strip()[:256]},
+            )
+            self._answer(421, b"host not allowed here (see admin.allowed_hosts)\n")
             return
         method, target = parts[0], parts[1].split(b"?", 1)[0]
         head_only = method == b"HEAD"

@@ -12,7 +12,7 @@ from typing import Any
 
 from outwork.http.messages import RequestHead
 from outwork.policy.config import Address, GatewayConfig, ListenerConfig
-from outwork.proxy import metrics_share
+from outwork.proxy import metrics_share, startup_signals
 from outwork.proxy.access_log import AccessLog
 from outwork.proxy.admin import Admin, AdminProtocol
 from outwork.proxy.clock import Clock
@@ -295,11 +295,19 @@ async def serve(
         retiring.add(task)
         log("reloaded")
 
+    async def safe_reload() -> None:
+        # Whatever fails in a reload is logged and leaves the running config serving; the
+        # process must outlive any config file.
+        try:
+            await reload()
+        except Exception as exc:  # noqa: BLE001 - logged; the old config stays
+            log(f"reload failed: {type(exc).__name__}: {exc}; the running config stays")
+
     def start_reload() -> None:
         if reloading and not reloading[0].done():
             log("reload already in progress; SIGHUP ignored")
             return
-        reloading[:] = [loop.create_task(reload())]
+        reloading[:] = [loop.create_task(safe_reload())]
 
     if worker:
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
@@ -328,6 +336,8 @@ async def serve(
     log("ready")
     if on_ready is not None:
         on_ready()
+    if not worker and startup_signals.take_reload_request():
+        start_reload()  # a SIGHUP while starting: the file may have changed after it was read
     await stop.wait()
     log("stopping")
     admin.stopping = True

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from outwork.policy.config import Address, GatewayConfig
 from outwork.policy.load import load_config
 from outwork.policy.source import ConfigError
-from outwork.proxy import metrics_share
+from outwork.proxy import metrics_share, startup_signals
 from outwork.proxy.rlimits import raise_open_files_limit
 
 RESPAWN_DELAY = 1.0  # seconds before replacing a worker that died before it was ready
@@ -112,6 +112,7 @@ class Supervisor:
         read_fd, write_fd = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
+        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
@@ -122,6 +123,7 @@ class Supervisor:
                 for w in self.workers.values():
                     os.close(w.ready_fd)
                 admin = self.admin if slot == 0 else None
+                _follow_supervisor(supervisor)
                 code = _worker_main(
                     self.path, slot, write_fd, dict(self.addresses), admin, self.run_dir
                 )
@@ -175,11 +177,14 @@ class Supervisor:
         self._start_generation(self.generation)
         announced = False
         stopping = False
+        deferred_reload = False  # a SIGHUP before the first generation is ready
         while True:
             while self.signals:
                 signum = self.signals.pop(0)
-                if signum == signal.SIGHUP and not stopping:
-                    self._reload()
+                if signum == signal.SIGHUP and not stopping and not announced:
+                    deferred_reload = True
+                elif signum == signal.SIGHUP and not stopping:
+                    self._safe_reload()
                 elif signum in (signal.SIGTERM, signal.SIGINT) and not stopping:
                     stopping = True
                     metrics_share.mark(self.run_dir, metrics_share.STOPPING)  # /readyz: 503
@@ -196,6 +201,8 @@ class Supervisor:
                 announced = self.started_ok = True
                 metrics_share.mark(self.run_dir, metrics_share.READY)
                 self.log("ready")
+                if (startup_signals.take_reload_request() or deferred_reload) and not stopping:
+                    self._safe_reload()  # the file may have changed after it was read
             if self.start_failed and not stopping:
                 # A worker that cannot start at all (a port taken, an unusable key file) would
                 # fail the same way again: give up instead of respawning forever.
@@ -273,6 +280,18 @@ class Supervisor:
 
     # reload
 
+    def _safe_reload(self) -> None:
+        """A reload, whatever goes wrong in it: the supervisor (its workers, its pid file) must
+        outlive any config file; a failure leaves the running generation serving."""
+        try:
+            self._reload()
+        except Exception as exc:  # noqa: BLE001 - logged; the old workers stay
+            reason = f"{type(exc).__name__}: {exc}"
+            if self.pending is not None:
+                self._abort_reload(reason)
+            else:
+                self.log(f"reload refused: {reason}; the running workers stay")
+
     def _reload(self) -> None:
         if self.pending is not None:
             self.log("reload refused: the previous reload is still starting its workers")
@@ -288,13 +307,13 @@ class Supervisor:
         for warning in config.warnings:
             self.log(warning)
         old = (self.addresses, self.admin, self.count, dict(self.placeholders))
+        self._old = old
         try:
             self._resolve(config)
         except OSError as exc:
             self.log(f"reload refused: cannot listen: {exc}")
             self.addresses, self.admin, self.count, self.placeholders = old
             return
-        self._old = old
         self.count = config.workers
         for listener in config.listeners:
             _SCHEMES[listener.name] = "https" if listener.tls is not None else "http"
@@ -335,6 +354,22 @@ class Supervisor:
 _SCHEMES: dict[str, str] = {}
 
 
+def _follow_supervisor(supervisor: int) -> None:
+    """Have the kernel send this worker SIGTERM (a drain) when its supervisor dies, however it
+    dies (SIGKILL, OOM killer): orphaned workers would serve on with a config nobody can reload
+    or stop through the pid file."""
+    # Default action first: until now SIGTERM is the supervisor's (inherited) handler, which
+    # would swallow the signal asked for here.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != supervisor:  # gone before the call took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _worker_main(
     path: str,
     slot: int,
@@ -350,8 +385,11 @@ def _worker_main(
 
     from outwork.proxy.server import serve
 
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
+    # A worker never reloads (the supervisor replaces it): a SIGHUP to the process group (a
+    # terminal hang-up, `kill -HUP -PGID`) must not kill it while it starts.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     pid = os.getpid()
 
     def log(message: str) -> None:

@@ -54,6 +54,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def write(tmp_path: Path, files: Path, text: str) -> Path:
     for name in ("backends-ca.pem", "client.pem", "client.key"):
         (tmp_path / name).write_bytes((files / name).read_bytes())
+    (tmp_path / "client.key").chmod(0o600)
     path = tmp_path / "config.yaml"
     path.write_text(text)
     return path

@@ -581,3 +581,26 @@ def test_tls13_half_close_still_gets_the_answer(
     (line,) = read_lines(tmp_path / "access.jsonl", 1)
     assert (line["path"], line["status"]) == ("/half", 200)
     assert "Traceback" not in gw.stderr()
+
+
+def test_check_warns_about_a_pin_file_others_can_read(token: Token, tmp_path: Path) -> None:
+    pin = tmp_path / "pin.txt"
+    pin.write_text((token.folder / "pin.txt").read_text())
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "listeners:\n  - name: public\n    bind: 127.0.0.1:0\n    tls:\n"
+        "      certificates:\n"
+        f"        - cert: {token.folder / 'gw-ec.pem'}\n"
+        f'          key: "{token.uri("gw-ec", pin)}"\n'
+        "routes: []\nupstreams: {}\n"
+    )
+    pin.chmod(0o644)
+    result = _check(config, token.env)
+    assert (result.returncode, result.stdout) == (0, "ok\n")
+    assert result.stderr == (
+        f"{config}:7: listeners[0].tls.certificates[0].key: warning: {pin} is readable by its"
+        " group and others (mode 0644): only its owner should read it (chmod 600)\n"
+    )
+    pin.chmod(0o600)
+    result = _check(config, token.env)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "ok\n", "")

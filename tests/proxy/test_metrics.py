@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from outwork.proxy.admin import MAX_ADMIN_CONNECTIONS
 from tests.conftest import Backend, Gateway, gateway_config, metric_sample, metric_sum
 from tests.proxy.test_listener_tls import (  # noqa: F401 (pki: a fixture)
     Pki,
@@ -187,30 +186,6 @@ def test_healthz_readyz_and_head(gateway: Gateway) -> None:
     assert status == 200 and body == b""
     assert get(gateway.admin_url or "", "/nothing")[0] == 404
     assert get(gateway.admin_url or "", "/metrics", "POST")[0] == 405
-
-
-def test_admin_connections_are_capped_and_idle_ones_closed(gateway: Gateway) -> None:
-    admin = address(gateway.admin_url or "")
-    idle = [socket.create_connection(admin, timeout=10) for _ in range(MAX_ADMIN_CONNECTIONS)]
-    try:
-        wait_for(lambda: _closed_at_once(admin))
-        # The idle ones are closed by the admin's timeout, whatever they (do not) send.
-        for sock in idle:
-            assert sock.recv(1) == b""
-    finally:
-        for sock in idle:
-            sock.close()
-    assert get(gateway.admin_url or "", "/healthz") == (200, b"ok\n")
-
-
-def _closed_at_once(admin: tuple[str, int]) -> bool:
-    """Whether a new admin connection is closed without an answer (the cap is reached)."""
-    with socket.create_connection(admin, timeout=10) as sock:
-        try:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
-            return sock.recv(100) == b""
-        except ConnectionResetError:
-            return True
 
 
 # --- workers ---------------------------------------------------------------------------------

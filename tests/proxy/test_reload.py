@@ -231,3 +231,39 @@ def test_a_reload_whose_listener_cannot_bind_is_refused(
     finally:
         taken.close()
     assert gw.stop() == 0
+
+
+@pytest.mark.parametrize("workers", [2, 1])
+@pytest.mark.parametrize(
+    "damage", ["name: 2024-02-30", "name: !!int 0x", "name: !!python/name:os.system x"]
+)
+def test_a_reload_with_a_broken_yaml_value_keeps_the_gateway_and_its_pid_file(
+    make_backend: Callable[..., Backend],
+    make_gateway: Callable[..., Gateway],
+    workers: int,
+    damage: str,
+) -> None:
+    a, b = make_backend("a"), make_backend("b")
+    gw = make_gateway({**gateway_config(a.url), "workers": workers})
+    pid_file = gw.config_file.with_suffix(".pid")
+    assert pid_file.read_text().strip() == str(gw.proc.pid)
+    good = yaml.safe_dump({**gateway_config(b.url), "workers": workers})
+    broken = good.replace("name: public", damage)
+    assert broken != good
+    gw.config_file.write_text(broken)
+    gw.proc.send_signal(signal.SIGHUP)
+    _wait_for(gw, "reload refused")
+    assert "Traceback" not in gw.stderr()
+    assert f"{gw.config_file}:" in gw.stderr().split("reloading")[-1]  # its line-numbered problem
+    assert gw.proc.poll() is None
+    assert pid_file.read_text().strip() == str(gw.proc.pid)
+    for _ in range(3):
+        assert backend_name(gw.url + "/") == "a"  # the old config answers
+    # The file fixed: the next SIGHUP reloads it.
+    gw.config_file.write_text(good)
+    gw.proc.send_signal(signal.SIGHUP)
+    _wait_for(gw, "outwork: reloaded")
+    for _ in range(3):
+        assert backend_name(gw.url + "/") == "b"
+    assert gw.stop() == 0
+    assert not pid_file.exists()

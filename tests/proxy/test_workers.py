@@ -136,3 +136,26 @@ def test_workers_out_of_bounds_is_a_config_error(tmp_path: Path, value: str) -> 
     )
     assert result.returncode == 1
     assert f"{config}:4: workers: " in result.stderr
+
+
+def test_workers_stop_when_the_supervisor_is_killed(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway]
+) -> None:
+    """No orphans: a supervisor killed outright (SIGKILL, the OOM killer) takes its workers
+    with it instead of leaving them serving a config nobody can reload."""
+    backend = make_backend()
+    gw = make_gateway({**gateway_config(backend.url), "workers": 2})
+    wait_for(lambda: len(worker_pids(gw)) == 2)
+    workers = worker_pids(gw)
+    gw.proc.kill()
+    gw.proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            status = open(f"/proc/{pid}/status").read()
+        except OSError:
+            return False
+        return "\nState:\tZ" not in status
+
+    wait_for(lambda: not any(alive(pid) for pid in workers), timeout=45)
+    assert not served_ok(gw.url + "/")

@@ -53,6 +53,7 @@ class Leaf:
                 serialization.NoEncryption(),
             )
         )
+        key_path.chmod(0o600)  # as a real key is kept (`check` warns about a readable one)
         return cert_path, key_path
 
 
