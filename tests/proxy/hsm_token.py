@@ -36,6 +36,7 @@ def main(folder: Path) -> None:
         capture_output=True,
     )
     (folder / "pin.txt").write_text(PIN + "\n")
+    (folder / "pin.txt").chmod(0o600)  # a secret file: anything wider gets a warning
     ca = CertAuthority("gateway HSM test CA")
     (folder / "ca.pem").write_bytes(ca.cert.public_bytes(serialization.Encoding.PEM))
     private = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.SIGN: True}
