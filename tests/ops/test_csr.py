@@ -7,8 +7,8 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from asn1crypto import core as asn1
-from asn1crypto import parser as asn1_parser
+from asn1crypto import core as asn1  # type: ignore[import-untyped]
+from asn1crypto import parser as asn1_parser  # type: ignore[import-untyped]
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
