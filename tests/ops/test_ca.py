@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from outwork.ops.ca import MAX_LEAF_DAYS
+from outwork.ops import OpsError
+from outwork.ops.ca import MAX_CA_DAYS, MAX_CSR_FILE, MAX_LEAF_DAYS, read_csr
 from tests.ops.conftest import openssl, outwork, refused
 
 
@@ -165,3 +169,35 @@ def test_issue_refusals(ca_dir: Path, tmp_path: Path) -> None:
         outwork("ca", "issue", "ca", "--csr", str(csr), "--out", "x.pem", cwd=tmp_path)
     )
     assert not (tmp_path / "x.pem").exists()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000) | st.binary(max_size=2000).map(lambda b: b"-----BEGIN " + b))
+def test_read_csr_takes_any_bytes_and_answers_a_csr_or_one_refusal(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "in.csr"
+        path.write_bytes(data)
+        try:
+            csr = read_csr(path)
+        except OpsError as exc:
+            assert str(exc).startswith(f"{path}: ") and "\n" not in str(exc)
+        else:
+            assert csr.is_signature_valid
+
+
+def test_a_csr_file_beyond_the_cap_is_refused_unread(tmp_path: Path) -> None:
+    csr = request(tmp_path, "a.test")
+    (tmp_path / "big.csr").write_bytes(csr.read_bytes() + b"\n" * MAX_CSR_FILE)
+    with pytest.raises(OpsError, match=f"larger than {MAX_CSR_FILE} bytes"):
+        read_csr(tmp_path / "big.csr")
+    padded = csr.read_bytes()
+    (tmp_path / "max.csr").write_bytes(padded + b"\n" * (MAX_CSR_FILE - len(padded)))
+    assert read_csr(tmp_path / "max.csr").is_signature_valid
+
+
+def test_ca_init_days_bounds(tmp_path: Path) -> None:
+    for days in ("0", str(MAX_CA_DAYS + 1)):
+        assert "--days must be between" in refused(
+            outwork("ca", "init", "ca", "--days", days, cwd=tmp_path)
+        )
+    assert not (tmp_path / "ca").exists()

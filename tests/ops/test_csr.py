@@ -219,8 +219,20 @@ def test_bad_csr_input_is_refused_with_one_line_and_nothing_written(tmp_path: Pa
             "env:HOME",
         ],
     }
+    env = {"OPS_PW": "right", "OPS_WRONG": "wrong"}
+    assert outwork(
+        "keys", "generate", "--type", "ec-p256", "--out", "enc.pem", "--passphrase", "env:OPS_PW",
+        cwd=tmp_path, env=env,
+    ).returncode == 0  # fmt: skip
+    cases["enc.pem: wrong passphrase for the key"] = [
+        "--key", "enc.pem", "--name", "a.test", "--passphrase", "env:OPS_WRONG",
+    ]  # fmt: skip
+    cases["enc.pem: the key is encrypted; give its passphrase"] = [
+        "--key", "enc.pem", "--name", "a.test",
+    ]  # fmt: skip
     for message, args in cases.items():
-        line = refused(outwork("certs", "csr", *args, "--out", "r.csr", cwd=tmp_path))
+        line = refused(outwork("certs", "csr", *args, "--out", "r.csr", cwd=tmp_path, env=env))
+        assert "wrong" not in line.replace("wrong passphrase", "")
         assert message in line
         assert not (tmp_path / "r.csr").exists()
     line = refused(
