@@ -104,6 +104,9 @@ def generate_on_token(key_type: str, uri_text: str, module: str | None = None) -
                 f"{where}: token {token.label!r} already has an object labelled"
                 f" {uri.object!r}; keys on a token are never replaced, choose another object="
             )
+        if uri.id is not None and any(True for _ in session.get_objects({Attribute.ID: uri.id})):
+            # The signer pairs a private key with its public half by CKA_ID: keep it unique.
+            raise OpsError(f"{where}: token {token.label!r} already has an object with this id=")
         key_id = uri.id if uri.id is not None else secrets.token_bytes(8)
         try:
             _generate_pair(session, key_type, uri.object, key_id)

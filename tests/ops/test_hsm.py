@@ -70,6 +70,23 @@ def test_a_label_in_use_is_never_replaced(token: Token) -> None:
         )  # fmt: skip
     )
     assert "a token key has a PIN and is never replaced" in line
+    with_id = token.uri("id-1").replace("?", ";id=%42?")
+    assert (
+        outwork("keys", "generate", "--type", "ec-p256", "--out", with_id, env=token.env).returncode
+        == 0
+    )
+    line = refused(
+        outwork(
+            "keys",
+            "generate",
+            "--type",
+            "ec-p256",
+            "--out",
+            with_id.replace("id-1", "id-2"),
+            env=token.env,
+        )  # fmt: skip
+    )
+    assert "already has an object with this id=" in line
 
 
 def test_wrong_pin_missing_token_and_bad_uri_are_one_line(token: Token, tmp_path: Path) -> None:
