@@ -119,3 +119,192 @@ def reload(config_path: str, pid_file: str | None) -> None:
         click.echo(f"outwork: cannot signal the gateway ({pid_path}): {exc}", err=True)
         sys.exit(1)
     click.echo(f"reload requested (pid {pid})")
+
+
+# ----- keys, certificates and the internal CA (outwork.ops) ------------------------------
+
+import typing  # noqa: E402  (kept with the commands it serves: cli.py is edited by others too)
+
+
+def _ops_refused(exc: Exception) -> typing.NoReturn:
+    """A refusal of the operator commands: one line on stderr, exit 2, nothing written."""
+    click.echo(f"outwork: {exc}", err=True)
+    sys.exit(2)
+
+
+def _passphrase(reference: str | None) -> bytes | None:
+    from outwork.keys.secret import SecretError, parse_secret_ref, read_secret
+
+    if reference is None:
+        return None
+    try:
+        return read_secret(parse_secret_ref(reference))
+    except SecretError as exc:
+        _ops_refused(exc)
+
+
+PASSPHRASE_OPTION = click.option(
+    "--passphrase",
+    metavar="env:NAME|file:PATH",
+    default=None,
+    help="Where the key file's passphrase is (the same reference the config takes).",
+)
+FORCE_OPTION = click.option("--force", is_flag=True, help="Replace an existing --out file.")
+
+
+@main.group()
+def keys() -> None:
+    """Private keys: in a file or inside a PKCS#11 token."""
+
+
+@keys.command("generate")
+@click.option(
+    "--type",
+    "key_type",
+    required=True,
+    type=click.Choice(["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]),
+)
+@click.option("--out", required=True, metavar="FILE|pkcs11:URI", help="Where the key goes.")
+@PASSPHRASE_OPTION
+@FORCE_OPTION
+def keys_generate(key_type: str, out: str, passphrase: str | None, force: bool) -> None:
+    """Generate a key: a PKCS#8 PEM file (0600), or on the token a pkcs11: URI names
+    (object= is its label; private, sensitive, never extractable)."""
+    from outwork.ops import OpsError
+    from outwork.ops.keygen import generate_file, generate_on_token
+
+    try:
+        if out.startswith("pkcs11:"):
+            if passphrase is not None or force:
+                raise OpsError(
+                    "--passphrase and --force are for key files; a token key has a PIN and"
+                    " is never replaced"
+                )
+            generated = generate_on_token(key_type, out)
+        else:
+            generated = generate_file(key_type, Path(out), _passphrase(passphrase), force)
+    except OpsError as exc:
+        _ops_refused(exc)
+    click.echo(f"{generated.key_type} key: {generated.location}")
+    click.echo(f"public key sha256: {generated.fingerprint()}")
+
+
+@main.group()
+def certs() -> None:
+    """Certificate signing requests and the certificates a config uses."""
+
+
+@certs.command("csr")
+@click.option("--key", required=True, metavar="FILE|pkcs11:URI", help="The key to certify.")
+@click.option(
+    "--name",
+    "names",
+    required=True,
+    multiple=True,
+    metavar="DNS_OR_IP",
+    help="A name for the certificate (repeat): a DNS name (*. allowed) or an IP address.",
+)
+@click.option("--subject", default=None, metavar="DN", help="RFC 4514, e.g. 'CN=api,O=Example'.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The PEM CSR.")
+@PASSPHRASE_OPTION
+@FORCE_OPTION
+def certs_csr(
+    key: str,
+    names: tuple[str, ...],
+    subject: str | None,
+    out: str,
+    passphrase: str | None,
+    force: bool,
+) -> None:
+    """Write a CSR for KEY with the names as SANs, signed where the key lives (the token signs
+    for a pkcs11: key)."""
+    from outwork.ops import OpsError
+    from outwork.ops.csr import make_csr
+
+    try:
+        csr = make_csr(key, names, subject, Path(out), _passphrase(passphrase), force)
+    except OpsError as exc:
+        _ops_refused(exc)
+    click.echo(f"CSR for {csr.subject.rfc4514_string() or '(empty subject)'}: {out}")
+
+
+@certs.command("list")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="JSON on stdout instead of a table.")
+def certs_list(config_path: str, as_json: bool) -> None:
+    """Every certificate the config uses: names, key location, issuer, days to expiry."""
+    import json
+
+    from outwork.ops import OpsError
+    from outwork.ops.inventory import certificates_in_use
+
+    try:
+        found = certificates_in_use(Path(config_path))
+    except OpsError as exc:
+        _ops_refused(exc)
+    if as_json:
+        click.echo(json.dumps([c.as_json() for c in found], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"certificates in {config_path}")
+    for column in ("used by", "names", "key", "issuer", "expires", "days left"):
+        table.add_column(column, overflow="fold")
+    for c in found:
+        colour = "red" if c.days_left < 0 else "yellow" if c.days_left < 30 else "green"
+        table.add_row(
+            f"{c.used_by} {c.name}",
+            ", ".join(c.names),
+            c.key,
+            c.issuer,
+            c.not_after[:10],
+            f"[{colour}]{c.days_left}[/{colour}]",
+        )
+    Console().print(table)
+
+
+@main.group()
+def ca() -> None:
+    """A small internal CA, so the key flow runs offline."""
+
+
+@ca.command("init")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option(
+    "--type",
+    "key_type",
+    default="ec-p384",
+    show_default=True,
+    type=click.Choice(["ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]),
+)
+@click.option("--subject", default=None, metavar="DN", help="Default: CN=outwork internal CA.")
+@click.option("--days", default=3650, show_default=True, type=int)
+def ca_init(folder: str, key_type: str, subject: str | None, days: int) -> None:
+    """Create FOLDER (0700) with the CA key (ca.key, 0600) and certificate (ca.pem)."""
+    from outwork.ops import OpsError
+    from outwork.ops.ca import init_ca
+
+    try:
+        authority = init_ca(Path(folder), key_type, subject, days)
+    except OpsError as exc:
+        _ops_refused(exc)
+    click.echo(f"CA {authority.cert.subject.rfc4514_string()}: {Path(folder) / 'ca.pem'}")
+
+
+@ca.command("issue")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--csr", "csr_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Leaf + CA, PEM.")
+@click.option("--days", default=90, show_default=True, type=int, help="At most 397.")
+@FORCE_OPTION
+def ca_issue(folder: str, csr_path: str, out: str, days: int, force: bool) -> None:
+    """Issue a certificate for a CSR (its signature verified first); write the chain."""
+    from outwork.ops import OpsError
+    from outwork.ops.ca import issue
+
+    try:
+        cert = issue(Path(folder), Path(csr_path), Path(out), days, force)
+    except OpsError as exc:
+        _ops_refused(exc)
+    click.echo(f"issued serial {cert.serial_number:x}, until {cert.not_valid_after_utc}: {out}")

@@ -56,16 +56,44 @@ class FileSigner:
         return key.sign(data, padding.PKCS1v15(), algorithm)
 
 
-def load_certified_key(cert_path: str | Path, key_path: str | Path) -> CertifiedKey:
-    """Load a PEM chain (leaf first) and its PEM private key; check that they belong together."""
-    chain = tuple(x509.load_pem_x509_certificates(Path(cert_path).read_bytes()))
-    if not chain:
-        raise ValueError(f"{cert_path}: no certificate found")
-    key = serialization.load_pem_private_key(Path(key_path).read_bytes(), password=None)
+def load_private_key(key_path: str | Path, passphrase: bytes | None = None) -> SigningKey:
+    """A PEM private key (PKCS#8 or traditional), decrypted with `passphrase` when encrypted.
+    Raises ValueError with one line naming the file (never the passphrase)."""
+    try:
+        data = Path(key_path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{key_path}: cannot read the key: {exc.strerror}") from None
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase)
+    except TypeError:
+        # cryptography: a passphrase for a plain key, or none for an encrypted one.
+        if passphrase is None:
+            raise ValueError(f"{key_path}: the key is encrypted; give its passphrase") from None
+        raise ValueError(
+            f"{key_path}: the key is not encrypted, but a passphrase was given"
+        ) from None
+    except ValueError:
+        if passphrase is not None and b"ENCRYPTED" in data:
+            raise ValueError(f"{key_path}: wrong passphrase for the key") from None
+        raise ValueError(f"{key_path}: not a PEM private key") from None
+    except Exception:  # UnsupportedAlgorithm and friends
+        raise ValueError(f"{key_path}: not a usable PEM private key") from None
     if not isinstance(
         key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)
     ):
         raise ValueError(f"{key_path}: unsupported key type {type(key).__name__}")
+    return key
+
+
+def load_certified_key(
+    cert_path: str | Path, key_path: str | Path, passphrase: bytes | None = None
+) -> CertifiedKey:
+    """Load a PEM chain (leaf first) and its PEM private key (encrypted: with `passphrase`);
+    check that they belong together."""
+    chain = tuple(x509.load_pem_x509_certificates(Path(cert_path).read_bytes()))
+    if not chain:
+        raise ValueError(f"{cert_path}: no certificate found")
+    key = load_private_key(key_path, passphrase)
     signer = FileSigner(key)
     public_der = serialization.PublicFormat.SubjectPublicKeyInfo
     encoding = serialization.Encoding.DER

@@ -734,3 +734,12 @@ def _is_refusal(exc: Exception) -> bool:
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def open_token(uri: str | Pkcs11Uri, module: str | None = None) -> tuple[Token, str]:
+    """The token a URI names and the PIN its pin-source gives, for tools that work on the token
+    itself (`outwork keys generate`) rather than sign with one of its keys."""
+    parsed = uri if isinstance(uri, Pkcs11Uri) else parse_pkcs11_uri(uri)
+    path = _module_path(parsed, module)
+    pin = _read_pin(parsed)
+    return _find_token(_open_module(path), parsed, path), pin

@@ -421,7 +421,9 @@ class _Loader:
         """Compile a listener's TLS settings into the engine's read-only ServerConfig."""
         keys: list[CertifiedKey] = []
         for j, entry in enumerate(spec.certificates):
-            key = self._certified_key(path + ("certificates", j), entry.cert, entry.key)
+            key = self._certified_key(
+                path + ("certificates", j), entry.cert, entry.key, entry.passphrase
+            )
             if key is not None:
                 keys.append(key)
         for j, proto in enumerate(spec.alpn):
@@ -601,14 +603,30 @@ class _Loader:
             self.error(("pkcs11", "module"), f"PKCS#11 module not found: {file}")
         return str(file)
 
-    def _certified_key(self, path: KeyPath, cert: str, key: str) -> CertifiedKey | None:
+    def _certified_key(
+        self, path: KeyPath, cert: str, key: str, passphrase_ref: str | None = None
+    ) -> CertifiedKey | None:
         cert_path = self.base / cert
         if not cert_path.is_file():
             self.error(path + ("cert",), f"file not found: {cert_path}")
             return None
         if key.startswith("pkcs11:"):
+            if passphrase_ref is not None:
+                self.error(
+                    path + ("passphrase",), "a pkcs11: key has a PIN (in its URI), not a passphrase"
+                )
+                return None
             return self._pkcs11_key(path, cert_path, key)
         from outwork.keys.file_signer import load_certified_key
+        from outwork.keys.secret import SecretError, parse_secret_ref, read_secret
+
+        passphrase = None
+        if passphrase_ref is not None:
+            try:
+                passphrase = read_secret(parse_secret_ref(passphrase_ref), self.base)
+            except SecretError as exc:
+                self.error(path + ("passphrase",), str(exc))
+                return None
 
         key_path = self.base / key
         if not key_path.is_file():
@@ -616,7 +634,7 @@ class _Loader:
             return None
         self._check_secret(path + ("key",), key_path)
         try:
-            return load_certified_key(cert_path, key_path)
+            return load_certified_key(cert_path, key_path, passphrase)
         except Exception as exc:  # any loading failure is a config error, shown to the user
             self.error(path, f"cannot load certificate/key: {exc}")
             return None
@@ -806,7 +824,9 @@ class _Loader:
         client_certificate = None
         if spec.client_cert is not None:
             entry = spec.client_cert
-            client_certificate = self._certified_key(path + ("client_cert",), entry.cert, entry.key)
+            client_certificate = self._certified_key(
+                path + ("client_cert",), entry.cert, entry.key, entry.passphrase
+            )
         version = _VERSIONS.get(
             spec.min_version if isinstance(spec.min_version, str) else str(spec.min_version)
         )

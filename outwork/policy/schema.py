@@ -23,6 +23,8 @@ class _Spec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class CertificateSpec(_Spec):
     cert: NonEmptyStr
     key: NonEmptyStr
+    # For an encrypted key file: env:NAME or file:PATH (outwork.keys.secret), never the secret.
+    passphrase: NonEmptyStr | None = None
 
 
 # "90s", "30m", "12h", "7d" or a number of seconds; parsed and bounded in load.py.
