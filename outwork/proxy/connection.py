@@ -77,6 +77,7 @@ class ClientProtocol(asyncio.Protocol):
             limits.max_headers,
             limits.max_request_body,
             max_line=limits.max_request_line,
+            max_field=limits.max_header_field,
             body_limit=self._route_head,
         )
         self._queue: deque[Exchange] = deque()

@@ -40,7 +40,9 @@ from h2.events import (
 )
 from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
+from hpack import Encoder
 
+from outwork.http.checks import oversized_field
 from outwork.http.errors import REASONS, HTTPError
 from outwork.http.h2head import build_request_head
 from outwork.http.messages import Framing, RequestHead, ResponseHead
@@ -67,6 +69,26 @@ SESSION_OUTPUT_CAP = 1024 * 1024
 
 def _no_content_length(headers: object) -> None:
     return None
+
+
+class _ClampedEncoder(Encoder):
+    """The HPACK encoder for responses: the table the client allows (its
+    SETTINGS_HEADER_TABLE_SIZE) is used up to `cap` only. RFC 7541 4.2 lets an encoder use less
+    than the decoder's maximum; a client asking for 2 GiB would make each connection keep
+    every response header it was sent."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self.cap = cap
+        Encoder.header_table_size.fset(self, min(4096, cap))  # type: ignore[attr-defined]
+
+    @property
+    def header_table_size(self) -> int:
+        return int(self.header_table.maxsize)
+
+    @header_table_size.setter
+    def header_table_size(self, value: int) -> None:
+        Encoder.header_table_size.fset(self, min(value, self.cap))  # type: ignore[attr-defined]
 
 
 class _ServerConnection(H2Connection):
@@ -110,6 +132,7 @@ def new_connection(config: Http2Config) -> H2Connection:
         },
     )
     conn.max_inbound_frame_size = config.max_frame_size
+    conn.encoder = _ClampedEncoder(config.max_encoder_table_size)
     conn.decoder.max_header_list_size = config.max_header_list_size
     conn.initiate_connection()
     conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
@@ -149,7 +172,13 @@ class H2Session:
         self.out_since = state.clock.now
         limits = state.config.limits
         self.max_body = limits.max_request_body
+        # A declared content-length is checked against the matched route's max_body_size once
+        # routed (`_route`); before that only against the largest any route allows.
+        self.max_declared_body = max(
+            [limits.max_request_body, *(r.max_body_size for r in state.config.routes)]
+        )
         self.max_headers = limits.max_headers
+        self.max_field = limits.max_header_field
         # Streams opened: after limits.max_requests_per_connection of them the session drains
         # (GOAWAY), as an HTTP/1.1 connection closes after its last request.
         self.opened = 0
@@ -160,6 +189,11 @@ class H2Session:
 
         self.body_before_upstream = min(BODY_BEFORE_UPSTREAM, config.initial_window_size)
         self.body_first_bytes = 0  # held for those streams, not yet acknowledged
+        # Streams answered before their request ended (413, 404, ...): the rest of the body is
+        # taken and dropped, up to limits.max_request_body bytes each as on HTTP/1.1, before
+        # RST_STREAM (NO_ERROR). A client still sending (curl 7.x fails its upload on a reset
+        # stream) then reads the answer. Stream id -> bytes it may still send.
+        self.discarding: dict[int, int] = {}
         self.send()
         self.update_deadline()
         if state.draining:
@@ -197,6 +231,7 @@ class H2Session:
                     stream.request_data(event.data or b"", event.flow_controlled_length or 0)
                 else:
                     self.ack(event.flow_controlled_length or 0, event.stream_id or 0)
+                    self._discarded(event.stream_id or 0, event.flow_controlled_length or 0)
             elif kind is RequestReceived:
                 assert isinstance(event, RequestReceived)
                 try:
@@ -205,11 +240,14 @@ class H2Session:
                     self._flood(flood)
                     return
             elif kind is StreamEnded:
-                stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
+                sid = getattr(event, "stream_id", 0) or 0
+                self.discarding.pop(sid, None)
+                stream = self.streams.get(sid)
                 if stream is not None:
                     stream.request_end()
             elif kind is StreamReset:
                 assert isinstance(event, StreamReset)
+                self.discarding.pop(event.stream_id or 0, None)
                 stream = self.streams.get(event.stream_id or 0)
                 if stream is not None:
                     stream.cancel()
@@ -251,9 +289,11 @@ class H2Session:
                 ended,
                 scheme=self.client.scheme,
                 max_headers=self.max_headers,
-                max_body=self.max_body,
+                max_body=self.max_declared_body,
                 max_list_size=self.config.max_header_list_size,
             )
+            if oversized_field(head.headers, self.max_field) is not None:
+                raise HTTPError(431, "header field too large")
         except HTTPError as exc:
             state.metrics.refused[str(exc.status)] += 1
             if exc.status == 400:
@@ -292,6 +332,29 @@ class H2Session:
             state.metrics.refused[str(ex.error_status)] += 1
         ex.request_id = client._forwarding.stamp(head, state.request_ids)
         return ex
+
+    def discard_rest(self, stream_id: int) -> bool:
+        """Take and drop the rest of an answered stream's request body; False when this
+        connection already drops as many bodies as it may have streams (reset it instead)."""
+        room = self.config.max_discarded_body
+        if len(self.discarding) >= self.config.max_concurrent_streams or not room:
+            return False
+        self.discarding[stream_id] = room
+        return True
+
+    def _discarded(self, stream_id: int, size: int) -> None:
+        left = self.discarding.get(stream_id)
+        if left is None:
+            return
+        left -= size
+        if left >= 0:
+            self.discarding[stream_id] = left
+            return
+        del self.discarding[stream_id]
+        try:
+            self.conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        except H2Error:
+            pass  # closed meanwhile
 
     def _flood(self, flood: Flood) -> None:
         state = self.state
@@ -704,6 +767,9 @@ class H2Stream:
             or (head.framing is Framing.NONE and head.status not in (204, 304))
         ):
             headers.append((b"content-length", b"%d" % head.content_length))
+        if ex.request_id:
+            headers.append((b"x-request-id", ex.request_id))  # the upstream's own was dropped
+            size += len(ex.request_id) + 16
         ex.status = head.status
         ex.response_started = True
         ex.bytes_sent += size + 12
@@ -888,7 +954,9 @@ class H2Stream:
                 ex.discard_body = True
         if self.request_open:
             # Answered before the request ended: the rest of it is not wanted (RFC 9113 8.1).
-            self._reset(self.reset_code)
+            # Taken and dropped for a while first, unless malformed (see `discard_rest`).
+            if self.reset_code != ErrorCodes.NO_ERROR or not session.discard_rest(self.stream_id):
+                self._reset(self.reset_code)
         session.stream_done(self)
 
     def _reset(self, code: ErrorCodes) -> None:
