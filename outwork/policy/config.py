@@ -112,7 +112,7 @@ class Http2Config:
     max_encoder_table_size: int = 4096
     max_discarded_body: int = 1024 * 1024
     stall_timeout: float = 30.0
-    max_paused_upstreams: int = 16
+    max_paused_upstreams: int = 32
     max_paused_upstreams_per_address: int = 64
 
 

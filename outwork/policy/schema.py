@@ -218,7 +218,7 @@ class Http2Spec(_Spec):
     stall_timeout: Duration = "30s"
     # Upstream connections paused for one client connection's streams, and for all of one
     # address's connections (per worker): a stream that would pause one more is reset.
-    max_paused_upstreams: Annotated[int, Meta(ge=1, le=1000)] = 16
+    max_paused_upstreams: Annotated[int, Meta(ge=1, le=1000)] = 32
     max_paused_upstreams_per_address: Annotated[int, Meta(ge=1, le=100_000)] = 64
 
 

@@ -65,6 +65,14 @@ STREAM_OUTPUT_CAP = 64 * 1024
 # read (a client that opens the streams it may and never opens a window holds at most this,
 # plus one upstream read).
 SESSION_OUTPUT_CAP = 1024 * 1024
+# A stream whose upstream connection is paused beyond http2.max_paused_upstreams (or the
+# per-address cap) is reset once it has stayed paused this long: a pause the client ends at
+# once (its socket drained, a window opened) costs nothing.
+OVER_CAP_GRACE = 1.0
+
+# Upstream connections paused for the streams of each client address (this process), against
+# http2.max_paused_upstreams_per_address.
+_paused_by_address: dict[bytes, int] = {}
 
 
 def _no_content_length(headers: object) -> None:
@@ -189,6 +197,7 @@ class H2Session:
 
         self.body_before_upstream = min(BODY_BEFORE_UPSTREAM, config.initial_window_size)
         self.body_first_bytes = 0  # held for those streams, not yet acknowledged
+        self.paused_upstreams = 0  # upstream connections paused for this connection's streams
         # Streams answered before their request ended (413, 404, ...): the rest of the body is
         # taken and dropped, up to limits.max_request_body bytes each as on HTTP/1.1, before
         # RST_STREAM (NO_ERROR). A client still sending (curl 7.x fails its upload on a reset
@@ -407,6 +416,7 @@ class H2Session:
     # lifetime
 
     def stream_done(self, stream: H2Stream) -> None:
+        stream.unpaused()  # whichever way it ended, it holds no paused upstream any more
         self.streams.pop(stream.stream_id, None)
         self.idle_since = self.state.clock.now
         if not self.streams and (self.goaway_sent or self.peer_goaway or self.client._read_eof):
@@ -439,6 +449,9 @@ class H2Session:
             if body and stream.request_open and not stream.upstream_full:
                 if not deadline or body < deadline:
                     deadline = body
+            stall = stream.stall_deadline
+            if stall and (not deadline or stall < deadline):
+                deadline = stall
         client.deadline = deadline
 
     def timed_out(self) -> None:
@@ -462,8 +475,14 @@ class H2Session:
                 body = stream.body_deadline
                 if body and stream.request_open and not stream.upstream_full and now > body:
                     stream.body_timed_out()
+                stall = stream.stall_deadline
+                if stall and now >= stall and not self.closed:
+                    try:
+                        stream.stalled()
+                    except Flood as flood:
+                        self._flood(flood)
             if self.closed:
-                return  # its last stream ended (draining)
+                return  # its last stream ended (draining), or it reset too many
             if self.output_waits() and now > self.out_since + limits.idle_timeout:
                 # Its responses wait for a window it never opens, or it does not read.
                 state.metrics.refused["timeout"] += 1
@@ -550,6 +569,8 @@ class H2Stream:
         "_ending",
         "_upstream_paused",
         "_paused_conn",
+        "stall_deadline",
+        "_stall_reason",
         "_done",
         "_body_first",
         "body_deadline",
@@ -575,6 +596,11 @@ class H2Stream:
         # The upstream connection this stream paused: resumed when the stream lets it go, so
         # that a connection whose response completed while paused is not pooled unread.
         self._paused_conn: UpstreamConnection | None = None
+        # While this stream has an upstream connection paused: when it is reset for holding
+        # it (only draining its output resumes the upstream and clears it; a window update that
+        # lets out a byte does not), and why ("timeout", or a cap it went over).
+        self.stall_deadline = 0.0
+        self._stall_reason = ""
         self._done = False
         self._body_first = False  # a small body, received whole before an upstream is taken
         self.body_deadline = 0.0  # while the request body comes: its last DATA + body_timeout
@@ -594,6 +620,7 @@ class H2Stream:
             ex = self.exchange
             if ex is not None:
                 self._paused_conn = ex.upstream
+            self._note_paused()
         return paused
 
     @property
@@ -818,6 +845,7 @@ class H2Stream:
         conn = self._paused_conn
         self._paused_conn = None
         self._upstream_paused = False
+        self.unpaused()
         if conn is not None and conn.exchange is None and not conn.closed:
             conn.resume_reading()  # idle in the pool: reading shows the upstream's close
 
@@ -886,6 +914,7 @@ class H2Stream:
         ):
             self._upstream_paused = False
             self._paused_conn = None
+            self.unpaused()
             if ex is not None and ex.upstream is not None:
                 ex.upstream.resume_reading()
 
@@ -894,7 +923,66 @@ class H2Stream:
         if ex is not None and ex.upstream is not None and not self._upstream_paused:
             self._upstream_paused = True
             self._paused_conn = ex.upstream
+            self._note_paused()
             ex.upstream.pause_reading()
+
+    # upstream connections held paused (stall defence)
+
+    def _note_paused(self) -> None:
+        """This stream's upstream connection stops being read: it counts against the caps on
+        paused upstreams, and its stall deadline starts."""
+        if self.stall_deadline:
+            return  # counted already (another upstream, after a retry)
+        session = self.session
+        config = session.config
+        now = session.state.clock.now
+        session.paused_upstreams += 1
+        host = self.peer_host
+        by_address = _paused_by_address[host] = _paused_by_address.get(host, 0) + 1
+        if session.paused_upstreams > config.max_paused_upstreams:
+            self._stall_reason = "connection_cap"
+            self.stall_deadline = now + OVER_CAP_GRACE
+        elif by_address > config.max_paused_upstreams_per_address:
+            self._stall_reason = "address_cap"
+            self.stall_deadline = now + OVER_CAP_GRACE
+        else:
+            self._stall_reason = "timeout"
+            self.stall_deadline = now + config.stall_timeout
+        client = session.client
+        if not session.closed and (not client.deadline or self.stall_deadline < client.deadline):
+            client.deadline = self.stall_deadline
+
+    def unpaused(self) -> None:
+        """Its upstream reads again, or is let go: no longer counted, no stall deadline."""
+        if not self.stall_deadline:
+            return
+        self.stall_deadline = 0.0
+        self.session.paused_upstreams -= 1
+        host = self.peer_host
+        left = _paused_by_address.get(host, 1) - 1
+        if left > 0:
+            _paused_by_address[host] = left
+        else:
+            _paused_by_address.pop(host, None)
+
+    def stalled(self) -> None:
+        """Its upstream connection stayed paused past the stall deadline (or over a cap): reset
+        the stream (ENHANCE_YOUR_CALM) and close that connection, which frees its pool slot.
+        Counted like a reset from the client: a connection that keeps stalling streams gets
+        GOAWAY (raises `Flood`)."""
+        session = self.session
+        state = session.state
+        state.metrics.refused["h2_stalled_stream"] += 1
+        detail = {
+            "reason": self._stall_reason,
+            "stream_id": self.stream_id,
+            "held_bytes": self._out_size,
+            "paused_upstreams": session.paused_upstreams,
+        }
+        client = session.client
+        state.security_log.emit("h2.stalled_stream", client.peer, client.listener.name, detail)
+        self._reset(ErrorCodes.ENHANCE_YOUR_CALM)
+        session.guard.stream_refused(state.clock.now)
 
     def _answer(self, ex: Exchange, status: int) -> None:
         """A response made by the gateway itself (400, 404, 413, 502, 504, ...)."""

@@ -4,20 +4,34 @@ upstream connections (window updates of a byte) released and capped."""
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
+import time
+import urllib.request
+from typing import Any
 from urllib.parse import urlsplit
 
 from h2.exceptions import StreamClosedError
 from h2.settings import SettingCodes
 from hpack import Decoder
-from hyperframe.frame import HeadersFrame
+from hyperframe.frame import HeadersFrame, RstStreamFrame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from outwork.proxy.h2 import _ClampedEncoder
 from tests.proxy import test_listener_tls
 from tests.proxy.h2_client import H2Client, RawClient, frame
-from tests.proxy.test_h2 import END_HEADERS, END_STREAM, HEADERS, curl_h2, port_of, refused
+from tests.proxy.test_h2 import (
+    END_HEADERS,
+    END_STREAM,
+    HEADERS,
+    curl_h2,
+    events,
+    port_of,
+    refused,
+)
+from tests.proxy.test_h2_limits import status_of
 from tests.proxy.test_listener_tls import tls_config
 
 pki = test_listener_tls.pki  # the module-scoped certificate fixture, shared
@@ -190,3 +204,111 @@ def test_the_clamped_encoder_never_grows_past_its_cap_and_decodes(
         assert decoder.decode(block) == [(":status", "200"), *headers]
         assert encoder.header_table_size <= 4096
         assert encoder.header_table._current_size <= 4096
+
+
+WINDOW_UPDATE = 0x8
+ENHANCE_YOUR_CALM = 0xB
+
+
+def open_big_streams(client: RawClient, count: int, resets: dict[Any, int]) -> list[int]:
+    """Streams for responses far larger than any window: the gateway holds what the windows
+    do not let out, and pauses each stream's upstream connection."""
+    sids = [1 + 2 * n for n in range(count)]
+    for sid in sids:
+        block = client.headers_block("/bytes?n=50000000")
+        client.send(frame(HEADERS, END_HEADERS | END_STREAM, sid, block))
+    heads: set[int] = set()
+
+    def all_answered(frames: list[Any]) -> bool:
+        heads.update(f.stream_id for f in frames if isinstance(f, HeadersFrame))
+        return heads >= set(sids)
+
+    note_resets(client, client.until(all_answered), resets)
+    return sids
+
+
+def note_resets(client: RawClient, frames: list[Any], resets: dict[Any, int]) -> None:
+    for f in frames:
+        if isinstance(f, RstStreamFrame):
+            resets[(id(client), f.stream_id)] = f.error_code
+
+
+def trickle(clients: list[tuple[RawClient, list[int]]], resets: dict[Any, int], want: int) -> None:
+    """The attack: a 1-byte WINDOW_UPDATE for every stream (and connection) now and then,
+    until `want` streams were reset by the gateway (or a bound for a hung gateway)."""
+    deadline = time.monotonic() + 25
+    one = (1).to_bytes(4, "big")
+    while len(resets) < want and time.monotonic() < deadline:
+        for client, sids in clients:
+            for sid in sids:
+                if (id(client), sid) not in resets:
+                    client.send(frame(WINDOW_UPDATE, 0, sid, one))
+            client.send(frame(WINDOW_UPDATE, 0, 0, one))
+            note_resets(client, client.frames(timeout=0.2), resets)
+
+
+def backend_open(backend: Any) -> int:
+    with urllib.request.urlopen(backend.url + "/stats", timeout=10) as response:
+        return int(json.loads(response.read())["open"]) - 1  # minus this one
+
+
+def test_streams_that_stall_their_upstreams_are_reset_and_release_them(
+    make_backend, make_gateway, pki, tmp_path
+):
+    backend = make_backend()
+    config = tls_config(backend, pki, tmp_path)
+    config["listeners"].append({"name": "plain", "bind": "127.0.0.1:0"})
+    # A pool of 3, all taken by the attacker; another client's request waits for one.
+    config["upstreams"]["backend"].update(max_connections=3, connect_timeout=30, retries=0)
+    config["http2"] = {"stall_timeout": "1s"}
+    gw = make_gateway(config)
+    attacker = RawClient(port_of(gw), pki.ca)
+    resets: dict[Any, int] = {}
+    sids = open_big_streams(attacker, 3, resets)
+    statuses: list[int] = []
+    victim = threading.Thread(target=lambda: statuses.append(status_of(gw.urls["plain"] + "/")))
+    victim.start()
+    trickle([(attacker, sids)], resets, 3)
+    victim.join(60)
+    assert statuses == [200]
+    assert sorted(resets.values()) == [ENHANCE_YOUR_CALM] * 3
+    assert refused(gw, "h2_stalled_stream") == 3
+    found = events(tmp_path, "h2.stalled_stream")
+    assert [e["detail"]["reason"] for e in found] == ["timeout"] * 3
+    # The three paused upstream connections were closed: the backend sees at most the
+    # victim's, pooled.
+    deadline = time.monotonic() + 20
+    while backend_open(backend) > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert backend_open(backend) <= 1
+    attacker.close()
+
+
+def test_paused_upstreams_are_capped_per_connection_and_per_address(
+    make_backend, make_gateway, pki, tmp_path
+):
+    backend = make_backend()
+    config = tls_config(backend, pki, tmp_path)
+    config["http2"] = {
+        "stall_timeout": "60s",
+        "max_paused_upstreams": 2,
+        "max_paused_upstreams_per_address": 3,
+    }
+    gw = make_gateway(config)
+    first = RawClient(port_of(gw), pki.ca)
+    resets: dict[Any, int] = {}
+    first_sids = open_big_streams(first, 3, resets)
+    trickle([(first, first_sids)], resets, 1)  # the third paused one, over the connection cap
+    second = RawClient(port_of(gw), pki.ca)
+    second_sids = open_big_streams(second, 2, resets)
+    trickle([(first, first_sids), (second, second_sids)], resets, 2)  # over the address cap
+    assert list(resets.values()) == [ENHANCE_YOUR_CALM] * 2
+    assert {id(first), id(second)} == {client for client, _ in resets}
+    reasons = [e["detail"]["reason"] for e in events(tmp_path, "h2.stalled_stream")]
+    assert reasons == ["connection_cap", "address_cap"]
+    # The streams within the caps go on; the connections too.
+    client = H2Client(port_of(gw), pki.ca)
+    assert client.get("/").status == 200
+    client.close()
+    first.close()
+    second.close()
