@@ -312,3 +312,41 @@ def test_paused_upstreams_are_capped_per_connection_and_per_address(
     client.close()
     first.close()
     second.close()
+
+
+def test_an_http1_client_reading_a_byte_at_a_time_releases_its_upstream(
+    make_backend, make_gateway, pki, tmp_path
+):
+    # HTTP/1.1 holds one upstream connection per client connection; the same trickle (TCP
+    # reads of a byte, the kernel's window updates) does not let writing resume, so the
+    # client is cut after limits.idle_timeout and its upstream connection closed.
+    backend = make_backend()
+    config = tls_config(backend, pki, tmp_path)
+    config["listeners"].append({"name": "plain", "bind": "127.0.0.1:0"})
+    config["limits"] = {"idle_timeout": 2}
+    config["upstreams"]["backend"].update(max_connections=1, connect_timeout=30, retries=0)
+    gw = make_gateway(config)
+    plain = urlsplit(gw.urls["plain"])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((plain.hostname, plain.port))
+    sock.sendall(b"GET /bytes?n=50000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    statuses: list[int] = []
+    victim = threading.Thread(target=lambda: statuses.append(status_of(gw.urls["plain"] + "/")))
+    victim.start()
+    deadline = time.monotonic() + 30  # a bound for a hung gateway
+    sock.settimeout(0.2)
+    try:
+        while victim.is_alive() and time.monotonic() < deadline:
+            try:
+                if not sock.recv(1):
+                    break
+            except TimeoutError:
+                pass
+            except OSError:
+                break  # cut by the gateway
+            time.sleep(0.1)
+    finally:
+        sock.close()
+    victim.join(30)
+    assert statuses == [200]
