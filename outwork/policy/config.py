@@ -95,6 +95,7 @@ class Limits:
     max_requests_per_connection: int = 1000
     websocket_idle_timeout: float = 300.0
     max_header_field: int = 8 * 1024
+    max_paused_upstreams_per_address: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,6 @@ class Http2Config:
     max_discarded_body: int = 1024 * 1024
     stall_timeout: float = 30.0
     max_paused_upstreams: int = 32
-    max_paused_upstreams_per_address: int = 64
 
 
 @dataclass(frozen=True, slots=True)

@@ -268,6 +268,7 @@ class _Loader:
             max_requests_per_connection=lim.max_requests_per_connection,
             websocket_idle_timeout=lim.websocket_idle_timeout,
             max_header_field=lim.max_header_field,
+            max_paused_upstreams_per_address=lim.max_paused_upstreams_per_address,
         )
         return GatewayConfig(
             file=self.source.file,
@@ -310,7 +311,6 @@ class _Loader:
             max_discarded_body=discarded or 0,
             stall_timeout=stall or 30.0,
             max_paused_upstreams=h2.max_paused_upstreams,
-            max_paused_upstreams_per_address=h2.max_paused_upstreams_per_address,
         )
 
     def _size(self, path: KeyPath, value: Size) -> int | None:

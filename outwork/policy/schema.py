@@ -181,6 +181,10 @@ class LimitsSpec(_Spec):
     # HTTP/2 counts it after HPACK (a few bytes of table references can name a large field)
     # and after cookie crumbs are joined.
     max_header_field: Annotated[int, Meta(ge=256, le=1024 * 1024)] = 8 * 1024
+    # Upstream connections paused for one client address (per worker), HTTP/1.1 and HTTP/2:
+    # each holds an upstream slot while its response waits for the client. Beyond it the
+    # HTTP/2 stream is reset, the HTTP/1.1 connection cut.
+    max_paused_upstreams_per_address: Annotated[int, Meta(ge=1, le=100_000)] = 64
 
 
 class Http2Spec(_Spec):
@@ -216,10 +220,9 @@ class Http2Spec(_Spec):
     # what is held for it) this long is reset and its upstream connection closed; window
     # updates that do not drain the stream do not extend it.
     stall_timeout: Duration = "30s"
-    # Upstream connections paused for one client connection's streams, and for all of one
-    # address's connections (per worker): a stream that would pause one more is reset.
+    # Upstream connections paused for one client connection's streams: a stream that pauses
+    # one more is reset (see also limits.max_paused_upstreams_per_address).
     max_paused_upstreams: Annotated[int, Meta(ge=1, le=1000)] = 32
-    max_paused_upstreams_per_address: Annotated[int, Meta(ge=1, le=100_000)] = 64
 
 
 class ConfigSpec(_Spec):

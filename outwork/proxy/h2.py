@@ -49,6 +49,7 @@ from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.policy.config import Http2Config
 from outwork.proxy.exchange import Exchange
 from outwork.proxy.h2_guard import Flood, FrameGuard
+from outwork.proxy.paused import OVER_CAP_GRACE, paused_by_address
 from outwork.proxy.router import head_host
 
 if TYPE_CHECKING:
@@ -65,14 +66,6 @@ STREAM_OUTPUT_CAP = 64 * 1024
 # read (a client that opens the streams it may and never opens a window holds at most this,
 # plus one upstream read).
 SESSION_OUTPUT_CAP = 1024 * 1024
-# A stream whose upstream connection is paused beyond http2.max_paused_upstreams (or the
-# per-address cap) is reset once it has stayed paused this long: a pause the client ends at
-# once (its socket drained, a window opened) costs nothing.
-OVER_CAP_GRACE = 1.0
-
-# Upstream connections paused for the streams of each client address (this process), against
-# http2.max_paused_upstreams_per_address.
-_paused_by_address: dict[bytes, int] = {}
 
 
 def _no_content_length(headers: object) -> None:
@@ -937,12 +930,11 @@ class H2Stream:
         config = session.config
         now = session.state.clock.now
         session.paused_upstreams += 1
-        host = self.peer_host
-        by_address = _paused_by_address[host] = _paused_by_address.get(host, 0) + 1
+        by_address = paused_by_address.add(self.peer_host)
         if session.paused_upstreams > config.max_paused_upstreams:
             self._stall_reason = "connection_cap"
             self.stall_deadline = now + OVER_CAP_GRACE
-        elif by_address > config.max_paused_upstreams_per_address:
+        elif by_address > session.state.config.limits.max_paused_upstreams_per_address:
             self._stall_reason = "address_cap"
             self.stall_deadline = now + OVER_CAP_GRACE
         else:
@@ -958,12 +950,7 @@ class H2Stream:
             return
         self.stall_deadline = 0.0
         self.session.paused_upstreams -= 1
-        host = self.peer_host
-        left = _paused_by_address.get(host, 1) - 1
-        if left > 0:
-            _paused_by_address[host] = left
-        else:
-            _paused_by_address.pop(host, None)
+        paused_by_address.remove(self.peer_host)
 
     def stalled(self) -> None:
         """Its upstream connection stayed paused past the stall deadline (or over a cap): reset

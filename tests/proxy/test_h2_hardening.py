@@ -289,11 +289,8 @@ def test_paused_upstreams_are_capped_per_connection_and_per_address(
 ):
     backend = make_backend()
     config = tls_config(backend, pki, tmp_path)
-    config["http2"] = {
-        "stall_timeout": "60s",
-        "max_paused_upstreams": 2,
-        "max_paused_upstreams_per_address": 3,
-    }
+    config["http2"] = {"stall_timeout": "60s", "max_paused_upstreams": 2}
+    config["limits"] = {"max_paused_upstreams_per_address": 3}
     gw = make_gateway(config)
     first = RawClient(port_of(gw), pki.ca)
     resets: dict[Any, int] = {}
@@ -350,3 +347,38 @@ def test_an_http1_client_reading_a_byte_at_a_time_releases_its_upstream(
         sock.close()
     victim.join(30)
     assert statuses == [200]
+
+
+def test_http1_clients_leaving_upstreams_paused_are_capped_per_address(
+    make_backend, make_gateway, pki, tmp_path
+):
+    backend = make_backend()
+    config = tls_config(backend, pki, tmp_path)
+    config["listeners"].append({"name": "plain", "bind": "127.0.0.1:0"})
+    config["limits"] = {"max_paused_upstreams_per_address": 2}
+    gw = make_gateway(config)
+    plain = urlsplit(gw.urls["plain"])
+    readers = []
+    for n in range(3):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((plain.hostname, plain.port))
+        sock.sendall(b"GET /bytes?n=50000000 HTTP/1.1\r\nHost: x\r\n\r\n")  # never read
+        readers.append(sock)
+        if n < 2:  # the first two pause their upstreams before the third comes
+            deadline = time.monotonic() + 20
+            while backend_open(backend) < n + 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+    deadline = time.monotonic() + 30  # a bound for a hung gateway
+    while refused(gw, "paused_upstreams_per_address") < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert refused(gw, "paused_upstreams_per_address") == 1
+    assert [e["detail"] for e in events(tmp_path, "conn.stalled_upstream")] == [{"limit": 2}]
+    # The third was cut, its upstream connection closed; the first two stay.
+    deadline = time.monotonic() + 20
+    while backend_open(backend) > 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert backend_open(backend) == 2
+    assert gw.metric("outwork_connections_active") == 2
+    for sock in readers:
+        sock.close()
