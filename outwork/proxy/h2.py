@@ -192,9 +192,9 @@ class H2Session:
         self.body_first_bytes = 0  # held for those streams, not yet acknowledged
         self.paused_upstreams = 0  # upstream connections paused for this connection's streams
         # Streams answered before their request ended (413, 404, ...): the rest of the body is
-        # taken and dropped, up to limits.max_request_body bytes each as on HTTP/1.1, before
-        # RST_STREAM (NO_ERROR). A client still sending (curl 7.x fails its upload on a reset
-        # stream) then reads the answer. Stream id -> bytes it may still send.
+        # taken and dropped, up to http2.max_discarded_body bytes each, before RST_STREAM
+        # (NO_ERROR). A client still sending (curl 7.x fails its upload on a reset stream)
+        # then reads the answer. Stream id -> bytes it may still send.
         self.discarding: dict[int, int] = {}
         self.send()
         self.update_deadline()
@@ -1032,6 +1032,8 @@ class H2Stream:
             # Taken and dropped for a while first, unless malformed (see `discard_rest`).
             if self.reset_code != ErrorCodes.NO_ERROR or not session.discard_rest(self.stream_id):
                 self._reset(self.reset_code)
+            else:
+                self._ack()  # what it received counts no more against the connection window
         session.stream_done(self)
 
     def _reset(self, code: ErrorCodes) -> None:

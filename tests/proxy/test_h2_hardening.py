@@ -382,3 +382,28 @@ def test_http1_clients_leaving_upstreams_paused_are_capped_per_address(
     assert gw.metric("outwork_connections_active") == 2
     for sock in readers:
         sock.close()
+
+
+def test_bodies_held_for_streams_answered_early_give_their_window_back(
+    make_backend, make_gateway, pki, tmp_path
+):
+    backend = make_backend()
+    config = tls_config(backend, pki, tmp_path)
+    config["limits"] = {"body_timeout": 1}
+    gw = make_gateway(config)
+    client = H2Client(port_of(gw), pki.ca)
+    # Small bodies are held (unacknowledged) until whole; these never end: 408, and their
+    # rest is dropped. Together more than the 1 MiB connection window.
+    for _ in range(3):
+        sids = []
+        for _ in range(8):
+            sid = client.start("/echo", "POST", [("content-length", "60000")], end=False)
+            client.send_body(sid, b"x" * 50_000, end=False)
+            sids.append(sid)
+        assert [r.status for r in client.wait(*sids)] == [408] * 8
+    body = b"y" * (2 * 1024 * 1024)
+    sid = client.start("/echo", "POST", end=False)
+    client.send_body(sid, body)
+    (echoed,) = client.wait(sid)
+    assert echoed.status == 200 and bytes(echoed.body) == body
+    client.close()
