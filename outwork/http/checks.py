@@ -376,3 +376,12 @@ def websocket_request(method: bytes, version: str, framing: Framing, scan: Heade
 def websocket_accepted(scan: HeaderScan) -> bool:
     """A 101 response that switches to WebSocket (anything else after an upgrade is a 502)."""
     return _is_websocket(scan)
+
+
+def oversized_field(headers: Headers, cap: int) -> bytes | None:
+    """The name of the first field whose line is above `cap` bytes (limits.max_header_field:
+    431), or None when every field fits."""
+    for name, value in headers:
+        if len(name) + 2 + len(value) > cap:
+            return name
+    return None

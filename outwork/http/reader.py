@@ -46,6 +46,7 @@ class RequestReader:
         "_max_head",
         "_max_headers",
         "_max_line",
+        "_max_field",
         "_default_max_body",
         "_body_limit",
         "_max_body",
@@ -70,6 +71,7 @@ class RequestReader:
         max_headers: int,
         max_body: int,
         max_line: int = 8 * 1024,
+        max_field: int = 8 * 1024,
         body_limit: Callable[[RequestHead], int] | None = None,
     ):
         self._sink = sink
@@ -77,6 +79,7 @@ class RequestReader:
         self._max_head = max_head
         self._max_headers = max_headers
         self._max_line = max_line
+        self._max_field = max_field
         self._default_max_body = max_body
         self._body_limit = body_limit
         self._max_body = max_body
@@ -173,6 +176,8 @@ class RequestReader:
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self._max_head:
             self._raise(HTTPError(431, "request head too large"))
+        if len(name) + 2 + len(value) > self._max_field:
+            self._raise(HTTPError(431, "header field too large"))  # checks.oversized_field
 
     def on_headers_complete(self) -> None:
         self._in_head = False

@@ -94,6 +94,8 @@ class Limits:
     body_timeout: float = 60.0
     max_requests_per_connection: int = 1000
     websocket_idle_timeout: float = 300.0
+    max_header_field: int = 8 * 1024
+    max_paused_upstreams_per_address: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,10 @@ class Http2Config:
     max_pings: int = 50
     max_empty_frames: int = 200
     max_continuation_frames: int = 32
+    max_encoder_table_size: int = 4096
+    max_discarded_body: int = 1024 * 1024
+    stall_timeout: float = 30.0
+    max_paused_upstreams: int = 32
 
 
 @dataclass(frozen=True, slots=True)

@@ -307,6 +307,8 @@ class _Loader:
             body_timeout=lim.body_timeout,
             max_requests_per_connection=lim.max_requests_per_connection,
             websocket_idle_timeout=lim.websocket_idle_timeout,
+            max_header_field=lim.max_header_field,
+            max_paused_upstreams_per_address=lim.max_paused_upstreams_per_address,
         )
         return GatewayConfig(
             file=self.source.file,
@@ -349,6 +351,8 @@ class _Loader:
                 f"({spec.limits.max_request_head}): one cap for request heads",
             )
         window = self._duration(("http2", "flood_window"), h2.flood_window, 3600)
+        stall = self._duration(("http2", "stall_timeout"), h2.stall_timeout, 86400)
+        discarded = self._size(("http2", "max_discarded_body"), h2.max_discarded_body)
         return Http2Config(
             max_concurrent_streams=h2.max_concurrent_streams,
             max_header_list_size=h2.max_header_list_size,
@@ -360,6 +364,10 @@ class _Loader:
             max_pings=h2.max_pings,
             max_empty_frames=h2.max_empty_frames,
             max_continuation_frames=h2.max_continuation_frames,
+            max_encoder_table_size=h2.max_encoder_table_size,
+            max_discarded_body=discarded or 0,
+            stall_timeout=stall or 30.0,
+            max_paused_upstreams=h2.max_paused_upstreams,
         )
 
     def _size(self, path: KeyPath, value: Size) -> int | None:

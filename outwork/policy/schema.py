@@ -188,6 +188,14 @@ class LimitsSpec(_Spec):
     max_requests_per_connection: Annotated[int, Meta(ge=1, le=10_000_000)] = 1000
     # A WebSocket tunnel with no byte either way for this long is closed (both sides).
     websocket_idle_timeout: PositiveSeconds = 300.0
+    # One header field (name, value and ": ") of a request head sent upstream: 431 beyond.
+    # HTTP/2 counts it after HPACK (a few bytes of table references can name a large field)
+    # and after cookie crumbs are joined.
+    max_header_field: Annotated[int, Meta(ge=256, le=1024 * 1024)] = 8 * 1024
+    # Upstream connections paused for one client address (per worker), HTTP/1.1 and HTTP/2:
+    # each holds an upstream slot while its response waits for the client. Beyond it the
+    # HTTP/2 stream is reset, the HTTP/1.1 connection cut.
+    max_paused_upstreams_per_address: Annotated[int, Meta(ge=1, le=100_000)] = 64
 
 
 class Http2Spec(_Spec):
@@ -212,6 +220,20 @@ class Http2Spec(_Spec):
     # carry nothing.
     max_empty_frames: Annotated[int, Meta(ge=1, le=10_000_000)] = 200
     max_continuation_frames: Annotated[int, Meta(ge=1, le=1000)] = 32  # per header block
+    # The HPACK dynamic table the gateway keeps for its responses: the client's
+    # SETTINGS_HEADER_TABLE_SIZE, at most this (as nghttp2 does), so a client cannot make each
+    # connection hold megabytes of response headers.
+    max_encoder_table_size: Annotated[int, Meta(ge=0, le=64 * 1024)] = 4096
+    # Request body bytes taken and dropped after the gateway answered a stream early (413,
+    # 404, ...), before RST_STREAM NO_ERROR: a client still sending then reads the answer.
+    max_discarded_body: Size = 1024 * 1024
+    # A response stream whose upstream connection stays paused (the client takes too little of
+    # what is held for it) this long is reset and its upstream connection closed; window
+    # updates that do not drain the stream do not extend it.
+    stall_timeout: Duration = "30s"
+    # Upstream connections paused for one client connection's streams: a stream that pauses
+    # one more is reset (see also limits.max_paused_upstreams_per_address).
+    max_paused_upstreams: Annotated[int, Meta(ge=1, le=1000)] = 32
 
 
 class ConfigSpec(_Spec):

@@ -22,6 +22,7 @@ from outwork.proxy import access_log
 from outwork.proxy.exchange import Exchange
 from outwork.proxy.forwarding import Forwarding, forwarded_node, is_trusted
 from outwork.proxy.h2 import H2Session
+from outwork.proxy.paused import OVER_CAP_GRACE, paused_by_address
 from outwork.proxy.router import head_host
 from outwork.tls import events as ev
 
@@ -65,6 +66,10 @@ class ClientProtocol(asyncio.Protocol):
         # While the client leaves our output unread (writing paused): when that stall ends the
         # connection (aborted). The upstream feeding it waits meanwhile without its read timeout.
         self.write_deadline = 0.0
+        # Its upstream connection paused while the client leaves our output unread: counted
+        # per address (paused.py); over the cap, the write deadline is OVER_CAP_GRACE away.
+        self._paused_upstream = False
+        self._pause_over_cap = False
         self._tls: Any = None
         self._access = state.access_log  # None when the access log is off
         self._log_connection = b""  # the access log's per-connection parts, made once
@@ -77,6 +82,7 @@ class ClientProtocol(asyncio.Protocol):
             limits.max_headers,
             limits.max_request_body,
             max_line=limits.max_request_line,
+            max_field=limits.max_header_field,
             body_limit=self._route_head,
         )
         self._queue: deque[Exchange] = deque()
@@ -190,6 +196,7 @@ class ClientProtocol(asyncio.Protocol):
         if not self._admitted:
             return  # refused by a connection cap: never counted
         self.state.connections.release(self.listener, self.peer_host)
+        self._uncount_paused_upstream()
         if not self._closed:
             self._closed = True
         if self._h2 is not None:
@@ -210,8 +217,10 @@ class ClientProtocol(asyncio.Protocol):
             self._h2.pause_writing()
         if self._queue and self._queue[0].upstream is not None:
             self._queue[0].upstream.pause_reading()
+            self._count_paused_upstream()
 
     def resume_writing(self) -> None:
+        self._uncount_paused_upstream()
         self.write_paused = False
         self.write_deadline = 0.0
         if self._closed:
@@ -220,6 +229,27 @@ class ClientProtocol(asyncio.Protocol):
             self._h2.resume_writing()
         if self._queue and self._queue[0].upstream is not None:
             self._queue[0].upstream.resume_reading()
+
+    def _count_paused_upstream(self) -> None:
+        if self._paused_upstream:
+            return
+        self._paused_upstream = True
+        state = self.state
+        limit = state.config.limits.max_paused_upstreams_per_address
+        if paused_by_address.add(self.peer_host) > limit:
+            self._pause_over_cap = True
+            self.write_deadline = min(self.write_deadline, state.clock.now + OVER_CAP_GRACE)
+
+    def _uncount_paused_upstream(self) -> None:
+        """Writing resumes, the upstream let go of the exchange, or the connection is gone."""
+        if not self._paused_upstream:
+            return
+        self._paused_upstream = False
+        paused_by_address.remove(self.peer_host)
+        if self._pause_over_cap:
+            self._pause_over_cap = False
+            if self.write_paused:  # it holds no upstream now: its own stall deadline again
+                self.write_deadline = self.state.clock.now + self.state.config.limits.idle_timeout
 
     # input
 
@@ -454,6 +484,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def _response_done(self, ex: Exchange) -> None:
         ex.response_done = True
+        self._uncount_paused_upstream()
         self.state.metrics.request_done(ex, time.monotonic())
         if self._access is not None:
             self._access.log(ex, self._log_connection, self._log_tls)
@@ -686,6 +717,13 @@ class ClientProtocol(asyncio.Protocol):
         else:
             self.deadline = 0.0
 
+    def _stalled_over_cap(self) -> None:
+        """Cut for holding a paused upstream past limits.max_paused_upstreams_per_address."""
+        state = self.state
+        state.metrics.refused["paused_upstreams_per_address"] += 1
+        detail = {"limit": state.config.limits.max_paused_upstreams_per_address}
+        state.security_log.emit("conn.stalled_upstream", self.peer, self.listener.name, detail)
+
     def _abort(self) -> None:
         self._closed = True
         if self.transport is not None:
@@ -709,6 +747,8 @@ class ClientProtocol(asyncio.Protocol):
             # The client does not read: whatever it was in, it is cut (HTTP/1.1 or HTTP/2). Its
             # exchanges' upstream connections are dropped with it (connection_lost), with no
             # blame on their targets.
+            if self._pause_over_cap:
+                self._stalled_over_cap()
             self.deadline = self.write_deadline = 0.0
             self._abort()
             return

@@ -40,13 +40,16 @@ from h2.events import (
 )
 from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
+from hpack import Encoder
 
+from outwork.http.checks import oversized_field
 from outwork.http.errors import REASONS, HTTPError
 from outwork.http.h2head import build_request_head
 from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.policy.config import Http2Config
 from outwork.proxy.exchange import Exchange
 from outwork.proxy.h2_guard import Flood, FrameGuard
+from outwork.proxy.paused import OVER_CAP_GRACE, paused_by_address
 from outwork.proxy.router import head_host
 
 if TYPE_CHECKING:
@@ -67,6 +70,26 @@ SESSION_OUTPUT_CAP = 1024 * 1024
 
 def _no_content_length(headers: object) -> None:
     return None
+
+
+class _ClampedEncoder(Encoder):
+    """The HPACK encoder for responses: the table the client allows (its
+    SETTINGS_HEADER_TABLE_SIZE) is used up to `cap` only. RFC 7541 4.2 lets an encoder use less
+    than the decoder's maximum; a client asking for 2 GiB would make each connection keep
+    every response header it was sent."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self.cap = cap
+        Encoder.header_table_size.fset(self, min(4096, cap))  # type: ignore[attr-defined]
+
+    @property
+    def header_table_size(self) -> int:
+        return int(self.header_table.maxsize)
+
+    @header_table_size.setter
+    def header_table_size(self, value: int) -> None:
+        Encoder.header_table_size.fset(self, min(value, self.cap))  # type: ignore[attr-defined]
 
 
 class _ServerConnection(H2Connection):
@@ -110,6 +133,7 @@ def new_connection(config: Http2Config) -> H2Connection:
         },
     )
     conn.max_inbound_frame_size = config.max_frame_size
+    conn.encoder = _ClampedEncoder(config.max_encoder_table_size)
     conn.decoder.max_header_list_size = config.max_header_list_size
     conn.initiate_connection()
     conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
@@ -149,7 +173,13 @@ class H2Session:
         self.out_since = state.clock.now
         limits = state.config.limits
         self.max_body = limits.max_request_body
+        # A declared content-length is checked against the matched route's max_body_size once
+        # routed (`_route`); before that only against the largest any route allows.
+        self.max_declared_body = max(
+            [limits.max_request_body, *(r.max_body_size for r in state.config.routes)]
+        )
         self.max_headers = limits.max_headers
+        self.max_field = limits.max_header_field
         # Streams opened: after limits.max_requests_per_connection of them the session drains
         # (GOAWAY), as an HTTP/1.1 connection closes after its last request.
         self.opened = 0
@@ -160,6 +190,12 @@ class H2Session:
 
         self.body_before_upstream = min(BODY_BEFORE_UPSTREAM, config.initial_window_size)
         self.body_first_bytes = 0  # held for those streams, not yet acknowledged
+        self.paused_upstreams = 0  # upstream connections paused for this connection's streams
+        # Streams answered before their request ended (413, 404, ...): the rest of the body is
+        # taken and dropped, up to http2.max_discarded_body bytes each, before RST_STREAM
+        # (NO_ERROR). A client still sending (curl 7.x fails its upload on a reset stream)
+        # then reads the answer. Stream id -> bytes it may still send.
+        self.discarding: dict[int, int] = {}
         self.send()
         self.update_deadline()
         if state.draining:
@@ -197,6 +233,7 @@ class H2Session:
                     stream.request_data(event.data or b"", event.flow_controlled_length or 0)
                 else:
                     self.ack(event.flow_controlled_length or 0, event.stream_id or 0)
+                    self._discarded(event.stream_id or 0, event.flow_controlled_length or 0)
             elif kind is RequestReceived:
                 assert isinstance(event, RequestReceived)
                 try:
@@ -205,11 +242,14 @@ class H2Session:
                     self._flood(flood)
                     return
             elif kind is StreamEnded:
-                stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
+                sid = getattr(event, "stream_id", 0) or 0
+                self.discarding.pop(sid, None)
+                stream = self.streams.get(sid)
                 if stream is not None:
                     stream.request_end()
             elif kind is StreamReset:
                 assert isinstance(event, StreamReset)
+                self.discarding.pop(event.stream_id or 0, None)
                 stream = self.streams.get(event.stream_id or 0)
                 if stream is not None:
                     stream.cancel()
@@ -251,9 +291,11 @@ class H2Session:
                 ended,
                 scheme=self.client.scheme,
                 max_headers=self.max_headers,
-                max_body=self.max_body,
+                max_body=self.max_declared_body,
                 max_list_size=self.config.max_header_list_size,
             )
+            if oversized_field(head.headers, self.max_field) is not None:
+                raise HTTPError(431, "header field too large")
         except HTTPError as exc:
             state.metrics.refused[str(exc.status)] += 1
             if exc.status == 400:
@@ -292,6 +334,29 @@ class H2Session:
             state.metrics.refused[str(ex.error_status)] += 1
         ex.request_id = client._forwarding.stamp(head, state.request_ids)
         return ex
+
+    def discard_rest(self, stream_id: int) -> bool:
+        """Take and drop the rest of an answered stream's request body; False when this
+        connection already drops as many bodies as it may have streams (reset it instead)."""
+        room = self.config.max_discarded_body
+        if len(self.discarding) >= self.config.max_concurrent_streams or not room:
+            return False
+        self.discarding[stream_id] = room
+        return True
+
+    def _discarded(self, stream_id: int, size: int) -> None:
+        left = self.discarding.get(stream_id)
+        if left is None:
+            return
+        left -= size
+        if left >= 0:
+            self.discarding[stream_id] = left
+            return
+        del self.discarding[stream_id]
+        try:
+            self.conn.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+        except H2Error:
+            pass  # closed meanwhile
 
     def _flood(self, flood: Flood) -> None:
         state = self.state
@@ -344,6 +409,7 @@ class H2Session:
     # lifetime
 
     def stream_done(self, stream: H2Stream) -> None:
+        stream.unpaused()  # whichever way it ended, it holds no paused upstream any more
         self.streams.pop(stream.stream_id, None)
         self.idle_since = self.state.clock.now
         if not self.streams and (self.goaway_sent or self.peer_goaway or self.client._read_eof):
@@ -376,6 +442,9 @@ class H2Session:
             if body and stream.request_open and not stream.upstream_full:
                 if not deadline or body < deadline:
                     deadline = body
+            stall = stream.stall_deadline
+            if stall and (not deadline or stall < deadline):
+                deadline = stall
         client.deadline = deadline
 
     def timed_out(self) -> None:
@@ -399,8 +468,14 @@ class H2Session:
                 body = stream.body_deadline
                 if body and stream.request_open and not stream.upstream_full and now > body:
                     stream.body_timed_out()
+                stall = stream.stall_deadline
+                if stall and now >= stall and not self.closed:
+                    try:
+                        stream.stalled()
+                    except Flood as flood:
+                        self._flood(flood)
             if self.closed:
-                return  # its last stream ended (draining)
+                return  # its last stream ended (draining), or it reset too many
             if self.output_waits() and now > self.out_since + limits.idle_timeout:
                 # Its responses wait for a window it never opens, or it does not read.
                 state.metrics.refused["timeout"] += 1
@@ -487,6 +562,8 @@ class H2Stream:
         "_ending",
         "_upstream_paused",
         "_paused_conn",
+        "stall_deadline",
+        "_stall_reason",
         "_done",
         "_body_first",
         "body_deadline",
@@ -512,6 +589,11 @@ class H2Stream:
         # The upstream connection this stream paused: resumed when the stream lets it go, so
         # that a connection whose response completed while paused is not pooled unread.
         self._paused_conn: UpstreamConnection | None = None
+        # While this stream has an upstream connection paused: when it is reset for holding
+        # it (only draining its output resumes the upstream and clears it; a window update that
+        # lets out a byte does not), and why ("timeout", or a cap it went over).
+        self.stall_deadline = 0.0
+        self._stall_reason = ""
         self._done = False
         self._body_first = False  # a small body, received whole before an upstream is taken
         self.body_deadline = 0.0  # while the request body comes: its last DATA + body_timeout
@@ -531,6 +613,7 @@ class H2Stream:
             ex = self.exchange
             if ex is not None:
                 self._paused_conn = ex.upstream
+            self._note_paused()
         return paused
 
     @property
@@ -704,6 +787,9 @@ class H2Stream:
             or (head.framing is Framing.NONE and head.status not in (204, 304))
         ):
             headers.append((b"content-length", b"%d" % head.content_length))
+        if ex.request_id:
+            headers.append((b"x-request-id", ex.request_id))  # the upstream's own was dropped
+            size += len(ex.request_id) + 16
         ex.status = head.status
         ex.response_started = True
         ex.bytes_sent += size + 12
@@ -752,6 +838,7 @@ class H2Stream:
         conn = self._paused_conn
         self._paused_conn = None
         self._upstream_paused = False
+        self.unpaused()
         if conn is not None and conn.exchange is None and not conn.closed:
             conn.resume_reading()  # idle in the pool: reading shows the upstream's close
 
@@ -820,6 +907,7 @@ class H2Stream:
         ):
             self._upstream_paused = False
             self._paused_conn = None
+            self.unpaused()
             if ex is not None and ex.upstream is not None:
                 ex.upstream.resume_reading()
 
@@ -828,7 +916,60 @@ class H2Stream:
         if ex is not None and ex.upstream is not None and not self._upstream_paused:
             self._upstream_paused = True
             self._paused_conn = ex.upstream
+            self._note_paused()
             ex.upstream.pause_reading()
+
+    # upstream connections held paused (stall defence)
+
+    def _note_paused(self) -> None:
+        """This stream's upstream connection stops being read: it counts against the caps on
+        paused upstreams, and its stall deadline starts."""
+        if self.stall_deadline:
+            return  # counted already (another upstream, after a retry)
+        session = self.session
+        config = session.config
+        now = session.state.clock.now
+        session.paused_upstreams += 1
+        by_address = paused_by_address.add(self.peer_host)
+        if session.paused_upstreams > config.max_paused_upstreams:
+            self._stall_reason = "connection_cap"
+            self.stall_deadline = now + OVER_CAP_GRACE
+        elif by_address > session.state.config.limits.max_paused_upstreams_per_address:
+            self._stall_reason = "address_cap"
+            self.stall_deadline = now + OVER_CAP_GRACE
+        else:
+            self._stall_reason = "timeout"
+            self.stall_deadline = now + config.stall_timeout
+        client = session.client
+        if not session.closed and (not client.deadline or self.stall_deadline < client.deadline):
+            client.deadline = self.stall_deadline
+
+    def unpaused(self) -> None:
+        """Its upstream reads again, or is let go: no longer counted, no stall deadline."""
+        if not self.stall_deadline:
+            return
+        self.stall_deadline = 0.0
+        self.session.paused_upstreams -= 1
+        paused_by_address.remove(self.peer_host)
+
+    def stalled(self) -> None:
+        """Its upstream connection stayed paused past the stall deadline (or over a cap): reset
+        the stream (ENHANCE_YOUR_CALM) and close that connection, which frees its pool slot.
+        Counted like a reset from the client: a connection that keeps stalling streams gets
+        GOAWAY (raises `Flood`)."""
+        session = self.session
+        state = session.state
+        state.metrics.refused["h2_stalled_stream"] += 1
+        detail = {
+            "reason": self._stall_reason,
+            "stream_id": self.stream_id,
+            "held_bytes": self._out_size,
+            "paused_upstreams": session.paused_upstreams,
+        }
+        client = session.client
+        state.security_log.emit("h2.stalled_stream", client.peer, client.listener.name, detail)
+        self._reset(ErrorCodes.ENHANCE_YOUR_CALM)
+        session.guard.stream_refused(state.clock.now)
 
     def _answer(self, ex: Exchange, status: int) -> None:
         """A response made by the gateway itself (400, 404, 413, 502, 504, ...)."""
@@ -888,7 +1029,11 @@ class H2Stream:
                 ex.discard_body = True
         if self.request_open:
             # Answered before the request ended: the rest of it is not wanted (RFC 9113 8.1).
-            self._reset(self.reset_code)
+            # Taken and dropped for a while first, unless malformed (see `discard_rest`).
+            if self.reset_code != ErrorCodes.NO_ERROR or not session.discard_rest(self.stream_id):
+                self._reset(self.reset_code)
+            else:
+                self._ack()  # what it received counts no more against the connection window
         session.stream_done(self)
 
     def _reset(self, code: ErrorCodes) -> None:
