@@ -150,6 +150,7 @@ class ClientConnection(TLSConnection):
         self._offered_session = session
         self._certificate_request: tuple[bytes, tuple[int, ...]] | None = None
         self._early_data_offered = False
+        self._offered_extensions: frozenset[int] = frozenset()  # in our latest ClientHello
         self._sent_change_cipher_spec = False
         self.early_data_accepted: bool | None = None  # known after EncryptedExtensions
         self._psk_offered = False  # a TLS 1.3 PSK went into the ClientHello
@@ -251,6 +252,7 @@ class ClientConnection(TLSConnection):
         suites = (tuple(c.cipher_suites) if offer_tls13 else ()) + (
             tuple(c.cipher_suites_tls12) if offer_tls12 else ()
         )
+        self._offered_extensions = frozenset(t for t, _ in extensions)
         hello = ClientHello(
             ProtocolVersion.TLS12,
             self._random,
@@ -437,7 +439,7 @@ class ClientConnection(TLSConnection):
         if hello.legacy_compression_method != 0:
             raise illegal_parameter("ServerHello compression method is not null")
         extensions = dict(hello.extensions)
-        if not set(extensions) <= _TLS12_SERVER_HELLO_EXTENSIONS:
+        if not set(extensions) <= _TLS12_SERVER_HELLO_EXTENSIONS & self._offered_extensions:
             raise TLSError(
                 AlertDescription.UNSUPPORTED_EXTENSION, "unexpected ServerHello extension"
             )
@@ -517,6 +519,11 @@ class ClientConnection(TLSConnection):
         transcript.restart_for_hello_retry()
         transcript.update(raw)
         self._shares = {group: KeyShare(NamedGroup(group))}
+        if self._early_data_offered:
+            # The 0-RTT records went out under the early key; the second hello is plaintext
+            # again (RFC 8446 4.2.10: the server skips those records and goes on).
+            self._write = None
+            self.early_data_accepted = False
         self._early_data_offered = False  # a retried hello never carries 0-RTT
         if not self._sent_change_cipher_spec:
             self.send_change_cipher_spec()
@@ -530,10 +537,14 @@ class ClientConnection(TLSConnection):
         assert self._transcript is not None
         message = pull_encrypted_extensions(Reader(body))
         for ext_type, ext_body in message.extensions:
-            if ext_type not in _ENCRYPTED_EXTENSIONS:
+            if ext_type not in self._offered_extensions:
+                # RFC 8446 4.2: a response to an extension we never sent (early_data after a
+                # retry, an ALPN or SNI answer to a hello without them, anything unknown).
                 raise TLSError(
-                    AlertDescription.UNSUPPORTED_EXTENSION, f"extension {ext_type} in EE"
+                    AlertDescription.UNSUPPORTED_EXTENSION, f"extension {ext_type} never offered"
                 )
+            if ext_type not in _ENCRYPTED_EXTENSIONS:
+                raise illegal_parameter(f"extension {ext_type} does not belong in EE")
             if ext_type == ExtensionType.ALPN:
                 names = pull_alpn(ext_body)
                 if len(names) != 1 or names[0] not in self._config.alpn_protocols:
