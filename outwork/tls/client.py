@@ -364,14 +364,22 @@ class ClientConnection(TLSConnection):
         if ExtensionType.SUPPORTED_VERSIONS not in extensions:
             self._on_server_hello_tls12(hello, raw)
             return
-        allowed = _RETRY_EXTENSIONS if hello.is_hello_retry_request else _SERVER_HELLO_EXTENSIONS
-        if not set(extensions) <= allowed:
-            raise TLSError(
-                AlertDescription.UNSUPPORTED_EXTENSION, "unexpected ServerHello extension"
-            )
         version = extensions.get(ExtensionType.SUPPORTED_VERSIONS)
-        if version != b"\x03\x04":
+        if version != b"\x03\x04" or self._config.max_version < ProtocolVersion.TLS13:
+            # RFC 8446 4.2.1: a version we did not offer, or one below TLS 1.3.
             raise illegal_parameter("server selected a version we did not offer")
+        allowed = _RETRY_EXTENSIONS if hello.is_hello_retry_request else _SERVER_HELLO_EXTENSIONS
+        for ext_type in extensions:
+            # RFC 8446 4.2: an answer to nothing we sent is unsupported_extension (the cookie
+            # of a retry is the server's to start); one we sent but that has no place in this
+            # message is illegal_parameter.
+            offered = ext_type in self._offered_extensions
+            if ext_type not in allowed and offered:
+                raise illegal_parameter(f"extension {ext_type} does not belong in ServerHello")
+            if ext_type not in allowed or not (offered or ext_type == ExtensionType.COOKIE):
+                raise TLSError(
+                    AlertDescription.UNSUPPORTED_EXTENSION, f"extension {ext_type} never offered"
+                )
         if hello.legacy_version != ProtocolVersion.TLS12:
             raise illegal_parameter("ServerHello legacy_version is not 0x0303")
         if hello.legacy_session_id_echo != self._session_id:
@@ -550,6 +558,9 @@ class ClientConnection(TLSConnection):
                 if len(names) != 1 or names[0] not in self._config.alpn_protocols:
                     raise illegal_parameter("server selected an ALPN protocol we did not offer")
                 self._alpn = names[0]
+            elif ext_type == ExtensionType.SERVER_NAME:
+                if ext_body:
+                    raise decode_error("server_name in EncryptedExtensions must be empty")
             elif ext_type == ExtensionType.HEARTBEAT:
                 pull_heartbeat_mode(ext_body)
                 self.heartbeat_negotiated = self._config.heartbeat
@@ -611,6 +622,10 @@ class ClientConnection(TLSConnection):
             raise illegal_parameter("server Certificate with a request context")
         if not message.entries:
             raise decode_error("server sent an empty certificate chain")
+        if any(entry.extensions for entry in message.entries):
+            # RFC 8446 4.4.2: they answer status_request or signed_certificate_timestamp in our
+            # hello, and we send neither.
+            raise TLSError(AlertDescription.UNSUPPORTED_EXTENSION, "CertificateEntry extension")
         self._chain = load_chain([e.cert_data for e in message.entries])
         self._transcript.update(raw)
         self.state = ClientState.WAIT_CERTIFICATE_VERIFY

@@ -481,6 +481,10 @@ class ServerConnection(TLSConnection):
         )
         if message.request_context:
             raise illegal_parameter("client Certificate with a request context we did not send")
+        if any(entry.extensions for entry in message.entries):
+            # RFC 8446 4.4.2: they answer extensions of our CertificateRequest, which asks for
+            # none that a CertificateEntry may carry.
+            raise TLSError(AlertDescription.UNSUPPORTED_EXTENSION, "CertificateEntry extension")
         self._transcript.update(raw)
         if not message.entries:
             if self._config.client_auth is ClientAuth.REQUIRED:

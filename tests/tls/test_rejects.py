@@ -555,3 +555,154 @@ def test_client_rejects_encrypted_extensions_it_never_offered(
     client.start_handshake()
     client_events, _ = pump(client, server)
     assert [e.alert for e in client_events if isinstance(e, ev.ConnectionFailed)] == [alert]
+
+
+def _server_hello_with(server_out: bytes, change: dict[int, bytes | None]) -> bytes:
+    """The first record of a server's output (its ServerHello) with extensions changed."""
+    from outwork.tls.messages import push_server_hello
+
+    hello = pull_first_server_hello(server_out)
+    extensions = [(t, change.get(t, b)) for t, b in hello.extensions]
+    extensions += [(t, b) for t, b in change.items() if t not in dict(hello.extensions)]
+    kept = tuple((t, b) for t, b in extensions if b is not None)
+    w = Writer()
+    push_server_hello(w, dataclasses.replace(hello, extensions=kept))  # type: ignore[arg-type]
+    message = b"\x02" + len(w.getvalue()).to_bytes(3, "big") + w.getvalue()
+    return record(22, message)
+
+
+@pytest.mark.parametrize(
+    ("change", "alert"),
+    [
+        ({ExtensionType.ALPN: b"\x00\x09\x08http/1.1"}, A.ILLEGAL_PARAMETER),  # offered; not SH
+        ({ExtensionType.HEARTBEAT: b"\x01"}, A.UNSUPPORTED_EXTENSION),  # never offered
+        ({0x7777: b""}, A.UNSUPPORTED_EXTENSION),
+    ],
+    ids=["offered-not-server-hello", "never-offered", "unknown"],
+)
+def test_client_rejects_server_hello_extensions(
+    change: dict[int, bytes | None], alert: A, leaf: Leaf
+) -> None:
+    client = ClientConnection(
+        ClientConfig(verify=False, alpn_protocols=("http/1.1",)), server_name="localhost"
+    )
+    server = ServerConnection(ServerConfig(certificates=(leaf.certified(),)))
+    client.start_handshake()
+    server.receive_data(client.data_to_send(), time.time())
+    events = client.receive_data(_server_hello_with(server.data_to_send(), change), time.time())
+    assert [e.alert for e in events if isinstance(e, ev.ConnectionFailed)] == [alert]
+
+
+def test_client_rejects_tls13_it_did_not_offer(leaf: Leaf) -> None:
+    # A TLS 1.2-only client: a ServerHello that selects TLS 1.3 is illegal_parameter.
+    from outwork.tls.extensions import push_key_share_client
+    from outwork.tls.groups import KeyShare
+
+    client = ClientConnection(
+        ClientConfig(verify=False, max_version=ProtocolVersion.TLS12), server_name="localhost"
+    )
+    client.start_handshake()
+    offered = pull_client_hello(Reader(client.data_to_send()[9:]))
+    assert ExtensionType.KEY_SHARE not in dict(offered.extensions)
+    share = push_key_share_client(((NamedGroup.X25519, KeyShare(NamedGroup.X25519).share),))
+    tls13 = dataclasses.replace(
+        offered,
+        cipher_suites=(0x1301,) + offered.cipher_suites,
+        extensions=offered.extensions
+        + (
+            (int(ExtensionType.KEY_SHARE), share),
+            (int(ExtensionType.PSK_KEY_EXCHANGE_MODES), b"\x01\x01"),
+        ),
+    )
+    tls13 = with_extensions(tls13, {ExtensionType.SUPPORTED_VERSIONS: b"\x04\x03\x04\x03\x03"})
+    server = ServerConnection(ServerConfig(certificates=(leaf.certified(),)))
+    server.receive_data(record(22, encode(tls13)), time.time())
+    out = server.data_to_send()
+    events = client.receive_data(out[: 9 + int.from_bytes(out[6:9], "big")], time.time())
+    assert [e.alert for e in events if isinstance(e, ev.ConnectionFailed)] == [A.ILLEGAL_PARAMETER]
+
+
+def test_client_rejects_non_empty_server_name_in_encrypted_extensions(leaf: Leaf) -> None:
+    from tests.tls.inmemory import pump
+
+    server = RogueServer(ServerConfig(certificates=(leaf.certified(),)))
+    server.extra = ((ExtensionType.SERVER_NAME, b"\x00\x00"),)
+    client = ClientConnection(ClientConfig(verify=False), server_name="localhost")
+    client.start_handshake()
+    client_events, _ = pump(client, server)
+    failed = [e.alert for e in client_events if isinstance(e, ev.ConnectionFailed)]
+    assert failed == [A.DECODE_ERROR]
+
+
+class CertificateExtensionServer(ServerConnection):
+    """A server whose CertificateEntry carries an extension (a status_request answer) that
+    the client never asked for."""
+
+    def _certificate_flight(self, transcript, certified, scheme):  # type: ignore[no-untyped-def]
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        from outwork.tls.enums import HandshakeType
+        from outwork.tls.messages import (
+            Certificate,
+            CertificateEntry,
+            handshake_message,
+            push_certificate,
+        )
+
+        entry = CertificateEntry(certified.chain[0].public_bytes(Encoding.DER), ((5, b"\x01"),))
+        w = Writer()
+        push_certificate(w, Certificate(b"", (entry,)))
+        message = handshake_message(HandshakeType.CERTIFICATE, w.getvalue())
+        transcript.update(message)
+        return message
+
+
+def test_client_rejects_certificate_entry_extensions_it_never_asked_for(leaf: Leaf) -> None:
+    from tests.tls.inmemory import pump
+
+    server = CertificateExtensionServer(ServerConfig(certificates=(leaf.certified(),)))
+    client = ClientConnection(ClientConfig(verify=False), server_name="localhost")
+    client.start_handshake()
+    client_events, _ = pump(client, server)
+    failed = [e.alert for e in client_events if isinstance(e, ev.ConnectionFailed)]
+    assert failed == [A.UNSUPPORTED_EXTENSION]
+
+
+class CertificateExtensionClient(ClientConnection):
+    """A client whose CertificateEntry carries an extension the server's request did not
+    ask for."""
+
+    def _send_client_certificate(self, context, schemes):  # type: ignore[no-untyped-def]
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        from outwork.tls.enums import HandshakeType
+        from outwork.tls.messages import Certificate, CertificateEntry, push_certificate
+
+        certified = self._config.client_certificate
+        assert certified is not None and self._transcript is not None
+        entry = CertificateEntry(certified.chain[0].public_bytes(Encoding.DER), ((18, b""),))
+        w = Writer()
+        push_certificate(w, Certificate(context, (entry,)))
+        self._transcript.update(self.send_handshake(HandshakeType.CERTIFICATE, w.getvalue()))
+
+
+def test_server_rejects_client_certificate_entry_extensions(leaf: Leaf, ca: object) -> None:
+    from outwork.tls.clientauth import ClientAuth
+    from tests.tls.inmemory import pump
+    from tests.tls.pki import CertAuthority
+
+    assert isinstance(ca, CertAuthority)
+    client_leaf = ca.issue("ecdsa-p256", ("client",))
+    server = ServerConnection(
+        ServerConfig(
+            certificates=(leaf.certified(),), client_auth=ClientAuth.REQUIRED, client_ca=(ca.cert,)
+        )
+    )
+    client = CertificateExtensionClient(
+        ClientConfig(verify=False, client_certificate=client_leaf.certified()),
+        server_name="localhost",
+    )
+    client.start_handshake()
+    _, server_events = pump(client, server)
+    failed = [e.alert for e in server_events if isinstance(e, ev.ConnectionFailed)]
+    assert failed == [A.UNSUPPORTED_EXTENSION]
