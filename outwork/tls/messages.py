@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from outwork.tls.alerts import decode_error, illegal_parameter
 from outwork.tls.codec import Reader, Writer
-from outwork.tls.config import MAX_CIPHER_SUITES, MAX_EXTENSIONS
+from outwork.tls.config import MAX_CIPHER_SUITES, MAX_EXTENSIONS, MAX_LIST_ENTRIES
 from outwork.tls.enums import HandshakeType
 
 Extension = tuple[int, bytes]
@@ -424,9 +424,16 @@ class CertificateRequest12:
 
 
 def pull_certificate_request12(r: Reader) -> CertificateRequest12:
+    """Lists capped like a hello's: a server cannot make the client walk 32,000 schemes or
+    21,000 three-byte names."""
     types = r.opaque(1, 1, 0xFF)
-    algorithms = pull_uint16_list(r, 2, 0xFFFE)
-    authorities = r.vector(2, lambda sub: sub.opaque(2, 1, 0xFFFF))
+    algorithms = pull_uint16_list(r, 2, 2 * MAX_LIST_ENTRIES)
+    authorities: list[bytes] = []
+    with r.block(2) as names:
+        while not names.at_end():
+            if len(authorities) == MAX_LIST_ENTRIES:
+                raise decode_error(f"more than {MAX_LIST_ENTRIES} certificate authorities")
+            authorities.append(names.opaque(2, 1, 0xFFFF))
     r.expect_end("CertificateRequest")
     return CertificateRequest12(types, algorithms, tuple(authorities))
 

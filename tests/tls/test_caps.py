@@ -260,3 +260,29 @@ def test_pending_output_cap_pauses_reading(ca: CertAuthority, leaves: dict[str, 
     # "more, while paused" is not TLS: refused, but only after everything held before it.
     assert failures(rest) == [AlertDescription.UNEXPECTED_MESSAGE]
     assert ev.ApplicationData(b"after the heartbeats") in rest
+
+
+def test_tls12_certificate_request_list_caps() -> None:
+    # What a TLS 1.2 server's CertificateRequest may make the client walk.
+    from outwork.tls.codec import Reader
+    from outwork.tls.messages import (
+        CertificateRequest12,
+        pull_certificate_request12,
+        push_certificate_request12,
+    )
+
+    def pull(schemes: int, authorities: int) -> AlertDescription | None:
+        request = CertificateRequest12(
+            b"\x40", tuple(range(0x0900, 0x0900 + schemes)), (b"CA",) * authorities
+        )
+        w = Writer()
+        push_certificate_request12(w, request)
+        try:
+            pull_certificate_request12(Reader(w.getvalue()))
+        except TLSError as error:
+            return error.alert
+        return None
+
+    assert pull(MAX_LIST_ENTRIES, MAX_LIST_ENTRIES) is None
+    assert pull(MAX_LIST_ENTRIES + 1, 1) == AlertDescription.DECODE_ERROR
+    assert pull(1, MAX_LIST_ENTRIES + 1) == AlertDescription.DECODE_ERROR
