@@ -74,7 +74,7 @@ class TLSConnection:
         self._limits = limits
         # At most one incomplete record kept between calls (more only while reading is
         # paused), and how long the buffer must grow before a record in it is complete.
-        self._in = bytearray()
+        self._in: bytes | bytearray = b""
         self._in_wanted = RECORD_HEADER
         self._hs_buffer = bytearray()
         self._hs_fragments = 0  # records the message being reassembled came in so far
@@ -157,12 +157,14 @@ class TLSConnection:
         self.now = now
         pending = self._in
         if pending:
-            pending += data
-            if len(pending) < self._in_wanted:
+            if len(pending) + len(data) < self._in_wanted:
                 # Still short of the record in progress: appended, not re-copied, so a record
                 # trickled in a byte at a time costs O(n), not O(n^2).
+                if isinstance(pending, bytes):
+                    pending = self._in = bytearray(pending)
+                pending += data
                 return []
-            data = bytes(pending)
+            data = bytes(pending) + data
         self._key_updates = 0
         self._reading_paused = False
         try:
@@ -241,9 +243,10 @@ class TLSConnection:
         pos = 0
         end = len(buf)
         view = memoryview(buf)
+        max_pending = self._limits.max_pending_output
         try:
             while end - pos >= RECORD_HEADER and not (self._closed or self._peer_closed):
-                if self._replies >= self._limits.max_pending_output:
+                if self._replies >= max_pending:
                     self._reading_paused = True  # the rest waits until our output is taken
                     break
                 content_type = buf[pos]
@@ -270,8 +273,7 @@ class TLSConnection:
                     continue
                 self._process_record(content_type, header, buf[start:pos], now)
         finally:
-            rest = buf[pos:]
-            self._in = bytearray(rest)
+            rest = self._in = buf[pos:]
             if self._reading_paused:
                 self._in_wanted = 0  # whole records are held: the next call goes on with them
             elif len(rest) >= RECORD_HEADER:
