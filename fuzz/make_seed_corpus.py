@@ -305,7 +305,7 @@ def wire_hardening_seeds(first: bytes) -> tuple[dict[str, bytes], dict[str, byte
             extensions=tuple((0x7000 + i, b"") for i in range(65 - len(hello.extensions)))
             + hello.extensions
         ),
-        "caps-129-suites": encoded(cipher_suites=tuple(range(0x2000, 0x2081))),
+        "caps-257-suites": encoded(cipher_suites=tuple(range(0x2000, 0x2101))),
         "caps-129-groups": encoded(
             extensions=with_extension(groups, uint16s(tuple(range(0x3000, 0x3080)) + (0x1D,)))
         ),

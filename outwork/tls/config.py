@@ -31,7 +31,9 @@ MAX_EMPTY_RECORDS = 32  # consecutive zero-length records tolerated before a DoS
 # ClientHello of 15,000 empty extensions costs 160 times a normal one; with them the worst
 # hello costs a small multiple of a normal one, however it is crafted.
 MAX_EXTENSIONS = 64  # extensions in one message
-MAX_CIPHER_SUITES = 128  # entries of cipher_suites
+# Entries of cipher_suites: browsers send ~16, `openssl s_client -cipher ALL:COMPLEMENTOFALL`
+# 158 (scanners split theirs at 128).
+MAX_CIPHER_SUITES = 256
 MAX_LIST_ENTRIES = 128  # groups, signature schemes, ALPN names, server names
 MAX_KEY_SHARES = 16  # key_share entries in a ClientHello
 # Records one handshake message may be split over. Each record costs the same whatever it
