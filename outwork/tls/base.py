@@ -93,6 +93,9 @@ class TLSConnection:
         self._empty_records = 0
         self._key_updates = 0
         self._skip_early_data = 0
+        # A protected record from the peer opened: it has our keys, so from now on its alerts
+        # come protected too (RFC 8446 5; OpenSSL reads plaintext alerts only until then).
+        self._protected_seen = False
         self._tls12 = False  # set by the role once TLS 1.2 is negotiated
         # Bytes answering the peer's own requests (heartbeat responses, a KeyUpdate reply)
         # queued since the caller last took our output; at `max_pending_output` processing
@@ -308,10 +311,11 @@ class TLSConnection:
                 if self._established:
                     raise unexpected_message("unprotected heartbeat after the handshake")
                 return
-            if read is not None and (outer_type != _ALERT or self._established):
-                # After the handshake only protected alerts count (RFC 8446 5, 6): a plaintext
-                # close_notify injected on the path would otherwise end a close-delimited
-                # response early, and it would look complete.
+            if read is not None and (outer_type != _ALERT or self._protected_seen):
+                # Once the peer protects its records only protected alerts count (RFC 8446 5,
+                # 6): a plaintext close_notify injected on the path would otherwise end a
+                # close-delimited response early, and it would look complete. Before that, a
+                # peer that failed before it had our keys can only send a plaintext one.
                 raise unexpected_message("unprotected record after the key change")
             self._dispatch(outer_type, fragment, now)
             return
@@ -325,6 +329,7 @@ class TLSConnection:
                 return
             raise
         self._skip_early_data = 0
+        self._protected_seen = True
         self._on_protected(content_type, content, now)
 
     def _interleaved(self, content_type: int) -> None:

@@ -706,3 +706,33 @@ def test_server_rejects_client_certificate_entry_extensions(leaf: Leaf, ca: obje
     _, server_events = pump(client, server)
     failed = [e.alert for e in server_events if isinstance(e, ev.ConnectionFailed)]
     assert failed == [A.UNSUPPORTED_EXTENSION]
+
+
+def test_rejects_plaintext_alert_once_the_peer_protects_its_records(leaf: Leaf) -> None:
+    # Mid-handshake: the client has sent a protected record (a heartbeat, under its handshake
+    # key), so it has our keys; a plaintext alert after that is not its own.
+    from outwork.tls.records import RecordCipher
+
+    client = ClientConnection(ClientConfig(verify=False, heartbeat=True), server_name="localhost")
+    server = ServerConnection(ServerConfig(certificates=(leaf.certified(),), heartbeat=True))
+    client.start_handshake()
+    server.receive_data(client.data_to_send(), time.time())
+    client_hs = server._client_hs_secret  # noqa: SLF001 - a client that uses it early
+    assert server._suite is not None  # noqa: SLF001
+    early = RecordCipher(server._suite, client_hs)  # noqa: SLF001
+    heartbeat = early.seal(24, b"\x01\x00\x03abc" + bytes(16))
+    assert server.receive_data(heartbeat, time.time()) == []  # during the handshake: ignored
+    events = server.receive_data(record(21, b"\x02\x28"), time.time())
+    assert [e.alert for e in events if isinstance(e, ev.ConnectionFailed)] == [A.UNEXPECTED_MESSAGE]
+    assert not [e for e in events if isinstance(e, ev.AlertReceived)]
+
+
+def test_plaintext_alert_of_a_peer_without_our_keys_is_still_read(leaf: Leaf) -> None:
+    # The client rejected our ServerHello before it had keys: its alert comes in the clear,
+    # and the reason is kept (the handshake fails with the client's alert, not ours).
+    client = ClientConnection(ClientConfig(verify=False), server_name="localhost")
+    server = ServerConnection(ServerConfig(certificates=(leaf.certified(),)))
+    client.start_handshake()
+    server.receive_data(client.data_to_send(), time.time())
+    events = server.receive_data(record(21, b"\x02\x28"), time.time())
+    assert ev.AlertReceived(A.HANDSHAKE_FAILURE, fatal=True) in events
