@@ -28,8 +28,14 @@ from engine_fixtures import (
 )
 
 from outwork.tls.connection import ClientConnection, ServerConnection
-from outwork.tls.enums import ContentType, HandshakeType, NamedGroup, ProtocolVersion
-from outwork.tls.messages import handshake_message
+from outwork.tls.enums import (
+    ContentType,
+    ExtensionType,
+    HandshakeType,
+    NamedGroup,
+    ProtocolVersion,
+)
+from outwork.tls.messages import handshake_message, pull_client_hello
 from outwork.tls.records import frame_plaintext
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -267,6 +273,88 @@ def write(directory: Path, name: str, data: bytes) -> None:
     (directory / f"seed-{name}").write_bytes(data)
 
 
+def wire_hardening_seeds(first: bytes) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """ClientHello bodies just over each count cap and breaking each receive-side MUST, and
+    records for the record-layer rules (modes of fuzz_records.py): (hello bodies, records)."""
+    from outwork.tls.codec import Reader, Writer
+    from outwork.tls.extensions import push_key_share_client, push_pre_shared_key_client
+    from outwork.tls.groups import KeyShare
+    from outwork.tls.messages import push_client_hello, push_uint16_list
+
+    body = hello_body(first)
+    hello = pull_client_hello(Reader(body))
+    x25519 = (int(NamedGroup.X25519), KeyShare(NamedGroup.X25519).share)
+
+    def encoded(**changes: object) -> bytes:
+        w = Writer()
+        push_client_hello(w, replace(hello, **changes))  # type: ignore[arg-type]
+        return w.getvalue()
+
+    def with_extension(ext_type: int, ext_body: bytes | None) -> tuple[tuple[int, bytes], ...]:
+        kept = tuple((t, b) for t, b in hello.extensions if t != ext_type)
+        return kept if ext_body is None else ((ext_type, ext_body),) + kept
+
+    def uint16s(values: tuple[int, ...]) -> bytes:
+        w = Writer()
+        push_uint16_list(w, values)
+        return w.getvalue()
+
+    groups = ExtensionType.SUPPORTED_GROUPS
+    bodies = {
+        "caps-65-extensions": encoded(
+            extensions=tuple((0x7000 + i, b"") for i in range(65 - len(hello.extensions)))
+            + hello.extensions
+        ),
+        "caps-257-suites": encoded(cipher_suites=tuple(range(0x2000, 0x2101))),
+        "caps-129-groups": encoded(
+            extensions=with_extension(groups, uint16s(tuple(range(0x3000, 0x3080)) + (0x1D,)))
+        ),
+        "caps-17-key-shares": encoded(
+            extensions=with_extension(
+                ExtensionType.KEY_SHARE,
+                push_key_share_client(tuple((0x3000 + i, b"k") for i in range(16)) + (x25519,)),
+            )
+        ),
+        "legacy-version-0301": encoded(legacy_version=0x0301),
+        "empty-key-share": encoded(extensions=with_extension(ExtensionType.KEY_SHARE, b"\x00\x00")),
+        "zero-p256-share-beside-x25519": encoded(
+            extensions=with_extension(
+                ExtensionType.KEY_SHARE,
+                push_key_share_client(((int(NamedGroup.SECP256R1), b"\x04" + bytes(64)), x25519)),
+            )
+        ),
+        "psk-without-modes": encoded(
+            extensions=with_extension(ExtensionType.PSK_KEY_EXCHANGE_MODES, None)
+            + (
+                (
+                    int(ExtensionType.PRE_SHARED_KEY),
+                    push_pre_shared_key_client(((b"ticket", 0),), (bytes(32),)),
+                ),
+            )
+        ),
+    }
+    hs, alert = ContentType.HANDSHAKE, ContentType.ALERT
+    message = first[5:]
+    key_update = handshake_message(HandshakeType.KEY_UPDATE, b"\x01")
+    records = {
+        "mode0-empty-alert": b"\x00" + frame_plaintext(alert, b""),
+        "mode0-alert-between-hello-fragments": b"\x00"
+        + frame_plaintext(hs, message[:40])
+        + frame_plaintext(alert, b"\x01\x5a")
+        + frame_plaintext(hs, message[40:]),
+        "mode0-hello-in-one-byte-records": b"\x00"
+        + b"".join(frame_plaintext(hs, message[i : i + 1]) for i in range(len(message))),
+        "mode1-plaintext-close-notify-after-handshake": b"\x01"
+        + frame_plaintext(alert, b"\x01\x00"),
+        "mode3-app-data-between-key-update-fragments": b"\x03"
+        + sealed(hs, key_update[:2])
+        + sealed(ContentType.APPLICATION_DATA, b"x")
+        + sealed(hs, key_update[2:]),
+        "mode3-key-update-requests": b"\x03" + sealed(hs, key_update) * 20,
+    }
+    return bodies, records
+
+
 def main() -> None:
     hello_dir = CORPUS / "client_hello"
     records_dir = CORPUS / "records"
@@ -358,6 +446,11 @@ def main() -> None:
         records_dir, "mode3-heartbeat-request-heartbeat-on", b"\x83" + mode34["heartbeat-request"]
     )
     write(records_dir, "mode3-heartbleed-probe-heartbeat-on", b"\x83" + mode34["heartbleed-probe"])
+    hardening_bodies, hardening_records = wire_hardening_seeds(first)
+    for name, data in hardening_bodies.items():
+        write(hello_dir, name, data)
+    for name, data in hardening_records.items():
+        write(records_dir, name, data)
     print(f"wrote seeds to {CORPUS}")
 
 

@@ -51,6 +51,7 @@ from outwork.policy.source import ConfigError, Problem, Source, load_yaml
 from outwork.policy.source import Path as KeyPath
 from outwork.tls.clientauth import ClientAuth
 from outwork.tls.config import DEFAULT_GROUPS, CertifiedKey, ClientConfig, ServerConfig
+from outwork.tls.config import Limits as TlsLimits
 from outwork.tls.enums import NamedGroup, ProtocolVersion
 from outwork.tls.tickets import RotatingTicketKeys, TicketKeySource
 
@@ -505,6 +506,14 @@ class _Loader:
             client_ca=client_ca,
             ticket_keys=ticket_keys,
             ticket_lifetime=lifetime,
+            limits=TlsLimits(
+                max_extensions=spec.limits.max_extensions,
+                max_cipher_suites=spec.limits.max_cipher_suites,
+                max_list_entries=spec.limits.max_list_entries,
+                max_key_shares=spec.limits.max_key_shares,
+                max_handshake_fragments=spec.limits.max_handshake_fragments,
+                max_pending_output=spec.limits.max_pending_output,
+            ),
         )
 
     def _read_bounded(self, path: KeyPath, file: Path, limit: int, hint: str = "") -> bytes | None:

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from outwork.tls import config as tls_caps
+
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
 PositiveSeconds = Annotated[float, Meta(gt=0, le=86400)]
 MAX_WORKERS = 64
@@ -39,6 +41,18 @@ class SessionTicketsSpec(_Spec):
     lifetime: Duration = "2h"
 
 
+class TlsLimitsSpec(_Spec):
+    """What one client may make the TLS engine walk or write; defaults (outwork/tls/config.py)
+    sit far above what real clients send, and each cap is refused with its alert."""
+
+    max_extensions: Annotated[int, Meta(ge=8, le=1024)] = tls_caps.MAX_EXTENSIONS
+    max_cipher_suites: Annotated[int, Meta(ge=2, le=4096)] = tls_caps.MAX_CIPHER_SUITES
+    max_list_entries: Annotated[int, Meta(ge=4, le=4096)] = tls_caps.MAX_LIST_ENTRIES
+    max_key_shares: Annotated[int, Meta(ge=1, le=64)] = tls_caps.MAX_KEY_SHARES
+    max_handshake_fragments: Annotated[int, Meta(ge=4, le=4096)] = tls_caps.MAX_HANDSHAKE_FRAGMENTS
+    max_pending_output: Annotated[int, Meta(ge=16384, le=1 << 24)] = tls_caps.MAX_PENDING_OUTPUT
+
+
 class TlsSpec(_Spec):
     certificates: Annotated[list[CertificateSpec], Meta(min_length=1, max_length=16)]
     heartbeat: bool = False
@@ -54,6 +68,7 @@ class TlsSpec(_Spec):
     client_auth: str = "none"
     client_ca: NonEmptyStr | None = None
     session_tickets: SessionTicketsSpec = msgspec.field(default_factory=SessionTicketsSpec)
+    limits: TlsLimitsSpec = msgspec.field(default_factory=TlsLimitsSpec)
 
 
 class ListenerSpec(_Spec):

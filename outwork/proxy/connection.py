@@ -218,6 +218,10 @@ class ClientProtocol(asyncio.Protocol):
         if self._queue and self._queue[0].upstream is not None:
             self._queue[0].upstream.pause_reading()
             self._count_paused_upstream()
+        if self._tls is not None:
+            # A TLS peer can make us write without reading what we write (heartbeats,
+            # KeyUpdates asking for an update): above the write high-water mark, read no more.
+            self.pause_reading("tls output")
 
     def resume_writing(self) -> None:
         self._uncount_paused_upstream()
@@ -229,6 +233,9 @@ class ClientProtocol(asyncio.Protocol):
             self._h2.resume_writing()
         if self._queue and self._queue[0].upstream is not None:
             self._queue[0].upstream.resume_reading()
+        self.resume_reading("tls output")
+        if self._tls is not None and self._tls.reading_paused and not self._closed:
+            self._received_tls(b"")  # records the engine held until its output went out
 
     def _count_paused_upstream(self) -> None:
         if self._paused_upstream:
@@ -326,6 +333,10 @@ class ClientProtocol(asyncio.Protocol):
             self.transport.close()
         elif self._read_eof and self._nothing_more_to_answer():
             self.close()
+        elif tls.reading_paused and not self.write_paused:
+            # The engine held records once its answers reached its high-water mark; they
+            # went out above, so go on (resume_writing does it when the write was paused).
+            self._received_tls(b"")
 
     def _feed_http(self, data: bytes) -> None:
         try:

@@ -72,8 +72,12 @@ class RecordProtection(Protocol):
 class TLSConnection:
     def __init__(self, limits: Limits, heartbeat_enabled: bool) -> None:
         self._limits = limits
-        self._in = b""  # at most one incomplete record, kept between calls
+        # At most one incomplete record kept between calls (more only while reading is
+        # paused), and how long the buffer must grow before a record in it is complete.
+        self._in: bytes | bytearray = b""
+        self._in_wanted = RECORD_HEADER
         self._hs_buffer = bytearray()
+        self._hs_fragments = 0  # records the message being reassembled came in so far
         self._out: list[bytes] = []
         self._events: list[ev.Event] = []
         self._read: RecordProtection | None = None
@@ -89,7 +93,16 @@ class TLSConnection:
         self._empty_records = 0
         self._key_updates = 0
         self._skip_early_data = 0
+        # A protected record from the peer opened: it has our keys, so from now on its alerts
+        # come protected too (RFC 8446 5; OpenSSL reads plaintext alerts only until then).
+        self._protected_seen = False
         self._tls12 = False  # set by the role once TLS 1.2 is negotiated
+        # Bytes answering the peer's own requests (heartbeat responses, a KeyUpdate reply)
+        # queued since the caller last took our output; at `max_pending_output` processing
+        # stops (`reading_paused`). At most one KeyUpdate reply is pending at a time.
+        self._replies = 0
+        self._key_update_reply_pending = False
+        self._reading_paused = False
         self.now = 0.0  # the time given with the latest receive_data
         self.heartbeat_enabled = heartbeat_enabled
         self.heartbeat_negotiated = False
@@ -110,7 +123,16 @@ class TLSConnection:
         """The peer sent close_notify: nothing more comes from it."""
         return self._peer_closed or self._closed
 
+    @property
+    def reading_paused(self) -> bool:
+        """Our answers to the peer's requests reached `max_pending_output`, and the rest of
+        its input is held unprocessed. Stop reading from the peer; once `data_to_send()` has
+        been taken and written, call `receive_data(b"")` to go on with what is held."""
+        return self._reading_paused
+
     def data_to_send(self) -> bytes:
+        self._replies = 0
+        self._key_update_reply_pending = False
         if not self._out:
             return b""
         out = b"".join(self._out)
@@ -136,9 +158,20 @@ class TLSConnection:
         if self._closed or self._peer_closed:
             return []  # nothing the peer sends after its close_notify (or a failure) counts
         self.now = now
+        pending = self._in
+        if pending:
+            if len(pending) + len(data) < self._in_wanted:
+                # Still short of the record in progress: appended, not re-copied, so a record
+                # trickled in a byte at a time costs O(n), not O(n^2).
+                if isinstance(pending, bytes):
+                    pending = self._in = bytearray(pending)
+                pending += data
+                return []
+            data = bytes(pending) + data
         self._key_updates = 0
+        self._reading_paused = False
         try:
-            self._process_records(self._in + data if self._in else data, now)
+            self._process_records(data, now)
         except TLSError as exc:
             self._fail(exc)
         events = self._events
@@ -191,8 +224,9 @@ class TLSConnection:
     def allow_change_cipher_spec(self, allowed: bool) -> None:
         self._ccs_allowed = allowed
 
-    def skip_early_data(self) -> None:
-        self._skip_early_data = MAX_SKIPPED_EARLY_DATA
+    def skip_early_data(self, skip: bool = True) -> None:
+        """Drop the peer's refused 0-RTT records (up to a cap), or stop dropping them."""
+        self._skip_early_data = MAX_SKIPPED_EARLY_DATA if skip else 0
 
     def complete(self, event: ev.HandshakeComplete) -> None:
         self._established = True
@@ -212,8 +246,12 @@ class TLSConnection:
         pos = 0
         end = len(buf)
         view = memoryview(buf)
+        max_pending = self._limits.max_pending_output
         try:
             while end - pos >= RECORD_HEADER and not (self._closed or self._peer_closed):
+                if self._replies >= max_pending:
+                    self._reading_paused = True  # the rest waits until our output is taken
+                    break
                 content_type = buf[pos]
                 length = (buf[pos + 3] << 8) | buf[pos + 4]
                 if content_type not in KNOWN_CONTENT_TYPES:
@@ -230,7 +268,7 @@ class TLSConnection:
                 if content_type == _APPLICATION_DATA and self._established and self._read:
                     # The hot path: one protected record of an established connection.
                     inner_type, content = self._read.open(header, view[start:pos])
-                    if inner_type == _APPLICATION_DATA and content:
+                    if inner_type == _APPLICATION_DATA and content and not self._hs_buffer:
                         self._empty_records = 0
                         self._events.append(ev.ApplicationData(content))
                         continue
@@ -238,9 +276,17 @@ class TLSConnection:
                     continue
                 self._process_record(content_type, header, buf[start:pos], now)
         finally:
-            self._in = buf[pos:] if pos < end else b""
+            rest = self._in = buf[pos:]
+            if self._reading_paused:
+                self._in_wanted = 0  # whole records are held: the next call goes on with them
+            elif len(rest) >= RECORD_HEADER:
+                self._in_wanted = RECORD_HEADER + ((rest[3] << 8) | rest[4])
+            else:
+                self._in_wanted = RECORD_HEADER
 
     def _process_record(self, outer_type: int, header: bytes, fragment: bytes, now: float) -> None:
+        if self._hs_buffer and outer_type != _HANDSHAKE and outer_type != _APPLICATION_DATA:
+            self._interleaved(outer_type)  # a protected record's inner type: _on_protected
         if outer_type == _CCS:
             self._on_change_cipher_spec(fragment)
             return
@@ -250,15 +296,26 @@ class TLSConnection:
             self._on_protected(content_type, content, now)
             return
         if read is None or outer_type != _APPLICATION_DATA:
-            # Unprotected record. Once reading is protected, only CCS (above) and a plaintext
-            # alert from a peer that failed before taking our keys are tolerated; a plaintext
-            # heartbeat is inspected for Heartbleed probes before it is refused.
+            # Unprotected record. Once reading is protected, only CCS (above) and, during the
+            # handshake, a plaintext alert from a peer that failed before taking our keys are
+            # tolerated; a plaintext heartbeat is inspected for Heartbleed probes first.
+            if outer_type == _APPLICATION_DATA and 0 < len(fragment) <= self._skip_early_data:
+                # Refused 0-RTT before any key of ours is in use: the client's early data
+                # after a first hello we answered with a HelloRetryRequest (RFC 8446 4.2.10).
+                self._skip_early_data -= len(fragment)
+                return
             if len(fragment) > MAX_PLAINTEXT:
                 raise record_overflow("plaintext record longer than 2^14")
             if outer_type == _HEARTBEAT:
                 self._on_heartbeat(fragment, encrypted=False)
+                if self._established:
+                    raise unexpected_message("unprotected heartbeat after the handshake")
                 return
-            if read is not None and outer_type != _ALERT:
+            if read is not None and (outer_type != _ALERT or self._protected_seen):
+                # Once the peer protects its records only protected alerts count (RFC 8446 5,
+                # 6): a plaintext close_notify injected on the path would otherwise end a
+                # close-delimited response early, and it would look complete. Before that, a
+                # peer that failed before it had our keys can only send a plaintext one.
                 raise unexpected_message("unprotected record after the key change")
             self._dispatch(outer_type, fragment, now)
             return
@@ -272,9 +329,18 @@ class TLSConnection:
                 return
             raise
         self._skip_early_data = 0
+        self._protected_seen = True
         self._on_protected(content_type, content, now)
 
+    def _interleaved(self, content_type: int) -> None:
+        raise unexpected_message(
+            f"record of type {content_type} between the fragments of a handshake message"
+        )
+
     def _on_protected(self, content_type: int, content: bytes, now: float) -> None:
+        if self._hs_buffer and content_type != _HANDSHAKE:
+            # RFC 8446 5.1: a handshake message split over records has nothing between them.
+            self._interleaved(content_type)
         if content_type == _APPLICATION_DATA and self._established:
             if content:
                 self._empty_records = 0
@@ -324,8 +390,12 @@ class TLSConnection:
     def _on_handshake_bytes(self, content: bytes, now: float) -> None:
         if self._hs_buffer:
             self._hs_buffer += content
+            self._hs_fragments += 1
+            if self._hs_fragments > self._limits.max_handshake_fragments:
+                raise unexpected_message("handshake message split over too many records")
         else:
             self._hs_buffer = bytearray(content)
+            self._hs_fragments = 1
         if len(self._hs_buffer) > self._limits.max_buffered_handshake:
             raise TLSError(AlertDescription.UNEXPECTED_MESSAGE, "too much buffered handshake data")
         while len(self._hs_buffer) >= 4:
@@ -344,6 +414,7 @@ class TLSConnection:
                 return
             raw = bytes(buf[: 4 + length])
             del buf[: 4 + length]
+            self._hs_fragments = 1  # what is left came in the record just read
             if self._established:
                 self._on_post_handshake(msg_type, raw[4:])
             else:
@@ -376,8 +447,14 @@ class TLSConnection:
     def key_update_received(self, update: KeyUpdate) -> None:
         assert self._suite is not None and isinstance(self._read, RecordCipher)
         self.set_read_secret(next_traffic_secret(self._suite, self._read.secret))
-        if update.request_update:
+        if update.request_update and not self._key_update_reply_pending:
+            # One reply answers every request that arrives before the caller takes it: it
+            # follows them all on the wire (RFC 8446 4.6.3). A peer that asks again and again
+            # without reading gets one reply per flush, not one per request.
+            self._key_update_reply_pending = True
+            queued = len(self._out)
             self.update_write_key(request_peer_update=False)
+            self._replies += sum(len(record) for record in self._out[queued:])
 
     def update_write_key(self, request_peer_update: bool) -> None:
         """Send a KeyUpdate under the current key, then switch to the next write key."""
@@ -390,6 +467,10 @@ class TLSConnection:
         self.set_write_secret(next_traffic_secret(self._suite, self._write.secret))
 
     def _on_alert(self, content: bytes) -> None:
+        if not content:
+            # RFC 8446 5.1: zero-length fragments of alerts MUST NOT be sent; it is a record
+            # of the wrong shape, not a malformed alert.
+            raise unexpected_message("zero-length alert record")
         if len(content) != 2:
             raise decode_error("alert record is not two bytes")
         level, description = content[0], content[1]
@@ -445,7 +526,9 @@ class TLSConnection:
         response = push_heartbeat(
             HeartbeatMessage(HeartbeatMessageType.RESPONSE, message.payload), os.urandom(16)
         )
-        self._out.append(self._write.seal(_HEARTBEAT, response))
+        record = self._write.seal(_HEARTBEAT, response)
+        self._out.append(record)
+        self._replies += len(record)
         self._events.append(ev.HeartbeatAnswered(len(message.payload)))
 
     def send_heartbeat_request(self, payload: bytes) -> None:

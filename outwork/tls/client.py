@@ -150,6 +150,7 @@ class ClientConnection(TLSConnection):
         self._offered_session = session
         self._certificate_request: tuple[bytes, tuple[int, ...]] | None = None
         self._early_data_offered = False
+        self._offered_extensions: frozenset[int] = frozenset()  # in our latest ClientHello
         self._sent_change_cipher_spec = False
         self.early_data_accepted: bool | None = None  # known after EncryptedExtensions
         self._psk_offered = False  # a TLS 1.3 PSK went into the ClientHello
@@ -251,6 +252,7 @@ class ClientConnection(TLSConnection):
         suites = (tuple(c.cipher_suites) if offer_tls13 else ()) + (
             tuple(c.cipher_suites_tls12) if offer_tls12 else ()
         )
+        self._offered_extensions = frozenset(t for t, _ in extensions)
         hello = ClientHello(
             ProtocolVersion.TLS12,
             self._random,
@@ -362,14 +364,22 @@ class ClientConnection(TLSConnection):
         if ExtensionType.SUPPORTED_VERSIONS not in extensions:
             self._on_server_hello_tls12(hello, raw)
             return
-        allowed = _RETRY_EXTENSIONS if hello.is_hello_retry_request else _SERVER_HELLO_EXTENSIONS
-        if not set(extensions) <= allowed:
-            raise TLSError(
-                AlertDescription.UNSUPPORTED_EXTENSION, "unexpected ServerHello extension"
-            )
         version = extensions.get(ExtensionType.SUPPORTED_VERSIONS)
-        if version != b"\x03\x04":
+        if version != b"\x03\x04" or self._config.max_version < ProtocolVersion.TLS13:
+            # RFC 8446 4.2.1: a version we did not offer, or one below TLS 1.3.
             raise illegal_parameter("server selected a version we did not offer")
+        allowed = _RETRY_EXTENSIONS if hello.is_hello_retry_request else _SERVER_HELLO_EXTENSIONS
+        for ext_type in extensions:
+            # RFC 8446 4.2: an answer to nothing we sent is unsupported_extension (the cookie
+            # of a retry is the server's to start); one we sent but that has no place in this
+            # message is illegal_parameter.
+            offered = ext_type in self._offered_extensions
+            if ext_type not in allowed and offered:
+                raise illegal_parameter(f"extension {ext_type} does not belong in ServerHello")
+            if ext_type not in allowed or not (offered or ext_type == ExtensionType.COOKIE):
+                raise TLSError(
+                    AlertDescription.UNSUPPORTED_EXTENSION, f"extension {ext_type} never offered"
+                )
         if hello.legacy_version != ProtocolVersion.TLS12:
             raise illegal_parameter("ServerHello legacy_version is not 0x0303")
         if hello.legacy_session_id_echo != self._session_id:
@@ -437,7 +447,7 @@ class ClientConnection(TLSConnection):
         if hello.legacy_compression_method != 0:
             raise illegal_parameter("ServerHello compression method is not null")
         extensions = dict(hello.extensions)
-        if not set(extensions) <= _TLS12_SERVER_HELLO_EXTENSIONS:
+        if not set(extensions) <= _TLS12_SERVER_HELLO_EXTENSIONS & self._offered_extensions:
             raise TLSError(
                 AlertDescription.UNSUPPORTED_EXTENSION, "unexpected ServerHello extension"
             )
@@ -517,6 +527,11 @@ class ClientConnection(TLSConnection):
         transcript.restart_for_hello_retry()
         transcript.update(raw)
         self._shares = {group: KeyShare(NamedGroup(group))}
+        if self._early_data_offered:
+            # The 0-RTT records went out under the early key; the second hello is plaintext
+            # again (RFC 8446 4.2.10: the server skips those records and goes on).
+            self._write = None
+            self.early_data_accepted = False
         self._early_data_offered = False  # a retried hello never carries 0-RTT
         if not self._sent_change_cipher_spec:
             self.send_change_cipher_spec()
@@ -530,15 +545,22 @@ class ClientConnection(TLSConnection):
         assert self._transcript is not None
         message = pull_encrypted_extensions(Reader(body))
         for ext_type, ext_body in message.extensions:
-            if ext_type not in _ENCRYPTED_EXTENSIONS:
+            if ext_type not in self._offered_extensions:
+                # RFC 8446 4.2: a response to an extension we never sent (early_data after a
+                # retry, an ALPN or SNI answer to a hello without them, anything unknown).
                 raise TLSError(
-                    AlertDescription.UNSUPPORTED_EXTENSION, f"extension {ext_type} in EE"
+                    AlertDescription.UNSUPPORTED_EXTENSION, f"extension {ext_type} never offered"
                 )
+            if ext_type not in _ENCRYPTED_EXTENSIONS:
+                raise illegal_parameter(f"extension {ext_type} does not belong in EE")
             if ext_type == ExtensionType.ALPN:
                 names = pull_alpn(ext_body)
                 if len(names) != 1 or names[0] not in self._config.alpn_protocols:
                     raise illegal_parameter("server selected an ALPN protocol we did not offer")
                 self._alpn = names[0]
+            elif ext_type == ExtensionType.SERVER_NAME:
+                if ext_body:
+                    raise decode_error("server_name in EncryptedExtensions must be empty")
             elif ext_type == ExtensionType.HEARTBEAT:
                 pull_heartbeat_mode(ext_body)
                 self.heartbeat_negotiated = self._config.heartbeat
@@ -600,6 +622,10 @@ class ClientConnection(TLSConnection):
             raise illegal_parameter("server Certificate with a request context")
         if not message.entries:
             raise decode_error("server sent an empty certificate chain")
+        if any(entry.extensions for entry in message.entries):
+            # RFC 8446 4.4.2: they answer status_request or signed_certificate_timestamp in our
+            # hello, and we send neither.
+            raise TLSError(AlertDescription.UNSUPPORTED_EXTENSION, "CertificateEntry extension")
         self._chain = load_chain([e.cert_data for e in message.entries])
         self._transcript.update(raw)
         self.state = ClientState.WAIT_CERTIFICATE_VERIFY

@@ -26,6 +26,26 @@ MAX_CHAIN_LENGTH = 10  # certificates in a received chain
 MAX_BUFFERED_HANDSHAKE = 128 * 1024  # handshake bytes held while waiting for a full message
 MAX_KEY_UPDATES_PER_FLIGHT = 32  # KeyUpdates processed from one receive_data call
 MAX_EMPTY_RECORDS = 32  # consecutive zero-length records tolerated before a DoS verdict
+# Counts in a hello, far above what real clients send (Chrome and Firefox: 16-20 extensions,
+# about 16 suites, 4-10 groups, 8-16 signature schemes, 2-3 key shares). Without them a 64 KiB
+# ClientHello of 15,000 empty extensions costs 160 times a normal one; with them the worst
+# hello costs a small multiple of a normal one, however it is crafted.
+MAX_EXTENSIONS = 64  # extensions in one message
+# Entries of cipher_suites: browsers send ~16, `openssl s_client -cipher ALL:COMPLEMENTOFALL`
+# 158 (scanners split theirs at 128).
+MAX_CIPHER_SUITES = 256
+MAX_LIST_ENTRIES = 128  # groups, signature schemes, ALPN names, server names
+MAX_KEY_SHARES = 16  # key_share entries in a ClientHello
+# Records one handshake message may be split over. Each record costs the same whatever it
+# carries, so a 60 KiB ClientHello in one-byte records cost 250 times a normal hello. RFC 8446
+# 5.1 allows any split, and conformance suites send a hello in one-byte records: a hello of up
+# to 2 KiB (Chrome's with ML-KEM is 1.8 KiB) still may be.
+MAX_HANDSHAKE_FRAGMENTS = 2048
+# Bytes of answers to the peer's own requests (heartbeat responses, KeyUpdate replies) queued
+# and not yet taken by `data_to_send`: above it the engine stops processing input
+# (`reading_paused`) until the caller has taken its output, so a peer that never reads cannot
+# grow our output without bound.
+MAX_PENDING_OUTPUT = 64 * 1024
 
 DEFAULT_CIPHER_SUITES = (
     CipherSuite.TLS_AES_128_GCM_SHA256,
@@ -77,6 +97,12 @@ class Limits:
     max_chain_length: int = MAX_CHAIN_LENGTH
     max_buffered_handshake: int = MAX_BUFFERED_HANDSHAKE
     max_empty_records: int = MAX_EMPTY_RECORDS
+    max_extensions: int = MAX_EXTENSIONS
+    max_cipher_suites: int = MAX_CIPHER_SUITES
+    max_list_entries: int = MAX_LIST_ENTRIES
+    max_key_shares: int = MAX_KEY_SHARES
+    max_handshake_fragments: int = MAX_HANDSHAKE_FRAGMENTS
+    max_pending_output: int = MAX_PENDING_OUTPUT
 
 
 @dataclass(frozen=True)

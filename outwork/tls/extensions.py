@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from outwork.tls.alerts import AlertDescription, TLSError, decode_error, illegal_parameter
 from outwork.tls.codec import Reader, Writer
+from outwork.tls.config import MAX_KEY_SHARES, MAX_LIST_ENTRIES
 from outwork.tls.enums import ExtensionType, HeartbeatMode
 from outwork.tls.messages import Extension, pull_uint16_list
 
@@ -15,12 +16,16 @@ MAX_HOST_NAME = 255  # RFC 6066 HostName<1..2^16-1>, but DNS names cap at 255
 MAX_ALPN_NAME = 255
 
 
-def pull_server_name(body: bytes) -> str | None:
+def pull_server_name(body: bytes, max_entries: int = MAX_LIST_ENTRIES) -> str | None:
     """RFC 6066 server_name: ServerName server_name_list<1..2^16-1>; one host_name at most."""
     r = Reader(body)
     host: str | None = None
+    count = 0
     with r.block(2, 1) as names:
         while not names.at_end():
+            count += 1
+            if count > max_entries:
+                raise decode_error(f"more than {max_entries} server names")
             name_type = names.uint8()
             name = names.opaque(2, 1)
             if name_type != 0:
@@ -58,9 +63,12 @@ def pull_supported_versions_client(body: bytes) -> tuple[int, ...]:
     return versions
 
 
-def pull_uint16_list_ext(body: bytes, minimum: int, name: str) -> tuple[int, ...]:
+def pull_uint16_list_ext(
+    body: bytes, minimum: int, name: str, max_entries: int = MAX_LIST_ENTRIES
+) -> tuple[int, ...]:
+    """Groups, signature schemes: at most `max_entries`, refused from the length prefix."""
     r = Reader(body)
-    values = pull_uint16_list(r, minimum, 0xFFFE)
+    values = pull_uint16_list(r, minimum, 2 * max_entries)
     r.expect_end(name)
     return values
 
@@ -70,9 +78,18 @@ def _pull_key_share_entry(r: Reader) -> KeyShareEntry:
     return group, r.opaque(2, 1, 0xFFFF)
 
 
-def pull_key_share_client(body: bytes) -> tuple[KeyShareEntry, ...]:
+def pull_key_share_client(
+    body: bytes, max_entries: int = MAX_KEY_SHARES
+) -> tuple[KeyShareEntry, ...]:
+    """KeyShareEntry client_shares<0..2^16-1>: empty is allowed (RFC 8446 4.2.8), the server
+    then asks for a share with a HelloRetryRequest."""
     r = Reader(body)
-    entries = r.vector(2, _pull_key_share_entry)
+    entries: list[KeyShareEntry] = []
+    with r.block(2) as sub:
+        while not sub.at_end():
+            if len(entries) == max_entries:
+                raise decode_error(f"more than {max_entries} key shares")
+            entries.append(_pull_key_share_entry(sub))
     r.expect_end("key_share")
     groups = [g for g, _ in entries]
     if len(set(groups)) != len(groups):
@@ -96,12 +113,14 @@ def push_key_share_client(entries: tuple[KeyShareEntry, ...]) -> bytes:
     return w.getvalue()
 
 
-def pull_alpn(body: bytes) -> tuple[str, ...]:
+def pull_alpn(body: bytes, max_entries: int = MAX_LIST_ENTRIES) -> tuple[str, ...]:
     """RFC 7301: ProtocolName protocol_name_list<2..2^16-1>, each name <1..2^8-1>."""
     r = Reader(body)
     names: list[str] = []
     with r.block(2, 2) as sub:
         while not sub.at_end():
+            if len(names) == max_entries:
+                raise decode_error(f"more than {max_entries} ALPN protocol names")
             raw = sub.opaque(1, 1, MAX_ALPN_NAME)
             names.append(raw.decode("latin-1"))
     r.expect_end("application_layer_protocol_negotiation")
@@ -211,9 +230,14 @@ class ClientHelloOffer:
     ec_point_formats: bytes | None = None
     session_ticket: bytes | None = None
     pre_shared_key: OfferedPsks | None = None
+    has_key_share: bool = False  # present, possibly empty (RFC 8446 4.2.8: then a retry)
 
 
-def parse_client_hello_extensions(extensions: tuple[Extension, ...]) -> ClientHelloOffer:
+def parse_client_hello_extensions(
+    extensions: tuple[Extension, ...],
+    max_entries: int = MAX_LIST_ENTRIES,
+    max_key_shares: int = MAX_KEY_SHARES,
+) -> ClientHelloOffer:
     server_name = None
     versions: tuple[int, ...] = ()
     groups: tuple[int, ...] = ()
@@ -224,24 +248,25 @@ def parse_client_hello_extensions(extensions: tuple[Extension, ...]) -> ClientHe
     cookie = None
     heartbeat = None
     psk_modes = b""
-    has_psk = has_early = ems = False
+    has_psk = has_early = ems = has_key_share = False
     renegotiation_info = point_formats = session_ticket = None
     offered_psks = None
     for position, (ext_type, body) in enumerate(extensions):
         if ext_type == ExtensionType.SERVER_NAME:
-            server_name = pull_server_name(body)
+            server_name = pull_server_name(body, max_entries)
         elif ext_type == ExtensionType.SUPPORTED_VERSIONS:
             versions = pull_supported_versions_client(body)
         elif ext_type == ExtensionType.SUPPORTED_GROUPS:
-            groups = pull_uint16_list_ext(body, 2, "supported_groups")
+            groups = pull_uint16_list_ext(body, 2, "supported_groups", max_entries)
         elif ext_type == ExtensionType.KEY_SHARE:
-            shares = pull_key_share_client(body)
+            shares = pull_key_share_client(body, max_key_shares)
+            has_key_share = True
         elif ext_type == ExtensionType.SIGNATURE_ALGORITHMS:
-            sig_algs = pull_uint16_list_ext(body, 2, "signature_algorithms")
+            sig_algs = pull_uint16_list_ext(body, 2, "signature_algorithms", max_entries)
         elif ext_type == ExtensionType.SIGNATURE_ALGORITHMS_CERT:
-            sig_algs_cert = pull_uint16_list_ext(body, 2, "signature_algorithms_cert")
+            sig_algs_cert = pull_uint16_list_ext(body, 2, "signature_algorithms_cert", max_entries)
         elif ext_type == ExtensionType.ALPN:
-            alpn = pull_alpn(body)
+            alpn = pull_alpn(body, max_entries)
         elif ext_type == ExtensionType.COOKIE:
             cookie = pull_cookie(body)
         elif ext_type == ExtensionType.HEARTBEAT:
@@ -288,6 +313,7 @@ def parse_client_hello_extensions(extensions: tuple[Extension, ...]) -> ClientHe
         point_formats,
         session_ticket,
         offered_psks,
+        has_key_share,
     )
 
 

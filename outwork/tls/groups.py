@@ -31,6 +31,29 @@ SERVER_SHARE_SIZE: dict[int, int] = {
 }
 
 
+def check_share_encoding(group: int, share: bytes) -> None:
+    """Every offered share of a group we implement is validated, not only the one we pick
+    (RFC 8446 4.2.8.2): exact size, EC points on their curve, no all-zero X25519/X448 key.
+    An invalid offer is then refused whichever share our preference picks, as a server
+    picking the client's first share would. No scalar multiplication: a point decode costs
+    microseconds, and MAX_KEY_SHARES bounds how many there are."""
+    size = CLIENT_SHARE_SIZE.get(group)
+    if size is None:
+        return  # a group we do not implement (or GREASE): never used, so never read
+    if len(share) != size:
+        raise illegal_parameter(f"key share of {len(share)} bytes for group {group:#x}")
+    curve = _CURVES.get(group)
+    if curve is not None:
+        try:
+            ec.EllipticCurvePublicKey.from_encoded_point(curve(), share)
+        except ValueError as exc:
+            raise illegal_parameter(f"invalid key share for group {group:#x}") from exc
+        return
+    montgomery = share[MLKEM768_ENCAPSULATION_KEY:] if group == NamedGroup.X25519MLKEM768 else share
+    if not any(montgomery):
+        raise illegal_parameter(f"all-zero key share for group {group:#x}")
+
+
 def _x25519_exchange(peer: bytes) -> tuple[bytes, bytes]:
     private = x25519.X25519PrivateKey.generate()
     try:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from outwork.tls.alerts import decode_error, illegal_parameter
 from outwork.tls.codec import Reader, Writer
+from outwork.tls.config import MAX_CIPHER_SUITES, MAX_EXTENSIONS, MAX_LIST_ENTRIES
 from outwork.tls.enums import HandshakeType
 
 Extension = tuple[int, bytes]
@@ -25,12 +26,18 @@ HELLO_RETRY_REQUEST_RANDOM = bytes.fromhex(
 )
 
 
-def pull_extensions(r: Reader, minimum: int = 0) -> tuple[Extension, ...]:
-    """Extension extensions<minimum..2^16-1>; a repeated type is illegal (RFC 8446 4.2)."""
+def pull_extensions(
+    r: Reader, minimum: int = 0, max_count: int = MAX_EXTENSIONS
+) -> tuple[Extension, ...]:
+    """Extension extensions<minimum..2^16-1>; a repeated type is illegal (RFC 8446 4.2).
+    More than `max_count` is refused before it is parsed further: 16,000 empty extensions
+    fit in 64 KiB, and every later step (JA4, the offer) would walk them all."""
     seen: set[int] = set()
     out: list[Extension] = []
     with r.block(2, minimum) as sub:
         while not sub.at_end():
+            if len(out) == max_count:
+                raise decode_error(f"more than {max_count} extensions")
             ext_type = sub.uint16()
             if ext_type in seen:
                 raise illegal_parameter(f"extension {ext_type} repeated")
@@ -47,7 +54,8 @@ def push_extensions(w: Writer, extensions: tuple[Extension, ...]) -> None:
 
 
 def pull_uint16_list(r: Reader, minimum: int, maximum: int) -> tuple[int, ...]:
-    """A vector of uint16 with byte bounds; an odd length is a decode_error."""
+    """A vector of uint16 with byte bounds (a cap on entries is `maximum` = 2 * entries);
+    an odd length is a decode_error."""
     with r.block(2, minimum, maximum) as sub:
         if sub.remaining() % 2:
             raise decode_error("odd length in a list of 16-bit values")
@@ -70,14 +78,18 @@ class ClientHello:
     extensions: tuple[Extension, ...]
 
 
-def pull_client_hello(r: Reader) -> ClientHello:
+def pull_client_hello(
+    r: Reader, max_suites: int = MAX_CIPHER_SUITES, max_extensions: int = MAX_EXTENSIONS
+) -> ClientHello:
+    """RFC 8446 allows 32,767 suites and 16,000 extensions; real clients send some 16 and 20,
+    so the caps refuse the rest from the length prefix, before any of it is walked."""
     legacy_version = r.uint16()
     random = r.fixed(RANDOM_LENGTH)
     session_id = r.opaque(1, 0, MAX_SESSION_ID)
-    suites = pull_uint16_list(r, 2, 0xFFFE)
+    suites = pull_uint16_list(r, 2, 2 * max_suites)
     compression = r.opaque(1, 1, 0xFF)
     # Extensions may be absent in a (pre-TLS 1.3) ClientHello; TLS 1.3 needs them anyway.
-    extensions = pull_extensions(r) if not r.at_end() else ()
+    extensions = pull_extensions(r, 0, max_extensions) if not r.at_end() else ()
     r.expect_end("ClientHello")
     return ClientHello(legacy_version, random, session_id, suites, compression, extensions)
 
@@ -412,9 +424,16 @@ class CertificateRequest12:
 
 
 def pull_certificate_request12(r: Reader) -> CertificateRequest12:
+    """Lists capped like a hello's: a server cannot make the client walk 32,000 schemes or
+    21,000 three-byte names."""
     types = r.opaque(1, 1, 0xFF)
-    algorithms = pull_uint16_list(r, 2, 0xFFFE)
-    authorities = r.vector(2, lambda sub: sub.opaque(2, 1, 0xFFFF))
+    algorithms = pull_uint16_list(r, 2, 2 * MAX_LIST_ENTRIES)
+    authorities: list[bytes] = []
+    with r.block(2) as names:
+        while not names.at_end():
+            if len(authorities) == MAX_LIST_ENTRIES:
+                raise decode_error(f"more than {MAX_LIST_ENTRIES} certificate authorities")
+            authorities.append(names.opaque(2, 1, 0xFFFF))
     r.expect_end("CertificateRequest")
     return CertificateRequest12(types, algorithms, tuple(authorities))
 

@@ -46,7 +46,7 @@ from outwork.tls.extensions import (
     push_cookie,
     push_key_share_entry,
 )
-from outwork.tls.groups import server_key_exchange
+from outwork.tls.groups import check_share_encoding, server_key_exchange
 from outwork.tls.ja4 import ja4
 from outwork.tls.keyschedule import SUITES, KeySchedule, SuiteParams, Transcript
 from outwork.tls.messages import (
@@ -152,12 +152,19 @@ class ServerConnection(TLSConnection):
     # ----- ClientHello ------------------------------------------------------------------
 
     def _on_client_hello(self, body: bytes, raw: bytes, now: float) -> None:
-        hello = pull_client_hello(Reader(body))
-        offer = parse_client_hello_extensions(hello.extensions)
+        limits = self.limits
+        hello = pull_client_hello(Reader(body), limits.max_cipher_suites, limits.max_extensions)
+        offer = parse_client_hello_extensions(
+            hello.extensions, limits.max_list_entries, limits.max_key_shares
+        )
         retry = self.state is ServerState.WAIT_SECOND_CLIENT_HELLO
         if not retry:
             self.client_hello = hello
             self.ja4 = ja4(hello)
+        if hello.legacy_version < ProtocolVersion.TLS12:
+            # RFC 8446 4.1.2 and D.5: a TLS 1.3 (or 1.2) ClientHello says 0x0303 here; below is
+            # an SSL 3.0 / TLS 1.0 / 1.1 client, whatever its extensions claim.
+            raise TLSError(AlertDescription.PROTOCOL_VERSION, "legacy_version below TLS 1.2")
         version = self._choose_version(hello, offer)
         if version == ProtocolVersion.TLS12:
             if retry:
@@ -171,9 +178,18 @@ class ServerConnection(TLSConnection):
             raise illegal_parameter("TLS 1.3 requires exactly the null compression method")
         params = self._choose_suite(hello, retry)
         group, client_share = self._choose_group(offer)
-        if offer.has_early_data:
+        if offer.has_pre_shared_key and not offer.psk_modes:
+            # RFC 8446 4.2.9: a PSK offer without psk_key_exchange_modes MUST be refused.
+            raise TLSError(AlertDescription.MISSING_EXTENSION, "no psk_key_exchange_modes")
+        if retry:
+            # The early data of the first hello came before this one; nothing more may.
+            self.skip_early_data(False)
+            if offer.has_early_data:
+                raise illegal_parameter("early_data in the ClientHello after a retry")
+        elif offer.has_early_data:
             # 0-RTT is never accepted: EncryptedExtensions omits early_data, so the client
-            # knows; its early records fail to decrypt and are skipped (RFC 8446 4.2.10).
+            # knows; its early records fail to decrypt and are skipped (RFC 8446 4.2.10),
+            # also when a HelloRetryRequest answers (they then arrive before the new hello).
             self.skip_early_data()
 
         if retry:
@@ -362,13 +378,15 @@ class ServerConnection(TLSConnection):
     def _choose_group(self, offer: ClientHelloOffer) -> tuple[NamedGroup, bytes | None]:
         """The most preferred group the client sent a share for; else the most preferred
         mutual group, with no share (a HelloRetryRequest asks for it)."""
-        if not offer.supported_groups or not offer.key_shares:
+        if not offer.supported_groups or not offer.has_key_share:
+            # RFC 8446 9.2: each needs the other; an empty key_share is allowed (a retry).
             raise TLSError(AlertDescription.MISSING_EXTENSION, "no supported_groups or key_share")
         supported = set(offer.supported_groups)
         shares = dict(offer.key_shares)
-        for group in shares:
+        for group, share in shares.items():
             if group not in supported and not is_grease(group):
                 raise illegal_parameter("key_share for a group not in supported_groups")
+            check_share_encoding(group, share)
         for group in self._config.groups:
             if group in shares:
                 return group, shares[group]
@@ -481,6 +499,10 @@ class ServerConnection(TLSConnection):
         )
         if message.request_context:
             raise illegal_parameter("client Certificate with a request context we did not send")
+        if any(entry.extensions for entry in message.entries):
+            # RFC 8446 4.4.2: they answer extensions of our CertificateRequest, which asks for
+            # none that a CertificateEntry may carry.
+            raise TLSError(AlertDescription.UNSUPPORTED_EXTENSION, "CertificateEntry extension")
         self._transcript.update(raw)
         if not message.entries:
             if self._config.client_auth is ClientAuth.REQUIRED:

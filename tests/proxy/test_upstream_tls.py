@@ -713,3 +713,70 @@ def test_verify_false_connects_and_warns_loudly(
     assert check.stdout == "ok\n"
     assert re.search(r"outwork\.yaml:\d+: upstreams\.backend\.tls\.verify: warning:", check.stderr)
     assert "NOT checked" in check.stderr
+
+
+# --- a man in the middle between the gateway and its backend ---------------------------------
+
+
+class CloseNotifyInjector:
+    """A TCP relay on the path to a TLS backend that cannot break TLS, but, when the backend
+    ends the connection, slips a plaintext close_notify in front of the FIN: to a client that
+    took it, a body cut short there would look complete."""
+
+    PLAINTEXT_CLOSE_NOTIFY = b"\x15\x03\x03\x00\x02\x01\x00"
+
+    def __init__(self, backend_port: int) -> None:
+        self.backend_port = backend_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.injected = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                gateway, _ = self.listener.accept()
+            except OSError:
+                return
+            backend = socket.create_connection(("127.0.0.1", self.backend_port))
+            threading.Thread(target=self._pump, args=(gateway, backend, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(backend, gateway, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, inject: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+            if inject:
+                sink.sendall(self.PLAINTEXT_CLOSE_NOTIFY)
+                self.injected.set()
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_injected_plaintext_close_notify_does_not_complete_a_body(
+    make_tls_backend: Callable[..., TlsBackend],
+    make_gateway: Callable[..., Gateway],
+    pki: TestPKI,
+    version: str,
+) -> None:
+    ecdsa = pki.leaves["ecdsa-p256"]
+    backend = make_tls_backend(ecdsa.cert, ecdsa.key, max_version=version)
+    relay = CloseNotifyInjector(backend.port)
+    try:
+        gw = tls_gateway(
+            make_gateway, [f"https://127.0.0.1:{relay.port}"], {"ca": str(pki.ca_cert)}
+        )
+        # The backend ends its body with a bare FIN; the relay puts a plaintext close_notify
+        # before it. Only a protected close_notify authenticates the end (RFC 8446 5, 6): the
+        # client's connection is cut, not given the body as complete.
+        with pytest.raises(IncompleteRead) as info:
+            get(gw, ["/close-truncated"])
+        assert relay.injected.is_set()
+        assert info.value.partial == b"all of the body\n"
+    finally:
+        relay.close()

@@ -44,6 +44,7 @@ from outwork.tls.enums import (
     HeartbeatMode,
     ProtocolVersion,
 )
+from outwork.tls.groups import CLIENT_SHARE_SIZE, check_share_encoding
 from outwork.tls.records import MAX_PLAINTEXT
 
 # Budgets: the whole file must stay well under a minute (it runs in `make test`).
@@ -651,6 +652,7 @@ def client_hello_offers(draw: st.DrawFn) -> tuple[tuple[msg.Extension, ...], dic
         shares = draw(key_share_lists)
         extensions.append((ExtensionType.KEY_SHARE, ext.push_key_share_client(shares)))
         expected["key_shares"] = shares
+        expected["has_key_share"] = True
     if draw(st.booleans()):
         names = draw(alpn_lists)
         extensions.append((ExtensionType.ALPN, ext.push_alpn(names)))
@@ -1373,3 +1375,62 @@ def test_verifying_client_without_a_server_name_is_refused_at_construction() -> 
     config = ClientConfig(verify=True, trust_roots=certified_key().chain)
     with pytest.raises(ValueError, match="server name"):
         ClientConnection(config, server_name=None)
+
+
+# ----- count caps: any count up to the cap parses, one more is a decode_error ----------------
+
+
+def _decode_error_or(parse: Callable[[], object]) -> object:
+    try:
+        return parse()
+    except TLSError as error:
+        assert error.alert is AlertDescription.DECODE_ERROR, error
+        return None
+
+
+@PARSER
+@given(st.integers(0, 40), st.integers(1, 30), st.data())
+def test_list_caps_count_entries(count: int, cap: int, data: st.DataObject) -> None:
+    groups = tuple(data.draw(st.lists(u16, min_size=count, max_size=count, unique=True)))
+    names = tuple(f"p{i}" for i in range(count))
+    extensions = tuple((t, b"") for t in groups)
+    shares = tuple((g, b"k") for g in groups)
+    within = count <= cap
+    cases: list[tuple[Callable[[], object], object]] = [
+        (lambda: ext.pull_uint16_list_ext(push_uint16_list_body(groups), 0, "t", cap), groups),
+        (lambda: ext.pull_key_share_client(ext.push_key_share_client(shares), cap), shares),
+        (
+            lambda: msg.pull_extensions(Reader(encode(msg.push_extensions, extensions)), 0, cap),
+            extensions,
+        ),
+    ]
+    if count:
+        cases.append((lambda: ext.pull_alpn(ext.push_alpn(names), cap), names))
+    for parse, expected in cases:
+        assert _decode_error_or(parse) == (expected if within else None)
+
+
+@PARSER
+@given(st.sampled_from(sorted(CLIENT_SHARE_SIZE)), st.data())
+def test_share_check_refuses_with_illegal_parameter_or_accepts(
+    group: int, data: st.DataObject
+) -> None:
+    size = CLIENT_SHARE_SIZE[group]
+    share = data.draw(
+        st.one_of(st.binary(max_size=size + 2), st.binary(min_size=size, max_size=size))
+    )
+    try:
+        check_share_encoding(group, share)
+    except TLSError as error:
+        assert error.alert is AlertDescription.ILLEGAL_PARAMETER
+    else:
+        assert len(share) == size  # whatever passes has the group's exact size
+
+
+@pytest.mark.parametrize("group", sorted(CLIENT_SHARE_SIZE), ids=hex)
+def test_share_check_accepts_every_real_share(group: int) -> None:
+    from outwork.tls.enums import NamedGroup
+    from outwork.tls.groups import KeyShare
+
+    for _ in range(5):
+        check_share_encoding(group, KeyShare(NamedGroup(group)).share)

@@ -13,7 +13,13 @@ from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import ClientConfig, Limits, ServerConfig
 from outwork.tls.connection import ClientConnection, ServerConnection
 from outwork.tls.enums import ExtensionType, NamedGroup, ProtocolVersion
-from outwork.tls.messages import ClientHello, pull_client_hello, push_client_hello
+from outwork.tls.messages import (
+    ClientHello,
+    ServerHello,
+    pull_client_hello,
+    pull_server_hello,
+    push_client_hello,
+)
 from tests.tls.pki import Leaf
 
 A = AlertDescription
@@ -313,3 +319,420 @@ def test_hello_retry_cookie_must_be_echoed(leaf: Leaf) -> None:
     )
     events = conn.receive_data(record(22, encode(retry)), time.time())
     assert [e.alert for e in events if isinstance(e, ev.ConnectionFailed)] == [A.ILLEGAL_PARAMETER]
+
+
+# ----- RFC 8446 on the receiving side: each MUST with the alert it names ----------------------
+
+
+def pull_first_server_hello(out: bytes) -> ServerHello:
+    assert out[0] == 22 and out[5] == 2
+    return pull_server_hello(Reader(out[9 : 9 + int.from_bytes(out[6:9], "big")]))
+
+
+def test_rejects_empty_alert_record(leaf: Leaf) -> None:
+    # RFC 8446 5.1: no zero-length alert fragments; a wrong record, not a malformed alert.
+    assert alert_of(leaf, record(21, b"")) == A.UNEXPECTED_MESSAGE
+
+
+def test_rejects_empty_protected_alert_record(leaf: Leaf, ca: object) -> None:
+    from tests.tls.inmemory import connected_pair
+
+    client, server, _, _ = connected_pair(
+        ServerConfig(certificates=(leaf.certified(),)), ClientConfig(verify=False)
+    )
+    client.send_raw_record(21, b"")
+    events = server.receive_data(client.data_to_send(), time.time())
+    assert [e.alert for e in events if isinstance(e, ev.ConnectionFailed)] == [A.UNEXPECTED_MESSAGE]
+
+
+@pytest.mark.parametrize("legacy_version", [0x0300, 0x0301, 0x0302], ids=hex)
+def test_rejects_legacy_version_below_tls12(legacy_version: int, leaf: Leaf) -> None:
+    # supported_versions still offers TLS 1.3: legacy_version alone disqualifies the hello.
+    hello = dataclasses.replace(client_hello(), legacy_version=legacy_version)
+    assert alert_of(leaf, record(22, encode(hello))) == A.PROTOCOL_VERSION
+
+
+def test_empty_key_share_gets_a_hello_retry_request(leaf: Leaf) -> None:
+    # RFC 8446 4.2.8: an empty client_shares is allowed; the answer is a HelloRetryRequest.
+    hello = with_extensions(client_hello(), {ExtensionType.KEY_SHARE: b"\x00\x00"})
+    events, out = outcome(leaf, record(22, encode(hello)))
+    assert not events
+    assert pull_first_server_hello(out).is_hello_retry_request
+
+
+def test_empty_key_share_completes_after_the_retry(leaf: Leaf) -> None:
+    from tests.tls.inmemory import connected_pair
+
+    client, server, client_events, _ = connected_pair(
+        ServerConfig(certificates=(leaf.certified(),)),
+        ClientConfig(verify=False, key_share_groups=()),
+    )
+    assert client.is_established and server.is_established, client_events
+
+
+@pytest.mark.parametrize(
+    ("group", "share"),
+    [
+        (NamedGroup.SECP256R1, b"\x04" + bytes(64)),  # the all-zero point, not on the curve
+        (NamedGroup.SECP256R1, b"\x04" + b"\x01" * 64),  # not on the curve
+        (NamedGroup.SECP256R1, b"\x02" + bytes(32) + bytes(32)),  # compressed form, padded
+        (NamedGroup.SECP384R1, b"\x04" + bytes(95)),  # a byte short
+        (NamedGroup.X448, bytes(56)),
+        (NamedGroup.X25519MLKEM768, bytes(1184) + bytes(32)),
+    ],
+    ids=["p256-zero", "p256-off-curve", "p256-compressed", "p384-short", "x448-zero", "hybrid"],
+)
+def test_rejects_invalid_key_share_even_when_another_is_chosen(
+    group: NamedGroup, share: bytes, leaf: Leaf
+) -> None:
+    # The server prefers X25519 and the hello carries a good X25519 share: the invalid share
+    # of the other group is still refused (RFC 8446 4.2.8.2), whichever one is used.
+    from outwork.tls.extensions import push_key_share_client
+    from outwork.tls.groups import KeyShare
+    from outwork.tls.messages import push_uint16_list
+
+    good = KeyShare(NamedGroup.X25519).share
+    w = Writer()
+    push_uint16_list(w, (NamedGroup.X25519, group))
+    hello = with_extensions(
+        client_hello(),
+        {
+            ExtensionType.SUPPORTED_GROUPS: w.getvalue(),
+            ExtensionType.KEY_SHARE: push_key_share_client(
+                ((group, share), (NamedGroup.X25519, good))
+            ),
+        },
+    )
+    data = record(22, encode(hello))
+    assert alert_of(leaf, data, groups=(NamedGroup.X25519, group)) == A.ILLEGAL_PARAMETER
+
+
+def test_rejects_pre_shared_key_without_psk_key_exchange_modes(leaf: Leaf) -> None:
+    from outwork.tls.extensions import push_pre_shared_key_client
+
+    psk = push_pre_shared_key_client(((b"unknown ticket", 0),), (bytes(32),))
+    hello = with_extensions(client_hello(), {ExtensionType.PSK_KEY_EXCHANGE_MODES: None})
+    hello = dataclasses.replace(
+        hello, extensions=hello.extensions + ((int(ExtensionType.PRE_SHARED_KEY), psk),)
+    )
+    assert alert_of(leaf, record(22, encode(hello))) == A.MISSING_EXTENSION
+
+
+def test_rejects_early_data_in_the_second_client_hello(leaf: Leaf) -> None:
+    groups = {"groups": (NamedGroup.SECP256R1, NamedGroup.X25519)}
+    hello = client_hello(key_share_groups=(NamedGroup.SECP256R1,), **groups)
+    conn = ServerConnection(
+        ServerConfig(certificates=(leaf.certified(),), groups=(NamedGroup.X25519,))
+    )
+    conn.receive_data(record(22, encode(hello)), time.time())
+    retry_request = pull_first_server_hello(conn.data_to_send())
+    cookie = dict(retry_request.extensions)[ExtensionType.COOKIE]
+    retry = client_hello(key_share_groups=(NamedGroup.X25519,), **groups)
+    retry = dataclasses.replace(
+        retry,
+        random=hello.random,
+        legacy_session_id=hello.legacy_session_id,
+        extensions=retry.extensions
+        + ((int(ExtensionType.COOKIE), cookie), (int(ExtensionType.EARLY_DATA), b"")),
+    )
+    events = conn.receive_data(record(22, encode(retry)), time.time())
+    assert [e.alert for e in events if isinstance(e, ev.ConnectionFailed)] == [A.ILLEGAL_PARAMETER]
+
+
+def test_rejects_alert_between_handshake_fragments(leaf: Leaf) -> None:
+    # RFC 8446 5.1: nothing between the records of one handshake message, not even a
+    # warning alert the connection would otherwise go on after.
+    message = encode(client_hello())
+    user_canceled = record(21, b"\x01\x5a")
+    data = record(22, message[:50]) + user_canceled + record(22, message[50:])
+    assert alert_of(leaf, data) == A.UNEXPECTED_MESSAGE
+
+
+def test_rejects_application_data_between_handshake_fragments(leaf: Leaf) -> None:
+    # After the handshake: a KeyUpdate split over two records with application data between.
+    from tests.tls.inmemory import connected_pair
+
+    client, server, _, _ = connected_pair(
+        ServerConfig(certificates=(leaf.certified(),)), ClientConfig(verify=False)
+    )
+    key_update = b"\x18\x00\x00\x01\x00"
+    client.send_raw_record(22, key_update[:2])
+    client.send_raw_record(23, b"between the fragments")
+    client.send_raw_record(22, key_update[2:])
+    events = server.receive_data(client.data_to_send(), time.time())
+    assert not [e for e in events if isinstance(e, ev.ApplicationData)]
+    assert [e.alert for e in events if isinstance(e, ev.ConnectionFailed)] == [A.UNEXPECTED_MESSAGE]
+
+
+@pytest.mark.parametrize("version", [ProtocolVersion.TLS13, ProtocolVersion.TLS12])
+@pytest.mark.parametrize("receiver", ["client", "server"])
+def test_rejects_plaintext_close_notify_after_the_handshake(
+    version: ProtocolVersion, receiver: str, leaf: Leaf
+) -> None:
+    # A close_notify injected on the path, in the clear: it must not end the peer's data as
+    # if it were complete (RFC 8446 5, 6: once keys are in use only protected alerts count).
+    from tests.tls.inmemory import connected_pair
+
+    client, server, _, _ = connected_pair(
+        ServerConfig(certificates=(leaf.certified(),)),
+        ClientConfig(verify=False, max_version=version),
+    )
+    sender, target = (server, client) if receiver == "client" else (client, server)
+    sender.send_data(b"the first half of a close-delimited body")
+    data = sender.data_to_send() + record(21, b"\x01\x00")
+    events = target.receive_data(data, time.time())
+    assert events[0] == ev.ApplicationData(b"the first half of a close-delimited body")
+    assert ev.ConnectionClosed() not in events
+    assert [e.alert for e in events if isinstance(e, ev.ConnectionFailed)] == [
+        A.UNEXPECTED_MESSAGE if version == ProtocolVersion.TLS13 else A.BAD_RECORD_MAC
+    ]
+
+
+def test_rejects_plaintext_heartbeat_after_the_handshake(leaf: Leaf) -> None:
+    from tests.tls.inmemory import connected_pair
+
+    client, server, _, _ = connected_pair(
+        ServerConfig(certificates=(leaf.certified(),), heartbeat=True),
+        ClientConfig(verify=False, heartbeat=True),
+    )
+    assert server.heartbeat_negotiated
+    events = server.receive_data(record(24, b"\x01\x00\x03abc" + bytes(16)), time.time())
+    assert [e.alert for e in events if isinstance(e, ev.ConnectionFailed)] == [A.UNEXPECTED_MESSAGE]
+
+
+class RogueServer(ServerConnection):
+    """A server that answers with EncryptedExtensions the client never asked for."""
+
+    extra: tuple[tuple[int, bytes], ...] = ()
+
+    def _encrypted_extensions(self, offer, transcript, alpn):  # type: ignore[no-untyped-def]
+        from outwork.tls.enums import HandshakeType
+        from outwork.tls.messages import (
+            EncryptedExtensions,
+            handshake_message,
+            push_encrypted_extensions,
+        )
+
+        w = Writer()
+        push_encrypted_extensions(w, EncryptedExtensions(self.extra))
+        message = handshake_message(HandshakeType.ENCRYPTED_EXTENSIONS, w.getvalue())
+        transcript.update(message)
+        return message
+
+
+@pytest.mark.parametrize(
+    ("extension", "alert"),
+    [
+        ((ExtensionType.ALPN, b"\x00\x03\x02h2"), A.UNSUPPORTED_EXTENSION),
+        ((ExtensionType.EARLY_DATA, b""), A.UNSUPPORTED_EXTENSION),
+        ((ExtensionType.HEARTBEAT, b"\x01"), A.UNSUPPORTED_EXTENSION),
+        ((ExtensionType.MAX_FRAGMENT_LENGTH, b"\x01"), A.UNSUPPORTED_EXTENSION),
+        ((ExtensionType.RECORD_SIZE_LIMIT, b"\x40\x00"), A.UNSUPPORTED_EXTENSION),
+        ((0x7777, b""), A.UNSUPPORTED_EXTENSION),
+        # Offered, but not an EncryptedExtensions extension (RFC 8446 4.2).
+        ((ExtensionType.KEY_SHARE, b""), A.ILLEGAL_PARAMETER),
+        ((ExtensionType.SIGNATURE_ALGORITHMS, b"\x00\x02\x04\x03"), A.ILLEGAL_PARAMETER),
+    ],
+    ids=[
+        "alpn",
+        "early_data",
+        "heartbeat",
+        "max_fragment_length",
+        "record_size_limit",
+        "unknown",
+        "key_share",
+        "signature_algorithms",
+    ],
+)
+def test_client_rejects_encrypted_extensions_it_never_offered(
+    extension: tuple[int, bytes], alert: A, leaf: Leaf
+) -> None:
+    from tests.tls.inmemory import pump
+
+    server = RogueServer(ServerConfig(certificates=(leaf.certified(),)))
+    server.extra = (extension,)
+    client = ClientConnection(ClientConfig(verify=False), server_name="localhost")
+    client.start_handshake()
+    client_events, _ = pump(client, server)
+    assert [e.alert for e in client_events if isinstance(e, ev.ConnectionFailed)] == [alert]
+
+
+def _server_hello_with(server_out: bytes, change: dict[int, bytes | None]) -> bytes:
+    """The first record of a server's output (its ServerHello) with extensions changed."""
+    from outwork.tls.messages import push_server_hello
+
+    hello = pull_first_server_hello(server_out)
+    extensions = [(t, change.get(t, b)) for t, b in hello.extensions]
+    extensions += [(t, b) for t, b in change.items() if t not in dict(hello.extensions)]
+    kept = tuple((t, b) for t, b in extensions if b is not None)
+    w = Writer()
+    push_server_hello(w, dataclasses.replace(hello, extensions=kept))  # type: ignore[arg-type]
+    message = b"\x02" + len(w.getvalue()).to_bytes(3, "big") + w.getvalue()
+    return record(22, message)
+
+
+@pytest.mark.parametrize(
+    ("change", "alert"),
+    [
+        ({ExtensionType.ALPN: b"\x00\x09\x08http/1.1"}, A.ILLEGAL_PARAMETER),  # offered; not SH
+        ({ExtensionType.HEARTBEAT: b"\x01"}, A.UNSUPPORTED_EXTENSION),  # never offered
+        ({0x7777: b""}, A.UNSUPPORTED_EXTENSION),
+    ],
+    ids=["offered-not-server-hello", "never-offered", "unknown"],
+)
+def test_client_rejects_server_hello_extensions(
+    change: dict[int, bytes | None], alert: A, leaf: Leaf
+) -> None:
+    client = ClientConnection(
+        ClientConfig(verify=False, alpn_protocols=("http/1.1",)), server_name="localhost"
+    )
+    server = ServerConnection(ServerConfig(certificates=(leaf.certified(),)))
+    client.start_handshake()
+    server.receive_data(client.data_to_send(), time.time())
+    events = client.receive_data(_server_hello_with(server.data_to_send(), change), time.time())
+    assert [e.alert for e in events if isinstance(e, ev.ConnectionFailed)] == [alert]
+
+
+def test_client_rejects_tls13_it_did_not_offer(leaf: Leaf) -> None:
+    # A TLS 1.2-only client: a ServerHello that selects TLS 1.3 is illegal_parameter.
+    from outwork.tls.extensions import push_key_share_client
+    from outwork.tls.groups import KeyShare
+
+    client = ClientConnection(
+        ClientConfig(verify=False, max_version=ProtocolVersion.TLS12), server_name="localhost"
+    )
+    client.start_handshake()
+    offered = pull_client_hello(Reader(client.data_to_send()[9:]))
+    assert ExtensionType.KEY_SHARE not in dict(offered.extensions)
+    share = push_key_share_client(((NamedGroup.X25519, KeyShare(NamedGroup.X25519).share),))
+    tls13 = dataclasses.replace(
+        offered,
+        cipher_suites=(0x1301,) + offered.cipher_suites,
+        extensions=offered.extensions
+        + (
+            (int(ExtensionType.KEY_SHARE), share),
+            (int(ExtensionType.PSK_KEY_EXCHANGE_MODES), b"\x01\x01"),
+        ),
+    )
+    tls13 = with_extensions(tls13, {ExtensionType.SUPPORTED_VERSIONS: b"\x04\x03\x04\x03\x03"})
+    server = ServerConnection(ServerConfig(certificates=(leaf.certified(),)))
+    server.receive_data(record(22, encode(tls13)), time.time())
+    out = server.data_to_send()
+    events = client.receive_data(out[: 9 + int.from_bytes(out[6:9], "big")], time.time())
+    assert [e.alert for e in events if isinstance(e, ev.ConnectionFailed)] == [A.ILLEGAL_PARAMETER]
+
+
+def test_client_rejects_non_empty_server_name_in_encrypted_extensions(leaf: Leaf) -> None:
+    from tests.tls.inmemory import pump
+
+    server = RogueServer(ServerConfig(certificates=(leaf.certified(),)))
+    server.extra = ((ExtensionType.SERVER_NAME, b"\x00\x00"),)
+    client = ClientConnection(ClientConfig(verify=False), server_name="localhost")
+    client.start_handshake()
+    client_events, _ = pump(client, server)
+    failed = [e.alert for e in client_events if isinstance(e, ev.ConnectionFailed)]
+    assert failed == [A.DECODE_ERROR]
+
+
+class CertificateExtensionServer(ServerConnection):
+    """A server whose CertificateEntry carries an extension (a status_request answer) that
+    the client never asked for."""
+
+    def _certificate_flight(self, transcript, certified, scheme):  # type: ignore[no-untyped-def]
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        from outwork.tls.enums import HandshakeType
+        from outwork.tls.messages import (
+            Certificate,
+            CertificateEntry,
+            handshake_message,
+            push_certificate,
+        )
+
+        entry = CertificateEntry(certified.chain[0].public_bytes(Encoding.DER), ((5, b"\x01"),))
+        w = Writer()
+        push_certificate(w, Certificate(b"", (entry,)))
+        message = handshake_message(HandshakeType.CERTIFICATE, w.getvalue())
+        transcript.update(message)
+        return message
+
+
+def test_client_rejects_certificate_entry_extensions_it_never_asked_for(leaf: Leaf) -> None:
+    from tests.tls.inmemory import pump
+
+    server = CertificateExtensionServer(ServerConfig(certificates=(leaf.certified(),)))
+    client = ClientConnection(ClientConfig(verify=False), server_name="localhost")
+    client.start_handshake()
+    client_events, _ = pump(client, server)
+    failed = [e.alert for e in client_events if isinstance(e, ev.ConnectionFailed)]
+    assert failed == [A.UNSUPPORTED_EXTENSION]
+
+
+class CertificateExtensionClient(ClientConnection):
+    """A client whose CertificateEntry carries an extension the server's request did not
+    ask for."""
+
+    def _send_client_certificate(self, context, schemes):  # type: ignore[no-untyped-def]
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        from outwork.tls.enums import HandshakeType
+        from outwork.tls.messages import Certificate, CertificateEntry, push_certificate
+
+        certified = self._config.client_certificate
+        assert certified is not None and self._transcript is not None
+        entry = CertificateEntry(certified.chain[0].public_bytes(Encoding.DER), ((18, b""),))
+        w = Writer()
+        push_certificate(w, Certificate(context, (entry,)))
+        self._transcript.update(self.send_handshake(HandshakeType.CERTIFICATE, w.getvalue()))
+
+
+def test_server_rejects_client_certificate_entry_extensions(leaf: Leaf, ca: object) -> None:
+    from outwork.tls.clientauth import ClientAuth
+    from tests.tls.inmemory import pump
+    from tests.tls.pki import CertAuthority
+
+    assert isinstance(ca, CertAuthority)
+    client_leaf = ca.issue("ecdsa-p256", ("client",))
+    server = ServerConnection(
+        ServerConfig(
+            certificates=(leaf.certified(),), client_auth=ClientAuth.REQUIRED, client_ca=(ca.cert,)
+        )
+    )
+    client = CertificateExtensionClient(
+        ClientConfig(verify=False, client_certificate=client_leaf.certified()),
+        server_name="localhost",
+    )
+    client.start_handshake()
+    _, server_events = pump(client, server)
+    failed = [e.alert for e in server_events if isinstance(e, ev.ConnectionFailed)]
+    assert failed == [A.UNSUPPORTED_EXTENSION]
+
+
+def test_rejects_plaintext_alert_once_the_peer_protects_its_records(leaf: Leaf) -> None:
+    # Mid-handshake: the client has sent a protected record (a heartbeat, under its handshake
+    # key), so it has our keys; a plaintext alert after that is not its own.
+    from outwork.tls.records import RecordCipher
+
+    client = ClientConnection(ClientConfig(verify=False, heartbeat=True), server_name="localhost")
+    server = ServerConnection(ServerConfig(certificates=(leaf.certified(),), heartbeat=True))
+    client.start_handshake()
+    server.receive_data(client.data_to_send(), time.time())
+    client_hs = server._client_hs_secret  # noqa: SLF001 - a client that uses it early
+    assert server._suite is not None  # noqa: SLF001
+    early = RecordCipher(server._suite, client_hs)  # noqa: SLF001
+    heartbeat = early.seal(24, b"\x01\x00\x03abc" + bytes(16))
+    assert server.receive_data(heartbeat, time.time()) == []  # during the handshake: ignored
+    events = server.receive_data(record(21, b"\x02\x28"), time.time())
+    assert [e.alert for e in events if isinstance(e, ev.ConnectionFailed)] == [A.UNEXPECTED_MESSAGE]
+    assert not [e for e in events if isinstance(e, ev.AlertReceived)]
+
+
+def test_plaintext_alert_of_a_peer_without_our_keys_is_still_read(leaf: Leaf) -> None:
+    # The client rejected our ServerHello before it had keys: its alert comes in the clear,
+    # and the reason is kept (the handshake fails with the client's alert, not ours).
+    client = ClientConnection(ClientConfig(verify=False), server_name="localhost")
+    server = ServerConnection(ServerConfig(certificates=(leaf.certified(),)))
+    client.start_handshake()
+    server.receive_data(client.data_to_send(), time.time())
+    events = server.receive_data(record(21, b"\x02\x28"), time.time())
+    assert ev.AlertReceived(A.HANDSHAKE_FAILURE, fatal=True) in events

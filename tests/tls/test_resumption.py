@@ -183,3 +183,36 @@ def test_early_data_skipping_is_bounded(leaves: dict[str, Leaf], ca: CertAuthori
         now=now + 1,
     )
     assert failures(server_events) == [AlertDescription.BAD_RECORD_MAC]
+
+
+def test_early_data_with_a_hello_retry_request_is_skipped(
+    leaves: dict[str, Leaf], ca: CertAuthority
+) -> None:
+    # RFC 8446 4.2.10: a server that answers with a HelloRetryRequest skips the 0-RTT records
+    # (they come in the clear state, before the second hello) and the handshake completes.
+    from outwork.tls.enums import NamedGroup
+
+    server_config, client_config = configs(leaves, ca, ProtocolVersion.TLS13)
+    server_config = dataclasses.replace(server_config, groups=(NamedGroup.X25519,))
+    client_config = dataclasses.replace(
+        client_config,
+        groups=(NamedGroup.SECP256R1, NamedGroup.X25519),
+        key_share_groups=(NamedGroup.SECP256R1,),
+    )
+    now = time.time()
+    session = dataclasses.replace(
+        first_session(server_config, client_config, now), max_early_data=16384
+    )
+    replay = b"POST /transfer HTTP/1.1\r\nHost: bank\r\nContent-Length: 0\r\n\r\n"
+    client, server, client_events, server_events = connected_pair(
+        server_config,
+        dataclasses.replace(client_config, early_data=replay),
+        session=session,
+        now=now + 1,
+    )
+    assert failures(client_events + server_events) == []
+    assert server.negotiated is not None and server.negotiated.resumed
+    assert client.early_data_accepted is False
+    assert not [e for e in server_events if isinstance(e, ev.ApplicationData)]
+    client.send_data(b"after")
+    assert pump(client, server, now=now + 1)[1] == [ev.ApplicationData(b"after")]
