@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 
+from outwork.http.path import STRICT, PathRules
 from outwork.tls.config import ClientConfig, ServerConfig
 
 
@@ -125,3 +126,4 @@ class GatewayConfig:
     warnings: tuple[str, ...] = ()
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     http2: Http2Config = Http2Config()
+    paths: PathRules = STRICT  # request path normalisation (routing and forwarding)

@@ -20,6 +20,8 @@ from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
 from outwork.http.checks import ALLOWED_METHODS
+from outwork.http.errors import HTTPError
+from outwork.http.path import ESCAPED_SLASHES, PathRules, normalise_path
 from outwork.policy.config import (
     Address,
     GatewayConfig,
@@ -238,7 +240,8 @@ class _Loader:
         listeners = self._listeners(spec.listeners)
         upstreams = {name: self._upstream(name, u) for name, u in upstream_specs.items() if name}
         max_request_body = self._size(("limits", "max_request_body"), spec.limits.max_request_body)
-        routes = self._routes(spec, upstreams, max_request_body or 0)
+        paths = self._paths(spec)
+        routes = self._routes(spec, upstreams, max_request_body or 0, paths)
         trusted_proxies = self._trusted_proxies(spec.trusted_proxies)
         security_events = spec.logging.security_events
         if security_events != "-":
@@ -281,7 +284,25 @@ class _Loader:
             warnings=tuple(w.format() for w in self.warnings),
             trusted_proxies=trusted_proxies,
             http2=http2,
+            paths=paths,
         )
+
+    def _paths(self, spec: ConfigSpec) -> PathRules:
+        paths = spec.paths
+        if paths.escaped_slashes not in ESCAPED_SLASHES:
+            self.error(
+                ("paths", "escaped_slashes"),
+                f"unknown escaped_slashes {paths.escaped_slashes!r} (expected"
+                f" {', '.join(ESCAPED_SLASHES)})",
+            )
+        # Relaxed rules let a backend read a path differently from the router: said aloud.
+        if not paths.normalize:
+            self.warn(("paths", "normalize"), "routes match paths as sent (no normalisation)")
+        if not paths.merge_slashes:
+            self.warn(("paths", "merge_slashes"), "`//` reaches routes and upstreams as sent")
+        if paths.escaped_slashes == "keep":
+            self.warn(("paths", "escaped_slashes"), "%2F and %5C are forwarded as sent")
+        return PathRules(paths.normalize, paths.merge_slashes, paths.escaped_slashes)
 
     def _http2(self, spec: ConfigSpec) -> Http2Config:
         h2 = spec.http2
@@ -775,7 +796,11 @@ class _Loader:
         return tuple(roots)
 
     def _routes(
-        self, spec: ConfigSpec, upstreams: dict[str, UpstreamConfig], default_body: int
+        self,
+        spec: ConfigSpec,
+        upstreams: dict[str, UpstreamConfig],
+        default_body: int,
+        rules: PathRules,
     ) -> list[RouteConfig]:
         routes = []
         names: set[str] = set()
@@ -800,7 +825,7 @@ class _Loader:
                 if default_at is not None:
                     self.error(path + ("default",), f"routes[{default_at}] is already the default")
                 default_at = i
-            compiled = self._route(path, route, name, default_body)
+            compiled = self._route(path, route, name, default_body, rules)
             if route.upstream not in upstreams:
                 known = ", ".join(sorted(upstreams)) or "none defined"
                 self.error(
@@ -812,7 +837,7 @@ class _Loader:
         return routes
 
     def _route(
-        self, path: KeyPath, route: RouteSpec, name: str, default_body: int
+        self, path: KeyPath, route: RouteSpec, name: str, default_body: int, rules: PathRules
     ) -> RouteConfig | None:
         max_body = default_body
         if route.max_body_size is not None:
@@ -842,6 +867,10 @@ class _Loader:
             if value is not None and not value.startswith("/"):
                 self.error(path + ("match", key), "must start with /")
                 return None
+            if value is not None and not _normal_route_path(value, rules):
+                # Requests are matched in normal form (http/path.py): this could never match.
+                self.error(path + ("match", key), "not a normalised path (see paths: in README)")
+                return None
         host = None
         if match.host is not None:
             try:
@@ -869,6 +898,16 @@ class _Loader:
             methods=methods,
             max_body_size=max_body,
         )
+
+
+def _normal_route_path(value: str, rules: PathRules) -> bool:
+    """A route's path or prefix is one a normalised request path can match: itself in normal
+    form and without `;` parameters (routes compare paths without them)."""
+    raw = value.encode("utf-8", "surrogateescape")
+    try:
+        return ";" not in value and normalise_path(raw, rules) == raw
+    except HTTPError:
+        return False
 
 
 def _check_ticket_key_file(file: Path, rotation: float) -> str | None:

@@ -78,6 +78,7 @@ class ClientProtocol(asyncio.Protocol):
             limits.max_request_body,
             max_line=limits.max_request_line,
             body_limit=self._route_head,
+            path_rules=state.config.paths,
         )
         self._queue: deque[Exchange] = deque()
         self._reading: Exchange | None = None

@@ -253,6 +253,7 @@ class H2Session:
                 max_headers=self.max_headers,
                 max_body=self.max_body,
                 max_list_size=self.config.max_header_list_size,
+                path_rules=state.config.paths,
             )
         except HTTPError as exc:
             state.metrics.refused[str(exc.status)] += 1

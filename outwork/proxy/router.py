@@ -16,6 +16,7 @@ the prefixes of its host level, not a pass over every route.
 from __future__ import annotations
 
 from outwork.http.messages import RequestHead
+from outwork.http.path import route_path
 from outwork.policy.config import RouteConfig
 
 # One route at a path: the methods it takes (None: any) and the route.
@@ -147,8 +148,10 @@ class Router:
         return tables
 
     def match(self, host: bytes, method: bytes, path: bytes) -> RouteConfig | None:
-        """The route for a request (path without query; host as sent, or b"" without one), or
-        None: no route (see `allowed` for 405 vs 404)."""
+        """The route for a request (path without query, normalised; host as sent, or b""
+        without one), or None: no route (see `allowed` for 405 vs 404)."""
+        if b";" in path:
+            path = route_path(path)  # `/admin;x` is /admin to Tomcat: it routes as /admin
         if self.uses_host:
             for table in self._tables(normalise_host(host)):
                 route = table.match(method, path)
@@ -170,6 +173,7 @@ class Router:
         path (b"GET, HEAD" for an `Allow` header), or b"" when no route serves the path (404).
         Only called on the slow path."""
         methods: set[bytes] = set()
+        path = route_path(path)
         for table in self._tables(normalise_host(host)):
             table.methods_for(path, methods)
         return b", ".join(sorted(methods))
