@@ -206,3 +206,32 @@ def test_underscore_forwarding_headers_do_not_reach_the_backend(routed) -> None:
     head = private.heads[-1].lower()
     assert b"6.6.6.6" not in head and b"evil.test" not in head
     assert b"x-forwarded-for: 127.0.0.1\r\n" in head
+
+
+@pytest.mark.parametrize(
+    ("paths", "sent", "backend", "received"),
+    [
+        ({"escaped_slashes": "decode"}, "/public%2f..%2fadmin", "private", "/admin"),
+        ({"escaped_slashes": "keep"}, "/public%2f..%2fadmin", "public", "/public%2F..%2Fadmin"),
+        ({"merge_slashes": False}, "//admin", "public", "//admin"),
+        ({"normalize": False}, "/%61dmin", "public", "/%61dmin"),
+        ({"normalize": False}, "/public/../admin", None, None),  # not resolved: still 400
+    ],
+)
+def test_relaxed_paths_forward_what_they_routed(
+    make_recorder, make_gateway, pki: Pki, tmp_path: Path, paths, sent, backend, received
+) -> None:
+    private = make_recorder(b"x-backend: private\r\n")
+    public = make_recorder(b"x-backend: public\r\n")
+    config = routing_config(private, public, pki, tmp_path)
+    config["paths"] = paths
+    gw = make_gateway(config)
+    expected: dict[str, list[str]] = {"private": [], "public": []}
+    if backend is not None:
+        expected[backend] = [received]
+    assert h1(gw, sent) == (200 if backend else 400)
+    got = {
+        "private": [_target(h) for h in private.heads],
+        "public": [_target(h) for h in public.heads],
+    }
+    assert got == expected
