@@ -275,6 +275,21 @@ _HOST_VALUE = re.compile(
 )
 
 
+# Host values seen valid: a request costs a dict lookup, not the regex (a Host repeats on a
+# connection and across clients). Bounded: cleared when full.
+_VALID_HOSTS: set[bytes] = set()
+_VALID_HOSTS_MAX = 256
+
+
+def _check_host(value: bytes) -> None:
+    """Refuse (400) a Host that is not host[:port] (valid_host); remember the valid ones."""
+    if not valid_host(value.strip(b" \t")):  # llhttp keeps trailing OWS
+        raise HTTPError(400, "invalid Host")
+    if len(_VALID_HOSTS) >= _VALID_HOSTS_MAX:
+        _VALID_HOSTS.clear()
+    _VALID_HOSTS.add(value)
+
+
 def valid_host(value: bytes) -> bool:
     """A Host or :authority value the gateway accepts (see _HOST_VALUE)."""
     match = _HOST_VALUE.match(value)
@@ -338,8 +353,8 @@ def request_framing(
         expect_continue = True
     if scan.hosts != 1 and (version == "1.1" or scan.hosts > 1):
         raise HTTPError(400, "HTTP/1.1 requires exactly one Host header")
-    if scan.hosts == 1 and not valid_host(scan.host.strip(b" \t")):
-        raise HTTPError(400, "invalid Host")
+    if scan.hosts == 1 and scan.host not in _VALID_HOSTS:
+        _check_host(scan.host)
     codings = scan.codings
     lengths = scan.lengths
     if codings:

@@ -38,15 +38,40 @@ class PathRules:
 
 STRICT = PathRules()
 
-# A path that needs no work: `/`-separated runs of pchar without `%`, no `.`-led segment, no
-# empty segment. Most requests take this one C-level match.
-_PLAIN = re.compile(rb"(?:/[A-Za-z0-9\-_~!$&'()*+,;=:@][A-Za-z0-9\-._~!$&'()*+,;=:@]*)*/?\Z")
+# A target whose path needs no work: `/`-separated segments of pchar without `%`, none empty
+# and none starting with `.`, then the query or the end. Most requests cost this one match.
+_PLAIN = re.compile(
+    rb"(?:/[A-Za-z0-9\-_~!$&'()*+,;=:@][A-Za-z0-9\-._~!$&'()*+,;=:@]*+)*+/?(?:\?|\Z)"
+)  # possessive: a path that is not plain fails without backtracking
 # A raw byte allowed in a path: visible ASCII but `\` (and `?`/`#`, which end it before this).
-_RAW = re.compile(rb"[\x21-\x5b\x5d-\x7e]*\Z")
-_ESCAPE = re.compile(rb"%(.?.?)")
-_HEX = re.compile(rb"[0-9A-Fa-f]{2}\Z")
+_RAW_BYTES = bytes(b for b in range(0x21, 0x7F) if b != 0x5C)
+_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _SLASHES = re.compile(rb"//+")
+
+
+def _escape_table(normalize: bool, slashes: str) -> dict[bytes, bytes]:
+    """What each escape (its two hex digits, in any case) becomes in the forwarded path."""
+    table = {}
+    for byte in range(256):
+        upper = b"%02X" % byte
+        if byte in (0x2F, 0x5C) and slashes == "decode":
+            out = b"/"
+        elif normalize:
+            out = bytes((byte,)) if byte in _UNRESERVED else b"%" + upper
+        else:
+            out = b""  # as sent: filled in per spelling below
+        for high in {upper[:1], upper[:1].lower()}:
+            for low in {upper[1:], upper[1:].lower()}:
+                table[high + low] = out or b"%" + high + low
+    return table
+
+
+_TABLES = {
+    (normalize, slashes): _escape_table(normalize, slashes)
+    for normalize in (True, False)
+    for slashes in ESCAPED_SLASHES
+}
 
 
 def _bad(reason: str) -> HTTPError:
@@ -55,50 +80,34 @@ def _bad(reason: str) -> HTTPError:
 
 def _decode(path: bytes, rules: PathRules) -> bytes:
     """Check every escape; decode the unreserved ones (and slashes if asked), upper-case the
-    hex of the others. Escaped non-ASCII bytes must form UTF-8, run by run."""
-    out: list[bytes] = []
-    high = bytearray()  # the current run of escaped bytes >= 0x80
-    at = 0
-    for match in _ESCAPE.finditer(path):
-        begin = match.start()
-        if begin > at and high:
-            _check_utf8(high)
-        out.append(path[at:begin])
-        at = match.end()
-        digits = match.group(1)
-        if not _HEX.match(digits):
-            raise _bad("invalid percent-encoding in the path")
-        byte = int(digits, 16)
-        if byte >= 0x80:
-            high.append(byte)
-            out.append(b"%" + digits.upper() if rules.normalize else match.group(0))
-            continue
-        if high:
-            _check_utf8(high)
-        if byte == 0:
-            raise _bad("%00 in the path")
-        if byte == 0x2F or byte == 0x5C:  # `/` or `\`
-            if rules.escaped_slashes == "reject":
-                raise _bad("escaped slash or backslash in the path")
-            if rules.escaped_slashes == "decode":
-                out.append(b"/")
-                continue
-        if rules.normalize:
-            out.append(bytes((byte,)) if byte in _UNRESERVED else b"%" + digits.upper())
-        else:
-            out.append(match.group(0))
-    if high:
-        _check_utf8(high)
-    out.append(path[at:])
-    return b"".join(out)
-
-
-def _check_utf8(run: bytearray) -> None:
-    try:
-        run.decode("utf-8")  # strict: refuses overlong forms, surrogates and truncated ones
-    except UnicodeDecodeError:
-        raise _bad("percent-encoded bytes that are not UTF-8 in the path") from None
-    run.clear()
+    hex of the others. Escaped non-ASCII bytes must form UTF-8."""
+    found = _ESCAPE.findall(path)
+    if len(found) != path.count(b"%"):
+        raise _bad("invalid percent-encoding in the path")
+    escaped = bytes.fromhex(b"".join(found).decode())
+    if b"\x00" in escaped:
+        raise _bad("%00 in the path")
+    if rules.escaped_slashes == "reject" and (b"/" in escaped or b"\\" in escaped):
+        raise _bad("escaped slash or backslash in the path")
+    # Each `%` starts a valid escape (counted above), and what an escape is replaced with
+    # never starts a new one at another place: C-level `replace` per distinct escape (a path
+    # has few) instead of a Python call per escape.
+    distinct = set(found)
+    if not escaped.isascii():
+        # Raw bytes are ASCII (checked before), so the path decoded whole is UTF-8 exactly when
+        # each run of escaped bytes is (no overlong forms, surrogates or cut sequences). `%25`
+        # is decoded last: the `%` it makes must not start another escape.
+        decoded = path
+        for digits in sorted(distinct, key=lambda d: d == b"25"):
+            decoded = decoded.replace(b"%" + digits, bytes.fromhex(digits.decode()))
+        try:
+            decoded.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _bad("percent-encoded bytes that are not UTF-8 in the path") from None
+    table = _TABLES[rules.normalize, rules.escaped_slashes]
+    for digits in distinct:
+        path = path.replace(b"%" + digits, table[digits])
+    return path
 
 
 def _dot(segment: bytes) -> bool:
@@ -127,16 +136,18 @@ def _resolve(path: bytes) -> bytes:
 
 def normalise_path(path: bytes, rules: PathRules = STRICT) -> bytes:
     """An absolute path (no query) in normal form, or HTTPError(400)."""
-    if _PLAIN.match(path):
-        return path
-    if not _RAW.match(path):
+    return path if _PLAIN.match(path) else _normalise(path, rules)
+
+
+def _normalise(path: bytes, rules: PathRules) -> bytes:
+    if path.translate(None, _RAW_BYTES):
         raise _bad("backslash or a byte outside visible ASCII in the path")
     if b"%" in path:
         path = _decode(path, rules)
     if rules.merge_slashes and b"//" in path:
         path = _SLASHES.sub(b"/", path)
     if rules.normalize:
-        return _resolve(path)
+        return _resolve(path) if b"/." in path else path  # a dot segment starts with `/.`
     for segment in path.split(b"/"):
         if _dot(segment.replace(b"%2e", b".").replace(b"%2E", b".")):
             raise _bad("dot segment in the path (normalize is off)")
@@ -146,12 +157,12 @@ def normalise_path(path: bytes, rules: PathRules = STRICT) -> bytes:
 def normalise_target(target: bytes, rules: PathRules = STRICT) -> bytes:
     """An origin-form request target (`/path?query`) with its path in normal form; the query
     is kept byte for byte."""
+    if _PLAIN.match(target):
+        return target
     q = target.find(b"?")
     if q < 0:
-        return normalise_path(target, rules)
-    path = target[:q]
-    normal = normalise_path(path, rules)
-    return target if normal is path else normal + target[q:]
+        return _normalise(target, rules)
+    return _normalise(target[:q], rules) + target[q:]
 
 
 def route_path(path: bytes) -> bytes:

@@ -902,10 +902,10 @@ class _Loader:
 
 def _normal_route_path(value: str, rules: PathRules) -> bool:
     """A route's path or prefix is one a normalised request path can match: itself in normal
-    form and without `;` parameters (routes compare paths without them)."""
+    form, without `;` parameters (routes compare paths without them) and without a query."""
     raw = value.encode("utf-8", "surrogateescape")
     try:
-        return ";" not in value and normalise_path(raw, rules) == raw
+        return not set(";?#") & set(value) and normalise_path(raw, rules) == raw
     except HTTPError:
         return False
 

@@ -325,7 +325,8 @@ def test_rejects_bad_paths_section(tmp_path: Path, certs: Path, text: str, expec
 
 
 @pytest.mark.parametrize(
-    "route_path", ["/a//b", "/api/../admin", "/%61dmin", "/a%2fb", "/admin;x", "/caf\u00e9", "/a/."]
+    "route_path",
+    ["/a//b", "/api/../admin", "/%61dmin", "/a%2fb", "/admin;x", "/caf\u00e9", "/a/.", "/a?b"],
 )
 def test_rejects_route_paths_a_normalised_request_cannot_match(
     tmp_path: Path, certs: Path, route_path: str
