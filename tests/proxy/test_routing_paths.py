@@ -7,9 +7,12 @@ HTTP/1.1 and HTTP/2 alike. Host and :authority that are not host[:port] are 400.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,6 +23,7 @@ from tests.proxy import test_listener_tls
 from tests.proxy.h2_client import H2Client, Response
 from tests.proxy.test_front import Recorder, make_recorder, read_all
 from tests.proxy.test_listener_tls import Pki, tls_config
+from tests.proxy.test_upstream_tls import free_port, wait_listening
 
 pki = test_listener_tls.pki
 __all__ = ["make_recorder", "pki"]  # fixtures used by name
@@ -235,3 +239,88 @@ def test_relaxed_paths_forward_what_they_routed(
         "public": [_target(h) for h in public.heads],
     }
     assert got == expected
+
+
+# nginx behind the default route: it decodes, merges and resolves before it matches its
+# locations, so on the old gateway every form above reached its /admin or /secret.
+
+NGINX_LOCATIONS = """\
+    default_type text/plain;
+    location = /admin { return 200 "nginx-admin\\n"; }
+    location /admin/ { return 200 "nginx-admin\\n"; }
+    location = /secret { return 200 "nginx-secret\\n"; }
+    location / { return 200 "nginx-public\\n"; }
+"""
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[str]:
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        pytest.skip("nginx is not installed (Debian package nginx-light)")
+    workdir = tmp_path / "nginx"
+    workdir.mkdir()
+    port = free_port()
+    temp = "\n".join(
+        f"  {d}_temp_path {workdir / d};"
+        for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (workdir / "nginx.conf").write_text(
+        f"""\
+{"user root;" if os.geteuid() == 0 else ""}
+worker_processes 1;
+daemon off;
+pid {workdir / "nginx.pid"};
+error_log {workdir / "error.log"} warn;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+{temp}
+  server {{
+    listen 127.0.0.1:{port};
+{NGINX_LOCATIONS}
+  }}
+}}
+"""
+    )
+    proc = subprocess.Popen(
+        [binary, "-p", str(workdir), "-c", str(workdir / "nginx.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_listening(proc, port, workdir / "error.log")
+    yield f"http://127.0.0.1:{port}"
+    proc.kill()
+    proc.wait()
+
+
+def h1_body(url: str, target: str) -> tuple[int, bytes]:
+    parts = urlsplit(url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+    sock.sendall(
+        b"GET " + target.encode() + b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    response = read_all(sock)
+    sock.close()
+    return int(response.split(b" ", 2)[1]), response.partition(b"\r\n\r\n")[2]
+
+
+def test_nginx_behind_the_default_route_never_serves_its_admin(
+    make_recorder, make_gateway, pki: Pki, tmp_path: Path, nginx: str
+) -> None:
+    forms = [sent for sent, _ in BYPASSES] + ["/secret#x"]
+    # The class is real: nginx itself serves these as its /admin or /secret.
+    direct = {
+        f: h1_body(nginx, f)[1] for f in ("/%61dmin", "//admin", "/public/..%2fadmin", "/secre%74")
+    }
+    assert set(direct.values()) <= {b"nginx-admin\n", b"nginx-secret\n"}, direct
+    private = make_recorder(b"x-backend: private\r\n")
+    config = routing_config(private, private, pki, tmp_path)
+    config["upstreams"]["public"] = {"targets": [nginx]}
+    gw = make_gateway(config)
+    answers = {f: h1_body(gw.urls["plain"], f) for f in forms}
+    leaked = {
+        f: a for f, a in answers.items() if a[1].startswith((b"nginx-admin", b"nginx-secret"))
+    }
+    assert leaked == {}
+    assert {status for status, _ in answers.values()} <= {200, 400}
