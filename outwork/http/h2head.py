@@ -56,6 +56,7 @@ def build_request_head(
     max_body: int,
     max_list_size: int,
     path_rules: PathRules = STRICT,
+    max_line: int = 8 * 1024,
 ) -> RequestHead:
     """Check a request's decoded header list and build its HTTP/1.1 head.
 
@@ -117,6 +118,9 @@ def build_request_head(
         raise _malformed(":scheme does not match the connection")
     if not (_PATH.match(path) or (path == b"*" and method == b"OPTIONS")):
         raise _malformed("invalid :path")
+    if len(path) > max_line:
+        # Before normalising, as HTTP/1.1 does: the work is linear in the path's length.
+        raise HTTPError(414, ":path too long")
     if path != b"*":
         path = normalise_target(path, path_rules)  # what routes and the upstream see
     if method not in ALLOWED_METHODS:

@@ -254,6 +254,7 @@ class H2Session:
                 max_body=self.max_body,
                 max_list_size=self.config.max_header_list_size,
                 path_rules=state.config.paths,
+                max_line=state.config.limits.max_request_line,
             )
         except HTTPError as exc:
             state.metrics.refused[str(exc.status)] += 1

@@ -139,6 +139,12 @@ def test_underscore_forwarding_names_are_dropped():
     assert head.scan is not None and head.scan.xff is None
 
 
+def test_long_path_is_414_before_it_is_normalised():
+    path = b"/." * 5000  # 10 KB: refused before any work on it
+    assert status_of(BASE[:3] + [(b":path", path)], max_line=8192) == 414
+    assert build(BASE[:3] + [(b":path", path)], max_line=16384).target == b"/"
+
+
 def test_rejects_too_many_and_too_large():
     assert status_of(BASE + [(b"x%d" % i, b"v") for i in range(100)]) == 431
     assert status_of(BASE + [(b"x", b"v" * 70000)]) == 431
