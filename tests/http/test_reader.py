@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from outwork.http.checks import scan_headers
 from outwork.http.errors import HTTPError, UpstreamProtocolError
 from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.http.path import PathRules
@@ -553,3 +554,20 @@ def test_underscore_forwarding_headers_are_dropped() -> None:
     (head,) = read(data).heads()
     assert head.block == b"Host: a\r\nX_Keep: 1\r\n"
     assert head.scan is not None and head.scan.xff is None and head.scan.xfh is None
+
+
+_GATEWAY_NAMES = [b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip"]
+_GATEWAY_NAMES += [b"x-request-id", b"keep-alive", b"proxy-connection"]
+
+
+@given(st.sampled_from(_GATEWAY_NAMES), st.lists(st.booleans(), min_size=40, max_size=40))
+def test_no_spelling_of_a_gateway_header_passes_as_sent(name: bytes, flips: list[bool]) -> None:
+    # Any mix of `_` for `-` and of case: dropped or kept aside, never forwarded as it came.
+    spelled = bytes(
+        (0x5F if c == 0x2D and flips[i] else c) ^ (0x20 if flips[-i - 1] and 0x61 <= c else 0)
+        for i, c in enumerate(name)
+    )
+    scan = scan_headers([(b"Host", b"a"), (spelled, b"6.6.6.6")])
+    assert scan.block == b"Host: a\r\n"
+    if b"_" in spelled:  # only the exact (hyphenated) names are kept aside
+        assert scan.xff is scan.xfh is scan.xfp is scan.request_id is None
