@@ -128,6 +128,8 @@ def test_http11_bypass_forms_reach_the_route_or_400(routed) -> None:
     gw, private, public = routed
     cases = BYPASSES + [("/secret#x", "/secret")]  # HTTP/1.1: the fragment is cut, then routed
     assert check(lambda t: h1(gw, t), private, public, cases) == []
+    refused = sum(1 for _, expected in cases if expected is None) - len(TO_DEFAULT)
+    assert gw.metric("outwork_requests_refused_total", reason="400") == refused
 
 
 def test_http2_bypass_forms_reach_the_route_or_400(routed, pki: Pki) -> None:
