@@ -34,6 +34,9 @@ class PathRules:
     normalize: bool = True  # False: no decoding, no dot resolution (dot segments are then 400)
     merge_slashes: bool = True
     escaped_slashes: str = "reject"  # one of ESCAPED_SLASHES
+    # False: routes match paths whatever their case (Express and IIS serve /ADMIN as /admin);
+    # the path is forwarded as it came.
+    case_sensitive: bool = False
 
 
 STRICT = PathRules()

@@ -302,7 +302,11 @@ class _Loader:
             self.warn(("paths", "merge_slashes"), "`//` reaches routes and upstreams as sent")
         if paths.escaped_slashes == "keep":
             self.warn(("paths", "escaped_slashes"), "%2F and %5C are forwarded as sent")
-        return PathRules(paths.normalize, paths.merge_slashes, paths.escaped_slashes)
+        if paths.case_sensitive:
+            self.warn(("paths", "case_sensitive"), "/ADMIN does not match a route for /admin")
+        return PathRules(
+            paths.normalize, paths.merge_slashes, paths.escaped_slashes, paths.case_sensitive
+        )
 
     def _http2(self, spec: ConfigSpec) -> Http2Config:
         h2 = spec.http2
@@ -805,6 +809,7 @@ class _Loader:
         routes = []
         names: set[str] = set()
         default_at: int | None = None
+        folded: dict[tuple[object, ...], tuple[int, str]] = {}  # same match but for case
         for i, route in enumerate(spec.routes):
             path: KeyPath = ("routes", i)
             # An unnamed route is named after its upstream (metrics and the access log count
@@ -834,6 +839,15 @@ class _Loader:
                 continue
             if compiled is not None:
                 routes.append(compiled)
+                key, spelled = _path_key(compiled)
+                if key is not None and not rules.case_sensitive:
+                    first, other = folded.setdefault(key, (i, spelled))
+                    if other != spelled:
+                        self.error(
+                            path + ("match",),
+                            f"differs from routes[{first}] only in the case of its path; routes"
+                            " match paths case-insensitively (paths.case_sensitive: false)",
+                        )
         return routes
 
     def _route(
@@ -898,6 +912,14 @@ class _Loader:
             methods=methods,
             max_body_size=max_body,
         )
+
+
+def _path_key(route: RouteConfig) -> tuple[tuple[object, ...] | None, str]:
+    """What a route matches, with its path folded to lower case, and the path as written."""
+    spelled = route.path if route.path is not None else route.path_prefix
+    if spelled is None:
+        return None, ""
+    return (route.host, route.path is not None, spelled.lower()), spelled
 
 
 def _normal_route_path(value: str, rules: PathRules) -> bool:

@@ -211,6 +211,8 @@ class PathsSpec(_Spec):
     merge_slashes: bool = True  # `//` -> `/`
     # %2F and %5C: reject (400), keep (forwarded escaped), decode (to `/`, then normalised).
     escaped_slashes: str = "reject"
+    # false: routes match paths case-insensitively (forwarded as sent); true: exactly.
+    case_sensitive: bool = False
 
 
 class ConfigSpec(_Spec):

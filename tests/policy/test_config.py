@@ -334,3 +334,15 @@ def test_rejects_route_paths_a_normalised_request_cannot_match(
     text = GOOD.replace("{path: /exact}", "{path: " + repr(route_path) + "}")
     found = problems(tmp_path, certs, text)
     assert len(found) == 1 and "routes[1].match.path: not a normalised path" in found[0], found
+
+
+def test_routes_differing_only_in_case_are_refused(tmp_path: Path, certs: Path) -> None:
+    text = GOOD.replace(
+        "  - match: {path: /exact}\n    upstream: demo\n",
+        "  - match: {path: /exact}\n    upstream: demo\n"
+        "  - match: {path: /EXACT}\n    upstream: demo\n",
+    )
+    found = problems(tmp_path, certs, text)
+    assert len(found) == 1 and "routes[2].match: differs from routes[1] only in" in found[0]
+    config = load_config(write(tmp_path, certs, text + "paths: {case_sensitive: true}\n"))
+    assert config.paths.case_sensitive and "paths.case_sensitive" in config.warnings[0]
