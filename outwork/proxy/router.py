@@ -9,6 +9,10 @@ The most specific route wins, decided in this order:
 A `default: true` route catches what nothing else matches; without one the answer is 404, or 405
 when some route serves the path with other methods.
 
+Paths arrive normalised (outwork/http/path.py) and are compared without the `;` parameters of
+their segments and, unless `paths.case_sensitive`, in lower case: the way the most lenient
+backend reads them, so none can be reached through another route.
+
 Compiled into dicts keyed by host and path, so a request costs a few dict lookups and a scan of
 the prefixes of its host level, not a pass over every route.
 """
