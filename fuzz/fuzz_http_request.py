@@ -6,7 +6,8 @@ Byte 0 picks where the rest is cut into two reads (its value modulo the length),
 bodies, chunk sizes and the restart after an upgrade request are also split across reads.
 Every head is routed by a Router with host, wildcard, method and default routes (the route's
 body limit goes back to the reader, as in the gateway). A crash is any exception other than
-HTTPError, or a difference between the events of one read and of two.
+HTTPError, a difference between the events of one read and of two, or a target that is
+not in normal form (outwork/http/path.py).
 
 `TestOneInput` is importable without atheris; atheris is imported only when run as a script.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from outwork.http.errors import HTTPError
 from outwork.http.messages import RequestHead
+from outwork.http.path import normalise_target
 from outwork.http.reader import RequestReader
 from outwork.policy.config import RouteConfig
 from outwork.proxy.forwarding import Forwarding, sane_request_id
@@ -50,6 +52,9 @@ class Sink:
         lines = self.forwarding.lines(scan, head.has_host)
         assert b"\r\n\r\n" not in lines and lines.endswith(b"\r\n")
         sane_request_id(scan.request_id if scan is not None else None)
+        if head.target[:1] == b"/":  # routed and forwarded in normal form, which is a fixpoint
+            assert normalise_target(head.target) == head.target
+            assert b"//" not in head.path and b"\\" not in head.path
         self.events.append((head.method, head.target, head.version, head.block, lines))
 
     def on_request_body(self, data: bytes) -> None:

@@ -8,6 +8,7 @@ Host. Each refusal names its status; the connection is closed after answering.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 
@@ -80,6 +81,10 @@ _KEPT = {
     b"x-request-id": "request_id",
 }
 _CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive"})
+# Headers the request cannot be forwarded correctly without: Connection may not declare them
+# hop-by-hop (RFC 9110 7.6.1 lets a proxy drop what Connection names; a client must not be
+# able to make the gateway route on a Host that the backend never sees).
+_NEEDED = frozenset({b"host", b"content-length", b"transfer-encoding"})
 
 # A name that some backends fold into Content-Length or Transfer-Encoding (CGI-style servers map
 # `_` to `-`; others drop punctuation): `Content_Length`, `Transfer---Encoding`. Only names
@@ -148,6 +153,10 @@ def scan_headers(headers: Headers) -> HeaderScan:
         if kind is None:
             if lname.startswith(_LOOKALIKE_PREFIXES) and _LOOKALIKE.match(lname):
                 raise HTTPError(400, "a field name that mimics a framing header")
+            if b"_" in lname and lname.replace(b"_", b"-") in special:
+                # `X_Forwarded_For`: CGI-style backends read it as X-Forwarded-For, so it goes
+                # the way its hyphenated form would, never on as the client sent it.
+                continue
             parts += (name, b": ", value, b"\r\n")
         elif kind == _HOST:
             scan.hosts += 1
@@ -171,6 +180,8 @@ def scan_headers(headers: Headers) -> HeaderScan:
         # Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1). Rare: a second pass.
         tokens = {t.strip().lower() for v in connection for t in v.split(b",")}
         tokens -= _CONNECTION_OPTIONS
+        if tokens & _NEEDED:
+            raise HTTPError(400, "Connection names Host or a framing header")
         for name in tokens & _KEPT.keys():  # named hop-by-hop by the client: not kept either
             setattr(scan, _KEPT[name], None)
         if b"upgrade" in tokens:
@@ -255,16 +266,44 @@ def scan_response_head(blob: bytes) -> HeaderScan:
     return scan
 
 
-def _ambiguous_path(target: bytes) -> bool:
-    """Paths that a backend may normalise differently from the router: `/api/../admin` would
-    match the route for /api and reach /admin. Refused rather than guessed at."""
-    path = target.split(b"?", 1)[0]
-    if b"\\" in path:
-        return True
-    for segment in path.lower().replace(b"%2e", b".").split(b"/"):
-        if segment == b"." or segment == b"..":
-            return True
-    return False
+# RFC 9112 3.2 / RFC 3986 3.2.2, narrowed to what a gateway routes on: a DNS name (letters,
+# digits, hyphens; dot-separated labels; one optional trailing dot), which covers an IPv4
+# address, or a bracketed IPv6 address; then an optional port. No userinfo, `_`, `%`, spaces,
+# `/` or empty labels: each is read differently by some backend's virtual-host logic.
+_HOST_VALUE = re.compile(
+    rb"(?:(?:[A-Za-z0-9-]+\.)*[A-Za-z0-9-]+\.?|\[([0-9A-Fa-f:.]{2,45})\])(?::([0-9]{1,5}))?\Z"
+)
+
+
+# Host values seen valid: a request costs a dict lookup, not the regex (a Host repeats on a
+# connection and across clients). Bounded: cleared when full.
+_VALID_HOSTS: set[bytes] = set()
+_VALID_HOSTS_MAX = 256
+
+
+def _check_host(value: bytes) -> None:
+    """Refuse (400) a Host that is not host[:port] (valid_host); remember the valid ones."""
+    if not valid_host(value.strip(b" \t")):  # llhttp keeps trailing OWS
+        raise HTTPError(400, "invalid Host")
+    if len(_VALID_HOSTS) >= _VALID_HOSTS_MAX:
+        _VALID_HOSTS.clear()
+    _VALID_HOSTS.add(value)
+
+
+def valid_host(value: bytes) -> bool:
+    """A Host or :authority value the gateway accepts (see _HOST_VALUE)."""
+    match = _HOST_VALUE.match(value)
+    if match is None:
+        return False
+    ipv6, port = match.groups()
+    if port is not None and int(port) > 65535:
+        return False
+    if ipv6 is not None:
+        try:
+            ipaddress.IPv6Address(ipv6.decode())
+        except ValueError:
+            return False
+    return True
 
 
 def _request_codings(values: list[bytes]) -> bytes:
@@ -303,10 +342,10 @@ def request_framing(
     if method not in ALLOWED_METHODS:
         raise HTTPError(501 if method != b"CONNECT" else 405, "method not supported")
     if target[:1] != b"/":
+        # Absolute-form (a forward proxy's) and authority-form (CONNECT) are not served: the
+        # Host line alone names the site. The path itself is normalised by the reader.
         if not (method == b"OPTIONS" and target == b"*"):
             raise HTTPError(400, "request target must be origin-form (/path)")
-    elif (b"." in target or b"%" in target or b"\\" in target) and _ambiguous_path(target):
-        raise HTTPError(400, "dot-segment or backslash in the request path")
     expect_continue = False
     if scan.expect is not None:
         if scan.expect.lower() != b"100-continue":
@@ -314,6 +353,8 @@ def request_framing(
         expect_continue = True
     if scan.hosts != 1 and (version == "1.1" or scan.hosts > 1):
         raise HTTPError(400, "HTTP/1.1 requires exactly one Host header")
+    if scan.hosts == 1 and scan.host not in _VALID_HOSTS:
+        _check_host(scan.host)
     codings = scan.codings
     lengths = scan.lengths
     if codings:

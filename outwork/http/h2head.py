@@ -19,10 +19,11 @@ from outwork.http.checks import (
     ALLOWED_METHODS,
     MAX_CONTENT_LENGTH_DIGITS,
     scan_headers,
+    valid_host,
 )
-from outwork.http.checks import _ambiguous_path as ambiguous_path
 from outwork.http.errors import HTTPError
 from outwork.http.messages import Framing, Headers, RequestHead
+from outwork.http.path import STRICT, PathRules, normalise_target
 
 # RFC 9113 8.2.2: these describe one HTTP/1.1 hop and make an HTTP/2 request malformed.
 CONNECTION_SPECIFIC = frozenset(
@@ -35,10 +36,10 @@ _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")
 # A field value: no NUL, CR, LF (RFC 9113 8.2.1), nor any other control character except
 # HTAB (HTTP/1.1's field-vchar, which the upstream reads); no leading or trailing whitespace.
 _VALUE = re.compile(rb"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?\Z")
-# :path: origin-form, visible ASCII only (it becomes the request line; a space would split it).
-_PATH = re.compile(rb"/[\x21-\x7e]*\Z")
-# :authority: host[:port] (reg-name, IPv4 or [IPv6]); no userinfo (RFC 9113 8.3.1).
-_AUTHORITY = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?\Z")
+# :path: origin-form, visible ASCII only (it becomes the request line; a space would split it),
+# and no `#`: RFC 9113 8.3.1 has no fragment in :path, and a backend that cut one off would
+# serve `/secret#x` as /secret while the router saw another path.
+_PATH = re.compile(rb"/[\x21\x22\x24-\x7e]*\Z")
 _METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 
 
@@ -54,6 +55,8 @@ def build_request_head(
     max_headers: int,
     max_body: int,
     max_list_size: int,
+    path_rules: PathRules = STRICT,
+    max_line: int = 8 * 1024,
 ) -> RequestHead:
     """Check a request's decoded header list and build its HTTP/1.1 head.
 
@@ -115,8 +118,11 @@ def build_request_head(
         raise _malformed(":scheme does not match the connection")
     if not (_PATH.match(path) or (path == b"*" and method == b"OPTIONS")):
         raise _malformed("invalid :path")
-    if (b"." in path or b"%" in path or b"\\" in path) and ambiguous_path(path):
-        raise _malformed("dot-segment or backslash in :path")
+    if len(path) > max_line:
+        # Before normalising, as HTTP/1.1 does: the work is linear in the path's length.
+        raise HTTPError(414, ":path too long")
+    if path != b"*":
+        path = normalise_target(path, path_rules)  # what routes and the upstream see
     if method not in ALLOWED_METHODS:
         raise HTTPError(501, "method not supported")
 
@@ -125,7 +131,8 @@ def build_request_head(
     if len(hosts) > 1:
         raise _malformed("more than one Host header")
     if authority is not None:
-        if not _AUTHORITY.match(authority):
+        # host[:port] (RFC 9113 8.3.1: no userinfo), as a Host line must be (checks.valid_host)
+        if not valid_host(authority):
             raise _malformed("invalid :authority")
         if hosts:
             if hosts[0].lower() != authority.lower():
@@ -134,7 +141,7 @@ def build_request_head(
             regular.insert(0, (b"host", authority))
     elif not hosts:
         raise _malformed("neither :authority nor Host")
-    elif not _AUTHORITY.match(hosts[0]):
+    elif not valid_host(hosts[0]):
         raise _malformed("invalid Host")
     if cookies:
         regular.append((b"cookie", b"; ".join(cookies)))

@@ -15,6 +15,7 @@ import httptools
 from outwork.http import checks
 from outwork.http.errors import HTTPError, UpstreamProtocolError
 from outwork.http.messages import Framing, Headers, RequestHead, ResponseHead
+from outwork.http.path import STRICT, PathRules, normalise_target
 
 
 class RequestSink(Protocol):
@@ -59,6 +60,7 @@ class RequestReader:
         "_chunked",
         "_error",
         "_websocket",
+        "_path_rules",
         "failed",
         "upgraded",
         "upgrade_data",
@@ -73,6 +75,7 @@ class RequestReader:
         max_line: int = 8 * 1024,
         max_field: int = 8 * 1024,
         body_limit: Callable[[RequestHead], int] | None = None,
+        path_rules: PathRules = STRICT,
     ):
         self._sink = sink
         self._parser = _request_parser(self)
@@ -83,6 +86,7 @@ class RequestReader:
         self._default_max_body = max_body
         self._body_limit = body_limit
         self._max_body = max_body
+        self._path_rules = path_rules
         self._url = b""
         self._headers: Headers = []
         self._head_size = 0
@@ -198,6 +202,9 @@ class RequestReader:
                 raise HTTPError(431, "too many header fields")
             scan = checks.scan_headers(headers)
             framing, length, expect = checks.request_framing(method, url, version, scan)
+            if url[:1] == b"/":
+                # What routes match, the access log shows and the upstream receives.
+                url = normalise_target(url, self._path_rules)
             if framing is not Framing.NONE and parser.should_upgrade():
                 # llhttp would take the body for the new protocol's bytes, and the gateway's
                 # reading of where this request ends would differ from the client's.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 
+from outwork.http.path import STRICT, PathRules
 from outwork.tls.config import ClientConfig, ServerConfig
 
 
@@ -135,3 +136,4 @@ class GatewayConfig:
     admin_hosts: tuple[str, ...] = ()
     admin_max_connections: int = 32  # beyond: the oldest admin connection is closed
     admin_timeout: float = 5.0  # seconds an admin connection may stay open
+    paths: PathRules = STRICT  # request path normalisation (routing and forwarding)

@@ -21,6 +21,8 @@ from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
 from outwork.http.checks import ALLOWED_METHODS
+from outwork.http.errors import HTTPError
+from outwork.http.path import ESCAPED_SLASHES, PathRules, normalise_path
 from outwork.policy.config import (
     Address,
     GatewayConfig,
@@ -269,7 +271,8 @@ class _Loader:
         listeners = self._listeners(spec.listeners)
         upstreams = {name: self._upstream(name, u) for name, u in upstream_specs.items() if name}
         max_request_body = self._size(("limits", "max_request_body"), spec.limits.max_request_body)
-        routes = self._routes(spec, upstreams, max_request_body or 0)
+        paths = self._paths(spec)
+        routes = self._routes(spec, upstreams, max_request_body or 0, paths)
         trusted_proxies = self._trusted_proxies(spec.trusted_proxies)
         security_events = spec.logging.security_events
         if security_events != "-":
@@ -327,6 +330,28 @@ class _Loader:
             admin_hosts=admin_hosts,
             admin_max_connections=admin_spec.max_connections,
             admin_timeout=admin_spec.timeout,
+            paths=paths,
+        )
+
+    def _paths(self, spec: ConfigSpec) -> PathRules:
+        paths = spec.paths
+        if paths.escaped_slashes not in ESCAPED_SLASHES:
+            self.error(
+                ("paths", "escaped_slashes"),
+                f"unknown escaped_slashes {paths.escaped_slashes!r} (expected"
+                f" {', '.join(ESCAPED_SLASHES)})",
+            )
+        # Relaxed rules let a backend read a path differently from the router: said aloud.
+        if not paths.normalize:
+            self.warn(("paths", "normalize"), "routes match paths as sent (no normalisation)")
+        if not paths.merge_slashes:
+            self.warn(("paths", "merge_slashes"), "`//` reaches routes and upstreams as sent")
+        if paths.escaped_slashes == "keep":
+            self.warn(("paths", "escaped_slashes"), "%2F and %5C are forwarded as sent")
+        if paths.case_sensitive:
+            self.warn(("paths", "case_sensitive"), "/ADMIN does not match a route for /admin")
+        return PathRules(
+            paths.normalize, paths.merge_slashes, paths.escaped_slashes, paths.case_sensitive
         )
 
     def _admin_hosts(self, names: list[str]) -> tuple[str, ...]:
@@ -897,11 +922,16 @@ class _Loader:
         return tuple(roots)
 
     def _routes(
-        self, spec: ConfigSpec, upstreams: dict[str, UpstreamConfig], default_body: int
+        self,
+        spec: ConfigSpec,
+        upstreams: dict[str, UpstreamConfig],
+        default_body: int,
+        rules: PathRules,
     ) -> list[RouteConfig]:
         routes = []
         names: set[str] = set()
         default_at: int | None = None
+        folded: dict[tuple[object, ...], tuple[int, str]] = {}  # same match but for case
         for i, route in enumerate(spec.routes):
             path: KeyPath = ("routes", i)
             # An unnamed route is named after its upstream (metrics and the access log count
@@ -922,7 +952,7 @@ class _Loader:
                 if default_at is not None:
                     self.error(path + ("default",), f"routes[{default_at}] is already the default")
                 default_at = i
-            compiled = self._route(path, route, name, default_body)
+            compiled = self._route(path, route, name, default_body, rules)
             if route.upstream not in upstreams:
                 known = ", ".join(sorted(upstreams)) or "none defined"
                 self.error(
@@ -931,10 +961,19 @@ class _Loader:
                 continue
             if compiled is not None:
                 routes.append(compiled)
+                key, spelled = _path_key(compiled)
+                if key is not None and not rules.case_sensitive:
+                    first, other = folded.setdefault(key, (i, spelled))
+                    if other != spelled:
+                        self.error(
+                            path + ("match",),
+                            f"differs from routes[{first}] only in the case of its path; routes"
+                            " match paths case-insensitively (paths.case_sensitive: false)",
+                        )
         return routes
 
     def _route(
-        self, path: KeyPath, route: RouteSpec, name: str, default_body: int
+        self, path: KeyPath, route: RouteSpec, name: str, default_body: int, rules: PathRules
     ) -> RouteConfig | None:
         max_body = default_body
         if route.max_body_size is not None:
@@ -964,6 +1003,10 @@ class _Loader:
             if value is not None and not value.startswith("/"):
                 self.error(path + ("match", key), "must start with /")
                 return None
+            if value is not None and not _normal_route_path(value, rules):
+                # Requests are matched in normal form (http/path.py): this could never match.
+                self.error(path + ("match", key), "not a normalised path (see paths: in README)")
+                return None
         host = None
         if match.host is not None:
             try:
@@ -991,6 +1034,24 @@ class _Loader:
             methods=methods,
             max_body_size=max_body,
         )
+
+
+def _path_key(route: RouteConfig) -> tuple[tuple[object, ...] | None, str]:
+    """What a route matches, with its path folded to lower case, and the path as written."""
+    spelled = route.path if route.path is not None else route.path_prefix
+    if spelled is None:
+        return None, ""
+    return (route.host, route.path is not None, spelled.lower()), spelled
+
+
+def _normal_route_path(value: str, rules: PathRules) -> bool:
+    """A route's path or prefix is one a normalised request path can match: itself in normal
+    form, without `;` parameters (routes compare paths without them) and without a query."""
+    raw = value.encode("utf-8", "surrogateescape")
+    try:
+        return not set(";?#") & set(value) and normalise_path(raw, rules) == raw
+    except HTTPError:
+        return False
 
 
 def _check_ticket_key_file(file: Path, rotation: float) -> str | None:

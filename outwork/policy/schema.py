@@ -251,6 +251,18 @@ class Http2Spec(_Spec):
     max_paused_upstreams: Annotated[int, Meta(ge=1, le=1000)] = 32
 
 
+class PathsSpec(_Spec):
+    """How request paths are normalised before routing and forwarding (outwork/http/path.py).
+    Strict by default; each key relaxes one rule, like Envoy's options of the same meaning."""
+
+    normalize: bool = True  # decode escaped unreserved characters, resolve `.`/`..` segments
+    merge_slashes: bool = True  # `//` -> `/`
+    # %2F and %5C: reject (400), keep (forwarded escaped), decode (to `/`, then normalised).
+    escaped_slashes: str = "reject"
+    # false: routes match paths case-insensitively (forwarded as sent); true: exactly.
+    case_sensitive: bool = False
+
+
 class ConfigSpec(_Spec):
     listeners: Annotated[list[ListenerSpec], Meta(min_length=1, max_length=64)]
     routes: list[RouteSpec]
@@ -265,5 +277,6 @@ class ConfigSpec(_Spec):
     )
     pkcs11: Pkcs11Spec = msgspec.field(default_factory=Pkcs11Spec)
     http2: Http2Spec = msgspec.field(default_factory=Http2Spec)
+    paths: PathsSpec = msgspec.field(default_factory=PathsSpec)
     # Worker processes sharing the listener ports (SO_REUSEPORT); 1: a single process.
     workers: Annotated[int, Meta(ge=1, le=MAX_WORKERS)] = 1

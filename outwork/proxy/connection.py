@@ -84,6 +84,7 @@ class ClientProtocol(asyncio.Protocol):
             max_line=limits.max_request_line,
             max_field=limits.max_header_field,
             body_limit=self._route_head,
+            path_rules=state.config.paths,
         )
         self._queue: deque[Exchange] = deque()
         self._reading: Exchange | None = None

@@ -293,6 +293,8 @@ class H2Session:
                 max_headers=self.max_headers,
                 max_body=self.max_declared_body,
                 max_list_size=self.config.max_header_list_size,
+                path_rules=state.config.paths,
+                max_line=state.config.limits.max_request_line,
             )
             if oversized_field(head.headers, self.max_field) is not None:
                 raise HTTPError(431, "header field too large")

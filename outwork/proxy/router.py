@@ -9,6 +9,10 @@ The most specific route wins, decided in this order:
 A `default: true` route catches what nothing else matches; without one the answer is 404, or 405
 when some route serves the path with other methods.
 
+Paths arrive normalised (outwork/http/path.py) and are compared without the `;` parameters of
+their segments and, unless `paths.case_sensitive`, in lower case: the way the most lenient
+backend reads them, so none can be reached through another route.
+
 Compiled into dicts keyed by host and path, so a request costs a few dict lookups and a scan of
 the prefixes of its host level, not a pass over every route.
 """
@@ -16,6 +20,7 @@ the prefixes of its host level, not a pass over every route.
 from __future__ import annotations
 
 from outwork.http.messages import RequestHead
+from outwork.http.path import route_path
 from outwork.policy.config import RouteConfig
 
 # One route at a path: the methods it takes (None: any) and the route.
@@ -60,19 +65,22 @@ def head_host(head: RequestHead) -> bytes:
 
 
 class _Table:
-    """The routes of one host level, by path."""
+    """The routes of one host level, by path (lower case when matching folds case)."""
 
     __slots__ = ("exact", "prefixes")
 
-    def __init__(self, routes: list[RouteConfig]) -> None:
+    def __init__(self, routes: list[RouteConfig], fold_case: bool) -> None:
         exact: dict[bytes, list[_Candidate]] = {}
         prefixes: dict[bytes, list[_Candidate]] = {}
         for route in routes:
             entry = (route_methods(route), route)
             if route.path is not None:
-                exact.setdefault(route.path.encode(), []).append(entry)
+                key = route.path.lower() if fold_case else route.path
+                exact.setdefault(key.encode(), []).append(entry)
             else:  # a route without a path is a prefix of every path
-                prefixes.setdefault((route.path_prefix or "").encode(), []).append(entry)
+                prefix = route.path_prefix or ""
+                prefix = prefix.lower() if fold_case else prefix
+                prefixes.setdefault(prefix.encode(), []).append(entry)
         self.exact = {path: _ordered(c) for path, c in exact.items()}
         self.prefixes = tuple(
             (prefix, _ordered(c))
@@ -108,7 +116,10 @@ def _ordered(candidates: list[_Candidate]) -> tuple[_Candidate, ...]:
 
 
 class Router:
-    def __init__(self, routes: tuple[RouteConfig, ...]) -> None:
+    def __init__(self, routes: tuple[RouteConfig, ...], case_sensitive: bool = False) -> None:
+        # Paths are matched in lower case unless case_sensitive: a backend that serves /ADMIN
+        # as /admin (Express, IIS) must not get it through another route.
+        self.fold_case = not case_sensitive
         exact: dict[bytes, list[RouteConfig]] = {}
         wildcard: dict[bytes, list[RouteConfig]] = {}
         anyhost: list[RouteConfig] = []
@@ -123,9 +134,10 @@ class Router:
                 wildcard.setdefault(route.host[1:].encode(), []).append(route)  # ".example.com"
             else:
                 exact.setdefault(route.host.encode(), []).append(route)
-        self._exact = {host: _Table(r) for host, r in exact.items()}
-        self._wildcard = {suffix: _Table(r) for suffix, r in wildcard.items()}
-        self._any = _Table(anyhost)
+        fold = self.fold_case
+        self._exact = {host: _Table(r, fold) for host, r in exact.items()}
+        self._wildcard = {suffix: _Table(r, fold) for suffix, r in wildcard.items()}
+        self._any = _Table(anyhost, fold)
         # Most configs route on paths only: their requests skip the host entirely.
         self.uses_host = bool(exact or wildcard)
 
@@ -147,8 +159,12 @@ class Router:
         return tables
 
     def match(self, host: bytes, method: bytes, path: bytes) -> RouteConfig | None:
-        """The route for a request (path without query; host as sent, or b"" without one), or
-        None: no route (see `allowed` for 405 vs 404)."""
+        """The route for a request (path without query, normalised; host as sent, or b""
+        without one), or None: no route (see `allowed` for 405 vs 404)."""
+        if b";" in path:
+            path = route_path(path)  # `/admin;x` is /admin to Tomcat: it routes as /admin
+        if self.fold_case:
+            path = path.lower()
         if self.uses_host:
             for table in self._tables(normalise_host(host)):
                 route = table.match(method, path)
@@ -170,6 +186,9 @@ class Router:
         path (b"GET, HEAD" for an `Allow` header), or b"" when no route serves the path (404).
         Only called on the slow path."""
         methods: set[bytes] = set()
+        path = route_path(path)
+        if self.fold_case:
+            path = path.lower()
         for table in self._tables(normalise_host(host)):
             table.methods_for(path, methods)
         return b", ".join(sorted(methods))

@@ -55,7 +55,7 @@ class GatewayState:
         self.metrics = metrics if metrics is not None else Metrics()
         self.security_log = SecurityEventLog(config.security_events, self.metrics)
         self.access_log = AccessLog(config.access_log) if config.access_log else None
-        self.router = Router(config.routes)
+        self.router = Router(config.routes, config.paths.case_sensitive)
         self.request_ids = RequestIds()  # made here: unique per process and per config load
         self.pools = {
             name: UpstreamPool(upstream, loop, self.metrics, self.clock, self.security_log)

@@ -90,13 +90,59 @@ def test_rejects(extra, status):
         ([BASE[0], (b":scheme", b"http")] + BASE[2:], 400),  # not this connection's scheme
         (BASE[:3] + [(b":path", b"relative")], 400),
         (BASE[:3] + [(b":path", b"/a b")], 400),  # a space would split the request line
-        (BASE[:3] + [(b":path", b"/api/../admin")], 400),
+        (BASE[:3] + [(b":path", b"/secret#x")], 400),  # no fragment in :path
+        (BASE[:3] + [(b":path", b"/public/..%2fadmin")], 400),  # an escaped slash
+        (BASE[:3] + [(b":path", b"/a%00")], 400),
+        (BASE[:3] + [(b":path", b"/%C0%AF")], 400),  # overlong UTF-8 for `/`
         (BASE[:3] + [(b":path", b"")], 400),
         ([BASE[0], BASE[1], (b":authority", b"user@a.test"), BASE[3]], 400),
     ],
 )
 def test_rejects_pseudo_headers(headers, status):
     assert status_of(headers) == status
+
+
+@pytest.mark.parametrize(
+    ("path", "normal"),
+    [
+        (b"/api/../admin", b"/admin"),
+        (b"//%61dmin", b"/admin"),
+        (b"/secre%74?x=%2f", b"/secret?x=%2f"),
+        (b"/a/./b/%7e%2d", b"/a/b/~-"),
+    ],
+)
+def test_path_is_normalised(path, normal):
+    assert build(BASE[:3] + [(b":path", path)]).target == normal
+
+
+@pytest.mark.parametrize(
+    "authority",
+    [b"a b", b"evil.com@x", b"x/y", b"exa_mple.com", b"a..b", b"a:99999", b"[::1", b"[zz::1]:1"],
+)
+def test_rejects_invalid_authority_and_host(authority):
+    assert status_of(BASE[:2] + [(b":authority", authority), BASE[3]]) == 400
+    assert status_of(BASE[:2] + [BASE[3], (b"host", authority)]) == 400
+
+
+@pytest.mark.parametrize(
+    "authority", [b"a.test.", b"[::1]:8443", b"127.0.0.1:80", b"xn--bcher-kva"]
+)
+def test_accepts_valid_authority(authority):
+    head = build(BASE[:2] + [(b":authority", authority), BASE[3]])
+    assert head.block == b"host: " + authority + b"\r\n"
+
+
+def test_underscore_forwarding_names_are_dropped():
+    extra = [(b"x_forwarded_for", b"6.6.6.6"), (b"x_real_ip", b"6.6.6.6"), (b"x-keep", b"1")]
+    head = build(BASE + extra)
+    assert head.block == b"host: a.test\r\nx-keep: 1\r\n"
+    assert head.scan is not None and head.scan.xff is None
+
+
+def test_long_path_is_414_before_it_is_normalised():
+    path = b"/." * 5000  # 10 KB: refused before any work on it
+    assert status_of(BASE[:3] + [(b":path", path)], max_line=8192) == 414
+    assert build(BASE[:3] + [(b":path", path)], max_line=16384).target == b"/"
 
 
 def test_rejects_too_many_and_too_large():

@@ -6,8 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from outwork.http.checks import scan_headers
 from outwork.http.errors import HTTPError, UpstreamProtocolError
 from outwork.http.messages import Framing, RequestHead, ResponseHead
+from outwork.http.path import PathRules
 from outwork.http.reader import RequestReader, ResponseReader
 
 
@@ -430,17 +432,40 @@ def test_rejects_response_head_over_cap() -> None:
 
 
 @pytest.mark.parametrize(
-    "target",
-    [b"/api/../admin", b"/api/./x", b"/api/..", b"/a/%2e%2e/b", b"/a/%2E./b", b"/a\\..\\b"],
+    ("target", "normal"),
+    [
+        (b"/api/../admin", b"/admin"),
+        (b"/api/./x", b"/api/x"),
+        (b"/api/..", b"/"),
+        (b"/a/%2e%2e/b", b"/b"),
+        (b"/a/%2E./b?q=/../%2e", b"/b?q=/../%2e"),  # the query is kept as it came
+        (b"//%61dmin", b"/admin"),
+        (b"/secre%74#frag", b"/secret"),
+    ],
 )
-def test_rejects_dot_segments_that_could_escape_a_route(target: bytes) -> None:
+def test_dot_segments_and_escapes_are_normalised_before_routing(
+    target: bytes, normal: bytes
+) -> None:
+    (head,) = read(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n").heads()
+    assert head.target == normal
+
+
+@pytest.mark.parametrize(
+    "target",
+    [b"/a\\..\\b", b"/public/..%2fadmin", b"/public%2F..%2Fadmin", b"/a%5Cb", b"/a%00", b"/%zz"],
+)
+def test_rejects_paths_without_one_meaning(target: bytes) -> None:
     assert refused(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n") == 400
 
 
-@pytest.mark.parametrize("target", [b"/a.b/c..d/.well-known/x", b"/x?next=/../y", b"/100%25"])
-def test_accepts_dots_that_are_not_segments(target: bytes) -> None:
-    (head,) = read(b"GET " + target + b" HTTP/1.1\r\nHost: a\r\n\r\n").heads()
-    assert head.target == target
+def test_path_rules_relax_what_the_reader_forwards() -> None:
+    rules = PathRules(normalize=False, merge_slashes=False, escaped_slashes="keep")
+    sink = Requests()
+    RequestReader(sink, 65536, 100, 1 << 20, path_rules=rules).feed(
+        b"GET //%61dmin/a%2fb HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    (head,) = sink.heads()
+    assert head.target == b"//%61dmin/a%2fb"
 
 
 def test_client_forwarding_headers_are_not_forwarded() -> None:
@@ -497,3 +522,52 @@ def test_codings_before_chunked_are_forwarded_on_one_line() -> None:
     upstream = serialize.request_head(head, b"\r\n")
     assert upstream.lower().count(b"transfer-encoding") == 1
     assert b"transfer-encoding: gzip, chunked\r\n" in upstream
+
+
+@pytest.mark.parametrize(
+    "host", [b"a b", b"evil.com@x", b"x/y", b"exa_mple.com", b"", b"a:99999", b"[::1", b"a..b"]
+)
+def test_rejects_invalid_host(host: bytes) -> None:
+    assert refused(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n") == 400
+
+
+@pytest.mark.parametrize("host", [b"[::1]:8443", b"example.com.", b"10.0.0.1:80"])
+def test_accepts_valid_host(host: bytes) -> None:
+    (head,) = read(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n").heads()
+    assert head.block == b"Host: " + host + b"\r\n"
+
+
+@pytest.mark.parametrize(
+    "named", [b"Host", b"close, host", b"Content-Length", b"transfer-encoding"]
+)
+def test_rejects_connection_naming_a_needed_header(named: bytes) -> None:
+    data = b"POST / HTTP/1.1\r\nHost: a\r\nConnection: " + named + b"\r\nContent-Length: 0\r\n\r\n"
+    assert refused(data) == 400
+
+
+def test_underscore_forwarding_headers_are_dropped() -> None:
+    data = (
+        b"GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nX_Real_IP: 6.6.6.6\r\n"
+        b"X_Forwarded_Host: evil\r\nx-forwarded_proto: gopher\r\nX_Request_Id: 1\r\n"
+        b"X_Keep: 1\r\n\r\n"
+    )
+    (head,) = read(data).heads()
+    assert head.block == b"Host: a\r\nX_Keep: 1\r\n"
+    assert head.scan is not None and head.scan.xff is None and head.scan.xfh is None
+
+
+_GATEWAY_NAMES = [b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip"]
+_GATEWAY_NAMES += [b"x-request-id", b"keep-alive", b"proxy-connection"]
+
+
+@given(st.sampled_from(_GATEWAY_NAMES), st.lists(st.booleans(), min_size=40, max_size=40))
+def test_no_spelling_of_a_gateway_header_passes_as_sent(name: bytes, flips: list[bool]) -> None:
+    # Any mix of `_` for `-` and of case: dropped or kept aside, never forwarded as it came.
+    spelled = bytes(
+        (0x5F if c == 0x2D and flips[i] else c) ^ (0x20 if flips[-i - 1] and 0x61 <= c else 0)
+        for i, c in enumerate(name)
+    )
+    scan = scan_headers([(b"Host", b"a"), (spelled, b"6.6.6.6")])
+    assert scan.block == b"Host: a\r\n"
+    if b"_" in spelled:  # only the exact (hyphenated) names are kept aside
+        assert scan.xff is scan.xfh is scan.xfp is scan.request_id is None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from outwork.http.path import PathRules
 from outwork.policy.load import load_config, parse_address, parse_size
 from outwork.policy.source import ConfigError
 from tests.conftest import ROOT
@@ -295,3 +296,53 @@ def test_parse_size(text: str | int, size: int) -> None:
 def test_parse_size_rejects(text: str | int) -> None:
     with pytest.raises(ValueError):
         parse_size(text)
+
+
+def test_paths_are_strict_by_default_and_relaxing_warns(tmp_path: Path, certs: Path) -> None:
+    config = load_config(write(tmp_path, certs, GOOD))
+    assert config.paths == PathRules() and config.warnings == ()
+    relaxed = GOOD + "paths: {normalize: false, merge_slashes: false, escaped_slashes: decode}\n"
+    config = load_config(write(tmp_path, certs, relaxed))
+    assert config.paths == PathRules(False, False, "decode")
+    assert [w.split(": ", 2)[1] for w in config.warnings] == [
+        "paths.normalize",
+        "paths.merge_slashes",
+    ]
+    keep = load_config(write(tmp_path, certs, GOOD + "paths: {escaped_slashes: keep}\n"))
+    assert len(keep.warnings) == 1 and "paths.escaped_slashes" in keep.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("paths: {escaped_slashes: allow}\n", "paths.escaped_slashes: unknown escaped_slashes"),
+        ("paths: {normalise: true}\n", "paths.normalise: unknown key"),
+    ],
+)
+def test_rejects_bad_paths_section(tmp_path: Path, certs: Path, text: str, expected: str) -> None:
+    found = problems(tmp_path, certs, GOOD + text)
+    assert len(found) == 1 and expected in found[0], found
+
+
+@pytest.mark.parametrize(
+    "route_path",
+    ["/a//b", "/api/../admin", "/%61dmin", "/a%2fb", "/admin;x", "/caf\u00e9", "/a/.", "/a?b"],
+)
+def test_rejects_route_paths_a_normalised_request_cannot_match(
+    tmp_path: Path, certs: Path, route_path: str
+) -> None:
+    text = GOOD.replace("{path: /exact}", "{path: " + repr(route_path) + "}")
+    found = problems(tmp_path, certs, text)
+    assert len(found) == 1 and "routes[1].match.path: not a normalised path" in found[0], found
+
+
+def test_routes_differing_only_in_case_are_refused(tmp_path: Path, certs: Path) -> None:
+    text = GOOD.replace(
+        "  - match: {path: /exact}\n    upstream: demo\n",
+        "  - match: {path: /exact}\n    upstream: demo\n"
+        "  - match: {path: /EXACT}\n    upstream: demo\n",
+    )
+    found = problems(tmp_path, certs, text)
+    assert len(found) == 1 and "routes[2].match: differs from routes[1] only in" in found[0]
+    config = load_config(write(tmp_path, certs, text + "paths: {case_sensitive: true}\n"))
+    assert config.paths.case_sensitive and "paths.case_sensitive" in config.warnings[0]

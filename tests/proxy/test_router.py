@@ -177,12 +177,14 @@ def route_lists(draw: st.DrawFn) -> list[RouteConfig]:
     st.sampled_from(["", ":8080"]),
     st.sampled_from(METHODS),
     st.sampled_from(PATHS + ["/a/b/c/d", "/c"]),
+    st.booleans(),
 )
 def test_most_specific_route_wins_like_the_reference(
-    routes: list[RouteConfig], host: str, port: str, method: str, path: str
+    routes: list[RouteConfig], host: str, port: str, method: str, path: str, shout: bool
 ) -> None:
     router = Router(tuple(routes))
-    found = router.match((host + port).upper().encode(), method.encode(), path.encode())
+    sent = path.upper() if shout else path  # paths match whatever their case
+    found = router.match((host + port).upper().encode(), method.encode(), sent.encode())
     assert (found.name if found else None) == reference(routes, host, method, path)
     if found is None:
         # 405 exactly when some route serves this host and path with other methods.
@@ -190,8 +192,21 @@ def test_most_specific_route_wins_like_the_reference(
         for r in routes:
             if not r.default and reference([replace(r, methods=None)], host, "GET", path):
                 expected |= route_methods(r) or set()
-        allowed = router.allowed(host.encode(), path.encode())
+        allowed = router.allowed(host.encode(), sent.encode())
         assert set(allowed.split(b", ")) - {b""} == expected
+
+
+def test_paths_match_without_case_and_segment_parameters() -> None:
+    routes = (route("admin", path_prefix="/admin"), route("secret", path="/Secret"))
+    folding = Router(routes)
+    for path in (b"/ADMIN", b"/Admin/x", b"/admin;jsessionid=1", b"/ADMIN;x/y"):
+        assert names(folding, b"h", b"GET", path) == "admin"
+    assert names(folding, b"h", b"GET", b"/secret;v=2") == "secret"
+    assert folding.allowed(b"h", b"/SECRET") == b""  # no methods listed: any
+    exact = Router(routes, case_sensitive=True)
+    assert names(exact, b"h", b"GET", b"/ADMIN") is None
+    assert names(exact, b"h", b"GET", b"/Secret") == "secret"
+    assert names(exact, b"h", b"GET", b"/secret") is None
 
 
 def test_match_head_takes_the_host_from_the_scan_or_the_headers() -> None:
