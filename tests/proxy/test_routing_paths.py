@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -18,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import Gateway
+from tests.conftest import Gateway, require_tool
 from tests.proxy import test_listener_tls
 from tests.proxy.h2_client import H2Client, Response
 from tests.proxy.test_front import Recorder, make_recorder, read_all
@@ -260,9 +259,7 @@ NGINX_LOCATIONS = """\
 
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(binary).exists():
-        pytest.skip("nginx is not installed (Debian package nginx-light)")
+    binary = require_tool("nginx")
     workdir = tmp_path / "nginx"
     workdir.mkdir()
     port = free_port()
