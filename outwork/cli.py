@@ -110,3 +110,45 @@ def reload(config_path: str, pid_file: str | None) -> None:
         click.echo(f"outwork: cannot signal the gateway ({pid_path}): {exc}", err=True)
         sys.exit(1)
     click.echo(f"reload requested (pid {pid})")
+
+
+@main.command()
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Scan every upstream target of this gateway config.",
+)
+@click.argument("targets", nargs=-1)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write a JSON report.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Write an HTML report.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Targets scanned at once.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 120),
+    default=5.0,
+    show_default=True,
+    help="Seconds per connection.",
+)
+def scan(
+    config_path: str | None,
+    targets: tuple[str, ...],
+    json_path: str | None,
+    html_path: str | None,
+    concurrency: int,
+    timeout: float,
+) -> None:
+    """Scan backends for TLS versions, suites, certificates, Heartbleed, CCS injection,
+    renegotiation and compression. Exit 0: nothing vulnerable; 1: something is; 2: usage
+    error or an unreachable target."""
+    from outwork.scan.cli import run_scan
+
+    sys.exit(run_scan(config_path, targets, json_path, html_path, concurrency, timeout))
