@@ -249,11 +249,10 @@ class Scanner:
         tls13 = "1.3" in self.r.tls_versions
         for group, name in wire.GROUPS.items():
             if tls13:
-                spec = self._spec(wire.TLS13, tuple(wire.SUITES_TLS13), groups=(group,))
-                if group != wire.X25519:
-                    spec = self._spec(
-                        wire.TLS13, tuple(wire.SUITES_TLS13), groups=(group,), key_share=False
-                    )
+                share = group if group in wire.SHAREABLE_GROUPS else None
+                spec = self._spec(
+                    wire.TLS13, tuple(wire.SUITES_TLS13), groups=(group,), share_group=share
+                )
             else:
                 spec = self._spec(self._highest12(), wire.ECDHE_SUITES, groups=(group,))
             try:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from outwork.tls.alerts import TLSError
 from outwork.tls.codec import Reader, Writer
-from outwork.tls.enums import ContentType, ExtensionType, HandshakeType
+from outwork.tls.enums import ContentType, ExtensionType, HandshakeType, NamedGroup
+from outwork.tls.groups import KeyShare
 
 # A record's length field may say up to 2^14 + 2048 (RFC 5246 6.2.3, the largest ciphertext).
 MAX_RECORD_LENGTH = 2**14 + 2048
@@ -104,7 +105,9 @@ GROUPS: dict[int, str] = {
     0x0100: "ffdhe2048",
 }
 X25519 = 0x001D
-X25519_SHARE_LENGTH = 32  # any 32 bytes are a valid X25519 public value (RFC 7748 5)
+X25519_SHARE_LENGTH = 32
+# Groups whose key shares the engine can make; for the others the probe asks for an HRR.
+SHAREABLE_GROUPS = frozenset(int(g) for g in NamedGroup)
 
 SIGNATURE_SCHEMES = (
     0x0403,
@@ -136,7 +139,17 @@ class HelloSpec:
     heartbeat: bool = True  # the heartbeat extension, mode peer_allowed_to_send
     renegotiation_info: bool = True  # the empty RFC 5746 extension of an initial handshake
     compression: tuple[int, ...] = (COMPRESSION_NULL,)
-    key_share: bool = True  # TLS 1.3: an x25519 share; False sends an empty list (HRR probe)
+    # TLS 1.3: the group of the one key share sent; None sends an empty list, which asks for
+    # a HelloRetryRequest naming the server's choice (RFC 8446 4.2.8).
+    share_group: int | None = 0x001D
+
+
+def key_share(group: int) -> bytes:
+    """A valid public key share for `group` (the engine's key generation; the private half
+    is dropped: the scanner never completes these handshakes)."""
+    if group == X25519:
+        return os.urandom(X25519_SHARE_LENGTH)  # any 32 bytes are an X25519 public value
+    return KeyShare(NamedGroup(group)).share
 
 
 def _ext(w: Writer, ext_type: int, body: bytes) -> None:
@@ -176,9 +189,9 @@ def client_hello(spec: HelloSpec) -> bytes:
         _ext(ext, ExtensionType.PSK_KEY_EXCHANGE_MODES, b"\x01\x01")
         shares = Writer()
         with shares.block(2):
-            if spec.key_share:
-                shares.uint16(X25519)
-                shares.opaque(2, os.urandom(X25519_SHARE_LENGTH))
+            if spec.share_group is not None:
+                shares.uint16(spec.share_group)
+                shares.opaque(2, key_share(spec.share_group))
         _ext(ext, ExtensionType.KEY_SHARE, shares.getvalue())
     body = Writer()
     body.uint16(legacy)
