@@ -245,30 +245,49 @@ class Scanner:
         return accepted
 
     async def _groups(self) -> list[str]:
+        if "1.3" in self.r.tls_versions:
+            return await self._groups13()
+        return await self._groups12()
+
+    async def _groups13(self) -> list[str]:
+        """One hello per group, offering only it (with a share when the engine can make
+        one, else an empty list that asks for a HelloRetryRequest)."""
         found = []
-        tls13 = "1.3" in self.r.tls_versions
         for group, name in wire.GROUPS.items():
-            if tls13:
-                share = group if group in wire.SHAREABLE_GROUPS else None
-                spec = self._spec(
-                    wire.TLS13, tuple(wire.SUITES_TLS13), groups=(group,), share_group=share
-                )
-            else:
-                spec = self._spec(self._highest12(), wire.ECDHE_SUITES, groups=(group,))
+            share = group if group in wire.SHAREABLE_GROUPS else None
+            spec = self._spec(
+                wire.TLS13, tuple(wire.SUITES_TLS13), groups=(group,), share_group=share
+            )
             try:
                 got = await self._hello(spec)
             except (OSError, TimeoutError):
                 continue
-            hello = got.hello
-            if hello is None:
-                continue
-            if tls13:
-                chosen = hello.selected_group
-            else:
-                chosen = got.ske_group
-            if chosen == group:
+            if got.hello is not None and got.hello.selected_group == group:
                 found.append(name)
         return found
+
+    async def _groups12(self) -> list[str]:
+        """TLS 1.2 by elimination, as the suites: the ServerKeyExchange names the group. An
+        ECDSA certificate's curve must stay offered (RFC 8422 5.1: it also limits the
+        certificate), so it is kept at the end of every offer."""
+        cert_curve = wire.CURVE_GROUPS.get(str((self.r.certificate or {}).get("key", "")))
+        remaining = list(wire.GROUPS)
+        found: list[int] = []
+        for _ in range(len(wire.GROUPS)):
+            offer = list(remaining)
+            if cert_curve is not None and cert_curve not in offer:
+                offer.append(cert_curve)
+            spec = self._spec(self._highest12(), wire.ECDHE_SUITES, groups=tuple(offer))
+            try:
+                got = await self._hello(spec)
+            except (OSError, TimeoutError):
+                break
+            chosen = got.ske_group
+            if chosen is None or chosen in found or chosen not in wire.GROUPS:
+                break
+            found.append(chosen)
+            remaining.remove(chosen)
+        return [wire.GROUPS[g] for g in found]
 
     def _highest12(self) -> int:
         below13 = [wire_version(v) for v in self.r.tls_versions if v != "1.3"]

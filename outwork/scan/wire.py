@@ -105,6 +105,8 @@ GROUPS: dict[int, str] = {
     0x0100: "ffdhe2048",
 }
 X25519 = 0x001D
+# An ECDSA certificate's curve (as `result.certificate_info` names the key) as a group.
+CURVE_GROUPS = {"EC secp256r1": 0x0017, "EC secp384r1": 0x0018, "EC secp521r1": 0x0019}
 X25519_SHARE_LENGTH = 32
 # Groups whose key shares the engine can make; for the others the probe asks for an HRR.
 SHAREABLE_GROUPS = frozenset(int(g) for g in NamedGroup)

@@ -165,9 +165,7 @@ class OldServer(_ThreadedServer):
     """Answers TLS 1.0 only (no extensions at all), with AES128-SHA."""
 
     def __init__(self, cert: Path) -> None:
-        self.cert_der = x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(
-            Encoding.DER
-        )
+        self.cert_der = x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(Encoding.DER)
         super().__init__()
 
     def serve(self, client: socket.socket) -> None:
