@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import re
 from collections.abc import Callable, Iterable
 
 from outwork.scan.probes import Scanner
@@ -14,6 +16,7 @@ DEFAULT_TIMEOUT = 5.0  # seconds, per connection
 # A whole target (some tens of short connections) gets this many connection timeouts.
 TARGET_TIMEOUT_FACTOR = 24
 MAX_TARGETS = 4096
+HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,252})")
 
 
 class TargetError(ValueError):
@@ -29,7 +32,8 @@ def parse_target(text: str) -> TargetResult:
             scheme = prefix[:-3]
             rest = rest[len(prefix) :].split("/", 1)[0]
     default_port = {"https": 443, "http": 80}[scheme] if "://" in text else None
-    if rest.startswith("["):
+    bracketed = rest.startswith("[")
+    if bracketed:
         host, sep, port_text = rest[1:].partition("]")
         if not sep or (port_text and not port_text.startswith(":")):
             raise TargetError(f"not HOST:PORT: {text!r}")
@@ -40,8 +44,13 @@ def parse_target(text: str) -> TargetResult:
         port_text = str(default_port)
     if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise TargetError(f"not HOST:PORT: {text!r}")
-    if any(c.isspace() or c in "/@?#[]" for c in host):
-        raise TargetError(f"not a host name: {host!r}")
+    if bracketed:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise TargetError(f"not an IPv6 address: {host!r}") from None
+    elif not HOST_NAME.fullmatch(host):
+        raise TargetError(f"not a host name or IPv4 address: {host!r}")
     return TargetResult(host=host, port=int(port_text), scheme=scheme)
 
 
