@@ -190,19 +190,23 @@ class Scanner:
 
     async def _versions(self) -> None:
         r = self.r
-        not_tls = 0
-        tries = 0
+        why: list[str] = []  # each refused hello's reason, for a target with no TLS
         for version in (wire.TLS10, wire.TLS11, wire.TLS12, wire.TLS13):
             suites = tuple(wire.SUITES_TLS13 if version == wire.TLS13 else wire.SUITES_TLS12)
-            tries += 1
             try:
                 got = await self._hello(self._spec(version, suites))
-            except (OSError, TimeoutError):
+            except (OSError, TimeoutError) as exc:
+                why.append(_describe(exc, self.timeout))
                 continue
-            if got.not_tls:
-                not_tls += 1
             hello = got.hello
             if hello is None:
+                why.append(
+                    "the server does not speak TLS"
+                    if got.not_tls
+                    else f"no ServerHello within {self.timeout:g} s"
+                    if got.error == "timed out"
+                    else f"ClientHello refused ({got.error})"
+                )
                 continue
             if version == wire.TLS13 and (hello.version == wire.TLS13 or hello.retry_request):
                 r.add_version(wire.TLS13)
@@ -212,7 +216,13 @@ class Scanner:
                     self._from_hello12(got)
         r.tls = bool(r.tls_versions)
         if not r.tls:
-            r.error = "no TLS: " + ("the server does not speak TLS" if not_tls else "no hello")
+            # The most telling reason: not TLS at all, else silence, else the last refusal.
+            for mark in ("does not speak", "within"):
+                if any(mark in w for w in why):
+                    r.error = "no TLS: " + next(w for w in why if mark in w)
+                    break
+            else:
+                r.error = "no TLS: " + (why[-1] if why else "no answer")
 
     def _from_hello12(self, got: HelloResult) -> None:
         """What a TLS 1.0-1.2 ServerHello flight tells (the highest version's wins)."""

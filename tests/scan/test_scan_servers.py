@@ -351,3 +351,42 @@ def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
     assert run.returncode == 2, run.stdout + run.stderr
     assert run.stderr.strip(), "no message"
     assert "Traceback" not in run.stderr
+
+
+def test_silent_server_times_out_per_connection(tmp_path: Path) -> None:
+    """A port that accepts and never answers: each connection gives up after --timeout,
+    and the target is reported as reachable without TLS."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        run = run_scan(tmp_path, address, "--timeout", "0.3")
+    assert run.returncode == 0, run.stdout + run.stderr
+    t = run.target(address)
+    assert t["reachable"] and not t["tls"]
+    assert t["error"] == "no TLS: no ServerHello within 0.3 s"
+
+
+def test_progress_bar_on_a_terminal(python_tls: PythonTLSServer, tmp_path: Path) -> None:
+    """Under a pseudo-terminal (`script`), a rich progress bar; without one, plain lines."""
+    import shutil
+    import subprocess
+    import sys
+
+    script = shutil.which("script")
+    if script is None:
+        pytest.skip("no script(1) to give the scan a terminal")
+    command = f"{sys.executable} -m outwork scan {python_tls.address}"
+    proc = subprocess.run(
+        [script, "-qec", command, "/dev/null"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"TERM": "xterm", "COLUMNS": "120", "PATH": "/usr/bin:/bin"},
+        cwd=Path(__file__).parents[2],
+    )
+    assert proc.returncode == 0, proc.stdout
+    assert "scanning" in proc.stdout and "1/1" in proc.stdout, proc.stdout
+    assert f"scanned {python_tls.address}" not in proc.stdout
+    plain = run_scan(tmp_path, python_tls.address)
+    assert f"scanned {python_tls.address}: OK" in plain.stderr
