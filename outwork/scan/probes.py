@@ -201,7 +201,7 @@ class Scanner:
             hello = got.hello
             if hello is None:
                 why.append(
-                    "the server does not speak TLS"
+                    f"the server does not speak TLS ({got.error})"
                     if got.not_tls
                     else f"no ServerHello within {self.timeout:g} s"
                     if got.error == "timed out"

@@ -203,3 +203,15 @@ class OldServer(_ThreadedServer):
             elif ccs_seen:
                 client.sendall(_record(21, 0x0301, b"\x02\x14"))  # bad_record_mac
                 return
+
+
+class FloodServer(_ThreadedServer):
+    """Answers a ClientHello with handshake records that never end: a message header that
+    claims 0x0b0b0b bytes, then more of the same, until the scanner hangs up."""
+
+    def serve(self, client: socket.socket) -> None:
+        if _read_record(client) is None:
+            return
+        chunk = _record(22, 0x0303, b"\x0b" * 16384)
+        for _ in range(10_000):  # 160 MB at most, if nobody hangs up
+            client.sendall(chunk)

@@ -20,7 +20,7 @@ from tests.e2e import servers as e2e_servers
 from tests.e2e.pki import TestPKI
 
 from .conftest import run_scan
-from .servers import LeakyServer, OldServer, PythonTLSServer
+from .servers import FloodServer, LeakyServer, OldServer, PythonTLSServer
 
 LEAK = HEARTBLEED_CLAIM - HEARTBLEED_PAYLOAD  # what a 1.0.1f-style server returns beyond ours
 TLS_VERSIONS = {"1.0", "1.1", "1.2", "1.3"}
@@ -343,8 +343,20 @@ def test_not_tls(make_backend: Callable[..., Backend], tmp_path: Path) -> None:
         ["-c", "/nonexistent/outwork.yaml"],
         ["127.0.0.1:443", "--json", "/nonexistent/dir/out.json"],
         ["127.0.0.1:443", "--concurrency", "0"],
+        ["127.0.0.1:443", "--concurrency", "65"],  # runner.MAX_CONCURRENCY
+        ["127.0.0.1:443", "--timeout", "0"],
     ],
-    ids=["nothing", "no-port", "port-range", "port-word", "no-config", "json-dir", "concurrency"],
+    ids=[
+        "nothing",
+        "no-port",
+        "port-range",
+        "port-word",
+        "no-config",
+        "json-dir",
+        "concurrency-0",
+        "concurrency-cap",
+        "timeout-0",
+    ],
 )
 def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
     run = run_scan(tmp_path, *args, json_report=False)
@@ -390,3 +402,28 @@ def test_progress_bar_on_a_terminal(python_tls: PythonTLSServer, tmp_path: Path)
     assert f"scanned {python_tls.address}" not in proc.stdout
     plain = run_scan(tmp_path, python_tls.address)
     assert f"scanned {python_tls.address}: OK" in plain.stderr
+
+
+def test_flooding_server_is_cut_off(tmp_path: Path) -> None:
+    """A server whose handshake never ends: the scanner's buffer caps stop it at once."""
+    server = FloodServer()
+    try:
+        run = run_scan(tmp_path, server.address)
+    finally:
+        server.close()
+    assert run.returncode == 0, run.stdout + run.stderr
+    t = run.target(server.address)
+    assert t["reachable"] and not t["tls"]
+    assert "handshake message of 723723 bytes" in t["error"], t["error"]
+
+
+def test_target_cap(tmp_path: Path) -> None:
+    from outwork.scan.runner import MAX_TARGETS
+
+    targets = [f"127.0.0.1:{1 + i}" for i in range(MAX_TARGETS + 1)]
+    run = run_scan(tmp_path, *targets, json_report=False)
+    assert run.returncode == 2
+    assert (
+        run.stderr.strip()
+        == f"outwork scan: {MAX_TARGETS + 1} targets, at most {MAX_TARGETS} per scan"
+    )

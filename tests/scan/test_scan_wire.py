@@ -203,3 +203,24 @@ def test_parse_target_forms(text, expected):
 def test_parse_target_refuses(text):
     with pytest.raises(TargetError):
         parse_target(text)
+
+
+def test_record_cap() -> None:
+    reader = wire.RecordReader()
+    header = struct.pack("!BHH", 22, 0x0303, wire.MAX_RECORD_LENGTH + 1)
+    with pytest.raises(wire.ScanProtocolError, match="record of"):
+        reader.feed(header)
+    assert wire.RecordReader().feed(struct.pack("!BHH", 22, 0x0303, wire.MAX_RECORD_LENGTH)) == []
+
+
+def test_handshake_buffer_cap() -> None:
+    reader = wire.HandshakeReader()
+    message = b"\x0b" + (wire.MAX_HANDSHAKE_BUFFER - 4).to_bytes(3, "big")
+    assert reader.feed(message) == []
+    chunk = bytes(2**14)
+    with pytest.raises(wire.ScanProtocolError, match="more handshake data"):
+        for _ in range(wire.MAX_HANDSHAKE_BUFFER // len(chunk) + 1):
+            reader.feed(chunk)
+    too_long = b"\x0b" + (wire.MAX_HANDSHAKE_BUFFER + 1).to_bytes(3, "big")
+    with pytest.raises(wire.ScanProtocolError, match="handshake message of"):
+        wire.HandshakeReader().feed(too_long)
