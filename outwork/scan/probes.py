@@ -161,8 +161,22 @@ class Scanner:
         finally:
             await probe.close()
 
-    def _spec(self, version: int, suites: tuple[int, ...], **kw: object) -> wire.HelloSpec:
-        return wire.HelloSpec(version, suites, server_name=self.sni, **kw)  # type: ignore[arg-type]
+    def _spec(
+        self,
+        version: int,
+        suites: tuple[int, ...],
+        groups: tuple[int, ...] = tuple(wire.GROUPS),
+        share_group: int | None = wire.X25519,
+        compression: tuple[int, ...] = (wire.COMPRESSION_NULL,),
+    ) -> wire.HelloSpec:
+        return wire.HelloSpec(
+            version,
+            suites,
+            groups,
+            server_name=self.sni,
+            share_group=share_group,
+            compression=compression,
+        )
 
     async def run(self) -> None:
         r = self.r
@@ -464,10 +478,12 @@ class _CountingClient(ClientConnection):
     A response's bytes beyond what the request carried are someone else's memory: counted
     here, never stored, never logged."""
 
-    carried = 0
-    responses = 0
-    leaked = 0
-    events: list[ev.Event]
+    def __init__(self, config: ClientConfig, server_name: str | None) -> None:
+        super().__init__(config, server_name=server_name)
+        self.carried = 0  # payload bytes our lying request really carried
+        self.responses = 0
+        self.leaked = 0
+        self.events: list[ev.Event] = []
 
     def _on_heartbeat(self, content: bytes, encrypted: bool) -> None:
         if content[:1] == bytes((wire.HEARTBEAT_RESPONSE,)):
@@ -485,8 +501,6 @@ async def _pump(
     until: Callable[[ev.Event], bool],
 ) -> bool:
     """Drive the engine for up to `timeout`; True once an event matches `until`."""
-    if not hasattr(conn, "events"):
-        conn.events = []
     deadline = time.monotonic() + timeout
     while True:
         out = conn.data_to_send()

@@ -97,6 +97,18 @@ async def scan_all(
                 )
             except TimeoutError:
                 target.error = target.error or "scan timed out (partial results)"
+            except Exception as exc:  # a scanner bug must not lose the other targets' results
+                target.error = f"scan failed: {type(exc).__name__}: {exc}"
             done(target)
 
     await asyncio.gather(*(one(t) for t in targets))
+
+
+def scan_targets(
+    targets: list[TargetResult],
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[TargetResult]:
+    """Scan synchronously (for other commands, e.g. an incident's closing scan)."""
+    asyncio.run(scan_all(targets, min(concurrency, MAX_CONCURRENCY), timeout, lambda t: None))
+    return targets
