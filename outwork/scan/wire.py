@@ -103,6 +103,10 @@ GROUPS: dict[int, str] = {
     0x001E: "x448",
     0x11EC: "X25519MLKEM768",
     0x0100: "ffdhe2048",
+    0x0101: "ffdhe3072",
+    0x0102: "ffdhe4096",
+    0x0103: "ffdhe6144",
+    0x0104: "ffdhe8192",
 }
 X25519 = 0x001D
 # An ECDSA certificate's curve (as `result.certificate_info` names the key) as a group.

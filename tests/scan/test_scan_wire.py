@@ -24,7 +24,7 @@ suites = st.lists(
     max_size=40,
     unique=True,
 )
-groups = st.lists(st.sampled_from(sorted(wire.GROUPS)), min_size=1, max_size=7, unique=True)
+groups = st.lists(st.sampled_from(sorted(wire.GROUPS)), min_size=1, max_size=12, unique=True)
 
 
 @SETTINGS
