@@ -354,20 +354,26 @@ class Scanner:
             await probe.close()
 
     async def _session(self) -> None:
-        """A real handshake with outwork's client engine (TLS 1.2 when offered, else 1.3),
-        then a lying heartbeat inside the session."""
+        """A real handshake with outwork's client engine, then a lying heartbeat inside the
+        session: TLS 1.2 when offered (the Heartbleed era's protocol), else or if the engine
+        cannot agree on a 1.2 suite (it has AEAD ECDHE only), TLS 1.3."""
+        result = self.r.heartbleed_in_session
+        versions = [
+            v
+            for name, v in (("1.2", ProtocolVersion.TLS12), ("1.3", ProtocolVersion.TLS13))
+            if name in self.r.tls_versions
+        ]
+        if not versions:
+            result.note = "needs TLS 1.2 or 1.3"
+        for version in versions:
+            if await self._session_once(version):
+                return
+
+    async def _session_once(self, version: ProtocolVersion) -> bool:
+        """One session at `version` at most; False when no handshake completed."""
         r = self.r
         result = r.heartbleed_in_session
-        tls12 = "1.2" in r.tls_versions
-        if not tls12 and "1.3" not in r.tls_versions:
-            result.note = "needs TLS 1.2 or 1.3"
-            return
-        config = ClientConfig(
-            verify=False,
-            heartbeat=True,
-            require_ems=False,
-            max_version=ProtocolVersion.TLS12 if tls12 else ProtocolVersion.TLS13,
-        )
+        config = ClientConfig(verify=False, heartbeat=True, require_ems=False, max_version=version)
         conn = _CountingClient(config, server_name=self.sni)
         try:
             reader, writer = await asyncio.wait_for(
@@ -375,7 +381,7 @@ class Scanner:
             )
         except (OSError, TimeoutError) as exc:
             result.note = _describe(exc, self.timeout)
-            return
+            return False
         try:
             conn.start_handshake(time.time())
             done = await _pump(
@@ -385,7 +391,8 @@ class Scanner:
                 failed = [e for e in conn.events if isinstance(e, ev.ConnectionFailed)]
                 why = failed[0].reason if failed else "no handshake within the timeout"
                 result.note = f"no session with outwork's client (AEAD, ECDHE only): {why}"
-                return
+                return False
+            result.note = ""
             if conn.peer_certificates and r.certificate is None:
                 r.certificate = certificate_info(
                     [c.public_bytes(Encoding.DER) for c in conn.peer_certificates]
@@ -396,12 +403,13 @@ class Scanner:
             conn.send_raw_record(ContentType.HEARTBEAT, message)
             result.tested = True
             await _pump(conn, reader, writer, min(ANSWER_WAIT, self.timeout), lambda e: False)
+        except OSError:
+            pass  # a reset after the probe is a refusal
+        finally:
             result.responses = conn.responses
             result.leaked_bytes = conn.leaked
-        except OSError:
-            pass
-        finally:
             writer.close()
+        return True
 
     async def _ccs_injection(self) -> None:
         """CVE-2014-0224: a ChangeCipherSpec right after ServerHelloDone, before any key

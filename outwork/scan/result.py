@@ -127,6 +127,12 @@ class TargetResult:
                     + " and ".join(where),
                 )
             )
+        for name, check in (
+            ("before the handshake", self.heartbleed_before),
+            ("inside a session", self.heartbleed_in_session),
+        ):
+            if not check.tested:
+                add(Finding("not-tested", INFO, f"Heartbleed {name} not tested: {check.note}"))
         if self.ccs_injection.vulnerable:
             add(Finding("ccs-injection", VULNERABLE, "CCS injection (CVE-2014-0224)"))
         if self.compression:
