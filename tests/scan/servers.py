@@ -162,7 +162,7 @@ def _read_record(sock: socket.socket) -> tuple[int, bytes] | None:
 
 
 class OldServer(_ThreadedServer):
-    """Answers TLS 1.0 only (no extensions at all), with AES128-SHA."""
+    """Answers TLS 1.0 only (no extensions at all), with RC4-SHA or AES128-SHA."""
 
     def __init__(self, cert: Path) -> None:
         self.cert_der = x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(Encoding.DER)
@@ -180,11 +180,14 @@ class OldServer(_ThreadedServer):
         suites = {int.from_bytes(hello[pos + 2 + i : pos + 4 + i], "big") for i in range(0, n, 2)}
         pos += 2 + n
         methods = hello[pos + 1 : pos + 1 + hello[pos]]
-        if version != 0x0301 or 0x002F not in suites:
+        if version != 0x0301 or not suites & {0x0005, 0x002F}:
             client.sendall(_record(21, 0x0301, b"\x02\x46"))  # protocol_version
             return
+        suite = 0x0005 if 0x0005 in suites else 0x002F  # RC4-SHA first, as in 2013
         compression = 1 if 1 in methods else 0
-        server_hello = b"\x03\x01" + os.urandom(32) + b"\x00" + b"\x00\x2f" + bytes([compression])
+        server_hello = (
+            b"\x03\x01" + os.urandom(32) + b"\x00" + suite.to_bytes(2, "big") + bytes([compression])
+        )
         entry = len(self.cert_der).to_bytes(3, "big") + self.cert_der
         certificate = len(entry).to_bytes(3, "big") + entry
 

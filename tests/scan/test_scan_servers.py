@@ -223,12 +223,12 @@ def test_old_server_ccs_injection_compression_renegotiation(
     check_schema(run.report)
     t = run.target(old_server.address)
     assert t["tls_versions"] == ["1.0"]
-    assert t["cipher_suites"]["1.0"] == ["AES128-SHA"]
+    assert t["cipher_suites"]["1.0"] == ["RC4-SHA", "AES128-SHA"]
     assert t["ccs_injection"]["vulnerable"] is True
     assert t["compression"] is True
     assert t["secure_renegotiation"] is False
     ids = {f["id"] for f in t["findings"]}
-    assert {"ccs-injection", "crime", "tls1.0", "renegotiation"} <= ids
+    assert {"ccs-injection", "crime", "tls1.0", "renegotiation", "weak-ciphers"} <= ids
     assert not t["heartbleed"]["vulnerable"]
 
 
@@ -427,3 +427,88 @@ def test_target_cap(tmp_path: Path) -> None:
         run.stderr.strip()
         == f"outwork scan: {MAX_TARGETS + 1} targets, at most {MAX_TARGETS} per scan"
     )
+
+
+def _self_signed(tmp_path: Path, days: int) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate for 127.0.0.1 that expires in `days` (negative: ago)."""
+    import ipaddress
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old backend")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=400))
+        .not_valid_after(now + datetime.timedelta(days=days, hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "old.crt", tmp_path / "old.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize(("days", "finding"), [(-3, "cert-expired"), (10, "cert-expiring")])
+def test_certificate_expiry(tmp_path: Path, days: int, finding: str) -> None:
+    cert, key = _self_signed(tmp_path, days)
+    server = PythonTLSServer(cert, key)
+    try:
+        run = run_scan(tmp_path, server.address)
+    finally:
+        server.close()
+    assert run.returncode == 0, run.stdout + run.stderr  # a warning, not a vulnerability
+    t = run.target(server.address)
+    assert t["certificate"]["days_left"] == days
+    assert t["certificate"]["self_signed"] is True
+    assert t["verdict"] == "WARNINGS"
+    assert finding in [f["id"] for f in t["findings"]]
+
+
+def test_in_session_probe_falls_back_to_tls13(pki: TestPKI, tmp_path: Path) -> None:
+    """TLS 1.2 with CBC suites only (which outwork's client engine refuses to speak) and
+    TLS 1.3: the session probe runs over TLS 1.3 rather than not at all."""
+    leaf = pki.leaves["ecdsa-p256"]
+    server = PythonTLSServer(leaf.cert, leaf.key)
+    server.context.set_ciphers("ECDHE-ECDSA-AES128-SHA256")
+    try:
+        run = run_scan(tmp_path, server.address)
+    finally:
+        server.close()
+    assert run.returncode == 0, run.stdout + run.stderr
+    t = run.target(server.address)
+    assert t["cipher_suites"]["1.2"] == ["ECDHE-ECDSA-AES128-SHA256"]
+    assert t["heartbleed"]["in_session"]["tested"], t["heartbleed"]
+    assert "not-tested" not in [f["id"] for f in t["findings"]]
+
+
+def test_in_session_probe_not_possible_is_said(pki: TestPKI, tmp_path: Path) -> None:
+    leaf = pki.leaves["ecdsa-p256"]
+    server = PythonTLSServer(leaf.cert, leaf.key, maximum=ssl.TLSVersion.TLSv1_2)
+    server.context.set_ciphers("ECDHE-ECDSA-AES128-SHA256")
+    try:
+        run = run_scan(tmp_path, server.address)
+    finally:
+        server.close()
+    t = run.target(server.address)
+    assert not t["heartbleed"]["in_session"]["tested"]
+    assert t["heartbleed"]["before_handshake"]["tested"]
+    titles = [f["title"] for f in t["findings"] if f["id"] == "not-tested"]
+    assert len(titles) == 1 and titles[0].startswith("Heartbleed inside a session not tested")
