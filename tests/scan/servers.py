@@ -218,3 +218,49 @@ class FloodServer(_ThreadedServer):
         chunk = _record(22, 0x0303, b"\x0b" * 16384)
         for _ in range(10_000):  # 160 MB at most, if nobody hangs up
             client.sendall(chunk)
+
+
+class SilentServers:
+    """`count` ports that accept and never answer, counting the scanner's connections open
+    at once across all of them. "Open" is the kernel's word (TCP_INFO state ESTABLISHED, not
+    yet CLOSE_WAIT): a thread noticing a close later would count it too long."""
+
+    def __init__(self, count: int) -> None:
+        self._lock = threading.Lock()
+        self._live: list[socket.socket] = []
+        self.most_open = 0
+        self.servers = [_Silent(self) for _ in range(count)]
+        self.addresses = [s.address for s in self.servers]
+
+    @staticmethod
+    def _established(sock: socket.socket) -> bool:
+        try:
+            return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_ESTABLISHED
+        except OSError:
+            return False  # closed here already
+
+    def enter(self, sock: socket.socket) -> None:
+        with self._lock:
+            # The new one too: a connection already closed when its thread got here (the
+            # scanner's reachability check connects and hangs up at once) was never open
+            # next to the later ones.
+            self._live = [s for s in [*self._live, sock] if self._established(s)]
+            self.most_open = max(self.most_open, len(self._live))
+
+    def close(self) -> None:
+        for s in self.servers:
+            s.close()
+
+
+TCP_ESTABLISHED = 1  # linux/tcp_states.h
+
+
+class _Silent(_ThreadedServer):
+    def __init__(self, group: SilentServers) -> None:
+        self.group = group
+        super().__init__()
+
+    def serve(self, client: socket.socket) -> None:
+        self.group.enter(client)
+        while client.recv(65536):
+            pass  # read the hello, say nothing, until the scanner hangs up

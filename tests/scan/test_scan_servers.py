@@ -20,7 +20,7 @@ from tests.e2e import servers as e2e_servers
 from tests.e2e.pki import TestPKI
 
 from .conftest import run_scan
-from .servers import FloodServer, LeakyServer, OldServer, PythonTLSServer
+from .servers import FloodServer, LeakyServer, OldServer, PythonTLSServer, SilentServers
 
 LEAK = HEARTBLEED_CLAIM - HEARTBLEED_PAYLOAD  # what a 1.0.1f-style server returns beyond ours
 TLS_VERSIONS = {"1.0", "1.1", "1.2", "1.3"}
@@ -512,3 +512,21 @@ def test_in_session_probe_not_possible_is_said(pki: TestPKI, tmp_path: Path) -> 
     assert t["heartbleed"]["before_handshake"]["tested"]
     titles = [f["title"] for f in t["findings"] if f["id"] == "not-tested"]
     assert len(titles) == 1 and titles[0].startswith("Heartbleed inside a session not tested")
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_concurrency_is_bounded(tmp_path: Path, concurrency: int) -> None:
+    """Six targets that never answer: never more than --concurrency connections at once
+    (each target's connections are sequential), and with room, targets overlap."""
+    silent = SilentServers(6)
+    try:
+        run = run_scan(
+            tmp_path, *silent.addresses, "--timeout", "0.3", "--concurrency", str(concurrency)
+        )
+    finally:
+        silent.close()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.report is not None and run.report["summary"]["targets"] == 6
+    assert 1 <= silent.most_open <= concurrency
+    if concurrency > 1:
+        assert silent.most_open > 1, "targets were scanned one after the other"
