@@ -380,26 +380,36 @@ def test_silent_server_times_out_per_connection(tmp_path: Path) -> None:
 
 
 def test_progress_bar_on_a_terminal(python_tls: PythonTLSServer, tmp_path: Path) -> None:
-    """Under a pseudo-terminal (`script`), a rich progress bar; without one, plain lines."""
-    import shutil
+    """On a terminal (a pseudo-terminal here), a rich progress bar; without one, plain lines."""
+    import os
+    import pty
     import subprocess
     import sys
 
-    script = shutil.which("script")
-    if script is None:
-        pytest.skip("no script(1) to give the scan a terminal")
-    command = f"{sys.executable} -m outwork scan {python_tls.address}"
-    proc = subprocess.run(
-        [script, "-qec", command, "/dev/null"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"TERM": "xterm", "COLUMNS": "120", "PATH": "/usr/bin:/bin"},
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outwork", "scan", python_tls.address],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "120"},
         cwd=Path(__file__).parents[2],
     )
-    assert proc.returncode == 0, proc.stdout
-    assert "scanning" in proc.stdout and "1/1" in proc.stdout, proc.stdout
-    assert f"scanned {python_tls.address}" not in proc.stdout
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the command exited and closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert proc.wait(timeout=120) == 0, shown.decode(errors="replace")
+    text = shown.decode(errors="replace")
+    assert "scanning" in text and "1/1" in text, text
+    assert f"scanned {python_tls.address}" not in text
     plain = run_scan(tmp_path, python_tls.address)
     assert f"scanned {python_tls.address}: OK" in plain.stderr
 
