@@ -127,24 +127,22 @@ def reload(config_path: str, pid_file: str | None) -> None:
 @click.option(
     "--concurrency",
     type=click.IntRange(1, 64),
-    default=8,
-    show_default=True,
-    help="Targets scanned at once.",
+    default=None,
+    help="Targets scanned at once (default: the config's scan.concurrency, else 8).",
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(0.1, 120),
-    default=5.0,
-    show_default=True,
-    help="Seconds per connection.",
+    default=None,
+    help="Seconds per connection (default: the config's scan.timeout, else 5).",
 )
 def scan(
     config_path: str | None,
     targets: tuple[str, ...],
     json_path: str | None,
     html_path: str | None,
-    concurrency: int,
-    timeout: float,
+    concurrency: int | None,
+    timeout: float | None,
 ) -> None:
     """Scan backends for TLS versions, suites, certificates, Heartbleed, CCS injection,
     renegotiation and compression. Exit 0: nothing vulnerable; 1: something is; 2: usage

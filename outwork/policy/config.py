@@ -111,6 +111,14 @@ class Http2Config:
 
 
 @dataclass(frozen=True, slots=True)
+class ScanConfig:
+    """Defaults of `outwork scan -c` (outwork/scan/runner.py has the caps)."""
+
+    concurrency: int = 8
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     file: str
     listeners: tuple[ListenerConfig, ...]
@@ -125,3 +133,4 @@ class GatewayConfig:
     warnings: tuple[str, ...] = ()
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     http2: Http2Config = Http2Config()
+    scan: ScanConfig = ScanConfig()

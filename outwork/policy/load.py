@@ -29,6 +29,7 @@ from outwork.policy.config import (
     ListenerConfig,
     PassiveHealthConfig,
     RouteConfig,
+    ScanConfig,
     UpstreamConfig,
     UpstreamTlsConfig,
 )
@@ -254,6 +255,9 @@ class _Loader:
         if spec.admin is not None:
             admin = self._address(("admin", "bind"), spec.admin.bind)
         http2 = self._http2(spec)
+        scan_timeout = self._duration(("scan", "timeout"), spec.scan.timeout, 120)
+        if scan_timeout is not None and scan_timeout < 0.1:
+            self.error(("scan", "timeout"), f"{spec.scan.timeout!r} is below the minimum 0.1s")
         if self.problems:
             raise ConfigError(self.problems)
         lim = spec.limits
@@ -281,6 +285,7 @@ class _Loader:
             warnings=tuple(w.format() for w in self.warnings),
             trusted_proxies=trusted_proxies,
             http2=http2,
+            scan=ScanConfig(spec.scan.concurrency, scan_timeout or 5.0),
         )
 
     def _http2(self, spec: ConfigSpec) -> Http2Config:

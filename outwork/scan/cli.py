@@ -14,6 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from outwork.scan.report import print_table, render_html, write_json
 from outwork.scan.result import TargetResult
 from outwork.scan.runner import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_TIMEOUT,
     MAX_TARGETS,
     TargetError,
     config_targets,
@@ -37,9 +39,10 @@ def run_scan(
     arguments: tuple[str, ...],
     json_path: str | None,
     html_path: str | None,
-    concurrency: int,
-    timeout: float,
+    concurrency: int | None,
+    timeout: float | None,
 ) -> int:
+    """Exit status of `outwork scan`; None options come from the config, else the defaults."""
     targets: list[TargetResult] = []
     if config_path is not None:
         from outwork.policy.load import load_config
@@ -52,6 +55,10 @@ def run_scan(
                 click.echo(problem.format(), err=True)
             return _usage(f"cannot use the config {config_path}")
         targets.extend(config_targets(config))
+        concurrency = concurrency or config.scan.concurrency
+        timeout = timeout or config.scan.timeout
+    concurrency = concurrency or DEFAULT_CONCURRENCY
+    timeout = timeout or DEFAULT_TIMEOUT
     try:
         targets.extend(parse_target(a) for a in arguments)
     except TargetError as exc:

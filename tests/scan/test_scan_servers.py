@@ -540,3 +540,54 @@ def test_concurrency_is_bounded(tmp_path: Path, concurrency: int) -> None:
     assert 1 <= silent.most_open <= concurrency
     if concurrency > 1:
         assert silent.most_open > 1, "targets were scanned one after the other"
+
+
+def test_config_scan_section(tmp_path: Path, make_backend: Callable[..., Backend]) -> None:
+    """`scan.concurrency` and `scan.timeout` of the config apply to `outwork scan -c`."""
+    import yaml
+
+    backend = make_backend()
+    silent = SilentServers(3)
+    config = gateway_config(
+        backend.url,
+        upstreams={
+            "backend": {
+                "targets": [f"https://{a}" for a in silent.addresses],
+                "tls": {"verify": False},
+            }
+        },
+        scan={"concurrency": 1, "timeout": 0.3},
+    )
+    path = tmp_path / "outwork.yaml"
+    path.write_text(yaml.safe_dump(config))
+    try:
+        run = run_scan(tmp_path, "-c", str(path))
+    finally:
+        silent.close()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert silent.most_open == 1
+    for address in silent.addresses:
+        assert run.target(address)["error"] == "no TLS: no ServerHello within 0.3 s"
+
+
+@pytest.mark.parametrize(
+    ("scan", "message"),
+    [
+        ({"concurrency": 0}, "scan.concurrency"),
+        ({"concurrency": 65}, "scan.concurrency"),
+        ({"timeout": "0.05"}, "below the minimum 0.1s"),
+        ({"timeout": "10m"}, "longer than the maximum 120s"),
+        ({"threads": 4}, "scan"),
+    ],
+)
+def test_config_scan_section_bounds(
+    tmp_path: Path, make_backend: Callable[..., Backend], scan: dict[str, Any], message: str
+) -> None:
+    import yaml
+
+    backend = make_backend()
+    path = tmp_path / "outwork.yaml"
+    path.write_text(yaml.safe_dump(gateway_config(backend.url, scan=scan)))
+    run = run_scan(tmp_path, "-c", str(path), json_report=False)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert message in run.stderr, run.stderr
