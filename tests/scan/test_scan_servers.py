@@ -326,7 +326,7 @@ def test_unreachable_target_exit_2(python_tls: PythonTLSServer, tmp_path: Path) 
 def test_not_tls(make_backend: Callable[..., Backend], tmp_path: Path) -> None:
     """An https target that answers in plain HTTP: reachable, no TLS, said so."""
     backend = make_backend()
-    run = run_scan(tmp_path, backend.address)
+    run = run_scan(tmp_path, backend.address, "--timeout", "1")  # it waits for an HTTP head
     assert run.returncode == 0, run.stdout + run.stderr
     t = run.target(backend.address)
     assert t["reachable"] and not t["tls"] and t["verdict"] == "WARNINGS"
