@@ -155,7 +155,9 @@ class TargetResult:
         if self.heartbeat_advertised:
             add(Finding("heartbeat", INFO, "heartbeat extension advertised (not needed)"))
         cert = self.certificate
-        if cert is not None:
+        if cert is not None and cert.get("error"):
+            add(Finding("cert-unreadable", WARNING, cert["error"]))
+        elif cert is not None:
             days = cert["days_left"]
             if days < 0:
                 add(Finding("cert-expired", WARNING, f"certificate expired {-days} days ago"))

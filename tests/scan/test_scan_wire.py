@@ -224,3 +224,13 @@ def test_handshake_buffer_cap() -> None:
     too_long = b"\x0b" + (wire.MAX_HANDSHAKE_BUFFER + 1).to_bytes(3, "big")
     with pytest.raises(wire.ScanProtocolError, match="handshake message of"):
         wire.HandshakeReader().feed(too_long)
+
+
+def test_unreadable_certificate_is_a_finding() -> None:
+    from outwork.scan.result import TargetResult, certificate_info
+
+    result = TargetResult("127.0.0.1", 443, reachable=True, tls=True, tls_versions=["1.2"])
+    result.certificate = certificate_info([b"\x30\x03not a certificate"])
+    assert result.certificate["days_left"] is None
+    assert [f.id for f in result.findings()] == ["not-tested", "not-tested", "cert-unreadable"]
+    assert result.to_json()["verdict"] == "WARNINGS"
