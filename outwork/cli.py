@@ -308,3 +308,43 @@ def ca_issue(folder: str, csr_path: str, out: str, days: int, force: bool) -> No
     except OpsError as exc:
         _ops_refused(exc)
     click.echo(f"issued serial {cert.serial_number:x}, until {cert.not_valid_after_utc}: {out}")
+
+
+@main.command()
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Scan every upstream target of this gateway config.",
+)
+@click.argument("targets", nargs=-1)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write a JSON report.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), help="Write an HTML report.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Targets scanned at once (default: the config's scan.concurrency, else 8).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 120),
+    default=None,
+    help="Seconds per connection (default: the config's scan.timeout, else 5).",
+)
+def scan(
+    config_path: str | None,
+    targets: tuple[str, ...],
+    json_path: str | None,
+    html_path: str | None,
+    concurrency: int | None,
+    timeout: float | None,
+) -> None:
+    """Scan backends for TLS versions, suites, certificates, Heartbleed, CCS injection,
+    renegotiation and compression. Exit 0: nothing vulnerable; 1: something is; 2: usage
+    error or an unreachable target."""
+    from outwork.scan.cli import run_scan
+
+    sys.exit(run_scan(config_path, targets, json_path, html_path, concurrency, timeout))

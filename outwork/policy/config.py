@@ -118,6 +118,14 @@ class Http2Config:
 
 
 @dataclass(frozen=True, slots=True)
+class ScanConfig:
+    """Defaults of `outwork scan -c` (outwork/scan/runner.py has the caps)."""
+
+    concurrency: int = 8
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     file: str
     listeners: tuple[ListenerConfig, ...]
@@ -137,3 +145,4 @@ class GatewayConfig:
     admin_max_connections: int = 32  # beyond: the oldest admin connection is closed
     admin_timeout: float = 5.0  # seconds an admin connection may stay open
     paths: PathRules = STRICT  # request path normalisation (routing and forwarding)
+    scan: ScanConfig = ScanConfig()

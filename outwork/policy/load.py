@@ -32,6 +32,7 @@ from outwork.policy.config import (
     ListenerConfig,
     PassiveHealthConfig,
     RouteConfig,
+    ScanConfig,
     UpstreamConfig,
     UpstreamTlsConfig,
 )
@@ -298,6 +299,9 @@ class _Loader:
                 )
             admin_hosts = self._admin_hosts(spec.admin.allowed_hosts)
         http2 = self._http2(spec)
+        scan_timeout = self._duration(("scan", "timeout"), spec.scan.timeout, 120)
+        if scan_timeout is not None and scan_timeout < 0.1:
+            self.error(("scan", "timeout"), f"{spec.scan.timeout!r} is below the minimum 0.1s")
         if self.problems:
             raise ConfigError(self.problems)
         lim = spec.limits
@@ -331,6 +335,7 @@ class _Loader:
             admin_max_connections=admin_spec.max_connections,
             admin_timeout=admin_spec.timeout,
             paths=paths,
+            scan=ScanConfig(spec.scan.concurrency, scan_timeout or 5.0),
         )
 
     def _paths(self, spec: ConfigSpec) -> PathRules:

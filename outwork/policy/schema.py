@@ -263,6 +263,13 @@ class PathsSpec(_Spec):
     case_sensitive: bool = False
 
 
+class ScanSpec(_Spec):
+    """`outwork scan -c` over the upstreams; its --concurrency and --timeout override these."""
+
+    concurrency: Annotated[int, Meta(ge=1, le=64)] = 8  # targets scanned at once
+    timeout: Duration = "5s"  # per connection; 0.1s to 120s
+
+
 class ConfigSpec(_Spec):
     listeners: Annotated[list[ListenerSpec], Meta(min_length=1, max_length=64)]
     routes: list[RouteSpec]
@@ -278,5 +285,6 @@ class ConfigSpec(_Spec):
     pkcs11: Pkcs11Spec = msgspec.field(default_factory=Pkcs11Spec)
     http2: Http2Spec = msgspec.field(default_factory=Http2Spec)
     paths: PathsSpec = msgspec.field(default_factory=PathsSpec)
+    scan: ScanSpec = msgspec.field(default_factory=ScanSpec)
     # Worker processes sharing the listener ports (SO_REUSEPORT); 1: a single process.
     workers: Annotated[int, Meta(ge=1, le=MAX_WORKERS)] = 1
