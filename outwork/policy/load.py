@@ -299,6 +299,7 @@ class _Loader:
                 )
             admin_hosts = self._admin_hosts(spec.admin.allowed_hosts)
         http2 = self._http2(spec)
+        self._paused_cap_below_pools(spec, upstreams)
         scan_timeout = self._duration(("scan", "timeout"), spec.scan.timeout, 120)
         if scan_timeout is not None and scan_timeout < 0.1:
             self.error(("scan", "timeout"), f"{spec.scan.timeout!r} is below the minimum 0.1s")
@@ -358,6 +359,21 @@ class _Loader:
         return PathRules(
             paths.normalize, paths.merge_slashes, paths.escaped_slashes, paths.case_sensitive
         )
+
+    def _paused_cap_below_pools(
+        self, spec: ConfigSpec, upstreams: dict[str, UpstreamConfig]
+    ) -> None:
+        # A client that stops reading holds the upstream connections its responses came on, up
+        # to this cap per address; at an upstream's own cap that one address starves the rest.
+        cap = spec.limits.max_paused_upstreams_per_address
+        for name, upstream in upstreams.items():
+            if cap >= upstream.max_connections:
+                self.warn(
+                    ("limits", "max_paused_upstreams_per_address"),
+                    f"{cap} is not below upstream {name!r}'s max_connections"
+                    f" ({upstream.max_connections}): one client address that stops reading can"
+                    " hold all its connections",
+                )
 
     def _admin_hosts(self, names: list[str]) -> tuple[str, ...]:
         hosts = []

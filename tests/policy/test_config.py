@@ -312,6 +312,17 @@ def test_paths_are_strict_by_default_and_relaxing_warns(tmp_path: Path, certs: P
     assert len(keep.warnings) == 1 and "paths.escaped_slashes" in keep.warnings[0]
 
 
+def test_a_paused_upstream_cap_at_a_pool_size_warns(tmp_path: Path, certs: Path) -> None:
+    small_pool = GOOD.replace(
+        'demo: {targets: ["http://127.0.0.1:9000"]}',
+        'demo: {targets: ["http://127.0.0.1:9000"], max_connections: 100}',
+    )
+    assert load_config(write(tmp_path, certs, small_pool)).warnings == ()
+    capped = small_pool + "limits: {max_paused_upstreams_per_address: 100}\n"
+    (warning,) = load_config(write(tmp_path, certs, capped)).warnings
+    assert "max_paused_upstreams_per_address: warning: 100 is not below upstream 'demo'" in warning
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
