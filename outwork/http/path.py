@@ -139,7 +139,8 @@ def _resolve(path: bytes) -> bytes:
 
 def normalise_path(path: bytes, rules: PathRules = STRICT) -> bytes:
     """An absolute path (no query) in normal form, or HTTPError(400)."""
-    return path if _PLAIN.match(path) else _normalise(path, rules)
+    # `_PLAIN` stops at a `?` (it is made for targets): a `?` here is part of the path.
+    return path if b"?" not in path and _PLAIN.match(path) else _normalise(path, rules)
 
 
 def _normalise(path: bytes, rules: PathRules) -> bytes:

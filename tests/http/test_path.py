@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from outwork.http.checks import valid_host
@@ -130,6 +130,7 @@ def test_strict_normal_form_is_idempotent_and_clean(path: bytes) -> None:
     assert all(0x21 <= c <= 0x7E for c in normal) and b"\\" not in normal
 
 
+@example(b"/?\x00", PathRules(normalize=False))  # `?` ended the fast path's look, NUL kept
 @given(_paths, _rules)
 def test_every_rule_set_is_idempotent(path: bytes, rules: PathRules) -> None:
     try:
