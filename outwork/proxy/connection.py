@@ -17,6 +17,7 @@ from outwork.http import serialize
 from outwork.http.errors import HTTPError
 from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.http.reader import RequestReader
+from outwork.observe.refusals import Refusal, for_status
 from outwork.policy.config import ListenerConfig, RouteConfig
 from outwork.proxy import access_log
 from outwork.proxy.exchange import Exchange
@@ -135,7 +136,7 @@ class ClientProtocol(asyncio.Protocol):
             self._tls = state.server_connection(self.listener.tls)
             self._accepted = time.monotonic()
 
-    def _refuse_connection(self, cap: str) -> None:
+    def _refuse_connection(self, cap: Refusal) -> None:
         """Over a connection cap: close at once, before any TLS or HTTP work. Aborted (RST),
         so that a flood of refused connections holds no socket in the kernel either."""
         state = self.state
@@ -349,9 +350,9 @@ class ClientProtocol(asyncio.Protocol):
             data, self._reader.upgrade_data = self._reader.upgrade_data, b""
             self._tunnel_from_client(data)  # the client's first frames, sent with its request
 
-    def _refuse(self, exc: HTTPError, reason: str = "") -> None:
+    def _refuse(self, exc: HTTPError, reason: Refusal | None = None) -> None:
         """The request stream is broken: answer in turn with the error, then close."""
-        self.state.metrics.refused[reason or str(exc.status)] += 1
+        self.state.metrics.refused[reason or for_status(exc.status)] += 1
         self.pause_reading("refused")
         reading = self._reading
         self._reading = None
@@ -732,7 +733,7 @@ class ClientProtocol(asyncio.Protocol):
     def _stalled_over_cap(self) -> None:
         """Cut for holding a paused upstream past limits.max_paused_upstreams_per_address."""
         state = self.state
-        state.metrics.refused["paused_upstreams_per_address"] += 1
+        state.metrics.refused[Refusal.PAUSED_UPSTREAMS_PER_ADDRESS] += 1
         detail = {"limit": state.config.limits.max_paused_upstreams_per_address}
         state.security_log.emit("conn.stalled_upstream", self.peer, self.listener.name, detail)
 
@@ -774,12 +775,12 @@ class ClientProtocol(asyncio.Protocol):
         if phase == _TUNNEL and self._tunnel_busy():
             return
         if (phase == _HEAD and self._reader.in_head) or phase == _BODY:
-            self._refuse(HTTPError(408, "request not received in time"), reason="timeout")
+            self._refuse(HTTPError(408, "request not received in time"), reason=Refusal.TIMEOUT)
             if not self._queue:
                 self.close()
             return
         if phase == _HEAD:
-            self.state.metrics.refused["timeout"] += 1
+            self.state.metrics.refused[Refusal.TIMEOUT] += 1
         # The client stopped reading (a slow-read attack, or gone): a close would wait for the
         # unsent bytes, holding the socket and the connection's slot; cut at once instead.
         self.shut()

@@ -46,6 +46,7 @@ from outwork.http.checks import oversized_field
 from outwork.http.errors import REASONS, HTTPError
 from outwork.http.h2head import build_request_head
 from outwork.http.messages import Framing, RequestHead, ResponseHead
+from outwork.observe.refusals import Refusal, for_flood, for_status
 from outwork.policy.config import Http2Config
 from outwork.proxy.exchange import Exchange
 from outwork.proxy.h2_guard import Flood, FrameGuard
@@ -215,7 +216,7 @@ class H2Session:
             self._flood(flood)
             return
         except ProtocolError as exc:
-            state.metrics.refused["h2_protocol_error"] += 1
+            state.metrics.refused[Refusal.H2_PROTOCOL_ERROR] += 1
             state.security_log.emit(
                 "h2.protocol_error",
                 self.client.peer,
@@ -277,7 +278,7 @@ class H2Session:
         state = self.state
         if self.goaway_sent or len(self.streams) >= self.config.max_concurrent_streams:
             self.conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
-            state.metrics.refused["h2_refused_stream"] += 1
+            state.metrics.refused[Refusal.H2_REFUSED_STREAM] += 1
             self.guard.stream_refused(state.clock.now)
             return
         stream = H2Stream(self, sid)
@@ -299,7 +300,7 @@ class H2Session:
             if oversized_field(head.headers, self.max_field) is not None:
                 raise HTTPError(431, "header field too large")
         except HTTPError as exc:
-            state.metrics.refused[str(exc.status)] += 1
+            state.metrics.refused[for_status(exc.status)] += 1
             if exc.status == 400:
                 stream.reset_code = ErrorCodes.PROTOCOL_ERROR  # malformed: RFC 9113 8.1.1
             ex = Exchange(stream, None, None, exc.status)
@@ -333,7 +334,7 @@ class H2Session:
         if len(head.target) > limits.max_request_line:
             ex.error_status = 414
         if ex.error_status and ex.error_status != 404 and ex.error_status != 405:
-            state.metrics.refused[str(ex.error_status)] += 1
+            state.metrics.refused[for_status(ex.error_status)] += 1
         ex.request_id = client._forwarding.stamp(head, state.request_ids)
         return ex
 
@@ -362,7 +363,7 @@ class H2Session:
 
     def _flood(self, flood: Flood) -> None:
         state = self.state
-        state.metrics.refused["h2_" + flood.attack] += 1
+        state.metrics.refused[for_flood(flood.attack)] += 1
         state.security_log.emit(
             "h2." + flood.attack, self.client.peer, self.client.listener.name, flood.detail
         )
@@ -458,7 +459,7 @@ class H2Session:
         limits = state.config.limits
         if self.guard.header_block_pending:
             if self.header_deadline and now > self.header_deadline:
-                state.metrics.refused["timeout"] += 1
+                state.metrics.refused[Refusal.TIMEOUT] += 1
                 self._cut()
                 return
         elif not self.streams:
@@ -480,7 +481,7 @@ class H2Session:
                 return  # its last stream ended (draining), or it reset too many
             if self.output_waits() and now > self.out_since + limits.idle_timeout:
                 # Its responses wait for a window it never opens, or it does not read.
-                state.metrics.refused["timeout"] += 1
+                state.metrics.refused[Refusal.TIMEOUT] += 1
                 self._cut()
                 return
         if not self.closed:
@@ -661,7 +662,7 @@ class H2Stream:
                 self._malformed(ex, flow_length)  # more DATA than content-length says
                 return
         if self.received > self.max_body:
-            session.state.metrics.refused["413"] += 1
+            session.state.metrics.refused[Refusal.CONTENT_TOO_LARGE] += 1
             ex.discard_body = True
             if ex.upstream is not None:
                 ex.upstream.abort()
@@ -723,7 +724,7 @@ class H2Stream:
         self.body_deadline = 0.0
         if ex is None or self._done:
             return
-        self.session.state.metrics.refused["timeout"] += 1
+        self.session.state.metrics.refused[Refusal.TIMEOUT] += 1
         ex.discard_body = True
         if ex.upstream is not None:
             ex.upstream.abort()
@@ -736,7 +737,7 @@ class H2Stream:
         """DATA not matching content-length (RFC 9113 8.1.1): a stream error. Nothing of it
         goes upstream; that upstream request is abandoned."""
         session = self.session
-        session.state.metrics.refused["400"] += 1
+        session.state.metrics.refused[Refusal.BAD_REQUEST] += 1
         session.ack(flow_length, self.stream_id)
         ex.discard_body = True
         if ex.upstream is not None:
@@ -961,7 +962,7 @@ class H2Stream:
         GOAWAY (raises `Flood`)."""
         session = self.session
         state = session.state
-        state.metrics.refused["h2_stalled_stream"] += 1
+        state.metrics.refused[Refusal.H2_STALLED_STREAM] += 1
         detail = {
             "reason": self._stall_reason,
             "stream_id": self.stream_id,

@@ -1,6 +1,6 @@
 """Counters and histograms for the admin /metrics endpoint (Prometheus text format).
 
-The hot path only does dict and list increments (`metrics.refused["timeout"] += 1`, a bisect
+The hot path only does dict and list increments (`metrics.refused[Refusal.TIMEOUT] += 1`, a bisect
 into a histogram's bucket counts); nothing of prometheus_client runs there. At scrape time (and
 about once a second when a worker publishes its share, see `metrics_share.py`) the counters are
 turned into a `Snapshot` with label values as strings, snapshots of several workers are summed,
@@ -28,6 +28,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
+
+from outwork.observe.refusals import Refusal
 
 if TYPE_CHECKING:
     from outwork.proxy.exchange import Exchange
@@ -202,7 +204,9 @@ class Metrics:
         self.handshakes_failed: Counter[str] = Counter()  # by alert name
         self.security_events: Counter[str] = Counter()  # by event name
         self.security_events_dropped: Counter[str] = Counter()  # lines not written (rate limit)
-        self.refused: Counter[str] = Counter()  # requests refused by the gateway, by reason
+        # Requests (and connections) refused by the gateway, by reason: every reason at 0 from
+        # the start, so that /metrics declares them all.
+        self.refused: Counter[Refusal] = Counter(dict.fromkeys(Refusal, 0))
         self.connections_accepted = 0
         self.connections_active = 0
         self.upstream_connections_opened: Counter[str] = Counter()  # by upstream
