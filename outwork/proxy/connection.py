@@ -20,7 +20,7 @@ from outwork.http.reader import RequestReader
 from outwork.observe.refusals import Refusal, for_status
 from outwork.policy.config import ListenerConfig, RouteConfig
 from outwork.proxy import access_log
-from outwork.proxy.exchange import Exchange
+from outwork.proxy.exchange import BODY_BEFORE_UPSTREAM, Exchange
 from outwork.proxy.forwarding import Forwarding, forwarded_node, is_trusted
 from outwork.proxy.h2 import H2Session
 from outwork.proxy.paused import OVER_CAP_GRACE, paused_by_address
@@ -28,6 +28,7 @@ from outwork.proxy.router import head_host
 from outwork.tls import events as ev
 
 if TYPE_CHECKING:
+    from outwork.proxy.downstream import Downstream, DownstreamConnection
     from outwork.proxy.server import GatewayState
 
 log = logging.getLogger("outwork.proxy")
@@ -35,10 +36,6 @@ log = logging.getLogger("outwork.proxy")
 # Request bytes held for exchanges that wait their turn (pipelining) or for an upstream
 # connection; reading from the client pauses beyond this.
 MAX_BUFFERED_REQUEST_BYTES = 1024 * 1024
-# A request body of at most this many bytes (Content-Length) is read whole before an upstream
-# connection is taken: a client that trickles a small body (slow-body attacks send a few KiB a
-# byte at a time) then holds no backend connection, only its own. Larger bodies stream.
-BODY_BEFORE_UPSTREAM = 64 * 1024
 
 _IDLE, _HEAD, _BODY, _WAIT, _TUNNEL = range(5)  # _TUNNEL: after a WebSocket upgrade request
 
@@ -58,7 +55,7 @@ class ClientProtocol(asyncio.Protocol):
         # Ends the head sent upstream: the gateway's own lines (forwarding.py) are added to each
         # request's block in on_request_head.
         self.forwarded = b"\r\n"
-        self._forwarding = Forwarding(self.peer_host, b"unknown", self.scheme, False)
+        self.forwarding = Forwarding(self.peer_host, b"unknown", self.scheme, False)
         self._route: RouteConfig | None = None  # the route of the head being read
         self._requests = 0  # request heads read on this connection
         self._max_requests = state.config.limits.max_requests_per_connection
@@ -73,8 +70,8 @@ class ClientProtocol(asyncio.Protocol):
         self._pause_over_cap = False
         self._tls: Any = None
         self._access = state.access_log  # None when the access log is off
-        self._log_connection = b""  # the access log's per-connection parts, made once
-        self._log_tls = b"null"
+        self.log_connection = b""  # the access log's per-connection parts, made once
+        self.log_tls = b"null"
         self._accepted = 0.0  # time.monotonic() at accept (TLS listeners: for the handshake time)
         limits = state.config.limits
         self._reader = RequestReader(
@@ -92,7 +89,7 @@ class ClientProtocol(asyncio.Protocol):
         self._buffered = 0
         self._pause_reasons: set[str] = set()
         self._phase = _HEAD
-        self._read_eof = False
+        self.read_eof = False
         self._closed = False
         self._out: list[bytes] = []
         self._batch = 0
@@ -114,7 +111,7 @@ class ClientProtocol(asyncio.Protocol):
             host = str(peer[0])
             self.peer_host = host.encode()
             self.peer = f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
-            self._forwarding = Forwarding(
+            self.forwarding = Forwarding(
                 self.peer_host,
                 forwarded_node(host, peer[1]),
                 self.scheme,
@@ -126,7 +123,7 @@ class ClientProtocol(asyncio.Protocol):
             return
         self._admitted = True
         if self._access is not None:
-            self._log_connection = access_log.connection_part(self.peer, self.listener.name)
+            self.log_connection = access_log.connection_part(self.peer, self.listener.name)
         state.clients.add(self)
         state.metrics.connections_accepted += 1
         state.metrics.connections_active += 1
@@ -156,13 +153,13 @@ class ClientProtocol(asyncio.Protocol):
                 self._received_tls(data)
         except Exception:  # a bug, not the peer's doing: log it, drop only this connection
             log.exception("internal error on a connection from %s", self.peer)
-            self._abort()
+            self.abort()
         finally:
             self.end()
 
     def eof_received(self) -> bool | None:
         # The client half-closed: answer what it already sent, then close.
-        self._read_eof = True
+        self.read_eof = True
         self._drop_partial_request()
         if self._nothing_more_to_answer():
             self.close()
@@ -289,8 +286,8 @@ class ClientProtocol(asyncio.Protocol):
                     (self.listener.name, event.version, event.cipher_suite, event.group)
                 ] += 1
                 if self._access is not None:
-                    self._log_tls = access_log.tls_part(event)
-                    self._log_connection = access_log.connection_part(
+                    self.log_tls = access_log.tls_part(event)
+                    self.log_connection = access_log.connection_part(
                         self.peer,
                         self.listener.name,
                         (time.monotonic() - self._accepted) * 1000,
@@ -323,7 +320,7 @@ class ClientProtocol(asyncio.Protocol):
                     {"alert": alert, "reason": event.reason, "ja4": tls.ja4},
                 )
             elif kind is ev.ConnectionClosed:
-                self._read_eof = True
+                self.read_eof = True
                 self._drop_partial_request()
         if self.transport is None or self._closed:
             return
@@ -333,7 +330,7 @@ class ClientProtocol(asyncio.Protocol):
         if tls.is_closed:
             self._closed = True
             self.transport.close()
-        elif self._read_eof and self._nothing_more_to_answer():
+        elif self.read_eof and self._nothing_more_to_answer():
             self.close()
         elif tls.reading_paused and not self.write_paused:
             # The engine held records once its answers reached its high-water mark; they
@@ -364,7 +361,7 @@ class ClientProtocol(asyncio.Protocol):
                 return
             # Broken in the middle of a body: that exchange is answered with the error instead.
             if reading.response_started:
-                self._abort()  # its status line is already out: cutting is the only signal left
+                self.abort()  # its status line is already out: cutting is the only signal left
                 return
             reading.request_done = True
             reading.keep_alive = False
@@ -411,7 +408,7 @@ class ClientProtocol(asyncio.Protocol):
             ex.route = route.name
         if self._requests == last:
             ex.keep_alive = False  # its response says `Connection: close`
-        ex.request_id = self._forwarding.stamp(head, state.request_ids)
+        ex.request_id = self.forwarding.stamp(head, state.request_ids)
         self._reading = ex
         if head.upgrade:
             self._tunnel_requested(ex)
@@ -468,7 +465,7 @@ class ClientProtocol(asyncio.Protocol):
         head = ex.head
         assert head is not None and ex.pool is not None
         if head.expect_continue and not ex.request_done:
-            self._write(serialize.CONTINUE_100)
+            self.write(serialize.CONTINUE_100)
         if not ex.request_done and 0 < head.content_length <= BODY_BEFORE_UPSTREAM:
             self._body_first = ex  # acquired in on_request_end
             return
@@ -492,7 +489,7 @@ class ClientProtocol(asyncio.Protocol):
             extra += b"allow: " + self._allowed(head) + b"\r\n"
         data = serialize.error_response(status, ex.keep_alive, head_only, extra)
         ex.bytes_sent += len(data)
-        self._write(data)
+        self.write(data)
         self._response_done(ex)
 
     def _response_done(self, ex: Exchange) -> None:
@@ -500,7 +497,7 @@ class ClientProtocol(asyncio.Protocol):
         self._uncount_paused_upstream()
         self.state.metrics.request_done(ex, time.monotonic())
         if self._access is not None:
-            self._access.log(ex, self._log_connection, self._log_tls)
+            self._access.log(ex, self.log_connection, self.log_tls)
         if not ex.keep_alive:
             self.close()
             return
@@ -519,7 +516,7 @@ class ClientProtocol(asyncio.Protocol):
             return
         if self._queue:
             self._start(self._queue[0])
-        elif self._read_eof:
+        elif self.read_eof:
             self.close()
         elif self._reading is None:
             self._phase = _IDLE
@@ -567,7 +564,7 @@ class ClientProtocol(asyncio.Protocol):
         ex.out_framing = Framing.NONE
         data = serialize.switching_protocols(head)
         ex.bytes_sent += len(data)
-        self._write(data)
+        self.write(data)
         self._tunnel_active = now = self.state.clock.now
         self.deadline = now + self.state.config.limits.websocket_idle_timeout
         early, self._tunnel_early = self._tunnel_early, []
@@ -614,7 +611,7 @@ class ClientProtocol(asyncio.Protocol):
         extra = _REQUEST_ID + ex.request_id + b"\r\n" if ex.request_id else b""
         data = serialize.response_head(head, framing, ex.keep_alive, extra)
         ex.bytes_sent += len(data)
-        self._write(data)
+        self.write(data)
 
     def response_body(self, ex: Exchange, data: bytes) -> None:
         if ex.out_framing is Framing.CHUNKED:
@@ -623,30 +620,35 @@ class ClientProtocol(asyncio.Protocol):
             self._writelines(parts)
         else:
             ex.bytes_sent += len(data)
-            self._write(data)
+            self.write(data)
 
     def response_end(self, ex: Exchange) -> None:
         if ex.cancelled:
             return
         if ex.out_framing is Framing.CHUNKED:
             ex.bytes_sent += len(serialize.CHUNKED_END)
-            self._write(serialize.CHUNKED_END)
+            self.write(serialize.CHUNKED_END)
         self._response_done(ex)
 
     def upstream_failed(self, ex: Exchange, status: int) -> None:
         if ex.cancelled:
             return
         if ex.response_started:
-            self._abort()  # the status line is gone; a cut connection is the only signal left
+            self.abort()  # the status line is gone; a cut connection is the only signal left
             return
         self._answer(ex, status)
+
+    @property
+    def connection(self) -> ClientProtocol:
+        """An HTTP/1.1 connection is its exchanges' client side itself."""
+        return self
 
     # output and flow control
 
     # Output is collected while a callback runs and written once at its end: one syscall (and,
     # with TLS, one record) for a response head and its body instead of one per piece.
 
-    def _write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         if self._closed:
             return
         self._out.append(data)
@@ -737,7 +739,8 @@ class ClientProtocol(asyncio.Protocol):
         detail = {"limit": state.config.limits.max_paused_upstreams_per_address}
         state.security_log.emit("conn.stalled_upstream", self.peer, self.listener.name, detail)
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
+        """Cut the connection now (RST); what is unsent is dropped."""
         self._closed = True
         if self.transport is not None:
             self.transport.abort()
@@ -763,7 +766,7 @@ class ClientProtocol(asyncio.Protocol):
             if self._pause_over_cap:
                 self._stalled_over_cap()
             self.deadline = self.write_deadline = 0.0
-            self._abort()
+            self.abort()
             return
         if self.deadline == 0.0 or now <= self.deadline:
             return  # only a write deadline was near (not passed)
@@ -784,3 +787,11 @@ class ClientProtocol(asyncio.Protocol):
         # The client stopped reading (a slow-read attack, or gone): a close would wait for the
         # unsent bytes, holding the socket and the connection's slot; cut at once instead.
         self.shut()
+
+
+if TYPE_CHECKING:
+
+    def _client_is_downstream(client: ClientProtocol) -> tuple[Downstream, DownstreamConnection]:
+        """mypy proves here that an HTTP/1.1 connection is both an exchange's client side and
+        the connection an HTTP/2 session runs on."""
+        return client, client

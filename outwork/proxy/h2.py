@@ -48,13 +48,13 @@ from outwork.http.h2head import build_request_head
 from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.observe.refusals import Refusal, for_flood, for_status
 from outwork.policy.config import Http2Config
-from outwork.proxy.exchange import Exchange
+from outwork.proxy.exchange import BODY_BEFORE_UPSTREAM, Exchange
 from outwork.proxy.h2_guard import Flood, FrameGuard
 from outwork.proxy.paused import OVER_CAP_GRACE, paused_by_address
 from outwork.proxy.router import head_host
 
 if TYPE_CHECKING:
-    from outwork.proxy.connection import ClientProtocol
+    from outwork.proxy.downstream import Downstream, DownstreamConnection
     from outwork.proxy.upstream import UpstreamConnection
 
 # The connection-level receive window: request bytes a client may have in flight (not yet
@@ -155,7 +155,7 @@ def error_body(status: int) -> bytes:
 class H2Session:
     """One client connection speaking HTTP/2."""
 
-    def __init__(self, client: ClientProtocol) -> None:
+    def __init__(self, client: DownstreamConnection) -> None:
         self.client = client
         self.state = state = client.state
         self.config = config = state.config.http2
@@ -186,9 +186,7 @@ class H2Session:
         self.opened = 0
         self.max_streams = limits.max_requests_per_connection
         # Small request bodies are received whole before an upstream connection is taken, as
-        # on HTTP/1.1 (imported here: connection.py imports this module).
-        from outwork.proxy.connection import BODY_BEFORE_UPSTREAM
-
+        # on HTTP/1.1.
         self.body_before_upstream = min(BODY_BEFORE_UPSTREAM, config.initial_window_size)
         self.body_first_bytes = 0  # held for those streams, not yet acknowledged
         self.paused_upstreams = 0  # upstream connections paused for this connection's streams
@@ -335,7 +333,7 @@ class H2Session:
             ex.error_status = 414
         if ex.error_status and ex.error_status != 404 and ex.error_status != 405:
             state.metrics.refused[for_status(ex.error_status)] += 1
-        ex.request_id = client._forwarding.stamp(head, state.request_ids)
+        ex.request_id = client.forwarding.stamp(head, state.request_ids)
         return ex
 
     def discard_rest(self, stream_id: int) -> bool:
@@ -379,7 +377,7 @@ class H2Session:
         """Move h2's pending frames into the connection's output batch."""
         data = self.conn.data_to_send()
         if data:
-            self.client._write(data)
+            self.client.write(data)
 
     def ack(self, size: int, stream_id: int) -> None:
         if size and not self.closed:
@@ -415,7 +413,7 @@ class H2Session:
         stream.unpaused()  # whichever way it ended, it holds no paused upstream any more
         self.streams.pop(stream.stream_id, None)
         self.idle_since = self.state.clock.now
-        if not self.streams and (self.goaway_sent or self.peer_goaway or self.client._read_eof):
+        if not self.streams and (self.goaway_sent or self.peer_goaway or self.client.read_eof):
             self.send()
             self.close()
         else:
@@ -503,7 +501,7 @@ class H2Session:
         self._shut()
         transport = self.client.transport
         if transport is not None and transport.get_write_buffer_size():
-            self.client._abort()
+            self.client.abort()
 
     def drain(self, last_stream_id: int = -1) -> None:
         """Graceful stop: GOAWAY (NO_ERROR, the last stream taken: by default the highest
@@ -520,7 +518,7 @@ class H2Session:
         frame.last_stream_id = last_stream_id
         frame.error_code = 0
         self.send()
-        self.client._write(frame.serialize())
+        self.client.write(frame.serialize())
         if not self.streams:
             self.close()
         else:
@@ -545,8 +543,8 @@ class H2Session:
 
 
 class H2Stream:
-    """One stream: the client side of its exchange (the interface `ClientProtocol` offers an
-    upstream connection), speaking HTTP/2 frames."""
+    """One stream: the client side of its exchange (a `Downstream`, as an HTTP/1.1 connection
+    is), speaking HTTP/2 frames."""
 
     __slots__ = (
         "session",
@@ -618,6 +616,10 @@ class H2Stream:
                 self._paused_conn = ex.upstream
             self._note_paused()
         return paused
+
+    @property
+    def connection(self) -> DownstreamConnection:
+        return self.session.client
 
     @property
     def upstream_full(self) -> bool:
@@ -849,10 +851,13 @@ class H2Stream:
         if ex.cancelled or self._done:
             return
         if ex.response_started:
-            # The status is already out: a reset is the only signal left, for this stream only.
-            self._reset(ErrorCodes.INTERNAL_ERROR)
+            self.abort()
             return
         self._answer(ex, status)
+
+    def abort(self) -> None:
+        """The status is already out: a reset is the only signal left, for this stream only."""
+        self._reset(ErrorCodes.INTERNAL_ERROR)
 
     # output
 
@@ -1027,7 +1032,7 @@ class H2Stream:
             access = session.state.access_log
             if access is not None:
                 # The connection's parts were made at the handshake, with "proto":"h2".
-                access.log(ex, session.client._log_connection, session.client._log_tls)
+                access.log(ex, session.client.log_connection, session.client.log_tls)
             if self.request_open:
                 ex.discard_body = True
         if self.request_open:
@@ -1064,3 +1069,10 @@ class H2Stream:
                 ex.upstream.abort()
         self._resume_released_upstream()
         self.session.stream_done(self)
+
+
+if TYPE_CHECKING:
+
+    def _stream_is_downstream(stream: H2Stream) -> Downstream:
+        """mypy proves here that an HTTP/2 stream is an exchange's client side."""
+        return stream
