@@ -23,6 +23,7 @@ from outwork.proxy import access_log
 from outwork.proxy.exchange import BODY_BEFORE_UPSTREAM, Exchange
 from outwork.proxy.forwarding import Forwarding, forwarded_node, is_trusted
 from outwork.proxy.h2 import H2Session
+from outwork.proxy.local_reply import exchange_done, local_reply
 from outwork.proxy.paused import OVER_CAP_GRACE, paused_by_address
 from outwork.proxy.router import head_host
 from outwork.tls import events as ev
@@ -39,8 +40,6 @@ MAX_BUFFERED_REQUEST_BYTES = 1024 * 1024
 
 _IDLE, _HEAD, _BODY, _WAIT, _TUNNEL = range(5)  # _TUNNEL: after a WebSocket upgrade request
 
-# Answers after which the request stream cannot be trusted: the connection closes.
-_FATAL_STATUSES = frozenset({400, 408, 413, 414, 417, 431, 501, 505})
 _REQUEST_ID = b"x-request-id: "
 
 
@@ -348,8 +347,10 @@ class ClientProtocol(asyncio.Protocol):
             self._tunnel_from_client(data)  # the client's first frames, sent with its request
 
     def _refuse(self, exc: HTTPError, reason: Refusal | None = None) -> None:
-        """The request stream is broken: answer in turn with the error, then close."""
-        self.state.metrics.refused[reason or for_status(exc.status)] += 1
+        """The request stream is broken: answer in turn with the error, then close. The
+        refusal is counted now: by the answer when it goes out at once, else here (an answer
+        that waits its turn, or none: the exchange was answered already, or is cut)."""
+        refusal = reason or for_status(exc.status)
         self.pause_reading("refused")
         reading = self._reading
         self._reading = None
@@ -357,10 +358,12 @@ class ClientProtocol(asyncio.Protocol):
             if reading.response_done:
                 # Answered early (its body was being read and dropped): it got its one
                 # response; the connection just closes.
+                self.state.metrics.refused[refusal] += 1
                 self.close()
                 return
             # Broken in the middle of a body: that exchange is answered with the error instead.
             if reading.response_started:
+                self.state.metrics.refused[refusal] += 1
                 self.abort()  # its status line is already out: cutting is the only signal left
                 return
             reading.request_done = True
@@ -369,7 +372,9 @@ class ClientProtocol(asyncio.Protocol):
             if reading.upstream is not None:
                 reading.upstream.abort()
             if reading is self._queue[0]:
-                self._answer(reading, exc.status)
+                self._answer(reading, exc.status, refusal)
+            else:
+                self.state.metrics.refused[refusal] += 1
             return
         ex = Exchange(self, None, None, exc.status)
         ex.request_id = self.state.request_ids.next()
@@ -379,7 +384,9 @@ class ClientProtocol(asyncio.Protocol):
             ex.route = route.name
         self._queue.append(ex)
         if len(self._queue) == 1:
-            self._start(ex)
+            self._answer(ex, exc.status, refusal)  # as _start would, counting the refusal
+        else:
+            self.state.metrics.refused[refusal] += 1
 
     # RequestSink: called by the reader
 
@@ -475,29 +482,20 @@ class ClientProtocol(asyncio.Protocol):
         """The methods routes take for this request's host and path (405), or b"" (404)."""
         return self.state.router.allowed(head_host(head), head.path)
 
-    def _answer(self, ex: Exchange, status: int) -> None:
-        """A response made by the gateway itself (404, 413, 502, 504, ...)."""
-        ex.status = status
-        if status in _FATAL_STATUSES:
-            ex.keep_alive = False
-        # Otherwise the connection stays usable: the rest of a request body (bounded by
-        # max_request_body) is read and dropped before the next request.
-        head = ex.head
-        head_only = head is not None and head.method == b"HEAD"
-        extra = _REQUEST_ID + ex.request_id + b"\r\n" if ex.request_id else b""
-        if status == 405 and head is not None:
-            extra += b"allow: " + self._allowed(head) + b"\r\n"
-        data = serialize.error_response(status, ex.keep_alive, head_only, extra)
+    def _answer(self, ex: Exchange, status: int, refusal: Refusal | None = None) -> None:
+        """A response made by the gateway itself (404, 413, 502, 504, ...). Unless its status
+        closes the connection, the connection stays usable: the rest of a request body
+        (bounded by max_request_body) is read and dropped before the next request."""
+        state = self.state
+        reply = local_reply(ex, status, state.metrics, state.router, refusal)
+        data = reply.http1(ex.keep_alive)
         ex.bytes_sent += len(data)
         self.write(data)
         self._response_done(ex)
 
     def _response_done(self, ex: Exchange) -> None:
-        ex.response_done = True
         self._uncount_paused_upstream()
-        self.state.metrics.request_done(ex, time.monotonic())
-        if self._access is not None:
-            self._access.log(ex, self.log_connection, self.log_tls)
+        exchange_done(ex, self.state.metrics, self._access, self)
         if not ex.keep_alive:
             self.close()
             return

@@ -21,7 +21,6 @@ transport's write buffer is full (h2 queues ACKs for PING and SETTINGS into its 
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -43,13 +42,14 @@ from h2.settings import SettingCodes, Settings
 from hpack import Encoder
 
 from outwork.http.checks import oversized_field
-from outwork.http.errors import REASONS, HTTPError
+from outwork.http.errors import HTTPError
 from outwork.http.h2head import build_request_head
 from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.observe.refusals import Refusal, for_flood, for_status
 from outwork.policy.config import Http2Config
 from outwork.proxy.exchange import BODY_BEFORE_UPSTREAM, Exchange
 from outwork.proxy.h2_guard import Flood, FrameGuard
+from outwork.proxy.local_reply import exchange_done, local_reply
 from outwork.proxy.paused import OVER_CAP_GRACE, paused_by_address
 from outwork.proxy.router import head_host
 
@@ -146,10 +146,6 @@ def receive(conn: H2Connection, guard: FrameGuard, data: bytes, now: float) -> l
     Raises `Flood` (nothing was parsed) or h2's `ProtocolError` (its GOAWAY is queued)."""
     guard.feed(data, now)
     return conn.receive_data(data)
-
-
-def error_body(status: int) -> bytes:
-    return f"{status} {REASONS.get(status, 'Error')}\n".encode()
 
 
 class H2Session:
@@ -298,16 +294,19 @@ class H2Session:
             if oversized_field(head.headers, self.max_field) is not None:
                 raise HTTPError(431, "header field too large")
         except HTTPError as exc:
-            state.metrics.refused[for_status(exc.status)] += 1
+            refusal: Refusal | None = for_status(exc.status)
             if exc.status == 400:
                 stream.reset_code = ErrorCodes.PROTOCOL_ERROR  # malformed: RFC 9113 8.1.1
             ex = Exchange(stream, None, None, exc.status)
             ex.request_id = state.request_ids.next()
         else:
             ex = self._route(stream, head)
+            status = ex.error_status
+            # No route (404, 405) is an answer, not a refusal.
+            refusal = for_status(status) if status and status != 404 and status != 405 else None
         ex.request_done = ended
         stream.exchange = ex
-        stream.start()
+        stream.start(refusal)
         if self.opened >= self.max_streams and not self.closed:
             # The connection's last request: GOAWAY (NO_ERROR, this stream the last taken); the
             # streams in flight are answered, later ones refused; the client opens a new one.
@@ -331,8 +330,6 @@ class H2Session:
                 ex.error_status = 413
         if len(head.target) > limits.max_request_line:
             ex.error_status = 414
-        if ex.error_status and ex.error_status != 404 and ex.error_status != 405:
-            state.metrics.refused[for_status(ex.error_status)] += 1
         ex.request_id = client.forwarding.stamp(head, state.request_ids)
         return ex
 
@@ -628,11 +625,12 @@ class H2Stream:
 
     # the request
 
-    def start(self) -> None:
+    def start(self, refusal: Refusal | None = None) -> None:
+        """Answer a refused or unrouted request (counting `refusal`), else send it upstream."""
         ex = self.exchange
         assert ex is not None
         if ex.error_status:
-            self._answer(ex, ex.error_status)
+            self._answer(ex, ex.error_status, refusal)
             return
         head = ex.head
         assert head is not None and ex.pool is not None
@@ -664,15 +662,15 @@ class H2Stream:
                 self._malformed(ex, flow_length)  # more DATA than content-length says
                 return
         if self.received > self.max_body:
-            session.state.metrics.refused[Refusal.CONTENT_TOO_LARGE] += 1
             ex.discard_body = True
             if ex.upstream is not None:
                 ex.upstream.abort()
             session.ack(flow_length, self.stream_id)
             if ex.response_started:
+                session.state.metrics.refused[Refusal.CONTENT_TOO_LARGE] += 1
                 self._reset(ErrorCodes.CANCEL)
             else:
-                self._answer(ex, 413)
+                self._answer(ex, 413, Refusal.CONTENT_TOO_LARGE)
             return
         self.unacked += flow_length
         if ex.upstream is not None:
@@ -726,29 +724,29 @@ class H2Stream:
         self.body_deadline = 0.0
         if ex is None or self._done:
             return
-        self.session.state.metrics.refused[Refusal.TIMEOUT] += 1
         ex.discard_body = True
         if ex.upstream is not None:
             ex.upstream.abort()
         if ex.response_started:
+            self.session.state.metrics.refused[Refusal.TIMEOUT] += 1
             self._reset(ErrorCodes.CANCEL)
         else:
-            self._answer(ex, 408)
+            self._answer(ex, 408, Refusal.TIMEOUT)
 
     def _malformed(self, ex: Exchange, flow_length: int) -> None:
         """DATA not matching content-length (RFC 9113 8.1.1): a stream error. Nothing of it
         goes upstream; that upstream request is abandoned."""
         session = self.session
-        session.state.metrics.refused[Refusal.BAD_REQUEST] += 1
         session.ack(flow_length, self.stream_id)
         ex.discard_body = True
         if ex.upstream is not None:
             ex.upstream.abort()
         if ex.response_started:
+            session.state.metrics.refused[Refusal.BAD_REQUEST] += 1
             self._reset(ErrorCodes.PROTOCOL_ERROR)
         else:
             self.reset_code = ErrorCodes.PROTOCOL_ERROR
-            self._answer(ex, 400)
+            self._answer(ex, 400, Refusal.BAD_REQUEST)
 
     def _ack(self) -> None:
         if self.unacked:
@@ -979,21 +977,10 @@ class H2Stream:
         self._reset(ErrorCodes.ENHANCE_YOUR_CALM)
         session.guard.stream_refused(state.clock.now)
 
-    def _answer(self, ex: Exchange, status: int) -> None:
+    def _answer(self, ex: Exchange, status: int, refusal: Refusal | None = None) -> None:
         """A response made by the gateway itself (400, 404, 413, 502, 504, ...)."""
-        ex.status = status
-        head_only = ex.head is not None and ex.head.method == b"HEAD"
-        body = error_body(status)
-        headers = [
-            (b":status", b"%d" % status),
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"%d" % len(body)),
-        ]
-        if ex.request_id:
-            headers.append((b"x-request-id", ex.request_id))
-        if status == 405 and ex.head is not None:
-            router = self.session.state.router
-            headers.append((b"allow", router.allowed(head_host(ex.head), ex.head.path)))
+        state = self.session.state
+        reply = local_reply(ex, status, state.metrics, state.router, refusal)
         ex.response_started = True
         # The exchange is answered, though the answer may wait for the client's window: a
         # connect or a queue entry still pending for it must not send it upstream after all.
@@ -1003,12 +990,13 @@ class H2Stream:
         self._forget_body_first()
         ex.bytes_sent += 64
         try:
-            self.session.conn.send_headers(self.stream_id, headers)
+            self.session.conn.send_headers(self.stream_id, reply.h2_headers())
         except H2Error:
             self.cancel()
             return
         self._drop_output()
-        if not head_only:
+        if not reply.head_only:
+            body = reply.body
             self._out.append(body)
             self._out_size = len(body)
             self.session.out_bytes += len(body)
@@ -1027,12 +1015,8 @@ class H2Stream:
         ex = self.exchange
         session = self.session
         if ex is not None:
-            ex.response_done = True
-            session.state.metrics.request_done(ex, time.monotonic())
-            access = session.state.access_log
-            if access is not None:
-                # The connection's parts were made at the handshake, with "proto":"h2".
-                access.log(ex, session.client.log_connection, session.client.log_tls)
+            state = session.state
+            exchange_done(ex, state.metrics, state.access_log, session.client)
             if self.request_open:
                 ex.discard_body = True
         if self.request_open:

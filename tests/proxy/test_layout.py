@@ -81,7 +81,7 @@ def test_cycles_finds_a_cycle() -> None:
 
 def test_http2_and_the_exchange_know_the_client_side_only_by_its_interface() -> None:
     # Not even for type checking: the HTTP/1.1 connection is one implementation of it.
-    for module in ("h2", "exchange", "upstream", "balancer"):
+    for module in ("h2", "exchange", "upstream", "balancer", "local_reply"):
         assert "connection" not in imports(module, runtime_only=False), module
     assert "downstream" in imports("exchange", runtime_only=False)
 
