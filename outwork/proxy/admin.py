@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, cast
 
 from prometheus_client.exposition import generate_latest
 
+from outwork.observe.refusals import Refusal
 from outwork.policy.config import Address
 from outwork.proxy import metrics_share
 from outwork.proxy.metrics import CONTENT_TYPE, Metrics, Snapshot, SnapshotCollector
@@ -68,7 +69,7 @@ class Admin:
             oldest = next(iter(self.open))
             del self.open[oldest]
             oldest.evict()
-            self.metrics.refused["admin_evicted"] += 1
+            self.metrics.refused[Refusal.ADMIN_EVICTED] += 1
         self.open[conn] = None
 
     def host_allowed(self, host: bytes) -> bool:
@@ -171,7 +172,7 @@ class AdminProtocol(asyncio.Protocol):
             return
         # No Host at all (HTTP/1.0 probes) is no rebinding: browsers always send one.
         if hosts and not self.admin.host_allowed(hosts[0]):
-            self.admin.metrics.refused["admin_host"] += 1
+            self.admin.metrics.refused[Refusal.ADMIN_HOST] += 1
             state = self.admin.current[0]
             peer = self.transport.get_extra_info("peername")
             state.security_log.emit(

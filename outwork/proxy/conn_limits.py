@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from outwork.observe.refusals import Refusal
 from outwork.policy.config import Address, ListenerConfig
 
 
@@ -32,16 +33,16 @@ class ConnectionCounts:
         # listening socket -> client address -> open connections (an address leaves at zero)
         self._by_address: dict[SocketKey, dict[bytes, int]] = {}
 
-    def admit(self, listener: ListenerConfig, address: bytes) -> str | None:
+    def admit(self, listener: ListenerConfig, address: bytes) -> Refusal | None:
         """Count a new connection, or return the cap it would pass (not counted then)."""
         name = socket_key(listener)
         total = self._total.get(name, 0)
         if total >= listener.max_connections:
-            return "max_connections"
+            return Refusal.MAX_CONNECTIONS
         addresses = self._by_address.setdefault(name, {})
         count = addresses.get(address, 0)
         if count >= listener.max_connections_per_ip:
-            return "max_connections_per_ip"
+            return Refusal.MAX_CONNECTIONS_PER_IP
         self._total[name] = total + 1
         addresses[address] = count + 1
         return None

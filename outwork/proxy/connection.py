@@ -17,16 +17,19 @@ from outwork.http import serialize
 from outwork.http.errors import HTTPError
 from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.http.reader import RequestReader
+from outwork.observe.refusals import Refusal, for_status
 from outwork.policy.config import ListenerConfig, RouteConfig
 from outwork.proxy import access_log
-from outwork.proxy.exchange import Exchange
+from outwork.proxy.exchange import BODY_BEFORE_UPSTREAM, Exchange
 from outwork.proxy.forwarding import Forwarding, forwarded_node, is_trusted
 from outwork.proxy.h2 import H2Session
+from outwork.proxy.local_reply import exchange_done, local_reply
 from outwork.proxy.paused import OVER_CAP_GRACE, paused_by_address
 from outwork.proxy.router import head_host
 from outwork.tls import events as ev
 
 if TYPE_CHECKING:
+    from outwork.proxy.downstream import Downstream, DownstreamConnection
     from outwork.proxy.server import GatewayState
 
 log = logging.getLogger("outwork.proxy")
@@ -34,15 +37,9 @@ log = logging.getLogger("outwork.proxy")
 # Request bytes held for exchanges that wait their turn (pipelining) or for an upstream
 # connection; reading from the client pauses beyond this.
 MAX_BUFFERED_REQUEST_BYTES = 1024 * 1024
-# A request body of at most this many bytes (Content-Length) is read whole before an upstream
-# connection is taken: a client that trickles a small body (slow-body attacks send a few KiB a
-# byte at a time) then holds no backend connection, only its own. Larger bodies stream.
-BODY_BEFORE_UPSTREAM = 64 * 1024
 
 _IDLE, _HEAD, _BODY, _WAIT, _TUNNEL = range(5)  # _TUNNEL: after a WebSocket upgrade request
 
-# Answers after which the request stream cannot be trusted: the connection closes.
-_FATAL_STATUSES = frozenset({400, 408, 413, 414, 417, 431, 501, 505})
 _REQUEST_ID = b"x-request-id: "
 
 
@@ -57,7 +54,7 @@ class ClientProtocol(asyncio.Protocol):
         # Ends the head sent upstream: the gateway's own lines (forwarding.py) are added to each
         # request's block in on_request_head.
         self.forwarded = b"\r\n"
-        self._forwarding = Forwarding(self.peer_host, b"unknown", self.scheme, False)
+        self.forwarding = Forwarding(self.peer_host, b"unknown", self.scheme, False)
         self._route: RouteConfig | None = None  # the route of the head being read
         self._requests = 0  # request heads read on this connection
         self._max_requests = state.config.limits.max_requests_per_connection
@@ -72,8 +69,8 @@ class ClientProtocol(asyncio.Protocol):
         self._pause_over_cap = False
         self._tls: Any = None
         self._access = state.access_log  # None when the access log is off
-        self._log_connection = b""  # the access log's per-connection parts, made once
-        self._log_tls = b"null"
+        self.log_connection = b""  # the access log's per-connection parts, made once
+        self.log_tls = b"null"
         self._accepted = 0.0  # time.monotonic() at accept (TLS listeners: for the handshake time)
         limits = state.config.limits
         self._reader = RequestReader(
@@ -91,7 +88,7 @@ class ClientProtocol(asyncio.Protocol):
         self._buffered = 0
         self._pause_reasons: set[str] = set()
         self._phase = _HEAD
-        self._read_eof = False
+        self.read_eof = False
         self._closed = False
         self._out: list[bytes] = []
         self._batch = 0
@@ -113,7 +110,7 @@ class ClientProtocol(asyncio.Protocol):
             host = str(peer[0])
             self.peer_host = host.encode()
             self.peer = f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
-            self._forwarding = Forwarding(
+            self.forwarding = Forwarding(
                 self.peer_host,
                 forwarded_node(host, peer[1]),
                 self.scheme,
@@ -125,7 +122,7 @@ class ClientProtocol(asyncio.Protocol):
             return
         self._admitted = True
         if self._access is not None:
-            self._log_connection = access_log.connection_part(self.peer, self.listener.name)
+            self.log_connection = access_log.connection_part(self.peer, self.listener.name)
         state.clients.add(self)
         state.metrics.connections_accepted += 1
         state.metrics.connections_active += 1
@@ -135,7 +132,7 @@ class ClientProtocol(asyncio.Protocol):
             self._tls = state.server_connection(self.listener.tls)
             self._accepted = time.monotonic()
 
-    def _refuse_connection(self, cap: str) -> None:
+    def _refuse_connection(self, cap: Refusal) -> None:
         """Over a connection cap: close at once, before any TLS or HTTP work. Aborted (RST),
         so that a flood of refused connections holds no socket in the kernel either."""
         state = self.state
@@ -155,13 +152,13 @@ class ClientProtocol(asyncio.Protocol):
                 self._received_tls(data)
         except Exception:  # a bug, not the peer's doing: log it, drop only this connection
             log.exception("internal error on a connection from %s", self.peer)
-            self._abort()
+            self.abort()
         finally:
             self.end()
 
     def eof_received(self) -> bool | None:
         # The client half-closed: answer what it already sent, then close.
-        self._read_eof = True
+        self.read_eof = True
         self._drop_partial_request()
         if self._nothing_more_to_answer():
             self.close()
@@ -288,8 +285,8 @@ class ClientProtocol(asyncio.Protocol):
                     (self.listener.name, event.version, event.cipher_suite, event.group)
                 ] += 1
                 if self._access is not None:
-                    self._log_tls = access_log.tls_part(event)
-                    self._log_connection = access_log.connection_part(
+                    self.log_tls = access_log.tls_part(event)
+                    self.log_connection = access_log.connection_part(
                         self.peer,
                         self.listener.name,
                         (time.monotonic() - self._accepted) * 1000,
@@ -322,7 +319,7 @@ class ClientProtocol(asyncio.Protocol):
                     {"alert": alert, "reason": event.reason, "ja4": tls.ja4},
                 )
             elif kind is ev.ConnectionClosed:
-                self._read_eof = True
+                self.read_eof = True
                 self._drop_partial_request()
         if self.transport is None or self._closed:
             return
@@ -332,7 +329,7 @@ class ClientProtocol(asyncio.Protocol):
         if tls.is_closed:
             self._closed = True
             self.transport.close()
-        elif self._read_eof and self._nothing_more_to_answer():
+        elif self.read_eof and self._nothing_more_to_answer():
             self.close()
         elif tls.reading_paused and not self.write_paused:
             # The engine held records once its answers reached its high-water mark; they
@@ -349,9 +346,11 @@ class ClientProtocol(asyncio.Protocol):
             data, self._reader.upgrade_data = self._reader.upgrade_data, b""
             self._tunnel_from_client(data)  # the client's first frames, sent with its request
 
-    def _refuse(self, exc: HTTPError, reason: str = "") -> None:
-        """The request stream is broken: answer in turn with the error, then close."""
-        self.state.metrics.refused[reason or str(exc.status)] += 1
+    def _refuse(self, exc: HTTPError, reason: Refusal | None = None) -> None:
+        """The request stream is broken: answer in turn with the error, then close. The
+        refusal is counted now: by the answer when it goes out at once, else here (an answer
+        that waits its turn, or none: the exchange was answered already, or is cut)."""
+        refusal = reason or for_status(exc.status)
         self.pause_reading("refused")
         reading = self._reading
         self._reading = None
@@ -359,11 +358,13 @@ class ClientProtocol(asyncio.Protocol):
             if reading.response_done:
                 # Answered early (its body was being read and dropped): it got its one
                 # response; the connection just closes.
+                self.state.metrics.refused[refusal] += 1
                 self.close()
                 return
             # Broken in the middle of a body: that exchange is answered with the error instead.
             if reading.response_started:
-                self._abort()  # its status line is already out: cutting is the only signal left
+                self.state.metrics.refused[refusal] += 1
+                self.abort()  # its status line is already out: cutting is the only signal left
                 return
             reading.request_done = True
             reading.keep_alive = False
@@ -371,7 +372,9 @@ class ClientProtocol(asyncio.Protocol):
             if reading.upstream is not None:
                 reading.upstream.abort()
             if reading is self._queue[0]:
-                self._answer(reading, exc.status)
+                self._answer(reading, exc.status, refusal)
+            else:
+                self.state.metrics.refused[refusal] += 1
             return
         ex = Exchange(self, None, None, exc.status)
         ex.request_id = self.state.request_ids.next()
@@ -381,7 +384,9 @@ class ClientProtocol(asyncio.Protocol):
             ex.route = route.name
         self._queue.append(ex)
         if len(self._queue) == 1:
-            self._start(ex)
+            self._answer(ex, exc.status, refusal)  # as _start would, counting the refusal
+        else:
+            self.state.metrics.refused[refusal] += 1
 
     # RequestSink: called by the reader
 
@@ -410,7 +415,7 @@ class ClientProtocol(asyncio.Protocol):
             ex.route = route.name
         if self._requests == last:
             ex.keep_alive = False  # its response says `Connection: close`
-        ex.request_id = self._forwarding.stamp(head, state.request_ids)
+        ex.request_id = self.forwarding.stamp(head, state.request_ids)
         self._reading = ex
         if head.upgrade:
             self._tunnel_requested(ex)
@@ -467,7 +472,7 @@ class ClientProtocol(asyncio.Protocol):
         head = ex.head
         assert head is not None and ex.pool is not None
         if head.expect_continue and not ex.request_done:
-            self._write(serialize.CONTINUE_100)
+            self.write(serialize.CONTINUE_100)
         if not ex.request_done and 0 < head.content_length <= BODY_BEFORE_UPSTREAM:
             self._body_first = ex  # acquired in on_request_end
             return
@@ -477,29 +482,20 @@ class ClientProtocol(asyncio.Protocol):
         """The methods routes take for this request's host and path (405), or b"" (404)."""
         return self.state.router.allowed(head_host(head), head.path)
 
-    def _answer(self, ex: Exchange, status: int) -> None:
-        """A response made by the gateway itself (404, 413, 502, 504, ...)."""
-        ex.status = status
-        if status in _FATAL_STATUSES:
-            ex.keep_alive = False
-        # Otherwise the connection stays usable: the rest of a request body (bounded by
-        # max_request_body) is read and dropped before the next request.
-        head = ex.head
-        head_only = head is not None and head.method == b"HEAD"
-        extra = _REQUEST_ID + ex.request_id + b"\r\n" if ex.request_id else b""
-        if status == 405 and head is not None:
-            extra += b"allow: " + self._allowed(head) + b"\r\n"
-        data = serialize.error_response(status, ex.keep_alive, head_only, extra)
+    def _answer(self, ex: Exchange, status: int, refusal: Refusal | None = None) -> None:
+        """A response made by the gateway itself (404, 413, 502, 504, ...). Unless its status
+        closes the connection, the connection stays usable: the rest of a request body
+        (bounded by max_request_body) is read and dropped before the next request."""
+        state = self.state
+        reply = local_reply(ex, status, state.metrics, state.router, refusal)
+        data = reply.http1(ex.keep_alive)
         ex.bytes_sent += len(data)
-        self._write(data)
+        self.write(data)
         self._response_done(ex)
 
     def _response_done(self, ex: Exchange) -> None:
-        ex.response_done = True
         self._uncount_paused_upstream()
-        self.state.metrics.request_done(ex, time.monotonic())
-        if self._access is not None:
-            self._access.log(ex, self._log_connection, self._log_tls)
+        exchange_done(ex, self.state.metrics, self._access, self)
         if not ex.keep_alive:
             self.close()
             return
@@ -518,7 +514,7 @@ class ClientProtocol(asyncio.Protocol):
             return
         if self._queue:
             self._start(self._queue[0])
-        elif self._read_eof:
+        elif self.read_eof:
             self.close()
         elif self._reading is None:
             self._phase = _IDLE
@@ -566,7 +562,7 @@ class ClientProtocol(asyncio.Protocol):
         ex.out_framing = Framing.NONE
         data = serialize.switching_protocols(head)
         ex.bytes_sent += len(data)
-        self._write(data)
+        self.write(data)
         self._tunnel_active = now = self.state.clock.now
         self.deadline = now + self.state.config.limits.websocket_idle_timeout
         early, self._tunnel_early = self._tunnel_early, []
@@ -613,7 +609,7 @@ class ClientProtocol(asyncio.Protocol):
         extra = _REQUEST_ID + ex.request_id + b"\r\n" if ex.request_id else b""
         data = serialize.response_head(head, framing, ex.keep_alive, extra)
         ex.bytes_sent += len(data)
-        self._write(data)
+        self.write(data)
 
     def response_body(self, ex: Exchange, data: bytes) -> None:
         if ex.out_framing is Framing.CHUNKED:
@@ -622,30 +618,35 @@ class ClientProtocol(asyncio.Protocol):
             self._writelines(parts)
         else:
             ex.bytes_sent += len(data)
-            self._write(data)
+            self.write(data)
 
     def response_end(self, ex: Exchange) -> None:
         if ex.cancelled:
             return
         if ex.out_framing is Framing.CHUNKED:
             ex.bytes_sent += len(serialize.CHUNKED_END)
-            self._write(serialize.CHUNKED_END)
+            self.write(serialize.CHUNKED_END)
         self._response_done(ex)
 
     def upstream_failed(self, ex: Exchange, status: int) -> None:
         if ex.cancelled:
             return
         if ex.response_started:
-            self._abort()  # the status line is gone; a cut connection is the only signal left
+            self.abort()  # the status line is gone; a cut connection is the only signal left
             return
         self._answer(ex, status)
+
+    @property
+    def connection(self) -> ClientProtocol:
+        """An HTTP/1.1 connection is its exchanges' client side itself."""
+        return self
 
     # output and flow control
 
     # Output is collected while a callback runs and written once at its end: one syscall (and,
     # with TLS, one record) for a response head and its body instead of one per piece.
 
-    def _write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         if self._closed:
             return
         self._out.append(data)
@@ -732,11 +733,12 @@ class ClientProtocol(asyncio.Protocol):
     def _stalled_over_cap(self) -> None:
         """Cut for holding a paused upstream past limits.max_paused_upstreams_per_address."""
         state = self.state
-        state.metrics.refused["paused_upstreams_per_address"] += 1
+        state.metrics.refused[Refusal.PAUSED_UPSTREAMS_PER_ADDRESS] += 1
         detail = {"limit": state.config.limits.max_paused_upstreams_per_address}
         state.security_log.emit("conn.stalled_upstream", self.peer, self.listener.name, detail)
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
+        """Cut the connection now (RST); what is unsent is dropped."""
         self._closed = True
         if self.transport is not None:
             self.transport.abort()
@@ -762,7 +764,7 @@ class ClientProtocol(asyncio.Protocol):
             if self._pause_over_cap:
                 self._stalled_over_cap()
             self.deadline = self.write_deadline = 0.0
-            self._abort()
+            self.abort()
             return
         if self.deadline == 0.0 or now <= self.deadline:
             return  # only a write deadline was near (not passed)
@@ -774,12 +776,20 @@ class ClientProtocol(asyncio.Protocol):
         if phase == _TUNNEL and self._tunnel_busy():
             return
         if (phase == _HEAD and self._reader.in_head) or phase == _BODY:
-            self._refuse(HTTPError(408, "request not received in time"), reason="timeout")
+            self._refuse(HTTPError(408, "request not received in time"), reason=Refusal.TIMEOUT)
             if not self._queue:
                 self.close()
             return
         if phase == _HEAD:
-            self.state.metrics.refused["timeout"] += 1
+            self.state.metrics.refused[Refusal.TIMEOUT] += 1
         # The client stopped reading (a slow-read attack, or gone): a close would wait for the
         # unsent bytes, holding the socket and the connection's slot; cut at once instead.
         self.shut()
+
+
+if TYPE_CHECKING:
+
+    def _client_is_downstream(client: ClientProtocol) -> tuple[Downstream, DownstreamConnection]:
+        """mypy proves here that an HTTP/1.1 connection is both an exchange's client side and
+        the connection an HTTP/2 session runs on."""
+        return client, client

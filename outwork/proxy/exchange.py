@@ -8,14 +8,27 @@ from typing import TYPE_CHECKING
 from outwork.http.messages import Framing, RequestHead
 
 if TYPE_CHECKING:
-    from outwork.proxy.connection import ClientProtocol
-    from outwork.proxy.h2 import H2Stream
+    from outwork.proxy.downstream import Downstream
     from outwork.proxy.upstream import UpstreamConnection, UpstreamPool
 
 # Idempotent methods (RFC 9110 9.2.2): sending one again cannot do more than sending it once.
 RETRYABLE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 # A request body kept (by reference) for a retry on another target; a longer one is sent once.
 MAX_REPLAY_BODY = 64 * 1024
+# A request body of at most this many bytes (Content-Length) is read whole before an upstream
+# connection is taken: a client that trickles a small body (slow-body attacks send a few KiB a
+# byte at a time) then holds no backend connection, only its own. Larger bodies stream.
+BODY_BEFORE_UPSTREAM = 64 * 1024
+
+
+def route_label(ex: Exchange) -> str:
+    """The route an exchange is counted under: the matched route's name, else its upstream's
+    name, else "none" (no route matched, or refused before routing)."""
+    route = ex.route
+    if route:
+        return route
+    pool = ex.pool
+    return pool.config.name if pool is not None else "none"
 
 
 class Exchange:
@@ -49,7 +62,7 @@ class Exchange:
 
     def __init__(
         self,
-        client: ClientProtocol | H2Stream,
+        client: Downstream,
         head: RequestHead | None,
         pool: UpstreamPool | None,
         error_status: int = 0,

@@ -21,7 +21,6 @@ transport's write buffer is full (h2 queues ACKs for PING and SETTINGS into its 
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -43,17 +42,19 @@ from h2.settings import SettingCodes, Settings
 from hpack import Encoder
 
 from outwork.http.checks import oversized_field
-from outwork.http.errors import REASONS, HTTPError
+from outwork.http.errors import HTTPError
 from outwork.http.h2head import build_request_head
 from outwork.http.messages import Framing, RequestHead, ResponseHead
+from outwork.observe.refusals import Refusal, for_flood, for_status
 from outwork.policy.config import Http2Config
-from outwork.proxy.exchange import Exchange
+from outwork.proxy.exchange import BODY_BEFORE_UPSTREAM, Exchange
 from outwork.proxy.h2_guard import Flood, FrameGuard
+from outwork.proxy.local_reply import exchange_done, local_reply
 from outwork.proxy.paused import OVER_CAP_GRACE, paused_by_address
 from outwork.proxy.router import head_host
 
 if TYPE_CHECKING:
-    from outwork.proxy.connection import ClientProtocol
+    from outwork.proxy.downstream import Downstream, DownstreamConnection
     from outwork.proxy.upstream import UpstreamConnection
 
 # The connection-level receive window: request bytes a client may have in flight (not yet
@@ -147,14 +148,10 @@ def receive(conn: H2Connection, guard: FrameGuard, data: bytes, now: float) -> l
     return conn.receive_data(data)
 
 
-def error_body(status: int) -> bytes:
-    return f"{status} {REASONS.get(status, 'Error')}\n".encode()
-
-
 class H2Session:
     """One client connection speaking HTTP/2."""
 
-    def __init__(self, client: ClientProtocol) -> None:
+    def __init__(self, client: DownstreamConnection) -> None:
         self.client = client
         self.state = state = client.state
         self.config = config = state.config.http2
@@ -185,9 +182,7 @@ class H2Session:
         self.opened = 0
         self.max_streams = limits.max_requests_per_connection
         # Small request bodies are received whole before an upstream connection is taken, as
-        # on HTTP/1.1 (imported here: connection.py imports this module).
-        from outwork.proxy.connection import BODY_BEFORE_UPSTREAM
-
+        # on HTTP/1.1.
         self.body_before_upstream = min(BODY_BEFORE_UPSTREAM, config.initial_window_size)
         self.body_first_bytes = 0  # held for those streams, not yet acknowledged
         self.paused_upstreams = 0  # upstream connections paused for this connection's streams
@@ -215,7 +210,7 @@ class H2Session:
             self._flood(flood)
             return
         except ProtocolError as exc:
-            state.metrics.refused["h2_protocol_error"] += 1
+            state.metrics.refused[Refusal.H2_PROTOCOL_ERROR] += 1
             state.security_log.emit(
                 "h2.protocol_error",
                 self.client.peer,
@@ -277,7 +272,7 @@ class H2Session:
         state = self.state
         if self.goaway_sent or len(self.streams) >= self.config.max_concurrent_streams:
             self.conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
-            state.metrics.refused["h2_refused_stream"] += 1
+            state.metrics.refused[Refusal.H2_REFUSED_STREAM] += 1
             self.guard.stream_refused(state.clock.now)
             return
         stream = H2Stream(self, sid)
@@ -299,16 +294,19 @@ class H2Session:
             if oversized_field(head.headers, self.max_field) is not None:
                 raise HTTPError(431, "header field too large")
         except HTTPError as exc:
-            state.metrics.refused[str(exc.status)] += 1
+            refusal: Refusal | None = for_status(exc.status)
             if exc.status == 400:
                 stream.reset_code = ErrorCodes.PROTOCOL_ERROR  # malformed: RFC 9113 8.1.1
             ex = Exchange(stream, None, None, exc.status)
             ex.request_id = state.request_ids.next()
         else:
             ex = self._route(stream, head)
+            status = ex.error_status
+            # No route (404, 405) is an answer, not a refusal.
+            refusal = for_status(status) if status and status != 404 and status != 405 else None
         ex.request_done = ended
         stream.exchange = ex
-        stream.start()
+        stream.start(refusal)
         if self.opened >= self.max_streams and not self.closed:
             # The connection's last request: GOAWAY (NO_ERROR, this stream the last taken); the
             # streams in flight are answered, later ones refused; the client opens a new one.
@@ -332,9 +330,7 @@ class H2Session:
                 ex.error_status = 413
         if len(head.target) > limits.max_request_line:
             ex.error_status = 414
-        if ex.error_status and ex.error_status != 404 and ex.error_status != 405:
-            state.metrics.refused[str(ex.error_status)] += 1
-        ex.request_id = client._forwarding.stamp(head, state.request_ids)
+        ex.request_id = client.forwarding.stamp(head, state.request_ids)
         return ex
 
     def discard_rest(self, stream_id: int) -> bool:
@@ -362,7 +358,7 @@ class H2Session:
 
     def _flood(self, flood: Flood) -> None:
         state = self.state
-        state.metrics.refused["h2_" + flood.attack] += 1
+        state.metrics.refused[for_flood(flood.attack)] += 1
         state.security_log.emit(
             "h2." + flood.attack, self.client.peer, self.client.listener.name, flood.detail
         )
@@ -378,7 +374,7 @@ class H2Session:
         """Move h2's pending frames into the connection's output batch."""
         data = self.conn.data_to_send()
         if data:
-            self.client._write(data)
+            self.client.write(data)
 
     def ack(self, size: int, stream_id: int) -> None:
         if size and not self.closed:
@@ -414,7 +410,7 @@ class H2Session:
         stream.unpaused()  # whichever way it ended, it holds no paused upstream any more
         self.streams.pop(stream.stream_id, None)
         self.idle_since = self.state.clock.now
-        if not self.streams and (self.goaway_sent or self.peer_goaway or self.client._read_eof):
+        if not self.streams and (self.goaway_sent or self.peer_goaway or self.client.read_eof):
             self.send()
             self.close()
         else:
@@ -458,7 +454,7 @@ class H2Session:
         limits = state.config.limits
         if self.guard.header_block_pending:
             if self.header_deadline and now > self.header_deadline:
-                state.metrics.refused["timeout"] += 1
+                state.metrics.refused[Refusal.TIMEOUT] += 1
                 self._cut()
                 return
         elif not self.streams:
@@ -480,7 +476,7 @@ class H2Session:
                 return  # its last stream ended (draining), or it reset too many
             if self.output_waits() and now > self.out_since + limits.idle_timeout:
                 # Its responses wait for a window it never opens, or it does not read.
-                state.metrics.refused["timeout"] += 1
+                state.metrics.refused[Refusal.TIMEOUT] += 1
                 self._cut()
                 return
         if not self.closed:
@@ -502,7 +498,7 @@ class H2Session:
         self._shut()
         transport = self.client.transport
         if transport is not None and transport.get_write_buffer_size():
-            self.client._abort()
+            self.client.abort()
 
     def drain(self, last_stream_id: int = -1) -> None:
         """Graceful stop: GOAWAY (NO_ERROR, the last stream taken: by default the highest
@@ -519,7 +515,7 @@ class H2Session:
         frame.last_stream_id = last_stream_id
         frame.error_code = 0
         self.send()
-        self.client._write(frame.serialize())
+        self.client.write(frame.serialize())
         if not self.streams:
             self.close()
         else:
@@ -544,8 +540,8 @@ class H2Session:
 
 
 class H2Stream:
-    """One stream: the client side of its exchange (the interface `ClientProtocol` offers an
-    upstream connection), speaking HTTP/2 frames."""
+    """One stream: the client side of its exchange (a `Downstream`, as an HTTP/1.1 connection
+    is), speaking HTTP/2 frames."""
 
     __slots__ = (
         "session",
@@ -619,17 +615,22 @@ class H2Stream:
         return paused
 
     @property
+    def connection(self) -> DownstreamConnection:
+        return self.session.client
+
+    @property
     def upstream_full(self) -> bool:
         """The upstream does not take this stream's body now (the client waits on us)."""
         return bool(self._paused)
 
     # the request
 
-    def start(self) -> None:
+    def start(self, refusal: Refusal | None = None) -> None:
+        """Answer a refused or unrouted request (counting `refusal`), else send it upstream."""
         ex = self.exchange
         assert ex is not None
         if ex.error_status:
-            self._answer(ex, ex.error_status)
+            self._answer(ex, ex.error_status, refusal)
             return
         head = ex.head
         assert head is not None and ex.pool is not None
@@ -661,15 +662,15 @@ class H2Stream:
                 self._malformed(ex, flow_length)  # more DATA than content-length says
                 return
         if self.received > self.max_body:
-            session.state.metrics.refused["413"] += 1
             ex.discard_body = True
             if ex.upstream is not None:
                 ex.upstream.abort()
             session.ack(flow_length, self.stream_id)
             if ex.response_started:
+                session.state.metrics.refused[Refusal.CONTENT_TOO_LARGE] += 1
                 self._reset(ErrorCodes.CANCEL)
             else:
-                self._answer(ex, 413)
+                self._answer(ex, 413, Refusal.CONTENT_TOO_LARGE)
             return
         self.unacked += flow_length
         if ex.upstream is not None:
@@ -723,29 +724,29 @@ class H2Stream:
         self.body_deadline = 0.0
         if ex is None or self._done:
             return
-        self.session.state.metrics.refused["timeout"] += 1
         ex.discard_body = True
         if ex.upstream is not None:
             ex.upstream.abort()
         if ex.response_started:
+            self.session.state.metrics.refused[Refusal.TIMEOUT] += 1
             self._reset(ErrorCodes.CANCEL)
         else:
-            self._answer(ex, 408)
+            self._answer(ex, 408, Refusal.TIMEOUT)
 
     def _malformed(self, ex: Exchange, flow_length: int) -> None:
         """DATA not matching content-length (RFC 9113 8.1.1): a stream error. Nothing of it
         goes upstream; that upstream request is abandoned."""
         session = self.session
-        session.state.metrics.refused["400"] += 1
         session.ack(flow_length, self.stream_id)
         ex.discard_body = True
         if ex.upstream is not None:
             ex.upstream.abort()
         if ex.response_started:
+            session.state.metrics.refused[Refusal.BAD_REQUEST] += 1
             self._reset(ErrorCodes.PROTOCOL_ERROR)
         else:
             self.reset_code = ErrorCodes.PROTOCOL_ERROR
-            self._answer(ex, 400)
+            self._answer(ex, 400, Refusal.BAD_REQUEST)
 
     def _ack(self) -> None:
         if self.unacked:
@@ -848,10 +849,13 @@ class H2Stream:
         if ex.cancelled or self._done:
             return
         if ex.response_started:
-            # The status is already out: a reset is the only signal left, for this stream only.
-            self._reset(ErrorCodes.INTERNAL_ERROR)
+            self.abort()
             return
         self._answer(ex, status)
+
+    def abort(self) -> None:
+        """The status is already out: a reset is the only signal left, for this stream only."""
+        self._reset(ErrorCodes.INTERNAL_ERROR)
 
     # output
 
@@ -961,7 +965,7 @@ class H2Stream:
         GOAWAY (raises `Flood`)."""
         session = self.session
         state = session.state
-        state.metrics.refused["h2_stalled_stream"] += 1
+        state.metrics.refused[Refusal.H2_STALLED_STREAM] += 1
         detail = {
             "reason": self._stall_reason,
             "stream_id": self.stream_id,
@@ -973,21 +977,10 @@ class H2Stream:
         self._reset(ErrorCodes.ENHANCE_YOUR_CALM)
         session.guard.stream_refused(state.clock.now)
 
-    def _answer(self, ex: Exchange, status: int) -> None:
+    def _answer(self, ex: Exchange, status: int, refusal: Refusal | None = None) -> None:
         """A response made by the gateway itself (400, 404, 413, 502, 504, ...)."""
-        ex.status = status
-        head_only = ex.head is not None and ex.head.method == b"HEAD"
-        body = error_body(status)
-        headers = [
-            (b":status", b"%d" % status),
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", b"%d" % len(body)),
-        ]
-        if ex.request_id:
-            headers.append((b"x-request-id", ex.request_id))
-        if status == 405 and ex.head is not None:
-            router = self.session.state.router
-            headers.append((b"allow", router.allowed(head_host(ex.head), ex.head.path)))
+        state = self.session.state
+        reply = local_reply(ex, status, state.metrics, state.router, refusal)
         ex.response_started = True
         # The exchange is answered, though the answer may wait for the client's window: a
         # connect or a queue entry still pending for it must not send it upstream after all.
@@ -997,12 +990,13 @@ class H2Stream:
         self._forget_body_first()
         ex.bytes_sent += 64
         try:
-            self.session.conn.send_headers(self.stream_id, headers)
+            self.session.conn.send_headers(self.stream_id, reply.h2_headers())
         except H2Error:
             self.cancel()
             return
         self._drop_output()
-        if not head_only:
+        if not reply.head_only:
+            body = reply.body
             self._out.append(body)
             self._out_size = len(body)
             self.session.out_bytes += len(body)
@@ -1021,12 +1015,8 @@ class H2Stream:
         ex = self.exchange
         session = self.session
         if ex is not None:
-            ex.response_done = True
-            session.state.metrics.request_done(ex, time.monotonic())
-            access = session.state.access_log
-            if access is not None:
-                # The connection's parts were made at the handshake, with "proto":"h2".
-                access.log(ex, session.client._log_connection, session.client._log_tls)
+            state = session.state
+            exchange_done(ex, state.metrics, state.access_log, session.client)
             if self.request_open:
                 ex.discard_body = True
         if self.request_open:
@@ -1063,3 +1053,10 @@ class H2Stream:
                 ex.upstream.abort()
         self._resume_released_upstream()
         self.session.stream_done(self)
+
+
+if TYPE_CHECKING:
+
+    def _stream_is_downstream(stream: H2Stream) -> Downstream:
+        """mypy proves here that an HTTP/2 stream is an exchange's client side."""
+        return stream

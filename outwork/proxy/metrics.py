@@ -1,6 +1,6 @@
 """Counters and histograms for the admin /metrics endpoint (Prometheus text format).
 
-The hot path only does dict and list increments (`metrics.refused["timeout"] += 1`, a bisect
+The hot path only does dict and list increments (`metrics.refused[Refusal.TIMEOUT] += 1`, a bisect
 into a histogram's bucket counts); nothing of prometheus_client runs there. At scrape time (and
 about once a second when a worker publishes its share, see `metrics_share.py`) the counters are
 turned into a `Snapshot` with label values as strings, snapshots of several workers are summed,
@@ -28,6 +28,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
+
+from outwork.observe.refusals import Refusal
 
 if TYPE_CHECKING:
     from outwork.proxy.exchange import Exchange
@@ -181,16 +183,6 @@ class Histogram:
         return series
 
 
-def route_label(ex: Exchange) -> str:
-    """The route an exchange is counted under: the matched route's name, else its upstream's
-    name, else "none" (no route matched, or refused before routing)."""
-    route = ex.route
-    if route:
-        return route
-    pool = ex.pool
-    return pool.config.name if pool is not None else "none"
-
-
 class Metrics:
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, int]] = Counter()  # by (route, status)
@@ -202,7 +194,9 @@ class Metrics:
         self.handshakes_failed: Counter[str] = Counter()  # by alert name
         self.security_events: Counter[str] = Counter()  # by event name
         self.security_events_dropped: Counter[str] = Counter()  # lines not written (rate limit)
-        self.refused: Counter[str] = Counter()  # requests refused by the gateway, by reason
+        # Requests (and connections) refused by the gateway, by reason: every reason at 0 from
+        # the start, so that /metrics declares them all.
+        self.refused: Counter[Refusal] = Counter(dict.fromkeys(Refusal, 0))
         self.connections_accepted = 0
         self.connections_active = 0
         self.upstream_connections_opened: Counter[str] = Counter()  # by upstream
@@ -210,7 +204,7 @@ class Metrics:
 
     def request_done(self, ex: Exchange, now: float) -> None:
         """Count an answered exchange; `now` is `time.monotonic()` at its last byte. The route
-        is as in `route_label`."""
+        is as in `exchange.route_label`."""
         # Histogram.observe inlined (once per request: the method calls cost a third).
         route = ex.route
         if not route:

@@ -1,0 +1,60 @@
+"""Every reason the gateway refuses a request or a connection: one closed set.
+
+Each member is one label value of `outwork_requests_refused_total{reason=...}`, declared at 0
+from the start (as Envoy declares its stats), so that an alert can watch a reason before it ever
+happens and a typo cannot invent a new series. `Metrics.refused` is keyed by `Refusal` and mypy
+refuses a plain string there. A refusal made from an HTTP status (an `HTTPError` of the request
+reader or of the HTTP/2 head checks) goes through `for_status`, which knows every status the
+gateway refuses with; the README's table lists every member (a test compares them).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Refusal(StrEnum):
+    # A request the gateway answered itself, by the status it answered with.
+    BAD_REQUEST = "400"
+    METHOD_NOT_ALLOWED = "405"  # CONNECT (the gateway is no forward proxy)
+    REQUEST_TIMEOUT = "408"
+    CONTENT_TOO_LARGE = "413"
+    URI_TOO_LONG = "414"
+    EXPECTATION_FAILED = "417"
+    HEADER_FIELDS_TOO_LARGE = "431"
+    NOT_IMPLEMENTED = "501"
+    VERSION_NOT_SUPPORTED = "505"
+    # A client too slow: a request head or body not received in time, an HTTP/2 connection
+    # whose header block, output or idleness passed its deadline.
+    TIMEOUT = "timeout"
+    # Connection caps (refused at accept) and stalls.
+    MAX_CONNECTIONS = "max_connections"
+    MAX_CONNECTIONS_PER_IP = "max_connections_per_ip"
+    PAUSED_UPSTREAMS_PER_ADDRESS = "paused_upstreams_per_address"
+    # HTTP/2.
+    H2_PROTOCOL_ERROR = "h2_protocol_error"
+    H2_REFUSED_STREAM = "h2_refused_stream"
+    H2_STALLED_STREAM = "h2_stalled_stream"
+    H2_RAPID_RESET = "h2_rapid_reset"
+    H2_CONTINUATION_FLOOD = "h2_continuation_flood"
+    H2_SETTINGS_FLOOD = "h2_settings_flood"
+    H2_PING_FLOOD = "h2_ping_flood"
+    H2_EMPTY_FRAMES_FLOOD = "h2_empty_frames_flood"
+    # The admin listener.
+    ADMIN_EVICTED = "admin_evicted"
+    ADMIN_HOST = "admin_host"
+
+
+_BY_STATUS = {int(member.value): member for member in Refusal if member.value.isdigit()}
+
+
+def for_status(status: int) -> Refusal:
+    """The refusal counted for a request answered `status` by the gateway's own checks.
+    Raises KeyError for a status the gateway never refuses with (a bug: see the test that
+    walks every `HTTPError` the code raises)."""
+    return _BY_STATUS[status]
+
+
+def for_flood(attack: str) -> Refusal:
+    """The refusal counted for an HTTP/2 flood (`h2_guard.Flood.attack`)."""
+    return Refusal("h2_" + attack)

@@ -1,0 +1,95 @@
+"""Answers made by the gateway itself (Envoy's `sendLocalReply`), for HTTP/1.1 and HTTP/2 alike.
+
+`local_reply` decides everything about such an answer once: its status, its short plain-text
+body (no detail leaked to the peer), its headers (the request id, `allow` for a 405), whether
+the connection may be kept after it, and the refusal it counts. The protocols only put it on
+the wire (`LocalReply.http1`, `LocalReply.h2_headers`). `exchange_done` is where every
+exchange ends, answered by the gateway or by an upstream: the request metrics and the access
+log line.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, NamedTuple
+
+from outwork.http.errors import REASONS
+from outwork.proxy.router import head_host
+
+if TYPE_CHECKING:
+    from outwork.observe.refusals import Refusal
+    from outwork.proxy.access_log import AccessLog
+    from outwork.proxy.downstream import DownstreamConnection
+    from outwork.proxy.exchange import Exchange
+    from outwork.proxy.metrics import Metrics
+    from outwork.proxy.router import Router
+
+# Answers after which an HTTP/1.1 request stream cannot be trusted: the connection closes.
+FATAL_STATUSES = frozenset({400, 408, 413, 414, 417, 431, 501, 505})
+
+_CONTENT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
+
+
+class LocalReply(NamedTuple):
+    status: int
+    # Lower-case names, in the order they are sent: content-type, content-length, then
+    # x-request-id and allow when they apply.
+    headers: list[tuple[bytes, bytes]]
+    body: bytes  # what the headers describe; not sent in answer to HEAD
+    head_only: bool  # the request was HEAD
+
+    def http1(self, keep_alive: bool) -> bytes:
+        """The HTTP/1.1 bytes; `connection: close` when the connection ends after it."""
+        status = self.status
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, "Error").encode())]
+        headers = self.headers
+        lines += [name + b": " + value + b"\r\n" for name, value in headers[:2]]
+        if not keep_alive:
+            lines.append(b"connection: close\r\n")
+        lines += [name + b": " + value + b"\r\n" for name, value in headers[2:]]
+        lines.append(b"\r\n")
+        if not self.head_only:
+            lines.append(self.body)
+        return b"".join(lines)
+
+    def h2_headers(self) -> list[tuple[bytes, bytes]]:
+        """The HTTP/2 header list (the body goes in DATA frames, unless HEAD)."""
+        return [(b":status", b"%d" % self.status), *self.headers]
+
+
+def body_for(status: int) -> bytes:
+    return f"{status} {REASONS.get(status, 'Error')}\n".encode()
+
+
+def local_reply(
+    ex: Exchange, status: int, metrics: Metrics, router: Router, refusal: Refusal | None = None
+) -> LocalReply:
+    """The gateway's own answer `status` to `ex` (400, 404, 405, 408, 413, 502, 503, 504, ...).
+
+    Counts `refusal` when the answer is one (callers whose answer waits its turn, or is cut
+    short instead, count theirs where they refuse). After a status that leaves the request
+    stream in doubt the exchange is not kept alive (HTTP/1.1 closes the connection)."""
+    ex.status = status
+    if refusal is not None:
+        metrics.refused[refusal] += 1
+    if status in FATAL_STATUSES:
+        ex.keep_alive = False
+    body = body_for(status)
+    headers = [_CONTENT_TYPE, (b"content-length", b"%d" % len(body))]
+    if ex.request_id:
+        headers.append((b"x-request-id", ex.request_id))
+    head = ex.head
+    if status == 405 and head is not None:
+        headers.append((b"allow", router.allowed(head_host(head), head.path)))
+    return LocalReply(status, headers, body, head is not None and head.method == b"HEAD")
+
+
+def exchange_done(
+    ex: Exchange, metrics: Metrics, access: AccessLog | None, connection: DownstreamConnection
+) -> None:
+    """The response's last byte is written (or queued): count the exchange, log it."""
+    ex.response_done = True
+    metrics.request_done(ex, time.monotonic())
+    if access is not None:
+        # The connection's parts were made at accept or at the handshake (with its proto).
+        access.log(ex, connection.log_connection, connection.log_tls)
