@@ -228,6 +228,44 @@ def certs_csr(
     click.echo(f"CSR for {csr.subject.rfc4514_string() or '(empty subject)'}: {out}")
 
 
+@certs.command("install")
+@CONFIG_OPTION
+@click.option("--listener", required=True, help="The listener whose certificate is replaced.")
+@click.option(
+    "--cert", required=True, type=click.Path(dir_okay=False), help="PEM chain, leaf first."
+)
+@click.option("--key", required=True, metavar="FILE|pkcs11:URI", help="The certificate's key.")
+@click.option(
+    "--admin",
+    "admin_address",
+    default=None,
+    metavar="HOST:PORT",
+    help="The running gateway's admin listener (default: admin.bind of the config).",
+)
+def certs_install(
+    config_path: str, listener: str, cert: str, key: str, admin_address: str | None
+) -> None:
+    """Check CERT and KEY for LISTENER locally, then install them into the running gateway
+    through its admin API: every worker serves them to new connections, connections in flight
+    are untouched, and the config file is updated so a restart keeps them."""
+    from outwork.ops import OpsError
+    from outwork.ops.install import install_remote, prepare
+
+    cert = str(Path(cert).resolve())
+    if not key.startswith("pkcs11:"):
+        key = str(Path(key).resolve())
+    try:
+        prepared = prepare(Path(config_path), listener, cert, key)
+        prepared.discard()  # checked only: the gateway writes the file
+        result = install_remote(prepared.config, admin_address, listener, cert, key)
+    except OpsError as exc:
+        _ops_refused(exc)
+    click.echo(
+        f"installed on listener {listener}: serial {result['serial']},"
+        f" {result['workers']} worker(s) serving it; {config_path} updated"
+    )
+
+
 @certs.command("list")
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="JSON on stdout instead of a table.")

@@ -43,6 +43,7 @@ class Refusal(StrEnum):
     # The admin listener.
     ADMIN_EVICTED = "admin_evicted"
     ADMIN_HOST = "admin_host"
+    ADMIN_UNAUTHORIZED = "admin_unauthorized"
 
 
 _BY_STATUS = {int(member.value): member for member in Refusal if member.value.isdigit()}

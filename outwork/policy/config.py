@@ -144,5 +144,7 @@ class GatewayConfig:
     admin_hosts: tuple[str, ...] = ()
     admin_max_connections: int = 32  # beyond: the oldest admin connection is closed
     admin_timeout: float = 5.0  # seconds an admin connection may stay open
+    admin_token: bytes | None = None  # the admin API's bearer token; None: no change endpoints
+    admin_token_ref: str | None = None  # where it comes from (env:NAME, file:PATH): for the CLI
     paths: PathRules = STRICT  # request path normalisation (routing and forwarding)
     scan: ScanConfig = ScanConfig()

@@ -112,6 +112,7 @@ MAX_CONFIG_FILE = 1024 * 1024
 MAX_CLIENT_CA_FILE = 1024 * 1024  # bytes of a client CA bundle
 MAX_TRUST_STORE_FILE = 4 * 1024 * 1024  # bytes of an upstream CA bundle (the system one: ~220K)
 # Where Debian (and its derivatives) keep the system's trusted CAs as one PEM bundle.
+MIN_ADMIN_TOKEN = 16  # bytes of the admin API's bearer token
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 _TARGET_PORTS = {"http": 80, "https": 443}
 # Upstream requests are HTTP/1.1: ALPN may offer nothing else.
@@ -287,6 +288,7 @@ class _Loader:
                 )
         admin = None
         admin_hosts: tuple[str, ...] = ()
+        admin_token: bytes | None = None
         admin_spec = spec.admin or AdminSpec()
         if spec.admin is not None:
             admin = self._address(("admin", "bind"), spec.admin.bind)
@@ -298,6 +300,7 @@ class _Loader:
                     " management network)",
                 )
             admin_hosts = self._admin_hosts(spec.admin.allowed_hosts)
+            admin_token = self._admin_token(spec.admin.token)
         http2 = self._http2(spec)
         self._paused_cap_below_pools(spec, upstreams)
         scan_timeout = self._duration(("scan", "timeout"), spec.scan.timeout, 120)
@@ -335,6 +338,8 @@ class _Loader:
             admin_hosts=admin_hosts,
             admin_max_connections=admin_spec.max_connections,
             admin_timeout=admin_spec.timeout,
+            admin_token=admin_token,
+            admin_token_ref=admin_spec.token,
             paths=paths,
             scan=ScanConfig(spec.scan.concurrency, scan_timeout or 5.0),
         )
@@ -374,6 +379,22 @@ class _Loader:
                     f" ({upstream.max_connections}): one client address that stops reading can"
                     " hold all its connections",
                 )
+
+    def _admin_token(self, reference: str | None) -> bytes | None:
+        if reference is None:
+            return None
+        from outwork.keys.secret import SecretError, parse_secret_ref, read_secret
+
+        try:
+            token = read_secret(parse_secret_ref(reference), self.base)
+        except SecretError as exc:
+            self.error(("admin", "token"), str(exc))
+            return None
+        if len(token) < MIN_ADMIN_TOKEN:
+            # A short token can be guessed over the network; refuse rather than warn.
+            self.error(("admin", "token"), f"the token is shorter than {MIN_ADMIN_TOKEN} bytes")
+            return None
+        return token
 
     def _admin_hosts(self, names: list[str]) -> tuple[str, ...]:
         hosts = []

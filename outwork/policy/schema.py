@@ -187,6 +187,9 @@ class AdminSpec(_Spec):
     max_connections: Annotated[int, Meta(ge=1, le=1024)] = 32
     # Seconds an admin connection may stay open, whatever it sent (probes answer at once).
     timeout: Annotated[float, Meta(gt=0, le=60)] = 5.0
+    # The admin API's bearer token, by reference (env:NAME or file:PATH); none: no change
+    # endpoints at all (403). Read in load.py.
+    token: NonEmptyStr | None = None
 
 
 class LimitsSpec(_Spec):

@@ -22,20 +22,45 @@ rebinding) cannot read the admin pages through a browser.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import hmac
 import ipaddress
-from typing import TYPE_CHECKING, cast
+import json
+import os
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client.exposition import generate_latest
 
 from outwork.observe.refusals import Refusal
-from outwork.policy.config import Address
+from outwork.policy.config import Address, GatewayConfig
 from outwork.proxy import metrics_share
-from outwork.proxy.metrics import CONTENT_TYPE, Metrics, Snapshot, SnapshotCollector
+from outwork.proxy.metrics import (
+    CERTIFICATE_EXPIRY,
+    CONTENT_TYPE,
+    Labels,
+    Metrics,
+    Snapshot,
+    SnapshotCollector,
+    Value,
+)
 
 if TYPE_CHECKING:
     from outwork.proxy.server import GatewayState
 
 MAX_ADMIN_REQUEST = 8 * 1024
+MAX_ADMIN_BODY = 1024 * 1024  # a change request's body (JSON of a few paths): 413 beyond
+MAX_FIELD = 4096  # characters of one field of a change request
+# Seconds the admin waits for every worker to report it serves the new certificates.
+APPLY_TIMEOUT = 10.0
+# In the supervisor's run directory: the pids it told to swap certificates (written by the
+# supervisor), and one file per worker holding the digest of the config it swapped to.
+CERTS_SIGNALLED = "certs-signalled"
+CERTS_ACK_PREFIX = "certs-"
 # The defaults of admin.max_connections and admin.timeout (the config's values are used):
 MAX_ADMIN_CONNECTIONS = 32  # scrapers and probes; more at once is a client bug or an attack
 ADMIN_TIMEOUT = 5.0  # seconds a connection may stay open
@@ -44,7 +69,13 @@ _REASONS = {
     200: b"OK",
     400: b"Bad Request",
     404: b"Not Found",
+    401: b"Unauthorized",
+    403: b"Forbidden",
     405: b"Method Not Allowed",
+    411: b"Length Required",
+    413: b"Content Too Large",
+    422: b"Unprocessable Content",
+    500: b"Internal Server Error",
     421: b"Misdirected Request",
     431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
@@ -78,9 +109,11 @@ class Admin:
 
     def snapshot(self) -> Snapshot:
         own = self.metrics.snapshot(self.current[0].pools.values())
-        if self.run_dir is None:
-            return own
-        return metrics_share.gather(self.run_dir, own)
+        if self.run_dir is not None:
+            own = metrics_share.gather(self.run_dir, own)
+        # Not summed over workers: every worker serves the same certificates.
+        own[CERTIFICATE_EXPIRY] = certificate_expiry(self.current[0].config)
+        return own
 
     def metrics_page(self) -> bytes:
         snapshot = self.snapshot()
@@ -104,6 +137,76 @@ class Admin:
             if not any(pool.healthy):
                 lines.append(b"upstream %s: no healthy target\n" % name.encode())
         return 200, b"".join(lines)
+
+
+def certificate_expiry(config: GatewayConfig) -> dict[Labels, Value]:
+    """Seconds until each served certificate (leaf) expires, negative once expired."""
+    now = time.time()
+    out: dict[Labels, Value] = {}
+    for listener in config.listeners:
+        for certified in listener.tls.certificates if listener.tls is not None else ():
+            leaf = certified.chain[0]
+            subject = leaf.subject.rfc4514_string()
+            out[(listener.name, subject)] = leaf.not_valid_after_utc.timestamp() - now
+    return out
+
+
+def config_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def swap_certificates(state: GatewayState, new: GatewayConfig) -> list[str]:
+    """Give new connections of `state` the certificate sets `new` has for its listeners (the
+    names of those that changed). Nothing else of the config changes and no connection is
+    touched: each open connection keeps the ListenerConfig it was accepted with."""
+    fresh = {li.name: li.tls for li in new.listeners}
+    changed: list[str] = []
+    listeners = []
+    for listener in state.config.listeners:
+        tls, new_tls = listener.tls, fresh.get(listener.name)
+        if tls is not None and new_tls is not None:
+            if [c.chain for c in tls.certificates] != [c.chain for c in new_tls.certificates]:
+                listener = replace(listener, tls=replace(tls, certificates=new_tls.certificates))
+                changed.append(listener.name)
+        listeners.append(listener)
+    if changed:
+        state.config = replace(state.config, listeners=tuple(listeners))
+    return changed
+
+
+def acknowledge_certificates(run_dir: str, digest: str) -> None:
+    """A worker's note that it serves the certificates of the config whose digest is given."""
+    path = os.path.join(run_dir, f"{CERTS_ACK_PREFIX}{os.getpid()}")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(digest)
+    os.replace(tmp, path)
+
+
+def _other_workers_acknowledged(run_dir: str, digest: str) -> bool | None:
+    """True once every worker the supervisor signalled (and still alive) acknowledged `digest`;
+    None while the supervisor has not yet written whom it signalled."""
+    try:
+        with open(os.path.join(run_dir, CERTS_SIGNALLED)) as f:
+            pids = [int(p) for p in f.read().split()]
+    except FileNotFoundError:
+        return None
+    for pid in pids:
+        if pid == os.getpid():
+            continue
+        try:
+            with open(os.path.join(run_dir, f"{CERTS_ACK_PREFIX}{pid}")) as f:
+                if f.read() == digest:
+                    continue
+        except FileNotFoundError:
+            pass
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue  # gone: its replacement loads the new file
+        return False
+    return True
 
 
 def host_allowed(host: bytes, bind: Address | None, names: tuple[str, ...]) -> bool:
@@ -135,6 +238,7 @@ class AdminProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self._timer: asyncio.TimerHandle | None = None
+        self._busy = False  # a change request is being applied
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
@@ -153,7 +257,7 @@ class AdminProtocol(asyncio.Protocol):
             self._timer.cancel()
 
     def data_received(self, data: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
+        if self.transport is None or self.transport.is_closing() or self._busy:
             return
         self.buffer += data
         end = self.buffer.find(b"\r\n\r\n")
@@ -185,7 +289,9 @@ class AdminProtocol(asyncio.Protocol):
             return
         method, target = parts[0], parts[1].split(b"?", 1)[0]
         head_only = method == b"HEAD"
-        if method not in (b"GET", b"HEAD"):
+        if method == b"POST" and target == b"/certificates":
+            self._change(fields, end + 4)
+        elif method not in (b"GET", b"HEAD"):
             self._answer(405, b"method not allowed\n")
         elif target == b"/healthz":
             self._answer(200, b"ok\n", head_only=head_only)
@@ -197,8 +303,116 @@ class AdminProtocol(asyncio.Protocol):
         else:
             self._answer(404, b"not found\n", head_only=head_only)
 
+    def _field(self, fields: list[bytes], name: bytes) -> bytes | None:
+        values = [v.strip() for n, _, v in (f.partition(b":") for f in fields) if n.lower() == name]
+        return values[0] if len(values) == 1 else None
+
+    def _peer(self) -> str:
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        return str(Address(str(peer[0]), int(peer[1]))) if peer else "?"
+
+    def _audit(self, what: str, result: str, detail: dict[str, Any]) -> None:
+        """One audit line per change request, on the security-events sink."""
+        self.admin.current[0].security_log.emit(
+            "admin.audit", self._peer(), "admin", {"what": what, "result": result, **detail}
+        )
+
+    def _change(self, fields: list[bytes], body_start: int) -> None:
+        """A change request: authorised first (no token configured: 403; missing or wrong: 401),
+        then its body read (at most MAX_ADMIN_BODY) and applied."""
+        if self._busy:
+            return
+        config = self.admin.current[0].config
+        if config.admin_token is None:
+            self._answer(403, b"the admin API is off: no admin.token in the config\n")
+            return
+        given = self._field(fields, b"authorization") or b""
+        scheme, _, token = given.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(
+            token.strip(), config.admin_token
+        ):
+            self.admin.metrics.refused[Refusal.ADMIN_UNAUTHORIZED] += 1
+            self._audit("POST /certificates", "unauthorized", {"token_given": bool(given)})
+            self._answer(401, b"a valid bearer token is required\n", www_authenticate=True)
+            return
+        length_field = self._field(fields, b"content-length")
+        if length_field is None or not length_field.isdigit():
+            self._answer(411, b"content-length required\n")
+            return
+        length = int(length_field)
+        if length > MAX_ADMIN_BODY:
+            self._answer(413, b"body too large\n")
+            return
+        body = bytes(self.buffer[body_start:])
+        if len(body) < length:
+            return  # more to come: data_received parses the head again then
+        self._busy = True
+        if self._timer is not None:
+            self._timer.cancel()  # the change has its own timeout (APPLY_TIMEOUT)
+        asyncio.get_running_loop().create_task(self._install(body[:length]))
+
+    async def _install(self, body: bytes) -> None:
+        from outwork.ops import OpsError
+        from outwork.ops.install import prepare
+
+        what = "POST /certificates"
+        try:
+            request = json.loads(body)
+            listener, cert, key = (request[k] for k in ("listener", "cert", "key"))
+            if not all(
+                isinstance(v, str) and 0 < len(v) <= MAX_FIELD for v in (listener, cert, key)
+            ):
+                raise ValueError("listener, cert and key are non-empty strings")
+        except (ValueError, KeyError, TypeError) as exc:
+            self._audit(what, "bad request", {"error": str(exc)[:200]})
+            self._answer(400, b'{"error": "a JSON object with listener, cert and key"}\n')
+            return
+        detail = {"listener": listener, "cert": cert, "key": key.split("?", 1)[0]}
+        state = self.admin.current[0]
+        try:
+            prepared = prepare(Path(state.config.file), listener, cert, key)
+        except OpsError as exc:
+            self._audit(what, "refused", {**detail, "error": str(exc)})
+            self._answer(422, json.dumps({"error": str(exc)}).encode() + b"\n")
+            return
+        prepared.commit()
+        swap_certificates(self.admin.current[0], prepared.config)
+        leaf = prepared.certified.chain[0]
+        detail["serial"] = format(leaf.serial_number, "x")
+        workers = 1
+        run_dir = self.admin.run_dir
+        if run_dir is not None:
+            ok, workers = await self._tell_workers(run_dir, config_digest(state.config.file))
+            if not ok:
+                self._audit(what, "partly applied", detail)
+                message = {"error": "not every worker confirmed in time", **detail}
+                self._answer(500, json.dumps(message).encode() + b"\n")
+                return
+        self._audit(what, "ok", detail)
+        self._answer(200, json.dumps({**detail, "workers": workers}).encode() + b"\n")
+
+    async def _tell_workers(self, run_dir: str, digest: str) -> tuple[bool, int]:
+        """Have the supervisor tell every worker to load the new certificates; wait until all
+        of them say they did."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(run_dir, CERTS_SIGNALLED))
+        os.kill(os.getppid(), signal.SIGUSR1)
+        deadline = time.monotonic() + APPLY_TIMEOUT
+        while time.monotonic() < deadline:
+            done = _other_workers_acknowledged(run_dir, digest)
+            if done:
+                with open(os.path.join(run_dir, CERTS_SIGNALLED)) as f:
+                    return True, len(f.read().split())
+            await asyncio.sleep(0.05)
+        return False, 0
+
     def _answer(
-        self, status: int, body: bytes, ctype: bytes = b"text/plain", head_only: bool = False
+        self,
+        status: int,
+        body: bytes,
+        ctype: bytes = b"text/plain",
+        head_only: bool = False,
+        www_authenticate: bool = False,
     ) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
@@ -209,5 +423,7 @@ class AdminProtocol(asyncio.Protocol):
             ctype,
             len(body),
         )
+        if www_authenticate:
+            head += b'www-authenticate: Bearer realm="outwork-admin"\r\n'
         transport.write(head + b"connection: close\r\n\r\n" + (b"" if head_only else body))
         transport.close()

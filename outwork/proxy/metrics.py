@@ -72,7 +72,15 @@ class Family:
     labels: tuple[str, ...]
 
 
+CERTIFICATE_EXPIRY = "outwork_certificate_expiry_seconds"
+
 FAMILIES = (
+    Family(
+        CERTIFICATE_EXPIRY,
+        "gauge",
+        "Seconds until a served certificate expires (negative: expired), by listener and subject.",
+        ("listener", "subject"),
+    ),
     Family(
         "outwork_requests_total",
         "counter",

@@ -309,8 +309,27 @@ async def serve(
             return
         reloading[:] = [loop.create_task(safe_reload())]
 
+    def certificates_changed() -> None:
+        """SIGUSR1 from the supervisor: the admin API installed a certificate in the config
+        file; serve the file's certificate sets to new connections, change nothing else."""
+        from outwork.policy.load import load_config
+        from outwork.policy.source import ConfigError
+        from outwork.proxy.admin import acknowledge_certificates, config_digest, swap_certificates
+
+        try:
+            digest = config_digest(current[0].config.file)
+            changed = swap_certificates(current[0], load_config(current[0].config.file))
+        except (ConfigError, OSError) as exc:
+            log(f"certificates not changed: {exc}")
+            return
+        if changed:
+            log(f"new certificates for {', '.join(changed)}")
+        if run_dir is not None:
+            acknowledge_certificates(run_dir, digest)
+
     if worker:
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
+        loop.add_signal_handler(signal.SIGUSR1, certificates_changed)
     else:
         loop.add_signal_handler(signal.SIGHUP, start_reload)
 

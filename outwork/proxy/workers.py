@@ -168,7 +168,7 @@ class Supervisor:
         self.signals.append(signum)
 
     def run(self) -> int:
-        for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             signal.signal(handled, self._on_signal)
         for name, address in self.addresses.items():
             self.log(f"listener {name} on {_SCHEMES.get(name, 'http')}://{address}")
@@ -185,6 +185,8 @@ class Supervisor:
                     deferred_reload = True
                 elif signum == signal.SIGHUP and not stopping:
                     self._safe_reload()
+                elif signum == signal.SIGUSR1:
+                    self._tell_certificates()
                 elif signum in (signal.SIGTERM, signal.SIGINT) and not stopping:
                     stopping = True
                     metrics_share.mark(self.run_dir, metrics_share.STOPPING)  # /readyz: 503
@@ -231,6 +233,19 @@ class Supervisor:
         metrics_share.remove_run_dir(self.run_dir)
         self.log("stopped")
         return 1 if self.start_failed else 0
+
+    def _tell_certificates(self) -> None:
+        """The admin API (worker 0) installed a certificate: every serving worker re-reads the
+        certificate sets (SIGUSR1), without a reload. Whom we told goes to the run directory,
+        so the admin knows whose acknowledgements to wait for. A worker still starting
+        loads the config file, which already holds the new certificate."""
+        told = [w for w in self.workers.values() if w.ready and not w.stopping]
+        for worker in told:
+            self._signal(worker, signal.SIGUSR1)
+        path = os.path.join(self.run_dir, "certs-signalled")
+        with open(path + ".tmp", "w") as f:
+            f.write(" ".join(str(w.pid) for w in told))
+        os.replace(path + ".tmp", path)
 
     def _read_ready(self) -> None:
         for worker in self.workers.values():
@@ -387,6 +402,8 @@ def _worker_main(
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
+    # Until serve() handles it (new certificates): ignored, not the default (which kills).
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     # A worker never reloads (the supervisor replaces it): a SIGHUP to the process group (a
     # terminal hang-up, `kill -HUP -PGID`) must not kill it while it starts.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
