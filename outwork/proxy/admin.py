@@ -17,6 +17,10 @@ rebinding) cannot read the admin pages through a browser.
   in the body but do not change the status: other routes may still work, and taking the whole
   gateway out of a load balancer would turn one backend's outage into a total one.
 - `/metrics`: Prometheus text format (see `metrics.py`), summed over all workers.
+- `POST /certificates` (the admin API, only with `admin.token`): install a checked certificate
+  chain and key for a listener (see `outwork/ops/install.py`); every worker swaps that
+  listener's certificate set for new handshakes, nothing drains. Each change request, allowed
+  or not, is an `admin.audit` line on the security-events sink.
 """
 
 from __future__ import annotations

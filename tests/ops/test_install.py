@@ -269,7 +269,15 @@ def test_admin_api_token_and_body_cap(
     assert post(gateway, body, {"Authorization": "Bearer wrong"})[0] == 401
     assert [a["detail"]["result"] for a in audit_lines(tmp_path)] == ["unauthorized"] * 2
     good = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    assert post(gateway, b"x" * (1024 * 1024 + 1), good)[0] == 413
+    # Refused on its declared length, before any of it is read.
+    admin = admin_address(gateway).rpartition(":")
+    with socket.create_connection((admin[0], int(admin[2])), timeout=10) as raw:
+        raw.sendall(
+            b"POST /certificates HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer "
+            + ADMIN_TOKEN.encode()
+            + b"\r\nContent-Length: %d\r\n\r\n" % (1024 * 1024 + 1)
+        )
+        assert raw.recv(65536).startswith(b"HTTP/1.1 413 ")
     status, text = post(gateway, b"[1]", good)
     assert status == 400
     assert gateway.config_file.read_bytes() == before
@@ -299,3 +307,30 @@ def test_rewrite_changes_only_the_two_values(cert: str, key: str) -> None:
     assert parsed["listeners"][0] == yaml.safe_load(text)["listeners"][0]
     assert out.startswith("# top comment\nlisteners:\n  - name: other  # not this one\n")
     assert "# the old one\n" in out
+
+
+def test_single_process_install_leaves_open_connections_untouched(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    old_cert, old_key = issue_file_cert(tmp_path, "old")
+    new_cert, new_key = issue_file_cert(tmp_path, "new")
+    gateway = start(make_gateway, make_backend(), tmp_path, old_cert, str(old_key), TOKEN_ENV)
+    port = urlsplit(gateway.urls["public"]).port
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca" / "ca.pem"))
+    request = b"GET / HTTP/1.1\r\nHost: api.test\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="api.test") as tls:
+            tls.sendall(request)
+            assert tls.recv(65536).startswith(b"HTTP/1.1 200")
+            result = outwork("certs", "install", "-c", str(gateway.config_file), "--listener",
+                             "public", "--cert", str(new_cert), "--key", str(new_key),
+                             "--admin", admin_address(gateway), cwd=tmp_path,
+                             env=TOKEN_ENV)  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            assert "1 worker(s)" in result.stdout
+            # The connection opened before goes on: same session, keep-alive, no close.
+            tls.sendall(request)
+            answer = tls.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200")
+            assert b"connection: close" not in answer.lower()
+    assert served_serial(gateway, tmp_path) == serial_of(new_cert)
