@@ -97,6 +97,8 @@ class Admin:
         self.stopping = False  # SIGTERM/SIGINT received
         # Open connections, oldest first (dicts keep insertion order): the first is evicted.
         self.open: dict[AdminProtocol, None] = {}
+        # One change at a time: a second install waits, so each waits for its own file digest.
+        self.changes = asyncio.Lock()
 
     def admit(self, conn: AdminProtocol) -> None:
         """Take a new connection; at the cap, the oldest open one makes room."""
@@ -356,6 +358,10 @@ class AdminProtocol(asyncio.Protocol):
         asyncio.get_running_loop().create_task(self._install(body[:length]))
 
     async def _install(self, body: bytes) -> None:
+        async with self.admin.changes:
+            await self._install_one(body)
+
+    async def _install_one(self, body: bytes) -> None:
         from outwork.ops import OpsError
         from outwork.ops.install import prepare
 

@@ -160,6 +160,7 @@ async def serve(
     worker: bool = False,
     on_ready: Callable[[], None] | None = None,
     run_dir: str | None = None,
+    loaded_digest: str | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT.
 
@@ -355,6 +356,16 @@ async def serve(
     log("ready")
     if on_ready is not None:
         on_ready()
+    if worker and loaded_digest is not None:
+        # A certificate installed while this worker loaded its config: the supervisor signals
+        # ready workers only, so catch up with the file now.
+        from outwork.proxy.admin import config_digest
+
+        try:
+            if config_digest(config.file) != loaded_digest:
+                certificates_changed()
+        except OSError as exc:
+            log(f"config file unreadable: {exc}")
     if not worker and startup_signals.take_reload_request():
         start_reload()  # a SIGHUP while starting: the file may have changed after it was read
     await stop.wait()

@@ -413,6 +413,12 @@ def _worker_main(
         sys.stderr.write(f"outwork: worker {slot} (pid {pid}): {message}\n")
         sys.stderr.flush()
 
+    from outwork.proxy.admin import config_digest
+
+    try:
+        digest = config_digest(path)  # before loading: a change in between is caught at ready
+    except OSError:
+        digest = None  # load_config reports it
     try:
         config = load_config(path)
     except ConfigError as exc:
@@ -429,7 +435,9 @@ def _worker_main(
         os.close(ready_fd)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(config, log, worker=True, on_ready=ready, run_dir=run_dir))
+        runner.run(
+            serve(config, log, worker=True, on_ready=ready, run_dir=run_dir, loaded_digest=digest)
+        )
     return 0
 
 
