@@ -169,10 +169,16 @@ def prepare(config_file: Path, listener: str, cert: str, key: str) -> Prepared:
         raise OpsError(f"cannot read the config: {exc}") from None
     if len(raw) > MAX_CONFIG_BYTES:
         raise OpsError("the config file is too large to rewrite")
-    text = rewrite_certificate(raw.decode("utf-8"), listener, cert, key)
-    fd, name = tempfile.mkstemp(
-        prefix=f".{config_file.name}.", suffix=".install", dir=config_file.parent
-    )
+    try:
+        text = rewrite_certificate(raw.decode("utf-8"), listener, cert, key)
+    except UnicodeDecodeError:
+        raise OpsError("the config file is not UTF-8") from None
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{config_file.name}.", suffix=".install", dir=config_file.parent
+        )
+    except OSError as exc:
+        raise OpsError(f"cannot write next to the config: {exc}") from None
     staged = Path(name)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -190,6 +196,9 @@ def prepare(config_file: Path, listener: str, cert: str, key: str) -> Prepared:
             raise OpsError(f"listener {listener!r} has no TLS")
         certified = found[0].tls.certificates[0]
         check_certified(certified)
+    except OSError as exc:
+        staged.unlink(missing_ok=True)
+        raise OpsError(f"cannot stage the new config: {exc}") from None
     except BaseException:
         staged.unlink(missing_ok=True)
         raise

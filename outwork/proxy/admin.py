@@ -359,7 +359,11 @@ class AdminProtocol(asyncio.Protocol):
 
     async def _install(self, body: bytes) -> None:
         async with self.admin.changes:
-            await self._install_one(body)
+            try:
+                await self._install_one(body)
+            except Exception as exc:  # noqa: BLE001 - answered and audited, the gateway serves on
+                self._audit("POST /certificates", "error", {"error": repr(exc)[:300]})
+                self._answer(500, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
 
     async def _install_one(self, body: bytes) -> None:
         from outwork.ops import OpsError
