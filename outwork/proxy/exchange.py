@@ -9,6 +9,7 @@ from outwork.http.messages import Framing, RequestHead
 from outwork.proxy.exchange_state import Event, ExchangeState, State
 
 if TYPE_CHECKING:
+    from outwork.filters import Filter
     from outwork.proxy.downstream import Downstream
     from outwork.proxy.upstream import UpstreamConnection, UpstreamPool
 
@@ -57,6 +58,7 @@ class Exchange:
         "bytes_sent",
         "route",
         "request_id",
+        "filters",
     )
 
     def __init__(
@@ -94,6 +96,7 @@ class Exchange:
         self.bytes_sent = 0  # response bytes written for this exchange (head and body)
         self.route = ""  # the matched route's name; "" when none matched (404, refusals)
         self.request_id = b""  # X-Request-Id: the client's (when sane) or the gateway's
+        self.filters: tuple[Filter, ...] = ()  # the matched route's chain (its policies)
 
     # The progress flags the protocols read and set, as views of `state`: setting one fires its
     # event (once; setting it again is a no-op), so every move goes through the table.

@@ -326,6 +326,7 @@ class H2Session:
         else:
             ex = Exchange(stream, head, state.pools[route.upstream])
             ex.route = route.name
+            ex.filters = route.filters
             stream.max_body = route.max_body_size
             if head.content_length > route.max_body_size:
                 ex.error_status = 413
