@@ -40,6 +40,8 @@ class Refusal(StrEnum):
     H2_SETTINGS_FLOOD = "h2_settings_flood"
     H2_PING_FLOOD = "h2_ping_flood"
     H2_EMPTY_FRAMES_FLOOD = "h2_empty_frames_flood"
+    # A route's filter failed (raised, or waited where it may not): 500.
+    FILTER_ERROR = "filter_error"
     # The admin listener.
     ADMIN_EVICTED = "admin_evicted"
     ADMIN_HOST = "admin_host"

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
+from typing import TYPE_CHECKING
 
 from outwork.http.path import STRICT, PathRules
 from outwork.tls.config import ClientConfig, ServerConfig
+
+if TYPE_CHECKING:
+    from outwork.filters import Filter
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,7 @@ class RouteConfig:
     methods: frozenset[str] | None = None  # None: any method
     default: bool = False  # matches every request, below every other route
     max_body_size: int = 10 * 1024 * 1024
+    filters: tuple[Filter, ...] = ()  # default_policies', then its own, compiled at load
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import math
 import re
 import stat
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +21,8 @@ import msgspec
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
+import outwork.filters.headers  # noqa: F401  (registers the `headers` policy step)
+from outwork.filters import REGISTRY, Filter
 from outwork.http.checks import ALLOWED_METHODS
 from outwork.http.errors import HTTPError
 from outwork.http.path import ESCAPED_SLASHES, PathRules, normalise_path
@@ -970,6 +973,8 @@ class _Loader:
         default_body: int,
         rules: PathRules,
     ) -> list[RouteConfig]:
+        policies = self._policies(spec)
+        defaults = self._chain(("default_policies",), spec.default_policies, policies)
         routes = []
         names: set[str] = set()
         default_at: int | None = None
@@ -995,6 +1000,9 @@ class _Loader:
                     self.error(path + ("default",), f"routes[{default_at}] is already the default")
                 default_at = i
             compiled = self._route(path, route, name, default_body, rules)
+            if compiled is not None:
+                own = self._chain(path + ("policies",), route.policies, policies)
+                compiled = replace(compiled, filters=defaults + own)
             if route.upstream not in upstreams:
                 known = ", ".join(sorted(upstreams)) or "none defined"
                 self.error(
@@ -1013,6 +1021,41 @@ class _Loader:
                             " match paths case-insensitively (paths.case_sensitive: false)",
                         )
         return routes
+
+    def _policies(self, spec: ConfigSpec) -> dict[str, tuple[Filter, ...]]:
+        """Each policy's chain, built once. Its steps run in the registry's order (as
+        documented), whatever the order they are written in."""
+        compiled: dict[str, tuple[Filter, ...]] = {}
+        for name, steps in spec.policies.items():
+            path: KeyPath = ("policies", name)
+            for step in steps:
+                if step not in REGISTRY:
+                    known = ", ".join(REGISTRY)
+                    self.error(path + (step,), f"unknown policy step {step!r} (known: {known})")
+            chain = []
+            for step, filter_type in REGISTRY.items():
+                if step not in steps:
+                    continue
+                try:
+                    step_spec = msgspec.convert(steps[step], filter_type.schema, strict=True)
+                except msgspec.ValidationError as exc:
+                    self.error(path + (step,), str(exc))
+                    continue
+                chain.append(filter_type.build(step_spec))
+            compiled[name] = tuple(chain)
+        return compiled
+
+    def _chain(
+        self, path: KeyPath, names: list[str], policies: dict[str, tuple[Filter, ...]]
+    ) -> tuple[Filter, ...]:
+        chain: list[Filter] = []
+        for i, name in enumerate(names):
+            if name not in policies:
+                known = ", ".join(sorted(policies)) or "none defined"
+                self.error(path + (i,), f"unknown policy {name!r} (known: {known})")
+                continue
+            chain += policies[name]
+        return tuple(chain)
 
     def _route(
         self, path: KeyPath, route: RouteSpec, name: str, default_body: int, rules: PathRules

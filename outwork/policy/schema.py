@@ -14,6 +14,7 @@ from msgspec import Meta
 from outwork.tls import config as tls_caps
 
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
+MAX_ROUTE_POLICIES = 32  # policies named by one route (or by default_policies)
 PositiveSeconds = Annotated[float, Meta(gt=0, le=86400)]
 MAX_WORKERS = 64
 
@@ -100,6 +101,10 @@ class RouteSpec(_Spec):
     match: MatchSpec | None = None  # required unless default: true
     default: bool = False  # catches every request that no other route matches
     max_body_size: Size | None = None  # default: limits.max_request_body (413 beyond)
+    # Names of `policies` applied to this route, after `default_policies`, in order.
+    policies: Annotated[list[NonEmptyStr], Meta(max_length=MAX_ROUTE_POLICIES)] = msgspec.field(
+        default_factory=list
+    )
 
 
 class UpstreamTlsSpec(_Spec):
@@ -289,5 +294,11 @@ class ConfigSpec(_Spec):
     http2: Http2Spec = msgspec.field(default_factory=Http2Spec)
     paths: PathsSpec = msgspec.field(default_factory=PathsSpec)
     scan: ScanSpec = msgspec.field(default_factory=ScanSpec)
+    # Named policies: {name: {<filter type>: {...}, ...}}, each value checked by its filter
+    # type's own schema (outwork/filters); routes name them in `policies`.
+    policies: dict[NonEmptyStr, dict[str, Any]] = msgspec.field(default_factory=dict)
+    default_policies: Annotated[list[NonEmptyStr], Meta(max_length=MAX_ROUTE_POLICIES)] = (
+        msgspec.field(default_factory=list)
+    )
     # Worker processes sharing the listener ports (SO_REUSEPORT); 1: a single process.
     workers: Annotated[int, Meta(ge=1, le=MAX_WORKERS)] = 1

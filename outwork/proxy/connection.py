@@ -413,6 +413,7 @@ class ClientProtocol(asyncio.Protocol):
         else:
             ex = Exchange(self, head, state.pools[route.upstream])
             ex.route = route.name
+            ex.filters = route.filters
         if self._requests == last:
             ex.keep_alive = False  # its response says `Connection: close`
         ex.request_id = self.forwarding.stamp(head, state.request_ids)

@@ -6,8 +6,10 @@ import time
 from typing import TYPE_CHECKING
 
 from outwork.http.messages import Framing, RequestHead
+from outwork.proxy.exchange_state import Event, ExchangeState, State
 
 if TYPE_CHECKING:
+    from outwork.filters import Filter
     from outwork.proxy.downstream import Downstream
     from outwork.proxy.upstream import UpstreamConnection, UpstreamPool
 
@@ -39,10 +41,8 @@ class Exchange:
         "error_status",
         "pending",
         "pending_size",
-        "request_done",
+        "state",
         "upstream",
-        "response_started",
-        "response_done",
         "status",
         "out_framing",
         "keep_alive",
@@ -58,6 +58,7 @@ class Exchange:
         "bytes_sent",
         "route",
         "request_id",
+        "filters",
     )
 
     def __init__(
@@ -66,6 +67,8 @@ class Exchange:
         head: RequestHead | None,
         pool: UpstreamPool | None,
         error_status: int = 0,
+        *,
+        body_follows: bool = False,
     ) -> None:
         self.client = client
         self.head = head
@@ -73,10 +76,9 @@ class Exchange:
         self.error_status = error_status  # non-zero: answered by the gateway itself
         self.pending: list[bytes] = []  # request body received before an upstream took it
         self.pending_size = 0
-        self.request_done = head is None
+        # A refused head (None) has no body to read, unless HTTP/2 says its DATA follows.
+        self.state = ExchangeState(request_done=head is None and not body_follows)
         self.upstream: UpstreamConnection | None = None
-        self.response_started = False
-        self.response_done = False
         self.status = 0
         self.out_framing = Framing.NONE
         self.keep_alive = head is not None and head.keep_alive
@@ -94,6 +96,47 @@ class Exchange:
         self.bytes_sent = 0  # response bytes written for this exchange (head and body)
         self.route = ""  # the matched route's name; "" when none matched (404, refusals)
         self.request_id = b""  # X-Request-Id: the client's (when sane) or the gateway's
+        self.filters: tuple[Filter, ...] = ()  # the matched route's chain (its policies)
+
+    # The progress flags the protocols read and set, as views of `state`: setting one fires its
+    # event (once; setting it again is a no-op), so every move goes through the table.
+
+    @property
+    def request_done(self) -> bool:
+        """The whole request is in."""
+        return self.state.request is State.DONE
+
+    @request_done.setter
+    def request_done(self, done: bool) -> None:
+        if not done:
+            raise ValueError("a request once in cannot be un-received")
+        if self.state.request is not State.DONE:
+            self.state.process(Event.REQUEST_END)
+
+    @property
+    def response_started(self) -> bool:
+        """The answer's head is written (and, for a gateway-made answer, all of it)."""
+        return self.state.response in (State.SENDING, State.DONE)
+
+    @response_started.setter
+    def response_started(self, started: bool) -> None:
+        if started:
+            if self.state.response is not State.SENDING and self.state.response is not State.DONE:
+                self.state.process(Event.RESPONSE_HEAD)
+        else:
+            self.state.process(Event.RESPONSE_HEAD_UNSENT)
+
+    @property
+    def response_done(self) -> bool:
+        """The answer's last byte is written (or queued)."""
+        return self.state.response is State.DONE
+
+    @response_done.setter
+    def response_done(self, done: bool) -> None:
+        if not done:
+            raise ValueError("an answer once sent cannot be un-sent")
+        if self.state.response is not State.DONE:
+            self.state.process(Event.RESPONSE_END)
 
     def retryable(self) -> bool:
         """Safe to send again: idempotent, the whole body received and kept, nothing

@@ -297,14 +297,15 @@ class H2Session:
             refusal: Refusal | None = for_status(exc.status)
             if exc.status == 400:
                 stream.reset_code = ErrorCodes.PROTOCOL_ERROR  # malformed: RFC 9113 8.1.1
-            ex = Exchange(stream, None, None, exc.status)
+            ex = Exchange(stream, None, None, exc.status, body_follows=not ended)
             ex.request_id = state.request_ids.next()
         else:
             ex = self._route(stream, head)
             status = ex.error_status
             # No route (404, 405) is an answer, not a refusal.
             refusal = for_status(status) if status and status != 404 and status != 405 else None
-        ex.request_done = ended
+        if ended:
+            ex.request_done = True
         stream.exchange = ex
         stream.start(refusal)
         if self.opened >= self.max_streams and not self.closed:
@@ -325,6 +326,7 @@ class H2Session:
         else:
             ex = Exchange(stream, head, state.pools[route.upstream])
             ex.route = route.name
+            ex.filters = route.filters
             stream.max_body = route.max_body_size
             if head.content_length > route.max_body_size:
                 ex.error_status = 413

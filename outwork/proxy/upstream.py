@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar, cast
 
+from outwork.filters import Reply
+from outwork.filters.runner import response_head_verdict
 from outwork.http import serialize
 from outwork.http.errors import UpstreamProtocolError
 from outwork.http.messages import Framing, ResponseHead
@@ -249,6 +251,16 @@ class UpstreamConnection(asyncio.Protocol):
         if ex is not None:
             ex.upstream_at = time.monotonic()
             ex.replay = None  # never sent again from now on
+            if ex.filters:
+                verdict = response_head_verdict(ex.filters, head)
+                if isinstance(verdict, Reply):
+                    # Answered by a filter instead: this upstream response is dropped whole.
+                    self._detach()
+                    self.close()
+                    if verdict.refusal is not None:
+                        self.pool.metrics.refused[verdict.refusal] += 1
+                    ex.client.upstream_failed(ex, verdict.status)
+                    return
             ex.client.response_head(ex, head)
 
     def on_response_body(self, data: bytes) -> None:

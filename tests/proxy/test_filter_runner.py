@@ -1,0 +1,119 @@
+"""The filter runner in-process: filters run in order, a `Stop` parks the chain until the
+filter resumes it (later, from elsewhere), a `Reply` answers at any hook, and a filter that
+raises or returns nonsense ends the run in a counted 500, never an exception to its caller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from outwork.filters import CONTINUE, Continue, Filter, Reply, Resume, Stop, Verdict
+from outwork.filters.runner import FILTER_FAILED, ChainRun, response_head_verdict
+from outwork.http.messages import Framing, RequestHead, ResponseHead
+from outwork.observe.refusals import Refusal
+
+HOOKS = ("on_request_head", "on_request_body", "on_response_head", "on_response_body")
+FORBIDDEN = Reply(403, Refusal.BAD_REQUEST)
+
+
+class Scripted(Filter):
+    """Answers `verdict` at `hook`, continues at the others, and keeps its resume callback."""
+
+    __slots__ = ("name", "hook", "verdict", "seen", "resume")
+
+    def __init__(self, name: str, seen: list[str], hook: str = "", verdict: Any = CONTINUE):
+        self.name, self.seen, self.hook, self.verdict = name, seen, hook, verdict
+        self.resume: Resume | None = None
+
+    def _answer(self, hook: str, resume: Resume) -> Verdict:
+        self.seen.append(self.name)
+        self.resume = resume
+        if hook != self.hook:
+            return CONTINUE
+        if isinstance(self.verdict, Exception):
+            raise self.verdict
+        return self.verdict  # type: ignore[no-any-return]
+
+    def on_request_head(self, head: RequestHead, resume: Resume) -> Verdict:
+        return self._answer("on_request_head", resume)
+
+    def on_request_body(self, chunk: bytes, end: bool, resume: Resume) -> Verdict:
+        return self._answer("on_request_body", resume)
+
+    def on_response_head(self, head: ResponseHead, resume: Resume) -> Verdict:
+        return self._answer("on_response_head", resume)
+
+    def on_response_body(self, chunk: bytes, end: bool, resume: Resume) -> Verdict:
+        return self._answer("on_response_body", resume)
+
+
+REQUEST = RequestHead(b"GET", b"/", "1.1", [(b"host", b"a")], b"", Framing.NONE, -1, True, False)
+RESPONSE = ResponseHead(200, b"OK", b"", Framing.LENGTH, 0)
+
+
+def _call(hook: str) -> Any:
+    args = {
+        "on_request_head": (REQUEST,),
+        "on_request_body": (b"chunk", True),
+        "on_response_head": (RESPONSE,),
+        "on_response_body": (b"chunk", False),
+    }[hook]
+    return lambda f, resume: getattr(f, hook)(*args, resume)
+
+
+def _run(filters: list[Filter], hook: str) -> tuple[ChainRun, list[Continue | Reply], bool]:
+    outcome: list[Continue | Reply] = []
+    run = ChainRun(filters, _call(hook), outcome.append)
+    return run, outcome, run.start()
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_a_reply_at_any_hook_answers_and_skips_the_rest(hook: str) -> None:
+    seen: list[str] = []
+    filters: list[Filter] = [Scripted("a", seen), Scripted("b", seen, hook, FORBIDDEN)]
+    filters.append(Scripted("c", seen))
+    _, outcome, finished = _run(filters, hook)
+    assert finished and outcome == [FORBIDDEN] and seen == ["a", "b"]
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_a_stop_parks_the_chain_until_resumed_later(hook: str) -> None:
+    seen: list[str] = []
+    waiting = Scripted("b", seen, hook, Stop())
+    filters: list[Filter] = [Scripted("a", seen), waiting, Scripted("c", seen)]
+    run, outcome, finished = _run(filters, hook)
+    assert not finished and outcome == [] and seen == ["a", "b"]
+    assert waiting.resume is not None
+    waiting.resume(CONTINUE)  # e.g. from a timer or a lookup's answer
+    assert outcome == [CONTINUE] and seen == ["a", "b", "c"]
+    with pytest.raises(RuntimeError):
+        waiting.resume(CONTINUE)  # once only
+
+
+def test_a_stopped_filter_may_resume_with_a_reply() -> None:
+    seen: list[str] = []
+    waiting = Scripted("a", seen, "on_request_head", Stop())
+    _, outcome, _ = _run([waiting, Scripted("b", seen)], "on_request_head")
+    assert waiting.resume is not None
+    waiting.resume(FORBIDDEN)
+    assert outcome == [FORBIDDEN] and seen == ["a"]
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+@pytest.mark.parametrize("bad", [ValueError("bug"), "not a verdict"])
+def test_a_failing_filter_ends_in_a_500_counted_as_filter_error(hook: str, bad: Any) -> None:
+    seen: list[str] = []
+    _, outcome, finished = _run([Scripted("a", seen, hook, bad), Scripted("b", seen)], hook)
+    assert finished and outcome == [FILTER_FAILED] and seen == ["a"]
+    assert FILTER_FAILED.status == 500 and FILTER_FAILED.refusal is Refusal.FILTER_ERROR
+
+
+def test_the_response_head_hook_may_not_wait_yet() -> None:
+    seen: list[str] = []
+    assert response_head_verdict([Scripted("a", seen)], RESPONSE) == CONTINUE
+    waiting = Scripted("a", seen, "on_response_head", Stop())
+    assert response_head_verdict([waiting], RESPONSE) == FILTER_FAILED
+    assert waiting.resume is not None
+    with pytest.raises(RuntimeError):
+        waiting.resume(CONTINUE)  # too late: the run ended
