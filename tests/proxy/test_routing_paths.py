@@ -7,9 +7,7 @@ HTTP/1.1 and HTTP/2 alike. Host and :authority that are not host[:port] are 400.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,12 +15,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import Gateway, require_tool
+from tests.conftest import Gateway
 from tests.proxy import test_listener_tls
 from tests.proxy.h2_client import H2Client, Response
 from tests.proxy.test_front import Recorder, make_recorder, read_all
 from tests.proxy.test_listener_tls import Pki, tls_config
-from tests.proxy.test_upstream_tls import free_port, wait_listening
+from tests.proxy.test_upstream_tls import start_nginx
 
 pki = test_listener_tls.pki
 __all__ = ["make_recorder", "pki"]  # fixtures used by name
@@ -259,38 +257,9 @@ NGINX_LOCATIONS = """\
 
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[str]:
-    binary = require_tool("nginx")
     workdir = tmp_path / "nginx"
     workdir.mkdir()
-    port = free_port()
-    temp = "\n".join(
-        f"  {d}_temp_path {workdir / d};"
-        for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    (workdir / "nginx.conf").write_text(
-        f"""\
-{"user root;" if os.geteuid() == 0 else ""}
-worker_processes 1;
-daemon off;
-pid {workdir / "nginx.pid"};
-error_log {workdir / "error.log"} warn;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-{temp}
-  server {{
-    listen 127.0.0.1:{port};
-{NGINX_LOCATIONS}
-  }}
-}}
-"""
-    )
-    proc = subprocess.Popen(
-        [binary, "-p", str(workdir), "-c", str(workdir / "nginx.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_listening(proc, port, workdir / "error.log")
+    proc, port = start_nginx(workdir, ";\n" + NGINX_LOCATIONS)
     yield f"http://127.0.0.1:{port}"
     proc.kill()
     proc.wait()

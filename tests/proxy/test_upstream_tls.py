@@ -364,13 +364,10 @@ def test_gnutls_backend(
         log.close()
 
 
-def start_nginx_backend(
-    workdir: Path, pki: TestPKI, client_ca: Path, version: str
-) -> subprocess.Popen[bytes]:
-    """nginx as a TLS backend that requires a client certificate and answers with what it saw
-    of the connection: `$connection $ssl_protocol $ssl_session_reused ...`."""
+def start_nginx(workdir: Path, server: str) -> tuple[subprocess.Popen[bytes], int]:
+    """nginx in the foreground on a free loopback port, everything it writes under `workdir`;
+    `server` is the body of its one server block after the `listen` line's address."""
     nginx = require_tool("nginx")
-    ecdsa = pki.leaves["ecdsa-p256"]
     port = free_port()
     temp = "\n".join(
         f"  {d}_temp_path {workdir / d};"
@@ -388,16 +385,7 @@ http {{
   access_log off;
 {temp}
   server {{
-    listen 127.0.0.1:{port} ssl;
-    ssl_protocols TLSv{version};
-    ssl_certificate {ecdsa.cert};
-    ssl_certificate_key {ecdsa.key};
-    ssl_verify_client on;
-    ssl_client_certificate {client_ca};
-    default_type text/plain;
-    location / {{
-      return 200 "$connection $ssl_protocol $ssl_session_reused $ssl_client_s_dn\\n";
-    }}
+    listen 127.0.0.1:{port}{server}
   }}
 }}
 """
@@ -408,6 +396,28 @@ http {{
         stderr=subprocess.DEVNULL,
     )
     wait_listening(proc, port, workdir / "error.log")
+    return proc, port
+
+
+def start_nginx_backend(
+    workdir: Path, pki: TestPKI, client_ca: Path, version: str
+) -> subprocess.Popen[bytes]:
+    """nginx as a TLS backend that requires a client certificate and answers with what it saw
+    of the connection: `$connection $ssl_protocol $ssl_session_reused ...`."""
+    ecdsa = pki.leaves["ecdsa-p256"]
+    proc, port = start_nginx(
+        workdir,
+        f""" ssl;
+    ssl_protocols TLSv{version};
+    ssl_certificate {ecdsa.cert};
+    ssl_certificate_key {ecdsa.key};
+    ssl_verify_client on;
+    ssl_client_certificate {client_ca};
+    default_type text/plain;
+    location / {{
+      return 200 "$connection $ssl_protocol $ssl_session_reused $ssl_client_s_dn\\n";
+    }}""",
+    )
     proc.port = port  # type: ignore[attr-defined]
     return proc
 
