@@ -19,11 +19,14 @@ the exchange, never on the filter.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from outwork.http.messages import RequestHead, ResponseHead
 from outwork.observe.refusals import Refusal
+
+if TYPE_CHECKING:
+    from outwork.tls.clientauth import ClientIdentity
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,29 +48,93 @@ class Reply:
 
     status: int
     refusal: Refusal | None = None
+    # Extra response headers (lower-case names), e.g. `www-authenticate`, `retry-after`.
     headers: tuple[tuple[bytes, bytes], ...] = ()
     body: bytes | None = None  # None: the gateway's plain-text body for `status`
+    # For the security event a refusal writes (`policy.<refusal>`): what the operator needs
+    # to know (which rule, which limit), never the credential itself.
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 Verdict = Continue | Stop | Reply
 Resume = Callable[[Verdict], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a request was authenticated as, set by `authenticate` for the steps after it
+    (`authorize`, `rate_limit` by api_key or jwt_subject), the upstream header and the log."""
+
+    kind: str  # "api_key", "jwt", "basic", "mtls"
+    subject: str  # the key id, the JWT `sub`, the user name, the certificate subject
+    scopes: frozenset[str] = frozenset()
+    claims: dict[str, Any] = field(default_factory=dict)  # JWT claims; empty for the others
+    owner: str = ""  # an API key's owner
+
+
+class RequestContext(Protocol):
+    """What a filter knows of an exchange besides its heads and body. The exchange provides
+    it (`proxy.exchange.Exchange` satisfies this, checked by mypy)."""
+
+    # Set by `authenticate`; None until then (and for routes without it).
+    identity: Identity | None
+    # Per-exchange state a filter keeps between its hooks, keyed by `id(filter)`: filters
+    # themselves are shared by every exchange of their route and hold none.
+    filter_state: dict[int, Any]
+
+    @property
+    def client_ip(self) -> str:
+        """The client's address as seen after `trusted_proxies` (the first untrusted hop)."""
+        ...
+
+    @property
+    def peer(self) -> str:
+        """The TCP peer, `host:port`, for security events."""
+        ...
+
+    @property
+    def listener_name(self) -> str: ...
+    @property
+    def route_name(self) -> str: ...
+    @property
+    def client_certificate(self) -> ClientIdentity | None:
+        """The verified client certificate (mTLS), or None."""
+        ...
+
+    @property
+    def now(self) -> float:
+        """The gateway clock's wall time (seconds since the epoch), ticked a few times a
+        second: what token expiry and rate limits are measured with."""
+        ...
+
+    def security_event(self, event: str, detail: dict[str, Any]) -> None:
+        """Write a security event (rate limited, with the peer and listener filled in)."""
+
+
 class Filter:
-    """A step of a route's chain. Every hook continues unless a filter says otherwise."""
+    """A step of a route's chain. Every hook continues unless a filter says otherwise.
+
+    `inspects_request_body` tells the exchange to hand this filter the request body: while any
+    filter of a route does, body chunks pass through `on_request_body` before they go
+    upstream (a `Reply` there cuts the upstream request short and answers the client)."""
 
     __slots__ = ()
+    inspects_request_body = False
 
-    def on_request_head(self, head: RequestHead, resume: Resume) -> Verdict:
+    def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
         return CONTINUE
 
-    def on_request_body(self, chunk: bytes, end: bool, resume: Resume) -> Verdict:
+    def on_request_body(
+        self, ctx: RequestContext, chunk: bytes, end: bool, resume: Resume
+    ) -> Verdict:
         return CONTINUE
 
-    def on_response_head(self, head: ResponseHead, resume: Resume) -> Verdict:
+    def on_response_head(self, ctx: RequestContext, head: ResponseHead, resume: Resume) -> Verdict:
         return CONTINUE
 
-    def on_response_body(self, chunk: bytes, end: bool, resume: Resume) -> Verdict:
+    def on_response_body(
+        self, ctx: RequestContext, chunk: bytes, end: bool, resume: Resume
+    ) -> Verdict:
         return CONTINUE
 
 

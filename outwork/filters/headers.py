@@ -15,7 +15,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from outwork.filters import CONTINUE, Filter, FilterType, Resume, Verdict, register
+from outwork.filters import CONTINUE, Filter, FilterType, RequestContext, Resume, Verdict, register
 from outwork.http.messages import ResponseHead
 
 # Names and values as RFC 9110 5.1 and 5.5 allow them (a value: no CR, LF or NUL, no edge space).
@@ -60,7 +60,7 @@ class HeadersFilter(Filter):
     remove: frozenset[bytes]  # lower-case names, the added ones included (they replace)
     add: bytes  # the header lines added, each ending in CRLF
 
-    def on_response_head(self, head: ResponseHead, resume: Resume) -> Verdict:
+    def on_response_head(self, ctx: RequestContext, head: ResponseHead, resume: Resume) -> Verdict:
         remove = self.remove
         kept = [
             line

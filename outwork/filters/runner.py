@@ -12,7 +12,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from outwork.filters import CONTINUE, Continue, Filter, Reply, Resume, Stop, Verdict
+from outwork.filters import CONTINUE, Continue, Filter, Reply, RequestContext, Resume, Stop, Verdict
 from outwork.http.messages import ResponseHead
 from outwork.observe.refusals import Refusal
 
@@ -75,11 +75,13 @@ class ChainRun:
             self.done(FILTER_FAILED)  # a filter may stop once per call, not from its resume
 
 
-def response_head_verdict(filters: Sequence[Filter], head: ResponseHead) -> Continue | Reply:
+def response_head_verdict(
+    filters: Sequence[Filter], ctx: RequestContext, head: ResponseHead
+) -> Continue | Reply:
     """The response-head hook, run at once (the upstream's bytes keep coming: no filter may
     wait there yet; a `Stop` is a filter error)."""
     result: list[Continue | Reply] = []
-    run = ChainRun(filters, lambda f, resume: f.on_response_head(head, resume), result.append)
+    run = ChainRun(filters, lambda f, resume: f.on_response_head(ctx, head, resume), result.append)
     if not run.start():
         run.parked = -1  # a later resume is refused
         return FILTER_FAILED

@@ -42,6 +42,18 @@ class Refusal(StrEnum):
     H2_EMPTY_FRAMES_FLOOD = "h2_empty_frames_flood"
     # A route's filter failed (raised, or waited where it may not): 500.
     FILTER_ERROR = "filter_error"
+    # Security policy steps (outwork/filters/): each its own reason.
+    ACCESS_DENIED = "access_denied"  # access: the client address is not allowed (403)
+    UNAUTHENTICATED = "unauthenticated"  # authenticate: no valid credential (401)
+    CREDENTIAL_REVOKED = "credential_revoked"  # issued before an incident (401)
+    FORBIDDEN = "forbidden"  # authorize: the identity lacks a scope or claim (403)
+    RATE_LIMITED = "rate_limited"  # rate_limit: over the rate (429)
+    RATE_LIMIT_STORE = "rate_limit_store"  # the limit's store failed, on_store_error: deny (503)
+    THREAT_JSON = "threat_json"  # threat_protection: a JSON body past a limit (400/413)
+    THREAT_XML = "threat_xml"  # threat_protection: an XML body past a limit or with a DTD
+    CORS_REJECTED = "cors_rejected"  # a CORS preflight from an origin not allowed (403)
+    WAF_BLOCKED = "waf_blocked"  # the WAF's anomaly score reached its threshold (403)
+    BANNED = "banned"  # a banned peer, refused at accept
     # The admin listener.
     ADMIN_EVICTED = "admin_evicted"
     ADMIN_HOST = "admin_host"

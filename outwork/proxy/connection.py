@@ -31,6 +31,7 @@ from outwork.tls import events as ev
 if TYPE_CHECKING:
     from outwork.proxy.downstream import Downstream, DownstreamConnection
     from outwork.proxy.server import GatewayState
+    from outwork.tls.clientauth import ClientIdentity
 
 log = logging.getLogger("outwork.proxy")
 
@@ -50,6 +51,7 @@ class ClientProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.peer_host = b"?"
+        self.client_identity: ClientIdentity | None = None  # set at the handshake (mTLS)
         self.scheme = b"https" if listener.tls is not None else b"http"
         # Ends the head sent upstream: the gateway's own lines (forwarding.py) are added to each
         # request's block in on_request_head.
@@ -284,6 +286,7 @@ class ClientProtocol(asyncio.Protocol):
                 state.metrics.handshakes_completed[
                     (self.listener.name, event.version, event.cipher_suite, event.group)
                 ] += 1
+                self.client_identity = event.client_identity
                 if self._access is not None:
                     self.log_tls = access_log.tls_part(event)
                     self.log_connection = access_log.connection_part(

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from outwork.proxy.exchange import Exchange
     from outwork.proxy.forwarding import Forwarding
     from outwork.proxy.server import GatewayState
+    from outwork.tls.clientauth import ClientIdentity
 
 
 class DownstreamConnection(Protocol):
@@ -40,6 +41,11 @@ class DownstreamConnection(Protocol):
 
     @property
     def peer_host(self) -> bytes: ...
+    @property
+    def client_identity(self) -> ClientIdentity | None:
+        """The verified client certificate (mTLS) of the handshake, or None."""
+        ...
+
     @property
     def scheme(self) -> bytes: ...
     @property

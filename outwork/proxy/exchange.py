@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from outwork.http.messages import Framing, RequestHead
 from outwork.proxy.exchange_state import Event, ExchangeState, State
+from outwork.proxy.forwarding import client_address
 
 if TYPE_CHECKING:
-    from outwork.filters import Filter
+    from outwork.filters import Filter, Identity, RequestContext
     from outwork.proxy.downstream import Downstream
     from outwork.proxy.upstream import UpstreamConnection, UpstreamPool
+    from outwork.tls.clientauth import ClientIdentity
 
 # Idempotent methods (RFC 9110 9.2.2): sending one again cannot do more than sending it once.
 RETRYABLE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
@@ -59,6 +61,9 @@ class Exchange:
         "route",
         "request_id",
         "filters",
+        "identity",
+        "filter_state",
+        "_client_ip",
     )
 
     def __init__(
@@ -97,6 +102,47 @@ class Exchange:
         self.route = ""  # the matched route's name; "" when none matched (404, refusals)
         self.request_id = b""  # X-Request-Id: the client's (when sane) or the gateway's
         self.filters: tuple[Filter, ...] = ()  # the matched route's chain (its policies)
+        self.identity: Identity | None = None  # who `authenticate` found (RequestContext)
+        self.filter_state: dict[int, Any] = {}  # per-filter state, by id(filter)
+        self._client_ip = ""  # made on first use
+
+    # RequestContext: what a filter sees of the exchange (outwork/filters/__init__.py).
+
+    @property
+    def client_ip(self) -> str:
+        if not self._client_ip:
+            connection = self.client.connection
+            scan = self.head.scan if self.head is not None else None
+            self._client_ip = client_address(
+                connection.peer_host.decode("ascii", "replace"),
+                scan.xff if scan is not None else None,
+                connection.state.config.trusted_proxies,
+            )
+        return self._client_ip
+
+    @property
+    def peer(self) -> str:
+        return self.client.connection.peer
+
+    @property
+    def listener_name(self) -> str:
+        return self.client.connection.listener.name
+
+    @property
+    def route_name(self) -> str:
+        return route_label(self)
+
+    @property
+    def client_certificate(self) -> ClientIdentity | None:
+        return self.client.connection.client_identity
+
+    @property
+    def now(self) -> float:
+        return self.client.connection.state.clock.wall
+
+    def security_event(self, event: str, detail: dict[str, Any]) -> None:
+        connection = self.client.connection
+        connection.state.security_log.emit(event, connection.peer, connection.listener.name, detail)
 
     # The progress flags the protocols read and set, as views of `state`: setting one fires its
     # event (once; setting it again is a no-op), so every move goes through the table.
@@ -156,3 +202,9 @@ class Exchange:
         if self.replay is not None:
             self.pending = self.replay
             self.pending_size = 0
+
+
+if TYPE_CHECKING:
+
+    def _exchange_is_context(ex: Exchange) -> RequestContext:
+        return ex  # mypy proves Exchange satisfies the filters' RequestContext

@@ -58,6 +58,29 @@ def is_trusted(host: str, networks: Networks) -> bool:
     return any(address in network for network in networks)
 
 
+# At most this many X-Forwarded-For hops are read back for the client address; a longer chain
+# from trusted proxies gives its last untrusted hop within them, or the earliest one read.
+MAX_CLIENT_HOPS = 32
+
+
+def client_address(peer_ip: str, xff: bytes | None, networks: Networks) -> str:
+    """The client as the policy sees it: the TCP peer, unless the peer is a trusted proxy that
+    says whom it forwards for; then, reading X-Forwarded-For from the right, the first hop that
+    is not itself a trusted proxy (the hops left of it are whatever the client wrote)."""
+    if xff is None or not is_trusted(peer_ip, networks):
+        return peer_ip
+    client = peer_ip
+    for hop in reversed(xff.split(b",")[-MAX_CLIENT_HOPS:]):
+        try:
+            address = str(ipaddress.ip_address(hop.strip().decode("ascii")))
+        except (ValueError, UnicodeDecodeError):
+            return client  # garbage left of a trusted hop: the last trusted one is the client
+        client = address
+        if not is_trusted(address, networks):
+            break
+    return client
+
+
 def forwarded_node(host: str, port: int | None) -> bytes:
     """RFC 7239 6: the `for=` value of a peer, quoted (a port or IPv6 `[...]` is not a token)."""
     try:

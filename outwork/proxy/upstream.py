@@ -252,7 +252,7 @@ class UpstreamConnection(asyncio.Protocol):
             ex.upstream_at = time.monotonic()
             ex.replay = None  # never sent again from now on
             if ex.filters:
-                verdict = response_head_verdict(ex.filters, head)
+                verdict = response_head_verdict(ex.filters, ex, head)
                 if isinstance(verdict, Reply):
                     # Answered by a filter instead: this upstream response is dropped whole.
                     self._detach()

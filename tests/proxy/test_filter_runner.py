@@ -35,21 +35,22 @@ class Scripted(Filter):
             raise self.verdict
         return self.verdict  # type: ignore[no-any-return]
 
-    def on_request_head(self, head: RequestHead, resume: Resume) -> Verdict:
+    def on_request_head(self, ctx: Any, head: RequestHead, resume: Resume) -> Verdict:
         return self._answer("on_request_head", resume)
 
-    def on_request_body(self, chunk: bytes, end: bool, resume: Resume) -> Verdict:
+    def on_request_body(self, ctx: Any, chunk: bytes, end: bool, resume: Resume) -> Verdict:
         return self._answer("on_request_body", resume)
 
-    def on_response_head(self, head: ResponseHead, resume: Resume) -> Verdict:
+    def on_response_head(self, ctx: Any, head: ResponseHead, resume: Resume) -> Verdict:
         return self._answer("on_response_head", resume)
 
-    def on_response_body(self, chunk: bytes, end: bool, resume: Resume) -> Verdict:
+    def on_response_body(self, ctx: Any, chunk: bytes, end: bool, resume: Resume) -> Verdict:
         return self._answer("on_response_body", resume)
 
 
 REQUEST = RequestHead(b"GET", b"/", "1.1", [(b"host", b"a")], b"", Framing.NONE, -1, True, False)
 RESPONSE = ResponseHead(200, b"OK", b"", Framing.LENGTH, 0)
+CTX: Any = None  # the runner passes the context through; these filters do not read it
 
 
 def _call(hook: str) -> Any:
@@ -59,7 +60,7 @@ def _call(hook: str) -> Any:
         "on_response_head": (RESPONSE,),
         "on_response_body": (b"chunk", False),
     }[hook]
-    return lambda f, resume: getattr(f, hook)(*args, resume)
+    return lambda f, resume: getattr(f, hook)(None, *args, resume)
 
 
 def _run(filters: list[Filter], hook: str) -> tuple[ChainRun, list[Continue | Reply], bool]:
@@ -111,9 +112,9 @@ def test_a_failing_filter_ends_in_a_500_counted_as_filter_error(hook: str, bad: 
 
 def test_the_response_head_hook_may_not_wait_yet() -> None:
     seen: list[str] = []
-    assert response_head_verdict([Scripted("a", seen)], RESPONSE) == CONTINUE
+    assert response_head_verdict([Scripted("a", seen)], CTX, RESPONSE) == CONTINUE
     waiting = Scripted("a", seen, "on_response_head", Stop())
-    assert response_head_verdict([waiting], RESPONSE) == FILTER_FAILED
+    assert response_head_verdict([waiting], CTX, RESPONSE) == FILTER_FAILED
     assert waiting.resume is not None
     with pytest.raises(RuntimeError):
         waiting.resume(CONTINUE)  # too late: the run ended

@@ -141,7 +141,7 @@ def test_headers_spec_accepts_only_what_it_can_send_safely(remove, add):
     except msgspec.ValidationError:
         return
     head = ResponseHead(200, b"OK", b"content-type: text/plain\r\nServer: x\r\n", Framing.LENGTH, 0)
-    build(spec).on_response_head(head, lambda verdict: None)
+    build(spec).on_response_head(None, head, lambda verdict: None)  # type: ignore[arg-type]
     for line in head.block.split(b"\r\n")[:-1]:
         name, colon, value = line.partition(b":")
         assert colon and name and name.lower().decode() not in RESERVED
