@@ -21,7 +21,7 @@ import msgspec
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
-import outwork.filters.headers  # noqa: F401  (registers the `headers` policy step)
+import outwork.filters.steps  # noqa: F401  (registers every policy step, in chain order)
 from outwork.filters import REGISTRY, Filter
 from outwork.http.checks import ALLOWED_METHODS
 from outwork.http.errors import HTTPError
