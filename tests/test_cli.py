@@ -28,7 +28,10 @@ def test_check_reports_problems_with_line_and_exit_1(tmp_path: Path) -> None:
     )
     result = outwork("check", "-c", str(config))
     assert result.returncode == 1
-    assert result.stderr == f"{config}:6: colour: unknown key\n"
+    # Every problem at once, structural (the unknown key) or not (the address), in file order.
+    assert result.stderr == (
+        f"{config}:3: listeners[0].bind: expected host:port\n{config}:6: colour: unknown key\n"
+    )
 
 
 def test_check_reports_semantic_problems(tmp_path: Path) -> None:

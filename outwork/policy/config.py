@@ -11,6 +11,7 @@ from outwork.tls.config import ClientConfig, ServerConfig
 
 if TYPE_CHECKING:
     from outwork.filters import Filter
+    from outwork.policy.changes import ConfigSummary
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,3 +154,5 @@ class GatewayConfig:
     admin_token_ref: str | None = None  # where it comes from (env:NAME, file:PATH): for the CLI
     paths: PathRules = STRICT  # request path normalisation (routing and forwarding)
     scan: ScanConfig = ScanConfig()
+    # The file's hash and parts as loaded: what a reload's audit line compares against.
+    summary: ConfigSummary | None = None

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import re
 import stat
+import typing
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -26,6 +26,7 @@ from outwork.filters import REGISTRY, Filter
 from outwork.http.checks import ALLOWED_METHODS
 from outwork.http.errors import HTTPError
 from outwork.http.path import ESCAPED_SLASHES, PathRules, normalise_path
+from outwork.policy.changes import ConfigSummary, file_digest, summarize
 from outwork.policy.config import (
     Address,
     GatewayConfig,
@@ -39,52 +40,42 @@ from outwork.policy.config import (
     UpstreamConfig,
     UpstreamTlsConfig,
 )
+from outwork.policy.convert import FAILED, Converter, did_you_mean, is_struct
 from outwork.policy.schema import (
     AdminSpec,
     ConfigSpec,
-    Duration,
     HealthCheckSpec,
     ListenerSpec,
     PassiveHealthSpec,
     RouteSpec,
     SessionTicketsSpec,
-    Size,
     TlsSpec,
     UpstreamSpec,
     UpstreamTlsSpec,
 )
 from outwork.policy.source import ConfigError, Problem, Source, load_yaml
 from outwork.policy.source import Path as KeyPath
+from outwork.policy.values import (  # noqa: F401  (parse_*: also imported from here)
+    MAX_BODY_SIZE,
+    Duration,
+    Size,
+    dec_hook,
+    parse_cidr,
+    parse_duration,
+    parse_rate,
+    parse_size,
+)
 from outwork.tls.clientauth import ClientAuth
 from outwork.tls.config import DEFAULT_GROUPS, CertifiedKey, ClientConfig, ServerConfig
 from outwork.tls.config import Limits as TlsLimits
 from outwork.tls.enums import NamedGroup, ProtocolVersion
 from outwork.tls.tickets import RotatingTicketKeys, TicketKeySource
 
-_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-_PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
-_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
-_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
+T = TypeVar("T")
 _HOST = re.compile(r"^[A-Za-z0-9.-]+$")
 _PEM_CERTIFICATE = re.compile(
     rb"-----BEGIN CERTIFICATE-----\r?\n.+?-----END CERTIFICATE-----", re.DOTALL
 )
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_SIZE = re.compile(r"^(\d+)[ \t]*([KMGT]i?B|B)?$")
-_SIZE_UNITS = {
-    None: 1,
-    "B": 1,
-    "KiB": 1 << 10,
-    "MiB": 1 << 20,
-    "GiB": 1 << 30,
-    "TiB": 1 << 40,
-    "KB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "TB": 10**12,
-}
-MAX_BODY_SIZE = 1 << 40  # 1 TiB: far beyond any real upload, and still a bound
 # A route's host: a DNS name (or a wildcard `*.` in front of one), or an IP literal.
 _ROUTE_HOST = re.compile(
     r"^(?:\*\.)?[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$"
@@ -134,77 +125,25 @@ def load_config(path: str | Path) -> GatewayConfig:
     if len(data) > MAX_CONFIG_FILE:
         message = f"larger than {MAX_CONFIG_FILE} bytes (1 MiB): not read"
         raise ConfigError([Problem(file, None, "", message)])
+    summary = ConfigSummary(file_digest(data))
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError([Problem(file, line, "", f"not UTF-8: {exc.reason}")]) from None
-    try:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise ConfigError([Problem(file, line, "", f"not UTF-8: {exc.reason}")]) from None
         source = load_yaml(text, file)
+        summary = summarize(summary.digest, source.data)
         base = Path(path).resolve().parent
-        return _Loader(source, base).load()
-    except ConfigError:
+        return replace(_Loader(source, base).load(), summary=summary)
+    except ConfigError as exc:
+        exc.summary = summary
         raise
     except Exception as exc:  # noqa: BLE001 - a check we missed must not become a traceback
         problem = f"cannot load the config ({type(exc).__name__}: {exc}); please report this"
-        raise ConfigError([Problem(file, None, "", problem)]) from exc
-
-
-def _convert(source: Source, data: Any, type_: Any, prefix: KeyPath) -> Any:
-    try:
-        return msgspec.convert(data, type_, strict=True)
-    except msgspec.ValidationError as exc:
-        raise ConfigError([_problem_from_msgspec(source, str(exc), prefix)]) from None
-
-
-def _problem_from_msgspec(source: Source, message: str, prefix: KeyPath) -> Problem:
-    path: KeyPath = prefix
-    match = _AT.search(message)
-    if match:
-        message = message[: match.start()]
-        for name, index in _PATH_PART.findall(match.group("path")):
-            path += (int(index),) if index else (name,)
-    unknown = _UNKNOWN.match(message)
-    if unknown:
-        return source.problem(path + (unknown.group("name"),), "unknown key", at_key=True)
-    missing = _MISSING.match(message)
-    if missing:
-        return source.problem(path, f"missing required key `{missing.group('name')}`")
-    message = message.replace("Expected `array`", "Expected a list")
-    message = message.replace("Expected `object`", "Expected a mapping")
-    return source.problem(path, message[:1].lower() + message[1:], at_key=False)
-
-
-def parse_duration(value: Duration) -> float:
-    """`90s`, `30m`, `12h`, `7d` or a number of seconds. Raises ValueError for the user."""
-    if isinstance(value, str):
-        match = _DURATION.match(value.strip())
-        if not match:
-            raise ValueError(f"invalid duration {value!r} (expected e.g. 90s, 30m, 12h, 7d)")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        seconds = float(value)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"invalid duration {value!r}: must be positive")
-    return seconds
-
-
-def parse_size(value: Size) -> int:
-    """`10MiB`, `2GiB`, `512KiB`, `1MB` or a number of bytes. Raises ValueError for the user."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid size {value!r}")
-    if isinstance(value, int):
-        size = value
-    else:
-        match = _SIZE.match(value.strip())
-        if not match:
-            raise ValueError(f"invalid size {value!r} (expected e.g. 1048576, 512KiB, 10MiB, 2GiB)")
-        size = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
-    if size < 0:
-        raise ValueError(f"invalid size {value!r}: must not be negative")
-    if size > MAX_BODY_SIZE:
-        raise ValueError(f"{value!r} is larger than the maximum {MAX_BODY_SIZE} bytes (1TiB)")
-    return size
+        error = ConfigError([Problem(file, None, "", problem)])
+        error.summary = summary
+        raise error from exc
 
 
 def parse_route_host(text: str) -> str:
@@ -255,6 +194,13 @@ class _Loader:
         self.base = base
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
+        self.convert = Converter(source, self.problems, dec_hook(base))
+        # For a list section some of whose entries failed (and were dropped): the index in the
+        # file of each entry kept, so later problems name the right one.
+        self.positions: dict[str, list[int]] = {}
+        # Names of the mapping entries that failed (upstreams, policies): a route naming one
+        # is not told the name is unknown on top.
+        self.broken: dict[str, set[str]] = {}
 
     def error(self, path: KeyPath, message: str) -> None:
         self.problems.append(self.source.problem(path, message))
@@ -266,10 +212,8 @@ class _Loader:
     def load(self) -> GatewayConfig:
         if not isinstance(self.source.data, dict):
             raise ConfigError([self.source.problem((), "the config must be a mapping")])
-        spec: ConfigSpec = _convert(self.source, self.source.data, ConfigSpec, ())
-        upstream_specs: dict[str, UpstreamSpec] = {}
-        for name, raw in spec.upstreams.items():
-            upstream_specs[name] = _convert(self.source, raw, UpstreamSpec, ("upstreams", name))
+        spec = self._structure(self.source.data)
+        upstream_specs: dict[str, UpstreamSpec] = spec.upstreams
 
         self.pkcs11_module = self._pkcs11_module(spec.pkcs11.module)
         self.ticket_files: dict[Path, str] = {}  # key file -> the listener that uses it
@@ -310,7 +254,8 @@ class _Loader:
         if scan_timeout is not None and scan_timeout < 0.1:
             self.error(("scan", "timeout"), f"{spec.scan.timeout!r} is below the minimum 0.1s")
         if self.problems:
-            raise ConfigError(self.problems)
+            # In file order, whichever check found them (the structure's, then the others).
+            raise ConfigError(sorted(self.problems, key=lambda p: p.line or 0))
         lim = spec.limits
         limits = Limits(
             max_request_head=lim.max_request_head,
@@ -346,6 +291,55 @@ class _Loader:
             paths=paths,
             scan=ScanConfig(spec.scan.concurrency, scan_timeout or 5.0),
         )
+
+    def _structure(self, data: dict[str, Any]) -> ConfigSpec:
+        """The schema's checks, section by section and entry by entry, every problem reported:
+        a listener, route, upstream or policy with a problem is left out (the rest is still
+        checked), a section with one falls back to its defaults."""
+        fields = {f.encode_name: f for f in msgspec.structs.fields(ConfigSpec)}
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            field = fields.get(key)
+            if field is None:
+                message = "unknown key" + did_you_mean(key, fields)
+                self.problems.append(self.source.problem((key,), message, at_key=True))
+                continue
+            value = self.convert.convert(raw, field.type, (key,))
+            if value is FAILED:
+                value = self._salvage(key, raw, field.type)
+            if value is not FAILED:
+                values[key] = value
+        for key, field in fields.items():
+            if key in values or not field.required:
+                continue
+            if key not in data:
+                self.error((), f"missing required key `{key}`")
+            values[key] = {} if _origin(field.type)[0] is dict else []  # the checks go on
+        return ConfigSpec(**values)
+
+    def _salvage(self, key: str, raw: Any, type_: Any) -> Any:
+        """The entries of a failed list or mapping section that convert on their own (their
+        problems are already reported), or FAILED for any other section."""
+        origin, args = _origin(type_)
+        if origin is list and isinstance(raw, list) and is_struct(args[0]):
+            kept = [(i, self.convert.quiet(item, args[0])) for i, item in enumerate(raw)]
+            kept = [(i, item) for i, item in kept if item is not FAILED]
+            self.positions[key] = [i for i, _ in kept]
+            return [item for _, item in kept]
+        if origin is dict and isinstance(raw, dict):
+            good = {}
+            for name, item in raw.items():
+                value = self.convert.quiet(item, args[1])
+                if value is FAILED or self.convert.quiet(name, args[0]) is FAILED:
+                    self.broken.setdefault(key, set()).add(str(name))
+                else:
+                    good[name] = value
+            return good
+        return FAILED
+
+    def _indexed(self, key: str, items: list[T]) -> list[tuple[int, T]]:
+        """Each entry of a list section with its index in the file."""
+        return list(zip(self.positions.get(key, range(len(items))), items, strict=True))
 
     def _paths(self, spec: ConfigSpec) -> PathRules:
         paths = spec.paths
@@ -454,10 +448,9 @@ class _Loader:
         networks = []
         for i, entry in enumerate(entries):
             try:
-                # strict: `10.0.0.1/8` is a typo for a network or for one address; say so.
-                networks.append(ipaddress.ip_network(entry, strict=True))
+                networks.append(parse_cidr(entry))
             except ValueError as exc:
-                self.error(("trusted_proxies", i), f"not an IP address or CIDR: {exc}")
+                self.error(("trusted_proxies", i), str(exc))
         return tuple(networks)
 
     def _address(self, path: KeyPath, text: str) -> Address | None:
@@ -471,7 +464,7 @@ class _Loader:
         result = []
         names: set[str] = set()
         binds: set[Address] = set()
-        for i, spec in enumerate(specs):
+        for i, spec in self._indexed("listeners", specs):
             path: KeyPath = ("listeners", i)
             if spec.name in names:
                 self.error(path + ("name",), f"duplicate listener name {spec.name!r}")
@@ -979,7 +972,7 @@ class _Loader:
         names: set[str] = set()
         default_at: int | None = None
         folded: dict[tuple[object, ...], tuple[int, str]] = {}  # same match but for case
-        for i, route in enumerate(spec.routes):
+        for i, route in self._indexed("routes", spec.routes):
             path: KeyPath = ("routes", i)
             # An unnamed route is named after its upstream (metrics and the access log count
             # it there; several unnamed routes to one upstream share it). A name given must be
@@ -1003,6 +996,8 @@ class _Loader:
             if compiled is not None:
                 own = self._chain(path + ("policies",), route.policies, policies)
                 compiled = replace(compiled, filters=defaults + own)
+            if route.upstream in self.broken.get("upstreams", ()):
+                continue  # its problems are reported where it is defined
             if route.upstream not in upstreams:
                 known = ", ".join(sorted(upstreams)) or "none defined"
                 self.error(
@@ -1024,24 +1019,31 @@ class _Loader:
 
     def _policies(self, spec: ConfigSpec) -> dict[str, tuple[Filter, ...]]:
         """Each policy's chain, built once. Its steps run in the registry's order (as
-        documented), whatever the order they are written in."""
+        documented), whatever the order they are written in. A step with problems is left out
+        (each reported); its policy stays known, so routes naming it are not told otherwise."""
         compiled: dict[str, tuple[Filter, ...]] = {}
         for name, steps in spec.policies.items():
             path: KeyPath = ("policies", name)
             for step in steps:
                 if step not in REGISTRY:
                     known = ", ".join(REGISTRY)
-                    self.error(path + (step,), f"unknown policy step {step!r} (known: {known})")
+                    message = f"unknown policy step {step!r} (known: {known})"
+                    self.problems.append(
+                        self.source.problem(
+                            path + (step,), message + did_you_mean(step, REGISTRY), at_key=True
+                        )
+                    )
             chain = []
             for step, filter_type in REGISTRY.items():
                 if step not in steps:
                     continue
-                try:
-                    step_spec = msgspec.convert(steps[step], filter_type.schema, strict=True)
-                except msgspec.ValidationError as exc:
-                    self.error(path + (step,), str(exc))
+                step_spec = self.convert.convert(steps[step], filter_type.schema, path + (step,))
+                if step_spec is FAILED:
                     continue
-                chain.append(filter_type.build(step_spec))
+                try:
+                    chain.append(filter_type.build(step_spec))
+                except ValueError as exc:  # a check only the build can make
+                    self.error(path + (step,), str(exc))
             compiled[name] = tuple(chain)
         return compiled
 
@@ -1050,9 +1052,12 @@ class _Loader:
     ) -> tuple[Filter, ...]:
         chain: list[Filter] = []
         for i, name in enumerate(names):
+            if name in self.broken.get("policies", ()):
+                continue  # its problems are reported where it is defined
             if name not in policies:
                 known = ", ".join(sorted(policies)) or "none defined"
-                self.error(path + (i,), f"unknown policy {name!r} (known: {known})")
+                message = f"unknown policy {name!r} (known: {known})"
+                self.error(path + (i,), message + did_you_mean(name, policies))
                 continue
             chain += policies[name]
         return tuple(chain)
@@ -1119,6 +1124,13 @@ class _Loader:
             methods=methods,
             max_body_size=max_body,
         )
+
+
+def _origin(type_: Any) -> tuple[Any, tuple[Any, ...]]:
+    """`list`, `dict` (or None) and the arguments of a type, without its Annotated constraints."""
+    while typing.get_origin(type_) is typing.Annotated:
+        type_ = typing.get_args(type_)[0]
+    return typing.get_origin(type_), typing.get_args(type_)
 
 
 def _path_key(route: RouteConfig) -> tuple[tuple[object, ...] | None, str]:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from outwork.policy.values import Duration, Size
 from outwork.tls import config as tls_caps
 
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
@@ -28,10 +29,6 @@ class CertificateSpec(_Spec):
     key: NonEmptyStr
     # For an encrypted key file: env:NAME or file:PATH (outwork.keys.secret), never the secret.
     passphrase: NonEmptyStr | None = None
-
-
-# "90s", "30m", "12h", "7d" or a number of seconds; parsed and bounded in load.py.
-Duration = str | int | float
 
 
 class SessionTicketsSpec(_Spec):
@@ -81,10 +78,6 @@ class ListenerSpec(_Spec):
     max_connections: Annotated[int, Meta(ge=1, le=1_000_000)] = 10000
     # The same, per client address: one address cannot take every slot.
     max_connections_per_ip: Annotated[int, Meta(ge=1, le=1_000_000)] = 256
-
-
-# "10MiB", "2GiB", "512KiB", "1MB" or a number of bytes; parsed and bounded in load.py.
-Size = str | int
 
 
 class MatchSpec(_Spec):
@@ -281,8 +274,7 @@ class ScanSpec(_Spec):
 class ConfigSpec(_Spec):
     listeners: Annotated[list[ListenerSpec], Meta(min_length=1, max_length=64)]
     routes: list[RouteSpec]
-    # Validated entry by entry (msgspec does not name the dict key in its error paths).
-    upstreams: dict[str, Any]
+    upstreams: dict[str, UpstreamSpec]
     logging: LoggingSpec = msgspec.field(default_factory=LoggingSpec)
     admin: AdminSpec | None = None
     limits: LimitsSpec = msgspec.field(default_factory=LimitsSpec)

@@ -9,9 +9,12 @@ the last duplicate, which hides mistakes in a security config).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from outwork.policy.changes import ConfigSummary
 
 Path = tuple[str | int, ...]
 
@@ -22,6 +25,8 @@ class ConfigError(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("\n".join(p.format() for p in problems))
         self.problems = problems
+        # The refused file's hash and parts, set by load_config (for the reload audit).
+        self.summary: ConfigSummary | None = None
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,9 @@ def test_good_config_compiles(tmp_path: Path, certs: Path) -> None:
 
 def test_rejects_unknown_key_at_its_line(tmp_path: Path, certs: Path) -> None:
     text = GOOD.replace("    bind: 127.0.0.1:8443\n", "    bind: 127.0.0.1:8443\n    bnid: x\n")
-    assert problems(tmp_path, certs, text) == ["config.yaml:4: listeners[0].bnid: unknown key"]
+    assert problems(tmp_path, certs, text) == [
+        'config.yaml:4: listeners[0].bnid: unknown key; did you mean "bind"?'
+    ]
 
 
 def test_rejects_unknown_key_inside_an_upstream(tmp_path: Path, certs: Path) -> None:
@@ -76,7 +78,7 @@ def test_rejects_unknown_key_inside_an_upstream(tmp_path: Path, certs: Path) -> 
         '{targets: ["http://127.0.0.1:9000"]}', '{targets: ["http://h:1"], retires: 3}'
     )
     assert problems(tmp_path, certs, text) == [
-        "config.yaml:13: upstreams.demo.retires: unknown key"
+        'config.yaml:13: upstreams.demo.retires: unknown key; did you mean "retries"?'
     ]
 
 

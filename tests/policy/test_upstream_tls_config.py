@@ -169,7 +169,7 @@ def test_rejects_an_unreadable_ca_file(tmp_path: Path, files: Path) -> None:
 def test_rejects_an_unknown_key(tmp_path: Path, files: Path) -> None:
     text = HEAD + '    targets: ["https://a.internal"]\n    tls:\n      verfiy: false\n'
     assert problems(tmp_path, files, text) == [
-        "config.yaml:11: upstreams.api.tls.verfiy: unknown key"
+        'config.yaml:11: upstreams.api.tls.verfiy: unknown key; did you mean "verify"?'
     ]
 
 
