@@ -72,6 +72,17 @@ def check(config_path: str) -> None:
 
 
 @main.command()
+def schema() -> None:
+    """Print the config's JSON Schema (draft 2020-12), policy steps included, for editors and
+    CI; `check` remains the full check (files, keys, cross-references)."""
+    import json
+
+    from outwork.policy.json_schema import config_schema
+
+    click.echo(json.dumps(config_schema(), indent=2))
+
+
+@main.command()
 @CONFIG_OPTION
 @PID_FILE_OPTION
 def serve(config_path: str, pid_file: str | None) -> None:

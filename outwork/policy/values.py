@@ -15,7 +15,6 @@ import ipaddress
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +81,25 @@ def parse_size(value: Size) -> int:
     return size
 
 
-@dataclass(frozen=True, slots=True)
 class Rate:
-    """`count` events per `period` seconds (`10/s`: 10 per 1.0)."""
+    """`count` events per `period` seconds (`10/s`: 10 per 1.0). A plain class, not a
+    dataclass: msgspec would read a dataclass from a mapping, and a rate is written `10/s`."""
 
-    count: int
-    period: float
-    text: str = ""  # as written, for messages and logs
+    __slots__ = ("count", "period", "text")
+
+    def __init__(self, count: int, period: float, text: str = "") -> None:
+        self.count = count
+        self.period = period
+        self.text = text  # as written, for messages and logs
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Rate) and (other.count, other.period) == (self.count, self.period)
+
+    def __hash__(self) -> int:
+        return hash((self.count, self.period))
+
+    def __repr__(self) -> str:
+        return f"Rate({self.count}, {self.period:g})"
 
     @property
     def per_second(self) -> float:

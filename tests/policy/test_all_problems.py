@@ -1,0 +1,186 @@
+"""`outwork check` shows every problem of a file in one run, each on its line, with "did you
+mean" for a near miss; for policy steps registered later too (a step type registered here)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import pytest
+from click.testing import CliRunner
+
+from outwork.cli import main
+from outwork.filters import CONTINUE, REGISTRY, Filter, FilterType, register
+from outwork.policy.load import load_config
+from outwork.policy.source import ConfigError
+from outwork.policy.values import Cidr, Rate, Secret
+from tests.policy.test_config import certs  # noqa: F401  (the fixture)
+
+
+class ProbeSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A step as the policy helpers write theirs: a rate, networks, a secret."""
+
+    rate: Rate
+    burst: Annotated[int, msgspec.Meta(ge=1)] = 1
+    allow: list[Cidr] = msgspec.field(default_factory=list)
+    token: Secret | None = None
+
+
+class ProbeFilter(Filter):
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: ProbeSpec) -> None:
+        self.spec = spec
+
+    def on_request_head(self, ctx, head, resume):  # type: ignore[no-untyped-def]
+        return CONTINUE
+
+
+@pytest.fixture
+def probe_step() -> Iterator[None]:
+    register(FilterType("probe", ProbeSpec, ProbeFilter))
+    try:
+        yield
+    finally:
+        del REGISTRY["probe"]
+
+
+# One file, every kind of mistake; `# <- name` marks the line each problem must name.
+BROKEN = """\
+listeners:
+  - name: public
+    bind: 127.0.0.1:0
+    tls:
+      certificates: [{cert: cert.pem, key: key.pem}]
+      heartbeet: true                               # <- heartbeet
+  - name: second
+    bind: 127.0.0.1:0
+    max_conections: 5                               # <- max_conections
+routes:
+  - match: {path_prefix: /partner}
+    upstream: api
+    policies: [partnrs]                             # <- partnrs
+  - match: {path_prefix: /}
+    upstream: api
+    policies: [partners, nobody]                    # <- nobody
+upstreams:
+  api: {targets: ["http://127.0.0.1:9000"]}
+trusted_proxies: [10.0.0.0/8, 10.0.0.1/8]           # <- trusted
+admin:
+  bind: 127.0.0.1:0
+  token: env:OUTWORK_TEST_UNSET_TOKEN               # <- admin-token
+policies:
+  partners:
+    probe:
+      rate: 10/fortnight                            # <- rate
+      allow: [192.0.2.0/24, 192.0.2.300/32]         # <- allow
+      token: file:no-such-secret                    # <- token
+      brust: 5                                      # <- brust
+    header:                                         # <- header
+      remove: [Server]
+  other:
+    headers: {remove: [Server]}
+default_policies: [othre]                           # <- othre
+loging: {security_events: "-"}                      # <- loging
+"""
+
+
+def line(marker: str) -> int:
+    return next(i for i, text in enumerate(BROKEN.splitlines(), 1) if f"# <- {marker}" in text)
+
+
+def test_check_reports_every_mistake_of_a_file_at_once(
+    tmp_path: Path,
+    certs: Path,  # noqa: F811
+    probe_step: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OUTWORK_TEST_UNSET_TOKEN", raising=False)
+    for name in ("cert.pem", "key.pem"):
+        shutil.copy(certs / name, tmp_path / name)
+    config = tmp_path / "config.yaml"
+    config.write_text(BROKEN)
+    result = CliRunner().invoke(main, ["check", "-c", str(config)])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    f = str(config)
+    assert result.stderr.splitlines() == [
+        f"{f}:{line('heartbeet')}: listeners[0].tls.heartbeet: unknown key;"
+        ' did you mean "heartbeat"?',
+        f"{f}:{line('max_conections')}: listeners[1].max_conections: unknown key;"
+        ' did you mean "max_connections"?',
+        f"{f}:{line('partnrs')}: routes[0].policies[0]: unknown policy 'partnrs'"
+        ' (known: other, partners); did you mean "partners"?',
+        f"{f}:{line('nobody')}: routes[1].policies[1]: unknown policy 'nobody'"
+        " (known: other, partners)",
+        f"{f}:{line('trusted')}: trusted_proxies[1]: not an IP address or CIDR:"
+        " 10.0.0.1/8 has host bits set",
+        f"{f}:{line('admin-token')}: admin.token: env:OUTWORK_TEST_UNSET_TOKEN:"
+        " the environment variable is not set",
+        f"{f}:{line('rate')}: policies.partners.probe.rate: invalid rate '10/fortnight'"
+        " (expected e.g. 10/s, 1000/m, 5/h, 100/10s)",
+        f"{f}:{line('allow')}: policies.partners.probe.allow[1]: not an IP address or CIDR:"
+        " '192.0.2.300/32' does not appear to be an IPv4 or IPv6 network",
+        f"{f}:{line('token')}: policies.partners.probe.token: file:no-such-secret:"
+        f" cannot read {tmp_path / 'no-such-secret'}: No such file or directory",
+        f'{f}:{line("brust")}: policies.partners.probe.brust: unknown key; did you mean "burst"?',
+        f"{f}:{line('header')}: policies.partners.header: unknown policy step 'header'"
+        ' (known: headers, probe); did you mean "headers"?',
+        f"{f}:{line('othre')}: default_policies[0]: unknown policy 'othre'"
+        ' (known: other, partners); did you mean "other"?',
+        f'{f}:{line("loging")}: loging: unknown key; did you mean "logging"?',
+    ]
+
+
+def test_a_step_with_problems_still_leaves_its_policy_known(
+    tmp_path: Path, probe_step: None
+) -> None:
+    """No cascade: the route naming a policy whose step is broken, or an upstream that is
+    broken, is not told the name is unknown."""
+    text = (
+        "listeners: [{name: public, bind: 127.0.0.1:0}]\n"
+        "routes:\n"
+        "  - {match: {path_prefix: /}, upstream: api, policies: [p]}\n"
+        "upstreams:\n"
+        "  api: {targets: [http://127.0.0.1:9000], retries: many}\n"
+        "policies:\n"
+        "  p: {probe: {rate: 10/x}}\n"
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    assert [p.path for p in info.value.problems] == [
+        "upstreams.api.retries",
+        "policies.p.probe.rate",
+    ]
+
+
+def test_a_valid_step_with_its_types_compiles(
+    tmp_path: Path,
+    certs: Path,  # noqa: F811
+    probe_step: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OUTWORK_TEST_PROBE_TOKEN", "s3cret")
+    for name in ("cert.pem", "key.pem"):
+        shutil.copy(certs / name, tmp_path / name)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "listeners: [{name: public, bind: 127.0.0.1:0}]\n"
+        "routes: [{match: {path_prefix: /}, upstream: api, policies: [p]}]\n"
+        "upstreams: {api: {targets: [http://127.0.0.1:9000]}}\n"
+        "policies:\n"
+        "  p: {probe: {rate: 100/10s, allow: [10.0.0.0/8, '2001:db8::/32'],"
+        " token: env:OUTWORK_TEST_PROBE_TOKEN}}\n"
+    )
+    (probe,) = load_config(config).routes[0].filters
+    assert isinstance(probe, ProbeFilter)
+    spec = probe.spec
+    assert (spec.rate.count, spec.rate.period, spec.rate.per_second) == (100, 10.0, 10.0)
+    assert [str(c.network) for c in spec.allow] == ["10.0.0.0/8", "2001:db8::/32"]
+    assert spec.token is not None and spec.token.value == b"s3cret"
+    assert "s3cret" not in repr(spec)
