@@ -119,10 +119,23 @@ def serve(config_path: str, pid_file: str | None) -> None:
 @main.command()
 @CONFIG_OPTION
 @PID_FILE_OPTION
-def reload(config_path: str, pid_file: str | None) -> None:
-    """Check the config, then ask the running gateway (its pid file) to reload it."""
-    _load(config_path, "outwork: not reloaded: the config has errors")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, 600),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the gateway's verdict (0: do not wait).",
+)
+def reload(config_path: str, pid_file: str | None, timeout: float) -> None:
+    """Check the config, then ask the running gateway (its pid file) to reload it, and say
+    whether it applied or refused it (read from its audit line, when logging.security_events
+    is a file). Exit 1 when the config has errors or the gateway refused it."""
+    from outwork.proxy import reload_audit
+
+    config = _load(config_path, "outwork: not reloaded: the config has errors")
     pid_path = _pid_file(config_path, pid_file)
+    sink = config.security_events
+    offset = reload_audit.sink_size(sink) if sink != "-" else 0
     try:
         pid = int(pid_path.read_text().strip())
         os.kill(pid, signal.SIGHUP)
@@ -130,6 +143,21 @@ def reload(config_path: str, pid_file: str | None) -> None:
         click.echo(f"outwork: cannot signal the gateway ({pid_path}): {exc}", err=True)
         sys.exit(1)
     click.echo(f"reload requested (pid {pid})")
+    if sink == "-" or timeout == 0 or config.summary is None:
+        return  # the verdict goes to the gateway's stderr
+    outcome = reload_audit.wait_for_outcome(sink, offset, config.summary.digest, timeout)
+    if outcome is None:
+        message = f"outwork: no verdict from the gateway within {timeout:g}s (see {sink})"
+        click.echo(message, err=True)
+        sys.exit(1)
+    event, detail = outcome
+    if event == reload_audit.APPLIED:
+        click.echo(f"reload applied: {config.summary.digest}")
+        return
+    click.echo(f"outwork: reload refused: {detail.get('reason')}", err=True)
+    for problem in detail.get("problems", []):
+        click.echo(str(problem), err=True)
+    sys.exit(1)
 
 
 # ----- keys, certificates and the internal CA (outwork.ops) ------------------------------

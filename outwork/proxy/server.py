@@ -8,11 +8,11 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from outwork.http.messages import RequestHead
 from outwork.policy.config import Address, GatewayConfig, ListenerConfig
-from outwork.proxy import metrics_share, startup_signals
+from outwork.proxy import metrics_share, reload_audit, startup_signals
 from outwork.proxy.access_log import AccessLog
 from outwork.proxy.admin import Admin, AdminProtocol
 from outwork.proxy.clock import Clock
@@ -24,6 +24,9 @@ from outwork.proxy.rlimits import raise_open_files_limit
 from outwork.proxy.router import Router
 from outwork.proxy.security_events import SecurityEventLog
 from outwork.proxy.upstream import UpstreamPool
+
+if TYPE_CHECKING:
+    from outwork.policy.changes import ConfigSummary
 
 TICK_SECONDS = 0.25
 # With `workers: N`, a worker publishes its metrics for the admin's sum every this many ticks.
@@ -233,6 +236,13 @@ async def serve(
 
     reloading: list[asyncio.Task[None]] = []
 
+    def refuse(new: ConfigSummary | None, reason: str, problems: list[str] | None = None) -> None:
+        """A refused reload: logged, and audited on the running config's sink."""
+        log(f"reload refused: {reason}")
+        running = current[0].config
+        detail = reload_audit.refused_detail(running.file, running.summary, new, reason, problems)
+        reload_audit.emit(current[0].security_log, reload_audit.REFUSED, detail)
+
     async def reload() -> None:
         from outwork.policy.load import load_config
         from outwork.policy.source import ConfigError
@@ -241,22 +251,23 @@ async def serve(
         try:
             new_config = load_config(old.config.file)
         except ConfigError as exc:
-            for problem in exc.problems:
-                log(problem.format())
-            log("reload refused: the config has errors; the running one stays")
+            problems = [problem.format() for problem in exc.problems]
+            for problem in problems:
+                log(problem)
+            refuse(exc.summary, "the config has errors; the running one stays", problems)
             return
         for warning in new_config.warnings:
             log(warning)
         try:
             new_state = GatewayState(new_config, loop, metrics, old.connections)
         except (OSError, RuntimeError) as exc:
-            log(f"reload refused: {exc}")
+            refuse(new_config.summary, str(exc))
             return
         try:
             _prepare_ticket_keys(new_config)
         except (OSError, RuntimeError) as exc:
             close_state(new_state)  # its pools' health checks must not outlive it
-            log(f"reload refused: {exc}")
+            refuse(new_config.summary, str(exc))
             return
         # New sockets first: a bind that fails refuses the whole reload, the old config stays.
         opened: dict[SocketKey, asyncio.Server] = {}
@@ -271,7 +282,7 @@ async def serve(
             for server in opened.values():
                 server.close()
             close_state(new_state)
-            log(f"reload refused: cannot listen: {exc}")
+            refuse(new_config.summary, f"cannot listen: {exc}")
             return
         new_state.clock.tick()
         current[0] = new_state
@@ -295,6 +306,10 @@ async def serve(
         task = loop.create_task(retire())
         retiring.add(task)
         log("reloaded")
+        detail = reload_audit.applied_detail(
+            new_config.file, old.config.summary, new_config.summary
+        )
+        reload_audit.emit(new_state.security_log, reload_audit.APPLIED, detail)
 
     async def safe_reload() -> None:
         # Whatever fails in a reload is logged and leaves the running config serving; the
@@ -303,6 +318,10 @@ async def serve(
             await reload()
         except Exception as exc:  # noqa: BLE001 - logged; the old config stays
             log(f"reload failed: {type(exc).__name__}: {exc}; the running config stays")
+            running = current[0].config
+            reason = f"{type(exc).__name__}: {exc}"
+            detail = reload_audit.refused_detail(running.file, running.summary, None, reason)
+            reload_audit.emit(current[0].security_log, reload_audit.REFUSED, detail)
 
     def start_reload() -> None:
         if reloading and not reloading[0].done():

@@ -35,12 +35,16 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from outwork.policy.config import Address, GatewayConfig
 from outwork.policy.load import load_config
 from outwork.policy.source import ConfigError
-from outwork.proxy import metrics_share, startup_signals
+from outwork.proxy import metrics_share, reload_audit, startup_signals
 from outwork.proxy.rlimits import raise_open_files_limit
+
+if TYPE_CHECKING:
+    from outwork.policy.changes import ConfigSummary
 
 RESPAWN_DELAY = 1.0  # seconds before replacing a worker that died before it was ready
 KILL_AFTER = 40.0  # seconds after SIGTERM before a worker still alive is killed
@@ -73,6 +77,11 @@ class Supervisor:
         self.signals: list[int] = []
         self.started_ok = False  # every worker of the first generation became ready once
         self.start_failed = False
+        # For the reload audit: the running config's hash and parts, and its sink; those of
+        # the one a reload is starting.
+        self.summary = config.summary
+        self.audit_target = config.security_events
+        self.pending_config: tuple[ConfigSummary | None, str] | None = None
         self._resolve(config)
         self.run_dir = metrics_share.make_run_dir()  # workers' metrics; removed when we stop
 
@@ -306,6 +315,13 @@ class Supervisor:
                 self._abort_reload(reason)
             else:
                 self.log(f"reload refused: {reason}; the running workers stay")
+                self._audit_refused(None, reason)
+
+    def _audit_refused(
+        self, new: ConfigSummary | None, reason: str, problems: list[str] | None = None
+    ) -> None:
+        detail = reload_audit.refused_detail(self.path, self.summary, new, reason, problems)
+        reload_audit.emit_to(self.audit_target, reload_audit.REFUSED, detail)
 
     def _reload(self) -> None:
         if self.pending is not None:
@@ -315,9 +331,12 @@ class Supervisor:
         try:
             config = load_config(self.path)
         except ConfigError as exc:
-            for problem in exc.problems:
-                self.log(problem.format())
-            self.log("reload refused: the config has errors; the running workers stay")
+            problems = [problem.format() for problem in exc.problems]
+            for problem in problems:
+                self.log(problem)
+            reason = "the config has errors; the running workers stay"
+            self.log(f"reload refused: {reason}")
+            self._audit_refused(exc.summary, reason, problems)
             return
         for warning in config.warnings:
             self.log(warning)
@@ -328,10 +347,12 @@ class Supervisor:
         except OSError as exc:
             self.log(f"reload refused: cannot listen: {exc}")
             self.addresses, self.admin, self.count, self.placeholders = old
+            self._audit_refused(config.summary, f"cannot listen: {exc}")
             return
         self.count = config.workers
         for listener in config.listeners:
             _SCHEMES[listener.name] = "https" if listener.tls is not None else "http"
+        self.pending_config = (config.summary, config.security_events)
         del config  # the workers load it themselves
         self.pending = self.generation + 1
         for slot in range(self.count):
@@ -350,6 +371,12 @@ class Supervisor:
         self.pending = None
         self.respawn = [r for r in self.respawn if r[2] == self.generation]
         self.log("reloaded")
+        before = self.summary
+        if self.pending_config is not None:
+            self.summary, self.audit_target = self.pending_config
+            self.pending_config = None
+        detail = reload_audit.applied_detail(self.path, before, self.summary)
+        reload_audit.emit_to(self.audit_target, reload_audit.APPLIED, detail)
 
     def _abort_reload(self, reason: str) -> None:
         for worker in list(self.workers.values()):
@@ -363,6 +390,9 @@ class Supervisor:
                 sock.close()
         self.placeholders = placeholders
         self.log(f"reload failed: {reason}; the running workers stay")
+        new = self.pending_config[0] if self.pending_config is not None else None
+        self.pending_config = None
+        self._audit_refused(new, reason)
 
 
 # Listener name -> "http" or "https", for log lines (the supervisor keeps no compiled config).

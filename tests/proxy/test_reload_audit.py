@@ -1,0 +1,170 @@
+"""A reload with a bad config changes nothing, a good one switches the policy; each writes its
+audit line (hash before and after, what changed), and `outwork reload` reports the verdict."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from tests.conftest import Backend, Gateway, gateway_config
+from tests.proxy.test_reload import outwork
+
+
+def get(url: str) -> tuple[int, str | None, str | None]:
+    """Status, X-Backend and X-Policy of `GET /` through the gateway."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=10)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.getheader("x-backend"), response.getheader("x-policy")
+    finally:
+        conn.close()
+
+
+def audit_lines(sink: Path) -> list[dict[str, Any]]:
+    if not sink.exists():
+        return []
+    lines = [json.loads(line) for line in sink.read_text().splitlines() if line]
+    return [line for line in lines if line["event"].startswith("config.reload_")]
+
+
+def wait_for_audit(sink: Path, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 30
+    while len(found := audit_lines(sink)) < count:
+        assert time.monotonic() < deadline, found
+        time.sleep(0.05)
+    return found
+
+
+def digest(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def base_config(backend: Backend, sink: Path, workers: int) -> dict[str, Any]:
+    return {
+        **gateway_config(backend.url),
+        "workers": workers,
+        "logging": {"security_events": str(sink)},
+        "policies": {"baseline": {"headers": {"add": {"X-Policy": "v1"}}}},
+        "default_policies": ["baseline"],
+    }
+
+
+# Every new kind of mistake, in one file; the policy it would switch to says v2.
+BROKEN = {
+    "trusted_proxies": ["10.0.0.1/8"],  # a bad CIDR
+    "admin": {"bind": "127.0.0.1:0", "token": "env:OUTWORK_TEST_UNSET_TOKEN"},  # missing secret
+    "policies": {
+        "baseline": {"headers": {"add": {"X-Policy": "v2"}}},
+        "extra": {"header": {"remove": ["Server"]}},  # an unknown step
+    },
+    "heartbeet": True,  # an unknown key
+}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_refused_reload_changes_nothing_and_an_applied_one_switches_the_policy(
+    make_backend: Callable[..., Backend],
+    make_gateway: Callable[..., Gateway],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
+) -> None:
+    monkeypatch.delenv("OUTWORK_TEST_UNSET_TOKEN", raising=False)
+    a = make_backend("a")
+    sink = tmp_path / "security.jsonl"
+    config = base_config(a, sink, workers)
+    gw = make_gateway(config)
+    first = digest(gw.config_file)
+    assert get(gw.url) == (200, "a", "v1")
+
+    broken = {**config, **BROKEN}
+    broken["routes"] = [{**config["routes"][0], "policies": ["partnrs"]}]  # an unknown policy
+    gw.config_file.write_text(yaml.safe_dump(broken))
+    second = digest(gw.config_file)
+    # `outwork reload` checks first: every problem, and no signal.
+    result = outwork("reload", "-c", str(gw.config_file))
+    assert result.returncode == 1
+    assert "not reloaded: the config has errors" in result.stderr
+    assert audit_lines(sink) == []
+    # A SIGHUP anyway: refused, audited, and the running config keeps serving.
+    gw.proc.send_signal(signal.SIGHUP)
+    (refused,) = wait_for_audit(sink, 1)
+    assert refused["event"] == "config.reload_refused"
+    assert (refused["peer"], refused["listener"]) == ("-", "-")
+    detail = refused["detail"]
+    assert (detail["file"], detail["hash_before"], detail["hash_after"]) == (
+        str(gw.config_file),
+        first,
+        second,
+    )
+    assert detail["reason"].startswith("the config has errors")
+    assert detail["problem_count"] == 5
+    problems = "\n".join(detail["problems"])
+    for expected in (
+        "heartbeet: unknown key",
+        "trusted_proxies[0]: not an IP address or CIDR",
+        "admin.token: env:OUTWORK_TEST_UNSET_TOKEN: the environment variable is not set",
+        "policies.extra.header: unknown policy step 'header'",
+        "routes[0].policies[0]: unknown policy 'partnrs'",
+    ):
+        assert expected in problems
+    assert all(p.startswith(f"{gw.config_file}:") for p in detail["problems"])
+    assert detail["changes"]["keys"] == {
+        "added": ["heartbeet", "trusted_proxies"],
+        "removed": [],
+        "changed": ["admin", "policies", "routes"],
+    }
+    assert detail["changes"]["policies"] == {
+        "added": ["extra"],
+        "removed": [],
+        "changed": ["baseline"],
+    }
+    for _ in range(3):
+        assert get(gw.url) == (200, "a", "v1")
+    assert gw.proc.poll() is None
+
+    # A good config: `outwork reload` reads the gateway's verdict from its audit line.
+    b = make_backend("b")
+    good = base_config(b, sink, workers)
+    good["policies"] = {
+        "baseline": {"headers": {"add": {"X-Policy": "v2"}}},
+        "extra": {"headers": {"remove": ["Server"]}},
+    }
+    good["routes"] = [
+        *good["routes"],
+        {"name": "second", "match": {"path_prefix": "/second"}, "upstream": "backend"},
+    ]
+    gw.config_file.write_text(yaml.safe_dump(good))
+    third = digest(gw.config_file)
+    result = outwork("reload", "-c", str(gw.config_file))
+    assert result.returncode == 0, result.stderr
+    assert f"reload applied: {third}" in result.stdout
+    refused_again, applied = wait_for_audit(sink, 2)
+    assert refused_again == refused
+    assert applied["event"] == "config.reload_applied"
+    detail = applied["detail"]
+    assert (detail["hash_before"], detail["hash_after"]) == (first, third)
+    assert "problems" not in detail and "reason" not in detail
+    assert detail["changes"] == {
+        "keys": {"added": [], "removed": [], "changed": ["policies", "routes", "upstreams"]},
+        "policies": {"added": ["extra"], "removed": [], "changed": ["baseline"]},
+        "routes": {"added": ["second"], "removed": [], "changed": []},
+    }
+    deadline = time.monotonic() + 15
+    while get(gw.url) != (200, "b", "v2"):
+        assert time.monotonic() < deadline, gw.stderr()
+        time.sleep(0.05)
+    assert gw.stop() == 0
