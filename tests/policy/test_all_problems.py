@@ -3,7 +3,10 @@ mean" for a near miss; for policy steps registered later too (a step type regist
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +17,7 @@ from click.testing import CliRunner
 
 from outwork.cli import main
 from outwork.filters import CONTINUE, REGISTRY, Filter, FilterType, register
+from outwork.policy.convert import did_you_mean
 from outwork.policy.load import load_config
 from outwork.policy.source import ConfigError
 from outwork.policy.values import Cidr, Rate, Secret
@@ -184,3 +188,43 @@ def test_a_valid_step_with_its_types_compiles(
     assert [str(c.network) for c in spec.allow] == ["10.0.0.0/8", "2001:db8::/32"]
     assert spec.token is not None and spec.token.value == b"s3cret"
     assert "s3cret" not in repr(spec)
+
+
+def test_the_outwork_command_reports_them_too(
+    tmp_path: Path,
+    certs: Path,  # noqa: F811
+) -> None:
+    """The same file through the real command (a process of its own, without the probe step,
+    whose mistakes then read as one unknown step), its environment without the token."""
+    for name in ("cert.pem", "key.pem"):
+        shutil.copy(certs / name, tmp_path / name)
+    config = tmp_path / "config.yaml"
+    config.write_text(BROKEN)
+    env = {k: v for k, v in os.environ.items() if k != "OUTWORK_TEST_UNSET_TOKEN"}
+    result = subprocess.run(
+        [sys.executable, "-m", "outwork", "check", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 1
+    found = [line.split(": ", 2)[:2] for line in result.stderr.splitlines()]
+    assert found == [
+        [f"{config}:{line('heartbeet')}", "listeners[0].tls.heartbeet"],
+        [f"{config}:{line('max_conections')}", "listeners[1].max_conections"],
+        [f"{config}:{line('partnrs')}", "routes[0].policies[0]"],
+        [f"{config}:{line('nobody')}", "routes[1].policies[1]"],
+        [f"{config}:{line('trusted')}", "trusted_proxies[1]"],
+        [f"{config}:{line('admin-token')}", "admin.token"],
+        [f"{config}:{line('rate') - 1}", "policies.partners.probe"],
+        [f"{config}:{line('header')}", "policies.partners.header"],
+        [f"{config}:{line('othre')}", "default_policies[0]"],
+        [f"{config}:{line('loging')}", "loging"],
+    ]
+    assert "unknown policy step 'probe' (known: headers)" in result.stderr
+
+
+def test_no_suggestion_when_nothing_is_close() -> None:
+    assert did_you_mean("heartbeet", ["heartbeat", "alpn"]) == '; did you mean "heartbeat"?'
+    assert did_you_mean("colour", ["listeners", "routes", "upstreams"]) == ""

@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import json
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -167,4 +168,37 @@ def test_a_refused_reload_changes_nothing_and_an_applied_one_switches_the_policy
     while get(gw.url) != (200, "b", "v2"):
         assert time.monotonic() < deadline, gw.stderr()
         time.sleep(0.05)
+    assert gw.stop() == 0
+
+
+def test_outwork_reload_reports_a_refusal_only_the_gateway_can_see(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    """A file `check` accepts, with a listener on a port already taken: the gateway refuses
+    the reload, and `outwork reload` says so from its audit line (exit 1)."""
+    a = make_backend("a")
+    sink = tmp_path / "security.jsonl"
+    config = base_config(a, sink, 1)
+    gw = make_gateway(config)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        clash = {
+            **config,
+            "listeners": [*config["listeners"], {"name": "clash", "bind": f"127.0.0.1:{port}"}],
+        }
+        gw.config_file.write_text(yaml.safe_dump(clash))
+        result = outwork("reload", "-c", str(gw.config_file))
+    finally:
+        taken.close()
+    assert result.returncode == 1
+    assert "reload requested" in result.stdout
+    assert "reload refused: cannot listen" in result.stderr
+    (refused,) = audit_lines(sink)
+    assert refused["event"] == "config.reload_refused"
+    assert refused["detail"]["hash_after"] == digest(gw.config_file)
+    assert refused["detail"]["changes"]["keys"]["changed"] == ["listeners"]
+    assert get(gw.url) == (200, "a", "v1")
     assert gw.stop() == 0
