@@ -1,7 +1,9 @@
 """Load a config file: YAML with line numbers, schema (msgspec), cross-checks, compile.
 
-Every problem is reported as `file:line: path: message`. Structural errors stop at the first
-one (msgspec reports one); the checks after that collect every problem they find.
+Every problem is reported as `file:line: path: message`, all of them in one run: the schema is
+checked section by section and entry by entry (`convert.py`: every unknown key, with "did you
+mean", every bad value), an entry with problems is left out, and the cross-checks run on what
+remains. A YAML syntax error alone stops at once (there is no tree to check).
 """
 
 from __future__ import annotations

@@ -177,7 +177,8 @@ def swap_certificates(state: GatewayState, new: GatewayConfig) -> list[str]:
                 changed.append(listener.name)
         listeners.append(listener)
     if changed:
-        state.config = replace(state.config, listeners=tuple(listeners))
+        # The file the installer rewrote is what a later reload's audit line compares with.
+        state.config = replace(state.config, listeners=tuple(listeners), summary=new.summary)
     return changed
 
 

@@ -255,6 +255,11 @@ class Supervisor:
         with open(path + ".tmp", "w") as f:
             f.write(" ".join(str(w.pid) for w in told))
         os.replace(path + ".tmp", path)
+        try:
+            # The rewritten file is what a later reload's audit line compares with.
+            self.summary = load_config(self.path).summary
+        except ConfigError:
+            pass  # the workers keep what they serve; the next reload reports the file
 
     def _read_ready(self) -> None:
         for worker in self.workers.values():

@@ -18,6 +18,8 @@ import pytest
 import yaml
 
 from tests.conftest import Backend, Gateway, gateway_config
+from tests.ops.conftest import outwork as ops_outwork
+from tests.ops.test_install import TOKEN_ENV, admin_address, issue_file_cert, start
 from tests.proxy.test_reload import outwork
 
 
@@ -201,4 +203,30 @@ def test_outwork_reload_reports_a_refusal_only_the_gateway_can_see(
     assert refused["detail"]["hash_after"] == digest(gw.config_file)
     assert refused["detail"]["changes"]["keys"]["changed"] == ["listeners"]
     assert get(gw.url) == (200, "a", "v1")
+    assert gw.stop() == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_after_a_certificate_install_a_reload_compares_with_the_installed_file(
+    make_backend: Callable[..., Backend],
+    make_gateway: Callable[..., Gateway],
+    tmp_path: Path,
+    workers: int,
+) -> None:
+    """The admin API rewrote the file: the next reload's `hash_before` is that file's, and a
+    reload of it changes nothing."""
+    old_cert, old_key = issue_file_cert(tmp_path, "old")
+    new_cert, new_key = issue_file_cert(tmp_path, "new")
+    gw = start(make_gateway, make_backend(), tmp_path, old_cert, str(old_key), TOKEN_ENV, workers)
+    result = ops_outwork("certs", "install", "-c", str(gw.config_file), "--listener", "public",
+                         "--cert", str(new_cert), "--key", str(new_key),
+                         "--admin", admin_address(gw), cwd=tmp_path, env=TOKEN_ENV)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    installed = digest(gw.config_file)
+    gw.proc.send_signal(signal.SIGHUP)
+    (applied,) = wait_for_audit(tmp_path / "security.jsonl", 1)
+    assert applied["event"] == "config.reload_applied"
+    assert applied["detail"]["hash_before"] == applied["detail"]["hash_after"] == installed
+    nothing: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
+    assert applied["detail"]["changes"] == {"keys": nothing, "policies": nothing, "routes": nothing}
     assert gw.stop() == 0
