@@ -141,7 +141,10 @@ class Filter:
 @dataclass(frozen=True, slots=True)
 class FilterType:
     name: str  # the key under a policy: `policies: {NAME: {<name>: {...}}}`
-    schema: type[Any]  # a msgspec Struct the key's value is converted to (strictly)
+    # A msgspec Struct the key's value is converted to (strictly; every problem on its line,
+    # unknown keys with "did you mean"). Fields may be typed with outwork.policy.values' Rate,
+    # Cidr and Secret (`10/s`, `10.0.0.0/8`, `env:NAME`), checked and read at load.
+    schema: type[Any]
     build: Callable[[Any], Filter]  # from the converted spec to the filter
 
 
