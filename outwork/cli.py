@@ -126,16 +126,33 @@ def serve(config_path: str, pid_file: str | None) -> None:
     show_default=True,
     help="Seconds to wait for the gateway's verdict (0: do not wait).",
 )
-def reload(config_path: str, pid_file: str | None, timeout: float) -> None:
+@click.option(
+    "--admin",
+    "admin_address",
+    default=None,
+    metavar="HOST:PORT",
+    help="The running gateway's admin listener, asked for the verdict (default: admin.bind of"
+    " the config, unless its port is 0).",
+)
+def reload(
+    config_path: str, pid_file: str | None, timeout: float, admin_address: str | None
+) -> None:
     """Check the config, then ask the running gateway (its pid file) to reload it, and say
-    whether it applied or refused it (read from its audit line, when logging.security_events
-    is a file). Exit 1 when the config has errors or the gateway refused it."""
+    whether it applied or refused it: from the admin listener's GET /reload, else from its
+    audit line when logging.security_events is a file. Exit 1 when the config has errors or
+    the gateway refused it."""
     from outwork.proxy import reload_audit
 
     config = _load(config_path, "outwork: not reloaded: the config has errors")
-    pid_path = _pid_file(config_path, pid_file)
+    digest = config.summary.digest if config.summary is not None else ""
+    admin = admin_address
+    if admin is None and config.admin is not None and config.admin.port != 0:
+        admin = str(config.admin)
+    # What the gateway says before the signal: the verdict to wait for is a later one.
+    before = reload_audit.admin_status(admin) if admin and timeout else None
     sink = config.security_events
     offset = reload_audit.sink_size(sink) if sink != "-" else 0
+    pid_path = _pid_file(config_path, pid_file)
     try:
         pid = int(pid_path.read_text().strip())
         os.kill(pid, signal.SIGHUP)
@@ -143,16 +160,22 @@ def reload(config_path: str, pid_file: str | None, timeout: float) -> None:
         click.echo(f"outwork: cannot signal the gateway ({pid_path}): {exc}", err=True)
         sys.exit(1)
     click.echo(f"reload requested (pid {pid})")
-    if sink == "-" or timeout == 0 or config.summary is None:
-        return  # the verdict goes to the gateway's stderr
-    outcome = reload_audit.wait_for_outcome(sink, offset, config.summary.digest, timeout)
+    if timeout == 0 or not digest:
+        return
+    if admin is not None and before is not None:
+        outcome = reload_audit.wait_for_admin(admin, before.get("last"), digest, timeout)
+        where = f"http://{admin}/reload"
+    elif sink != "-":
+        outcome = reload_audit.wait_for_outcome(sink, offset, digest, timeout)
+        where = sink
+    else:
+        return  # no admin listener to ask, no audit file to read: see the gateway's stderr
     if outcome is None:
-        message = f"outwork: no verdict from the gateway within {timeout:g}s (see {sink})"
-        click.echo(message, err=True)
+        click.echo(f"outwork: no verdict from the gateway within {timeout:g}s ({where})", err=True)
         sys.exit(1)
     event, detail = outcome
     if event == reload_audit.APPLIED:
-        click.echo(f"reload applied: {config.summary.digest}")
+        click.echo(f"reload applied: {digest}")
         return
     click.echo(f"outwork: reload refused: {detail.get('reason')}", err=True)
     for problem in detail.get("problems", []):

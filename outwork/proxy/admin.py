@@ -17,6 +17,8 @@ rebinding) cannot read the admin pages through a browser.
   in the body but do not change the status: other routes may still work, and taking the whole
   gateway out of a load balancer would turn one backend's outage into a total one.
 - `/metrics`: Prometheus text format (see `metrics.py`), summed over all workers.
+- `/reload`: JSON, the running config's hash and the last reload's verdict (`reload_audit.py`),
+  which `outwork reload` waits for.
 - `POST /certificates` (the admin API, only with `admin.token`): install a checked certificate
   chain and key for a listener (see `outwork/ops/install.py`); every worker swaps that
   listener's certificate set for new handshakes, nothing drains. Each change request, allowed
@@ -42,7 +44,7 @@ from prometheus_client.exposition import generate_latest
 
 from outwork.observe.refusals import Refusal
 from outwork.policy.config import Address, GatewayConfig
-from outwork.proxy import metrics_share
+from outwork.proxy import metrics_share, reload_audit
 from outwork.proxy.metrics import (
     CERTIFICATE_EXPIRY,
     CONTENT_TYPE,
@@ -99,6 +101,23 @@ class Admin:
         self.open: dict[AdminProtocol, None] = {}
         # One change at a time: a second install waits, so each waits for its own file digest.
         self.changes = asyncio.Lock()
+        # The last reload's verdict in a single process (with `workers: N`, the supervisor
+        # keeps it in the run directory).
+        self.last_reload: dict[str, Any] | None = None
+        self.reloads = 0
+
+    def record_reload(self, event: str, detail: dict[str, Any]) -> None:
+        self.reloads += 1
+        self.last_reload = reload_audit.status(self.reloads, event, detail)
+
+    def reload_status(self) -> bytes:
+        if self.run_dir is None:
+            last = self.last_reload
+        else:
+            last = reload_audit.read_status(self.run_dir)
+        summary = self.current[0].config.summary
+        running = summary.digest if summary is not None else None
+        return json.dumps({"running": running, "last": last}).encode() + b"\n"
 
     def admit(self, conn: AdminProtocol) -> None:
         """Take a new connection; at the cap, the oldest open one makes room."""
@@ -307,6 +326,9 @@ class AdminProtocol(asyncio.Protocol):
             self._answer(status, body, head_only=head_only)
         elif target == b"/metrics":
             self._answer(200, self.admin.metrics_page(), CONTENT_TYPE, head_only=head_only)
+        elif target == b"/reload":
+            body = self.admin.reload_status()
+            self._answer(200, body, b"application/json", head_only=head_only)
         else:
             self._answer(404, b"not found\n", head_only=head_only)
 

@@ -15,7 +15,9 @@ refused reload changed nothing: the running config keeps serving.
 from __future__ import annotations
 
 import json
+import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ REFUSED = "config.reload_refused"
 MAX_PROBLEMS = 5  # problems quoted in a refusal's line; the full list goes to stderr
 POLL_INTERVAL = 0.1  # seconds between looks at the sink for a reload's line
 MAX_READ = 1 << 20  # bytes of the sink read per look (a busy sink: the rest at the next)
+ADMIN_TIMEOUT = 2.0  # seconds per GET /reload (the admin answers at once)
 
 
 def _detail(file: str, before: ConfigSummary | None, after: ConfigSummary | None) -> dict[str, Any]:
@@ -122,3 +125,72 @@ def _reload_line(line: bytes, digest: str) -> tuple[str, dict[str, Any]] | None:
         if detail.get("hash_after") == digest:
             return event, detail
     return None
+
+
+# ----- the last reload's verdict, for the admin API's GET /reload ------------------------
+
+STATUS_FILE = "last-reload.json"  # in the supervisor's run directory, with `workers: N`
+MAX_STATUS_BYTES = 64 * 1024
+
+
+def status(serial: int, event: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """What GET /reload tells of a reload: its verdict, hashes and reason, not the problems
+    (the admin listener has no authentication for reads; `check` shows them to whoever has the
+    file)."""
+    record = {
+        "serial": serial,
+        "result": "applied" if event == APPLIED else "refused",
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "hash_before": detail.get("hash_before"),
+        "hash_after": detail.get("hash_after"),
+    }
+    if "reason" in detail:
+        record["reason"] = detail["reason"]
+    return record
+
+
+def write_status(run_dir: str, record: dict[str, Any]) -> None:
+    path = os.path.join(run_dir, STATUS_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    os.replace(path + ".tmp", path)  # a reader sees the old record or the new, never half
+
+
+def read_status(run_dir: str) -> dict[str, Any] | None:
+    try:
+        with open(os.path.join(run_dir, STATUS_FILE), "rb") as f:
+            record = json.loads(f.read(MAX_STATUS_BYTES))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def admin_status(admin: str) -> dict[str, Any] | None:
+    """GET /reload from the admin listener at `admin` (host:port), or None when it does not
+    answer (not running, an older gateway without the endpoint)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{admin}/reload", timeout=ADMIN_TIMEOUT) as answer:
+            status = json.loads(answer.read(MAX_STATUS_BYTES))
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def wait_for_admin(
+    admin: str, previous: Any, digest: str, timeout: float
+) -> tuple[str, dict[str, Any]] | None:
+    """The (event, verdict) of the first reload after `previous` (the admin's `last` before
+    the signal) about the config whose hash is `digest`, or None within `timeout` seconds. The
+    admin may not answer for a moment (with `workers: N`, worker 0 is replaced)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = admin_status(admin)
+        last = status.get("last") if status is not None else None
+        if isinstance(last, dict) and last != previous and last.get("hash_after") == digest:
+            return (APPLIED if last.get("result") == "applied" else REFUSED), last
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(POLL_INTERVAL)

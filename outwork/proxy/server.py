@@ -242,6 +242,7 @@ async def serve(
         running = current[0].config
         detail = reload_audit.refused_detail(running.file, running.summary, new, reason, problems)
         reload_audit.emit(current[0].security_log, reload_audit.REFUSED, detail)
+        admin.record_reload(reload_audit.REFUSED, detail)
 
     async def reload() -> None:
         from outwork.policy.load import load_config
@@ -310,6 +311,7 @@ async def serve(
             new_config.file, old.config.summary, new_config.summary
         )
         reload_audit.emit(new_state.security_log, reload_audit.APPLIED, detail)
+        admin.record_reload(reload_audit.APPLIED, detail)
 
     async def safe_reload() -> None:
         # Whatever fails in a reload is logged and leaves the running config serving; the
@@ -322,6 +324,7 @@ async def serve(
             reason = f"{type(exc).__name__}: {exc}"
             detail = reload_audit.refused_detail(running.file, running.summary, None, reason)
             reload_audit.emit(current[0].security_log, reload_audit.REFUSED, detail)
+            admin.record_reload(reload_audit.REFUSED, detail)
 
     def start_reload() -> None:
         if reloading and not reloading[0].done():

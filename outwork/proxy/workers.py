@@ -35,7 +35,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from outwork.policy.config import Address, GatewayConfig
 from outwork.policy.load import load_config
@@ -82,6 +82,7 @@ class Supervisor:
         self.summary = config.summary
         self.audit_target = config.security_events
         self.pending_config: tuple[ConfigSummary | None, str] | None = None
+        self.reloads = 0  # reloads applied or refused, numbering GET /reload's verdicts
         self._resolve(config)
         self.run_dir = metrics_share.make_run_dir()  # workers' metrics; removed when we stop
 
@@ -326,7 +327,13 @@ class Supervisor:
         self, new: ConfigSummary | None, reason: str, problems: list[str] | None = None
     ) -> None:
         detail = reload_audit.refused_detail(self.path, self.summary, new, reason, problems)
-        reload_audit.emit_to(self.audit_target, reload_audit.REFUSED, detail)
+        self._audit(reload_audit.REFUSED, detail)
+
+    def _audit(self, event: str, detail: dict[str, Any]) -> None:
+        """The audit line, and the verdict for the admin's GET /reload (in worker 0)."""
+        reload_audit.emit_to(self.audit_target, event, detail)
+        self.reloads += 1
+        reload_audit.write_status(self.run_dir, reload_audit.status(self.reloads, event, detail))
 
     def _reload(self) -> None:
         if self.pending is not None:
@@ -381,7 +388,7 @@ class Supervisor:
             self.summary, self.audit_target = self.pending_config
             self.pending_config = None
         detail = reload_audit.applied_detail(self.path, before, self.summary)
-        reload_audit.emit_to(self.audit_target, reload_audit.APPLIED, detail)
+        self._audit(reload_audit.APPLIED, detail)
 
     def _abort_reload(self, reason: str) -> None:
         for worker in list(self.workers.values()):

@@ -9,6 +9,7 @@ import json
 import signal
 import socket
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -229,4 +230,52 @@ def test_after_a_certificate_install_a_reload_compares_with_the_installed_file(
     assert applied["detail"]["hash_before"] == applied["detail"]["hash_after"] == installed
     nothing: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}
     assert applied["detail"]["changes"] == {"keys": nothing, "policies": nothing, "routes": nothing}
+    assert gw.stop() == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_outwork_reload_asks_the_admin_listener_for_the_verdict(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], workers: int
+) -> None:
+    """Security events on stderr (the default): the verdict comes from GET /reload."""
+    a, b = make_backend("a"), make_backend("b")
+    gw = make_gateway({**gateway_config(a.url), "workers": workers})
+    assert gw.admin_url is not None
+    admin = urlsplit(gw.admin_url).netloc
+    good = {**gateway_config(b.url), "workers": workers}
+    gw.config_file.write_text(yaml.safe_dump(good))
+    applied = digest(gw.config_file)
+    result = outwork("reload", "-c", str(gw.config_file), "--admin", admin)
+    assert result.returncode == 0, result.stderr
+    assert f"reload applied: {applied}" in result.stdout
+    deadline = time.monotonic() + 15
+    while get(gw.url)[1] != "b":
+        assert time.monotonic() < deadline, gw.stderr()
+        time.sleep(0.05)
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        listener = {"name": "clash", "bind": f"127.0.0.1:{taken.getsockname()[1]}"}
+        gw.config_file.write_text(
+            yaml.safe_dump({**good, "listeners": [*good["listeners"], listener]})
+        )
+        result = outwork("reload", "-c", str(gw.config_file), "--admin", admin)
+    finally:
+        taken.close()
+    assert result.returncode == 1
+    assert "reload refused: cannot listen" in result.stderr
+    with urllib.request.urlopen(f"http://{admin}/reload", timeout=5) as answer:
+        status = json.loads(answer.read())
+    assert status["running"] == applied
+    last = status["last"]
+    assert (last["result"], last["hash_before"], last["hash_after"]) == (
+        "refused",
+        applied,
+        digest(gw.config_file),
+    )
+    assert last["reason"].startswith("cannot listen")
+    assert "problems" not in last  # not on the unauthenticated admin listener
+    assert get(gw.url)[1] == "b"
     assert gw.stop() == 0
