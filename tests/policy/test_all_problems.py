@@ -3,17 +3,21 @@ mean" for a near miss; for policy steps registered later too (a step type regist
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import pytest
+import yaml
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from outwork.cli import main
 from outwork.filters import CONTINUE, REGISTRY, Filter, FilterType, register
@@ -228,3 +232,85 @@ def test_the_outwork_command_reports_them_too(
 def test_no_suggestion_when_nothing_is_close() -> None:
     assert did_you_mean("heartbeet", ["heartbeat", "alpn"]) == '; did you mean "heartbeat"?'
     assert did_you_mean("colour", ["listeners", "routes", "upstreams"]) == ""
+
+
+RICH = {
+    "listeners": [
+        {"name": "public", "bind": "127.0.0.1:0", "tls": {"certificates": [
+            {"cert": "cert.pem", "key": "key.pem"}], "alpn": ["h2"], "session_tickets": {
+            "rotation": "1h"}}},
+        {"name": "plain", "bind": "127.0.0.1:0", "max_connections": 10},
+    ],
+    "routes": [
+        {"name": "r", "match": {"path_prefix": "/a", "methods": ["GET"]}, "upstream": "api",
+         "policies": ["p"], "max_body_size": "1MiB"},
+        {"default": True, "upstream": "api"},
+    ],
+    "upstreams": {"api": {"targets": ["http://127.0.0.1:9000"], "health_check": {"path": "/"},
+                          "passive_health": {}, "retries": 2}},
+    "policies": {"p": {"headers": {"remove": ["Server"], "add": {"X-A": "b"}}}},
+    "default_policies": ["p"],
+    "trusted_proxies": ["10.0.0.0/8"],
+    "limits": {"max_request_body": "2MiB"},
+    "http2": {"flood_window": "5s"},
+    "admin": {"bind": "127.0.0.1:0", "allowed_hosts": ["gw.example"]},
+    "scan": {"timeout": "3s"},
+}  # fmt: skip
+JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 70000),
+    st.sampled_from(["", "x", "10/s", "1.2", "0", "/", "10.0.0.1/8", "env:NOPE"]),
+    st.just([]),
+    st.just({}),
+    st.just(["x"]),
+    st.just({"x": 1}),
+)
+
+
+def _paths(value: object, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    found = [path] if path else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _paths(item, (*path, index))
+    return found
+
+
+PATHS = _paths(RICH)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.tuples(st.sampled_from(PATHS), JUNK), min_size=1, max_size=4))
+def test_any_damage_is_problems_on_lines_never_a_crash(
+    tmp_path: Path,
+    certs: Path,  # noqa: F811
+    damage: list[tuple[tuple[str | int, ...], object]],
+) -> None:
+    """Whatever values are wrong, and however many: problems with lines, each check still run
+    on what converted (no `please report this`), or a config that loads."""
+    config = copy.deepcopy(RICH)
+    for path, junk in damage:
+        target: Any = config
+        try:
+            for part in path[:-1]:
+                target = target[part]
+            target[path[-1]] = junk
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier damage replaced a parent
+    for name in ("cert.pem", "key.pem"):
+        if not (tmp_path / name).exists():
+            shutil.copy(certs / name, tmp_path / name)
+    file = tmp_path / "config.yaml"
+    file.write_text(yaml.safe_dump(config))
+    try:
+        load_config(file)
+    except ConfigError as exc:
+        assert exc.problems
+        for problem in exc.problems:
+            assert "please report this" not in problem.message, problem
+            assert problem.line is not None, problem
