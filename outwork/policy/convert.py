@@ -123,10 +123,12 @@ class Converter:
                 self.convert(item, args[0], path + (i,))
         elif origin is dict and isinstance(data, dict) and len(args) == 2:
             for key, value in data.items():
-                if self.quiet(key, args[0]) is FAILED:
-                    self.problems.append(
-                        self.source.problem(path + (key,), "invalid key", at_key=True)
-                    )
+                try:
+                    msgspec.convert(key, args[0], strict=True, dec_hook=self.dec_hook)
+                except msgspec.ValidationError as exc:
+                    message = _AT.sub("", str(exc))
+                    message = f"invalid name {key!r}: {message[:1].lower()}{message[1:]}"
+                    self.problems.append(self.source.problem(path + (key,), message, at_key=True))
                 self.convert(value, args[1], path + (key,))
 
     def _struct(self, data: dict[str, Any], struct: type[msgspec.Struct], path: Path) -> None:
