@@ -126,6 +126,24 @@ def test_pipelined_requests_keep_their_order_behind_a_waiting_filter(tmp_path: P
     run(tmp_path, scenario)
 
 
+def test_a_refused_request_whose_body_waited_in_line_is_read_and_dropped(tmp_path: Path) -> None:
+    async def scenario(gw: InProcGateway, upstream: Upstream) -> None:
+        client = gw.connect()
+        # The second request's body starts while the first one waits: it queues, unread.
+        client.send(
+            get("/1", {"X-Park": "yes"})
+            + b"POST /2 HTTP/1.1\r\nHost: a\r\nX-Deny: 1\r\nContent-Length: 10\r\n\r\nhalf "
+        )
+        first, second = await client.responses(2)
+        assert (first.status, second.status) == (200, 403)
+        client.send(b"done" + b"!" + get("/3"))  # the rest of its body, then one more request
+        (third,) = await client.responses(1)
+        assert third.body == b"GET /3\n"
+        assert [seen.path for seen in upstream.seen] == ["/1", "/3"]
+
+    run(tmp_path, scenario)
+
+
 def test_a_resume_after_the_client_left_does_nothing(tmp_path: Path) -> None:
     async def scenario(gw: InProcGateway, upstream: Upstream) -> None:
         client = gw.connect()
