@@ -10,9 +10,8 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import msgspec
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -20,40 +19,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from outwork.cli import main
-from outwork.filters import CONTINUE, REGISTRY, Filter, FilterType, register
 from outwork.policy.convert import did_you_mean
 from outwork.policy.load import load_config
 from outwork.policy.source import ConfigError
-from outwork.policy.values import Cidr, Rate, Secret
+from tests.policy import probe_step as probe_step_module
+from tests.policy.probe_step import ProbeFilter
 from tests.policy.test_config import certs  # noqa: F401  (the fixture)
-
-
-class ProbeSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """A step as the policy helpers write theirs: a rate, networks, a secret."""
-
-    rate: Rate
-    burst: Annotated[int, msgspec.Meta(ge=1)] = 1
-    allow: list[Cidr] = msgspec.field(default_factory=list)
-    token: Secret | None = None
-
-
-class ProbeFilter(Filter):
-    __slots__ = ("spec",)
-
-    def __init__(self, spec: ProbeSpec) -> None:
-        self.spec = spec
-
-    def on_request_head(self, ctx, head, resume):  # type: ignore[no-untyped-def]
-        return CONTINUE
 
 
 @pytest.fixture
 def probe_step() -> Iterator[None]:
-    register(FilterType("probe", ProbeSpec, ProbeFilter))
+    probe_step_module.register()
     try:
         yield
     finally:
-        del REGISTRY["probe"]
+        probe_step_module.unregister()
 
 
 # One file, every kind of mistake; `# <- name` marks the line each problem must name.

@@ -6,8 +6,11 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -18,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tests.conftest import Backend, Gateway, gateway_config
+from tests.conftest import ROOT, Backend, Gateway, gateway_config
 from tests.ops.conftest import outwork as ops_outwork
 from tests.ops.test_install import TOKEN_ENV, admin_address, issue_file_cert, start
 from tests.proxy.test_reload import outwork
@@ -66,16 +69,35 @@ def base_config(backend: Backend, sink: Path, workers: int) -> dict[str, Any]:
     }
 
 
+# A policy step with a rate, networks and a secret, in the gateway and in `outwork reload`.
+PROBE = "tests.policy.probe_step"
+PROBE_STEP = {"rate": "10/s", "allow": ["127.0.0.0/8"]}
+
 # Every new kind of mistake, in one file; the policy it would switch to says v2.
 BROKEN = {
     "trusted_proxies": ["10.0.0.1/8"],  # a bad CIDR
     "admin": {"bind": "127.0.0.1:0", "token": "env:OUTWORK_TEST_UNSET_TOKEN"},  # missing secret
     "policies": {
-        "baseline": {"headers": {"add": {"X-Policy": "v2"}}},
+        "baseline": {
+            "headers": {"add": {"X-Policy": "v2"}},
+            "probe": {**PROBE_STEP, "rate": "10/fortnight"},  # a bad rate
+        },
         "extra": {"header": {"remove": ["Server"]}},  # an unknown step
     },
     "heartbeet": True,  # an unknown key
 }
+
+
+def outwork_with_probe(*args: str) -> subprocess.CompletedProcess[str]:
+    """`outwork` as the gateway runs it here: with the probe step registered."""
+    code = f"import {PROBE} as m; m.register(); from outwork.cli import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -90,7 +112,8 @@ def test_a_refused_reload_changes_nothing_and_an_applied_one_switches_the_policy
     a = make_backend("a")
     sink = tmp_path / "security.jsonl"
     config = base_config(a, sink, workers)
-    gw = make_gateway(config)
+    config["policies"]["baseline"]["probe"] = PROBE_STEP
+    gw = make_gateway(config, preload=PROBE)
     first = digest(gw.config_file)
     assert get(gw.url) == (200, "a", "v1")
 
@@ -99,7 +122,7 @@ def test_a_refused_reload_changes_nothing_and_an_applied_one_switches_the_policy
     gw.config_file.write_text(yaml.safe_dump(broken))
     second = digest(gw.config_file)
     # `outwork reload` checks first: every problem, and no signal.
-    result = outwork("reload", "-c", str(gw.config_file))
+    result = outwork_with_probe("reload", "-c", str(gw.config_file))
     assert result.returncode == 1
     assert "not reloaded: the config has errors" in result.stderr
     assert audit_lines(sink) == []
@@ -115,17 +138,19 @@ def test_a_refused_reload_changes_nothing_and_an_applied_one_switches_the_policy
         second,
     )
     assert detail["reason"].startswith("the config has errors")
-    assert detail["problem_count"] == 5
-    problems = "\n".join(detail["problems"])
-    for expected in (
-        "heartbeet: unknown key",
-        "trusted_proxies[0]: not an IP address or CIDR",
+    # Six problems, in file order (keys sorted by yaml.safe_dump), the first five quoted.
+    assert detail["problem_count"] == 6
+    assert [p.split(": ", 1)[1] for p in detail["problems"]] == [
         "admin.token: env:OUTWORK_TEST_UNSET_TOKEN: the environment variable is not set",
-        "policies.extra.header: unknown policy step 'header'",
-        "routes[0].policies[0]: unknown policy 'partnrs'",
-    ):
-        assert expected in problems
+        "heartbeet: unknown key",
+        "policies.baseline.probe.rate: invalid rate '10/fortnight'"
+        " (expected e.g. 10/s, 1000/m, 5/h, 100/10s)",
+        "policies.extra.header: unknown policy step 'header' (known: probe, headers);"
+        ' did you mean "headers"?',
+        "routes[0].policies[0]: unknown policy 'partnrs' (known: baseline, extra)",
+    ]
     assert all(p.startswith(f"{gw.config_file}:") for p in detail["problems"])
+    assert "trusted_proxies[0]: not an IP address or CIDR" in gw.stderr()  # the sixth
     assert detail["changes"]["keys"] == {
         "added": ["heartbeet", "trusted_proxies"],
         "removed": [],
@@ -144,7 +169,7 @@ def test_a_refused_reload_changes_nothing_and_an_applied_one_switches_the_policy
     b = make_backend("b")
     good = base_config(b, sink, workers)
     good["policies"] = {
-        "baseline": {"headers": {"add": {"X-Policy": "v2"}}},
+        "baseline": {"headers": {"add": {"X-Policy": "v2"}}, "probe": PROBE_STEP},
         "extra": {"headers": {"remove": ["Server"]}},
     }
     good["routes"] = [
@@ -153,7 +178,7 @@ def test_a_refused_reload_changes_nothing_and_an_applied_one_switches_the_policy
     ]
     gw.config_file.write_text(yaml.safe_dump(good))
     third = digest(gw.config_file)
-    result = outwork("reload", "-c", str(gw.config_file))
+    result = outwork_with_probe("reload", "-c", str(gw.config_file))
     assert result.returncode == 0, result.stderr
     assert f"reload applied: {third}" in result.stdout
     refused_again, applied = wait_for_audit(sink, 2)
