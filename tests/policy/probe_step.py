@@ -5,12 +5,24 @@ gateway started with `preload=__name__` (tests/conftest.py)."""
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
 
 import msgspec
 
-from outwork.filters import REGISTRY, Filter, FilterType
+from outwork.filters import (
+    CONTINUE,
+    REGISTRY,
+    Filter,
+    FilterType,
+    Reply,
+    RequestContext,
+    Resume,
+    Verdict,
+)
 from outwork.filters import register as register_type
+from outwork.http.messages import RequestHead
+from outwork.observe.refusals import Refusal
 from outwork.policy.values import Cidr, Rate, Secret
 
 
@@ -22,12 +34,22 @@ class ProbeSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class ProbeFilter(Filter):
-    """Does nothing to a request: the tests look at what the config made of its spec."""
+    """403 for a client whose address is in none of `allow` (when it lists any), so that a
+    test sees which policy a gateway runs; the tests also look at what the config made of
+    its spec."""
 
     __slots__ = ("spec",)
 
     def __init__(self, spec: ProbeSpec) -> None:
         self.spec = spec
+
+    def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
+        if not self.spec.allow:
+            return CONTINUE
+        address = ipaddress.ip_address(ctx.client_ip)
+        if any(address in cidr for cidr in self.spec.allow):
+            return CONTINUE
+        return Reply(403, Refusal.ACCESS_DENIED, detail={"step": "probe"})
 
 
 TYPES = (FilterType("probe", ProbeSpec, ProbeFilter),)

@@ -24,7 +24,12 @@ import yaml
 from tests.conftest import ROOT, Backend, Gateway, gateway_config
 from tests.ops.conftest import outwork as ops_outwork
 from tests.ops.test_install import TOKEN_ENV, admin_address, issue_file_cert, start
+from tests.proxy import test_listener_tls
+from tests.proxy.test_listener_tls import Pki
 from tests.proxy.test_reload import outwork
+from tests.proxy.test_request_filters import PROTOCOLS, exchange
+
+pki = test_listener_tls.pki  # the module-scoped certificate fixture, shared
 
 
 def get(url: str) -> tuple[int, str | None, str | None]:
@@ -303,4 +308,63 @@ def test_outwork_reload_asks_the_admin_listener_for_the_verdict(
     assert last["reason"].startswith("cannot listen")
     assert "problems" not in last  # not on the unauthenticated admin listener
     assert get(gw.url)[1] == "b"
+    assert gw.stop() == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_reload_switches_every_worker_to_the_new_request_policy_or_none(
+    make_backend: Callable[..., Backend],
+    make_gateway: Callable[..., Gateway],
+    pki: Pki,
+    tmp_path: Path,
+    workers: int,
+) -> None:
+    """A request-side step (the probe: 403 outside its networks) over HTTP/1.1 and HTTP/2:
+    a refused reload (a bad CIDR) leaves it, an applied one replaces it in every worker."""
+    backend = make_backend("a")
+    sink = tmp_path / "security.jsonl"
+    tls = {"certificates": [{"cert": str(pki.folder / "server.pem"),
+                             "key": str(pki.folder / "server.key")}]}  # fmt: skip
+    config = {
+        **base_config(backend, sink, workers),
+        "listeners": [
+            {"name": "plain", "bind": "127.0.0.1:0"},
+            {"name": "public", "bind": "127.0.0.1:0", "tls": tls},
+        ],
+        "policies": {"guard": {"probe": {"rate": "10/s", "allow": ["10.0.0.0/8"]}}},
+        "default_policies": ["guard"],
+    }
+    gw = make_gateway(config, preload=PROBE)
+
+    def statuses() -> set[tuple[str, int]]:
+        # Several connections each: with workers: 2 both workers answer some of them.
+        return {
+            (protocol, exchange(gw, pki, protocol, "/").status)
+            for protocol in PROTOCOLS
+            for _ in range(6)
+        }
+
+    assert statuses() == {("http/1.1", 403), ("h2", 403)}
+    probe = {"rate": "10/s", "allow": ["127.0.0.1/8"]}  # a bad CIDR
+    broken = {**config, "policies": {"guard": {"probe": probe}}}
+    gw.config_file.write_text(yaml.safe_dump(broken))
+    gw.proc.send_signal(signal.SIGHUP)
+    (refused,) = wait_for_audit(sink, 1)
+    assert refused["event"] == "config.reload_refused"
+    (problem,) = refused["detail"]["problems"]
+    assert "policies.guard.probe.allow[0]: not an IP address or CIDR" in problem
+    assert statuses() == {("http/1.1", 403), ("h2", 403)}
+
+    probe = {"rate": "10/s", "allow": ["127.0.0.0/8"]}
+    good = {**config, "policies": {"guard": {"probe": probe}}}
+    gw.config_file.write_text(yaml.safe_dump(good))
+    gw.proc.send_signal(signal.SIGHUP)
+    _, applied = wait_for_audit(sink, 2)
+    assert applied["event"] == "config.reload_applied"
+    assert applied["detail"]["changes"]["policies"]["changed"] == ["guard"]
+    deadline = time.monotonic() + 15
+    while statuses() != {("http/1.1", 200), ("h2", 200)}:  # old workers drain
+        assert time.monotonic() < deadline, gw.stderr()
+        time.sleep(0.1)
+    assert statuses() == {("http/1.1", 200), ("h2", 200)}
     assert gw.stop() == 0
