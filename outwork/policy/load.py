@@ -42,7 +42,7 @@ from outwork.policy.config import (
     UpstreamConfig,
     UpstreamTlsConfig,
 )
-from outwork.policy.convert import FAILED, Converter, did_you_mean, is_struct
+from outwork.policy.convert import FAILED, Converter, did_you_mean, is_struct, problem_from_msgspec
 from outwork.policy.schema import (
     AdminSpec,
     ConfigSpec,
@@ -74,6 +74,8 @@ from outwork.tls.enums import NamedGroup, ProtocolVersion
 from outwork.tls.tickets import RotatingTicketKeys, TicketKeySource
 
 T = TypeVar("T")
+# The old name, for code written against it (convert.py has the function now).
+_problem_from_msgspec = problem_from_msgspec
 _HOST = re.compile(r"^[A-Za-z0-9.-]+$")
 _PEM_CERTIFICATE = re.compile(
     rb"-----BEGIN CERTIFICATE-----\r?\n.+?-----END CERTIFICATE-----", re.DOTALL
