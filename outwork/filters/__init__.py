@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from outwork.http.messages import RequestHead, ResponseHead
@@ -139,10 +140,21 @@ class Filter:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyEnv:
+    """What a step's build may need beyond its own spec: the config's gateway-wide settings."""
+
+    base: Path = Path(".")  # the config file's directory: relative paths (a JWKS `ca`) start here
+    # `revocation.not_before` (seconds since the epoch): credentials issued before it are refused.
+    revoked_before: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FilterType:
     name: str  # the key under a policy: `policies: {NAME: {<name>: {...}}}`
     schema: type[Any]  # a msgspec Struct the key's value is converted to (strictly)
     build: Callable[[Any], Filter]  # from the converted spec to the filter
+    # Used instead of `build` when set, for steps that need the gateway-wide settings.
+    build_in_env: Callable[[Any, PolicyEnv], Filter] | None = None
 
 
 REGISTRY: dict[str, FilterType] = {}

@@ -9,4 +9,10 @@ an anonymous flood must not reach. A step module registers itself when imported.
 
 from __future__ import annotations
 
+# The order of these lines is the chain order: not sorted.
+# isort: off
+import outwork.filters.access  # noqa: F401
 import outwork.filters.headers  # noqa: F401
+import outwork.filters.authenticate  # noqa: F401
+import outwork.filters.authorize  # noqa: F401
+# isort: on
