@@ -136,8 +136,8 @@ class BasicMethod(Method):
             return self._identity(user)
         if self.pending >= MAX_PENDING:
             return Failure("too many password checks in progress", {"user": user_name[:64]})
-        self.pending += 1
         loop = asyncio.get_running_loop()
+        self.pending += 1
         hash_ = self.dummy if user is None else user.hash
         future = _pool().submit(_check, self.hasher, hash_, password)
 
@@ -154,7 +154,10 @@ class BasicMethod(Method):
 
         def finished(result: Future[bool]) -> None:
             ok = result.exception() is None and result.result()
-            loop.call_soon_threadsafe(checked, ok)
+            try:
+                loop.call_soon_threadsafe(checked, ok)
+            except RuntimeError:  # the loop closed meanwhile: nobody waits any more
+                pass
 
         future.add_done_callback(finished)
         return None

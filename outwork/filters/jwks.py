@@ -175,7 +175,10 @@ class JwksCache:
         future = _pool().submit(self._fetch)
 
         def finished(result: Future[dict[str | None, JwksKey] | str]) -> None:
-            loop.call_soon_threadsafe(self._done, result.result())
+            try:
+                loop.call_soon_threadsafe(self._done, result.result())
+            except RuntimeError:  # the loop closed meanwhile: nobody waits any more
+                self.waiters = None
 
         future.add_done_callback(finished)
 
