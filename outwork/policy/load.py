@@ -1050,8 +1050,10 @@ class _Loader:
                     continue
                 try:
                     step_spec = msgspec.convert(steps[step], filter_type.schema, strict=True)
-                except msgspec.ValidationError as exc:
-                    self.error(path + (step,), str(exc))
+                except msgspec.ValidationError as exc:  # at the line of the entry at fault
+                    self.problems.append(
+                        _problem_from_msgspec(self.source, str(exc), path + (step,))
+                    )
                     continue
                 try:
                     if filter_type.build_in_env is not None:
