@@ -50,9 +50,7 @@ def _claim_matches(value: Any, allowed: frozenset[ClaimValue]) -> bool:
     if isinstance(value, list):
         return any(_claim_matches(v, allowed) for v in value if not isinstance(v, list))
     # `True == 1` in Python: a claim `true` must not pass for a configured 1, nor the reverse.
-    if isinstance(value, str | int) and not isinstance(value, dict):
-        return any(type(value) is type(a) and value == a for a in allowed)
-    return False
+    return any(type(value) is type(a) and value == a for a in allowed)
 
 
 @dataclass(frozen=True, slots=True)
