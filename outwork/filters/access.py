@@ -11,7 +11,7 @@ Refused: 403, `Refusal.ACCESS_DENIED`.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import msgspec
@@ -111,12 +111,25 @@ def client_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address |
     return address
 
 
+MAX_REMEMBERED = 8192  # client addresses whose verdict is kept (all forgotten when full)
+
+
 @dataclass(frozen=True, slots=True)
 class AccessFilter(Filter):
     allow: NetworkSet  # empty: every address
     deny: NetworkSet
+    # Verdicts by address as written: parsing an address costs more than the rules do.
+    verdicts: dict[str, bool] = field(default_factory=dict, compare=False)
 
     def allows(self, text: str) -> bool:
+        verdict = self.verdicts.get(text)
+        if verdict is None:
+            if len(self.verdicts) >= MAX_REMEMBERED:
+                self.verdicts.clear()
+            verdict = self.verdicts[text] = self._allows(text)
+        return verdict
+
+    def _allows(self, text: str) -> bool:
         address = client_address(text)
         if address is None:
             return False

@@ -94,7 +94,11 @@ class ApiKeyMethod(Method):
         return b"ApiKey header=" + self.header
 
     def present(self, ctx: RequestContext, head: RequestHead) -> bool:
-        return any(key.lower() == self.header for key, _ in head.headers)
+        header = self.header
+        for key, _ in head.headers:
+            if key.lower() == header:
+                return True
+        return False
 
     def verify(self, ctx: RequestContext, head: RequestHead, done: Done) -> Outcome:
         values = header_values(head, self.header)

@@ -16,6 +16,7 @@ still unknown after a refetch. Scopes come from `scope` (space separated) or `sc
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,10 @@ from outwork.filters.jwks import JwksCache, JwksKey, JwksSource
 from outwork.http.messages import RequestHead
 from outwork.observe.refusals import Refusal
 
+# Tokens whose signature and claims were verified, by SHA-256 (never the token itself), with
+# the key that verified them: a repeated token skips the signature check (hundreds of us), not
+# the time checks. All forgotten when full, and with the filter at a reload.
+MAX_VERIFIED = 10_000
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA")
 _EC_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1}
 Duration = str | int | float
@@ -128,6 +133,7 @@ class JwtMethod(Method):
         "realm",
         "jwks",
         "revoked_before",
+        "verified",
     )
     kind = "jwt"
     credential_headers = frozenset({b"authorization"})
@@ -144,6 +150,7 @@ class JwtMethod(Method):
         self.realm = spec.realm.encode()
         self.jwks = jwks
         self.revoked_before = revoked_before
+        self.verified: dict[bytes, tuple[str | None, JwksKey, Identity]] = {}
 
     def challenge(self, failed: bool) -> bytes:
         value = b'Bearer realm="' + self.realm + b'"'
@@ -160,6 +167,14 @@ class JwtMethod(Method):
         if parsed is None or len(parsed[1]) > self.max_token:
             return Failure("malformed or oversized bearer token")
         token = parsed[1].decode("ascii")
+        digest = hashlib.sha256(parsed[1]).digest()
+        seen = self.verified.get(digest)
+        if seen is not None and self.jwks.key(seen[0]) is seen[1]:
+            # The same token under the same key: its header, signature, issuer and audience
+            # were checked; its times are checked again.
+            identity = seen[2]
+            detail = {"kid": str(seen[0])[:128], "subject": identity.subject[:256]}
+            return self._times(ctx, identity.claims, identity.subject, detail)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -173,13 +188,13 @@ class JwtMethod(Method):
         if key is not None:
             if self.jwks.stale() and self.jwks.may_fetch():
                 self.jwks.refresh()  # in the background: the key in hand still serves
-            return self._check(ctx, token, alg, kid, key)
+            return self._check(ctx, digest, token, alg, kid, key)
         if not self.jwks.may_fetch():
             return self._unknown(kid)
 
         def fetched() -> None:
             key = self.jwks.key(kid)
-            done(self._check(ctx, token, alg, kid, key) if key else self._unknown(kid))
+            done(self._check(ctx, digest, token, alg, kid, key) if key else self._unknown(kid))
 
         self.jwks.refresh(fetched)
         return None
@@ -193,6 +208,22 @@ class JwtMethod(Method):
         return Failure("unknown kid", detail)
 
     def _check(
+        self,
+        ctx: RequestContext,
+        digest: bytes,
+        token: str,
+        alg: str,
+        kid: str | None,
+        jwk: JwksKey,
+    ) -> Outcome:
+        outcome = self._verify(ctx, token, alg, kid, jwk)
+        if isinstance(outcome, Identity):
+            if len(self.verified) >= MAX_VERIFIED:
+                self.verified.clear()
+            self.verified[digest] = (kid, jwk, outcome)
+        return outcome
+
+    def _verify(
         self, ctx: RequestContext, token: str, alg: str, kid: str | None, jwk: JwksKey
     ) -> Outcome:
         detail: dict[str, Any] = {"kid": str(kid)[:128]}

@@ -18,6 +18,7 @@ MAX_CREDENTIAL = 8192
 _SCHEME = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # a token (RFC 9110 5.6.2)
 _TOKEN68 = re.compile(rb"^[A-Za-z0-9\-._~+/]+=*$")  # RFC 9110 11.2
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UNSAFE = re.compile(rb"[^\x21-\x24\x26-\x7e]")  # what identity_value percent-encodes
 
 
 def header_values(head: RequestHead, name: bytes) -> list[bytes]:
@@ -54,6 +55,8 @@ def identity_value(kind: str, subject: str) -> bytes:
     """`kind:subject` as a header value: every byte outside visible ASCII, and `%` itself, is
     percent-encoded, so a JWT `sub` with CR LF (or anything) cannot add a header upstream."""
     raw = f"{kind}:{subject}".encode()
+    if not _UNSAFE.search(raw):
+        return raw
     return b"".join(
         bytes((byte,)) if 0x21 <= byte <= 0x7E and byte != 0x25 else b"%%%02X" % byte
         for byte in raw

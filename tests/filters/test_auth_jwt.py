@@ -361,3 +361,19 @@ def test_a_token_without_kid_uses_the_only_key(idp: JwksServer) -> None:
 )
 def test_scopes(claims_: dict[str, Any], scopes: set[str]) -> None:
     assert scopes_of(claims_) == scopes
+
+
+def test_a_repeated_token_skips_the_signature_but_not_the_clock(idp: JwksServer) -> None:
+    f, method, clock = jwt_filter(idp)
+    value = token(exp=NOW + 60)
+    assert check(f, value) is CONTINUE
+    assert len(method.verified) == 1
+    assert value.encode() not in b"".join(method.verified)  # kept by hash only
+    assert check(f, value) is CONTINUE
+    late = run_head(f, FakeContext(now=NOW + 91), request(bearer(value)))
+    refused(late, "expired")
+    # After a rotation the key object changes: the token is verified again, and fails.
+    idp.keys = [jwk_of(_new_key("ES256"), "es256")]
+    clock.t += 5
+    assert check(f, token(kid="unknown")) != CONTINUE  # triggers the refetch
+    refused(check(f, value), "bad signature")
