@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 import time
 import urllib.error
@@ -112,14 +113,15 @@ def parse_jwks(data: bytes) -> dict[str | None, JwksKey]:
 
 
 Waiter = Callable[[], None]
-_threads: ThreadPoolExecutor | None = None
+_threads: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _pool() -> ThreadPoolExecutor:
+    """The fetch threads of this process (made after a worker's fork: threads do not fork)."""
     global _threads
-    if _threads is None:
-        _threads = ThreadPoolExecutor(2, thread_name_prefix="outwork-jwks")
-    return _threads
+    if _threads is None or _threads[0] != os.getpid():
+        _threads = (os.getpid(), ThreadPoolExecutor(2, thread_name_prefix="outwork-jwks"))
+    return _threads[1]
 
 
 class JwksCache:
