@@ -6,6 +6,7 @@ rotating under the gateway (a new kid accepted after one refetch, refetches rate
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -377,3 +378,20 @@ def test_a_repeated_token_skips_the_signature_but_not_the_clock(idp: JwksServer)
     clock.t += 5
     assert check(f, token(kid="unknown")) != CONTINUE  # triggers the refetch
     refused(check(f, value), "bad signature")
+
+
+def test_a_set_older_than_max_age_is_refetched_in_the_background(idp: JwksServer) -> None:
+    f, method, clock = jwt_filter(idp, jwks_max_age="10m")
+    assert check(f, token()) is CONTINUE
+    clock.t += 600
+
+    async def run() -> Any:
+        verdict = f.on_request_head(FakeContext(now=NOW), request(bearer(token())), lambda v: None)
+        for _ in range(3000):  # the refetch ends on the loop; the request did not wait for it
+            if method.jwks.waiters is None:
+                break
+            await asyncio.sleep(0.01)
+        return verdict
+
+    assert asyncio.run(run()) is CONTINUE
+    assert idp.fetches == 2 and method.jwks.fetched_at == clock.t
