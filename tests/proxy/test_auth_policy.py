@@ -26,7 +26,7 @@ from tests.filters.jwks_server import JwksServer, serve_jwks
 from tests.filters.test_auth_jwt import KEYS, jwk_of
 from tests.proxy import test_listener_tls
 from tests.proxy.test_h2 import curl_h2
-from tests.proxy.test_listener_tls import Pki
+from tests.proxy.test_listener_tls import Pki, read_lines
 
 pki = test_listener_tls.pki  # the module-scoped certificate fixture, shared
 # Until the request pipeline (branch `wire`) is merged, no request filter runs in a gateway.
@@ -190,6 +190,12 @@ def test_api_key(gw: Gateway, pki: Pki, protocol: str) -> None:
         ("policy.unauthenticated", "no credential"),
     ]
     assert "guessed" not in (gw.config_file.parent / EVENTS).read_text()
+    logged = read_lines(gw.config_file.parent / "access.jsonl", 3)
+    assert [(x["identity"], x["status"]) for x in logged] == [
+        ("api_key:k1", 200),
+        (None, 401),
+        (None, 401),
+    ]
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
