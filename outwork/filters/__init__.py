@@ -157,11 +157,31 @@ class FilterType:
     build_in_env: Callable[[Any, PolicyEnv], Filter] | None = None
 
 
-REGISTRY: dict[str, FilterType] = {}
+REGISTRY: dict[str, FilterType] = {}  # in chain order
+# The order a chain runs the policy steps in (steps.py says why), whichever module happens to be
+# imported first (a test or a tool may import one step before steps.py); a type not named here
+# runs after these, in the order it was registered.
+CHAIN_ORDER = (
+    "access",
+    "headers",
+    "authenticate",
+    "authorize",
+    "rate_limit",
+    "threat_protection",
+    "waf",
+)
+
+
+def _chain_rank(filter_type: FilterType) -> int:
+    name = filter_type.name
+    return CHAIN_ORDER.index(name) if name in CHAIN_ORDER else len(CHAIN_ORDER)
 
 
 def register(filter_type: FilterType) -> FilterType:
     if filter_type.name in REGISTRY:
         raise ValueError(f"filter type {filter_type.name!r} registered twice")
     REGISTRY[filter_type.name] = filter_type
+    ordered = sorted(REGISTRY.values(), key=_chain_rank)  # stable: the others keep their order
+    REGISTRY.clear()
+    REGISTRY.update((t.name, t) for t in ordered)
     return filter_type

@@ -143,3 +143,16 @@ def test_a_jwks_ca_that_cannot_be_read_is_a_problem(tmp_path: Path) -> None:
         load_config(write(tmp_path, config(policy)))
     (problem,) = caught.value.problems
     assert "missing-ca.pem" in problem.message
+
+
+def test_the_registry_keeps_chain_order_whatever_is_imported_first() -> None:
+    from outwork.filters import CHAIN_ORDER, REGISTRY, FilterType, register
+
+    known = [name for name in REGISTRY if name in CHAIN_ORDER]
+    assert known == [name for name in CHAIN_ORDER if name in REGISTRY]
+    assert known[:4] == ["access", "headers", "authenticate", "authorize"]
+    extra = register(FilterType("test_auth_extra", dict, lambda spec: None))  # type: ignore[arg-type, return-value]
+    try:
+        assert list(REGISTRY)[-1] == "test_auth_extra"  # an unknown type runs after the chain
+    finally:
+        del REGISTRY[extra.name]

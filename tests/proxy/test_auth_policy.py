@@ -29,8 +29,6 @@ from tests.proxy.test_h2 import curl_h2
 from tests.proxy.test_listener_tls import Pki, read_lines
 
 pki = test_listener_tls.pki  # the module-scoped certificate fixture, shared
-# Until the request pipeline (branch `wire`) is merged, no request filter runs in a gateway.
-pytest.importorskip("outwork.proxy.pipeline")
 
 PROTOCOLS = ("--http1.1", "--http2")
 KEY, OLD_KEY = "k1-secret-of-acme", "k0-secret-from-before"
