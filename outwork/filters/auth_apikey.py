@@ -20,7 +20,15 @@ import msgspec
 from msgspec import Meta
 
 from outwork.filters import Identity, RequestContext
-from outwork.filters.auth_method import Done, Failure, HeaderName, Method, MethodOptions, Outcome
+from outwork.filters.auth_method import (
+    Done,
+    Failure,
+    HeaderName,
+    Method,
+    MethodOptions,
+    Outcome,
+    check_header,
+)
 from outwork.filters.credentials import MAX_CREDENTIAL, header_values
 from outwork.filters.rfc3339 import parse_rfc3339
 from outwork.http.messages import RequestHead
@@ -49,6 +57,10 @@ class ApiKeySpec(MethodOptions, kw_only=True):
     keys: Annotated[list[ApiKeyEntry], Meta(min_length=1, max_length=MAX_KEYS)]
 
     def __post_init__(self) -> None:
+        super().__post_init__()
+        check_header(self.header, "header")
+        if self.header.lower() == self.identity_header.lower():
+            raise ValueError("api_key: `header` and `identity_header` must differ")
         ids: set[str] = set()
         hashes: set[str] = set()
         for key in self.keys:

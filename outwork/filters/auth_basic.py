@@ -70,6 +70,7 @@ class BasicSpec(MethodOptions, kw_only=True):
     cache_ttl: str | int | float = "30s"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         names = [user.name for user in self.users]
         if len(set(names)) != len(names):
             raise ValueError("basic: duplicate user name")

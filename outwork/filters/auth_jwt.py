@@ -67,6 +67,7 @@ class JwtSpec(MethodOptions, kw_only=True):
     realm: Realm = "outwork"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for alg in self.algorithms:
             if alg not in ALGORITHMS:
                 why = " (a public key is no HMAC secret)" if alg.upper().startswith("HS") else ""

@@ -16,6 +16,7 @@ import msgspec
 from msgspec import Meta
 
 from outwork.filters import Identity, RequestContext
+from outwork.filters.headers import RESERVED as RESPONSE_RESERVED
 from outwork.http.messages import RequestHead
 from outwork.observe.refusals import Refusal
 
@@ -27,6 +28,24 @@ Realm = Annotated[str, Meta(pattern=REALM)]
 DEFAULT_IDENTITY_HEADER = "X-Authenticated-Identity"
 
 
+# Headers whose meaning is the gateway's (framing, routing, forwarding) or another method's:
+# removing or setting them as an identity or API key header would change what the request is.
+RESERVED = RESPONSE_RESERVED | {
+    "authorization",
+    "cookie",
+    "forwarded",
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+}
+
+
+def check_header(name: str, what: str) -> None:
+    if name.lower() in RESERVED:
+        raise ValueError(f"{what} {name!r} is a header the gateway or the request needs")
+
+
 class MethodOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Options every method takes."""
 
@@ -35,6 +54,9 @@ class MethodOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     identity_header: HeaderName = DEFAULT_IDENTITY_HEADER
     # true: the credential (API key header, Authorization) goes upstream too.
     forward_credential: bool = False
+
+    def __post_init__(self) -> None:
+        check_header(self.identity_header, "identity_header")
 
 
 @dataclass(frozen=True, slots=True)

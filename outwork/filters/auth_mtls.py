@@ -29,6 +29,7 @@ class MtlsSpec(MethodOptions, kw_only=True):
     sans: Annotated[list[Pattern], Meta(max_length=MAX_PATTERNS)] = []
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.subjects and not self.sans:
             raise ValueError("mtls needs `subjects` or `sans` patterns (`CN=*` for any client)")
 

@@ -186,6 +186,31 @@ def test_an_identity_with_cr_lf_cannot_add_a_header_upstream() -> None:
         ),
         ([{"api_key": {"keys": [{"id": "a", "hash": _hash("x")}], "header": "X Key"}}], "match"),
         ([{"basic": {"users": [{"name": "ops", "hash": "plain"}]}}], "argon2"),
+        ([{"mtls": {"subjects": ["*"], "identity_header": "Content-Length"}}], "gateway"),
+        ([{"mtls": {"subjects": ["*"], "identity_header": "Host"}}], "gateway"),
+        (
+            [
+                {
+                    "api_key": {
+                        "keys": [{"id": "a", "hash": _hash("x")}],
+                        "header": "Transfer-Encoding",
+                    }
+                }
+            ],
+            "gateway",
+        ),
+        (
+            [
+                {
+                    "api_key": {
+                        "keys": [{"id": "a", "hash": _hash("x")}],
+                        "header": "X-Who",
+                        "identity_header": "x-who",
+                    }
+                }
+            ],
+            "must differ",
+        ),
         ([{"basic": {"users": [{"name": "ops", "hash": "$argon2id$nonsense"}]}}], "argon2"),
     ],
 )
