@@ -173,6 +173,7 @@ class JwtMethod(Method):
         if seen is not None and self.jwks.key(seen[0]) is seen[1]:
             # The same token under the same key: its header, signature, issuer and audience
             # were checked; its times are checked again.
+            self._refresh_if_stale()
             identity = seen[2]
             detail = {"kid": str(seen[0])[:128], "subject": identity.subject[:256]}
             return self._times(ctx, identity.claims, identity.subject, detail)
@@ -187,8 +188,7 @@ class JwtMethod(Method):
             return Failure("malformed kid")
         key = self.jwks.key(kid)
         if key is not None:
-            if self.jwks.stale() and self.jwks.may_fetch():
-                self.jwks.refresh()  # in the background: the key in hand still serves
+            self._refresh_if_stale()
             return self._check(ctx, digest, token, alg, kid, key)
         if not self.jwks.may_fetch():
             return self._unknown(kid)
@@ -199,6 +199,12 @@ class JwtMethod(Method):
 
         self.jwks.refresh(fetched)
         return None
+
+    def _refresh_if_stale(self) -> None:
+        """A set older than `jwks_max_age` is refetched in the background (a key the provider
+        withdrew stops being trusted); the key in hand serves meanwhile."""
+        if self.jwks.stale() and self.jwks.may_fetch():
+            self.jwks.refresh()
 
     def _unknown(self, kid: str | None) -> Failure:
         if self.jwks.last_error and not self.jwks.keys:

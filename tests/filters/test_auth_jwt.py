@@ -395,3 +395,25 @@ def test_a_set_older_than_max_age_is_refetched_in_the_background(idp: JwksServer
 
     assert asyncio.run(run()) is CONTINUE
     assert idp.fetches == 2 and method.jwks.fetched_at == clock.t
+
+
+def test_a_withdrawn_key_stops_serving_remembered_tokens_after_max_age(idp: JwksServer) -> None:
+    f, method, clock = jwt_filter(idp, jwks_max_age="10m")
+    remembered = token()
+    assert check(f, remembered) is CONTINUE
+    idp.keys = [jwk_of(_new_key("ES256"), "other")]  # es256 withdrawn by the provider
+    clock.t += 600
+
+    async def run() -> Any:
+        verdict = f.on_request_head(
+            FakeContext(now=NOW), request(bearer(remembered)), lambda v: None
+        )
+        for _ in range(3000):
+            if method.jwks.waiters is None:
+                break
+            await asyncio.sleep(0.01)
+        return verdict
+
+    assert asyncio.run(run()) is CONTINUE  # served while the set was being refetched
+    assert idp.fetches == 2
+    refused(check(f, remembered), "unknown kid")
