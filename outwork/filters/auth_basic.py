@@ -42,8 +42,9 @@ from outwork.http.messages import RequestHead
 from outwork.observe.refusals import Refusal
 
 MAX_USERS = 10_000
-# Argon2 checks waiting or running at once, per process. Beyond, a request is refused at once:
-# a flood of wrong passwords must not queue without bound (each costs tens of ms of a core).
+# Argon2 checks waiting or running at once, per `basic` entry (and process). Beyond, a request
+# is refused at once: a flood of wrong passwords must not queue without bound (each costs tens
+# of ms of a core).
 MAX_PENDING = 64
 THREADS = 2  # argon2 is CPU-bound: more threads than cores only queue in the kernel
 MAX_CACHED = 10_000  # remembered verifications; the oldest half is dropped beyond
