@@ -112,3 +112,15 @@ def test_must_change_password_is_refused_as_revoked_after_a_correct_password() -
     assert reply.detail == {"reason": "must change password", "user": "new", "method": "basic"}
     wrong = run_head(basic_filter(), FakeContext(), request(basic("new", "guess")))
     assert isinstance(wrong, Reply) and wrong.refusal is Refusal.UNAUTHENTICATED
+
+
+def test_checks_beyond_the_queue_cap_are_refused_at_once() -> None:
+    from outwork.filters.auth_basic import MAX_PENDING
+
+    f = basic_filter()
+    method = f.methods[0]
+    assert isinstance(method, BasicMethod)
+    method.pending = MAX_PENDING  # as if 64 checks were queued or running
+    reply = f.on_request_head(FakeContext(), request(basic("ops", "x")), lambda v: None)
+    assert isinstance(reply, Reply) and reply.status == 401
+    assert reply.detail["reason"] == "too many password checks in progress"
