@@ -31,7 +31,8 @@ class JwksServer:
 
 
 @contextmanager
-def serve_jwks(pki: TestPKI) -> Iterator[JwksServer]:
+def serve_jwks(pki: TestPKI, tls: bool = True) -> Iterator[JwksServer]:
+    """The server, over HTTPS with the PKI's localhost certificate, or plain HTTP."""
     state = JwksServer(ca=pki.ca_cert)
 
     class Handler(BaseHTTPRequestHandler):
@@ -50,11 +51,14 @@ def serve_jwks(pki: TestPKI) -> Iterator[JwksServer]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    leaf = pki.leaves["ecdsa-p256"]
-    context.load_cert_chain(leaf.cert, leaf.key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    state.url = f"https://localhost:{server.server_address[1]}/jwks.json"
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        leaf = pki.leaves["ecdsa-p256"]
+        context.load_cert_chain(leaf.cert, leaf.key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        state.url = f"https://localhost:{server.server_address[1]}/jwks.json"
+    else:
+        state.url = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:

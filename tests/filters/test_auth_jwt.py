@@ -417,3 +417,11 @@ def test_a_withdrawn_key_stops_serving_remembered_tokens_after_max_age(idp: Jwks
     assert asyncio.run(run()) is CONTINUE  # served while the set was being refetched
     assert idp.fetches == 2
     refused(check(f, remembered), "unknown kid")
+
+
+def test_plain_http_to_loopback_is_allowed(pki: TestPKI) -> None:
+    with serve_jwks(pki, tls=False) as plain:
+        plain.keys = [jwk_of(KEYS["ES256"], "es256")]
+        f, _, _ = jwt_filter(plain, ca=None)
+        assert check(f, token()) is CONTINUE
+        assert plain.fetches == 1
