@@ -156,3 +156,5 @@ class GatewayConfig:
     scan: ScanConfig = ScanConfig()
     # The file's hash and parts as loaded: what a reload's audit line compares against.
     summary: ConfigSummary | None = None
+    # `revocation.not_before`, seconds since the epoch: credentials issued before it are refused.
+    revoked_before: float | None = None

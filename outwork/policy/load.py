@@ -24,7 +24,8 @@ from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
 import outwork.filters.steps  # noqa: F401  (registers every policy step, in chain order)
-from outwork.filters import REGISTRY, Filter
+from outwork.filters import REGISTRY, Filter, PolicyEnv
+from outwork.filters.rfc3339 import parse_rfc3339
 from outwork.http.checks import ALLOWED_METHODS
 from outwork.http.errors import HTTPError
 from outwork.http.path import ESCAPED_SLASHES, PathRules, normalise_path
@@ -225,6 +226,7 @@ class _Loader:
         upstreams = {name: self._upstream(name, u) for name, u in upstream_specs.items() if name}
         max_request_body = self._size(("limits", "max_request_body"), spec.limits.max_request_body)
         paths = self._paths(spec)
+        self.env = PolicyEnv(self.base, self._revoked_before(spec))
         routes = self._routes(spec, upstreams, max_request_body or 0, paths)
         trusted_proxies = self._trusted_proxies(spec.trusted_proxies)
         security_events = spec.logging.security_events
@@ -294,6 +296,7 @@ class _Loader:
             admin_token_ref=admin_spec.token,
             paths=paths,
             scan=ScanConfig(spec.scan.concurrency, scan_timeout or 5.0),
+            revoked_before=self.env.revoked_before,
         )
 
     def _structure(self, data: dict[str, Any]) -> ConfigSpec:
@@ -344,6 +347,15 @@ class _Loader:
     def _indexed(self, key: str, items: list[T]) -> list[tuple[int, T]]:
         """Each entry of a list section with its index in the file."""
         return list(zip(self.positions.get(key, range(len(items))), items, strict=True))
+
+    def _revoked_before(self, spec: ConfigSpec) -> float | None:
+        if spec.revocation.not_before is None:
+            return None
+        try:
+            return parse_rfc3339(spec.revocation.not_before)
+        except ValueError as exc:
+            self.error(("revocation", "not_before"), str(exc))
+            return None
 
     def _paths(self, spec: ConfigSpec) -> PathRules:
         paths = spec.paths
@@ -1045,8 +1057,11 @@ class _Loader:
                 if step_spec is FAILED:
                     continue
                 try:
-                    chain.append(filter_type.build(step_spec))
-                except ValueError as exc:  # a check only the build can make
+                    if filter_type.build_in_env is not None:
+                        chain.append(filter_type.build_in_env(step_spec, self.env))
+                    else:
+                        chain.append(filter_type.build(step_spec))
+                except ValueError as exc:  # what only the build can check (a file it reads)
                     self.error(path + (step,), str(exc))
             compiled[name] = tuple(chain)
         return compiled

@@ -271,6 +271,12 @@ class ScanSpec(_Spec):
     timeout: Duration = "5s"  # per connection; 0.1s to 120s
 
 
+class RevocationSpec(_Spec):
+    """Every credential issued before `not_before` (RFC 3339) is refused (`outwork incident`)."""
+
+    not_before: NonEmptyStr | None = None
+
+
 class ConfigSpec(_Spec):
     listeners: Annotated[list[ListenerSpec], Meta(min_length=1, max_length=64)]
     routes: list[RouteSpec]
@@ -292,5 +298,6 @@ class ConfigSpec(_Spec):
     default_policies: Annotated[list[NonEmptyStr], Meta(max_length=MAX_ROUTE_POLICIES)] = (
         msgspec.field(default_factory=list)
     )
+    revocation: RevocationSpec = msgspec.field(default_factory=RevocationSpec)
     # Worker processes sharing the listener ports (SO_REUSEPORT); 1: a single process.
     workers: Annotated[int, Meta(ge=1, le=MAX_WORKERS)] = 1
