@@ -26,6 +26,7 @@ from outwork.http.messages import RequestHead, ResponseHead
 from outwork.observe.refusals import Refusal
 
 if TYPE_CHECKING:
+    from outwork.policy.config import RedisConfig
     from outwork.tls.clientauth import ClientIdentity
 
 
@@ -139,10 +140,21 @@ class Filter:
 
 
 @dataclass(frozen=True, slots=True)
+class FilterEnv:
+    """What a filter's build may need from the config beyond its own spec: the sections the
+    whole gateway shares."""
+
+    redis: RedisConfig | None = None  # the `redis:` section
+
+
+@dataclass(frozen=True, slots=True)
 class FilterType:
     name: str  # the key under a policy: `policies: {NAME: {<name>: {...}}}`
     schema: type[Any]  # a msgspec Struct the key's value is converted to (strictly)
     build: Callable[[Any], Filter]  # from the converted spec to the filter
+    # Used instead of `build` when set, for a filter that needs a shared section (`redis:`);
+    # a ValueError it raises is a config problem at the step's key.
+    build_env: Callable[[Any, FilterEnv], Filter] | None = None
 
 
 REGISTRY: dict[str, FilterType] = {}
