@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 MICROS = 1_000_000
 PERIODS = {"s": MICROS, "m": 60 * MICROS, "h": 3600 * MICROS, "d": 86400 * MICROS}
@@ -49,8 +50,7 @@ def parse_rate(text: str) -> Rate:
     return rate
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):  # a tuple: made on every request, it must be cheap
     admitted: bool
     tat: int  # the key's TAT after this request (unchanged when refused)
     retry_after: int  # microseconds until a request would be admitted (0 when admitted)

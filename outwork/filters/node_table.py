@@ -6,8 +6,10 @@ by `workers.supervise`; with `workers: 1` the process makes it at its first conf
 every worker, a replacement or a reloaded one too, sees the same memory, and a reload or a dead
 worker loses no count. A `multiprocessing.Lock` per stripe of buckets guards it.
 
-Memory is bounded whatever the peers send: keys are hashed (keyed BLAKE2b with a secret made
-with the table, so a peer choosing header values cannot aim them at one bucket), each hash may
+Memory is bounded whatever the peers send: keys are hashed (Python's own `hash` of bytes:
+SipHash keyed by the interpreter's random secret, the same in every forked worker and unknown
+to peers, so a peer choosing header values cannot aim them at one bucket; do not fix
+PYTHONHASHSEED for the gateway), each hash may
 live only in its bucket of `SLOTS` slots, an expired slot is reused, and when a bucket holds
 only live entries the one that expires first is evicted (it carries the least: a rate-limit
 entry about to expire is nearly a fresh one) and counted (`evictions`).
@@ -20,10 +22,8 @@ from __future__ import annotations
 
 import mmap
 import multiprocessing
-import os
 import struct
 from collections.abc import Callable
-from hashlib import blake2b
 from multiprocessing.synchronize import Lock
 
 SLOTS = 8  # slots per bucket: the probe length
@@ -43,13 +43,11 @@ class NodeTable:
         self._memory = mmap.mmap(-1, HEADER.size + buckets * BUCKET.size)  # MAP_SHARED
         self._locks: list[Lock] = [multiprocessing.Lock() for _ in range(STRIPES)]
         self._header_lock = multiprocessing.Lock()
-        self._secret = os.urandom(16)
 
     def key(self, namespace: bytes, value: bytes) -> int:
         """The hash a value is stored under; `namespace` (fixed length per caller) keeps one
         limit's keys apart from another's and from the bans'."""
-        digest = blake2b(namespace + value, digest_size=8, key=self._secret).digest()
-        return int.from_bytes(digest, "little") or 1
+        return (hash(namespace + value) & 0xFFFF_FFFF_FFFF_FFFF) or 1
 
     def update(self, key: int, now: int, change: Change) -> tuple[int, int, bool]:
         """Apply `change` to the key's values ((0, 0) when it has none or they expired), under
