@@ -52,7 +52,8 @@ class RedisServer:
 
     def start(self) -> bool:
         """Start (again) on this server's port; False when it did not come up."""
-        args = [self.server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args = [self.server, *self.first_args()]
+        args += ["--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         args += ["--appendonly", "no", "--dir", str(self.folder)]
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
@@ -63,6 +64,9 @@ class RedisServer:
             return True
         self.stop()
         return False
+
+    def first_args(self) -> list[str]:
+        return []
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + START_TIMEOUT
@@ -129,3 +133,17 @@ def redis_cluster(folder: Path, masters: int = 3) -> Iterator[list[RedisServer]]
     finally:
         for node in nodes:
             node.stop()
+
+
+class SentinelServer(RedisServer):
+    """A Sentinel (`redis-server sentinel.conf --sentinel`) watching `master` as `service`."""
+
+    def __init__(self, folder: Path, master: RedisServer, service: str) -> None:
+        self.watch = (master.port, service)
+        super().__init__(folder)
+
+    def first_args(self) -> list[str]:
+        conf = self.folder / "sentinel.conf"
+        port, service = self.watch
+        conf.write_text(f"sentinel monitor {service} 127.0.0.1 {port} 1\n")
+        return [str(conf), "--sentinel"]

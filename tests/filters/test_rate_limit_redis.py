@@ -20,7 +20,7 @@ from outwork.filters.redis_store import RedisStore
 from outwork.observe.refusals import Refusal
 from outwork.policy.config import Address, RedisConfig
 from tests.filters.fake import FakeContext, request
-from tests.redis_servers import RedisServer, redis_cluster, redis_server
+from tests.redis_servers import RedisServer, SentinelServer, redis_cluster, redis_server
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +133,23 @@ def test_a_redis_that_stops_follows_on_store_error(tmp_path: Path, policy: str) 
                 raise AssertionError("the store did not reconnect")
 
         asyncio.run(run())
+
+
+def test_a_limit_through_sentinel(redis: RedisServer, tmp_path: Path) -> None:
+    sentinel = SentinelServer(tmp_path, redis, "main")
+    before = set(redis.command("KEYS", "outwork:rl:*").split())
+    try:
+        config = RedisConfig(
+            sentinels=(Address("127.0.0.1", sentinel.port),), service="main", timeout=2.0
+        )
+
+        async def run() -> None:
+            gateway = _gateway(config, rate="1/h", burst=2)
+            ctx = FakeContext(client_ip="203.0.113.77")
+            assert await _admitted([gateway], ctx, 4) == 2
+
+        asyncio.run(run())
+        # The count went to the master the Sentinel named.
+        assert len(set(redis.command("KEYS", "outwork:rl:*").split()) - before) == 1
+    finally:
+        sentinel.stop()
