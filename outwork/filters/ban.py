@@ -5,7 +5,8 @@
 Every security event the gateway writes (`SecurityEventLog.emit`, before its own rate limit
 on lines) is counted against the peer's address; the `count`-th within `within` of the first
 one bans the address for `duration`, and a Heartbleed probe (`tls.heartbleed_probe`) bans it at
-once. The ban's own events (`ban.added`, `ban.refused`) do not count. Exempt addresses are never
+once. The ban's own events (`ban.added`, `ban.refused`) do not count, nor those about an
+upstream (`upstream.tls_failed`: its peer is a backend, its listener `-`). Exempt addresses are never
 banned (by default only this machine: 127.0.0.1 and ::1; 127.0.0.2 is not exempt).
 
 Counts and bans live in the node's shared table (`node_table.py`), so a ban made in one worker
@@ -66,8 +67,8 @@ class Bans:
 
     def on_event(self, event: str, peer: str, listener: str) -> None:
         """A security event from `peer`: count it, and ban when it is one too many."""
-        if event.startswith("ban."):
-            return
+        if event.startswith("ban.") or listener == "-":
+            return  # the ban's own events; events about upstreams (their peer is a backend)
         host = peer_host(peer)
         if self._exempted(host):
             return

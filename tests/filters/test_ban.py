@@ -47,6 +47,7 @@ def test_count_events_ban_and_the_ban_events_do_not_count() -> None:
         bans.on_event("http.bad_request", "192.0.2.1:1000", "public")
     assert not bans.refuses(b"192.0.2.1")
     bans.on_event("ban.refused", "192.0.2.1:1000", "public")  # not counted
+    bans.on_event("upstream.tls_failed", "192.0.2.1:443", "-")  # a backend: not counted
     assert not bans.refuses(b"192.0.2.1")
     bans.on_event("tls.handshake_failed", "192.0.2.1:1001", "public")
     assert bans.refuses(b"192.0.2.1") and not bans.refuses(b"192.0.2.2")
