@@ -6,8 +6,8 @@ Every security event the gateway writes (`SecurityEventLog.emit`, before its own
 on lines) is counted against the peer's address; the `count`-th within `within` of the first
 one bans the address for `duration`, and a Heartbleed probe (`tls.heartbleed_probe`) bans it at
 once. The ban's own events (`ban.added`, `ban.refused`) do not count, nor those about an
-upstream (`upstream.tls_failed`: its peer is a backend, its listener `-`). Exempt addresses are never
-banned (by default only this machine: 127.0.0.1 and ::1; 127.0.0.2 is not exempt).
+upstream (`upstream.tls_failed`: its peer is a backend, its listener `-`). Exempt addresses
+are never banned (by default only this machine: 127.0.0.1 and ::1; 127.0.0.2 is not exempt).
 
 Counts and bans live in the node's shared table (`node_table.py`), so a ban made in one worker
 refuses on every other. With `redis:` a new ban is published to Redis (a sorted set scored by
