@@ -135,12 +135,17 @@ class RateLimitFilter(Filter):
                 return refusal(limit, decision)
             shown = _lower(shown, limit, decision)
         pending = []
+        # Asked once per request, and only when a limit applies: after a failure, the one
+        # request that probes Redis does so for all its limits, and surely goes to Redis.
+        redis_up: bool | None = None
         for limit in self.remote:
             value = limit.value(ctx, head)
             if value is None:
                 continue
-            assert self.redis is not None
-            if not self.redis.available():
+            if redis_up is None:
+                assert self.redis is not None
+                redis_up = self.redis.available()
+            if not redis_up:
                 verdict = self._store_failed(ctx, limit, "waiting after a failure")
                 if verdict is not None:
                     return verdict

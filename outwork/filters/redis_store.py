@@ -116,10 +116,10 @@ class RedisStore:
             self._failures += 1
             backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** (self._failures - 1))
             self._retry_at = time.monotonic() + backoff
-            self._probing = False
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            self._probing = False  # also when cancelled: another request may probe
         self._failures = 0
-        self._probing = False
         return result
 
     def _connect(self) -> Any:
