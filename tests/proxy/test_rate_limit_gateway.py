@@ -102,6 +102,10 @@ def _h2_heads(gw: Gateway, pki: Pki, count: int) -> list[str]:
     return re.findall(r"^HTTP/2 .*?\n\n", got.stdout, re.M | re.S)
 
 
+def _status(head: str) -> int:
+    return int(head.split()[1])
+
+
 def test_a_local_limit_over_http1_and_http2(
     make_backend: Any, make_gateway: Any, pki: Pki, tmp_path: Path
 ) -> None:
@@ -215,10 +219,13 @@ def test_a_redis_stopped_mid_test_follows_on_store_error(
         gw = make_gateway(config)
         client = Client(gw, pki.ca)
         assert client.get().status == 200
+        # HTTP/2 streams wait for Redis too (two on one connection).
+        assert [_status(h) for h in _h2_heads(gw, pki, 2)] == [200, 200]
         server.stop()
         assert [client.get().status for _ in range(5)] == [status] * 5
-        assert gw.metric(REFUSED, reason="rate_limit_store") == (5 if policy == "deny" else 0)
-        assert len(_events(gw, "rate_limit.store_error")) == 5
+        assert [_status(h) for h in _h2_heads(gw, pki, 2)] == [status] * 2
+        assert gw.metric(REFUSED, reason="rate_limit_store") == (7 if policy == "deny" else 0)
+        assert len(_events(gw, "rate_limit.store_error")) == 7
         assert server.start()  # back: the limit counts again (after the store's backoff)
         for _ in range(100):
             if client.get().status == 200 and redis_keys(server):
