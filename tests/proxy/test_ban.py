@@ -16,6 +16,7 @@ from tests.e2e import tls_raw
 from tests.e2e.test_heartbleed import probe_record
 from tests.proxy import test_listener_tls
 from tests.proxy.test_listener_tls import Pki, port_of, tls_config
+from tests.redis_servers import redis_server
 
 pki = test_listener_tls.pki  # the module-scoped certificate fixture, shared
 BANNED = "outwork_requests_refused_total"
@@ -132,3 +133,24 @@ def test_a_ban_made_in_one_worker_refuses_on_the_other(
         time.sleep(0.2)
     assert metric_sum(gw.scrape(), BANNED, reason="banned") == 20
     assert _served("127.0.0.1", port, pki.ca)
+
+
+def test_a_ban_reaches_another_gateway_through_redis(
+    make_gateway: Any, backend: Backend, pki: Pki, tmp_path: Path
+) -> None:
+    with redis_server(tmp_path / "redis") as redis:
+        gateways = []
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            config = tls_config(backend, pki, tmp_path / name)
+            config.update(ban={}, redis={"url": redis.url, "timeout": 2.0})
+            gateways.append(make_gateway(config, name=f"{name}/outwork.yaml"))
+        first, second = (port_of(gw) for gw in gateways)
+        assert _served("127.0.0.2", second, pki.ca)
+        _probe("127.0.0.2", first)
+        deadline = time.monotonic() + 10  # the other gateway pulls the bans once a second
+        while _served("127.0.0.2", second, pki.ca):
+            assert time.monotonic() < deadline, "the ban did not reach the other gateway"
+            time.sleep(0.2)
+        assert redis.command("ZRANGE", "outwork:bans", "0", "-1").split() == ["127.0.0.2"]
+        assert _served("127.0.0.1", second, pki.ca)
