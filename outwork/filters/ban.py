@@ -7,7 +7,9 @@ on lines) is counted against the peer's address; the `count`-th within `within` 
 one bans the address for `duration`, and a Heartbleed probe (`tls.heartbleed_probe`) bans it at
 once. The ban's own events (`ban.added`, `ban.refused`) do not count, nor those about an
 upstream (`upstream.tls_failed`: its peer is a backend, its listener `-`). Exempt addresses
-are never banned (by default only this machine: 127.0.0.1 and ::1; 127.0.0.2 is not exempt).
+are never banned (by default only this machine: 127.0.0.1 and ::1; 127.0.0.2 is not exempt),
+nor are `trusted_proxies`: the events of every client behind a load balancer carry its address,
+and banning it would refuse them all.
 
 Counts and bans live in the node's shared table (`node_table.py`), so a ban made in one worker
 refuses on every other. With `redis:` a new ban is published to Redis (a sorted set scored by
@@ -51,12 +53,13 @@ class Bans:
         emit: Emit,
         table: NodeTable | None = None,
         redis: RedisStore | None = None,
+        trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = (),
     ) -> None:
         self.config = config
         self.emit = emit
         self.table = table if table is not None else shared()
         self.redis = redis
-        self._exempt: tuple[IPv4Network | IPv6Network, ...] = config.exempt
+        self._exempt: tuple[IPv4Network | IPv6Network, ...] = config.exempt + trusted_proxies
         self._next_pull = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -151,4 +154,4 @@ def for_config(config: GatewayConfig, emit: Emit) -> Bans | None:
     if config.ban is None:
         return None
     redis = store_for(config.redis) if config.redis is not None else None
-    return Bans(config.ban, emit, redis=redis)
+    return Bans(config.ban, emit, redis=redis, trusted_proxies=config.trusted_proxies)

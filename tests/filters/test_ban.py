@@ -78,6 +78,14 @@ def test_exempt_addresses_are_never_banned() -> None:
     assert len(events.lines) == 1
 
 
+def test_trusted_proxies_are_never_banned() -> None:
+    proxies = (ipaddress.ip_network("10.0.0.0/8"),)
+    config = BanConfig(count=1, within=60.0, duration=600.0, exempt=LOOPBACK)
+    bans = Bans(config, Events(), NodeTable(64), trusted_proxies=proxies)
+    bans.on_event("tls.heartbleed_probe", "10.1.2.3:443", "public")
+    assert not bans.refuses(b"10.1.2.3")
+
+
 @pytest.fixture(scope="module")
 def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     with redis_server(tmp_path_factory.mktemp("redis")) as server:
