@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Annotated, Any, Literal
@@ -122,9 +124,12 @@ class RateLimitFilter(Filter):
     remote: tuple[Limit, ...]
     table: NodeTable
     redis: RedisStore | None
+    # Read on every request, not `ctx.now`: that clock ticks four times a second, and a limit
+    # whose burst refills faster than that (100/s, burst 5) would admit a burst per tick only.
+    clock: Callable[[], float] = time.time
 
     def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
-        now = int(ctx.now * MICROS)
+        now = int(self.clock() * MICROS)
         shown: tuple[Limit, Decision] | None = None
         for limit in self.local:
             value = limit.value(ctx, head)

@@ -4,6 +4,7 @@ their key."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -16,12 +17,16 @@ from outwork.http.messages import Framing, ResponseHead
 from outwork.observe.refusals import Refusal
 from tests.filters.fake import FakeContext, request
 
+START = FakeContext.now  # the fake clock's time, unless a test moves it
 
-def _filter(*limits: dict[str, Any]) -> RateLimitFilter:
+
+def _filter(*limits: dict[str, Any], clock: Callable[[], float] | None = None) -> RateLimitFilter:
     specs = msgspec.convert(list(limits), list[LimitSpec], strict=True)
     rate_limit = build(specs, FilterEnv())
-    # Each test its own table: counts of one test do not leak into another.
-    return RateLimitFilter(rate_limit.local, rate_limit.remote, NodeTable(64), None)
+    # Each test its own table (counts of one test do not leak into another) and a fake clock.
+    return RateLimitFilter(
+        rate_limit.local, rate_limit.remote, NodeTable(64), None, clock or (lambda: START)
+    )
 
 
 def _never(verdict: Any) -> None:
@@ -33,8 +38,8 @@ def _verdicts(f: RateLimitFilter, ctx: FakeContext, n: int, headers: Any = None)
 
 
 def test_a_burst_is_admitted_then_429_with_retry_after_and_ratelimit_fields() -> None:
-    f = _filter({"key": "client_address", "rate": "10/s", "burst": 20})
     ctx = FakeContext()
+    f = _filter({"key": "client_address", "rate": "10/s", "burst": 20}, clock=lambda: ctx.now)
     verdicts = _verdicts(f, ctx, 25)
     assert verdicts[:20] == [CONTINUE] * 20
     refused = verdicts[20]
@@ -123,7 +128,7 @@ def test_admitted_responses_carry_the_fields_when_asked() -> None:
 
 def test_a_full_table_is_evented() -> None:
     specs = msgspec.convert([{"key": "header:X-K", "rate": "1/s"}], list[LimitSpec])
-    f = RateLimitFilter(build(specs, FilterEnv()).local, (), NodeTable(1), None)
+    f = RateLimitFilter(build(specs, FilterEnv()).local, (), NodeTable(1), None, lambda: START)
     ctx = FakeContext()
     for i in range(9):
         assert not isinstance(_verdicts(f, ctx, 1, [(b"X-K", b"%d" % i)])[0], Stop)
