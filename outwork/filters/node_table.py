@@ -57,11 +57,10 @@ class NodeTable:
         memory = self._memory
         with self._locks[bucket % STRIPES]:
             slots = BUCKET.unpack_from(memory, offset)
-            found = -1
-            for i in range(0, 4 * SLOTS, 4):
-                if slots[i] == key:
-                    found = i
-                    break
+            try:
+                found = 4 * slots[::4].index(key)
+            except ValueError:
+                found = -1
             if found >= 0 and slots[found + 1] > now:
                 a, b = slots[found + 2], slots[found + 3]
             else:
@@ -85,10 +84,11 @@ class NodeTable:
         offset = HEADER.size + bucket * BUCKET.size
         with self._locks[bucket % STRIPES]:
             slots = BUCKET.unpack_from(self._memory, offset)
-        for i in range(0, 4 * SLOTS, 4):
-            if slots[i] == key:
-                return (slots[i + 2], slots[i + 3]) if slots[i + 1] > now else None
-        return None
+        try:
+            i = 4 * slots[::4].index(key)
+        except ValueError:
+            return None
+        return (slots[i + 2], slots[i + 3]) if slots[i + 1] > now else None
 
     @property
     def evictions(self) -> int:

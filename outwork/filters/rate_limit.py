@@ -91,11 +91,8 @@ class Limit:
     deny_on_store_error: bool
     response_headers: bool
     namespace: bytes  # 8 bytes naming the limit in the stores
+    interval: int  # microseconds (the rate's)
     header: bytes = b""  # for header:NAME, the lower-case name
-
-    @property
-    def interval(self) -> int:
-        return self.rate.interval
 
     def value(self, ctx: RequestContext, head: RequestHead) -> bytes | None:
         """The request's key for this limit, None when it has none."""
@@ -272,6 +269,7 @@ def compile_limit(spec: LimitSpec) -> Limit:
         deny_on_store_error=spec.on_store_error == "deny",
         response_headers=spec.response_headers,
         namespace=blake2b(identity, digest_size=8).digest(),
+        interval=rate.interval,
         header=header,
     )
 
