@@ -15,6 +15,7 @@ on one; the arithmetic is `gcra.decide`'s.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from hashlib import blake2b
 from typing import Any
@@ -48,7 +49,8 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX',
   math.ceil((new_tat - now) / 1000))
 return {1, 0, math.floor((now - allow_at) / interval), new_tat - now}
 """
-BANS_KEY = "outwork:bans"  # a sorted set: member the address, score when its ban ends
+# A sorted set: member the address, score when its ban ends; expires with its last ban.
+BANS_KEY = "outwork:bans"
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
 
@@ -93,8 +95,13 @@ class RedisStore:
 
         async def add() -> None:
             client = self._connect()
+            now = time.time()
             await client.zadd(BANS_KEY, {address: until})
-            await client.zremrangebyscore(BANS_KEY, "-inf", time.time())
+            await client.zremrangebyscore(BANS_KEY, "-inf", now)
+            # The set lives as long as its last ban: it expires, never grows without end.
+            seconds = max(1, math.ceil(until - now))
+            await client.expire(BANS_KEY, seconds, nx=True)
+            await client.expire(BANS_KEY, seconds, gt=True)
 
         await self._run(add())
 

@@ -107,3 +107,4 @@ def test_a_ban_reaches_another_node_through_redis(redis: RedisServer) -> None:
 
     asyncio.run(run())
     assert redis.command("ZRANGE", "outwork:bans", "0", "-1").split() == ["203.0.113.5"]
+    assert 590 <= int(redis.command("TTL", "outwork:bans")) <= 600  # as long as the ban
