@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import signal
 import ssl
@@ -24,6 +25,7 @@ from tests.conftest import Backend, Gateway, metric_sum, require_tool
 from tests.proxy import test_listener_tls
 from tests.proxy.test_listener_tls import Pki, port_of, tls_config
 from tests.proxy.test_reload import _wait_for
+from tests.proxy.test_workers import wait_for, worker_pids
 from tests.redis_servers import RedisServer, redis_cluster, redis_server
 
 pki = test_listener_tls.pki  # the module-scoped certificate fixture, shared
@@ -271,3 +273,35 @@ def test_local_counts_survive_a_reload(
     gw.proc.send_signal(signal.SIGHUP)
     _wait_for(gw, "outwork: reloaded")
     assert Client(gw, pki.ca).get().status == 429  # the new workers (or state) kept the count
+
+
+def test_local_counts_survive_replaced_workers(
+    make_backend: Any, make_gateway: Any, pki: Pki, tmp_path: Path
+) -> None:
+    limit = {"key": "client_address", "rate": "1/h", "burst": 3}
+    config = _config(make_backend(), pki, tmp_path, limit)
+    config["workers"] = 2
+    gw = make_gateway(config)
+    wait_for(lambda: len(worker_pids(gw)) == 2)
+    statuses = []
+    for _ in range(3):
+        client = Client(gw, pki.ca)
+        statuses.append(client.get().status)
+        client.close()
+    assert statuses == [200] * 3
+    before = worker_pids(gw)
+    for pid in before:  # every worker dies: only the supervisor's table is left
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: len(worker_pids(gw)) == 2 and not worker_pids(gw) & before)
+    statuses = []
+    deadline = time.monotonic() + 10
+    while len(statuses) < 6:  # (a replacement may not listen yet: refused, tried again)
+        client = Client(gw, pki.ca)
+        try:
+            statuses.append(client.get().status)
+        except (ConnectionError, ssl.SSLError):
+            assert time.monotonic() < deadline, "the replaced workers do not answer"
+            time.sleep(0.1)
+        finally:
+            client.close()
+    assert statuses == [429] * 6  # the new workers count where the dead ones left off
