@@ -42,6 +42,8 @@ TOOL_PACKAGES = {
     "nginx": "nginx-light",
     "nmap": "nmap",
     "openssl": "openssl",
+    "redis-cli": "redis-tools",
+    "redis-server": "redis-server",
     "slowhttptest": "slowhttptest",
     "softhsm2-util": "softhsm2",
     "testssl": "testssl.sh",

@@ -27,6 +27,7 @@ from outwork.http.messages import RequestHead, ResponseHead
 from outwork.observe.refusals import Refusal
 
 if TYPE_CHECKING:
+    from outwork.policy.config import RedisConfig
     from outwork.tls.clientauth import ClientIdentity
 
 
@@ -146,6 +147,7 @@ class PolicyEnv:
     base: Path = Path(".")  # the config file's directory: relative paths (a JWKS `ca`) start here
     # `revocation.not_before` (seconds since the epoch): credentials issued before it are refused.
     revoked_before: float | None = None
+    redis: RedisConfig | None = None  # the `redis:` section (rate limits with `store: redis`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +158,8 @@ class FilterType:
     # Cidr and Secret (`10/s`, `10.0.0.0/8`, `env:NAME`), checked and read at load.
     schema: type[Any]
     build: Callable[[Any], Filter]  # from the converted spec to the filter
-    # Used instead of `build` when set, for steps that need the gateway-wide settings.
+    # Used instead of `build` when set, for steps that need the gateway-wide settings; a
+    # ValueError it raises is a config problem at the step's key.
     build_in_env: Callable[[Any, PolicyEnv], Filter] | None = None
 
 

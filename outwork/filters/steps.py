@@ -16,4 +16,5 @@ import outwork.filters.access  # noqa: F401
 import outwork.filters.headers  # noqa: F401
 import outwork.filters.authenticate  # noqa: F401
 import outwork.filters.authorize  # noqa: F401
+import outwork.filters.rate_limit  # noqa: F401
 # isort: on

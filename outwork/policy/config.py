@@ -132,6 +132,28 @@ class ScanConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisConfig:
+    """One of: `url` (standalone), `sentinels` + `service`, `cluster` (seed nodes)."""
+
+    url: str | None = None
+    sentinels: tuple[Address, ...] = ()
+    service: str | None = None
+    cluster: tuple[Address, ...] = ()
+    username: str | None = None
+    password: bytes | None = None  # read from its reference at load
+    timeout: float = 0.1  # one operation
+    connect_timeout: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class BanConfig:
+    count: int = 5  # security events from one address ...
+    within: float = 60.0  # ... within this many seconds (from its first one) ban it
+    duration: float = 600.0
+    exempt: tuple[IPv4Network | IPv6Network, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     file: str
     listeners: tuple[ListenerConfig, ...]
@@ -158,3 +180,5 @@ class GatewayConfig:
     summary: ConfigSummary | None = None
     # `revocation.not_before`, seconds since the epoch: credentials issued before it are refused.
     revoked_before: float | None = None
+    redis: RedisConfig | None = None
+    ban: BanConfig | None = None  # None: no bans

@@ -29,15 +29,18 @@ from outwork.filters.rfc3339 import parse_rfc3339
 from outwork.http.checks import ALLOWED_METHODS
 from outwork.http.errors import HTTPError
 from outwork.http.path import ESCAPED_SLASHES, PathRules, normalise_path
+from outwork.keys.secret import SecretError, parse_secret_ref, read_secret
 from outwork.policy.changes import ConfigSummary, file_digest, summarize
 from outwork.policy.config import (
     Address,
+    BanConfig,
     GatewayConfig,
     HealthCheckConfig,
     Http2Config,
     Limits,
     ListenerConfig,
     PassiveHealthConfig,
+    RedisConfig,
     RouteConfig,
     ScanConfig,
     UpstreamConfig,
@@ -46,10 +49,12 @@ from outwork.policy.config import (
 from outwork.policy.convert import FAILED, Converter, did_you_mean, is_struct, problem_from_msgspec
 from outwork.policy.schema import (
     AdminSpec,
+    BanSpec,
     ConfigSpec,
     HealthCheckSpec,
     ListenerSpec,
     PassiveHealthSpec,
+    RedisSpec,
     RouteSpec,
     SessionTicketsSpec,
     TlsSpec,
@@ -226,7 +231,9 @@ class _Loader:
         upstreams = {name: self._upstream(name, u) for name, u in upstream_specs.items() if name}
         max_request_body = self._size(("limits", "max_request_body"), spec.limits.max_request_body)
         paths = self._paths(spec)
-        self.env = PolicyEnv(self.base, self._revoked_before(spec))
+        self.redis = self._redis(spec.redis)
+        ban = self._ban(spec.ban)
+        self.env = PolicyEnv(self.base, self._revoked_before(spec), self.redis)
         routes = self._routes(spec, upstreams, max_request_body or 0, paths)
         trusted_proxies = self._trusted_proxies(spec.trusted_proxies)
         security_events = spec.logging.security_events
@@ -297,6 +304,8 @@ class _Loader:
             paths=paths,
             scan=ScanConfig(spec.scan.concurrency, scan_timeout or 5.0),
             revoked_before=self.env.revoked_before,
+            redis=self.redis,
+            ban=ban,
         )
 
     def _structure(self, data: dict[str, Any]) -> ConfigSpec:
@@ -1065,6 +1074,56 @@ class _Loader:
                     self.error(path + (step,), str(exc))
             compiled[name] = tuple(chain)
         return compiled
+
+    def _redis(self, spec: RedisSpec | None) -> RedisConfig | None:
+        if spec is None:
+            return None
+        path: KeyPath = ("redis",)
+        kinds = [k for k in ("url", "sentinels", "cluster") if getattr(spec, k) is not None]
+        if len(kinds) != 1:
+            self.error(path, "give exactly one of url, sentinels (with service) or cluster")
+        if spec.url is not None and urlsplit(spec.url).scheme not in ("redis", "rediss"):
+            self.error(path + ("url",), f"{spec.url!r} is not a redis:// or rediss:// URL")
+        if (spec.sentinels is not None) != (spec.service is not None):
+            self.error(path, "sentinels and service go together")
+        sentinels = [
+            self._address(path + ("sentinels", i), a) for i, a in enumerate(spec.sentinels or [])
+        ]
+        cluster = [
+            self._address(path + ("cluster", i), a) for i, a in enumerate(spec.cluster or [])
+        ]
+        password = None
+        if spec.password is not None:
+            try:
+                password = read_secret(parse_secret_ref(spec.password), self.base)
+            except SecretError as exc:
+                self.error(path + ("password",), str(exc))
+        timeout = self._duration(path + ("timeout",), spec.timeout, 60)
+        connect_timeout = self._duration(path + ("connect_timeout",), spec.connect_timeout, 60)
+        return RedisConfig(
+            url=spec.url,
+            sentinels=tuple(a for a in sentinels if a is not None),
+            service=spec.service,
+            cluster=tuple(a for a in cluster if a is not None),
+            username=spec.username,
+            password=password,
+            timeout=timeout or 0.1,
+            connect_timeout=connect_timeout or 1.0,
+        )
+
+    def _ban(self, spec: BanSpec | None) -> BanConfig | None:
+        if spec is None:
+            return None
+        path: KeyPath = ("ban",)
+        within = self._duration(path + ("after", "within"), spec.after.within, 86400)
+        duration = self._duration(path + ("duration",), spec.duration, 365 * 86400)
+        exempt = []
+        for i, entry in enumerate(spec.exempt):
+            try:
+                exempt.append(ipaddress.ip_network(entry, strict=True))
+            except ValueError as exc:
+                self.error(path + ("exempt", i), f"not an IP address or CIDR: {exc}")
+        return BanConfig(spec.after.count, within or 60.0, duration or 600.0, tuple(exempt))
 
     def _chain(
         self, path: KeyPath, names: list[str], policies: dict[str, tuple[Filter, ...]]

@@ -277,6 +277,38 @@ class RevocationSpec(_Spec):
     not_before: NonEmptyStr | None = None
 
 
+class RedisSpec(_Spec):
+    """The Redis that nodes share rate-limit counters and bans through: exactly one of `url`
+    (standalone), `sentinels` with `service`, or `cluster` (seed nodes). Checked in load.py."""
+
+    url: NonEmptyStr | None = None  # redis://host:port/db (rediss:// for TLS)
+    sentinels: Annotated[list[NonEmptyStr], Meta(min_length=1, max_length=16)] | None = None
+    service: NonEmptyStr | None = None  # the Sentinel master name
+    cluster: Annotated[list[NonEmptyStr], Meta(min_length=1, max_length=64)] | None = None
+    username: NonEmptyStr | None = None
+    password: NonEmptyStr | None = None  # by reference: env:NAME or file:PATH
+    # Longest wait for one Redis operation (a rate-limit check); beyond, the limit's
+    # on_store_error decides.
+    timeout: Duration = 0.1
+    connect_timeout: Duration = 1.0
+
+
+class BanAfterSpec(_Spec):
+    count: Annotated[int, Meta(ge=1, le=1_000_000)] = 5
+    within: Duration = "60s"
+
+
+class BanSpec(_Spec):
+    """Peers with too many security events are refused at accept for `duration`."""
+
+    after: BanAfterSpec = msgspec.field(default_factory=BanAfterSpec)
+    duration: Duration = "10m"
+    # Addresses (IPs or CIDRs) never banned; the default: the local machine only.
+    exempt: Annotated[list[NonEmptyStr], Meta(max_length=1024)] = msgspec.field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"]
+    )
+
+
 class ConfigSpec(_Spec):
     listeners: Annotated[list[ListenerSpec], Meta(min_length=1, max_length=64)]
     routes: list[RouteSpec]
@@ -301,3 +333,5 @@ class ConfigSpec(_Spec):
     revocation: RevocationSpec = msgspec.field(default_factory=RevocationSpec)
     # Worker processes sharing the listener ports (SO_REUSEPORT); 1: a single process.
     workers: Annotated[int, Meta(ge=1, le=MAX_WORKERS)] = 1
+    redis: RedisSpec | None = None  # None: no Redis (rate limits with store: redis refused)
+    ban: BanSpec | None = None  # None: no peer is banned

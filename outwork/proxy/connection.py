@@ -117,6 +117,9 @@ class ClientProtocol(asyncio.Protocol):
                 self.scheme,
                 is_trusted(host, state.config.trusted_proxies),
             )
+        if state.bans is not None and state.bans.refuses(self.peer_host):
+            self._refuse_banned()
+            return
         cap = state.connections.admit(self.listener, self.peer_host)
         if cap is not None:
             self._refuse_connection(cap)
@@ -141,6 +144,15 @@ class ClientProtocol(asyncio.Protocol):
         state.metrics.refused[cap] += 1
         detail = {"limit": cap, "max": getattr(self.listener, cap)}
         state.security_log.emit("conn.limit_reached", self.peer, self.listener.name, detail)
+        assert self.transport is not None
+        self.transport.abort()
+
+    def _refuse_banned(self) -> None:
+        """A banned address: closed at once, before any TLS or HTTP work (as over a cap)."""
+        state = self.state
+        self._closed = True
+        state.metrics.refused[Refusal.BANNED] += 1
+        state.security_log.emit("ban.refused", self.peer, self.listener.name, {})
         assert self.transport is not None
         self.transport.abort()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -35,6 +36,8 @@ class SecurityEventLog:
         self._rate = rate
         self._burst = burst
         self._buckets: dict[str, tuple[float, float]] = {}  # event -> (tokens, last time)
+        # Told of every event (event, peer, listener) before the line limit: the bans count them.
+        self.watch: Callable[[str, str, str], None] | None = None
         self._owned = target != "-"
         self._out: IO[str] = (
             open(target, "a", encoding="utf-8", buffering=1) if self._owned else sys.stderr
@@ -42,6 +45,8 @@ class SecurityEventLog:
 
     def emit(self, event: str, peer: str, listener: str, detail: dict[str, Any]) -> None:
         self._metrics.security_events[event] += 1
+        if self.watch is not None:
+            self.watch(event, peer, listener)
         if not self._take(event):
             self._metrics.security_events_dropped[event] += 1
             return

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from outwork.filters import ban
 from outwork.http.messages import RequestHead
 from outwork.policy.config import Address, GatewayConfig, ListenerConfig
 from outwork.proxy import metrics_share, reload_audit, startup_signals
@@ -57,6 +58,9 @@ class GatewayState:
         # Kept across reloads (passed in): counters only grow while the process runs.
         self.metrics = metrics if metrics is not None else Metrics()
         self.security_log = SecurityEventLog(config.security_events, self.metrics)
+        self.bans = ban.for_config(config, self.security_log.emit)  # refused at accept
+        if self.bans is not None:
+            self.security_log.watch = self.bans.on_event
         self.access_log = AccessLog(config.access_log) if config.access_log else None
         self.router = Router(config.routes, config.paths.case_sensitive)
         self.request_ids = RequestIds()  # made here: unique per process and per config load
@@ -74,6 +78,8 @@ class GatewayState:
 
     def tick(self) -> None:
         self.clock.tick()
+        if self.bans is not None:
+            self.bans.tick()
         now = self.clock.now
         for client in [
             c

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from outwork.filters import node_table
 from outwork.policy.config import Address, GatewayConfig
 from outwork.policy.load import load_config
 from outwork.policy.source import ConfigError
@@ -493,6 +494,9 @@ def supervise(config: GatewayConfig) -> int:
     # Before the first fork: the workers inherit the raised limit.
     if warning := raise_open_files_limit():
         log(warning)
+    # The table the workers count local rate limits and bans in: made here, before any fork,
+    # so that every worker (replacements and reloaded generations too) maps the same memory.
+    node_table.shared()
     for listener in config.listeners:
         _SCHEMES[listener.name] = "https" if listener.tls is not None else "http"
     try:

@@ -1,0 +1,117 @@
+"""One fixed-size table in shared memory for what a node's workers count together: the `local`
+rate limits' timestamps and the bans (`ban.py`).
+
+It is an anonymous `MAP_SHARED` mapping made before the supervisor forks (`shared()`, called
+by `workers.supervise`; with `workers: 1` the process makes it at its first config load), so
+every worker, a replacement or a reloaded one too, sees the same memory, and a reload or a dead
+worker loses no count. A `multiprocessing.Lock` per stripe of buckets guards it.
+
+Memory is bounded whatever the peers send: keys are hashed (Python's own `hash` of bytes:
+SipHash keyed by the interpreter's random secret, the same in every forked worker and unknown
+to peers, so a peer choosing header values cannot aim them at one bucket; do not fix
+PYTHONHASHSEED for the gateway), each hash may
+live only in its bucket of `SLOTS` slots, an expired slot is reused, and when a bucket holds
+only live entries the one that expires first is evicted (it carries the least: a rate-limit
+entry about to expire is nearly a fresh one) and counted (`evictions`).
+
+A slot is four 64-bit integers: the key's hash (0: free), when the entry expires (wall-clock
+microseconds), and two values whose meaning is the caller's.
+"""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing
+import struct
+from collections.abc import Callable
+from multiprocessing.synchronize import Lock
+
+SLOTS = 8  # slots per bucket: the probe length
+SLOT = struct.Struct("<Qqqq")
+BUCKET = struct.Struct("<" + "Qqqq" * SLOTS)
+HEADER = struct.Struct("<Q")  # evictions, at offset 0
+STRIPES = 64  # locks; bucket i takes lock i % STRIPES
+DEFAULT_BUCKETS = 16384  # 131072 entries, 4 MiB
+
+# change(a, b) -> (expires, a, b) to store, or None to leave the slot as it is.
+Change = Callable[[int, int], "tuple[int, int, int] | None"]
+
+
+class NodeTable:
+    def __init__(self, buckets: int = DEFAULT_BUCKETS) -> None:
+        self.buckets = buckets
+        self._memory = mmap.mmap(-1, HEADER.size + buckets * BUCKET.size)  # MAP_SHARED
+        self._locks: list[Lock] = [multiprocessing.Lock() for _ in range(STRIPES)]
+        self._header_lock = multiprocessing.Lock()
+
+    def key(self, namespace: bytes, value: bytes) -> int:
+        """The hash a value is stored under; `namespace` (fixed length per caller) keeps one
+        limit's keys apart from another's and from the bans'."""
+        return (hash(namespace + value) & 0xFFFF_FFFF_FFFF_FFFF) or 1
+
+    def update(self, key: int, now: int, change: Change) -> tuple[int, int, bool]:
+        """Apply `change` to the key's values ((0, 0) when it has none or they expired), under
+        the bucket's lock. Returns the values now stored and whether a live entry was evicted."""
+        bucket = key % self.buckets
+        offset = HEADER.size + bucket * BUCKET.size
+        memory = self._memory
+        with self._locks[bucket % STRIPES]:
+            slots = BUCKET.unpack_from(memory, offset)
+            try:
+                found = 4 * slots[::4].index(key)
+            except ValueError:
+                found = -1
+            if found >= 0 and slots[found + 1] > now:
+                a, b = slots[found + 2], slots[found + 3]
+            else:
+                a = b = 0
+            result = change(a, b)
+            if result is None:
+                return a, b, False
+            evicted = False
+            if found < 0:
+                found = _free_or_oldest(slots, now)
+                evicted = slots[found] != 0 and slots[found + 1] > now
+            SLOT.pack_into(memory, offset + found * 8, key, *result)
+        if evicted:
+            with self._header_lock:
+                HEADER.pack_into(memory, 0, HEADER.unpack_from(memory, 0)[0] + 1)
+        return result[1], result[2], evicted
+
+    def get(self, key: int, now: int) -> tuple[int, int] | None:
+        """The key's live values, or None."""
+        bucket = key % self.buckets
+        offset = HEADER.size + bucket * BUCKET.size
+        with self._locks[bucket % STRIPES]:
+            slots = BUCKET.unpack_from(self._memory, offset)
+        try:
+            i = 4 * slots[::4].index(key)
+        except ValueError:
+            return None
+        return (slots[i + 2], slots[i + 3]) if slots[i + 1] > now else None
+
+    @property
+    def evictions(self) -> int:
+        """Live entries pushed out by a full bucket, since the table was made (all workers)."""
+        return int(HEADER.unpack_from(self._memory, 0)[0])
+
+
+def _free_or_oldest(slots: tuple[int, ...], now: int) -> int:
+    oldest = 0
+    for i in range(0, 4 * SLOTS, 4):
+        if slots[i] == 0 or slots[i + 1] <= now:
+            return i
+        if slots[i + 1] < slots[oldest + 1]:
+            oldest = i
+    return oldest
+
+
+_shared: NodeTable | None = None
+
+
+def shared() -> NodeTable:
+    """The node's table: made once per process tree, before the workers fork."""
+    global _shared
+    if _shared is None:
+        _shared = NodeTable()
+    return _shared
