@@ -37,8 +37,11 @@ class Sample:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def measure_keepalive(server: Server, duration: int, connections: int) -> Sample:
-    """CPU µs per keep-alive request; notes the busiest thread's CPU for the scaling figure."""
+def measure_keepalive(
+    server: Server, duration: int, connections: int, script: Path | None = None
+) -> Sample:
+    """CPU µs per keep-alive request; notes the busiest thread's CPU for the scaling figure.
+    `script`: a wrk Lua script saying what to send (default: GET /)."""
     wrk = shutil.which("wrk")
     if not wrk:
         raise BenchError("wrk is not installed (Debian package wrk; `make bench`)")
@@ -46,7 +49,14 @@ def measure_keepalive(server: Server, duration: int, connections: int) -> Sample
     before = tree_cpu_seconds(server.proc.pid)
     t0 = time.monotonic()
     out = subprocess.run(
-        [wrk, "-t1", f"-c{connections}", f"-d{duration}s", f"https://{HOST}:{server.port}/"],
+        [
+            wrk,
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration}s",
+            *(["-s", str(script)] if script is not None else []),
+            f"https://{HOST}:{server.port}/",
+        ],
         capture_output=True,
         text=True,
         timeout=duration + 60,

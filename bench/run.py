@@ -12,7 +12,10 @@ Measured for each server, alternating the servers over several rounds and taking
 - once per server: total RSS of its process tree with 10,000 idle TLS connections open (each
   made its handshake and one request; `clients.py idle`);
 - one worker only: CPU µs per new connection with the key in an HSM (SoftHSM2) against the same
-  with a key file, outwork against outwork.
+  with a key file, outwork against outwork;
+- one worker only: CPU µs per keep-alive request with a typical security policy (API key, a local
+  rate limit, JSON threat protection on a 1 KiB JSON POST, security headers) against the same
+  POSTs through outwork without a policy.
 CPU is the server's own accounting, /proc/PID/stat utime+stime summed over its whole process
 tree, sampled before and after each load, divided by the requests or connections completed.
 The backend is a plain-HTTP nginx serving a static 1 KiB file and a 100 MiB one; its CPU is not
@@ -53,6 +56,7 @@ from measure import (
     measure_latency,
 )
 from servers import (
+    POLICY_SCRIPT,
     REPO,
     BenchError,
     Server,
@@ -75,6 +79,7 @@ METRICS = {
     "idle_kib": "RSS KiB per idle TLS connection",
 }
 HSM_LABEL = "CPU µs per new connection, key in SoftHSM2 vs key file (P-256)"
+POLICY_LABEL = "CPU µs per keep-alive 1 KiB JSON POST, typical policy vs none"
 REFERENCE = "nginx"
 KINDS = ("outwork", "nginx", "haproxy", "nginx-2")
 AIM_KEEPALIVE_RATIO = 2.0
@@ -142,6 +147,14 @@ def run_configuration(
                 start_server(kind, workers, workdir, tls, backend, args.idle_connections)
             )
         outwork = next((s for s in servers if s.name == "outwork"), None)
+        policy: Server | None = None
+        if outwork is not None and workers == 1 and not args.no_policy:
+            policy = start_outwork(
+                workdir / "outwork-policy", tls, backend, name="outwork-policy", policy=True
+            )
+            servers.append(policy)
+        script = workdir / "policy.lua"
+        script.write_text(POLICY_SCRIPT)
         hsm: Server | None = None
         if outwork is not None and workers == 1 and not args.no_hsm:
             hsm_tls, hsm_env = make_hsm_key(workdir)
@@ -150,8 +163,8 @@ def run_configuration(
             )
             servers.append(hsm)
         for server in servers:
-            check_serves_body(server)
-        compared = [s for s in servers if s is not hsm]
+            check_serves_body(server, policy=server is policy)
+        compared = [s for s in servers if s is not hsm and s is not policy]
         for r in range(args.rounds):
             k = r % len(compared)  # each server goes first in turn
             for server in compared[k:] + compared[:k]:
@@ -174,8 +187,22 @@ def run_configuration(
                         f"{hs.value:.0f} µs/new",
                         flush=True,
                     )
+            if policy is not None and outwork is not None:
+                # The same POSTs with and without the policy, alternating which goes first.
+                pair = (policy, outwork) if r % 2 == 0 else (outwork, policy)
+                for server in pair:
+                    ka = measure_keepalive(server, args.duration, args.connections, script)
+                    ka.metric = "policy-pair"
+                    samples.append(ka)
+                    print(
+                        f"{workers} worker(s), round {r + 1}/{args.rounds}, {server.name}: "
+                        f"{ka.value:.1f} µs/request (1 KiB JSON POST)",
+                        flush=True,
+                    )
         if hsm is not None:
             hsm.stop()
+        if policy is not None:
+            policy.stop()
         if args.idle_connections:
             for server in compared:
                 idle = measure_idle(server, args.idle_connections)
@@ -307,6 +334,16 @@ def report(samples: list[Sample], args: argparse.Namespace) -> dict[str, Any]:
         )
         tables["hsm"] = {"outwork-hsm": with_hsm, "outwork": with_file}
 
+    if any(s.metric == "policy-pair" for s in samples):
+        with_policy = median(samples, "outwork-policy", 1, "policy-pair")
+        without = median(samples, "outwork", 1, "policy-pair")
+        print_table(
+            "security policy",
+            ["metric", "outwork-policy", "outwork", "ratio"],
+            [[POLICY_LABEL, _fmt(with_policy), _fmt(without), _fmt(with_policy / without)]],
+        )
+        tables["policy"] = {"outwork-policy": with_policy, "outwork": without}
+
     if "outwork" in names:
         tables["aims"] = print_aims(samples, args, scaling)
     return tables
@@ -429,6 +466,9 @@ def parse_args() -> argparse.Namespace:
         "outwork,nginx,nginx-2 checks the harness (expect ratios near 1.0)",
     )
     parser.add_argument("--no-hsm", action="store_true", help="skip the HSM-key comparison")
+    parser.add_argument(
+        "--no-policy", action="store_true", help="skip the security-policy comparison"
+    )
     parser.add_argument("--no-resumed", action="store_true", help="skip resumed handshakes")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()

@@ -4,6 +4,7 @@ HAProxy and outwork, each with the bench's certificate; CPU and memory of a proc
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import json
 import os
@@ -276,7 +277,8 @@ def start_nginx(
                 for _ in range(download_mib):
                     out.write(block)
         upstream_block = ""
-        location = f"location / {{ root {www}; }}"
+        # /api takes the policy row's JSON POSTs (a static location answers POST with 405).
+        location = f"location / {{ root {www}; }}\n    location = /api {{ return 200 OK; }}"
     conf = f"""\
 {"user root;" if os.geteuid() == 0 else ""}
 worker_processes {workers};
@@ -400,9 +402,10 @@ def start_outwork(
     env: dict[str, str] | None = None,
     workers: int = 1,
     connections: int = 4096,
+    policy: bool = False,
 ) -> Server:
     """outwork with one certificate; the key is a file or a `pkcs11:` URI (then `env` carries
-    SOFTHSM2_CONF)."""
+    SOFTHSM2_CONF). `policy`: every route gets TYPICAL_POLICY."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = workdir / "outwork.yaml"
@@ -423,7 +426,7 @@ upstreams:
 logging: {{security_events: "{workdir / "events.jsonl"}"}}
 admin: {{bind: {HOST}:{free_port()}}}
 workers: {workers}
-{limits}{pkcs11}"""
+{limits}{pkcs11}{TYPICAL_POLICY if policy else ""}"""
     )
     return spawn(
         name,
@@ -437,6 +440,44 @@ workers: {workers}
 
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+
+# The policy row: what a typical API route carries (issue 9): an API key, one local rate limit
+# (far above the load: it counts every request but refuses none), JSON threat protection on the
+# body and security headers. POLICY_SCRIPT has wrk send what it asks for: a 1 KiB JSON POST
+# with the key.
+API_KEY = "bench-key-0123456789abcdef"
+_KEY_HASH = hashlib.sha256(API_KEY.encode()).hexdigest()
+TYPICAL_POLICY = f"""\
+policies:
+  typical:
+    authenticate:
+      - api_key: {{header: X-API-Key, keys: [{{id: bench, hash: "sha256:{_KEY_HASH}"}}]}}
+    rate_limit:
+      - {{key: client_address, rate: 1000000/s, burst: 1000000}}
+    threat_protection:
+      json: {{max_depth: 20, max_keys: 1000, max_string: 65536, max_array: 10000}}
+    headers:
+      remove: [Server, X-Powered-By]
+      add: {{Strict-Transport-Security: "max-age=31536000", X-Content-Type-Options: nosniff}}
+default_policies: [typical]
+"""
+# 1 KiB of JSON: nested objects, an array of 12 objects, strings and numbers.
+POLICY_BODY = json.dumps(
+    {
+        "order": 4711,
+        "customer": {"id": "c-20931", "name": "Ada Lovelace", "tier": "gold"},
+        "items": [{"sku": f"SKU-{i:04d}", "qty": i % 5 + 1, "price": 9.99 + i} for i in range(12)],
+        "note": "x" * 370,
+    },
+    separators=(",", ":"),
+)
+POLICY_SCRIPT = f"""\
+wrk.method = "POST"
+wrk.path = "/api"
+wrk.body = {json.dumps(POLICY_BODY)}
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-API-Key"] = "{API_KEY}"
+"""
 
 
 def make_hsm_key(workdir: Path) -> tuple[tuple[Path, str], dict[str, str]]:
@@ -494,8 +535,24 @@ def make_hsm_key(workdir: Path) -> tuple[tuple[Path, str], dict[str, str]]:
     return (cert_path, f"pkcs11:token=outwork;object=api-ec?pin-source=file:{pin}"), env
 
 
-def check_serves_body(server: Server) -> None:
-    """One HTTPS GET, TLS 1.3, must return the backend's 1 KiB body: fail clearly if not."""
+def check_serves_body(server: Server, policy: bool = False) -> None:
+    """One HTTPS GET, TLS 1.3, must return the backend's 1 KiB body: fail clearly if not.
+    `policy`: the policy row's POST must pass the policy (200), and a GET without the API key
+    must not (401): the policy is on and lets the measured requests through."""
+    if policy:
+        _check_answer(server, b"GET / HTTP/1.1\r\nHost: localhost\r\n", b"HTTP/1.1 401", b"")
+        request = (
+            b"POST /api HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"X-API-Key: %s\r\nContent-Length: %d\r\n" % (API_KEY.encode(), len(POLICY_BODY))
+        )
+        _check_answer(server, request, b"HTTP/1.1 200", b"OK", POLICY_BODY.encode())
+        return
+    _check_answer(server, b"GET / HTTP/1.1\r\nHost: localhost\r\n", b"HTTP/1.1 200", BODY)
+
+
+def _check_answer(
+    server: Server, head: bytes, status: bytes, body: bytes, sent: bytes = b""
+) -> None:
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -503,7 +560,7 @@ def check_serves_body(server: Server) -> None:
     try:
         with socket.create_connection((HOST, server.port), timeout=10) as raw:
             with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-                tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                tls.sendall(head + b"Connection: close\r\n\r\n" + sent)
                 data = b""
                 while chunk := tls.recv(65536):
                     data += chunk
@@ -512,5 +569,5 @@ def check_serves_body(server: Server) -> None:
             f"{server.name} on port {server.port} does not serve HTTPS (TLS 1.3): {exc!r}\n"
             f"--- {server.name} log ---\n{server.log.read_text(errors='replace')[-3000:]}"
         ) from exc
-    if not data.startswith(b"HTTP/1.1 200") or not data.endswith(BODY):
+    if not data.startswith(status) or not data.endswith(body):
         raise BenchError(f"{server.name} answered something else: {data[:300]!r}")
