@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from outwork.filters import REGISTRY
 from outwork.observe.refusals import Refusal
 from outwork.proxy.exchange_state import State
 from tests.inproc import InProcGateway, Upstream, until
@@ -30,10 +31,11 @@ POLICY = {
 
 
 @pytest.fixture(autouse=True)
-def test_filters() -> Iterator[None]:
+def registered_filters() -> Iterator[None]:
     wire_filters.register()
     yield
     wire_filters.unregister()
+    assert not any(name.startswith("test_wire_") for name in REGISTRY)
 
 
 def config(upstream: str, read_timeout: str = "30s") -> dict[str, Any]:
