@@ -202,6 +202,27 @@ def test_a_filter_that_never_resumes_is_a_504_at_the_read_timeout(tmp_path: Path
     run(tmp_path, scenario, read_timeout="0.2s")
 
 
+def test_a_body_filter_that_never_resumes_is_a_504_and_nothing_went_upstream(
+    tmp_path: Path,
+) -> None:
+    async def scenario(gw: InProcGateway, upstream: Upstream) -> None:
+        client = gw.connect()
+        client.send(get("/echo", {"X-Body-Hang": "1"}, body=b"small"))
+        h2 = gw.connect_h2(peer_port=40001)
+        sid = h2.request("/echo", {"x-body-hang": "1"}, body=b"small")
+        (h1,) = await client.responses(1)
+        answer = await h2.response(sid)
+        assert (h1.status, answer.status) == (504, 504)
+        assert gw.gateway.metrics.policy_refused[("guarded", Refusal.FILTER_ERROR)] == 2
+        assert [e["detail"]["filter"] for e in gw.events()] == ["RefuseMarkedBody"] * 2
+        assert upstream.heads == 0
+        client.send(get("/next"))  # the connection goes on
+        (after,) = await client.responses(1)
+        assert after.body == b"GET /next\n"
+
+    run(tmp_path, scenario, read_timeout="0.2s")
+
+
 @pytest.mark.parametrize("protocol", ["http/1.1", "h2"])
 def test_a_small_refused_body_never_reaches_the_upstream(tmp_path: Path, protocol: str) -> None:
     async def scenario(gw: InProcGateway, upstream: Upstream) -> None:
