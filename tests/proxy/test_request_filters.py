@@ -22,11 +22,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from outwork.filters import REGISTRY
-from tests.conftest import Backend, Gateway, gateway_config, metric_sample
+from tests.conftest import Backend, Gateway, gateway_config, metric_sample, require_tool
 from tests.inproc import Response, parse_http1
 from tests.proxy import test_listener_tls, wire_filters
 from tests.proxy.h2_client import H2Client
 from tests.proxy.test_gateway import backend_stats
+from tests.proxy.test_h2 import curl_h2
 from tests.proxy.test_listener_tls import Pki, port_of, read_lines
 
 pki = test_listener_tls.pki  # the module-scoped certificate fixture, shared
@@ -271,6 +272,23 @@ def test_a_filter_that_waits_resumes_its_exchange(gw: Gateway, pki: Pki, protoco
     assert limited.status == 429
     assert limited.headers["retry-after"] == "1"
     assert refused(gw, "rate_limited") == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("version", ["--http1.1", "--http2"])
+def test_curl_over_tls_waits_for_the_filter_and_is_refused_with_its_headers(
+    gw: Gateway, pki: Pki, version: str
+) -> None:
+    require_tool("curl")
+    body = "through the wait"
+    passed = curl_h2(gw, pki, "/echo", version, "-H", "X-Park: yes", "--data-binary", body)
+    assert passed.returncode == 0, passed.stderr
+    assert passed.stdout == body.encode()
+    denied = curl_h2(gw, pki, "/x", version, "-H", "X-Deny: 1", "-D", "-")
+    assert denied.returncode == 0, denied.stderr
+    head, _, sent = denied.stdout.partition(b"\r\n\r\n")
+    assert b" 403" in head.split(b"\r\n")[0]
+    assert b"x-denied-by: test" in head.lower()
+    assert sent == b'{"denied":true}\n'
 
 
 def test_pipelined_requests_are_answered_in_order_behind_a_waiting_filter(gw: Gateway) -> None:
