@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from outwork.filters import REGISTRY
+from outwork.filters.steps import __name__ as _steps  # noqa: F401  (the real steps registered)
 from tests.conftest import ROOT, Backend, Gateway, gateway_config
 from tests.ops.conftest import outwork as ops_outwork
 from tests.ops.test_install import TOKEN_ENV, admin_address, issue_file_cert, start
@@ -30,6 +32,10 @@ from tests.proxy.test_reload import outwork
 from tests.proxy.test_request_filters import PROTOCOLS, exchange
 
 pki = test_listener_tls.pki  # the module-scoped certificate fixture, shared
+
+# The steps a gateway with the test's `probe` step preloaded knows: the real ones in chain order,
+# then the probe (a step outside the chain order runs after them).
+KNOWN_WITH_PROBE = ", ".join([*(name for name in REGISTRY if name != "probe"), "probe"])
 
 
 def get(url: str) -> tuple[int, str | None, str | None]:
@@ -150,7 +156,7 @@ def test_a_refused_reload_changes_nothing_and_an_applied_one_switches_the_policy
         "heartbeet: unknown key",
         "policies.baseline.probe.rate: invalid rate '10/fortnight'"
         " (expected e.g. 10/s, 1000/m, 5/h, 100/10s)",
-        "policies.extra.header: unknown policy step 'header' (known: probe, headers);"
+        f"policies.extra.header: unknown policy step 'header' (known: {KNOWN_WITH_PROBE});"
         ' did you mean "headers"?',
         "routes[0].policies[0]: unknown policy 'partnrs' (known: baseline, extra)",
     ]
