@@ -34,6 +34,7 @@ from outwork.waf.rules import (
 )
 
 MAX_LINE = 1 << 20  # a logical line (continuations joined); CRS's longest is ~10 KiB
+BLANKS = " \t\n\r\f\v"  # Apache's apr_isspace: ASCII only
 
 OPERATORS = {
     name.lower(): name
@@ -145,8 +146,8 @@ def logical_lines(text: str) -> Iterator[tuple[int, str]]:
     pending: list[str] = []
     start = 0
     size = 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.rstrip()
+    for number, raw in enumerate(text.split("\n"), 1):
+        line = raw.rstrip(BLANKS)
         if not pending:
             start = number
         size += len(line)
@@ -159,11 +160,11 @@ def logical_lines(text: str) -> Iterator[tuple[int, str]]:
         joined = "".join(pending)
         pending = []
         size = 0
-        stripped = joined.strip()
+        stripped = joined.strip(BLANKS)
         if stripped and not stripped.startswith("#"):
             yield start, stripped
     if pending:
-        joined = "".join(pending).strip()
+        joined = "".join(pending).strip(BLANKS)
         if joined and not joined.startswith("#"):
             yield start, joined
 
@@ -191,7 +192,7 @@ def words(line: str) -> list[str]:
     i = 0
     n = len(line)
     while True:
-        while i < n and line[i].isspace():
+        while i < n and line[i] in BLANKS:
             i += 1
         if i >= n:
             return result
@@ -206,7 +207,7 @@ def words(line: str) -> list[str]:
             i = j + 1
         else:
             j = i
-            while j < n and not line[j].isspace():
+            while j < n and line[j] not in BLANKS:
                 j += 1
             result.append(_unescape(line[i:j], ""))
             i = j
@@ -280,7 +281,7 @@ def parse_variables(text: str) -> tuple[Variable, ...]:
 def parse_operator(text: str) -> tuple[bool, str, str]:
     """(negated, operator name without `@`, argument)."""
     i = 0
-    while i < len(text) and text[i].isspace():
+    while i < len(text) and text[i] in BLANKS:
         i += 1
     negated = text.startswith("!", i)
     if negated:
@@ -288,12 +289,12 @@ def parse_operator(text: str) -> tuple[bool, str, str]:
     if not text.startswith("@", i):
         return negated, "rx", text[i:]
     j = i + 1
-    while j < len(text) and not text[j].isspace():
+    while j < len(text) and text[j] not in BLANKS:
         j += 1
     name = OPERATORS.get(text[i + 1 : j].lower())
     if name is None:
         raise ValueError(f"unknown operator {text[i:j]!r}")
-    while j < len(text) and text[j].isspace():
+    while j < len(text) and text[j] in BLANKS:
         j += 1
     return negated, name, text[j:]
 
@@ -303,24 +304,24 @@ def parse_actions(text: str) -> tuple[Action, ...]:
     i = 0
     n = len(text)
     while True:
-        while i < n and text[i].isspace():
+        while i < n and text[i] in BLANKS:
             i += 1
         if i >= n:
             break
         j = i
-        while j < n and text[j] not in ":," and not text[j].isspace():
+        while j < n and text[j] not in ":," and text[j] not in BLANKS:
             j += 1
         name = text[i:j].lower()
         if not name:
             raise ValueError(f"empty action name at offset {i}")
         if name not in ACTIONS:
             raise ValueError(f"unknown action {text[i:j]!r}")
-        while j < n and text[j].isspace():
+        while j < n and text[j] in BLANKS:
             j += 1
         value: str | None = None
         if j < n and text[j] == ":":
             j += 1
-            while j < n and text[j].isspace():
+            while j < n and text[j] in BLANKS:
                 j += 1
             if j < n and text[j] == "'":
                 j += 1
@@ -343,11 +344,11 @@ def parse_actions(text: str) -> tuple[Action, ...]:
                 value = "".join(out)
             else:
                 k = j
-                while k < n and text[k] != "," and not text[k].isspace():
+                while k < n and text[k] != "," and text[k] not in BLANKS:
                     k += 1
                 value = text[j:k]
                 j = k
-        while j < n and text[j].isspace():
+        while j < n and text[j] in BLANKS:
             j += 1
         if j < n and text[j] != ",":
             raise ValueError(f"action {name}: expected a comma at offset {j}")
