@@ -1,0 +1,1 @@
+"""The WAF: a SecLang engine that runs the OWASP Core Rule Set (issue 11)."""
