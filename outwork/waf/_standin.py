@@ -4,101 +4,12 @@ product's matching (plain `re`, approximate transformations, no libinjection).""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import html
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import unquote_to_bytes
-
-
-def _url_decode_uni(value: bytes) -> bytes:
-    def uni(m: re.Match[bytes]) -> bytes:
-        code = int(m.group(1), 16)
-        return bytes([code & 0xFF]) if code > 0xFF else bytes([code])
-
-    value = re.sub(rb"%u([0-9a-fA-F]{4})", uni, value)
-    return unquote_to_bytes(value.replace(b"+", b" "))
-
-
-def _html(value: bytes) -> bytes:
-    return html.unescape(value.decode("latin-1")).encode("utf-8", "surrogatepass")
-
-
-def _js(value: bytes) -> bytes:
-    def rep(m: re.Match[bytes]) -> bytes:
-        s = m.group(0)
-        if s[1:2] in (b"x",):
-            return bytes([int(s[2:], 16)])
-        if s[1:2] == b"u":
-            return bytes([int(s[2:], 16) & 0xFF])
-        return s[1:2]
-
-    return re.sub(rb"\\x[0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\.", rep, value)
-
-
-def _norm_path(value: bytes) -> bytes:
-    parts: list[bytes] = []
-    for part in re.sub(rb"/+", b"/", value).split(b"/"):
-        if part == b"..":
-            if parts and parts[-1] not in (b"", b".."):
-                parts.pop()
-        elif part != b".":
-            parts.append(part)
-    return b"/".join(parts)
-
-
-def _cmdline(value: bytes) -> bytes:
-    value = re.sub(rb"[\\\"'^]", b"", value)
-    value = re.sub(rb"\s*([/(,;])\s*", rb"\1", value)
-    return re.sub(rb"\s+", b" ", value).lower()
-
-
-TRANSFORMS: dict[str, Callable[[bytes], bytes]] = {
-    "lowercase": lambda v: v.lower(),
-    "uppercase": lambda v: v.upper(),
-    "urldecodeuni": _url_decode_uni,
-    "urldecode": _url_decode_uni,
-    "htmlentitydecode": _html,
-    "jsdecode": _js,
-    "cssdecode": lambda v: re.sub(rb"\\(.)", rb"\1", v),
-    "utf8tounicode": lambda v: v,
-    "removenulls": lambda v: v.replace(b"\0", b""),
-    "cmdline": _cmdline,
-    "removewhitespace": lambda v: re.sub(rb"\s", b"", v),
-    "replacecomments": lambda v: re.sub(rb"/\*.*?(\*/|$)", b" ", v, flags=re.S),
-    "removecommentschar": lambda v: re.sub(rb"/\*|\*/|--|#", b"", v),
-    "normalizepath": _norm_path,
-    "normalisepath": _norm_path,
-    "normalizepathwin": lambda v: _norm_path(v.replace(b"\\", b"/")),
-    "escapeseqdecode": _js,
-    "compresswhitespace": lambda v: re.sub(rb"\s+", b" ", v),
-    "length": lambda v: str(len(v)).encode(),
-    "base64decode": lambda v: base64.b64decode(v + b"==", validate=False) if v else v,
-    "sha1": lambda v: hashlib.sha1(v).digest(),
-    "hexencode": lambda v: v.hex().encode(),
-    "trim": lambda v: v.strip(),
-}
-
-
-@lru_cache(maxsize=1024)
-def pipeline(names: Sequence[str]) -> Callable[[bytes], bytes]:
-    steps = [TRANSFORMS[n.lower()] for n in names]
-
-    def run(value: bytes) -> bytes:
-        for step in steps:
-            try:
-                value = step(value)
-            except ValueError:
-                pass
-        return value
-
-    return run
 
 
 @dataclass(frozen=True, slots=True)

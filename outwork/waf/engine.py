@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from outwork.waf import seclang
-from outwork.waf._standin import Operator, OperatorMatch, PatternSet, build_operator, pipeline
+from outwork.waf._standin import Operator, OperatorMatch, PatternSet, build_operator
 from outwork.waf.request import WafRequest
 from outwork.waf.rules import Directive, Marker, Remove, Rule, Setting, UpdateTarget, Variable
+from outwork.waf.transforms import pipeline
 from outwork.waf.variables import Variables
 
 CRS_RULES = Path(__file__).parent / "crs" / "rules"

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from outwork.waf._standin import TRANSFORMS
 from outwork.waf.rules import (
     PHASE_NAMES,
     Action,
@@ -32,6 +31,7 @@ from outwork.waf.rules import (
     Variable,
     Where,
 )
+from outwork.waf.transforms import TRANSFORMS
 
 MAX_LINE = 1 << 20  # a logical line (continuations joined); CRS's longest is ~10 KiB
 BLANKS = " \t\n\r\f\v"  # Apache's apr_isspace: ASCII only
