@@ -26,7 +26,7 @@ from outwork.waf._standin import Operator, OperatorMatch, PatternSet, build_oper
 from outwork.waf.request import WafRequest
 from outwork.waf.rules import Directive, Marker, Remove, Rule, Setting, UpdateTarget, Variable
 from outwork.waf.transforms import pipeline
-from outwork.waf.variables import Variables
+from outwork.waf.variables import LIVE, Variables
 
 CRS_RULES = Path(__file__).parent / "crs" / "rules"
 REQUEST_PHASES = (1, 2)
@@ -98,6 +98,8 @@ class CompiledRule:
     tags: tuple[str, ...]
     log: bool
     chained: list[CompiledRule] = field(default_factory=list)
+    live: bool = False  # reads TX or MATCHED_*: its values are never cached
+    targets_key: int = 0  # the same for rules with the same targets and exclusions
     # The rule's @rx in its phase's pattern set for its pipeline: (group, index), or None.
     prefilter: tuple[int, int] | None = None
 
@@ -193,6 +195,7 @@ class _Compiler:
         self.data_dir = data_dir
         self.detect_only = detect_only
         self.default_disruptive = "pass"
+        self.target_keys: dict[tuple[tuple[Variable, ...], tuple[Variable, ...]], int] = {}
         # (phase, pipeline) -> patterns, the rules they belong to
         self.groups: dict[tuple[int, tuple[str, ...]], list[tuple[str, CompiledRule]]] = {}
 
@@ -220,6 +223,9 @@ class _Compiler:
                 if _in_ranges(rule.id, update.rule_ids):
                     rule.targets += tuple(v for v in update.variables if not v.exclude)
                     rule.excluded += tuple(v for v in update.variables if v.exclude)
+                    rule.targets_key = self.target_keys.setdefault(
+                        (rule.targets, rule.excluded), len(self.target_keys)
+                    )
         tag_res = [re.compile(t) for t in removed_tags]
 
         def kept(rule: CompiledRule) -> bool:
@@ -295,6 +301,10 @@ class _Compiler:
             tags=tuple(head.tags),
             log=not head.has("nolog"),
         )
+        compiled.live = any(v.name in LIVE for v in rule.variables)
+        compiled.targets_key = self.target_keys.setdefault(
+            (compiled.targets, compiled.excluded), len(self.target_keys)
+        )
         if rule is head:
             compiled.chained = [self._rule(link, head) for link in rule.chained]
         if rule.operator == "rx" and not compiled.multi_match and rule.variables:
@@ -346,6 +356,9 @@ class Transaction:
         self.removed_ids: list[tuple[int, int]] = []
         self.removed_tags: list[re.Pattern[str]] = []
         self.removed_targets: list[tuple[Callable[[CompiledRule], bool], Variable]] = []
+        # By the rule's `targets_key`: CRS gives most rules the same variable list.
+        self._values: dict[tuple[int, int], list[tuple[bytes, bytes]]] = {}
+        self._extra: dict[int, tuple[Variable, ...]] = {}  # by rule id: see _removed_targets_of
         self._transformed: dict[tuple[tuple[str, ...], bytes], bytes] = {}
         self._candidates: dict[tuple[int, bytes], set[int]] = {}
         self._rule: CompiledRule | None = None
@@ -355,6 +368,7 @@ class Transaction:
     def run_phase(self, phase: int) -> Interruption | None:
         if phase == 2:
             self.vars.read_body()
+            self._values.clear()
         if self.interruption is not None or self.engine_off or self.allowed:
             return self.interruption
         program = self.waf.programs[phase]
@@ -399,17 +413,32 @@ class Transaction:
 
     def _chain_matches(self, head: CompiledRule) -> bool:
         self._rule = head
-        if not self._link_matches(head, head):
-            return False
-        return all(self._link_matches(link, head) for link in head.chained)
+        return all(self._link_matches(link, head) for link in (head, *head.chained))
 
-    def _values(self, rule: CompiledRule, head: CompiledRule) -> list[tuple[bytes, bytes]]:
+    def _values_of(self, rule: CompiledRule, head: CompiledRule) -> list[tuple[bytes, bytes]]:
+        extra = self._removed_targets_of(head) if self.removed_targets else ()
+        if rule.live:
+            return self._resolve(rule, extra)
+        key = (rule.targets_key, id(extra))
+        values = self._values.get(key)
+        if values is None:
+            values = self._values[key] = self._resolve(rule, extra)
+        return values
+
+    def _removed_targets_of(self, head: CompiledRule) -> tuple[Variable, ...]:
+        """The targets `ctl:ruleRemoveTarget*` took from this rule (for this request)."""
+        extra = self._extra.get(head.id)
+        if extra is None:
+            found = tuple(v for predicate, v in self.removed_targets if predicate(head))
+            extra = self._extra[head.id] = found or ()
+        return extra
+
+    def _resolve(
+        self, rule: CompiledRule, extra: tuple[Variable, ...]
+    ) -> list[tuple[bytes, bytes]]:
         vars_ = self.vars
         values: list[tuple[bytes, bytes]] = []
-        excluded = list(rule.excluded)
-        for predicate, variable in self.removed_targets:
-            if predicate(head):
-                excluded.append(variable)
+        excluded = rule.excluded + extra if extra else rule.excluded
         for variable in rule.targets:
             pairs = vars_.select(variable)
             if excluded:
@@ -424,8 +453,9 @@ class Transaction:
     def _link_matches(self, rule: CompiledRule, head: CompiledRule) -> bool:
         if not rule.targets:  # SecAction
             self.stats.rules_full += rule is head
+            self._actions(rule)
             return True
-        values = self._values(rule, head)
+        values = self._values_of(rule, head)
         self.vars.matched = []
         if not values:
             return False
@@ -449,7 +479,17 @@ class Transaction:
             if rule.capture and found is not None:
                 for number, capture in enumerate(found.captures[:10]):
                     self.vars.tx[str(number)] = capture
+            # As ModSecurity 2: a link's non-disruptive actions run for each value it matches,
+            # at once (CRS sets a TX entry per header, and a chain link reads what the link
+            # before it set).
+            self._actions(rule)
         return matched
+
+    def _actions(self, rule: CompiledRule) -> None:
+        for setvar in rule.setvars:
+            self._setvar(setvar)
+        for option, argument in rule.ctls:
+            self._ctl(option, argument)
 
     def _transform(self, rule: CompiledRule, value: bytes) -> bytes:
         if not rule.transforms:
@@ -482,11 +522,6 @@ class Transaction:
     # ---- actions -------------------------------------------------------------------------
 
     def _act(self, head: CompiledRule) -> None:
-        for link in (head, *head.chained):
-            for setvar in link.setvars:
-                self._setvar(setvar)
-            for option, argument in link.ctls:
-                self._ctl(option, argument)
         self.matches.append(
             Match(
                 head.id,
@@ -529,6 +564,7 @@ class Transaction:
         elif option in ("ruleremovetargetbyid", "ruleremovetargetbytag"):
             selector, _, target = argument.partition(";")
             variable = seclang.parse_variables(target)[0]
+            self._extra.clear()
             if option == "ruleremovetargetbyid":
                 ranges = seclang.parse_id_ranges(selector)
                 self.removed_targets.append((lambda r: _in_ranges(r.id, ranges), variable))
@@ -576,7 +612,7 @@ class Transaction:
         return pairs[0][1] if pairs else b""
 
 
-def _excluded(variable: Variable, key: bytes, excluded: list[Variable]) -> bool:
+def _excluded(variable: Variable, key: bytes, excluded: tuple[Variable, ...]) -> bool:
     for other in excluded:
         if other.name != variable.name:
             continue

@@ -19,7 +19,17 @@ if TYPE_CHECKING:
     pass
 
 # Collections whose content changes while rules run: never cached.
-LIVE = frozenset({"TX", "MATCHED_VARS", "MATCHED_VARS_NAMES", "MATCHED_VAR", "MATCHED_VAR_NAME"})
+LIVE = frozenset(
+    {
+        "TX",
+        "MATCHED_VARS",
+        "MATCHED_VARS_NAMES",
+        "MATCHED_VAR",
+        "MATCHED_VAR_NAME",
+        "REQBODY_PROCESSOR",  # a ctl sets it
+        "REQUEST_BODY",  # a ctl forces it
+    }
+)
 # What the body gives: cached only once the body is in (phase 2).
 FROM_BODY = frozenset(
     """ARGS ARGS_NAMES ARGS_POST ARGS_POST_NAMES ARGS_COMBINED_SIZE REQUEST_BODY
@@ -48,6 +58,7 @@ class Variables:
         "force_body_variable",
         "unique_id",
         "_cache",
+        "_selected",
         "_query",
         "_headers",
     )
@@ -64,6 +75,7 @@ class Variables:
         self.force_body_variable = False
         self.unique_id = unique_id
         self._cache: dict[str, Pairs] = {}
+        self._selected: dict[int, Pairs] = {}  # by id(variable): rules hold their variables
         self._query: Pairs | None = None
         self._headers: Pairs = [(n, v) for n, v in request.headers]
 
@@ -74,10 +86,24 @@ class Variables:
         self.body = parse_body(self.processor, content_type, self.request.body)
         for name in FROM_BODY:
             self._cache.pop(name, None)
+        self._selected.clear()
 
     # ---- selection -----------------------------------------------------------------------
 
     def select(self, variable: Variable) -> Pairs:
+        """The pairs a variable selects; cached but for the live ones (TX, MATCHED_*)."""
+        if variable.name in LIVE:
+            key = variable.key
+            if variable.name == "TX" and key is not None and not variable.key_is_regex:
+                value = self.tx.get(key.lower())  # the common case: one TX value by name
+                return [] if value is None else [(key.lower().encode(), value)]
+            return self._select(variable)
+        selected = self._selected.get(id(variable))
+        if selected is None:
+            selected = self._selected[id(variable)] = self._select(variable)
+        return selected
+
+    def _select(self, variable: Variable) -> Pairs:
         pairs = self.collection(variable.name)
         key = variable.key
         if key is None:
@@ -114,7 +140,10 @@ class Variables:
             return [(n, n) for n, _ in self.matched]
         if name == "MATCHED_VAR":
             return [(b"", self.matched_var[1])]
-        return [(b"", self.matched_var[0])]
+        if name == "MATCHED_VAR_NAME":
+            return [(b"", self.matched_var[0])]
+        scalar = self._scalar(name)
+        return [] if scalar is None else [(b"", scalar)]
 
     def query_args(self) -> Pairs:
         if self._query is None:
