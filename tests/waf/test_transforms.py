@@ -9,6 +9,7 @@ are bytes written as Latin-1 characters); [v2] ones are read off ModSecurity 2.9
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,60 @@ def test_utf8_to_unicode_of_valid_utf8_is_ascii(text: str) -> None:
     out = TRANSFORMS["utf8tounicode"](text.encode())
     assert out.isascii()
     assert out.count(b"%u") == sum(1 for char in text if not char.isascii())
+
+
+# The fast paths against a plain transcription of ModSecurity's byte loops.
+
+
+def reference_url_decode(value: bytes) -> bytes:
+    def escape(match: re.Match[bytes]) -> bytes:
+        return bytes((int(match.group(1), 16),)) if match.group(1) else b" "
+
+    return re.sub(rb"%([0-9A-Fa-f]{2})|\+", escape, value)
+
+
+def reference_cmd_line(value: bytes) -> bytes:
+    """msre_fn_cmdline_execute (ModSecurity 2.9), over the whole value."""
+    out = bytearray()
+    space = False
+    for byte in value:
+        char = bytes((byte,))
+        if char in b"\"'\\^":
+            continue
+        if char in b" ,;\t\r\n":
+            if not space:
+                out += b" "
+                space = True
+        elif char in b"/(":
+            if space:
+                out.pop()
+            space = False
+            out += char
+        else:
+            out += char.lower()
+            space = False
+    return bytes(out)
+
+
+URLISH = st.lists(
+    st.sampled_from([b"%", b"%u", b"%U", b"+", b"41", b"4", b"g", b"ff01", b"2B", b"a", b" "]),
+    max_size=30,
+).map(b"".join)
+
+
+@given(value=URLISH | st.binary(max_size=100))
+def test_url_decode_matches_the_byte_loop(value: bytes) -> None:
+    assert TRANSFORMS["urldecode"](value) == reference_url_decode(value)
+    if b"%u" not in value.lower():
+        assert TRANSFORMS["urldecodeuni"](value) == reference_url_decode(value)
+
+
+@given(value=st.lists(st.sampled_from(list(b" ,;\t\r\n/(\"'\\^aB\x00")), max_size=30).map(bytes))
+def test_cmd_line_matches_the_byte_loop(value: bytes) -> None:
+    assert TRANSFORMS["cmdline"](value) == reference_cmd_line(value)
+
+
+@given(value=st.lists(st.sampled_from(list(b" \t\n\v\f\r\xa0ab")), max_size=30).map(bytes))
+def test_whitespace_transformations_match_their_definition(value: bytes) -> None:
+    assert TRANSFORMS["compresswhitespace"](value) == re.sub(rb"[ \t\n\v\f\r\xa0]+", b" ", value)
+    assert TRANSFORMS["removewhitespace"](value) == re.sub(rb"[ \t\n\v\f\r\xa0]+", b"", value)
