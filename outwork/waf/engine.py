@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from outwork.waf import seclang
-from outwork.waf._standin import Operator, OperatorMatch, PatternSet, build_operator
+from outwork.waf.operators import Operator, OperatorMatch, build_operator
+from outwork.waf.patterns import PatternSet
 from outwork.waf.request import WafRequest
 from outwork.waf.rules import Directive, Marker, Remove, Rule, Setting, UpdateTarget, Variable
 from outwork.waf.transforms import pipeline
@@ -34,6 +35,8 @@ DISRUPTIVE = ("pass", "block", "deny", "drop", "allow", "redirect", "proxy")
 MAX_SETVAR_VALUE = 64 * 1024  # a TX value built from request data is capped, not unbounded
 _MACRO = re.compile(r"%\{([^}]+)\}")
 _unique_ids = itertools.count(1)
+_NO_EXTRA: tuple[tuple[Variable, ...], object] = ((), ())
+Values = list[tuple[bytes, bytes]]
 
 
 class WafLoadError(ValueError):
@@ -100,6 +103,9 @@ class CompiledRule:
     chained: list[CompiledRule] = field(default_factory=list)
     live: bool = False  # reads TX or MATCHED_*: its values are never cached
     targets_key: int = 0  # the same for rules with the same targets and exclusions
+    pipeline_id: int = 0  # the same for rules with the same transformations
+    # multiMatch: None (the value as is), then the value after each transformation in turn.
+    steps: tuple[Callable[[bytes], bytes] | None, ...] = (None,)
     # The rule's @rx in its phase's pattern set for its pipeline: (group, index), or None.
     prefilter: tuple[int, int] | None = None
 
@@ -131,6 +137,8 @@ class Interruption:
 class Stats:
     rules_reached: int = 0  # rules whose turn came (not removed, not skipped)
     rules_full: int = 0  # of those, rules whose operator ran on at least one value
+    rx_reached: int = 0  # rules reached whose @rx is in a pattern set (prefiltered)
+    rx_full: int = 0  # of those, rules whose regex ran (the scan said it may match)
 
     @property
     def share_full(self) -> float:
@@ -195,6 +203,7 @@ class _Compiler:
         self.data_dir = data_dir
         self.detect_only = detect_only
         self.default_disruptive = "pass"
+        self.pipeline_ids: dict[tuple[str, ...], int] = {}
         self.target_keys: dict[tuple[tuple[Variable, ...], tuple[Variable, ...]], int] = {}
         # (phase, pipeline) -> patterns, the rules they belong to
         self.groups: dict[tuple[int, tuple[str, ...]], list[tuple[str, CompiledRule]]] = {}
@@ -302,13 +311,19 @@ class _Compiler:
             log=not head.has("nolog"),
         )
         compiled.live = any(v.name in LIVE for v in rule.variables)
+        compiled.pipeline_id = self.pipeline_ids.setdefault(
+            compiled.transforms, len(self.pipeline_ids)
+        )
+        compiled.steps = (None, *(pipeline((name,)) for name in compiled.transforms))
         compiled.targets_key = self.target_keys.setdefault(
             (compiled.targets, compiled.excluded), len(self.target_keys)
         )
         if rule is head:
             compiled.chained = [self._rule(link, head) for link in rule.chained]
-        if rule.operator == "rx" and not compiled.multi_match and rule.variables:
-            group = self.groups.setdefault((compiled.phase, compiled.transforms), [])
+        if rule.operator == "rx" and rule.variables:
+            # A multiMatch rule's values are scanned after each step: its own group.
+            pipeline_key = ("<multiMatch>",) if compiled.multi_match else compiled.transforms
+            group = self.groups.setdefault((compiled.phase, pipeline_key), [])
             group.append((rule.argument, compiled))
         return compiled
 
@@ -357,9 +372,11 @@ class Transaction:
         self.removed_tags: list[re.Pattern[str]] = []
         self.removed_targets: list[tuple[Callable[[CompiledRule], bool], Variable]] = []
         # By the rule's `targets_key`: CRS gives most rules the same variable list.
-        self._values: dict[tuple[int, int], list[tuple[bytes, bytes]]] = {}
-        self._extra: dict[int, tuple[Variable, ...]] = {}  # by rule id: see _removed_targets_of
-        self._transformed: dict[tuple[tuple[str, ...], bytes], bytes] = {}
+        self._values: dict[object, Values] = {}
+        self._extra: dict[int, tuple[tuple[Variable, ...], object]] = {}  # by rule id
+        self._tvalues: dict[object, list[bytes]] = {}  # by (values key, pipeline)
+        self._unions: dict[object, set[int]] = {}  # by (values key, pipeline, pattern set)
+        self._transformed: dict[tuple[int, bytes], bytes] = {}  # by (pipeline, value)
         self._candidates: dict[tuple[int, bytes], set[int]] = {}
         self._rule: CompiledRule | None = None
 
@@ -369,6 +386,8 @@ class Transaction:
         if phase == 2:
             self.vars.read_body()
             self._values.clear()
+            self._tvalues.clear()
+            self._unions.clear()
         if self.interruption is not None or self.engine_off or self.allowed:
             return self.interruption
         program = self.waf.programs[phase]
@@ -415,29 +434,30 @@ class Transaction:
         self._rule = head
         return all(self._link_matches(link, head) for link in (head, *head.chained))
 
-    def _values_of(self, rule: CompiledRule, head: CompiledRule) -> list[tuple[bytes, bytes]]:
-        extra = self._removed_targets_of(head) if self.removed_targets else ()
+    def _values_of(self, rule: CompiledRule, head: CompiledRule) -> tuple[Values, object]:
+        """The (name, value) pairs a rule reads, and a key they are cached under (None for
+        live ones): rules with the same targets share one list per phase."""
+        extra, extra_key = self._removed_targets_of(head) if self.removed_targets else _NO_EXTRA
         if rule.live:
-            return self._resolve(rule, extra)
-        key = (rule.targets_key, id(extra))
+            return self._resolve(rule, extra), None
+        key = (rule.targets_key, extra_key)
         values = self._values.get(key)
         if values is None:
             values = self._values[key] = self._resolve(rule, extra)
-        return values
+        return values, key
 
-    def _removed_targets_of(self, head: CompiledRule) -> tuple[Variable, ...]:
-        """The targets `ctl:ruleRemoveTarget*` took from this rule (for this request)."""
+    def _removed_targets_of(self, head: CompiledRule) -> tuple[tuple[Variable, ...], object]:
+        """The targets `ctl:ruleRemoveTarget*` took from this rule (for this request), and a
+        key for them (the variables live as long as the transaction: their ids are stable)."""
         extra = self._extra.get(head.id)
         if extra is None:
             found = tuple(v for predicate, v in self.removed_targets if predicate(head))
-            extra = self._extra[head.id] = found or ()
+            extra = self._extra[head.id] = (found, tuple(id(v) for v in found))
         return extra
 
-    def _resolve(
-        self, rule: CompiledRule, extra: tuple[Variable, ...]
-    ) -> list[tuple[bytes, bytes]]:
+    def _resolve(self, rule: CompiledRule, extra: tuple[Variable, ...]) -> Values:
         vars_ = self.vars
-        values: list[tuple[bytes, bytes]] = []
+        values: Values = []
         excluded = rule.excluded + extra if extra else rule.excluded
         for variable in rule.targets:
             pairs = vars_.select(variable)
@@ -450,27 +470,50 @@ class Transaction:
                 values.extend((name + b":" + k if k else name, v) for k, v in pairs)
         return values
 
+    def _transformed_of(self, rule: CompiledRule, values: Values, key: object) -> list[bytes]:
+        """The values through the rule's pipeline: once per (values, pipeline) and phase."""
+        if not rule.transforms:
+            return [v for _, v in values]
+        if key is not None:
+            tkey = (key, rule.pipeline_id)
+            cached = self._tvalues.get(tkey)
+            if cached is None:
+                cached = self._tvalues[tkey] = [self._transform(rule, v) for _, v in values]
+            return cached
+        return [self._transform(rule, v) for _, v in values]
+
     def _link_matches(self, rule: CompiledRule, head: CompiledRule) -> bool:
         if not rule.targets:  # SecAction
             self.stats.rules_full += rule is head
             self._actions(rule)
             return True
-        values = self._values_of(rule, head)
+        values, key = self._values_of(rule, head)
         self.vars.matched = []
         if not values:
             return False
-        if rule is head:
-            self.stats.rules_full += 1
+        prefilter = rule.prefilter
+        if rule.multi_match:
+            transformed: list[bytes] = []
+        else:
+            transformed = self._transformed_of(rule, values, key)
+            if prefilter is not None and not rule.negated and key is not None:
+                # One look for the whole list: most rules stop here.
+                if prefilter[1] not in self._union(prefilter[0], transformed, key, rule):
+                    self._count(rule, head, False)
+                    return False
         matched = False
+        ran = False  # the operator ran on some value (the prefilter did not rule them all out)
         expand = self.expand
-        for name, value in values:
+        for position, (name, value) in enumerate(values):
             if rule.multi_match:
                 found = self._multi_match(rule, value)
+                ran = True
             else:
-                value = self._transform(rule, value)
+                value = transformed[position]
                 found = None
-                if rule.prefilter is None or self._may_match(rule.prefilter, value):
+                if prefilter is None or self._may_match(prefilter, value):
                     found = rule.operator.match(value, expand)
+                    ran = True
             if (found is not None) == rule.negated:
                 continue
             matched = True
@@ -483,7 +526,28 @@ class Transaction:
             # at once (CRS sets a TX entry per header, and a chain link reads what the link
             # before it set).
             self._actions(rule)
+        self._count(rule, head, ran)
         return matched
+
+    def _count(self, rule: CompiledRule, head: CompiledRule, ran: bool) -> None:
+        if rule is head:
+            self.stats.rules_full += ran
+            if rule.prefilter is not None:
+                self.stats.rx_reached += 1
+                self.stats.rx_full += ran
+
+    def _union(
+        self, group: int, transformed: list[bytes], key: object, rule: CompiledRule
+    ) -> set[int]:
+        """The patterns of `group` that may match any of the values."""
+        ukey = (key, rule.pipeline_id, group)
+        union = self._unions.get(ukey)
+        if union is None:
+            union = set()
+            for value in transformed:
+                union |= self._candidates_of(group, value)
+            self._unions[ukey] = union
+        return union
 
     def _actions(self, rule: CompiledRule) -> None:
         for setvar in rule.setvars:
@@ -492,32 +556,33 @@ class Transaction:
             self._ctl(option, argument)
 
     def _transform(self, rule: CompiledRule, value: bytes) -> bytes:
-        if not rule.transforms:
-            return value
-        key = (rule.transforms, value)
+        key = (rule.pipeline_id, value)
         result = self._transformed.get(key)
         if result is None:
             result = self._transformed[key] = rule.transform(value)
         return result
 
     def _multi_match(self, rule: CompiledRule, value: bytes) -> OperatorMatch | None:
-        found = rule.operator.match(value, self.expand)
-        if found is not None:
-            return found
-        for step in range(1, len(rule.transforms) + 1):
-            value = pipeline(rule.transforms[:step])(value)
-            found = rule.operator.match(value, self.expand)
-            if found is not None:
-                return found
+        """`multiMatch`: the operator on the value and after each transformation."""
+        prefilter = rule.prefilter
+        for step in rule.steps:
+            if step is not None:
+                value = step(value)
+            if prefilter is None or self._may_match(prefilter, value):
+                found = rule.operator.match(value, self.expand)
+                if found is not None:
+                    return found
         return None
 
-    def _may_match(self, prefilter: tuple[int, int], value: bytes) -> bool:
-        group, index = prefilter
+    def _candidates_of(self, group: int, value: bytes) -> set[int]:
         key = (group, value)
         candidates = self._candidates.get(key)
         if candidates is None:
             candidates = self._candidates[key] = self.waf.pattern_sets[group].candidates(value)
-        return index in candidates
+        return candidates
+
+    def _may_match(self, prefilter: tuple[int, int], value: bytes) -> bool:
+        return prefilter[1] in self._candidates_of(prefilter[0], value)
 
     # ---- actions -------------------------------------------------------------------------
 

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from urllib.parse import unquote_to_bytes
 
 from outwork.waf.request import Body, Pairs, WafRequest, parse_body, parse_cookies, processor_for
 from outwork.waf.request import parse_urlencoded as parse_query
 from outwork.waf.rules import Variable
-
-if TYPE_CHECKING:
-    pass
 
 # Collections whose content changes while rules run: never cached.
 LIVE = frozenset(
@@ -208,10 +205,10 @@ class Variables:
             return request.path_and_query
         if name == "REQUEST_URI_RAW":
             return request.target
-        if name == "REQUEST_FILENAME":
-            return request.path_and_query.partition(b"?")[0]
+        if name == "REQUEST_FILENAME":  # percent-decoded, as ModSecurity and Coraza give it
+            return unquote_to_bytes(request.path_and_query.partition(b"?")[0])
         if name == "REQUEST_BASENAME":
-            path = request.path_and_query.partition(b"?")[0]
+            path = unquote_to_bytes(request.path_and_query.partition(b"?")[0])
             return path.rsplit(b"/", 1)[-1]
         if name == "REQUEST_LINE":
             return b" ".join((request.method, request.target, request.protocol))

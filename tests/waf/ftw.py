@@ -113,7 +113,7 @@ def cases() -> tuple[Case, ...]:
             result.append(
                 Case(
                     id=case_id,
-                    family=str(rule_id // 1000),
+                    family=path.parent.name.split("-")[1],  # CRS's folder: REQUEST-942-...
                     rule_id=rule_id,
                     method=str(given.get("method") or "GET"),
                     uri=str(given.get("uri") or "/"),
@@ -183,14 +183,21 @@ def reason(case: Case, level: int) -> str:
     """Why a case fails, from what the engine saw."""
     transaction = run(case, level)
     ids = sorted({m.id for m in transaction.matches if m.log and m.id < 949000})
+    score = transaction.anomaly_score
     if case.expect_block:
         if case.rule_id in ids:
             return (
-                f"rule matched, score {transaction.anomaly_score} below the threshold: the "
-                "rule's severity alone does not block (go-ftw's log mode would pass it)"
+                f"score: rule {case.rule_id} matches, but its score alone ({score}) stays below "
+                "the threshold; CRS checks this case in log mode (the rule id), which a "
+                "status cannot show"
             )
-        return f"rule {case.rule_id} did not match (matched: {ids or 'none'})"
-    return f"blocked by {ids} (score {transaction.anomaly_score})"
+        return f"miss: rule {case.rule_id} does not match here (matched: {ids or 'none'})"
+    if case.rule_id in ids:
+        return f"false positive: rule {case.rule_id} matches where CRS expects it not to"
+    return (
+        f"other rules: the rule under test stays silent as expected, but {ids} (score {score}) "
+        "block; CRS checks only the rule under test (log mode)"
+    )
 
 
 def failures(level: int) -> dict[str, str]:
@@ -234,7 +241,7 @@ def main() -> None:
     summary: dict[str, object] = {}
     for level in LEVELS:
         summary[f"pl{level}"] = pass_rates(level, by_family())
-        tally = Counter(v.split(" ")[0] for v in load_known()[f"pl{level}"].values())
+        tally = Counter(v.split(":")[0] for v in load_known()[f"pl{level}"].values())
         print(f"PL{level}", summary[f"pl{level}"], dict(tally))
     known["pass_rates"] = summary
     KNOWN.write_text(json.dumps(known, indent=1) + "\n", encoding="utf-8")
