@@ -42,7 +42,9 @@ def payloads(tests_dir: Path) -> list[str]:
 def main() -> None:
     tests_dir = Path(sys.argv[1])
     out = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("tests/data/waf/crs-payloads.txt")
-    lines = [text.encode("utf-8", "surrogateescape").decode("latin-1") for text in payloads(tests_dir)]
+    lines = [
+        text.encode("utf-8", "surrogateescape").decode("latin-1") for text in payloads(tests_dir)
+    ]
     escaped = [line.encode("unicode_escape").decode("ascii") for line in lines]
     out.write_text("\n".join(escaped) + "\n")
 

@@ -390,34 +390,88 @@ def cmd_line(value: bytes) -> bytes:
 # --- paths ---------------------------------------------------------------------------------
 
 
+SLASH, BACKSLASH, DOT = 0x2F, 0x5C, 0x2E
+
+
+def _normalize_path(value: bytes, win: bool) -> bytes:
+    """ModSecurity 2.9's normalize_path_inplace, step for step (its results are not a plain
+    path resolution: "%u.." is "" there, as a '.' after a '.' at the end of a segment is taken
+    for a back-reference; tests/waf/test_modsecurity_oracle.py holds it to ModSecurity's
+    answers). One buffer, read at `src` and written at `dst` <= `src`."""
+    buf = bytearray(value)
+    end = len(buf) - 1
+    src = dst = 0
+    hit_root = False
+    done = False
+    relative = not (buf[0] == SLASH or (win and buf[0] == BACKSLASH))
+    trailing = buf[end] == SLASH or (win and buf[end] == BACKSLASH)
+    while not done and src <= end and dst <= end:
+        if win:
+            if buf[src] == BACKSLASH:
+                buf[src] = SLASH
+            if src < end and buf[src + 1] == BACKSLASH:
+                buf[src + 1] = SLASH
+        if src == end:
+            done = True
+        normalize = done or buf[src + 1] == SLASH  # at the end of a path segment
+        if normalize and not (src != end and buf[src] == SLASH) and buf[src] == DOT:
+            if dst > 0 and buf[dst - 1] == DOT:  # a back-reference ".."
+                if not (relative and (hit_root or dst - 2 <= 0)):
+                    dst -= 3  # drop the ".." and the segment before it
+                    while dst > 0 and buf[dst] != SLASH:
+                        dst -= 1
+                    if dst <= 0:
+                        hit_root = True
+                        dst = 1 if not relative and src == end else 0
+                    if done:
+                        break
+                    src += 1
+                else:  # a relative path cannot go above its start: kept
+                    hit_root = True
+            elif dst == 0:  # "./" at the start of a relative path
+                if done:
+                    break
+                src += 1
+            elif buf[dst - 1] == SLASH:  # "/./"
+                if done:
+                    break
+                dst -= 1
+                src += 1
+        elif normalize and buf[src] != SLASH and dst > 0:
+            hit_root = False  # a regular segment
+        # Copy the byte; a run of slashes copies as its last one.
+        if buf[src] == SLASH:
+            while src < end and (buf[src + 1] == SLASH or (win and buf[src + 1] == BACKSLASH)):
+                src += 1
+            if relative and dst == 0:
+                src += 1
+                continue
+        buf[dst] = buf[src]
+        dst += 1
+        src += 1
+    if not trailing and dst > 0 and buf[dst - 1] == SLASH:
+        dst -= 1
+    return bytes(buf[:dst])
+
+
 def normalize_path(value: bytes) -> bytes:
     """Collapse //, drop ./, resolve ../ (never above the root of an absolute path; a
-    relative one keeps its leading ../), keep a trailing slash. ModSecurity v2's result,
-    e.g. "dir/../../foo" -> "../foo", "/a/./b/../" -> "/a/", "." -> ""."""
-    if not value:
+    relative one keeps its leading ../), keep a trailing slash: e.g. "dir/../../foo" ->
+    "../foo", "/a/./b/../" -> "/a/", "." -> "". A value with no "//", "./" and no final '.'
+    is its own normal form (the C loop would copy it byte by byte)."""
+    if not value or (b"//" not in value and b"./" not in value and not value.endswith(b".")):
         return value
-    absolute = value.startswith(b"/")
-    segments: list[bytes] = []
-    for segment in value.split(b"/"):
-        if segment in (b"", b"."):
-            continue
-        if segment == b"..":
-            if segments and segments[-1] != b"..":
-                segments.pop()
-            elif not absolute:
-                segments.append(segment)
-            continue
-        segments.append(segment)
-    result = b"/".join(segments)
-    if absolute:
-        result = b"/" + result
-    if value.endswith(b"/") and segments:
-        result += b"/"
-    return result
+    return _normalize_path(value, win=False)
 
 
 def normalize_path_win(value: bytes) -> bytes:
-    return normalize_path(value.replace(b"\\", b"/"))
+    """normalizePath with backslashes read as slashes (they come out as slashes)."""
+    if not value:
+        return value
+    slashed = value.replace(b"\\", b"/")
+    if b"//" not in slashed and b"./" not in slashed and not slashed.endswith(b"."):
+        return slashed
+    return _normalize_path(value, win=True)
 
 
 # --- base64, hex, UTF-8 ----------------------------------------------------------------------
@@ -441,8 +495,18 @@ def base64_decode(value: bytes) -> bytes:
 
 
 def base64_decode_ext(value: bytes) -> bytes:
-    """Forgiving base64: every byte outside the alphabet is skipped."""
-    return _decode_base64_chars(_NOT_BASE64.sub(b"", value))
+    """Forgiving base64: every byte outside the alphabet is skipped. As ModSecurity 2.9's
+    decode_base64_ext: the value ends at a NUL, and a '=' after 4n+1 characters (no byte
+    can end there) makes the result empty."""
+    value = value.split(b"\x00", 1)[0]
+    chars = _NOT_BASE64.sub(b"", value)
+    if b"=" in value:
+        counted = 0
+        for piece in value.split(b"=")[:-1]:
+            counted += len(_NOT_BASE64.sub(b"", piece))
+            if counted % 4 == 1:
+                return b""
+    return _decode_base64_chars(chars)
 
 
 def hex_decode(value: bytes) -> bytes:
@@ -458,7 +522,9 @@ _SQL_HEX = re.compile(rb"0[xX]((?:[0-9A-Fa-f]{2})+)")
 
 
 def sql_hex_decode(value: bytes) -> bytes:
-    """MySQL hex literals (0x414243 -> ABC); an odd last digit stays."""
+    """MySQL hex literals (0x414243 -> ABC); an odd last digit stays. The value ends at a
+    NUL, as in ModSecurity 2.9 (CRS does not use this one)."""
+    value = value.split(b"\x00", 1)[0]
     if b"0x" not in value and b"0X" not in value:
         return value
     return _SQL_HEX.sub(lambda match: binascii.unhexlify(match.group(1)), value)
@@ -468,19 +534,45 @@ _NON_ASCII_RUN = re.compile(rb"[\x80-\xff]+")
 
 
 def _utf8_run_to_unicode(match: re.Match[bytes]) -> bytes:
+    """ModSecurity 2.9's utf8_unicode_inplace_ex over a run of non-ASCII bytes, as it
+    behaves (checked against it, tests/waf/test_modsecurity_oracle.py): a lead byte with its
+    continuation bytes becomes %uXXXX whatever it encodes (overlong forms too, so C0 AF is
+    %u002f, '/': an old evasion decoded), and then the lead byte again when the form was
+    overlong or a surrogate; a lead byte without its continuation bytes is dropped; a stray
+    continuation byte, or F8-FF, stays; F5-F7 stay, and are decoded after if they can be."""
+    run = match.group(0)
     out = bytearray()
-    for char in match.group(0).decode("utf-8", "surrogateescape"):
-        code = ord(char)
-        if 0xDC80 <= code <= 0xDCFF:  # not UTF-8: the byte stays as it is
-            out.append(code - 0xDC00)
-        else:
-            out += b"%%u%04x" % code
+    i = 0
+    size = len(run)
+    while i < size:
+        lead = run[i]
+        if lead < 0xC0 or lead >= 0xF8:
+            out.append(lead)
+            i += 1
+            continue
+        need = 1 if lead < 0xE0 else 2 if lead < 0xF0 else 3
+        if lead >= 0xF5:  # beyond U+10FFFF: kept, before its decoding if any
+            out.append(lead)
+        tail = run[i + 1 : i + 1 + need]
+        if len(tail) < need or any(byte & 0xC0 != 0x80 for byte in tail):
+            i += 1  # dropped (F5-F7: kept above), as ModSecurity does
+            continue
+        code = lead & (0x1F if need == 1 else 0x0F if need == 2 else 0x07)
+        for byte in tail:
+            code = (code << 6) | (byte & 0x3F)
+        out += b"%%u%04x" % code
+        if code < (0x80, 0x800, 0x10000)[need - 1] or 0xD800 <= code <= 0xDFFF:
+            out.append(lead)
+        i += 1 + need
     return bytes(out)
 
 
 def utf8_to_unicode(value: bytes) -> bytes:
-    """Each well-formed multi-byte UTF-8 character becomes %uXXXX (lowercase hex, at least
-    four digits); malformed bytes (overlong, surrogates, cut sequences) stay as they are."""
+    """Each multi-byte UTF-8 character becomes %uXXXX (lowercase hex, at least four digits),
+    with ModSecurity 2.9's handling of malformed bytes (see `_utf8_run_to_unicode`); and, as
+    it, NUL bytes are dropped."""
+    if b"\x00" in value:
+        value = value.replace(b"\x00", b"")
     if value.isascii():
         return value
     return _NON_ASCII_RUN.sub(_utf8_run_to_unicode, value)
