@@ -17,7 +17,6 @@ import base64
 import binascii
 import hashlib
 import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from urllib.parse import unquote_to_bytes
@@ -92,53 +91,53 @@ def remove_whitespace(value: bytes) -> bytes:
 # --- URL decoding ------------------------------------------------------------------------
 
 
+# ModSecurity's "best fit" map for codepage 20127 (US-ASCII): the line "20127 (US-ASCII)" of
+# its unicode.mapping (ModSecurity 2.9.7, Apache-2.0; Debian's libapache2-mod-security2 puts it
+# in /etc/modsecurity/), which the recommended setup CRS is tested with loads
+# (`SecUnicodeMapFile unicode.mapping 20127`). Code point (hex) : ASCII byte (hex).
+UNICODE_MAPPING_20127 = """
+    00a0:20 00a1:21 00a2:63 00a4:24 00a5:59 00a6:7c 00a9:43 00aa:61 00ab:3c 00ad:2d 00ae:52
+    00b2:32 00b3:33 00b7:2e 00b8:2c 00b9:31 00ba:6f 00bb:3e 00c0:41 00c1:41 00c2:41 00c3:41
+    00c4:41 00c5:41 00c6:41 00c7:43 00c8:45 00c9:45 00ca:45 00cb:45 00cc:49 00cd:49 00ce:49
+    00cf:49 00d0:44 00d1:4e 00d2:4f 00d3:4f 00d4:4f 00d5:4f 00d6:4f 00d8:4f 00d9:55 00da:55
+    00db:55 00dc:55 00dd:59 00e0:61 00e1:61 00e2:61 00e3:61 00e4:61 00e5:61 00e6:61 00e7:63
+    00e8:65 00e9:65 00ea:65 00eb:65 00ec:69 00ed:69 00ee:69 00ef:69 00f1:6e 00f2:6f 00f3:6f
+    00f4:6f 00f5:6f 00f6:6f 00f8:6f 00f9:75 00fa:75 00fb:75 00fc:75 00fd:79 00ff:79 0100:41
+    0101:61 0102:41 0103:61 0104:41 0105:61 0106:43 0107:63 0108:43 0109:63 010a:43 010b:63
+    010c:43 010d:63 010e:44 010f:64 0110:44 0111:64 0112:45 0113:65 0114:45 0115:65 0116:45
+    0117:65 0118:45 0119:65 011a:45 011b:65 011c:47 011d:67 011e:47 011f:67 0120:47 0121:67
+    0122:47 0123:67 0124:48 0125:68 0126:48 0127:68 0128:49 0129:69 012a:49 012b:69 012c:49
+    012d:69 012e:49 012f:69 0130:49 0131:69 0134:4a 0135:6a 0136:4b 0137:6b 0139:4c 013a:6c
+    013b:4c 013c:6c 013d:4c 013e:6c 0141:4c 0142:6c 0143:4e 0144:6e 0145:4e 0146:6e 0147:4e
+    0148:6e 014c:4f 014d:6f 014e:4f 014f:6f 0150:4f 0151:6f 0152:4f 0153:6f 0154:52 0155:72
+    0156:52 0157:72 0158:52 0159:72 015a:53 015b:73 015c:53 015d:73 015e:53 015f:73 0160:53
+    0161:73 0162:54 0163:74 0164:54 0165:74 0166:54 0167:74 0168:55 0169:75 016a:55 016b:75
+    016c:55 016d:75 016e:55 016f:75 0170:55 0171:75 0172:55 0173:75 0174:57 0175:77 0176:59
+    0177:79 0178:59 0179:5a 017b:5a 017c:7a 017d:5a 017e:7a 0180:62 0189:44 0191:46 0192:66
+    0197:49 019a:6c 019f:4f 01a0:4f 01a1:6f 01ab:74 01ae:54 01af:55 01b0:75 01b6:7a 01cd:41
+    01ce:61 01cf:49 01d0:69 01d1:4f 01d2:6f 01d3:55 01d4:75 01d5:55 01d6:75 01d7:55 01d8:75
+    01d9:55 01da:75 01db:55 01dc:75 01de:41 01df:61 01e4:47 01e5:67 01e6:47 01e7:67 01e8:4b
+    01e9:6b 01ea:4f 01eb:6f 01ec:4f 01ed:6f 01f0:6a 0261:67 02b9:27 02ba:22 02bc:27 02c4:5e
+    02c6:5e 02c8:27 02cb:60 02cd:5f 02dc:7e 0300:60 0302:5e 0303:7e 030e:22 0331:5f 0332:5f
+    2000:20 2001:20 2002:20 2003:20 2004:20 2005:20 2006:20 2010:2d 2011:2d 2013:2d 2014:2d
+    2018:27 2019:27 201a:2c 201c:22 201d:22 201e:22 2022:2e 2026:2e 2032:27 2035:60 2039:3c
+    203a:3e 2122:54 ff01:21 ff02:22 ff03:23 ff04:24 ff05:25 ff06:26 ff07:27 ff08:28 ff09:29
+    ff0a:2a ff0b:2b ff0c:2c ff0d:2d ff0e:2e ff0f:2f ff10:30 ff11:31 ff12:32 ff13:33 ff14:34
+    ff15:35 ff16:36 ff17:37 ff18:38 ff19:39 ff1a:3a ff1b:3b ff1c:3c ff1d:3d ff1e:3e ff20:40
+    ff21:41 ff22:42 ff23:43 ff24:44 ff25:45 ff26:46 ff27:47 ff28:48 ff29:49 ff2a:4a ff2b:4b
+    ff2c:4c ff2d:4d ff2e:4e ff2f:4f ff30:50 ff31:51 ff32:52 ff33:53 ff34:54 ff35:55 ff36:56
+    ff37:57 ff38:58 ff39:59 ff3a:5a ff3b:5b ff3c:5c ff3d:5d ff3e:5e ff3f:5f ff40:60 ff41:61
+    ff42:62 ff43:63 ff44:64 ff45:65 ff46:66 ff47:67 ff48:68 ff49:69 ff4a:6a ff4b:6b ff4c:6c
+    ff4d:6d ff4e:6e ff4f:6f ff50:70 ff51:71 ff52:72 ff53:73 ff54:74 ff55:75 ff56:76 ff57:77
+    ff58:78 ff59:79 ff5a:7a ff5b:7b ff5c:7c ff5d:7d ff5e:7e
+"""
+
+
 def _best_fit_ascii() -> dict[int, int]:
-    """Unicode code point -> ASCII byte, in the spirit of the codepage 20127 "best fit"
-    table that ModSecurity loads with `SecUnicodeMapFile unicode.mapping 20127` (the
-    recommended setup CRS is tested with): accented Latin letters lose their accent,
-    typographic quotes and dashes become their ASCII kin. Built from Unicode's own
-    decompositions plus the punctuation the table folds; a code point absent here falls
-    back to ModSecurity's no-map rule (the low byte of %uXXXX)."""
     table: dict[int, int] = {}
-    for code in range(0xA0, 0x2000):
-        decomposed = unicodedata.normalize("NFKD", chr(code))
-        first = decomposed[:1]
-        if first and first.isascii() and (first.isalnum() or code == NBSP):
-            table[code] = ord(first)
-    # Latin-1 signs the table folds (ModSecurity's test of %u00a0-%u00ff lists them).
-    latin1 = {
-        0xA0: " ", 0xA1: "!", 0xA2: "c", 0xA4: "$", 0xA5: "Y", 0xA6: "|", 0xA9: "C",
-        0xAA: "a", 0xAB: "<", 0xAD: "-", 0xAE: "R", 0xB2: "2", 0xB3: "3", 0xB7: ".",
-        0xB8: ",", 0xB9: "1", 0xBA: "o", 0xBB: ">", 0xC6: "A", 0xD0: "D", 0xD8: "O",
-        0xE6: "a", 0xF8: "o",
-    }  # fmt: skip
-    for code in range(0xA0, 0x100):
-        table.pop(code, None)
-    for code in range(0xC0, 0x100):
-        decomposed = unicodedata.normalize("NFKD", chr(code))[:1]
-        if decomposed.isascii() and decomposed.isalpha():
-            table[code] = ord(decomposed)
-    table.update({code: ord(char) for code, char in latin1.items()})
-    punctuation = {
-        "-": (0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212),
-        "'": (0x2018, 0x2019, 0x201A, 0x2032, 0x2035),
-        '"': (0x201C, 0x201D, 0x201E, 0x2033),
-        ".": (0x2022, 0x2024, 0x2026),
-        "<": (0x2039,),
-        ">": (0x203A,),
-        " ": (0x2000, 0x2001, 0x2002, 0x2003, 0x2004, 0x2005, 0x2006, 0x2007, 0x2008, 0x2009),
-    }
-    # Latin letters with a stroke or bar, which Unicode does not decompose.
-    for code, char in {
-        0x0110: "D", 0x0111: "d", 0x0126: "H", 0x0127: "h", 0x0131: "i", 0x0141: "L",
-        0x0142: "l", 0x0152: "O", 0x0153: "o", 0x0166: "T", 0x0167: "t", 0x0180: "b",
-        0x0189: "D", 0x0191: "F", 0x0192: "f", 0x0197: "I", 0x019A: "l", 0x019F: "O",
-        0x01AB: "t", 0x01AE: "T", 0x01B6: "z",
-    }.items():  # fmt: skip
-        table[code] = ord(char)
-    for char, codes in punctuation.items():
-        for code in codes:
-            table[code] = ord(char)
+    for entry in UNICODE_MAPPING_20127.split():
+        code, _, byte = entry.partition(":")
+        table[int(code, 16)] = int(byte, 16)
     return table
 
 
@@ -391,34 +390,88 @@ def cmd_line(value: bytes) -> bytes:
 # --- paths ---------------------------------------------------------------------------------
 
 
+SLASH, BACKSLASH, DOT = 0x2F, 0x5C, 0x2E
+
+
+def _normalize_path(value: bytes, win: bool) -> bytes:
+    """ModSecurity 2.9's normalize_path_inplace, step for step (its results are not a plain
+    path resolution: "%u.." is "" there, as a '.' after a '.' at the end of a segment is taken
+    for a back-reference; tests/waf/test_modsecurity_oracle.py holds it to ModSecurity's
+    answers). One buffer, read at `src` and written at `dst` <= `src`."""
+    buf = bytearray(value)
+    end = len(buf) - 1
+    src = dst = 0
+    hit_root = False
+    done = False
+    relative = not (buf[0] == SLASH or (win and buf[0] == BACKSLASH))
+    trailing = buf[end] == SLASH or (win and buf[end] == BACKSLASH)
+    while not done and src <= end and dst <= end:
+        if win:
+            if buf[src] == BACKSLASH:
+                buf[src] = SLASH
+            if src < end and buf[src + 1] == BACKSLASH:
+                buf[src + 1] = SLASH
+        if src == end:
+            done = True
+        normalize = done or buf[src + 1] == SLASH  # at the end of a path segment
+        if normalize and not (src != end and buf[src] == SLASH) and buf[src] == DOT:
+            if dst > 0 and buf[dst - 1] == DOT:  # a back-reference ".."
+                if not (relative and (hit_root or dst - 2 <= 0)):
+                    dst -= 3  # drop the ".." and the segment before it
+                    while dst > 0 and buf[dst] != SLASH:
+                        dst -= 1
+                    if dst <= 0:
+                        hit_root = True
+                        dst = 1 if not relative and src == end else 0
+                    if done:
+                        break
+                    src += 1
+                else:  # a relative path cannot go above its start: kept
+                    hit_root = True
+            elif dst == 0:  # "./" at the start of a relative path
+                if done:
+                    break
+                src += 1
+            elif buf[dst - 1] == SLASH:  # "/./"
+                if done:
+                    break
+                dst -= 1
+                src += 1
+        elif normalize and buf[src] != SLASH and dst > 0:
+            hit_root = False  # a regular segment
+        # Copy the byte; a run of slashes copies as its last one.
+        if buf[src] == SLASH:
+            while src < end and (buf[src + 1] == SLASH or (win and buf[src + 1] == BACKSLASH)):
+                src += 1
+            if relative and dst == 0:
+                src += 1
+                continue
+        buf[dst] = buf[src]
+        dst += 1
+        src += 1
+    if not trailing and dst > 0 and buf[dst - 1] == SLASH:
+        dst -= 1
+    return bytes(buf[:dst])
+
+
 def normalize_path(value: bytes) -> bytes:
     """Collapse //, drop ./, resolve ../ (never above the root of an absolute path; a
-    relative one keeps its leading ../), keep a trailing slash. ModSecurity v2's result,
-    e.g. "dir/../../foo" -> "../foo", "/a/./b/../" -> "/a/", "." -> ""."""
-    if not value:
+    relative one keeps its leading ../), keep a trailing slash: e.g. "dir/../../foo" ->
+    "../foo", "/a/./b/../" -> "/a/", "." -> "". A value with no "//", "./" and no final '.'
+    is its own normal form (the C loop would copy it byte by byte)."""
+    if not value or (b"//" not in value and b"./" not in value and not value.endswith(b".")):
         return value
-    absolute = value.startswith(b"/")
-    segments: list[bytes] = []
-    for segment in value.split(b"/"):
-        if segment in (b"", b"."):
-            continue
-        if segment == b"..":
-            if segments and segments[-1] != b"..":
-                segments.pop()
-            elif not absolute:
-                segments.append(segment)
-            continue
-        segments.append(segment)
-    result = b"/".join(segments)
-    if absolute:
-        result = b"/" + result
-    if value.endswith(b"/") and segments:
-        result += b"/"
-    return result
+    return _normalize_path(value, win=False)
 
 
 def normalize_path_win(value: bytes) -> bytes:
-    return normalize_path(value.replace(b"\\", b"/"))
+    """normalizePath with backslashes read as slashes (they come out as slashes)."""
+    if not value:
+        return value
+    slashed = value.replace(b"\\", b"/")
+    if b"//" not in slashed and b"./" not in slashed and not slashed.endswith(b"."):
+        return slashed
+    return _normalize_path(value, win=True)
 
 
 # --- base64, hex, UTF-8 ----------------------------------------------------------------------
@@ -442,8 +495,18 @@ def base64_decode(value: bytes) -> bytes:
 
 
 def base64_decode_ext(value: bytes) -> bytes:
-    """Forgiving base64: every byte outside the alphabet is skipped."""
-    return _decode_base64_chars(_NOT_BASE64.sub(b"", value))
+    """Forgiving base64: every byte outside the alphabet is skipped. As ModSecurity 2.9's
+    decode_base64_ext: the value ends at a NUL, and a '=' after 4n+1 characters (no byte
+    can end there) makes the result empty."""
+    value = value.split(b"\x00", 1)[0]
+    chars = _NOT_BASE64.sub(b"", value)
+    if b"=" in value:
+        counted = 0
+        for piece in value.split(b"=")[:-1]:
+            counted += len(_NOT_BASE64.sub(b"", piece))
+            if counted % 4 == 1:
+                return b""
+    return _decode_base64_chars(chars)
 
 
 def hex_decode(value: bytes) -> bytes:
@@ -459,7 +522,9 @@ _SQL_HEX = re.compile(rb"0[xX]((?:[0-9A-Fa-f]{2})+)")
 
 
 def sql_hex_decode(value: bytes) -> bytes:
-    """MySQL hex literals (0x414243 -> ABC); an odd last digit stays."""
+    """MySQL hex literals (0x414243 -> ABC); an odd last digit stays. The value ends at a
+    NUL, as in ModSecurity 2.9 (CRS does not use this one)."""
+    value = value.split(b"\x00", 1)[0]
     if b"0x" not in value and b"0X" not in value:
         return value
     return _SQL_HEX.sub(lambda match: binascii.unhexlify(match.group(1)), value)
@@ -469,19 +534,45 @@ _NON_ASCII_RUN = re.compile(rb"[\x80-\xff]+")
 
 
 def _utf8_run_to_unicode(match: re.Match[bytes]) -> bytes:
+    """ModSecurity 2.9's utf8_unicode_inplace_ex over a run of non-ASCII bytes, as it
+    behaves (checked against it, tests/waf/test_modsecurity_oracle.py): a lead byte with its
+    continuation bytes becomes %uXXXX whatever it encodes (overlong forms too, so C0 AF is
+    %u002f, '/': an old evasion decoded), and then the lead byte again when the form was
+    overlong or a surrogate; a lead byte without its continuation bytes is dropped; a stray
+    continuation byte, or F8-FF, stays; F5-F7 stay, and are decoded after if they can be."""
+    run = match.group(0)
     out = bytearray()
-    for char in match.group(0).decode("utf-8", "surrogateescape"):
-        code = ord(char)
-        if 0xDC80 <= code <= 0xDCFF:  # not UTF-8: the byte stays as it is
-            out.append(code - 0xDC00)
-        else:
-            out += b"%%u%04x" % code
+    i = 0
+    size = len(run)
+    while i < size:
+        lead = run[i]
+        if lead < 0xC0 or lead >= 0xF8:
+            out.append(lead)
+            i += 1
+            continue
+        need = 1 if lead < 0xE0 else 2 if lead < 0xF0 else 3
+        if lead >= 0xF5:  # beyond U+10FFFF: kept, before its decoding if any
+            out.append(lead)
+        tail = run[i + 1 : i + 1 + need]
+        if len(tail) < need or any(byte & 0xC0 != 0x80 for byte in tail):
+            i += 1  # dropped (F5-F7: kept above), as ModSecurity does
+            continue
+        code = lead & (0x1F if need == 1 else 0x0F if need == 2 else 0x07)
+        for byte in tail:
+            code = (code << 6) | (byte & 0x3F)
+        out += b"%%u%04x" % code
+        if code < (0x80, 0x800, 0x10000)[need - 1] or 0xD800 <= code <= 0xDFFF:
+            out.append(lead)
+        i += 1 + need
     return bytes(out)
 
 
 def utf8_to_unicode(value: bytes) -> bytes:
-    """Each well-formed multi-byte UTF-8 character becomes %uXXXX (lowercase hex, at least
-    four digits); malformed bytes (overlong, surrogates, cut sequences) stay as they are."""
+    """Each multi-byte UTF-8 character becomes %uXXXX (lowercase hex, at least four digits),
+    with ModSecurity 2.9's handling of malformed bytes (see `_utf8_run_to_unicode`); and, as
+    it, NUL bytes are dropped."""
+    if b"\x00" in value:
+        value = value.replace(b"\x00", b"")
     if value.isascii():
         return value
     return _NON_ASCII_RUN.sub(_utf8_run_to_unicode, value)

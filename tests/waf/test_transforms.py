@@ -172,7 +172,12 @@ VECTORS: list[tuple[str, bytes, bytes]] = [
     # utf8toUnicode [msc]: each multi-byte character as %uXXXX
     ("utf8toUnicode", "Ð€ é".encode(), b"%u00d0%u20ac %u00e9"),
     ("utf8toUnicode", "☃\U0001f600".encode(), b"%u2603%u1f600"),
-    ("utf8toUnicode", b"\xc0\xaf\xed\xa0\x80\xff", b"\xc0\xaf\xed\xa0\x80\xff"),  # malformed
+    # [v2] (ModSecurity 2.9.7 itself): overlong and surrogate forms decoded (and their lead
+    # byte kept), a cut sequence's lead dropped, stray bytes kept, NUL dropped
+    ("utf8toUnicode", b"\xc0\xaf\xed\xa0\x80\xff\x80", b"%u002f\xc0%ud800\xed\xff\x80"),
+    ("utf8toUnicode", b"a\xe2\x82b\xc3", b"a\x82b"),
+    ("utf8toUnicode", b"\xf5\x80\x80\x80\xf7", b"\xf5%u140000\xf7"),
+    ("utf8toUnicode", b"\xf4\x90\x80\x80 a\x00b", b"%u110000 ab"),
     # case, length, trim, hashes [msc]
     ("lowercase", b"TeSt\xc4Case", b"test\xc4case"),
     ("uppercase", b"TeSt\xe4Case", b"TEST\xe4CASE"),
