@@ -168,15 +168,22 @@ def request_of(case: Case) -> WafRequest:
     )
 
 
-def run(case: Case, level: int) -> Transaction:
-    transaction = waf(level).transaction(request_of(case))
+@cache
+def plain_waf(level: int) -> Waf:
+    """The rule set as the `waf` step builds it from `{paranoia_level: level}` (without the
+    limits of CRS's test setup, which no config key sets)."""
+    return Waf.load(setup=Setup(paranoia_level=level))
+
+
+def run(case: Case, level: int, rules: Waf | None = None) -> Transaction:
+    transaction = (rules or waf(level)).transaction(request_of(case))
     transaction.run_phase(1)
     transaction.run_phase(2)
     return transaction
 
 
-def blocked(case: Case, level: int) -> bool:
-    return run(case, level).would_interrupt is not None
+def blocked(case: Case, level: int, rules: Waf | None = None) -> bool:
+    return run(case, level, rules).would_interrupt is not None
 
 
 def reason(case: Case, level: int) -> str:
