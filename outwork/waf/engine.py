@@ -19,9 +19,11 @@ import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from outwork.waf import seclang
+from outwork.waf.fastpath import FastPath, fast_path
 from outwork.waf.operators import Operator, OperatorMatch, build_operator
 from outwork.waf.patterns import PatternSet
 from outwork.waf.request import WafRequest
@@ -106,6 +108,10 @@ class CompiledRule:
     pipeline_id: int = 0  # the same for rules with the same transformations
     # multiMatch: None (the value as is), then the value after each transformation in turn.
     steps: tuple[Callable[[bytes], bytes] | None, ...] = (None,)
+    transform_fn: Callable[[bytes], bytes] | None = None  # None: no transformation
+    # What the prefilter scans: the rule's pipeline, or (multiMatch) each of its prefixes.
+    step_ids: tuple[int, ...] = ()
+    step_pipes: tuple[Callable[[bytes], bytes] | None, ...] = ()
     # The rule's @rx in its phase's pattern set for its pipeline: (group, index), or None.
     prefilter: tuple[int, int] | None = None
 
@@ -163,6 +169,25 @@ class Waf:
         self.pattern_sets = pattern_sets
         self.detect_only = detect_only
         self.families = sorted({str(r.id // 1000) for r in rules if 900000 <= r.id < 1000000})
+        self._selections: dict[tuple[str, str], frozenset[int]] = {}
+        self.fast_paths: list[FastPath | None] = []  # by pipeline id (set by the compiler)
+
+    def rule_ids(self, by: str, selector: str) -> frozenset[int]:
+        """The ids of the rules a `ctl` names, by "id" (ranges) or "tag" (a regex): worked
+        out once per distinct selector, as rules never change."""
+        key = (by, selector)
+        found = self._selections.get(key)
+        if found is None:
+            if by == "id":
+                ranges = seclang.parse_id_ranges(selector)
+                found = frozenset(r.id for r in self.rules if _in_ranges(r.id, ranges))
+                # Ids of rules not loaded (yet) still count, as written.
+                found |= {low for low, high in ranges if low == high}
+            else:
+                tag = re.compile(selector)
+                found = frozenset(r.id for r in self.rules if any(tag.search(t) for t in r.tags))
+            self._selections[key] = found
+        return found
 
     @classmethod
     def load(
@@ -205,8 +230,8 @@ class _Compiler:
         self.default_disruptive = "pass"
         self.pipeline_ids: dict[tuple[str, ...], int] = {}
         self.target_keys: dict[tuple[tuple[Variable, ...], tuple[Variable, ...]], int] = {}
-        # (phase, pipeline) -> patterns, the rules they belong to
-        self.groups: dict[tuple[int, tuple[str, ...]], list[tuple[str, CompiledRule]]] = {}
+        # phase -> patterns, the rules they belong to
+        self.groups: dict[int, list[tuple[str, CompiledRule]]] = {}
 
     def compile(self, directives: list[Directive]) -> Waf:
         heads: list[CompiledRule | str] = []
@@ -257,7 +282,10 @@ class _Compiler:
                 else:
                     markers[phase].setdefault(str(item.id), index)
         pattern_sets = self._pattern_sets()
-        return Waf(programs, markers, rules, pattern_sets, self.detect_only)
+        waf = Waf(programs, markers, rules, pattern_sets, self.detect_only)
+        by_id = sorted(self.pipeline_ids.items(), key=lambda item: item[1])
+        waf.fast_paths = [fast_path(names) for names, _ in by_id]
+        return waf
 
     def _setting(self, setting: Setting) -> None:
         if setting.name == "SecRuleEngine":
@@ -315,15 +343,23 @@ class _Compiler:
             compiled.transforms, len(self.pipeline_ids)
         )
         compiled.steps = (None, *(pipeline((name,)) for name in compiled.transforms))
+        compiled.transform_fn = transform if compiled.transforms else None
+        if compiled.multi_match:
+            prefixes = [compiled.transforms[:n] for n in range(len(compiled.transforms) + 1)]
+        else:
+            prefixes = [compiled.transforms]
+        ids = self.pipeline_ids
+        compiled.step_ids = tuple(ids.setdefault(p, len(ids)) for p in prefixes)
+        compiled.step_pipes = tuple(pipeline(p) if p else None for p in prefixes)
         compiled.targets_key = self.target_keys.setdefault(
             (compiled.targets, compiled.excluded), len(self.target_keys)
         )
         if rule is head:
             compiled.chained = [self._rule(link, head) for link in rule.chained]
         if rule.operator == "rx" and rule.variables:
-            # A multiMatch rule's values are scanned after each step: its own group.
-            pipeline_key = ("<multiMatch>",) if compiled.multi_match else compiled.transforms
-            group = self.groups.setdefault((compiled.phase, pipeline_key), [])
+            # One set per phase, whatever the transformations: a value that several pipelines
+            # leave as it is (most values of benign requests) is scanned once for all.
+            group = self.groups.setdefault(compiled.phase, [])
             group.append((rule.argument, compiled))
         return compiled
 
@@ -368,14 +404,13 @@ class Transaction:
         self.engine_off = False
         self.allowed = False
         self.stats = Stats()
-        self.removed_ids: list[tuple[int, int]] = []
-        self.removed_tags: list[re.Pattern[str]] = []
-        self.removed_targets: list[tuple[Callable[[CompiledRule], bool], Variable]] = []
+        self.removed: set[int] = set()  # rule ids removed for this request (ctl)
+        self.removed_targets: list[tuple[frozenset[int], Variable]] = []
         # By the rule's `targets_key`: CRS gives most rules the same variable list.
         self._values: dict[object, Values] = {}
         self._extra: dict[int, tuple[tuple[Variable, ...], object]] = {}  # by rule id
         self._tvalues: dict[object, list[bytes]] = {}  # by (values key, pipeline)
-        self._unions: dict[object, set[int]] = {}  # by (values key, pipeline, pattern set)
+        self._unions: dict[object, set[int]] = {}  # see _union
         self._transformed: dict[tuple[int, bytes], bytes] = {}  # by (pipeline, value)
         self._candidates: dict[tuple[int, bytes], set[int]] = {}
         self._rule: CompiledRule | None = None
@@ -396,7 +431,7 @@ class Transaction:
         while index < len(program):
             item = program[index]
             index += 1
-            if isinstance(item, str) or self._removed(item):
+            if isinstance(item, str) or item.id in self.removed:
                 continue
             self.stats.rules_reached += 1
             if not self._chain_matches(item):
@@ -423,16 +458,13 @@ class Transaction:
             tx.get("blocking_inbound_anomaly_score", tx.get("inbound_anomaly_score", b"0"))
         )
 
-    def _removed(self, rule: CompiledRule) -> bool:
-        if self.removed_ids and _in_ranges(rule.id, self.removed_ids):
-            return True
-        return any(r.search(tag) for r in self.removed_tags for tag in rule.tags)
-
     # ---- a rule --------------------------------------------------------------------------
 
     def _chain_matches(self, head: CompiledRule) -> bool:
         self._rule = head
-        return all(self._link_matches(link, head) for link in (head, *head.chained))
+        if not self._link_matches(head, head):
+            return False
+        return all(self._link_matches(link, head) for link in head.chained)
 
     def _values_of(self, rule: CompiledRule, head: CompiledRule) -> tuple[Values, object]:
         """The (name, value) pairs a rule reads, and a key they are cached under (None for
@@ -451,7 +483,7 @@ class Transaction:
         key for them (the variables live as long as the transaction: their ids are stable)."""
         extra = self._extra.get(head.id)
         if extra is None:
-            found = tuple(v for predicate, v in self.removed_targets if predicate(head))
+            found = tuple(v for ids, v in self.removed_targets if head.id in ids)
             extra = self._extra[head.id] = (found, tuple(id(v) for v in found))
         return extra
 
@@ -460,27 +492,48 @@ class Transaction:
         values: Values = []
         excluded = rule.excluded + extra if extra else rule.excluded
         for variable in rule.targets:
-            pairs = vars_.select(variable)
-            if excluded:
-                pairs = [p for p in pairs if not _excluded(variable, p[0], excluded)]
-            name = variable.name.encode()
             if variable.count:
-                values.append((name, str(len(pairs)).encode()))
-            else:
-                values.extend((name + b":" + k if k else name, v) for k, v in pairs)
+                pairs = vars_.select(variable)
+                if excluded:
+                    pairs = [p for p in pairs if not _excluded(variable, p[0], excluded)]
+                values.append((variable.name.encode(), str(len(pairs)).encode()))
+                continue
+            named = vars_.named(variable)  # ("ARGS:foo", value), the key as the pair has it
+            if excluded and named:
+                keys = vars_.select(variable)
+                named = [
+                    n
+                    for n, (k, _) in zip(named, keys, strict=True)
+                    if not _excluded(variable, k, excluded)
+                ]
+            values += named
         return values
 
-    def _transformed_of(self, rule: CompiledRule, values: Values, key: object) -> list[bytes]:
-        """The values through the rule's pipeline: once per (values, pipeline) and phase."""
-        if not rule.transforms:
+    def _transformed_of(
+        self, values: Values, key: object, pipeline_id: int, fn: Callable[[bytes], bytes] | None
+    ) -> list[bytes]:
+        """The values through a pipeline: once per (values, pipeline) and phase."""
+        if fn is None:
             return [v for _, v in values]
-        if key is not None:
-            tkey = (key, rule.pipeline_id)
-            cached = self._tvalues.get(tkey)
-            if cached is None:
-                cached = self._tvalues[tkey] = [self._transform(rule, v) for _, v in values]
-            return cached
-        return [self._transform(rule, v) for _, v in values]
+        if key is None:
+            return [self._transform(pipeline_id, fn, v) for _, v in values]
+        tkey = (key, pipeline_id)
+        cached = self._tvalues.get(tkey)
+        if cached is None:
+            fast = self.waf.fast_paths[pipeline_id]
+            if fast is None:
+                cached = [self._transform(pipeline_id, fn, v) for _, v in values]
+            else:
+                acts = fast.acts.search
+                transform = self._transform
+                if fast.lowers:
+                    cached = [
+                        transform(pipeline_id, fn, v) if acts(v) else v.lower() for _, v in values
+                    ]
+                else:
+                    cached = [transform(pipeline_id, fn, v) if acts(v) else v for _, v in values]
+            self._tvalues[tkey] = cached
+        return cached
 
     def _link_matches(self, rule: CompiledRule, head: CompiledRule) -> bool:
         if not rule.targets:  # SecAction
@@ -492,28 +545,34 @@ class Transaction:
         if not values:
             return False
         prefilter = rule.prefilter
-        if rule.multi_match:
-            transformed: list[bytes] = []
-        else:
-            transformed = self._transformed_of(rule, values, key)
-            if prefilter is not None and not rule.negated and key is not None:
-                # One look for the whole list: most rules stop here.
-                if prefilter[1] not in self._union(prefilter[0], transformed, key, rule):
-                    self._count(rule, head, False)
-                    return False
+        positions = range(len(values))
+        transformed: list[bytes] = []
+        if prefilter is not None and not rule.negated and key is not None:
+            # The values the scan says the regex may match, from one look per (values,
+            # pipeline): most rules stop here, the others run their regex on those only.
+            group, index = prefilter
+            for step_id, step in zip(rule.step_ids, rule.step_pipes, strict=True):
+                stepped = self._transformed_of(values, key, step_id, step)
+                if index in self._union(group, stepped, (key, step_id)):
+                    break
+            else:
+                self._count(rule, head, False)
+                return False
+        if not rule.multi_match:
+            transformed = self._transformed_of(values, key, rule.pipeline_id, rule.transform_fn)
         matched = False
         ran = False  # the operator ran on some value (the prefilter did not rule them all out)
         expand = self.expand
-        for position, (name, value) in enumerate(values):
+        for position in positions:
+            name, value = values[position]
             if rule.multi_match:
                 found = self._multi_match(rule, value)
-                ran = True
             else:
                 value = transformed[position]
                 found = None
                 if prefilter is None or self._may_match(prefilter, value):
                     found = rule.operator.match(value, expand)
-                    ran = True
+            ran = True
             if (found is not None) == rule.negated:
                 continue
             matched = True
@@ -529,6 +588,17 @@ class Transaction:
         self._count(rule, head, ran)
         return matched
 
+    def _union(self, group: int, transformed: list[bytes], key: object) -> set[int]:
+        """The patterns of `group` the scan says may match one of the values (once per list
+        and phase)."""
+        union = self._unions.get((key, group))
+        if union is None:
+            union = set()
+            for value in transformed:
+                union |= self._candidates_of(group, value)
+            self._unions[(key, group)] = union
+        return union
+
     def _count(self, rule: CompiledRule, head: CompiledRule, ran: bool) -> None:
         if rule is head:
             self.stats.rules_full += ran
@@ -536,30 +606,17 @@ class Transaction:
                 self.stats.rx_reached += 1
                 self.stats.rx_full += ran
 
-    def _union(
-        self, group: int, transformed: list[bytes], key: object, rule: CompiledRule
-    ) -> set[int]:
-        """The patterns of `group` that may match any of the values."""
-        ukey = (key, rule.pipeline_id, group)
-        union = self._unions.get(ukey)
-        if union is None:
-            union = set()
-            for value in transformed:
-                union |= self._candidates_of(group, value)
-            self._unions[ukey] = union
-        return union
-
     def _actions(self, rule: CompiledRule) -> None:
         for setvar in rule.setvars:
             self._setvar(setvar)
         for option, argument in rule.ctls:
             self._ctl(option, argument)
 
-    def _transform(self, rule: CompiledRule, value: bytes) -> bytes:
-        key = (rule.pipeline_id, value)
+    def _transform(self, pipeline_id: int, fn: Callable[[bytes], bytes], value: bytes) -> bytes:
+        key = (pipeline_id, value)
         result = self._transformed.get(key)
         if result is None:
-            result = self._transformed[key] = rule.transform(value)
+            result = self._transformed[key] = fn(value)
         return result
 
     def _multi_match(self, rule: CompiledRule, value: bytes) -> OperatorMatch | None:
@@ -623,21 +680,15 @@ class Transaction:
 
     def _ctl(self, option: str, argument: str) -> None:
         if option == "ruleremovebyid":
-            self.removed_ids.extend(seclang.parse_id_ranges(argument))
+            self.removed |= self.waf.rule_ids("id", argument)
         elif option == "ruleremovebytag":
-            self.removed_tags.append(re.compile(argument))
+            self.removed |= self.waf.rule_ids("tag", argument)
         elif option in ("ruleremovetargetbyid", "ruleremovetargetbytag"):
             selector, _, target = argument.partition(";")
-            variable = seclang.parse_variables(target)[0]
+            variable = _target(target)
+            ids = self.waf.rule_ids("id" if option == "ruleremovetargetbyid" else "tag", selector)
             self._extra.clear()
-            if option == "ruleremovetargetbyid":
-                ranges = seclang.parse_id_ranges(selector)
-                self.removed_targets.append((lambda r: _in_ranges(r.id, ranges), variable))
-            else:
-                tag = re.compile(selector)
-                self.removed_targets.append(
-                    (lambda r: any(tag.search(t) for t in r.tags), variable)
-                )
+            self.removed_targets.append((ids, variable))
         elif option == "ruleengine":
             mode = argument.lower()
             self.engine_off = mode == "off"
@@ -675,6 +726,11 @@ class Transaction:
             return b""
         pairs = self.vars.select(Variable(upper, key or None))
         return pairs[0][1] if pairs else b""
+
+
+@lru_cache(maxsize=1024)
+def _target(text: str) -> Variable:
+    return seclang.parse_variables(text)[0]
 
 
 def _excluded(variable: Variable, key: bytes, excluded: tuple[Variable, ...]) -> bool:

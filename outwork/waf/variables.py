@@ -56,6 +56,7 @@ class Variables:
         "unique_id",
         "_cache",
         "_selected",
+        "_named",
         "_query",
         "_headers",
     )
@@ -72,7 +73,8 @@ class Variables:
         self.force_body_variable = False
         self.unique_id = unique_id
         self._cache: dict[str, Pairs] = {}
-        self._selected: dict[int, Pairs] = {}  # by id(variable): rules hold their variables
+        self._selected: dict[int, Pairs] = {}
+        self._named: dict[int, Pairs] = {}  # by id(variable): rules hold their variables
         self._query: Pairs | None = None
         self._headers: Pairs = [(n, v) for n, v in request.headers]
 
@@ -84,6 +86,7 @@ class Variables:
         for name in FROM_BODY:
             self._cache.pop(name, None)
         self._selected.clear()
+        self._named.clear()
 
     # ---- selection -----------------------------------------------------------------------
 
@@ -99,6 +102,21 @@ class Variables:
         if selected is None:
             selected = self._selected[id(variable)] = self._select(variable)
         return selected
+
+    def named(self, variable: Variable) -> Pairs:
+        """`select`, each pair named as MATCHED_VAR_NAME shows it (`ARGS:foo`, `REQUEST_URI`)."""
+        if variable.name in LIVE:
+            return self._name(variable, self.select(variable))
+        named = self._named.get(id(variable))
+        if named is None:
+            named = self._named[id(variable)] = self._name(variable, self.select(variable))
+        return named
+
+    @staticmethod
+    def _name(variable: Variable, pairs: Pairs) -> Pairs:
+        name = variable.name.encode()
+        prefix = name + b":"
+        return [(prefix + k if k else name, v) for k, v in pairs]
 
     def _select(self, variable: Variable) -> Pairs:
         pairs = self.collection(variable.name)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from outwork.waf import seclang
@@ -129,6 +129,13 @@ VALUES = st.text(alphabet=st.characters(blacklist_characters="\0\r\n"), max_size
 @given(st.lists(VARIABLES, min_size=1, max_size=5), VALUES, VALUES)
 def test_written_rules_parse_back(variables: list[Variable], pattern: str, msg: str) -> None:
     """A rule written with the quoting ModSecurity reads gives back its parts."""
+    # Apache's reader takes `\"` for an escaped quote even after an escaped backslash, so a
+    # quoted word cannot end in a backslash (as in Apache).
+    assume(not pattern.endswith("\\"))
+    written = pattern.lstrip(seclang.BLANKS)
+    negated = written.startswith("!")
+    rest = written[1:] if negated else written
+    assume(not rest.startswith("@"))  # an operator name: test_rejects_with_file_and_line
     quoted_msg = msg.replace("\\", "\\\\").replace("'", "\\'")
     actions = f"id:5,phase:2,pass,msg:'{quoted_msg}',tag:'a b'"
     # Apache's quoting: only \\ and \" are escapes inside a "-quoted word.
@@ -139,11 +146,7 @@ def test_written_rules_parse_back(variables: list[Variable], pattern: str, msg: 
     )
     (rule,) = rules_of(text)
     assert list(rule.variables) == variables
-    written = pattern.lstrip(seclang.BLANKS)
-    negated = written.startswith("!")
-    rest = written[1:] if negated else written
-    if not rest.startswith("@"):
-        assert (rule.negated, rule.operator, rule.argument) == (negated, "rx", rest)
+    assert (rule.negated, rule.operator, rule.argument) == (negated, "rx", rest)
     assert rule.first("msg") == msg
     assert rule.tags == ["a b"]
 
