@@ -518,16 +518,25 @@ def hex_decode(value: bytes) -> bytes:
         return value
 
 
-_SQL_HEX = re.compile(rb"0[xX]((?:[0-9A-Fa-f]{2})+)")
+_SQL_HEX = re.compile(rb"0[xX]([0-9A-Fa-f]{2,})")
+
+
+def _sql_hex(match: re.Match[bytes]) -> bytes:
+    digits = match.group(1)
+    even = len(digits) & ~1
+    return binascii.unhexlify(digits[:even]) + digits[even:]
 
 
 def sql_hex_decode(value: bytes) -> bytes:
-    """MySQL hex literals (0x414243 -> ABC); an odd last digit stays. The value ends at a
-    NUL, as in ModSecurity 2.9 (CRS does not use this one)."""
+    """MySQL hex literals (0x414243 -> ABC): the whole run of hex digits after 0x, in pairs,
+    an odd last digit kept ("0x5c0x2e" is "\\0x2e"); the result ends at its first NUL. Both
+    as in ModSecurity 2.9 (v3 differs; CRS does not use this one)."""
     value = value.split(b"\x00", 1)[0]
     if b"0x" not in value and b"0X" not in value:
         return value
-    return _SQL_HEX.sub(lambda match: binascii.unhexlify(match.group(1)), value)
+    # ModSecurity 2.9 measures its result with strlen(): it ends at the first NUL, decoded
+    # ones included.
+    return _SQL_HEX.sub(_sql_hex, value).split(b"\x00", 1)[0]
 
 
 _NON_ASCII_RUN = re.compile(rb"[\x80-\xff]+")
