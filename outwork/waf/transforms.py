@@ -542,14 +542,35 @@ def sql_hex_decode(value: bytes) -> bytes:
 _NON_ASCII_RUN = re.compile(rb"[\x80-\xff]+")
 
 
+def _escapes_to_unicode(escaped: bytes) -> bytes:
+    """Python's escapes of non-ASCII characters (\\xe9, \\u2603, \\U0001f600, \\U0010ffff) in
+    ModSecurity's %u form (printf's %x, at least four digits)."""
+    return (
+        escaped.replace(b"\\x", b"%u00")
+        .replace(b"\\u", b"%u")
+        .replace(b"\\U000", b"%u")
+        .replace(b"\\U00", b"%u")
+    )
+
+
 def _utf8_run_to_unicode(match: re.Match[bytes]) -> bytes:
+    run = match.group(0)
+    try:
+        # Well-formed UTF-8 (no overlong form, surrogate or cut sequence): at C speed. A
+        # run of non-ASCII bytes holds no backslash of its own.
+        escaped = run.decode("utf-8").encode("ascii", "backslashreplace")
+    except UnicodeDecodeError:
+        return _malformed_utf8_run_to_unicode(run)
+    return _escapes_to_unicode(escaped)
+
+
+def _malformed_utf8_run_to_unicode(run: bytes) -> bytes:
     """ModSecurity 2.9's utf8_unicode_inplace_ex over a run of non-ASCII bytes, as it
     behaves (checked against it, tests/waf/test_modsecurity_oracle.py): a lead byte with its
     continuation bytes becomes %uXXXX whatever it encodes (overlong forms too, so C0 AF is
     %u002f, '/': an old evasion decoded), and then the lead byte again when the form was
     overlong or a surrogate; a lead byte without its continuation bytes is dropped; a stray
     continuation byte, or F8-FF, stays; F5-F7 stay, and are decoded after if they can be."""
-    run = match.group(0)
     out = bytearray()
     i = 0
     size = len(run)
@@ -584,6 +605,11 @@ def utf8_to_unicode(value: bytes) -> bytes:
         value = value.replace(b"\x00", b"")
     if value.isascii():
         return value
+    if b"\\" not in value:  # no backslash of its own: the whole value at once if it can
+        try:
+            return _escapes_to_unicode(value.decode("utf-8").encode("ascii", "backslashreplace"))
+        except UnicodeDecodeError:
+            pass
     return _NON_ASCII_RUN.sub(_utf8_run_to_unicode, value)
 
 

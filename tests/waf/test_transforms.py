@@ -259,11 +259,16 @@ def test_hex_encode_then_decode_is_identity(value: bytes) -> None:
     assert TRANSFORMS["hexdecode"](TRANSFORMS["hexencode"](value)) == value
 
 
-@given(text=st.text(max_size=100))
-def test_utf8_to_unicode_of_valid_utf8_is_ascii(text: str) -> None:
-    out = TRANSFORMS["utf8tounicode"](text.encode())
-    assert out.isascii()
-    assert out.count(b"%u") == sum(1 for char in text if not char.isascii())
+@given(text=st.text(max_size=100), backslash=st.booleans())
+def test_utf8_to_unicode_of_valid_utf8(text: str, backslash: bool) -> None:
+    """Each non-ASCII character as %u and its code point (at least four hex digits), NULs
+    dropped; whether the value is taken whole or run by run (a backslash in it)."""
+    text = "\\" + text if backslash else text
+    expected = b"".join(
+        b"" if char == "\0" else char.encode() if char.isascii() else b"%%u%04x" % ord(char)
+        for char in text
+    )
+    assert TRANSFORMS["utf8tounicode"](text.encode("utf-8", "surrogatepass")) == expected
 
 
 # The fast paths against a plain transcription of ModSecurity's byte loops.
