@@ -391,13 +391,16 @@ def cmd_line(value: bytes) -> bytes:
 
 
 SLASH, BACKSLASH, DOT = 0x2F, 0x5C, 0x2E
+_PATH_SPECIAL = re.compile(rb"[./]")
+_PATH_SPECIAL_WIN = re.compile(rb"[./\\]")
 
 
 def _normalize_path(value: bytes, win: bool) -> bytes:
     """ModSecurity 2.9's normalize_path_inplace, step for step (its results are not a plain
     path resolution: "%u.." is "" there, as a '.' after a '.' at the end of a segment is taken
     for a back-reference; tests/waf/test_modsecurity_oracle.py holds it to ModSecurity's
-    answers). One buffer, read at `src` and written at `dst` <= `src`."""
+    answers). One buffer, read at `src` and written at `dst` <= `src`; runs of bytes that are
+    neither '/' nor '.' are copied in one step."""
     buf = bytearray(value)
     end = len(buf) - 1
     src = dst = 0
@@ -405,7 +408,23 @@ def _normalize_path(value: bytes, win: bool) -> bytes:
     done = False
     relative = not (buf[0] == SLASH or (win and buf[0] == BACKSLASH))
     trailing = buf[end] == SLASH or (win and buf[end] == BACKSLASH)
+    special = _PATH_SPECIAL_WIN if win else _PATH_SPECIAL
     while not done and src <= end and dst <= end:
+        byte = buf[src]
+        if byte != SLASH and byte != DOT and not (win and byte == BACKSLASH):
+            # A run of bytes that are neither separator nor dot: the loop would copy them one
+            # by one, and the last one, if it ends a segment, is a regular one (hit_root off).
+            found = special.search(buf, src)
+            stop = found.start() if found is not None else end + 1
+            size = stop - src
+            if stop <= end and win and buf[stop] == BACKSLASH:
+                buf[stop] = SLASH
+            if (stop > end or buf[stop] == SLASH) and dst + size - 1 > 0:
+                hit_root = False
+            buf[dst : dst + size] = buf[src:stop]
+            dst += size
+            src = stop
+            continue
         if win:
             if buf[src] == BACKSLASH:
                 buf[src] = SLASH
