@@ -7,7 +7,7 @@ Byte 0 picks the target, the rest is its input:
   transformation takes any bytes, and the decoders never make a value longer;
 - 4-5: a regex (the rest, as Latin-1 text, cut at the first NUL; what follows is a value):
   compiling either works or raises ValueError, and a compiled one never misses in the scan
-  (`PatternSet.candidates` holds it whenever it matches the value);
+  (both of `PatternSet`'s scans hold it whenever it matches the value);
 - 6-7: an operator argument (@validateByteRange, @ipMatch, @pm): ValueError or an operator
   that takes any value.
 
@@ -43,7 +43,9 @@ def fuzz_regex(data: bytes) -> None:
     except ValueError:
         return
     if compiled.search(value) is not None:
-        assert PatternSet([pattern]).candidates(value) == {0}, (pattern, value)
+        patterns = PatternSet([pattern])
+        assert patterns.set_candidates(value) == {0}, (pattern, value)
+        assert patterns.prefilter_candidates(value) == {0}, (pattern, value)
 
 
 def fuzz_operator(selector: int, data: bytes) -> None:

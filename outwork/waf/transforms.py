@@ -391,13 +391,16 @@ def cmd_line(value: bytes) -> bytes:
 
 
 SLASH, BACKSLASH, DOT = 0x2F, 0x5C, 0x2E
+_PATH_SPECIAL = re.compile(rb"[./]")
+_PATH_SPECIAL_WIN = re.compile(rb"[./\\]")
 
 
 def _normalize_path(value: bytes, win: bool) -> bytes:
     """ModSecurity 2.9's normalize_path_inplace, step for step (its results are not a plain
     path resolution: "%u.." is "" there, as a '.' after a '.' at the end of a segment is taken
     for a back-reference; tests/waf/test_modsecurity_oracle.py holds it to ModSecurity's
-    answers). One buffer, read at `src` and written at `dst` <= `src`."""
+    answers). One buffer, read at `src` and written at `dst` <= `src`; runs of bytes that are
+    neither '/' nor '.' are copied in one step."""
     buf = bytearray(value)
     end = len(buf) - 1
     src = dst = 0
@@ -405,7 +408,23 @@ def _normalize_path(value: bytes, win: bool) -> bytes:
     done = False
     relative = not (buf[0] == SLASH or (win and buf[0] == BACKSLASH))
     trailing = buf[end] == SLASH or (win and buf[end] == BACKSLASH)
+    special = _PATH_SPECIAL_WIN if win else _PATH_SPECIAL
     while not done and src <= end and dst <= end:
+        byte = buf[src]
+        if byte != SLASH and byte != DOT and not (win and byte == BACKSLASH):
+            # A run of bytes that are neither separator nor dot: the loop would copy them one
+            # by one, and the last one, if it ends a segment, is a regular one (hit_root off).
+            found = special.search(buf, src)
+            stop = found.start() if found is not None else end + 1
+            size = stop - src
+            if stop <= end and win and buf[stop] == BACKSLASH:
+                buf[stop] = SLASH
+            if (stop > end or buf[stop] == SLASH) and dst + size - 1 > 0:
+                hit_root = False
+            buf[dst : dst + size] = buf[src:stop]
+            dst += size
+            src = stop
+            continue
         if win:
             if buf[src] == BACKSLASH:
                 buf[src] = SLASH
@@ -518,29 +537,59 @@ def hex_decode(value: bytes) -> bytes:
         return value
 
 
-_SQL_HEX = re.compile(rb"0[xX]((?:[0-9A-Fa-f]{2})+)")
+_SQL_HEX = re.compile(rb"0[xX]([0-9A-Fa-f]{2,})")
+
+
+def _sql_hex(match: re.Match[bytes]) -> bytes:
+    digits = match.group(1)
+    even = len(digits) & ~1
+    return binascii.unhexlify(digits[:even]) + digits[even:]
 
 
 def sql_hex_decode(value: bytes) -> bytes:
-    """MySQL hex literals (0x414243 -> ABC); an odd last digit stays. The value ends at a
-    NUL, as in ModSecurity 2.9 (CRS does not use this one)."""
+    """MySQL hex literals (0x414243 -> ABC): the whole run of hex digits after 0x, in pairs,
+    an odd last digit kept ("0x5c0x2e" is "\\0x2e"); the result ends at its first NUL. Both
+    as in ModSecurity 2.9 (v3 differs; CRS does not use this one)."""
     value = value.split(b"\x00", 1)[0]
     if b"0x" not in value and b"0X" not in value:
         return value
-    return _SQL_HEX.sub(lambda match: binascii.unhexlify(match.group(1)), value)
+    # ModSecurity 2.9 measures its result with strlen(): it ends at the first NUL, decoded
+    # ones included.
+    return _SQL_HEX.sub(_sql_hex, value).split(b"\x00", 1)[0]
 
 
 _NON_ASCII_RUN = re.compile(rb"[\x80-\xff]+")
 
 
+def _escapes_to_unicode(escaped: bytes) -> bytes:
+    """Python's escapes of non-ASCII characters (\\xe9, \\u2603, \\U0001f600, \\U0010ffff) in
+    ModSecurity's %u form (printf's %x, at least four digits)."""
+    return (
+        escaped.replace(b"\\x", b"%u00")
+        .replace(b"\\u", b"%u")
+        .replace(b"\\U000", b"%u")
+        .replace(b"\\U00", b"%u")
+    )
+
+
 def _utf8_run_to_unicode(match: re.Match[bytes]) -> bytes:
+    run = match.group(0)
+    try:
+        # Well-formed UTF-8 (no overlong form, surrogate or cut sequence): at C speed. A
+        # run of non-ASCII bytes holds no backslash of its own.
+        escaped = run.decode("utf-8").encode("ascii", "backslashreplace")
+    except UnicodeDecodeError:
+        return _malformed_utf8_run_to_unicode(run)
+    return _escapes_to_unicode(escaped)
+
+
+def _malformed_utf8_run_to_unicode(run: bytes) -> bytes:
     """ModSecurity 2.9's utf8_unicode_inplace_ex over a run of non-ASCII bytes, as it
     behaves (checked against it, tests/waf/test_modsecurity_oracle.py): a lead byte with its
     continuation bytes becomes %uXXXX whatever it encodes (overlong forms too, so C0 AF is
     %u002f, '/': an old evasion decoded), and then the lead byte again when the form was
     overlong or a surrogate; a lead byte without its continuation bytes is dropped; a stray
     continuation byte, or F8-FF, stays; F5-F7 stay, and are decoded after if they can be."""
-    run = match.group(0)
     out = bytearray()
     i = 0
     size = len(run)
@@ -575,6 +624,11 @@ def utf8_to_unicode(value: bytes) -> bytes:
         value = value.replace(b"\x00", b"")
     if value.isascii():
         return value
+    if b"\\" not in value:  # no backslash of its own: the whole value at once if it can
+        try:
+            return _escapes_to_unicode(value.decode("utf-8").encode("ascii", "backslashreplace"))
+        except UnicodeDecodeError:
+            pass
     return _NON_ASCII_RUN.sub(_utf8_run_to_unicode, value)
 
 

@@ -41,7 +41,10 @@ def test_harness_checks_the_scan(monkeypatch: pytest.MonkeyPatch) -> None:
         def __init__(self, patterns: list[str]) -> None:
             pass
 
-        def candidates(self, value: bytes) -> set[int]:
+        def set_candidates(self, value: bytes) -> set[int]:
+            return set()
+
+        def prefilter_candidates(self, value: bytes) -> set[int]:
             return set()
 
     monkeypatch.setattr(module, "PatternSet", BlindScan)

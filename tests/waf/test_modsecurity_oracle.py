@@ -273,10 +273,11 @@ def test_operator_checks_cover_crs() -> None:
     assert sum(1 for operator, _ in OPERATOR_CHECKS.values() if operator == "rx") == 295
 
 
-def test_operators_equal_modsecurity_on_crs_payloads(modsecurity: str) -> None:
-    """Every CRS regression request string: the same CRS operators match in ModSecurity 2.9
-    and in outwork (ModSecurity's PCRE2 against RE2 and `regex`, its acmp against
-    pyahocorasick, its libinjection against Debian's libmodsecurity3 one)."""
+def test_transformations_and_operators_equal_modsecurity_on_crs_payloads(modsecurity: str) -> None:
+    """Every CRS regression request string: each transformation gives the same bytes, and
+    the same CRS operators match, in ModSecurity 2.9 and in outwork (ModSecurity's PCRE2
+    against RE2 and `regex`, its acmp against pyahocorasick, its libinjection against
+    Debian's libmodsecurity3 one)."""
     differing = {}
     checked = 0
     for value in crs_data.payloads():
@@ -285,10 +286,13 @@ def test_operators_equal_modsecurity_on_crs_payloads(modsecurity: str) -> None:
         if not value or len(value) > MAX_ORACLE_VALUE:
             continue
         checked += 1
-        _, theirs = modsecurity_answers(modsecurity, value)
+        transformed, theirs = modsecurity_answers(modsecurity, value)
         ours = outwork_matches(value)
         if ours != theirs:
             differing[value] = (sorted(ours - theirs), sorted(theirs - ours))
+        for key in CHECKED:
+            if TRANSFORMS[key](value) != transformed[key] and not expected_difference(key, value):
+                differing[value] = ([key], [key])
     assert not differing
     assert checked > 4400
 

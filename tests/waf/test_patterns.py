@@ -3,6 +3,7 @@ skipped (each is either scanned or always a candidate; each runs in a named engi
 
 from __future__ import annotations
 
+import random
 from functools import cache
 
 import pytest
@@ -39,11 +40,13 @@ def exact_matches(value: bytes) -> set[int]:
 
 
 def test_every_crs_pattern_is_scanned_none_skipped() -> None:
+    """Every CRS pattern is in the RE2 Set; all but 22 also have literals for the
+    prefilter (the rest are candidates for every value on that path)."""
     patterns = crs_set()
     assert len(crs_data.rx_patterns()) == 295
-    engines = {patterns.engine_of(index) for index in range(len(crs_data.rx_patterns()))}
-    assert engines == {"re2-set"}
-    assert not patterns.always
+    engines = [patterns.engine_of(index) for index in range(len(crs_data.rx_patterns()))]
+    assert set(engines) == {"re2-set+literals", "re2-set"}
+    assert engines.count("re2-set") == len(patterns.always) == 22
 
 
 def test_crs_patterns_that_need_the_backtracking_fallback() -> None:
@@ -68,18 +71,44 @@ def test_no_miss_over_crs_regression_payloads(names: tuple[str, ...]) -> None:
     checked = 0
     for payload in crs_data.payloads():
         value = transform(payload)
-        missed = exact_matches(value) - patterns.candidates(value)
+        exact = exact_matches(value)
+        missed = exact - patterns.set_candidates(value)
+        missed |= exact - patterns.prefilter_candidates(value)
         assert not missed, (value, [crs_data.rx_patterns()[index] for index in missed])
         checked += 1
     assert checked == len(crs_data.payloads()) == 4491
 
 
-def test_scan_is_exact_for_re2_patterns() -> None:
-    """RE2's Set reports exactly what RE2 matches one by one (no candidate to weed out)."""
+def test_set_scan_is_exact_for_re2_patterns() -> None:
+    """RE2's Set reports exactly what RE2 matches one by one (no candidate to weed out);
+    the literal prefilter reports more."""
     patterns = crs_set()
     payload = b"1' UNION SELECT password FROM users-- <script>alert(1)</script> ../../etc/passwd"
-    assert patterns.candidates(payload) == exact_matches(payload)
+    assert patterns.set_candidates(payload) == exact_matches(payload)
     assert len(exact_matches(payload)) > 10
+    assert patterns.prefilter_candidates(payload) > exact_matches(payload)
+
+
+def test_slow_set_scans_move_values_to_the_prefilter() -> None:
+    """Symbol-dense values make the RE2 Set's DFA build a state for nearly every byte: after
+    three slow ones the next values take the prefilter, with the same complete answers."""
+    patterns = PatternSet(crs_data.rx_patterns())
+    chooser = random.Random(5)
+    dense = [
+        bytes(chooser.choice(b"abcdefghij klmnop=&%/.'\"<>(){}:,") for _ in range(1024))
+        for _ in range(40)
+    ]
+    for value in dense:
+        assert exact_matches(value) <= patterns.candidates(value)
+    assert patterns.slow_scans >= 3
+    assert patterns._prefilter_left > 0
+
+
+def test_long_values_take_the_prefilter() -> None:
+    patterns = crs_set()
+    value = b"a=1&b=<script>alert(1)</script>" + b"x" * 2000
+    assert patterns.candidates(value) == patterns.prefilter_candidates(value)
+    assert exact_matches(value) <= patterns.candidates(value)
 
 
 # Generated values: CRS-looking fragments, bytes regexes care about, and random bytes.
@@ -103,7 +132,9 @@ GENERATED = st.one_of(
 @given(value=GENERATED)
 def test_no_miss_on_generated_values(value: bytes) -> None:
     patterns = crs_set()
-    assert exact_matches(value) <= patterns.candidates(value)
+    exact = exact_matches(value)
+    assert exact <= patterns.set_candidates(value)
+    assert exact <= patterns.prefilter_candidates(value)
 
 
 @settings(max_examples=40, deadline=None)
@@ -136,29 +167,32 @@ def test_re2_agrees_with_a_backtracking_engine(value: bytes) -> None:
 def test_pcre_meaning(pattern: str, value: bytes, matches: bool) -> None:
     assert (compile_regex(pattern).search(value) is not None) == matches
     if matches:
-        assert PatternSet([pattern]).candidates(value) == {0}
+        assert PatternSet([pattern]).set_candidates(value) == {0}
+        assert PatternSet([pattern]).prefilter_candidates(value) == {0}
 
 
 @pytest.mark.parametrize(
-    ("pattern", "why"),
+    ("pattern", "why", "value"),
     [
-        (r"(a)\1", "backreference"),
-        (r"a(?=b)", "lookahead"),
-        (r"(?<!a)b", "lookbehind"),
-        (r"a++b", "possessive quantifier"),
-        (r"(?>a|ab)c", "atomic group"),
-        (r"(?|(a)|(b))", "branch reset"),
+        (r"(a)\1", "backreference", b"xaa"),
+        (r"a(?=b)", "lookahead", b"ab"),
+        (r"(?<!a)b", "lookbehind", b"cb"),
+        (r"a++b", "possessive quantifier", b"aab"),
+        (r"(?>a|ab)c", "atomic group", b"ac"),
+        (r"(?|(a)|(b))", "branch reset", b"b"),
     ],
 )
-def test_patterns_re2_cannot_run_fall_back_and_are_always_candidates(
-    pattern: str, why: str
+def test_patterns_re2_cannot_run_fall_back_and_are_never_skipped(
+    pattern: str, why: str, value: bytes
 ) -> None:
     rx = compile_regex(pattern)
     assert rx.engine == "regex"
     assert why in rx.why_fallback
+    assert rx.search(value) is not None
     patterns = PatternSet([r"never-here", pattern])
-    assert patterns.engine_of(1) == "always"
-    assert patterns.candidates(b"zzz") == {1}
+    assert patterns.engine_of(1) in ("literals", "always")  # not in the RE2 Set
+    assert 1 in patterns.set_candidates(value)
+    assert 1 in patterns.prefilter_candidates(value)
 
 
 def test_fallback_captures_and_backtracking_semantics() -> None:
