@@ -104,6 +104,7 @@ class CompiledRule:
     log: bool
     chained: list[CompiledRule] = field(default_factory=list)
     live: bool = False  # reads TX or MATCHED_*: its values are never cached
+    constant: bool = True  # its operator's argument holds no macro: a match can be reused
     targets_key: int = 0  # the same for rules with the same targets and exclusions
     pipeline_id: int = 0  # the same for rules with the same transformations
     # multiMatch: None (the value as is), then the value after each transformation in turn.
@@ -339,6 +340,7 @@ class _Compiler:
             log=not head.has("nolog"),
         )
         compiled.live = any(v.name in LIVE for v in rule.variables)
+        compiled.constant = "%{" not in rule.argument
         compiled.pipeline_id = self.pipeline_ids.setdefault(
             compiled.transforms, len(self.pipeline_ids)
         )
@@ -412,6 +414,7 @@ class Transaction:
         self._tvalues: dict[object, list[bytes]] = {}  # by (values key, pipeline)
         self._unions: dict[object, set[int]] = {}  # see _union
         self._transformed: dict[tuple[int, bytes], bytes] = {}  # by (pipeline, value)
+        self._matches: dict[tuple[int, bytes], OperatorMatch | None] = {}  # by (operator, value)
         self._candidates: dict[tuple[int, bytes], set[int]] = {}
         self._rule: CompiledRule | None = None
 
@@ -563,6 +566,7 @@ class Transaction:
         matched = False
         ran = False  # the operator ran on some value (the prefilter did not rule them all out)
         expand = self.expand
+        memo = self._matches
         for position in positions:
             name, value = values[position]
             if rule.multi_match:
@@ -571,7 +575,16 @@ class Transaction:
                 value = transformed[position]
                 found = None
                 if prefilter is None or self._may_match(prefilter, value):
-                    found = rule.operator.match(value, expand)
+                    if rule.constant:
+                        # Same operator, same value, same answer: a body that repeats a value
+                        # (a JSON array of alike objects) costs one match per distinct value.
+                        memo_key = (id(rule.operator), value)
+                        if memo_key in memo:
+                            found = memo[memo_key]
+                        else:
+                            found = memo[memo_key] = rule.operator.match(value, expand)
+                    else:
+                        found = rule.operator.match(value, expand)
             ran = True
             if (found is not None) == rule.negated:
                 continue
