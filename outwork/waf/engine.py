@@ -105,6 +105,10 @@ class CompiledRule:
     chained: list[CompiledRule] = field(default_factory=list)
     live: bool = False  # reads TX or MATCHED_*: its values are never cached
     constant: bool = True  # its operator's argument holds no macro: a match can be reused
+    # A rule reading one TX value by name (`TX:x` or `&TX:x`, nothing excluded): its key.
+    tx_key: str | None = None
+    tx_count: bool = False
+    tx_name: bytes = b""
     targets_key: int = 0  # the same for rules with the same targets and exclusions
     pipeline_id: int = 0  # the same for rules with the same transformations
     # multiMatch: None (the value as is), then the value after each transformation in turn.
@@ -341,6 +345,12 @@ class _Compiler:
         )
         compiled.live = any(v.name in LIVE for v in rule.variables)
         compiled.constant = "%{" not in rule.argument
+        if len(rule.variables) == 1:
+            (only,) = rule.variables
+            if only.name == "TX" and only.key and not only.key_is_regex and not only.exclude:
+                compiled.tx_key = only.key.lower()
+                compiled.tx_count = only.count
+                compiled.tx_name = b"TX:" + compiled.tx_key.encode()
         compiled.pipeline_id = self.pipeline_ids.setdefault(
             compiled.transforms, len(self.pipeline_ids)
         )
@@ -408,6 +418,7 @@ class Transaction:
         self.stats = Stats()
         self.removed: set[int] = set()  # rule ids removed for this request (ctl)
         self.removed_targets: list[tuple[frozenset[int], Variable]] = []
+        self.tx_targets_removed = False  # a ctl took a TX target from some rules
         # By the rule's `targets_key`: CRS gives most rules the same variable list.
         self._values: dict[object, Values] = {}
         self._extra: dict[int, tuple[tuple[Variable, ...], object]] = {}  # by rule id
@@ -472,6 +483,13 @@ class Transaction:
     def _values_of(self, rule: CompiledRule, head: CompiledRule) -> tuple[Values, object]:
         """The (name, value) pairs a rule reads, and a key they are cached under (None for
         live ones): rules with the same targets share one list per phase."""
+        tx_key = rule.tx_key
+        if tx_key is not None and not self.tx_targets_removed:
+            # One TX value by name (the paranoia-level and score checks): no list to build.
+            value = self.vars.tx.get(tx_key)
+            if rule.tx_count:
+                return [(b"TX", b"1" if value is not None else b"0")], None
+            return ([(rule.tx_name, value)] if value is not None else []), None
         extra, extra_key = self._removed_targets_of(head) if self.removed_targets else _NO_EXTRA
         if rule.live:
             return self._resolve(rule, extra), None
@@ -702,6 +720,7 @@ class Transaction:
             ids = self.waf.rule_ids("id" if option == "ruleremovetargetbyid" else "tag", selector)
             self._extra.clear()
             self.removed_targets.append((ids, variable))
+            self.tx_targets_removed |= variable.name == "TX"
         elif option == "ruleengine":
             mode = argument.lower()
             self.engine_off = mode == "off"
