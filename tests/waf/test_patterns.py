@@ -161,6 +161,9 @@ def test_re2_agrees_with_a_backtracking_engine(value: bytes) -> None:
         (r"(?i)\xe9", b"\xc9", False),  # case folds ASCII only (C locale)
         (r"^(?i)up", b"UP", True),  # a flag group after the start
         (r"a(?i)b", b"AB", False),  # ... scoped to the rest
+        (r"a(?i)b|c", b"C", True),  # ... of its group, later branches included
+        (r"(?:x(?i)y|z)w", b"Zw", True),
+        (r"(?:x(?i)y|z)w", b"zW", False),
         (r"\bword\b", b"a word.", True),
         ("é", "é".encode(), True),  # a literal in the rule file: its UTF-8 bytes
     ],
