@@ -36,41 +36,88 @@ def _better(first: Factor | None, second: Factor | None) -> Factor | None:
     return first if rank(first) >= rank(second) else second
 
 
+# An "exact set" is every string an element can match (a literal, a small class, an
+# alternation of such): adjacent exact sets multiply into longer required strings
+# ("(?:a|b)c" requires "ac" or "bc"), within these bounds.
+MAX_EXACT_STRINGS = 64
+MAX_EXACT_LENGTH = 12
+
+
+def _product(first: Factor, second: Factor) -> Factor | None:
+    if len(first) * len(second) > MAX_EXACT_STRINGS:
+        return None
+    joined = frozenset(a + b for a in first for b in second)
+    if max(len(literal) for literal in joined) > MAX_EXACT_LENGTH:
+        return None
+    return joined
+
+
 def _sequence(items: Any) -> Factor | None:
+    return _sequence_info(items)[1]
+
+
+def _sequence_info(items: Any) -> tuple[Factor | None, Factor | None]:
+    """(exact set of the whole sequence or None, best required factor or None)."""
     best: Factor | None = None
-    run = bytearray()
+    run: Factor | None = frozenset({b""})  # exact strings of the current run of elements
+    whole_exact = True
     for op, argument in items:
-        if op is sre.LITERAL:
-            run.append(argument)
-            continue
-        if run:
-            best = _better(best, frozenset({bytes(run)}))
-            run = bytearray()
-        best = _better(best, _element(op, argument))
-    if run:
-        best = _better(best, frozenset({bytes(run)}))
-    return best
+        exact, required = _element_info(op, argument)
+        if exact is not None and run is not None:
+            joined = _product(run, exact)
+            if joined is not None:
+                run = joined
+                continue
+        # The run ends here: what it spelled is required; start again from this element.
+        whole_exact = False
+        if run is not None and all(run):
+            best = _better(best, run)
+        best = _better(best, required)
+        run = exact if exact is not None else frozenset({b""})
+    if run is not None and all(run):
+        best = _better(best, run)
+    return (run if whole_exact else None), best
+
+
+def _element_info(op: Any, argument: Any) -> tuple[Factor | None, Factor | None]:
+    if op is sre.LITERAL:
+        literal = frozenset({bytes((argument,))})
+        return literal, literal
+    if op is sre.SUBPATTERN:
+        return _sequence_info(argument[3])
+    if op is sre.IN:
+        members = _class(argument)
+        return members, members
+    if op is sre.BRANCH:
+        exacts: set[bytes] = set()
+        union: set[bytes] = set()
+        all_exact = True
+        for branch in argument[1]:
+            exact, required = _sequence_info(branch)
+            factor = exact if exact is not None and all(exact) else required
+            if factor is None:
+                return None, None
+            union |= factor
+            if exact is None:
+                all_exact = False
+            else:
+                exacts |= exact
+        exact_set = frozenset(exacts) if all_exact and len(exacts) <= MAX_EXACT_STRINGS else None
+        return exact_set, frozenset(union)
+    return None, _element(op, argument)
 
 
 def _element(op: Any, argument: Any) -> Factor | None:
-    if op is sre.SUBPATTERN:
-        return _sequence(argument[3])
     if op is sre.ATOMIC_GROUP:
-        return _sequence(argument)
+        return _as_factor(*_sequence_info(argument))
     if op in REPEATS:
         low, _, body = argument
-        return _sequence(body) if low >= 1 else None
-    if op is sre.BRANCH:
-        union: set[bytes] = set()
-        for branch in argument[1]:
-            factor = _sequence(branch)
-            if factor is None:
-                return None
-            union |= factor
-        return frozenset(union)
-    if op is sre.IN:
-        return _class(argument)
+        return _as_factor(*_sequence_info(body)) if low >= 1 else None
     return None  # any byte, anchors, lookarounds, backreferences: nothing required
+
+
+def _as_factor(exact: Factor | None, required: Factor | None) -> Factor | None:
+    return _better(exact if exact is not None and all(exact) else None, required)
 
 
 MAX_CLASS_BYTES = 16

@@ -21,7 +21,12 @@ from typing import Protocol
 import ahocorasick
 
 from outwork.waf import libinjection
+from outwork.waf.literals import required_literals
 from outwork.waf.patterns import CompiledRegex, compile_regex
+
+# The contract's optional helper for the engine: the lowercased literals one of which every
+# match of an @rx pattern contains (None: no such set). PatternSet already uses it.
+prefilter_literals = required_literals
 
 Expand = Callable[[str], bytes]
 

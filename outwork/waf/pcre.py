@@ -57,9 +57,10 @@ def translate(pattern: str) -> Translation:
     in_class = False
     class_start = 0
     # Python's `regex` (version 0) applies an inline flag group such as `(?i)` to the whole
-    # pattern; PCRE applies it up to the end of the enclosing group. So one that is not at
-    # the start becomes a scoped group `(?i:...)`, closed where its enclosing group closes.
-    scoped_flags_open = [0]  # per open group, how many scoped groups to close at its end
+    # pattern; PCRE applies it up to the end of the enclosing group, in the branches after
+    # it too. So one that is not at the start becomes a scoped group `(?i:...)`, closed at
+    # each '|' of its group (and opened again after it) and where its group closes.
+    scoped_flags_open: list[list[str]] = [[]]  # per open group, its scoped flag groups
     i = 0
     n = len(pattern)
     while i < n:
@@ -145,7 +146,7 @@ def translate(pattern: str) -> Translation:
             if flags and i > 0:
                 re2.append(flags)
                 python.append(flags[:-1] + ":")
-                scoped_flags_open[-1] += 1
+                scoped_flags_open[-1].append(flags[:-1] + ":")
                 i += len(flags)
                 continue
             for opener, reason in (
@@ -163,9 +164,15 @@ def translate(pattern: str) -> Translation:
                     why.append(reason)
                     break
         if char == "(":
-            scoped_flags_open.append(0)
+            scoped_flags_open.append([])
         elif char == ")" and len(scoped_flags_open) > 1:
-            python.append(")" * scoped_flags_open.pop())
+            python.append(")" * len(scoped_flags_open.pop()))
+        elif char == "|" and scoped_flags_open[-1]:
+            opened = scoped_flags_open[-1]
+            python.append(")" * len(opened) + "|" + "".join(opened))
+            re2.append(char)
+            i += 1
+            continue
         if char in "*+?}" and i + 1 < n and pattern[i + 1] == "+":
             why.append("possessive quantifier")
         re2.append(char)
@@ -173,7 +180,7 @@ def translate(pattern: str) -> Translation:
         i += 1
     if in_class:
         raise ValueError("unterminated character class")
-    python.append(")" * scoped_flags_open[0])
+    python.append(")" * len(scoped_flags_open[0]))
     re2_text = "".join(re2)
     python_text = "".join(python)
     # RE2 cannot run, or runs with another meaning, whatever is in `why`; so far RE2 takes a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import runpy
 from pathlib import Path
 
 import pytest
@@ -321,3 +322,14 @@ def test_operators_take_any_bytes(value: bytes) -> None:
     ]:
         found = run(name, argument, value)
         assert found is None or isinstance(found.matched, bytes)
+
+
+def test_extracted_operators_match_the_vendored_rules() -> None:
+    """tests/data/waf/crs-operators.json is what scripts/extract-crs-operators.py reads
+    from the CRS rules the product ships (once they are in the repository)."""
+    if not crs_data.VENDORED_RULES.is_dir():
+        pytest.skip("the CRS rules are vendored by the WAF engine's branch")
+    script = crs_data.ROOT / "scripts" / "extract-crs-operators.py"
+    extract = runpy.run_path(str(script), run_name="extract")["extract"]
+    assert callable(extract)
+    assert extract(crs_data.VENDORED_RULES) == crs_data.operators()

@@ -11,6 +11,7 @@ import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from outwork.waf.literals import required_literals
 from outwork.waf.patterns import CompiledRegex, PatternSet, compile_regex
 from outwork.waf.pcre import translate
 from outwork.waf.transforms import pipeline
@@ -160,6 +161,9 @@ def test_re2_agrees_with_a_backtracking_engine(value: bytes) -> None:
         (r"(?i)\xe9", b"\xc9", False),  # case folds ASCII only (C locale)
         (r"^(?i)up", b"UP", True),  # a flag group after the start
         (r"a(?i)b", b"AB", False),  # ... scoped to the rest
+        (r"a(?i)b|c", b"C", True),  # ... of its group, later branches included
+        (r"(?:x(?i)y|z)w", b"Zw", True),
+        (r"(?:x(?i)y|z)w", b"zW", False),
         (r"\bword\b", b"a word.", True),
         ("é", "é".encode(), True),  # a literal in the rule file: its UTF-8 bytes
     ],
@@ -233,3 +237,55 @@ def test_captures_are_groups_zero_to_nine() -> None:
 def test_bad_patterns_are_refused(pattern: str) -> None:
     with pytest.raises(ValueError):
         compile_regex(pattern)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "literals"),
+    [
+        (r"(?i)union\s+select", {b"select"}),
+        (r"(?i)(?:a|b)c", {b"ac", b"bc"}),
+        (r"['\"]or", {b"'or", b'"or'}),
+        (r"a(?:bc|de)+f", {b"bc", b"de"}),
+        (r"[\n\r]", {b"\n", b"\r"}),
+        (r"(?:ab|)c", {b"c"}),
+        (r"x?y", {b"y"}),
+        (r"^.*$", None),
+        (r"\W{4}", None),
+        (r"(?|(a)|(b))", None),  # Python's parser cannot read it: a candidate always
+    ],
+)
+def test_required_literals(pattern: str, literals: set[bytes] | None) -> None:
+    assert required_literals(pattern) == (None if literals is None else frozenset(literals))
+
+
+ATOMS = st.sampled_from(
+    [
+        "a",
+        "b",
+        "ab",
+        "(?:a|bc)",
+        "[ab]",
+        "[^a]",
+        ".",
+        "\\s",
+        "a?",
+        "b*",
+        "(?:ab)+",
+        "c{2}",
+        "$",
+        "^",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    atoms=st.lists(ATOMS, min_size=1, max_size=6),
+    value=st.binary(max_size=12) | st.text("abc ").map(str.encode),
+)
+def test_required_literals_are_in_every_match(atoms: list[str], value: bytes) -> None:
+    """Whenever a regex matches, the value holds one of its required literals."""
+    pattern = "(?i)" + "".join(atoms)
+    literals = required_literals(pattern)
+    if literals is not None and compile_regex(pattern).search(value) is not None:
+        assert any(literal in value.lower() for literal in literals), (pattern, value)
