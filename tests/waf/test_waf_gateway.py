@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import Gateway, gateway_config
+from tests.inproc import parse_http1
 from tests.proxy import test_listener_tls
 from tests.proxy.test_listener_tls import Pki
-from tests.proxy.test_request_filters import PROTOCOLS, _parse, events, exchange, requests_seen
+from tests.proxy.test_request_filters import PROTOCOLS, events, exchange, requests_seen
 from tests.waf import ftw
 
 pki = test_listener_tls.pki  # the module-scoped certificate fixture, shared
@@ -105,7 +106,7 @@ def status_of(gw: Gateway, data: bytes) -> int | None:
         sock.sendall(data)
         buffer = b""
         while True:
-            response, _ = _parse(buffer)
+            response, _ = parse_http1(buffer)
             if response is not None:
                 return response.status
             try:
