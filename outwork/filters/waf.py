@@ -35,7 +35,7 @@ from outwork.http.messages import Framing, RequestHead
 from outwork.observe.refusals import Refusal
 from outwork.waf import counters
 from outwork.waf.engine import CRS_RULES, Setup, Transaction, Waf, WafLoadError
-from outwork.waf.request import WafRequest
+from outwork.waf.request import MAX_BODY_ARGS, WafRequest
 
 MAX_EXCLUSION_FILES = 64
 MAX_EVENT_RULES = 32  # matched rules listed in one security event
@@ -177,6 +177,18 @@ class WafFilter(Filter):
             state.decided = True
             transaction.vars.request.body = bytes(state.body)
         transaction.run_phase(phase)
+        body = transaction.vars.body
+        if body is not None and body.too_many_args:
+            # Not inspected past its first arguments: refused (an attack would otherwise hide
+            # behind a thousand harmless fields), as ModSecurity's SecArgumentsLimit with its
+            # recommended REQBODY_ERROR rule.
+            state.decided = True
+            detail = {**_detail(transaction), "args_limit": MAX_BODY_ARGS}
+            if self.detect:
+                ctx.security_event("waf.detected", detail)
+                return CONTINUE
+            ctx.security_event("waf.blocked", detail)
+            return Reply(413, Refusal.CONTENT_TOO_LARGE, detail=detail)
         decision = transaction.would_interrupt
         if decision is None and phase == 1:
             return CONTINUE

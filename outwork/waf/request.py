@@ -18,6 +18,10 @@ Pairs = list[tuple[bytes, bytes]]
 
 MAX_JSON_DEPTH = 64  # deeper documents are a REQBODY_ERROR, not a recursion
 MAX_MULTIPART_PARTS = 1024
+# Arguments read from a body, as ModSecurity's SecArgumentsLimit (1000): each one costs every
+# rule that reads ARGS, so a body of 30,000 tiny fields would cost seconds of CPU. A body with
+# more is not inspected further: `Body.too_many_args`, and the `waf` step refuses it.
+MAX_BODY_ARGS = 1000
 
 
 def url_decode(value: bytes) -> bytes:
@@ -60,6 +64,7 @@ class Body:
     xml_text: list[bytes] = field(default_factory=list)
     xml_attributes: list[bytes] = field(default_factory=list)
     error: bytes = b""  # REQBODY_ERROR_MSG; empty: no error
+    too_many_args: bool = False  # more than MAX_BODY_ARGS: the rest was not read
 
 
 def processor_for(content_type: bytes) -> str:
@@ -91,7 +96,18 @@ def parse_body(processor: str, content_type: bytes, data: bytes) -> Body:
             _xml(body, data)
     except (ValueError, RecursionError, expat.ExpatError) as error:
         body.error = str(error).encode("utf-8", "replace")[:200] or b"error"
+    except _TooManyArgs:
+        body.too_many_args = True
+        body.error = f"more than {MAX_BODY_ARGS} arguments".encode()
+    if len(body.args) > MAX_BODY_ARGS:
+        del body.args[MAX_BODY_ARGS:]
+        body.too_many_args = True
+        body.error = f"more than {MAX_BODY_ARGS} arguments".encode()
     return body
+
+
+class _TooManyArgs(Exception):
+    """Raised by a body reader past MAX_BODY_ARGS (so a huge body is not read to its end)."""
 
 
 def _json(body: Body, data: bytes) -> None:
@@ -113,6 +129,8 @@ def _json(body: Body, data: bytes) -> None:
                 text = "true" if node else "false"
             else:
                 text = str(node)
+            if len(body.args) >= MAX_BODY_ARGS:
+                raise _TooManyArgs
             body.args.append((prefix.encode("utf-8", "surrogatepass"), text.encode("utf-8")))
 
     walk("json", document, 0)
@@ -155,6 +173,8 @@ def _multipart(body: Body, content_type: bytes, data: bytes) -> None:
             body.files.append((name, filename))
             body.file_sizes.append(len(content))
         else:
+            if len(body.args) >= MAX_BODY_ARGS:
+                raise _TooManyArgs
             body.args.append((name, content))
 
 

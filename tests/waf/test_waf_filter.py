@@ -125,6 +125,20 @@ def test_body_beyond_the_limit_rejected_or_inspected_in_part() -> None:
     assert isinstance(send({"body_limit": 1024}, b"POST", b"/", early, chunk=512)[0], Reply)
 
 
+def test_a_body_with_more_arguments_than_inspected_is_refused() -> None:
+    many = b"&".join(b"f%d=1" % n for n in range(1001))
+    verdict, ctx = send({}, b"POST", b"/form", many, chunk=4096)
+    assert isinstance(verdict, Reply) and (verdict.status, verdict.refusal) == (
+        413,
+        Refusal.CONTENT_TOO_LARGE,
+    )
+    assert ctx.events[0][0] == "waf.blocked" and ctx.events[0][1]["args_limit"] == 1000
+    json_many = b"[" + b",".join(b"1" for _ in range(1001)) + b"]"
+    assert isinstance(send({}, b"POST", b"/j", json_many, b"application/json", 4096)[0], Reply)
+    enough = b"&".join(b"f%d=1" % n for n in range(1000))
+    assert send({}, b"POST", b"/form", enough, chunk=4096)[0] is CONTINUE
+
+
 def test_paranoia_level_and_threshold_come_from_the_config() -> None:
     # 920271 (control characters in an argument) is a paranoia level 2 rule.
     assert send({}, b"GET", b"/?test=test1%03")[0] is CONTINUE
