@@ -675,16 +675,12 @@ class Transaction:
     # ---- actions -------------------------------------------------------------------------
 
     def _act(self, head: CompiledRule) -> None:
-        self.matches.append(
-            Match(
-                head.id,
-                self.expand(head.msg).decode("utf-8", "replace"),
-                self.expand(head.logdata).decode("utf-8", "replace")[:512],
-                head.severity,
-                head.tags,
-                head.log,
-            )
-        )
+        if head.log:
+            msg = self.expand(head.msg).decode("utf-8", "replace")
+            logdata = self.expand(head.logdata).decode("utf-8", "replace")[:512]
+        else:
+            msg = logdata = ""  # nolog: nobody reads them (the setup and skip rules)
+        self.matches.append(Match(head.id, msg, logdata, head.severity, head.tags, head.log))
         if head.disruptive in ("deny", "drop", "redirect") and self.interruption is None:
             self.interruption = Interruption(head.id, head.status, head.disruptive)
         elif head.disruptive == "allow":
