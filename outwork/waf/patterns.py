@@ -8,9 +8,9 @@ docstring says when and why). A pattern neither can take is always a candidate: 
 skipped.
 
 Why not Hyperscan: measured on CRS v4.28's 295 distinct @rx patterns (this machine), its
-prefilter-mode database takes 81 s to compile (RE2's Set: 0.14 s) and scans slower (1 KiB:
-450 us against 120 us; 64 KiB: 32 ms against 3.4 ms), as the prefilter forms of CRS's
-regexes are loose and report many candidates that RE2 rules out.
+prefilter-mode database takes 81 s to compile (RE2's Set: 0.14 s) and scans ordinary text
+slower (1 KiB: 450 us against 120 us; 64 KiB: 32 ms against 3.4 ms), as the prefilter forms
+of CRS's regexes are loose and report many candidates that RE2 rules out.
 
 Exact matching: RE2 (linear time: no input makes it slow) for every pattern it runs with
 PCRE's meaning, which is all of CRS v4.28 but one (see pcre.py); the rest run in the `regex`
