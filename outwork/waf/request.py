@@ -213,7 +213,7 @@ class WafRequest:
     @property
     def path_and_query(self) -> bytes:
         target = self.target
-        if b"://" in target.split(b"?", 1)[0]:
+        if not target.startswith(b"/") and b"://" in target.split(b"?", 1)[0]:  # absolute form
             rest = target.split(b"://", 1)[1]
             slash = rest.find(b"/")
             target = rest[slash:] if slash >= 0 else b"/"

@@ -43,4 +43,5 @@ def test_known_differences_each_have_a_reason() -> None:
                 "miss",
                 "false positive",
                 "other rules",
+                "server",
             ), (case_id, why)
