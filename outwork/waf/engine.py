@@ -117,6 +117,9 @@ class CompiledRule:
     # What the prefilter scans: the rule's pipeline, or (multiMatch) each of its prefixes.
     step_ids: tuple[int, ...] = ()
     step_pipes: tuple[Callable[[bytes], bytes] | None, ...] = ()
+    # A prefiltered, plain (not negated, not multiMatch, not live) @rx rule:
+    # (pipeline id, pattern set, index in it); None for every other rule.
+    quick: tuple[int, int, int] | None = None
     # The rule's @rx in its phase's pattern set for its pipeline: (group, index), or None.
     prefilter: tuple[int, int] | None = None
 
@@ -384,6 +387,8 @@ class _Compiler:
                 continue  # those rules run their regex on every value: slower, never skipped
             for index, (_, compiled) in enumerate(members):
                 compiled.prefilter = (len(sets), index)
+                if not (compiled.negated or compiled.multi_match or compiled.live):
+                    compiled.quick = (compiled.pipeline_id, len(sets), index)
             sets.append(pattern_set)
         return sets
 
@@ -441,13 +446,25 @@ class Transaction:
             return self.interruption
         program = self.waf.programs[phase]
         markers = self.waf.markers[phase]
+        unions = self._unions
+        stats = self.stats
         index = 0
         while index < len(program):
             item = program[index]
             index += 1
             if isinstance(item, str) or item.id in self.removed:
                 continue
-            self.stats.rules_reached += 1
+            stats.rules_reached += 1
+            quick = item.quick
+            if quick is not None:
+                # A prefiltered @rx whose values were scanned already (another rule reads
+                # the same ones): one look says whether it can match at all.
+                extra_key = self._removed_targets_of(item)[1] if self.removed_targets else ()
+                union = unions.get((((item.targets_key, extra_key), quick[0]), quick[1]))
+                if union is not None and quick[2] not in union:
+                    stats.rx_reached += 1
+                    self.vars.matched = []
+                    continue
             if not self._chain_matches(item):
                 continue
             self._act(item)
