@@ -34,6 +34,7 @@ BACKEND = ROOT / "demo" / "backend.py"
 # takes only these names, so a new tool cannot be used without naming its install step
 # (tests/test_suite_tools.py checks the packages are on the list).
 TOOL_PACKAGES = {
+    "apache2": "apache2-bin",
     "chromium": "chromium",
     "curl": "curl",
     "gnutls-cli": "gnutls-bin",

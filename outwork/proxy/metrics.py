@@ -30,6 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from outwork.observe.refusals import Refusal
+from outwork.waf import counters as waf_counters
 
 if TYPE_CHECKING:
     from outwork.proxy.exchange import Exchange
@@ -152,6 +153,12 @@ FAMILIES = (
         "counter",
         "Security event lines not written because of the log rate limit.",
         ("event",),
+    ),
+    Family(
+        "outwork_waf_matches_total",
+        "counter",
+        "WAF rules matched, by CRS rule family (942: SQL injection, ...).",
+        ("family",),
     ),
     Family(
         "outwork_connections_accepted_total",
@@ -285,6 +292,7 @@ class Metrics:
                 **_by_one(self.security_events),
             },
             "outwork_security_events_dropped_total": _by_one(self.security_events_dropped),
+            "outwork_waf_matches_total": _by_one(waf_counters.MATCHES),
             "outwork_connections_accepted_total": {(): float(self.connections_accepted)},
             "outwork_connections_active": {(): float(self.connections_active)},
             "outwork_workers_reporting": {(): 1.0},

@@ -1,0 +1,228 @@
+"""`waf`: the OWASP Core Rule Set (or any SecLang rules) run on each request.
+
+    policies: {api: {waf: {paranoia_level: 1, anomaly_threshold: 5, mode: block,
+                           exclusions: [/etc/outwork/waf-exclusions.conf],
+                           body_limit: 128KiB, on_body_limit: process_partial}}}
+
+Phase 1 runs at the request head, phase 2 once the body is in (up to `body_limit`; beyond it
+`process_partial` inspects what came, `reject` answers 413). When CRS's anomaly score reaches
+the threshold (rule 949110): `block` answers 403 (`waf_blocked`) and writes `waf.blocked`;
+`detect` writes `waf.detected` and lets the request through. Either way the matched rules are
+counted by family (`outwork_waf_matches_total`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from outwork.filters import (
+    CONTINUE,
+    Filter,
+    FilterType,
+    Reply,
+    RequestContext,
+    Resume,
+    Verdict,
+    register,
+)
+from outwork.http.messages import Framing, RequestHead
+from outwork.observe.refusals import Refusal
+from outwork.waf import counters
+from outwork.waf.engine import CRS_RULES, Setup, Transaction, Waf, WafLoadError
+from outwork.waf.request import MAX_BODY_ARGS, WafRequest
+
+MAX_EXCLUSION_FILES = 64
+MAX_EVENT_RULES = 32  # matched rules listed in one security event
+DEFAULT_BODY_LIMIT = 128 * 1024
+MAX_BODY_LIMIT = 64 * 1024 * 1024
+TOKEN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
+MEDIA_TYPE = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
+
+
+class WafSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    rules: str | None = None  # a CRS `rules/` folder; default: the vendored CRS v4.28
+    paranoia_level: Annotated[int, Meta(ge=1, le=4)] = 1
+    anomaly_threshold: Annotated[int, Meta(ge=1, le=100000)] = 5
+    mode: Literal["block", "detect"] = "block"
+    exclusions: Annotated[list[str], Meta(max_length=MAX_EXCLUSION_FILES)] = msgspec.field(
+        default_factory=list
+    )
+    body_limit: str | int = DEFAULT_BODY_LIMIT
+    on_body_limit: Literal["process_partial", "reject"] = "process_partial"
+    # What crs-setup.conf's tx.allowed_methods / tx.allowed_request_content_type set; empty:
+    # CRS's defaults (GET HEAD POST OPTIONS; the common form, JSON and XML types).
+    allowed_methods: Annotated[list[Annotated[str, Meta(pattern=TOKEN)]], Meta(max_length=64)] = (
+        msgspec.field(default_factory=list)
+    )
+    allowed_content_types: Annotated[
+        list[Annotated[str, Meta(pattern=MEDIA_TYPE)]], Meta(max_length=256)
+    ] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        limit = parse_size(self.body_limit)
+        if not 0 < limit <= MAX_BODY_LIMIT:
+            raise ValueError(f"body_limit must be between 1 byte and {MAX_BODY_LIMIT} bytes")
+        try:
+            compiled(*self.key())  # loads and checks every rule file now, not at first request
+        except WafLoadError as error:
+            raise ValueError(str(error)) from None
+
+    def setup(self) -> Setup:
+        return Setup(
+            paranoia_level=self.paranoia_level,
+            anomaly_threshold=self.anomaly_threshold,
+            allowed_methods=tuple(self.allowed_methods),
+            allowed_content_types=tuple(self.allowed_content_types),
+            detect_only=self.mode == "detect",
+        )
+
+    def key(self) -> tuple[Path, Setup, tuple[tuple[Path, float], ...], float]:
+        rules = Path(self.rules) if self.rules is not None else CRS_RULES
+        if not rules.is_dir():
+            raise WafLoadError(f"rules: {rules} is not a folder")
+        files = []
+        for name in self.exclusions:
+            path = Path(name)
+            if not path.is_file():
+                raise WafLoadError(f"exclusions: {path} is not a file")
+            files.append((path, path.stat().st_mtime))
+        return rules, self.setup(), tuple(files), _mtime(rules)
+
+
+def _mtime(folder: Path) -> float:
+    return max((p.stat().st_mtime for p in folder.glob("*.conf")), default=0.0)
+
+
+@lru_cache(maxsize=8)
+def compiled(
+    rules: Path, setup: Setup, exclusions: tuple[tuple[Path, float], ...], _: float
+) -> Waf:
+    """One compiled rule set per distinct config (a reload with the same files reuses it;
+    the modification times in the key make an edited file load again)."""
+    return Waf.load(rules, setup, [path for path, _ in exclusions])
+
+
+def parse_size(value: str | int) -> int:
+    from outwork.policy.load import parse_size as parse  # load.py imports the filter steps
+
+    return parse(value)
+
+
+@dataclass(slots=True)
+class _State:
+    transaction: Transaction
+    body: bytearray = field(default_factory=bytearray)
+    decided: bool = False  # phase 2 ran (or the request was refused)
+
+
+@dataclass(frozen=True, slots=True)
+class WafFilter(Filter):
+    waf: Waf
+    detect: bool
+    body_limit: int
+    reject_beyond_limit: bool
+
+    inspects_request_body = True
+
+    def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
+        client_ip = ctx.client_ip
+        port = ctx.peer.rpartition(":")[2]
+        request = WafRequest(
+            method=head.method,
+            target=head.target,
+            protocol=b"HTTP/" + head.version.encode(),
+            headers=list(head.headers),
+            client_ip=client_ip,
+            client_port=int(port) if port.isdigit() else 0,
+        )
+        transaction = self.waf.transaction(request)
+        state = _State(transaction)
+        verdict = self._phase(ctx, state, 1)
+        if verdict is not CONTINUE:
+            return verdict
+        if head.framing is Framing.NONE:
+            return self._phase(ctx, state, 2)
+        ctx.filter_state[id(self)] = state
+        return CONTINUE
+
+    def on_request_body(
+        self, ctx: RequestContext, chunk: bytes, end: bool, resume: Resume
+    ) -> Verdict:
+        state: _State | None = ctx.filter_state.get(id(self))
+        if state is None or state.decided:
+            return CONTINUE
+        room = self.body_limit - len(state.body)
+        if len(chunk) > room:
+            if self.reject_beyond_limit:
+                state.decided = True
+                detail = {"body_limit": self.body_limit}
+                return Reply(413, Refusal.CONTENT_TOO_LARGE, detail=detail)
+            state.body += chunk[:room]
+            state.transaction.vars.request.body_complete = False
+            return self._phase(ctx, state, 2)
+        state.body += chunk
+        if end:
+            return self._phase(ctx, state, 2)
+        return CONTINUE
+
+    def _phase(self, ctx: RequestContext, state: _State, phase: int) -> Verdict:
+        transaction = state.transaction
+        if phase == 2:
+            state.decided = True
+            transaction.vars.request.body = bytes(state.body)
+        transaction.run_phase(phase)
+        body = transaction.vars.body
+        if body is not None and body.too_many_args:
+            # Not inspected past its first arguments: refused (an attack would otherwise hide
+            # behind a thousand harmless fields), as ModSecurity's SecArgumentsLimit with its
+            # recommended REQBODY_ERROR rule.
+            state.decided = True
+            detail = {**_detail(transaction), "args_limit": MAX_BODY_ARGS}
+            if self.detect:
+                ctx.security_event("waf.detected", detail)
+                return CONTINUE
+            ctx.security_event("waf.blocked", detail)
+            return Reply(413, Refusal.CONTENT_TOO_LARGE, detail=detail)
+        decision = transaction.would_interrupt
+        if decision is None and phase == 1:
+            return CONTINUE
+        if phase == 2 or decision is not None:
+            state.decided = True
+            for match in transaction.matches:
+                if match.log:
+                    counters.MATCHES[counters.family(match.id)] += 1
+        if decision is None:
+            return CONTINUE
+        detail = _detail(transaction)
+        if self.detect:
+            ctx.security_event("waf.detected", detail)
+            return CONTINUE
+        ctx.security_event("waf.blocked", detail)
+        return Reply(403, Refusal.WAF_BLOCKED, detail=detail)
+
+
+def _detail(transaction: Transaction) -> dict[str, Any]:
+    logged = [m for m in transaction.matches if m.log][:MAX_EVENT_RULES]
+    return {
+        "rule_ids": [m.id for m in logged],
+        "messages": [m.msg for m in logged if m.msg],
+        "score": transaction.anomaly_score,
+    }
+
+
+def build(spec: WafSpec) -> WafFilter:
+    return WafFilter(
+        waf=compiled(*spec.key()),
+        detect=spec.mode == "detect",
+        body_limit=parse_size(spec.body_limit),
+        reject_beyond_limit=spec.on_body_limit == "reject",
+    )
+
+
+WAF = register(FilterType("waf", WafSpec, build))

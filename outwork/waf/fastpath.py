@@ -1,0 +1,59 @@
+"""Which values a transformation pipeline leaves as they are, known without running it.
+
+Most values of a benign request (`page=2`, `Alice`, `json.items.3.note`) hold none of the bytes
+CRS's transformations act on (`%`, `&`, `\\`, comment marks, path dots, whitespace runs, bytes
+outside ASCII). For those a pipeline is the identity, or `bytes.lower` when it lowercases, and
+one C-level regex search per value says so. Each entry names the bytes without which the
+transformation changes nothing (read from its definition in transforms.py; the property test
+in tests/waf/test_fastpath.py holds every entry to the real transformation).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# name: (bytes that may make it act, lowercases, a double space may make it act)
+TRIGGERS: dict[str, tuple[bytes, bool, bool]] = {
+    "lowercase": (b"", True, False),
+    "urldecode": (b"%+", False, False),
+    "urldecodeuni": (b"%+", False, False),
+    "htmlentitydecode": (b"&", False, False),
+    "jsdecode": (b"\\", False, False),
+    "cssdecode": (b"\\", False, False),
+    "escapeseqdecode": (b"\\", False, False),
+    "utf8tounicode": (b"", False, False),  # ASCII stays: bytes >= 0x80 are always triggers
+    "removenulls": (b"", False, False),  # NUL is always a trigger
+    "removewhitespace": (b" \t\n\r\v\f", False, False),
+    "compresswhitespace": (b"\t\n\r\v\f", False, True),
+    "replacecomments": (b"/*", False, False),
+    "removecommentschar": (b"/*#-<>", False, False),
+    "cmdline": (b",;\t\n\r\v\f\"'\\^/(", True, True),
+    "normalizepath": (b"./", False, False),
+    "normalisepath": (b"./", False, False),
+    "normalizepathwin": (b"./\\", False, False),
+    "normalisepathwin": (b"./\\", False, False),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FastPath:
+    acts: re.Pattern[bytes]  # a search hit: the pipeline may change the value, run it
+    lowers: bool  # a value it leaves otherwise alone comes out lower-cased
+
+
+def fast_path(names: Sequence[str]) -> FastPath | None:
+    """The fast path of a pipeline (lower-case names), or None when one of its
+    transformations has none (`length`, `sha1`, `base64Decode`, ...)."""
+    triggers = bytearray(b"\x00")
+    lowers = doubles = False
+    for name in names:
+        entry = TRIGGERS.get(name)
+        if entry is None:
+            return None
+        triggers += entry[0]
+        lowers |= entry[1]
+        doubles |= entry[2]
+    klass = b"[" + b"".join(b"\\x%02x" % byte for byte in sorted(set(triggers))) + b"\x80-\xff]"
+    return FastPath(re.compile(klass + (b"|  " if doubles else b"")), lowers)

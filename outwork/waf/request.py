@@ -1,0 +1,224 @@
+"""What the WAF sees of a request: the head as sent, and the body parsed as ModSecurity's body
+processors parse it (URLENCODED, MULTIPART, JSON, XML) into ARGS_POST, FILES and XML text.
+
+Names and values stay bytes (a rule matches bytes); keys compare case-insensitively, as
+ModSecurity's tables do. Parsing is lenient where ModSecurity's is (a malformed body sets
+REQBODY_ERROR, it does not raise): the rules decide what a malformed body means.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from urllib.parse import unquote_to_bytes
+from xml.parsers import expat
+
+Pairs = list[tuple[bytes, bytes]]
+
+MAX_JSON_DEPTH = 64  # deeper documents are a REQBODY_ERROR, not a recursion
+MAX_MULTIPART_PARTS = 1024
+# Arguments read from a body, as ModSecurity's SecArgumentsLimit (1000): each one costs every
+# rule that reads ARGS, so a body of 30,000 tiny fields would cost seconds of CPU. A body with
+# more is not inspected further: `Body.too_many_args`, and the `waf` step refuses it.
+MAX_BODY_ARGS = 1000
+
+
+def url_decode(value: bytes) -> bytes:
+    """`application/x-www-form-urlencoded` decoding as ModSecurity does it: `+` is a space,
+    an invalid `%` escape is kept as is."""
+    if b"+" in value:
+        value = value.replace(b"+", b" ")
+    return unquote_to_bytes(value) if b"%" in value else value
+
+
+def parse_urlencoded(data: bytes) -> Pairs:
+    pairs: Pairs = []
+    for part in data.split(b"&"):
+        if not part:
+            continue
+        name, eq, value = part.partition(b"=")
+        pairs.append((url_decode(name), url_decode(value) if eq else b""))
+    return pairs
+
+
+def parse_cookies(header_values: list[bytes]) -> Pairs:
+    pairs: Pairs = []
+    for header in header_values:
+        for part in header.split(b";"):
+            name, eq, value = part.strip().partition(b"=")
+            if name or eq:
+                pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+@dataclass(slots=True)
+class Body:
+    """The body as its processor read it."""
+
+    processor: str = ""  # "URLENCODED", "MULTIPART", "JSON", "XML" or "" (none ran)
+    args: Pairs = field(default_factory=list)
+    files: Pairs = field(default_factory=list)  # (field name, file name)
+    file_sizes: list[int] = field(default_factory=list)
+    part_headers: Pairs = field(default_factory=list)  # (part name, header line)
+    xml_text: list[bytes] = field(default_factory=list)
+    xml_attributes: list[bytes] = field(default_factory=list)
+    error: bytes = b""  # REQBODY_ERROR_MSG; empty: no error
+    too_many_args: bool = False  # more than MAX_BODY_ARGS: the rest was not read
+
+
+def processor_for(content_type: bytes) -> str:
+    """The processor ModSecurity's recommended setup picks for a Content-Type."""
+    mime = content_type.split(b";", 1)[0].strip().lower()
+    if mime == b"application/x-www-form-urlencoded":
+        return "URLENCODED"
+    if mime == b"multipart/form-data":
+        return "MULTIPART"
+    if mime == b"application/json" or mime.endswith(b"+json"):
+        return "JSON"
+    if mime in (b"text/xml", b"application/xml") or mime.endswith(b"+xml"):
+        return "XML"
+    return ""
+
+
+def parse_body(processor: str, content_type: bytes, data: bytes) -> Body:
+    body = Body(processor)
+    if not data or not processor:
+        return body
+    try:
+        if processor == "URLENCODED":
+            body.args = parse_urlencoded(data)
+        elif processor == "JSON":
+            _json(body, data)
+        elif processor == "MULTIPART":
+            _multipart(body, content_type, data)
+        elif processor == "XML":
+            _xml(body, data)
+    except (ValueError, RecursionError, expat.ExpatError) as error:
+        body.error = str(error).encode("utf-8", "replace")[:200] or b"error"
+    except _TooManyArgs:
+        body.too_many_args = True
+        body.error = f"more than {MAX_BODY_ARGS} arguments".encode()
+    if len(body.args) > MAX_BODY_ARGS:
+        del body.args[MAX_BODY_ARGS:]
+        body.too_many_args = True
+        body.error = f"more than {MAX_BODY_ARGS} arguments".encode()
+    return body
+
+
+class _TooManyArgs(Exception):
+    """Raised by a body reader past MAX_BODY_ARGS (so a huge body is not read to its end)."""
+
+
+def _json(body: Body, data: bytes) -> None:
+    document = json.loads(data)
+
+    def walk(prefix: str, node: object, depth: int) -> None:
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError("JSON nested too deep")
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}", value, depth + 1)
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(f"{prefix}.{index}", value, depth + 1)
+        else:
+            if node is None:
+                text = ""
+            elif node is True or node is False:
+                text = "true" if node else "false"
+            else:
+                text = str(node)
+            if len(body.args) >= MAX_BODY_ARGS:
+                raise _TooManyArgs
+            body.args.append((prefix.encode("utf-8", "surrogatepass"), text.encode("utf-8")))
+
+    walk("json", document, 0)
+
+
+_BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.I)
+_DISPOSITION_PARAM = re.compile(rb'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;]+))')
+
+
+def _multipart(body: Body, content_type: bytes, data: bytes) -> None:
+    found = _BOUNDARY.search(content_type)
+    if found is None:
+        raise ValueError("multipart without a boundary")
+    boundary = b"--" + (found.group(1) or found.group(2))
+    sections = data.split(boundary)
+    if len(sections) < 3:
+        raise ValueError("multipart without parts")
+    for section in sections[1 : MAX_MULTIPART_PARTS + 1]:
+        if section.startswith(b"--"):
+            break
+        section = section.removeprefix(b"\r\n").removeprefix(b"\n")
+        head, sep, content = section.partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, content = section.partition(b"\n\n")
+        content = content.removesuffix(b"\r\n").removesuffix(b"\n")
+        name = b""
+        filename: bytes | None = None
+        lines = [line for line in re.split(rb"\r?\n", head) if line]
+        for line in lines:
+            if line.lower().startswith(b"content-disposition:"):
+                for match in _DISPOSITION_PARAM.finditer(line.partition(b":")[2]):
+                    value = match.group(2) if match.group(2) is not None else match.group(3)
+                    if match.group(1).lower() == b"name":
+                        name = value
+                    elif match.group(1).lower() == b"filename":
+                        filename = value
+        for line in lines:
+            body.part_headers.append((name, line))
+        if filename is not None:
+            body.files.append((name, filename))
+            body.file_sizes.append(len(content))
+        else:
+            if len(body.args) >= MAX_BODY_ARGS:
+                raise _TooManyArgs
+            body.args.append((name, content))
+
+
+def _xml(body: Body, data: bytes) -> None:
+    parser = expat.ParserCreate()
+
+    def no_doctype(*_: object) -> None:
+        raise ValueError("XML with a DTD")  # entities are an expansion bomb waiting
+
+    def start(_: str, attributes: dict[str, str]) -> None:
+        body.xml_attributes.extend(v.encode("utf-8") for v in attributes.values())
+
+    def text(value: str) -> None:
+        body.xml_text.append(value.encode("utf-8"))
+
+    parser.StartDoctypeDeclHandler = no_doctype
+    parser.EntityDeclHandler = no_doctype
+    parser.StartElementHandler = start
+    parser.CharacterDataHandler = text
+    parser.Parse(data, True)
+
+
+@dataclass(slots=True)
+class WafRequest:
+    """One request as the rules read it."""
+
+    method: bytes
+    target: bytes  # the request target as sent (origin form, or absolute form)
+    protocol: bytes  # b"HTTP/1.1"
+    headers: Pairs  # names as sent
+    client_ip: str = ""
+    client_port: int = 0
+    body: bytes = b""
+    body_complete: bool = True  # False: only the first `body_limit` bytes are in `body`
+
+    @property
+    def path_and_query(self) -> bytes:
+        target = self.target
+        if not target.startswith(b"/") and b"://" in target.split(b"?", 1)[0]:  # absolute form
+            rest = target.split(b"://", 1)[1]
+            slash = rest.find(b"/")
+            target = rest[slash:] if slash >= 0 else b"/"
+        return target
+
+    def header_values(self, name: bytes) -> list[bytes]:
+        lower = name.lower()
+        return [v for n, v in self.headers if n.lower() == lower]

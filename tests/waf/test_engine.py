@@ -1,0 +1,159 @@
+"""The engine's SecLang semantics on small rule sets, and CRS as shipped on a few requests:
+what a user of the WAF sees is which requests are refused and which rules said so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from outwork.waf.engine import Setup, Transaction, Waf, WafLoadError
+from outwork.waf.request import WafRequest
+
+HEADERS = [(b"Host", b"localhost"), (b"User-Agent", b"curl/8"), (b"Accept", b"*/*")]
+
+
+def request(target: bytes, body: bytes = b"", content_type: bytes = b"") -> WafRequest:
+    headers = list(HEADERS)
+    if content_type:
+        headers.append((b"Content-Type", content_type))
+    if body:
+        headers.append((b"Content-Length", str(len(body)).encode()))
+    method = b"POST" if body else b"GET"
+    return WafRequest(method, target, b"HTTP/1.1", headers, "192.0.2.9", 4000, body)
+
+
+def run(waf: Waf, req: WafRequest) -> Transaction:
+    transaction = waf.transaction(req)
+    transaction.run_phase(1)
+    transaction.run_phase(2)
+    return transaction
+
+
+def rules_dir(tmp_path: Path, text: str) -> Path:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "rules.conf").write_text(text)
+    return folder
+
+
+def matched(transaction: Transaction) -> list[int]:
+    return [m.id for m in transaction.matches if m.id != 900990]
+
+
+@pytest.fixture(scope="module")
+def crs() -> Waf:
+    return Waf.load(setup=Setup(paranoia_level=1))
+
+
+def test_crs_blocks_attacks_and_passes_benign_requests(crs: Waf) -> None:
+    sqli = run(crs, request(b"/search", b"q=1' or '1'='1", b"application/x-www-form-urlencoded"))
+    assert sqli.would_interrupt is not None and sqli.would_interrupt.status == 403
+    assert 942100 in matched(sqli) and sqli.anomaly_score >= 5
+    xss = run(crs, request(b"/?x=%3Cscript%3Ealert(1)%3C/script%3E"))
+    assert xss.would_interrupt is not None and 941100 in matched(xss)
+    traversal = run(crs, request(b"/files?name=../../../../etc/passwd"))
+    assert traversal.would_interrupt is not None and 930100 in matched(traversal)
+    json_rce = run(crs, request(b"/api", b'{"cmd": ";cat /etc/passwd"}', b"application/json"))
+    assert json_rce.would_interrupt is not None
+    benign = run(crs, request(b"/api/orders?page=2&sort=date"))
+    assert benign.would_interrupt is None and benign.anomaly_score == 0
+    form = run(
+        crs, request(b"/login", b"user=alice&password=s3cret", b"application/x-www-form-urlencoded")
+    )
+    assert form.would_interrupt is None
+
+
+def test_share_of_rules_fully_evaluated_is_reported(crs: Waf) -> None:
+    stats = run(crs, request(b"/api/orders?page=2&sort=date")).stats
+    assert stats.rules_reached > 100
+    assert 0 < stats.rx_full < stats.rx_reached  # the prefilter spared most regexes
+
+
+def test_chain_skip_after_setvar_and_macros(tmp_path: Path) -> None:
+    folder = rules_dir(
+        tmp_path,
+        """
+SecRule ARGS:skip "@streq yes" "id:1,phase:1,pass,nolog,skipAfter:END"
+SecRule ARGS:a "@rx ^(\\d+)$" "id:2,phase:1,pass,capture,setvar:tx.n=%{tx.1},chain"
+    SecRule TX:n "@gt 10" "setvar:tx.score=+7"
+SecMarker END
+SecRule TX:score "@ge 5" "id:3,phase:1,deny,status:406,msg:'score %{tx.score}'"
+""",
+    )
+    waf = Waf.load(folder)
+    hit = run(waf, request(b"/?a=42"))
+    assert hit.would_interrupt is not None and hit.would_interrupt.status == 406
+    assert matched(hit) == [2, 3] and hit.matches[-1].msg == "score 7"
+    assert run(waf, request(b"/?a=5")).would_interrupt is None  # the chain's link fails
+    assert run(waf, request(b"/?a=42&skip=yes")).would_interrupt is None  # skipped over
+
+
+def test_counting_exclusion_and_runtime_ctl(tmp_path: Path) -> None:
+    folder = rules_dir(
+        tmp_path,
+        """
+SecRule &ARGS "@gt 2" "id:10,phase:1,pass,setvar:tx.many=1"
+SecRule REQUEST_FILENAME "@beginsWith /open" "id:11,phase:1,pass,nolog,ctl:ruleRemoveById=13"
+SecRule REQUEST_FILENAME "@beginsWith /quiet" "id:12,phase:1,pass,nolog,\\
+    ctl:ruleRemoveTargetById=13;ARGS:q"
+SecRule ARGS|!ARGS:safe "@contains evil" "id:13,phase:2,deny"
+""",
+    )
+    waf = Waf.load(folder)
+    assert run(waf, request(b"/x?q=evil")).would_interrupt is not None
+    assert run(waf, request(b"/x?safe=evil")).would_interrupt is None  # !ARGS:safe
+    assert run(waf, request(b"/open?q=evil")).would_interrupt is None  # removed by id
+    assert run(waf, request(b"/quiet?q=evil")).would_interrupt is None  # target removed
+    assert run(waf, request(b"/quiet?r=evil")).would_interrupt is not None  # only ARGS:q
+    assert run(waf, request(b"/x?a=1&b=2&c=3")).vars.tx.get("many") == b"1"
+
+
+def test_body_processors_feed_args(tmp_path: Path) -> None:
+    folder = rules_dir(
+        tmp_path, 'SecRule ARGS_POST|XML:/*|FILES "@contains evil" "id:1,phase:2,deny"'
+    )
+    waf = Waf.load(folder)
+    boundary = b"XyZ"
+    multipart = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="f"; filename="evil.php"\r\n\r\n'
+        b"data\r\n--XyZ--\r\n"
+    )
+    for body, content_type in [
+        (b"a=evil", b"application/x-www-form-urlencoded"),
+        (b'{"a": {"b": ["evil"]}}', b"application/json"),
+        (b"<a><b>evil</b></a>", b"text/xml"),
+        (multipart, b"multipart/form-data; boundary=" + boundary),
+    ]:
+        assert run(waf, request(b"/", body, content_type)).would_interrupt is not None, body
+    assert matched(run(waf, request(b"/", b"a=good", b"application/x-www-form-urlencoded"))) == []
+
+
+def test_detection_only_decides_but_does_not_interrupt(tmp_path: Path) -> None:
+    folder = rules_dir(tmp_path, 'SecRule ARGS "@contains evil" "id:1,phase:1,deny"')
+    transaction = Waf.load(folder, Setup(detect_only=True)).transaction(request(b"/?a=evil"))
+    assert transaction.run_phase(1) is None
+    assert transaction.would_interrupt is not None
+
+
+def test_exclusion_file_removes_a_rule_for_one_path_only(tmp_path: Path) -> None:
+    exclusion = tmp_path / "exclusions.conf"
+    exclusion.write_text(
+        'SecRule REQUEST_FILENAME "@beginsWith /api/upload" '
+        '"id:1000,phase:1,pass,nolog,ctl:ruleRemoveById=942100"\n'
+    )
+    waf = Waf.load(setup=Setup(paranoia_level=1), exclusions=[exclusion])
+    body = b"q=1' or '1'='1"
+    form = b"application/x-www-form-urlencoded"
+    elsewhere = run(waf, request(b"/api/search", body, form))
+    assert 942100 in matched(elsewhere) and elsewhere.would_interrupt is not None
+    upload = run(waf, request(b"/api/upload", body, form))
+    assert 942100 not in matched(upload) and upload.would_interrupt is None
+
+
+def test_load_errors_name_file_and_line(tmp_path: Path) -> None:
+    folder = rules_dir(
+        tmp_path, 'SecRule ARGS "@rx a" "id:1,phase:1,pass"\nSecRule ARGS "@rx (" "id:2"\n'
+    )
+    with pytest.raises(WafLoadError, match=r"rules\.conf:2: "):
+        Waf.load(folder)
