@@ -10,3 +10,4 @@ an anonymous flood must not reach. A step module registers itself when imported.
 from __future__ import annotations
 
 import outwork.filters.headers  # noqa: F401
+import outwork.filters.threat  # noqa: F401
