@@ -63,7 +63,7 @@ HeaderName = Annotated[str, Meta(pattern=TOKEN, max_length=256)]
 HeaderValue = Annotated[str, Meta(pattern=FIELD_VALUE, max_length=4096)]
 # An origin as browsers send it (RFC 6454 serialisation: scheme, host, port unless default),
 # or "*"; never "null" (sandboxed frames and local files all send that one).
-ORIGIN = r"^(\*|https?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?)$"
+ORIGIN = r"^(\*|[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?)$"
 MAX_CORS_ITEMS = 256  # origins, methods, headers, exposed headers: each
 CORS_RESPONSE = frozenset(
     {
