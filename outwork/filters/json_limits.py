@@ -55,8 +55,6 @@ _PLAIN = re.compile(rb'[^"\\\x00-\x1f]*')  # string bytes that stand for themsel
 _HEX4 = re.compile(rb"[0-9a-fA-F]{4}")
 _NUMBER_CHARS = re.compile(rb"[-+.eE0-9]*")
 _NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-# A string in a run (validated already): removed before counting the run's separators.
-_RUN_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
 class JsonViolation(Exception):
@@ -143,15 +141,24 @@ class _Runs:
             value = rb"(?>%s|%s|true|false|null|%s|%s)" % (string, number, array, obj)
 
 
-_INNER = re.compile(rb"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")  # an innermost container, strings removed
+_INNER = re.compile(rb"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")  # an innermost container
+_NOT_STRUCTURE = bytes(range(256)).translate(None, b"[]{},:")
 
 
 def _entries(run: bytes, separator: bytes) -> int:
-    """Separators in a run (valid JSON, from `_Runs`) outside its strings and containers."""
+    """Separators in a run (valid JSON, from `_Runs`) outside its strings and containers.
+
+    Counted with bytes methods rather than a regex over the strings: with the escaped
+    backslashes and quotes gone (pairs, left to right, as escapes are read), the quotes left
+    alternate open and close, so every other piece between them is outside the strings."""
     if b'"' in run:
-        run = _RUN_STRING.sub(b"", run)
-    while b"[" in run or b"{" in run:  # at most NESTING passes
-        run = _INNER.sub(b"", run)
+        if b"\\" in run:
+            run = run.replace(b"\\\\", b"").replace(b'\\"', b"")
+        run = b"".join(run.split(b'"')[::2])
+    if b"[" in run or b"{" in run:
+        run = run.translate(None, _NOT_STRUCTURE)
+        while b"[" in run or b"{" in run:  # at most NESTING passes
+            run = _INNER.sub(b"", run)
     return run.count(separator)
 
 
