@@ -108,8 +108,8 @@ class ThreatFilter(Filter):
     inspects_request_body = True
 
     def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
-        if head.framing is Framing.NONE:
-            return CONTINUE
+        if head.framing is Framing.NONE or head.content_length == 0:
+            return CONTINUE  # no body: nothing to inspect
         types: set[bytes] = set()
         encodings: list[bytes] = []
         for name, value in head.headers:

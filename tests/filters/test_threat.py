@@ -97,6 +97,9 @@ def test_a_request_without_a_body_is_not_looked_at():
     h = head(headers=[(b"content-type", b"application/json")], framing=Framing.NONE)
     assert threat().on_request_head(ctx, h, no_resume) is CONTINUE
     assert not ctx.filter_state
+    strict = threat({**SPEC, "other_types": "refuse"})
+    assert strict.on_request_head(ctx, head(content_length=0), no_resume) is CONTINUE
+    assert not ctx.filter_state
 
 
 def test_other_types_pass_unless_refused():
