@@ -300,7 +300,12 @@ class JsonChecker:
                     run = _fast_run(limits, True, len(kinds), data, pos)
                     if run is not None:
                         end = run.end()
-                        count = counts[-1] + _entries(data[pos:end], b":")
+                        # Colons count members, and those in strings too: if that is within
+                        # the limit and the object closes right after, the exact count can
+                        # matter no more; otherwise it is made.
+                        count = counts[-1] + data.count(b":", pos, end)
+                        if not (count <= limits.max_keys and end < n and data[end] == 125):
+                            count = counts[-1] + _entries(data[pos:end], b":")
                         counts[-1] = count
                         if count > limits.max_keys:
                             raise _over("max_keys", limits.max_keys, "members in an object")
@@ -347,7 +352,9 @@ class JsonChecker:
                     if run is not None:
                         end = run.end()
                         last = run.group(1) is not None
-                        count = counts[-1] + _entries(data[pos:end], b",") + last
+                        count = counts[-1] + data.count(b",", pos, end) + last  # as for objects
+                        if not (count <= limits.max_array and end < n and data[end] == 93):
+                            count = counts[-1] + _entries(data[pos:end], b",") + last
                         counts[-1] = count
                         if count > limits.max_array:
                             raise _over("max_array", limits.max_array, "elements in an array")
