@@ -118,7 +118,9 @@ class ThreatFilter(Filter):
                 types.add(value.strip(b" \t"))
             elif lower == b"content-encoding":
                 encodings.append(value.strip(b" \t").lower())
-        if len(types) > 1:
+        # Two values, or a list in one (what proxies make of two headers): the gateway and the
+        # backend could each believe another.
+        if len(types) > 1 or any(b"," in t.partition(b";")[0] for t in types):
             detail = {"limit": "content_type", "message": "several Content-Type values"}
             return Reply(400, Refusal.BAD_REQUEST, detail=detail)
         kind = media_kind(types.pop()) if types else "other"

@@ -128,6 +128,13 @@ def test_two_different_content_types_are_refused():
     extra = [(b"Content-Type", b"text/plain")]
     got = run(threat(), b"application/json", b"{}", extra=extra)
     assert isinstance(got, Reply) and (got.status, got.refusal) == (400, Refusal.BAD_REQUEST)
+    got = run(threat(), b"text/plain, application/json", b"{}")
+    assert isinstance(got, Reply) and (got.status, got.refusal) == (400, Refusal.BAD_REQUEST)
+    # The same value twice is one value.
+    assert (
+        run(threat(), b"application/json", b"{}", extra=[(b"content-type", b"application/json")])
+        is CONTINUE
+    )
 
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
