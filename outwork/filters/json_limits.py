@@ -84,6 +84,7 @@ class JsonLimits:
 
 
 NESTING = 2  # levels of containers a fast run may hold inside its members or elements
+WINDOW = 1 << 16  # bytes: the least a fast run may take at once (see `_Runs`)
 
 
 class _Runs:
@@ -94,15 +95,23 @@ class _Runs:
     (`max_keys`, `max_array`). `members[level]` allows `level` levels of containers inside.
 
     A run ends where the next token is something else (a deeper container, a token cut by the
-    chunk); a run is matched within a window of `max_string` bytes, so no string in it can be
-    longer (a string's decoded length is at most its written length). Every group is atomic:
+    chunk, a string it cannot vouch for). Strings are bounded one of two ways: with a small
+    `max_string` (under `WINDOW`), a run's strings hold no escapes and at most `max_string`
+    bytes (a string with an escape takes the token-by-token way); with a large one, escapes are
+    allowed and a run is matched within a `window` of `max_string` bytes, so no string in it can
+    be longer (a string's decoded length is at most its written length). Every group is atomic:
     JSON is deterministic, and backtracking into a run could only cost time."""
 
-    __slots__ = ("members", "elements")
+    __slots__ = ("members", "elements", "window")
 
     def __init__(self, limits: JsonLimits) -> None:
         ws = rb"[ \t\n\r]*+"
-        string = rb'"[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+"'
+        if limits.max_string < WINDOW:
+            string = rb'"[^"\\\x00-\x1f]{0,%d}+"' % limits.max_string
+            self.window = 1 << 48  # no window: all the data
+        else:
+            string = rb'"[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+"'
+            self.window = limits.max_string
         number = (
             rb"(?=[-+.eE0-9]{1,%d}[^-+.eE0-9])-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?[0-9]++)?+"
             % limits.max_number
@@ -463,10 +472,11 @@ def _fast_run(
     limits: JsonLimits, members: bool, depth: int, data: bytes, pos: int
 ) -> re.Match[bytes] | None:
     """The longest run of members (or elements) at `pos` inside a container at `depth`, within
-    a window of `max_string` bytes, or None."""
+    the runs' window, or None."""
     level = min(NESTING, limits.max_depth - depth)
-    pattern = (limits.runs.members if members else limits.runs.elements)[level]
-    run = pattern.match(data, pos, pos + limits.max_string)
+    runs = limits.runs
+    pattern = (runs.members if members else runs.elements)[level]
+    run = pattern.match(data, pos, pos + runs.window)
     return run if run is not None and run.end() > pos else None
 
 
