@@ -47,6 +47,8 @@ class FakeTransport(asyncio.Transport):
         self.reading = True
         self.closed = False
         self.aborted = False
+        self.unread = bytearray()  # client bytes the gateway has not read (reading paused)
+        self.protocol: asyncio.Protocol | None = None
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername":
@@ -77,6 +79,21 @@ class FakeTransport(asyncio.Transport):
 
     def resume_reading(self) -> None:
         self.reading = True
+        if self.unread:
+            # As a socket's transport does: what waited in the kernel comes in a later turn.
+            asyncio.get_running_loop().call_soon(self.deliver)
+
+    def feed(self, protocol: asyncio.Protocol, data: bytes) -> None:
+        """Client bytes: handed to the gateway now, or once it reads again."""
+        self.protocol = protocol
+        self.unread += data
+        if self.reading:
+            self.deliver()
+
+    def deliver(self) -> None:
+        if self.reading and self.unread and not self.closed and self.protocol is not None:
+            data, self.unread = bytes(self.unread), bytearray()
+            self.protocol.data_received(data)
 
     def is_reading(self) -> bool:
         return self.reading
@@ -148,7 +165,7 @@ class Client:
         self._read = 0
 
     def send(self, data: bytes) -> None:
-        self.protocol.data_received(data)
+        self.transport.feed(self.protocol, data)
 
     async def responses(self, count: int) -> list[Response]:
         found: list[Response] = []

@@ -791,8 +791,10 @@ class ClientProtocol(asyncio.Protocol):
         phase = self._phase
         if phase == _TUNNEL and self._tunnel_busy():
             return
-        reasons = self._pause_reasons
-        if (pipeline.FILTER_PAUSE in reasons or pipeline.QUEUE_PAUSE in reasons) and phase != _IDLE:
+        if phase != _IDLE and any(
+            reason.startswith((pipeline.FILTER_PAUSE, pipeline.QUEUE_PAUSE))
+            for reason in self._pause_reasons
+        ):
             # Reading is paused for the request filters (a filter has its own deadline): the
             # client cannot be late meanwhile. Its time starts anew when reading resumes.
             limits = self.state.config.limits

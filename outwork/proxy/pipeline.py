@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from outwork.proxy.server import GatewayState
 
 # The reasons the client's reading is paused (`pause_reading`): while a request filter waits,
-# and while body chunks queue for the body filters.
+# and while body chunks queue for the body filters (one reason per exchange, this prefix and
+# the filter's id: pipelined HTTP/1.1 exchanges pause one connection for their own queues).
 FILTER_PAUSE = "request_filter"
 QUEUE_PAUSE = "request_body_queue"
 # The request path in a refusal's security event is cut at this many characters.
@@ -275,8 +276,15 @@ class RequestBodyFilter:
         """The exchange is answered otherwise: nothing more is inspected or delivered."""
         self.finished = True
         self.queue.clear()
+        ex = self.ex
         if self.client_ended:
-            self.ex.request_done = True
+            ex.request_done = True
+        if self.paused:
+            self.paused = False
+            ex.client.resume_reading(self._reason())  # the rest is read and dropped
+
+    def _reason(self) -> str:
+        return f"{QUEUE_PAUSE}:{id(self):x}"
 
     def _live(self) -> bool:
         ex = self.ex
@@ -294,12 +302,12 @@ class RequestBodyFilter:
         if queue and self._live():
             if not self.paused:
                 self.paused = True
-                ex.client.pause_reading(QUEUE_PAUSE)  # bounded: at most one read more comes
+                ex.client.pause_reading(self._reason())  # bounded: one read more comes at most
         elif ex.waiting is None:
             queue.clear()
             if self.paused:
                 self.paused = False
-                ex.client.resume_reading(QUEUE_PAUSE)
+                ex.client.resume_reading(self._reason())
 
     def _chain(self, chunk: bytes, end: bool) -> ChainRun:
         ex = self.ex

@@ -90,6 +90,24 @@ def test_refusals_are_answered_counted_and_evented_on_both_protocols(tmp_path: P
     run(tmp_path, scenario)
 
 
+def test_a_response_head_refusal_is_answered_counted_and_evented(tmp_path: Path) -> None:
+    async def scenario(gw: InProcGateway, upstream: Upstream) -> None:
+        client = gw.connect()
+        client.send(get("/a", {"X-Deny-Response": "1"}) + get("/b"))
+        refused, after = await client.responses(2)
+        h2 = gw.connect_h2(peer_port=40001)
+        answer = await h2.response(h2.request("/c", {"x-deny-response": "1"}))
+        for response in (refused, answer):
+            assert response.status == 403
+            assert response.headers["x-denied-by"] == "response"
+        assert after.body == b"GET /b\n"  # the connection goes on
+        assert [seen.path for seen in upstream.seen] == ["/a", "/b", "/c"]
+        assert gw.gateway.metrics.policy_refused[("guarded", Refusal.FORBIDDEN)] == 2
+        assert [e["detail"]["path"] for e in gw.events()] == ["/a", "/c"]
+
+    run(tmp_path, scenario)
+
+
 def test_a_waiting_filter_parks_the_exchange_with_reading_paused(tmp_path: Path) -> None:
     async def scenario(gw: InProcGateway, upstream: Upstream) -> None:
         client = gw.connect()
@@ -122,6 +140,24 @@ def test_pipelined_requests_keep_their_order_behind_a_waiting_filter(tmp_path: P
             (200, b"GET /4\n"),
         ]
         assert [seen.path for seen in upstream.seen] == ["/1", "/echo", "/4"]
+
+    run(tmp_path, scenario)
+
+
+def test_a_refused_request_whose_body_waited_in_line_is_read_and_dropped(tmp_path: Path) -> None:
+    async def scenario(gw: InProcGateway, upstream: Upstream) -> None:
+        client = gw.connect()
+        # The second request's body starts while the first one waits: it queues, unread.
+        client.send(
+            get("/1", {"X-Park": "yes"})
+            + b"POST /2 HTTP/1.1\r\nHost: a\r\nX-Deny: 1\r\nContent-Length: 10\r\n\r\nhalf "
+        )
+        first, second = await client.responses(2)
+        assert (first.status, second.status) == (200, 403)
+        client.send(b"done" + b"!" + get("/3"))  # the rest of its body, then one more request
+        (third,) = await client.responses(1)
+        assert third.body == b"GET /3\n"
+        assert [seen.path for seen in upstream.seen] == ["/1", "/3"]
 
     run(tmp_path, scenario)
 

@@ -27,7 +27,7 @@ from outwork.filters import (
 from outwork.filters import (
     register as register_type,
 )
-from outwork.http.messages import RequestHead
+from outwork.http.messages import RequestHead, ResponseHead
 from outwork.observe.refusals import Refusal
 
 
@@ -45,7 +45,7 @@ class DenySpec(msgspec.Struct, forbid_unknown_fields=True):
 class DenyOnHeader(Filter):
     """403 with its own header and body when the request has `header`; a 204 preflight (a
     reply that is no refusal) for `x-preflight`; who the caller is (for the access log) from
-    `x-user`."""
+    `x-user`; with `x-deny-response`, a 403 in place of the upstream's answer."""
 
     __slots__ = ("name",)
 
@@ -53,6 +53,8 @@ class DenyOnHeader(Filter):
         self.name = name
 
     def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
+        if header(head, b"x-deny-response") is not None:
+            ctx.filter_state[id(self)] = True  # refused once the upstream's head is in
         user = header(head, b"x-user")
         if user is not None:
             ctx.identity = Identity("api_key", user.decode())
@@ -66,6 +68,11 @@ class DenyOnHeader(Filter):
                 body=b'{"denied":true}\n',
                 detail={"rule": "deny-header"},
             )
+        return CONTINUE
+
+    def on_response_head(self, ctx: RequestContext, head: ResponseHead, resume: Resume) -> Verdict:
+        if ctx.filter_state.get(id(self)):
+            return Reply(403, Refusal.FORBIDDEN, headers=((b"x-denied-by", b"response"),))
         return CONTINUE
 
 
