@@ -81,6 +81,10 @@ class XmlChecker:
             self._fail(XmlViolation("syntax", f"not well-formed XML: {reason}"))
         except XmlViolation as exc:
             self._fail(exc)
+        except (LookupError, ValueError) as exc:
+            # pyexpat asks Python's codecs for an encoding it does not know itself: one they do
+            # not know either (LookupError), or a multi-byte one expat cannot take (ValueError).
+            self._fail(XmlViolation("syntax", f"an encoding that cannot be read: {exc}"))
 
     def _fail(self, violation: XmlViolation) -> NoReturn:
         self._failed = violation
