@@ -8,6 +8,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from outwork.filters import CONTINUE, Reply
 from outwork.filters.headers import HeadersFilter, HeadersSpec, build
@@ -168,3 +170,43 @@ def test_cors_goes_with_the_other_header_edits():
 def test_the_config_refuses(tmp_path, extra, expected):
     found = _problems(tmp_path, BASE + extra)
     assert any(expected in problem for problem in found), found
+
+
+FIELD_BYTES = st.binary(max_size=40) | st.sampled_from(
+    [APP, b"https://other.example", b"null", b"*", b"GET", b"POST", b"authorization, content-type"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([b"OPTIONS", b"GET", b"POST"]),
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [b"Origin", b"Access-Control-Request-Method", b"access-control-request-headers"]
+            ),
+            FIELD_BYTES,
+        ),
+        max_size=4,
+    ),
+    st.booleans(),
+)
+def test_whatever_the_request_says_the_answer_is_well_formed(method, fields, any_origin):
+    """What the request's CORS headers hold never raises, and never reaches an answer's head
+    but as an origin the policy allows (so no CR, LF or NUL can split it)."""
+    f = headers_filter({"origins": ["*"]} if any_origin else CORS)
+    ctx = FakeContext()
+    verdict = f.on_request_head(ctx, head(method, fields, Framing.NONE, -1), no_resume)
+    if isinstance(verdict, Reply):
+        assert verdict.status in (204, 403)
+        for _, value in verdict.headers:
+            assert not set(value) & set(b"\r\n\0")
+        return
+    assert verdict is CONTINUE
+    response = ResponseHead(200, b"OK", b"Content-Type: text/plain\r\n", Framing.LENGTH, 0)
+    f.on_response_head(ctx, response, no_resume)
+    for line in response.block.split(b"\r\n")[:-1]:
+        name, colon, value = line.partition(b":")
+        assert colon and name and not set(value) & set(b"\r\n\0")
+    origin = dict(response.headers).get(b"Access-Control-Allow-Origin")
+    assert origin in (None, b"*", APP, b"https://other.example", b"http://localhost:8080")
