@@ -1,10 +1,22 @@
-"""`headers`: response headers removed and added (`Server` and `X-Powered-By` out, `HSTS` in).
+"""`headers`: response headers removed and added (`Server` and `X-Powered-By` out, `HSTS` in),
+and CORS answered at the gateway.
 
     policies: {baseline: {headers: {remove: [Server, X-Powered-By],
-                                    add: {Strict-Transport-Security: "max-age=31536000"}}}}
+                                    add: {Strict-Transport-Security: "max-age=31536000"},
+                                    cors: {origins: ["https://app.example"], methods: [GET, POST],
+                                           headers: [Authorization], credentials: true}}}}
 
 An added header replaces any the upstream sent under that name. Framing and connection headers
 are the gateway's own business and refused in the config.
+
+CORS (the Fetch standard's protocol): a preflight (OPTIONS with Origin and
+Access-Control-Request-Method) is answered here, 204 with the allowed methods and headers, or
+403 (`cors_rejected`) for an origin, method or requested header not allowed; the backend never
+sees it. An actual request from an allowed origin gets Access-Control-Allow-Origin (the origin
+itself; `*` only for `origins: ["*"]`, which cannot go with credentials) and the rest on its
+response; one from another origin is forwarded and answered without them, so the browser keeps
+the answer from the page. With `cors`, the gateway owns these headers: the upstream's own
+`Access-Control-*` are removed.
 """
 
 from __future__ import annotations
@@ -15,8 +27,18 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta
 
-from outwork.filters import CONTINUE, Filter, FilterType, RequestContext, Resume, Verdict, register
-from outwork.http.messages import ResponseHead
+from outwork.filters import (
+    CONTINUE,
+    Filter,
+    FilterType,
+    Reply,
+    RequestContext,
+    Resume,
+    Verdict,
+    register,
+)
+from outwork.http.messages import RequestHead, ResponseHead
+from outwork.observe.refusals import Refusal
 
 # Names and values as RFC 9110 5.1 and 5.5 allow them (a value: no CR, LF or NUL, no edge space).
 TOKEN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
@@ -39,6 +61,46 @@ RESERVED = frozenset(
 
 HeaderName = Annotated[str, Meta(pattern=TOKEN, max_length=256)]
 HeaderValue = Annotated[str, Meta(pattern=FIELD_VALUE, max_length=4096)]
+# An origin as browsers send it (RFC 6454 serialisation: scheme, host, port unless default),
+# or "*"; never "null" (sandboxed frames and local files all send that one).
+ORIGIN = r"^(\*|[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?)$"
+MAX_CORS_ITEMS = 256  # origins, methods, headers, exposed headers: each
+CORS_RESPONSE = frozenset(
+    {
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+        "access-control-allow-methods",
+        "access-control-allow-headers",
+        "access-control-expose-headers",
+        "access-control-max-age",
+    }
+)
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+class CorsSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    origins: Annotated[
+        list[Annotated[str, Meta(pattern=ORIGIN, max_length=512)]],
+        Meta(min_length=1, max_length=MAX_CORS_ITEMS),
+    ]
+    methods: Annotated[list[HeaderName], Meta(min_length=1, max_length=MAX_CORS_ITEMS)] = (
+        msgspec.field(default_factory=lambda: ["GET", "HEAD", "POST"])
+    )
+    headers: Annotated[list[HeaderName], Meta(max_length=MAX_CORS_ITEMS)] = msgspec.field(
+        default_factory=list
+    )
+    expose: Annotated[list[HeaderName], Meta(max_length=MAX_CORS_ITEMS)] = msgspec.field(
+        default_factory=list
+    )
+    credentials: bool = False
+    max_age: Annotated[int, Meta(ge=0, le=86400)] = 600  # seconds a browser may keep a preflight
+
+    def __post_init__(self) -> None:
+        if "*" in self.origins:
+            if len(self.origins) > 1:
+                raise ValueError('origins: "*" stands alone (it allows every origin)')
+            if self.credentials:
+                raise ValueError('origins: "*" cannot go with credentials: true (browsers refuse)')
 
 
 class HeadersSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -48,17 +110,115 @@ class HeadersSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     add: Annotated[dict[HeaderName, HeaderValue], Meta(max_length=MAX_HEADER_EDITS)] = (
         msgspec.field(default_factory=dict)
     )
+    cors: CorsSpec | None = None
 
     def __post_init__(self) -> None:
         reserved = sorted({n.lower() for n in [*self.remove, *self.add]} & RESERVED)
         if reserved:
             raise ValueError(f"{reserved[0]} is the gateway's own header: a policy cannot set it")
+        if self.cors is not None:
+            clash = sorted({n.lower() for n in self.add} & CORS_RESPONSE)
+            if clash:
+                raise ValueError(f"{clash[0]} is set by cors: add cannot set it too")
+
+
+def _origin(text: str) -> bytes:
+    """An origin as a browser serialises it: lower case, no default port."""
+    origin = text.lower()
+    scheme = origin.partition(":")[0]
+    default = _DEFAULT_PORTS.get(scheme, "")
+    if default and origin.endswith(default):
+        origin = origin[: -len(default)]
+    return origin.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Cors:
+    origins: frozenset[bytes]  # empty: any origin (`*`)
+    methods: frozenset[bytes]
+    headers: frozenset[bytes]  # lower case
+    credentials: bool
+    preflight: tuple[tuple[bytes, bytes], ...]  # a preflight answer's headers but the origin
+    actual: bytes  # header lines an allowed actual request's answer gets after the origin
+    vary: bytes  # `Vary: Origin` on every answer when it depends on the origin
+
+    def allows(self, origin: bytes) -> bool:
+        return not self.origins or origin in self.origins
+
+    def allow_origin(self, origin: bytes) -> bytes:
+        return origin if self.origins else b"*"
+
+
+def _cors_refused(reason: str, origin: bytes) -> Reply:
+    detail = {"reason": reason, "origin": origin[:512].decode("latin-1")}
+    return Reply(403, Refusal.CORS_REJECTED, detail=detail)
+
+
+def build_cors(spec: CorsSpec) -> Cors:
+    any_origin = spec.origins == ["*"]
+    preflight = [
+        (b"access-control-allow-methods", ", ".join(spec.methods).encode()),
+        (b"access-control-max-age", str(spec.max_age).encode()),
+    ]
+    if spec.headers:
+        preflight.append((b"access-control-allow-headers", ", ".join(spec.headers).encode()))
+    actual = b""
+    if spec.credentials:
+        preflight.append((b"access-control-allow-credentials", b"true"))
+        actual += b"Access-Control-Allow-Credentials: true\r\n"
+    if spec.expose:
+        actual += b"Access-Control-Expose-Headers: " + ", ".join(spec.expose).encode() + b"\r\n"
+    if not any_origin:
+        preflight.append((b"vary", b"Origin"))
+    return Cors(
+        origins=frozenset() if any_origin else frozenset(_origin(o) for o in spec.origins),
+        methods=frozenset(m.encode() for m in spec.methods),
+        headers=frozenset(h.lower().encode() for h in spec.headers),
+        credentials=spec.credentials,
+        preflight=tuple(preflight),
+        actual=actual,
+        vary=b"" if any_origin else b"Vary: Origin\r\n",
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class HeadersFilter(Filter):
     remove: frozenset[bytes]  # lower-case names, the added ones included (they replace)
     add: bytes  # the header lines added, each ending in CRLF
+    cors: Cors | None = None
+
+    def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
+        cors = self.cors
+        if cors is None:
+            return CONTINUE
+        origins: list[bytes] = []
+        method: bytes | None = None
+        requested: list[bytes] = []
+        for name, value in head.headers:
+            lower = name.lower()
+            if lower == b"origin":
+                origins.append(value.strip(b" \t"))
+            elif lower == b"access-control-request-method":
+                method = value.strip(b" \t")
+            elif lower == b"access-control-request-headers":
+                requested += (h.strip(b" \t").lower() for h in value.split(b","))
+        if not origins:
+            return CONTINUE
+        origin = origins[0]
+        # Two different origins: neither is believed.
+        allowed = len(set(origins)) == 1 and cors.allows(origin)
+        if head.method == b"OPTIONS" and method is not None:  # a preflight
+            if not allowed:
+                return _cors_refused("origin", origin)
+            if method not in cors.methods:
+                return _cors_refused("method", origin)
+            if any(h and h not in cors.headers for h in requested):
+                return _cors_refused("header", origin)
+            answer = ((b"access-control-allow-origin", cors.allow_origin(origin)), *cors.preflight)
+            return Reply(204, headers=answer, body=b"")
+        if allowed:
+            ctx.filter_state[id(self)] = origin
+        return CONTINUE
 
     def on_response_head(self, ctx: RequestContext, head: ResponseHead, resume: Resume) -> Verdict:
         remove = self.remove
@@ -67,7 +227,15 @@ class HeadersFilter(Filter):
             for line in head.block.split(b"\r\n")
             if line and line.partition(b":")[0].strip().lower() not in remove
         ]
-        head.block = b"".join(line + b"\r\n" for line in kept) + self.add
+        block = b"".join(line + b"\r\n" for line in kept) + self.add
+        cors = self.cors
+        if cors is not None:
+            origin = ctx.filter_state.pop(id(self), None)
+            if origin is not None:
+                block += b"Access-Control-Allow-Origin: " + cors.allow_origin(origin) + b"\r\n"
+                block += cors.actual
+            block += cors.vary
+        head.block = block
         return CONTINUE
 
 
@@ -75,7 +243,10 @@ def build(spec: HeadersSpec) -> HeadersFilter:
     added = {name.lower(): (name, value) for name, value in spec.add.items()}
     remove = frozenset(n.lower().encode() for n in spec.remove) | {n.encode() for n in added}
     lines = b"".join(f"{name}: {value}\r\n".encode() for name, value in added.values())
-    return HeadersFilter(remove, lines)
+    if spec.cors is None:
+        return HeadersFilter(remove, lines)
+    remove |= {n.encode() for n in CORS_RESPONSE}
+    return HeadersFilter(remove, lines, build_cors(spec.cors))
 
 
 HEADERS = register(FilterType("headers", HeadersSpec, build))

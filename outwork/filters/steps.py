@@ -17,5 +17,6 @@ import outwork.filters.headers  # noqa: F401
 import outwork.filters.authenticate  # noqa: F401
 import outwork.filters.authorize  # noqa: F401
 import outwork.filters.rate_limit  # noqa: F401
+import outwork.filters.threat  # noqa: F401
 import outwork.filters.waf  # noqa: F401
 # isort: on

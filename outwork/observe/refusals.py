@@ -51,6 +51,9 @@ class Refusal(StrEnum):
     RATE_LIMIT_STORE = "rate_limit_store"  # the limit's store failed, on_store_error: deny (503)
     THREAT_JSON = "threat_json"  # threat_protection: a JSON body past a limit (400/413)
     THREAT_XML = "threat_xml"  # threat_protection: an XML body past a limit or with a DTD
+    # threat_protection: a body it cannot inspect (another type with other_types: refuse, or
+    # compressed) (415)
+    THREAT_MEDIA_TYPE = "threat_media_type"
     CORS_REJECTED = "cors_rejected"  # a CORS preflight from an origin not allowed (403)
     WAF_BLOCKED = "waf_blocked"  # the WAF's anomaly score reached its threshold (403)
     BANNED = "banned"  # a banned peer, refused at accept

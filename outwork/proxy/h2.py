@@ -781,6 +781,9 @@ class H2Stream:
         ex.pending_size = 0
         if not self._paused:
             self._ack()
+            # A new upstream connection takes the held body outside any read of this client:
+            # the WINDOW_UPDATE must go now, or a client that filled its window waits forever.
+            self.session.send()
 
     def pause_reading(self, reason: str) -> None:
         self._paused.add(reason)  # the upstream is full: stop opening this stream's window

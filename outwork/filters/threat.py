@@ -1,0 +1,177 @@
+"""`threat_protection`: JSON and XML request bodies checked while they stream.
+
+    policies: {api: {threat_protection: {
+        json: {max_depth: 20, max_keys: 1000, max_string: 65536, max_array: 10000},
+        xml: {max_depth: 20, max_size: 1MiB}}}}
+
+The body is picked by its Content-Type: `application/json` and `*/*+json` go to the JSON
+checker (`json_limits`), `application/xml`, `text/xml` and `*/*+xml` to the XML one
+(`xml_limits`), when the policy names that kind; any other type passes unless
+`other_types: refuse` (415). Each chunk is checked before it goes upstream, and the first
+problem answers the client: 413 for a body over `max_size`, 400 for anything else (a limit on
+the structure, or not JSON / not well-formed XML), counted as `threat_json` or `threat_xml`,
+with the limit in the security event. An empty body passes (there is nothing to parse).
+
+A body the gateway cannot read is not let through unread: a compressed one (Content-Encoding
+other than identity) of a checked type is refused with 415, and a request with two different
+Content-Types (the gateway and the backend could each believe another) with 400.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from outwork.filters import (
+    CONTINUE,
+    Filter,
+    FilterType,
+    Reply,
+    RequestContext,
+    Resume,
+    Verdict,
+    register,
+)
+from outwork.filters.json_limits import JsonChecker, JsonLimits, JsonViolation
+from outwork.filters.xml_limits import XmlChecker, XmlLimits, XmlViolation
+from outwork.http.messages import Framing, RequestHead
+from outwork.observe.refusals import Refusal
+
+Size = str | int  # as `outwork.policy.schema.Size`: "1MiB", "512KiB" or a number of bytes
+
+
+def _size(value: Size) -> int:
+    # Imported here: the config loader imports the policy steps (this module) first.
+    from outwork.policy.load import parse_size
+
+    return parse_size(value)
+
+
+class JsonSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    max_depth: Annotated[int, Meta(ge=1, le=10_000)] = 20
+    max_keys: Annotated[int, Meta(ge=1, le=10_000_000)] = 1000
+    max_string: Annotated[int, Meta(ge=1, le=1 << 30)] = 65536
+    max_array: Annotated[int, Meta(ge=1, le=10_000_000)] = 10000
+    max_number: Annotated[int, Meta(ge=1, le=10_000)] = 100
+    max_size: Size | None = None  # default: only the route's max_body_size
+
+    def __post_init__(self) -> None:
+        if self.max_size is not None:
+            _size(self.max_size)  # ValueError: reported at the key
+
+
+class XmlSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    max_depth: Annotated[int, Meta(ge=1, le=10_000)] = 20
+    max_size: Size = "1MiB"
+
+    def __post_init__(self) -> None:
+        _size(self.max_size)
+
+
+class ThreatSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    json: JsonSpec | None = None
+    xml: XmlSpec | None = None
+    other_types: Literal["allow", "refuse"] = "allow"
+
+    def __post_init__(self) -> None:
+        if self.json is None and self.xml is None:
+            raise ValueError("names nothing to check: give json, xml or both")
+
+
+_JSON_TYPES = frozenset({b"application/json"})
+_XML_TYPES = frozenset({b"application/xml", b"text/xml"})
+_IDENTITY = frozenset({b"", b"identity"})
+
+
+def media_kind(value: bytes) -> str:
+    """`json`, `xml` or `other` for a Content-Type value."""
+    media = value.partition(b";")[0].strip(b" \t").lower()
+    kind, slash, subtype = media.partition(b"/")
+    if not slash or not kind or not subtype:
+        return "other"
+    if media in _JSON_TYPES or subtype.endswith(b"+json"):
+        return "json"
+    if media in _XML_TYPES or subtype.endswith(b"+xml"):
+        return "xml"
+    return "other"
+
+
+@dataclass(frozen=True, slots=True)
+class ThreatFilter(Filter):
+    json: JsonLimits | None
+    xml: XmlLimits | None
+    refuse_other: bool
+
+    inspects_request_body = True
+
+    def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
+        if head.framing is Framing.NONE or head.content_length == 0:
+            return CONTINUE  # no body: nothing to inspect
+        types: set[bytes] = set()
+        encodings: list[bytes] = []
+        for name, value in head.headers:
+            lower = name.lower()
+            if lower == b"content-type":
+                types.add(value.strip(b" \t"))
+            elif lower == b"content-encoding":
+                encodings.append(value.strip(b" \t").lower())
+        # Two values, or a list in one (what proxies make of two headers): the gateway and the
+        # backend could each believe another.
+        if len(types) > 1 or any(b"," in t.partition(b";")[0] for t in types):
+            detail = {"limit": "content_type", "message": "several Content-Type values"}
+            return Reply(400, Refusal.BAD_REQUEST, detail=detail)
+        kind = media_kind(types.pop()) if types else "other"
+        checker: JsonChecker | XmlChecker
+        if kind == "json" and self.json is not None:
+            checker, refusal = JsonChecker(self.json), Refusal.THREAT_JSON
+        elif kind == "xml" and self.xml is not None:
+            checker, refusal = XmlChecker(self.xml), Refusal.THREAT_XML
+        elif self.refuse_other:
+            detail = {"limit": "other_types", "message": f"a {kind} body is not inspected"}
+            return Reply(415, Refusal.THREAT_MEDIA_TYPE, detail=detail)
+        else:
+            return CONTINUE
+        if any(coding not in _IDENTITY for coding in encodings):
+            detail = {"limit": "content_encoding", "message": "a compressed body is not inspected"}
+            return Reply(415, refusal, detail=detail)
+        ctx.filter_state[id(self)] = checker
+        return CONTINUE
+
+    def on_request_body(
+        self, ctx: RequestContext, chunk: bytes, end: bool, resume: Resume
+    ) -> Verdict:
+        checker = ctx.filter_state.get(id(self))
+        if checker is None:
+            return CONTINUE
+        try:
+            if chunk:
+                checker.feed(chunk)
+            if end:
+                del ctx.filter_state[id(self)]
+                if checker.size:  # an empty body passes: there is nothing to parse
+                    checker.finish()
+        except (JsonViolation, XmlViolation) as exc:
+            ctx.filter_state.pop(id(self), None)
+            refusal = Refusal.THREAT_JSON if isinstance(exc, JsonViolation) else Refusal.THREAT_XML
+            status = 413 if exc.limit == "max_size" else 400
+            return Reply(status, refusal, detail={"limit": exc.limit, "message": exc.message})
+        return CONTINUE
+
+
+def build(spec: ThreatSpec) -> ThreatFilter:
+    json_limits = xml_limits = None
+    if spec.json is not None:
+        j = spec.json
+        max_size = None if j.max_size is None else _size(j.max_size)
+        json_limits = JsonLimits(
+            j.max_depth, j.max_keys, j.max_string, j.max_array, j.max_number, max_size
+        )
+    if spec.xml is not None:
+        xml_limits = XmlLimits(spec.xml.max_depth, _size(spec.xml.max_size))
+    return ThreatFilter(json_limits, xml_limits, spec.other_types == "refuse")
+
+
+THREAT_PROTECTION = register(FilterType("threat_protection", ThreatSpec, build))
