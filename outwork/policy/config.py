@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING
 
@@ -153,3 +154,7 @@ class GatewayConfig:
     admin_token_ref: str | None = None  # where it comes from (env:NAME, file:PATH): for the CLI
     paths: PathRules = STRICT  # request path normalisation (routing and forwarding)
     scan: ScanConfig = ScanConfig()
+    # `revocation.not_before`: credentials issued before it are refused; None: no such time.
+    revocation_not_before: datetime | None = None
+    incident_state: str = ""  # `outwork incident`'s state file (absolute)
+    incident_advisory: str = ""  # and its advisory (absolute)

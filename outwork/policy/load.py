@@ -13,6 +13,7 @@ import re
 import stat
 import warnings
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -309,6 +310,8 @@ class _Loader:
         scan_timeout = self._duration(("scan", "timeout"), spec.scan.timeout, 120)
         if scan_timeout is not None and scan_timeout < 0.1:
             self.error(("scan", "timeout"), f"{spec.scan.timeout!r} is below the minimum 0.1s")
+        not_before = self._instant(("revocation", "not_before"), spec.revocation.not_before)
+        incident_state, incident_advisory = self._incident_files(spec)
         if self.problems:
             raise ConfigError(self.problems)
         lim = spec.limits
@@ -345,7 +348,29 @@ class _Loader:
             admin_token_ref=admin_spec.token,
             paths=paths,
             scan=ScanConfig(spec.scan.concurrency, scan_timeout or 5.0),
+            revocation_not_before=not_before,
+            incident_state=incident_state,
+            incident_advisory=incident_advisory,
         )
+
+    def _instant(self, path: KeyPath, text: str | None) -> datetime | None:
+        """An RFC 3339 time with its offset (`2026-12-06T22:00:00Z`)."""
+        if text is None:
+            return None
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None or "T" not in text.upper():
+            self.error(path, f"{text!r} is not an RFC 3339 time (2026-12-06T22:00:00Z)")
+            return None
+        return when.astimezone(UTC)
+
+    def _incident_files(self, spec: ConfigSpec) -> tuple[str, str]:
+        stem = Path(self.source.file).stem
+        state = spec.incident.state or f"{stem}.incident.json"
+        advisory = spec.incident.advisory or f"{stem}.advisory.md"
+        return str((self.base / state).resolve()), str((self.base / advisory).resolve())
 
     def _paths(self, spec: ConfigSpec) -> PathRules:
         paths = spec.paths

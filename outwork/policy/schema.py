@@ -278,6 +278,19 @@ class ScanSpec(_Spec):
     timeout: Duration = "5s"  # per connection; 0.1s to 120s
 
 
+class RevocationSpec(_Spec):
+    """Credentials issued before `not_before` (RFC 3339) are refused (the authenticate step)."""
+
+    not_before: NonEmptyStr | None = None
+
+
+class IncidentSpec(_Spec):
+    """`outwork incident`: its state file and advisory (relative: to the config's folder)."""
+
+    state: NonEmptyStr | None = None  # default: <config name>.incident.json
+    advisory: NonEmptyStr | None = None  # default: <config name>.advisory.md
+
+
 class ConfigSpec(_Spec):
     listeners: Annotated[list[ListenerSpec], Meta(min_length=1, max_length=64)]
     routes: list[RouteSpec]
@@ -294,6 +307,8 @@ class ConfigSpec(_Spec):
     http2: Http2Spec = msgspec.field(default_factory=Http2Spec)
     paths: PathsSpec = msgspec.field(default_factory=PathsSpec)
     scan: ScanSpec = msgspec.field(default_factory=ScanSpec)
+    revocation: RevocationSpec = msgspec.field(default_factory=RevocationSpec)
+    incident: IncidentSpec = msgspec.field(default_factory=IncidentSpec)
     # Named policies: {name: {<filter type>: {...}, ...}}, each value checked by its filter
     # type's own schema (outwork/filters); routes name them in `policies`.
     policies: dict[NonEmptyStr, dict[str, Any]] = msgspec.field(default_factory=dict)

@@ -4,6 +4,7 @@ ticker, signals, draining."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -328,9 +329,32 @@ async def serve(
         if run_dir is not None:
             acknowledge_certificates(run_dir, digest)
 
+    def tickets_rotated() -> None:
+        """SIGUSR2 from the supervisor: the admin API dropped the ticket keys made before the
+        time in the run directory; do the same here."""
+        from outwork.proxy.admin import (
+            TICKETS_ACK_PREFIX,
+            TICKETS_NOT_BEFORE,
+            acknowledge,
+            drop_tickets_before,
+        )
+
+        if run_dir is None:
+            return
+        try:
+            with open(os.path.join(run_dir, TICKETS_NOT_BEFORE)) as f:
+                value = f.read()
+            drop_tickets_before(current[0], float(value), time.time())
+        except (OSError, ValueError, RuntimeError) as exc:
+            log(f"ticket keys not rotated: {exc}")
+            return
+        log("ticket keys rotated")
+        acknowledge(run_dir, TICKETS_ACK_PREFIX, value)
+
     if worker:
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
         loop.add_signal_handler(signal.SIGUSR1, certificates_changed)
+        loop.add_signal_handler(signal.SIGUSR2, tickets_rotated)
     else:
         loop.add_signal_handler(signal.SIGHUP, start_reload)
 
