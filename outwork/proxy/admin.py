@@ -404,7 +404,7 @@ class AdminProtocol(asyncio.Protocol):
 
     async def _install_one(self, body: bytes) -> None:
         from outwork.ops import OpsError
-        from outwork.ops.install import prepare
+        from outwork.ops.install import certified_of, prepare
 
         what = "POST /certificates"
         try:
@@ -428,7 +428,7 @@ class AdminProtocol(asyncio.Protocol):
             return
         prepared.commit()
         swap_certificates(self.admin.current[0], prepared.config)
-        leaf = prepared.certified.chain[0]
+        leaf = certified_of(prepared, listener).chain[0]
         detail["serial"] = format(leaf.serial_number, "x")
         workers = 1
         run_dir = self.admin.run_dir
