@@ -384,3 +384,10 @@ def scan(
     from outwork.scan.cli import run_scan
 
     sys.exit(run_scan(config_path, targets, json_path, html_path, concurrency, timeout))
+
+
+# ----- incident response (outwork.ops.incident) ------------------------------------------
+
+from outwork.ops.incident_cli import incident  # noqa: E402  (its heavy imports run in commands)
+
+main.add_command(incident)

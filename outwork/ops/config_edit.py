@@ -101,6 +101,15 @@ class Edits:
             entry = f"{key}: {value}\n" + " " * first.column
         self.spans.append((first.index, first.index, entry))
 
+    def append(self, root: yaml.Node, key: str, value: str) -> None:
+        """`key: value` at the end of the document (a new top-level key, after the rest)."""
+        if not isinstance(root, yaml.MappingNode) or root.flow_style:
+            self.set(root, key, value)
+            return
+        end = len(self.text)
+        newline = "" if self.text.endswith("\n") else "\n"
+        self.spans.append((end, end, f"{newline}{key}: {value}\n"))
+
     def result(self) -> str:
         text = self.text
         last = len(text) + 1

@@ -149,6 +149,15 @@ def install_remote(
     config: GatewayConfig, address: str | None, listener: str, cert: str, key: str
 ) -> dict[str, Any]:
     """POST the installation to the running gateway's admin API; its JSON answer."""
+    payload = {"listener": listener, "cert": cert, "key": key}
+    return admin_post(config, address, "/certificates", payload)
+
+
+def admin_post(
+    config: GatewayConfig, address: str | None, path: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """POST a change to the running gateway's admin API (`address`, else `admin.bind`) with
+    the token of `admin.token`; its JSON answer, or OpsError with one line."""
     import http.client
 
     from outwork.keys.secret import SecretError, parse_secret_ref, read_secret
@@ -164,12 +173,12 @@ def install_remote(
     except SecretError as exc:
         raise OpsError(f"admin.token: {exc}") from None
     host, _, port = address.rpartition(":")
-    body = json.dumps({"listener": listener, "cert": cert, "key": key}).encode()
+    body = json.dumps(payload).encode()
     connection = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=ADMIN_CALL_TIMEOUT)
     try:
         connection.request(
             "POST",
-            "/certificates",
+            path,
             body,
             {"Authorization": f"Bearer {token.decode()}", "Content-Type": "application/json"},
         )

@@ -87,7 +87,7 @@ def revoke(text: str, not_before: datetime) -> tuple[str, Revoked]:
     stamp = yaml_quoted(rfc3339(not_before))
     section = get(root, "revocation")
     if section is None:
-        edits.set(root, "revocation", f"{{not_before: {stamp}}}")
+        edits.append(root, "revocation", f"{{not_before: {stamp}}}")
     elif is_null(section):
         edits.replace(section, f"{{not_before: {stamp}}}")
     else:

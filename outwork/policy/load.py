@@ -45,6 +45,7 @@ from outwork.policy.schema import (
     ConfigSpec,
     Duration,
     HealthCheckSpec,
+    IncidentSpec,
     ListenerSpec,
     PassiveHealthSpec,
     RouteSpec,
@@ -367,10 +368,7 @@ class _Loader:
         return when.astimezone(UTC)
 
     def _incident_files(self, spec: ConfigSpec) -> tuple[str, str]:
-        stem = Path(self.source.file).stem
-        state = spec.incident.state or f"{stem}.incident.json"
-        advisory = spec.incident.advisory or f"{stem}.advisory.md"
-        return str((self.base / state).resolve()), str((self.base / advisory).resolve())
+        return incident_files(Path(self.source.file), spec.incident)
 
     def _paths(self, spec: ConfigSpec) -> PathRules:
         paths = spec.paths
@@ -1183,3 +1181,12 @@ def _check_ticket_key_file(file: Path, rotation: float) -> str | None:
             " file must use the same rotation (delete the file to change it)"
         )
     return None
+
+
+def incident_files(config_file: Path, spec: IncidentSpec) -> tuple[str, str]:
+    """`outwork incident`'s state file and advisory: the config's `incident:` paths (relative
+    to its folder), by default `<config name>.incident.json` and `<config name>.advisory.md`."""
+    base = config_file.resolve().parent
+    state = spec.state or f"{config_file.stem}.incident.json"
+    advisory = spec.advisory or f"{config_file.stem}.advisory.md"
+    return str((base / state).resolve()), str((base / advisory).resolve())

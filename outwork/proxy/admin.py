@@ -39,6 +39,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -448,7 +449,8 @@ class AdminProtocol(asyncio.Protocol):
         what = "POST /tickets/rotate"
         not_before = time.time()
         rotated = drop_tickets_before(self.admin.current[0], not_before, time.time())
-        detail: dict[str, Any] = {"listeners": rotated, "not_before": not_before}
+        stamp = datetime.fromtimestamp(not_before, UTC).isoformat(timespec="milliseconds")
+        detail: dict[str, Any] = {"listeners": rotated, "not_before": stamp}
         workers = 1
         run_dir = self.admin.run_dir
         if run_dir is not None:
