@@ -1,0 +1,222 @@
+"""`outwork incident` against a running gateway: new key (in the HSM when the current one is),
+CSR, certificate from the internal CA, installed with no restart; session tickets from before
+not resumed; revocation written into the config; advisory and scan report; a state file that
+`status` reads, that refuses a second start, that a failed step leaves resumable; `--dry-run`
+changes nothing."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from cryptography import x509
+
+from tests.conftest import Backend, Gateway, gateway_config
+from tests.ops.conftest import Token, outwork, refused
+from tests.ops.test_install import (
+    TOKEN_ENV,
+    admin_address,
+    audit_lines,
+    issue_file_cert,
+    run_ok,
+    serial_of,
+)
+
+REASON = "OpenSSL heartbeat over-read on the edge hosts (CVE-2014-0160)"
+
+
+def config_text(
+    backend: Backend, tmp_path: Path, cert: Path, key: str, workers: int = 1, **extra: Any
+) -> str:
+    tls = {
+        "certificates": [{"cert": str(cert), "key": key}],
+        # Shared by the workers, so a session resumes whichever worker takes the connection.
+        "session_tickets": {"key_file": str(tmp_path / "tickets.json")},
+    }
+    config = gateway_config(
+        backend.url,
+        listeners=[{"name": "public", "bind": "127.0.0.1:0", "tls": tls}],
+        admin={"bind": "127.0.0.1:0", "token": "env:OUTWORK_ADMIN_TOKEN"},
+        workers=workers,
+        logging={"security_events": str(tmp_path / "security.jsonl")},
+        **extra,
+    )
+    return "# the operator's config: comments stay\n" + yaml.safe_dump(config, sort_keys=False)
+
+
+def client(tmp_path: Path) -> ssl.SSLContext:
+    """A client trusting the internal CA; its sessions resume only with the same context."""
+    return ssl.create_default_context(cafile=str(tmp_path / "ca" / "ca.pem"))
+
+
+def visit(
+    gateway: Gateway, context: ssl.SSLContext, session: ssl.SSLSession | None = None
+) -> tuple[ssl.SSLSession | None, bool, int]:
+    """One HTTPS request as a client that keeps its TLS session: (the session to offer next
+    time, whether this one resumed, the serial of the certificate served)."""
+    port = urlsplit(gateway.urls["public"]).port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="api.test", session=session) as tls:
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n")
+            answer = b""
+            while chunk := tls.recv(65536):  # the ticket comes after the handshake
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+            der = tls.getpeercert(binary_form=True)
+            assert der is not None
+            return (
+                tls.session,
+                tls.session_reused,
+                x509.load_der_x509_certificate(der).serial_number,
+            )
+
+
+def state_of(config: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(config.with_name("outwork.incident.json").read_text())
+    return data
+
+
+def statuses(state: dict[str, Any]) -> dict[str, str]:
+    return {step["id"]: step["status"] for step in state["steps"]}
+
+
+def test_incident_with_the_internal_ca_on_two_workers_and_an_hsm_key(
+    make_backend: Callable[..., Backend],
+    make_gateway: Callable[..., Gateway],
+    tmp_path: Path,
+    token: Token,
+) -> None:
+    run_ok("ca", "init", "ca", cwd=tmp_path)
+    uri = token.uri("incident-api")
+    run_ok("keys", "generate", "--type", "ec-p256", "--out", uri, cwd=tmp_path, env=token.env)
+    run_ok("certs", "csr", "--key", uri, "--name", "api.test", "--out", "old.csr",
+           cwd=tmp_path, env=token.env)  # fmt: skip
+    run_ok("ca", "issue", "ca", "--csr", "old.csr", "--out", "old.pem", cwd=tmp_path)
+    env = {**TOKEN_ENV, **token.env}
+    text = config_text(make_backend(), tmp_path, tmp_path / "old.pem", uri, workers=2)
+    gateway = make_gateway(text, env=env)
+    old_serial = serial_of(tmp_path / "old.pem")
+    context = client(tmp_path)
+    session, _, served = visit(gateway, context)
+    assert served == old_serial
+    _, reused, _ = visit(gateway, context, session)
+    assert reused  # before the incident, the session resumes (on either worker)
+
+    admin = admin_address(gateway)
+    result = outwork("incident", "start", "-c", str(gateway.config_file), "--reason", REASON,
+                     "--ca", "ca", "--admin", admin, cwd=tmp_path, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "plan" in result.stdout and "9/9" in result.stdout
+
+    state = state_of(gateway.config_file)
+    assert set(statuses(state).values()) == {"done"}
+    assert state["status"] == "open"
+    listener = state["listeners"][0]
+    new_serial = serial_of(Path(listener["cert"]))
+    # Every fresh handshake, whichever worker takes it, gets the new certificate; the session
+    # from before is not resumed (the ticket keys that sealed it are gone from every worker).
+    for _ in range(8):
+        session_after, reused, served = visit(gateway, context, session)
+        assert (reused, served) == (False, new_serial)
+    # New sessions resume again, under the new keys.
+    assert visit(gateway, context, session_after)[1]
+    # The new key is in the HSM, on the same token, under a label of its own.
+    entry = yaml.safe_load(gateway.config_file.read_text())["listeners"][0]["tls"]
+    new_key = entry["certificates"][0]["key"]
+    assert new_key.startswith("pkcs11:token=ops;object=incident-api-incident-")
+    assert token.attributes(listener["new_key"].split("object=")[1].split("?")[0])["SENSITIVE"]
+    # The advisory names the listener, its host name, the new fingerprint and the scan.
+    advisory = Path(state["advisory"]).read_text()
+    assert REASON in advisory and "| public | api.test |" in advisory
+    assert listener["fingerprint"] in advisory and "served now" in advisory
+    assert "upstream backend" in advisory
+    report = json.loads(Path(state["scan_report"]).read_text())
+    assert [t["source"] for t in report["targets"]] == ["upstream backend"]
+    # The state file: private; `status` shows it done.
+    assert (
+        stat.S_IMODE(gateway.config_file.with_name("outwork.incident.json").stat().st_mode) == 0o600
+    )
+    shown = outwork("incident", "status", "-c", str(gateway.config_file), cwd=tmp_path, env=env)
+    assert shown.returncode == 0 and "9 of 9 steps done" in shown.stdout
+    # The changes went through the admin API: audited; ticket keys dropped by both workers.
+    assert [a["detail"]["what"] for a in audit_lines(tmp_path)] == [
+        "POST /certificates",
+        "POST /tickets/rotate",
+    ]
+    assert "ticket keys rotated" in gateway.stderr()
+    # A second start while this one is open is refused with one line, exit 1.
+    again = outwork("incident", "start", "-c", str(gateway.config_file), "--reason", "again",
+                    "--ca", "ca", cwd=tmp_path, env=env)  # fmt: skip
+    assert again.returncode == 1 and len(again.stderr.strip().splitlines()) == 1
+    assert "is open" in again.stderr and again.stdout == ""
+
+    # A restart keeps everything: the new certificate, the old session refused, the state.
+    gateway.stop()
+    restarted = make_gateway(gateway.config_file.read_text(), env=env)
+    _, reused, served = visit(restarted, context, session)
+    assert (reused, served) == (False, new_serial)
+    assert state_of(gateway.config_file) == state
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(tmp_path: Path) -> None:
+    cert, key = issue_file_cert(tmp_path, "old")
+    config = tmp_path / "outwork.yaml"
+    config.write_text(_offline_config(tmp_path, cert, key))
+    before = _snapshot(tmp_path)
+    result = outwork("incident", "start", "-c", str(config), "--reason", REASON, "--ca", "ca",
+                     "--dry-run", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "dry run: nothing changed" in result.stdout
+    for step in ("public: new ec-p256 key", "CSR", "certificate", "install", "session tickets",
+                 "credentials", "SIGHUP", "scan", "advisory"):  # fmt: skip
+        assert step in result.stdout, step
+    assert _snapshot(tmp_path) == before
+
+
+def _offline_config(tmp_path: Path, cert: Path, key: Path) -> str:
+    config = gateway_config(
+        "http://127.0.0.1:9",
+        listeners=[
+            {
+                "name": "public",
+                "bind": "127.0.0.1:0",
+                "tls": {"certificates": [{"cert": str(cert), "key": str(key)}]},
+            },
+            {"name": "plain", "bind": "127.0.0.1:0"},
+        ],
+    )
+    return yaml.safe_dump(config)
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mode)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_bad_input_is_refused_with_one_line_and_changes_nothing(tmp_path: Path) -> None:
+    cert, key = issue_file_cert(tmp_path, "old")
+    config = tmp_path / "outwork.yaml"
+    config.write_text(_offline_config(tmp_path, cert, key))
+    before = _snapshot(tmp_path)
+    cases = {
+        "no such listener": ["--listener", "nope"],
+        "has no TLS": ["--listener", "plain"],
+        "not an RFC 3339 time": ["--at", "yesterday"],
+        "in the future": ["--at", "2999-01-01T00:00:00Z"],
+        "no internal CA": ["--ca", "missing-ca"],
+    }
+    for expected, args in cases.items():
+        result = outwork("incident", "start", "-c", str(config), "--reason", REASON, *args,
+                         cwd=tmp_path)  # fmt: skip
+        assert expected in refused(result), expected
+        assert _snapshot(tmp_path) == before, expected
