@@ -71,11 +71,8 @@ def visit(
             assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
             der = tls.getpeercert(binary_form=True)
             assert der is not None
-            return (
-                tls.session,
-                tls.session_reused,
-                x509.load_der_x509_certificate(der).serial_number,
-            )
+            serial = x509.load_der_x509_certificate(der).serial_number
+            return tls.session, bool(tls.session_reused), serial
 
 
 def state_of(config: Path) -> dict[str, Any]:
