@@ -225,7 +225,8 @@ def _open_state(config_path: str) -> tuple[Path, IncidentState]:
 
 @incident.command()
 @CONFIG_OPTION
-def resume(config_path: str) -> None:
+@ADMIN_OPTION
+def resume(config_path: str, admin: str | None) -> None:
     """Go on with an open incident from its first step not done (after a crash or a fix)."""
     from outwork.ops.incident_state import locked
 
@@ -234,6 +235,8 @@ def resume(config_path: str) -> None:
         path = _state_path(config_path)
         with locked(path):
             path, state = _open_state(config_path)
+            if admin is not None:
+                state.admin = admin
             _run(console, path, state)
     except OpsError as exc:
         _refused(exc)

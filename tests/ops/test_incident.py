@@ -217,3 +217,102 @@ def test_bad_input_is_refused_with_one_line_and_changes_nothing(tmp_path: Path) 
                          cwd=tmp_path)  # fmt: skip
         assert expected in refused(result), expected
         assert _snapshot(tmp_path) == before, expected
+
+
+def test_without_a_ca_the_install_waits_for_incident_install(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    cert, key = issue_file_cert(tmp_path, "old")
+    gateway = make_gateway(config_text(make_backend(), tmp_path, cert, str(key)), env=TOKEN_ENV)
+    config = str(gateway.config_file)
+    admin = admin_address(gateway)
+    result = outwork("incident", "start", "-c", config, "--reason", REASON, "--admin", admin,
+                     cwd=tmp_path, env=TOKEN_ENV)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = state_of(gateway.config_file)
+    assert statuses(state) == {
+        "key:public": "done",
+        "csr:public": "done",
+        "install:public": "waiting",
+        "tickets": "done",
+        "revocation": "done",
+        "reload": "done",
+        "scan": "done",
+        "advisory": "done",
+    }
+    shown = outwork("incident", "status", "-c", config, cwd=tmp_path)
+    assert "waiting" in shown.stdout and "incident install" in shown.stdout
+    listener = state["listeners"][0]
+    new_key = Path(listener["new_key"])
+    assert new_key.parent == key.parent and stat.S_IMODE(new_key.stat().st_mode) == 0o600
+    assert "pending" in Path(state["advisory"]).read_text()
+    context = client(tmp_path)
+    assert visit(gateway, context)[2] == serial_of(cert)  # still the old certificate
+
+    # A certificate for another key is refused, and changes nothing.
+    line = refused(outwork("incident", "install", "-c", config, str(cert), "--admin", admin,
+                           cwd=tmp_path, env=TOKEN_ENV))  # fmt: skip
+    assert "not for any new key" in line
+    # The CA's answer to the incident's CSR goes in.
+    run_ok("ca", "issue", "ca", "--csr", listener["csr"], "--out", "issued.pem", cwd=tmp_path)
+    result = outwork("incident", "install", "-c", config, "issued.pem", "--admin", admin,
+                     cwd=tmp_path, env=TOKEN_ENV)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert visit(gateway, context)[2] == serial_of(tmp_path / "issued.pem")
+    state = state_of(gateway.config_file)
+    assert set(statuses(state).values()) == {"done"}
+    assert "served now" in Path(state["advisory"]).read_text()
+    # The revocation is in the config, the rest of it as it was.
+    text = gateway.config_file.read_text()
+    assert text.startswith("# the operator's config: comments stay\n")
+    assert yaml.safe_load(text)["revocation"] == {"not_before": state["at"]}
+
+    # Closed, it makes room for the next incident; its state is kept aside.
+    closed = outwork("incident", "close", "-c", config, cwd=tmp_path)
+    assert closed.returncode == 0 and "closed" in closed.stdout
+    assert state_of(gateway.config_file)["status"] == "closed"
+    assert outwork("incident", "close", "-c", config, cwd=tmp_path).returncode == 1
+    result = outwork("incident", "start", "-c", config, "--reason", "the next one", "--ca", "ca",
+                     "--admin", admin, cwd=tmp_path, env=TOKEN_ENV)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    archived = json.loads((tmp_path / f"outwork.incident.{state['id']}.json").read_text())
+    assert archived["reason"] == REASON and archived["status"] == "closed"
+    assert state_of(gateway.config_file)["reason"] == "the next one"
+
+
+def test_a_failed_step_is_recorded_and_resume_goes_on_from_it(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    cert, key = issue_file_cert(tmp_path, "old")
+    gateway = make_gateway(config_text(make_backend(), tmp_path, cert, str(key)), env=TOKEN_ENV)
+    config = str(gateway.config_file)
+    before = gateway.config_file.read_bytes()
+    result = outwork("incident", "start", "-c", config, "--reason", REASON, "--ca", "ca",
+                     "--admin", "127.0.0.1:1", cwd=tmp_path, env=TOKEN_ENV)  # fmt: skip
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "install:public failed" in lines[0] and "resume" in lines[0]
+    assert statuses(state_of(gateway.config_file)) == {
+        "key:public": "done",
+        "csr:public": "done",
+        "cert:public": "done",
+        "install:public": "failed",
+        "tickets": "pending",
+        "revocation": "pending",
+        "reload": "pending",
+        "scan": "pending",
+        "advisory": "pending",
+    }
+    assert gateway.config_file.read_bytes() == before
+    shown = outwork("incident", "status", "-c", config, cwd=tmp_path)
+    assert "failed" in shown.stdout and "unreachable" in shown.stdout
+    key_file = Path(state_of(gateway.config_file)["listeners"][0]["new_key"])
+    made = key_file.read_bytes()
+
+    resumed = outwork("incident", "resume", "-c", config, "--admin", admin_address(gateway),
+                      cwd=tmp_path, env=TOKEN_ENV)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    state = state_of(gateway.config_file)
+    assert set(statuses(state).values()) == {"done"}
+    assert key_file.read_bytes() == made  # the key made before the failure is the one used
+    assert visit(gateway, client(tmp_path))[2] == serial_of(Path(state["listeners"][0]["cert"]))
