@@ -10,6 +10,8 @@ import json
 import socket
 import ssl
 import stat
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -316,3 +318,37 @@ def test_a_failed_step_is_recorded_and_resume_goes_on_from_it(
     assert set(statuses(state).values()) == {"done"}
     assert key_file.read_bytes() == made  # the key made before the failure is the one used
     assert visit(gateway, client(tmp_path))[2] == serial_of(Path(state["listeners"][0]["cert"]))
+
+
+def rotate(gateway: Gateway, token: str | None) -> tuple[int, str]:
+    assert gateway.admin_url is not None
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(
+        gateway.admin_url + "/tickets/rotate", data=b"{}", headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_ticket_rotation_through_the_admin_api_needs_the_token_and_is_audited(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    cert, key = issue_file_cert(tmp_path, "old")
+    gateway = make_gateway(config_text(make_backend(), tmp_path, cert, str(key)), env=TOKEN_ENV)
+    context = client(tmp_path)
+    session = visit(gateway, context)[0]
+    assert rotate(gateway, None)[0] == 401
+    assert rotate(gateway, "a-wrong-token-but-long-enough")[0] == 401
+    assert visit(gateway, context, session)[1]  # refused requests changed nothing
+    status, body = rotate(gateway, TOKEN_ENV["OUTWORK_ADMIN_TOKEN"])
+    assert status == 200 and json.loads(body)["listeners"] == ["public"]
+    assert not visit(gateway, context, session)[1]
+    audit = audit_lines(tmp_path)
+    assert [(a["detail"]["what"], a["detail"]["result"]) for a in audit] == [
+        ("POST /tickets/rotate", "unauthorized"),
+        ("POST /tickets/rotate", "unauthorized"),
+        ("POST /tickets/rotate", "ok"),
+    ]
