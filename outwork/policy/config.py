@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING
 
@@ -142,6 +141,8 @@ class GatewayConfig:
     admin: Address | None
     limits: Limits
     workers: int = 1  # processes; 1: no supervisor
+    incident_state: str = ""  # `outwork incident`'s state file (absolute)
+    incident_advisory: str = ""  # and its advisory (absolute)
     # Accepted but dangerous settings (`file:line: path: warning: ...`), printed by check/serve.
     warnings: tuple[str, ...] = ()
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
@@ -154,7 +155,3 @@ class GatewayConfig:
     admin_token_ref: str | None = None  # where it comes from (env:NAME, file:PATH): for the CLI
     paths: PathRules = STRICT  # request path normalisation (routing and forwarding)
     scan: ScanConfig = ScanConfig()
-    # `revocation.not_before`: credentials issued before it are refused; None: no such time.
-    revocation_not_before: datetime | None = None
-    incident_state: str = ""  # `outwork incident`'s state file (absolute)
-    incident_advisory: str = ""  # and its advisory (absolute)

@@ -13,7 +13,6 @@ import re
 import stat
 import warnings
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -307,12 +306,11 @@ class _Loader:
             admin_hosts = self._admin_hosts(spec.admin.allowed_hosts)
             admin_token = self._admin_token(spec.admin.token)
         http2 = self._http2(spec)
+        incident_state, incident_advisory = incident_files(Path(self.source.file), spec.incident)
         self._paused_cap_below_pools(spec, upstreams)
         scan_timeout = self._duration(("scan", "timeout"), spec.scan.timeout, 120)
         if scan_timeout is not None and scan_timeout < 0.1:
             self.error(("scan", "timeout"), f"{spec.scan.timeout!r} is below the minimum 0.1s")
-        not_before = self._instant(("revocation", "not_before"), spec.revocation.not_before)
-        incident_state, incident_advisory = self._incident_files(spec)
         if self.problems:
             raise ConfigError(self.problems)
         lim = spec.limits
@@ -339,6 +337,8 @@ class _Loader:
             admin=admin,
             limits=limits,
             workers=spec.workers,
+            incident_state=incident_state,
+            incident_advisory=incident_advisory,
             warnings=tuple(w.format() for w in self.warnings),
             trusted_proxies=trusted_proxies,
             http2=http2,
@@ -349,26 +349,7 @@ class _Loader:
             admin_token_ref=admin_spec.token,
             paths=paths,
             scan=ScanConfig(spec.scan.concurrency, scan_timeout or 5.0),
-            revocation_not_before=not_before,
-            incident_state=incident_state,
-            incident_advisory=incident_advisory,
         )
-
-    def _instant(self, path: KeyPath, text: str | None) -> datetime | None:
-        """An RFC 3339 time with its offset (`2026-12-06T22:00:00Z`)."""
-        if text is None:
-            return None
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            when = None
-        if when is None or when.tzinfo is None or "T" not in text.upper():
-            self.error(path, f"{text!r} is not an RFC 3339 time (2026-12-06T22:00:00Z)")
-            return None
-        return when.astimezone(UTC)
-
-    def _incident_files(self, spec: ConfigSpec) -> tuple[str, str]:
-        return incident_files(Path(self.source.file), spec.incident)
 
     def _paths(self, spec: ConfigSpec) -> PathRules:
         paths = spec.paths

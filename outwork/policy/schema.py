@@ -271,6 +271,13 @@ class PathsSpec(_Spec):
     case_sensitive: bool = False
 
 
+class IncidentSpec(_Spec):
+    """`outwork incident`: its state file and advisory (relative: to the config's folder)."""
+
+    state: NonEmptyStr | None = None  # default: <config name>.incident.json
+    advisory: NonEmptyStr | None = None  # default: <config name>.advisory.md
+
+
 class ScanSpec(_Spec):
     """`outwork scan -c` over the upstreams; its --concurrency and --timeout override these."""
 
@@ -279,16 +286,9 @@ class ScanSpec(_Spec):
 
 
 class RevocationSpec(_Spec):
-    """Credentials issued before `not_before` (RFC 3339) are refused (the authenticate step)."""
+    """Every credential issued before `not_before` (RFC 3339) is refused (`outwork incident`)."""
 
     not_before: NonEmptyStr | None = None
-
-
-class IncidentSpec(_Spec):
-    """`outwork incident`: its state file and advisory (relative: to the config's folder)."""
-
-    state: NonEmptyStr | None = None  # default: <config name>.incident.json
-    advisory: NonEmptyStr | None = None  # default: <config name>.advisory.md
 
 
 class ConfigSpec(_Spec):
@@ -305,15 +305,15 @@ class ConfigSpec(_Spec):
     )
     pkcs11: Pkcs11Spec = msgspec.field(default_factory=Pkcs11Spec)
     http2: Http2Spec = msgspec.field(default_factory=Http2Spec)
+    incident: IncidentSpec = msgspec.field(default_factory=IncidentSpec)
     paths: PathsSpec = msgspec.field(default_factory=PathsSpec)
     scan: ScanSpec = msgspec.field(default_factory=ScanSpec)
-    revocation: RevocationSpec = msgspec.field(default_factory=RevocationSpec)
-    incident: IncidentSpec = msgspec.field(default_factory=IncidentSpec)
     # Named policies: {name: {<filter type>: {...}, ...}}, each value checked by its filter
     # type's own schema (outwork/filters); routes name them in `policies`.
     policies: dict[NonEmptyStr, dict[str, Any]] = msgspec.field(default_factory=dict)
     default_policies: Annotated[list[NonEmptyStr], Meta(max_length=MAX_ROUTE_POLICIES)] = (
         msgspec.field(default_factory=list)
     )
+    revocation: RevocationSpec = msgspec.field(default_factory=RevocationSpec)
     # Worker processes sharing the listener ports (SO_REUSEPORT); 1: a single process.
     workers: Annotated[int, Meta(ge=1, le=MAX_WORKERS)] = 1

@@ -16,7 +16,6 @@ from outwork.ops import OpsError
 from outwork.ops.config_edit import Edits, compose
 from outwork.ops.revocation import revoke
 from outwork.policy.load import load_config
-from outwork.policy.source import ConfigError
 from tests.conftest import gateway_config
 
 INCIDENT = datetime(2026, 12, 6, 22, 0, tzinfo=UTC)
@@ -115,26 +114,15 @@ def test_edits_keep_the_style_of_each_mapping() -> None:
     assert result == "a: {new: true, x: 1}\nb:\n  - new: true\n    y: 2\n    z: 3\nc: {new: true}\n"
 
 
-def test_the_config_takes_a_revocation_time_and_incident_files(tmp_path: Path) -> None:
+def test_the_config_names_the_incident_files(tmp_path: Path) -> None:
     config = gateway_config("http://127.0.0.1:9")
     path = tmp_path / "gw.yaml"
-    path.write_text(
-        yaml.safe_dump({**config, "revocation": {"not_before": "2026-12-06T23:00:00+01:00"}})
-    )
+    path.write_text(yaml.safe_dump(config))
     loaded = load_config(path)
-    assert loaded.revocation_not_before == INCIDENT
     assert loaded.incident_state == str(tmp_path / "gw.incident.json")
     assert loaded.incident_advisory == str(tmp_path / "gw.advisory.md")
-    path.write_text(
-        yaml.safe_dump({**config, "incident": {"state": "s/x.json", "advisory": "/a.md"}})
-    )
+    files = {"state": "s/x.json", "advisory": "/a.md"}
+    path.write_text(yaml.safe_dump({**config, "incident": files}))
     loaded = load_config(path)
-    assert (loaded.incident_state, loaded.incident_advisory) == (
-        str(tmp_path / "s/x.json"),
-        "/a.md",
-    )
-    for bad in ("2026-12-06", "yesterday", "2026-12-06T22:00:00"):  # no time, no offset
-        path.write_text(yaml.safe_dump({**config, "revocation": {"not_before": bad}}))
-        with pytest.raises(ConfigError) as caught:
-            load_config(path)
-        assert "RFC 3339" in caught.value.problems[0].message
+    assert loaded.incident_state == str(tmp_path / "s/x.json")
+    assert loaded.incident_advisory == "/a.md"
