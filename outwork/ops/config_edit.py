@@ -108,7 +108,8 @@ class Edits:
             return
         end = len(self.text)
         newline = "" if self.text.endswith("\n") else "\n"
-        self.spans.append((end, end, f"{newline}{key}: {value}\n"))
+        indent = " " * root.value[0][0].start_mark.column if root.value else ""
+        self.spans.append((end, end, f"{newline}{indent}{key}: {value}\n"))
 
     def result(self) -> str:
         text = self.text

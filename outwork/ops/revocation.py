@@ -104,4 +104,10 @@ def revoke(text: str, not_before: datetime) -> tuple[str, Revoked]:
         if scalar(get(user, "must_change_password")) not in _TRUE:
             edits.set(user, "must_change_password", "true")
         revoked.users.append(name)
-    return edits.result(), revoked
+    text = edits.result()
+    # The edits follow the layout of the file; one they cannot follow (explicit `?` keys, odd
+    # indentation) must not go unnoticed: the result is read back before anything uses it.
+    written = scalar(get(get(compose(text), "revocation"), "not_before"))
+    if written != rfc3339(not_before):
+        raise OpsError("cannot write revocation.not_before into this file's layout: set it by hand")
+    return text, revoked
