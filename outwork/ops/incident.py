@@ -36,9 +36,8 @@ from outwork.ops.incident_state import (
     now_text,
     save_state,
 )
+from outwork.ops.inventory import MAX_CERT_FILE
 from outwork.ops.revocation import parse_rfc3339
-
-MAX_CERT_FILE = 1024 * 1024
 
 
 def _passphrase(plan: ListenerPlan, config: Path) -> bytes | None:
@@ -76,9 +75,11 @@ class Incident:
     def save(self) -> None:
         save_state(self.path, self.state)
 
-    def run(self) -> Step | None:
-        """Every step left, in order; the step that failed (the rest wait), or None."""
+    def run(self, before: Callable[[Step], None] = lambda step: None) -> Step | None:
+        """Every step left, in order (`before` is told each one as it starts; `on_step` as it
+        ends); the step that failed (the rest wait), or None."""
         for step in self.state.left():
+            before(step)
             if not self.run_step(step):
                 return step
         return None

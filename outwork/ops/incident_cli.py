@@ -93,9 +93,6 @@ def _run(console: Console, path: Path, state: IncidentState) -> None:
 
     from outwork.ops.incident import Incident, waiting
 
-    incident = Incident(path, state)
-    left = state.left()
-    failed: Step | None = None
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -103,18 +100,17 @@ def _run(console: Console, path: Path, state: IncidentState) -> None:
         MofNCompleteColumn(),
         console=console,
     ) as progress:
-        task = progress.add_task("incident", total=len(left))
-        for step in left:
-            progress.update(task, description=step.title)
-            ok = incident.run_step(step)
+        task = progress.add_task("incident", total=len(state.left()))
+
+        def ended(step: Step) -> None:
             style = STYLE.get(step.status, "")
-            progress.console.print(
-                f"[{style}]{MARK.get(step.status, '?')}[/] {step.title}: {step.detail}"
-            )
+            mark = MARK.get(step.status, "?")
+            progress.console.print(f"[{style}]{mark}[/] {step.title}: {step.detail}")
             progress.advance(task)
-            if not ok:
-                failed = step
-                break
+
+        failed = Incident(path, state, ended).run(
+            lambda step: progress.update(task, description=step.title)
+        )
     if failed is not None:
         _stop(
             f"step {failed.id} failed: {failed.detail}; the state is kept:"
