@@ -35,10 +35,17 @@ REASON = "OpenSSL heartbeat over-read on the edge hosts (CVE-2014-0160)"
 
 
 def config_text(
-    backend: Backend, tmp_path: Path, cert: Path, key: str, workers: int = 1, **extra: Any
+    backend: Backend,
+    tmp_path: Path,
+    cert: Path,
+    key: str,
+    workers: int = 1,
+    passphrase: str | None = None,
+    **extra: Any,
 ) -> str:
+    entry = {"cert": str(cert), "key": key, **({"passphrase": passphrase} if passphrase else {})}
     tls = {
-        "certificates": [{"cert": str(cert), "key": key}],
+        "certificates": [entry],
         # Shared by the workers, so a session resumes whichever worker takes the connection.
         "session_tickets": {"key_file": str(tmp_path / "tickets.json")},
     }
@@ -285,12 +292,21 @@ def test_without_a_ca_the_install_waits_for_incident_install(
 def test_a_failed_step_is_recorded_and_resume_goes_on_from_it(
     make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], tmp_path: Path
 ) -> None:
-    cert, key = issue_file_cert(tmp_path, "old")
-    gateway = make_gateway(config_text(make_backend(), tmp_path, cert, str(key)), env=TOKEN_ENV)
+    # An encrypted key file: the new key gets the same passphrase, the entry keeps it.
+    env = {**TOKEN_ENV, "KEY_PASSPHRASE": "a passphrase for the key file"}
+    run_ok("ca", "init", "ca", cwd=tmp_path)
+    run_ok("keys", "generate", "--type", "rsa-2048", "--out", "old.key", "--passphrase",
+           "env:KEY_PASSPHRASE", cwd=tmp_path, env=env)  # fmt: skip
+    run_ok("certs", "csr", "--key", "old.key", "--passphrase", "env:KEY_PASSPHRASE", "--name",
+           "api.test", "--out", "old.csr", cwd=tmp_path, env=env)  # fmt: skip
+    run_ok("ca", "issue", "ca", "--csr", "old.csr", "--out", "old.pem", cwd=tmp_path)
+    text = config_text(make_backend(), tmp_path, tmp_path / "old.pem", str(tmp_path / "old.key"),
+                       passphrase="env:KEY_PASSPHRASE")  # fmt: skip
+    gateway = make_gateway(text, env=env)
     config = str(gateway.config_file)
     before = gateway.config_file.read_bytes()
     result = outwork("incident", "start", "-c", config, "--reason", REASON, "--ca", "ca",
-                     "--admin", "127.0.0.1:1", cwd=tmp_path, env=TOKEN_ENV)  # fmt: skip
+                     "--admin", "127.0.0.1:1", cwd=tmp_path, env=env)  # fmt: skip
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "install:public failed" in lines[0] and "resume" in lines[0]
@@ -310,14 +326,21 @@ def test_a_failed_step_is_recorded_and_resume_goes_on_from_it(
     assert "failed" in shown.stdout and "unreachable" in shown.stdout
     key_file = Path(state_of(gateway.config_file)["listeners"][0]["new_key"])
     made = key_file.read_bytes()
+    assert made.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
 
     resumed = outwork("incident", "resume", "-c", config, "--admin", admin_address(gateway),
-                      cwd=tmp_path, env=TOKEN_ENV)  # fmt: skip
+                      cwd=tmp_path, env=env)  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     state = state_of(gateway.config_file)
     assert set(statuses(state).values()) == {"done"}
     assert key_file.read_bytes() == made  # the key made before the failure is the one used
     assert visit(gateway, client(tmp_path))[2] == serial_of(Path(state["listeners"][0]["cert"]))
+    entry = yaml.safe_load(gateway.config_file.read_text())["listeners"][0]["tls"]
+    assert entry["certificates"][0] == {
+        "cert": state["listeners"][0]["cert"],
+        "key": str(key_file),
+        "passphrase": "env:KEY_PASSPHRASE",
+    }
 
 
 def rotate(gateway: Gateway, token: str | None) -> tuple[int, str]:
