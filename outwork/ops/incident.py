@@ -16,6 +16,7 @@ import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
@@ -39,6 +40,9 @@ from outwork.ops.incident_state import (
 from outwork.ops.inventory import MAX_CERT_FILE
 from outwork.ops.revocation import parse_rfc3339
 
+if TYPE_CHECKING:  # the config modules load when a step needs them
+    from outwork.policy.config import GatewayConfig
+
 
 def _passphrase(plan: ListenerPlan, config: Path) -> bytes | None:
     from outwork.keys.secret import SecretError, parse_secret_ref, read_secret
@@ -51,7 +55,7 @@ def _passphrase(plan: ListenerPlan, config: Path) -> bytes | None:
         raise OpsError(f"listener {plan.name}: passphrase: {exc}") from None
 
 
-def _loaded(config: Path) -> object:
+def _loaded(config: Path) -> GatewayConfig:
     from outwork.policy.load import load_config
     from outwork.policy.source import ConfigError
 
@@ -169,10 +173,8 @@ class Incident:
 
     def _tickets(self) -> str:
         from outwork.ops.install import admin_post
-        from outwork.policy.config import GatewayConfig
 
         config = _loaded(self.config)
-        assert isinstance(config, GatewayConfig)
         result = admin_post(config, self.state.admin, "/tickets/rotate", {})
         self.state.tickets_listeners = list(result.get("listeners", []))
         listeners = ", ".join(self.state.tickets_listeners) or "none issue tickets"
@@ -205,12 +207,10 @@ class Incident:
         return self.state.reload
 
     def _scan(self) -> str:
-        from outwork.policy.config import GatewayConfig
         from outwork.scan.report import summary, write_json
         from outwork.scan.runner import config_targets, dedupe, scan_targets
 
         config = _loaded(self.config)
-        assert isinstance(config, GatewayConfig)
         targets = dedupe(config_targets(config))
         results = scan_targets(targets, config.scan.concurrency, config.scan.timeout)
         write_json(results, Path(self.state.scan_report), datetime.now(UTC))

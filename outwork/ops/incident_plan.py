@@ -176,6 +176,14 @@ def make_plan(
         raise OpsError("no TLS listener in the config: no key to replace")
     incident_id = now.strftime("%Y%m%dT%H%M%SZ")
     listeners = [_listener_plan(n, e, base, incident_id) for n, e in chosen]
+    # Listeners that share a certificate share the new key, but each gets its own CSR and
+    # certificate file: one issued for the next must not replace one already installed.
+    seen: set[str] = set()
+    for number, li in enumerate(listeners, 1):
+        if li.cert in seen:
+            li.csr, li.cert = (f"{p.removesuffix(x)}-{number}{x}" for p, x in
+                               ((li.csr, ".csr"), (li.cert, ".pem")))  # fmt: skip
+        seen.add(li.cert)
     _, default_advisory = incident_files(config_path, spec.incident)
     advisory_path = (advisory or Path(default_advisory)).resolve()
     report = advisory_path.with_name(advisory_path.stem + ".scan.json")

@@ -183,6 +183,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(tmp_path: Path) -> None:
     for step in ("public: new ec-p256 key", "CSR", "certificate", "install", "session tickets",
                  "credentials", "SIGHUP", "scan", "advisory"):  # fmt: skip
         assert step in result.stdout, step
+    assert "internal: CSR" in result.stdout and ".csr for" in result.stdout
+    assert "-2.csr" in result.stdout  # not the file of the first listener's CSR
     assert _snapshot(tmp_path) == before
 
 
@@ -196,6 +198,11 @@ def _offline_config(tmp_path: Path, cert: Path, key: Path) -> str:
                 "tls": {"certificates": [{"cert": str(cert), "key": str(key)}]},
             },
             {"name": "plain", "bind": "127.0.0.1:0"},
+            {
+                "name": "internal",  # the same certificate: the same new key, its own CSR
+                "bind": "127.0.0.1:0",
+                "tls": {"certificates": [{"cert": str(cert), "key": str(key)}]},
+            },
         ],
     )
     return yaml.safe_dump(config)
