@@ -104,15 +104,25 @@ class Backend:
 
 
 class Gateway:
-    def __init__(self, config_file: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, config_file: Path, env: dict[str, str] | None = None, preload: str | None = None
+    ) -> None:
         self.config_file = config_file
         self.log_file = config_file.with_suffix(".stderr")
+        command = [sys.executable, "-m", "outwork"]
+        env = {**os.environ, **(env or {})}
+        if preload is not None:
+            # A test module whose `register()` adds test-only filter types to the registry
+            # before the config is read (e.g. tests/proxy/wire_filters.py).
+            code = f"import {preload} as m; m.register(); from outwork.cli import main; main()"
+            command = [sys.executable, "-c", code]
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         with open(self.log_file, "w") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "outwork", "serve", "-c", str(config_file)],
+                [*command, "serve", "-c", str(config_file)],
                 stderr=log,
                 stdout=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})},
+                env=env,
             )
         self.urls: dict[str, str] = {}
         self.admin_url: str | None = None
@@ -214,10 +224,11 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
         config: dict[str, Any] | str,
         name: str = "outwork.yaml",
         env: dict[str, str] | None = None,
+        preload: str | None = None,
     ) -> Gateway:
         path = tmp_path / name
         path.write_text(config if isinstance(config, str) else yaml.safe_dump(config))
-        gateway = Gateway(path, env)
+        gateway = Gateway(path, env, preload)
         started.append(gateway)
         return gateway
 

@@ -3,7 +3,9 @@
 `ChainRun` is what a `Stop` parks in: the filter that stopped is handed a `resume` callback,
 and calling it with `CONTINUE` runs the rest of the chain, with a `Reply` answers. A filter
 that raises is never the client's business: the run ends in a 500 counted as
-`Refusal.FILTER_ERROR` (the exception goes to stderr for the operator).
+`Refusal.FILTER_ERROR` (the exception goes to stderr for the operator). A run the exchange
+gave up on (the client went away, or the filter took too long) is `abandon`ed: a resume after
+that does nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from outwork.http.messages import ResponseHead
 from outwork.observe.refusals import Refusal
 
 FILTER_FAILED = Reply(500, Refusal.FILTER_ERROR)
+
+ABANDONED = -2  # `ChainRun.parked` once the exchange stopped waiting for the filter
 
 # One hook applied to one filter, the resume callback given: e.g.
 # `lambda f, resume: f.on_request_head(head, resume)`.
@@ -63,8 +67,14 @@ class ChainRun:
             return FILTER_FAILED
         return verdict
 
+    def abandon(self) -> None:
+        """The exchange waits no more (gone, or answered): a later resume does nothing."""
+        self.parked = ABANDONED
+
     def _resume(self, index: int, verdict: Verdict) -> None:
         if self.parked != index:
+            if self.parked == ABANDONED:
+                return  # too late: the exchange was answered or cancelled meanwhile
             raise RuntimeError("resume called by a filter that is not waiting")
         self.parked = -1
         if isinstance(verdict, Reply):

@@ -1,7 +1,7 @@
 """The access log: one JSON object per answered request, one line each.
 
     {"time":"2026-11-29T07:30:00.123Z","request_id":"5f0c2a9e41d7-1a","client":"127.0.0.1:50522",
-     "listener":"public","proto":"http/1.1","tls_ms":1.875,"method":"GET","path":"/","route":"api","status":200,
+     "listener":"public","proto":"http/1.1","tls_ms":1.875,"method":"GET","path":"/","route":"api","identity":null,"status":200,
      "bytes_sent":123,"upstream":"127.0.0.1:9000","upstream_ms":0.912,"duration_ms":1.234,
      "tls":{"version":"1.3",...}}
 
@@ -143,12 +143,14 @@ class AccessLog:
             route_json = _json(route)
             if len(self._routes) < MAX_ROUTE_NAMES:
                 self._routes[route] = route_json
+        identity = ex.identity  # set by an `authenticate` filter
+        who = b"null" if identity is None else _json(f"{identity.kind}:{identity.subject}")
         started = ex.started
         upstream_at = ex.upstream_at
         upstream_ms = b"%.3f" % ((upstream_at - started) * 1000) if upstream_at else b"null"
         line = (
-            b'{"time":"%s.%03dZ","request_id":%s%s,"method":%s,"path":%s,"route":%s,"status":%d,'
-            b'"bytes_sent":%d,"upstream":%s,"upstream_ms":%s,"duration_ms":%.3f,"tls":%s}\n'
+            b'{"time":"%s.%03dZ","request_id":%s%s,"method":%s,"path":%s,"route":%s,"identity":%s,'
+            b'"status":%d,"bytes_sent":%d,"upstream":%s,"upstream_ms":%s,"duration_ms":%.3f,"tls":%s}\n'
             % (
                 self._second_text,
                 int((now - second) * 1000),
@@ -157,6 +159,7 @@ class AccessLog:
                 method,
                 path,
                 route_json,
+                who,
                 ex.status,
                 ex.bytes_sent,
                 ex.target,

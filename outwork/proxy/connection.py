@@ -19,13 +19,12 @@ from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.http.reader import RequestReader
 from outwork.observe.refusals import Refusal, for_status
 from outwork.policy.config import ListenerConfig, RouteConfig
-from outwork.proxy import access_log
+from outwork.proxy import access_log, pipeline
 from outwork.proxy.exchange import BODY_BEFORE_UPSTREAM, Exchange
 from outwork.proxy.forwarding import Forwarding, forwarded_node, is_trusted
 from outwork.proxy.h2 import H2Session
-from outwork.proxy.local_reply import exchange_done, local_reply
+from outwork.proxy.local_reply import LocalReply, exchange_done, local_reply
 from outwork.proxy.paused import OVER_CAP_GRACE, paused_by_address
-from outwork.proxy.router import head_host
 from outwork.tls import events as ev
 
 if TYPE_CHECKING:
@@ -411,15 +410,9 @@ class ClientProtocol(asyncio.Protocol):
             return
         route = self._route
         self._route = None
-        if route is None:
-            ex = Exchange(self, head, None, 405 if self._allowed(head) else 404)
-        else:
-            ex = Exchange(self, head, state.pools[route.upstream])
-            ex.route = route.name
-            ex.filters = route.filters
+        ex = pipeline.routed(self, head, route, state)
         if self._requests == last:
             ex.keep_alive = False  # its response says `Connection: close`
-        ex.request_id = self.forwarding.stamp(head, state.request_ids)
         self._reading = ex
         if head.upgrade:
             self._tunnel_requested(ex)
@@ -437,6 +430,12 @@ class ClientProtocol(asyncio.Protocol):
         ex = self._reading
         if ex is None or ex.discard_body or ex.error_status:
             return
+        if ex.body_filter is not None:
+            ex.body_filter.feed(data)  # delivered once the route's body filters let it pass
+            return
+        self.deliver_body(ex, data)
+
+    def deliver_body(self, ex: Exchange, data: bytes) -> None:
         if ex.upstream is not None:
             ex.upstream.send_body(data)
             return
@@ -445,6 +444,11 @@ class ClientProtocol(asyncio.Protocol):
         self._buffered += len(data)
         if self._buffered > MAX_BUFFERED_REQUEST_BYTES:
             self.pause_reading("buffer")
+        if ex is self._body_first and ex.pending_size > BODY_BEFORE_UPSTREAM:
+            # A chunked body held for the body filters grew past what is held: it streams.
+            self._body_first = None
+            assert ex.pool is not None
+            ex.pool.acquire(ex)
 
     def on_request_end(self) -> None:
         if self._requests >= self._max_requests and self._phase != _TUNNEL:
@@ -454,10 +458,16 @@ class ClientProtocol(asyncio.Protocol):
         self._reading = None
         if ex is None:
             return
-        ex.request_done = True
         if self._phase == _BODY:
             self._phase = _WAIT
             self.deadline = 0.0
+        if ex.body_filter is not None and not (ex.discard_body or ex.error_status):
+            ex.body_filter.end()  # deliver_end once the body filters let it pass
+            return
+        self.deliver_end(ex)
+
+    def deliver_end(self, ex: Exchange) -> None:
+        ex.request_done = True
         if ex.upstream is not None:
             ex.upstream.end_body()
         elif ex is self._body_first and not ex.response_done:
@@ -473,25 +483,27 @@ class ClientProtocol(asyncio.Protocol):
         if ex.error_status:
             self._answer(ex, ex.error_status)
             return
-        head = ex.head
-        assert head is not None and ex.pool is not None
-        if head.expect_continue and not ex.request_done:
-            self.write(serialize.CONTINUE_100)
-        if not ex.request_done and 0 < head.content_length <= BODY_BEFORE_UPSTREAM:
-            self._body_first = ex  # acquired in on_request_end
-            return
-        ex.pool.acquire(ex)
+        pipeline.begin(ex)
 
-    def _allowed(self, head: RequestHead) -> bytes:
-        """The methods routes take for this request's host and path (405), or b"" (404)."""
-        return self.state.router.allowed(head_host(head), head.path)
+    # the pipeline's requests (pipeline.py)
+
+    body_before_upstream = BODY_BEFORE_UPSTREAM
+
+    def send_continue(self, ex: Exchange) -> None:
+        self.write(serialize.CONTINUE_100)
+
+    def hold_body(self, ex: Exchange) -> None:
+        self._body_first = ex  # acquired in deliver_end (or deliver_body, past the limit)
 
     def _answer(self, ex: Exchange, status: int, refusal: Refusal | None = None) -> None:
-        """A response made by the gateway itself (404, 413, 502, 504, ...). Unless its status
-        closes the connection, the connection stays usable: the rest of a request body
-        (bounded by max_request_body) is read and dropped before the next request."""
+        """A response made by the gateway itself (404, 413, 502, 504, ...)."""
         state = self.state
-        reply = local_reply(ex, status, state.metrics, state.router, refusal)
+        self.send_local_reply(ex, local_reply(ex, status, state.metrics, state.router, refusal))
+
+    def send_local_reply(self, ex: Exchange, reply: LocalReply) -> None:
+        """Unless its status closes the connection, the connection stays usable after a
+        gateway-made answer: the rest of a request body (bounded by max_request_body) is read
+        and dropped before the next request."""
         data = reply.http1(ex.keep_alive)
         ex.bytes_sent += len(data)
         self.write(data)
@@ -778,6 +790,15 @@ class ClientProtocol(asyncio.Protocol):
         self.deadline = 0.0
         phase = self._phase
         if phase == _TUNNEL and self._tunnel_busy():
+            return
+        if phase != _IDLE and any(
+            reason.startswith((pipeline.FILTER_PAUSE, pipeline.QUEUE_PAUSE))
+            for reason in self._pause_reasons
+        ):
+            # Reading is paused for the request filters (a filter has its own deadline): the
+            # client cannot be late meanwhile. Its time starts anew when reading resumes.
+            limits = self.state.config.limits
+            self.deadline = now + (limits.body_timeout if phase == _BODY else limits.header_timeout)
             return
         if (phase == _HEAD and self._reader.in_head) or phase == _BODY:
             self._refuse(HTTPError(408, "request not received in time"), reason=Refusal.TIMEOUT)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from outwork.policy.config import ListenerConfig
     from outwork.proxy.exchange import Exchange
     from outwork.proxy.forwarding import Forwarding
+    from outwork.proxy.local_reply import LocalReply
     from outwork.proxy.server import GatewayState
     from outwork.tls.clientauth import ClientIdentity
 
@@ -122,6 +123,29 @@ class Downstream(Protocol):
     def resume_reading(self, reason: str) -> None: ...
     def release_buffered(self, ex: Exchange) -> None:
         """The upstream took the exchange's held request body: it counts no more."""
+
+    @property
+    def body_before_upstream(self) -> int:
+        """A request body of at most this many bytes is held whole before an upstream
+        connection is taken (HTTP/2: within the stream's first window)."""
+        ...
+
+    # What the pipeline (pipeline.py) has the protocol do.
+
+    def send_local_reply(self, ex: Exchange, reply: LocalReply) -> None:
+        """Put a gateway-made answer on the wire; the exchange is answered."""
+
+    def send_continue(self, ex: Exchange) -> None:
+        """`100 Continue`: the client waits for it before sending its body."""
+
+    def hold_body(self, ex: Exchange) -> None:
+        """Keep the request body until it is whole (or too large), then take the upstream."""
+
+    def deliver_body(self, ex: Exchange, data: bytes) -> None:
+        """A request body chunk the filters let pass: to the upstream, or held for it."""
+
+    def deliver_end(self, ex: Exchange) -> None:
+        """The request's end, once the filters let it pass."""
 
     def response_head(self, ex: Exchange, head: ResponseHead) -> None: ...
     def response_body(self, ex: Exchange, data: bytes) -> None: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from outwork.http.messages import Framing, RequestHead
 from outwork.proxy.exchange_state import Event, ExchangeState, State
@@ -12,6 +12,7 @@ from outwork.proxy.forwarding import client_address
 if TYPE_CHECKING:
     from outwork.filters import Filter, Identity, RequestContext
     from outwork.proxy.downstream import Downstream
+    from outwork.proxy.pipeline import RequestBodyFilter
     from outwork.proxy.upstream import UpstreamConnection, UpstreamPool
     from outwork.tls.clientauth import ClientIdentity
 
@@ -23,6 +24,13 @@ MAX_REPLAY_BODY = 64 * 1024
 # connection is taken: a client that trickles a small body (slow-body attacks send a few KiB a
 # byte at a time) then holds no backend connection, only its own. Larger bodies stream.
 BODY_BEFORE_UPSTREAM = 64 * 1024
+
+
+class Waiting(Protocol):
+    """A filter the exchange waits for (`pipeline.Parked`)."""
+
+    def abandon(self) -> None:
+        """Wait no more: the filter's later resume does nothing."""
 
 
 def route_label(ex: Exchange) -> str:
@@ -49,7 +57,7 @@ class Exchange:
         "out_framing",
         "keep_alive",
         "discard_body",
-        "cancelled",
+        "_cancelled",
         "retried",
         "attempts",
         "tried",
@@ -63,6 +71,9 @@ class Exchange:
         "filters",
         "identity",
         "filter_state",
+        "waiting",
+        "end_deferred",
+        "body_filter",
         "_client_ip",
     )
 
@@ -88,7 +99,7 @@ class Exchange:
         self.out_framing = Framing.NONE
         self.keep_alive = head is not None and head.keep_alive
         self.discard_body = False
-        self.cancelled = False  # the client went away
+        self._cancelled = False  # the client went away
         self.retried = False  # sent again after a reused keep-alive connection was closed
         self.attempts = 0  # retries on another target so far
         self.tried = 0  # bit mask of the targets that failed this request
@@ -105,6 +116,27 @@ class Exchange:
         self.identity: Identity | None = None  # who `authenticate` found (RequestContext)
         self.filter_state: dict[int, Any] = {}  # per-filter state, by id(filter)
         self._client_ip = ""  # made on first use
+        # The request filter the exchange waits for (a `Stop`), in FILTERING_REQUEST_HEAD or
+        # while a body chunk is inspected; None when it waits for none.
+        self.waiting: Waiting | None = None
+        # The request ended while a head filter waited: its REQUEST_END comes at the resume.
+        self.end_deferred = False
+        # Set when a filter of the route inspects the request body (pipeline.py).
+        self.body_filter: RequestBodyFilter | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """The client went away, or the exchange was answered otherwise: nothing more of it
+        goes upstream or to the client."""
+        return self._cancelled
+
+    @cancelled.setter
+    def cancelled(self, cancelled: bool) -> None:
+        self._cancelled = cancelled
+        waiting = self.waiting
+        if cancelled and waiting is not None:
+            self.waiting = None
+            waiting.abandon()  # a filter that resumes later finds nobody waiting
 
     # RequestContext: what a filter sees of the exchange (outwork/filters/__init__.py).
 
@@ -156,7 +188,11 @@ class Exchange:
     def request_done(self, done: bool) -> None:
         if not done:
             raise ValueError("a request once in cannot be un-received")
-        if self.state.request is not State.DONE:
+        if self.state.request is State.FILTERING_REQUEST_HEAD:
+            # Read along with its head (reading pauses only the socket, not what it already
+            # gave): it ends once the filter resumes (pipeline.py).
+            self.end_deferred = True
+        elif self.state.request is not State.DONE:
             self.state.process(Event.REQUEST_END)
 
     @property

@@ -47,11 +47,11 @@ from outwork.http.h2head import build_request_head
 from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.observe.refusals import Refusal, for_flood, for_status
 from outwork.policy.config import Http2Config
+from outwork.proxy import pipeline
 from outwork.proxy.exchange import BODY_BEFORE_UPSTREAM, Exchange
 from outwork.proxy.h2_guard import Flood, FrameGuard
-from outwork.proxy.local_reply import exchange_done, local_reply
+from outwork.proxy.local_reply import LocalReply, exchange_done, local_reply
 from outwork.proxy.paused import OVER_CAP_GRACE, paused_by_address
-from outwork.proxy.router import head_host
 
 if TYPE_CHECKING:
     from outwork.proxy.downstream import Downstream, DownstreamConnection
@@ -304,10 +304,8 @@ class H2Session:
             status = ex.error_status
             # No route (404, 405) is an answer, not a refusal.
             refusal = for_status(status) if status and status != 404 and status != 405 else None
-        if ended:
-            ex.request_done = True
         stream.exchange = ex
-        stream.start(refusal)
+        stream.start(refusal, ended)
         if self.opened >= self.max_streams and not self.closed:
             # The connection's last request: GOAWAY (NO_ERROR, this stream the last taken); the
             # streams in flight are answered, later ones refused; the client opens a new one.
@@ -317,22 +315,14 @@ class H2Session:
         """Route a checked head and finish it as `ClientProtocol.on_request_head` does: the
         route's body limit, the forwarding lines and the request id."""
         state = self.state
-        client = self.client
-        limits = state.config.limits
         route = state.router.match_head(head)
-        if route is None:
-            allowed = state.router.allowed(head_host(head), head.path)
-            ex = Exchange(stream, head, None, 405 if allowed else 404)
-        else:
-            ex = Exchange(stream, head, state.pools[route.upstream])
-            ex.route = route.name
-            ex.filters = route.filters
+        ex = pipeline.routed(stream, head, route, state)
+        if route is not None:
             stream.max_body = route.max_body_size
             if head.content_length > route.max_body_size:
                 ex.error_status = 413
-        if len(head.target) > limits.max_request_line:
+        if len(head.target) > state.config.limits.max_request_line:
             ex.error_status = 414
-        ex.request_id = client.forwarding.stamp(head, state.request_ids)
         return ex
 
     def discard_rest(self, stream_id: int) -> bool:
@@ -627,27 +617,35 @@ class H2Stream:
 
     # the request
 
-    def start(self, refusal: Refusal | None = None) -> None:
-        """Answer a refused or unrouted request (counting `refusal`), else send it upstream."""
+    def start(self, refusal: Refusal | None = None, ended: bool = False) -> None:
+        """Answer a refused or unrouted request (counting `refusal`), else hand it to the
+        pipeline (its filters, then upstream). `ended`: the HEADERS frame ended the stream."""
         ex = self.exchange
         assert ex is not None
         if ex.error_status:
+            if ended:
+                ex.request_done = True
             self._answer(ex, ex.error_status, refusal)
             return
-        head = ex.head
-        assert head is not None and ex.pool is not None
         session = self.session
         if self.request_open:
             self.body_deadline = session.state.clock.now + session.state.config.limits.body_timeout
-        if head.expect_continue:
-            # The client waits for this before sending its body (RFC 9110 10.1.1).
-            session.conn.send_headers(self.stream_id, [(b":status", b"100")])
-        if self.request_open and 0 < head.content_length <= session.body_before_upstream:
-            # Taken in request_end: a client trickling a small body holds no upstream
-            # connection. (Within the stream's initial window: it needs no WINDOW_UPDATE.)
-            self._body_first = True
-            return
-        ex.pool.acquire(ex)
+        pipeline.begin(ex, ended)
+
+    # the pipeline's requests (pipeline.py)
+
+    @property
+    def body_before_upstream(self) -> int:
+        # Within the stream's initial window: a held body needs no WINDOW_UPDATE.
+        return self.session.body_before_upstream
+
+    def send_continue(self, ex: Exchange) -> None:
+        self.session.conn.send_headers(self.stream_id, [(b":status", b"100")])
+
+    def hold_body(self, ex: Exchange) -> None:
+        # Taken in deliver_end: a client trickling a small body holds no upstream connection.
+        self._body_first = True
+        self.session.body_first_bytes += self.unacked  # what came before the filters passed
 
     def request_data(self, data: bytes, flow_length: int) -> None:
         ex = self.exchange
@@ -675,6 +673,27 @@ class H2Stream:
                 self._answer(ex, 413, Refusal.CONTENT_TOO_LARGE)
             return
         self.unacked += flow_length
+        if self._body_first:
+            session.body_first_bytes += flow_length
+        if ex.body_filter is not None:
+            if data:
+                ex.body_filter.feed(data)  # delivered once the body filters let it pass
+        else:
+            self.deliver_body(ex, data)
+        if self._body_first and ex.upstream is None:
+            if session.body_first_bytes > CONNECTION_WINDOW // 2:
+                # Many small bodies at once would use up the connection window while they
+                # wait to be whole (no stream could finish): this one streams instead.
+                self._take_upstream(ex)
+            elif head is not None and head.content_length < 0 and self.unacked >= self.max_held():
+                # A body of unknown length, held for the body filters, filled the stream's
+                # window: it streams from here (the client could send no more otherwise).
+                self._take_upstream(ex)
+
+    def max_held(self) -> int:
+        return self.session.body_before_upstream
+
+    def deliver_body(self, ex: Exchange, data: bytes) -> None:
         if ex.upstream is not None:
             if data:
                 ex.upstream.send_body(data)
@@ -683,12 +702,6 @@ class H2Stream:
         elif data:
             ex.pending.append(data)
             ex.pending_size += len(data)
-            if self._body_first:
-                session.body_first_bytes += flow_length
-                if session.body_first_bytes > CONNECTION_WINDOW // 2:
-                    # Many small bodies at once would use up the connection window while they
-                    # wait to be whole (no stream could finish): this one streams instead.
-                    self._take_upstream(ex)
 
     def _take_upstream(self, ex: Exchange) -> None:
         """A small-body stream takes its upstream connection (its body is in, or see above)."""
@@ -712,6 +725,12 @@ class H2Stream:
             if self.received != head.content_length:
                 self._malformed(ex, 0)  # less DATA than content-length says
                 return
+        if ex.body_filter is not None and not (ex.discard_body or ex.error_status):
+            ex.body_filter.end()  # deliver_end once the body filters let it pass
+            return
+        self.deliver_end(ex)
+
+    def deliver_end(self, ex: Exchange) -> None:
         ex.request_done = True
         if ex.upstream is not None:
             ex.upstream.end_body()
@@ -769,6 +788,11 @@ class H2Stream:
     def resume_reading(self, reason: str) -> None:
         self._paused.discard(reason)
         if not self._paused and not self._done:
+            ex = self.exchange
+            if reason != "upstream" and ex is not None and ex.upstream is None:
+                # What came is held (for the filters, or for an upstream to take it): it is
+                # acknowledged once an upstream takes it (release_buffered).
+                return
             self._ack()
             self.session.send()
 
@@ -982,7 +1006,9 @@ class H2Stream:
     def _answer(self, ex: Exchange, status: int, refusal: Refusal | None = None) -> None:
         """A response made by the gateway itself (400, 404, 413, 502, 504, ...)."""
         state = self.session.state
-        reply = local_reply(ex, status, state.metrics, state.router, refusal)
+        self.send_local_reply(ex, local_reply(ex, status, state.metrics, state.router, refusal))
+
+    def send_local_reply(self, ex: Exchange, reply: LocalReply) -> None:
         ex.response_started = True
         # The exchange is answered, though the answer may wait for the client's window: a
         # connect or a queue entry still pending for it must not send it upstream after all.

@@ -136,6 +136,12 @@ FAMILIES = (
         ("reason",),
     ),
     Family(
+        "outwork_policy_refused_total",
+        "counter",
+        "Requests refused by a route's policy (a filter's answer), by route and reason.",
+        ("route", "reason"),
+    ),
+    Family(
         "outwork_security_events_total",
         "counter",
         "Security events, by event.",
@@ -205,6 +211,8 @@ class Metrics:
         # Requests (and connections) refused by the gateway, by reason: every reason at 0 from
         # the start, so that /metrics declares them all.
         self.refused: Counter[Refusal] = Counter(dict.fromkeys(Refusal, 0))
+        # Refused by a route's filters, by (route, reason); also counted in `refused`.
+        self.policy_refused: Counter[tuple[str, Refusal]] = Counter()
         self.connections_accepted = 0
         self.connections_active = 0
         self.upstream_connections_opened: Counter[str] = Counter()  # by upstream
@@ -268,6 +276,9 @@ class Metrics:
             "outwork_tls_handshakes_total": handshakes,
             "outwork_tls_handshake_failures_total": _by_one(self.handshakes_failed),
             "outwork_requests_refused_total": _by_one(self.refused),
+            "outwork_policy_refused_total": {
+                (route, str(reason)): float(n) for (route, reason), n in self.policy_refused.items()
+            },
             # Always shown, also at 0: what an alert on probes would watch.
             "outwork_security_events_total": {
                 ("tls.heartbleed_probe",): 0.0,

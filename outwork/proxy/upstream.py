@@ -28,6 +28,7 @@ from outwork.http.errors import UpstreamProtocolError
 from outwork.http.messages import Framing, ResponseHead
 from outwork.http.reader import ResponseReader
 from outwork.policy.config import UpstreamConfig
+from outwork.proxy import pipeline
 from outwork.proxy.balancer import make_balancer
 from outwork.proxy.clock import Clock
 from outwork.proxy.exchange import MAX_REPLAY_BODY, RETRYABLE_METHODS, Exchange
@@ -254,12 +255,12 @@ class UpstreamConnection(asyncio.Protocol):
             if ex.filters:
                 verdict = response_head_verdict(ex.filters, ex, head)
                 if isinstance(verdict, Reply):
-                    # Answered by a filter instead: this upstream response is dropped whole.
+                    # Answered by a filter instead: this upstream response is dropped whole,
+                    # and the filter's answer counted and sent as a request filter's is.
                     self._detach()
                     self.close()
-                    if verdict.refusal is not None:
-                        self.pool.metrics.refused[verdict.refusal] += 1
-                    ex.client.upstream_failed(ex, verdict.status)
+                    if not ex.cancelled and not ex.response_done:
+                        pipeline.refuse(ex, verdict)
                     return
             ex.client.response_head(ex, head)
 

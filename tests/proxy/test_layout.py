@@ -81,9 +81,10 @@ def test_cycles_finds_a_cycle() -> None:
 
 def test_http2_and_the_exchange_know_the_client_side_only_by_its_interface() -> None:
     # Not even for type checking: the HTTP/1.1 connection is one implementation of it.
-    for module in ("h2", "exchange", "upstream", "balancer", "local_reply"):
+    for module in ("h2", "exchange", "upstream", "balancer", "local_reply", "pipeline"):
         assert "connection" not in imports(module, runtime_only=False), module
     assert "downstream" in imports("exchange", runtime_only=False)
+    assert "h2" not in imports("pipeline", runtime_only=False)  # one pipeline for both
 
 
 def test_http2_reads_no_private_attribute_of_its_connection() -> None:

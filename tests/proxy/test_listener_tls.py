@@ -37,6 +37,7 @@ ACCESS_FIELDS = [
     "method",
     "path",
     "route",
+    "identity",
     "status",
     "bytes_sent",
     "upstream",
