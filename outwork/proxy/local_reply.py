@@ -63,6 +63,12 @@ class LocalReply(NamedTuple):
         return [(b":status", b"%d" % self.status), *self.headers]
 
 
+def _safe(field: bytes) -> bool:
+    """No line break or NUL: a filter's header (say, a CORS origin taken from the request)
+    can never split the answer's head, whatever it was built from."""
+    return b"\r" not in field and b"\n" not in field and b"\0" not in field
+
+
 def body_for(status: int) -> bytes:
     return f"{status} {REASONS.get(status, 'Error')}\n".encode()
 
@@ -94,7 +100,11 @@ def local_reply(
         ex.keep_alive = False
     content_type = _CONTENT_TYPE
     if extra:
-        extra = tuple((name, value) for name, value in extra if name not in _OWN_HEADERS)
+        extra = tuple(
+            (name, value)
+            for name, value in extra
+            if name not in _OWN_HEADERS and _safe(name) and _safe(value)
+        )
         for name, value in extra:
             if name == b"content-type":
                 content_type = (name, value)

@@ -83,3 +83,10 @@ def test_a_head_request_gets_the_headers_only() -> None:
     reply = local_reply(exchange(b"HEAD"), 401, Metrics(), ROUTER, None, (), b"nope", True)
     assert reply.http1(keep_alive=True).endswith(b"\r\n\r\n")
     assert (b"content-length", b"4") in reply.headers
+
+
+def test_a_header_that_would_split_the_head_is_dropped() -> None:
+    extra = ((b"x-origin", b"a\r\nset-cookie: x=1"), (b"x-b\n", b"1"), (b"x-ok", b"yes"))
+    reply = local_reply(exchange(), 403, Metrics(), ROUTER, None, extra, None, True)
+    assert reply.headers[-1] == (b"x-ok", b"yes")
+    assert b"set-cookie" not in reply.http1(keep_alive=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from outwork.filters import REGISTRY
 from outwork.observe.refusals import Refusal
 from outwork.proxy.exchange_state import State
 from tests.inproc import InProcGateway, Upstream, until
@@ -30,10 +31,11 @@ POLICY = {
 
 
 @pytest.fixture(autouse=True)
-def test_filters() -> Iterator[None]:
+def registered_filters() -> Iterator[None]:
     wire_filters.register()
     yield
     wire_filters.unregister()
+    assert not any(name.startswith("test_wire_") for name in REGISTRY)
 
 
 def config(upstream: str, read_timeout: str = "30s") -> dict[str, Any]:
@@ -196,6 +198,27 @@ def test_a_filter_that_never_resumes_is_a_504_at_the_read_timeout(tmp_path: Path
         assert (h1.status, answer.status) == (504, 504)
         assert gw.gateway.metrics.policy_refused[("guarded", Refusal.FILTER_ERROR)] == 2
         assert upstream.heads == 0
+
+    run(tmp_path, scenario, read_timeout="0.2s")
+
+
+def test_a_body_filter_that_never_resumes_is_a_504_and_nothing_went_upstream(
+    tmp_path: Path,
+) -> None:
+    async def scenario(gw: InProcGateway, upstream: Upstream) -> None:
+        client = gw.connect()
+        client.send(get("/echo", {"X-Body-Hang": "1"}, body=b"small"))
+        h2 = gw.connect_h2(peer_port=40001)
+        sid = h2.request("/echo", {"x-body-hang": "1"}, body=b"small")
+        (h1,) = await client.responses(1)
+        answer = await h2.response(sid)
+        assert (h1.status, answer.status) == (504, 504)
+        assert gw.gateway.metrics.policy_refused[("guarded", Refusal.FILTER_ERROR)] == 2
+        assert [e["detail"]["filter"] for e in gw.events()] == ["RefuseMarkedBody"] * 2
+        assert upstream.heads == 0
+        client.send(get("/next"))  # the connection goes on
+        (after,) = await client.responses(1)
+        assert after.body == b"GET /next\n"
 
     run(tmp_path, scenario, read_timeout="0.2s")
 

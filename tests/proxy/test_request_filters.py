@@ -15,7 +15,6 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,10 +22,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from outwork.filters import REGISTRY
-from tests.conftest import Backend, Gateway, gateway_config
+from tests.conftest import Backend, Gateway, gateway_config, metric_sample, require_tool
+from tests.inproc import Response, parse_http1
 from tests.proxy import test_listener_tls, wire_filters
 from tests.proxy.h2_client import H2Client
 from tests.proxy.test_gateway import backend_stats
+from tests.proxy.test_h2 import curl_h2
 from tests.proxy.test_listener_tls import Pki, port_of, read_lines
 
 pki = test_listener_tls.pki  # the module-scoped certificate fixture, shared
@@ -43,7 +44,7 @@ BIG = 200 * 1024  # a body larger than what is held before the upstream is taken
 
 
 @pytest.fixture(autouse=True)
-def test_filters() -> Iterator[None]:
+def registered_filters() -> Iterator[None]:
     """The test filter types, in this process, for this module's tests only."""
     wire_filters.register()
     yield
@@ -85,49 +86,6 @@ def gw(make_backend: Any, make_gateway: Any, pki: Pki, tmp_path: Path) -> Gatewa
 # HTTP/1.1 on the plain listener, by hand (pipelining, exact bytes)
 
 
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-
-def _parse(buffer: bytes) -> tuple[Response | None, bytes]:
-    """One response off the front of `buffer` (None: not all of it is in yet)."""
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
-        return None, buffer
-    lines = buffer[:end].decode("latin-1").split("\r\n")
-    response = Response(int(lines[0].split(" ")[1]))
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        response.headers[name.strip().lower()] = value.strip()
-    rest = buffer[end + 4 :]
-    if response.status == 100:
-        return _parse(rest)
-    if response.status in (204, 304):
-        return response, rest
-    if response.headers.get("transfer-encoding") == "chunked":
-        body = b""
-        while True:
-            line_end = rest.find(b"\r\n")
-            if line_end < 0:
-                return None, buffer
-            size = int(rest[:line_end], 16)
-            if len(rest) < line_end + 2 + size + 2:
-                return None, buffer
-            body += rest[line_end + 2 : line_end + 2 + size]
-            rest = rest[line_end + 2 + size + 2 :]
-            if size == 0:
-                response.body = body
-                return response, rest
-    length = int(response.headers.get("content-length", "0"))
-    if len(rest) < length:
-        return None, buffer
-    response.body = rest[:length]
-    return response, rest[length:]
-
-
 class H1:
     """One HTTP/1.1 connection to the plain listener."""
 
@@ -142,7 +100,7 @@ class H1:
     def responses(self, count: int) -> list[Response]:
         found: list[Response] = []
         while len(found) < count:
-            response, self.buffer = _parse(self.buffer)
+            response, self.buffer = parse_http1(self.buffer)
             if response is not None:
                 found.append(response)
                 continue
@@ -236,8 +194,6 @@ def events(gw: Gateway, prefix: str = "policy.") -> list[dict[str, Any]]:
 def refused(gw: Gateway, reason: str) -> tuple[float, float]:
     """(outwork_requests_refused_total, outwork_policy_refused_total for route "guarded")."""
     page = gw.scrape()
-    from tests.conftest import metric_sample
-
     return (
         metric_sample(page, "outwork_requests_refused_total", reason=reason),
         metric_sample(page, "outwork_policy_refused_total", route="guarded", reason=reason),
@@ -316,6 +272,23 @@ def test_a_filter_that_waits_resumes_its_exchange(gw: Gateway, pki: Pki, protoco
     assert limited.status == 429
     assert limited.headers["retry-after"] == "1"
     assert refused(gw, "rate_limited") == (1.0, 1.0)
+
+
+@pytest.mark.parametrize("version", ["--http1.1", "--http2"])
+def test_curl_over_tls_waits_for_the_filter_and_is_refused_with_its_headers(
+    gw: Gateway, pki: Pki, version: str
+) -> None:
+    require_tool("curl")
+    body = "through the wait"
+    passed = curl_h2(gw, pki, "/echo", version, "-H", "X-Park: yes", "--data-binary", body)
+    assert passed.returncode == 0, passed.stderr
+    assert passed.stdout == body.encode()
+    denied = curl_h2(gw, pki, "/x", version, "-H", "X-Deny: 1", "-D", "-")
+    assert denied.returncode == 0, denied.stderr
+    head, _, sent = denied.stdout.partition(b"\r\n\r\n")
+    assert b" 403" in head.split(b"\r\n")[0]
+    assert b"x-denied-by: test" in head.lower()
+    assert sent == b'{"denied":true}\n'
 
 
 def test_pipelined_requests_are_answered_in_order_behind_a_waiting_filter(gw: Gateway) -> None:

@@ -110,7 +110,8 @@ class BodySpec(msgspec.Struct, forbid_unknown_fields=True):
 class RefuseMarkedBody(Filter):
     """Refuses (400, threat_json) a request body holding `marker`, even split over chunks
     (the end of the last chunk is kept in the exchange's filter state). With `x-body-park`,
-    it waits a moment on every chunk before deciding (a body sent to a scanner)."""
+    it waits a moment on every chunk before deciding (a body sent to a scanner); with
+    `x-body-hang`, it never resumes."""
 
     __slots__ = ("marker",)
     inspects_request_body = True
@@ -119,7 +120,10 @@ class RefuseMarkedBody(Filter):
         self.marker = marker
 
     def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
-        ctx.filter_state[id(self)] = (b"", header(head, b"x-body-park") is not None)
+        park: bool | None = header(head, b"x-body-park") is not None
+        if header(head, b"x-body-hang") is not None:
+            park = None  # never resumes
+        ctx.filter_state[id(self)] = (b"", park)
         return CONTINUE
 
     def on_request_body(
@@ -132,6 +136,8 @@ class RefuseMarkedBody(Filter):
         if self.marker in tail:
             verdict = Reply(400, Refusal.THREAT_JSON, detail={"marker": self.marker.decode()})
         state[id(self)] = (tail[-len(self.marker) :], park)
+        if park is None:
+            return Stop()
         if not park:
             return verdict
         asyncio.get_running_loop().call_later(0.005, resume, verdict)
