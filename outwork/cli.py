@@ -300,6 +300,46 @@ def certs_list(config_path: str, as_json: bool) -> None:
     Console().print(table)
 
 
+@main.group("hash")
+def hash_() -> None:
+    """Hashes for the config: of an API key (`sha256:`), of a password (argon2id)."""
+
+
+def _secret_from_stdin(what: str) -> bytes:
+    """The secret: typed twice without echo on a terminal, else stdin's first line."""
+    if sys.stdin.isatty():
+        text = click.prompt(what, hide_input=True, confirmation_prompt=True, err=True)
+        secret = str(text).encode()
+    else:
+        secret = sys.stdin.buffer.readline(64 * 1024 + 1).rstrip(b"\r\n")
+    if not secret:
+        raise click.UsageError(f"empty {what.lower()}")
+    if len(secret) > 64 * 1024:
+        raise click.UsageError(f"{what.lower()} longer than 64 KiB")
+    return secret
+
+
+@hash_.command("api-key")
+def hash_api_key() -> None:
+    """Print the `sha256:HEX` hash of an API key read from stdin (for `keys: [{hash: ...}]`)."""
+    from outwork.filters.auth_apikey import key_hash
+
+    click.echo(key_hash(_secret_from_stdin("API key")))
+
+
+@hash_.command("password")
+def hash_password() -> None:
+    """Print an argon2id hash of a password read from stdin (for `users: [{hash: ...}]`)."""
+    from argon2 import PasswordHasher
+
+    password = _secret_from_stdin("Password")
+    try:
+        text = password.decode("utf-8")
+    except UnicodeDecodeError:
+        raise click.UsageError("the password is not UTF-8") from None
+    click.echo(PasswordHasher().hash(text))
+
+
 @main.group()
 def ca() -> None:
     """A small internal CA, so the key flow runs offline."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from outwork.http.messages import RequestHead, ResponseHead
@@ -139,17 +140,48 @@ class Filter:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyEnv:
+    """What a step's build may need beyond its own spec: the config's gateway-wide settings."""
+
+    base: Path = Path(".")  # the config file's directory: relative paths (a JWKS `ca`) start here
+    # `revocation.not_before` (seconds since the epoch): credentials issued before it are refused.
+    revoked_before: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FilterType:
     name: str  # the key under a policy: `policies: {NAME: {<name>: {...}}}`
     schema: type[Any]  # a msgspec Struct the key's value is converted to (strictly)
     build: Callable[[Any], Filter]  # from the converted spec to the filter
+    # Used instead of `build` when set, for steps that need the gateway-wide settings.
+    build_in_env: Callable[[Any, PolicyEnv], Filter] | None = None
 
 
-REGISTRY: dict[str, FilterType] = {}
+REGISTRY: dict[str, FilterType] = {}  # in chain order
+# The order a chain runs the policy steps in (steps.py says why), whichever module happens to be
+# imported first (a test or a tool may import one step before steps.py); a type not named here
+# runs after these, in the order it was registered.
+CHAIN_ORDER = (
+    "access",
+    "headers",
+    "authenticate",
+    "authorize",
+    "rate_limit",
+    "threat_protection",
+    "waf",
+)
+
+
+def _chain_rank(filter_type: FilterType) -> int:
+    name = filter_type.name
+    return CHAIN_ORDER.index(name) if name in CHAIN_ORDER else len(CHAIN_ORDER)
 
 
 def register(filter_type: FilterType) -> FilterType:
     if filter_type.name in REGISTRY:
         raise ValueError(f"filter type {filter_type.name!r} registered twice")
     REGISTRY[filter_type.name] = filter_type
+    ordered = sorted(REGISTRY.values(), key=_chain_rank)  # stable: the others keep their order
+    REGISTRY.clear()
+    REGISTRY.update((t.name, t) for t in ordered)
     return filter_type

@@ -155,3 +155,5 @@ class GatewayConfig:
     admin_token_ref: str | None = None  # where it comes from (env:NAME, file:PATH): for the CLI
     paths: PathRules = STRICT  # request path normalisation (routing and forwarding)
     scan: ScanConfig = ScanConfig()
+    # `revocation.not_before`, seconds since the epoch: credentials issued before it are refused.
+    revoked_before: float | None = None

@@ -22,7 +22,8 @@ from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
 import outwork.filters.steps  # noqa: F401  (registers every policy step, in chain order)
-from outwork.filters import REGISTRY, Filter
+from outwork.filters import REGISTRY, Filter, PolicyEnv
+from outwork.filters.rfc3339 import parse_rfc3339
 from outwork.http.checks import ALLOWED_METHODS
 from outwork.http.errors import HTTPError
 from outwork.http.path import ESCAPED_SLASHES, PathRules, normalise_path
@@ -278,6 +279,7 @@ class _Loader:
         upstreams = {name: self._upstream(name, u) for name, u in upstream_specs.items() if name}
         max_request_body = self._size(("limits", "max_request_body"), spec.limits.max_request_body)
         paths = self._paths(spec)
+        self.env = PolicyEnv(self.base, self._revoked_before(spec))
         routes = self._routes(spec, upstreams, max_request_body or 0, paths)
         trusted_proxies = self._trusted_proxies(spec.trusted_proxies)
         security_events = spec.logging.security_events
@@ -349,7 +351,17 @@ class _Loader:
             admin_token_ref=admin_spec.token,
             paths=paths,
             scan=ScanConfig(spec.scan.concurrency, scan_timeout or 5.0),
+            revoked_before=self.env.revoked_before,
         )
+
+    def _revoked_before(self, spec: ConfigSpec) -> float | None:
+        if spec.revocation.not_before is None:
+            return None
+        try:
+            return parse_rfc3339(spec.revocation.not_before)
+        except ValueError as exc:
+            self.error(("revocation", "not_before"), str(exc))
+            return None
 
     def _paths(self, spec: ConfigSpec) -> PathRules:
         paths = spec.paths
@@ -1042,10 +1054,18 @@ class _Loader:
                     continue
                 try:
                     step_spec = msgspec.convert(steps[step], filter_type.schema, strict=True)
-                except msgspec.ValidationError as exc:
-                    self.error(path + (step,), str(exc))
+                except msgspec.ValidationError as exc:  # at the line of the entry at fault
+                    self.problems.append(
+                        _problem_from_msgspec(self.source, str(exc), path + (step,))
+                    )
                     continue
-                chain.append(filter_type.build(step_spec))
+                try:
+                    if filter_type.build_in_env is not None:
+                        chain.append(filter_type.build_in_env(step_spec, self.env))
+                    else:
+                        chain.append(filter_type.build(step_spec))
+                except ValueError as exc:  # what only the build can check (a file it reads)
+                    self.error(path + (step,), str(exc))
             compiled[name] = tuple(chain)
         return compiled
 

@@ -1,0 +1,135 @@
+"""`authenticate: - api_key`: a key in a header, known to the gateway only by its SHA-256.
+
+    - api_key: {header: X-API-Key, keys: [{id: k1, hash: "sha256:HEX", owner: acme,
+                                            scopes: [read], created: "2026-01-05T00:00:00Z"}]}
+
+A key is looked up by its hash (a dict), and the stored hash compared to the computed one in
+constant time. `revoked: true` refuses a key (401, `Refusal.CREDENTIAL_REVOKED`); so does
+`revocation.not_before` for a key created before it or without `created`. `outwork hash
+api-key` prints the hash of a key read from stdin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from outwork.filters import Identity, RequestContext
+from outwork.filters.auth_method import (
+    Done,
+    Failure,
+    HeaderName,
+    Method,
+    MethodOptions,
+    Outcome,
+    check_header,
+)
+from outwork.filters.credentials import MAX_CREDENTIAL, header_values
+from outwork.filters.rfc3339 import parse_rfc3339
+from outwork.http.messages import RequestHead
+from outwork.observe.refusals import Refusal
+
+MAX_KEYS = 100_000
+KeyHash = Annotated[str, Meta(pattern=r"^sha256:[0-9a-fA-F]{64}$")]
+Name = Annotated[str, Meta(min_length=1, max_length=256)]
+
+
+class ApiKeyEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    id: Name
+    hash: KeyHash
+    owner: Annotated[str, Meta(max_length=256)] = ""
+    scopes: Annotated[list[Name], Meta(max_length=256)] = msgspec.field(default_factory=list)
+    created: str | None = None  # RFC 3339
+    revoked: bool = False
+
+    def __post_init__(self) -> None:
+        if self.created is not None:
+            parse_rfc3339(self.created)
+
+
+class ApiKeySpec(MethodOptions, kw_only=True):
+    header: HeaderName = "X-API-Key"
+    keys: Annotated[list[ApiKeyEntry], Meta(min_length=1, max_length=MAX_KEYS)]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_header(self.header, "header")
+        if self.header.lower() == self.identity_header.lower():
+            raise ValueError("api_key: `header` and `identity_header` must differ")
+        ids: set[str] = set()
+        hashes: set[str] = set()
+        for key in self.keys:
+            if key.id in ids:
+                raise ValueError(f"api_key: duplicate key id {key.id!r}")
+            if key.hash.lower() in hashes:
+                raise ValueError(f"api_key: key {key.id!r} has the hash of another key")
+            ids.add(key.id)
+            hashes.add(key.hash.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    digest: bytes  # SHA-256 of the key
+    identity: Identity
+    created: float | None
+    revoked: bool
+
+
+def key_hash(key: bytes) -> str:
+    """What the config stores for a key: `sha256:` and the hex digest."""
+    return "sha256:" + hashlib.sha256(key).hexdigest()
+
+
+class ApiKeyMethod(Method):
+    __slots__ = ("header", "by_digest", "revoked_before", "credential_headers")
+    kind = "api_key"
+
+    def __init__(self, spec: ApiKeySpec, revoked_before: float | None) -> None:
+        super().__init__(spec)
+        self.header = spec.header.lower().encode()
+        self.credential_headers = frozenset({self.header})
+        self.revoked_before = revoked_before
+        self.by_digest: dict[bytes, ApiKey] = {}
+        for entry in spec.keys:
+            digest = bytes.fromhex(entry.hash[len("sha256:") :])
+            identity = Identity("api_key", entry.id, frozenset(entry.scopes), {}, entry.owner)
+            created = None if entry.created is None else parse_rfc3339(entry.created)
+            self.by_digest[digest] = ApiKey(entry.id, digest, identity, created, entry.revoked)
+
+    def challenge(self, failed: bool) -> bytes:
+        return b"ApiKey header=" + self.header
+
+    def present(self, ctx: RequestContext, head: RequestHead) -> bool:
+        header = self.header
+        for key, _ in head.headers:
+            if key.lower() == header:
+                return True
+        return False
+
+    def verify(self, ctx: RequestContext, head: RequestHead, done: Done) -> Outcome:
+        values = header_values(head, self.header)
+        if len(values) != 1:
+            return Failure("several API key headers")
+        value = values[0].strip(b" \t")
+        if not value or len(value) > MAX_CREDENTIAL:
+            return Failure("malformed API key")
+        digest = hashlib.sha256(value).digest()
+        key = self.by_digest.get(digest)
+        if key is None or not hmac.compare_digest(key.digest, digest):
+            return Failure("unknown API key")
+        if key.revoked:
+            return Failure("revoked", {"key_id": key.id}, Refusal.CREDENTIAL_REVOKED)
+        if self.revoked_before is not None and (
+            key.created is None or key.created < self.revoked_before
+        ):
+            reason = "created before revocation.not_before"
+            if key.created is None:
+                reason = "no `created` time, and revocation.not_before is set"
+            return Failure(reason, {"key_id": key.id}, Refusal.CREDENTIAL_REVOKED)
+        return key.identity
