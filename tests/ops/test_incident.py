@@ -1,26 +1,36 @@
 """`outwork incident` against a running gateway: new key (in the HSM when the current one is),
 CSR, certificate from the internal CA, installed with no restart; session tickets from before
-not resumed; revocation written into the config; advisory and scan report; a state file that
+not resumed; revocation written into the config (an API key, a JWT and a password from before
+refused 401 by the authenticate step, new ones accepted); advisory and scan report; a state file that
 `status` reads, that refuses a second start, that a failed step leaves resumable; `--dry-run`
 changes nothing."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import socket
 import ssl
 import stat
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jwt
 import yaml
+from argon2 import PasswordHasher
 from cryptography import x509
 
 from tests.conftest import Backend, Gateway, gateway_config
+from tests.e2e.pki import make_pki
+from tests.filters.jwks_server import serve_jwks
+from tests.filters.test_auth_jwt import KEYS, jwk_of
 from tests.ops.conftest import Token, outwork, refused
 from tests.ops.test_install import (
     TOKEN_ENV,
@@ -382,3 +392,108 @@ def test_ticket_rotation_through_the_admin_api_needs_the_token_and_is_audited(
         ("POST /tickets/rotate", "unauthorized"),
         ("POST /tickets/rotate", "ok"),
     ]
+
+
+# ----- credentials (the authenticate step of the `auth` branch, through the request pipeline)
+
+API_KEY_BEFORE, API_KEY_AFTER = "key-issued-before-the-incident", "key-issued-after-it"
+PASSWORD = "correct horse battery staple"
+ISSUER = "https://idp.test/"
+
+
+def ask(gateway: Gateway, context: ssl.SSLContext, path: str, *headers: str) -> int:
+    """The status of one HTTPS request to the gateway with these header lines."""
+    port = urlsplit(gateway.urls["public"]).port
+    head = "".join(f"{h}\r\n" for h in headers)
+    request = f"GET {path} HTTP/1.1\r\nHost: api.test\r\n{head}Connection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="api.test") as tls:
+            tls.sendall(request.encode())
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def test_credentials_issued_before_the_incident_are_refused_new_ones_accepted(
+    make_backend: Callable[..., Backend],
+    make_gateway: Callable[..., Gateway],
+    tmp_path: Path,
+) -> None:
+    incident = int(time.time()) - 600  # --at: ten minutes ago
+
+    def stamp(t: int) -> str:
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def token(iat: int) -> str:
+        claims = {"sub": "alice", "iss": ISSUER, "aud": "api", "iat": iat,
+                  "exp": int(time.time()) + 300}  # fmt: skip
+        signed: str = jwt.encode(claims, KEYS["ES256"], algorithm="ES256", headers={"kid": "es"})
+        return f"Authorization: Bearer {signed}"
+
+    def digest(key: str) -> str:
+        return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+    cert, key = issue_file_cert(tmp_path, "old")
+    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    with serve_jwks(make_pki(tmp_path / "idp")) as idp:
+        idp.keys = [jwk_of(KEYS["ES256"], "es")]
+        keys = [
+            {"id": "before", "hash": digest(API_KEY_BEFORE), "created": stamp(incident - 60)},
+            {"id": "after", "hash": digest(API_KEY_AFTER), "created": stamp(incident + 60)},
+        ]
+        jwks = {"jwks_url": idp.url, "ca": str(idp.ca), "issuer": ISSUER, "audience": "api",
+                "algorithms": ["ES256"]}  # fmt: skip
+        policies = {
+            "keyed": {"authenticate": [{"api_key": {"header": "X-API-Key", "keys": keys}}]},
+            "tokens": {"authenticate": [{"jwt": jwks}]},
+            "people": {
+                "authenticate": [
+                    {"basic": {"users": [{"name": "ops", "hash": hasher.hash(PASSWORD)}]}}
+                ]
+            },
+        }
+        routes = [
+            {"match": {"path_prefix": f"/{name}"}, "upstream": "backend", "policies": [name]}
+            for name in policies
+        ]
+        text = config_text(make_backend(), tmp_path, cert, str(key), routes=routes,
+                           policies=policies)  # fmt: skip
+        gateway = make_gateway(text, env=TOKEN_ENV)
+        context = client(tmp_path)
+        basic = "Authorization: Basic " + base64.b64encode(f"ops:{PASSWORD}".encode()).decode()
+        before = {
+            "old key": ("/keyed", f"X-API-Key: {API_KEY_BEFORE}"),
+            "new key": ("/keyed", f"X-API-Key: {API_KEY_AFTER}"),
+            "old token": ("/tokens", token(incident - 300)),
+            "new token": ("/tokens", token(int(time.time()))),
+            "password": ("/people", basic),
+        }
+        assert {name: ask(gateway, context, *call) for name, call in before.items()} == {
+            name: 200 for name in before
+        }
+
+        result = outwork("incident", "start", "-c", str(gateway.config_file), "--reason", REASON,
+                         "--ca", "ca", "--at", stamp(incident), "--admin",
+                         admin_address(gateway), cwd=tmp_path, env=TOKEN_ENV)  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        deadline = time.monotonic() + 30
+        while ask(gateway, context, *before["old key"]) == 200:  # until the reload serves
+            assert time.monotonic() < deadline, gateway.stderr()
+            time.sleep(0.1)
+        after = {name: ask(gateway, context, *call) for name, call in before.items()}
+        assert after == {
+            "old key": 401,
+            "new key": 200,
+            "old token": 401,
+            "new token": 200,
+            "password": 401,
+        }
+    written = yaml.safe_load(gateway.config_file.read_text())
+    assert written["revocation"] == {"not_before": stamp(incident)}
+    listed = written["policies"]["keyed"]["authenticate"][0]["api_key"]["keys"]
+    assert [k.get("revoked", False) for k in listed] == [True, False]
+    users = written["policies"]["people"]["authenticate"][0]["basic"]["users"]
+    assert users[0]["must_change_password"] is True
+    advisory = Path(state_of(gateway.config_file)["advisory"]).read_text()
+    assert "revoked: `before`" in advisory and "`ops`" in advisory
