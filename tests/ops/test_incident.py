@@ -1,9 +1,9 @@
 """`outwork incident` against a running gateway: new key (in the HSM when the current one is),
 CSR, certificate from the internal CA, installed with no restart; session tickets from before
 not resumed; revocation written into the config (an API key, a JWT and a password from before
-refused 401 by the authenticate step, new ones accepted); advisory and scan report; a state file that
-`status` reads, that refuses a second start, that a failed step leaves resumable; `--dry-run`
-changes nothing."""
+refused 401 by the authenticate step, new ones accepted); advisory and scan report; a state
+file that `status` reads, that refuses a second start, that a failed step leaves resumable;
+`--dry-run` changes nothing."""
 
 from __future__ import annotations
 
