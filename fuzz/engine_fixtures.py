@@ -86,6 +86,9 @@ class FixedTicketKeys:
     def decryption_key(self, key_name: bytes, now: float) -> bytes | None:
         return self.KEY if key_name == self.NAME else None
 
+    def drop_before(self, not_before: float, now: float) -> None:
+        """Never rotated: the kept corpus must stay replayable."""
+
 
 @cache
 def server_config(heartbeat: bool = False) -> ServerConfig:

@@ -311,15 +311,13 @@ def certs_install(
     through its admin API: every worker serves them to new connections, connections in flight
     are untouched, and the config file is updated so a restart keeps them."""
     from outwork.ops import OpsError
-    from outwork.ops.install import install_remote, prepare
+    from outwork.ops.install import install
 
     cert = str(Path(cert).resolve())
     if not key.startswith("pkcs11:"):
         key = str(Path(key).resolve())
     try:
-        prepared = prepare(Path(config_path), listener, cert, key)
-        prepared.discard()  # checked only: the gateway writes the file
-        result = install_remote(prepared.config, admin_address, listener, cert, key)
+        result = install(Path(config_path), listener, cert, key, admin_address)
     except OpsError as exc:
         _ops_refused(exc)
     click.echo(
@@ -488,3 +486,10 @@ def scan(
     from outwork.scan.cli import run_scan
 
     sys.exit(run_scan(config_path, targets, json_path, html_path, concurrency, timeout))
+
+
+# ----- incident response (outwork.ops.incident) ------------------------------------------
+
+from outwork.ops.incident_cli import incident  # noqa: E402  (its heavy imports run in commands)
+
+main.add_command(incident)

@@ -5,6 +5,11 @@ accepted, so tickets issued just before a rotation keep working), nothing older:
 is gone cannot decrypt recorded tickets (forward secrecy for resumed sessions). Whichever
 worker first needs a period's key makes it, under a lock; the others read it. Rotation is by
 the clock, so every worker agrees on the current period without talking to the others.
+
+An incident drops keys early (`drop_before`): every worker is told the same time, and the
+first one to take the lock rewrites the file without the keys made before it (each entry
+records when it was made) and with a new current key; the others find that key and keep it,
+so all of them end up with the same one.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ KEY_NAME_LENGTH = 16
 KEY_LENGTH = 32
 DEFAULT_PERIOD = 12 * 3600
 RELOAD_INTERVAL = 1.0  # seconds between re-reads prompted by an unknown key name
+# A period's key: (name, key, when it was made; 0 for files written before that was recorded).
+_Entry = tuple[bytes, bytes, float]
 
 
 class FileTicketKeys:
@@ -28,7 +35,7 @@ class FileTicketKeys:
         self._path = Path(path)
         self._lock_path = self._path.with_name(self._path.name + ".lock")
         self._period = period
-        self._keys: dict[int, tuple[bytes, bytes]] = {}
+        self._keys: dict[int, _Entry] = {}
         self._synced_index: int | None = None
         self._last_read = float("-inf")
 
@@ -39,7 +46,8 @@ class FileTicketKeys:
         index = self._index(now)
         if index not in self._keys or self._synced_index != index:
             self._sync(index, now)
-        return self._keys[index]
+        name, key, _ = self._keys[index]
+        return name, key
 
     def decryption_key(self, key_name: bytes, now: float) -> bytes | None:
         index = self._index(now)
@@ -58,16 +66,26 @@ class FileTicketKeys:
                 return entry[1]
         return None
 
-    def _sync(self, index: int, now: float) -> None:
-        """Read the file under the lock, add this period's key if missing, drop old ones."""
+    def drop_before(self, not_before: float, now: float) -> None:
+        """Rewrite the file without the keys made before `not_before`, with a current key made
+        since (by whichever worker gets there first), and use only that from now on."""
+        self._sync(self._index(now), now, not_before)
+
+    def _sync(self, index: int, now: float, not_before: float | None = None) -> None:
+        """Read the file under the lock, add this period's key if missing, drop old ones (and,
+        with `not_before`, those made before it)."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             keys = self._read()
             changed = False
+            if not_before is not None:
+                for early in [i for i, entry in keys.items() if entry[2] < not_before]:
+                    del keys[early]
+                    changed = True
             if index not in keys:
-                keys[index] = (os.urandom(KEY_NAME_LENGTH), os.urandom(KEY_LENGTH))
+                keys[index] = (os.urandom(KEY_NAME_LENGTH), os.urandom(KEY_LENGTH), now)
                 changed = True
             for old in [i for i in keys if i < index - 1]:
                 del keys[old]
@@ -81,25 +99,25 @@ class FileTicketKeys:
         self._synced_index = index
         self._last_read = now
 
-    def _read(self) -> dict[int, tuple[bytes, bytes]]:
+    def _read(self) -> dict[int, _Entry]:
         try:
             data = json.loads(self._path.read_text())
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
             raise RuntimeError(f"{self._path}: unreadable ticket key file: {exc}") from exc
-        keys: dict[int, tuple[bytes, bytes]] = {}
+        keys: dict[int, _Entry] = {}
         for entry in data.get("keys", []):
             name, key = bytes.fromhex(entry["name"]), bytes.fromhex(entry["key"])
             if len(name) != KEY_NAME_LENGTH or len(key) != KEY_LENGTH:
                 raise RuntimeError(f"{self._path}: malformed ticket key entry")
-            keys[int(entry["period"])] = (name, key)
+            keys[int(entry["period"])] = (name, key, float(entry.get("created", 0)))
         return keys
 
-    def _write(self, keys: dict[int, tuple[bytes, bytes]]) -> None:
+    def _write(self, keys: dict[int, _Entry]) -> None:
         entries = [
-            {"period": i, "name": name.hex(), "key": key.hex()}
-            for i, (name, key) in sorted(keys.items())
+            {"period": i, "name": name.hex(), "key": key.hex(), "created": created}
+            for i, (name, key, created) in sorted(keys.items())
         ]
         temporary = self._path.with_name(self._path.name + f".{os.getpid()}.tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -5,20 +5,15 @@ when a check fails) and by the admin API's `POST /certificates` in the running g
 checks again (the gateway is the one that will serve it) before it swaps the listener's
 certificate set.
 
-The config file is edited, not re-dumped: the `cert:` and `key:` scalars of the listener's first
-`tls.certificates` entry are located with PyYAML's node marks and replaced in the text, so
-comments, order and quoting everywhere else stay byte for byte. The new text is written to a
-temporary file next to the config (the same directory, so relative paths resolve the same),
-loaded and checked as a whole config from there, and only then renamed over the config
-(atomic on POSIX).
+The config file is edited, not re-dumped (`config_edit`): the `cert:` and `key:` scalars of the
+listener's first `tls.certificates` entry are replaced in the text, so comments, order and
+quoting everywhere else stay byte for byte; the new file is staged, loaded as a whole config
+and only then renamed over the config.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,50 +22,31 @@ import yaml
 from cryptography import x509
 
 from outwork.ops import OpsError
+from outwork.ops.config_edit import (
+    Edits,
+    Staged,
+    compose,
+    get,
+    read_config,
+    scalar,
+    stage,
+    yaml_quoted,
+)
 from outwork.policy.config import GatewayConfig
 from outwork.tls.config import CertifiedKey
 from outwork.tls.signing import verify_signature
 
-MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config file larger than this is not ours to rewrite
+# Staging and the edit itself live in config_edit (the incident edits the same file).
+Prepared = Staged
 
 
-@dataclass
-class Prepared:
-    """A checked installation, not yet visible: the new config is in `staged`."""
-
-    config_file: Path
-    staged: Path
-    config: GatewayConfig
-    certified: CertifiedKey
-
-    def commit(self) -> None:
-        os.replace(self.staged, self.config_file)
-
-    def discard(self) -> None:
-        self.staged.unlink(missing_ok=True)
-
-
-def _scalar_spans(text: str, listener: str) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Character spans of the `cert` and `key` values of the listener's first certificate."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        raise OpsError(f"the config file is not YAML: {exc}") from None
-
-    def get(node: yaml.Node | None, key: str) -> yaml.Node | None:
-        if not isinstance(node, yaml.MappingNode):
-            return None
-        for k, v in node.value:
-            if isinstance(k, yaml.ScalarNode) and k.value == key:
-                return v  # type: ignore[no-any-return]
-        return None
-
-    listeners = get(root, "listeners")
+def _certificate_nodes(text: str, listener: str) -> tuple[yaml.Node, yaml.Node]:
+    """The `cert` and `key` value nodes of the listener's first certificate."""
+    listeners = get(compose(text), "listeners")
     found = None
     if isinstance(listeners, yaml.SequenceNode):
         for item in listeners.value:
-            name = get(item, "name")
-            if isinstance(name, yaml.ScalarNode) and name.value == listener:
+            if scalar(get(item, "name")) == listener:
                 found = item
     if found is None:
         raise OpsError(f"unknown listener {listener!r} in the config")
@@ -81,41 +57,18 @@ def _scalar_spans(text: str, listener: str) -> tuple[tuple[int, int], tuple[int,
     cert, key = get(entry, "cert"), get(entry, "key")
     if not isinstance(cert, yaml.ScalarNode) or not isinstance(key, yaml.ScalarNode):
         raise OpsError(f"listener {listener!r}: its first certificate has no cert/key values")
-    return (
-        (cert.start_mark.index, cert.end_mark.index),
-        (key.start_mark.index, key.end_mark.index),
-    )
+    return cert, key
 
 
 def rewrite_certificate(text: str, listener: str, cert: str, key: str) -> str:
     """`text` with the listener's first certificate entry pointing at `cert` and `key`; every
     other byte unchanged. Values are written as double-quoted scalars with everything but
     printable ASCII escaped, so no path or URI can change the document's structure."""
-    cert_span, key_span = _scalar_spans(text, listener)
-    edits = sorted([(cert_span, cert), (key_span, key)], reverse=True)  # the later one first
-    for (start, end), value in edits:
-        text = text[:start] + yaml_quoted(value) + text[end:]
-    return text
-
-
-def yaml_quoted(value: str) -> str:
-    """A YAML double-quoted scalar for `value`, ASCII only: every other character escaped (JSON
-    would write astral characters as surrogate pairs, which YAML reads as two characters)."""
-    out = ['"']
-    for ch in value:
-        code = ord(ch)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif 0x20 <= code < 0x7F:
-            out.append(ch)
-        elif code <= 0xFF:
-            out.append(f"\\x{code:02x}")
-        elif code <= 0xFFFF:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
+    cert_node, key_node = _certificate_nodes(text, listener)
+    edits = Edits(text)
+    edits.replace(cert_node, yaml_quoted(cert))
+    edits.replace(key_node, yaml_quoted(key))
+    return edits.result()
 
 
 def check_certified(certified: CertifiedKey, now: datetime | None = None) -> None:
@@ -159,50 +112,34 @@ def check_certified(certified: CertifiedKey, now: datetime | None = None) -> Non
 
 def prepare(config_file: Path, listener: str, cert: str, key: str) -> Prepared:
     """Check everything and stage the new config file; raises OpsError (nothing changed)."""
-    from outwork.policy.load import load_config
-    from outwork.policy.source import ConfigError
-
+    text = rewrite_certificate(read_config(config_file), listener, cert, key)
+    staged = stage(config_file, text)
     try:
-        with open(config_file, "rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise OpsError(f"cannot read the config: {exc}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise OpsError("the config file is too large to rewrite")
-    try:
-        text = rewrite_certificate(raw.decode("utf-8"), listener, cert, key)
-    except UnicodeDecodeError:
-        raise OpsError("the config file is not UTF-8") from None
-    try:
-        fd, name = tempfile.mkstemp(
-            prefix=f".{config_file.name}.", suffix=".install", dir=config_file.parent
-        )
-    except OSError as exc:
-        raise OpsError(f"cannot write next to the config: {exc}") from None
-    staged = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-        os.chmod(staged, os.stat(config_file).st_mode & 0o7777)
-        try:
-            config = load_config(staged)
-        except ConfigError as exc:
-            first = exc.problems[0]
-            raise OpsError(
-                f"{first.path}: {first.message}" if first.path else first.message
-            ) from None
-        found = [li for li in config.listeners if li.name == listener]
+        found = [li for li in staged.config.listeners if li.name == listener]
         if not found or found[0].tls is None:
             raise OpsError(f"listener {listener!r} has no TLS")
-        certified = found[0].tls.certificates[0]
-        check_certified(certified)
-    except OSError as exc:
-        staged.unlink(missing_ok=True)
-        raise OpsError(f"cannot stage the new config: {exc}") from None
+        check_certified(found[0].tls.certificates[0])
     except BaseException:
-        staged.unlink(missing_ok=True)
+        staged.discard()
         raise
-    return Prepared(config_file, staged, config, certified)
+    return staged
+
+
+def certified_of(prepared: Prepared, listener: str) -> CertifiedKey:
+    """The certificate and key `prepare` checked for `listener`."""
+    found = [li for li in prepared.config.listeners if li.name == listener]
+    assert found and found[0].tls is not None  # prepare refused anything else
+    return found[0].tls.certificates[0]
+
+
+def install(
+    config_file: Path, listener: str, cert: str, key: str, admin: str | None
+) -> dict[str, Any]:
+    """`outwork certs install`: check locally (nothing changes when a check fails), then have
+    the running gateway check, write the config and serve it (the admin API); its answer."""
+    prepared = prepare(config_file, listener, cert, key)
+    prepared.discard()  # checked only: the gateway writes the file
+    return install_remote(prepared.config, admin, listener, cert, key)
 
 
 ADMIN_CALL_TIMEOUT = 30.0  # seconds for the admin API to check, install and confirm
@@ -212,6 +149,15 @@ def install_remote(
     config: GatewayConfig, address: str | None, listener: str, cert: str, key: str
 ) -> dict[str, Any]:
     """POST the installation to the running gateway's admin API; its JSON answer."""
+    payload = {"listener": listener, "cert": cert, "key": key}
+    return admin_post(config, address, "/certificates", payload)
+
+
+def admin_post(
+    config: GatewayConfig, address: str | None, path: str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    """POST a change to the running gateway's admin API (`address`, else `admin.bind`) with
+    the token of `admin.token`; its JSON answer, or OpsError with one line."""
     import http.client
 
     from outwork.keys.secret import SecretError, parse_secret_ref, read_secret
@@ -227,12 +173,12 @@ def install_remote(
     except SecretError as exc:
         raise OpsError(f"admin.token: {exc}") from None
     host, _, port = address.rpartition(":")
-    body = json.dumps({"listener": listener, "cert": cert, "key": key}).encode()
+    body = json.dumps(payload).encode()
     connection = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=ADMIN_CALL_TIMEOUT)
     try:
         connection.request(
             "POST",
-            "/certificates",
+            path,
             body,
             {"Authorization": f"Bearer {token.decode()}", "Content-Type": "application/json"},
         )

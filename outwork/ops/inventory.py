@@ -69,6 +69,17 @@ def _entries(spec: ConfigSpec) -> list[tuple[str, str, CertificateSpec]]:
     return found
 
 
+def listener_entries(config_path: Path) -> tuple[ConfigSpec, list[tuple[str, CertificateSpec]]]:
+    """The config as written, and each TLS listener's first certificate entry (the one
+    `certs install` replaces), without loading any key."""
+    spec = _spec(config_path)
+    return spec, [
+        (listener.name, listener.tls.certificates[0])
+        for listener in spec.listeners
+        if listener.tls is not None
+    ]
+
+
 def key_location(key: str, base: Path) -> str:
     if key.startswith("pkcs11:"):
         from outwork.keys.uri import parse_pkcs11_uri

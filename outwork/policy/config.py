@@ -164,6 +164,8 @@ class GatewayConfig:
     admin: Address | None
     limits: Limits
     workers: int = 1  # processes; 1: no supervisor
+    incident_state: str = ""  # `outwork incident`'s state file (absolute)
+    incident_advisory: str = ""  # and its advisory (absolute)
     # Accepted but dangerous settings (`file:line: path: warning: ...`), printed by check/serve.
     warnings: tuple[str, ...] = ()
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()

@@ -52,6 +52,7 @@ from outwork.policy.schema import (
     BanSpec,
     ConfigSpec,
     HealthCheckSpec,
+    IncidentSpec,
     ListenerSpec,
     PassiveHealthSpec,
     RedisSpec,
@@ -262,6 +263,7 @@ class _Loader:
             admin_hosts = self._admin_hosts(spec.admin.allowed_hosts)
             admin_token = self._admin_token(spec.admin.token)
         http2 = self._http2(spec)
+        incident_state, incident_advisory = incident_files(Path(self.source.file), spec.incident)
         self._paused_cap_below_pools(spec, upstreams)
         scan_timeout = self._duration(("scan", "timeout"), spec.scan.timeout, 120)
         if scan_timeout is not None and scan_timeout < 0.1:
@@ -293,6 +295,8 @@ class _Loader:
             admin=admin,
             limits=limits,
             workers=spec.workers,
+            incident_state=incident_state,
+            incident_advisory=incident_advisory,
             warnings=tuple(w.format() for w in self.warnings),
             trusted_proxies=trusted_proxies,
             http2=http2,
@@ -1248,3 +1252,12 @@ def _check_ticket_key_file(file: Path, rotation: float) -> str | None:
             " file must use the same rotation (delete the file to change it)"
         )
     return None
+
+
+def incident_files(config_file: Path, spec: IncidentSpec) -> tuple[str, str]:
+    """`outwork incident`'s state file and advisory: the config's `incident:` paths (relative
+    to its folder), by default `<config name>.incident.json` and `<config name>.advisory.md`."""
+    base = config_file.resolve().parent
+    state = spec.state or f"{config_file.stem}.incident.json"
+    advisory = spec.advisory or f"{config_file.stem}.advisory.md"
+    return str((base / state).resolve()), str((base / advisory).resolve())

@@ -264,6 +264,13 @@ class PathsSpec(_Spec):
     case_sensitive: bool = False
 
 
+class IncidentSpec(_Spec):
+    """`outwork incident`: its state file and advisory (relative: to the config's folder)."""
+
+    state: NonEmptyStr | None = None  # default: <config name>.incident.json
+    advisory: NonEmptyStr | None = None  # default: <config name>.advisory.md
+
+
 class ScanSpec(_Spec):
     """`outwork scan -c` over the upstreams; its --concurrency and --timeout override these."""
 
@@ -322,6 +329,7 @@ class ConfigSpec(_Spec):
     )
     pkcs11: Pkcs11Spec = msgspec.field(default_factory=Pkcs11Spec)
     http2: Http2Spec = msgspec.field(default_factory=Http2Spec)
+    incident: IncidentSpec = msgspec.field(default_factory=IncidentSpec)
     paths: PathsSpec = msgspec.field(default_factory=PathsSpec)
     scan: ScanSpec = msgspec.field(default_factory=ScanSpec)
     # Named policies: {name: {<filter type>: {...}, ...}}, each value checked by its filter

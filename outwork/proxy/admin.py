@@ -23,6 +23,9 @@ rebinding) cannot read the admin pages through a browser.
   chain and key for a listener (see `outwork/ops/install.py`); every worker swaps that
   listener's certificate set for new handshakes, nothing drains. Each change request, allowed
   or not, is an `admin.audit` line on the security-events sink.
+- `POST /tickets/rotate` (admin API): every worker drops its session-ticket keys and seals new
+  tickets with a fresh one, so no ticket issued before is resumed (an incident's step; see
+  `outwork/ops/incident.py`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ import json
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -67,6 +72,11 @@ APPLY_TIMEOUT = 10.0
 # supervisor), and one file per worker holding the digest of the config it swapped to.
 CERTS_SIGNALLED = "certs-signalled"
 CERTS_ACK_PREFIX = "certs-"
+# The same for a ticket-key rotation (SIGUSR2): the time before which keys are dropped is in
+# TICKETS_NOT_BEFORE, and each worker acknowledges that value.
+TICKETS_SIGNALLED = "tickets-signalled"
+TICKETS_ACK_PREFIX = "tickets-"
+TICKETS_NOT_BEFORE = "tickets-not-before"
 # The defaults of admin.max_connections and admin.timeout (the config's values are used):
 MAX_ADMIN_CONNECTIONS = 32  # scrapers and probes; more at once is a client bug or an attack
 ADMIN_TIMEOUT = 5.0  # seconds a connection may stay open
@@ -201,20 +211,38 @@ def swap_certificates(state: GatewayState, new: GatewayConfig) -> list[str]:
     return changed
 
 
+def drop_tickets_before(state: GatewayState, not_before: float, now: float) -> list[str]:
+    """Have every TLS listener of `state` forget the ticket keys made before `not_before` (the
+    names of the listeners that issue tickets)."""
+    rotated = []
+    for listener in state.config.listeners:
+        if listener.tls is not None and listener.tls.ticket_keys is not None:
+            listener.tls.ticket_keys.drop_before(not_before, now)
+            rotated.append(listener.name)
+    return rotated
+
+
 def acknowledge_certificates(run_dir: str, digest: str) -> None:
     """A worker's note that it serves the certificates of the config whose digest is given."""
-    path = os.path.join(run_dir, f"{CERTS_ACK_PREFIX}{os.getpid()}")
+    acknowledge(run_dir, CERTS_ACK_PREFIX, digest)
+
+
+def acknowledge(run_dir: str, prefix: str, value: str) -> None:
+    """A worker's note that it applied the change `value` names."""
+    path = os.path.join(run_dir, f"{prefix}{os.getpid()}")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        f.write(digest)
+        f.write(value)
     os.replace(tmp, path)
 
 
-def _other_workers_acknowledged(run_dir: str, digest: str) -> bool | None:
+def _other_workers_acknowledged(
+    run_dir: str, digest: str, signalled: str = CERTS_SIGNALLED, prefix: str = CERTS_ACK_PREFIX
+) -> bool | None:
     """True once every worker the supervisor signalled (and still alive) acknowledged `digest`;
     None while the supervisor has not yet written whom it signalled."""
     try:
-        with open(os.path.join(run_dir, CERTS_SIGNALLED)) as f:
+        with open(os.path.join(run_dir, signalled)) as f:
             pids = [int(p) for p in f.read().split()]
     except FileNotFoundError:
         return None
@@ -222,7 +250,7 @@ def _other_workers_acknowledged(run_dir: str, digest: str) -> bool | None:
         if pid == os.getpid():
             continue
         try:
-            with open(os.path.join(run_dir, f"{CERTS_ACK_PREFIX}{pid}")) as f:
+            with open(os.path.join(run_dir, f"{prefix}{pid}")) as f:
                 if f.read() == digest:
                     continue
         except FileNotFoundError:
@@ -316,7 +344,9 @@ class AdminProtocol(asyncio.Protocol):
         method, target = parts[0], parts[1].split(b"?", 1)[0]
         head_only = method == b"HEAD"
         if method == b"POST" and target == b"/certificates":
-            self._change(fields, end + 4)
+            self._change(fields, end + 4, "POST /certificates", self._install_one)
+        elif method == b"POST" and target == b"/tickets/rotate":
+            self._change(fields, end + 4, "POST /tickets/rotate", self._rotate_tickets)
         elif method not in (b"GET", b"HEAD"):
             self._answer(405, b"method not allowed\n")
         elif target == b"/healthz":
@@ -346,7 +376,13 @@ class AdminProtocol(asyncio.Protocol):
             "admin.audit", self._peer(), "admin", {"what": what, "result": result, **detail}
         )
 
-    def _change(self, fields: list[bytes], body_start: int) -> None:
+    def _change(
+        self,
+        fields: list[bytes],
+        body_start: int,
+        what: str,
+        apply: Callable[[bytes], Awaitable[None]],
+    ) -> None:
         """A change request: authorised first (no token configured: 403; missing or wrong: 401),
         then its body read (at most MAX_ADMIN_BODY) and applied."""
         if self._busy:
@@ -361,7 +397,7 @@ class AdminProtocol(asyncio.Protocol):
             token.strip(), config.admin_token
         ):
             self.admin.metrics.refused[Refusal.ADMIN_UNAUTHORIZED] += 1
-            self._audit("POST /certificates", "unauthorized", {"token_given": bool(given)})
+            self._audit(what, "unauthorized", {"token_given": bool(given)})
             self._answer(401, b"a valid bearer token is required\n", www_authenticate=True)
             return
         length_field = self._field(fields, b"content-length")
@@ -378,19 +414,21 @@ class AdminProtocol(asyncio.Protocol):
         self._busy = True
         if self._timer is not None:
             self._timer.cancel()  # the change has its own timeout (APPLY_TIMEOUT)
-        asyncio.get_running_loop().create_task(self._install(body[:length]))
+        asyncio.get_running_loop().create_task(self._apply(what, apply, body[:length]))
 
-    async def _install(self, body: bytes) -> None:
+    async def _apply(
+        self, what: str, apply: Callable[[bytes], Awaitable[None]], body: bytes
+    ) -> None:
         async with self.admin.changes:
             try:
-                await self._install_one(body)
+                await apply(body)
             except Exception as exc:  # noqa: BLE001 - answered and audited, the gateway serves on
-                self._audit("POST /certificates", "error", {"error": repr(exc)[:300]})
+                self._audit(what, "error", {"error": repr(exc)[:300]})
                 self._answer(500, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
 
     async def _install_one(self, body: bytes) -> None:
         from outwork.ops import OpsError
-        from outwork.ops.install import prepare
+        from outwork.ops.install import certified_of, prepare
 
         what = "POST /certificates"
         try:
@@ -414,7 +452,7 @@ class AdminProtocol(asyncio.Protocol):
             return
         prepared.commit()
         swap_certificates(self.admin.current[0], prepared.config)
-        leaf = prepared.certified.chain[0]
+        leaf = certified_of(prepared, listener).chain[0]
         detail["serial"] = format(leaf.serial_number, "x")
         workers = 1
         run_dir = self.admin.run_dir
@@ -428,17 +466,51 @@ class AdminProtocol(asyncio.Protocol):
         self._audit(what, "ok", detail)
         self._answer(200, json.dumps({**detail, "workers": workers}).encode() + b"\n")
 
-    async def _tell_workers(self, run_dir: str, digest: str) -> tuple[bool, int]:
-        """Have the supervisor tell every worker to load the new certificates; wait until all
-        of them say they did."""
+    async def _rotate_tickets(self, body: bytes) -> None:
+        """Drop every ticket key made before now, in every worker: tickets issued before are
+        not resumed (their sessions do a full handshake). The body is not read."""
+        what = "POST /tickets/rotate"
+        not_before = time.time()
+        rotated = drop_tickets_before(self.admin.current[0], not_before, time.time())
+        stamp = datetime.fromtimestamp(not_before, UTC).isoformat(timespec="milliseconds")
+        detail: dict[str, Any] = {"listeners": rotated, "not_before": stamp}
+        workers = 1
+        run_dir = self.admin.run_dir
+        if run_dir is not None:
+            value = repr(not_before)
+            path = os.path.join(run_dir, TICKETS_NOT_BEFORE)
+            with open(path + ".tmp", "w") as f:
+                f.write(value)
+            os.replace(path + ".tmp", path)
+            ok, workers = await self._tell_workers(
+                run_dir, value, signal.SIGUSR2, TICKETS_SIGNALLED, TICKETS_ACK_PREFIX
+            )
+            if not ok:
+                self._audit(what, "partly applied", detail)
+                message = {"error": "not every worker confirmed in time", **detail}
+                self._answer(500, json.dumps(message).encode() + b"\n")
+                return
+        self._audit(what, "ok", detail)
+        self._answer(200, json.dumps({**detail, "workers": workers}).encode() + b"\n")
+
+    async def _tell_workers(
+        self,
+        run_dir: str,
+        digest: str,
+        signum: int = signal.SIGUSR1,
+        signalled: str = CERTS_SIGNALLED,
+        prefix: str = CERTS_ACK_PREFIX,
+    ) -> tuple[bool, int]:
+        """Have the supervisor tell every worker to apply a change (SIGUSR1: load the new
+        certificates; SIGUSR2: drop ticket keys); wait until all of them say they did."""
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(run_dir, CERTS_SIGNALLED))
-        os.kill(os.getppid(), signal.SIGUSR1)
+            os.unlink(os.path.join(run_dir, signalled))
+        os.kill(os.getppid(), signum)
         deadline = time.monotonic() + APPLY_TIMEOUT
         while time.monotonic() < deadline:
-            done = _other_workers_acknowledged(run_dir, digest)
+            done = _other_workers_acknowledged(run_dir, digest, signalled, prefix)
             if done:
-                with open(os.path.join(run_dir, CERTS_SIGNALLED)) as f:
+                with open(os.path.join(run_dir, signalled)) as f:
                     return True, len(f.read().split())
             await asyncio.sleep(0.05)
         return False, 0

@@ -4,6 +4,7 @@ ticker, signals, draining."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -356,9 +357,36 @@ async def serve(
         if run_dir is not None:
             acknowledge_certificates(run_dir, digest)
 
+    def tickets_rotated(signalled: bool = True) -> None:
+        """SIGUSR2 from the supervisor: the admin API dropped the ticket keys made before the
+        time in the run directory; do the same here (also at start: a worker that made its
+        keys before that time but became ready after the supervisor signalled)."""
+        from outwork.proxy.admin import (
+            TICKETS_ACK_PREFIX,
+            TICKETS_NOT_BEFORE,
+            acknowledge,
+            drop_tickets_before,
+        )
+
+        if run_dir is None:
+            return
+        try:
+            with open(os.path.join(run_dir, TICKETS_NOT_BEFORE)) as f:
+                value = f.read()
+            drop_tickets_before(current[0], float(value), time.time())
+        except FileNotFoundError:
+            return  # no rotation asked since the supervisor started
+        except (OSError, ValueError, RuntimeError) as exc:
+            log(f"ticket keys not rotated: {exc}")
+            return
+        if signalled:
+            log("ticket keys rotated")
+        acknowledge(run_dir, TICKETS_ACK_PREFIX, value)
+
     if worker:
         loop.add_signal_handler(signal.SIGHUP, lambda: None)
         loop.add_signal_handler(signal.SIGUSR1, certificates_changed)
+        loop.add_signal_handler(signal.SIGUSR2, tickets_rotated)
     else:
         loop.add_signal_handler(signal.SIGHUP, start_reload)
 
@@ -394,6 +422,7 @@ async def serve(
                 certificates_changed()
         except OSError as exc:
             log(f"config file unreadable: {exc}")
+        tickets_rotated(signalled=False)
     if not worker and startup_signals.take_reload_request():
         start_reload()  # a SIGHUP while starting: the file may have changed after it was read
     await stop.wait()

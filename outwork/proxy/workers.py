@@ -179,7 +179,13 @@ class Supervisor:
         self.signals.append(signum)
 
     def run(self) -> int:
-        for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        for handled in (
+            signal.SIGTERM,
+            signal.SIGINT,
+            signal.SIGHUP,
+            signal.SIGUSR1,
+            signal.SIGUSR2,
+        ):
             signal.signal(handled, self._on_signal)
         for name, address in self.addresses.items():
             self.log(f"listener {name} on {_SCHEMES.get(name, 'http')}://{address}")
@@ -198,6 +204,8 @@ class Supervisor:
                     self._safe_reload()
                 elif signum == signal.SIGUSR1:
                     self._tell_certificates()
+                elif signum == signal.SIGUSR2:
+                    self._tell(signal.SIGUSR2, "tickets-signalled")
                 elif signum in (signal.SIGTERM, signal.SIGINT) and not stopping:
                     stopping = True
                     metrics_share.mark(self.run_dir, metrics_share.STOPPING)  # /readyz: 503
@@ -250,10 +258,16 @@ class Supervisor:
         certificate sets (SIGUSR1), without a reload. Whom we told goes to the run directory,
         so the admin knows whose acknowledgements to wait for. A worker still starting
         loads the config file, which already holds the new certificate."""
+        self._tell(signal.SIGUSR1, "certs-signalled")
+
+    def _tell(self, signum: int, signalled: str) -> None:
+        """Pass an admin change on to every serving worker; note whom in `signalled`. (SIGUSR2:
+        drop the ticket keys made before the admin's time; a worker still starting reads the
+        key file the admin already rewrote, or makes new keys in memory.)"""
         told = [w for w in self.workers.values() if w.ready and not w.stopping]
         for worker in told:
-            self._signal(worker, signal.SIGUSR1)
-        path = os.path.join(self.run_dir, "certs-signalled")
+            self._signal(worker, signum)
+        path = os.path.join(self.run_dir, signalled)
         with open(path + ".tmp", "w") as f:
             f.write(" ".join(str(w.pid) for w in told))
         os.replace(path + ".tmp", path)
@@ -447,6 +461,7 @@ def _worker_main(
         signal.signal(signum, signal.SIG_DFL)
     # Until serve() handles it (new certificates): ignored, not the default (which kills).
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     # A worker never reloads (the supervisor replaces it): a SIGHUP to the process group (a
     # terminal hang-up, `kill -HUP -PGID`) must not kill it while it starts.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -43,6 +43,11 @@ class TicketKeySource(Protocol):
         """The key for `key_name` if it is still accepted at `now`, else None."""
         ...
 
+    def drop_before(self, not_before: float, now: float) -> None:
+        """Forget every key made before `not_before` (an incident: tickets sealed before it
+        must not resume any more) and seal new tickets with a key made since."""
+        ...
+
 
 class RotatingTicketKeys:
     """In-process keys, new every `period` seconds, the previous one still accepted for one
@@ -51,16 +56,25 @@ class RotatingTicketKeys:
     def __init__(self, period: float = 12 * 3600) -> None:
         self._period = period
         self._keys: dict[int, tuple[bytes, bytes]] = {}
+        self._made: dict[int, float] = {}  # when each key was made (wall clock)
 
-    def _key_for(self, index: int) -> tuple[bytes, bytes]:
+    def _key_for(self, index: int, now: float) -> tuple[bytes, bytes]:
         if index not in self._keys:
             self._keys[index] = (os.urandom(KEY_NAME_LENGTH), os.urandom(32))
+            self._made[index] = now
             for old in [i for i in self._keys if i < index - 1]:
                 del self._keys[old]  # forward secrecy: old keys are forgotten
+                self._made.pop(old, None)
         return self._keys[index]
 
+    def drop_before(self, not_before: float, now: float) -> None:
+        for old in [i for i, made in self._made.items() if made < not_before]:
+            del self._keys[old]
+            del self._made[old]
+        self._key_for(int(now // self._period), now)
+
     def encryption_key(self, now: float) -> tuple[bytes, bytes]:
-        return self._key_for(int(now // self._period))
+        return self._key_for(int(now // self._period), now)
 
     def decryption_key(self, key_name: bytes, now: float) -> bytes | None:
         index = int(now // self._period)

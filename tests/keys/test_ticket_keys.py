@@ -59,3 +59,23 @@ def test_workers_agree_on_the_current_key(tmp_path: Path) -> None:
     keys = [FileTicketKeys(path, PERIOD) for _ in range(3)]
     assert len({k.encryption_key(START) for k in keys}) == 1
     assert len({k.encryption_key(START + PERIOD) for k in keys}) == 1
+
+
+def test_an_incident_drops_every_key_made_before_it_in_every_worker(tmp_path: Path) -> None:
+    path = tmp_path / "tickets.json"
+    first, second = FileTicketKeys(path, PERIOD), FileTicketKeys(path, PERIOD)
+    before = seal_ticket(first, _state(START), START)
+    assert open_ticket(second, before, START + 1) is not None
+    incident = START + 2
+    # Each worker is told the same time; the first rewrites the file, the second keeps its key.
+    first.drop_before(incident, START + 3)
+    second.drop_before(incident, START + 4)
+    assert open_ticket(first, before, START + 5) is None
+    assert open_ticket(second, before, START + 5) is None
+    assert first.encryption_key(START + 5) == second.encryption_key(START + 5)
+    after = seal_ticket(second, _state(START + 5), START + 5)
+    assert open_ticket(first, after, START + 6) == _state(START + 5)
+    entries = json.loads(path.read_text())["keys"]
+    assert len(entries) == 1 and entries[0]["created"] >= incident
+    # A restarted worker reads the file: the old ticket stays refused.
+    assert open_ticket(FileTicketKeys(path, PERIOD), before, START + 7) is None

@@ -140,3 +140,13 @@ def test_the_trust_binding_follows_the_settings_not_the_objects() -> None:
     assert trust_binding(ClientAuth.REQUIRED, (b,)) != binding
     assert trust_binding(ClientAuth.REQUIRED, (a, b)) != binding
     assert trust_binding(ClientAuth.NONE, ()) != binding
+
+
+def test_dropping_keys_made_before_an_incident_refuses_older_tickets() -> None:
+    keys = RotatingTicketKeys(period=100)
+    state = SessionState(0x0304, 0x1301, bytes(32), int(NOW * 1000), 3600, 1, True, "", "x")
+    before = seal_ticket(keys, state, NOW)
+    keys.drop_before(NOW + 1, NOW + 2)
+    assert open_ticket(keys, before, NOW + 3) is None
+    after = seal_ticket(keys, state, NOW + 3)
+    assert open_ticket(keys, after, NOW + 4) == state
