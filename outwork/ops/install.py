@@ -26,8 +26,8 @@ from typing import Any
 import yaml
 from cryptography import x509
 
+from outwork.config.config import GatewayConfig
 from outwork.ops import OpsError
-from outwork.policy.config import GatewayConfig
 from outwork.tls.config import CertifiedKey
 from outwork.tls.signing import verify_signature
 
@@ -159,8 +159,8 @@ def check_certified(certified: CertifiedKey, now: datetime | None = None) -> Non
 
 def prepare(config_file: Path, listener: str, cert: str, key: str) -> Prepared:
     """Check everything and stage the new config file; raises OpsError (nothing changed)."""
-    from outwork.policy.load import load_config
-    from outwork.policy.source import ConfigError
+    from outwork.config.load import load_config
+    from outwork.config.source import ConfigError
 
     try:
         with open(config_file, "rb") as f:
