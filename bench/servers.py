@@ -375,7 +375,7 @@ def _outwork_limits(connections: int) -> tuple[str, str]:
     """Extra listener keys and `limits:` keys that lift outwork's per-connection caps to the
     bench's needs, for the keys this version of the schema has (all connections come from one
     address; wrk's keep-alive connections must never be told to close)."""
-    from outwork.policy.schema import LimitsSpec, ListenerSpec
+    from outwork.config.schema import LimitsSpec, ListenerSpec
 
     wanted_listener = {
         "max_connections": connections + 1024,

@@ -21,11 +21,11 @@ import math
 
 import msgspec
 
-from outwork.policy.changes import ConfigSummary, changes, summarize
-from outwork.policy.convert import FAILED, Converter
-from outwork.policy.schema import ConfigSpec
-from outwork.policy.source import ConfigError, Problem, load_yaml
-from outwork.policy.values import (
+from outwork.config.changes import ConfigSummary, changes, summarize
+from outwork.config.convert import FAILED, Converter
+from outwork.config.schema import ConfigSpec
+from outwork.config.source import ConfigError, Problem, load_yaml
+from outwork.config.values import (
     MAX_BODY_SIZE,
     MAX_RATE_COUNT,
     dec_hook,

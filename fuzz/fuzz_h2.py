@@ -2,7 +2,7 @@
 
     .venv/bin/python fuzz/fuzz_h2.py /tmp/fuzz-h2 fuzz/corpus/h2
 
-What is fuzzed is what `outwork.proxy.h2` runs before any I/O: the frame guard
+What is fuzzed is what `outwork.front.h2` runs before any I/O: the frame guard
 (`h2_guard.FrameGuard`), `h2` with the gateway's settings (`h2.new_connection`), and every
 request header list it decodes through `h2head.build_request_head`.
 
@@ -23,11 +23,11 @@ import sys
 from h2.events import RequestReceived
 from h2.exceptions import ProtocolError
 
+from outwork.config.config import Http2Config
+from outwork.front.h2 import new_connection, receive
+from outwork.front.h2_guard import PREFACE_LENGTH, Flood, FrameGuard
 from outwork.http.errors import HTTPError
 from outwork.http.h2head import build_request_head
-from outwork.policy.config import Http2Config
-from outwork.proxy.h2 import new_connection, receive
-from outwork.proxy.h2_guard import PREFACE_LENGTH, Flood, FrameGuard
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 assert len(PREFACE) == PREFACE_LENGTH

@@ -14,11 +14,11 @@ not in normal form (outwork/http/path.py).
 
 from __future__ import annotations
 
+from outwork.config.config import RouteConfig
 from outwork.http.errors import HTTPError
 from outwork.http.messages import RequestHead
 from outwork.http.path import normalise_target
 from outwork.http.reader import RequestReader
-from outwork.policy.config import RouteConfig
 from outwork.proxy.forwarding import Forwarding, sane_request_id
 from outwork.proxy.router import Router
 

@@ -15,7 +15,7 @@ from outwork import __version__
 # The config modules (cryptography, msgspec, the TLS engine) are imported when a command runs:
 # `serve` first sets its start-up signal handlers, which must not wait for ~200 ms of imports.
 if TYPE_CHECKING:
-    from outwork.policy.config import GatewayConfig
+    from outwork.config.config import GatewayConfig
 
 CONFIG_OPTION = click.option(
     "-c",
@@ -40,8 +40,8 @@ def _pid_file(config_path: str, pid_file: str | None) -> Path:
 
 def _load(config_path: str, refused: str | None = None) -> GatewayConfig:
     """The config, its warnings printed; or each problem with its line and exit 1."""
-    from outwork.policy.load import load_config
-    from outwork.policy.source import ConfigError
+    from outwork.config.load import load_config
+    from outwork.config.source import ConfigError
 
     try:
         config = load_config(config_path)
@@ -77,7 +77,7 @@ def schema() -> None:
     CI; `check` remains the full check (files, keys, cross-references)."""
     import json
 
-    from outwork.policy.json_schema import config_schema
+    from outwork.config.json_schema import config_schema
 
     click.echo(json.dumps(config_schema(), indent=2))
 

@@ -28,9 +28,9 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import DataReceived, ResponseReceived, StreamEnded, StreamReset
 
-from outwork.policy.load import load_config
-from outwork.proxy.connection import ClientProtocol
-from outwork.proxy.h2 import H2Session
+from outwork.config.load import load_config
+from outwork.front.h1 import ClientProtocol
+from outwork.front.h2 import H2Session
 from outwork.proxy.server import GatewayState
 
 # How many loop turns a wait may take before the test fails: a hung gateway, not a timing bound.

@@ -27,7 +27,7 @@ from outwork.http.messages import RequestHead, ResponseHead
 from outwork.observe.refusals import Refusal
 
 if TYPE_CHECKING:
-    from outwork.policy.config import RedisConfig
+    from outwork.config.config import RedisConfig
     from outwork.tls.clientauth import ClientIdentity
 
 
@@ -154,7 +154,7 @@ class PolicyEnv:
 class FilterType:
     name: str  # the key under a policy: `policies: {NAME: {<name>: {...}}}`
     # A msgspec Struct the key's value is converted to (strictly; every problem on its line,
-    # unknown keys with "did you mean"). Fields may be typed with outwork.policy.values' Rate,
+    # unknown keys with "did you mean"). Fields may be typed with outwork.config.values' Rate,
     # Cidr and Secret (`10/s`, `10.0.0.0/8`, `env:NAME`), checked and read at load.
     schema: type[Any]
     build: Callable[[Any], Filter]  # from the converted spec to the filter

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from outwork.config.values import parse_duration
 from outwork.filters import (
     CONTINUE,
     Filter,
@@ -120,8 +121,6 @@ def identity_of(identity: Identity) -> bytes:
 
 
 def build(specs: list[MethodSpec], env: PolicyEnv) -> AuthenticateFilter:
-    from outwork.policy.load import parse_duration  # the config's duration syntax
-
     def seconds(value: str | int | float) -> float:
         if value in (0, "0", "0s"):
             return 0.0

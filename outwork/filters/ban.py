@@ -26,9 +26,9 @@ from collections.abc import Callable
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
+from outwork.config.config import BanConfig, GatewayConfig
 from outwork.filters.node_table import NodeTable, shared
 from outwork.filters.redis_store import RedisStore, StoreUnavailable, store_for
-from outwork.policy.config import BanConfig, GatewayConfig
 
 MICROS = 1_000_000
 BANNED = b"ban\0\0\0\0\0"  # namespaces in the table (8 bytes each)

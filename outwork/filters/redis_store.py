@@ -26,8 +26,8 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
+from outwork.config.config import RedisConfig
 from outwork.filters.gcra import Decision
-from outwork.policy.config import RedisConfig
 
 # KEYS[1]: the key; ARGV[1]: the interval, ARGV[2]: the burst. Times in microseconds; Lua
 # numbers are doubles, exact to 2^53, and are written with %.0f (tostring would round).

@@ -25,6 +25,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from outwork.config.values import parse_size
 from outwork.filters import (
     CONTINUE,
     Filter,
@@ -40,13 +41,10 @@ from outwork.filters.xml_limits import XmlChecker, XmlLimits, XmlViolation
 from outwork.http.messages import Framing, RequestHead
 from outwork.observe.refusals import Refusal
 
-Size = str | int  # as `outwork.policy.schema.Size`: "1MiB", "512KiB" or a number of bytes
+Size = str | int  # as `outwork.config.schema.Size`: "1MiB", "512KiB" or a number of bytes
 
 
 def _size(value: Size) -> int:
-    # Imported here: the config loader imports the policy steps (this module) first.
-    from outwork.policy.load import parse_size
-
     return parse_size(value)
 
 

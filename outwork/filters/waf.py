@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from outwork.config.values import parse_size as parse_config_size
 from outwork.filters import (
     CONTINUE,
     Filter,
@@ -109,9 +110,7 @@ def compiled(
 
 
 def parse_size(value: str | int) -> int:
-    from outwork.policy.load import parse_size as parse  # load.py imports the filter steps
-
-    return parse(value)
+    return parse_config_size(value)
 
 
 @dataclass(slots=True)

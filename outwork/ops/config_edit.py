@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from outwork.config.config import GatewayConfig
 from outwork.ops import OpsError
-from outwork.policy.config import GatewayConfig
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config file larger than this is not ours to rewrite
 _NULLS = ("", "~", "null", "Null", "NULL")
@@ -162,8 +162,8 @@ class Staged:
 def stage(config_file: Path, text: str) -> Staged:
     """Write `text` next to the config and load it as a whole config (keys, tokens, files);
     raises OpsError (nothing left behind) when it does not load."""
-    from outwork.policy.load import load_config
-    from outwork.policy.source import ConfigError
+    from outwork.config.load import load_config
+    from outwork.config.source import ConfigError
 
     try:
         fd, name = tempfile.mkstemp(

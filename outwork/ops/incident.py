@@ -41,7 +41,7 @@ from outwork.ops.inventory import MAX_CERT_FILE
 from outwork.ops.revocation import parse_rfc3339
 
 if TYPE_CHECKING:  # the config modules load when a step needs them
-    from outwork.policy.config import GatewayConfig
+    from outwork.config.config import GatewayConfig
 
 
 def _passphrase(plan: ListenerPlan, config: Path) -> bytes | None:
@@ -56,8 +56,8 @@ def _passphrase(plan: ListenerPlan, config: Path) -> bytes | None:
 
 
 def _loaded(config: Path) -> GatewayConfig:
-    from outwork.policy.load import load_config
-    from outwork.policy.source import ConfigError
+    from outwork.config.load import load_config
+    from outwork.config.source import ConfigError
 
     try:
         return load_config(config)

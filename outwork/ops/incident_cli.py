@@ -53,8 +53,8 @@ def _stop(message: str) -> NoReturn:
 
 
 def _state_path(config_path: str) -> Path:
+    from outwork.config.load import incident_files
     from outwork.ops.inventory import listener_entries
-    from outwork.policy.load import incident_files
 
     spec, _ = listener_entries(Path(config_path))
     return Path(incident_files(Path(config_path), spec.incident)[0])

@@ -17,11 +17,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from outwork.config.schema import CertificateSpec
 from outwork.ops import OpsError
 from outwork.ops.incident_state import PENDING, WAITING, IncidentState, ListenerPlan, Step
 from outwork.ops.inventory import MAX_CERT_FILE, key_location, leaf_names, listener_entries
 from outwork.ops.revocation import rfc3339
-from outwork.policy.schema import CertificateSpec
 
 MAX_REASON = 2000  # characters: a sentence or a paragraph, not a document
 WAITING_FOR_INSTALL = "waiting for `outwork incident install CERT`"
@@ -152,7 +152,7 @@ def make_plan(
     now: datetime | None = None,
 ) -> IncidentState:
     """The incident's state before its first step; OpsError for a plan that cannot be made."""
-    from outwork.policy.load import incident_files
+    from outwork.config.load import incident_files
 
     reason = reason.strip()
     if not reason:

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from cryptography import x509
 
+from outwork.config.config import GatewayConfig
 from outwork.ops import OpsError
 from outwork.ops.config_edit import (
     Edits,
@@ -32,7 +33,6 @@ from outwork.ops.config_edit import (
     stage,
     yaml_quoted,
 )
-from outwork.policy.config import GatewayConfig
 from outwork.tls.config import CertifiedKey
 from outwork.tls.signing import verify_signature
 

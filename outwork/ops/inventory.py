@@ -17,9 +17,9 @@ import msgspec
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from outwork.config.schema import CertificateSpec, ConfigSpec, UpstreamSpec
+from outwork.config.source import ConfigError, load_yaml
 from outwork.ops import OpsError
-from outwork.policy.schema import CertificateSpec, ConfigSpec, UpstreamSpec
-from outwork.policy.source import ConfigError, load_yaml
 
 MAX_CERT_FILE = 1024 * 1024  # bytes of one PEM chain
 

@@ -47,10 +47,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client.exposition import generate_latest
 
-from outwork.observe.refusals import Refusal
-from outwork.policy.config import Address, GatewayConfig
-from outwork.proxy import metrics_share, reload_audit
-from outwork.proxy.metrics import (
+from outwork.config.config import Address, GatewayConfig
+from outwork.observe import metrics_share
+from outwork.observe.metrics import (
     CERTIFICATE_EXPIRY,
     CONTENT_TYPE,
     Labels,
@@ -59,6 +58,8 @@ from outwork.proxy.metrics import (
     SnapshotCollector,
     Value,
 )
+from outwork.observe.refusals import Refusal
+from outwork.proxy import reload_audit
 
 if TYPE_CHECKING:
     from outwork.proxy.server import GatewayState

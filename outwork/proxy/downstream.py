@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     import asyncio
 
+    from outwork.config.config import ListenerConfig
     from outwork.http.messages import ResponseHead
-    from outwork.policy.config import ListenerConfig
     from outwork.proxy.exchange import Exchange
     from outwork.proxy.forwarding import Forwarding
     from outwork.proxy.local_reply import LocalReply

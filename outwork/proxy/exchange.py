@@ -13,8 +13,8 @@ if TYPE_CHECKING:
     from outwork.filters import Filter, Identity, RequestContext
     from outwork.proxy.downstream import Downstream
     from outwork.proxy.pipeline import RequestBodyFilter
-    from outwork.proxy.upstream import UpstreamConnection, UpstreamPool
     from outwork.tls.clientauth import ClientIdentity
+    from outwork.upstream.pool import UpstreamConnection, UpstreamPool
 
 # Idempotent methods (RFC 9110 9.2.2): sending one again cannot do more than sending it once.
 RETRYABLE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})

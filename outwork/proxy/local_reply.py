@@ -17,11 +17,11 @@ from outwork.http.errors import REASONS
 from outwork.proxy.router import head_host
 
 if TYPE_CHECKING:
+    from outwork.observe.access_log import AccessLog
+    from outwork.observe.metrics import Metrics
     from outwork.observe.refusals import Refusal
-    from outwork.proxy.access_log import AccessLog
     from outwork.proxy.downstream import DownstreamConnection
     from outwork.proxy.exchange import Exchange
-    from outwork.proxy.metrics import Metrics
     from outwork.proxy.router import Router
 
 # Answers after which an HTTP/1.1 request stream cannot be trusted: the connection closes.

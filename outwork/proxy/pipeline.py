@@ -28,8 +28,8 @@ from outwork.proxy.local_reply import local_reply
 from outwork.proxy.router import head_host
 
 if TYPE_CHECKING:
+    from outwork.config.config import RouteConfig
     from outwork.http.messages import RequestHead
-    from outwork.policy.config import RouteConfig
     from outwork.proxy.downstream import Downstream
     from outwork.proxy.server import GatewayState
 

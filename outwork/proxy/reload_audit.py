@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from outwork.policy.changes import ConfigSummary, changes
-from outwork.proxy.metrics import Metrics
-from outwork.proxy.security_events import SecurityEventLog
+from outwork.config.changes import ConfigSummary, changes
+from outwork.observe.metrics import Metrics
+from outwork.observe.security_events import SecurityEventLog
 
 APPLIED = "config.reload_applied"
 REFUSED = "config.reload_refused"

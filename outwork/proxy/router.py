@@ -19,9 +19,9 @@ the prefixes of its host level, not a pass over every route.
 
 from __future__ import annotations
 
+from outwork.config.config import RouteConfig
 from outwork.http.messages import RequestHead
 from outwork.http.path import route_path
-from outwork.policy.config import RouteConfig
 
 # One route at a path: the methods it takes (None: any) and the route.
 _Candidate = tuple[frozenset[bytes] | None, RouteConfig]

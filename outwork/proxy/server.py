@@ -11,24 +11,25 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from outwork.config.config import Address, GatewayConfig, ListenerConfig
 from outwork.filters import ban
+from outwork.front.conn_limits import ConnectionCounts, SocketKey, socket_key
+from outwork.front.h1 import ClientProtocol
 from outwork.http.messages import RequestHead
-from outwork.policy.config import Address, GatewayConfig, ListenerConfig
-from outwork.proxy import metrics_share, reload_audit, startup_signals
-from outwork.proxy.access_log import AccessLog
+from outwork.observe import metrics_share
+from outwork.observe.access_log import AccessLog
+from outwork.observe.metrics import Metrics
+from outwork.observe.security_events import SecurityEventLog
+from outwork.proxy import reload_audit, startup_signals
 from outwork.proxy.admin import Admin, AdminProtocol
 from outwork.proxy.clock import Clock
-from outwork.proxy.conn_limits import ConnectionCounts, SocketKey, socket_key
-from outwork.proxy.connection import ClientProtocol
 from outwork.proxy.forwarding import RequestIds
-from outwork.proxy.metrics import Metrics
 from outwork.proxy.rlimits import raise_open_files_limit
 from outwork.proxy.router import Router
-from outwork.proxy.security_events import SecurityEventLog
-from outwork.proxy.upstream import UpstreamPool
+from outwork.upstream.pool import UpstreamPool
 
 if TYPE_CHECKING:
-    from outwork.policy.changes import ConfigSummary
+    from outwork.config.changes import ConfigSummary
 
 TICK_SECONDS = 0.25
 # With `workers: N`, a worker publishes its metrics for the admin's sum every this many ticks.
@@ -252,8 +253,8 @@ async def serve(
         admin.record_reload(reload_audit.REFUSED, detail)
 
     async def reload() -> None:
-        from outwork.policy.load import load_config
-        from outwork.policy.source import ConfigError
+        from outwork.config.load import load_config
+        from outwork.config.source import ConfigError
 
         old = current[0]
         try:
@@ -342,8 +343,8 @@ async def serve(
     def certificates_changed() -> None:
         """SIGUSR1 from the supervisor: the admin API installed a certificate in the config
         file; serve the file's certificate sets to new connections, change nothing else."""
-        from outwork.policy.load import load_config
-        from outwork.policy.source import ConfigError
+        from outwork.config.load import load_config
+        from outwork.config.source import ConfigError
         from outwork.proxy.admin import acknowledge_certificates, config_digest, swap_certificates
 
         try:

@@ -37,15 +37,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from outwork.config.config import Address, GatewayConfig
+from outwork.config.load import load_config
+from outwork.config.source import ConfigError
 from outwork.filters import node_table
-from outwork.policy.config import Address, GatewayConfig
-from outwork.policy.load import load_config
-from outwork.policy.source import ConfigError
-from outwork.proxy import metrics_share, reload_audit, startup_signals
+from outwork.observe import metrics_share
+from outwork.proxy import reload_audit, startup_signals
 from outwork.proxy.rlimits import raise_open_files_limit
 
 if TYPE_CHECKING:
-    from outwork.policy.changes import ConfigSummary
+    from outwork.config.changes import ConfigSummary
 
 RESPAWN_DELAY = 1.0  # seconds before replacing a worker that died before it was ready
 KILL_AFTER = 40.0  # seconds after SIGTERM before a worker still alive is killed

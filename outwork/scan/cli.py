@@ -45,8 +45,8 @@ def run_scan(
     """Exit status of `outwork scan`; None options come from the config, else the defaults."""
     targets: list[TargetResult] = []
     if config_path is not None:
-        from outwork.policy.load import load_config
-        from outwork.policy.source import ConfigError
+        from outwork.config.load import load_config
+        from outwork.config.source import ConfigError
 
         try:
             config = load_config(config_path)

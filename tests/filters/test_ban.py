@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from outwork.config.config import BanConfig, RedisConfig
 from outwork.filters.ban import Bans, peer_host
 from outwork.filters.node_table import NodeTable
 from outwork.filters.redis_store import RedisStore
-from outwork.policy.config import BanConfig, RedisConfig
 from tests.redis_servers import RedisServer, redis_server
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))

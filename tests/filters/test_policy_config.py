@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
+from outwork.config.load import load_config
+from outwork.config.source import ConfigError
 from outwork.filters.access import AccessFilter
 from outwork.filters.auth_apikey import ApiKeyMethod
 from outwork.filters.auth_jwt import JwtMethod
 from outwork.filters.authenticate import AuthenticateFilter
 from outwork.filters.authorize import AuthorizeFilter
 from outwork.filters.rfc3339 import parse_rfc3339
-from outwork.policy.load import load_config
-from outwork.policy.source import ConfigError
 from tests.filters.test_authenticate import ARGON2
 
 

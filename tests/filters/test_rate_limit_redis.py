@@ -13,12 +13,12 @@ from typing import Any
 import msgspec
 import pytest
 
+from outwork.config.config import Address, RedisConfig
 from outwork.filters import CONTINUE, PolicyEnv, Reply, Stop, Verdict
 from outwork.filters.node_table import NodeTable
 from outwork.filters.rate_limit import LimitSpec, RateLimitFilter, build
 from outwork.filters.redis_store import RedisStore
 from outwork.observe.refusals import Refusal
-from outwork.policy.config import Address, RedisConfig
 from tests.filters.fake import FakeContext, request
 from tests.redis_servers import RedisServer, SentinelServer, redis_cluster, redis_server
 

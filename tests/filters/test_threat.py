@@ -7,12 +7,12 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from outwork.config.load import load_config
 from outwork.filters import CONTINUE, Reply
 from outwork.filters.threat import ThreatFilter, ThreatSpec, build, media_kind
 from outwork.filters.xml_limits import XmlChecker, XmlLimits, XmlViolation
 from outwork.http.messages import Framing
 from outwork.observe.refusals import Refusal
-from outwork.policy.load import load_config
 from tests.filters.context import FakeContext, head, no_resume
 from tests.proxy.test_filters import BASE, _problems
 

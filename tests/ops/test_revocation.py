@@ -12,10 +12,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from outwork.config.load import load_config
 from outwork.ops import OpsError
 from outwork.ops.config_edit import Edits, compose
 from outwork.ops.revocation import revoke
-from outwork.policy.load import load_config
 from tests.conftest import gateway_config
 
 INCIDENT = datetime(2026, 12, 6, 22, 0, tzinfo=UTC)

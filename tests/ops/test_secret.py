@@ -10,6 +10,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from outwork.config.load import load_config
+from outwork.config.source import ConfigError
 from outwork.keys.secret import (
     MAX_SECRET_FILE,
     SecretError,
@@ -17,8 +19,6 @@ from outwork.keys.secret import (
     parse_secret_ref,
     read_secret,
 )
-from outwork.policy.load import load_config
-from outwork.policy.source import ConfigError
 from tests.ops.conftest import outwork
 
 ENV_NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,30}", fullmatch=True)

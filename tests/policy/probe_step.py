@@ -1,5 +1,5 @@
 """A policy step type for the config tests only, written as the policy helpers write theirs
-(a rate, networks, a secret: outwork.policy.values' types). Registered by `register()` (and
+(a rate, networks, a secret: outwork.config.values' types). Registered by `register()` (and
 removed by `unregister()`) under the name `probe`: by a fixture in the test process, and by a
 gateway started with `preload=__name__` (tests/conftest.py)."""
 
@@ -10,6 +10,7 @@ from typing import Annotated
 
 import msgspec
 
+from outwork.config.values import Cidr, Rate, Secret
 from outwork.filters import (
     CONTINUE,
     REGISTRY,
@@ -23,7 +24,6 @@ from outwork.filters import (
 from outwork.filters import register as register_type
 from outwork.http.messages import RequestHead
 from outwork.observe.refusals import Refusal
-from outwork.policy.values import Cidr, Rate, Secret
 
 
 class ProbeSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from outwork.policy.load import MIN_ADMIN_TOKEN, load_config
-from outwork.policy.source import ConfigError
+from outwork.config.load import MIN_ADMIN_TOKEN, load_config
+from outwork.config.source import ConfigError
 
 BASE = """
 listeners: [{name: public, bind: "127.0.0.1:0"}]

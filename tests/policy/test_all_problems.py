@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from outwork.cli import main
+from outwork.config.convert import did_you_mean
+from outwork.config.load import load_config
+from outwork.config.source import ConfigError
 from outwork.filters import REGISTRY
-from outwork.policy.convert import did_you_mean
-from outwork.policy.load import load_config
-from outwork.policy.source import ConfigError
 from tests.policy import probe_step as probe_step_module
 from tests.policy.probe_step import ProbeFilter
 from tests.policy.test_config import certs  # noqa: F401  (the fixture)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from outwork.config.load import load_config, parse_address, parse_size
+from outwork.config.source import ConfigError
 from outwork.http.path import PathRules
-from outwork.policy.load import load_config, parse_address, parse_size
-from outwork.policy.source import ConfigError
 from tests.conftest import ROOT
 
 GOOD = """\

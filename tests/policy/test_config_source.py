@@ -14,8 +14,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from outwork.policy.load import MAX_CONFIG_FILE, load_config
-from outwork.policy.source import MAX_CONFIG_DEPTH, MAX_CONFIG_VALUES, ConfigError
+from outwork.config.load import MAX_CONFIG_FILE, load_config
+from outwork.config.source import MAX_CONFIG_DEPTH, MAX_CONFIG_VALUES, ConfigError
 
 BASE = """\
 listeners:

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from outwork.policy.json_schema import config_schema
+from outwork.config.json_schema import config_schema
 from tests.conftest import ROOT
 from tests.policy.test_all_problems import probe_step  # noqa: F401  (the fixture)
 

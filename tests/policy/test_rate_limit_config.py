@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from outwork.config.config import Address, BanConfig, RedisConfig
+from outwork.config.load import load_config
+from outwork.config.source import ConfigError
 from outwork.filters.rate_limit import RateLimitFilter
-from outwork.policy.config import Address, BanConfig, RedisConfig
-from outwork.policy.load import load_config
-from outwork.policy.source import ConfigError
 
 BASE = """\
 listeners: [{name: public, bind: "127.0.0.1:0"}]

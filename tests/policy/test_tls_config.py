@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from outwork.config.load import load_config, parse_duration
+from outwork.config.source import ConfigError
 from outwork.keys.ticket_keys import FileTicketKeys
-from outwork.policy.load import load_config, parse_duration
-from outwork.policy.source import ConfigError
 from outwork.tls.clientauth import ClientAuth
 from outwork.tls.config import DEFAULT_GROUPS
 from outwork.tls.enums import NamedGroup, ProtocolVersion

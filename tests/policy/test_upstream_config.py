@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from outwork.policy.config import HealthCheckConfig, PassiveHealthConfig, UpstreamConfig
-from outwork.policy.load import load_config
-from outwork.policy.source import ConfigError
+from outwork.config.config import HealthCheckConfig, PassiveHealthConfig, UpstreamConfig
+from outwork.config.load import load_config
+from outwork.config.source import ConfigError
 
 BASE = """\
 listeners:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from outwork.policy.load import SYSTEM_CA_BUNDLE, load_config
-from outwork.policy.source import ConfigError
+from outwork.config.load import SYSTEM_CA_BUNDLE, load_config
+from outwork.config.source import ConfigError
 from outwork.tls.enums import ProtocolVersion
 from tests.tls.pki import CertAuthority
 

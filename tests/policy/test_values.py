@@ -1,4 +1,4 @@
-"""The value parsers policy steps share (outwork/policy/values.py), by example and by property."""
+"""The value parsers policy steps share (outwork/config/values.py), by example and by property."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outwork.policy.values import MAX_RATE_COUNT, parse_cidr, parse_rate
+from outwork.config.values import MAX_RATE_COUNT, parse_cidr, parse_rate
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

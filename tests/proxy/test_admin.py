@@ -17,7 +17,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outwork.policy.config import Address
+from outwork.config.config import Address
 from outwork.proxy.admin import MAX_ADMIN_CONNECTIONS, host_allowed
 from tests.conftest import Backend, Gateway, gateway_config
 from tests.proxy.test_metrics import address, get

@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outwork.proxy.balancer import ConsistentHash, LeastConnections, RoundRobin
+from outwork.upstream.balancer import ConsistentHash, LeastConnections, RoundRobin
 
 NAMES = [f"10.0.0.{i}:8080" for i in range(1, 9)]
 keys = st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=50, unique=True)

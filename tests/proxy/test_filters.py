@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from outwork.config.load import load_config
+from outwork.config.source import ConfigError
 from outwork.filters.headers import RESERVED, HeadersSpec, build
 from outwork.http.messages import Framing, ResponseHead
-from outwork.policy.load import load_config
-from outwork.policy.source import ConfigError
 from tests.proxy import test_listener_tls
 from tests.proxy.test_h2 import curl_h2
 from tests.proxy.test_listener_tls import tls_config

@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from outwork.proxy import h2_guard
+from outwork.front import h2_guard
 
 FUZZ_DIR = Path(__file__).resolve().parents[2] / "fuzz"
 CORPUS = FUZZ_DIR / "corpus" / "h2"

@@ -19,7 +19,7 @@ from hyperframe.frame import HeadersFrame, RstStreamFrame
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outwork.proxy.h2 import _ClampedEncoder
+from outwork.front.h2 import _ClampedEncoder
 from tests.proxy import test_listener_tls
 from tests.proxy.h2_client import H2Client, RawClient, frame
 from tests.proxy.test_h2 import (

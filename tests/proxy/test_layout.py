@@ -1,12 +1,16 @@
-"""The proxy's structure: an exchange's client side is one declared interface, so HTTP/2 does
-not reach into the HTTP/1.1 connection, and `outwork/proxy` has no import cycle at run time."""
+"""The gateway's structure (issue 9): the client side (`front/`), the exchange (`proxy/`), the
+backend side (`upstream/`) and what observes them (`observe/`) import each other without a
+cycle at run time, and an exchange's client side is one declared interface, so HTTP/2 does not
+reach into the HTTP/1.1 connection."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PROXY = Path(__file__).resolve().parents[2] / "outwork" / "proxy"
+OUTWORK = Path(__file__).resolve().parents[2] / "outwork"
+# The packages whose modules run the proxy: checked together, since a cycle can cross them.
+PACKAGES = ("front", "proxy", "upstream", "observe", "filters", "config")
 
 
 def _type_checking_nodes(tree: ast.Module) -> set[int]:
@@ -17,24 +21,42 @@ def _type_checking_nodes(tree: ast.Module) -> set[int]:
     return inside
 
 
+def module_file(module: str) -> Path:
+    """`front.h1` -> outwork/front/h1.py."""
+    return OUTWORK.joinpath(*module.split(".")).with_suffix(".py")
+
+
 def imports(module: str, *, runtime_only: bool) -> set[str]:
-    """The `outwork.proxy` modules `module` imports (at any depth of its code)."""
-    tree = ast.parse((PROXY / f"{module}.py").read_text())
+    """The modules of PACKAGES that `module` (e.g. "front.h1") imports, at any depth of its
+    code, as "package.module"."""
+    tree = ast.parse(module_file(module).read_text())
     skip = _type_checking_nodes(tree) if runtime_only else set()
     found: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in skip:
             continue
+        names: list[str] = []
         if isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "outwork.proxy":
-                found |= {alias.name for alias in node.names}
-            elif node.module.startswith("outwork.proxy."):
-                found.add(node.module.removeprefix("outwork.proxy."))
+            if node.module.removeprefix("outwork.") in PACKAGES:
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                names = [node.module]
         elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith("outwork.proxy."):
-                    found.add(alias.name.removeprefix("outwork.proxy."))
+            names = [alias.name for alias in node.names]
+        for name in names:
+            short = name.removeprefix("outwork.")
+            if name.startswith("outwork.") and module_file(short).is_file():
+                found.add(short)
     return found - {module}
+
+
+def all_modules() -> list[str]:
+    return sorted(
+        f"{package}.{path.stem}"
+        for package in PACKAGES
+        for path in (OUTWORK / package).glob("*.py")
+        if path.stem != "__init__"
+    )
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -69,9 +91,19 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_proxy_has_no_import_cycle_at_run_time() -> None:
-    modules = [path.stem for path in PROXY.glob("*.py") if path.stem != "__init__"]
-    graph = {module: imports(module, runtime_only=True) for module in modules}
+def test_the_layout_is_the_documented_one() -> None:
+    for module in ("front.h1", "front.h2", "proxy.pipeline", "proxy.exchange", "upstream.pool"):
+        assert module_file(module).is_file(), module
+    for module in ("upstream.balancer", "upstream.health", "upstream.tls"):
+        assert module_file(module).is_file(), module
+    for module in ("observe.metrics", "observe.refusals", "observe.access_log"):
+        assert module_file(module).is_file(), module
+    assert module_file("config.load").is_file()
+    assert not (OUTWORK / "policy").exists()
+
+
+def test_no_import_cycle_at_run_time() -> None:
+    graph = {module: imports(module, runtime_only=True) for module in all_modules()}
     assert cycles(graph) == []
 
 
@@ -79,16 +111,28 @@ def test_cycles_finds_a_cycle() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
+def test_imports_sees_both_import_forms() -> None:
+    assert "front.h2" in imports("front.h1", runtime_only=True)  # from outwork.front.h2 import
+    assert "proxy.pipeline" in imports("front.h1", runtime_only=True)  # from outwork.proxy import
+
+
 def test_http2_and_the_exchange_know_the_client_side_only_by_its_interface() -> None:
     # Not even for type checking: the HTTP/1.1 connection is one implementation of it.
-    for module in ("h2", "exchange", "upstream", "balancer", "local_reply", "pipeline"):
-        assert "connection" not in imports(module, runtime_only=False), module
-    assert "downstream" in imports("exchange", runtime_only=False)
-    assert "h2" not in imports("pipeline", runtime_only=False)  # one pipeline for both
+    for module in (
+        "front.h2",
+        "proxy.exchange",
+        "upstream.pool",
+        "upstream.balancer",
+        "proxy.local_reply",
+        "proxy.pipeline",
+    ):
+        assert "front.h1" not in imports(module, runtime_only=False), module
+    assert "proxy.downstream" in imports("proxy.exchange", runtime_only=False)
+    assert "front.h2" not in imports("proxy.pipeline", runtime_only=False)  # one pipeline
 
 
 def test_http2_reads_no_private_attribute_of_its_connection() -> None:
-    tree = ast.parse((PROXY / "h2.py").read_text())
+    tree = ast.parse(module_file("front.h2").read_text())
     private = [
         ast.unparse(node)
         for node in ast.walk(tree)

@@ -12,16 +12,16 @@ from typing import cast
 from hypothesis import given
 from hypothesis import strategies as st
 
+from outwork.config.config import RouteConfig
 from outwork.http import serialize
 from outwork.http.errors import REASONS
 from outwork.http.messages import Framing, RequestHead
+from outwork.observe.access_log import AccessLog
+from outwork.observe.metrics import Metrics
 from outwork.observe.refusals import Refusal
-from outwork.policy.config import RouteConfig
-from outwork.proxy.access_log import AccessLog
 from outwork.proxy.downstream import Downstream, DownstreamConnection
 from outwork.proxy.exchange import Exchange
 from outwork.proxy.local_reply import FATAL_STATUSES, exchange_done, local_reply
-from outwork.proxy.metrics import Metrics
 from outwork.proxy.router import Router
 
 ROUTER = Router(

@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from outwork.http.messages import Framing, RequestHead
+from outwork.observe.metrics import Metrics
 from outwork.proxy.downstream import Downstream
 from outwork.proxy.exchange import Exchange
 from outwork.proxy.local_reply import local_reply
-from outwork.proxy.metrics import Metrics
 from outwork.proxy.router import Router
 
 ROUTER = Router(())

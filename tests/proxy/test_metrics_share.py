@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outwork.proxy import metrics_share
-from outwork.proxy.metrics import LATENCY_BUCKETS, Histogram, Metrics, Snapshot
+from outwork.observe import metrics_share
+from outwork.observe.metrics import LATENCY_BUCKETS, Histogram, Metrics, Snapshot
 
 
 def snapshot_of(requests: int, active: int, healthy: bool = True) -> Snapshot:

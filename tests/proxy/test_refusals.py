@@ -71,7 +71,7 @@ def test_every_status_the_code_refuses_with_has_a_reason() -> None:
 def test_every_h2_flood_has_a_reason() -> None:
     attacks = {
         call.args[0].value
-        for call in _calls(ROOT / "outwork/proxy/h2_guard.py", "Flood")
+        for call in _calls(ROOT / "outwork/front/h2_guard.py", "Flood")
         if isinstance(call.args[0], ast.Constant) and isinstance(call.args[0].value, str)
     }
     assert attacks == {

@@ -8,7 +8,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outwork.policy.config import RouteConfig
+from outwork.config.config import RouteConfig
 from outwork.proxy.router import Router, normalise_host, route_methods
 
 

@@ -6,8 +6,8 @@ import json
 import re
 from pathlib import Path
 
-from outwork.proxy.metrics import Metrics
-from outwork.proxy.security_events import SecurityEventLog
+from outwork.observe.metrics import Metrics
+from outwork.observe.security_events import SecurityEventLog
 
 
 def test_heartbleed_probe_line_format(tmp_path: Path) -> None:

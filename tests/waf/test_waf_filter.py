@@ -13,13 +13,13 @@ import msgspec
 import pytest
 
 import outwork.filters.steps  # noqa: F401  (the step registry, in chain order)
+from outwork.config.load import load_config
+from outwork.config.source import ConfigError
 from outwork.filters import CONTINUE, Identity, Reply, Verdict
 from outwork.filters.waf import WafSpec, build
 from outwork.http.messages import Framing, RequestHead
+from outwork.observe.metrics import Metrics
 from outwork.observe.refusals import Refusal
-from outwork.policy.load import load_config
-from outwork.policy.source import ConfigError
-from outwork.proxy.metrics import Metrics
 from outwork.waf import counters
 
 

@@ -1,5 +1,5 @@
 """`outwork schema`: the whole config as a JSON Schema (draft 2020-12), made from the msgspec
-schemas themselves (outwork/policy/schema.py), with each policy described by the steps
+schemas themselves (outwork/config/schema.py), with each policy described by the steps
 registered at the time (outwork/filters): a key added to either appears here by itself."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 import msgspec
 
 import outwork.filters.steps  # noqa: F401  (registers every policy step)
+from outwork.config.schema import ConfigSpec
+from outwork.config.values import schema_hook
 from outwork.filters import REGISTRY
-from outwork.policy.schema import ConfigSpec
-from outwork.policy.values import schema_hook
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _REF = "#/$defs/{name}"

@@ -10,8 +10,8 @@ from outwork.http.path import STRICT, PathRules
 from outwork.tls.config import ClientConfig, ServerConfig
 
 if TYPE_CHECKING:
+    from outwork.config.changes import ConfigSummary
     from outwork.filters import Filter
-    from outwork.policy.changes import ConfigSummary
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,21 +41,21 @@ from h2.exceptions import H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
 from hpack import Encoder
 
+from outwork.config.config import Http2Config
+from outwork.front.h2_guard import Flood, FrameGuard
+from outwork.front.paused import OVER_CAP_GRACE, paused_by_address
 from outwork.http.checks import oversized_field
 from outwork.http.errors import HTTPError
 from outwork.http.h2head import build_request_head
 from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.observe.refusals import Refusal, for_flood, for_status
-from outwork.policy.config import Http2Config
 from outwork.proxy import pipeline
 from outwork.proxy.exchange import BODY_BEFORE_UPSTREAM, Exchange
-from outwork.proxy.h2_guard import Flood, FrameGuard
 from outwork.proxy.local_reply import LocalReply, exchange_done, local_reply
-from outwork.proxy.paused import OVER_CAP_GRACE, paused_by_address
 
 if TYPE_CHECKING:
     from outwork.proxy.downstream import Downstream, DownstreamConnection
-    from outwork.proxy.upstream import UpstreamConnection
+    from outwork.upstream.pool import UpstreamConnection
 
 # The connection-level receive window: request bytes a client may have in flight (not yet
 # taken by an upstream) over all its streams.

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from outwork.config.config import Address, ListenerConfig
 from outwork.observe.refusals import Refusal
-from outwork.policy.config import Address, ListenerConfig
 
 
 class SocketKey(NamedTuple):

@@ -21,7 +21,7 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING
 
-from outwork.policy.load import GROUP_NAMES
+from outwork.config.load import GROUP_NAMES
 from outwork.proxy.exchange import route_label
 from outwork.tls import events as ev
 from outwork.tls.enums import CipherSuite

@@ -33,7 +33,7 @@ import tempfile
 
 import msgspec
 
-from outwork.proxy.metrics import Labels, Snapshot, Value, merge
+from outwork.observe.metrics import Labels, Snapshot, Value, merge
 
 RETIRED = "retired.json"
 READY = "ready"

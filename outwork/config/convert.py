@@ -18,7 +18,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 import msgspec
 
-from outwork.policy.source import Path, Problem, Source
+from outwork.config.source import Path, Problem, Source
 
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _PATH_PART = re.compile(r"\.([^.\[]+)|\[(\d+)\]")

@@ -24,14 +24,8 @@ from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
 import outwork.filters.steps  # noqa: F401  (registers every policy step, in chain order)
-from outwork.filters import REGISTRY, Filter, PolicyEnv
-from outwork.filters.rfc3339 import parse_rfc3339
-from outwork.http.checks import ALLOWED_METHODS
-from outwork.http.errors import HTTPError
-from outwork.http.path import ESCAPED_SLASHES, PathRules, normalise_path
-from outwork.keys.secret import SecretError, parse_secret_ref, read_secret
-from outwork.policy.changes import ConfigSummary, file_digest, summarize
-from outwork.policy.config import (
+from outwork.config.changes import ConfigSummary, file_digest, summarize
+from outwork.config.config import (
     Address,
     BanConfig,
     GatewayConfig,
@@ -46,8 +40,8 @@ from outwork.policy.config import (
     UpstreamConfig,
     UpstreamTlsConfig,
 )
-from outwork.policy.convert import FAILED, Converter, did_you_mean, is_struct, problem_from_msgspec
-from outwork.policy.schema import (
+from outwork.config.convert import FAILED, Converter, did_you_mean, is_struct, problem_from_msgspec
+from outwork.config.schema import (
     AdminSpec,
     BanSpec,
     ConfigSpec,
@@ -62,9 +56,9 @@ from outwork.policy.schema import (
     UpstreamSpec,
     UpstreamTlsSpec,
 )
-from outwork.policy.source import ConfigError, Problem, Source, load_yaml
-from outwork.policy.source import Path as KeyPath
-from outwork.policy.values import (  # noqa: F401  (parse_*: also imported from here)
+from outwork.config.source import ConfigError, Problem, Source, load_yaml
+from outwork.config.source import Path as KeyPath
+from outwork.config.values import (  # noqa: F401  (parse_*: also imported from here)
     MAX_BODY_SIZE,
     Duration,
     Size,
@@ -74,6 +68,12 @@ from outwork.policy.values import (  # noqa: F401  (parse_*: also imported from 
     parse_rate,
     parse_size,
 )
+from outwork.filters import REGISTRY, Filter, PolicyEnv
+from outwork.filters.rfc3339 import parse_rfc3339
+from outwork.http.checks import ALLOWED_METHODS
+from outwork.http.errors import HTTPError
+from outwork.http.path import ESCAPED_SLASHES, PathRules, normalise_path
+from outwork.keys.secret import SecretError, parse_secret_ref, read_secret
 from outwork.tls.clientauth import ClientAuth
 from outwork.tls.config import DEFAULT_GROUPS, CertifiedKey, ClientConfig, ServerConfig
 from outwork.tls.config import Limits as TlsLimits

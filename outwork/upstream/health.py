@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, cast
 
+from outwork.config.config import Address, HealthCheckConfig
 from outwork.http.errors import UpstreamProtocolError
 from outwork.http.messages import ResponseHead
 from outwork.http.reader import ResponseReader
-from outwork.policy.config import Address, HealthCheckConfig
 
 if TYPE_CHECKING:
-    from outwork.proxy.upstream import UpstreamPool
+    from outwork.upstream.pool import UpstreamPool
 
 
 class _Probe(asyncio.Protocol):

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from outwork.policy.config import Address, UpstreamTlsConfig
+from outwork.config.config import Address, UpstreamTlsConfig
 from outwork.proxy.clock import Clock
 from outwork.tls import events as ev
 from outwork.tls.alerts import AlertDescription
@@ -29,8 +29,8 @@ from outwork.tls.enums import ProtocolVersion
 from outwork.tls.tickets import ClientSession
 
 if TYPE_CHECKING:
-    from outwork.proxy.metrics import Metrics
-    from outwork.proxy.security_events import SecurityEventLog
+    from outwork.observe.metrics import Metrics
+    from outwork.observe.security_events import SecurityEventLog
 
 # Session tickets kept per target. TLS 1.3 tickets are used once each (RFC 8446 C.4: reuse
 # lets an observer link connections) and every connection brings new ones, so a few suffice.

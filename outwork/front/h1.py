@@ -13,18 +13,19 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
+from outwork.config.config import ListenerConfig, RouteConfig
+from outwork.front.h2 import H2Session
+from outwork.front.paused import OVER_CAP_GRACE, paused_by_address
 from outwork.http import serialize
 from outwork.http.errors import HTTPError
 from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.http.reader import RequestReader
+from outwork.observe import access_log
 from outwork.observe.refusals import Refusal, for_status
-from outwork.policy.config import ListenerConfig, RouteConfig
-from outwork.proxy import access_log, pipeline
+from outwork.proxy import pipeline
 from outwork.proxy.exchange import BODY_BEFORE_UPSTREAM, Exchange
 from outwork.proxy.forwarding import Forwarding, forwarded_node, is_trusted
-from outwork.proxy.h2 import H2Session
 from outwork.proxy.local_reply import LocalReply, exchange_done, local_reply
-from outwork.proxy.paused import OVER_CAP_GRACE, paused_by_address
 from outwork.tls import events as ev
 
 if TYPE_CHECKING:

@@ -21,23 +21,23 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar, cast
 
+from outwork.config.config import UpstreamConfig
 from outwork.filters import Reply
 from outwork.filters.runner import response_head_verdict
 from outwork.http import serialize
 from outwork.http.errors import UpstreamProtocolError
 from outwork.http.messages import Framing, ResponseHead
 from outwork.http.reader import ResponseReader
-from outwork.policy.config import UpstreamConfig
 from outwork.proxy import pipeline
-from outwork.proxy.balancer import make_balancer
 from outwork.proxy.clock import Clock
 from outwork.proxy.exchange import MAX_REPLAY_BODY, RETRYABLE_METHODS, Exchange
-from outwork.proxy.health import HealthChecker
-from outwork.proxy.upstream_tls import UpstreamTls, UpstreamTLSError
+from outwork.upstream.balancer import make_balancer
+from outwork.upstream.health import HealthChecker
+from outwork.upstream.tls import UpstreamTls, UpstreamTLSError
 
 if TYPE_CHECKING:
-    from outwork.proxy.metrics import Metrics
-    from outwork.proxy.security_events import SecurityEventLog
+    from outwork.observe.metrics import Metrics
+    from outwork.observe.security_events import SecurityEventLog
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 

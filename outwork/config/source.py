@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 if TYPE_CHECKING:
-    from outwork.policy.changes import ConfigSummary
+    from outwork.config.changes import ConfigSummary
 
 Path = tuple[str | int, ...]
 

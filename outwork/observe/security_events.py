@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from outwork.proxy.metrics import Metrics
+from outwork.observe.metrics import Metrics
 
 # Lines per second (sustained) and burst, per event kind.
 DEFAULT_RATE = 20.0

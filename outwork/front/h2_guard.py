@@ -20,7 +20,7 @@ What it stops:
 
 from __future__ import annotations
 
-from outwork.policy.config import Http2Config
+from outwork.config.config import Http2Config
 
 PREFACE_LENGTH = 24  # b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", checked by h2
 FRAME_HEADER_LENGTH = 9

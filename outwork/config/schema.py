@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from outwork.policy.values import Duration, Size
+from outwork.config.values import Duration, Size
 from outwork.tls import config as tls_caps
 
 NonEmptyStr = Annotated[str, Meta(min_length=1)]

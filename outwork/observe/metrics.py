@@ -34,7 +34,7 @@ from outwork.waf import counters as waf_counters
 
 if TYPE_CHECKING:
     from outwork.proxy.exchange import Exchange
-    from outwork.proxy.upstream import UpstreamPool
+    from outwork.upstream.pool import UpstreamPool
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 
@@ -250,7 +250,7 @@ class Metrics:
 
     def snapshot(self, pools: Iterable[UpstreamPool] = ()) -> Snapshot:
         """This process's values, labelled, ready to be summed with other workers'."""
-        from outwork.proxy.access_log import tls_names
+        from outwork.observe.access_log import tls_names
 
         requests: dict[Labels, Value] = {}
         for key, n in self.requests.items():

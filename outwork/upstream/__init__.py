@@ -1,0 +1,1 @@
+"""The backend side: connection pools, load balancing, health checks, TLS to backends."""
