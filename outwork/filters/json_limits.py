@@ -35,7 +35,12 @@ from __future__ import annotations
 
 import codecs
 import re
+import sys
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import regex
 
 # Modes: what the checker expects next.
 _VALUE = 0  # a value (or `]` right after `[`)
@@ -90,6 +95,11 @@ class JsonLimits:
 NESTING = 2  # levels of containers a fast run may hold inside its members or elements
 WINDOW = 1 << 16  # bytes: the least a fast run may take at once (see `_Runs`)
 
+# The runs rely on possessive quantifiers and atomic groups. `re` has them since Python 3.11 but
+# matched some possessive repeats wrongly before 3.11.5 (CPython gh-106052), and Debian 12 ships
+# 3.11.2: there the `regex` module runs them (about three times slower; correct everywhere).
+RUNS_ENGINE: ModuleType = re if sys.version_info >= (3, 11, 5) else regex
+
 
 class _Runs:
     """Regexes for a flat run of members (`"k": v, "k": v, "k": `) or elements (`v, v, `):
@@ -108,7 +118,7 @@ class _Runs:
 
     __slots__ = ("members", "elements", "window")
 
-    def __init__(self, limits: JsonLimits) -> None:
+    def __init__(self, limits: JsonLimits, engine: ModuleType = RUNS_ENGINE) -> None:
         ws = rb"[ \t\n\r]*+"
         if limits.max_string < WINDOW:
             string = rb'"[^"\\\x00-\x1f]{0,%d}+"' % limits.max_string
@@ -122,15 +132,15 @@ class _Runs:
         )
         key = string + ws + b":" + ws
         value = rb"(?>%s|%s|true|false|null)" % (string, number)
-        self.members: list[re.Pattern[bytes]] = []
-        self.elements: list[re.Pattern[bytes]] = []
+        self.members: list[Any] = []  # compiled by `engine`: re.Pattern or regex.Pattern
+        self.elements: list[Any] = []
         for _level in range(NESTING + 1):
             # Group 1: the run ends with a member (group 2: and its value); else after a comma.
             members = b"(?:%s%s%s,%s)*+(?:(%s)(%s%s)?+)?+" % (key, value, ws, ws, key, value, ws)
             # Group 1: the run ends with an element; else after a comma.
             elements = b"(?:%s%s,%s)*+(%s%s)?+" % (value, ws, ws, value, ws)
-            self.members.append(re.compile(members))
-            self.elements.append(re.compile(elements))
+            self.members.append(engine.compile(members))
+            self.elements.append(engine.compile(elements))
             array = rb"\[%s(?:%s%s(?:,%s%s%s){0,%d}+)?+\]" % (
                 ws,
                 value,
@@ -472,9 +482,7 @@ class JsonChecker:
             self._string_length = length
 
 
-def _fast_run(
-    limits: JsonLimits, members: bool, depth: int, data: bytes, pos: int
-) -> re.Match[bytes] | None:
+def _fast_run(limits: JsonLimits, members: bool, depth: int, data: bytes, pos: int) -> Any:
     """The longest run of members (or elements) at `pos` inside a container at `depth`, within
     the runs' window, or None."""
     level = min(NESTING, limits.max_depth - depth)

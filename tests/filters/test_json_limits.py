@@ -7,14 +7,16 @@ anything else."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import regex
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from outwork.filters.json_limits import JsonChecker, JsonLimits, JsonViolation
+from outwork.filters.json_limits import JsonChecker, JsonLimits, JsonViolation, _Runs
 
 SCALARS = (
     st.none()
@@ -278,3 +280,32 @@ def test_separators_inside_strings_and_containers_are_not_counted(limits, expect
     assert json.loads(TRICKY)[0]['q"'] == ["\\", '\\"', ",:"]
     assert verdict(limits, [TRICKY]) == expected
     assert verdict(limits, [TRICKY[i : i + 1] for i in range(len(TRICKY))]) == expected
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b'{"a": [1, 2, {"b": "x\\"y"}], "c": null, "d": -1.5e3}',
+        b'[[1, 2], [3, [4, [5]]], "s", true, false]',
+        b'{"a": 1, "b": 2, "c": 3, "d": 4}',
+        b"[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]",
+        b'{"k": "' + b"v" * 70 + b'", "n": 123456789012}',
+        b'[1, 2, "unterminated',
+        b'{"a": 1,, "b": 2}',
+    ],
+)
+def test_both_regex_engines_find_the_same_runs(document: bytes) -> None:
+    """`re` runs the fast runs on Python >= 3.11.5, `regex` before (Debian 12's 3.11.2 gets
+    possessive repeats wrong): both must find the same run at every position."""
+    limits = JsonLimits(max_depth=4, max_keys=3, max_array=10, max_string=64, max_number=10)
+    by_re, by_regex = _Runs(limits, re), _Runs(limits, regex)
+    for level in range(len(by_re.members)):
+        for pos in range(len(document)):
+            for name in ("members", "elements"):
+                a = getattr(by_re, name)[level].match(document, pos)
+                b = getattr(by_regex, name)[level].match(document, pos)
+                assert (a and (a.span(), a.groups())) == (b and (b.span(), b.groups())), (
+                    name,
+                    level,
+                    pos,
+                )
