@@ -9,7 +9,10 @@ Byte 0 picks the target, the rest is its input:
   compiling either works or raises ValueError, and a compiled one never misses in the scan
   (both of `PatternSet`'s scans hold it whenever it matches the value);
 - 6-7: an operator argument (@validateByteRange, @ipMatch, @pm): ValueError or an operator
-  that takes any value.
+  that takes any value (@pm's answer is always a phrase the value holds);
+- 0xf0-0xff (before the others): a request body through a body processor (byte 1 picks
+  URLENCODED, JSON, MULTIPART or XML): it never raises, and gives at most MAX_BODY_ARGS
+  arguments, names and values as bytes.
 
 `TestOneInput` is importable without atheris; atheris is imported only when run as a script.
 """
@@ -20,11 +23,13 @@ from pathlib import Path
 
 from outwork.waf.operators import build_operator
 from outwork.waf.patterns import PatternSet, compile_regex
+from outwork.waf.request import MAX_BODY_ARGS, parse_body
 from outwork.waf.transforms import TRANSFORMS, pipeline
 
 NAMES = sorted(TRANSFORMS)
 GROWING = {"hexencode", "urlencode", "utf8tounicode", "length", "sha1", "md5"}
 OPERATORS = ("validateByteRange", "ipMatch", "pm", "within")
+PROCESSORS = ("URLENCODED", "JSON", "MULTIPART", "XML")
 
 
 def fuzz_transforms(selector: int, value: bytes) -> None:
@@ -57,10 +62,22 @@ def fuzz_operator(selector: int, data: bytes) -> None:
         return
     found = operator.match(value, lambda text: b"GET POST")
     assert found is None or isinstance(found.matched, bytes)
+    if found is not None and name == "pm":
+        assert found.matched.lower() in value.lower(), (argument, value, found)
+
+
+def fuzz_body(selector: int, data: bytes) -> None:
+    processor = PROCESSORS[selector % len(PROCESSORS)]
+    body = parse_body(processor, b"multipart/form-data; boundary=x", data)
+    assert len(body.args) <= MAX_BODY_ARGS
+    assert all(isinstance(n, bytes) and isinstance(v, bytes) for n, v in body.args)
 
 
 def TestOneInput(data: bytes) -> None:  # noqa: N802 (libFuzzer's name)
     if len(data) < 2:
+        return
+    if data[0] >= 0xF0:
+        fuzz_body(data[1], data[2:])
         return
     target = data[0] % 8
     if target < 4:

@@ -38,6 +38,19 @@ OPERATORS = [
     (2, b"document.cookie ( )\x00x=Document.Cookie"),
     (3, b"%{tx.allowed_methods}\x00GET"),
     (0, b"300-1\x00x"),
+    (2, b"secrets.json .env\x00/.a0proj/secrets.env"),  # acmp's one-step fail link
+    (2, b"abcd bc\x00xabcx"),
+]
+# Bodies (selector: URLENCODED, JSON, MULTIPART, XML), JSON named as ModSecurity 2.9 names it.
+BODIES = [
+    (1, b'{ "() { :; }":"foo", "a": {"b": [1, {"c": 2}]} }'),
+    (1, b'[1,"x",[2,3],{"k":"v"}]'),
+    (1, b'{"a.b": {"c":1}, "d":2, "e":{"f":3.50}, "n": null, "t": true}'),
+    (1, b'{"x":1} trailing'),
+    (1, b"NaN"),
+    (0, b"a=1&b=%41%zz&&c"),
+    (2, b'--x\r\nContent-Disposition: form-data; name="f"\r\n\r\nv\r\n--x--\r\n'),
+    (3, b"<a b='1'><c>t</c></a>"),
 ]
 
 
@@ -54,6 +67,8 @@ def main() -> None:
         seeds.append(b"\x05" + pattern + b"\x00" + value[::-1])
     for selector, data in OPERATORS:
         seeds.append(bytes((6, selector)) + data)
+    for selector, data in BODIES:
+        seeds.append(bytes((0xF0, selector)) + data)
     for index, seed in enumerate(seeds):
         (CORPUS / f"seed-{index:03d}").write_bytes(seed)
 

@@ -21,6 +21,7 @@ from typing import Protocol
 import ahocorasick
 
 from outwork.waf import libinjection
+from outwork.waf.acmp import ModsecAcmp
 from outwork.waf.literals import required_literals
 from outwork.waf.patterns import CompiledRegex, compile_regex
 
@@ -76,11 +77,14 @@ class Rx:
 
 
 class Pm:
-    """@pm / @pmFromFile: any of the phrases, case-insensitively (ASCII), with Aho-Corasick;
-    the first phrase to end in the value is the match, as ModSecurity's acmp reports it."""
+    """@pm / @pmFromFile: any of the phrases, case-insensitively (ASCII), as ModSecurity's
+    acmp answers (acmp.py: it misses some overlapping phrases a full Aho-Corasick finds). A
+    full automaton (pyahocorasick) finds every occurrence; a value it passes never matches,
+    and a value it matches goes through acmp's own walk, which names the match."""
 
     def __init__(self, phrases: Iterable[bytes]) -> None:
-        self.phrases = tuple(dict.fromkeys(phrase.lower() for phrase in phrases if phrase))
+        written = [phrase for phrase in phrases if phrase]
+        self.phrases = tuple(dict.fromkeys(phrase.lower() for phrase in written))
         if not self.phrases:
             raise ValueError("no phrase to match")
         automaton = ahocorasick.Automaton()
@@ -89,12 +93,13 @@ class Pm:
             automaton.add_word(phrase.decode("latin-1"), len(phrase))
         automaton.make_automaton()
         self._automaton = automaton
+        self._acmp = ModsecAcmp(written)
 
     def match(self, value: bytes, expand: Expand) -> OperatorMatch | None:
         haystack = value.lower().decode("latin-1")
-        for end, size in self._automaton.iter(haystack):
-            found = value[end - size + 1 : end + 1]
-            return OperatorMatch(found, (found,))
+        for _ in self._automaton.iter(haystack):
+            found = self._acmp.first_match(value)
+            return None if found is None else OperatorMatch(found, (found,))
         return None
 
 

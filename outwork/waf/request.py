@@ -110,30 +110,81 @@ class _TooManyArgs(Exception):
     """Raised by a body reader past MAX_BODY_ARGS (so a huge body is not read to its end)."""
 
 
-def _json(body: Body, data: bytes) -> None:
-    document = json.loads(data)
+class _Number(str):
+    """A JSON number as written (ModSecurity hands yajl's number text over as is)."""
 
-    def walk(prefix: str, node: object, depth: int) -> None:
+
+class _Object(list[tuple[str, object]]):
+    """A JSON object as its members in order, duplicates kept (yajl reports each)."""
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"JSON: {name} is not JSON")  # Python's NaN/Infinity: yajl refuses them
+
+
+def _json(body: Body, data: bytes) -> None:
+    """ARGS from a JSON body named as ModSecurity 2.9's yajl callbacks name them (msc_json.c):
+    a top-level key is its own name (no `json.` prefix), a nested key is `parent.key`, and an
+    array's elements all take the array's key once more (`{"a": [1]}` gives `a.a`; a
+    top-level array is `array`, its elements `array.array`). The prefix is popped at the
+    last `.`, so a key holding a dot names what follows it as ModSecurity does."""
+    document = json.loads(
+        data,
+        object_pairs_hook=_Object,
+        parse_float=_Number,
+        parse_int=_Number,
+        parse_constant=_no_constant,
+    )
+    prefix: bytes | None = None
+    key: bytes | None = None
+
+    def add(value: bytes) -> None:
+        nonlocal key
+        if key is None:
+            key = b""
+        name = prefix + b"." + key if prefix is not None else key
+        if len(body.args) >= MAX_BODY_ARGS:
+            raise _TooManyArgs
+        body.args.append((name, value))
+
+    def pop() -> bytes | None:
+        nonlocal prefix
+        assert prefix is not None
+        head, dot, tail = prefix.rpartition(b".")
+        prefix = head if dot else None
+        return tail
+
+    def walk(node: object, depth: int) -> None:
+        nonlocal prefix, key
         if depth > MAX_JSON_DEPTH:
             raise ValueError("JSON nested too deep")
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(f"{prefix}.{key}", value, depth + 1)
+        if isinstance(node, _Object):
+            opened = key is not None  # a top-level object opens no prefix
+            if opened:
+                prefix = prefix + b"." + (key or b"") if prefix is not None else key
+            for member, value in node:
+                key = member.encode("utf-8", "surrogatepass")
+                walk(value, depth + 1)
+            if prefix is not None:  # yajl_end_map: back to the parent, the key it had
+                key = pop()
         elif isinstance(node, list):
-            for index, value in enumerate(node):
-                walk(f"{prefix}.{index}", value, depth + 1)
-        else:
-            if node is None:
-                text = ""
-            elif node is True or node is False:
-                text = "true" if node else "false"
+            if key is None and prefix is None:
+                prefix = key = b"array"
             else:
-                text = str(node)
-            if len(body.args) >= MAX_BODY_ARGS:
-                raise _TooManyArgs
-            body.args.append((prefix.encode("utf-8", "surrogatepass"), text.encode("utf-8")))
+                prefix = prefix + b"." + (key or b"(null)") if prefix is not None else key
+            for value in node:
+                walk(value, depth + 1)
+            if prefix is not None:  # yajl_end_array: the key stays what it was
+                pop()
+        elif node is None:
+            add(b"")
+        elif node is True or node is False:
+            add(b"true" if node else b"false")
+        else:
+            assert isinstance(node, str)
+            add(node.encode("utf-8", "surrogatepass"))
 
-    walk("json", document, 0)
+    walk(document, 0)
 
 
 _BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.I)

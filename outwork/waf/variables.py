@@ -32,7 +32,7 @@ FROM_BODY = frozenset(
     """ARGS ARGS_NAMES ARGS_POST ARGS_POST_NAMES ARGS_COMBINED_SIZE REQUEST_BODY
     REQUEST_BODY_LENGTH FILES FILES_NAMES FILES_SIZES FILES_COMBINED_SIZE XML
     MULTIPART_PART_HEADERS REQBODY_PROCESSOR REQBODY_ERROR REQBODY_ERROR_MSG
-    MULTIPART_FILENAME MULTIPART_NAME""".split()
+    MULTIPART_FILENAME MULTIPART_NAME REQUEST_FILENAME REQUEST_BASENAME""".split()
 )
 
 
@@ -223,11 +223,13 @@ class Variables:
             return request.path_and_query
         if name == "REQUEST_URI_RAW":
             return request.target
-        if name == "REQUEST_FILENAME":  # percent-decoded, as ModSecurity and Coraza give it
-            return unquote_to_bytes(request.path_and_query.partition(b"?")[0])
-        if name == "REQUEST_BASENAME":
-            path = unquote_to_bytes(request.path_and_query.partition(b"?")[0])
-            return path.rsplit(b"/", 1)[-1]
+        if name in ("REQUEST_FILENAME", "REQUEST_BASENAME"):
+            # ModSecurity 2.9 reads Apache's parsed path: as sent in phase 1, percent-decoded
+            # once Apache has resolved it (phase 2). CRS's 920200/920201 rely on the raw one.
+            path = request.path_and_query.partition(b"?")[0]
+            if body is not None:
+                path = unquote_to_bytes(path)
+            return path if name == "REQUEST_FILENAME" else path.rsplit(b"/", 1)[-1]
         if name == "REQUEST_LINE":
             return b" ".join((request.method, request.target, request.protocol))
         if name == "REQUEST_PROTOCOL":
