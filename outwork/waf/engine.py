@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from outwork.waf import seclang
@@ -769,8 +769,16 @@ class Transaction:
             return fields.get(key.lower(), "").encode()
         if upper not in seclang.VARIABLES:
             return b""
-        pairs = self.vars.select(Variable(upper, key or None))
+        pairs = self.vars.select(_macro_variable(upper, key or None))
         return pairs[0][1] if pairs else b""
+
+
+@cache  # the macros of the rules: a bounded set, known at load
+def _macro_variable(name: str, key: str | None) -> Variable:
+    """One Variable per macro name: `Variables.select` caches by the variable's id, so a
+    Variable made per expansion could, once freed, lend its id to another one and be
+    answered with its values (`%{request_headers.host}` with some other header's value)."""
+    return Variable(name, key)
 
 
 @lru_cache(maxsize=1024)

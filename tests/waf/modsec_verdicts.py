@@ -240,8 +240,13 @@ def verdicts(oracle: Oracle, cases: Iterable[ftw.Case], workers: int = 4) -> dic
     chosen = list(cases)
     with ThreadPoolExecutor(workers) as pool:
         answers = list(pool.map(lambda c: send(oracle.port, raw_request(c)), chosen))
-    time.sleep(0.5)  # the last transactions' audit entries are written after the response
-    entries = audit_entries(oracle.audit_log)
+    # An entry is written at the end of its transaction: wait for every one answered.
+    wanted = {unique_id for _, unique_id in answers if unique_id}
+    for _ in range(100):
+        entries = audit_entries(oracle.audit_log)
+        if wanted <= entries.keys():
+            break
+        time.sleep(0.1)
     result: dict[str, Verdict] = {}
     for case, (status, unique_id) in zip(chosen, answers, strict=True):
         entry = entries.get(unique_id, Entry((), None, 0))
