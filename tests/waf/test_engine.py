@@ -89,6 +89,22 @@ SecRule TX:score "@ge 5" "id:3,phase:1,deny,status:406,msg:'score %{tx.score}'"
     assert run(waf, request(b"/?a=42&skip=yes")).would_interrupt is None  # skipped over
 
 
+def test_each_macro_reads_its_own_variable(tmp_path: Path) -> None:
+    """Macros naming different headers, expanded one after the other, each give their own
+    header (CRS's 943110 compares a Referer with `%{request_headers.host}`)."""
+    names = [f"x-h{n}" for n in range(20)]
+    rules = "".join(
+        f'SecAction "id:{n + 1},phase:1,pass,nolog,setvar:tx.{name}=%{{request_headers.{name}}}"\n'
+        for n, name in enumerate(names)
+    )
+    waf = Waf.load(rules_dir(tmp_path, rules))
+    headers = [*HEADERS, *((name.encode(), name.encode() + b"-value") for name in names)]
+    transaction = run(waf, WafRequest(b"GET", b"/", b"HTTP/1.1", headers, "192.0.2.9", 4000, b""))
+    assert {name: transaction.vars.tx[name] for name in names} == {
+        name: name.encode() + b"-value" for name in names
+    }
+
+
 def test_counting_exclusion_and_runtime_ctl(tmp_path: Path) -> None:
     folder = rules_dir(
         tmp_path,
