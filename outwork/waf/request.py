@@ -268,6 +268,8 @@ class WafRequest:
             rest = target.split(b"://", 1)[1]
             slash = rest.find(b"/")
             target = rest[slash:] if slash >= 0 else b"/"
+        if b"#" in target:  # as Apache parses it for ModSecurity: REQUEST_URI_RAW keeps it
+            target = target[: target.index(b"#")]
         return target
 
     def header_values(self, name: bytes) -> list[bytes]:

@@ -168,16 +168,50 @@ def request_of(case: Case) -> WafRequest:
         method, _, rest = lines[0].partition(b" ")
         target, _, protocol = rest.rpartition(b" ")
         headers = [(n.strip(), v.strip()) for n, _, v in (x.partition(b":") for x in lines[1:])]
-        return WafRequest(method, target, protocol, headers, "127.0.0.1", 40000, body)
+        return WafRequest(
+            method, target, protocol, headers, "127.0.0.1", 40000, framed(headers, body)
+        )
+    headers = [(k.encode("latin-1", "replace"), v.encode("utf-8")) for k, v in case.headers]
     return WafRequest(
         case.method.encode("latin-1", "replace"),
         case.uri.encode("utf-8", "surrogateescape"),
         case.version.encode("latin-1", "replace"),
-        [(k.encode("latin-1", "replace"), v.encode("utf-8")) for k, v in case.headers],
+        headers,
         "127.0.0.1",
         40000,
-        case.data or b"",
+        framed(headers, case.data or b""),
     )
+
+
+HEX_DIGITS = b"0123456789abcdefABCDEF"
+
+
+def framed(headers: list[tuple[bytes, bytes]], sent: bytes) -> bytes:
+    """The body an HTTP/1.1 server hands over (the gateway's codec, Apache to ModSecurity):
+    de-chunked under `Transfer-Encoding: chunked`, else cut at its Content-Length (what
+    follows would be the next request), and none without either. Bytes that do not frame
+    (a bad chunk size, a Content-Length that is not a number) stay as sent."""
+    values = {n.lower(): v for n, v in headers}
+    if b"chunked" in values.get(b"transfer-encoding", b"").lower():
+        body, rest = bytearray(), sent
+        while True:
+            size_line, crlf, rest = rest.partition(b"\r\n")
+            size_text = size_line.split(b";")[0].strip()
+            if (
+                not crlf
+                or not size_text
+                or any(c not in b"0123456789abcdefABCDEF" for c in size_text)
+            ):
+                return sent
+            size = int(size_text, 16)
+            if size == 0:
+                return bytes(body)
+            body += rest[:size]
+            rest = rest[size + 2 :]
+    length = values.get(b"content-length", b"").strip()
+    if length.isdigit():
+        return sent[: int(length)]
+    return sent if b"content-length" in values else b""  # neither: no body (RFC 9112 6.3)
 
 
 @cache
