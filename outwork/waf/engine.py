@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from outwork.waf import seclang
-from outwork.waf.fastpath import FastPath, fast_path
+from outwork.waf.fastpath import FastPath, fast_path, signature
 from outwork.waf.operators import Operator, OperatorMatch, build_operator
 from outwork.waf.patterns import PatternSet
 from outwork.waf.request import WafRequest
@@ -109,6 +109,10 @@ class CompiledRule:
     tx_key: str | None = None
     tx_count: bool = False
     tx_name: bytes = b""
+    # A lone rule testing one TX value and doing nothing but its disruptive action and
+    # skipAfter (the paranoia-level and score checks, a third of the rules CRS reaches):
+    # run_phase evaluates it inline.
+    tx_simple: bool = False
     targets_key: int = 0  # the same for rules with the same targets and exclusions
     pipeline_id: int = 0  # the same for rules with the same transformations
     # multiMatch: None (the value as is), then the value after each transformation in turn.
@@ -122,6 +126,11 @@ class CompiledRule:
     quick: tuple[int, int, int] | None = None
     # The rule's @rx in its phase's pattern set for its pipeline: (group, index), or None.
     prefilter: tuple[int, int] | None = None
+    # A prefiltered rule whose targets are all plain collections (not counted, not live):
+    # their indexes in `Waf.scan_variables`, scanned once per (variable, pipeline) and
+    # request phase; None: the rule's values are scanned as one list.
+    scan: tuple[int, ...] | None = None
+    scan_key: int = 0  # the same for rules with the same scan, pipelines and pattern set
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +188,7 @@ class Waf:
         self.families = sorted({str(r.id // 1000) for r in rules if 900000 <= r.id < 1000000})
         self._selections: dict[tuple[str, str], frozenset[int]] = {}
         self.fast_paths: list[FastPath | None] = []  # by pipeline id (set by the compiler)
+        self.scan_variables: list[Variable] = []  # see CompiledRule.scan (set by the compiler)
 
     def rule_ids(self, by: str, selector: str) -> frozenset[int]:
         """The ids of the rules a `ctl` names, by "id" (ranges) or "tag" (a regex): worked
@@ -293,7 +303,32 @@ class _Compiler:
         waf = Waf(programs, markers, rules, pattern_sets, self.detect_only)
         by_id = sorted(self.pipeline_ids.items(), key=lambda item: item[1])
         waf.fast_paths = [fast_path(names) for names, _ in by_id]
+        waf.scan_variables = self._scan_variables(rules)
         return waf
+
+    @staticmethod
+    def _scan_variables(rules: list[CompiledRule]) -> list[Variable]:
+        """Give each prefiltered rule reading only plain collections its `scan`: rules name
+        the same few collections (ARGS, REQUEST_COOKIES, ...), so a collection's values are
+        scanned once per pipeline for all of them. Exclusions are left out: a scan of more
+        values than the rule reads only lets the rule run its regex where it need not."""
+        interned: dict[Variable, int] = {}
+        scan_keys: dict[object, int] = {}
+        for head in rules:
+            for rule in (head, *head.chained):
+                if rule.prefilter is None or rule.live or rule.negated:
+                    continue
+                if any(v.count or v.name in LIVE for v in rule.targets):
+                    continue
+                rule.scan = tuple(
+                    interned.setdefault(Variable(v.name, v.key, v.key_is_regex), len(interned))
+                    for v in rule.targets
+                )
+                group = rule.prefilter[0]
+                rule.scan_key = scan_keys.setdefault(
+                    (rule.scan, rule.step_ids, group), len(scan_keys)
+                )
+        return list(interned)
 
     def _setting(self, setting: Setting) -> None:
         if setting.name == "SecRuleEngine":
@@ -371,6 +406,17 @@ class _Compiler:
         )
         if rule is head:
             compiled.chained = [self._rule(link, head) for link in rule.chained]
+            compiled.tx_simple = (
+                compiled.tx_key is not None
+                and not compiled.chained
+                and not compiled.transforms
+                and not compiled.setvars
+                and not compiled.ctls
+                and not compiled.capture
+                and not compiled.multi_match
+                and not compiled.log
+                and compiled.constant
+            )
         if rule.operator == "rx" and rule.variables:
             # One set per phase, whatever the transformations: a value that several pipelines
             # leave as it is (most values of benign requests) is scanned once for all.
@@ -429,6 +475,11 @@ class Transaction:
         self._extra: dict[int, tuple[tuple[Variable, ...], object]] = {}  # by rule id
         self._tvalues: dict[object, list[bytes]] = {}  # by (values key, pipeline)
         self._unions: dict[object, set[int]] = {}  # see _union
+        # See _may_hit: by scan variable; by (variable, group); by (variable, pipeline, group).
+        self._distinct: dict[int, tuple[list[bytes], frozenset[int], bool]] = {}
+        self._scan_unions: dict[int, set[int]] = {}  # by CompiledRule.scan_key
+        self._bases: dict[tuple[int, int], set[int]] = {}
+        self._var_unions: dict[tuple[int, int, int], set[int]] = {}
         self._transformed: dict[tuple[int, bytes], bytes] = {}  # by (pipeline, value)
         self._matches: dict[tuple[int, bytes], OperatorMatch | None] = {}  # by (operator, value)
         self._candidates: dict[tuple[int, bytes], set[int]] = {}
@@ -442,11 +493,14 @@ class Transaction:
             self._values.clear()
             self._tvalues.clear()
             self._unions.clear()
+            self._distinct.clear()
+            self._scan_unions.clear()
+            self._bases.clear()
+            self._var_unions.clear()
         if self.interruption is not None or self.engine_off or self.allowed:
             return self.interruption
         program = self.waf.programs[phase]
         markers = self.waf.markers[phase]
-        unions = self._unions
         stats = self.stats
         index = 0
         while index < len(program):
@@ -455,17 +509,16 @@ class Transaction:
             if isinstance(item, str) or item.id in self.removed:
                 continue
             stats.rules_reached += 1
-            quick = item.quick
-            if quick is not None:
-                # A prefiltered @rx whose values were scanned already (another rule reads
-                # the same ones): one look says whether it can match at all.
-                extra_key = self._removed_targets_of(item)[1] if self.removed_targets else ()
-                union = unions.get((((item.targets_key, extra_key), quick[0]), quick[1]))
-                if union is not None and quick[2] not in union:
-                    stats.rx_reached += 1
-                    self.vars.matched = []
+            if item.tx_simple and not self.tx_targets_removed:
+                if not self._tx_matches(item):
                     continue
-            if not self._chain_matches(item):
+            elif item.quick is not None and item.scan is not None and not self._may_hit(item):
+                # A prefiltered @rx that cannot match any value it reads: one look per
+                # collection it names (scanned once per request phase), no rule machinery.
+                stats.rx_reached += 1
+                self.vars.matched = []
+                continue
+            elif not self._chain_matches(item):
                 continue
             self._act(item)
             if self.engine_off or self.allowed:
@@ -496,6 +549,33 @@ class Transaction:
         if not self._link_matches(head, head):
             return False
         return all(self._link_matches(link, head) for link in head.chained)
+
+    def _tx_matches(self, rule: CompiledRule) -> bool:
+        """A `tx_simple` rule: what _chain_matches gives, without the general machinery."""
+        assert rule.tx_key is not None
+        self._rule = rule
+        vars_ = self.vars
+        value = vars_.tx.get(rule.tx_key)
+        if rule.tx_count:
+            name, value = b"TX", b"1" if value is not None else b"0"
+        elif value is None:
+            vars_.matched = []
+            return False
+        else:
+            name = rule.tx_name
+        self.stats.rules_full += 1
+        memo_key = (id(rule.operator), value)
+        memo = self._matches
+        if memo_key in memo:
+            found = memo[memo_key]
+        else:
+            found = memo[memo_key] = rule.operator.match(value, self.expand)
+        if (found is not None) == rule.negated:
+            vars_.matched = []
+            return False
+        vars_.matched = [(name, value)]
+        vars_.matched_var = (name, value)
+        return True
 
     def _values_of(self, rule: CompiledRule, head: CompiledRule) -> tuple[Values, object]:
         """The (name, value) pairs a rule reads, and a key they are cached under (None for
@@ -578,6 +658,10 @@ class Transaction:
             self.stats.rules_full += rule is head
             self._actions(rule)
             return True
+        if rule.scan is not None and not self._may_hit(rule):
+            self.vars.matched = []
+            self._count(rule, head, False)
+            return False
         values, key = self._values_of(rule, head)
         self.vars.matched = []
         if not values:
@@ -585,7 +669,7 @@ class Transaction:
         prefilter = rule.prefilter
         positions = range(len(values))
         transformed: list[bytes] = []
-        if prefilter is not None and not rule.negated and key is not None:
+        if prefilter is not None and not rule.negated and key is not None and rule.scan is None:
             # The values the scan says the regex may match, from one look per (values,
             # pipeline): most rules stop here, the others run their regex on those only.
             group, index = prefilter
@@ -635,6 +719,82 @@ class Transaction:
             self._actions(rule)
         self._count(rule, head, ran)
         return matched
+
+    def _may_hit(self, rule: CompiledRule) -> bool:
+        """Whether the scan says the rule's regex may match a value of one of its collections
+        (a rule with `scan`): False rules the rule out."""
+        prefilter = rule.prefilter
+        assert prefilter is not None
+        union = self._scan_unions.get(rule.scan_key)
+        if union is None:
+            union = self._scan_unions[rule.scan_key] = self._scan_union(rule)
+        return prefilter[1] in union
+
+    def _scan_union(self, rule: CompiledRule) -> set[int]:
+        assert rule.prefilter is not None and rule.scan is not None
+        group = rule.prefilter[0]
+        unions = self._var_unions
+        found: set[int] = set()
+        for step_id, step in zip(rule.step_ids, rule.step_pipes, strict=True):
+            for variable in rule.scan:
+                union = unions.get((variable, step_id, group))
+                if union is None:
+                    union = unions[(variable, step_id, group)] = self._var_union(
+                        variable, step_id, step, group
+                    )
+                found |= union
+        return found
+
+    def _var_union(
+        self, variable: int, step_id: int, step: Callable[[bytes], bytes] | None, group: int
+    ) -> set[int]:
+        """The patterns of `group` that may match a value of a collection through a
+        pipeline. A pipeline leaves most values as they are or only lowercases them (its fast
+        path says which): those share one scan for every pipeline (`_base`); only the values
+        it changes are transformed and scanned for it."""
+        distinct = self._distinct.get(variable)
+        if distinct is None:
+            pairs = self.vars.select(self.waf.scan_variables[variable])
+            values = list(dict.fromkeys(v for _, v in pairs))
+            distinct = self._distinct[variable] = (values, *signature(values))
+        values, triggers, double_space = distinct
+        if not values:
+            return set()
+        if step is None:
+            return self._base(variable, group, values)
+        fast = self.waf.fast_paths[step_id]
+        transform = self._transform
+        candidates_of = self._candidates_of
+        if fast is None:
+            union: set[int] = set()
+            for value in values:
+                union |= candidates_of(group, transform(step_id, step, value))
+            return union
+        base = self._base(variable, group, values)
+        if fast.leaves(triggers, double_space):
+            return base
+        acts = fast.acts.search
+        acted = [value for value in values if acts(value)]
+        if not acted:
+            return base
+        union = set(base)
+        for value in acted:
+            union |= candidates_of(group, transform(step_id, step, value))
+        return union
+
+    def _base(self, variable: int, group: int, values: list[bytes]) -> set[int]:
+        """The patterns that may match a collection's values as they are or lowercased."""
+        base = self._bases.get((variable, group))
+        if base is None:
+            base = set()
+            candidates_of = self._candidates_of
+            for value in values:
+                base |= candidates_of(group, value)
+                lower = value.lower()
+                if lower != value:
+                    base |= candidates_of(group, lower)
+            self._bases[(variable, group)] = base
+        return base
 
     def _union(self, group: int, transformed: list[bytes], key: object) -> set[int]:
         """The patterns of `group` the scan says may match one of the values (once per list

@@ -41,6 +41,31 @@ TRIGGERS: dict[str, tuple[bytes, bool, bool]] = {
 class FastPath:
     acts: re.Pattern[bytes]  # a search hit: the pipeline may change the value, run it
     lowers: bool  # a value it leaves otherwise alone comes out lower-cased
+    # What `acts` searches for, as a set of bytes and "a double space": values holding none
+    # of these (one set test for a whole collection, see `signature`) are left alone.
+    triggers: frozenset[int] = frozenset()
+    doubles: bool = False
+
+    def leaves(self, signature: frozenset[int], has_double_space: bool) -> bool:
+        """Whether the pipeline leaves alone (but for lowercasing) every value whose bytes
+        are all outside `signature` (see `signature`)."""
+        return signature.isdisjoint(self.triggers) and not (self.doubles and has_double_space)
+
+
+# Every byte some fast path may act on: what `signature` keeps of a value.
+ALL_TRIGGERS = frozenset(
+    b"".join(entry[0] for entry in TRIGGERS.values()) + b"\x00" + bytes(range(0x80, 0x100))
+)
+
+
+def signature(values: list[bytes]) -> tuple[frozenset[int], bool]:
+    """The trigger bytes found in `values`, and whether one holds a double space."""
+    found: set[int] = set()
+    double = False
+    for value in values:
+        found.update(value)
+        double = double or b"  " in value
+    return frozenset(found) & ALL_TRIGGERS, double
 
 
 def fast_path(names: Sequence[str]) -> FastPath | None:
@@ -56,4 +81,5 @@ def fast_path(names: Sequence[str]) -> FastPath | None:
         lowers |= entry[1]
         doubles |= entry[2]
     klass = b"[" + b"".join(b"\\x%02x" % byte for byte in sorted(set(triggers))) + b"\x80-\xff]"
-    return FastPath(re.compile(klass + (b"|  " if doubles else b"")), lowers)
+    every = frozenset(triggers) | frozenset(range(0x80, 0x100))
+    return FastPath(re.compile(klass + (b"|  " if doubles else b"")), lowers, every, doubles)
