@@ -21,9 +21,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from outwork.waf import seclang
-from outwork.waf.fastpath import FastPath, fast_path, signature
+from outwork.waf.fastpath import FastPath, fast_path, segmented, signature
 from outwork.waf.operators import Operator, OperatorMatch, build_operator
 from outwork.waf.patterns import PatternSet
 from outwork.waf.request import WafRequest
@@ -117,6 +118,7 @@ class CompiledRule:
     pipeline_id: int = 0  # the same for rules with the same transformations
     # multiMatch: None (the value as is), then the value after each transformation in turn.
     steps: tuple[Callable[[bytes], bytes] | None, ...] = (None,)
+    step_fasts: tuple[FastPath | None, ...] = (None,)  # each step's fast path
     transform_fn: Callable[[bytes], bytes] | None = None  # None: no transformation
     # What the prefilter scans: the rule's pipeline, or (multiMatch) each of its prefixes.
     step_ids: tuple[int, ...] = ()
@@ -393,14 +395,17 @@ class _Compiler:
             compiled.transforms, len(self.pipeline_ids)
         )
         compiled.steps = (None, *(pipeline((name,)) for name in compiled.transforms))
-        compiled.transform_fn = transform if compiled.transforms else None
+        compiled.step_fasts = (None, *(fast_path((name,)) for name in compiled.transforms))
+        compiled.transform_fn = (
+            segmented(compiled.transforms, transform) if compiled.transforms else None
+        )
         if compiled.multi_match:
             prefixes = [compiled.transforms[:n] for n in range(len(compiled.transforms) + 1)]
         else:
             prefixes = [compiled.transforms]
         ids = self.pipeline_ids
         compiled.step_ids = tuple(ids.setdefault(p, len(ids)) for p in prefixes)
-        compiled.step_pipes = tuple(pipeline(p) if p else None for p in prefixes)
+        compiled.step_pipes = tuple(segmented(p, pipeline(p)) if p else None for p in prefixes)
         compiled.targets_key = self.target_keys.setdefault(
             (compiled.targets, compiled.excluded), len(self.target_keys)
         )
@@ -484,19 +489,25 @@ class Transaction:
         self._matches: dict[tuple[int, bytes], OperatorMatch | None] = {}  # by (operator, value)
         self._candidates: dict[tuple[int, bytes], set[int]] = {}
         self._rule: CompiledRule | None = None
+        # What holds values of the phase's collections (not TX): cleared with the body's
+        # arrival and by the ctls that change what the body shows.
+        self._phase_caches: tuple[dict[Any, Any], ...] = (
+            self._values,
+            self._tvalues,
+            self._unions,
+            self._distinct,
+            self._scan_unions,
+            self._bases,
+            self._var_unions,
+        )
 
     # ---- phases --------------------------------------------------------------------------
 
     def run_phase(self, phase: int) -> Interruption | None:
         if phase == 2:
             self.vars.read_body()
-            self._values.clear()
-            self._tvalues.clear()
-            self._unions.clear()
-            self._distinct.clear()
-            self._scan_unions.clear()
-            self._bases.clear()
-            self._var_unions.clear()
+            for cache in self._phase_caches:
+                cache.clear()
         if self.interruption is not None or self.engine_off or self.allowed:
             return self.interruption
         program = self.waf.programs[phase]
@@ -735,8 +746,15 @@ class Transaction:
         group = rule.prefilter[0]
         unions = self._var_unions
         found: set[int] = set()
+        fast_paths = self.waf.fast_paths
         for step_id, step in zip(rule.step_ids, rule.step_pipes, strict=True):
+            fast = fast_paths[step_id]
             for variable in rule.scan:
+                distinct = self._distinct.get(variable) or self._distinct_of(variable)
+                if step is None or (fast is not None and fast.leaves(distinct[1], distinct[2])):
+                    # The pipeline leaves every value alone but for lowercasing.
+                    found |= self._base(variable, group, distinct[0])
+                    continue
                 union = unions.get((variable, step_id, group))
                 if union is None:
                     union = unions[(variable, step_id, group)] = self._var_union(
@@ -752,11 +770,7 @@ class Transaction:
         pipeline. A pipeline leaves most values as they are or only lowercases them (its fast
         path says which): those share one scan for every pipeline (`_base`); only the values
         it changes are transformed and scanned for it."""
-        distinct = self._distinct.get(variable)
-        if distinct is None:
-            pairs = self.vars.select(self.waf.scan_variables[variable])
-            values = list(dict.fromkeys(v for _, v in pairs))
-            distinct = self._distinct[variable] = (values, *signature(values))
+        distinct = self._distinct.get(variable) or self._distinct_of(variable)
         values, triggers, double_space = distinct
         if not values:
             return set()
@@ -781,6 +795,13 @@ class Transaction:
         for value in acted:
             union |= candidates_of(group, transform(step_id, step, value))
         return union
+
+    def _distinct_of(self, variable: int) -> tuple[list[bytes], frozenset[int], bool]:
+        """A collection's distinct values, and their `signature` (see fastpath.py)."""
+        pairs = self.vars.select(self.waf.scan_variables[variable])
+        values = list(dict.fromkeys(v for _, v in pairs))
+        distinct = self._distinct[variable] = (values, *signature(values))
+        return distinct
 
     def _base(self, variable: int, group: int, values: list[bytes]) -> set[int]:
         """The patterns that may match a collection's values as they are or lowercased."""
@@ -828,11 +849,18 @@ class Transaction:
         return result
 
     def _multi_match(self, rule: CompiledRule, value: bytes) -> OperatorMatch | None:
-        """`multiMatch`: the operator on the value and after each transformation."""
+        """`multiMatch`: the operator on the value and after each transformation that
+        changes it (as ModSecurity: an unchanged value would give the same answer)."""
         prefilter = rule.prefilter
-        for step in rule.steps:
+        for step, fast in zip(rule.steps, rule.step_fasts, strict=True):
             if step is not None:
-                value = step(value)
+                if fast is not None and fast.acts.search(value) is None:
+                    changed = value.lower() if fast.lowers else value
+                else:
+                    changed = step(value)
+                if changed == value:
+                    continue
+                value = changed
             if prefilter is None or self._may_match(prefilter, value):
                 found = rule.operator.match(value, self.expand)
                 if found is not None:
@@ -900,8 +928,16 @@ class Transaction:
             self.detect_only = mode == "detectiononly" or self.waf.detect_only
         elif option == "requestbodyprocessor":
             self.vars.processor = argument.upper()
+            self._forget_values()
         elif option == "forcerequestbodyvariable":
             self.vars.force_body_variable = argument.lower() == "on"
+            self._forget_values()
+
+    def _forget_values(self) -> None:
+        """What rules read, computed for this phase, is computed again (a ctl changed it)."""
+        self.vars.processor_changed()
+        for cache in self._phase_caches:
+            cache.clear()
 
     # ---- macros --------------------------------------------------------------------------
 
@@ -929,7 +965,8 @@ class Transaction:
             return fields.get(key.lower(), "").encode()
         if upper not in seclang.VARIABLES:
             return b""
-        pairs = self.vars.select(Variable(upper, key or None))
+        # Not `select`: it caches by the variable's id, and this one is a temporary.
+        pairs = self.vars.select_uncached(Variable(upper, key or None))
         return pairs[0][1] if pairs else b""
 
 

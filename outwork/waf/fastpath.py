@@ -11,8 +11,10 @@ in tests/waf/test_fastpath.py holds every entry to the real transformation).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from outwork.waf.transforms import pipeline
 
 # name: (bytes that may make it act, lowercases, a double space may make it act)
 TRIGGERS: dict[str, tuple[bytes, bool, bool]] = {
@@ -83,3 +85,34 @@ def fast_path(names: Sequence[str]) -> FastPath | None:
     klass = b"[" + b"".join(b"\\x%02x" % byte for byte in sorted(set(triggers))) + b"\x80-\xff]"
     every = frozenset(triggers) | frozenset(range(0x80, 0x100))
     return FastPath(re.compile(klass + (b"|  " if doubles else b"")), lowers, every, doubles)
+
+
+def segmented(names: Sequence[str], whole: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+    """`whole` (the pipeline `names`, lower-case) run as runs of transformations with a fast
+    path each, and the others (`base64Decode`, `length`, ...) between them: a value skips a
+    run that would leave it alone (CRS's base64 pipelines decode after three such steps)."""
+    segments: list[tuple[FastPath | None, Callable[[bytes], bytes]]] = []
+    run: list[str] = []
+    for name in names:
+        if name in TRIGGERS:
+            run.append(name)
+            continue
+        if run:
+            segments.append((fast_path(run), pipeline(run)))
+            run = []
+        segments.append((None, pipeline((name,))))
+    if run:
+        segments.append((fast_path(run), pipeline(run)))
+    if len(segments) == 1 or not any(fast is not None for fast, _ in segments):
+        return whole  # one run: the engine checks its fast path before calling it
+    steps = tuple(segments)
+
+    def apply(value: bytes) -> bytes:
+        for fast, step in steps:
+            if fast is None or fast.acts.search(value) is not None:
+                value = step(value)
+            elif fast.lowers:
+                value = value.lower()
+        return value
+
+    return apply

@@ -23,10 +23,11 @@ LIVE = frozenset(
         "MATCHED_VARS_NAMES",
         "MATCHED_VAR",
         "MATCHED_VAR_NAME",
-        "REQBODY_PROCESSOR",  # a ctl sets it
-        "REQUEST_BODY",  # a ctl forces it
     }
 )
+# What a `ctl` changes (the body processor, a forced REQUEST_BODY): cached, and forgotten by
+# `Variables.processor_changed` when the ctl runs.
+SET_BY_CTL = ("REQBODY_PROCESSOR", "REQUEST_BODY")
 # What the body gives: cached only once the body is in (phase 2).
 FROM_BODY = frozenset(
     """ARGS ARGS_NAMES ARGS_POST ARGS_POST_NAMES ARGS_COMBINED_SIZE REQUEST_BODY
@@ -88,6 +89,14 @@ class Variables:
         self._selected.clear()
         self._named.clear()
 
+    def processor_changed(self) -> None:
+        """A `ctl` set the body processor or forced REQUEST_BODY: what they show is read
+        again."""
+        for name in SET_BY_CTL:
+            self._cache.pop(name, None)
+        self._selected.clear()
+        self._named.clear()
+
     # ---- selection -----------------------------------------------------------------------
 
     def select(self, variable: Variable) -> Pairs:
@@ -102,6 +111,13 @@ class Variables:
         if selected is None:
             selected = self._selected[id(variable)] = self._select(variable)
         return selected
+
+    def select_uncached(self, variable: Variable) -> Pairs:
+        """`select` for a variable that lives shorter than the transaction (a macro's):
+        `select` caches by `id(variable)`, which a later temporary may take over."""
+        if variable.name in LIVE:
+            return self.select(variable)
+        return self._select(variable)
 
     def named(self, variable: Variable) -> Pairs:
         """`select`, each pair named as MATCHED_VAR_NAME shows it (`ARGS:foo`, `REQUEST_URI`)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outwork.waf.fastpath import TRIGGERS, fast_path
+from outwork.waf.fastpath import TRIGGERS, fast_path, segmented, signature
 from outwork.waf.transforms import pipeline
 
 NAMES = sorted(TRIGGERS)
@@ -31,3 +31,26 @@ def test_pipelines_without_a_fast_path() -> None:
     plain = fast_path(["urldecodeuni", "lowercase"])
     assert plain is not None and plain.acts.search(b"page 2 of Orders") is None
     assert plain.acts.search(b"a%20b") is not None
+
+
+# Transformations without a fast path, between runs that have one (CRS's base64 pipelines).
+OTHERS = ["base64decode", "length", "hexencode", "sha1", "trim", "base64decodeext"]
+
+
+@given(
+    st.lists(st.sampled_from(NAMES + OTHERS), min_size=1, max_size=7),
+    VALUES,
+)
+def test_segmented_pipeline_agrees_with_the_pipeline(names: list[str], value: bytes) -> None:
+    whole = pipeline(names)
+    assert segmented(names, whole)(value) == whole(value)
+
+
+@given(st.lists(VALUES, max_size=6), st.lists(st.sampled_from(NAMES), min_size=1, max_size=4))
+def test_a_signature_outside_the_triggers_means_no_value_acts(
+    values: list[bytes], names: list[str]
+) -> None:
+    fast = fast_path(names)
+    assert fast is not None
+    if fast.leaves(*signature(values)):
+        assert all(fast.acts.search(value) is None for value in values)
