@@ -25,7 +25,7 @@ from typing import Any
 
 from outwork.waf import seclang
 from outwork.waf.fastpath import FastPath, fast_path, segmented, signature
-from outwork.waf.operators import Operator, OperatorMatch, build_operator
+from outwork.waf.operators import Operator, OperatorMatch, Pm, build_operator
 from outwork.waf.patterns import PatternSet
 from outwork.waf.request import WafRequest
 from outwork.waf.rules import Directive, Marker, Remove, Rule, Setting, UpdateTarget, Variable
@@ -110,10 +110,11 @@ class CompiledRule:
     tx_key: str | None = None
     tx_count: bool = False
     tx_name: bytes = b""
-    # A lone rule testing one TX value and doing nothing but its disruptive action and
-    # skipAfter (the paranoia-level and score checks, a third of the rules CRS reaches):
+    # A lone rule testing one TX value against a constant, no transformation, no capture (the
+    # paranoia-level checks, CRS's defaults and its score sums, half the rules CRS reaches):
     # run_phase evaluates it inline.
     tx_simple: bool = False
+    phrases: Pm | None = None  # a plain @pm's operator: its values are searched at once first
     targets_key: int = 0  # the same for rules with the same targets and exclusions
     pipeline_id: int = 0  # the same for rules with the same transformations
     # multiMatch: None (the value as is), then the value after each transformation in turn.
@@ -133,6 +134,7 @@ class CompiledRule:
     # request phase; None: the rule's values are scanned as one list.
     scan: tuple[int, ...] | None = None
     scan_key: int = 0  # the same for rules with the same scan, pipelines and pattern set
+    scan_id: int = 0  # the same for rules with the same scan and pattern set
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +318,7 @@ class _Compiler:
         values than the rule reads only lets the rule run its regex where it need not."""
         interned: dict[Variable, int] = {}
         scan_keys: dict[object, int] = {}
+        scan_ids: dict[object, int] = {}
         for head in rules:
             for rule in (head, *head.chained):
                 if rule.prefilter is None or rule.live or rule.negated:
@@ -330,6 +333,7 @@ class _Compiler:
                 rule.scan_key = scan_keys.setdefault(
                     (rule.scan, rule.step_ids, group), len(scan_keys)
                 )
+                rule.scan_id = scan_ids.setdefault((rule.scan, group), len(scan_ids))
         return list(interned)
 
     def _setting(self, setting: Setting) -> None:
@@ -384,6 +388,8 @@ class _Compiler:
             log=not head.has("nolog"),
         )
         compiled.live = any(v.name in LIVE for v in rule.variables)
+        if isinstance(operator, Pm) and not compiled.negated:
+            compiled.phrases = operator
         compiled.constant = "%{" not in rule.argument
         if len(rule.variables) == 1:
             (only,) = rule.variables
@@ -415,11 +421,8 @@ class _Compiler:
                 compiled.tx_key is not None
                 and not compiled.chained
                 and not compiled.transforms
-                and not compiled.setvars
-                and not compiled.ctls
                 and not compiled.capture
                 and not compiled.multi_match
-                and not compiled.log
                 and compiled.constant
             )
         if rule.operator == "rx" and rule.variables:
@@ -483,6 +486,7 @@ class Transaction:
         # See _may_hit: by scan variable; by (variable, group); by (variable, pipeline, group).
         self._distinct: dict[int, tuple[list[bytes], frozenset[int], bool]] = {}
         self._scan_unions: dict[int, set[int]] = {}  # by CompiledRule.scan_key
+        self._scan_bases: dict[int, set[int]] = {}  # by CompiledRule.scan_id
         self._bases: dict[tuple[int, int], set[int]] = {}
         self._var_unions: dict[tuple[int, int, int], set[int]] = {}
         self._transformed: dict[tuple[int, bytes], bytes] = {}  # by (pipeline, value)
@@ -497,6 +501,7 @@ class Transaction:
             self._unions,
             self._distinct,
             self._scan_unions,
+            self._scan_bases,
             self._bases,
             self._var_unions,
         )
@@ -523,7 +528,7 @@ class Transaction:
             if item.tx_simple and not self.tx_targets_removed:
                 if not self._tx_matches(item):
                     continue
-            elif item.quick is not None and item.scan is not None and not self._may_hit(item):
+            elif item.scan is not None and not self._may_hit(item):
                 # A prefiltered @rx that cannot match any value it reads: one look per
                 # collection it names (scanned once per request phase), no rule machinery.
                 stats.rx_reached += 1
@@ -586,6 +591,8 @@ class Transaction:
             return False
         vars_.matched = [(name, value)]
         vars_.matched_var = (name, value)
+        if rule.setvars or rule.ctls:
+            self._actions(rule)
         return True
 
     def _values_of(self, rule: CompiledRule, head: CompiledRule) -> tuple[Values, object]:
@@ -693,6 +700,10 @@ class Transaction:
                 return False
         if not rule.multi_match:
             transformed = self._transformed_of(values, key, rule.pipeline_id, rule.transform_fn)
+            if rule.phrases is not None and not rule.phrases.found_in(transformed):
+                # No phrase in any value: one Aho-Corasick pass over them all said so.
+                self._count(rule, head, True)
+                return False
         matched = False
         ran = False  # the operator ran on some value (the prefilter did not rule them all out)
         expand = self.expand
@@ -733,66 +744,73 @@ class Transaction:
 
     def _may_hit(self, rule: CompiledRule) -> bool:
         """Whether the scan says the rule's regex may match a value of one of its collections
-        (a rule with `scan`): False rules the rule out."""
+        (a rule with `scan`): False rules the rule out. Rules that read the same collections
+        share their values' scan as they are (`_scan_base`: most pipelines leave most values
+        alone, or only lowercase them); only values a pipeline changes are scanned for it."""
         prefilter = rule.prefilter
         assert prefilter is not None
-        union = self._scan_unions.get(rule.scan_key)
-        if union is None:
-            union = self._scan_unions[rule.scan_key] = self._scan_union(rule)
-        return prefilter[1] in union
+        base = self._scan_bases.get(rule.scan_id)
+        if base is None:
+            base = self._scan_bases[rule.scan_id] = self._scan_base(rule)
+        if prefilter[1] in base:
+            return True
+        extra = self._scan_unions.get(rule.scan_key)
+        if extra is None:
+            extra = self._scan_unions[rule.scan_key] = self._scan_extra(rule)
+        return prefilter[1] in extra
 
-    def _scan_union(self, rule: CompiledRule) -> set[int]:
+    def _scan_base(self, rule: CompiledRule) -> set[int]:
         assert rule.prefilter is not None and rule.scan is not None
         group = rule.prefilter[0]
-        unions = self._var_unions
         found: set[int] = set()
-        fast_paths = self.waf.fast_paths
-        for step_id, step in zip(rule.step_ids, rule.step_pipes, strict=True):
-            fast = fast_paths[step_id]
-            for variable in rule.scan:
-                distinct = self._distinct.get(variable) or self._distinct_of(variable)
-                if step is None or (fast is not None and fast.leaves(distinct[1], distinct[2])):
-                    # The pipeline leaves every value alone but for lowercasing.
-                    found |= self._base(variable, group, distinct[0])
-                    continue
-                union = unions.get((variable, step_id, group))
-                if union is None:
-                    union = unions[(variable, step_id, group)] = self._var_union(
-                        variable, step_id, step, group
-                    )
-                found |= union
+        for variable in rule.scan:
+            distinct = self._distinct.get(variable) or self._distinct_of(variable)
+            if distinct[0]:
+                found |= self._base(variable, group, distinct[0])
         return found
 
-    def _var_union(
-        self, variable: int, step_id: int, step: Callable[[bytes], bytes] | None, group: int
+    def _scan_extra(self, rule: CompiledRule) -> set[int]:
+        """What the rule's pipelines make of the values they change (see _may_hit)."""
+        assert rule.prefilter is not None and rule.scan is not None
+        group = rule.prefilter[0]
+        extras = self._var_unions
+        fast_paths = self.waf.fast_paths
+        found: set[int] = set()
+        for variable in rule.scan:
+            values, triggers, double_space = self._distinct[variable]
+            if not values:
+                continue
+            for step_id, step in zip(rule.step_ids, rule.step_pipes, strict=True):
+                if step is None:
+                    continue
+                fast = fast_paths[step_id]
+                if fast is not None and fast.leaves(triggers, double_space):
+                    continue
+                extra = extras.get((variable, step_id, group))
+                if extra is None:
+                    extra = extras[(variable, step_id, group)] = self._var_extra(
+                        values, step_id, step, fast, group
+                    )
+                found |= extra
+        return found
+
+    def _var_extra(
+        self,
+        values: list[bytes],
+        step_id: int,
+        step: Callable[[bytes], bytes],
+        fast: FastPath | None,
+        group: int,
     ) -> set[int]:
-        """The patterns of `group` that may match a value of a collection through a
-        pipeline. A pipeline leaves most values as they are or only lowercases them (its fast
-        path says which): those share one scan for every pipeline (`_base`); only the values
-        it changes are transformed and scanned for it."""
-        distinct = self._distinct.get(variable) or self._distinct_of(variable)
-        values, triggers, double_space = distinct
-        if not values:
-            return set()
-        if step is None:
-            return self._base(variable, group, values)
-        fast = self.waf.fast_paths[step_id]
+        """The patterns of `group` that may match one of `values` that the pipeline changes,
+        once through it (the others are in `_base`)."""
+        if fast is not None:
+            acts = fast.acts.search
+            values = [value for value in values if acts(value)]
         transform = self._transform
         candidates_of = self._candidates_of
-        if fast is None:
-            union: set[int] = set()
-            for value in values:
-                union |= candidates_of(group, transform(step_id, step, value))
-            return union
-        base = self._base(variable, group, values)
-        if fast.leaves(triggers, double_space):
-            return base
-        acts = fast.acts.search
-        acted = [value for value in values if acts(value)]
-        if not acted:
-            return base
-        union = set(base)
-        for value in acted:
+        union: set[int] = set()
+        for value in values:
             union |= candidates_of(group, transform(step_id, step, value))
         return union
 
