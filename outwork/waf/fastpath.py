@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from outwork.waf.transforms import pipeline
+from outwork.waf.transforms import Transform, pipeline
 
 # name: (bytes that may make it act, lowercases, a double space may make it act)
 TRIGGERS: dict[str, tuple[bytes, bool, bool]] = {
@@ -87,11 +87,11 @@ def fast_path(names: Sequence[str]) -> FastPath | None:
     return FastPath(re.compile(klass + (b"|  " if doubles else b"")), lowers, every, doubles)
 
 
-def segmented(names: Sequence[str], whole: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+def segmented(names: Sequence[str], whole: Transform) -> Transform:
     """`whole` (the pipeline `names`, lower-case) run as runs of transformations with a fast
     path each, and the others (`base64Decode`, `length`, ...) between them: a value skips a
     run that would leave it alone (CRS's base64 pipelines decode after three such steps)."""
-    segments: list[tuple[FastPath | None, Callable[[bytes], bytes]]] = []
+    segments: list[tuple[FastPath | None, Transform]] = []
     run: list[str] = []
     for name in names:
         if name in TRIGGERS:
@@ -105,8 +105,17 @@ def segmented(names: Sequence[str], whole: Callable[[bytes], bytes]) -> Callable
         segments.append((fast_path(run), pipeline(run)))
     if len(segments) == 1 or not any(fast is not None for fast, _ in segments):
         return whole  # one run: the engine checks its fast path before calling it
-    steps = tuple(segments)
+    first_other = next(i for i, (fast, _) in enumerate(segments) if fast is None)
+    head = tuple(segments[: first_other + 1])
+    tail = tuple(segments[first_other + 1 :])
+    if not tail:
+        return _runs(head)
+    # What follows a decoding step sees few distinct values (every value that starts with
+    # `json.` base64-decodes alike): it is memoized.
+    return _then(_runs(head), _memoized(_runs(tail)))
 
+
+def _runs(steps: tuple[tuple[FastPath | None, Callable[[bytes], bytes]], ...]) -> Transform:
     def apply(value: bytes) -> bytes:
         for fast, step in steps:
             if fast is None or fast.acts.search(value) is not None:
@@ -116,3 +125,29 @@ def segmented(names: Sequence[str], whole: Callable[[bytes], bytes]) -> Callable
         return value
 
     return apply
+
+
+def _then(first: Transform, second: Transform) -> Transform:
+    return lambda value: second(first(value))
+
+
+# A memoized transformation keeps at most this many results of values up to this size (it
+# starts again when full: a peer sending ever new values pays what it would without).
+MEMO_ENTRIES = 4096
+MEMO_VALUE_BYTES = 256
+
+
+def _memoized(transform: Transform) -> Transform:
+    memo: dict[bytes, bytes] = {}
+
+    def cached(value: bytes) -> bytes:
+        found = memo.get(value)
+        if found is None:
+            found = transform(value)
+            if len(value) <= MEMO_VALUE_BYTES:
+                if len(memo) >= MEMO_ENTRIES:
+                    memo.clear()
+                memo[value] = found
+        return found
+
+    return cached
