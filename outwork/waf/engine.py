@@ -35,6 +35,11 @@ from outwork.waf.variables import LIVE, Variables
 CRS_RULES = Path(__file__).parent / "crs" / "rules"
 REQUEST_PHASES = (1, 2)
 DISRUPTIVE = ("pass", "block", "deny", "drop", "allow", "redirect", "proxy")
+# Transformed values and pattern-set answers for values up to SHARED_VALUE_BYTES are kept
+# across transactions, up to SHARED_ENTRIES each (then started again: a peer sending ever new
+# values pays what it would with no memo, and memory stays bounded, about 10 MiB).
+SHARED_VALUE_BYTES = 256
+SHARED_ENTRIES = 16384
 MAX_SETVAR_VALUE = 64 * 1024  # a TX value built from request data is capped, not unbounded
 _MACRO = re.compile(r"%\{([^}]+)\}")
 _unique_ids = itertools.count(1)
@@ -193,6 +198,10 @@ class Waf:
         self._selections: dict[tuple[str, str], frozenset[int]] = {}
         self.fast_paths: list[FastPath | None] = []  # by pipeline id (set by the compiler)
         self.scan_variables: list[Variable] = []  # see CompiledRule.scan (set by the compiler)
+        # Results of pure functions of short values, shared by transactions: header values,
+        # names and short values recur from request to request (see SHARED_ENTRIES).
+        self.shared_transforms: dict[tuple[int, bytes], bytes] = {}  # (pipeline, value)
+        self.shared_candidates: dict[tuple[int, bytes], frozenset[int]] = {}  # (set, value)
 
     def rule_ids(self, by: str, selector: str) -> frozenset[int]:
         """The ids of the rules a `ctl` names, by "id" (ranges) or "tag" (a regex): worked
@@ -491,7 +500,7 @@ class Transaction:
         self._var_unions: dict[tuple[int, int, int], set[int]] = {}
         self._transformed: dict[tuple[int, bytes], bytes] = {}  # by (pipeline, value)
         self._matches: dict[tuple[int, bytes], OperatorMatch | None] = {}  # by (operator, value)
-        self._candidates: dict[tuple[int, bytes], set[int]] = {}
+        self._candidates: dict[tuple[int, bytes], frozenset[int]] = {}
         self._rule: CompiledRule | None = None
         # What holds values of the phase's collections (not TX): cleared with the body's
         # arrival and by the ctls that change what the body shows.
@@ -861,9 +870,15 @@ class Transaction:
 
     def _transform(self, pipeline_id: int, fn: Callable[[bytes], bytes], value: bytes) -> bytes:
         key = (pipeline_id, value)
-        result = self._transformed.get(key)
+        if len(value) > SHARED_VALUE_BYTES:
+            memo = self._transformed
+        else:
+            memo = self.waf.shared_transforms
+            if len(memo) >= SHARED_ENTRIES:
+                memo.clear()
+        result = memo.get(key)
         if result is None:
-            result = self._transformed[key] = fn(value)
+            result = memo[key] = fn(value)
         return result
 
     def _multi_match(self, rule: CompiledRule, value: bytes) -> OperatorMatch | None:
@@ -885,11 +900,18 @@ class Transaction:
                     return found
         return None
 
-    def _candidates_of(self, group: int, value: bytes) -> set[int]:
+    def _candidates_of(self, group: int, value: bytes) -> frozenset[int]:
         key = (group, value)
-        candidates = self._candidates.get(key)
+        if len(value) > SHARED_VALUE_BYTES:
+            memo = self._candidates
+        else:
+            memo = self.waf.shared_candidates
+            if len(memo) >= SHARED_ENTRIES:
+                memo.clear()
+        candidates = memo.get(key)
         if candidates is None:
-            candidates = self._candidates[key] = self.waf.pattern_sets[group].candidates(value)
+            found = self.waf.pattern_sets[group].candidates(value)
+            candidates = memo[key] = frozenset(found)
         return candidates
 
     def _may_match(self, prefilter: tuple[int, int], value: bytes) -> bool:
