@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from outwork.waf import seclang
-from outwork.waf.fastpath import FastPath, fast_path, segmented, signature
+from outwork.waf.fastpath import FastPath, fast_path, input_key, segmented, signature
 from outwork.waf.operators import Operator, OperatorMatch, Pm, build_operator
 from outwork.waf.patterns import PatternSet
 from outwork.waf.request import WafRequest
@@ -198,6 +198,7 @@ class Waf:
         self._selections: dict[tuple[str, str], frozenset[int]] = {}
         self.fast_paths: list[FastPath | None] = []  # by pipeline id (set by the compiler)
         self.scan_variables: list[Variable] = []  # see CompiledRule.scan (set by the compiler)
+        self.input_keys: list[Callable[[bytes], bytes] | None] = []  # by pipeline id (fastpath)
         # Results of pure functions of short values, shared by transactions: header values,
         # names and short values recur from request to request (see SHARED_ENTRIES).
         self.shared_transforms: dict[tuple[int, bytes], bytes] = {}  # (pipeline, value)
@@ -316,6 +317,7 @@ class _Compiler:
         waf = Waf(programs, markers, rules, pattern_sets, self.detect_only)
         by_id = sorted(self.pipeline_ids.items(), key=lambda item: item[1])
         waf.fast_paths = [fast_path(names) for names, _ in by_id]
+        waf.input_keys = [input_key(names) for names, _ in by_id]
         waf.scan_variables = self._scan_variables(rules)
         return waf
 
@@ -816,6 +818,11 @@ class Transaction:
         if fast is not None:
             acts = fast.acts.search
             values = [value for value in values if acts(value)]
+        else:
+            key = self.waf.input_keys[step_id]
+            if key is not None:
+                # One value for all those the pipeline turns into the same (fastpath.input_key).
+                values = list({key(value): value for value in values}.values())
         transform = self._transform
         candidates_of = self._candidates_of
         union: set[int] = set()
