@@ -939,23 +939,23 @@ class Transaction:
             self.allowed = True
 
     def _setvar(self, spec: str) -> None:
-        unset = spec.startswith("!")
-        target, eq, value = spec.lstrip("!").partition("=")
-        collection, _, key = target.partition(".")
-        key = self.expand(key).decode("utf-8", "replace").lower()
-        table = self.vars.collections.setdefault(collection.upper(), {})
+        unset, collection, key_text, key, eq, sign, value = _setvar_parts(spec)
+        if key is None:
+            key = self.expand(key_text).decode("utf-8", "replace").lower()
+        table = self.vars.collections.setdefault(collection, {})
         if unset:
             table.pop(key, None)
             return
         if not eq:
             table[key] = b"1"
             return
-        if value[:1] in ("+", "-"):
-            amount = _to_int(self.expand(value[1:]))
+        expanded = self.expand(value)
+        if sign:
+            amount = _to_int(expanded)
             current = _to_int(table.get(key, b"0"))
-            table[key] = str(current + amount if value[0] == "+" else current - amount).encode()
+            table[key] = str(current + amount if sign == "+" else current - amount).encode()
         else:
-            table[key] = self.expand(value)[:MAX_SETVAR_VALUE]
+            table[key] = expanded[:MAX_SETVAR_VALUE]
 
     def _ctl(self, option: str, argument: str) -> None:
         if option == "ruleremovebyid":
@@ -1015,6 +1015,18 @@ class Transaction:
         # Not `select`: it caches by the variable's id, and this one is a temporary.
         pairs = self.vars.select_uncached(Variable(upper, key or None))
         return pairs[0][1] if pairs else b""
+
+
+@lru_cache(maxsize=4096)
+def _setvar_parts(spec: str) -> tuple[bool, str, str, str | None, bool, str, str]:
+    """A `setvar` as written, read once: (unset, COLLECTION, key as written, the key
+    lower-cased if it holds no macro (else None), has "=", "+" or "-" or "", value text)."""
+    unset = spec.startswith("!")
+    target, eq, value = spec.lstrip("!").partition("=")
+    collection, _, key_text = target.partition(".")
+    key = None if "%{" in key_text else key_text.lower()
+    sign = value[:1] if value[:1] in ("+", "-") else ""
+    return unset, collection.upper(), key_text, key, bool(eq), sign, value[len(sign) :]
 
 
 @lru_cache(maxsize=1024)
