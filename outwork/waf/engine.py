@@ -25,7 +25,14 @@ from typing import Any
 
 from outwork.waf import seclang
 from outwork.waf.fastpath import FastPath, fast_path, input_key, segmented, signature
-from outwork.waf.operators import Operator, OperatorMatch, Pm, build_operator
+from outwork.waf.operators import (
+    NUMBER_TESTS,
+    Operator,
+    OperatorMatch,
+    Pm,
+    build_operator,
+    c_atoi,
+)
 from outwork.waf.patterns import PatternSet
 from outwork.waf.request import WafRequest
 from outwork.waf.rules import Directive, Marker, Remove, Rule, Setting, UpdateTarget, Variable
@@ -119,6 +126,8 @@ class CompiledRule:
     # paranoia-level checks, CRS's defaults and its score sums, half the rules CRS reaches):
     # run_phase evaluates it inline.
     tx_simple: bool = False
+    # A numeric test (@eq, @lt, ...) against a constant: the test and the number.
+    number: tuple[Callable[[int, int], bool], int] | None = None
     phrases: Pm | None = None  # a plain @pm's operator: its values are searched at once first
     targets_key: int = 0  # the same for rules with the same targets and exclusions
     pipeline_id: int = 0  # the same for rules with the same transformations
@@ -401,6 +410,9 @@ class _Compiler:
         compiled.live = any(v.name in LIVE for v in rule.variables)
         if isinstance(operator, Pm) and not compiled.negated:
             compiled.phrases = operator
+        if rule.operator.lower() in NUMBER_TESTS and compiled.constant:
+            number = c_atoi(rule.argument.encode("utf-8", "surrogateescape"))
+            compiled.number = (NUMBER_TESTS[rule.operator.lower()], number)
         compiled.constant = "%{" not in rule.argument
         if len(rule.variables) == 1:
             (only,) = rule.variables
@@ -591,13 +603,19 @@ class Transaction:
         else:
             name = rule.tx_name
         self.stats.rules_full += 1
-        memo_key = (id(rule.operator), value)
-        memo = self._matches
-        if memo_key in memo:
-            found = memo[memo_key]
+        number = rule.number
+        if number is not None:
+            # What the operator's match does (c_atoi of both sides), its side read at load.
+            matched = number[0](_atoi(value), number[1])
         else:
-            found = memo[memo_key] = rule.operator.match(value, self.expand)
-        if (found is not None) == rule.negated:
+            memo_key = (id(rule.operator), value)
+            memo = self._matches
+            if memo_key in memo:
+                found = memo[memo_key]
+            else:
+                found = memo[memo_key] = rule.operator.match(value, self.expand)
+            matched = found is not None
+        if matched == rule.negated:
             vars_.matched = []
             return False
         vars_.matched = [(name, value)]
@@ -1015,6 +1033,16 @@ class Transaction:
         # Not `select`: it caches by the variable's id, and this one is a temporary.
         pairs = self.vars.select_uncached(Variable(upper, key or None))
         return pairs[0][1] if pairs else b""
+
+
+def _atoi(value: bytes) -> int:
+    # TX values are mostly a few short numbers ("0", "1", "5"): each is read once.
+    return _short_atoi(value) if len(value) <= 32 else c_atoi(value)
+
+
+@lru_cache(maxsize=1024)
+def _short_atoi(value: bytes) -> int:
+    return c_atoi(value)
 
 
 @lru_cache(maxsize=4096)
