@@ -271,6 +271,7 @@ class _Compiler:
         self.default_disruptive = "pass"
         self.pipeline_ids: dict[tuple[str, ...], int] = {}
         self.target_keys: dict[tuple[tuple[Variable, ...], tuple[Variable, ...]], int] = {}
+        self.variables: dict[Variable, Variable] = {}
         # phase -> patterns, the rules they belong to
         self.groups: dict[int, list[tuple[str, CompiledRule]]] = {}
 
@@ -296,8 +297,10 @@ class _Compiler:
         for update in updates:
             for rule in rules:
                 if _in_ranges(rule.id, update.rule_ids):
-                    rule.targets += tuple(v for v in update.variables if not v.exclude)
-                    rule.excluded += tuple(v for v in update.variables if v.exclude)
+                    rule.targets += tuple(
+                        self._intern(v) for v in update.variables if not v.exclude
+                    )
+                    rule.excluded += tuple(self._intern(v) for v in update.variables if v.exclude)
                     rule.targets_key = self.target_keys.setdefault(
                         (rule.targets, rule.excluded), len(self.target_keys)
                     )
@@ -356,6 +359,11 @@ class _Compiler:
                 rule.scan_id = scan_ids.setdefault((rule.scan, group), len(scan_ids))
         return list(interned)
 
+    def _intern(self, variable: Variable) -> Variable:
+        """One object per distinct variable: what a transaction works out for a variable is
+        kept by its id, so that rules naming the same variable share it."""
+        return self.variables.setdefault(variable, variable)
+
     def _setting(self, setting: Setting) -> None:
         if setting.name == "SecRuleEngine":
             self.detect_only = setting.arguments[0].lower() == "detectiononly" or self.detect_only
@@ -387,8 +395,8 @@ class _Compiler:
             id=head.id,
             phase=head.phase,
             where=where,
-            targets=tuple(v for v in rule.variables if not v.exclude),
-            excluded=tuple(v for v in rule.variables if v.exclude),
+            targets=tuple(self._intern(v) for v in rule.variables if not v.exclude),
+            excluded=tuple(self._intern(v) for v in rule.variables if v.exclude),
             transforms=tuple(transforms),
             transform=transform,
             operator=operator,
