@@ -112,10 +112,10 @@ def segmented(names: Sequence[str], whole: Transform) -> Transform:
         return _runs(head)
     # What follows a decoding step sees few distinct values (every value that starts with
     # `json.` base64-decodes alike): it is memoized.
-    return _then(_runs(head), _memoized(_runs(tail)))
+    return Memoized(_runs(head), _runs(tail))
 
 
-def _runs(steps: tuple[tuple[FastPath | None, Callable[[bytes], bytes]], ...]) -> Transform:
+def _runs(steps: tuple[tuple[FastPath | None, Transform], ...]) -> Transform:
     def apply(value: bytes) -> bytes:
         for fast, step in steps:
             if fast is None or fast.acts.search(value) is not None:
@@ -127,30 +127,33 @@ def _runs(steps: tuple[tuple[FastPath | None, Callable[[bytes], bytes]], ...]) -
     return apply
 
 
-def _then(first: Transform, second: Transform) -> Transform:
-    return lambda value: second(first(value))
-
-
 # A memoized transformation keeps at most this many results of values up to this size (it
 # starts again when full: a peer sending ever new values pays what it would without).
 MEMO_ENTRIES = 4096
 MEMO_VALUE_BYTES = 256
 
 
-def _memoized(transform: Transform) -> Transform:
-    memo: dict[bytes, bytes] = {}
+class Memoized:
+    """`then(first(value))`, with the results of `then` kept (see MEMO_ENTRIES)."""
 
-    def cached(value: bytes) -> bytes:
+    __slots__ = ("first", "then", "memo")
+
+    def __init__(self, first: Transform, then: Transform) -> None:
+        self.first = first
+        self.then = then
+        self.memo: dict[bytes, bytes] = {}
+
+    def __call__(self, value: bytes) -> bytes:
+        value = self.first(value)
+        memo = self.memo
         found = memo.get(value)
         if found is None:
-            found = transform(value)
+            found = self.then(value)
             if len(value) <= MEMO_VALUE_BYTES:
                 if len(memo) >= MEMO_ENTRIES:
                     memo.clear()
                 memo[value] = found
         return found
-
-    return cached
 
 
 _BASE64_PREFIX = re.compile(rb"[A-Za-z0-9+/]*")

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from outwork.waf import engine, fastpath
 from outwork.waf.engine import Setup, Transaction, Waf, WafLoadError
 from outwork.waf.request import WafRequest
+from outwork.waf.transforms import pipeline
 
 HEADERS = [(b"Host", b"localhost"), (b"User-Agent", b"curl/8"), (b"Accept", b"*/*")]
 
@@ -205,3 +207,28 @@ SecRule ARGS "@rx ^a%41$" "id:4,phase:1,pass,t:none,t:urlDecode,t:lowercase"
     assert matched(run(waf, request(b"/?x=a%2541"))) == [1, 2, 3]
     assert matched(run(waf, request(b"/?x=aA"))) == [2, 3]  # as sent, then lowercased
     assert matched(run(waf, request(b"/?x=AA"))) == [2]
+
+
+def test_values_kept_across_requests_stay_within_their_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "SHARED_ENTRIES", 8)
+    folder = rules_dir(
+        tmp_path,
+        'SecRule ARGS "@rx evil" "id:1,phase:1,deny,t:none,t:urlDecodeUni,t:lowercase"',
+    )
+    waf = Waf.load(folder)
+    for n in range(40):  # every request with values never seen before
+        assert run(waf, request(b"/?a=%25" + str(n).encode() + b"+b")).would_interrupt is None
+        assert len(waf.shared_transforms) <= 8 and len(waf.shared_candidates) <= 8
+    assert run(waf, request(b"/?a=EVIL")).would_interrupt is not None  # still decides
+
+
+def test_a_memoized_pipeline_stays_within_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastpath, "MEMO_ENTRIES", 4)
+    names = ["urldecodeuni", "base64decode", "lowercase"]
+    memoized = fastpath.segmented(names, pipeline(names))
+    for n in range(20):
+        value = b"QUJD" + str(n).encode()
+        assert memoized(value) == pipeline(names)(value)
+    assert isinstance(memoized, fastpath.Memoized) and 0 < len(memoized.memo) <= 4
