@@ -32,10 +32,20 @@ TRIGGERS: dict[str, tuple[bytes, bool, bool]] = {
     "replacecomments": (b"/*", False, False),
     "removecommentschar": (b"/*#-<>", False, False),
     "cmdline": (b",;\t\n\r\v\f\"'\\^/(", True, True),
-    "normalizepath": (b"./", False, False),
-    "normalisepath": (b"./", False, False),
-    "normalizepathwin": (b"./\\", False, False),
-    "normalisepathwin": (b"./\\", False, False),
+    "normalizepath": (b"", False, False),  # see SEQUENCES
+    "normalisepath": (b"", False, False),
+    "normalizepathwin": (b"\\", False, False),
+    "normalisepathwin": (b"\\", False, False),
+}
+# Transformations that act only on sequences of bytes: (a regex of those, their bytes). A
+# path is its own normal form unless it holds "//" or "./" or ends with "." (JSON names as
+# `json.items.3.note` hold dots and are left alone).
+_PATH = (rb"//|\./|\.\Z", b"./")
+SEQUENCES: dict[str, tuple[bytes, bytes]] = {
+    "normalizepath": _PATH,
+    "normalisepath": _PATH,
+    "normalizepathwin": _PATH,
+    "normalisepathwin": _PATH,
 }
 
 
@@ -56,7 +66,10 @@ class FastPath:
 
 # Every byte some fast path may act on: what `signature` keeps of a value.
 ALL_TRIGGERS = frozenset(
-    b"".join(entry[0] for entry in TRIGGERS.values()) + b"\x00" + bytes(range(0x80, 0x100))
+    b"".join(entry[0] for entry in TRIGGERS.values())
+    + b"".join(sequence[1] for sequence in SEQUENCES.values())
+    + b"\x00"
+    + bytes(range(0x80, 0x100))
 )
 
 
@@ -74,6 +87,7 @@ def fast_path(names: Sequence[str]) -> FastPath | None:
     """The fast path of a pipeline (lower-case names), or None when one of its
     transformations has none (`length`, `sha1`, `base64Decode`, ...)."""
     triggers = bytearray(b"\x00")
+    sequences: dict[bytes, bytes] = {}
     lowers = doubles = False
     for name in names:
         entry = TRIGGERS.get(name)
@@ -82,9 +96,13 @@ def fast_path(names: Sequence[str]) -> FastPath | None:
         triggers += entry[0]
         lowers |= entry[1]
         doubles |= entry[2]
+        if name in SEQUENCES:
+            sequence, their_bytes = SEQUENCES[name]
+            sequences[sequence] = their_bytes
     klass = b"[" + b"".join(b"\\x%02x" % byte for byte in sorted(set(triggers))) + b"\x80-\xff]"
-    every = frozenset(triggers) | frozenset(range(0x80, 0x100))
-    return FastPath(re.compile(klass + (b"|  " if doubles else b"")), lowers, every, doubles)
+    alternatives = [klass, *sequences] + ([b"  "] if doubles else [])
+    every = frozenset(triggers).union(*sequences.values()) | frozenset(range(0x80, 0x100))
+    return FastPath(re.compile(b"|".join(alternatives)), lowers, every, doubles)
 
 
 def segmented(names: Sequence[str], whole: Transform) -> Transform:
