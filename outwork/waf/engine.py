@@ -6,10 +6,14 @@ expansion, runtime `ctl` (rule removal by id, tag or target, rule engine, body p
 CRS's anomaly scoring (a rule's `block` is the default action `pass`; the `deny` of 949110
 is what blocks). Response phases (3, 4) are loaded and checked but not run yet.
 
-Speed comes from not doing work twice: each (value, transformation pipeline) is computed
-once per transaction, and every `@rx` of a phase with the same pipeline sits in one
-`PatternSet`, scanned once per distinct transformed value; a rule runs its exact regex only
-on values the scan says it may match. `Transaction.stats` counts how many rules ran fully.
+Speed comes from not doing work twice, and from ruling rules out before running them:
+every `@rx` of a phase sits in one `PatternSet`; each collection a rule reads is scanned once
+per phase as it is and lowercased (for every rule that reads it), and through a pipeline
+only for the values that pipeline changes (its fast path says which); a rule whose pattern no
+scanned value can match is skipped with one set lookup (`_may_hit`), the others run their
+exact regex only on the values the scan names. TX checks run inline, `@pm` looks at all of a
+rule's values in one pass first, and transformed values and scan answers of short values are
+kept across transactions (bounded). `Transaction.stats` counts how many rules ran fully.
 """
 
 from __future__ import annotations
