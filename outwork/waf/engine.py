@@ -546,6 +546,9 @@ class Transaction:
     def run_phase(self, phase: int) -> Interruption | None:
         if phase == 2:
             self.vars.read_body()
+        if phase >= 2:
+            # What the phase's collections held is read again (the body is in; phases 3 and
+            # 4 see the response).
             for cache in self._phase_caches:
                 cache.clear()
         if self.interruption is not None or self.engine_off or self.allowed:
