@@ -44,6 +44,8 @@ from outwork.config.config import (
 from outwork.config.convert import FAILED, Converter, did_you_mean, is_struct, problem_from_msgspec
 from outwork.config.files import FileTooLarge, read_bounded
 from outwork.config.schema import (
+    BAN_WEIGHTS,
+    INSTANT_BAN,
     AdminSpec,
     BanSpec,
     ConfigSpec,
@@ -76,6 +78,7 @@ from outwork.http.checks import ALLOWED_METHODS
 from outwork.http.errors import HTTPError
 from outwork.http.path import ESCAPED_SLASHES, PathRules, normalise_path
 from outwork.keys.secret import SecretError, parse_secret_ref, read_secret
+from outwork.observe.security_events import EVENTS as KNOWN_EVENTS
 from outwork.tls.clientauth import ClientAuth
 from outwork.tls.config import DEFAULT_GROUPS, CertifiedKey, ClientConfig, ServerConfig
 from outwork.tls.config import Limits as TlsLimits
@@ -1098,7 +1101,20 @@ class _Loader:
                 exempt.append(ipaddress.ip_network(entry, strict=True))
             except ValueError as exc:
                 self.error(path + ("exempt", i), f"not an IP address or CIDR: {exc}")
-        return BanConfig(spec.after.count, within or 60.0, duration or 600.0, tuple(exempt))
+        for event in spec.weights:
+            if event in INSTANT_BAN:
+                self.error(path + ("weights", event), f"{event} is not weighed: it bans at once")
+            elif event not in KNOWN_EVENTS:
+                known = did_you_mean(event, KNOWN_EVENTS)
+                self.warn(
+                    path + ("weights", event),
+                    f"{event} is not an event the gateway writes (see README, Security events)"
+                    + known,
+                )
+        weights = {**BAN_WEIGHTS, **spec.weights}
+        return BanConfig(
+            spec.after.count, within or 60.0, duration or 600.0, tuple(exempt), weights
+        )
 
     def _chain(
         self, path: KeyPath, names: list[str], policies: dict[str, tuple[Filter, ...]]
