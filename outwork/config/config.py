@@ -155,6 +155,7 @@ class BanConfig:
     # event -> what it adds to the score (BAN_WEIGHTS with the config's `weights` over them);
     # an event not in it adds 1.
     weights: Mapping[str, int] = field(default_factory=dict)
+    ipv6_prefix: int = 64  # an IPv6 peer is counted and banned by its network of this prefix
 
 
 @dataclass(frozen=True, slots=True)

@@ -1113,7 +1113,12 @@ class _Loader:
                 )
         weights = {**BAN_WEIGHTS, **spec.weights}
         return BanConfig(
-            spec.after.count, within or 60.0, duration or 600.0, tuple(exempt), weights
+            spec.after.count,
+            within or 60.0,
+            duration or 600.0,
+            tuple(exempt),
+            weights,
+            spec.ipv6_prefix,
         )
 
     def _chain(

@@ -339,6 +339,8 @@ class BanSpec(_Spec):
     weights: Annotated[
         dict[EventName, Annotated[int, Meta(ge=0, le=MAX_BAN_WEIGHT)]], Meta(max_length=256)
     ] = msgspec.field(default_factory=dict)
+    # An IPv6 peer is counted and banned by this prefix (outwork/filters/client_key.py).
+    ipv6_prefix: Annotated[int, Meta(ge=48, le=128)] = 64
     duration: Duration = "10m"
     # Addresses (IPs or CIDRs) never banned; the default: the local machine only.
     exempt: Annotated[list[NonEmptyStr], Meta(max_length=1024)] = msgspec.field(

@@ -14,6 +14,11 @@ are never banned (by default only this machine: 127.0.0.1 and ::1; 127.0.0.2 is 
 nor are `trusted_proxies`: the events of every client behind a load balancer carry its address,
 and banning it would refuse them all.
 
+An IPv6 peer is counted and banned by its network (`ipv6_prefix`, default /64: one
+subscriber's, all of whose addresses it has for free); `ban.added` then names the `network`.
+Nodes that share bans through Redis should agree on `ipv6_prefix` (a ban is published as the
+key it is kept under: an address, or a network).
+
 Counts and bans live in the node's shared table (`node_table.py`), so a ban made in one worker
 refuses on every other. With `redis:` a new ban is published to Redis (a sorted set scored by
 its end) and every worker pulls the set each `PULL_SECONDS` into its table: the accept path
@@ -31,6 +36,7 @@ from typing import Any
 
 from outwork.config.config import BanConfig, GatewayConfig
 from outwork.config.schema import INSTANT_BAN
+from outwork.filters.client_key import address_key
 from outwork.filters.node_table import NodeTable, shared
 from outwork.filters.redis_store import RedisStore, StoreUnavailable, store_for
 
@@ -69,7 +75,12 @@ class Bans:
     def refuses(self, host: bytes) -> bool:
         """Whether a connection from `host` is refused at accept (the hot path: one lookup)."""
         now = int(time.time() * MICROS)
-        return self.table.get(self.table.key(BANNED, host), now) is not None
+        text = host.decode("ascii", "replace")
+        key = address_key(text, self.config.ipv6_prefix).encode()
+        if self.table.get(self.table.key(BANNED, key), now) is None:
+            return False
+        # An exempt address inside a banned IPv6 network (::1 in ::/64) is still let in.
+        return not self._exempted(text)
 
     def on_event(self, event: str, peer: str, listener: str) -> None:
         """A security event from `peer`: count it, and ban when it is one too many."""
@@ -82,6 +93,7 @@ class Bans:
         host = peer_host(peer)
         if self._exempted(host):
             return
+        key = address_key(host, self.config.ipv6_prefix)
         now = int(time.time() * MICROS)
         if not instant:
             within = int(self.config.within * MICROS)
@@ -90,15 +102,17 @@ class Bans:
                 start = start if score else now
                 return start + within, start, score + weight
 
-            _, score, _ = self.table.update(self.table.key(COUNTS, host.encode()), now, count)
+            _, score, _ = self.table.update(self.table.key(COUNTS, key.encode()), now, count)
             if score < self.config.count:
                 return
         until = now + int(self.config.duration * MICROS)
-        if self._ban(host, now, until):
+        if self._ban(key, now, until):
             detail = {"address": host, "cause": event, "seconds": self.config.duration}
+            if "/" in key:
+                detail["network"] = key  # an IPv6 peer: its network is banned
             self.emit("ban.added", peer, listener, detail)
             if self.redis is not None:
-                self._spawn(self._publish(host, until / MICROS))
+                self._spawn(self._publish(key, until / MICROS))
 
     def tick(self) -> None:
         """Called a few times a second by the worker: pull the other nodes' bans from Redis."""

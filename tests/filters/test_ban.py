@@ -29,10 +29,13 @@ class Events:
 
 
 def _bans(
-    count: int = 3, redis: RedisStore | None = None, weights: Mapping[str, int] = BAN_WEIGHTS
+    count: int = 3,
+    redis: RedisStore | None = None,
+    weights: Mapping[str, int] = BAN_WEIGHTS,
+    ipv6_prefix: int = 64,
 ) -> tuple[Bans, Events]:
     events = Events()
-    config = BanConfig(count, 60.0, 600.0, LOOPBACK, weights)
+    config = BanConfig(count, 60.0, 600.0, LOOPBACK, weights, ipv6_prefix)
     return Bans(config, events, NodeTable(64), redis), events
 
 
@@ -104,6 +107,41 @@ def test_a_heartbleed_probe_bans_at_once_ipv6_too() -> None:
     bans.on_event("tls.heartbleed_probe", "[2001:db8::7]:5000", "public")
     assert bans.refuses(b"2001:db8::7")
     assert [e for e, _, _ in events.lines] == ["ban.added"]
+
+
+def test_an_ipv6_peer_is_counted_and_banned_by_its_64() -> None:
+    bans, events = _bans(count=2)
+    bans.on_event("tls.handshake_failed", "[2001:db8:1:2::a]:1", "public")
+    bans.on_event("tls.handshake_failed", "[2001:db8:1:2:ff::b]:2", "public")  # the same /64
+    assert bans.refuses(b"2001:db8:1:2::a") and bans.refuses(b"2001:db8:1:2:1234::9")
+    assert not bans.refuses(b"2001:db8:1:3::a")
+    assert events.lines == [
+        (
+            "ban.added",
+            "[2001:db8:1:2:ff::b]:2",
+            {
+                "address": "2001:db8:1:2:ff::b",
+                "cause": "tls.handshake_failed",
+                "seconds": 600.0,
+                "network": "2001:db8:1:2::/64",
+            },
+        )
+    ]
+
+
+def test_with_ipv6_prefix_128_each_address_counts_alone() -> None:
+    bans, _ = _bans(count=2, ipv6_prefix=128)
+    bans.on_event("tls.handshake_failed", "[2001:db8:1:2::a]:1", "public")
+    bans.on_event("tls.handshake_failed", "[2001:db8:1:2::b]:2", "public")
+    assert not bans.refuses(b"2001:db8:1:2::a") and not bans.refuses(b"2001:db8:1:2::b")
+    bans.on_event("tls.handshake_failed", "[2001:db8:1:2::a]:3", "public")
+    assert bans.refuses(b"2001:db8:1:2::a") and not bans.refuses(b"2001:db8:1:2::b")
+
+
+def test_an_exempt_address_inside_a_banned_network_is_let_in() -> None:
+    bans, _ = _bans(count=1)
+    bans.on_event("tls.heartbleed_probe", "[::2]:1", "public")  # bans ::/64, which holds ::1
+    assert bans.refuses(b"::2") and not bans.refuses(b"::1")
 
 
 def test_exempt_addresses_are_never_banned() -> None:

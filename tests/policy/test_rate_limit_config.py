@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from outwork.config.config import Address, BanConfig, RedisConfig
+from outwork.config.config import Address, BanConfig, GatewayConfig, RedisConfig
 from outwork.config.load import load_config
 from outwork.config.schema import BAN_WEIGHTS
 from outwork.config.source import ConfigError
@@ -76,6 +76,16 @@ def test_ban_weights_change_single_entries(tmp_path: Path) -> None:
     assert (weights["policy.rate_limited"], weights["waf.blocked"]) == (1, 5)
     assert weights["h2.rapid_reset"] == 3 and weights["policy.filter_error"] == 0  # kept
     assert "policy.unauthenticated" not in weights  # weighs 1
+    assert config.ban.ipv6_prefix == 64
+
+
+def test_ban_ipv6_prefix(tmp_path: Path) -> None:
+    _, config = _load(tmp_path, "policies: {p: {}}\nban: {ipv6_prefix: 56}\n")
+    assert isinstance(config, GatewayConfig) and config.ban is not None
+    assert config.ban.ipv6_prefix == 56
+    assert _problems(tmp_path, "policies: {p: {}}\nban: {ipv6_prefix: 40}\n") == [
+        "config.yaml:5: ban.ipv6_prefix: expected `int` >= 48"
+    ]
 
 
 def test_ban_weights_mistakes(tmp_path: Path) -> None:
