@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 
 StrPath = str | os.PathLike[str]
+# A private key or a certificate chain named by the config: a few KiB each (a chain of ten RSA
+# 4096 certificates is about 20 KiB).
+MAX_PEM_FILE = 1024 * 1024
 
 
 class FileTooLarge(ValueError):

@@ -78,6 +78,7 @@ from outwork.http.checks import ALLOWED_METHODS
 from outwork.http.errors import HTTPError
 from outwork.http.path import ESCAPED_SLASHES, PathRules, normalise_path
 from outwork.keys.secret import SecretError, parse_secret_ref, read_secret
+from outwork.keys.ticket_keys import MAX_TICKET_KEY_FILE
 from outwork.observe.security_events import EVENTS as KNOWN_EVENTS
 from outwork.tls.clientauth import ClientAuth
 from outwork.tls.config import DEFAULT_GROUPS, CertifiedKey, ClientConfig, ServerConfig
@@ -1228,7 +1229,7 @@ def _normal_route_path(value: str, rules: PathRules) -> bool:
 def _check_ticket_key_file(file: Path, rotation: float) -> str | None:
     """Read-only check of an existing ticket key file (`outwork check` must not write it)."""
     try:
-        data = json.loads(file.read_text())
+        data = json.loads(read_bounded(file, MAX_TICKET_KEY_FILE))
         period = data["period_seconds"]
         entries = data["keys"]
         for entry in entries:

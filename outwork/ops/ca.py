@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from outwork.config.files import FileTooLarge, read_bounded
+from outwork.config.files import MAX_PEM_FILE, FileTooLarge, read_bounded
 from outwork.keys.file_signer import SigningKey, load_private_key
 from outwork.ops import OpsError
 from outwork.ops.files import PRIVATE, PUBLIC, refuse_existing, write_file
@@ -105,7 +105,7 @@ def init_ca(
 
 def load_ca(folder: Path) -> Authority:
     try:
-        certs = x509.load_pem_x509_certificates((folder / CA_CERT).read_bytes())
+        certs = x509.load_pem_x509_certificates(read_bounded(folder / CA_CERT, MAX_PEM_FILE))
     except OSError as exc:
         raise OpsError(f"{folder / CA_CERT}: cannot read: {exc.strerror}") from None
     except ValueError:

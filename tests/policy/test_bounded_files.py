@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from outwork.config.files import FileTooLarge, read_bounded
+from outwork.config.files import MAX_PEM_FILE, FileTooLarge, read_bounded
+from outwork.keys.file_signer import load_certified_key, load_private_key
+from outwork.keys.ticket_keys import MAX_TICKET_KEY_FILE, FileTicketKeys
 from outwork.ops import OpsError
 from outwork.ops.config_edit import MAX_CONFIG_BYTES, read_config
 
@@ -44,3 +46,19 @@ def test_the_incident_edit_refuses_a_config_over_its_cap(tmp_path: Path) -> None
         read_config(config)
     config.write_bytes(b"routes: []\n")
     assert read_config(config) == "routes: []\n"
+
+
+def test_a_key_or_chain_over_the_cap_is_refused_by_name(tmp_path: Path) -> None:
+    big = tmp_path / "big.pem"
+    big.write_bytes(b"\n" * (MAX_PEM_FILE + 1))
+    with pytest.raises(ValueError, match=f"^{big} is larger than {MAX_PEM_FILE} bytes$"):
+        load_private_key(big)
+    with pytest.raises(ValueError, match=f"^{big} is larger than {MAX_PEM_FILE} bytes$"):
+        load_certified_key(big, big)
+
+
+def test_a_ticket_key_file_over_the_cap_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tickets.json"
+    path.write_bytes(b" " * (MAX_TICKET_KEY_FILE + 1))
+    with pytest.raises(RuntimeError, match="unreadable ticket key file.*is larger than"):
+        FileTicketKeys(path).encryption_key(1_800_000_000.0)
