@@ -28,7 +28,6 @@ reads only the table, never waits on Redis.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from collections.abc import Callable
 from ipaddress import IPv4Network, IPv6Network
@@ -36,6 +35,7 @@ from typing import Any
 
 from outwork.config.config import BanConfig, GatewayConfig
 from outwork.config.schema import INSTANT_BAN
+from outwork.filters.access import client_address
 from outwork.filters.client_key import address_key
 from outwork.filters.node_table import NodeTable, shared
 from outwork.filters.redis_store import RedisStore, StoreUnavailable, store_for
@@ -137,9 +137,8 @@ class Bans:
         return bool(added)
 
     def _exempted(self, host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
+        address = client_address(host)  # a dual-stack socket's ::ffff:127.0.0.1 is 127.0.0.1
+        if address is None:
             return False
         return any(address in network for network in self._exempt)
 

@@ -149,6 +149,8 @@ def test_exempt_addresses_are_never_banned() -> None:
     for peer in ("127.0.0.1:1", "[::1]:2"):
         bans.on_event("tls.heartbleed_probe", peer, "public")
     assert not bans.refuses(b"127.0.0.1") and not bans.refuses(b"::1")
+    bans.on_event("tls.heartbleed_probe", "[::ffff:127.0.0.1]:3", "public")  # a dual-stack peer
+    assert not bans.refuses(b"127.0.0.1")
     bans.on_event("tls.heartbleed_probe", "127.0.0.2:3", "public")  # not in 127.0.0.1/32
     assert bans.refuses(b"127.0.0.2")
     assert len(events.lines) == 1
