@@ -17,10 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given
+from hypothesis import strategies as st
 
+from outwork.ops import OpsError
+from outwork.ops.install import rewrite_certificate, rewrite_client_certificate
 from tests.conftest import Backend, Gateway, gateway_config
 from tests.ops.conftest import openssl, outwork, refused
 from tests.ops.test_incident import REASON, state_of, statuses
@@ -134,6 +139,11 @@ def test_incident_install_matches_each_chain_to_its_key_and_refuses_one_that_mat
     gateway = make_gateway(listener_config(make_backend().url, tmp_path, {"public": both}),
                            env=TOKEN_ENV)  # fmt: skip
     config, admin = str(gateway.config_file), admin_address(gateway)
+    rsa_cert, rsa_key = both[0]
+    line = refused(outwork("certs", "install", "-c", config, "--listener", "public", "--index",
+                           "2", "--cert", str(rsa_cert), "--key", str(rsa_key), "--admin", admin,
+                           cwd=tmp_path, env=TOKEN_ENV))  # fmt: skip
+    assert "listener 'public' has 2 certificate(s): no number 3" in line
     result = outwork("incident", "start", "-c", config, "--reason", REASON, "--admin", admin,
                      cwd=tmp_path, env=TOKEN_ENV)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -236,3 +246,45 @@ def test_an_upstream_client_certificate_is_renewed_or_listed_to_renew_by_hand(
     assert "upstream backend (client certificate)" in advisory
     assert renewed["fingerprint"] in advisory
     assert "### To renew by hand" in advisory and "upstream legacy (client certificate)" in advisory
+
+
+LISTENERS_AND_UPSTREAMS = (
+    "# top comment\n"
+    "listeners:\n"
+    "  - name: public\n"
+    "    bind: 127.0.0.1:2\n"
+    "    tls:\n"
+    "      certificates:\n"
+    "        - {cert: rsa.pem, key: rsa.key}  # RSA\n"
+    "        - cert: 'ec.pem'   # ECDSA\n"
+    "          key: ec.key\n"
+    "upstreams:\n"
+    "  backend:\n"
+    "    targets: [https://127.0.0.1:3]\n"
+    "    tls: {client_cert: {key: c.key, cert: c.pem}}  # mTLS\n"
+)
+
+
+@given(cert=st.text(min_size=1, max_size=60), key=st.text(min_size=1, max_size=60))
+def test_rewrites_change_only_the_entry_named(cert: str, key: str) -> None:
+    before = yaml.safe_load(LISTENERS_AND_UPSTREAMS)
+    second = yaml.safe_load(rewrite_certificate(LISTENERS_AND_UPSTREAMS, "public", cert, key, 1))
+    assert second["listeners"][0]["tls"]["certificates"] == [
+        before["listeners"][0]["tls"]["certificates"][0],
+        {"cert": cert, "key": key},
+    ]
+    assert second["upstreams"] == before["upstreams"]
+    client = rewrite_client_certificate(LISTENERS_AND_UPSTREAMS, "backend", cert, key)
+    assert yaml.safe_load(client)["upstreams"]["backend"]["tls"]["client_cert"] == {
+        "key": key,
+        "cert": cert,
+    }
+    assert yaml.safe_load(client)["listeners"] == before["listeners"]
+    assert client.startswith("# top comment\n") and client.endswith("}  # mTLS\n")
+
+
+def test_a_certificate_number_the_listener_does_not_have_is_refused() -> None:
+    with pytest.raises(OpsError, match="has 2 certificate\\(s\\): no number 3"):
+        rewrite_certificate(LISTENERS_AND_UPSTREAMS, "public", "x.pem", "x.key", 2)
+    with pytest.raises(OpsError, match="upstream 'other' has no tls.client_cert"):
+        rewrite_client_certificate(LISTENERS_AND_UPSTREAMS, "other", "x.pem", "x.key")
