@@ -65,6 +65,17 @@ def by_algorithm(gateway: Gateway, tmp_path: Path) -> dict[str, x509.Certificate
     }
 
 
+def start_with_the_ca(gateway: Gateway, tmp_path: Path) -> dict[str, Any]:
+    """`incident start --ca` run to its end; the state it leaves, every step done."""
+    result = outwork("incident", "start", "-c", str(gateway.config_file), "--reason", REASON,
+                     "--ca", "ca", "--admin", admin_address(gateway), cwd=tmp_path,
+                     env=TOKEN_ENV)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = state_of(gateway.config_file)
+    assert set(statuses(state).values()) == {"done"}
+    return state
+
+
 def listener_config(
     backend_url: str, tmp_path: Path, listeners: dict[str, list[tuple[Path, Path]]], **extra: Any
 ) -> str:
@@ -98,12 +109,7 @@ def test_every_certificate_of_every_listener_is_renewed(
     assert isinstance(before["rsa"].public_key(), rsa.RSAPublicKey)
     assert isinstance(before["ecdsa"].public_key(), ec.EllipticCurvePublicKey)
 
-    result = outwork("incident", "start", "-c", str(gateway.config_file), "--reason", REASON,
-                     "--ca", "ca", "--admin", admin_address(gateway), cwd=tmp_path,
-                     env=TOKEN_ENV)  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    state = state_of(gateway.config_file)
-    assert set(statuses(state).values()) == {"done"}
+    state = start_with_the_ca(gateway, tmp_path)
     assert [p["id"] for p in state["certificates"]] == ["public", "public#2", "names", "names#2"]
 
     # Each signature algorithm gets its own new certificate, with a key of the same kind.
@@ -221,12 +227,7 @@ def test_an_upstream_client_certificate_is_renewed_or_listed_to_renew_by_hand(
     assert seen["client"] == "commonName=gateway.test"
     assert int(seen["client_serial"], 16) == serial_of(client_cert)
 
-    result = outwork("incident", "start", "-c", str(gateway.config_file), "--reason", REASON,
-                     "--ca", "ca", "--admin", admin_address(gateway), cwd=tmp_path,
-                     env=TOKEN_ENV)  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    state = state_of(gateway.config_file)
-    assert set(statuses(state).values()) == {"done"}
+    state = start_with_the_ca(gateway, tmp_path)
     plans = {p["id"]: p for p in state["certificates"]}
     renewed, by_hand = plans["upstream:backend"], plans["upstream:legacy"]
     assert (renewed["action"], by_hand["action"]) == ("renew", "by hand")
