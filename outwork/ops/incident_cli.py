@@ -73,6 +73,9 @@ def _print_plan(console: Console, state: IncidentState, path: Path) -> None:
     for number, step in enumerate(state.steps, 1):
         table.add_row(str(number), step.title, step.detail or step.status)
     console.print(table)
+    for plan in state.certificates:
+        if plan.action != "renew":  # the advisory lists it too
+            console.print(f"[yellow]to renew by hand[/] {plan.label}: {plan.why}")
 
 
 def _run(console: Console, path: Path, state: IncidentState) -> None:

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from outwork.ops import OpsError
 from outwork.ops.install import rewrite_certificate, rewrite_client_certificate
 from tests.conftest import Backend, Gateway, gateway_config
-from tests.ops.conftest import openssl, outwork, refused
+from tests.ops.conftest import Token, openssl, outwork, refused
 from tests.ops.test_incident import REASON, state_of, statuses
 from tests.ops.test_install import TOKEN_ENV, admin_address, run_ok, serial_of
 from tests.proxy.test_upstream_tls import TlsBackend, make_tls_backend  # noqa: F401
@@ -44,6 +44,16 @@ def make_cert(tmp_path: Path, name: str, key_type: str, *hosts: str) -> tuple[Pa
     run_ok("certs", "csr", "--key", f"{name}.key", *names, "--out", f"{name}.csr", cwd=tmp_path)
     run_ok("ca", "issue", "ca", "--csr", f"{name}.csr", "--out", f"{name}.pem", cwd=tmp_path)
     return tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+
+
+def make_token_cert(tmp_path: Path, token: Token, name: str, host: str) -> tuple[Path, str]:
+    """The same with an ECDSA P-256 key in the HSM: the certificate, and the key's URI."""
+    uri = token.uri(name)
+    run_ok("keys", "generate", "--type", "ec-p256", "--out", uri, cwd=tmp_path, env=token.env)
+    run_ok("certs", "csr", "--key", uri, "--name", host, "--out", f"{name}.csr", cwd=tmp_path,
+           env=token.env)  # fmt: skip
+    run_ok("ca", "issue", "ca", "--csr", f"{name}.csr", "--out", f"{name}.pem", cwd=tmp_path)
+    return tmp_path / f"{name}.pem", uri
 
 
 def served(gateway: Gateway, listener: str, tmp_path: Path, *args: str) -> x509.Certificate:
@@ -65,11 +75,13 @@ def by_algorithm(gateway: Gateway, tmp_path: Path) -> dict[str, x509.Certificate
     }
 
 
-def start_with_the_ca(gateway: Gateway, tmp_path: Path) -> dict[str, Any]:
+def start_with_the_ca(
+    gateway: Gateway, tmp_path: Path, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """`incident start --ca` run to its end; the state it leaves, every step done."""
     result = outwork("incident", "start", "-c", str(gateway.config_file), "--reason", REASON,
                      "--ca", "ca", "--admin", admin_address(gateway), cwd=tmp_path,
-                     env=TOKEN_ENV)  # fmt: skip
+                     env={**TOKEN_ENV, **(env or {})})  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     state = state_of(gateway.config_file)
     assert set(statuses(state).values()) == {"done"}
@@ -77,7 +89,10 @@ def start_with_the_ca(gateway: Gateway, tmp_path: Path) -> dict[str, Any]:
 
 
 def listener_config(
-    backend_url: str, tmp_path: Path, listeners: dict[str, list[tuple[Path, Path]]], **extra: Any
+    backend_url: str,
+    tmp_path: Path,
+    listeners: dict[str, list[tuple[Path, Path | str]]],
+    **extra: Any,
 ) -> str:
     config = gateway_config(
         backend_url,
@@ -97,20 +112,31 @@ def listener_config(
 
 
 def test_every_certificate_of_every_listener_is_renewed(
-    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], tmp_path: Path
+    make_backend: Callable[..., Backend],
+    make_gateway: Callable[..., Gateway],
+    tmp_path: Path,
+    token: Token,
 ) -> None:
-    both = [make_cert(tmp_path, "rsa", "rsa-3072", "api.test"),
-            make_cert(tmp_path, "ecdsa", "ec-p256", "api.test")]  # fmt: skip
-    per_name = [make_cert(tmp_path, "a", "ec-p256", "a.test"),
-                make_cert(tmp_path, "b", "ec-p256", "b.test")]  # fmt: skip
+    # An RSA key in a file and an ECDSA key in the HSM: each new key goes where the old one is.
+    both: list[tuple[Path, Path | str]] = [
+        make_cert(tmp_path, "rsa", "rsa-3072", "api.test"),
+        make_token_cert(tmp_path, token, "several-ecdsa", "api.test"),
+    ]
+    per_name: list[tuple[Path, Path | str]] = [
+        make_cert(tmp_path, "a", "ec-p256", "a.test"),
+        make_cert(tmp_path, "b", "ec-p256", "b.test"),
+    ]
     text = listener_config(make_backend().url, tmp_path, {"public": both, "names": per_name})
-    gateway = make_gateway(text, env=TOKEN_ENV)
+    gateway = make_gateway(text, env={**TOKEN_ENV, **token.env})
     before = by_algorithm(gateway, tmp_path)
     assert isinstance(before["rsa"].public_key(), rsa.RSAPublicKey)
     assert isinstance(before["ecdsa"].public_key(), ec.EllipticCurvePublicKey)
 
-    state = start_with_the_ca(gateway, tmp_path)
+    state = start_with_the_ca(gateway, tmp_path, token.env)
     assert [p["id"] for p in state["certificates"]] == ["public", "public#2", "names", "names#2"]
+    rsa_plan, ecdsa_plan = state["certificates"][:2]
+    assert Path(rsa_plan["new_key"]).parent == tmp_path
+    assert ecdsa_plan["new_key"].startswith("pkcs11:token=ops;object=several-ecdsa-incident-")
 
     # Each signature algorithm gets its own new certificate, with a key of the same kind.
     after = by_algorithm(gateway, tmp_path)
@@ -140,8 +166,10 @@ def test_every_certificate_of_every_listener_is_renewed(
 def test_incident_install_matches_each_chain_to_its_key_and_refuses_one_that_matches_none(
     make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], tmp_path: Path
 ) -> None:
-    both = [make_cert(tmp_path, "rsa", "rsa-2048", "api.test"),
-            make_cert(tmp_path, "ecdsa", "ec-p256", "api.test")]  # fmt: skip
+    both: list[tuple[Path, Path | str]] = [
+        make_cert(tmp_path, "rsa", "rsa-2048", "api.test"),
+        make_cert(tmp_path, "ecdsa", "ec-p256", "api.test"),
+    ]
     gateway = make_gateway(listener_config(make_backend().url, tmp_path, {"public": both}),
                            env=TOKEN_ENV)  # fmt: skip
     config, admin = str(gateway.config_file), admin_address(gateway)
@@ -221,12 +249,18 @@ def test_an_upstream_client_certificate_is_renewed_or_listed_to_renew_by_hand(
         "backend": upstream(backend.url, client_cert, client_key),
         "legacy": upstream("https://127.0.0.1:9", other_cert, other_key),
     }
-    text = listener_config(backend.url, tmp_path, {"public": [listener]}, upstreams=upstreams)
+    entries: list[tuple[Path, Path | str]] = [listener]
+    text = listener_config(backend.url, tmp_path, {"public": entries}, upstreams=upstreams)
     gateway = make_gateway(text, env=TOKEN_ENV)
     seen = backend_seen(gateway, tmp_path)
     assert seen["client"] == "commonName=gateway.test"
     assert int(seen["client_serial"], 16) == serial_of(client_cert)
 
+    result = outwork("incident", "start", "-c", str(gateway.config_file), "--reason", REASON,
+                     "--dry-run", cwd=tmp_path, env=TOKEN_ENV)  # fmt: skip
+    assert "to renew by hand upstream legacy (client certificate)" in result.stdout
+    assert "upstream:backend" not in result.stdout  # steps are shown by their titles
+    assert "upstream backend (client certificate): CSR" in result.stdout
     state = start_with_the_ca(gateway, tmp_path)
     plans = {p["id"]: p for p in state["certificates"]}
     renewed, by_hand = plans["upstream:backend"], plans["upstream:legacy"]
