@@ -55,30 +55,40 @@ def _spec(config_path: Path) -> ConfigSpec:
         raise OpsError(f"{config_path}: {exc}") from None
 
 
-def _entries(spec: ConfigSpec) -> list[tuple[str, str, CertificateSpec]]:
+@dataclass(frozen=True)
+class CertificateEntry:
+    """One certificate entry of the config as written: a listener's (its place in
+    `tls.certificates`) or an upstream's `tls.client_cert`."""
+
+    used_by: str  # "listener" or "upstream"
+    name: str
+    index: int
+    spec: CertificateSpec
+
+
+def config_spec(config_path: Path) -> ConfigSpec:
+    """The config as written (checked against the schema), without loading any file it names."""
+    return _spec(config_path)
+
+
+def certificate_entries(spec: ConfigSpec) -> list[CertificateEntry]:
+    """Every certificate entry: each listener's, in order, then each upstream client
+    certificate."""
     found = []
     for listener in spec.listeners:
         if listener.tls is not None:
-            found += [("listener", listener.name, entry) for entry in listener.tls.certificates]
+            found += [
+                CertificateEntry("listener", listener.name, index, entry)
+                for index, entry in enumerate(listener.tls.certificates)
+            ]
     for name, raw in spec.upstreams.items():
         try:
             upstream = msgspec.convert(raw, UpstreamSpec, strict=True)
         except msgspec.ValidationError as exc:
             raise OpsError(f"upstreams.{name}: {exc}") from None
         if upstream.tls is not None and upstream.tls.client_cert is not None:
-            found.append(("upstream", name, upstream.tls.client_cert))
+            found.append(CertificateEntry("upstream", name, 0, upstream.tls.client_cert))
     return found
-
-
-def listener_entries(config_path: Path) -> tuple[ConfigSpec, list[tuple[str, CertificateSpec]]]:
-    """The config as written, and each TLS listener's first certificate entry (the one
-    `certs install` replaces), without loading any key."""
-    spec = _spec(config_path)
-    return spec, [
-        (listener.name, listener.tls.certificates[0])
-        for listener in spec.listeners
-        if listener.tls is not None
-    ]
 
 
 def key_location(key: str, base: Path) -> str:
@@ -114,7 +124,8 @@ def certificates_in_use(
     base = config_path.resolve().parent
     now = now or datetime.datetime.now(datetime.UTC)
     result = []
-    for used_by, name, entry in _entries(spec):
+    for found in certificate_entries(spec):
+        used_by, name, entry = found.used_by, found.name, found.spec
         cert_path = base / entry.cert
         try:
             leaf = x509.load_pem_x509_certificates(read_bounded(cert_path, MAX_CERT_FILE))[0]
