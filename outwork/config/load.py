@@ -79,7 +79,7 @@ from outwork.http.errors import HTTPError
 from outwork.http.path import ESCAPED_SLASHES, PathRules, normalise_path
 from outwork.keys.secret import SecretError, parse_secret_ref, read_secret
 from outwork.keys.ticket_keys import MAX_TICKET_KEY_FILE
-from outwork.observe.security_events import EVENTS as KNOWN_EVENTS
+from outwork.observe.event_names import EVENTS as KNOWN_EVENTS
 from outwork.tls.clientauth import ClientAuth
 from outwork.tls.config import DEFAULT_GROUPS, CertifiedKey, ClientConfig, ServerConfig
 from outwork.tls.config import Limits as TlsLimits
