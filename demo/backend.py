@@ -67,7 +67,10 @@ def sniff(body: bytes) -> str:
 
 
 def reflect(spec: bytes) -> tuple[int, dict[str, str], bytes]:
-    described = json.loads(spec or b"{}")
+    try:
+        described = json.loads(spec or b"{}")
+    except ValueError:
+        return 400, {"content-type": "text/plain; charset=utf-8"}, b"invalid JSON\n"
     body = described.get("body", "").encode("utf-8", "surrogateescape")
     if described.get("encodedBody"):
         body = base64.b64decode(described["encodedBody"])
