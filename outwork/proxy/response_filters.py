@@ -49,18 +49,21 @@ def inspecting(filters: Sequence[Filter]) -> tuple[Filter, ...]:
 
 def hold(ex: Exchange, head: ResponseHead) -> HeldResponse | None:
     """After the response-head hooks let `head` pass: the held response when a filter wants to
-    see its body first, else None (the response goes to the client as it comes)."""
+    see its body first, else None (the response goes to the client as it comes). On every
+    response of a route with filters: kept to a dict look-up when none inspects bodies."""
+    filters = ex.filters
+    entry = _INSPECTING.get(id(filters))
+    found = entry[1] if entry is not None and entry[0] is filters else inspecting(filters)
+    if not found:
+        return None
     if head.framing is Framing.NONE or head.content_length == 0 or head.status < 200:
         return None
-    filters = inspecting(ex.filters)
-    if not filters:
-        return None
     limit = 0
-    for inspector in filters:
+    for inspector in found:
         limit = max(limit, inspector.response_body_limit(ex, head))
     if limit <= 0:
         return None
-    return HeldResponse(ex, head, filters, limit)
+    return HeldResponse(ex, head, found, limit)
 
 
 class HeldResponse:
