@@ -12,7 +12,8 @@
     GET  /stats          JSON: connections accepted and open, requests served so far
     GET  /page?name=P    a canned page (PAGES: an SQL error, PHP source, a directory listing,
                          a benign page), `&type=MIME` (default text/html), `&pad=N` bytes of
-                         filler before it, `&after=N` after it, `&chunked=1` for chunked
+                         filler before it, `&after=N` after it, `&chunked=1` for chunked,
+                         `&cut=1`: half the body, then the connection reset
     POST /reflect        the response the JSON body describes, as CRS's test backend (albedo)
                          makes it: {"status": 200, "headers": {...}, "body": "...",
                          "encodedBody": BASE64}; the type sniffed when no header gives it
@@ -166,6 +167,11 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                     framing = {"content-length": str(len(body))}
                     data = body
                 writer.write(head(200, {"content-type": kind, **framing}))
+                if query.get("cut") == "1":
+                    writer.write(data[: len(data) // 2])
+                    await writer.drain()
+                    writer.transport.abort()
+                    return
                 if method != "HEAD":
                     writer.write(data)
                 await writer.drain()

@@ -7,6 +7,7 @@ or past `response_body_limit` with `process_partial`, streams as documented; `re
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,6 +68,9 @@ def test_types_not_inspected_and_the_limit(
     assert early.status == 403 and sql not in early.body
     chunked = exchange(gw, pki, protocol, "/page?name=sql&chunked=1")
     assert chunked.status == 403
+    # Cut by the upstream while held: a 502, not half a page.
+    cut = exchange(gw, pki, protocol, "/page?name=benign&after=600&cut=1")
+    assert cut.status == 502 and b"Orders" not in cut.body
     big = exchange(gw, pki, protocol, "/page?name=benign&after=200000&chunked=1")
     assert (big.status, big.body) == (200, PAGES["benign"] + b"x" * 200000)
 
@@ -105,3 +109,28 @@ def test_a_server_error_status_blocks_at_paranoia_level_2(
     assert 950100 in event["detail"]["rule_ids"] and event["detail"]["status"] == 500
     gw1 = start(make_backend, make_gateway, pki, paranoia_level=1)
     assert exchange(gw1, pki, protocol, "/status?code=500").status == 500
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_phase_3_rule_on_response_headers_refuses_at_the_head(
+    make_backend: Any, make_gateway: Any, pki: Pki, protocol: str, tmp_path: Path
+) -> None:
+    """A rule of an exclusion file on RESPONSE_HEADERS (phase 3) denies: the client gets 403
+    and none of the upstream's response, the security event says phase 3."""
+    rules = tmp_path / "response-rules.conf"
+    rules.write_text(
+        'SecRule RESPONSE_HEADERS:X-Debug-Token "@rx ." '
+        "\"id:1001,phase:3,deny,status:403,msg:'debug token in a response'\"\n"
+    )
+    gw = start(make_backend, make_gateway, pki, exclusions=[str(rules)])
+    json_type = {"Content-Type": "application/json"}
+    leak = b'{"headers": {"X-Debug-Token": "t0k3n"}, "body": "all fine here"}'
+    got = exchange(gw, pki, protocol, "/reflect", json_type, leak)
+    assert got.status == 403 and b"all fine here" not in got.body
+    assert "x-debug-token" not in got.headers
+    (event,) = events(gw, "waf.")
+    assert event["detail"]["phase"] == 3 and event["detail"]["rule_ids"] == [1001]
+    plain = b'{"headers": {"X-Trace": "1"}, "body": "all fine here"}'
+    passed = exchange(gw, pki, protocol, "/reflect", json_type, plain)
+    assert (passed.status, passed.body) == (200, b"all fine here")
+    assert passed.headers["x-trace"] == "1"
