@@ -251,8 +251,10 @@ class WafFilter(Filter):
         state: _State | None = ctx.filter_state.get(id(self))
         if state is None:
             return CONTINUE
-        response = WafResponse(head.status, RESPONSE_PROTOCOL, head.headers, head.content_length)
         transaction = state.transaction
+        if transaction.engine_off or transaction.allowed:
+            return CONTINUE  # a rule let this exchange go (`allow`, `ctl:ruleEngine=Off`)
+        response = WafResponse(head.status, RESPONSE_PROTOCOL, head.headers, head.content_length)
         transaction.respond(response)
         state.response = response
         state.response_matches = len(transaction.matches)

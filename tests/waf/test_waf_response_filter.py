@@ -5,6 +5,7 @@ type, their framing, compression); the body up to `response_body_limit` whatever
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -129,3 +130,19 @@ def test_phase_4_reads_the_first_limit_bytes_whatever_the_chunking(
     assert len(ctx.events) <= 1
     # Once decided, the rest of the body is not looked at again.
     assert waf.on_response_body(ctx, SQL_ERROR, False, never) is CONTINUE
+
+
+def test_an_exchange_a_rule_let_go_is_not_held(tmp_path: Path) -> None:
+    """`ctl:ruleEngine=Off` for a path (an exclusion): its responses stream unheld, leak or
+    not; other paths are still inspected."""
+    exclusion = tmp_path / "exclusions.conf"
+    exclusion.write_text(
+        'SecRule REQUEST_FILENAME "@beginsWith /orders" '
+        '"id:1000,phase:1,pass,nolog,ctl:ruleEngine=Off"\n'
+    )
+    waf = waf_of(exclusions=[str(exclusion)])
+    assert answer(waf, response(SQL_ERROR), SQL_ERROR)[:3:2] == (CONTINUE, 0)
+    ctx = Context()
+    assert waf.on_request_head(ctx, head(b"GET", b"/reports"), never) is CONTINUE
+    assert waf.on_response_head(ctx, response(SQL_ERROR), never) is CONTINUE
+    assert waf.response_body_limit(ctx, response(SQL_ERROR)) > 0
