@@ -13,7 +13,8 @@
     GET  /page?name=P    a canned page (PAGES: an SQL error, PHP source, a directory listing,
                          a benign page), `&type=MIME` (default text/html), `&pad=N` bytes of
                          filler before it, `&after=N` after it, `&chunked=1` for chunked,
-                         `&cut=1`: half the body, then the connection reset
+                         `&cut=1`: half the body, then the connection reset; `&close=1`: no
+                         length, the body ends when the connection closes
     POST /reflect        the response the JSON body describes, as CRS's test backend (albedo)
                          makes it: {"status": 200, "headers": {...}, "body": "...",
                          "encodedBody": BASE64}; the type sniffed when no header gives it
@@ -157,6 +158,11 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                     b"x" * int(query.get("pad", "0")) + page + b"x" * int(query.get("after", "0"))
                 )
                 kind = query.get("type", "text/html")
+                if query.get("close") == "1":
+                    writer.write(head(200, {"content-type": kind, "connection": "close"}) + body)
+                    await writer.drain()
+                    writer.close()
+                    return
                 if query.get("chunked") == "1":
                     half = len(body) // 2
                     pieces = [body[:half], body[half:]]

@@ -68,6 +68,10 @@ def test_types_not_inspected_and_the_limit(
     assert early.status == 403 and sql not in early.body
     chunked = exchange(gw, pki, protocol, "/page?name=sql&chunked=1")
     assert chunked.status == 403
+    # A body that ends when the upstream closes: judged at the close.
+    assert exchange(gw, pki, protocol, "/page?name=sql&close=1").status == 403
+    closed = exchange(gw, pki, protocol, "/page?name=benign&close=1")
+    assert (closed.status, closed.body) == (200, PAGES["benign"])
     # Cut by the upstream while held: a 502, not half a page.
     cut = exchange(gw, pki, protocol, "/page?name=benign&after=600&cut=1")
     assert cut.status == 502 and b"Orders" not in cut.body
