@@ -26,6 +26,7 @@ POLICY = {
         "test_wire_park": {"delay": 0.05},
         "test_wire_body": {"marker": "EVIL"},
         "test_wire_raise": {},
+        "test_wire_response": {"marker": "LEAK"},
     }
 }
 
@@ -269,5 +270,41 @@ def test_the_access_log_has_the_identity(tmp_path: Path) -> None:
         gw.gateway.access_log.flush()
         lines = (tmp_path / "access.jsonl").read_text().splitlines()
         assert [json.loads(line)["identity"] for line in lines] == ["api_key:k9", None]
+
+    run(tmp_path, scenario)
+
+
+def test_a_response_body_filter_holds_then_answers_or_releases(tmp_path: Path) -> None:
+    """A response held for a body filter (proxy/response_filters.py), on both protocols: a
+    marked body within the limit gets the filter's 403 and none of it goes out, and the
+    connection goes on; a clean one passes byte for byte; past the limit the rest streams."""
+
+    async def scenario(gw: InProcGateway, upstream: Upstream) -> None:
+        limit = {"x-response-limit": "64"}
+        leak = b"x" * 40 + b"LEAK" + b"y" * 5000
+        clean = b"z" * 5000
+        late = b"x" * 100 + b"LEAK"
+        client = gw.connect()
+        client.send(
+            get("/echo", limit, leak) + get("/echo", limit, clean) + get("/echo", limit, late)
+        )
+        refused, passed, streamed = await client.responses(3)
+        assert refused.status == 403 and b"LEAK" not in refused.body
+        assert (passed.status, passed.body) == (200, clean)
+        assert (streamed.status, streamed.body) == (200, late)
+        h2 = gw.connect_h2(peer_port=40001)
+        answer = await h2.response(h2.request("/echo", limit, leak))
+        assert answer.status == 403 and b"LEAK" not in answer.body
+        ok = await h2.response(h2.request("/echo", limit, clean))
+        assert (ok.status, ok.body) == (200, clean)
+        unheld = await client_without_limit(gw)
+        assert (unheld.status, unheld.body) == (200, leak)
+        assert gw.gateway.metrics.policy_refused[("guarded", Refusal.FORBIDDEN)] == 2
+
+    async def client_without_limit(gw: InProcGateway) -> Any:
+        client = gw.connect(peer_port=40002)
+        client.send(get("/echo", body=b"x" * 40 + b"LEAK" + b"y" * 5000))
+        (answer,) = await client.responses(1)
+        return answer
 
     run(tmp_path, scenario)
