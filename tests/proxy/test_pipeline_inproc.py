@@ -308,3 +308,41 @@ def test_a_response_body_filter_holds_then_answers_or_releases(tmp_path: Path) -
         return answer
 
     run(tmp_path, scenario)
+
+
+def test_a_held_response_that_stalls_is_a_504_and_one_whose_client_left_is_dropped(
+    tmp_path: Path,
+) -> None:
+    """An upstream that sends the head and part of a held body, then nothing: nothing reaches
+    the client, and the route's read_timeout answers 504 (the response had not started). A
+    client that goes away while its response is held: the upstream connection is closed."""
+
+    async def main() -> None:
+        upstream_closed: list[bytes] = []
+
+        async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n" + b"x" * 100)
+            await writer.drain()
+            upstream_closed.append(await reader.read())  # b"": the gateway closed it
+
+        server = await asyncio.start_server(stall, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with InProcGateway(config(f"http://127.0.0.1:{port}", "0.3s"), tmp_path) as gw:
+            limit = {"x-response-limit": "500"}
+            left = gw.connect(peer_port=40001)
+            left.send(get("/left", limit))
+            stalled = gw.connect()
+            stalled.send(get("/stalled", limit))
+            await asyncio.sleep(0.1)
+            assert left.transport.written == stalled.transport.written == b""  # held
+            left.gone()
+            await until(lambda: len(upstream_closed) == 1, "the left client's upstream closed")
+            await asyncio.sleep(0.3)
+            gw.tick()
+            (answer,) = await stalled.responses(1)
+            assert answer.status == 504 and b"x" not in answer.body
+            await until(lambda: len(upstream_closed) == 2, "the stalled upstream closed")
+        server.close()
+
+    asyncio.run(main())
