@@ -17,7 +17,6 @@ never held. Every other response takes the path it always took: `hold` says None
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from outwork.filters import Continue, Filter, Reply
@@ -28,33 +27,19 @@ from outwork.proxy import pipeline
 if TYPE_CHECKING:
     from outwork.proxy.exchange import Exchange
 
-# The routes' chains, each with the filters of it that inspect response bodies (by the chain's
-# identity: chains are compiled once per config, and an entry holds its chain alive, so an id
-# is never reused while its entry stands). Bounded: a reload compiles new chains.
-_INSPECTING: dict[int, tuple[Sequence[Filter], tuple[Filter, ...]]] = {}
-MAX_CHAINS = 4096
-
-
-def inspecting(filters: Sequence[Filter]) -> tuple[Filter, ...]:
-    """The filters of a chain that inspect response bodies (worked out once per chain)."""
-    entry = _INSPECTING.get(id(filters))
-    if entry is not None and entry[0] is filters:
-        return entry[1]
-    found = tuple(f for f in filters if f.inspects_response_body)
-    if len(_INSPECTING) >= MAX_CHAINS:
-        _INSPECTING.clear()
-    _INSPECTING[id(filters)] = (filters, found)
-    return found
-
 
 def hold(ex: Exchange, head: ResponseHead) -> HeldResponse | None:
     """After the response-head hooks let `head` pass: the held response when a filter wants to
     see its body first, else None (the response goes to the client as it comes). On every
-    response of a route with filters: kept to a dict look-up when none inspects bodies."""
-    filters = ex.filters
-    entry = _INSPECTING.get(id(filters))
-    found = entry[1] if entry is not None and entry[0] is filters else inspecting(filters)
-    if not found:
+    response of a route with filters: a look at each filter's class attribute when none
+    inspects bodies (cheaper than any cache of it, and nothing kept across reloads)."""
+    found: list[Filter] | None = None
+    for candidate in ex.filters:
+        if candidate.inspects_response_body:
+            if found is None:
+                found = []
+            found.append(candidate)
+    if found is None:
         return None
     if head.framing is Framing.NONE or head.content_length == 0 or head.status < 200:
         return None
@@ -63,7 +48,7 @@ def hold(ex: Exchange, head: ResponseHead) -> HeldResponse | None:
         limit = max(limit, inspector.response_body_limit(ex, head))
     if limit <= 0:
         return None
-    return HeldResponse(ex, head, found, limit)
+    return HeldResponse(ex, head, tuple(found), limit)
 
 
 class HeldResponse:
