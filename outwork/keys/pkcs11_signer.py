@@ -61,6 +61,7 @@ from pkcs11.constants import Attribute, ObjectClass
 from pkcs11.mechanisms import MGF, KeyType, Mechanism
 from pkcs11.types import Object, PrivateKey, Session, SignMixin, Token
 
+from outwork.config.files import MAX_PEM_FILE, FileTooLarge, read_bounded
 from outwork.keys.uri import Pkcs11Uri, parse_pkcs11_uri
 from outwork.tls.config import CertifiedKey
 from outwork.tls.enums import SignatureScheme
@@ -586,7 +587,7 @@ def load_pkcs11_certified_key(
 ) -> CertifiedKey:
     """Load a PEM chain (leaf first) and the token key the URI names; check they belong
     together (the token's public key, and a test signature verified with the certificate)."""
-    chain = tuple(x509.load_pem_x509_certificates(Path(cert_path).read_bytes()))
+    chain = tuple(x509.load_pem_x509_certificates(read_bounded(cert_path, MAX_PEM_FILE)))
     if not chain:
         raise ValueError(f"{cert_path}: no certificate found")
     try:
@@ -641,12 +642,11 @@ def _read_pin_source(source: str) -> str:
     if not path.startswith("/"):
         raise Pkcs11KeyError(f"pin-source {source!r}: expected file:/absolute/path")
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_PIN_FILE + 1)
+        data = read_bounded(path, MAX_PIN_FILE)
     except OSError as exc:
         raise Pkcs11KeyError(f"cannot read PIN file {path}: {exc.strerror}") from exc
-    if len(data) > MAX_PIN_FILE:
-        raise Pkcs11KeyError(f"PIN file {path} is larger than {MAX_PIN_FILE} bytes")
+    except FileTooLarge:
+        raise Pkcs11KeyError(f"PIN file {path} is larger than {MAX_PIN_FILE} bytes") from None
     try:
         return data.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from outwork.config.files import read_bounded
 from outwork.ops.incident_state import DONE, IncidentState
 
 MAX_SCAN_REPORT = 16 * 1024 * 1024
@@ -21,10 +22,8 @@ def _cell(text: str) -> str:
 
 def _scan(path: Path) -> dict[str, Any] | None:
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_SCAN_REPORT + 1)
-        report = json.loads(data) if len(data) <= MAX_SCAN_REPORT else None
-    except (OSError, ValueError):
+        report = json.loads(read_bounded(path, MAX_SCAN_REPORT))
+    except (OSError, ValueError):  # FileTooLarge included: no scan report to quote
         return None
     return report if isinstance(report, dict) else None
 

@@ -17,6 +17,7 @@ import msgspec
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from outwork.config.files import FileTooLarge, read_bounded
 from outwork.config.schema import CertificateSpec, ConfigSpec, UpstreamSpec
 from outwork.config.source import ConfigError, load_yaml
 from outwork.ops import OpsError
@@ -116,13 +117,11 @@ def certificates_in_use(
     for used_by, name, entry in _entries(spec):
         cert_path = base / entry.cert
         try:
-            with open(cert_path, "rb") as f:
-                data = f.read(MAX_CERT_FILE + 1)
-            if len(data) > MAX_CERT_FILE:
-                raise OpsError(f"{cert_path}: larger than {MAX_CERT_FILE} bytes")
-            leaf = x509.load_pem_x509_certificates(data)[0]
+            leaf = x509.load_pem_x509_certificates(read_bounded(cert_path, MAX_CERT_FILE))[0]
         except OSError as exc:
             raise OpsError(f"{used_by} {name}: cannot read {cert_path}: {exc.strerror}") from None
+        except FileTooLarge as exc:
+            raise OpsError(str(exc)) from None
         except ValueError:
             raise OpsError(f"{used_by} {name}: {cert_path} is not a PEM certificate") from None
         not_after = leaf.not_valid_after_utc

@@ -312,6 +312,7 @@ def test_module_argument_and_default(softhsm: SoftHsm) -> None:
         ("pin-source=file:/nonexistent/pin", "cannot read PIN file /nonexistent/pin"),
         ("pin-source=https://example.com/pin", "expected file:/absolute/path"),
         ("pin-source=file://host/pin", "only local files"),
+        ("pin-source=file:/dev/zero", "PIN file /dev/zero is larger than 1024 bytes"),
     ],
 )
 def test_pin_errors(softhsm: SoftHsm, query: str, message: str) -> None:
