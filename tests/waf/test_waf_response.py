@@ -113,6 +113,10 @@ def test_a_server_error_status_blocks_at_paranoia_level_2(
     assert 950100 in event["detail"]["rule_ids"] and event["detail"]["status"] == 500
     gw1 = start(make_backend, make_gateway, pki, paranoia_level=1)
     assert exchange(gw1, pki, protocol, "/status?code=500").status == 500
+    # No body, nothing held: a 204 and a 304 pass as they are.
+    for code in (204, 304):
+        got = exchange(gw1, pki, protocol, f"/status?code={code}")
+        assert (got.status, got.body) == (code, b"")
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
