@@ -10,9 +10,10 @@ client: the head waits, body chunks are kept (by reference) and pass through the
 - the body ended, or passed the limit, and the filters let it pass: the head and what was held
   go out at once, and the rest (if any) streams as any response does.
 
-Held bytes are capped by the limit (plus one read's worth: the chunk that passes it); a body the
-filters did not ask for, and a response without a body (HEAD, 1xx, 204, 304, a 0 length), is
-never held. Every other response takes the path it always took: `hold` says None at once.
+Held bytes are capped by the limit (plus one read's worth: the chunk that passes it), and all
+the responses held in this process together by `MAX_HELD_BYTES`; a body the filters did not ask
+for, and a response without a body (HEAD, 1xx, 204, 304, a 0 length), is never held. Every
+other response takes the path it always took: `hold` says None at once.
 """
 
 from __future__ import annotations
@@ -22,10 +23,33 @@ from typing import TYPE_CHECKING
 from outwork.filters import Continue, Filter, Reply
 from outwork.filters.runner import FILTER_FAILED, ChainRun
 from outwork.http.messages import Framing, ResponseHead
+from outwork.observe.refusals import Refusal
 from outwork.proxy import pipeline
 
 if TYPE_CHECKING:
     from outwork.proxy.exchange import Exchange
+
+
+# What every response held in this process may hold together. Each is capped by its filters'
+# limit; this caps them all: a client need not read anything for its responses to be held, and
+# one HTTP/2 connection may have a hundred streams on a large page (100 x 512 KiB). Past it a
+# response is refused rather than passed on uninspected (the filters' own copies come on top).
+MAX_HELD_BYTES = 64 * 1024 * 1024
+OVER_BUDGET = Reply(
+    502, Refusal.RESPONSE_TOO_LARGE, detail={"reason": "responses held over the gateway's budget"}
+)
+
+
+class Budget:
+    """The bytes held now, by every response of this process (`HeldResponse.size` summed)."""
+
+    __slots__ = ("used",)
+
+    def __init__(self) -> None:
+        self.used = 0
+
+
+BUDGET = Budget()
 
 
 def hold(ex: Exchange, head: ResponseHead) -> HeldResponse | None:
@@ -54,7 +78,7 @@ def hold(ex: Exchange, head: ResponseHead) -> HeldResponse | None:
 class HeldResponse:
     """One response waiting for the body filters (see the module's docstring)."""
 
-    __slots__ = ("ex", "head", "filters", "limit", "chunks", "size")
+    __slots__ = ("ex", "head", "filters", "limit", "chunks", "size", "counted")
 
     def __init__(
         self, ex: Exchange, head: ResponseHead, filters: tuple[Filter, ...], limit: int
@@ -65,13 +89,18 @@ class HeldResponse:
         self.limit = limit
         self.chunks: list[bytes] = []
         self.size = 0
+        self.counted = 0  # of `size`, what BUDGET counts (0 once released or dropped)
 
     def feed(self, data: bytes) -> Reply | bool:
         """A body chunk from the upstream. True: still held; False: released (the head and
         what was held went to the client, the rest streams); a `Reply`: the client gets that
-        instead (the caller drops the upstream response)."""
+        instead (the caller drops the upstream response, and then this one: `drop`)."""
+        if BUDGET.used + len(data) > MAX_HELD_BYTES:
+            return OVER_BUDGET
         self.chunks.append(data)
         self.size += len(data)
+        self.counted += len(data)
+        BUDGET.used += len(data)
         verdict = self._run(data, False)
         if isinstance(verdict, Reply):
             return verdict
@@ -80,9 +109,16 @@ class HeldResponse:
         self._release()
         return False
 
+    def drop(self) -> None:
+        """The upstream connection let the response go (ended, failed, refused, or its client
+        left): its bytes leave the budget (what `end` still sends goes out at once)."""
+        BUDGET.used -= self.counted
+        self.counted = 0
+
     def end(self) -> None:
         """The response ended while held (the upstream connection has let the exchange go):
         the filters' last word, then the whole response or their answer."""
+        self.drop()
         ex = self.ex
         if ex.cancelled or ex.response_done:
             return
@@ -113,3 +149,4 @@ class HeldResponse:
         for chunk in self.chunks:
             client.response_body(ex, chunk)
         self.chunks = []
+        self.drop()

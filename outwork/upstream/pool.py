@@ -326,7 +326,10 @@ class UpstreamConnection(asyncio.Protocol):
     def _detach(self) -> Exchange | None:
         ex = self.exchange
         self.exchange = None  # the reader stays: reused for the next response when it can be
-        self.held = None
+        held = self.held
+        if held is not None:
+            self.held = None
+            held.drop()  # HOOK (response body filters): its bytes leave the held budget
         self.deadline = 0.0
         self.write_deadline = 0.0
         self.pool.active.discard(self)

@@ -16,6 +16,7 @@ import pytest
 
 from outwork.filters import REGISTRY
 from outwork.observe.refusals import Refusal
+from outwork.proxy import response_filters
 from outwork.proxy.exchange_state import State
 from tests.inproc import InProcGateway, Upstream, until
 from tests.proxy import wire_filters
@@ -300,6 +301,7 @@ def test_a_response_body_filter_holds_then_answers_or_releases(tmp_path: Path) -
         unheld = await client_without_limit(gw)
         assert (unheld.status, unheld.body) == (200, leak)
         assert gw.gateway.metrics.policy_refused[("guarded", Refusal.FORBIDDEN)] == 2
+        assert response_filters.BUDGET.used == 0  # every held byte accounted back
 
     async def client_without_limit(gw: InProcGateway) -> Any:
         client = gw.connect(peer_port=40002)
@@ -343,6 +345,29 @@ def test_a_held_response_that_stalls_is_a_504_and_one_whose_client_left_is_dropp
             (answer,) = await stalled.responses(1)
             assert answer.status == 504 and b"x" not in answer.body
             await until(lambda: len(upstream_closed) == 2, "the stalled upstream closed")
+            assert response_filters.BUDGET.used == 0
         server.close()
 
     asyncio.run(main())
+
+
+def test_responses_held_past_the_process_budget_are_refused_not_passed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All held responses together are capped (`MAX_HELD_BYTES`, 3 KiB here): one that would
+    pass it is answered 502 `response_too_large` (never sent on uninspected); within it, the
+    same response passes."""
+    monkeypatch.setattr(response_filters, "MAX_HELD_BYTES", 3 * 1024)
+
+    async def scenario(gw: InProcGateway, upstream: Upstream) -> None:
+        limit = {"x-response-limit": "8192"}
+        client = gw.connect()
+        client.send(get("/echo", limit, b"z" * 5000) + get("/echo", limit, b"z" * 2000))
+        over, within = await client.responses(2)
+        assert over.status == 502 and b"z" not in over.body
+        assert (within.status, within.body) == (200, b"z" * 2000)
+        metrics = gw.gateway.metrics
+        assert metrics.policy_refused[("guarded", Refusal.RESPONSE_TOO_LARGE)] == 1
+        assert response_filters.BUDGET.used == 0
+
+    run(tmp_path, scenario)
