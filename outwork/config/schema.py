@@ -325,6 +325,7 @@ BAN_WEIGHTS = {
     "rate_limit.store_error": 0,
     "rate_limit.table_full": 0,
     "policy.filter_error": 0,
+    "policy.response_too_large": 0,  # the backend's page, too large to inspect: not the client
 }
 INSTANT_BAN = frozenset({"tls.heartbleed_probe"})  # events that ban at once, whatever the count
 MAX_BAN_WEIGHT = 1_000_000
