@@ -338,7 +338,7 @@ class ClientProtocol(asyncio.Protocol):
                 self._drop_partial_request()
         if self.transport is None or self._closed:
             return
-        out = tls.data_to_send()
+        out = tls.data_to_write()
         if out:
             self.transport.write(out)
         if tls.is_closed:
@@ -713,7 +713,7 @@ class ClientProtocol(asyncio.Protocol):
                 transport.writelines(out)
         elif not tls.is_closed:  # failed or closed under us: nothing more may be sent
             tls.send_data(out[0] if len(out) == 1 else b"".join(out))
-            transport.write(tls.data_to_send())
+            transport.write(tls.data_to_write())
 
     def pause_reading(self, reason: str) -> None:
         if not self._pause_reasons and self.transport is not None:
@@ -738,7 +738,7 @@ class ClientProtocol(asyncio.Protocol):
         tls = self._tls
         if tls is not None and not tls.is_closed:
             tls.close()
-            out = tls.data_to_send()
+            out = tls.data_to_write()
             if out:
                 self.transport.write(out)
         self.transport.close()
