@@ -1,10 +1,11 @@
 """The engine: rule files compiled once (`Waf.load`), run per request (`Transaction`).
 
-What runs is what ModSecurity 2 runs for phases 1 (request head) and 2 (request body):
-rules in file order per phase, `chain`, `skipAfter`/`SecMarker`, `setvar` on TX with macro
-expansion, runtime `ctl` (rule removal by id, tag or target, rule engine, body processor),
-CRS's anomaly scoring (a rule's `block` is the default action `pass`; the `deny` of 949110
-is what blocks). Response phases (3, 4) are loaded and checked but not run yet.
+What runs is what ModSecurity 2 runs for phases 1 (request head), 2 (request body), 3
+(response head) and 4 (response body): rules in file order per phase, `chain`,
+`skipAfter`/`SecMarker`, `setvar` on TX with macro expansion, runtime `ctl` (rule removal by
+id, tag or target, rule engine, body processor), CRS's anomaly scoring (a rule's `block` is
+the default action `pass`; the `deny` of 949110 is what blocks, of 959100 and 959101 on the
+outbound score). Phase 5 (logging) is loaded and checked but not run: it only reports.
 
 Speed comes from not doing work twice, and from ruling rules out before running them:
 every `@rx` of a phase sits in one `PatternSet`; each collection a rule reads is scanned once
@@ -37,8 +38,9 @@ from outwork.waf.operators import (
     build_operator,
     c_atoi,
 )
-from outwork.waf.patterns import PatternSet
+from outwork.waf.patterns import SET_MAX_VALUE, PatternSet
 from outwork.waf.request import WafRequest
+from outwork.waf.response import WafResponse
 from outwork.waf.rules import Directive, Marker, Remove, Rule, Setting, UpdateTarget, Variable
 from outwork.waf.transforms import pipeline
 from outwork.waf.variables import LIVE, Variables
@@ -68,6 +70,7 @@ class Setup:
 
     paranoia_level: int = 1
     anomaly_threshold: int = 5
+    outbound_anomaly_threshold: int = 4  # CRS's default: one leak of severity ERROR blocks
     allowed_methods: tuple[str, ...] = ()  # empty: CRS's default
     allowed_content_types: tuple[str, ...] = ()  # empty: CRS's default
     detect_only: bool = False
@@ -80,6 +83,7 @@ class Setup:
             ("blocking_paranoia_level", str(self.paranoia_level)),
             ("detection_paranoia_level", str(self.paranoia_level)),
             ("inbound_anomaly_score_threshold", str(self.anomaly_threshold)),
+            ("outbound_anomaly_score_threshold", str(self.outbound_anomaly_threshold)),
         ]
         if self.allowed_methods:
             settings.append(("allowed_methods", " ".join(self.allowed_methods)))
@@ -543,12 +547,22 @@ class Transaction:
 
     # ---- phases --------------------------------------------------------------------------
 
+    def respond(self, response: WafResponse) -> None:
+        """The response arrived (before phase 3; its `body` is set before phase 4). In
+        detection-only mode, what the request phases would have done is forgotten: the
+        response phases decide on their own."""
+        self.vars.read_response(response)
+        if self.detect_only:
+            self.interruption = None
+
     def run_phase(self, phase: int) -> Interruption | None:
-        if phase == 2:
-            self.vars.read_body()
-        if phase >= 2:
-            # What the phase's collections held is read again (the body is in; phases 3 and
-            # 4 see the response).
+        if phase != 1:
+            # What rules read changes with each phase (the body, the response): values,
+            # transformations and scans are computed afresh.
+            if phase == 2:
+                self.vars.read_body()
+            elif phase == 4 and self.vars.response is not None:
+                self.vars.read_response(self.vars.response)
             for cache in self._phase_caches:
                 cache.clear()
         if self.interruption is not None or self.engine_off or self.allowed:
@@ -595,6 +609,11 @@ class Transaction:
         return _to_int(
             tx.get("blocking_inbound_anomaly_score", tx.get("inbound_anomaly_score", b"0"))
         )
+
+    @property
+    def outbound_anomaly_score(self) -> int:
+        """The response phases' score (RESPONSE-959), as the blocking check reads it."""
+        return _to_int(self.vars.tx.get("blocking_outbound_anomaly_score", b"0"))
 
     # ---- a rule --------------------------------------------------------------------------
 
@@ -878,9 +897,11 @@ class Transaction:
             candidates_of = self._candidates_of
             for value in values:
                 base |= candidates_of(group, value)
-                lower = value.lower()
-                if lower != value:
-                    base |= candidates_of(group, lower)
+                # (A long value takes the literal prefilter, which reads it lowercased.)
+                if len(value) <= SET_MAX_VALUE:
+                    lower = value.lower()
+                    if lower != value:
+                        base |= candidates_of(group, lower)
             self._bases[(variable, group)] = base
         return base
 
