@@ -17,12 +17,19 @@ from __future__ import annotations
 from enum import Enum
 
 
-class Side(Enum):
+class _FastEnum(Enum):
+    # Enum hashes by name in Python code; members are singletons compared by identity, so the
+    # identity hash is equivalent and stays in C. The tables below are looked up a few times
+    # per exchange (it was 26 Python calls per keep-alive request).
+    __hash__ = object.__hash__
+
+
+class Side(_FastEnum):
     REQUEST = "request"
     RESPONSE = "response"
 
 
-class State(Enum):
+class State(_FastEnum):
     # Request side.
     RECEIVING = "receiving"  # the head is in; body bytes may follow
     FILTERING_REQUEST_HEAD = "filtering_request_head"  # a request filter waits; reading paused
@@ -35,7 +42,7 @@ class State(Enum):
     ERROR = "error"  # given up: the peer went away, or the stream was cut
 
 
-class Event(Enum):
+class Event(_FastEnum):
     REQUEST_FILTER_STOP = "request_filter_stop"
     REQUEST_FILTER_RESUME = "request_filter_resume"
     REQUEST_END = "request_end"  # the request's last body byte (or no body) is in
@@ -48,6 +55,11 @@ class Event(Enum):
     RESPONSE_END = "response_end"  # the answer's last byte is written (or queued)
     ABORT = "abort"  # the exchange is given up; a side already DONE stays DONE
 
+
+# Enum members as module constants on the per-request path: `Enum.X` goes through
+# EnumType.__getattr__'s slot (about 10x a global's cost in Python 3.11).
+_REQUEST_SIDE = Side.REQUEST
+_RECEIVING, _IDLE, _DONE = State.RECEIVING, State.IDLE, State.DONE
 
 INITIAL = {Side.REQUEST: State.RECEIVING, Side.RESPONSE: State.IDLE}
 ENDS = frozenset({State.DONE, State.ERROR})
@@ -107,23 +119,23 @@ class ExchangeState:
     __slots__ = ("request", "response")
 
     def __init__(self, request_done: bool = False) -> None:
-        self.request = State.DONE if request_done else INITIAL[Side.REQUEST]
-        self.response = INITIAL[Side.RESPONSE]
+        self.request = _DONE if request_done else _RECEIVING
+        self.response = _IDLE
 
     def process(self, event: Event) -> None:
         """Move the side(s) `event` concerns, or raise (leaving every side as it was)."""
-        sides = EVENT_SIDES[event]
-        moved = {}
-        for side in sides:
-            current = self.request if side is Side.REQUEST else self.response
+        request, response = self.request, self.response
+        for side in EVENT_SIDES[event]:
+            current = request if side is _REQUEST_SIDE else response
             target = EVENT_TRIGGERED_TRANSITIONS[side][current].get(event)
             if target is None:
                 raise IllegalTransition(f"{event.name} in {side.name} state {current.name}")
-            moved[side] = target
-        if Side.REQUEST in moved:
-            self.request = moved[Side.REQUEST]
-        if Side.RESPONSE in moved:
-            self.response = moved[Side.RESPONSE]
+            if side is _REQUEST_SIDE:
+                request = target
+            else:
+                response = target
+        # Both sides move together, after every check passed.
+        self.request, self.response = request, response
 
     @property
     def finished(self) -> bool:
