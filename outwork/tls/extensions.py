@@ -55,10 +55,7 @@ def push_server_name(host: str) -> bytes:
 
 def pull_supported_versions_client(body: bytes) -> tuple[int, ...]:
     r = Reader(body)
-    with r.block(1, 2, 254) as sub:
-        if sub.remaining() % 2:
-            raise decode_error("odd supported_versions length")
-        versions = tuple(sub.uint16() for _ in range(sub.remaining() // 2))
+    versions = r.uint16_tuple(1, 2, 254)
     r.expect_end("supported_versions")
     return versions
 
