@@ -82,6 +82,7 @@ from outwork.tls.signing import (
     verify_signature,
 )
 from outwork.tls.tickets import (
+    NONCE_LENGTH,
     SessionState,
     open_ticket,
     session_lifetime_left,
@@ -92,6 +93,7 @@ from outwork.tls.verify import load_chain
 
 PSK_DHE_KE = 1  # psk_key_exchange_modes: PSK with (EC)DHE, the only mode outwork accepts
 MAX_TICKET_AGE_SKEW_MS = 10_000  # client and server views of a ticket's age may differ this much
+TICKET_ENTROPY = 4 + NONCE_LENGTH  # a ticket's age_add, then its sealing nonce
 _SUPPORTED_VERSIONS_TLS13 = (ProtocolVersion.TLS13).to_bytes(2, "big")
 
 
@@ -106,6 +108,13 @@ class ServerState(Enum):
 
 
 class ServerConnection(TLSConnection):
+    __slots__ = (
+        "_config", "state", "_transcript", "_schedule", "_params", "_first_hello",
+        "_retry_group", "_cookie", "_client_hs_secret", "_client_app_secret", "_negotiated",
+        "client_hello", "ja4", "_tickets_wanted", "_client_leaf", "client_identity",
+        "_authenticated_at_ms",
+    )  # fmt: skip
+
     def __init__(self, config: ServerConfig) -> None:
         super().__init__(config.limits, config.heartbeat)
         self._config = config
@@ -217,9 +226,12 @@ class ServerConnection(TLSConnection):
         transcript.update(raw)
         server_share, shared_secret = server_key_exchange(group, client_share)
         extensions.append((ExtensionType.KEY_SHARE, push_key_share_entry(group, server_share)))
+        # The random of the ServerHello and, when the ticket goes out with our flight, its
+        # age_add and sealing nonce: one getrandom call per handshake rather than three.
+        entropy = os.urandom(32 + TICKET_ENTROPY)
         server_hello = ServerHello(
             ProtocolVersion.TLS12,
-            os.urandom(32),
+            entropy[:32],
             hello.legacy_session_id,
             params.suite,
             0,
@@ -285,7 +297,7 @@ class ServerConnection(TLSConnection):
                 HandshakeType.FINISHED,
                 schedule.finished_verify_data(client_hs, transcript.digest()),
             )
-            self._send_ticket(now, transcript.digest_with(client_finished))
+            self._send_ticket(now, transcript.digest_with(client_finished), entropy[32:])
             self._tickets_wanted = False
 
     def _accept_psk(
@@ -573,17 +585,25 @@ class ServerConnection(TLSConnection):
         minutes, thousands at a time: the parsed ClientHello (its JA4 is kept in `ja4`), the
         transcript hash and the secrets already turned into record keys are about 40 % of what
         the engine would otherwise hold for each one. Key updates use the record ciphers' own
-        secrets; the key schedule (small) stays, so a later ticket could still be issued;
-        `negotiated` and `client_identity` stay."""
+        secrets; tickets are all sent by now, so the key schedule goes too; `negotiated` and
+        `client_identity` stay."""
         self._transcript = None
+        # Its handshake and master secrets are turned into record keys and (perhaps) a
+        # ticket by now; kept, they would only be more secrets for a memory leak to expose.
+        self._schedule = None
         self._first_hello = None
         self._cookie = None
         self._client_app_secret = b""
         self._client_leaf = None
         self.client_hello = None
 
-    def _send_ticket(self, now: float, full_transcript_hash: bytes) -> None:
-        """One NewSessionTicket; `full_transcript_hash` covers the client's Finished."""
+    def _send_ticket(
+        self, now: float, full_transcript_hash: bytes, entropy: bytes | None = None
+    ) -> None:
+        """One NewSessionTicket; `full_transcript_hash` covers the client's Finished.
+        `entropy`: TICKET_ENTROPY fresh random bytes, drawn here when not given."""
+        if entropy is None or len(entropy) != TICKET_ENTROPY:
+            entropy = os.urandom(TICKET_ENTROPY)
         assert self._schedule and self._params and self._negotiated
         keys = self._config.ticket_keys
         assert keys is not None
@@ -594,7 +614,7 @@ class ServerConnection(TLSConnection):
             return  # the session may not be resumed any more: no ticket to extend it
         nonce = b"\x00"
         resumption_master = self._schedule.resumption_master_secret(full_transcript_hash)
-        age_add = int.from_bytes(os.urandom(4), "big")
+        age_add = int.from_bytes(entropy[:4], "big")
         state = SessionState(
             version=ProtocolVersion.TLS13,
             cipher_suite=self._params.suite,
@@ -609,7 +629,7 @@ class ServerConnection(TLSConnection):
             authenticated_at_ms=self._authenticated_at_ms,
             trust_binding=trust_binding(self._config.client_auth, self._config.client_ca),
         )
-        sealed = ticket_for(keys, state, now)
+        sealed = ticket_for(keys, state, now, entropy[4:])
         if sealed is None:
             return  # an identity too large for a ticket: this session is not resumed
         ticket = NewSessionTicket(lifetime, age_add, nonce, sealed, ())
