@@ -111,6 +111,7 @@ class ServerConnection(TLSConnection):
     __slots__ = (
         "_config", "state", "_transcript", "_schedule", "_params", "_first_hello",
         "_retry_group", "_cookie", "_client_hs_secret", "_client_app_secret", "_negotiated",
+        "_expected_client_finished",
         "client_hello", "ja4", "_tickets_wanted", "_client_leaf", "client_identity",
         "_authenticated_at_ms",
     )  # fmt: skip
@@ -128,6 +129,9 @@ class ServerConnection(TLSConnection):
         self._cookie: bytes | None = None
         self._client_hs_secret = b""
         self._client_app_secret = b""
+        # The client Finished's verify_data, when it was already computed for a ticket sent
+        # with our flight (the transcript it covers cannot change before it comes).
+        self._expected_client_finished = b""
         self._negotiated: ev.HandshakeComplete | None = None
         # The parsed ClientHello, until the handshake completes (then released; `ja4` stays).
         self.client_hello: ClientHello | None = None
@@ -293,10 +297,9 @@ class ServerConnection(TLSConnection):
             # known, so the ticket goes out with our Finished, as OpenSSL does; clients that
             # close right after the handshake still leave with a ticket. It is protected by
             # the application key, so only the peer that finishes the handshake reads it.
-            client_finished = handshake_message(
-                HandshakeType.FINISHED,
-                schedule.finished_verify_data(client_hs, transcript.digest()),
-            )
+            expected = schedule.finished_verify_data(client_hs, transcript.digest())
+            self._expected_client_finished = expected
+            client_finished = handshake_message(HandshakeType.FINISHED, expected)
             self._send_ticket(now, transcript.digest_with(client_finished), entropy[32:])
             self._tickets_wanted = False
 
@@ -561,7 +564,7 @@ class ServerConnection(TLSConnection):
     def _on_finished(self, body: bytes, raw: bytes, now: float) -> None:
         assert self._transcript and self._schedule and self._params and self._negotiated
         finished = pull_finished(Reader(body), self._params.hash_length)
-        expected = self._schedule.finished_verify_data(
+        expected = self._expected_client_finished or self._schedule.finished_verify_data(
             self._client_hs_secret, self._transcript.digest()
         )
         if not hmac.compare_digest(finished.verify_data, expected):
@@ -571,6 +574,7 @@ class ServerConnection(TLSConnection):
         self.set_read_secret(self._client_app_secret)
         self.state = ServerState.CONNECTED
         self._client_hs_secret = b""
+        self._expected_client_finished = b""
         if self.client_identity is not None:
             self._negotiated = dataclasses.replace(
                 self._negotiated, client_identity=self.client_identity
