@@ -40,12 +40,21 @@ class Reader:
         self._pos = pos + n
         return pos
 
+    # uint8, uint16 and _length repeat _take's check inline: they run for every field of
+    # every handshake message, and a method call costs as much as the read itself.
+
     def uint8(self) -> int:
-        pos = self._take(1)
+        pos = self._pos
+        if pos >= self._end:
+            raise decode_error(f"need 1 bytes, {self._end - pos} left")
+        self._pos = pos + 1
         return self._data[pos]
 
     def uint16(self) -> int:
-        pos = self._take(2)
+        pos = self._pos
+        if 2 > self._end - pos:
+            raise decode_error(f"need 2 bytes, {self._end - pos} left")
+        self._pos = pos + 2
         d = self._data
         return (d[pos] << 8) | d[pos + 1]
 
@@ -64,11 +73,16 @@ class Reader:
         return bytes(self._data[pos : pos + n])
 
     def _length(self, width: int) -> int:
-        if width == 1:
-            return self.uint8()
+        pos = self._pos
+        if width > self._end - pos:
+            raise decode_error(f"need {width} bytes, {self._end - pos} left")
+        self._pos = pos + width
+        d = self._data
         if width == 2:
-            return self.uint16()
-        return self.uint24()
+            return (d[pos] << 8) | d[pos + 1]
+        if width == 1:
+            return d[pos]
+        return (d[pos] << 16) | (d[pos + 1] << 8) | d[pos + 2]
 
     def _bounded_length(self, width: int, minimum: int, maximum: int | None) -> int:
         length = self._length(width)
