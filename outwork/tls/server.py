@@ -476,18 +476,10 @@ class ServerConnection(TLSConnection):
     def _encrypted_extensions(
         self, offer: ClientHelloOffer, transcript: Transcript, alpn: str | None
     ) -> bytes:
-        extensions: list[Extension] = []
-        if alpn is not None:
-            extensions.append((ExtensionType.ALPN, push_alpn((alpn,))))
-        if offer.heartbeat_mode is not None and self.heartbeat_enabled:
-            heartbeat = bytes((HeartbeatMode.PEER_ALLOWED_TO_SEND,))
-            extensions.append((ExtensionType.HEARTBEAT, heartbeat))
+        heartbeat = offer.heartbeat_mode is not None and self.heartbeat_enabled
+        if heartbeat:
             self.heartbeat_negotiated = True
-        if offer.server_name is not None:
-            extensions.append((ExtensionType.SERVER_NAME, b""))
-        w = Writer()
-        push_encrypted_extensions(w, EncryptedExtensions(tuple(extensions)))
-        message = handshake_message(HandshakeType.ENCRYPTED_EXTENSIONS, w.getvalue())
+        message = _encrypted_extensions_message(alpn, heartbeat, offer.server_name is not None)
         transcript.update(message)
         return message
 
@@ -655,3 +647,19 @@ def _certificate_message(certified: CertifiedKey) -> bytes:
     w = Writer()
     push_certificate(w, Certificate(b"", entries))
     return handshake_message(HandshakeType.CERTIFICATE, w.getvalue())
+
+
+@functools.lru_cache(maxsize=256)
+def _encrypted_extensions_message(alpn: str | None, heartbeat: bool, server_name: bool) -> bytes:
+    """EncryptedExtensions: the same few bytes for every handshake that negotiates the same
+    things, encoded once (the ALPN names come from the listener's own list)."""
+    extensions: list[Extension] = []
+    if alpn is not None:
+        extensions.append((ExtensionType.ALPN, push_alpn((alpn,))))
+    if heartbeat:
+        extensions.append((ExtensionType.HEARTBEAT, bytes((HeartbeatMode.PEER_ALLOWED_TO_SEND,))))
+    if server_name:
+        extensions.append((ExtensionType.SERVER_NAME, b""))
+    w = Writer()
+    push_encrypted_extensions(w, EncryptedExtensions(tuple(extensions)))
+    return handshake_message(HandshakeType.ENCRYPTED_EXTENSIONS, w.getvalue())
