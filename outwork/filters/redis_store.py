@@ -20,12 +20,6 @@ import time
 from hashlib import blake2b
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
-from redis.backoff import NoBackoff
-
 from outwork.config.config import RedisConfig
 from outwork.filters.gcra import Decision
 
@@ -61,6 +55,10 @@ class StoreUnavailable(Exception):
 
 class RedisStore:
     def __init__(self, config: RedisConfig) -> None:
+        # redis-py costs every worker some 20 MiB of memory: it is loaded by the configs that
+        # use Redis, when they are compiled (not on a request), and by no other.
+        import redis.asyncio  # noqa: F401
+
         self.config = config
         self._client: Any = None  # Redis or RedisCluster, made on first use
         self._script: Any = None
@@ -136,6 +134,13 @@ class RedisStore:
 
 
 def _client(config: RedisConfig) -> Any:
+    # Loaded already: RedisStore imported the package.
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+    from redis.asyncio.retry import Retry
+    from redis.asyncio.sentinel import Sentinel
+    from redis.backoff import NoBackoff
+
     password = config.password.decode() if config.password is not None else None
     common: dict[str, Any] = {
         "username": config.username,

@@ -49,6 +49,18 @@ _FRAMING_NONE, _CLOSE, _CHUNKED = Framing.NONE, Framing.CLOSE, Framing.CHUNKED
 
 
 class ClientProtocol(asyncio.Protocol):
+    # Slots, not a dict: thousands of connections sit idle at once, and the dict of these
+    # 39 attributes was 1.2 KiB more per connection. A new attribute is added here too (mypy
+    # reports one that is not).
+    __slots__ = (
+        "_accepted", "_access", "_admitted", "_batch", "_body_first", "_buffered", "_closed",
+        "_flush_handle", "_h2", "_max_requests", "_out", "_pause_over_cap", "_pause_reasons",
+        "_paused_upstream", "_phase", "_queue", "_reader", "_reading", "_requests", "_route",
+        "_tls", "_tunnel", "_tunnel_active", "_tunnel_early", "client_identity", "deadline",
+        "forwarded", "forwarding", "listener", "log_connection", "log_tls", "peer", "peer_host",
+        "read_eof", "scheme", "state", "transport", "write_deadline", "write_paused",
+    )  # fmt: skip
+
     def __init__(self, state: GatewayState, listener: ListenerConfig) -> None:
         self.state = state
         self.listener = listener

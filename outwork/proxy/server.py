@@ -115,6 +115,8 @@ class DrainingClientProtocol(ClientProtocol):
     drains, the next response says `Connection: close` and an idle connection is closed after a
     short grace (a request that arrives meanwhile is answered, with `Connection: close`)."""
 
+    __slots__ = ()
+
     def on_request_head(self, head: RequestHead) -> None:
         if self.state.draining:
             head.keep_alive = False

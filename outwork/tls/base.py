@@ -70,6 +70,16 @@ class RecordProtection(Protocol):
 
 
 class TLSConnection:
+    # Thousands of connections sit idle at once: slots, not a dict per connection.
+    __slots__ = (
+        "_limits", "_in", "_in_wanted", "_hs_buffer", "_hs_fragments", "_out", "_events",
+        "_read", "_write", "_suite", "_role", "_established", "_closed", "_peer_closed",
+        "_failed", "_ccs_allowed", "_ccs_seen", "_empty_records", "_key_updates",
+        "_skip_early_data", "_protected_seen", "_tls12", "_replies",
+        "_key_update_reply_pending", "_reading_paused", "now", "heartbeat_enabled",
+        "heartbeat_negotiated",
+    )  # fmt: skip
+
     def __init__(self, limits: Limits, heartbeat_enabled: bool) -> None:
         self._limits = limits
         # At most one incomplete record kept between calls (more only while reading is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -51,18 +52,40 @@ def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
     return out[:length]
 
 
+_DIGEST_SIZE = {"sha256": 32, "sha384": 48, "sha512": 64}
+
+
+@functools.lru_cache(maxsize=64)
+def _label_prefix(label: bytes, length: int) -> bytes:
+    """HkdfLabel up to its context: length, then "tls13 " + label with its length byte. The
+    labels are the protocol's few constants, so each is encoded once."""
+    full_label = b"tls13 " + label
+    return length.to_bytes(2, "big") + bytes((len(full_label),)) + full_label
+
+
 def hkdf_expand_label(
     hash_name: str, secret: bytes, label: bytes, context: bytes, length: int
 ) -> bytes:
-    full_label = b"tls13 " + label
-    info = (
-        length.to_bytes(2, "big")
-        + bytes((len(full_label),))
-        + full_label
-        + bytes((len(context),))
-        + context
-    )
+    info = _label_prefix(label, length) + bytes((len(context),)) + context
+    if length <= _DIGEST_SIZE.get(hash_name, 0):
+        # Every TLS 1.3 label asks for at most one hash length: HKDF-Expand is then one HMAC
+        # (T(1) = HMAC(PRK, info | 0x01), RFC 5869 2.3).
+        return hmac.digest(secret, info + b"\x01", hash_name)[:length]
     return hkdf_expand(hash_name, secret, info, length)
+
+
+@functools.lru_cache(maxsize=8)
+def _empty_hash(hash_name: str) -> bytes:
+    return hashlib.new(hash_name).digest()
+
+
+@functools.lru_cache(maxsize=8)
+def _no_psk_derived(hash_name: str, hash_length: int) -> bytes:
+    """Derive-Secret(Early Secret, "derived", "") of a handshake without a PSK: the early
+    secret is then HKDF-Extract(0, 0...) for every connection, a constant per hash."""
+    early_secret = hkdf_extract(hash_name, b"\x00", bytes(hash_length))
+    empty_hash = _empty_hash(hash_name)
+    return hkdf_expand_label(hash_name, early_secret, b"derived", empty_hash, hash_length)
 
 
 class Transcript:
@@ -101,11 +124,14 @@ class Transcript:
 
 
 class KeySchedule:
+    __slots__ = ("params", "hash_name", "_psk", "early_secret", "handshake_secret", "master_secret")
+
     def __init__(self, params: SuiteParams, psk: bytes | None = None) -> None:
         self.params = params
         self.hash_name = params.hash_name
-        self._zeros = bytes(params.hash_length)
-        self.early_secret = hkdf_extract(self.hash_name, b"\x00", psk or self._zeros)
+        self._psk = psk is not None
+        zeros = bytes(params.hash_length)
+        self.early_secret = hkdf_extract(self.hash_name, b"\x00", psk or zeros)
         self.handshake_secret = b""
         self.master_secret = b""
 
@@ -115,13 +141,17 @@ class KeySchedule:
         )
 
     def _empty_hash(self) -> bytes:
-        return hashlib.new(self.hash_name).digest()
+        return _empty_hash(self.hash_name)
 
     def set_shared_secret(self, shared_secret: bytes) -> None:
-        derived = self.derive_secret(self.early_secret, b"derived", self._empty_hash())
+        hash_length = self.params.hash_length
+        if self._psk:
+            derived = self.derive_secret(self.early_secret, b"derived", self._empty_hash())
+        else:
+            derived = _no_psk_derived(self.hash_name, hash_length)
         self.handshake_secret = hkdf_extract(self.hash_name, derived, shared_secret)
         derived = self.derive_secret(self.handshake_secret, b"derived", self._empty_hash())
-        self.master_secret = hkdf_extract(self.hash_name, derived, self._zeros)
+        self.master_secret = hkdf_extract(self.hash_name, derived, bytes(hash_length))
 
     def handshake_traffic_secrets(self, transcript_hash: bytes) -> tuple[bytes, bytes]:
         """(client, server) handshake traffic secrets, after ServerHello."""

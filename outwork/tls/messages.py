@@ -56,10 +56,7 @@ def push_extensions(w: Writer, extensions: tuple[Extension, ...]) -> None:
 def pull_uint16_list(r: Reader, minimum: int, maximum: int) -> tuple[int, ...]:
     """A vector of uint16 with byte bounds (a cap on entries is `maximum` = 2 * entries);
     an odd length is a decode_error."""
-    with r.block(2, minimum, maximum) as sub:
-        if sub.remaining() % 2:
-            raise decode_error("odd length in a list of 16-bit values")
-        return tuple(sub.uint16() for _ in range(sub.remaining() // 2))
+    return r.uint16_tuple(2, minimum, maximum)
 
 
 def push_uint16_list(w: Writer, values: tuple[int, ...]) -> None:

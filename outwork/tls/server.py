@@ -82,6 +82,7 @@ from outwork.tls.signing import (
     verify_signature,
 )
 from outwork.tls.tickets import (
+    NONCE_LENGTH,
     SessionState,
     open_ticket,
     session_lifetime_left,
@@ -92,6 +93,7 @@ from outwork.tls.verify import load_chain
 
 PSK_DHE_KE = 1  # psk_key_exchange_modes: PSK with (EC)DHE, the only mode outwork accepts
 MAX_TICKET_AGE_SKEW_MS = 10_000  # client and server views of a ticket's age may differ this much
+TICKET_ENTROPY = 4 + NONCE_LENGTH  # a ticket's age_add, then its sealing nonce
 _SUPPORTED_VERSIONS_TLS13 = (ProtocolVersion.TLS13).to_bytes(2, "big")
 
 
@@ -106,6 +108,14 @@ class ServerState(Enum):
 
 
 class ServerConnection(TLSConnection):
+    __slots__ = (
+        "_config", "state", "_transcript", "_schedule", "_params", "_first_hello",
+        "_retry_group", "_cookie", "_client_hs_secret", "_client_app_secret", "_negotiated",
+        "_expected_client_finished",
+        "client_hello", "ja4", "_tickets_wanted", "_client_leaf", "client_identity",
+        "_authenticated_at_ms",
+    )  # fmt: skip
+
     def __init__(self, config: ServerConfig) -> None:
         super().__init__(config.limits, config.heartbeat)
         self._config = config
@@ -119,6 +129,9 @@ class ServerConnection(TLSConnection):
         self._cookie: bytes | None = None
         self._client_hs_secret = b""
         self._client_app_secret = b""
+        # The client Finished's verify_data, when it was already computed for a ticket sent
+        # with our flight (the transcript it covers cannot change before it comes).
+        self._expected_client_finished = b""
         self._negotiated: ev.HandshakeComplete | None = None
         # The parsed ClientHello, until the handshake completes (then released; `ja4` stays).
         self.client_hello: ClientHello | None = None
@@ -217,9 +230,12 @@ class ServerConnection(TLSConnection):
         transcript.update(raw)
         server_share, shared_secret = server_key_exchange(group, client_share)
         extensions.append((ExtensionType.KEY_SHARE, push_key_share_entry(group, server_share)))
+        # The random of the ServerHello and, when the ticket goes out with our flight, its
+        # age_add and sealing nonce: one getrandom call per handshake rather than three.
+        entropy = os.urandom(32 + TICKET_ENTROPY)
         server_hello = ServerHello(
             ProtocolVersion.TLS12,
-            os.urandom(32),
+            entropy[:32],
             hello.legacy_session_id,
             params.suite,
             0,
@@ -281,11 +297,10 @@ class ServerConnection(TLSConnection):
             # known, so the ticket goes out with our Finished, as OpenSSL does; clients that
             # close right after the handshake still leave with a ticket. It is protected by
             # the application key, so only the peer that finishes the handshake reads it.
-            client_finished = handshake_message(
-                HandshakeType.FINISHED,
-                schedule.finished_verify_data(client_hs, transcript.digest()),
-            )
-            self._send_ticket(now, transcript.digest_with(client_finished))
+            expected = schedule.finished_verify_data(client_hs, transcript.digest())
+            self._expected_client_finished = expected
+            client_finished = handshake_message(HandshakeType.FINISHED, expected)
+            self._send_ticket(now, transcript.digest_with(client_finished), entropy[32:])
             self._tickets_wanted = False
 
     def _accept_psk(
@@ -461,18 +476,10 @@ class ServerConnection(TLSConnection):
     def _encrypted_extensions(
         self, offer: ClientHelloOffer, transcript: Transcript, alpn: str | None
     ) -> bytes:
-        extensions: list[Extension] = []
-        if alpn is not None:
-            extensions.append((ExtensionType.ALPN, push_alpn((alpn,))))
-        if offer.heartbeat_mode is not None and self.heartbeat_enabled:
-            heartbeat = bytes((HeartbeatMode.PEER_ALLOWED_TO_SEND,))
-            extensions.append((ExtensionType.HEARTBEAT, heartbeat))
+        heartbeat = offer.heartbeat_mode is not None and self.heartbeat_enabled
+        if heartbeat:
             self.heartbeat_negotiated = True
-        if offer.server_name is not None:
-            extensions.append((ExtensionType.SERVER_NAME, b""))
-        w = Writer()
-        push_encrypted_extensions(w, EncryptedExtensions(tuple(extensions)))
-        message = handshake_message(HandshakeType.ENCRYPTED_EXTENSIONS, w.getvalue())
+        message = _encrypted_extensions_message(alpn, heartbeat, offer.server_name is not None)
         transcript.update(message)
         return message
 
@@ -549,7 +556,7 @@ class ServerConnection(TLSConnection):
     def _on_finished(self, body: bytes, raw: bytes, now: float) -> None:
         assert self._transcript and self._schedule and self._params and self._negotiated
         finished = pull_finished(Reader(body), self._params.hash_length)
-        expected = self._schedule.finished_verify_data(
+        expected = self._expected_client_finished or self._schedule.finished_verify_data(
             self._client_hs_secret, self._transcript.digest()
         )
         if not hmac.compare_digest(finished.verify_data, expected):
@@ -559,6 +566,7 @@ class ServerConnection(TLSConnection):
         self.set_read_secret(self._client_app_secret)
         self.state = ServerState.CONNECTED
         self._client_hs_secret = b""
+        self._expected_client_finished = b""
         if self.client_identity is not None:
             self._negotiated = dataclasses.replace(
                 self._negotiated, client_identity=self.client_identity
@@ -573,17 +581,25 @@ class ServerConnection(TLSConnection):
         minutes, thousands at a time: the parsed ClientHello (its JA4 is kept in `ja4`), the
         transcript hash and the secrets already turned into record keys are about 40 % of what
         the engine would otherwise hold for each one. Key updates use the record ciphers' own
-        secrets; the key schedule (small) stays, so a later ticket could still be issued;
-        `negotiated` and `client_identity` stay."""
+        secrets; tickets are all sent by now, so the key schedule goes too; `negotiated` and
+        `client_identity` stay."""
         self._transcript = None
+        # Its handshake and master secrets are turned into record keys and (perhaps) a
+        # ticket by now; kept, they would only be more secrets for a memory leak to expose.
+        self._schedule = None
         self._first_hello = None
         self._cookie = None
         self._client_app_secret = b""
         self._client_leaf = None
         self.client_hello = None
 
-    def _send_ticket(self, now: float, full_transcript_hash: bytes) -> None:
-        """One NewSessionTicket; `full_transcript_hash` covers the client's Finished."""
+    def _send_ticket(
+        self, now: float, full_transcript_hash: bytes, entropy: bytes | None = None
+    ) -> None:
+        """One NewSessionTicket; `full_transcript_hash` covers the client's Finished.
+        `entropy`: TICKET_ENTROPY fresh random bytes, drawn here when not given."""
+        if entropy is None or len(entropy) != TICKET_ENTROPY:
+            entropy = os.urandom(TICKET_ENTROPY)
         assert self._schedule and self._params and self._negotiated
         keys = self._config.ticket_keys
         assert keys is not None
@@ -594,7 +610,7 @@ class ServerConnection(TLSConnection):
             return  # the session may not be resumed any more: no ticket to extend it
         nonce = b"\x00"
         resumption_master = self._schedule.resumption_master_secret(full_transcript_hash)
-        age_add = int.from_bytes(os.urandom(4), "big")
+        age_add = int.from_bytes(entropy[:4], "big")
         state = SessionState(
             version=ProtocolVersion.TLS13,
             cipher_suite=self._params.suite,
@@ -609,7 +625,7 @@ class ServerConnection(TLSConnection):
             authenticated_at_ms=self._authenticated_at_ms,
             trust_binding=trust_binding(self._config.client_auth, self._config.client_ca),
         )
-        sealed = ticket_for(keys, state, now)
+        sealed = ticket_for(keys, state, now, entropy[4:])
         if sealed is None:
             return  # an identity too large for a ticket: this session is not resumed
         ticket = NewSessionTicket(lifetime, age_add, nonce, sealed, ())
@@ -631,3 +647,19 @@ def _certificate_message(certified: CertifiedKey) -> bytes:
     w = Writer()
     push_certificate(w, Certificate(b"", entries))
     return handshake_message(HandshakeType.CERTIFICATE, w.getvalue())
+
+
+@functools.lru_cache(maxsize=256)
+def _encrypted_extensions_message(alpn: str | None, heartbeat: bool, server_name: bool) -> bytes:
+    """EncryptedExtensions: the same few bytes for every handshake that negotiates the same
+    things, encoded once (the ALPN names come from the listener's own list)."""
+    extensions: list[Extension] = []
+    if alpn is not None:
+        extensions.append((ExtensionType.ALPN, push_alpn((alpn,))))
+    if heartbeat:
+        extensions.append((ExtensionType.HEARTBEAT, bytes((HeartbeatMode.PEER_ALLOWED_TO_SEND,))))
+    if server_name:
+        extensions.append((ExtensionType.SERVER_NAME, b""))
+    w = Writer()
+    push_encrypted_extensions(w, EncryptedExtensions(tuple(extensions)))
+    return handshake_message(HandshakeType.ENCRYPTED_EXTENSIONS, w.getvalue())

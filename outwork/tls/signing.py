@@ -84,12 +84,13 @@ def scheme_hash(scheme: SignatureScheme) -> hashes.HashAlgorithm:
     return SCHEME_HASH[scheme]()
 
 
+_SERVER_VERIFY_PREFIX = b" " * 64 + b"TLS 1.3, server CertificateVerify\x00"
+_CLIENT_VERIFY_PREFIX = b" " * 64 + b"TLS 1.3, client CertificateVerify\x00"
+
+
 def certificate_verify_content(transcript_hash: bytes, server: bool) -> bytes:
     """RFC 8446 4.4.3: 64 spaces, context string, a zero byte, the transcript hash."""
-    context = (
-        b"TLS 1.3, server CertificateVerify" if server else b"TLS 1.3, client CertificateVerify"
-    )
-    return b" " * 64 + context + b"\x00" + transcript_hash
+    return (_SERVER_VERIFY_PREFIX if server else _CLIENT_VERIFY_PREFIX) + transcript_hash
 
 
 def verify_signature(

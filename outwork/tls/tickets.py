@@ -156,19 +156,26 @@ def _decode_state(data: bytes) -> SessionState:
     )
 
 
-def seal_ticket(keys: TicketKeySource, state: SessionState, now: float) -> bytes:
+def seal_ticket(
+    keys: TicketKeySource, state: SessionState, now: float, nonce: bytes | None = None
+) -> bytes:
+    """`nonce`: NONCE_LENGTH fresh random bytes the caller drew with others (one system call
+    per handshake instead of several); drawn here when not given."""
     name, key = keys.encryption_key(now)
-    nonce = os.urandom(NONCE_LENGTH)
+    if nonce is None or len(nonce) != NONCE_LENGTH:
+        nonce = os.urandom(NONCE_LENGTH)
     return name + nonce + AESGCM(key).encrypt(nonce, _encode_state(state), name)
 
 
-def ticket_for(keys: TicketKeySource, state: SessionState, now: float) -> bytes | None:
+def ticket_for(
+    keys: TicketKeySource, state: SessionState, now: float, nonce: bytes | None = None
+) -> bytes | None:
     """The sealed ticket, or None when `state` makes no ticket `open_ticket` would accept: a
     client certificate's names can make the identity longer than a ticket, or than a 2-byte
     length prefix (int.to_bytes refuses with OverflowError, Writer.block with ValueError). No
     ticket then: the client does full handshakes."""
     try:
-        ticket = seal_ticket(keys, state, now)
+        ticket = seal_ticket(keys, state, now, nonce)
     except (OverflowError, ValueError):
         return None
     return ticket if len(ticket) <= MAX_TICKET else None

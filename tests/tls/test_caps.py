@@ -26,6 +26,7 @@ from outwork.tls.config import (
     Limits,
     ServerConfig,
 )
+from outwork.tls.connection import ClientConnection, ServerConnection
 from outwork.tls.enums import ContentType, ExtensionType
 from outwork.tls.extensions import (
     MAX_PSK_IDENTITIES,
@@ -34,7 +35,7 @@ from outwork.tls.extensions import (
     push_pre_shared_key_client,
 )
 from outwork.tls.messages import ClientHello, push_uint16_list
-from tests.tls.inmemory import connected_pair
+from tests.tls.inmemory import connected_pair, pump
 from tests.tls.pki import CertAuthority, Leaf
 from tests.tls.test_rejects import alert_of, client_hello, encode, record, with_extensions
 
@@ -73,11 +74,22 @@ def test_received_certificate_chain_caps(
     assert failures(client_events) == [AlertDescription.DECODE_ERROR]
 
 
+class TicketFloodServer(ServerConnection):
+    """A server gone rogue: it keeps its key schedule after the handshake (outwork's drops
+    it) to mint ticket after ticket."""
+
+    def _release_handshake_state(self) -> None:
+        schedule = self._schedule  # noqa: SLF001
+        super()._release_handshake_state()
+        self._schedule = schedule
+
+
 def test_new_session_ticket_flood(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
-    client, server, _, _ = connected_pair(
-        ServerConfig(certificates=(leaves["ecdsa-p256"].certified(),)),
-        ClientConfig(trust_roots=(ca.cert,)),
-    )
+    client = ClientConnection(ClientConfig(trust_roots=(ca.cert,)), server_name="localhost")
+    server = TicketFloodServer(ServerConfig(certificates=(leaves["ecdsa-p256"].certified(),)))
+    client.start_handshake(time.time())
+    pump(client, server)
+    assert client.is_established
     tickets_so_far = len(client.sessions)
     for _ in range(MAX_TICKETS - tickets_so_far + 1):
         server._send_ticket(time.time(), b"\x00" * 32)  # noqa: SLF001 - a server gone rogue
