@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
+from outwork.filters.runner import NO_FILTERS, Chain
 from outwork.http.messages import Framing, RequestHead
 from outwork.proxy.exchange_state import Event, ExchangeState, State
 from outwork.proxy.forwarding import client_address
 
 if TYPE_CHECKING:
-    from outwork.filters import Filter, Identity, RequestContext
+    from outwork.filters import Identity, RequestContext
     from outwork.proxy.downstream import Downstream
     from outwork.proxy.pipeline import RequestBodyFilter
     from outwork.tls.clientauth import ClientIdentity
@@ -24,6 +25,16 @@ MAX_REPLAY_BODY = 64 * 1024
 # connection is taken: a client that trickles a small body (slow-body attacks send a few KiB a
 # byte at a time) then holds no backend connection, only its own. Larger bodies stream.
 BODY_BEFORE_UPSTREAM = 64 * 1024
+
+# Module globals for the flags below (read several times per request): reading an Enum member
+# off its class goes through EnumType.__getattr__'s slow path in Python 3.11.
+_DONE = State.DONE
+_SENDING = State.SENDING
+_FILTERING_REQUEST_HEAD = State.FILTERING_REQUEST_HEAD
+_REQUEST_END = Event.REQUEST_END
+_RESPONSE_HEAD = Event.RESPONSE_HEAD
+_RESPONSE_END = Event.RESPONSE_END
+_NO_FRAMING = Framing.NONE
 
 
 class Waiting(Protocol):
@@ -96,7 +107,7 @@ class Exchange:
         self.state = ExchangeState(request_done=head is None and not body_follows)
         self.upstream: UpstreamConnection | None = None
         self.status = 0
-        self.out_framing = Framing.NONE
+        self.out_framing = _NO_FRAMING
         self.keep_alive = head is not None and head.keep_alive
         self.discard_body = False
         self._cancelled = False  # the client went away
@@ -112,7 +123,7 @@ class Exchange:
         self.bytes_sent = 0  # response bytes written for this exchange (head and body)
         self.route = ""  # the matched route's name; "" when none matched (404, refusals)
         self.request_id = b""  # X-Request-Id: the client's (when sane) or the gateway's
-        self.filters: tuple[Filter, ...] = ()  # the matched route's chain (its policies)
+        self.filters: Chain = NO_FILTERS  # the matched route's chain (its policies)
         self.identity: Identity | None = None  # who `authenticate` found (RequestContext)
         self.filter_state: dict[int, Any] = {}  # per-filter state, by id(filter)
         self._client_ip = ""  # made on first use
@@ -182,43 +193,46 @@ class Exchange:
     @property
     def request_done(self) -> bool:
         """The whole request is in."""
-        return self.state.request is State.DONE
+        return self.state.request is _DONE
 
     @request_done.setter
     def request_done(self, done: bool) -> None:
         if not done:
             raise ValueError("a request once in cannot be un-received")
-        if self.state.request is State.FILTERING_REQUEST_HEAD:
+        state = self.state
+        if state.request is _FILTERING_REQUEST_HEAD:
             # Read along with its head (reading pauses only the socket, not what it already
             # gave): it ends once the filter resumes (pipeline.py).
             self.end_deferred = True
-        elif self.state.request is not State.DONE:
-            self.state.process(Event.REQUEST_END)
+        elif state.request is not _DONE:
+            state.process(_REQUEST_END)
 
     @property
     def response_started(self) -> bool:
         """The answer's head is written (and, for a gateway-made answer, all of it)."""
-        return self.state.response in (State.SENDING, State.DONE)
+        response = self.state.response
+        return response is _SENDING or response is _DONE
 
     @response_started.setter
     def response_started(self, started: bool) -> None:
         if started:
-            if self.state.response is not State.SENDING and self.state.response is not State.DONE:
-                self.state.process(Event.RESPONSE_HEAD)
+            response = self.state.response
+            if response is not _SENDING and response is not _DONE:
+                self.state.process(_RESPONSE_HEAD)
         else:
             self.state.process(Event.RESPONSE_HEAD_UNSENT)
 
     @property
     def response_done(self) -> bool:
         """The answer's last byte is written (or queued)."""
-        return self.state.response is State.DONE
+        return self.state.response is _DONE
 
     @response_done.setter
     def response_done(self, done: bool) -> None:
         if not done:
             raise ValueError("an answer once sent cannot be un-sent")
-        if self.state.response is not State.DONE:
-            self.state.process(Event.RESPONSE_END)
+        if self.state.response is not _DONE:
+            self.state.process(_RESPONSE_END)
 
     def retryable(self) -> bool:
         """Safe to send again: idempotent, the whole body received and kept, nothing

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from outwork.filters import CONTINUE, Continue, Filter, Reply, Resume, Stop, Verdict
-from outwork.filters.runner import FILTER_FAILED, ChainRun, response_head_verdict
+from outwork.filters.runner import FILTER_FAILED, Chain, ChainRun, Hooks, response_head_verdict, run
 from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.observe.refusals import Refusal
 
@@ -53,20 +53,23 @@ RESPONSE = ResponseHead(200, b"OK", b"", Framing.LENGTH, 0)
 CTX: Any = None  # the runner passes the context through; these filters do not read it
 
 
-def _call(hook: str) -> Any:
-    args = {
-        "on_request_head": (REQUEST,),
-        "on_request_body": (b"chunk", True),
-        "on_response_head": (RESPONSE,),
-        "on_response_body": (b"chunk", False),
-    }[hook]
-    return lambda f, resume: getattr(f, hook)(None, *args, resume)
+ARGS = {
+    "on_request_head": (REQUEST,),
+    "on_request_body": (b"chunk", True),
+    "on_response_head": (RESPONSE,),
+    "on_response_body": (b"chunk", False),
+}
 
 
-def _run(filters: list[Filter], hook: str) -> tuple[ChainRun, list[Continue | Reply], bool]:
+def _run(filters: list[Filter], hook: str) -> tuple[list[Continue | Reply], bool]:
+    """The outcomes the run gave (at once, or once resumed), and whether it finished at once."""
     outcome: list[Continue | Reply] = []
-    run = ChainRun(filters, _call(hook), outcome.append)
-    return run, outcome, run.start()
+    result = run(Hooks(filters, hook), CTX, *ARGS[hook])
+    if isinstance(result, ChainRun):
+        result.done = outcome.append
+        return outcome, False
+    outcome.append(result)
+    return outcome, True
 
 
 @pytest.mark.parametrize("hook", HOOKS)
@@ -74,7 +77,7 @@ def test_a_reply_at_any_hook_answers_and_skips_the_rest(hook: str) -> None:
     seen: list[str] = []
     filters: list[Filter] = [Scripted("a", seen), Scripted("b", seen, hook, FORBIDDEN)]
     filters.append(Scripted("c", seen))
-    _, outcome, finished = _run(filters, hook)
+    outcome, finished = _run(filters, hook)
     assert finished and outcome == [FORBIDDEN] and seen == ["a", "b"]
 
 
@@ -83,7 +86,7 @@ def test_a_stop_parks_the_chain_until_resumed_later(hook: str) -> None:
     seen: list[str] = []
     waiting = Scripted("b", seen, hook, Stop())
     filters: list[Filter] = [Scripted("a", seen), waiting, Scripted("c", seen)]
-    run, outcome, finished = _run(filters, hook)
+    outcome, finished = _run(filters, hook)
     assert not finished and outcome == [] and seen == ["a", "b"]
     assert waiting.resume is not None
     waiting.resume(CONTINUE)  # e.g. from a timer or a lookup's answer
@@ -95,7 +98,7 @@ def test_a_stop_parks_the_chain_until_resumed_later(hook: str) -> None:
 def test_a_stopped_filter_may_resume_with_a_reply() -> None:
     seen: list[str] = []
     waiting = Scripted("a", seen, "on_request_head", Stop())
-    _, outcome, _ = _run([waiting, Scripted("b", seen)], "on_request_head")
+    outcome, _ = _run([waiting, Scripted("b", seen)], "on_request_head")
     assert waiting.resume is not None
     waiting.resume(FORBIDDEN)
     assert outcome == [FORBIDDEN] and seen == ["a"]
@@ -105,16 +108,16 @@ def test_a_stopped_filter_may_resume_with_a_reply() -> None:
 @pytest.mark.parametrize("bad", [ValueError("bug"), "not a verdict"])
 def test_a_failing_filter_ends_in_a_500_counted_as_filter_error(hook: str, bad: Any) -> None:
     seen: list[str] = []
-    _, outcome, finished = _run([Scripted("a", seen, hook, bad), Scripted("b", seen)], hook)
+    outcome, finished = _run([Scripted("a", seen, hook, bad), Scripted("b", seen)], hook)
     assert finished and outcome == [FILTER_FAILED] and seen == ["a"]
     assert FILTER_FAILED.status == 500 and FILTER_FAILED.refusal is Refusal.FILTER_ERROR
 
 
 def test_the_response_head_hook_may_not_wait_yet() -> None:
     seen: list[str] = []
-    assert response_head_verdict([Scripted("a", seen)], CTX, RESPONSE) == CONTINUE
+    assert response_head_verdict(Chain([Scripted("a", seen)]), CTX, RESPONSE) == CONTINUE
     waiting = Scripted("a", seen, "on_response_head", Stop())
-    assert response_head_verdict([waiting], CTX, RESPONSE) == FILTER_FAILED
+    assert response_head_verdict(Chain([waiting]), CTX, RESPONSE) == FILTER_FAILED
     assert waiting.resume is not None
     with pytest.raises(RuntimeError):
         waiting.resume(CONTINUE)  # too late: the run ended
