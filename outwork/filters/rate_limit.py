@@ -161,6 +161,11 @@ class RateLimitFilter(Filter):
         task.add_done_callback(_in_flight.discard)
         return Stop()
 
+    def implements(self, hook: str) -> bool:
+        if hook == "on_response_head":  # only to add the RateLimit fields of admitted requests
+            return any(limit.response_headers for limit in (*self.local, *self.remote))
+        return Filter.implements(self, hook)  # (slots dataclasses cannot use bare super())
+
     def on_response_head(self, ctx: RequestContext, head: ResponseHead, resume: Resume) -> Verdict:
         lines = ctx.filter_state.pop(id(self), None)
         if lines:
