@@ -121,3 +121,62 @@ def test_the_response_head_hook_may_not_wait_yet() -> None:
     assert waiting.resume is not None
     with pytest.raises(RuntimeError):
         waiting.resume(CONTINUE)  # too late: the run ended
+
+
+class HeadOnly(Filter):
+    """Implements the request head only; says it does nothing at the response head when told."""
+
+    __slots__ = ("seen", "quiet")
+
+    def __init__(self, seen: list[str], quiet: bool = False) -> None:
+        self.seen, self.quiet = seen, quiet
+
+    def implements(self, hook: str) -> bool:
+        return not (self.quiet and hook == "on_request_head") and super().implements(hook)
+
+    def on_request_head(self, ctx: Any, head: RequestHead, resume: Resume) -> Verdict:
+        self.seen.append("head")
+        return CONTINUE
+
+
+def test_a_chain_calls_only_the_filters_that_implement_a_hook() -> None:
+    seen: list[str] = []
+    plain, quiet = HeadOnly(seen), HeadOnly(seen, quiet=True)
+    chain = Chain([plain, quiet, Scripted("s", seen)])
+    assert tuple(chain) == (plain, quiet, chain[2])  # still the route's filters, in order
+    assert chain.request_head.filters == (plain, chain[2])
+    assert chain.response_head.filters == (chain[2],)
+    assert not chain.inspects_request_body and chain.request_body.filters == ()
+    assert run(chain.request_head, CTX, REQUEST) is CONTINUE
+    assert seen == ["head", "s"]
+
+
+def test_a_resume_from_a_filter_that_did_not_stop_is_refused_and_a_run_may_wait_twice() -> None:
+    seen: list[str] = []
+    first = Scripted("a", seen, "on_request_head", Stop())
+    second = Scripted("b", seen, "on_request_head", Stop())
+    passing = Scripted("c", seen)
+    result = run(Hooks([passing, first, second], "on_request_head"), CTX, REQUEST)
+    assert isinstance(result, ChainRun) and result.filter is first
+    outcome: list[Continue | Reply] = []
+    result.done = outcome.append
+    assert passing.resume is not None and first.resume is not None
+    with pytest.raises(RuntimeError):
+        passing.resume(CONTINUE)  # it continued: it has nothing to resume
+    first.resume(CONTINUE)
+    assert result.filter is second and outcome == []  # waits again, in the same run
+    assert second.resume is not None
+    second.resume(FORBIDDEN)
+    assert outcome == [FORBIDDEN] and seen == ["c", "a", "b"]
+
+
+def test_an_abandoned_run_ignores_a_late_resume() -> None:
+    waiting = Scripted("a", [], "on_request_head", Stop())
+    result = run(Hooks([waiting], "on_request_head"), CTX, REQUEST)
+    assert isinstance(result, ChainRun)
+    outcome: list[Continue | Reply] = []
+    result.done = outcome.append
+    result.abandon()
+    assert waiting.resume is not None
+    waiting.resume(CONTINUE)
+    assert outcome == []
