@@ -135,7 +135,12 @@ class RateLimitFilter(Filter):
             decision = self._local(ctx, limit, value, now)
             if not decision.admitted:
                 return refusal(limit, decision)
-            shown = _lower(shown, limit, decision)
+            if limit.response_headers:
+                shown = _lower(shown, limit, decision)
+        if not self.remote:
+            if shown is not None:
+                self._remember(ctx, shown)
+            return CONTINUE
         pending = []
         # Asked once per request, and only when a limit applies: after a failure, the one
         # request that probes Redis does so for all its limits, and surely goes to Redis.
