@@ -162,7 +162,7 @@ def response_head_verdict(
 ) -> Continue | Reply:
     """The response-head hook, run at once (the upstream's bytes keep coming: no filter may
     wait there yet; a `Stop` is a filter error)."""
-    hooks = chain_of(filters).response_head
+    hooks = (filters if isinstance(filters, Chain) else Chain(filters)).response_head
     if not hooks.calls:
         return CONTINUE
     outcome = _run(hooks, (ctx, head), 0, [None])
