@@ -148,6 +148,7 @@ def spawn(
     env: dict[str, str] | None = None,
     workers: int = 1,
     ready_text: str = "",
+    start_seconds: float = 20,
 ) -> Server:
     """Start a server and wait until it accepts connections on `port` (and, with `ready_text`,
     until its log says so: outwork's supervisor reserves the port before its workers listen)."""
@@ -163,7 +164,7 @@ def spawn(
             env={**os.environ, **env} if env else None,
         )
     server = Server(name, port, proc, log, workers)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + start_seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise BenchError(
@@ -403,9 +404,12 @@ def start_outwork(
     workers: int = 1,
     connections: int = 4096,
     policy: bool = False,
+    wrapper: tuple[str, ...] = (),
+    admin_port: int = 0,
 ) -> Server:
     """outwork with one certificate; the key is a file or a `pkcs11:` URI (then `env` carries
-    SOFTHSM2_CONF). `policy`: every route gets TYPICAL_POLICY."""
+    SOFTHSM2_CONF). `policy`: every route gets TYPICAL_POLICY. `wrapper`: a command that runs
+    outwork (valgrind, for bench/instructions.py)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = workdir / "outwork.yaml"
@@ -424,18 +428,19 @@ routes:
 upstreams:
   backend: {{targets: ["http://{HOST}:{upstream}"]}}
 logging: {{security_events: "{workdir / "events.jsonl"}"}}
-admin: {{bind: {HOST}:{free_port()}}}
+admin: {{bind: {HOST}:{admin_port or free_port()}}}
 workers: {workers}
 {limits}{pkcs11}{TYPICAL_POLICY if policy else ""}"""
     )
     return spawn(
         name,
-        [find_outwork(), "serve", "-c", str(config)],
+        [*wrapper, find_outwork(), "serve", "-c", str(config)],
         workdir,
         port,
         env,
         workers=workers,
         ready_text="outwork: ready",
+        start_seconds=180 if wrapper else 20,  # valgrind runs it tens of times slower
     )
 
 

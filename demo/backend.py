@@ -10,6 +10,14 @@
     GET  /garbage        answers with bytes that are not HTTP
     GET  /reset          closes the connection without answering
     GET  /stats          JSON: connections accepted and open, requests served so far
+    GET  /page?name=P    a canned page (PAGES: an SQL error, PHP source, a directory listing,
+                         a benign page), `&type=MIME` (default text/html), `&pad=N` bytes of
+                         filler before it, `&after=N` after it, `&chunked=1` for chunked,
+                         `&cut=1`: half the body, then the connection reset; `&close=1`: no
+                         length, the body ends when the connection closes
+    POST /reflect        the response the JSON body describes, as CRS's test backend (albedo)
+                         makes it: {"status": 200, "headers": {...}, "body": "...",
+                         "encodedBody": BASE64}; the type sniffed when no header gives it
     anything else        "<METHOD> <path>" as text, with the request headers as x-seen-*
 
 Every response carries `x-backend: NAME` (--name, default "demo").
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,6 +37,49 @@ STATS = {"connections": 0, "open": 0, "requests": 0}
 CHUNK = 64 * 1024
 NAME = "demo"
 REASONS = {200: "OK", 204: "No Content", 304: "Not Modified", 404: "Not Found"}
+PAGES = {
+    "sql": b"<html><body><h1>Error</h1><p>You have an error in your SQL syntax; check the "
+    b"manual that corresponds to your MySQL server version for the right syntax to use near "
+    b"''1'' at line 1</p></body></html>\n",
+    "php": b"<?php\n$db = mysqli_connect('localhost', 'app', 'secret');\necho 'hello';\n?>\n",
+    "listing": b"<html><head><title>Index of /backup</title></head><body><h1>Index of /backup"
+    b'</h1><ul><li><a href="db.sql">db.sql</a></li></ul></body></html>\n',
+    "benign": b"<html><head><title>Orders</title></head><body><p>Your order 42 ships "
+    b"tomorrow.</p></body></html>\n",
+}
+# What Go's http.DetectContentType (albedo's) says for the bodies CRS's tests reflect.
+HTML_PREFIXES = tuple(
+    p.encode()
+    for p in "<!doctype html|<html|<head|<script|<iframe|<h1|<div|<font|<table|<a|<style|"
+    "<title|<b|<body|<br|<p|<!--".split("|")
+)
+
+
+def sniff(body: bytes) -> str:
+    start = body.lstrip(b"\t\n\x0c\r ").lower()
+    if any(
+        start.startswith(p) and start[len(p) : len(p) + 1] in (b" ", b">") for p in HTML_PREFIXES
+    ):
+        return "text/html; charset=utf-8"
+    if start.startswith(b"<?xml"):
+        return "text/xml; charset=utf-8"
+    if any(b < 0x20 and b not in b"\t\n\x0c\r\x1b" for b in body[:512]):
+        return "application/octet-stream"
+    return "text/plain; charset=utf-8"
+
+
+def reflect(spec: bytes) -> tuple[int, dict[str, str], bytes]:
+    try:
+        described = json.loads(spec or b"{}")
+    except ValueError:
+        return 400, {"content-type": "text/plain; charset=utf-8"}, b"invalid JSON\n"
+    body = described.get("body", "").encode("utf-8", "surrogateescape")
+    if described.get("encodedBody"):
+        body = base64.b64decode(described["encodedBody"])
+    headers = {str(k).lower(): str(v) for k, v in (described.get("headers") or {}).items()}
+    headers.setdefault("content-type", sniff(body))
+    headers["content-length"] = str(len(body))
+    return int(described.get("status") or 200), headers, body
 
 
 async def read_body(reader: asyncio.StreamReader, headers: dict[str, str]):
@@ -92,8 +144,44 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 writer.write(b"0\r\n\r\n")
                 await writer.drain()
                 continue
+            if path == "/reflect":
+                spec = b"".join([piece async for piece in read_body(reader, headers)])
+                status, described, body = reflect(spec)
+                writer.write(head(status, described) + (b"" if method == "HEAD" else body))
+                await writer.drain()
+                continue
             async for _ in read_body(reader, headers):
                 pass
+            if path == "/page":
+                page = PAGES[query.get("name", "benign")]
+                body = (
+                    b"x" * int(query.get("pad", "0")) + page + b"x" * int(query.get("after", "0"))
+                )
+                kind = query.get("type", "text/html")
+                if query.get("close") == "1":
+                    writer.write(head(200, {"content-type": kind, "connection": "close"}) + body)
+                    await writer.drain()
+                    writer.close()
+                    return
+                if query.get("chunked") == "1":
+                    half = len(body) // 2
+                    pieces = [body[:half], body[half:]]
+                    data = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces if p)
+                    framing = {"transfer-encoding": "chunked"}
+                    data += b"0\r\n\r\n"
+                else:
+                    framing = {"content-length": str(len(body))}
+                    data = body
+                writer.write(head(200, {"content-type": kind, **framing}))
+                if query.get("cut") == "1":
+                    writer.write(data[: len(data) // 2])
+                    await writer.drain()
+                    writer.transport.abort()
+                    return
+                if method != "HEAD":
+                    writer.write(data)
+                await writer.drain()
+                continue
             if path == "/reset":
                 writer.transport.abort()
                 return

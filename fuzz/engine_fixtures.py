@@ -1,7 +1,8 @@
 """What the fuzz harnesses (and the corpus replay in `make test`) share: an in-memory
 certificate and server config, the engine's own ClientHello, and an established pair.
 
-Nothing here imports atheris, so `tests/tls/test_fuzz_corpus.py` can load the harnesses.
+Nothing here imports atheris, so the replay tests (`tests/fuzz_replay.py`)
+can load the harnesses.
 """
 
 from __future__ import annotations

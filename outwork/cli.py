@@ -11,27 +11,12 @@ from typing import TYPE_CHECKING
 import click
 
 from outwork import __version__
+from outwork.cli_options import CONFIG_OPTION, PID_FILE_OPTION, admin_option
 
 # The config modules (cryptography, msgspec, the TLS engine) are imported when a command runs:
 # `serve` first sets its start-up signal handlers, which must not wait for ~200 ms of imports.
 if TYPE_CHECKING:
     from outwork.config.config import GatewayConfig
-
-CONFIG_OPTION = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="The gateway's YAML config file.",
-)
-PID_FILE_OPTION = click.option(
-    "--pid-file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Where `serve` writes its process id and `reload` reads it"
-    " (default: the config file's name with .pid, next to it).",
-)
 
 
 def _pid_file(config_path: str, pid_file: str | None) -> Path:
@@ -126,12 +111,9 @@ def serve(config_path: str, pid_file: str | None) -> None:
     show_default=True,
     help="Seconds to wait for the gateway's verdict (0: do not wait).",
 )
-@click.option(
-    "--admin",
+@admin_option(
     "admin_address",
-    default=None,
-    metavar="HOST:PORT",
-    help="The running gateway's admin listener, asked for the verdict (default: admin.bind of"
+    "The running gateway's admin listener, asked for the verdict (default: admin.bind of"
     " the config, unless its port is 0).",
 )
 def reload(
@@ -298,14 +280,15 @@ def certs_csr(
 )
 @click.option("--key", required=True, metavar="FILE|pkcs11:URI", help="The certificate's key.")
 @click.option(
-    "--admin",
-    "admin_address",
-    default=None,
-    metavar="HOST:PORT",
-    help="The running gateway's admin listener (default: admin.bind of the config).",
+    "--index",
+    type=click.IntRange(0, 15),
+    default=0,
+    show_default=True,
+    help="Which of the listener's tls.certificates is replaced (0: the first).",
 )
+@admin_option("admin_address")
 def certs_install(
-    config_path: str, listener: str, cert: str, key: str, admin_address: str | None
+    config_path: str, listener: str, cert: str, key: str, index: int, admin_address: str | None
 ) -> None:
     """Check CERT and KEY for LISTENER locally, then install them into the running gateway
     through its admin API: every worker serves them to new connections, connections in flight
@@ -317,11 +300,11 @@ def certs_install(
     if not key.startswith("pkcs11:"):
         key = str(Path(key).resolve())
     try:
-        result = install(Path(config_path), listener, cert, key, admin_address)
+        result = install(Path(config_path), listener, cert, key, admin_address, index)
     except OpsError as exc:
         _ops_refused(exc)
     click.echo(
-        f"installed on listener {listener}: serial {result['serial']},"
+        f"installed on listener {listener} (certificate {index + 1}): serial {result['serial']},"
         f" {result['workers']} worker(s) serving it; {config_path} updated"
     )
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 from typing import TYPE_CHECKING
 
@@ -147,10 +148,14 @@ class RedisConfig:
 
 @dataclass(frozen=True, slots=True)
 class BanConfig:
-    count: int = 5  # security events from one address ...
+    count: int = 5  # a score of security events (each adds its weight) from one address ...
     within: float = 60.0  # ... within this many seconds (from its first one) ban it
     duration: float = 600.0
     exempt: tuple[IPv4Network | IPv6Network, ...] = ()
+    # event -> what it adds to the score (BAN_WEIGHTS with the config's `weights` over them);
+    # an event not in it adds 1.
+    weights: Mapping[str, int] = field(default_factory=dict)
+    ipv6_prefix: int = 64  # an IPv6 peer is counted and banned by its network of this prefix
 
 
 @dataclass(frozen=True, slots=True)

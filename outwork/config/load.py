@@ -14,6 +14,7 @@ import re
 import stat
 import typing
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,7 +42,10 @@ from outwork.config.config import (
     UpstreamTlsConfig,
 )
 from outwork.config.convert import FAILED, Converter, did_you_mean, is_struct, problem_from_msgspec
+from outwork.config.files import FileTooLarge, read_bounded
 from outwork.config.schema import (
+    BAN_WEIGHTS,
+    INSTANT_BAN,
     AdminSpec,
     BanSpec,
     ConfigSpec,
@@ -75,6 +79,8 @@ from outwork.http.checks import ALLOWED_METHODS
 from outwork.http.errors import HTTPError
 from outwork.http.path import ESCAPED_SLASHES, PathRules, normalise_path
 from outwork.keys.secret import SecretError, parse_secret_ref, read_secret
+from outwork.keys.ticket_keys import MAX_TICKET_KEY_FILE
+from outwork.observe.event_names import EVENTS as KNOWN_EVENTS
 from outwork.tls.clientauth import ClientAuth
 from outwork.tls.config import DEFAULT_GROUPS, CertifiedKey, ClientConfig, ServerConfig
 from outwork.tls.config import Limits as TlsLimits
@@ -125,18 +131,26 @@ _TARGET_PORTS = {"http": 80, "https": 443}
 _UPSTREAM_ALPN = ("http/1.1",)
 
 
+def compiled(target: Callable[..., T], spec: msgspec.Struct, **converted: object) -> T:
+    """`target` (a compiled config dataclass) from the spec's fields of the same names, with
+    `converted` in place of those the loader parsed (sizes, durations). A spec field the target
+    lacks is a TypeError at the first load, not a setting silently dropped."""
+    values: dict[str, object] = {name: getattr(spec, name) for name in spec.__struct_fields__}
+    values.update(converted)
+    return target(**values)
+
+
 def load_config(path: str | Path) -> GatewayConfig:
     """Read, validate and compile a config file. Raises ConfigError, and nothing else: whatever
     the file holds, `check` prints problems and a reload keeps the running config."""
     file = str(path)
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_CONFIG_FILE + 1)
+        data = read_bounded(path, MAX_CONFIG_FILE)
+    except FileTooLarge:
+        message = f"larger than {MAX_CONFIG_FILE} bytes (1 MiB): not read"
+        raise ConfigError([Problem(file, None, "", message)]) from None
     except (OSError, ValueError) as exc:
         raise ConfigError([Problem(file, None, "", f"cannot read: {exc}")]) from None
-    if len(data) > MAX_CONFIG_FILE:
-        message = f"larger than {MAX_CONFIG_FILE} bytes (1 MiB): not read"
-        raise ConfigError([Problem(file, None, "", message)])
     summary = ConfigSummary(file_digest(data))
     try:
         try:
@@ -272,20 +286,7 @@ class _Loader:
         if self.problems:
             # In file order, whichever check found them (the structure's, then the others).
             raise ConfigError(sorted(self.problems, key=lambda p: p.line or 0))
-        lim = spec.limits
-        limits = Limits(
-            max_request_head=lim.max_request_head,
-            max_headers=lim.max_headers,
-            max_request_body=max_request_body or 0,
-            header_timeout=lim.header_timeout,
-            idle_timeout=lim.idle_timeout,
-            max_request_line=lim.max_request_line,
-            body_timeout=lim.body_timeout,
-            max_requests_per_connection=lim.max_requests_per_connection,
-            websocket_idle_timeout=lim.websocket_idle_timeout,
-            max_header_field=lim.max_header_field,
-            max_paused_upstreams_per_address=lim.max_paused_upstreams_per_address,
-        )
+        limits = compiled(Limits, spec.limits, max_request_body=max_request_body or 0)
         return GatewayConfig(
             file=self.source.file,
             listeners=tuple(listeners),
@@ -448,21 +449,12 @@ class _Loader:
         window = self._duration(("http2", "flood_window"), h2.flood_window, 3600)
         stall = self._duration(("http2", "stall_timeout"), h2.stall_timeout, 86400)
         discarded = self._size(("http2", "max_discarded_body"), h2.max_discarded_body)
-        return Http2Config(
-            max_concurrent_streams=h2.max_concurrent_streams,
-            max_header_list_size=h2.max_header_list_size,
-            initial_window_size=h2.initial_window_size,
-            max_frame_size=h2.max_frame_size,
+        return compiled(
+            Http2Config,
+            h2,
             flood_window=window or 10.0,
-            max_resets=h2.max_resets,
-            max_settings=h2.max_settings,
-            max_pings=h2.max_pings,
-            max_empty_frames=h2.max_empty_frames,
-            max_continuation_frames=h2.max_continuation_frames,
-            max_encoder_table_size=h2.max_encoder_table_size,
             max_discarded_body=discarded or 0,
             stall_timeout=stall or 30.0,
-            max_paused_upstreams=h2.max_paused_upstreams,
         )
 
     def _size(self, path: KeyPath, value: Size) -> int | None:
@@ -532,14 +524,7 @@ class _Loader:
             if len(proto.encode()) > 255:
                 self.error(path + ("alpn", j), "ALPN names are 1-255 bytes")
 
-        version = _VERSIONS.get(
-            spec.min_version if isinstance(spec.min_version, str) else str(spec.min_version)
-        )
-        if version is None:
-            self.error(
-                path + ("min_version",),
-                f'unsupported TLS version {spec.min_version!r} (expected "1.2" or "1.3")',
-            )
+        version = self._min_version(path + ("min_version",), spec.min_version)
 
         groups: tuple[NamedGroup, ...] = DEFAULT_GROUPS
         if spec.groups is not None:
@@ -599,28 +584,25 @@ class _Loader:
             client_ca=client_ca,
             ticket_keys=ticket_keys,
             ticket_lifetime=lifetime,
-            limits=TlsLimits(
-                max_extensions=spec.limits.max_extensions,
-                max_cipher_suites=spec.limits.max_cipher_suites,
-                max_list_entries=spec.limits.max_list_entries,
-                max_key_shares=spec.limits.max_key_shares,
-                max_handshake_fragments=spec.limits.max_handshake_fragments,
-                max_pending_output=spec.limits.max_pending_output,
-            ),
+            limits=compiled(TlsLimits, spec.limits),
         )
+
+    def _min_version(self, path: KeyPath, value: object) -> ProtocolVersion | None:
+        # YAML reads an unquoted 1.2 as a number: the same version.
+        version = _VERSIONS.get(value if isinstance(value, str) else str(value))
+        if version is None:
+            self.error(path, f'unsupported TLS version {value!r} (expected "1.2" or "1.3")')
+        return version
 
     def _read_bounded(self, path: KeyPath, file: Path, limit: int, hint: str = "") -> bytes | None:
         """A file of at most `limit` bytes, or None with the problem reported at `path`."""
         try:
-            with open(file, "rb") as handle:
-                data = handle.read(limit + 1)
+            return read_bounded(file, limit)
         except OSError as exc:
             self.error(path, f"cannot read {file}: {exc.strerror}{hint}")
-            return None
-        if len(data) > limit:
-            self.error(path, f"{file} is larger than {limit} bytes")
-            return None
-        return data
+        except FileTooLarge as exc:
+            self.error(path, str(exc))
+        return None
 
     def _client_ca(self, path: KeyPath, name: str) -> tuple[x509.Certificate, ...]:
         file = self.base / name
@@ -937,14 +919,7 @@ class _Loader:
             client_certificate = self._certified_key(
                 path + ("client_cert",), entry.cert, entry.key, entry.passphrase
             )
-        version = _VERSIONS.get(
-            spec.min_version if isinstance(spec.min_version, str) else str(spec.min_version)
-        )
-        if version is None:
-            self.error(
-                path + ("min_version",),
-                f'unsupported TLS version {spec.min_version!r} (expected "1.2" or "1.3")',
-            )
+        version = self._min_version(path + ("min_version",), spec.min_version)
         for j, proto in enumerate(spec.alpn):
             if proto not in _UPSTREAM_ALPN:
                 self.error(
@@ -1128,7 +1103,25 @@ class _Loader:
                 exempt.append(ipaddress.ip_network(entry, strict=True))
             except ValueError as exc:
                 self.error(path + ("exempt", i), f"not an IP address or CIDR: {exc}")
-        return BanConfig(spec.after.count, within or 60.0, duration or 600.0, tuple(exempt))
+        for event in spec.weights:
+            if event in INSTANT_BAN:
+                self.error(path + ("weights", event), f"{event} is not weighed: it bans at once")
+            elif event not in KNOWN_EVENTS:
+                known = did_you_mean(event, KNOWN_EVENTS)
+                self.warn(
+                    path + ("weights", event),
+                    f"{event} is not an event the gateway writes (see README, Security events)"
+                    + known,
+                )
+        weights = {**BAN_WEIGHTS, **spec.weights}
+        return BanConfig(
+            spec.after.count,
+            within or 60.0,
+            duration or 600.0,
+            tuple(exempt),
+            weights,
+            spec.ipv6_prefix,
+        )
 
     def _chain(
         self, path: KeyPath, names: list[str], policies: dict[str, tuple[Filter, ...]]
@@ -1237,7 +1230,7 @@ def _normal_route_path(value: str, rules: PathRules) -> bool:
 def _check_ticket_key_file(file: Path, rotation: float) -> str | None:
     """Read-only check of an existing ticket key file (`outwork check` must not write it)."""
     try:
-        data = json.loads(file.read_text())
+        data = json.loads(read_bounded(file, MAX_TICKET_KEY_FILE))
         period = data["period_seconds"]
         entries = data["keys"]
         for entry in entries:

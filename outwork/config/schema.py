@@ -305,10 +305,43 @@ class BanAfterSpec(_Spec):
     within: Duration = "60s"
 
 
+# What one security event adds to its address's score (`ban.weights` changes single entries;
+# an event not named here weighs 1). A refused attack weighs more than a mistake; the gateway's
+# answers to a client over a limit (429, a connection cap) and events that are the gateway's own
+# failure weigh nothing: a busy but honest client must not be banned for being told to slow
+# down. `tls.heartbleed_probe` is not weighed: it bans at once.
+BAN_WEIGHTS = {
+    "waf.blocked": 3,
+    "policy.waf_blocked": 0,  # the same request as its waf.blocked: counted once
+    "waf.detected": 0,  # detect mode watches; a weight would make it block after all
+    "h2.rapid_reset": 3,
+    "h2.continuation_flood": 3,
+    "h2.settings_flood": 3,
+    "h2.ping_flood": 3,
+    "h2.empty_frames_flood": 3,
+    "policy.rate_limited": 0,
+    "conn.limit_reached": 0,
+    "policy.rate_limit_store": 0,
+    "rate_limit.store_error": 0,
+    "rate_limit.table_full": 0,
+    "policy.filter_error": 0,
+    "policy.response_too_large": 0,  # the backend's page, too large to inspect: not the client
+}
+INSTANT_BAN = frozenset({"tls.heartbleed_probe"})  # events that ban at once, whatever the count
+MAX_BAN_WEIGHT = 1_000_000
+EventName = Annotated[str, Meta(pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)+$", max_length=64)]
+
+
 class BanSpec(_Spec):
     """Peers with too many security events are refused at accept for `duration`."""
 
+    # `count`: the score (the sum of the events' weights) within `within` that bans.
     after: BanAfterSpec = msgspec.field(default_factory=BanAfterSpec)
+    weights: Annotated[
+        dict[EventName, Annotated[int, Meta(ge=0, le=MAX_BAN_WEIGHT)]], Meta(max_length=256)
+    ] = msgspec.field(default_factory=dict)
+    # An IPv6 peer is counted and banned by this prefix (outwork/filters/client_key.py).
+    ipv6_prefix: Annotated[int, Meta(ge=48, le=128)] = 64
     duration: Duration = "10m"
     # Addresses (IPs or CIDRs) never banned; the default: the local machine only.
     exempt: Annotated[list[NonEmptyStr], Meta(max_length=1024)] = msgspec.field(

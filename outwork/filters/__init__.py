@@ -118,10 +118,21 @@ class Filter:
 
     `inspects_request_body` tells the exchange to hand this filter the request body: while any
     filter of a route does, body chunks pass through `on_request_body` before they go
-    upstream (a `Reply` there cuts the upstream request short and answers the client)."""
+    upstream (a `Reply` there cuts the upstream request short and answers the client).
+
+    `inspects_response_body` is its response-side twin: once the response-head hooks let a
+    response pass, `response_body_limit` says how many bytes of its body the filter must see
+    before anything of the response goes to the client (0: this response is not inspected and
+    streams as it comes). While some filter asks for bytes, the response head is held and body
+    chunks pass through `on_response_body` of the filters that inspect response bodies (`end`
+    comes alone with b"", after the last chunk); a `Reply` answers the client instead, and
+    nothing of the upstream's response reaches it. The chunk that passes the largest limit is
+    the last one the filters see: they decide with it (a filter counts what it has seen), and
+    the response then streams. Response hooks may not wait (`Stop` is a filter error)."""
 
     __slots__ = ()
     inspects_request_body = False
+    inspects_response_body = False
 
     def implements(self, hook: str) -> bool:
         """Whether this filter does anything at `hook` (a method name: "on_request_head", ...).
@@ -146,6 +157,11 @@ class Filter:
         self, ctx: RequestContext, chunk: bytes, end: bool, resume: Resume
     ) -> Verdict:
         return CONTINUE
+
+    def response_body_limit(self, ctx: RequestContext, head: ResponseHead) -> int:
+        """For a filter that `inspects_response_body`: the bytes of this response's body it
+        must see before the response goes out (0: none, the response streams)."""
+        return 0
 
 
 @dataclass(frozen=True, slots=True)

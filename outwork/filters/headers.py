@@ -38,7 +38,7 @@ from outwork.filters import (
     register,
 )
 from outwork.filters.header_lines import LineRemoval
-from outwork.http.messages import RequestHead, ResponseHead
+from outwork.http.messages import RequestHead, ResponseHead, header_values
 from outwork.observe.refusals import Refusal
 
 # Names and values as RFC 9110 5.1 and 5.5 allow them (a value: no CR, LF or NUL, no edge space).
@@ -75,6 +75,9 @@ CORS_RESPONSE = frozenset(
         "access-control-expose-headers",
         "access-control-max-age",
     }
+)
+CORS_REQUEST = frozenset(
+    {b"origin", b"access-control-request-method", b"access-control-request-headers"}
 )
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
@@ -201,19 +204,17 @@ class HeadersFilter(Filter):
         cors = self.cors
         if cors is None:
             return CONTINUE
-        origins: list[bytes] = []
-        method: bytes | None = None
-        requested: list[bytes] = []
-        for name, value in head.headers:
-            lower = name.lower()
-            if lower == b"origin":
-                origins.append(value.strip(b" \t"))
-            elif lower == b"access-control-request-method":
-                method = value.strip(b" \t")
-            elif lower == b"access-control-request-headers":
-                requested += (h.strip(b" \t").lower() for h in value.split(b","))
+        found = header_values(head.headers, CORS_REQUEST)
+        origins = found.get(b"origin")
         if not origins:
             return CONTINUE
+        methods = found.get(b"access-control-request-method")
+        method = methods[-1] if methods else None
+        requested = [
+            h.strip(b" \t").lower()
+            for value in found.get(b"access-control-request-headers", ())
+            for h in value.split(b",")
+        ]
         origin = origins[0]
         # Two different origins: neither is believed.
         allowed = len(set(origins)) == 1 and cors.allows(origin)

@@ -10,6 +10,9 @@ Limits are checked in order and each one admitting counts the request, so a requ
 by a later limit has still used the earlier ones. A request without the limit's key (no API
 key, no JWT, no such header) is not limited by that entry.
 
+A client address counts by itself for IPv4, by its `ipv6_prefix` (default /64) for IPv6: the
+addresses of one subscriber's network share a budget (`client_key.py`).
+
 `store: local` counts in the node's shared table (`node_table.py`, every worker together);
 `store: redis` in the `redis:` section's Redis, shared by every node: the exchange waits
 (`Stop`) for the answer. A limit is identified by what it says (key, rate, burst, store):
@@ -42,6 +45,7 @@ from outwork.filters import (
     Verdict,
     register,
 )
+from outwork.filters.client_key import IPV6_PREFIX, Ipv6Prefix, address_key
 from outwork.filters.gcra import MAX_BURST, MICROS, Decision, Rate, decide, parse_rate
 from outwork.filters.node_table import NodeTable, shared
 from outwork.filters.redis_store import RedisStore, StoreUnavailable, redis_key, store_for
@@ -69,6 +73,8 @@ class LimitSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     on_store_error: Literal["allow", "deny"] = "allow"  # store: redis only
     # Also send the RateLimit fields on admitted responses (429s always carry them).
     response_headers: bool = False
+    # key: client_address only: an IPv6 client counts by this prefix (default IPV6_PREFIX).
+    ipv6_prefix: Ipv6Prefix | None = None
 
     def __post_init__(self) -> None:
         if not _KEY.match(self.key):
@@ -77,6 +83,8 @@ class LimitSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 " header:NAME)"
             )
         parse_rate(self.rate)
+        if self.ipv6_prefix is not None and self.key != "client_address":
+            raise ValueError("ipv6_prefix goes with key: client_address only")
 
 
 RateLimitSpec = Annotated[list[LimitSpec], Meta(min_length=1, max_length=MAX_LIMITS)]
@@ -93,12 +101,13 @@ class Limit:
     namespace: bytes  # 8 bytes naming the limit in the stores
     interval: int  # microseconds (the rate's)
     header: bytes = b""  # for header:NAME, the lower-case name
+    ipv6_prefix: int = IPV6_PREFIX  # client_address: the bits of an IPv6 address counted
 
     def value(self, ctx: RequestContext, head: RequestHead) -> bytes | None:
         """The request's key for this limit, None when it has none."""
         kind = self.key
         if kind == "client_address":
-            return ctx.client_ip.encode()
+            return address_key(ctx.client_ip, self.ipv6_prefix).encode()
         if kind == "api_key" or kind == "jwt_subject":
             identity = ctx.identity
             wanted = "api_key" if kind == "api_key" else "jwt"
@@ -269,7 +278,10 @@ def refusal(limit: Limit, decision: Decision) -> Reply:
 def compile_limit(spec: LimitSpec) -> Limit:
     rate = parse_rate(spec.rate)
     burst = spec.burst if spec.burst is not None else rate.count
-    identity = f"{spec.key}\0{rate}\0{burst}\0{spec.store}".encode()
+    ipv6_prefix = spec.ipv6_prefix if spec.ipv6_prefix is not None else IPV6_PREFIX
+    identity = f"{spec.key}\0{rate}\0{burst}\0{spec.store}"
+    if spec.key == "client_address" and ipv6_prefix != IPV6_PREFIX:
+        identity += f"\0{ipv6_prefix}"  # another budget (the default's stays as it was)
     header = spec.key.removeprefix("header:").lower().encode() if spec.key[:7] == "header:" else b""
     return Limit(
         key=spec.key,
@@ -278,9 +290,10 @@ def compile_limit(spec: LimitSpec) -> Limit:
         store=spec.store,
         deny_on_store_error=spec.on_store_error == "deny",
         response_headers=spec.response_headers,
-        namespace=blake2b(identity, digest_size=8).digest(),
+        namespace=blake2b(identity.encode(), digest_size=8).digest(),
         interval=rate.interval,
         header=header,
+        ipv6_prefix=ipv6_prefix,
     )
 
 

@@ -38,7 +38,7 @@ from outwork.filters import (
 )
 from outwork.filters.json_limits import JsonChecker, JsonLimits, JsonViolation
 from outwork.filters.xml_limits import XmlChecker, XmlLimits, XmlViolation
-from outwork.http.messages import Framing, RequestHead
+from outwork.http.messages import Framing, RequestHead, header_values
 from outwork.observe.refusals import Refusal
 
 Size = str | int  # as `outwork.config.schema.Size`: "1MiB", "512KiB" or a number of bytes
@@ -82,6 +82,7 @@ class ThreatSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 _JSON_TYPES = frozenset({b"application/json"})
 _XML_TYPES = frozenset({b"application/xml", b"text/xml"})
 _IDENTITY = frozenset({b"", b"identity"})
+_BODY_HEADERS = frozenset({b"content-type", b"content-encoding"})
 _NO_BODY = Framing.NONE  # a module global: reading an Enum member off its class is slow in 3.11
 
 
@@ -109,14 +110,9 @@ class ThreatFilter(Filter):
     def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
         if head.framing is _NO_BODY or head.content_length == 0:
             return CONTINUE  # no body: nothing to inspect
-        types: set[bytes] = set()
-        encodings: list[bytes] = []
-        for name, value in head.headers:
-            lower = name.lower()
-            if lower == b"content-type":
-                types.add(value.strip(b" \t"))
-            elif lower == b"content-encoding":
-                encodings.append(value.strip(b" \t").lower())
+        found = header_values(head.headers, _BODY_HEADERS)
+        types = set(found.get(b"content-type", ()))
+        encodings = [coding.lower() for coding in found.get(b"content-encoding", ())]
         # Two values, or a list in one (what proxies make of two headers): the gateway and the
         # backend could each believe another.
         if len(types) > 1 or any(b"," in t.partition(b";")[0] for t in types):

@@ -2,13 +2,26 @@
 
     policies: {api: {waf: {paranoia_level: 1, anomaly_threshold: 5, mode: block,
                            exclusions: [/etc/outwork/waf-exclusions.conf],
-                           body_limit: 128KiB, on_body_limit: process_partial}}}
+                           body_limit: 128KiB, on_body_limit: process_partial,
+                           outbound_anomaly_threshold: 4, response_body_limit: 512KiB,
+                           on_response_body_limit: process_partial,
+                           response_mime_types: [text/plain, text/html, text/xml,
+                                                 application/json]}}}
 
 Phase 1 runs at the request head, phase 2 once the body is in (up to `body_limit`; beyond it
 `process_partial` inspects what came, `reject` answers 413). When CRS's anomaly score reaches
 the threshold (rule 949110): `block` answers 403 (`waf_blocked`) and writes `waf.blocked`;
 `detect` writes `waf.detected` and lets the request through. Either way the matched rules are
 counted by family (`outwork_waf_matches_total`).
+
+The response: phase 3 runs at its head; phase 4 once its body is in, for bodies of the
+`response_mime_types` (ModSecurity's SecResponseBodyMimeType) that are not compressed: the
+response is held (proxy/response_filters.py) up to `response_body_limit`, so that a leak
+(CRS's RESPONSE-95x: SQL errors, PHP source, directory listings...) still gets a 403 instead
+of the page; beyond the limit `process_partial` inspects what was held and lets the rest stream,
+`reject` answers 502. Any other response gets phase 4 at its head (an empty RESPONSE_BODY: the
+outbound score of phase 3 is judged there) and streams as it comes. Blocking is CRS's outbound
+anomaly score reaching `outbound_anomaly_threshold` (rules 959100, 959101).
 """
 
 from __future__ import annotations
@@ -32,15 +45,21 @@ from outwork.filters import (
     Verdict,
     register,
 )
-from outwork.http.messages import Framing, RequestHead
+from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.observe.refusals import Refusal
 from outwork.waf import counters
 from outwork.waf.engine import CRS_RULES, Setup, Transaction, Waf, WafLoadError
 from outwork.waf.request import MAX_BODY_ARGS, WafRequest
+from outwork.waf.response import WafResponse
 
 MAX_EXCLUSION_FILES = 64
 MAX_EVENT_RULES = 32  # matched rules listed in one security event
 DEFAULT_BODY_LIMIT = 128 * 1024
+DEFAULT_RESPONSE_BODY_LIMIT = 512 * 1024  # ModSecurity's SecResponseBodyLimit default
+# ModSecurity's recommended SecResponseBodyMimeType (text/plain text/html text/xml), and JSON:
+# what APIs answer with, and where an SQL error message ends up as often as in a page.
+DEFAULT_RESPONSE_MIME_TYPES = ("text/plain", "text/html", "text/xml", "application/json")
+RESPONSE_PROTOCOL = b"HTTP/1.1"  # what the gateway speaks to upstreams
 MAX_BODY_LIMIT = 64 * 1024 * 1024
 TOKEN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
 MEDIA_TYPE = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
@@ -64,11 +83,20 @@ class WafSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     allowed_content_types: Annotated[
         list[Annotated[str, Meta(pattern=MEDIA_TYPE)]], Meta(max_length=256)
     ] = msgspec.field(default_factory=list)
+    # The response (phases 3 and 4): CRS's tx.outbound_anomaly_score_threshold, and the bodies
+    # held for inspection (of these types; an empty list: none, every response streams).
+    outbound_anomaly_threshold: Annotated[int, Meta(ge=1, le=100000)] = 4
+    response_body_limit: str | int = DEFAULT_RESPONSE_BODY_LIMIT
+    on_response_body_limit: Literal["process_partial", "reject"] = "process_partial"
+    response_mime_types: Annotated[
+        list[Annotated[str, Meta(pattern=MEDIA_TYPE)]], Meta(max_length=256)
+    ] = msgspec.field(default_factory=lambda: list(DEFAULT_RESPONSE_MIME_TYPES))
 
     def __post_init__(self) -> None:
-        limit = parse_size(self.body_limit)
-        if not 0 < limit <= MAX_BODY_LIMIT:
-            raise ValueError(f"body_limit must be between 1 byte and {MAX_BODY_LIMIT} bytes")
+        for key in ("body_limit", "response_body_limit"):
+            limit = parse_size(getattr(self, key))
+            if not 0 < limit <= MAX_BODY_LIMIT:
+                raise ValueError(f"{key} must be between 1 byte and {MAX_BODY_LIMIT} bytes")
         try:
             compiled(*self.key())  # loads and checks every rule file now, not at first request
         except WafLoadError as error:
@@ -78,6 +106,7 @@ class WafSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return Setup(
             paranoia_level=self.paranoia_level,
             anomaly_threshold=self.anomaly_threshold,
+            outbound_anomaly_threshold=self.outbound_anomaly_threshold,
             allowed_methods=tuple(self.allowed_methods),
             allowed_content_types=tuple(self.allowed_content_types),
             detect_only=self.mode == "detect",
@@ -118,6 +147,11 @@ class _State:
     transaction: Transaction
     body: bytearray = field(default_factory=bytearray)
     decided: bool = False  # phase 2 ran (or the request was refused)
+    # The response: what phase 4 reads, its held body, and where its matches start.
+    response: WafResponse | None = None
+    response_body: bytearray = field(default_factory=bytearray)
+    response_decided: bool = True  # phase 4 ran, or is not to run on a held body
+    response_matches: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +160,14 @@ class WafFilter(Filter):
     detect: bool
     body_limit: int
     reject_beyond_limit: bool
+    response_limit: int = DEFAULT_RESPONSE_BODY_LIMIT
+    reject_beyond_response_limit: bool = False
+    response_mime_types: frozenset[bytes] = frozenset(
+        t.encode() for t in DEFAULT_RESPONSE_MIME_TYPES
+    )
 
     inspects_request_body = True
+    inspects_response_body = True
 
     def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
         client_ip = ctx.client_ip
@@ -142,12 +182,12 @@ class WafFilter(Filter):
         )
         transaction = self.waf.transaction(request)
         state = _State(transaction)
+        ctx.filter_state[id(self)] = state  # the response phases need the transaction too
         verdict = self._phase(ctx, state, 1)
         if verdict is not CONTINUE:
             return verdict
         if head.framing is Framing.NONE:
             return self._phase(ctx, state, 2)
-        ctx.filter_state[id(self)] = state
         return CONTINUE
 
     def on_request_body(
@@ -205,6 +245,94 @@ class WafFilter(Filter):
         ctx.security_event("waf.blocked", detail)
         return Reply(403, Refusal.WAF_BLOCKED, detail=detail)
 
+    # The response: phase 3 at its head, phase 4 at its end (or at its head, unheld).
+
+    def on_response_head(self, ctx: RequestContext, head: ResponseHead, resume: Resume) -> Verdict:
+        state: _State | None = ctx.filter_state.get(id(self))
+        if state is None:
+            return CONTINUE
+        transaction = state.transaction
+        if transaction.engine_off or transaction.allowed:
+            return CONTINUE  # a rule let this exchange go (`allow`, `ctl:ruleEngine=Off`)
+        response = WafResponse(head.status, RESPONSE_PROTOCOL, head.headers, head.content_length)
+        transaction.respond(response)
+        state.response = response
+        state.response_matches = len(transaction.matches)
+        state.response_decided = False
+        verdict = self._response_phase(ctx, state, 3)
+        if verdict is not CONTINUE or state.response_decided:
+            return verdict
+        if not self._inspects(head, response):
+            return self._response_phase(ctx, state, 4)  # RESPONSE_BODY not inspected: none
+        return CONTINUE
+
+    def response_body_limit(self, ctx: RequestContext, head: ResponseHead) -> int:
+        state: _State | None = ctx.filter_state.get(id(self))
+        if state is None or state.response_decided:
+            return 0
+        return self.response_limit
+
+    def on_response_body(
+        self, ctx: RequestContext, chunk: bytes, end: bool, resume: Resume
+    ) -> Verdict:
+        state: _State | None = ctx.filter_state.get(id(self))
+        if state is None or state.response_decided or state.response is None:
+            return CONTINUE
+        room = self.response_limit - len(state.response_body)
+        if len(chunk) > room:
+            if self.reject_beyond_response_limit:
+                state.response_decided = True
+                detail = {"phase": 4, "response_body_limit": self.response_limit}
+                return Reply(502, Refusal.RESPONSE_TOO_LARGE, detail=detail)
+            state.response_body += chunk[:room]
+            state.response.body_complete = False
+            return self._response_phase(ctx, state, 4)
+        state.response_body += chunk
+        if end:
+            return self._response_phase(ctx, state, 4)
+        return CONTINUE
+
+    def _inspects(self, head: ResponseHead, response: WafResponse) -> bool:
+        """Whether this response's body is held for phase 4: a body of an inspected type,
+        not compressed (CRS skips compressed bodies: their rules would read noise)."""
+        if head.framing is Framing.NONE or head.content_length == 0:
+            return False
+        mime = response.content_type.split(b";", 1)[0].strip().lower()
+        if mime not in self.response_mime_types:
+            return False
+        codings = response.header_values(b"content-encoding")
+        return all(c.strip().lower() in (b"", b"identity") for c in codings)
+
+    def _response_phase(self, ctx: RequestContext, state: _State, phase: int) -> Verdict:
+        transaction = state.transaction
+        response = state.response
+        if phase == 4 and response is not None and state.response_body:
+            response.body = bytes(state.response_body)
+            state.response_body = bytearray()  # held once, not twice
+        transaction.run_phase(phase)
+        decision = transaction.would_interrupt
+        if phase == 4 or decision is not None:
+            state.response_decided = True
+            for match in transaction.matches[state.response_matches :]:
+                if match.log:
+                    counters.MATCHES[counters.family(match.id)] += 1
+        if decision is None:
+            return CONTINUE
+        logged = [m for m in transaction.matches[state.response_matches :] if m.log]
+        logged = logged[:MAX_EVENT_RULES]
+        detail = {
+            "phase": phase,
+            "rule_ids": [m.id for m in logged],
+            "messages": [m.msg for m in logged if m.msg],
+            "outbound_score": transaction.outbound_anomaly_score,
+            "status": response.status if response is not None else None,
+        }
+        if self.detect:
+            ctx.security_event("waf.detected", detail)
+            return CONTINUE
+        ctx.security_event("waf.blocked", detail)
+        return Reply(403, Refusal.WAF_BLOCKED, detail=detail)
+
 
 def _detail(transaction: Transaction) -> dict[str, Any]:
     logged = [m for m in transaction.matches if m.log][:MAX_EVENT_RULES]
@@ -221,6 +349,9 @@ def build(spec: WafSpec) -> WafFilter:
         detect=spec.mode == "detect",
         body_limit=parse_size(spec.body_limit),
         reject_beyond_limit=spec.on_body_limit == "reject",
+        response_limit=parse_size(spec.response_body_limit),
+        reject_beyond_response_limit=spec.on_response_body_limit == "reject",
+        response_mime_types=frozenset(t.lower().encode() for t in spec.response_mime_types),
     )
 
 

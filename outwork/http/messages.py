@@ -63,3 +63,15 @@ class ResponseHead:
                 name, _, value = line.partition(b":")
                 result.append((name, value.strip(b" \t")))
         return result
+
+
+def header_values(headers: Headers, names: frozenset[bytes]) -> dict[bytes, list[bytes]]:
+    """The values of the headers `names` (lower case) lists, by lower-case name, in the order
+    sent, each without the optional white space around it (RFC 9110 5.5); a name not sent is
+    not a key."""
+    found: dict[bytes, list[bytes]] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower in names:
+            found.setdefault(lower, []).append(value.strip(b" \t"))
+    return found

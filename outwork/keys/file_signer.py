@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
+from outwork.config.files import MAX_PEM_FILE, read_bounded
 from outwork.tls.config import CertifiedKey
 from outwork.tls.enums import SignatureScheme
 from outwork.tls.signing import ECDSA_SCHEME_FOR_CURVE, RSA_SCHEMES, scheme_hash
@@ -60,7 +61,7 @@ def load_private_key(key_path: str | Path, passphrase: bytes | None = None) -> S
     """A PEM private key (PKCS#8 or traditional), decrypted with `passphrase` when encrypted.
     Raises ValueError with one line naming the file (never the passphrase)."""
     try:
-        data = Path(key_path).read_bytes()
+        data = read_bounded(key_path, MAX_PEM_FILE)
     except OSError as exc:
         raise ValueError(f"{key_path}: cannot read the key: {exc.strerror}") from None
     try:
@@ -90,7 +91,7 @@ def load_certified_key(
 ) -> CertifiedKey:
     """Load a PEM chain (leaf first) and its PEM private key (encrypted: with `passphrase`);
     check that they belong together."""
-    chain = tuple(x509.load_pem_x509_certificates(Path(cert_path).read_bytes()))
+    chain = tuple(x509.load_pem_x509_certificates(read_bounded(cert_path, MAX_PEM_FILE)))
     if not chain:
         raise ValueError(f"{cert_path}: no certificate found")
     key = load_private_key(key_path, passphrase)

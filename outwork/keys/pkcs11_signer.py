@@ -30,7 +30,9 @@ own session for signing, and the PIN of a later signer is checked against the on
 Processes. A PKCS#11 module must be initialised again in a forked child, and sessions do not cross
 a fork: make signers in each worker after the fork. A signer used in another process than the one
 that made it raises `Pkcs11SigningError`; the first signer made in a child re-initialises the
-module.
+module. Opening a token (module, token, login, key, test signatures) holds a host-wide lock
+(`token_lock.py`): SoftHSM2 rewrites the token file at each login, and another process reading
+it at that moment finds no token.
 
 Threads. `sign` holds a per-signer lock around the token call, so a signer may be shared by
 threads; it blocks for as long as the token takes (SoftHSM2: about a millisecond for RSA-2048).
@@ -61,6 +63,8 @@ from pkcs11.constants import Attribute, ObjectClass
 from pkcs11.mechanisms import MGF, KeyType, Mechanism
 from pkcs11.types import Object, PrivateKey, Session, SignMixin, Token
 
+from outwork.config.files import MAX_PEM_FILE, FileTooLarge, read_bounded
+from outwork.keys.token_lock import token_lock
 from outwork.keys.uri import Pkcs11Uri, parse_pkcs11_uri
 from outwork.tls.config import CertifiedKey
 from outwork.tls.enums import SignatureScheme
@@ -327,6 +331,14 @@ class Pkcs11Signer:
             raise Pkcs11KeyError(f"{u.display()}: name the key with 'object=' or 'id='")
         self._module = _module_path(u, module)
         pin = _read_pin(u)
+        with token_lock(self._module):  # another process's login must not run meanwhile
+            self._open(pin, public_key, allow_extractable)
+        self._closed = False
+
+    def _open(
+        self, pin: str, public_key: CertificatePublicKeyTypes | None, allow_extractable: bool
+    ) -> None:
+        u = self._uri
         lib = _open_module(self._module)
         token = _find_token(lib, u, self._module)
         self._token_label = token.label
@@ -347,7 +359,6 @@ class Pkcs11Signer:
         except BaseException:
             self._finalizer()
             raise
-        self._closed = False
 
     # -- loading --
 
@@ -586,7 +597,7 @@ def load_pkcs11_certified_key(
 ) -> CertifiedKey:
     """Load a PEM chain (leaf first) and the token key the URI names; check they belong
     together (the token's public key, and a test signature verified with the certificate)."""
-    chain = tuple(x509.load_pem_x509_certificates(Path(cert_path).read_bytes()))
+    chain = tuple(x509.load_pem_x509_certificates(read_bounded(cert_path, MAX_PEM_FILE)))
     if not chain:
         raise ValueError(f"{cert_path}: no certificate found")
     try:
@@ -641,12 +652,11 @@ def _read_pin_source(source: str) -> str:
     if not path.startswith("/"):
         raise Pkcs11KeyError(f"pin-source {source!r}: expected file:/absolute/path")
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_PIN_FILE + 1)
+        data = read_bounded(path, MAX_PIN_FILE)
     except OSError as exc:
         raise Pkcs11KeyError(f"cannot read PIN file {path}: {exc.strerror}") from exc
-    if len(data) > MAX_PIN_FILE:
-        raise Pkcs11KeyError(f"PIN file {path} is larger than {MAX_PIN_FILE} bytes")
+    except FileTooLarge:
+        raise Pkcs11KeyError(f"PIN file {path} is larger than {MAX_PIN_FILE} bytes") from None
     try:
         return data.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:
@@ -738,8 +748,16 @@ def _describe(exc: BaseException) -> str:
 
 def open_token(uri: str | Pkcs11Uri, module: str | None = None) -> tuple[Token, str]:
     """The token a URI names and the PIN its pin-source gives, for tools that work on the token
-    itself (`outwork keys generate`) rather than sign with one of its keys."""
+    itself (`outwork keys generate`) rather than sign with one of its keys. The caller holds
+    `token_lock(module_path(uri, module))` while it uses the token."""
     parsed = uri if isinstance(uri, Pkcs11Uri) else parse_pkcs11_uri(uri)
     path = _module_path(parsed, module)
     pin = _read_pin(parsed)
-    return _find_token(_open_module(path), parsed, path), pin
+    with token_lock(path):
+        return _find_token(_open_module(path), parsed, path), pin
+
+
+def module_path(uri: str | Pkcs11Uri, module: str | None = None) -> str:
+    """The PKCS#11 library a URI's key is used through (its `module-path`, else `module`, else
+    SoftHSM2's)."""
+    return _module_path(uri if isinstance(uri, Pkcs11Uri) else parse_pkcs11_uri(uri), module)

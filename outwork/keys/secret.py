@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from outwork.config.files import FileTooLarge, read_bounded
+
 # A secret file holds a passphrase or a token: a few bytes. The cap keeps a mistake (the key
 # itself named as its passphrase file) from being read whole.
 MAX_SECRET_FILE = 4096
@@ -63,12 +65,11 @@ def read_secret(ref: SecretRef, base: Path | None = None) -> bytes:
         if base is not None:
             path = base / path
         try:
-            with open(path, "rb") as f:
-                data = f.read(MAX_SECRET_FILE + 1)
+            data = read_bounded(path, MAX_SECRET_FILE)
         except OSError as exc:
             raise SecretError(f"{ref.display()}: cannot read {path}: {exc.strerror}") from None
-        if len(data) > MAX_SECRET_FILE:
-            raise SecretError(f"{ref.display()}: larger than {MAX_SECRET_FILE} bytes")
+        except FileTooLarge:
+            raise SecretError(f"{ref.display()}: larger than {MAX_SECRET_FILE} bytes") from None
         data = data.removesuffix(b"\n").removesuffix(b"\r")
     if not data:
         raise SecretError(f"{ref.display()}: the secret is empty")

@@ -20,9 +20,14 @@ import os
 import secrets
 from pathlib import Path
 
+from outwork.config.files import read_bounded
+
 KEY_NAME_LENGTH = 16
 KEY_LENGTH = 32
 DEFAULT_PERIOD = 12 * 3600
+# Two keys (the current period's and the previous one's) take about 300 bytes; the cap keeps
+# a wrong path (a log file) from being read whole by every worker.
+MAX_TICKET_KEY_FILE = 64 * 1024
 RELOAD_INTERVAL = 1.0  # seconds between re-reads prompted by an unknown key name
 # A period's key: (name, key, when it was made; 0 for files written before that was recorded).
 _Entry = tuple[bytes, bytes, float]
@@ -101,7 +106,7 @@ class FileTicketKeys:
 
     def _read(self) -> dict[int, _Entry]:
         try:
-            data = json.loads(self._path.read_text())
+            data = json.loads(read_bounded(self._path, MAX_TICKET_KEY_FILE))
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:

@@ -33,6 +33,7 @@ import tempfile
 
 import msgspec
 
+from outwork.config.files import FileTooLarge, read_bounded
 from outwork.observe.metrics import Labels, Snapshot, Value, merge
 
 RETIRED = "retired.json"
@@ -68,11 +69,9 @@ def _from_wire(wire: _Wire) -> dict[str, dict[Labels, Value]]:
 
 def _read(path: str) -> bytes | None:
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_SNAPSHOT_BYTES + 1)
-    except FileNotFoundError:
+        return read_bounded(path, MAX_SNAPSHOT_BYTES)
+    except (FileNotFoundError, FileTooLarge):
         return None
-    return data if len(data) <= MAX_SNAPSHOT_BYTES else None
 
 
 def _write_atomic(path: str, data: bytes) -> None:

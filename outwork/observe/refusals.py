@@ -56,6 +56,10 @@ class Refusal(StrEnum):
     THREAT_MEDIA_TYPE = "threat_media_type"
     CORS_REJECTED = "cors_rejected"  # a CORS preflight from an origin not allowed (403)
     WAF_BLOCKED = "waf_blocked"  # the WAF's anomaly score reached its threshold (403)
+    # A response body past a filter's inspection limit, with `on_response_body_limit: reject`,
+    # or past what held responses may hold together (502): the upstream's response is dropped,
+    # not passed uninspected.
+    RESPONSE_TOO_LARGE = "response_too_large"
     BANNED = "banned"  # a banned peer, refused at accept
     # The admin listener.
     ADMIN_EVICTED = "admin_evicted"

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from outwork.observe.event_names import EVENTS as EVENTS
 from outwork.observe.metrics import Metrics
 
 # Lines per second (sustained) and burst, per event kind.

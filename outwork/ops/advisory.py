@@ -1,6 +1,8 @@
 """An incident's advisory in Markdown, from its state and the scan report: what happened, when,
 which listeners and host names, what changed (keys, certificates, sessions, credentials), what
-users must do, and the scan of the backends. Re-written whenever the state changes what it says
+users must do, and the scan of the backends. Every certificate the incident renewed has its
+section; those it could not (an upstream client certificate whose key is not the gateway's) are
+listed "to renew by hand". Re-written whenever the state changes what it says
 (`incident install` of a certificate that was pending)."""
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from outwork.ops.incident_state import DONE, IncidentState
+from outwork.config.files import read_bounded
+from outwork.ops.incident_state import BY_HAND, DONE, IncidentState
 
 MAX_SCAN_REPORT = 16 * 1024 * 1024
 
@@ -21,10 +24,8 @@ def _cell(text: str) -> str:
 
 def _scan(path: Path) -> dict[str, Any] | None:
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_SCAN_REPORT + 1)
-        report = json.loads(data) if len(data) <= MAX_SCAN_REPORT else None
-    except (OSError, ValueError):
+        report = json.loads(read_bounded(path, MAX_SCAN_REPORT))
+    except (OSError, ValueError):  # FileTooLarge included: no scan report to quote
         return None
     return report if isinstance(report, dict) else None
 
@@ -40,26 +41,41 @@ def render(state: IncidentState) -> str:
         "",
         state.reason,
         "",
-        "## Affected listeners and host names",
+        "## Affected certificates and host names",
         "",
-        "| listener | host names | previous certificate (SHA-256) |",
+        "| certificate | host names | previous certificate (SHA-256) |",
         "|---|---|---|",
     ]
-    for li in state.listeners:
-        lines.append(f"| {li.name} | {', '.join(li.names)} | `{li.old_fingerprint}` |")
+    for plan in state.certificates:
+        lines.append(
+            f"| {_cell(plan.label)} | {_cell(', '.join(plan.names))} | `{plan.old_fingerprint}` |"
+        )
     lines += ["", "## What changed", ""]
-    for li in state.listeners:
-        installed = state.step(f"install:{li.name}").status == DONE
-        lines.append(f"### Listener {li.name}")
+    for plan in state.renewed():
+        installed = state.step(f"install:{plan.id}").status == DONE
+        lines.append(f"### {plan.label[0].upper()}{plan.label[1:]}")
         lines.append("")
-        lines.append(f"- New private key: `{li.new_key_display}` (was `{li.old_key}`)")
-        if li.fingerprint and installed:
-            lines.append(f"- New certificate, served now: SHA-256 `{li.fingerprint}`")
-            lines.append(f"  valid until {li.not_after}")
-        elif li.fingerprint:
-            lines.append(f"- New certificate (not installed yet): SHA-256 `{li.fingerprint}`")
+        lines.append(f"- New private key: `{plan.new_key_display}` (was `{plan.old_key}`)")
+        if plan.fingerprint and installed:
+            lines.append(f"- New certificate, served now: SHA-256 `{plan.fingerprint}`")
+            lines.append(f"  valid until {plan.not_after}")
+        elif plan.fingerprint:
+            lines.append(f"- New certificate (not installed yet): SHA-256 `{plan.fingerprint}`")
         else:
-            lines.append(f"- New certificate: pending (requested by `{li.csr}`)")
+            lines.append(
+                f"- New certificate: pending (requested by `{plan.csr}`, to be signed by"
+                f" {_cell(plan.issuer)}; then `outwork incident install`)"
+            )
+        lines.append("")
+    by_hand = [plan for plan in state.certificates if plan.action == BY_HAND]
+    if by_hand:
+        lines += ["### To renew by hand", ""]
+        for plan in by_hand:
+            lines.append(
+                f"- {_cell(plan.label)}: key `{plan.old_key}`, certificate `{plan.old_cert}`"
+                f" ({', '.join(plan.names)}; issuer {_cell(plan.issuer)}): {_cell(plan.why)};"
+                " make a new key and have its issuer certify it."
+            )
         lines.append("")
     tickets = state.step("tickets").status == DONE
     revocation = state.step("revocation").status == DONE

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from outwork.config.files import MAX_PEM_FILE, FileTooLarge, read_bounded
 from outwork.keys.file_signer import SigningKey, load_private_key
 from outwork.ops import OpsError
 from outwork.ops.files import PRIVATE, PUBLIC, refuse_existing, write_file
@@ -104,7 +105,7 @@ def init_ca(
 
 def load_ca(folder: Path) -> Authority:
     try:
-        certs = x509.load_pem_x509_certificates((folder / CA_CERT).read_bytes())
+        certs = x509.load_pem_x509_certificates(read_bounded(folder / CA_CERT, MAX_PEM_FILE))
     except OSError as exc:
         raise OpsError(f"{folder / CA_CERT}: cannot read: {exc.strerror}") from None
     except ValueError:
@@ -125,12 +126,11 @@ def load_ca(folder: Path) -> Authority:
 def read_csr(path: Path) -> x509.CertificateSigningRequest:
     """A PEM or DER CSR whose signature verifies (its requester holds the key)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_CSR_FILE + 1)
+        data = read_bounded(path, MAX_CSR_FILE)
     except OSError as exc:
         raise OpsError(f"{path}: cannot read: {exc.strerror}") from None
-    if len(data) > MAX_CSR_FILE:
-        raise OpsError(f"{path}: larger than {MAX_CSR_FILE} bytes; not a CSR")
+    except FileTooLarge:
+        raise OpsError(f"{path}: larger than {MAX_CSR_FILE} bytes; not a CSR") from None
     try:
         if b"-----BEGIN" in data:
             csr = x509.load_pem_x509_csr(data)

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from outwork.config.config import GatewayConfig
+from outwork.config.files import FileTooLarge, read_bounded
 from outwork.ops import OpsError
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config file larger than this is not ours to rewrite
@@ -132,12 +133,11 @@ def is_null(node: yaml.Node | None) -> bool:
 
 def read_config(config_file: Path) -> str:
     try:
-        with open(config_file, "rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
+        raw = read_bounded(config_file, MAX_CONFIG_BYTES)
     except OSError as exc:
         raise OpsError(f"cannot read the config: {exc}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise OpsError("the config file is too large to rewrite")
+    except FileTooLarge:
+        raise OpsError("the config file is too large to rewrite") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

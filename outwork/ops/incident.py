@@ -30,9 +30,10 @@ from outwork.ops.incident_state import (
     FAILED,
     OPEN,
     RUNNING,
+    UPSTREAM,
     WAITING,
+    CertificatePlan,
     IncidentState,
-    ListenerPlan,
     Step,
     now_text,
     save_state,
@@ -44,7 +45,7 @@ if TYPE_CHECKING:  # the config modules load when a step needs them
     from outwork.config.config import GatewayConfig
 
 
-def _passphrase(plan: ListenerPlan, config: Path) -> bytes | None:
+def _passphrase(plan: CertificatePlan, config: Path) -> bytes | None:
     from outwork.keys.secret import SecretError, parse_secret_ref, read_secret
 
     if plan.passphrase is None:
@@ -52,7 +53,7 @@ def _passphrase(plan: ListenerPlan, config: Path) -> bytes | None:
     try:
         return read_secret(parse_secret_ref(plan.passphrase), config.parent)
     except SecretError as exc:
-        raise OpsError(f"listener {plan.name}: passphrase: {exc}") from None
+        raise OpsError(f"{plan.label}: passphrase: {exc}") from None
 
 
 def _loaded(config: Path) -> GatewayConfig:
@@ -105,9 +106,9 @@ class Incident:
         return step.status == DONE
 
     def _do(self, step: Step) -> str:
-        kind, _, name = step.id.partition(":")
-        if name:
-            plan = self.state.listener(name)
+        kind, _, plan_id = step.id.partition(":")
+        if plan_id:
+            plan = self.state.certificate(plan_id)
             return {
                 "key": self._key,
                 "csr": self._csr,
@@ -124,7 +125,7 @@ class Incident:
 
     # one listener
 
-    def _key(self, plan: ListenerPlan) -> str:
+    def _key(self, plan: CertificatePlan) -> str:
         from outwork.ops.csr import open_signer
         from outwork.ops.keygen import generate_file, generate_on_token
 
@@ -144,14 +145,14 @@ class Incident:
         plan.key_fingerprint = public_key_fingerprint(public)
         return f"{made}: {plan.new_key_display} (public key sha256 {plan.key_fingerprint[:16]}…)"
 
-    def _csr(self, plan: ListenerPlan) -> str:
+    def _csr(self, plan: CertificatePlan) -> str:
         from outwork.ops.csr import make_csr
 
         passphrase = _passphrase(plan, self.config)
         make_csr(plan.new_key, plan.names, plan.subject or None, Path(plan.csr), passphrase, True)
         return plan.csr
 
-    def _cert(self, plan: ListenerPlan) -> str:
+    def _cert(self, plan: CertificatePlan) -> str:
         from outwork.ops.ca import DEFAULT_LEAF_DAYS, issue
 
         assert self.state.ca is not None
@@ -159,14 +160,21 @@ class Incident:
         self._record_certificate(plan, cert)
         return f"{plan.cert} (serial {cert.serial_number:x}, until {plan.not_after})"
 
-    def _record_certificate(self, plan: ListenerPlan, leaf: x509.Certificate) -> None:
+    def _record_certificate(self, plan: CertificatePlan, leaf: x509.Certificate) -> None:
         plan.fingerprint = certificate_fingerprint(leaf)
         plan.not_after = leaf.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    def _install(self, plan: ListenerPlan) -> str:
-        from outwork.ops.install import install
+    def _install(self, plan: CertificatePlan) -> str:
+        from outwork.ops.install import install, prepare_client_certificate
 
-        result = install(self.config, plan.name, plan.cert, plan.new_key, self.state.admin)
+        if plan.used_by == UPSTREAM:
+            # Pools read their client certificate when the config loads: the reload applies it.
+            staged = prepare_client_certificate(self.config, plan.name, plan.cert, plan.new_key)
+            staged.commit()
+            return f"upstreams.{plan.name}.tls.client_cert: {plan.cert}"
+        result = install(
+            self.config, plan.name, plan.cert, plan.new_key, self.state.admin, plan.index
+        )
         return f"serial {result['serial']}, {result['workers']} worker(s) serving it"
 
     # the gateway
@@ -230,35 +238,57 @@ class Incident:
 
     # later commands
 
-    def install_later(self, cert_path: Path) -> Step:
-        """`incident install CERT`: the chain for one listener's new key, installed now."""
-        try:
-            with open(cert_path, "rb") as f:
-                leaf = x509.load_pem_x509_certificates(f.read(MAX_CERT_FILE + 1))[0]
-        except OSError as exc:
-            raise OpsError(f"{cert_path}: cannot read: {exc.strerror}") from None
-        except ValueError:
-            raise OpsError(f"{cert_path}: not a PEM certificate chain") from None
-        key = public_key_fingerprint(leaf.public_key())
-        found = [li for li in self.state.listeners if li.key_fingerprint == key]
-        if not found:
-            raise OpsError(f"{cert_path}: not for any new key of incident {self.state.id}")
-        plan = found[0]
-        step = self.state.step(f"install:{plan.name}")
-        if step.status == DONE:
-            raise OpsError(f"listener {plan.name}: its new certificate is already installed")
+    def match_chains(self, paths: list[Path]) -> list[tuple[CertificatePlan, Path]]:
+        """The new key each chain certifies (by its public key), before anything is installed:
+        OpsError, nothing changed, for a chain that certifies none still waiting."""
+        matched: list[tuple[CertificatePlan, Path]] = []
+        for cert_path in paths:
+            key = public_key_fingerprint(_chain_leaf(cert_path).public_key())
+            found = [p for p in self.state.renewed() if p.key_fingerprint == key]
+            if not found:
+                raise OpsError(f"{cert_path}: not for any new key of incident {self.state.id}")
+            # Entries sharing a key share the chain: the first whose install is still to do.
+            taken = {id(p) for p, _ in matched}
+            left = [
+                p
+                for p in found
+                if self.state.step(f"install:{p.id}").status != DONE and id(p) not in taken
+            ]
+            if not left:
+                raise OpsError(f"{found[0].label}: its new certificate is already installed")
+            matched.append((left[0], cert_path))
+        return matched
+
+    def install_later(self, plan: CertificatePlan, cert_path: Path) -> Step:
+        """`incident install CERT`: the chain for `plan`'s new key (`match_chains`), now."""
+        step = self.state.step(f"install:{plan.id}")
         plan.cert = str(cert_path.resolve())
-        self._record_certificate(plan, leaf)
+        self._record_certificate(plan, _chain_leaf(cert_path))
         self.run_step(step)
+        if step.status == DONE and plan.used_by == UPSTREAM and self._reloaded():
+            self.run_step(self.state.step("reload"))  # the pools take it from the new config
         if step.status == DONE:
             self.write_advisory()
         return step
+
+    def _reloaded(self) -> bool:
+        return self.state.step("reload").status == DONE
 
     def close(self) -> None:
         self.state.status, self.state.closed = CLOSED, now_text()
         self.save()
         if Path(self.state.advisory).exists():
             self.write_advisory()
+
+
+def _chain_leaf(cert_path: Path) -> x509.Certificate:
+    try:
+        with open(cert_path, "rb") as f:
+            return x509.load_pem_x509_certificates(f.read(MAX_CERT_FILE + 1))[0]
+    except OSError as exc:
+        raise OpsError(f"{cert_path}: cannot read: {exc.strerror}") from None
+    except ValueError:
+        raise OpsError(f"{cert_path}: not a PEM certificate chain") from None
 
 
 def waiting(state: IncidentState) -> list[Step]:

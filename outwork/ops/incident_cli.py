@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from outwork.cli_options import CONFIG_OPTION, PID_FILE_OPTION, admin_option
 from outwork.ops import OpsError
 
 # rich and msgspec are imported by the commands that use them: `outwork serve` must not wait.
@@ -26,20 +27,7 @@ if TYPE_CHECKING:
 STYLE = {"done": "green", "failed": "bold red", "running": "yellow", "waiting": "cyan"}
 MARK = {"done": "✓", "failed": "✗", "waiting": "…"}
 
-CONFIG_OPTION = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="The gateway's YAML config file.",
-)
-ADMIN_OPTION = click.option(
-    "--admin",
-    default=None,
-    metavar="HOST:PORT",
-    help="The running gateway's admin listener (default: admin.bind of the config).",
-)
+ADMIN_OPTION = admin_option()
 
 
 def _refused(exc: Exception) -> NoReturn:
@@ -54,9 +42,9 @@ def _stop(message: str) -> NoReturn:
 
 def _state_path(config_path: str) -> Path:
     from outwork.config.load import incident_files
-    from outwork.ops.inventory import listener_entries
+    from outwork.ops.inventory import config_spec
 
-    spec, _ = listener_entries(Path(config_path))
+    spec = config_spec(Path(config_path))
     return Path(incident_files(Path(config_path), spec.incident)[0])
 
 
@@ -85,6 +73,9 @@ def _print_plan(console: Console, state: IncidentState, path: Path) -> None:
     for number, step in enumerate(state.steps, 1):
         table.add_row(str(number), step.title, step.detail or step.status)
     console.print(table)
+    for plan in state.certificates:
+        if plan.action != "renew":  # the advisory lists it too
+            console.print(f"[yellow]to renew by hand[/] {plan.label}: {plan.why}")
 
 
 def _run(console: Console, path: Path, state: IncidentState) -> None:
@@ -150,7 +141,7 @@ def incident() -> None:
 )
 @click.option("--at", "at_text", default=None, metavar="RFC3339", help="Incident time (now).")
 @ADMIN_OPTION
-@click.option("--pid-file", type=click.Path(dir_okay=False), default=None)
+@PID_FILE_OPTION
 def start(
     config_path: str,
     reason: str,
@@ -243,8 +234,9 @@ def resume(config_path: str, admin: str | None) -> None:
 @click.argument("certs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @ADMIN_OPTION
 def install_later(config_path: str, certs: tuple[str, ...], admin: str | None) -> None:
-    """Install certificate chains issued for the incident's new keys (started without --ca):
-    each CERT goes to the listener whose new key it certifies."""
+    """Install certificate chains issued for the incident's new keys (those --ca did not
+    issue): each CERT goes where its new key is (matched by public key); a CERT that matches
+    none is refused before anything is installed."""
     from outwork.ops.incident import Incident
     from outwork.ops.incident_state import locked
 
@@ -255,8 +247,8 @@ def install_later(config_path: str, certs: tuple[str, ...], admin: str | None) -
             if admin is not None:
                 state.admin = admin
             incident_run = Incident(path, state)
-            for cert in certs:
-                step = incident_run.install_later(Path(cert))
+            for plan, cert in incident_run.match_chains([Path(c) for c in certs]):
+                step = incident_run.install_later(plan, cert)
                 if step.status != "done":
                     _stop(f"step {step.id} failed: {step.detail}")
                 click.echo(f"{step.title}: {step.detail}")

@@ -21,31 +21,50 @@ import msgspec
 from outwork.ops import OpsError
 from outwork.ops.files import PRIVATE, write_file
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: every certificate of a listener, upstream client certificates
 MAX_STATE_FILE = 4 * 1024 * 1024
 
 PENDING, RUNNING, DONE, FAILED, WAITING = "pending", "running", "done", "failed", "waiting"
 OPEN, CLOSED = "open", "closed"
 
 
-class ListenerPlan(msgspec.Struct, kw_only=True):
-    """One affected listener: its current certificate and what replaces it."""
+LISTENER, UPSTREAM = "listener", "upstream"
+RENEW, BY_HAND = "renew", "by hand"
 
-    name: str
+
+class CertificatePlan(msgspec.Struct, kw_only=True):
+    """One certificate the gateway holds (a listener's, or an upstream's client certificate for
+    mTLS) and what replaces it."""
+
+    id: str  # in step ids: the listener's name for its first certificate, else `name#N`
+    used_by: str  # LISTENER or UPSTREAM
+    name: str  # the listener's or the upstream's name
+    index: int = 0  # its place in the listener's `tls.certificates` (0 for an upstream)
+    action: str = RENEW  # or BY_HAND: listed in the advisory, nothing made
+    why: str = ""  # for BY_HAND: why the gateway cannot replace the key
     names: list[str]  # host names of the current certificate (the new one gets the same)
     subject: str  # RFC 4514 subject of the current leaf ("" when empty)
+    issuer: str  # RFC 4514 issuer of the current leaf
     key_type: str  # `keys generate --type` of the new key: the current key's type
     old_key: str  # where the current key is (a path, or the pkcs11: URI without PIN)
     old_cert: str
     old_fingerprint: str  # SHA-256 of the current leaf (DER)
-    new_key: str  # where the new key goes: a path, or a pkcs11: URI as the config names keys
-    new_key_display: str  # the same without PIN
+    new_key: str = ""  # where the new key goes: a path, or a pkcs11: URI as the config names it
+    new_key_display: str = ""  # the same without PIN
     passphrase: str | None = None  # the entry's passphrase reference: the new file key's too
-    csr: str
-    cert: str  # the new chain (issued with --ca, else given to `incident install`)
+    csr: str = ""
+    cert: str = ""  # the new chain (issued with --ca, else given to `incident install`)
+    issue: bool = False  # the --ca issues it (it issued the current one, or is a listener's)
     key_fingerprint: str = ""  # SHA-256 of the new public key (SubjectPublicKeyInfo)
     fingerprint: str = ""  # SHA-256 of the new leaf, once issued
     not_after: str = ""  # its expiry (RFC 3339), once issued
+
+    @property
+    def label(self) -> str:
+        """How the plan, the progress and the advisory name it."""
+        if self.used_by == UPSTREAM:
+            return f"upstream {self.name} (client certificate)"
+        return self.id if self.index == 0 else f"{self.name} certificate {self.index + 1}"
 
 
 class Step(msgspec.Struct, kw_only=True):
@@ -70,7 +89,7 @@ class IncidentState(msgspec.Struct, kw_only=True):
     pid_file: str
     advisory: str
     scan_report: str
-    listeners: list[ListenerPlan]
+    certificates: list[CertificatePlan]
     steps: list[Step]
     revoked_api_keys: list[str] = msgspec.field(default_factory=list)
     flagged_users: list[str] = msgspec.field(default_factory=list)
@@ -84,11 +103,14 @@ class IncidentState(msgspec.Struct, kw_only=True):
                 return step
         raise KeyError(step_id)
 
-    def listener(self, name: str) -> ListenerPlan:
-        for listener in self.listeners:
-            if listener.name == name:
-                return listener
-        raise KeyError(name)
+    def certificate(self, plan_id: str) -> CertificatePlan:
+        for plan in self.certificates:
+            if plan.id == plan_id:
+                return plan
+        raise KeyError(plan_id)
+
+    def renewed(self) -> list[CertificatePlan]:
+        return [plan for plan in self.certificates if plan.action == RENEW]
 
     def left(self) -> list[Step]:
         """Steps a run still has to do (not done, not waiting for `incident install`)."""
@@ -115,7 +137,7 @@ def load_state(path: Path) -> IncidentState | None:
     except msgspec.DecodeError as exc:
         raise OpsError(f"{path}: not an incident state file: {exc}") from None
     if state.version != STATE_VERSION:
-        raise OpsError(f"{path}: incident state version {state.version}, expected 1")
+        raise OpsError(f"{path}: incident state version {state.version}, expected {STATE_VERSION}")
     return state
 
 

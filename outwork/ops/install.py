@@ -5,10 +5,12 @@ when a check fails) and by the admin API's `POST /certificates` in the running g
 checks again (the gateway is the one that will serve it) before it swaps the listener's
 certificate set.
 
-The config file is edited, not re-dumped (`config_edit`): the `cert:` and `key:` scalars of the
-listener's first `tls.certificates` entry are replaced in the text, so comments, order and
-quoting everywhere else stay byte for byte; the new file is staged, loaded as a whole config
-and only then renamed over the config.
+The config file is edited, not re-dumped (`config_edit`): the `cert:` and `key:` scalars of one
+`tls.certificates` entry of the listener (the first unless an index says which: a listener can
+serve an RSA and an ECDSA certificate, or one per SNI name; `index` counts from 0) are replaced
+in the text, so comments, order and quoting everywhere else stay byte for byte; the new file is
+staged, loaded as a whole config and only then renamed over the config. An upstream's
+`tls.client_cert` is edited the same way (the incident renews it; a reload applies it).
 """
 
 from __future__ import annotations
@@ -40,8 +42,15 @@ from outwork.tls.signing import verify_signature
 Prepared = Staged
 
 
-def _certificate_nodes(text: str, listener: str) -> tuple[yaml.Node, yaml.Node]:
-    """The `cert` and `key` value nodes of the listener's first certificate."""
+def _entry_cert_key(entry: yaml.Node | None, where: str) -> tuple[yaml.Node, yaml.Node]:
+    cert, key = get(entry, "cert"), get(entry, "key")
+    if not isinstance(cert, yaml.ScalarNode) or not isinstance(key, yaml.ScalarNode):
+        raise OpsError(f"{where} has no cert/key values")
+    return cert, key
+
+
+def _certificate_nodes(text: str, listener: str, index: int = 0) -> tuple[yaml.Node, yaml.Node]:
+    """The `cert` and `key` value nodes of the listener's certificate at `index`."""
     listeners = get(compose(text), "listeners")
     found = None
     if isinstance(listeners, yaml.SequenceNode):
@@ -53,21 +62,36 @@ def _certificate_nodes(text: str, listener: str) -> tuple[yaml.Node, yaml.Node]:
     certificates = get(get(found, "tls"), "certificates")
     if not isinstance(certificates, yaml.SequenceNode) or not certificates.value:
         raise OpsError(f"listener {listener!r} has no TLS certificates to replace")
-    entry = certificates.value[0]
-    cert, key = get(entry, "cert"), get(entry, "key")
-    if not isinstance(cert, yaml.ScalarNode) or not isinstance(key, yaml.ScalarNode):
-        raise OpsError(f"listener {listener!r}: its first certificate has no cert/key values")
-    return cert, key
+    if not 0 <= index < len(certificates.value):
+        raise OpsError(
+            f"listener {listener!r} has {len(certificates.value)} certificate(s): no number"
+            f" {index + 1}"
+        )
+    return _entry_cert_key(
+        certificates.value[index], f"listener {listener!r}: its certificate {index + 1}"
+    )
 
 
-def rewrite_certificate(text: str, listener: str, cert: str, key: str) -> str:
-    """`text` with the listener's first certificate entry pointing at `cert` and `key`; every
-    other byte unchanged. Values are written as double-quoted scalars with everything but
+def rewrite_certificate(text: str, listener: str, cert: str, key: str, index: int = 0) -> str:
+    """`text` with the listener's certificate entry at `index` pointing at `cert` and `key`;
+    every other byte unchanged. Values are written as double-quoted scalars with everything but
     printable ASCII escaped, so no path or URI can change the document's structure."""
-    cert_node, key_node = _certificate_nodes(text, listener)
+    return _rewrite(text, _certificate_nodes(text, listener, index), cert, key)
+
+
+def rewrite_client_certificate(text: str, upstream: str, cert: str, key: str) -> str:
+    """`text` with the upstream's `tls.client_cert` pointing at `cert` and `key`."""
+    node = get(get(get(get(compose(text), "upstreams"), upstream), "tls"), "client_cert")
+    if node is None:
+        raise OpsError(f"upstream {upstream!r} has no tls.client_cert to replace")
+    where = f"upstream {upstream!r}: its client_cert"
+    return _rewrite(text, _entry_cert_key(node, where), cert, key)
+
+
+def _rewrite(text: str, nodes: tuple[yaml.Node, yaml.Node], cert: str, key: str) -> str:
     edits = Edits(text)
-    edits.replace(cert_node, yaml_quoted(cert))
-    edits.replace(key_node, yaml_quoted(key))
+    edits.replace(nodes[0], yaml_quoted(cert))
+    edits.replace(nodes[1], yaml_quoted(key))
     return edits.result()
 
 
@@ -110,46 +134,65 @@ def check_certified(certified: CertifiedKey, now: datetime | None = None) -> Non
             ) from None
 
 
-def prepare(config_file: Path, listener: str, cert: str, key: str) -> Prepared:
+def prepare(config_file: Path, listener: str, cert: str, key: str, index: int = 0) -> Prepared:
     """Check everything and stage the new config file; raises OpsError (nothing changed)."""
-    text = rewrite_certificate(read_config(config_file), listener, cert, key)
+    text = rewrite_certificate(read_config(config_file), listener, cert, key, index)
     staged = stage(config_file, text)
     try:
-        found = [li for li in staged.config.listeners if li.name == listener]
-        if not found or found[0].tls is None:
-            raise OpsError(f"listener {listener!r} has no TLS")
-        check_certified(found[0].tls.certificates[0])
+        check_certified(certified_of(staged, listener, index))
     except BaseException:
         staged.discard()
         raise
     return staged
 
 
-def certified_of(prepared: Prepared, listener: str) -> CertifiedKey:
-    """The certificate and key `prepare` checked for `listener`."""
+def prepare_client_certificate(config_file: Path, upstream: str, cert: str, key: str) -> Prepared:
+    """The same for an upstream's client certificate (mTLS to its backends)."""
+    text = rewrite_client_certificate(read_config(config_file), upstream, cert, key)
+    staged = stage(config_file, text)
+    try:
+        found = staged.config.upstreams.get(upstream)
+        client = found.tls.client.client_certificate if found and found.tls else None
+        if client is None:
+            raise OpsError(f"upstream {upstream!r} has no client certificate")
+        check_certified(client)
+    except BaseException:
+        staged.discard()
+        raise
+    return staged
+
+
+def certified_of(prepared: Prepared, listener: str, index: int = 0) -> CertifiedKey:
+    """The certificate and key at `index` of `listener` in the staged config."""
     found = [li for li in prepared.config.listeners if li.name == listener]
-    assert found and found[0].tls is not None  # prepare refused anything else
-    return found[0].tls.certificates[0]
+    if not found or found[0].tls is None:
+        raise OpsError(f"listener {listener!r} has no TLS")
+    return found[0].tls.certificates[index]
 
 
 def install(
-    config_file: Path, listener: str, cert: str, key: str, admin: str | None
+    config_file: Path, listener: str, cert: str, key: str, admin: str | None, index: int = 0
 ) -> dict[str, Any]:
     """`outwork certs install`: check locally (nothing changes when a check fails), then have
     the running gateway check, write the config and serve it (the admin API); its answer."""
-    prepared = prepare(config_file, listener, cert, key)
+    prepared = prepare(config_file, listener, cert, key, index)
     prepared.discard()  # checked only: the gateway writes the file
-    return install_remote(prepared.config, admin, listener, cert, key)
+    return install_remote(prepared.config, admin, listener, cert, key, index)
 
 
 ADMIN_CALL_TIMEOUT = 30.0  # seconds for the admin API to check, install and confirm
 
 
 def install_remote(
-    config: GatewayConfig, address: str | None, listener: str, cert: str, key: str
+    config: GatewayConfig,
+    address: str | None,
+    listener: str,
+    cert: str,
+    key: str,
+    index: int = 0,
 ) -> dict[str, Any]:
     """POST the installation to the running gateway's admin API; its JSON answer."""
-    payload = {"listener": listener, "cert": cert, "key": key}
+    payload: dict[str, Any] = {"listener": listener, "cert": cert, "key": key, "index": index}
     return admin_post(config, address, "/certificates", payload)
 
 

@@ -17,6 +17,7 @@ import msgspec
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from outwork.config.files import FileTooLarge, read_bounded
 from outwork.config.schema import CertificateSpec, ConfigSpec, UpstreamSpec
 from outwork.config.source import ConfigError, load_yaml
 from outwork.ops import OpsError
@@ -54,30 +55,40 @@ def _spec(config_path: Path) -> ConfigSpec:
         raise OpsError(f"{config_path}: {exc}") from None
 
 
-def _entries(spec: ConfigSpec) -> list[tuple[str, str, CertificateSpec]]:
+@dataclass(frozen=True)
+class CertificateEntry:
+    """One certificate entry of the config as written: a listener's (its place in
+    `tls.certificates`) or an upstream's `tls.client_cert`."""
+
+    used_by: str  # "listener" or "upstream"
+    name: str
+    index: int
+    spec: CertificateSpec
+
+
+def config_spec(config_path: Path) -> ConfigSpec:
+    """The config as written (checked against the schema), without loading any file it names."""
+    return _spec(config_path)
+
+
+def certificate_entries(spec: ConfigSpec) -> list[CertificateEntry]:
+    """Every certificate entry: each listener's, in order, then each upstream client
+    certificate."""
     found = []
     for listener in spec.listeners:
         if listener.tls is not None:
-            found += [("listener", listener.name, entry) for entry in listener.tls.certificates]
+            found += [
+                CertificateEntry("listener", listener.name, index, entry)
+                for index, entry in enumerate(listener.tls.certificates)
+            ]
     for name, raw in spec.upstreams.items():
         try:
             upstream = msgspec.convert(raw, UpstreamSpec, strict=True)
         except msgspec.ValidationError as exc:
             raise OpsError(f"upstreams.{name}: {exc}") from None
         if upstream.tls is not None and upstream.tls.client_cert is not None:
-            found.append(("upstream", name, upstream.tls.client_cert))
+            found.append(CertificateEntry("upstream", name, 0, upstream.tls.client_cert))
     return found
-
-
-def listener_entries(config_path: Path) -> tuple[ConfigSpec, list[tuple[str, CertificateSpec]]]:
-    """The config as written, and each TLS listener's first certificate entry (the one
-    `certs install` replaces), without loading any key."""
-    spec = _spec(config_path)
-    return spec, [
-        (listener.name, listener.tls.certificates[0])
-        for listener in spec.listeners
-        if listener.tls is not None
-    ]
 
 
 def key_location(key: str, base: Path) -> str:
@@ -113,16 +124,15 @@ def certificates_in_use(
     base = config_path.resolve().parent
     now = now or datetime.datetime.now(datetime.UTC)
     result = []
-    for used_by, name, entry in _entries(spec):
+    for found in certificate_entries(spec):
+        used_by, name, entry = found.used_by, found.name, found.spec
         cert_path = base / entry.cert
         try:
-            with open(cert_path, "rb") as f:
-                data = f.read(MAX_CERT_FILE + 1)
-            if len(data) > MAX_CERT_FILE:
-                raise OpsError(f"{cert_path}: larger than {MAX_CERT_FILE} bytes")
-            leaf = x509.load_pem_x509_certificates(data)[0]
+            leaf = x509.load_pem_x509_certificates(read_bounded(cert_path, MAX_CERT_FILE))[0]
         except OSError as exc:
             raise OpsError(f"{used_by} {name}: cannot read {cert_path}: {exc.strerror}") from None
+        except FileTooLarge as exc:
+            raise OpsError(str(exc)) from None
         except ValueError:
             raise OpsError(f"{used_by} {name}: {cert_path} is not a PEM certificate") from None
         not_after = leaf.not_valid_after_utc

@@ -7,7 +7,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -16,6 +16,9 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from outwork.keys.file_signer import SigningKey
 from outwork.ops import OpsError
 from outwork.ops.files import PRIVATE, refuse_existing, write_file
+
+if TYPE_CHECKING:
+    from outwork.keys.uri import Pkcs11Uri
 
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519")
 _CURVES: dict[str, ec.EllipticCurve] = {"ec-p256": ec.SECP256R1(), "ec-p384": ec.SECP384R1()}
@@ -70,10 +73,8 @@ def generate_file(
 def generate_on_token(key_type: str, uri_text: str, module: str | None = None) -> GeneratedKey:
     """Generate the pair inside the token the URI names, labelled with its `object=`; then load
     it as the gateway will (Pkcs11Signer: attributes checked, a test signature verified)."""
-    from pkcs11 import exceptions as p11_errors
-    from pkcs11.constants import Attribute
-
-    from outwork.keys.pkcs11_signer import Pkcs11KeyError, Pkcs11Signer, open_token
+    from outwork.keys.pkcs11_signer import Pkcs11KeyError, module_path
+    from outwork.keys.token_lock import token_lock
     from outwork.keys.uri import parse_pkcs11_uri
 
     if key_type not in KEY_TYPES:
@@ -87,6 +88,22 @@ def generate_on_token(key_type: str, uri_text: str, module: str | None = None) -
         raise OpsError(f"{where}: name the new key with 'object=' (its label on the token)")
     if uri.type not in (None, "private"):
         raise OpsError(f"{where}: 'type={uri.type}': a generated key is a private key")
+    try:
+        locked = token_lock(module_path(uri, module))
+    except (Pkcs11KeyError, ValueError) as exc:
+        raise OpsError(str(exc)) from None
+    with locked:  # no other process logs in to the token while the key is written
+        return _generate_on_token(key_type, uri, module)
+
+
+def _generate_on_token(key_type: str, uri: Pkcs11Uri, module: str | None) -> GeneratedKey:
+    from pkcs11 import exceptions as p11_errors
+    from pkcs11.constants import Attribute
+
+    from outwork.keys.pkcs11_signer import Pkcs11KeyError, Pkcs11Signer, open_token
+
+    where = uri.display()
+    assert uri.object is not None
     try:
         token, pin = open_token(uri, module)
     except (Pkcs11KeyError, ValueError) as exc:

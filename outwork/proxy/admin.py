@@ -20,7 +20,8 @@ rebinding) cannot read the admin pages through a browser.
 - `/reload`: JSON, the running config's hash and the last reload's verdict (`reload_audit.py`),
   which `outwork reload` waits for.
 - `POST /certificates` (the admin API, only with `admin.token`): install a checked certificate
-  chain and key for a listener (see `outwork/ops/install.py`); every worker swaps that
+  chain and key for a listener, `{"listener", "cert", "key", "index"}` (`index`: which of its
+  `tls.certificates`, from 0; default 0; see `outwork/ops/install.py`); every worker swaps that
   listener's certificate set for new handshakes, nothing drains. Each change request, allowed
   or not, is an `admin.audit` line on the security-events sink.
 - `POST /tickets/rotate` (admin API): every worker drops its session-ticket keys and seals new
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
 MAX_ADMIN_REQUEST = 8 * 1024
 MAX_ADMIN_BODY = 1024 * 1024  # a change request's body (JSON of a few paths): 413 beyond
 MAX_FIELD = 4096  # characters of one field of a change request
+MAX_CERTIFICATES = 16  # a listener's tls.certificates (the schema's bound)
 # Seconds the admin waits for every worker to report it serves the new certificates.
 APPLY_TIMEOUT = 10.0
 # In the supervisor's run directory: the pids it told to swap certificates (written by the
@@ -435,25 +437,30 @@ class AdminProtocol(asyncio.Protocol):
         try:
             request = json.loads(body)
             listener, cert, key = (request[k] for k in ("listener", "cert", "key"))
+            # Which of the listener's certificates (from 0, in the config's order): a listener
+            # may serve an RSA and an ECDSA one, or one per SNI name.
+            index = request.get("index", 0)
             if not all(
                 isinstance(v, str) and 0 < len(v) <= MAX_FIELD for v in (listener, cert, key)
             ):
                 raise ValueError("listener, cert and key are non-empty strings")
-        except (ValueError, KeyError, TypeError) as exc:
+            if type(index) is not int or not 0 <= index < MAX_CERTIFICATES:
+                raise ValueError(f"index is a number from 0 to {MAX_CERTIFICATES - 1}")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             self._audit(what, "bad request", {"error": str(exc)[:200]})
-            self._answer(400, b'{"error": "a JSON object with listener, cert and key"}\n')
+            self._answer(400, b'{"error": "a JSON object with listener, cert, key (and index)"}\n')
             return
-        detail = {"listener": listener, "cert": cert, "key": key.split("?", 1)[0]}
+        detail = {"listener": listener, "index": index, "cert": cert, "key": key.split("?", 1)[0]}
         state = self.admin.current[0]
         try:
-            prepared = prepare(Path(state.config.file), listener, cert, key)
+            prepared = prepare(Path(state.config.file), listener, cert, key, index)
         except OpsError as exc:
             self._audit(what, "refused", {**detail, "error": str(exc)})
             self._answer(422, json.dumps({"error": str(exc)}).encode() + b"\n")
             return
         prepared.commit()
         swap_certificates(self.admin.current[0], prepared.config)
-        leaf = certified_of(prepared, listener).chain[0]
+        leaf = certified_of(prepared, listener, index).chain[0]
         detail["serial"] = format(leaf.serial_number, "x")
         workers = 1
         run_dir = self.admin.run_dir

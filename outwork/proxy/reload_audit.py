@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from outwork.config.changes import ConfigSummary, changes
+from outwork.config.files import read_bounded
 from outwork.observe.metrics import Metrics
 from outwork.observe.security_events import SecurityEventLog
 
@@ -158,9 +159,8 @@ def write_status(run_dir: str, record: dict[str, Any]) -> None:
 
 def read_status(run_dir: str) -> dict[str, Any] | None:
     try:
-        with open(os.path.join(run_dir, STATUS_FILE), "rb") as f:
-            record = json.loads(f.read(MAX_STATUS_BYTES))
-    except (OSError, ValueError):
+        record = json.loads(read_bounded(os.path.join(run_dir, STATUS_FILE), MAX_STATUS_BYTES))
+    except (OSError, ValueError):  # FileTooLarge included
         return None
     return record if isinstance(record, dict) else None
 

@@ -20,7 +20,7 @@ from outwork.observe import metrics_share
 from outwork.observe.access_log import AccessLog
 from outwork.observe.metrics import Metrics
 from outwork.observe.security_events import SecurityEventLog
-from outwork.proxy import reload_audit, startup_signals
+from outwork.proxy import heap, reload_audit, startup_signals
 from outwork.proxy.admin import Admin, AdminProtocol
 from outwork.proxy.clock import Clock
 from outwork.proxy.forwarding import RequestIds
@@ -410,6 +410,7 @@ async def serve(
     tick_task = loop.create_task(ticker())
     admin.serving = True
     publish()
+    heap.settle()
     log("ready")
     if on_ready is not None:
         on_ready()

@@ -62,7 +62,7 @@ class RecordProtection(Protocol):
 
     def seal(self, content_type: int, data: bytes | memoryview) -> bytes: ...
 
-    def seal_stream(self, content_type: int, data: bytes) -> list[bytes]: ...
+    def seal_stream(self, content_type: int, data: bytes) -> list[bytes] | list[bytearray]: ...
 
     def open(self, header: bytes, body: bytes | memoryview) -> tuple[int, bytes]: ...
 
@@ -78,7 +78,7 @@ class TLSConnection:
         self._in_wanted = RECORD_HEADER
         self._hs_buffer = bytearray()
         self._hs_fragments = 0  # records the message being reassembled came in so far
-        self._out: list[bytes] = []
+        self._out: list[bytes | bytearray] = []
         self._events: list[ev.Event] = []
         self._read: RecordProtection | None = None
         self._write: RecordProtection | None = None
@@ -131,12 +131,20 @@ class TLSConnection:
         return self._reading_paused
 
     def data_to_send(self) -> bytes:
+        out = self.data_to_write()
+        return out if type(out) is bytes else bytes(out)
+
+    def data_to_write(self) -> bytes | bytearray:
+        """As `data_to_send`, for a caller that writes it to a transport at once: one queued
+        piece (the usual case: a response sealed into one buffer) is handed over as it is,
+        not copied by a join or into bytes."""
         self._replies = 0
         self._key_update_reply_pending = False
-        if not self._out:
+        pending = self._out
+        if not pending:
             return b""
-        out = b"".join(self._out)
-        self._out.clear()
+        out = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
         return out
 
     def send_data(self, data: bytes) -> None:

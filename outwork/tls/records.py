@@ -68,14 +68,47 @@ class RecordCipher:
         """Give back the sequence number of a record that failed to open (skipped 0-RTT)."""
         self._seq -= 1
 
-    def seal_stream(self, content_type: int, data: bytes) -> list[bytes]:
+    def seal_stream(self, content_type: int, data: bytes) -> list[bytes] | list[bytearray]:
         if len(data) <= MAX_PLAINTEXT:
             return [self.seal(content_type, data)]
-        view = memoryview(data)
-        return [
-            self.seal(content_type, view[start : start + MAX_PLAINTEXT])
-            for start in range(0, len(data), MAX_PLAINTEXT)
-        ]
+        return [self._seal_many(content_type, data)]
+
+    def _seal_many(self, content_type: int, data: bytes) -> bytearray:
+        """Records of 2^14 bytes (the last one shorter) sealed into one buffer: each record's
+        ciphertext is encrypted in place (`encrypt_into`), so the bulk path copies the data
+        once (into the inner plaintext) instead of once per slice, concatenation and join."""
+        size = len(data)
+        records = -(-size // MAX_PLAINTEXT)
+        out = bytearray(size + records * (RECORD_HEADER + 1 + AEAD_TAG))
+        out_view = memoryview(out)
+        source = memoryview(data)
+        # The inner plaintext (content, then its type byte): one buffer, reused per record.
+        inner = bytearray(MAX_PLAINTEXT + 1)
+        inner_view = memoryview(inner)
+        encrypt_into = self._aead.encrypt_into
+        pos = 0
+        for start in range(0, size, MAX_PLAINTEXT):
+            chunk = source[start : start + MAX_PLAINTEXT]
+            taken = len(chunk)
+            length = taken + 1 + AEAD_TAG
+            header = b"\x17\x03\x03" + length.to_bytes(2, "big")
+            inner_view[:taken] = chunk
+            inner[taken] = content_type
+            seq = self._seq
+            if seq >= MAX_SEQUENCE:
+                raise TLSError(AlertDescription.INTERNAL_ERROR, "sequence number exhausted")
+            self._seq = seq + 1
+            body = pos + RECORD_HEADER
+            out_view[pos:body] = header
+            end = body + length
+            encrypt_into(
+                (self._iv ^ seq).to_bytes(12, "big"),
+                inner_view[: taken + 1],
+                header,
+                out_view[body:end],
+            )
+            pos = end
+        return out
 
     def open(self, header: bytes, ciphertext: bytes | memoryview) -> tuple[int, bytes]:
         """Decrypt one record; returns (inner content type, content)."""

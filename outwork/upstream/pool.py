@@ -28,7 +28,7 @@ from outwork.http import serialize
 from outwork.http.errors import UpstreamProtocolError
 from outwork.http.messages import Framing, ResponseHead
 from outwork.http.reader import ResponseReader
-from outwork.proxy import pipeline
+from outwork.proxy import pipeline, response_filters
 from outwork.proxy.clock import Clock
 from outwork.proxy.exchange import MAX_REPLAY_BODY, RETRYABLE_METHODS, Exchange
 from outwork.upstream.balancer import make_balancer
@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from outwork.observe.security_events import SecurityEventLog
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
+
+# Enum members as module constants on the per-request path: `Enum.X` goes through
+# EnumType.__getattr__'s slot (about 10x a global's cost in Python 3.11).
+_CLOSE, _CHUNKED = Framing.CLOSE, Framing.CHUNKED
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -62,6 +66,8 @@ class UpstreamConnection(asyncio.Protocol):
         # Reading paused because the client does not take the response as fast as it comes:
         # the read deadline does not run meanwhile (a slow client is not the target's fault).
         self.read_paused = False
+        # The response, while response body filters hold it (proxy/response_filters.py).
+        self.held: response_filters.HeldResponse | None = None
 
     # asyncio callbacks
 
@@ -109,7 +115,7 @@ class UpstreamConnection(asyncio.Protocol):
         reader = self.reader
         if ex is None or reader is None:
             return
-        if reader.framing is Framing.CLOSE and exc is None:  # not a reset, not a TLS truncation
+        if reader.framing is _CLOSE and exc is None:  # not a reset, not a TLS truncation
             reader.feed_eof()
             self._complete()
             return
@@ -151,7 +157,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.reader = reader = ResponseReader(self, head_request)
         reader.expect_upgrade = head.upgrade
         self._reusable = False
-        self._chunked = chunked = head.framing is Framing.CHUNKED
+        self._chunked = chunked = head.framing is _CHUNKED
         client = ex.client
         forwarded = client.forwarded
         if not head.has_host:
@@ -255,19 +261,36 @@ class UpstreamConnection(asyncio.Protocol):
             if ex.filters:
                 verdict = response_head_verdict(ex.filters, ex, head)
                 if isinstance(verdict, Reply):
-                    # Answered by a filter instead: this upstream response is dropped whole,
-                    # and the filter's answer counted and sent as a request filter's is.
-                    self._detach()
-                    self.close()
-                    if not ex.cancelled and not ex.response_done:
-                        pipeline.refuse(ex, verdict)
+                    self._refused(ex, verdict)
+                    return
+                # HOOK (response body filters): the head waits while they inspect the body.
+                self.held = response_filters.hold(ex, head)
+                if self.held is not None:
                     return
             ex.client.response_head(ex, head)
 
     def on_response_body(self, data: bytes) -> None:
         ex = self.exchange
         if ex is not None:
-            ex.client.response_body(ex, data)
+            held = self.held
+            if held is None:
+                ex.client.response_body(ex, data)
+                return
+            # HOOK (response body filters): held, released, or refused.
+            verdict = held.feed(data)
+            if verdict is False:
+                self.held = None  # released: the rest streams
+            elif isinstance(verdict, Reply):
+                self._refused(ex, verdict)
+
+    def _refused(self, ex: Exchange, verdict: Reply) -> None:
+        """Answered by a filter instead: this upstream response is dropped whole (its
+        connection too: the rest of it would come), and the filter's answer counted and sent as
+        a request filter's is."""
+        self._detach()
+        self.close()
+        if not ex.cancelled and not ex.response_done:
+            pipeline.refuse(ex, verdict)
 
     def on_response_end(self, reusable: bool) -> None:
         self._reusable = reusable  # acted on in _complete, once the parser has returned
@@ -307,6 +330,10 @@ class UpstreamConnection(asyncio.Protocol):
     def _detach(self) -> Exchange | None:
         ex = self.exchange
         self.exchange = None  # the reader stays: reused for the next response when it can be
+        held = self.held
+        if held is not None:
+            self.held = None
+            held.drop()  # HOOK (response body filters): its bytes leave the held budget
         self.deadline = 0.0
         self.write_deadline = 0.0
         self.pool.active.discard(self)
@@ -318,6 +345,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _complete(self) -> None:
         reusable = self._reusable
+        held = self.held
         ex = self._detach()
         if ex is None:
             return
@@ -328,7 +356,10 @@ class UpstreamConnection(asyncio.Protocol):
             self.pool.release(self)
         else:
             self.close()
-        ex.client.response_end(ex)
+        if held is not None:
+            held.end()  # HOOK (response body filters): their verdict, then the response
+        else:
+            ex.client.response_end(ex)
 
     def _fail(self, status: int, kind: str, retry: bool = False) -> None:
         ex = self._detach()

@@ -257,7 +257,7 @@ class TlsUpstreamTransport(asyncio.Protocol, asyncio.Transport):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        out = self._tls.data_to_send()
+        out = self._tls.data_to_write()
         if out:
             transport.write(out)
         if self._tls.is_closed:

@@ -1,15 +1,20 @@
 """The engine: rule files compiled once (`Waf.load`), run per request (`Transaction`).
 
-What runs is what ModSecurity 2 runs for phases 1 (request head) and 2 (request body):
-rules in file order per phase, `chain`, `skipAfter`/`SecMarker`, `setvar` on TX with macro
-expansion, runtime `ctl` (rule removal by id, tag or target, rule engine, body processor),
-CRS's anomaly scoring (a rule's `block` is the default action `pass`; the `deny` of 949110
-is what blocks). Response phases (3, 4) are loaded and checked but not run yet.
+What runs is what ModSecurity 2 runs for phases 1 (request head), 2 (request body), 3
+(response head) and 4 (response body): rules in file order per phase, `chain`,
+`skipAfter`/`SecMarker`, `setvar` on TX with macro expansion, runtime `ctl` (rule removal by
+id, tag or target, rule engine, body processor), CRS's anomaly scoring (a rule's `block` is
+the default action `pass`; the `deny` of 949110 is what blocks, of 959100 and 959101 on the
+outbound score). Phase 5 (logging) is loaded and checked but not run: it only reports.
 
-Speed comes from not doing work twice: each (value, transformation pipeline) is computed
-once per transaction, and every `@rx` of a phase with the same pipeline sits in one
-`PatternSet`, scanned once per distinct transformed value; a rule runs its exact regex only
-on values the scan says it may match. `Transaction.stats` counts how many rules ran fully.
+Speed comes from not doing work twice, and from ruling rules out before running them:
+every `@rx` of a phase sits in one `PatternSet`; each collection a rule reads is scanned once
+per phase as it is and lowercased (for every rule that reads it), and through a pipeline
+only for the values that pipeline changes (its fast path says which); a rule whose pattern no
+scanned value can match is skipped with one set lookup (`_may_hit`), the others run their
+exact regex only on the values the scan names. TX checks run inline, `@pm` looks at all of a
+rule's values in one pass first, and transformed values and scan answers of short values are
+kept across transactions (bounded). `Transaction.stats` counts how many rules ran fully.
 """
 
 from __future__ import annotations
@@ -21,12 +26,21 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from outwork.waf import seclang
-from outwork.waf.fastpath import FastPath, fast_path
-from outwork.waf.operators import Operator, OperatorMatch, build_operator
-from outwork.waf.patterns import PatternSet
+from outwork.waf.fastpath import FastPath, fast_path, input_key, segmented, signature
+from outwork.waf.operators import (
+    NUMBER_TESTS,
+    Operator,
+    OperatorMatch,
+    Pm,
+    build_operator,
+    c_atoi,
+)
+from outwork.waf.patterns import SET_MAX_VALUE, PatternSet
 from outwork.waf.request import WafRequest
+from outwork.waf.response import WafResponse
 from outwork.waf.rules import Directive, Marker, Remove, Rule, Setting, UpdateTarget, Variable
 from outwork.waf.transforms import pipeline
 from outwork.waf.variables import LIVE, Variables
@@ -34,6 +48,11 @@ from outwork.waf.variables import LIVE, Variables
 CRS_RULES = Path(__file__).parent / "crs" / "rules"
 REQUEST_PHASES = (1, 2)
 DISRUPTIVE = ("pass", "block", "deny", "drop", "allow", "redirect", "proxy")
+# Transformed values and pattern-set answers for values up to SHARED_VALUE_BYTES are kept
+# across transactions, up to SHARED_ENTRIES each (then started again: a peer sending ever new
+# values pays what it would with no memo, and memory stays bounded, about 10 MiB).
+SHARED_VALUE_BYTES = 256
+SHARED_ENTRIES = 16384
 MAX_SETVAR_VALUE = 64 * 1024  # a TX value built from request data is capped, not unbounded
 _MACRO = re.compile(r"%\{([^}]+)\}")
 _unique_ids = itertools.count(1)
@@ -51,6 +70,7 @@ class Setup:
 
     paranoia_level: int = 1
     anomaly_threshold: int = 5
+    outbound_anomaly_threshold: int = 4  # CRS's default: one leak of severity ERROR blocks
     allowed_methods: tuple[str, ...] = ()  # empty: CRS's default
     allowed_content_types: tuple[str, ...] = ()  # empty: CRS's default
     detect_only: bool = False
@@ -63,6 +83,7 @@ class Setup:
             ("blocking_paranoia_level", str(self.paranoia_level)),
             ("detection_paranoia_level", str(self.paranoia_level)),
             ("inbound_anomaly_score_threshold", str(self.anomaly_threshold)),
+            ("outbound_anomaly_score_threshold", str(self.outbound_anomaly_threshold)),
         ]
         if self.allowed_methods:
             settings.append(("allowed_methods", " ".join(self.allowed_methods)))
@@ -109,10 +130,18 @@ class CompiledRule:
     tx_key: str | None = None
     tx_count: bool = False
     tx_name: bytes = b""
+    # A lone rule testing one TX value against a constant, no transformation, no capture (the
+    # paranoia-level checks, CRS's defaults and its score sums, half the rules CRS reaches):
+    # run_phase evaluates it inline.
+    tx_simple: bool = False
+    # A numeric test (@eq, @lt, ...) against a constant: the test and the number.
+    number: tuple[Callable[[int, int], bool], int] | None = None
+    phrases: Pm | None = None  # a plain @pm's operator: its values are searched at once first
     targets_key: int = 0  # the same for rules with the same targets and exclusions
     pipeline_id: int = 0  # the same for rules with the same transformations
     # multiMatch: None (the value as is), then the value after each transformation in turn.
     steps: tuple[Callable[[bytes], bytes] | None, ...] = (None,)
+    step_fasts: tuple[FastPath | None, ...] = (None,)  # each step's fast path
     transform_fn: Callable[[bytes], bytes] | None = None  # None: no transformation
     # What the prefilter scans: the rule's pipeline, or (multiMatch) each of its prefixes.
     step_ids: tuple[int, ...] = ()
@@ -122,6 +151,12 @@ class CompiledRule:
     quick: tuple[int, int, int] | None = None
     # The rule's @rx in its phase's pattern set for its pipeline: (group, index), or None.
     prefilter: tuple[int, int] | None = None
+    # A prefiltered rule whose targets are all plain collections (not counted, not live):
+    # their indexes in `Waf.scan_variables`, scanned once per (variable, pipeline) and
+    # request phase; None: the rule's values are scanned as one list.
+    scan: tuple[int, ...] | None = None
+    scan_key: int = 0  # the same for rules with the same scan, pipelines and pattern set
+    scan_id: int = 0  # the same for rules with the same scan and pattern set
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +214,12 @@ class Waf:
         self.families = sorted({str(r.id // 1000) for r in rules if 900000 <= r.id < 1000000})
         self._selections: dict[tuple[str, str], frozenset[int]] = {}
         self.fast_paths: list[FastPath | None] = []  # by pipeline id (set by the compiler)
+        self.scan_variables: list[Variable] = []  # see CompiledRule.scan (set by the compiler)
+        self.input_keys: list[Callable[[bytes], bytes] | None] = []  # by pipeline id (fastpath)
+        # Results of pure functions of short values, shared by transactions: header values,
+        # names and short values recur from request to request (see SHARED_ENTRIES).
+        self.shared_transforms: dict[tuple[int, bytes], bytes] = {}  # (pipeline, value)
+        self.shared_candidates: dict[tuple[int, bytes], frozenset[int]] = {}  # (set, value)
 
     def rule_ids(self, by: str, selector: str) -> frozenset[int]:
         """The ids of the rules a `ctl` names, by "id" (ranges) or "tag" (a regex): worked
@@ -238,6 +279,7 @@ class _Compiler:
         self.default_disruptive = "pass"
         self.pipeline_ids: dict[tuple[str, ...], int] = {}
         self.target_keys: dict[tuple[tuple[Variable, ...], tuple[Variable, ...]], int] = {}
+        self.variables: dict[Variable, Variable] = {}
         # phase -> patterns, the rules they belong to
         self.groups: dict[int, list[tuple[str, CompiledRule]]] = {}
 
@@ -263,8 +305,10 @@ class _Compiler:
         for update in updates:
             for rule in rules:
                 if _in_ranges(rule.id, update.rule_ids):
-                    rule.targets += tuple(v for v in update.variables if not v.exclude)
-                    rule.excluded += tuple(v for v in update.variables if v.exclude)
+                    rule.targets += tuple(
+                        self._intern(v) for v in update.variables if not v.exclude
+                    )
+                    rule.excluded += tuple(self._intern(v) for v in update.variables if v.exclude)
                     rule.targets_key = self.target_keys.setdefault(
                         (rule.targets, rule.excluded), len(self.target_keys)
                     )
@@ -293,7 +337,40 @@ class _Compiler:
         waf = Waf(programs, markers, rules, pattern_sets, self.detect_only)
         by_id = sorted(self.pipeline_ids.items(), key=lambda item: item[1])
         waf.fast_paths = [fast_path(names) for names, _ in by_id]
+        waf.input_keys = [input_key(names) for names, _ in by_id]
+        waf.scan_variables = self._scan_variables(rules)
         return waf
+
+    @staticmethod
+    def _scan_variables(rules: list[CompiledRule]) -> list[Variable]:
+        """Give each prefiltered rule reading only plain collections its `scan`: rules name
+        the same few collections (ARGS, REQUEST_COOKIES, ...), so a collection's values are
+        scanned once per pipeline for all of them. Exclusions are left out: a scan of more
+        values than the rule reads only lets the rule run its regex where it need not."""
+        interned: dict[Variable, int] = {}
+        scan_keys: dict[object, int] = {}
+        scan_ids: dict[object, int] = {}
+        for head in rules:
+            for rule in (head, *head.chained):
+                if rule.prefilter is None or rule.live or rule.negated:
+                    continue
+                if any(v.count or v.name in LIVE for v in rule.targets):
+                    continue
+                rule.scan = tuple(
+                    interned.setdefault(Variable(v.name, v.key, v.key_is_regex), len(interned))
+                    for v in rule.targets
+                )
+                group = rule.prefilter[0]
+                rule.scan_key = scan_keys.setdefault(
+                    (rule.scan, rule.step_ids, group), len(scan_keys)
+                )
+                rule.scan_id = scan_ids.setdefault((rule.scan, group), len(scan_ids))
+        return list(interned)
+
+    def _intern(self, variable: Variable) -> Variable:
+        """One object per distinct variable: what a transaction works out for a variable is
+        kept by its id, so that rules naming the same variable share it."""
+        return self.variables.setdefault(variable, variable)
 
     def _setting(self, setting: Setting) -> None:
         if setting.name == "SecRuleEngine":
@@ -326,8 +403,8 @@ class _Compiler:
             id=head.id,
             phase=head.phase,
             where=where,
-            targets=tuple(v for v in rule.variables if not v.exclude),
-            excluded=tuple(v for v in rule.variables if v.exclude),
+            targets=tuple(self._intern(v) for v in rule.variables if not v.exclude),
+            excluded=tuple(self._intern(v) for v in rule.variables if v.exclude),
             transforms=tuple(transforms),
             transform=transform,
             operator=operator,
@@ -347,6 +424,11 @@ class _Compiler:
             log=not head.has("nolog"),
         )
         compiled.live = any(v.name in LIVE for v in rule.variables)
+        if isinstance(operator, Pm) and not compiled.negated:
+            compiled.phrases = operator
+        if rule.operator.lower() in NUMBER_TESTS and compiled.constant:
+            number = c_atoi(rule.argument.encode("utf-8", "surrogateescape"))
+            compiled.number = (NUMBER_TESTS[rule.operator.lower()], number)
         compiled.constant = "%{" not in rule.argument
         if len(rule.variables) == 1:
             (only,) = rule.variables
@@ -358,19 +440,30 @@ class _Compiler:
             compiled.transforms, len(self.pipeline_ids)
         )
         compiled.steps = (None, *(pipeline((name,)) for name in compiled.transforms))
-        compiled.transform_fn = transform if compiled.transforms else None
+        compiled.step_fasts = (None, *(fast_path((name,)) for name in compiled.transforms))
+        compiled.transform_fn = (
+            segmented(compiled.transforms, transform) if compiled.transforms else None
+        )
         if compiled.multi_match:
             prefixes = [compiled.transforms[:n] for n in range(len(compiled.transforms) + 1)]
         else:
             prefixes = [compiled.transforms]
         ids = self.pipeline_ids
         compiled.step_ids = tuple(ids.setdefault(p, len(ids)) for p in prefixes)
-        compiled.step_pipes = tuple(pipeline(p) if p else None for p in prefixes)
+        compiled.step_pipes = tuple(segmented(p, pipeline(p)) if p else None for p in prefixes)
         compiled.targets_key = self.target_keys.setdefault(
             (compiled.targets, compiled.excluded), len(self.target_keys)
         )
         if rule is head:
             compiled.chained = [self._rule(link, head) for link in rule.chained]
+            compiled.tx_simple = (
+                compiled.tx_key is not None
+                and not compiled.chained
+                and not compiled.transforms
+                and not compiled.capture
+                and not compiled.multi_match
+                and compiled.constant
+            )
         if rule.operator == "rx" and rule.variables:
             # One set per phase, whatever the transformations: a value that several pipelines
             # leave as it is (most values of benign requests) is scanned once for all.
@@ -429,24 +522,53 @@ class Transaction:
         self._extra: dict[int, tuple[tuple[Variable, ...], object]] = {}  # by rule id
         self._tvalues: dict[object, list[bytes]] = {}  # by (values key, pipeline)
         self._unions: dict[object, set[int]] = {}  # see _union
+        # See _may_hit: by scan variable; by (variable, group); by (variable, pipeline, group).
+        self._distinct: dict[int, tuple[list[bytes], frozenset[int], bool]] = {}
+        self._scan_unions: dict[int, set[int]] = {}  # by CompiledRule.scan_key
+        self._scan_bases: dict[int, set[int]] = {}  # by CompiledRule.scan_id
+        self._bases: dict[tuple[int, int], set[int]] = {}
+        self._var_unions: dict[tuple[int, int, int], set[int]] = {}
         self._transformed: dict[tuple[int, bytes], bytes] = {}  # by (pipeline, value)
         self._matches: dict[tuple[int, bytes], OperatorMatch | None] = {}  # by (operator, value)
-        self._candidates: dict[tuple[int, bytes], set[int]] = {}
+        self._candidates: dict[tuple[int, bytes], frozenset[int]] = {}
         self._rule: CompiledRule | None = None
+        # What holds values of the phase's collections (not TX): cleared with the body's
+        # arrival and by the ctls that change what the body shows.
+        self._phase_caches: tuple[dict[Any, Any], ...] = (
+            self._values,
+            self._tvalues,
+            self._unions,
+            self._distinct,
+            self._scan_unions,
+            self._scan_bases,
+            self._bases,
+            self._var_unions,
+        )
 
     # ---- phases --------------------------------------------------------------------------
 
+    def respond(self, response: WafResponse) -> None:
+        """The response arrived (before phase 3; its `body` is set before phase 4). In
+        detection-only mode, what the request phases would have done is forgotten: the
+        response phases decide on their own."""
+        self.vars.read_response(response)
+        if self.detect_only:
+            self.interruption = None
+
     def run_phase(self, phase: int) -> Interruption | None:
-        if phase == 2:
-            self.vars.read_body()
-            self._values.clear()
-            self._tvalues.clear()
-            self._unions.clear()
+        if phase != 1:
+            # What rules read changes with each phase (the body, the response): values,
+            # transformations and scans are computed afresh.
+            if phase == 2:
+                self.vars.read_body()
+            elif phase == 4 and self.vars.response is not None:
+                self.vars.read_response(self.vars.response)
+            for cache in self._phase_caches:
+                cache.clear()
         if self.interruption is not None or self.engine_off or self.allowed:
             return self.interruption
         program = self.waf.programs[phase]
         markers = self.waf.markers[phase]
-        unions = self._unions
         stats = self.stats
         index = 0
         while index < len(program):
@@ -455,17 +577,16 @@ class Transaction:
             if isinstance(item, str) or item.id in self.removed:
                 continue
             stats.rules_reached += 1
-            quick = item.quick
-            if quick is not None:
-                # A prefiltered @rx whose values were scanned already (another rule reads
-                # the same ones): one look says whether it can match at all.
-                extra_key = self._removed_targets_of(item)[1] if self.removed_targets else ()
-                union = unions.get((((item.targets_key, extra_key), quick[0]), quick[1]))
-                if union is not None and quick[2] not in union:
-                    stats.rx_reached += 1
-                    self.vars.matched = []
+            if item.tx_simple and not self.tx_targets_removed:
+                if not self._tx_matches(item):
                     continue
-            if not self._chain_matches(item):
+            elif item.scan is not None and not self._may_hit(item):
+                # A prefiltered @rx that cannot match any value it reads: one look per
+                # collection it names (scanned once per request phase), no rule machinery.
+                stats.rx_reached += 1
+                self.vars.matched = []
+                continue
+            elif not self._chain_matches(item):
                 continue
             self._act(item)
             if self.engine_off or self.allowed:
@@ -489,6 +610,11 @@ class Transaction:
             tx.get("blocking_inbound_anomaly_score", tx.get("inbound_anomaly_score", b"0"))
         )
 
+    @property
+    def outbound_anomaly_score(self) -> int:
+        """The response phases' score (RESPONSE-959), as the blocking check reads it."""
+        return _to_int(self.vars.tx.get("blocking_outbound_anomaly_score", b"0"))
+
     # ---- a rule --------------------------------------------------------------------------
 
     def _chain_matches(self, head: CompiledRule) -> bool:
@@ -496,6 +622,41 @@ class Transaction:
         if not self._link_matches(head, head):
             return False
         return all(self._link_matches(link, head) for link in head.chained)
+
+    def _tx_matches(self, rule: CompiledRule) -> bool:
+        """A `tx_simple` rule: what _chain_matches gives, without the general machinery."""
+        assert rule.tx_key is not None
+        self._rule = rule
+        vars_ = self.vars
+        value = vars_.tx.get(rule.tx_key)
+        if rule.tx_count:
+            name, value = b"TX", b"1" if value is not None else b"0"
+        elif value is None:
+            vars_.matched = []
+            return False
+        else:
+            name = rule.tx_name
+        self.stats.rules_full += 1
+        number = rule.number
+        if number is not None:
+            # What the operator's match does (c_atoi of both sides), its side read at load.
+            matched = number[0](_atoi(value), number[1])
+        else:
+            memo_key = (id(rule.operator), value)
+            memo = self._matches
+            if memo_key in memo:
+                found = memo[memo_key]
+            else:
+                found = memo[memo_key] = rule.operator.match(value, self.expand)
+            matched = found is not None
+        if matched == rule.negated:
+            vars_.matched = []
+            return False
+        vars_.matched = [(name, value)]
+        vars_.matched_var = (name, value)
+        if rule.setvars or rule.ctls:
+            self._actions(rule)
+        return True
 
     def _values_of(self, rule: CompiledRule, head: CompiledRule) -> tuple[Values, object]:
         """The (name, value) pairs a rule reads, and a key they are cached under (None for
@@ -578,6 +739,10 @@ class Transaction:
             self.stats.rules_full += rule is head
             self._actions(rule)
             return True
+        if rule.scan is not None and not self._may_hit(rule):
+            self.vars.matched = []
+            self._count(rule, head, False)
+            return False
         values, key = self._values_of(rule, head)
         self.vars.matched = []
         if not values:
@@ -585,7 +750,7 @@ class Transaction:
         prefilter = rule.prefilter
         positions = range(len(values))
         transformed: list[bytes] = []
-        if prefilter is not None and not rule.negated and key is not None:
+        if prefilter is not None and not rule.negated and key is not None and rule.scan is None:
             # The values the scan says the regex may match, from one look per (values,
             # pipeline): most rules stop here, the others run their regex on those only.
             group, index = prefilter
@@ -598,6 +763,10 @@ class Transaction:
                 return False
         if not rule.multi_match:
             transformed = self._transformed_of(values, key, rule.pipeline_id, rule.transform_fn)
+            if rule.phrases is not None and not rule.phrases.found_in(transformed):
+                # No phrase in any value: one Aho-Corasick pass over them all said so.
+                self._count(rule, head, True)
+                return False
         matched = False
         ran = False  # the operator ran on some value (the prefilter did not rule them all out)
         expand = self.expand
@@ -636,6 +805,106 @@ class Transaction:
         self._count(rule, head, ran)
         return matched
 
+    def _may_hit(self, rule: CompiledRule) -> bool:
+        """Whether the scan says the rule's regex may match a value of one of its collections
+        (a rule with `scan`): False rules the rule out. Rules that read the same collections
+        share their values' scan as they are (`_scan_base`: most pipelines leave most values
+        alone, or only lowercase them); only values a pipeline changes are scanned for it."""
+        prefilter = rule.prefilter
+        assert prefilter is not None
+        base = self._scan_bases.get(rule.scan_id)
+        if base is None:
+            base = self._scan_bases[rule.scan_id] = self._scan_base(rule)
+        if prefilter[1] in base:
+            return True
+        extra = self._scan_unions.get(rule.scan_key)
+        if extra is None:
+            extra = self._scan_unions[rule.scan_key] = self._scan_extra(rule)
+        return prefilter[1] in extra
+
+    def _scan_base(self, rule: CompiledRule) -> set[int]:
+        assert rule.prefilter is not None and rule.scan is not None
+        group = rule.prefilter[0]
+        found: set[int] = set()
+        for variable in rule.scan:
+            distinct = self._distinct.get(variable) or self._distinct_of(variable)
+            if distinct[0]:
+                found |= self._base(variable, group, distinct[0])
+        return found
+
+    def _scan_extra(self, rule: CompiledRule) -> set[int]:
+        """What the rule's pipelines make of the values they change (see _may_hit)."""
+        assert rule.prefilter is not None and rule.scan is not None
+        group = rule.prefilter[0]
+        extras = self._var_unions
+        fast_paths = self.waf.fast_paths
+        found: set[int] = set()
+        for variable in rule.scan:
+            values, triggers, double_space = self._distinct[variable]
+            if not values:
+                continue
+            for step_id, step in zip(rule.step_ids, rule.step_pipes, strict=True):
+                if step is None:
+                    continue
+                fast = fast_paths[step_id]
+                if fast is not None and fast.leaves(triggers, double_space):
+                    continue
+                extra = extras.get((variable, step_id, group))
+                if extra is None:
+                    extra = extras[(variable, step_id, group)] = self._var_extra(
+                        values, step_id, step, fast, group
+                    )
+                found |= extra
+        return found
+
+    def _var_extra(
+        self,
+        values: list[bytes],
+        step_id: int,
+        step: Callable[[bytes], bytes],
+        fast: FastPath | None,
+        group: int,
+    ) -> set[int]:
+        """The patterns of `group` that may match one of `values` that the pipeline changes,
+        once through it (the others are in `_base`)."""
+        if fast is not None:
+            acts = fast.acts.search
+            values = [value for value in values if acts(value)]
+        else:
+            key = self.waf.input_keys[step_id]
+            if key is not None:
+                # One value for all those the pipeline turns into the same (fastpath.input_key).
+                values = list({key(value): value for value in values}.values())
+        transform = self._transform
+        candidates_of = self._candidates_of
+        union: set[int] = set()
+        for value in values:
+            union |= candidates_of(group, transform(step_id, step, value))
+        return union
+
+    def _distinct_of(self, variable: int) -> tuple[list[bytes], frozenset[int], bool]:
+        """A collection's distinct values, and their `signature` (see fastpath.py)."""
+        pairs = self.vars.select(self.waf.scan_variables[variable])
+        values = list(dict.fromkeys(v for _, v in pairs))
+        distinct = self._distinct[variable] = (values, *signature(values))
+        return distinct
+
+    def _base(self, variable: int, group: int, values: list[bytes]) -> set[int]:
+        """The patterns that may match a collection's values as they are or lowercased."""
+        base = self._bases.get((variable, group))
+        if base is None:
+            base = set()
+            candidates_of = self._candidates_of
+            for value in values:
+                base |= candidates_of(group, value)
+                # (A long value takes the literal prefilter, which reads it lowercased.)
+                if len(value) <= SET_MAX_VALUE:
+                    lower = value.lower()
+                    if lower != value:
+                        base |= candidates_of(group, lower)
+            self._bases[(variable, group)] = base
+        return base
+
     def _union(self, group: int, transformed: list[bytes], key: object) -> set[int]:
         """The patterns of `group` the scan says may match one of the values (once per list
         and phase)."""
@@ -662,28 +931,48 @@ class Transaction:
 
     def _transform(self, pipeline_id: int, fn: Callable[[bytes], bytes], value: bytes) -> bytes:
         key = (pipeline_id, value)
-        result = self._transformed.get(key)
+        if len(value) > SHARED_VALUE_BYTES:
+            memo = self._transformed
+        else:
+            memo = self.waf.shared_transforms
+            if len(memo) >= SHARED_ENTRIES:
+                memo.clear()
+        result = memo.get(key)
         if result is None:
-            result = self._transformed[key] = fn(value)
+            result = memo[key] = fn(value)
         return result
 
     def _multi_match(self, rule: CompiledRule, value: bytes) -> OperatorMatch | None:
-        """`multiMatch`: the operator on the value and after each transformation."""
+        """`multiMatch`: the operator on the value and after each transformation that
+        changes it (as ModSecurity: an unchanged value would give the same answer)."""
         prefilter = rule.prefilter
-        for step in rule.steps:
+        for step, fast in zip(rule.steps, rule.step_fasts, strict=True):
             if step is not None:
-                value = step(value)
+                if fast is not None and fast.acts.search(value) is None:
+                    changed = value.lower() if fast.lowers else value
+                else:
+                    changed = step(value)
+                if changed == value:
+                    continue
+                value = changed
             if prefilter is None or self._may_match(prefilter, value):
                 found = rule.operator.match(value, self.expand)
                 if found is not None:
                     return found
         return None
 
-    def _candidates_of(self, group: int, value: bytes) -> set[int]:
+    def _candidates_of(self, group: int, value: bytes) -> frozenset[int]:
         key = (group, value)
-        candidates = self._candidates.get(key)
+        if len(value) > SHARED_VALUE_BYTES:
+            memo = self._candidates
+        else:
+            memo = self.waf.shared_candidates
+            if len(memo) >= SHARED_ENTRIES:
+                memo.clear()
+        candidates = memo.get(key)
         if candidates is None:
-            candidates = self._candidates[key] = self.waf.pattern_sets[group].candidates(value)
+            found = self.waf.pattern_sets[group].candidates(value)
+            candidates = memo[key] = frozenset(found)
         return candidates
 
     def _may_match(self, prefilter: tuple[int, int], value: bytes) -> bool:
@@ -704,23 +993,23 @@ class Transaction:
             self.allowed = True
 
     def _setvar(self, spec: str) -> None:
-        unset = spec.startswith("!")
-        target, eq, value = spec.lstrip("!").partition("=")
-        collection, _, key = target.partition(".")
-        key = self.expand(key).decode("utf-8", "replace").lower()
-        table = self.vars.collections.setdefault(collection.upper(), {})
+        unset, collection, key_text, key, eq, sign, value = _setvar_parts(spec)
+        if key is None:
+            key = self.expand(key_text).decode("utf-8", "replace").lower()
+        table = self.vars.collections.setdefault(collection, {})
         if unset:
             table.pop(key, None)
             return
         if not eq:
             table[key] = b"1"
             return
-        if value[:1] in ("+", "-"):
-            amount = _to_int(self.expand(value[1:]))
+        expanded = self.expand(value)
+        if sign:
+            amount = _to_int(expanded)
             current = _to_int(table.get(key, b"0"))
-            table[key] = str(current + amount if value[0] == "+" else current - amount).encode()
+            table[key] = str(current + amount if sign == "+" else current - amount).encode()
         else:
-            table[key] = self.expand(value)[:MAX_SETVAR_VALUE]
+            table[key] = expanded[:MAX_SETVAR_VALUE]
 
     def _ctl(self, option: str, argument: str) -> None:
         if option == "ruleremovebyid":
@@ -740,8 +1029,16 @@ class Transaction:
             self.detect_only = mode == "detectiononly" or self.waf.detect_only
         elif option == "requestbodyprocessor":
             self.vars.processor = argument.upper()
+            self._forget_values()
         elif option == "forcerequestbodyvariable":
             self.vars.force_body_variable = argument.lower() == "on"
+            self._forget_values()
+
+    def _forget_values(self) -> None:
+        """What rules read, computed for this phase, is computed again (a ctl changed it)."""
+        self.vars.processor_changed()
+        for cache in self._phase_caches:
+            cache.clear()
 
     # ---- macros --------------------------------------------------------------------------
 
@@ -769,8 +1066,31 @@ class Transaction:
             return fields.get(key.lower(), "").encode()
         if upper not in seclang.VARIABLES:
             return b""
-        pairs = self.vars.select(Variable(upper, key or None))
+        # Not `select`: it caches by the variable's id, and this one is a temporary.
+        pairs = self.vars.select_uncached(Variable(upper, key or None))
         return pairs[0][1] if pairs else b""
+
+
+def _atoi(value: bytes) -> int:
+    # TX values are mostly a few short numbers ("0", "1", "5"): each is read once.
+    return _short_atoi(value) if len(value) <= 32 else c_atoi(value)
+
+
+@lru_cache(maxsize=1024)
+def _short_atoi(value: bytes) -> int:
+    return c_atoi(value)
+
+
+@lru_cache(maxsize=4096)
+def _setvar_parts(spec: str) -> tuple[bool, str, str, str | None, bool, str, str]:
+    """A `setvar` as written, read once: (unset, COLLECTION, key as written, the key
+    lower-cased if it holds no macro (else None), has "=", "+" or "-" or "", value text)."""
+    unset = spec.startswith("!")
+    target, eq, value = spec.lstrip("!").partition("=")
+    collection, _, key_text = target.partition(".")
+    key = None if "%{" in key_text else key_text.lower()
+    sign = value[:1] if value[:1] in ("+", "-") else ""
+    return unset, collection.upper(), key_text, key, bool(eq), sign, value[len(sign) :]
 
 
 @lru_cache(maxsize=1024)

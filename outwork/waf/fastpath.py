@@ -11,8 +11,10 @@ in tests/waf/test_fastpath.py holds every entry to the real transformation).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from outwork.waf.transforms import Transform, pipeline
 
 # name: (bytes that may make it act, lowercases, a double space may make it act)
 TRIGGERS: dict[str, tuple[bytes, bool, bool]] = {
@@ -30,10 +32,20 @@ TRIGGERS: dict[str, tuple[bytes, bool, bool]] = {
     "replacecomments": (b"/*", False, False),
     "removecommentschar": (b"/*#-<>", False, False),
     "cmdline": (b",;\t\n\r\v\f\"'\\^/(", True, True),
-    "normalizepath": (b"./", False, False),
-    "normalisepath": (b"./", False, False),
-    "normalizepathwin": (b"./\\", False, False),
-    "normalisepathwin": (b"./\\", False, False),
+    "normalizepath": (b"", False, False),  # see SEQUENCES
+    "normalisepath": (b"", False, False),
+    "normalizepathwin": (b"\\", False, False),
+    "normalisepathwin": (b"\\", False, False),
+}
+# Transformations that act only on sequences of bytes: (a regex of those, their bytes). A
+# path is its own normal form unless it holds "//" or "./" or ends with "." (JSON names as
+# `json.items.3.note` hold dots and are left alone).
+_PATH = (rb"//|\./|\.\Z", b"./")
+SEQUENCES: dict[str, tuple[bytes, bytes]] = {
+    "normalizepath": _PATH,
+    "normalisepath": _PATH,
+    "normalizepathwin": _PATH,
+    "normalisepathwin": _PATH,
 }
 
 
@@ -41,12 +53,41 @@ TRIGGERS: dict[str, tuple[bytes, bool, bool]] = {
 class FastPath:
     acts: re.Pattern[bytes]  # a search hit: the pipeline may change the value, run it
     lowers: bool  # a value it leaves otherwise alone comes out lower-cased
+    # What `acts` searches for, as a set of bytes and "a double space": values holding none
+    # of these (one set test for a whole collection, see `signature`) are left alone.
+    triggers: frozenset[int] = frozenset()
+    doubles: bool = False
+
+    def leaves(self, signature: frozenset[int], has_double_space: bool) -> bool:
+        """Whether the pipeline leaves alone (but for lowercasing) every value whose bytes
+        are all outside `signature` (see `signature`)."""
+        return signature.isdisjoint(self.triggers) and not (self.doubles and has_double_space)
+
+
+# Every byte some fast path may act on: what `signature` keeps of a value.
+ALL_TRIGGERS = frozenset(
+    b"".join(entry[0] for entry in TRIGGERS.values())
+    + b"".join(sequence[1] for sequence in SEQUENCES.values())
+    + b"\x00"
+    + bytes(range(0x80, 0x100))
+)
+
+
+def signature(values: list[bytes]) -> tuple[frozenset[int], bool]:
+    """The trigger bytes found in `values`, and whether one holds a double space."""
+    found: set[int] = set()
+    double = False
+    for value in values:
+        found.update(value)
+        double = double or b"  " in value
+    return frozenset(found) & ALL_TRIGGERS, double
 
 
 def fast_path(names: Sequence[str]) -> FastPath | None:
     """The fast path of a pipeline (lower-case names), or None when one of its
     transformations has none (`length`, `sha1`, `base64Decode`, ...)."""
     triggers = bytearray(b"\x00")
+    sequences: dict[bytes, bytes] = {}
     lowers = doubles = False
     for name in names:
         entry = TRIGGERS.get(name)
@@ -55,5 +96,107 @@ def fast_path(names: Sequence[str]) -> FastPath | None:
         triggers += entry[0]
         lowers |= entry[1]
         doubles |= entry[2]
+        if name in SEQUENCES:
+            sequence, their_bytes = SEQUENCES[name]
+            sequences[sequence] = their_bytes
     klass = b"[" + b"".join(b"\\x%02x" % byte for byte in sorted(set(triggers))) + b"\x80-\xff]"
-    return FastPath(re.compile(klass + (b"|  " if doubles else b"")), lowers)
+    alternatives = [klass, *sequences] + ([b"  "] if doubles else [])
+    every = frozenset(triggers).union(*sequences.values()) | frozenset(range(0x80, 0x100))
+    return FastPath(re.compile(b"|".join(alternatives)), lowers, every, doubles)
+
+
+def segmented(names: Sequence[str], whole: Transform) -> Transform:
+    """`whole` (the pipeline `names`, lower-case) run as runs of transformations with a fast
+    path each, and the others (`base64Decode`, `length`, ...) between them: a value skips a
+    run that would leave it alone (CRS's base64 pipelines decode after three such steps)."""
+    segments: list[tuple[FastPath | None, Transform]] = []
+    run: list[str] = []
+    for name in names:
+        if name in TRIGGERS:
+            run.append(name)
+            continue
+        if run:
+            segments.append((fast_path(run), pipeline(run)))
+            run = []
+        segments.append((None, pipeline((name,))))
+    if run:
+        segments.append((fast_path(run), pipeline(run)))
+    if len(segments) == 1 or not any(fast is not None for fast, _ in segments):
+        return whole  # one run: the engine checks its fast path before calling it
+    first_other = next(i for i, (fast, _) in enumerate(segments) if fast is None)
+    head = tuple(segments[: first_other + 1])
+    tail = tuple(segments[first_other + 1 :])
+    if not tail:
+        return _runs(head)
+    # What follows a decoding step sees few distinct values (every value that starts with
+    # `json.` base64-decodes alike): it is memoized.
+    return Memoized(_runs(head), _runs(tail))
+
+
+def _runs(steps: tuple[tuple[FastPath | None, Transform], ...]) -> Transform:
+    def apply(value: bytes) -> bytes:
+        for fast, step in steps:
+            if fast is None or fast.acts.search(value) is not None:
+                value = step(value)
+            elif fast.lowers:
+                value = value.lower()
+        return value
+
+    return apply
+
+
+# A memoized transformation keeps at most this many results of values up to this size (it
+# starts again when full: a peer sending ever new values pays what it would without).
+MEMO_ENTRIES = 4096
+MEMO_VALUE_BYTES = 256
+
+
+class Memoized:
+    """`then(first(value))`, with the results of `then` kept (see MEMO_ENTRIES)."""
+
+    __slots__ = ("first", "then", "memo")
+
+    def __init__(self, first: Transform, then: Transform) -> None:
+        self.first = first
+        self.then = then
+        self.memo: dict[bytes, bytes] = {}
+
+    def __call__(self, value: bytes) -> bytes:
+        value = self.first(value)
+        memo = self.memo
+        found = memo.get(value)
+        if found is None:
+            found = self.then(value)
+            if len(value) <= MEMO_VALUE_BYTES:
+                if len(memo) >= MEMO_ENTRIES:
+                    memo.clear()
+                memo[value] = found
+        return found
+
+
+_BASE64_PREFIX = re.compile(rb"[A-Za-z0-9+/]*")
+
+
+def input_key(names: Sequence[str]) -> Callable[[bytes], bytes] | None:
+    """For a pipeline that base64-decodes after a run of transformations with a fast path (as
+    CRS's 934xxx rules): a key of a value such that values with the same key come out of the
+    pipeline the same, so that one of them stands for all (base64Decode reads only a value's
+    leading base64 characters). None for other pipelines."""
+    first_other = next((i for i, name in enumerate(names) if name not in TRIGGERS), None)
+    if not first_other or names[first_other] != "base64decode":
+        return None
+    head = fast_path(names[:first_other])
+    if head is None or head.lowers:
+        return None
+    acts = head.acts.search
+    leading = _BASE64_PREFIX.match
+
+    def key(value: bytes) -> bytes:
+        # A value the run changes is its own key: it holds a trigger byte, which no base64
+        # prefix does, so the two kinds of key never meet.
+        if acts(value) is not None:
+            return value
+        found = leading(value)
+        return found.group() if found else b""
+
+    return key

@@ -90,6 +90,13 @@ class Pm:
         automaton.make_automaton()
         self._automaton = automaton
 
+    def found_in(self, values: list[bytes]) -> bool:
+        """Whether a phrase occurs in one of `values`: one pass over them joined by a line
+        break, which no phrase holds (phrases are words or lines), so a phrase found is in
+        one value."""
+        haystack = b"\n".join(values).lower().decode("latin-1")
+        return next(self._automaton.iter(haystack), None) is not None
+
     def match(self, value: bytes, expand: Expand) -> OperatorMatch | None:
         haystack = value.lower().decode("latin-1")
         for end, size in self._automaton.iter(haystack):

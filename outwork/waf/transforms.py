@@ -13,7 +13,6 @@ over every byte.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import re
@@ -503,7 +502,8 @@ def _decode_base64_chars(chars: bytes) -> bytes:
     """Decode base64 characters with no padding; a last lone character carries no byte."""
     usable = len(chars) - (len(chars) % 4 == 1)
     chars = chars[:usable]
-    return base64.b64decode(chars + b"=" * (-len(chars) % 4))
+    # What base64.b64decode does, without its wrapper (this runs per value and pipeline).
+    return binascii.a2b_base64(chars + b"=" * (-len(chars) % 4))
 
 
 def base64_decode(value: bytes) -> bytes:

@@ -13,6 +13,7 @@ from urllib.parse import unquote_to_bytes
 
 from outwork.waf.request import Body, Pairs, WafRequest, parse_body, parse_cookies, processor_for
 from outwork.waf.request import parse_urlencoded as parse_query
+from outwork.waf.response import WafResponse
 from outwork.waf.rules import Variable
 
 # Collections whose content changes while rules run: never cached.
@@ -23,16 +24,22 @@ LIVE = frozenset(
         "MATCHED_VARS_NAMES",
         "MATCHED_VAR",
         "MATCHED_VAR_NAME",
-        "REQBODY_PROCESSOR",  # a ctl sets it
-        "REQUEST_BODY",  # a ctl forces it
     }
 )
+# What a `ctl` changes (the body processor, a forced REQUEST_BODY): cached, and forgotten by
+# `Variables.processor_changed` when the ctl runs.
+SET_BY_CTL = ("REQBODY_PROCESSOR", "REQUEST_BODY")
 # What the body gives: cached only once the body is in (phase 2).
 FROM_BODY = frozenset(
     """ARGS ARGS_NAMES ARGS_POST ARGS_POST_NAMES ARGS_COMBINED_SIZE REQUEST_BODY
     REQUEST_BODY_LENGTH FILES FILES_NAMES FILES_SIZES FILES_COMBINED_SIZE XML
     MULTIPART_PART_HEADERS REQBODY_PROCESSOR REQBODY_ERROR REQBODY_ERROR_MSG
     MULTIPART_FILENAME MULTIPART_NAME""".split()
+)
+# What the response gives: cached only once it is there (phase 3; the body at phase 4).
+FROM_RESPONSE = frozenset(
+    """RESPONSE_STATUS RESPONSE_PROTOCOL RESPONSE_HEADERS RESPONSE_HEADERS_NAMES
+    RESPONSE_CONTENT_TYPE RESPONSE_CONTENT_LENGTH RESPONSE_BODY STATUS_LINE""".split()
 )
 
 
@@ -46,6 +53,7 @@ class Variables:
 
     __slots__ = (
         "request",
+        "response",
         "tx",
         "collections",
         "matched",
@@ -63,6 +71,7 @@ class Variables:
 
     def __init__(self, request: WafRequest, unique_id: str) -> None:
         self.request = request
+        self.response: WafResponse | None = None  # set at phase 3
         self.tx: dict[str, bytes] = {}  # lower-cased keys
         self.collections: dict[str, dict[str, bytes]] = {"TX": self.tx}
         self.matched: Pairs = []  # MATCHED_VARS: ("ARGS:foo", value)
@@ -88,6 +97,24 @@ class Variables:
         self._selected.clear()
         self._named.clear()
 
+    def processor_changed(self) -> None:
+        """A `ctl` set the body processor or forced REQUEST_BODY: what they show is read
+        again."""
+        for name in SET_BY_CTL:
+            self._cache.pop(name, None)
+        self._selected.clear()
+        self._named.clear()
+
+    # ---- the response, at phases 3 and 4 -----------------------------------------------
+
+    def read_response(self, response: WafResponse) -> None:
+        """The response (its head at phase 3, its body set on it before phase 4)."""
+        self.response = response
+        for name in FROM_RESPONSE:
+            self._cache.pop(name, None)
+        self._selected.clear()
+        self._named.clear()
+
     # ---- selection -----------------------------------------------------------------------
 
     def select(self, variable: Variable) -> Pairs:
@@ -102,6 +129,13 @@ class Variables:
         if selected is None:
             selected = self._selected[id(variable)] = self._select(variable)
         return selected
+
+    def select_uncached(self, variable: Variable) -> Pairs:
+        """`select` for a variable that lives shorter than the transaction (a macro's):
+        `select` caches by `id(variable)`, which a later temporary may take over."""
+        if variable.name in LIVE:
+            return self.select(variable)
+        return self._select(variable)
 
     def named(self, variable: Variable) -> Pairs:
         """`select`, each pair named as MATCHED_VAR_NAME shows it (`ARGS:foo`, `REQUEST_URI`)."""
@@ -142,7 +176,9 @@ class Variables:
         cached = self._cache.get(name)
         if cached is None:
             cached = self._compute(name)
-            if name not in FROM_BODY or self.body is not None:
+            if (name not in FROM_BODY or self.body is not None) and (
+                name not in FROM_RESPONSE or self.response is not None
+            ):
                 self._cache[name] = cached
         return cached
 
@@ -197,6 +233,10 @@ class Variables:
             return parse_cookies(request.header_values(b"cookie"))
         if name == "REQUEST_COOKIES_NAMES":
             return [(n, n) for n, _ in parse_cookies(request.header_values(b"cookie"))]
+        if name == "RESPONSE_HEADERS":
+            return list(self.response.headers) if self.response is not None else []
+        if name == "RESPONSE_HEADERS_NAMES":
+            return [(n, n) for n, _ in self.response.headers] if self.response is not None else []
         if body is None:
             return []
         if name == "FILES":
@@ -211,7 +251,7 @@ class Variables:
             return list(body.part_headers)
         if name == "XML":
             return [(b"", t) for t in body.xml_text]
-        # IP, GLOBAL, SESSION, ENV, RESPONSE_*: empty in the request phases.
+        # IP, GLOBAL, SESSION, ENV: empty.
         return [(k.encode(), v) for k, v in self.collections.get(name, {}).items()]
 
     def _scalar(self, name: str) -> bytes | None:
@@ -263,4 +303,25 @@ class Variables:
             return str(sum(len(k) + len(v) for k, v in pairs)).encode()
         if name == "FILES_COMBINED_SIZE":
             return str(sum(body.file_sizes) if body is not None else 0).encode()
+        if name in FROM_RESPONSE:
+            return self._response_scalar(name)
+        return None
+
+    def _response_scalar(self, name: str) -> bytes | None:
+        response = self.response
+        if response is None:
+            return None  # the request phases: no such variable yet
+        if name == "RESPONSE_STATUS":
+            return b"%d" % response.status
+        if name == "RESPONSE_PROTOCOL":
+            return response.protocol
+        if name == "STATUS_LINE":
+            return b"%s %d" % (response.protocol, response.status)
+        if name == "RESPONSE_CONTENT_TYPE":
+            return response.content_type
+        if name == "RESPONSE_CONTENT_LENGTH":
+            length = response.content_length
+            return b"%d" % length if length >= 0 else None
+        if name == "RESPONSE_BODY":
+            return response.body
         return None

@@ -2,44 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
 from outwork.filters.json_limits import JsonChecker
+from tests.fuzz_replay import Corpus, crash
 
-FUZZ_DIR = Path(__file__).resolve().parents[2] / "fuzz"
-CORPUS = FUZZ_DIR / "corpus" / "json_limits"
-FILES = sorted(p for p in CORPUS.iterdir() if p.is_file())
-
-
-def harness() -> ModuleType:
-    if str(FUZZ_DIR) not in sys.path:
-        sys.path.insert(0, str(FUZZ_DIR))
-    return importlib.import_module("fuzz_json_limits")
-
-
-@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
-def test_corpus_file_replays_without_a_crash(path: Path) -> None:
-    harness().TestOneInput(path.read_bytes())
-
-
-def test_corpus_has_seeds_and_stays_small() -> None:
-    assert any(p.name.startswith("seed-") for p in FILES)
-    assert len(FILES) < 100 and sum(p.stat().st_size for p in FILES) < 512 * 1024
-
-
-def test_harness_imports_without_atheris() -> None:
-    assert not hasattr(harness(), "atheris")
+CORPUS = Corpus("json_limits", "fuzz_json_limits", max_files=100, max_bytes=512 * 1024)
+test_corpus_file_replays_without_a_crash = CORPUS.replay_test()
+test_corpus_has_seeds_and_stays_small = CORPUS.size_test()
+test_harness_imports_without_atheris = CORPUS.import_test()
 
 
 def test_harness_lets_unexpected_exceptions_through(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: JsonChecker, data: bytes) -> None:
-        raise IndexError("stands for a checker bug")
-
-    monkeypatch.setattr(JsonChecker, "feed", broken)
+    monkeypatch.setattr(JsonChecker, "feed", crash)
     with pytest.raises(IndexError):
-        harness().TestOneInput((CORPUS / "seed-object-compact-0").read_bytes())
+        CORPUS.run("seed-object-compact-0")

@@ -78,6 +78,25 @@ def test_the_burst_defaults_to_the_rate_and_addresses_count_apart() -> None:
     assert _verdicts(f, second, 3) == [CONTINUE] * 3
 
 
+def test_ipv6_clients_count_by_their_64_by_default() -> None:
+    f = _filter({"key": "client_address", "rate": "2/h"})
+    one, same_64 = context(client_ip="2001:db8:1:2::a"), context(client_ip="2001:db8:1:2:ff::b")
+    assert _verdicts(f, one, 2) == [CONTINUE] * 2
+    assert isinstance(_verdicts(f, same_64, 1)[0], Reply)  # a fresh /128 gains nothing
+    assert _verdicts(f, context(client_ip="2001:db8:1:3::a"), 2) == [CONTINUE] * 2
+    # A dual-stack socket's IPv4-mapped address is the IPv4 client.
+    assert _verdicts(f, context(client_ip="192.0.2.1"), 2) == [CONTINUE] * 2
+    assert isinstance(_verdicts(f, context(client_ip="::ffff:192.0.2.1"), 1)[0], Reply)
+
+
+@pytest.mark.parametrize(("prefix", "shared"), [(48, True), (56, True), (64, False), (128, False)])
+def test_the_ipv6_prefix_is_configurable(prefix: int, shared: bool) -> None:
+    f = _filter({"key": "client_address", "rate": "1/h", "ipv6_prefix": prefix})
+    assert _verdicts(f, context(client_ip="2001:db8:1:100::1"), 1) == [CONTINUE]
+    second = _verdicts(f, context(client_ip="2001:db8:1:1ff::1"), 1)[0]  # another /64, same /56
+    assert isinstance(second, Reply) is shared
+
+
 @pytest.mark.parametrize(("key", "kind"), [("api_key", "api_key"), ("jwt_subject", "jwt")])
 def test_an_identity_key_limits_only_requests_with_that_identity(key: str, kind: str) -> None:
     f = _filter({"key": key, "rate": "1/h"})
@@ -152,6 +171,9 @@ def test_a_full_table_is_evented() -> None:
         ({"key": "client_address", "rate": "1/s", "burst": 0}, "Expected `int` >= 1"),
         ({"key": "client_address", "rate": "1/s", "store": "disk"}, "Invalid enum value .disk."),
         ({"key": "client_address", "rate": "1/s", "brust": 3}, "unknown field `brust`"),
+        ({"key": "client_address", "rate": "1/s", "ipv6_prefix": 32}, "Expected `int` >= 48"),
+        ({"key": "client_address", "rate": "1/s", "ipv6_prefix": 129}, "Expected `int` <= 128"),
+        ({"key": "api_key", "rate": "1/s", "ipv6_prefix": 64}, "with key: client_address only"),
     ],
 )
 def test_rejects_a_malformed_limit(limit: dict[str, Any], message: str) -> None:

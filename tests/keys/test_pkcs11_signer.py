@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -312,6 +313,7 @@ def test_module_argument_and_default(softhsm: SoftHsm) -> None:
         ("pin-source=file:/nonexistent/pin", "cannot read PIN file /nonexistent/pin"),
         ("pin-source=https://example.com/pin", "expected file:/absolute/path"),
         ("pin-source=file://host/pin", "only local files"),
+        ("pin-source=file:/dev/zero", "PIN file /dev/zero is larger than 1024 bytes"),
     ],
 )
 def test_pin_errors(softhsm: SoftHsm, query: str, message: str) -> None:
@@ -437,6 +439,40 @@ def test_forked_worker_makes_its_own_signer(
     verify(softhsm.certs["api-ec"].public_key(), S.ECDSA_SECP256R1_SHA256, bytes.fromhex(own))
     # The parent's signer still works.
     parent_signer.sign(S.ECDSA_SECP256R1_SHA256, DATA)
+
+
+RACE_ROUNDS, RACE_WORKERS = 25, 3  # 75 loads, about eight of them failed without the lock
+
+
+def _load_at_once(uri: str, barrier: Any, queue: multiprocessing.Queue[str]) -> None:
+    try:
+        barrier.wait(30)
+        with Pkcs11Signer(uri) as signer:
+            signer.sign(S.ECDSA_SECP256R1_SHA256, DATA)
+        queue.put("ok")
+    except Exception as exc:  # reported to the parent
+        queue.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_workers_loading_the_key_at_once_all_get_it(softhsm: SoftHsm) -> None:
+    """Workers forked together each log in to the token (a reload starts a whole generation at
+    once). SoftHSM2 rewrites the token file at each login; without the host-wide token lock,
+    about one load in ten of a pair found no token or got CKR_GENERAL_ERROR."""
+    context = multiprocessing.get_context("fork")
+    queue: multiprocessing.Queue[str] = context.Queue()
+    answers = []
+    for _ in range(RACE_ROUNDS):
+        barrier = context.Barrier(RACE_WORKERS)
+        children = [
+            context.Process(target=_load_at_once, args=(softhsm.uri("api-ec"), barrier, queue))
+            for _ in range(RACE_WORKERS)
+        ]
+        for child in children:
+            child.start()
+        answers += [queue.get(timeout=30) for _ in children]
+        for child in children:
+            child.join(30)
+    assert answers == ["ok"] * (RACE_ROUNDS * RACE_WORKERS)
 
 
 # ----- TLS 1.3 handshakes with token-held keys --------------------------------------------

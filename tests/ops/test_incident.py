@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
+import pytest
 import yaml
 from argon2 import PasswordHasher
 from cryptography import x509
@@ -103,6 +104,9 @@ def statuses(state: dict[str, Any]) -> dict[str, str]:
     return {step["id"]: step["status"] for step in state["steps"]}
 
 
+# About 12 processes (CLI runs, two gateways of 2 workers, the HSM): 16 s on an idle machine,
+# 60-70 s measured with 3 busy loops on its 2 cores, beyond the suite's 60 s default.
+@pytest.mark.timeout(180)
 def test_incident_with_the_internal_ca_on_two_workers_and_an_hsm_key(
     make_backend: Callable[..., Backend],
     make_gateway: Callable[..., Gateway],
@@ -134,7 +138,7 @@ def test_incident_with_the_internal_ca_on_two_workers_and_an_hsm_key(
     state = state_of(gateway.config_file)
     assert set(statuses(state).values()) == {"done"}
     assert state["status"] == "open"
-    listener = state["listeners"][0]
+    listener = state["certificates"][0]
     new_serial = serial_of(Path(listener["cert"]))
     # Every fresh handshake, whichever worker takes it, gets the new certificate; the session
     # from before is not resumed (the ticket keys that sealed it are gone from every worker).
@@ -268,7 +272,7 @@ def test_without_a_ca_the_install_waits_for_incident_install(
     }
     shown = outwork("incident", "status", "-c", config, cwd=tmp_path)
     assert "waiting" in shown.stdout and "incident install" in shown.stdout
-    listener = state["listeners"][0]
+    listener = state["certificates"][0]
     new_key = Path(listener["new_key"])
     assert new_key.parent == key.parent and stat.S_IMODE(new_key.stat().st_mode) == 0o600
     assert "pending" in Path(state["advisory"]).read_text()
@@ -341,7 +345,7 @@ def test_a_failed_step_is_recorded_and_resume_goes_on_from_it(
     assert gateway.config_file.read_bytes() == before
     shown = outwork("incident", "status", "-c", config, cwd=tmp_path)
     assert "failed" in shown.stdout and "unreachable" in shown.stdout
-    key_file = Path(state_of(gateway.config_file)["listeners"][0]["new_key"])
+    key_file = Path(state_of(gateway.config_file)["certificates"][0]["new_key"])
     made = key_file.read_bytes()
     assert made.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
 
@@ -351,10 +355,10 @@ def test_a_failed_step_is_recorded_and_resume_goes_on_from_it(
     state = state_of(gateway.config_file)
     assert set(statuses(state).values()) == {"done"}
     assert key_file.read_bytes() == made  # the key made before the failure is the one used
-    assert visit(gateway, client(tmp_path))[2] == serial_of(Path(state["listeners"][0]["cert"]))
+    assert visit(gateway, client(tmp_path))[2] == serial_of(Path(state["certificates"][0]["cert"]))
     entry = yaml.safe_load(gateway.config_file.read_text())["listeners"][0]["tls"]
     assert entry["certificates"][0] == {
-        "cert": state["listeners"][0]["cert"],
+        "cert": state["certificates"][0]["cert"],
         "key": str(key_file),
         "passphrase": "env:KEY_PASSPHRASE",
     }

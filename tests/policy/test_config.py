@@ -6,9 +6,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from outwork.config.load import load_config, parse_address, parse_size
+from outwork.config.schema import Http2Spec, LimitsSpec, TlsLimitsSpec
 from outwork.config.source import ConfigError
 from outwork.http.path import PathRules
 from tests.conftest import ROOT
@@ -359,3 +361,31 @@ def test_routes_differing_only_in_case_are_refused(tmp_path: Path, certs: Path) 
     assert len(found) == 1 and "routes[2].match: differs from routes[1] only in" in found[0]
     config = load_config(write(tmp_path, certs, text + "paths: {case_sensitive: true}\n"))
     assert config.paths.case_sensitive and "paths.case_sensitive" in config.warnings[0]
+
+
+def test_every_limit_reaches_the_compiled_config(tmp_path: Path, certs: Path) -> None:
+    """Each key of `limits`, `http2` and a listener's `tls.limits`, set one above its default,
+    comes out in the compiled config (sizes and durations parsed)."""
+    parsed = {"flood_window": ("11s", 11.0), "stall_timeout": ("31s", 31.0)}
+    parsed["max_request_body"] = ("2MiB", 2 << 20)
+    parsed["max_discarded_body"] = ("2MiB", 2 << 20)
+    sections: dict[str, dict[str, tuple[object, object]]] = {}
+    for section, spec in (("limits", LimitsSpec), ("http2", Http2Spec), ("tls", TlsLimitsSpec)):
+        fields = msgspec.structs.fields(spec)
+        sections[section] = {
+            f.name: parsed.get(f.name) or (f.default + 1, f.default + 1)  # type: ignore[operator]
+            for f in fields
+        }
+
+    def lines(section: str) -> str:
+        return ", ".join(f"{name}: {given}" for name, (given, _) in sections[section].items())
+
+    text = GOOD.replace("heartbeat: false", f"heartbeat: false\n      limits: {{{lines('tls')}}}")
+    text += f"limits: {{{lines('limits')}}}\nhttp2: {{{lines('http2')}}}\n"
+    config = load_config(write(tmp_path, certs, text))
+    tls = config.listeners[0].tls
+    assert tls is not None
+    compiled = {"limits": config.limits, "http2": config.http2, "tls": tls.limits}
+    for section, found in compiled.items():
+        expected = {name: value for name, (_, value) in sections[section].items()}
+        assert {name: getattr(found, name) for name in expected} == expected

@@ -4,37 +4,17 @@ needed."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-from types import ModuleType
+from tests.fuzz_replay import Corpus
 
-import pytest
-
-FUZZ_DIR = Path(__file__).resolve().parents[2] / "fuzz"
-CORPUS = FUZZ_DIR / "corpus" / "config"
-FILES = sorted(p for p in CORPUS.iterdir() if p.is_file()) if CORPUS.is_dir() else []
-
-
-def harness() -> ModuleType:
-    if str(FUZZ_DIR) not in sys.path:
-        sys.path.insert(0, str(FUZZ_DIR))
-    return importlib.import_module("fuzz_config")
-
-
-def test_corpus_is_kept_and_small() -> None:
-    assert 0 < len(FILES) <= 300
-    assert sum(p.stat().st_size for p in FILES) <= 2 * 1024 * 1024
-
-
-@pytest.mark.parametrize("path", FILES, ids=[p.name[:12] for p in FILES])
-def test_corpus_input_replays(path: Path) -> None:
-    harness().TestOneInput(path.read_bytes())
+CORPUS = Corpus("config", "fuzz_config", seeds=False)
+test_corpus_input_replays = CORPUS.replay_test()
+test_corpus_is_kept_and_small = CORPUS.size_test()
+test_harness_imports_without_atheris = CORPUS.import_test()
 
 
 def test_harness_sees_every_problem() -> None:
     """The harness is not vacuous: a config with three mistakes gives three problems."""
-    problems = harness().structure(
+    problems = CORPUS.harness().structure(
         "listeners: [{name: a, bind: x, heartbeet: 1}]\n"
         "routes: [{upstream: u, match: {path: 5}}]\n"
         "upstreams: {u: {targets: [], retires: 2}}\n"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from outwork.config.config import Address, BanConfig, RedisConfig
+from outwork.config.config import Address, BanConfig, GatewayConfig, RedisConfig
 from outwork.config.load import load_config
+from outwork.config.schema import BAN_WEIGHTS
 from outwork.config.source import ConfigError
 from outwork.filters.rate_limit import RateLimitFilter
 
@@ -61,7 +62,51 @@ ban: {}
         url="redis://127.0.0.1:6379/0", password=b"s3cret", timeout=0.2
     )
     loopback = (ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))
-    assert config.ban == BanConfig(5, 60.0, 600.0, loopback)
+    assert config.ban == BanConfig(5, 60.0, 600.0, loopback, BAN_WEIGHTS)
+
+
+def test_ban_weights_change_single_entries(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        BASE + "policies: {p: {}}\nban: {weights: {policy.rate_limited: 1, waf.blocked: 5}}\n"
+    )
+    config = load_config(path)
+    assert config.ban is not None and config.warnings == ()
+    weights = config.ban.weights
+    assert (weights["policy.rate_limited"], weights["waf.blocked"]) == (1, 5)
+    assert weights["h2.rapid_reset"] == 3 and weights["policy.filter_error"] == 0  # kept
+    assert "policy.unauthenticated" not in weights  # weighs 1
+    assert config.ban.ipv6_prefix == 64
+
+
+def test_ban_ipv6_prefix(tmp_path: Path) -> None:
+    _, config = _load(tmp_path, "policies: {p: {}}\nban: {ipv6_prefix: 56}\n")
+    assert isinstance(config, GatewayConfig) and config.ban is not None
+    assert config.ban.ipv6_prefix == 56
+    assert _problems(tmp_path, "policies: {p: {}}\nban: {ipv6_prefix: 40}\n") == [
+        "config.yaml:5: ban.ipv6_prefix: expected `int` >= 48"
+    ]
+
+
+def test_ban_weights_mistakes(tmp_path: Path) -> None:
+    found = _problems(tmp_path, "policies: {p: {}}\nban: {weights: {waf.blocked: -1, Bad: 1}}\n")
+    assert found == [
+        "config.yaml:5: ban.weights.waf.blocked: expected `int` >= 0",
+        "config.yaml:5: ban.weights.Bad: invalid name 'Bad': expected `str` matching regex"
+        " '^[a-z0-9_]+(\\\\.[a-z0-9_]+)+$'",
+    ]
+    found = _problems(tmp_path, "policies: {p: {}}\nban: {weights: {tls.heartbleed_probe: 1}}\n")
+    assert found == [
+        "config.yaml:5: ban.weights.tls.heartbleed_probe: tls.heartbleed_probe is not weighed:"
+        " it bans at once"
+    ]
+    path = tmp_path / "config.yaml"
+    path.write_text(BASE + "policies: {p: {}}\nban: {weights: {policy.rate_limitted: 1}}\n")
+    assert load_config(path).warnings == (
+        f"{path}:5: ban.weights.policy.rate_limitted: warning: policy.rate_limitted is not an"
+        " event the gateway writes (see README, Security events); did you mean"
+        ' "policy.rate_limited"?',
+    )
 
 
 def test_sentinel_and_cluster_sections(tmp_path: Path) -> None:

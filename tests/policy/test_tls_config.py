@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from outwork.config.load import load_config, parse_duration
+from outwork.config.load import MAX_CLIENT_CA_FILE, load_config, parse_duration
 from outwork.config.source import ConfigError
 from outwork.keys.ticket_keys import FileTicketKeys
 from outwork.tls.clientauth import ClientAuth
@@ -293,4 +293,14 @@ def test_rejects_access_log_in_a_missing_directory(tmp_path: Path, files: Path) 
     text = FULL.replace("logs/access.jsonl", "nodir/access.jsonl")
     assert problems(tmp_path, files, text) == [
         f"config.yaml:27: logging.access_log: no such directory: {tmp_path / 'nodir'}"
+    ]
+
+
+def test_rejects_a_client_ca_bundle_over_its_cap(tmp_path: Path, files: Path) -> None:
+    write(tmp_path, files, FULL)
+    bundle = (tmp_path / "clients-ca.pem").read_bytes()
+    (tmp_path / "big-ca.pem").write_bytes(bundle * (MAX_CLIENT_CA_FILE // len(bundle) + 1))
+    assert problems(tmp_path, files, FULL.replace("clients-ca.pem", "big-ca.pem")) == [
+        f"config.yaml:14: listeners[0].tls.client_ca: {tmp_path / 'big-ca.pem'} is larger than"
+        f" {MAX_CLIENT_CA_FILE} bytes"
     ]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from outwork.config.load import SYSTEM_CA_BUNDLE, load_config
+from outwork.config.load import MAX_TRUST_STORE_FILE, SYSTEM_CA_BUNDLE, load_config
 from outwork.config.source import ConfigError
 from outwork.tls.enums import ProtocolVersion
 from tests.tls.pki import CertAuthority
@@ -194,3 +194,12 @@ def test_verify_false_is_accepted_with_a_loud_warning(tmp_path: Path, files: Pat
     )
     assert check.returncode == 0 and check.stdout == "ok\n"
     assert warning in check.stderr
+
+
+def test_rejects_a_ca_file_over_its_cap(tmp_path: Path, files: Path) -> None:
+    (tmp_path / "huge.pem").write_bytes(b"\n" * (MAX_TRUST_STORE_FILE + 1))
+    text = HEAD + '    targets: ["https://a.internal"]\n    tls: {ca: huge.pem}\n'
+    assert problems(tmp_path, files, text) == [
+        f"config.yaml:10: upstreams.api.tls.ca: {tmp_path / 'huge.pem'} is larger than"
+        f" {MAX_TRUST_STORE_FILE} bytes"
+    ]

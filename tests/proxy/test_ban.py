@@ -1,6 +1,7 @@
 """`ban:` through a running gateway: a Heartbleed probe from 127.0.0.2 gets that address refused
-at accept (before TLS), 127.0.0.1 is exempt, other security events ban after `count`, and with
-`workers: 2` a ban made in one worker refuses on the other."""
+at accept (before TLS), 127.0.0.1 is exempt, other security events ban when their weights reach
+`count` (one WAF block weighs 3), and with `workers: 2` a ban made in one worker refuses on the
+other."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Backend, Gateway, metric_sum
+from tests.conftest import Backend, Gateway, gateway_config, metric_sum
 from tests.e2e import tls_raw
 from tests.e2e.test_heartbleed import probe_record
 from tests.proxy import test_listener_tls
@@ -154,3 +155,37 @@ def test_a_ban_reaches_another_gateway_through_redis(
             time.sleep(0.2)
         assert redis.command("ZRANGE", "outwork:bans", "0", "-1").split() == ["127.0.0.2"]
         assert _served("127.0.0.1", second, pki.ca)
+
+
+def _plain_get(source: str, port: int, target: str) -> bytes:
+    """The gateway's answer to one HTTP/1.1 GET from `source` (b"" when it closes at once)."""
+    request = f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    with _connect_from(source, port) as sock:
+        try:
+            sock.sendall(request)
+        except OSError:  # reset at accept
+            return b""
+        return tls_raw.receive(sock, total_timeout=5).data
+
+
+def test_one_waf_block_weighs_as_much_as_three_mistakes(
+    make_gateway: Any, backend: Backend
+) -> None:
+    config = gateway_config(
+        backend.url,
+        policies={"crs": {"waf": {}}},
+        default_policies=["crs"],
+        logging={"security_events": "events.jsonl"},
+        ban={"after": {"count": 3, "within": "60s"}, "exempt": []},
+    )
+    gw = make_gateway(config)
+    port = int(gw.url.rpartition(":")[2])
+    assert _plain_get("127.0.0.3", port, "/api?page=2").startswith(b"HTTP/1.1 200")
+    xss = "/search?q=%3Cscript%3Ealert(document.cookie)%3C/script%3E"
+    assert _plain_get("127.0.0.2", port, xss).startswith(b"HTTP/1.1 403")
+    assert _plain_get("127.0.0.2", port, "/api?page=2") == b""  # banned: closed at accept
+    assert _plain_get("127.0.0.3", port, "/api?page=2").startswith(b"HTTP/1.1 200")
+    added = [e for e in _events(gw) if e["event"] == "ban.added"]
+    assert [(e["detail"]["address"], e["detail"]["cause"]) for e in added] == [
+        ("127.0.0.2", "waf.blocked")
+    ]

@@ -16,6 +16,7 @@ import pytest
 
 from outwork.filters import REGISTRY
 from outwork.observe.refusals import Refusal
+from outwork.proxy import response_filters
 from outwork.proxy.exchange_state import State
 from tests.inproc import InProcGateway, Upstream, until
 from tests.proxy import wire_filters
@@ -26,6 +27,7 @@ POLICY = {
         "test_wire_park": {"delay": 0.05},
         "test_wire_body": {"marker": "EVIL"},
         "test_wire_raise": {},
+        "test_wire_response": {"marker": "LEAK"},
     }
 }
 
@@ -321,3 +323,101 @@ def test_a_body_with_a_length_reaches_the_body_filters_with_its_end(
                 await scenario(gw, upstream)
 
     asyncio.run(main())
+
+
+def test_a_response_body_filter_holds_then_answers_or_releases(tmp_path: Path) -> None:
+    """A response held for a body filter (proxy/response_filters.py), on both protocols: a
+    marked body within the limit gets the filter's 403 and none of it goes out, and the
+    connection goes on; a clean one passes byte for byte; past the limit the rest streams."""
+
+    async def scenario(gw: InProcGateway, upstream: Upstream) -> None:
+        limit = {"x-response-limit": "64"}
+        leak = b"x" * 40 + b"LEAK" + b"y" * 5000
+        clean = b"z" * 5000
+        late = b"x" * 100 + b"LEAK"
+        client = gw.connect()
+        client.send(
+            get("/echo", limit, leak) + get("/echo", limit, clean) + get("/echo", limit, late)
+        )
+        refused, passed, streamed = await client.responses(3)
+        assert refused.status == 403 and b"LEAK" not in refused.body
+        assert (passed.status, passed.body) == (200, clean)
+        assert (streamed.status, streamed.body) == (200, late)
+        h2 = gw.connect_h2(peer_port=40001)
+        answer = await h2.response(h2.request("/echo", limit, leak))
+        assert answer.status == 403 and b"LEAK" not in answer.body
+        ok = await h2.response(h2.request("/echo", limit, clean))
+        assert (ok.status, ok.body) == (200, clean)
+        unheld = await client_without_limit(gw)
+        assert (unheld.status, unheld.body) == (200, leak)
+        assert gw.gateway.metrics.policy_refused[("guarded", Refusal.FORBIDDEN)] == 2
+        assert response_filters.BUDGET.used == 0  # every held byte accounted back
+
+    async def client_without_limit(gw: InProcGateway) -> Any:
+        client = gw.connect(peer_port=40002)
+        client.send(get("/echo", body=b"x" * 40 + b"LEAK" + b"y" * 5000))
+        (answer,) = await client.responses(1)
+        return answer
+
+    run(tmp_path, scenario)
+
+
+def test_a_held_response_that_stalls_is_a_504_and_one_whose_client_left_is_dropped(
+    tmp_path: Path,
+) -> None:
+    """An upstream that sends the head and part of a held body, then nothing: nothing reaches
+    the client, and the route's read_timeout answers 504 (the response had not started). A
+    client that goes away while its response is held: the upstream connection is closed."""
+
+    async def main() -> None:
+        upstream_closed: list[bytes] = []
+
+        async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n" + b"x" * 100)
+            await writer.drain()
+            upstream_closed.append(await reader.read())  # b"": the gateway closed it
+
+        server = await asyncio.start_server(stall, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with InProcGateway(config(f"http://127.0.0.1:{port}", "0.3s"), tmp_path) as gw:
+            limit = {"x-response-limit": "500"}
+            left = gw.connect(peer_port=40001)
+            left.send(get("/left", limit))
+            stalled = gw.connect()
+            stalled.send(get("/stalled", limit))
+            await asyncio.sleep(0.1)
+            assert left.transport.written == stalled.transport.written == b""  # held
+            left.gone()
+            await until(lambda: len(upstream_closed) == 1, "the left client's upstream closed")
+            await asyncio.sleep(0.3)
+            gw.tick()
+            (answer,) = await stalled.responses(1)
+            assert answer.status == 504 and b"x" not in answer.body
+            await until(lambda: len(upstream_closed) == 2, "the stalled upstream closed")
+            assert response_filters.BUDGET.used == 0
+        server.close()
+
+    asyncio.run(main())
+
+
+def test_responses_held_past_the_process_budget_are_refused_not_passed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All held responses together are capped (`MAX_HELD_BYTES`, 3 KiB here): one that would
+    pass it is answered 502 `response_too_large` (never sent on uninspected); within it, the
+    same response passes."""
+    monkeypatch.setattr(response_filters, "MAX_HELD_BYTES", 3 * 1024)
+
+    async def scenario(gw: InProcGateway, upstream: Upstream) -> None:
+        limit = {"x-response-limit": "8192"}
+        client = gw.connect()
+        client.send(get("/echo", limit, b"z" * 5000) + get("/echo", limit, b"z" * 2000))
+        over, within = await client.responses(2)
+        assert over.status == 502 and b"z" not in over.body
+        assert (within.status, within.body) == (200, b"z" * 2000)
+        metrics = gw.gateway.metrics
+        assert metrics.policy_refused[("guarded", Refusal.RESPONSE_TOO_LARGE)] == 1
+        assert response_filters.BUDGET.used == 0
+
+    run(tmp_path, scenario)

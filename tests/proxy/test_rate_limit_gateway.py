@@ -2,7 +2,7 @@
 HTTP/2 (burst admitted, then 429 with Retry-After and the RateLimit fields, counted and
 evented), shared by `workers: 2`; Redis limits shared by two gateways (standalone and a
 3-master cluster) admitting what the limit says over 10 seconds; a Redis stopped mid-test
-following `on_store_error`; and 429s that get their sender banned."""
+following `on_store_error`; and 429s, which ban their sender only when `ban.weights` says so."""
 
 from __future__ import annotations
 
@@ -241,11 +241,26 @@ def redis_keys(server: RedisServer) -> list[str]:
     return server.command("KEYS", "outwork:rl:*").split()
 
 
-def test_429s_get_their_sender_banned(
+def test_429s_alone_do_not_get_their_sender_banned(
     make_backend: Any, make_gateway: Any, pki: Pki, tmp_path: Path
 ) -> None:
     config = _config(make_backend(), pki, tmp_path, {"key": "client_address", "rate": "1/h"})
     config["ban"] = {"after": {"count": 3, "within": "60s"}}
+    gw = make_gateway(config)
+    client = Client(gw, pki.ca, source="127.0.0.2")
+    assert [client.get().status for _ in range(10)] == [200] + [429] * 9
+    client.close()
+    assert Client(gw, pki.ca, source="127.0.0.2").get().status == 429  # answered, not cut
+    assert metric_sum(gw.scrape(), REFUSED, reason="banned") == 0
+    assert len(_events(gw, "policy.rate_limited")) == 9 + 1
+    assert _events(gw, "ban.added") == []
+
+
+def test_429s_get_their_sender_banned_when_weighed(
+    make_backend: Any, make_gateway: Any, pki: Pki, tmp_path: Path
+) -> None:
+    config = _config(make_backend(), pki, tmp_path, {"key": "client_address", "rate": "1/h"})
+    config["ban"] = {"after": {"count": 3, "within": "60s"}, "weights": {"policy.rate_limited": 1}}
     gw = make_gateway(config)
     client = Client(gw, pki.ca, source="127.0.0.2")
     assert [client.get().status for _ in range(4)] == [200, 429, 429, 429]

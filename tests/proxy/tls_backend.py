@@ -6,7 +6,8 @@ It binds 127.0.0.1 on a free port, prints `READY <port>`, and answers every GET 
 Content-Length) with what it saw of the connection, as JSON:
 
     {"conn": 3, "version": "TLSv1.3", "resumed": false, "sni": "localhost",
-     "client": "CN=e2e-client-good,...", "alpn": "http/1.1", "path": "/x"}
+     "client": "CN=e2e-client-good,...", "client_serial": "5A0F...", "alpn": "http/1.1",
+     "path": "/x"}
 
 `conn` numbers the TCP connections accepted (keep-alive reuse shows as a repeated number).
 
@@ -83,6 +84,7 @@ def main() -> None:
                     "resumed": sock.session_reused,
                     "sni": getattr(sock, "outwork_sni", None),
                     "client": client,
+                    "client_serial": peer.get("serialNumber") if peer else None,
                     "alpn": sock.selected_alpn_protocol(),
                     "path": self.path,
                 }

@@ -1,5 +1,6 @@
 """Filter types for the request-pipeline tests only (test_request_filters.py): tiny filters
-that refuse on a header, wait and resume, refuse a body with a marker, raise or never resume.
+that refuse on a header, wait and resume, refuse a body with a marker, raise or never resume,
+refuse a response body with a marker.
 
 They are registered by `register()` (and removed by `unregister()`) under `test_wire_*` names:
 by a fixture in the test process, and by a gateway started with `preload=__name__`
@@ -165,6 +166,43 @@ class RecordBody(Filter):
         return CONTINUE
 
 
+class ResponseBodySpec(msgspec.Struct, forbid_unknown_fields=True):
+    marker: str = "LEAK"
+
+
+class RefuseMarkedResponse(Filter):
+    """For requests with `x-response-limit: N`: holds the first N bytes of the response body
+    and refuses (403, forbidden) a response whose body holds `marker` within them."""
+
+    __slots__ = ("marker",)
+    inspects_response_body = True
+
+    def __init__(self, marker: bytes) -> None:
+        self.marker = marker
+
+    def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
+        limit = header(head, b"x-response-limit")
+        if limit is not None:
+            ctx.filter_state[id(self)] = [int(limit), b""]
+        return CONTINUE
+
+    def response_body_limit(self, ctx: RequestContext, head: ResponseHead) -> int:
+        state = ctx.filter_state.get(id(self))
+        return int(state[0]) if state is not None else 0
+
+    def on_response_body(
+        self, ctx: RequestContext, chunk: bytes, end: bool, resume: Resume
+    ) -> Verdict:
+        state = ctx.filter_state.get(id(self))
+        if state is None:
+            return CONTINUE
+        limit, seen = state
+        seen = state[1] = (seen + chunk)[:limit]
+        if self.marker in seen:
+            return Reply(403, Refusal.FORBIDDEN, detail={"marker": self.marker.decode()})
+        return CONTINUE
+
+
 class RaiseSpec(msgspec.Struct, forbid_unknown_fields=True):
     pass
 
@@ -186,6 +224,11 @@ TYPES = (
     FilterType("test_wire_body", BodySpec, lambda spec: RefuseMarkedBody(spec.marker.encode())),
     FilterType("test_wire_raise", RaiseSpec, lambda spec: RaiseOnHeader()),
     FilterType("test_wire_record", RecordSpec, lambda spec: RecordBody()),
+    FilterType(
+        "test_wire_response",
+        ResponseBodySpec,
+        lambda spec: RefuseMarkedResponse(spec.marker.encode()),
+    ),
 )
 
 

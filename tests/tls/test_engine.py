@@ -63,6 +63,29 @@ def test_each_suite_moves_large_data_both_ways(
     assert b"".join(e.data for e in server_events if isinstance(e, ev.ApplicationData)) == payload
 
 
+def test_bulk_data_goes_out_in_full_records(ca: CertAuthority, leaves: dict[str, Leaf]) -> None:
+    """Data over 2^14 bytes is sealed as full 2^14-byte records, the last one shorter, in
+    order, and opens to the same bytes on the other side."""
+    client, server, _, _ = connected_pair(
+        server_config(leaves["ecdsa-p256"]), ClientConfig(trust_roots=(ca.cert,))
+    )
+    payload = bytes(range(251)) * 131 + b"tail"  # 2 full records and 1 of 2,409 bytes
+    server.send_data(payload)
+    wire = server.data_to_send()
+    lengths = []
+    at = 0
+    while at < len(wire):
+        assert wire[at : at + 3] == b"\x17\x03\x03"
+        length = int.from_bytes(wire[at + 3 : at + 5], "big")
+        lengths.append(length)
+        at += 5 + length
+    assert at == len(wire)
+    overhead = 1 + 16  # the inner content type and the AEAD tag
+    assert lengths == [16384 + overhead, 16384 + overhead, len(payload) - 32768 + overhead]
+    events = client.receive_data(wire)
+    assert b"".join(e.data for e in events if isinstance(e, ev.ApplicationData)) == payload
+
+
 def test_server_prefers_post_quantum_hybrid_when_offered(
     ca: CertAuthority, leaves: dict[str, Leaf]
 ) -> None:

@@ -7,6 +7,11 @@ blocked (403); a test expecting no ids expects it through.
 A case whose rule sits above the paranoia level of the run is not applicable at that level
 (the rule is off); every other case passes, or is listed in the known-differences file with
 its reason (`test_crs_regression.py` fails on any other failure).
+
+The response families (RESPONSE-95x) need the response CRS's test backend (albedo) makes: a
+POST to `/reflect` answers what its JSON body describes (`demo/backend.py` makes the same
+through a running gateway), any other request 200 with no body. Their cases run the four
+phases, the body inspected as the `waf` step inspects it by default (its types, its limit).
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ from pathlib import Path
 
 import yaml
 
+from demo.backend import reflect
+from outwork.filters.waf import DEFAULT_RESPONSE_BODY_LIMIT, DEFAULT_RESPONSE_MIME_TYPES
 from outwork.waf.engine import Setup, Transaction, Waf
 from outwork.waf.request import WafRequest
+from outwork.waf.response import WafResponse
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "crs"
 REGRESSION = DATA / "regression"
@@ -56,6 +64,7 @@ class Case:
     raw: bytes | None  # an encoded_request: the bytes as sent
     expect_block: bool
     expect_ids: tuple[int, ...] = ()  # the rules CRS expects to match (log mode)
+    no_expect_ids: tuple[int, ...] = ()  # the rules CRS expects not to match (log mode)
 
 
 def _stages(path: Path) -> Iterator[tuple[str, int, dict[str, object], dict[str, object]]]:
@@ -86,10 +95,10 @@ def _expect(output: dict[str, object]) -> bool | None:
     return None  # judged only by a response body or a status the WAF does not make
 
 
-def _expected_ids(output: dict[str, object]) -> tuple[int, ...]:
+def _expected_ids(output: dict[str, object], key: str = "expect_ids") -> tuple[int, ...]:
     log = output.get("log") or {}
     assert isinstance(log, dict)
-    return tuple(int(i) for i in log.get("expect_ids") or ())
+    return tuple(int(i) for i in log.get(key) or ())
 
 
 @cache
@@ -130,6 +139,7 @@ def cases() -> tuple[Case, ...]:
                     raw=raw,
                     expect_block=expect,
                     expect_ids=_expected_ids(output),
+                    no_expect_ids=_expected_ids(output, "no_expect_ids"),
                 )
             )
     return tuple(result)
@@ -181,16 +191,59 @@ def request_of(case: Case) -> WafRequest:
 
 
 @cache
+def log_mode_waf(level: int) -> Waf:
+    """CRS's test setup with no inbound blocking: a request that scores still reaches the
+    response phases, so a response case is judged by the rules it matches (log mode)."""
+    extra = (*TEST_SETUP, ("inbound_anomaly_score_threshold", "100000"))
+    return Waf.load(setup=Setup(paranoia_level=level, extra=extra))
+
+
+def matched_ids(case: Case, level: int) -> set[int]:
+    return {m.id for m in run(case, level, log_mode_waf(level)).matches}
+
+
+@cache
 def plain_waf(level: int) -> Waf:
     """The rule set as the `waf` step builds it from `{paranoia_level: level}` (without the
     limits of CRS's test setup, which no config key sets)."""
     return Waf.load(setup=Setup(paranoia_level=level))
 
 
+def response_family(case: Case) -> bool:
+    return case.family >= "950"
+
+
+def response_of(case: Case) -> WafResponse:
+    """What albedo answers the case's request."""
+    if case.uri.split("?", 1)[0] != "/reflect" or case.method != "POST":
+        return WafResponse(200, b"HTTP/1.1", [], 0)
+    status, headers, body = reflect(case.data or b"")
+    pairs = [(k.encode(), v.encode()) for k, v in headers.items()]
+    return WafResponse(status, b"HTTP/1.1", pairs, len(body), body)
+
+
+def inspected(response: WafResponse) -> bool:
+    """Whether the `waf` step holds this body for phase 4 by default (filters/waf.py)."""
+    mime = response.content_type.split(b";", 1)[0].strip().lower().decode()
+    codings = response.header_values(b"content-encoding")
+    plain = all(c.strip().lower() in (b"", b"identity") for c in codings)
+    return mime in DEFAULT_RESPONSE_MIME_TYPES and plain
+
+
 def run(case: Case, level: int, rules: Waf | None = None) -> Transaction:
     transaction = (rules or waf(level)).transaction(request_of(case))
     transaction.run_phase(1)
     transaction.run_phase(2)
+    if response_family(case) and transaction.would_interrupt is None:
+        response = response_of(case)
+        body = response.body or b""
+        response.body = None
+        transaction.respond(response)
+        if transaction.run_phase(3) is None:
+            if inspected(response) and body:
+                response.body = body[:DEFAULT_RESPONSE_BODY_LIMIT]
+                response.body_complete = len(body) <= DEFAULT_RESPONSE_BODY_LIMIT
+            transaction.run_phase(4)
     return transaction
 
 

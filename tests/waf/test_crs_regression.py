@@ -1,7 +1,12 @@
 """CRS v4.28's own regression tests (go-ftw YAML) through the engine, in process, at paranoia
 levels 1 and 2, judged by status as go-ftw's cloud mode judges them: every case passes or is a
 known difference with its reason (tests/data/crs/known-differences.json), so a regression in
-any family shows. The pass rate per family is printed and recorded in that file."""
+any family shows. The pass rate per family is printed and recorded in that file.
+
+The response families (RESPONSE-95x: data leakages, web shells, the outbound blocking) run all
+four phases on the response CRS's test backend makes; as many of their requests carry the leak
+they reflect (and score on their own), they are also judged as CRS's CI judges them, by the
+rules that match with inbound blocking off (log mode): every expected rule, no unexpected one."""
 
 from __future__ import annotations
 
@@ -45,3 +50,26 @@ def test_known_differences_each_have_a_reason() -> None:
                 "other rules",
                 "server",
             ), (case_id, why)
+
+
+RESPONSE_FAMILIES = [f for f in FAMILIES if f >= "950"]
+
+
+def test_response_families_are_there() -> None:
+    assert {"950", "951", "952", "953", "954", "955", "956", "959"} <= set(RESPONSE_FAMILIES)
+
+
+@pytest.mark.parametrize("level", ftw.LEVELS)
+@pytest.mark.parametrize("family", RESPONSE_FAMILIES)
+def test_response_rules_match_as_crs_expects(level: int, family: str) -> None:
+    cases = [c for c in ftw.by_family()[family] if ftw.applicable(c, level)]
+    assert cases
+    wrong = {}
+    for case in cases:
+        ids = ftw.matched_ids(case, level)
+        missed = set(case.expect_ids) - ids
+        unexpected = set(case.no_expect_ids) & ids
+        if missed or unexpected:
+            wrong[case.id] = {"missed": sorted(missed), "unexpected": sorted(unexpected)}
+    assert not wrong, wrong
+    print(f"PL{level} {family}: {len(cases)}/{len(cases)} match as CRS expects")

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from outwork.waf import engine, fastpath
 from outwork.waf.engine import Setup, Transaction, Waf, WafLoadError
 from outwork.waf.request import WafRequest
+from outwork.waf.transforms import pipeline
 
 HEADERS = [(b"Host", b"localhost"), (b"User-Agent", b"curl/8"), (b"Accept", b"*/*")]
 
@@ -157,3 +159,76 @@ def test_load_errors_name_file_and_line(tmp_path: Path) -> None:
     )
     with pytest.raises(WafLoadError, match=r"rules\.conf:2: "):
         Waf.load(folder)
+
+
+def test_macros_of_two_headers_each_show_their_own(tmp_path: Path) -> None:
+    folder = rules_dir(
+        tmp_path,
+        """
+SecRule REQUEST_METHOD "@streq GET" "id:1,phase:1,pass,\\
+    msg:'%{REQUEST_HEADERS.host} %{REQUEST_HEADERS.user-agent} %{REQUEST_HEADERS.accept}'"
+""",
+    )
+    transaction = run(Waf.load(folder), request(b"/"))
+    assert transaction.matches[-1].msg == "localhost curl/8 */*"
+
+
+def test_a_ctl_that_forces_the_body_variable_is_seen_by_prefiltered_rules(tmp_path: Path) -> None:
+    folder = rules_dir(
+        tmp_path,
+        """
+SecRule REQUEST_BODY "@rx evil\\d" "id:1,phase:2,pass,msg:'before'"
+SecRule REQUEST_FILENAME "@streq /force" "id:2,phase:2,pass,nolog,\\
+    ctl:forceRequestBodyVariable=On"
+SecRule REQUEST_BODY "@rx evil\\d" "id:3,phase:2,deny"
+""",
+    )
+    waf = Waf.load(folder)
+    forced = run(waf, request(b"/force", b'{"a": "evil7"}', b"application/json"))
+    assert matched(forced) == [2, 3] and forced.would_interrupt is not None
+    assert matched(run(waf, request(b"/other", b'{"a": "evil7"}', b"application/json"))) == []
+
+
+def test_multi_match_sees_the_value_before_and_after_each_transformation(
+    tmp_path: Path,
+) -> None:
+    folder = rules_dir(
+        tmp_path,
+        """
+SecRule ARGS "@rx ^a%41$" "id:1,phase:1,pass,t:none,t:urlDecode,t:lowercase,multiMatch"
+SecRule ARGS "@rx ^aa$" "id:2,phase:1,pass,t:none,t:urlDecode,t:lowercase,multiMatch"
+SecRule ARGS "@rx ^aA$" "id:3,phase:1,pass,t:none,t:urlDecode,t:lowercase,multiMatch"
+SecRule ARGS "@rx ^a%41$" "id:4,phase:1,pass,t:none,t:urlDecode,t:lowercase"
+""",
+    )
+    waf = Waf.load(folder)
+    # ARGS holds a%41: it matches as it is, url-decoded (aA) and lowercased (aa); rule 4
+    # sees only the end of its pipeline.
+    assert matched(run(waf, request(b"/?x=a%2541"))) == [1, 2, 3]
+    assert matched(run(waf, request(b"/?x=aA"))) == [2, 3]  # as sent, then lowercased
+    assert matched(run(waf, request(b"/?x=AA"))) == [2]
+
+
+def test_values_kept_across_requests_stay_within_their_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "SHARED_ENTRIES", 8)
+    folder = rules_dir(
+        tmp_path,
+        'SecRule ARGS "@rx evil" "id:1,phase:1,deny,t:none,t:urlDecodeUni,t:lowercase"',
+    )
+    waf = Waf.load(folder)
+    for n in range(40):  # every request with values never seen before
+        assert run(waf, request(b"/?a=%25" + str(n).encode() + b"+b")).would_interrupt is None
+        assert len(waf.shared_transforms) <= 8 and len(waf.shared_candidates) <= 8
+    assert run(waf, request(b"/?a=EVIL")).would_interrupt is not None  # still decides
+
+
+def test_a_memoized_pipeline_stays_within_its_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastpath, "MEMO_ENTRIES", 4)
+    names = ["urldecodeuni", "base64decode", "lowercase"]
+    memoized = fastpath.segmented(names, pipeline(names))
+    for n in range(20):
+        value = b"QUJD" + str(n).encode()
+        assert memoized(value) == pipeline(names)(value)
+    assert isinstance(memoized, fastpath.Memoized) and 0 < len(memoized.memo) <= 4

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outwork.waf.fastpath import TRIGGERS, fast_path
+from outwork.waf.fastpath import TRIGGERS, fast_path, input_key, segmented, signature
 from outwork.waf.transforms import pipeline
 
 NAMES = sorted(TRIGGERS)
@@ -31,3 +31,62 @@ def test_pipelines_without_a_fast_path() -> None:
     plain = fast_path(["urldecodeuni", "lowercase"])
     assert plain is not None and plain.acts.search(b"page 2 of Orders") is None
     assert plain.acts.search(b"a%20b") is not None
+
+
+# Transformations without a fast path, between runs that have one (CRS's base64 pipelines).
+OTHERS = ["base64decode", "length", "hexencode", "sha1", "trim", "base64decodeext"]
+
+
+@given(
+    st.lists(st.sampled_from(NAMES + OTHERS), min_size=1, max_size=7),
+    VALUES,
+)
+def test_segmented_pipeline_agrees_with_the_pipeline(names: list[str], value: bytes) -> None:
+    whole = pipeline(names)
+    assert segmented(names, whole)(value) == whole(value)
+
+
+@given(st.lists(VALUES, max_size=6), st.lists(st.sampled_from(NAMES), min_size=1, max_size=4))
+def test_a_signature_outside_the_triggers_means_no_value_acts(
+    values: list[bytes], names: list[str]
+) -> None:
+    fast = fast_path(names)
+    assert fast is not None
+    if fast.leaves(*signature(values)):
+        assert all(fast.acts.search(value) is None for value in values)
+
+
+BASE64_TEXT = st.text(alphabet="aZ09+/", max_size=12).map(str.encode)
+# After the leading base64 characters: anything, from a byte outside the alphabet on.
+REST = st.tuples(st.sampled_from([b".", b"-", b":", b" ", b"%", b"="]), VALUES).map(b"".join)
+
+
+@given(
+    st.lists(st.sampled_from(NAMES), min_size=1, max_size=3),
+    st.lists(st.sampled_from(NAMES + OTHERS), max_size=3),
+    BASE64_TEXT,
+    REST,
+    REST,
+)
+def test_values_with_the_same_input_key_come_out_the_same(
+    head: list[str], tail: list[str], leading: bytes, first: bytes, second: bytes
+) -> None:
+    names = [*head, "base64decode", *tail]
+    key = input_key(names)
+    if key is None:
+        run = fast_path(head)
+        assert run is not None and run.lowers  # only a run that lowercases has no key
+        return
+    whole = pipeline(names)
+    one, other = leading + first, leading + second
+    if key(one) == key(other):
+        assert whole(one) == whole(other)
+
+
+def test_the_input_key_of_crs_base64_pipelines() -> None:
+    key = input_key(["urldecodeuni", "jsdecode", "removewhitespace", "base64decode", "jsdecode"])
+    assert key is not None
+    assert key(b"json.items.1.note") == key(b"json.items.2.note") == b"json"
+    assert key(b"a%20b") == b"a%20b"  # the run changes it: its own key
+    assert input_key(["lowercase", "base64decode"]) is None
+    assert input_key(["base64decode", "urldecodeuni"]) is None  # nothing before the decode

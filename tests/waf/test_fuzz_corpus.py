@@ -4,37 +4,23 @@ scan never misses), operator arguments from any text. No atheris needed."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
-FUZZ_DIR = Path(__file__).resolve().parents[2] / "fuzz"
-CORPUS = FUZZ_DIR / "corpus" / "waf"
-FILES = sorted(p for p in CORPUS.iterdir() if p.is_file()) if CORPUS.is_dir() else []
+from tests.fuzz_replay import Corpus
+
+CORPUS = Corpus("waf", "fuzz_waf", max_bytes=512 * 1024)
+test_corpus_input_replays = CORPUS.replay_test()
+test_corpus_is_kept_and_small = CORPUS.size_test()
+test_harness_imports_without_atheris = CORPUS.import_test()
 
 
-def harness() -> ModuleType:
-    if str(FUZZ_DIR) not in sys.path:
-        sys.path.insert(0, str(FUZZ_DIR))
-    return importlib.import_module("fuzz_waf")
-
-
-def test_corpus_is_kept_and_small() -> None:
-    assert 40 < len(FILES) <= 300
-    assert sum(p.stat().st_size for p in FILES) <= 512 * 1024
-
-
-@pytest.mark.parametrize("path", FILES, ids=[p.name[:12] for p in FILES])
-def test_corpus_input_replays(path: Path) -> None:
-    harness().TestOneInput(path.read_bytes())
+def test_corpus_covers_every_reader() -> None:
+    assert len(CORPUS.files()) > 40
 
 
 def test_harness_checks_the_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     """The harness is not vacuous: a scan that missed a matching regex would fail it."""
-    module = harness()
+    module = CORPUS.harness()
     module.TestOneInput(b"\x04(?i)select\x00x SELECT y")
 
     class BlindScan:

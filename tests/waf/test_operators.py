@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outwork.waf.operators import OperatorMatch, build_operator, c_atoi
+from outwork.waf.operators import OperatorMatch, Pm, build_operator, c_atoi
 from tests.conftest import require_file
 from tests.waf import crs_data
 
@@ -333,3 +333,18 @@ def test_extracted_operators_match_the_vendored_rules() -> None:
     extract = runpy.run_path(str(script), run_name="extract")["extract"]
     assert callable(extract)
     assert extract(crs_data.VENDORED_RULES) == crs_data.operators()
+
+
+@given(
+    st.lists(
+        st.text(alphabet="abcSELECT \n\t;/", max_size=12).map(lambda s: s.encode()), max_size=6
+    )
+)
+def test_pm_over_joined_values_finds_what_it_finds_in_each(values: list[bytes]) -> None:
+    pm = build_operator("pm", "select cat /etc ab", Path("."))
+    assert isinstance(pm, Pm)
+    assert pm.found_in(values) == any(pm.match(v, _no_expand) is not None for v in values)
+
+
+def _no_expand(text: str) -> bytes:
+    return text.encode()

@@ -3,10 +3,6 @@ is unknown or malformed is an error naming its file and line; quoting as ModSecu
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -14,9 +10,7 @@ from hypothesis import strategies as st
 from outwork.waf import seclang
 from outwork.waf.engine import CRS_RULES, Waf
 from outwork.waf.rules import Marker, Rule, Setting, UpdateTarget, Variable
-
-FUZZ_DIR = Path(__file__).resolve().parents[2] / "fuzz"
-CORPUS = sorted((FUZZ_DIR / "corpus" / "seclang").iterdir())
+from tests.fuzz_replay import Corpus
 
 
 def rules_of(text: str) -> list[Rule]:
@@ -159,17 +153,7 @@ def test_arbitrary_text_parses_or_fails_with_a_line(data: bytes) -> None:
         assert str(error).startswith("x.conf:")
 
 
-def harness() -> object:
-    if str(FUZZ_DIR) not in sys.path:
-        sys.path.insert(0, str(FUZZ_DIR))
-    return importlib.import_module("fuzz_seclang")
-
-
-def test_corpus_is_kept_and_small() -> None:
-    assert 0 < len(CORPUS) <= 300
-    assert sum(p.stat().st_size for p in CORPUS) <= 256 * 1024
-
-
-@pytest.mark.parametrize("path", CORPUS, ids=[p.name[:12] for p in CORPUS])
-def test_corpus_input_replays(path: Path) -> None:
-    harness().TestOneInput(path.read_bytes())  # type: ignore[attr-defined]
+SECLANG = Corpus("seclang", "fuzz_seclang", max_bytes=256 * 1024, seeds=False)
+test_corpus_input_replays = SECLANG.replay_test()
+test_corpus_is_kept_and_small = SECLANG.size_test()
+test_harness_imports_without_atheris = SECLANG.import_test()

@@ -1,0 +1,141 @@
+"""Instructions per keep-alive HTTPS request of outwork, counted by valgrind (callgrind).
+
+CPU time per request on a shared 2-core machine moves by 20-40% from one round to the next
+(other processes, cache and scheduler effects), so a 5% change cannot be seen with `run.py`.
+The number of user-space instructions the worker executes per request does not depend on the
+machine's load: two runs of the same code agree within about 0.5%. It leaves out the kernel's
+share (the system calls: about a quarter of the CPU time) and memory stalls, so it guides work on
+the Python path; `run.py` still gives the figures against nginx.
+
+How: outwork (one worker) runs under callgrind with instrumentation off during start-up; `wrk`
+keeps a few TLS connections busy (the server is ~50x slower under valgrind); after `--warmup`
+seconds (handshakes done, first-time work past) the counters are zeroed, after `--window` more
+they are dumped; the requests answered in between come from outwork's /metrics.
+
+    .venv/bin/python bench/instructions.py            # prints Ir per request
+    .venv/bin/python bench/instructions.py --top 30   # and the costliest functions
+
+Needs valgrind and wrk (Debian packages). Nothing here is a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from servers import (
+    HOST,
+    BenchError,
+    check_serves_body,
+    free_port,
+    make_certificate,
+    start_nginx,
+    start_outwork,
+)
+
+
+def answered(admin_port: int) -> float:
+    with urllib.request.urlopen(f"http://{HOST}:{admin_port}/metrics", timeout=30) as r:
+        text = r.read().decode()
+    return sum(
+        float(m.group(1)) for m in re.finditer(r"^outwork_requests_total\{.*\} (\S+)$", text, re.M)
+    )
+
+
+def control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--warmup", type=float, default=10, help="seconds before counting")
+    parser.add_argument("--window", type=float, default=10, help="seconds counted")
+    parser.add_argument("--top", type=int, default=0, help="print the N costliest functions")
+    args = parser.parse_args()
+    for tool in ("valgrind", "callgrind_control", "wrk"):
+        if not shutil.which(tool):
+            print(f"{tool} is not installed (Debian packages valgrind, wrk)", file=sys.stderr)
+            return 2
+    workdir = Path(tempfile.mkdtemp(prefix="outwork-instructions-"))
+    out = workdir / "callgrind.out"
+    backend = outwork = None
+    try:
+        tls = make_certificate(workdir)
+        backend = start_nginx("backend", workdir / "backend", tls=None, upstream=None)
+        admin_port = free_port()
+        outwork = start_outwork(
+            workdir / "outwork",
+            tls,
+            backend.port,
+            wrapper=(
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={out}",
+            ),
+            admin_port=admin_port,
+        )
+        check_serves_body(outwork)
+        pid = outwork.proc.pid  # valgrind runs the program in its own process
+        control(pid, "-i", "on")
+        seconds = int(args.warmup + args.window + 3)
+        wrk = subprocess.Popen(
+            [
+                "wrk",
+                "-t1",
+                f"-c{args.connections}",
+                f"-d{seconds}s",
+                "--timeout",
+                "10s",
+                f"https://{HOST}:{outwork.port}/",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        time.sleep(args.warmup)
+        before = answered(admin_port)
+        control(pid, "-z")
+        time.sleep(args.window)
+        control(pid, "-d")
+        requests = answered(admin_port) - before
+        wrk.wait()
+        dumps = sorted(workdir.glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime)
+        if not dumps or requests <= 0:
+            raise BenchError("no dump or no request in the window")
+        text = dumps[-1].read_text(errors="replace")
+        total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+        if total is None:
+            raise BenchError(f"no totals in {dumps[-1]}")
+        ir = int(total.group(1))
+        print(f"{ir / requests:,.0f} instructions per keep-alive request ({requests:.0f} requests)")
+        if args.top:
+            annotated = subprocess.run(
+                ["callgrind_annotate", "--inclusive=no", str(dumps[-1])],
+                capture_output=True,
+                text=True,
+            ).stdout
+            rows = [line for line in annotated.splitlines() if re.match(r"\s*[\d,]+ \(", line)]
+            for line in rows[1 : args.top + 1]:
+                count = int(line.split()[0].replace(",", ""))
+                name = line.split(")", 1)[1].strip().split(" [")[0]
+                print(f"{count / requests:>10,.0f}  {name[-100:]}")
+    except BenchError as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for server in (outwork, backend):
+            if server is not None:
+                server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
