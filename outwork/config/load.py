@@ -74,6 +74,7 @@ from outwork.config.values import (  # noqa: F401  (parse_*: also imported from 
 )
 from outwork.filters import REGISTRY, Filter, PolicyEnv
 from outwork.filters.rfc3339 import parse_rfc3339
+from outwork.filters.runner import Chain
 from outwork.http.checks import ALLOWED_METHODS
 from outwork.http.errors import HTTPError
 from outwork.http.path import ESCAPED_SLASHES, PathRules, normalise_path
@@ -999,7 +1000,7 @@ class _Loader:
             compiled = self._route(path, route, name, default_body, rules)
             if compiled is not None:
                 own = self._chain(path + ("policies",), route.policies, policies)
-                compiled = replace(compiled, filters=defaults + own)
+                compiled = replace(compiled, filters=Chain(defaults + own))
             if route.upstream in self.broken.get("upstreams", ()):
                 continue  # its problems are reported where it is defined
             if route.upstream not in upstreams:

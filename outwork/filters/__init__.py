@@ -134,6 +134,14 @@ class Filter:
     inspects_request_body = False
     inspects_response_body = False
 
+    def implements(self, hook: str) -> bool:
+        """Whether this filter does anything at `hook` (a method name: "on_request_head", ...).
+        A route's chain is compiled to call only the filters that do (runner.Chain), so a hook
+        left as this class's costs nothing per request. By default, whether the filter's class
+        overrides it; a filter whose hook does nothing with its config (no CORS, no RateLimit
+        fields) may say so."""
+        return getattr(type(self), hook) is not getattr(Filter, hook)
+
     def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
         return CONTINUE
 

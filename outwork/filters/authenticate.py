@@ -18,7 +18,7 @@ Authorization header) is removed unless `forward_credential: true`. Refused: 401
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import msgspec
@@ -43,7 +43,7 @@ from outwork.filters.auth_basic import BasicMethod, BasicSpec
 from outwork.filters.auth_jwt import JwtMethod, JwtSpec, build_jwks
 from outwork.filters.auth_method import Failure, Method, Outcome
 from outwork.filters.auth_mtls import MtlsMethod, MtlsSpec
-from outwork.filters.credentials import edit_head, identity_value
+from outwork.filters.credentials import LineRemoval, edit_head, identity_value
 from outwork.http.messages import RequestHead
 
 MAX_METHODS = 8
@@ -74,6 +74,17 @@ class AuthenticateFilter(Filter):
     methods: tuple[Method, ...]
     # Every identity header some method sets (lower case): a client's own never goes upstream.
     identity_headers: frozenset[bytes]
+    # What each method's success removes from the head (by id(method)), compiled once.
+    removals: dict[int, LineRemoval] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        removals = {}
+        for method in self.methods:
+            remove = self.identity_headers
+            if not method.forward_credential:
+                remove = remove | method.credential_headers
+            removals[id(method)] = LineRemoval(remove)
+        object.__setattr__(self, "removals", removals)
 
     def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
         for method in self.methods:
@@ -96,11 +107,8 @@ class AuthenticateFilter(Filter):
         if isinstance(outcome, Failure):
             return self.refuse(method, outcome)
         ctx.identity = outcome
-        remove = self.identity_headers
-        if not method.forward_credential:
-            remove = remove | method.credential_headers
         line = method.identity_header + b": " + identity_value(outcome.kind, outcome.subject)
-        edit_head(head, remove, line + b"\r\n")
+        edit_head(head, self.removals[id(method)], line + b"\r\n")
         return CONTINUE
 
     def refuse(self, method: Method | None, failure: Failure) -> Reply:

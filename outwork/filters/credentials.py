@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import binascii
 import re
+from functools import lru_cache
 
+from outwork.filters.header_lines import LineRemoval
 from outwork.http.messages import RequestHead
 
 # Bytes of one credential header value: a JWT with many claims is a few KiB; a bigger one is
@@ -51,6 +53,7 @@ def parse_basic(token: bytes) -> tuple[str, str] | None:
     return user, password
 
 
+@lru_cache(maxsize=4096)  # the same few identities on most requests; a pure function
 def identity_value(kind: str, subject: str) -> bytes:
     """`kind:subject` as a header value: every byte outside visible ASCII, and `%` itself, is
     percent-encoded, so a JWT `sub` with CR LF (or anything) cannot add a header upstream."""
@@ -63,16 +66,14 @@ def identity_value(kind: str, subject: str) -> bytes:
     )
 
 
-def edit_head(head: RequestHead, remove: frozenset[bytes], add: bytes) -> None:
+def edit_head(head: RequestHead, remove: LineRemoval | frozenset[bytes], add: bytes) -> None:
     """Remove every header named in `remove` (lower case) from what goes upstream (`block`)
     and from `headers` (what later steps read), then add the `add` lines (each ending CRLF)."""
-    kept = [
-        line
-        for line in head.block.split(b"\r\n")
-        if line and line.partition(b":")[0].strip().lower() not in remove
-    ]
-    head.block = b"".join(line + b"\r\n" for line in kept) + add
-    head.headers = [(key, value) for key, value in head.headers if key.lower() not in remove]
+    if not isinstance(remove, LineRemoval):
+        remove = LineRemoval(remove)
+    names = remove.names
+    head.block = remove.block(head.block) + add
+    head.headers = [(key, value) for key, value in head.headers if key.lower() not in names]
     for line in add.split(b"\r\n"):
         if line:
             key, _, value = line.partition(b":")

@@ -21,7 +21,7 @@ the answer from the page. With `cors`, the gateway owns these headers: the upstr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import msgspec
@@ -37,6 +37,7 @@ from outwork.filters import (
     Verdict,
     register,
 )
+from outwork.filters.header_lines import LineRemoval
 from outwork.http.messages import RequestHead, ResponseHead, header_values
 from outwork.observe.refusals import Refusal
 
@@ -189,6 +190,15 @@ class HeadersFilter(Filter):
     remove: frozenset[bytes]  # lower-case names, the added ones included (they replace)
     add: bytes  # the header lines added, each ending in CRLF
     cors: Cors | None = None
+    removal: LineRemoval = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "removal", LineRemoval(self.remove))
+
+    def implements(self, hook: str) -> bool:
+        if hook == "on_request_head":
+            return self.cors is not None  # only CORS reads the request
+        return Filter.implements(self, hook)  # (slots dataclasses cannot use bare super())
 
     def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
         cors = self.cors
@@ -222,13 +232,7 @@ class HeadersFilter(Filter):
         return CONTINUE
 
     def on_response_head(self, ctx: RequestContext, head: ResponseHead, resume: Resume) -> Verdict:
-        remove = self.remove
-        kept = [
-            line
-            for line in head.block.split(b"\r\n")
-            if line and line.partition(b":")[0].strip().lower() not in remove
-        ]
-        block = b"".join(line + b"\r\n" for line in kept) + self.add
+        block = self.removal.block(head.block) + self.add
         cors = self.cors
         if cors is not None:
             origin = ctx.filter_state.pop(id(self), None)

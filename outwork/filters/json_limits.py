@@ -223,7 +223,8 @@ class JsonChecker:
         self._in_key = False  # the string being read is a key
         self._carry = b""  # the start of a token cut by the chunk boundary
         self._size = 0
-        self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+        # Made at the first byte that is not ASCII (most bodies have none: they need no decoder).
+        self._utf8: codecs.IncrementalDecoder | None = None
         self._utf8_pending = False  # the decoder holds the start of a character
         self._seen_value = False
         self._failed: JsonViolation | None = None
@@ -254,7 +255,8 @@ class JsonChecker:
         if self._failed is not None:
             raise self._failed
         try:
-            self._check_utf8(b"", final=True)
+            if self._utf8 is not None:
+                self._check_utf8(b"", final=True)
             data, self._carry = self._carry, b""
             self._scan(data, final=True)
             if self._mode == _STRING:
@@ -268,7 +270,10 @@ class JsonChecker:
             raise
 
     def _check_utf8(self, data: bytes, final: bool) -> None:
-        decode = self._utf8.decode
+        utf8 = self._utf8
+        if utf8 is None:
+            utf8 = self._utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+        decode = utf8.decode
         try:
             if len(data) <= _UTF8_SLICE:
                 decode(data, final)
@@ -280,7 +285,7 @@ class JsonChecker:
                     decode(b"", True)
         except UnicodeDecodeError:
             raise JsonViolation("syntax", "not UTF-8") from None
-        self._utf8_pending = bool(self._utf8.getstate()[0])
+        self._utf8_pending = bool(utf8.getstate()[0])
 
     def _scan(self, data: bytes, final: bool) -> None:
         """Read `data` as far as it goes; a token it cuts short goes to `_carry` (unless

@@ -144,7 +144,12 @@ class RateLimitFilter(Filter):
             decision = self._local(ctx, limit, value, now)
             if not decision.admitted:
                 return refusal(limit, decision)
-            shown = _lower(shown, limit, decision)
+            if limit.response_headers:
+                shown = _lower(shown, limit, decision)
+        if not self.remote:
+            if shown is not None:
+                self._remember(ctx, shown)
+            return CONTINUE
         pending = []
         # Asked once per request, and only when a limit applies: after a failure, the one
         # request that probes Redis does so for all its limits, and surely goes to Redis.
@@ -169,6 +174,11 @@ class RateLimitFilter(Filter):
         _in_flight.add(task)
         task.add_done_callback(_in_flight.discard)
         return Stop()
+
+    def implements(self, hook: str) -> bool:
+        if hook == "on_response_head":  # only to add the RateLimit fields of admitted requests
+            return any(limit.response_headers for limit in (*self.local, *self.remote))
+        return Filter.implements(self, hook)  # (slots dataclasses cannot use bare super())
 
     def on_response_head(self, ctx: RequestContext, head: ResponseHead, resume: Resume) -> Verdict:
         lines = ctx.filter_state.pop(id(self), None)

@@ -1,8 +1,13 @@
 """Running one hook of a chain for one exchange: filter after filter until one answers or waits.
 
-`ChainRun` is what a `Stop` parks in: the filter that stopped is handed a `resume` callback,
-and calling it with `CONTINUE` runs the rest of the chain, with a `Reply` answers. A filter
-that raises is never the client's business: the run ends in a 500 counted as
+A route's filters are compiled once, at config load, into a `Chain`: for each hook, the filters
+that do something there (`Filter.implements`) and their bound methods. `run` calls them in
+order, right away: it returns CONTINUE after the last, or the first `Reply`, and allocates
+nothing but the `resume` callback each filter is handed. Only a filter's `Stop` makes a
+`ChainRun`, what the exchange parks in: calling that filter's `resume` with `CONTINUE` runs the
+rest of the chain, with a `Reply` answers, and either way the run's `done` gets the outcome.
+
+A filter that raises is never the client's business: the run ends in a 500 counted as
 `Refusal.FILTER_ERROR` (the exception goes to stderr for the operator). A run the exchange
 gave up on (the client went away, or the filter took too long) is `abandon`ed: a resume after
 that does nothing.
@@ -12,9 +17,10 @@ from __future__ import annotations
 
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from outwork.filters import CONTINUE, Continue, Filter, Reply, RequestContext, Resume, Stop, Verdict
+from outwork.filters import CONTINUE, Continue, Filter, Reply, RequestContext, Stop, Verdict
 from outwork.http.messages import ResponseHead
 from outwork.observe.refusals import Refusal
 
@@ -22,56 +28,72 @@ FILTER_FAILED = Reply(500, Refusal.FILTER_ERROR)
 
 ABANDONED = -2  # `ChainRun.parked` once the exchange stopped waiting for the filter
 
-# One hook applied to one filter, the resume callback given: e.g.
-# `lambda f, resume: f.on_request_head(head, resume)`.
-Hook = Callable[[Filter, Resume], Verdict]
+
+class Hooks:
+    """One hook of a chain: the filters that implement it, in chain order, and their bound
+    methods (called with the hook's arguments and a `resume` callback)."""
+
+    __slots__ = ("filters", "calls")
+
+    def __init__(self, filters: Iterable[Filter], hook: str) -> None:
+        self.filters = tuple(f for f in filters if f.implements(hook))
+        self.calls: tuple[Callable[..., Verdict], ...] = tuple(
+            getattr(f, hook) for f in self.filters
+        )
+
+
+class Chain(tuple[Filter, ...]):
+    """A route's filters (`RouteConfig.filters`, a tuple: default policies first), with each
+    hook's calls worked out once."""
+
+    request_head: Hooks
+    request_body: Hooks  # of the filters that inspect the request body
+    response_head: Hooks
+    inspects_request_body: bool  # the request body goes through the filters
+
+    def __new__(cls, filters: Iterable[Filter] = ()) -> Chain:
+        chain = super().__new__(cls, filters)
+        chain.request_head = Hooks(chain, "on_request_head")
+        inspecting = [f for f in chain if f.inspects_request_body]
+        chain.request_body = Hooks(inspecting, "on_request_body")
+        chain.response_head = Hooks(chain, "on_response_head")
+        chain.inspects_request_body = bool(inspecting)
+        return chain
+
+
+NO_FILTERS = Chain()
+
+
+def chain_of(filters: tuple[Filter, ...]) -> Chain:
+    """The compiled chain of `filters` (the loader compiles routes' already)."""
+    return filters if isinstance(filters, Chain) else Chain(filters)
 
 
 class ChainRun:
-    __slots__ = ("filters", "hook", "done", "parked")
+    """A hook's run that a filter made wait. `done` (set by whoever parks the exchange) gets
+    the outcome once the rest of the chain has run."""
 
-    def __init__(
-        self, filters: Sequence[Filter], hook: Hook, done: Callable[[Continue | Reply], None]
-    ) -> None:
-        self.filters = filters
-        self.hook = hook
-        self.done = done  # called once: CONTINUE after the last filter, or the Reply
+    __slots__ = ("hooks", "args", "box", "done", "parked")
+
+    def __init__(self, hooks: Hooks, args: tuple[Any, ...], box: list[ChainRun | None]) -> None:
+        self.hooks = hooks
+        self.args = args
+        self.box = box  # what the run's resume callbacks find it in
+        self.done: Callable[[Continue | Reply], None] = _no_one_waits
         self.parked = -1  # the index of the filter waiting, -1: none
 
-    def start(self) -> bool:
-        """Run the chain; True when it finished now, False when a filter waits (`Stop`)."""
-        return self._run(0)
-
-    def _run(self, index: int) -> bool:
-        filters = self.filters
-        while index < len(filters):
-            verdict = self._call(index)
-            if isinstance(verdict, Stop):
-                self.parked = index
-                return False
-            if isinstance(verdict, Reply):
-                self.done(verdict)
-                return True
-            index += 1
-        self.done(CONTINUE)
-        return True
-
-    def _call(self, index: int) -> Verdict:
-        try:
-            verdict = self.hook(self.filters[index], lambda v: self._resume(index, v))
-        except Exception:
-            traceback.print_exc(file=sys.stderr)
-            return FILTER_FAILED
-        if not isinstance(verdict, (Continue, Stop, Reply)):
-            print(f"outwork: filter {self.filters[index]!r} returned {verdict!r}", file=sys.stderr)
-            return FILTER_FAILED
-        return verdict
+    @property
+    def filter(self) -> Filter | None:
+        """The filter waiting, if one is."""
+        index = self.parked
+        filters = self.hooks.filters
+        return filters[index] if 0 <= index < len(filters) else None
 
     def abandon(self) -> None:
         """The exchange waits no more (gone, or answered): a later resume does nothing."""
         self.parked = ABANDONED
 
-    def _resume(self, index: int, verdict: Verdict) -> None:
+    def resume(self, index: int, verdict: Verdict) -> None:
         if self.parked != index:
             if self.parked == ABANDONED:
                 return  # too late: the exchange was answered or cancelled meanwhile
@@ -80,19 +102,71 @@ class ChainRun:
         if isinstance(verdict, Reply):
             self.done(verdict)
         elif isinstance(verdict, Continue):
-            self._run(index + 1)
+            outcome = _run(self.hooks, self.args, index + 1, self.box)
+            if outcome is not self:
+                self.done(outcome)  # type: ignore[arg-type]
         else:
             self.done(FILTER_FAILED)  # a filter may stop once per call, not from its resume
 
 
+def _no_one_waits(verdict: Continue | Reply) -> None:
+    raise RuntimeError("a chain run was parked without a `done`")
+
+
+def _resume(box: list[ChainRun | None], index: int, verdict: Verdict) -> None:
+    run = box[0]
+    if run is None:  # no filter of this run stopped (yet): this one did not
+        raise RuntimeError("resume called by a filter that is not waiting")
+    run.resume(index, verdict)
+
+
+def run(hooks: Hooks, *args: Any) -> Continue | Reply | ChainRun:
+    """Run `hooks` with `args` (the exchange first): CONTINUE after the last filter, the first
+    `Reply`, or the `ChainRun` a filter's `Stop` parked (its `done` is the caller's to set)."""
+    if not hooks.calls:
+        return CONTINUE
+    return _run(hooks, args, 0, [None])
+
+
+def _run(
+    hooks: Hooks, args: tuple[Any, ...], index: int, box: list[ChainRun | None]
+) -> Continue | Reply | ChainRun:
+    calls = hooks.calls
+    count = len(calls)
+    while index < count:
+        try:
+            verdict = calls[index](*args, lambda v, i=index: _resume(box, i, v))
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            return FILTER_FAILED
+        if verdict is CONTINUE:
+            index += 1
+        elif isinstance(verdict, Reply):
+            return verdict
+        elif isinstance(verdict, Stop):
+            parked = box[0]
+            if parked is None:
+                parked = box[0] = ChainRun(hooks, args, box)
+            parked.parked = index
+            return parked
+        elif isinstance(verdict, Continue):
+            index += 1
+        else:
+            print(f"outwork: filter {hooks.filters[index]!r} returned {verdict!r}", file=sys.stderr)
+            return FILTER_FAILED
+    return CONTINUE
+
+
 def response_head_verdict(
-    filters: Sequence[Filter], ctx: RequestContext, head: ResponseHead
+    filters: tuple[Filter, ...], ctx: RequestContext, head: ResponseHead
 ) -> Continue | Reply:
     """The response-head hook, run at once (the upstream's bytes keep coming: no filter may
     wait there yet; a `Stop` is a filter error)."""
-    result: list[Continue | Reply] = []
-    run = ChainRun(filters, lambda f, resume: f.on_response_head(ctx, head, resume), result.append)
-    if not run.start():
-        run.parked = -1  # a later resume is refused
+    hooks = (filters if isinstance(filters, Chain) else Chain(filters)).response_head
+    if not hooks.calls:
+        return CONTINUE
+    outcome = _run(hooks, (ctx, head), 0, [None])
+    if isinstance(outcome, ChainRun):
+        outcome.parked = -1  # a later resume is refused
         return FILTER_FAILED
-    return result[0]
+    return outcome

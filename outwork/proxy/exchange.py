@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
+from outwork.filters.runner import NO_FILTERS, Chain
 from outwork.http.messages import Framing, RequestHead
 from outwork.proxy.exchange_state import Event, ExchangeState, State
 from outwork.proxy.forwarding import client_address
 
 if TYPE_CHECKING:
-    from outwork.filters import Filter, Identity, RequestContext
+    from outwork.filters import Identity, RequestContext
     from outwork.proxy.downstream import Downstream
     from outwork.proxy.pipeline import RequestBodyFilter
     from outwork.tls.clientauth import ClientIdentity
@@ -123,7 +124,7 @@ class Exchange:
         self.bytes_sent = 0  # response bytes written for this exchange (head and body)
         self.route = ""  # the matched route's name; "" when none matched (404, refusals)
         self.request_id = b""  # X-Request-Id: the client's (when sane) or the gateway's
-        self.filters: tuple[Filter, ...] = ()  # the matched route's chain (its policies)
+        self.filters: Chain = NO_FILTERS  # the matched route's chain (its policies)
         self.identity: Identity | None = None  # who `authenticate` found (RequestContext)
         self.filter_state: dict[int, Any] = {}  # per-filter state, by id(filter)
         self._client_ip = ""  # made on first use

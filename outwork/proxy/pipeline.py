@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING
 
-from outwork.filters import Continue, Filter, Reply
-from outwork.filters.runner import ChainRun
+from outwork.filters import CONTINUE, Continue, Reply
+from outwork.filters.runner import Chain, ChainRun, Hooks, run
 from outwork.http.messages import Framing
 from outwork.observe.refusals import Refusal
 from outwork.proxy.exchange import Exchange, route_label
@@ -41,6 +42,10 @@ QUEUE_PAUSE = "request_body_queue"
 # The request path in a refusal's security event is cut at this many characters.
 MAX_EVENT_PATH = 256
 
+# Module globals: reading an Enum member off its class is slow in Python 3.11.
+_CHUNKED = Framing.CHUNKED
+_LENGTH = Framing.LENGTH
+
 
 def routed(
     client: Downstream, head: RequestHead, route: RouteConfig | None, state: GatewayState
@@ -53,11 +58,13 @@ def routed(
     else:
         ex = Exchange(client, head, state.pools[route.upstream])
         ex.route = route.name
-        filters = ex.filters = route.filters
+        filters = route.filters
         if filters:
-            inspecting = tuple(f for f in filters if f.inspects_request_body)
-            if inspecting:
-                ex.body_filter = RequestBodyFilter(ex, inspecting)
+            # Compiled at load (routes hold a Chain); a route made otherwise is compiled here.
+            chain = filters if isinstance(filters, Chain) else Chain(filters)
+            ex.filters = chain
+            if chain.inspects_request_body:
+                ex.body_filter = RequestBodyFilter(ex, chain.request_body)
     ex.request_id = client.connection.forwarding.stamp(head, state.request_ids)
     return ex
 
@@ -66,25 +73,26 @@ def begin(ex: Exchange, ended: bool = False) -> None:
     """A routed exchange's turn has come (HTTP/1.1: the first in line; HTTP/2: opened): run
     the route's request-head filters, then start the upstream. `ended`: the request has no
     more to come (an HTTP/2 HEADERS frame that ended the stream)."""
-    filters = ex.filters
-    if not filters:
+    hooks = ex.filters.request_head
+    if not hooks.calls:
         if ended:
             ex.request_done = True
         proceed(ex)
         return
-    head = ex.head
-    assert head is not None
-    run = ChainRun(
-        filters,
-        lambda f, resume: f.on_request_head(ex, head, resume),
-        lambda verdict: _head_done(ex, verdict, ended),
-    )
-    if run.start():
+    outcome = run(hooks, ex, ex.head)
+    if outcome is CONTINUE:
+        if ended:
+            ex.request_done = True
+        proceed(ex)
         return
+    if not isinstance(outcome, ChainRun):
+        _head_done(ex, outcome, ended)
+        return
+    outcome.done = lambda verdict: _head_done(ex, verdict, ended)
     ex.state.process(Event.REQUEST_FILTER_STOP)
     if ended:
         ex.request_done = True  # deferred to the resume (exchange.py)
-    _park(ex, run)
+    _park(ex, outcome)
 
 
 def _head_done(ex: Exchange, verdict: Continue | Reply, ended: bool) -> None:
@@ -127,13 +135,12 @@ def proceed(ex: Exchange) -> None:
     if head.expect_continue and not ex.request_done:
         client.send_continue(ex)  # the client waits for this before its body (RFC 9110 10.1.1)
     body = ex.body_filter
-    if body is not None:
-        body.open()  # what came meanwhile is inspected now
+    if body is not None and body.open():  # what came meanwhile is inspected now
         if ex.cancelled or ex.response_done:
             return
     if not ex.request_done and (
         0 < head.content_length <= client.body_before_upstream
-        or (body is not None and head.framing is Framing.CHUNKED)
+        or (body is not None and head.framing is _CHUNKED)
     ):
         client.hold_body(ex)  # the upstream is taken at its end (or once it grows too large)
         return
@@ -216,7 +223,7 @@ def _filter_timed_out(ex: Exchange, run: ChainRun) -> None:
     filter error (the filter is the operator's to fix, not the client's doing)."""
     if ex.waiting is None or ex.cancelled:
         return
-    index = run.parked
+    waited = run.filter
     run.abandon()
     ex.waiting = None
     client = ex.client
@@ -229,7 +236,7 @@ def _filter_timed_out(ex: Exchange, run: ChainRun) -> None:
         client.resume_reading(FILTER_PAUSE)
         if ex.response_done:
             return
-        name = type(run.filters[index]).__name__ if 0 <= index < len(run.filters) else "?"
+        name = type(waited).__name__ if waited is not None else "?"
         detail = {"reason": "no resume in time", "filter": name}
         refuse(ex, Reply(504, Refusal.FILTER_ERROR, detail=detail))
     finally:
@@ -241,36 +248,71 @@ def _filter_timed_out(ex: Exchange, run: ChainRun) -> None:
 
 class RequestBodyFilter:
     """The request body of an exchange whose route has filters with `inspects_request_body`:
-    each chunk passes their `on_request_body` before it is held or sent upstream, in order;
-    the request's end comes last (`end=True`, alone with b"", after the last chunk). Chunks
-    that arrive before the head filters are done, or while a body filter waits, queue here
-    with the client's reading paused."""
+    each chunk passes their `on_request_body` before it is held or sent upstream, in order.
+    The filters learn of the request's end with the chunk that completes a Content-Length body
+    (`end=True`: one call for a body read whole), else alone with b"" once the protocol reads
+    it; the protocol's end is delivered after that, either way. Chunks that arrive before the
+    head filters are done, or while a body filter waits, queue here with the client's reading
+    paused."""
 
-    __slots__ = ("ex", "filters", "queue", "opened", "client_ended", "finished", "paused")
+    __slots__ = (
+        "ex",
+        "hooks",
+        "queue",
+        "opened",
+        "client_ended",
+        "finished",
+        "paused",
+        "unseen",
+    )
 
-    def __init__(self, ex: Exchange, filters: tuple[Filter, ...]) -> None:
+    def __init__(self, ex: Exchange, hooks: Hooks) -> None:
         self.ex = ex
-        self.filters = filters
-        self.queue: deque[tuple[bytes, bool]] = deque()
+        self.hooks = hooks
+        # (chunk, the filters' `end`, the request's end): in the order the protocol gave them.
+        self.queue: deque[tuple[bytes, bool, bool]] = deque()
         self.opened = False  # the head filters let the exchange pass
         self.client_ended = False  # the protocol delivered the request's end
         self.finished = False  # the end passed, or the body was refused
         self.paused = False  # the client's reading paused for the queue
+        # Bytes of a Content-Length body not fed yet (-1: no length; the protocols never feed
+        # more than the length, nor end before it is all in).
+        head = ex.head
+        self.unseen = -1
+        if head is not None and head.framing is _LENGTH:
+            self.unseen = head.content_length
 
     def feed(self, chunk: bytes) -> None:
         """A request body chunk from the client (after the protocol's own checks)."""
-        self.queue.append((chunk, False))
-        self._pump()
+        unseen = self.unseen
+        last = False
+        if unseen > 0:
+            unseen -= len(chunk)
+            self.unseen = unseen
+            last = unseen <= 0
+        if self.queue or not self.opened or self.ex.waiting is not None:
+            self.queue.append((chunk, last, False))
+            self._pump()
+        else:
+            self._inspect(chunk, last, False)  # nothing before it waits: at once
 
     def end(self) -> None:
         """The request's end from the client."""
         self.client_ended = True
-        self.queue.append((b"", True))
-        self._pump()
+        end = self.unseen != 0  # with a Content-Length, the filters saw it with the last chunk
+        if self.queue or not self.opened or self.ex.waiting is not None:
+            self.queue.append((b"", end, True))
+            self._pump()
+        else:
+            self._inspect(b"", end, True)
 
-    def open(self) -> None:
+    def open(self) -> bool:
+        """The head filters let the exchange pass; True when chunks had come meanwhile."""
         self.opened = True
+        if not self.queue:
+            return False
         self._pump()
+        return True
 
     def give_up(self) -> None:
         """The exchange is answered otherwise: nothing more is inspected or delivered."""
@@ -293,12 +335,9 @@ class RequestBodyFilter:
     def _pump(self) -> None:
         ex = self.ex
         queue = self.queue
-        while self.opened and ex.waiting is None and queue and self._live():
-            chunk, end = queue.popleft()
-            run = self._chain(chunk, end)
-            if not run.start():
-                _park(ex, run)
-                return
+        while self.opened and ex.waiting is None and queue:
+            if not self._inspect(*queue.popleft()):
+                break
         if queue and self._live():
             if not self.paused:
                 self.paused = True
@@ -309,15 +348,31 @@ class RequestBodyFilter:
                 self.paused = False
                 ex.client.resume_reading(self._reason())
 
-    def _chain(self, chunk: bytes, end: bool) -> ChainRun:
+    def _inspect(self, chunk: bytes, end: bool, request_end: bool) -> bool:
+        """One chunk (or the end) through the filters, then on to the protocol; False when a
+        filter waits (the exchange parks) or the body is not live any more."""
         ex = self.ex
-        return ChainRun(
-            self.filters,
-            lambda f, resume: f.on_request_body(ex, chunk, end, resume),
-            lambda verdict: self._passed(chunk, end, verdict),
-        )
+        if not self._live():
+            return False
+        outcome: Continue | Reply | ChainRun = CONTINUE
+        if chunk or end:
+            outcome = run(self.hooks, ex, chunk, end)
+        if outcome is CONTINUE:
+            client = ex.client
+            if chunk:
+                client.deliver_body(ex, chunk)
+            if request_end:
+                self.finished = True
+                client.deliver_end(ex)
+            return True
+        if isinstance(outcome, ChainRun):
+            outcome.done = partial(self._passed, chunk, request_end)
+            _park(ex, outcome)
+            return False
+        self._passed(chunk, request_end, outcome)
+        return True
 
-    def _passed(self, chunk: bytes, end: bool, verdict: Continue | Reply) -> None:
+    def _passed(self, chunk: bytes, request_end: bool, verdict: Continue | Reply) -> None:
         ex = self.ex
         client = ex.client
         parked = ex.waiting is not None
@@ -333,7 +388,7 @@ class RequestBodyFilter:
                 return
             if chunk:
                 client.deliver_body(ex, chunk)
-            if end:
+            if request_end:
                 self.finished = True
                 client.deliver_end(ex)
             if parked:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from outwork.filters import Continue, Filter, Reply
-from outwork.filters.runner import FILTER_FAILED, ChainRun
+from outwork.filters.runner import FILTER_FAILED, ChainRun, Hooks, run
 from outwork.http.messages import Framing, ResponseHead
 from outwork.observe.refusals import Refusal
 from outwork.proxy import pipeline
@@ -78,7 +78,7 @@ def hold(ex: Exchange, head: ResponseHead) -> HeldResponse | None:
 class HeldResponse:
     """One response waiting for the body filters (see the module's docstring)."""
 
-    __slots__ = ("ex", "head", "filters", "limit", "chunks", "size", "counted")
+    __slots__ = ("ex", "head", "filters", "hooks", "limit", "chunks", "size", "counted")
 
     def __init__(
         self, ex: Exchange, head: ResponseHead, filters: tuple[Filter, ...], limit: int
@@ -86,6 +86,7 @@ class HeldResponse:
         self.ex = ex
         self.head = head
         self.filters = filters
+        self.hooks = Hooks(filters, "on_response_body")
         self.limit = limit
         self.chunks: list[bytes] = []
         self.size = 0
@@ -130,17 +131,11 @@ class HeldResponse:
         ex.client.response_end(ex)
 
     def _run(self, chunk: bytes, end: bool) -> Continue | Reply:
-        ex = self.ex
-        result: list[Continue | Reply] = []
-        run = ChainRun(
-            self.filters,
-            lambda f, resume: f.on_response_body(ex, chunk, end, resume),
-            result.append,
-        )
-        if not run.start():
-            run.parked = -1  # no waiting here: a later resume is refused
+        outcome = run(self.hooks, self.ex, chunk, end)
+        if isinstance(outcome, ChainRun):
+            outcome.parked = -1  # no waiting here: a later resume is refused
             return FILTER_FAILED
-        return result[0]
+        return outcome
 
     def _release(self) -> None:
         ex = self.ex

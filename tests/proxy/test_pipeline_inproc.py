@@ -275,6 +275,56 @@ def test_the_access_log_has_the_identity(tmp_path: Path) -> None:
     run(tmp_path, scenario)
 
 
+@pytest.mark.parametrize("protocol", ["http/1.1", "h2"])
+def test_a_body_with_a_length_reaches_the_body_filters_with_its_end(
+    tmp_path: Path, protocol: str
+) -> None:
+    """A Content-Length body read whole is one `on_request_body` call with `end=True`; a
+    chunked one (a body of unknown length, over HTTP/2) ends in its own call."""
+
+    async def scenario(gw: InProcGateway, upstream: Upstream) -> None:
+        calls = wire_filters.BODY_CALLS
+        calls.clear()
+        body = b'{"a": 1}'
+        if protocol == "h2":
+            h2 = gw.connect_h2()
+            answer = await h2.response(
+                h2.request("/echo", {"content-length": str(len(body))}, body=body)
+            )
+            assert calls == [(len(body), True)]
+            calls.clear()
+            answer = await h2.response(h2.request("/echo", body=body))  # no length
+            assert calls == [(len(body), False), (0, True)]
+        else:
+            client = gw.connect()
+            client.send(get("/echo", body=body))
+            (answer,) = await client.responses(1)
+            assert calls == [(len(body), True)]
+            calls.clear()
+            client.send(
+                b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"8\r\n" + body + b"\r\n0\r\n\r\n"
+            )
+            (answer,) = await client.responses(1)
+            assert calls == [(len(body), False), (0, True)]
+        assert answer.body == body
+        assert [seen.body for seen in upstream.seen] == [body, body]
+
+    async def main() -> None:
+        conf = {
+            "listeners": [{"name": "public", "bind": "127.0.0.1:0"}],
+            "routes": [{"match": {"path_prefix": "/"}, "upstream": "backend"}],
+            "policies": {"record": {"test_wire_record": {}}},
+            "default_policies": ["record"],
+        }
+        async with Upstream() as upstream:
+            conf["upstreams"] = {"backend": {"targets": [upstream.url]}}
+            async with InProcGateway(conf, tmp_path) as gw:
+                await scenario(gw, upstream)
+
+    asyncio.run(main())
+
+
 def test_a_response_body_filter_holds_then_answers_or_releases(tmp_path: Path) -> None:
     """A response held for a body filter (proxy/response_filters.py), on both protocols: a
     marked body within the limit gets the filter's 403 and none of it goes out, and the

@@ -145,6 +145,27 @@ class RefuseMarkedBody(Filter):
         return Stop()
 
 
+class RecordSpec(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+# What RecordBody saw, (chunk size, end) per call, for the in-process tests to read.
+BODY_CALLS: list[tuple[int, bool]] = []
+
+
+class RecordBody(Filter):
+    """Lets every body pass, noting each `on_request_body` call in BODY_CALLS."""
+
+    __slots__ = ()
+    inspects_request_body = True
+
+    def on_request_body(
+        self, ctx: RequestContext, chunk: bytes, end: bool, resume: Resume
+    ) -> Verdict:
+        BODY_CALLS.append((len(chunk), end))
+        return CONTINUE
+
+
 class ResponseBodySpec(msgspec.Struct, forbid_unknown_fields=True):
     marker: str = "LEAK"
 
@@ -202,6 +223,7 @@ TYPES = (
     FilterType("test_wire_park", ParkSpec, lambda spec: ParkThenResume(spec.delay)),
     FilterType("test_wire_body", BodySpec, lambda spec: RefuseMarkedBody(spec.marker.encode())),
     FilterType("test_wire_raise", RaiseSpec, lambda spec: RaiseOnHeader()),
+    FilterType("test_wire_record", RecordSpec, lambda spec: RecordBody()),
     FilterType(
         "test_wire_response",
         ResponseBodySpec,

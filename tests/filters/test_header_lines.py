@@ -1,0 +1,56 @@
+"""Header lines removed by one compiled regex (header_lines.LineRemoval) take out exactly what
+reading the block line by line would: a line whose name, any case, with blanks around it, is
+named; nothing else, whatever the values hold."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from outwork.filters.header_lines import LineRemoval
+
+REMOVED = frozenset({b"server", b"x-powered-by", b"x-api-key"})
+
+
+def line_by_line(block: bytes, remove: frozenset[bytes]) -> bytes:
+    """The reference: split at CRLF, keep the lines whose stripped, lower-cased name is not in
+    `remove`."""
+    kept = [
+        line
+        for line in block.split(b"\r\n")
+        if line and line.partition(b":")[0].strip().lower() not in remove
+    ]
+    return b"".join(line + b"\r\n" for line in kept)
+
+
+names = st.sampled_from(
+    [
+        b"Server",
+        b"SERVER",
+        b"server",
+        b"X-Powered-By",
+        b"x-api-key",
+        b"X-API-Key",
+        b"Servers",
+        b"X-Server",
+        b"Content-Type",
+        b"Server-Timing",
+        b"x-powered-by-proxy",
+    ]
+)
+blanks = st.sampled_from([b"", b" ", b"\t", b" \t"])
+# Field values as the readers let them through: no CR, LF or NUL; colons and names may occur.
+values = st.binary(max_size=30).map(
+    lambda v: v.replace(b"\r", b"").replace(b"\n", b"").replace(b"\0", b"")
+) | st.sampled_from([b"server: x", b"Server:", b"x-api-key:1"])
+
+
+@given(st.lists(st.tuples(blanks, names, blanks, values), max_size=10))
+def test_removes_exactly_the_named_lines(lines: list[tuple[bytes, bytes, bytes, bytes]]) -> None:
+    block = b"".join(a + name + b + b":" + value + b"\r\n" for a, name, b, value in lines)
+    assert LineRemoval(REMOVED).block(block) == line_by_line(block, REMOVED)
+
+
+def test_a_last_line_without_crlf_and_an_empty_set() -> None:
+    assert LineRemoval(REMOVED).block(b"A: 1\r\nServer: x") == b"A: 1\r\n"
+    assert LineRemoval(frozenset()).block(b"Server: x\r\n") == b"Server: x\r\n"
