@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from outwork.filters import CONTINUE, Reply, Verdict
-from outwork.filters.waf import WafFilter, WafSpec, build
+from outwork.filters.waf import WafSpec
 from outwork.http.messages import Framing, ResponseHead
 from outwork.observe.refusals import Refusal
+from outwork.waf.step import WafFilter, build_filter
 from tests.waf.test_waf_filter import Context, head, never
 
 SQL_ERROR = b"<p>You have an error in your SQL syntax; check the manual near '1' at line 1</p>"
@@ -30,7 +31,7 @@ def response(
 
 
 def waf_of(**spec: Any) -> WafFilter:
-    return build(msgspec.convert(spec, WafSpec, strict=True))
+    return build_filter(msgspec.convert(spec, WafSpec, strict=True))
 
 
 def answer(
