@@ -64,6 +64,18 @@ class Sink:
         self.events.append(None)
 
 
+def join_bodies(events: list[object]) -> list[object]:
+    """The events with each run of body pieces joined: bodies may arrive in other pieces
+    when the input is cut elsewhere, and are compared whole."""
+    joined: list[object] = []
+    for event in events:
+        if isinstance(event, bytes) and joined and isinstance(joined[-1], bytes):
+            joined[-1] += event
+        else:
+            joined.append(event)
+    return joined
+
+
 def read(data: bytes, cut: int) -> tuple[list[object], int]:
     sink = Sink()
     reader = RequestReader(sink, 4096, 50, 32, max_line=512, body_limit=sink.body_limit)
@@ -74,13 +86,7 @@ def read(data: bytes, cut: int) -> tuple[list[object], int]:
                 reader.feed(piece)
     except HTTPError as exc:
         status = exc.status
-    # Bodies may arrive in other pieces: compare them joined.
-    joined: list[object] = []
-    for event in sink.events:
-        if isinstance(event, bytes) and joined and isinstance(joined[-1], bytes):
-            joined[-1] += event
-        else:
-            joined.append(event)
+    joined = join_bodies(sink.events)
     return joined, status
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import re
 
+from fuzz_http_request import join_bodies
+
 from outwork.http.checks import HOP_BY_HOP
 from outwork.http.errors import UpstreamProtocolError
 from outwork.http.messages import ResponseHead
@@ -63,13 +65,7 @@ def read(data: bytes, cut: int, flags: int) -> tuple[list[object], str]:
             reader.feed_eof()
     except UpstreamProtocolError as exc:
         error = str(exc)
-    # Bodies may arrive in other pieces: compare them joined.
-    joined: list[object] = []
-    for event in sink.events:
-        if isinstance(event, bytes) and joined and isinstance(joined[-1], bytes):
-            joined[-1] += event
-        else:
-            joined.append(event)
+    joined = join_bodies(sink.events)
     return joined, error
 
 

@@ -49,6 +49,7 @@ class Chain(tuple[Filter, ...]):
     request_head: Hooks
     request_body: Hooks  # of the filters that inspect the request body
     response_head: Hooks
+    response_body: Hooks  # of the filters that inspect response bodies
     inspects_request_body: bool  # the request body goes through the filters
 
     def __new__(cls, filters: Iterable[Filter] = ()) -> Chain:
@@ -57,6 +58,9 @@ class Chain(tuple[Filter, ...]):
         inspecting = [f for f in chain if f.inspects_request_body]
         chain.request_body = Hooks(inspecting, "on_request_body")
         chain.response_head = Hooks(chain, "on_response_head")
+        chain.response_body = Hooks(
+            [f for f in chain if f.inspects_response_body], "on_response_body"
+        )
         chain.inspects_request_body = bool(inspecting)
         return chain
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from outwork.filters import Continue, Filter, Reply
+from outwork.filters import Continue, Reply
 from outwork.filters.runner import FILTER_FAILED, ChainRun, Hooks, run
 from outwork.http.messages import Framing, ResponseHead
 from outwork.observe.refusals import Refusal
@@ -54,39 +54,30 @@ BUDGET = Budget()
 
 def hold(ex: Exchange, head: ResponseHead) -> HeldResponse | None:
     """After the response-head hooks let `head` pass: the held response when a filter wants to
-    see its body first, else None (the response goes to the client as it comes). On every
-    response of a route with filters: a look at each filter's class attribute when none
-    inspects bodies (cheaper than any cache of it, and nothing kept across reloads)."""
-    found: list[Filter] | None = None
-    for candidate in ex.filters:
-        if candidate.inspects_response_body:
-            if found is None:
-                found = []
-            found.append(candidate)
-    if found is None:
+    see its body first, else None (the response goes to the client as it comes). The route's
+    chain knows its body inspectors from config load: on other routes, one attribute read."""
+    hooks = ex.filters.response_body
+    if not hooks.filters:
         return None
     if head.framing is Framing.NONE or head.content_length == 0 or head.status < 200:
         return None
     limit = 0
-    for inspector in found:
+    for inspector in hooks.filters:
         limit = max(limit, inspector.response_body_limit(ex, head))
     if limit <= 0:
         return None
-    return HeldResponse(ex, head, tuple(found), limit)
+    return HeldResponse(ex, head, hooks, limit)
 
 
 class HeldResponse:
     """One response waiting for the body filters (see the module's docstring)."""
 
-    __slots__ = ("ex", "head", "filters", "hooks", "limit", "chunks", "size", "counted")
+    __slots__ = ("ex", "head", "hooks", "limit", "chunks", "size", "counted")
 
-    def __init__(
-        self, ex: Exchange, head: ResponseHead, filters: tuple[Filter, ...], limit: int
-    ) -> None:
+    def __init__(self, ex: Exchange, head: ResponseHead, hooks: Hooks, limit: int) -> None:
         self.ex = ex
         self.head = head
-        self.filters = filters
-        self.hooks = Hooks(filters, "on_response_body")
+        self.hooks = hooks  # the chain's response-body hooks
         self.limit = limit
         self.chunks: list[bytes] = []
         self.size = 0

@@ -88,18 +88,9 @@ def apache_config(root: Path, port: int, setup: Setup, rules: Path = CRS_RULES) 
         "msg:'outwork-oracle score %{tx.blocking_inbound_anomaly_score}'\"\n"
     )
     (root / "htdocs").mkdir(exist_ok=True)
-    return f"""ServerRoot {root}
-ServerName oracle.test
-Listen {HOST}:{port}
-PidFile {root}/httpd.pid
-ErrorLog {root}/error.log
-LogLevel warn
-LoadModule mpm_event_module {MODULES}/mod_mpm_event.so
-LoadModule authz_core_module {MODULES}/mod_authz_core.so
-LoadModule headers_module {MODULES}/mod_headers.so
-LoadModule unique_id_module {MODULES}/mod_unique_id.so
-LoadModule security2_module {MODULES}/mod_security2.so
-DocumentRoot {root}/htdocs
+    return (
+        httpd_prelude(root, port)
+        + f"""DocumentRoot {root}/htdocs
 HttpProtocolOptions Unsafe LenientMethods Allow0.9
 AllowEncodedSlashes NoDecode
 LimitRequestLine 1048576
@@ -126,6 +117,7 @@ SecAuditLog {root}/audit.log
 {setup.directive()}
 {chr(10).join(includes)}
 """
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,14 +126,30 @@ class Oracle:
     audit_log: Path
 
 
-@contextmanager
-def running(root: Path, setup: Setup, apache: str = "/usr/sbin/apache2") -> Iterator[Oracle]:
-    """Apache + ModSecurity 2.9 with CRS at `setup`, on a free loopback port."""
-    from tests.e2e.servers import free_port, port_accepts, stop_process
+def httpd_prelude(root: Path, port: int) -> str:
+    """What every oracle's httpd.conf starts with: one loopback port, logs under `root`, and the
+    modules ModSecurity and the oracles need."""
+    return f"""ServerRoot {root}
+ServerName oracle.test
+Listen {HOST}:{port}
+PidFile {root}/httpd.pid
+ErrorLog {root}/error.log
+LogLevel warn
+LoadModule mpm_event_module {MODULES}/mod_mpm_event.so
+LoadModule authz_core_module {MODULES}/mod_authz_core.so
+LoadModule headers_module {MODULES}/mod_headers.so
+LoadModule unique_id_module {MODULES}/mod_unique_id.so
+LoadModule security2_module {MODULES}/mod_security2.so
+"""
 
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    (root / "httpd.conf").write_text(apache_config(root, port, setup))
+
+@contextmanager
+def httpd(root: Path, config: str, port: int, apache: str, tries: int) -> Iterator[None]:
+    """Apache in the foreground with `config` (listening on `port`), stopped at the end;
+    `tries` x 50 ms to start (CRS's regexes compile at start)."""
+    from tests.e2e.servers import port_accepts, stop_process
+
+    (root / "httpd.conf").write_text(config)
     proc = subprocess.Popen(
         [apache, "-f", str(root / "httpd.conf"), "-DFOREGROUND"],
         stdout=subprocess.DEVNULL,
@@ -149,15 +157,26 @@ def running(root: Path, setup: Setup, apache: str = "/usr/sbin/apache2") -> Iter
         start_new_session=True,  # its own process group: stop_process ends Apache's children
     )
     try:
-        for _ in range(600):  # CRS's regexes compile at start: a few seconds
+        for _ in range(tries):
             if port_accepts(port) or proc.poll() is not None:
                 break
             time.sleep(0.05)
         if proc.poll() is not None:
             raise RuntimeError((root / "error.log").read_text(errors="replace"))
-        yield Oracle(port, root / "audit.log")
+        yield
     finally:
         stop_process(proc)
+
+
+@contextmanager
+def running(root: Path, setup: Setup, apache: str = "/usr/sbin/apache2") -> Iterator[Oracle]:
+    """Apache + ModSecurity 2.9 with CRS at `setup`, on a free loopback port."""
+    from tests.e2e.servers import free_port
+
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    with httpd(root, apache_config(root, port, setup), port, apache, tries=600):
+        yield Oracle(port, root / "audit.log")
 
 
 def raw_request(case: ftw.Case) -> bytes:

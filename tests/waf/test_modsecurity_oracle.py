@@ -10,8 +10,6 @@ loads unicode.mapping 20127 as CRS's recommended setup does.
 
 from __future__ import annotations
 
-import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from functools import cache
@@ -24,11 +22,10 @@ from hypothesis import strategies as st
 from outwork.waf.operators import Operator, build_operator
 from outwork.waf.transforms import TRANSFORMS
 from tests.conftest import require_file, require_tool
-from tests.e2e.servers import free_port, port_accepts, stop_process
+from tests.e2e.servers import free_port
 from tests.waf import crs_data
+from tests.waf.modsec_verdicts import MODULES, UNICODE_MAPPING, httpd, httpd_prelude
 
-MODULES = Path("/usr/lib/apache2/modules")
-UNICODE_MAPPING = Path("/etc/modsecurity/unicode.mapping")
 # ModSecurity 2.9's names for outwork's transformations (2.9 has no uppercase: v3 added it).
 CHECKED = {
     "base64decode": "base64Decode",
@@ -101,18 +98,9 @@ def config(root: Path, port: int) -> str:
             f'Header always set X-Out-{key} "%{{out_{key}}}e"'
         )
     body = "\n".join(rules)
-    return f"""ServerRoot {root}
-ServerName oracle.test
-Listen 127.0.0.1:{port}
-PidFile {root}/httpd.pid
-ErrorLog {root}/error.log
-LogLevel warn
-LoadModule mpm_event_module {MODULES}/mod_mpm_event.so
-LoadModule authz_core_module {MODULES}/mod_authz_core.so
-LoadModule headers_module {MODULES}/mod_headers.so
-LoadModule unique_id_module {MODULES}/mod_unique_id.so
-LoadModule security2_module {MODULES}/mod_security2.so
-DocumentRoot {root}
+    return (
+        httpd_prelude(root, port)
+        + f"""DocumentRoot {root}
 # The value travels hex-encoded in one header: room for CRS's longest payloads.
 LimitRequestFieldSize 131072
 SecRuleEngine On
@@ -125,6 +113,7 @@ SecPcreMatchLimit 1000000
 SecPcreMatchLimitRecursion 1000000
 {body}
 """
+    )
 
 
 @pytest.fixture(scope="module")
@@ -134,22 +123,8 @@ def modsecurity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     require_file(UNICODE_MAPPING, "libapache2-mod-security2")
     root = tmp_path_factory.mktemp("modsecurity")
     port = free_port()
-    (root / "httpd.conf").write_text(config(root, port))
-    proc = subprocess.Popen(
-        [apache, "-f", str(root / "httpd.conf"), "-DFOREGROUND"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: stop_process ends Apache's children
-    )
-    try:
-        for _ in range(100):
-            if port_accepts(port) or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, (root / "error.log").read_text()
+    with httpd(root, config(root, port), port, apache, tries=100):
         yield f"http://127.0.0.1:{port}/"
-    finally:
-        stop_process(proc)
 
 
 def modsecurity_answers(url: str, value: bytes) -> tuple[dict[str, bytes], set[str]]:
