@@ -11,7 +11,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -83,9 +84,32 @@ def outwork(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
+
+
+@pytest.fixture
+def migrate_queued_connections() -> Iterator[None]:
+    """The setting the README asks for with several workers: a connection queued at an old
+    worker's SO_REUSEPORT socket when it closes goes to a new worker instead of being reset."""
+    path = Path(MIGRATE_REQ)
+    try:
+        before = path.read_text()
+        path.write_text("1")
+    except OSError:  # not root, or /proc/sys read-only: the rare reset stays possible
+        yield
+        return
+    try:
+        yield
+    finally:
+        path.write_text(before)
+
+
 @pytest.mark.parametrize("workers", [2, 1])
 def test_reload_under_keep_alive_load_fails_no_request(
-    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], workers: int
+    make_backend: Callable[..., Backend],
+    make_gateway: Callable[..., Gateway],
+    workers: int,
+    migrate_queued_connections: None,
 ) -> None:
     a, b = make_backend("a"), make_backend("b")
     gw = make_gateway({**gateway_config(a.url), "workers": workers})
