@@ -24,12 +24,14 @@ from outwork.proxy import heap, reload_audit, startup_signals
 from outwork.proxy.admin import Admin, AdminProtocol
 from outwork.proxy.clock import Clock
 from outwork.proxy.forwarding import RequestIds
+from outwork.proxy.listen_sockets import BACKLOG
 from outwork.proxy.rlimits import raise_open_files_limit
 from outwork.proxy.router import Router
 from outwork.upstream.pool import UpstreamPool
 
 if TYPE_CHECKING:
     from outwork.config.changes import ConfigSummary
+    from outwork.proxy.listen_sockets import SlotSockets
 
 TICK_SECONDS = 0.25
 # With `workers: N`, a worker publishes its metrics for the admin's sum every this many ticks.
@@ -174,6 +176,7 @@ async def serve(
     on_ready: Callable[[], None] | None = None,
     run_dir: str | None = None,
     loaded_digest: str | None = None,
+    inherited: SlotSockets | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT.
 
@@ -181,10 +184,12 @@ async def serve(
     SIGHUP re-reads the config file and applies it to new connections while the old ones drain;
     listeners whose bind address stays keep their socket, new ones are opened (a bind that fails
     refuses the reload) and removed ones stop accepting (the admin listener likewise).
-    A worker (`worker=True`, forked by the supervisor in `workers.py`) binds with SO_REUSEPORT,
-    ignores SIGHUP (the supervisor reloads by replacing workers) and on SIGTERM drains: stops
-    accepting, answers what is in flight (with `Connection: close`), closes idle connections,
-    returns when none is left (or after `DRAIN_TIMEOUT`). Its metrics go to `run_dir` (see
+    A worker (`worker=True`, forked by the supervisor in `workers.py`) serves on the listening
+    sockets it `inherited` from the supervisor (its slot's; the successor of this worker gets the
+    same ones, so closing them here loses no queued connection), ignores SIGHUP (the supervisor
+    reloads by replacing workers) and on SIGTERM drains: stops accepting, answers what is in
+    flight (with `Connection: close`), closes idle connections, returns when none is left (or
+    after `DRAIN_TIMEOUT`). Its metrics go to `run_dir` (see
     `metrics_share.py`) about once a second and when it exits. The admin listener stays open
     until the end, so /readyz can say 503 while connections drain.
     """
@@ -207,25 +212,30 @@ async def serve(
 
     async def open_listener(listener: ListenerConfig) -> asyncio.Server:
         bind, key = listener.bind, socket_key(listener)
-        server = await loop.create_server(
-            lambda: _client(current[0], key),
-            bind.host,
-            bind.port,
-            reuse_address=True,
-            reuse_port=worker or None,
-            backlog=1024,
-        )
+        sock = inherited.listeners.get(listener.name) if inherited is not None else None
+        if sock is not None:
+            server = await loop.create_server(
+                lambda: _client(current[0], key), sock=sock, backlog=BACKLOG
+            )
+        else:
+            server = await loop.create_server(
+                lambda: _client(current[0], key),
+                bind.host,
+                bind.port,
+                reuse_address=True,
+                backlog=BACKLOG,
+            )
         log(f"listener {listener.name} on {_url(listener, server.sockets[0].getsockname())}")
         return server
 
     async def open_admin(bind: Address) -> asyncio.Server:
-        server = await loop.create_server(
-            lambda: AdminProtocol(admin),
-            bind.host,
-            bind.port,
-            reuse_address=True,
-            reuse_port=worker or None,
-        )
+        sock = inherited.admin if inherited is not None else None
+        if sock is not None:
+            server = await loop.create_server(lambda: AdminProtocol(admin), sock=sock)
+        else:
+            server = await loop.create_server(
+                lambda: AdminProtocol(admin), bind.host, bind.port, reuse_address=True
+            )
         host, port = server.sockets[0].getsockname()[:2]
         log(f"admin on http://{Address(str(host), int(port))} (/healthz, /readyz, /metrics)")
         return server

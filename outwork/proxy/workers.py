@@ -7,10 +7,12 @@
 
 The supervisor checks the config (to refuse a broken one and to learn the listener addresses)
 but keeps nothing from it: each worker loads the config itself after the fork, so PKCS#11
-signers, ticket keys, upstream pools and logs belong to the process that uses them. A port 0 in
-the config is resolved once by the supervisor, which keeps a bound (not listening) SO_REUSEPORT
-socket per listener so the port stays reserved and every worker, also a replacement or a
-reloaded one, binds the same port. The admin listener runs in worker 0 only; its `/metrics`
+signers, ticket keys, upstream pools and logs belong to the process that uses them. The
+supervisor owns the listening sockets (see `listen_sockets.py`): per listener one SO_REUSEPORT
+socket per worker slot, opened before the first fork (a port 0 resolved there) and kept across
+reloads; a worker inherits its slot's sockets, a replacement or a reloaded worker those of the
+worker it succeeds, so no queued connection is lost in a socket that closes. The admin listener
+runs in worker 0 only; its `/metrics`
 sums the counters of all workers, which each worker publishes about once a second to a run
 directory the supervisor owns (see `metrics_share.py`; the supervisor keeps the counters of the
 workers that exit there too).
@@ -21,7 +23,8 @@ Signals to the supervisor:
 - SIGHUP: re-read the config. Errors: logged with their lines, the running workers stay. Valid:
   a new generation of workers starts; once every one of them is ready the old generation gets
   SIGTERM and drains as above. No connection is cut: a client's next request on an old
-  keep-alive connection is answered with `Connection: close` and it reconnects to a new worker.
+  keep-alive connection is answered with `Connection: close` and it reconnects to a new worker;
+  a new connection waits in its slot's queue, which the new worker of the slot accepts from.
 A worker that dies (other than while draining) is replaced in its slot.
 """
 
@@ -37,12 +40,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from outwork.config.config import Address, GatewayConfig
+from outwork.config.config import GatewayConfig
 from outwork.config.load import load_config
 from outwork.config.source import ConfigError
 from outwork.filters import node_table
+from outwork.front.conn_limits import socket_key
 from outwork.observe import metrics_share
 from outwork.proxy import reload_audit, startup_signals
+from outwork.proxy.listen_sockets import (
+    SlotSockets,
+    SocketSet,
+    bound_address,
+    close_unused,
+    open_set,
+)
 from outwork.proxy.rlimits import raise_open_files_limit
 
 if TYPE_CHECKING:
@@ -71,9 +82,10 @@ class Supervisor:
         self.count = config.workers
         self.generation = 0
         self.workers: dict[int, Worker] = {}
-        self.placeholders: dict[tuple[str, Address], socket.socket] = {}
-        self.addresses: dict[str, Address] = {}  # listener name -> resolved bind address
-        self.admin: Address | None = None
+        # The running config's listening sockets, and those of the config a reload starts.
+        self.sockets = self._open(config, None)
+        self.pending_sockets: SocketSet | None = None
+        self._old_count = self.count  # the worker count a failed reload goes back to
         self.pending: int | None = None  # generation being started by a reload
         self.respawn: list[tuple[float, int, int]] = []  # (when, slot, generation)
         self.signals: list[int] = []
@@ -85,42 +97,28 @@ class Supervisor:
         self.audit_target = config.security_events
         self.pending_config: tuple[ConfigSummary | None, str] | None = None
         self.reloads = 0  # reloads applied or refused, numbering GET /reload's verdicts
-        self._resolve(config)
         self.run_dir = metrics_share.make_run_dir()  # workers' metrics; removed when we stop
 
-    # addresses
+    # sockets
 
-    def _reserve(self, key: tuple[str, Address]) -> Address:
-        sock = self.placeholders.get(key)
-        if sock is None:
-            address = key[1]
-            family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            try:
-                sock.bind((address.host, address.port))
-            except OSError:
-                sock.close()
-                raise
-            self.placeholders[key] = sock
-        host, port = sock.getsockname()[:2]
-        return Address(str(host), int(port))
+    def _open(self, config: GatewayConfig, running: SocketSet | None) -> SocketSet:
+        """The listening sockets `config` needs, keeping those of `running`; raises OSError."""
+        names = {listener.name: socket_key(listener) for listener in config.listeners}
+        return open_set(names, config.admin, config.workers, running)
 
-    def _resolve(self, config: GatewayConfig) -> None:
-        """Reserve every listener's (and the admin's) address; raises OSError."""
-        keys = [(li.name, li.bind) for li in config.listeners]
-        if config.admin is not None:
-            keys.append(("\0admin", config.admin))
-        addresses = {key[0]: self._reserve(key) for key in keys}
-        for key in [k for k in self.placeholders if k not in keys]:
-            self.placeholders.pop(key).close()
-        self.admin = addresses.pop("\0admin", None)
-        self.addresses = addresses
+    def _held(self) -> list[socket.socket]:
+        held = list(self.sockets)
+        if self.pending_sockets is not None:
+            held.extend(self.pending_sockets)
+        return held
 
     # workers
 
     def _spawn(self, slot: int, generation: int) -> None:
+        sockets = self.sockets
+        if generation == self.pending and self.pending_sockets is not None:
+            sockets = self.pending_sockets
+        own = sockets.for_slot(slot)
         read_fd, write_fd = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -130,15 +128,16 @@ class Supervisor:
             code = 1
             try:
                 os.close(read_fd)
-                for sock in self.placeholders.values():
-                    sock.close()
+                # Only its own slot's sockets: another slot's (or a removed listener's) socket
+                # must close when the supervisor and that slot's workers let it go.
+                kept = {id(sock) for sock in own}
+                for sock in self._held():
+                    if id(sock) not in kept:
+                        sock.close()
                 for w in self.workers.values():
                     os.close(w.ready_fd)
-                admin = self.admin if slot == 0 else None
                 _follow_supervisor(supervisor)
-                code = _worker_main(
-                    self.path, slot, write_fd, dict(self.addresses), admin, self.run_dir
-                )
+                code = _worker_main(self.path, slot, write_fd, own, self.run_dir)
             except SystemExit as exc:
                 if exc.code not in (None, 0):
                     print(exc.code, file=sys.stderr, flush=True)
@@ -174,6 +173,15 @@ class Supervisor:
             worker.started = time.monotonic()  # now: when it was asked to stop
             self._signal(worker, signal.SIGTERM)
 
+    def _stop_all(self) -> None:
+        """Let go of every socket, then stop every worker: a listening socket closes as its
+        workers stop accepting (the admin's when worker 0 exits), so a new connection is
+        refused at once instead of waiting, unanswered, in a queue nobody accepts from."""
+        for sock in self._held():
+            sock.close()
+        for worker in list(self.workers.values()):
+            self._stop(worker)
+
     # the loop
 
     def _on_signal(self, signum: int, frame: object) -> None:
@@ -188,10 +196,10 @@ class Supervisor:
             signal.SIGUSR2,
         ):
             signal.signal(handled, self._on_signal)
-        for name, address in self.addresses.items():
+        for name, address in self.sockets.addresses().items():
             self.log(f"listener {name} on {_SCHEMES.get(name, 'http')}://{address}")
-        if self.admin is not None:
-            self.log(f"admin on http://{self.admin} (/healthz, /readyz, /metrics of all workers)")
+        if (admin := self.sockets.admin_address()) is not None:
+            self.log(f"admin on http://{admin} (/healthz, /readyz, /metrics of all workers)")
         self._start_generation(self.generation)
         announced = False
         stopping = False
@@ -212,8 +220,7 @@ class Supervisor:
                     metrics_share.mark(self.run_dir, metrics_share.STOPPING)  # /readyz: 503
                     self.log("stopping")
                     self.respawn.clear()
-                    for worker in list(self.workers.values()):
-                        self._stop(worker)
+                    self._stop_all()
             self._reap(stopping)
             if stopping and not self.workers:
                 break
@@ -231,8 +238,7 @@ class Supervisor:
                 stopping = True
                 metrics_share.mark(self.run_dir, metrics_share.STOPPING)
                 self.log("cannot start: a worker failed before it was ready")
-                for worker in list(self.workers.values()):
-                    self._stop(worker)
+                self._stop_all()
             self._check_pending()
             now = time.monotonic()
             for when, slot, generation in list(self.respawn):
@@ -248,7 +254,7 @@ class Supervisor:
                 select.select(fds, [], [], 0.1)
             except InterruptedError:
                 pass
-        for sock in self.placeholders.values():
+        for sock in self._held():
             sock.close()
         metrics_share.remove_run_dir(self.run_dir)
         self.log("stopped")
@@ -368,15 +374,13 @@ class Supervisor:
             return
         for warning in config.warnings:
             self.log(warning)
-        old = (self.addresses, self.admin, self.count, dict(self.placeholders))
-        self._old = old
         try:
-            self._resolve(config)
+            self.pending_sockets = self._open(config, self.sockets)
         except OSError as exc:
             self.log(f"reload refused: cannot listen: {exc}")
-            self.addresses, self.admin, self.count, self.placeholders = old
             self._audit_refused(config.summary, f"cannot listen: {exc}")
             return
+        self._old_count = self.count
         self.count = config.workers
         for listener in config.listeners:
             _SCHEMES[listener.name] = "https" if listener.tls is not None else "http"
@@ -397,6 +401,11 @@ class Supervisor:
                 self._stop(worker)
         self.generation = self.pending
         self.pending = None
+        if self.pending_sockets is not None:
+            # The supervisor lets go of removed listeners' (and slots') sockets; each closes
+            # when the old workers holding it stop accepting.
+            close_unused(self.sockets, self.pending_sockets)
+            self.sockets, self.pending_sockets = self.pending_sockets, None
         self.respawn = [r for r in self.respawn if r[2] == self.generation]
         self.log("reloaded")
         before = self.summary
@@ -412,11 +421,10 @@ class Supervisor:
                 self._stop(worker)
         self.respawn = [r for r in self.respawn if r[2] != self.pending]
         self.pending = None
-        self.addresses, self.admin, self.count, placeholders = self._old
-        for key, sock in self.placeholders.items():
-            if placeholders.get(key) is not sock:
-                sock.close()
-        self.placeholders = placeholders
+        self.count = self._old_count
+        if self.pending_sockets is not None:
+            close_unused(self.pending_sockets, self.sockets)
+            self.pending_sockets = None
         self.log(f"reload failed: {reason}; the running workers stay")
         new = self.pending_config[0] if self.pending_config is not None else None
         self.pending_config = None
@@ -447,8 +455,7 @@ def _worker_main(
     path: str,
     slot: int,
     ready_fd: int,
-    addresses: dict[str, Address],
-    admin: Address | None,
+    sockets: SlotSockets,
     run_dir: str,
 ) -> int:
     """A worker: load the config (keys, ticket keys, pools are made here), serve, drain."""
@@ -484,9 +491,14 @@ def _worker_main(
         for problem in exc.problems:
             log(problem.format())
         return EXIT_BAD_CONFIG
+    # The supervisor's config names the listeners this worker serves (the file may have
+    # changed since it read it): those, on the sockets it opened.
     listeners = tuple(
-        replace(li, bind=addresses[li.name]) for li in config.listeners if li.name in addresses
+        replace(li, bind=bound_address(sockets.listeners[li.name]))
+        for li in config.listeners
+        if li.name in sockets.listeners
     )
+    admin = None if sockets.admin is None else bound_address(sockets.admin)
     config = replace(config, listeners=listeners, admin=admin)
 
     def ready() -> None:
@@ -495,7 +507,15 @@ def _worker_main(
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(
-            serve(config, log, worker=True, on_ready=ready, run_dir=run_dir, loaded_digest=digest)
+            serve(
+                config,
+                log,
+                worker=True,
+                on_ready=ready,
+                run_dir=run_dir,
+                loaded_digest=digest,
+                inherited=sockets,
+            )
         )
     return 0
 

@@ -29,9 +29,12 @@ def backend_name(url: str) -> str:
 
 class KeepAliveLoad:
     """A few threads, each looping GET over one persistent connection (a new one only when
-    the gateway answers `Connection: close`). Any exception or non-200 is a failure."""
+    the gateway answers `Connection: close`; with `reconnect`, a new one for every request).
+    Any exception or non-200 is a failure."""
 
-    def __init__(self, url: str, connections: int = 4) -> None:
+    def __init__(
+        self, url: str, connections: int = 4, reconnect: bool = False, seconds: float = 30
+    ) -> None:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "", parts.port or 80
         self.stop = threading.Event()
@@ -40,6 +43,8 @@ class KeepAliveLoad:
         self.failures: list[str] = []
         self.closes = 0
         self.requests = 0
+        self.reconnect = reconnect
+        self.seconds = seconds
         self.threads = [threading.Thread(target=self._loop) for _ in range(connections)]
 
     def __enter__(self) -> KeepAliveLoad:
@@ -54,7 +59,7 @@ class KeepAliveLoad:
 
     def _loop(self) -> None:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
-        deadline = time.monotonic() + 30  # bounded, whatever happens
+        deadline = time.monotonic() + self.seconds  # bounded, whatever happens
         while not self.stop.is_set() and time.monotonic() < deadline:
             try:
                 conn.request("GET", "/")
@@ -65,9 +70,9 @@ class KeepAliveLoad:
                     self.backends[response.getheader("x-backend") or "?"] += 1
                     if response.status != 200:
                         self.failures.append(f"status {response.status}")
-                if response.will_close:
+                if response.will_close or self.reconnect:
                     with self.lock:
-                        self.closes += 1
+                        self.closes += response.will_close
                     conn.close()
                     conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
             except Exception as exc:  # noqa: BLE001 - every failure counts
@@ -88,14 +93,15 @@ MIGRATE_REQ = "/proc/sys/net/ipv4/tcp_migrate_req"
 
 
 @pytest.fixture
-def migrate_queued_connections() -> Iterator[None]:
-    """The setting the README asks for with several workers: a connection queued at an old
-    worker's SO_REUSEPORT socket when it closes goes to a new worker instead of being reset."""
+def queued_connections_not_migrated() -> Iterator[None]:
+    """`net.ipv4.tcp_migrate_req=0` (Linux's default) for the test, restored after: a connection
+    queued at a listening socket that closes is reset, not moved to another socket of the port.
+    The supervisor hands each worker's sockets to its successor, so none of them closes."""
     path = Path(MIGRATE_REQ)
     try:
         before = path.read_text()
-        path.write_text("1")
-    except OSError:  # not root, or /proc/sys read-only: the rare reset stays possible
+        path.write_text("0")
+    except OSError:  # not root, no such setting (before 5.14): the kernel's default stays
         yield
         return
     try:
@@ -109,7 +115,7 @@ def test_reload_under_keep_alive_load_fails_no_request(
     make_backend: Callable[..., Backend],
     make_gateway: Callable[..., Gateway],
     workers: int,
-    migrate_queued_connections: None,
+    queued_connections_not_migrated: None,
 ) -> None:
     a, b = make_backend("a"), make_backend("b")
     gw = make_gateway({**gateway_config(a.url), "workers": workers})
@@ -291,3 +297,76 @@ def test_a_reload_with_a_broken_yaml_value_keeps_the_gateway_and_its_pid_file(
         assert backend_name(gw.url + "/") == "b"
     assert gw.stop() == 0
     assert not pid_file.exists()
+
+
+def test_new_connections_across_reloads_with_workers_are_never_reset(
+    make_backend: Callable[..., Backend],
+    make_gateway: Callable[..., Gateway],
+    queued_connections_not_migrated: None,
+) -> None:
+    """Connections opened one after another while the workers are replaced, again and again:
+    each one the kernel queued for an old worker is accepted by its successor, none is reset."""
+    a, b = make_backend("a"), make_backend("b")
+    configs = [{**gateway_config(backend.url), "workers": 2} for backend in (a, b)]
+    gw = make_gateway(configs[0])
+    reloads = 4
+    counts: list[int] = []
+    with KeepAliveLoad(gw.url, connections=16, reconnect=True, seconds=90) as load:
+        for n in range(1, reloads + 1):
+            time.sleep(0.3)
+            counts.append(load.requests)
+            gw.config_file.write_text(yaml.safe_dump(configs[n % 2]))
+            gw.proc.send_signal(signal.SIGHUP)
+            _wait_for(gw, "outwork: reloaded", n)
+            _wait_for(gw, "exited 0 after draining", 2 * n)  # the old workers let go
+        time.sleep(0.3)
+        counts.append(load.requests)
+    assert load.failures == [], load.failures[:5]
+    assert all(before < after for before, after in zip(counts, counts[1:], strict=False))
+    assert load.backends["a"] > 0 and load.backends["b"] > 0
+    assert backend_name(gw.url + "/") == "a"  # the last config, the first one again
+    assert gw.stop() == 0
+
+
+def test_a_reload_with_workers_opens_and_closes_listeners_and_moves_the_admin(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway]
+) -> None:
+    a = make_backend("a")
+    config = {**gateway_config(a.url), "workers": 2}
+    gw = make_gateway(config)
+    first, first_admin = gw.urls["public"], gw.admin_url
+    assert first_admin is not None
+    # A listener added, and one more worker: both workers of the new generation (and the third,
+    # on a socket of its own) serve it; the first listener keeps its port.
+    config["listeners"].append({"name": "second", "bind": "127.0.0.1:0"})
+    config["workers"] = 3
+    gw.config_file.write_text(yaml.safe_dump(config))
+    gw.proc.send_signal(signal.SIGHUP)
+    _wait_for(gw, "outwork: reloaded")
+    found = re.search(r"outwork: worker \d \(pid \d+\): listener second on (\S+)", gw.stderr())
+    assert found is not None, gw.stderr()
+    second = found.group(1)
+    for _ in range(6):
+        assert backend_name(first + "/") == "a"
+        assert backend_name(second + "/") == "a"
+    # The first listener removed, the admin moved: both old sockets close once the old workers
+    # stop accepting; the second listener and the new admin serve.
+    config["listeners"] = [li for li in config["listeners"] if li["name"] == "second"]
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    config["admin"] = {"bind": f"127.0.0.1:{port}"}
+    config["workers"] = 2
+    gw.config_file.write_text(yaml.safe_dump(config))
+    gw.proc.send_signal(signal.SIGHUP)
+    _wait_for(gw, "outwork: reloaded", 2)
+    _wait_for(gw, "exited 0 after draining", 5)
+    for url in (first, first_admin):
+        parts = urlsplit(url)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((parts.hostname, parts.port), timeout=5).close()
+    for _ in range(6):
+        assert backend_name(second + "/") == "a"
+    assert curl(f"http://127.0.0.1:{port}/healthz").stdout == b"ok\n"
+    assert gw.stop() == 0

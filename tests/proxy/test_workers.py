@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -73,8 +75,9 @@ def test_workers_share_the_port_and_a_dead_worker_is_replaced(
     after = worker_pids(gw)
     assert victim not in after and len(after - before) == 1
     assert f"(pid {victim}) killed by signal 9" in gw.stderr()
-    # A connection the kernel had queued on the killed worker's socket is lost with it (that is
-    # what SIGKILL does); new connections go to the living workers.
+    # A connection the killed worker had accepted is lost with it (that is what SIGKILL does);
+    # one the kernel queued on its slot's socket waits there for the replacement (the supervisor
+    # holds the socket), new ones go to the living workers too.
     assert failures <= 2
     for _ in range(10):
         assert served_ok(gw.url + "/")
@@ -95,6 +98,13 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(
     )
     time.sleep(0.5)  # the request is at the backend
     gw.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: len(re.findall(r"worker \d \(pid \d+\): stopping", gw.stderr())) == 2)
+    # While the slow request drains, a new connection is refused (it does not wait in a queue
+    # nobody accepts from): the supervisor let go of the sockets, the workers closed theirs.
+    parts = urlsplit(gw.url)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((parts.hostname, parts.port), timeout=5).close()
+    assert slow.poll() is None
     out, err = slow.communicate(timeout=15)
     assert slow.returncode == 0, err
     assert out.startswith(b"HTTP/1.1 200 ")
