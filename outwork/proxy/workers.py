@@ -12,10 +12,9 @@ supervisor owns the listening sockets (see `listen_sockets.py`): per listener on
 socket per worker slot, opened before the first fork (a port 0 resolved there) and kept across
 reloads; a worker inherits its slot's sockets, a replacement or a reloaded worker those of the
 worker it succeeds, so no queued connection is lost in a socket that closes. The admin listener
-runs in worker 0 only; its `/metrics`
-sums the counters of all workers, which each worker publishes about once a second to a run
-directory the supervisor owns (see `metrics_share.py`; the supervisor keeps the counters of the
-workers that exit there too).
+runs in worker 0 only; its `/metrics` sums the counters of all workers, which each worker
+publishes about once a second to a run directory the supervisor owns (see `metrics_share.py`;
+the supervisor keeps the counters of the workers that exit there too).
 
 Signals to the supervisor:
 - SIGTERM / SIGINT: forwarded as SIGTERM; each worker stops accepting, answers what is in flight
@@ -342,6 +341,9 @@ class Supervisor:
             if self.pending is not None:
                 self._abort_reload(reason)
             else:
+                if self.pending_sockets is not None:  # opened before what failed
+                    close_unused(self.pending_sockets, self.sockets)
+                    self.pending_sockets = None
                 self.log(f"reload refused: {reason}; the running workers stay")
                 self._audit_refused(None, reason)
 
