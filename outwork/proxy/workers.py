@@ -1,8 +1,8 @@
 """The supervisor of `workers: N` (N >= 2): forks the workers, replaces dead ones, reloads.
 
-    supervisor (no event loop, no keys, no client traffic)
-      |- worker 0  asyncio server on every listener (SO_REUSEPORT) + the admin listener
-      |- worker 1  asyncio server on every listener (SO_REUSEPORT)
+    supervisor (no event loop, no keys, no client traffic; holds every listening socket)
+      |- worker 0  asyncio server on every listener (slot 0's SO_REUSEPORT sockets) + the admin
+      |- worker 1  asyncio server on every listener (slot 1's SO_REUSEPORT sockets)
       ...
 
 The supervisor checks the config (to refuse a broken one and to learn the listener addresses)

@@ -47,7 +47,7 @@ def test_workers_share_the_port_and_a_dead_worker_is_replaced(
     gw = make_gateway({**gateway_config(backend.url), "workers": 3})
     wait_for(lambda: len(worker_pids(gw)) == 3)
     before = worker_pids(gw)
-    # Every worker binds the listener itself (SO_REUSEPORT): one line per worker.
+    # Every worker serves the listener, on its slot's socket (SO_REUSEPORT): one line per worker.
     bound = re.findall(r"worker \d \(pid (\d+)\): listener public on (\S+)", gw.stderr())
     assert {int(pid) for pid, _ in bound} == before
     assert {url for _, url in bound} == {gw.url}
