@@ -91,3 +91,19 @@ def test_a_bind_that_fails_closes_what_was_opened() -> None:
         close_all(before)
     finally:
         taken.close()
+
+
+def test_an_ipv6_listener_is_ipv6_only() -> None:
+    """IPv6 only, as when asyncio binds it: `[::]:p` and `0.0.0.0:p` can be two listeners."""
+    key = SocketKey(Address("::1", 0), "v6")
+    try:
+        sockets = open_set({"v6": key}, None, 2)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        sock = sockets.sockets[key][0]
+        assert sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+        address = bound_address(sock)
+        socket.create_connection((address.host, address.port), timeout=5).close()
+    finally:
+        close_all(sockets)
