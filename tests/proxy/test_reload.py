@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import re
 import signal
 import socket
@@ -20,6 +21,7 @@ import yaml
 
 from tests.conftest import Backend, Gateway, gateway_config
 from tests.proxy.test_gateway import curl
+from tests.proxy.test_workers import worker_pids
 
 
 def backend_name(url: str) -> str:
@@ -369,4 +371,40 @@ def test_a_reload_with_workers_opens_and_closes_listeners_and_moves_the_admin(
     for _ in range(6):
         assert backend_name(second + "/") == "a"
     assert curl(f"http://127.0.0.1:{port}/healthz").stdout == b"ok\n"
+    assert gw.stop() == 0
+
+
+def test_connections_queued_for_stopped_old_workers_are_answered_by_the_new_ones(
+    make_backend: Callable[..., Backend],
+    make_gateway: Callable[..., Gateway],
+    queued_connections_not_migrated: None,
+) -> None:
+    """A new worker accepts from the socket of the worker it succeeds: connections queued there
+    (the old workers frozen, accepting nothing) are answered by the new config's workers."""
+    a, b = make_backend("a"), make_backend("b")
+    gw = make_gateway({**gateway_config(a.url), "workers": 2})
+    old = worker_pids(gw)
+    for pid in old:
+        os.kill(pid, signal.SIGSTOP)
+    parts = urlsplit(gw.url)
+    clients = []
+    try:
+        for _ in range(8):  # queued on both slots' sockets (SO_REUSEPORT hashes them)
+            client = socket.create_connection((parts.hostname, parts.port), timeout=15)
+            client.sendall(b"GET / HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n")
+            clients.append(client)
+        gw.config_file.write_text(yaml.safe_dump({**gateway_config(b.url), "workers": 2}))
+        gw.proc.send_signal(signal.SIGHUP)
+        _wait_for(gw, "outwork: reloaded")
+        for client in clients:
+            with client:
+                answer = b""
+                while chunk := client.recv(65536):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+            assert b"\r\nx-backend: b\r\n" in answer.lower()
+    finally:
+        for pid in old:
+            os.kill(pid, signal.SIGCONT)  # and they drain (their SIGTERM was waiting)
+    _wait_for(gw, "exited 0 after draining", 2)
     assert gw.stop() == 0

@@ -84,6 +84,37 @@ def test_workers_share_the_port_and_a_dead_worker_is_replaced(
     assert gw.stop() == 0
 
 
+def test_connections_queued_at_killed_workers_are_answered_by_their_replacements(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway]
+) -> None:
+    """The supervisor holds each slot's listening socket: what the kernel queued there for a
+    worker that dies is accepted by the worker that replaces it, not reset."""
+    backend = make_backend()
+    gw = make_gateway({**gateway_config(backend.url), "workers": 2})
+    wait_for(lambda: len(worker_pids(gw)) == 2)
+    workers = worker_pids(gw)
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)  # accepting nothing: new connections stay queued
+    parts = urlsplit(gw.url)
+    clients = []
+    try:
+        for _ in range(8):  # spread over both slots' sockets by SO_REUSEPORT
+            client = socket.create_connection((parts.hostname, parts.port), timeout=15)
+            client.sendall(b"GET / HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n")
+            clients.append(client)
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+    for client in clients:
+        with client:
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert not workers & worker_pids(gw)
+    assert gw.stderr().count("killed by signal 9") == 2
+
+
 def test_sigterm_drains_in_flight_requests_and_exits_0(
     make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway]
 ) -> None:
