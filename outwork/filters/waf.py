@@ -6,13 +6,16 @@
                            outbound_anomaly_threshold: 4, response_body_limit: 512KiB,
                            on_response_body_limit: process_partial,
                            response_mime_types: [text/plain, text/html, text/xml,
-                                                 application/json]}}}
+                                                 application/json],
+                           early_blocking: false}}}
 
 Phase 1 runs at the request head, phase 2 once the body is in (up to `body_limit`; beyond it
 `process_partial` inspects what came, `reject` answers 413). When CRS's anomaly score reaches
 the threshold (rule 949110): `block` answers 403 (`waf_blocked`) and writes `waf.blocked`;
 `detect` writes `waf.detected` and lets the request through. Either way the matched rules are
-counted by family (`outwork_waf_matches_total`).
+counted by family (`outwork_waf_matches_total`). `early_blocking` (CRS's tx.early_blocking)
+judges the score at the end of phase 1 too: a request whose head reaches it is refused before
+its body is read.
 
 The response: phase 3 runs at its head; phase 4 once its body is in, for bodies of the
 `response_mime_types` (ModSecurity's SecResponseBodyMimeType) that are not compressed: the
@@ -21,7 +24,10 @@ response is held (proxy/response_filters.py) up to `response_body_limit`, so tha
 of the page; beyond the limit `process_partial` inspects what was held and lets the rest stream,
 `reject` answers 502. Any other response gets phase 4 at its head (an empty RESPONSE_BODY: the
 outbound score of phase 3 is judged there) and streams as it comes. Blocking is CRS's outbound
-anomaly score reaching `outbound_anomaly_threshold` (rules 959100, 959101).
+anomaly score reaching `outbound_anomaly_threshold` (rules 959100, 959101), and writes
+`waf.response_blocked`. A response with no Content-Type is `null` in `response_mime_types`
+(ModSecurity 2's name for it). Phase 5 runs once the exchange is over and reports what its rules
+log (CRS 980170's anomaly scores) as `waf.report`.
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ RESPONSE_PROTOCOL = b"HTTP/1.1"  # what the gateway speaks to upstreams
 MAX_BODY_LIMIT = 64 * 1024 * 1024
 TOKEN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
 MEDIA_TYPE = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
+# A response's MIME type, or `null`: a response with no Content-Type (ModSecurity 2's name for
+# it in SecResponseBodyMimeType).
+RESPONSE_MIME_TYPE = r"^((?i:null)|[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+)$"
 
 
 class WafSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -72,10 +81,14 @@ class WafSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # The response (phases 3 and 4): CRS's tx.outbound_anomaly_score_threshold, and the bodies
     # held for inspection (of these types; an empty list: none, every response streams).
     outbound_anomaly_threshold: Annotated[int, Meta(ge=1, le=100000)] = 4
+    # CRS's tx.early_blocking (crs-setup.conf's rule 900120): the scores are judged at the end
+    # of phase 1 (949111) and phase 3 (959101) too, so that a request whose head alone reaches
+    # the threshold is refused before its body is read, a response before its body is held.
+    early_blocking: bool = False
     response_body_limit: str | int = DEFAULT_RESPONSE_BODY_LIMIT
     on_response_body_limit: Literal["process_partial", "reject"] = "process_partial"
     response_mime_types: Annotated[
-        list[Annotated[str, Meta(pattern=MEDIA_TYPE)]], Meta(max_length=256)
+        list[Annotated[str, Meta(pattern=RESPONSE_MIME_TYPE)]], Meta(max_length=256)
     ] = msgspec.field(default_factory=lambda: list(DEFAULT_RESPONSE_MIME_TYPES))
 
     def __post_init__(self) -> None:
@@ -101,6 +114,7 @@ class WafSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             allowed_methods=tuple(self.allowed_methods),
             allowed_content_types=tuple(self.allowed_content_types),
             detect_only=self.mode == "detect",
+            extra=(("early_blocking", "1"),) if self.early_blocking else (),
         )
 
     def key(self) -> tuple[Path, Setup, tuple[tuple[Path, float], ...], float]:
