@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 MAX_EXCLUSION_FILES = 64
 MAX_EVENT_RULES = 32  # matched rules listed in one security event
+MAX_EVENT_PATH = 256  # characters of the request path in `waf.report` (as in refusals' events)
 DEFAULT_BODY_LIMIT = 128 * 1024
 DEFAULT_RESPONSE_BODY_LIMIT = 512 * 1024  # ModSecurity's SecResponseBodyLimit default
 # ModSecurity's recommended SecResponseBodyMimeType (text/plain text/html text/xml), and JSON:
@@ -57,7 +58,7 @@ TOKEN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
 MEDIA_TYPE = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
 # A response's MIME type, or `null`: a response with no Content-Type (ModSecurity 2's name for
 # it in SecResponseBodyMimeType).
-RESPONSE_MIME_TYPE = r"^((?i:null)|[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+)$"
+RESPONSE_MIME_TYPE = r"^[Nn][Uu][Ll][Ll]$|" + MEDIA_TYPE
 
 
 class WafSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -21,6 +21,7 @@ from outwork.filters import (
 from outwork.filters.waf import (
     DEFAULT_RESPONSE_BODY_LIMIT,
     DEFAULT_RESPONSE_MIME_TYPES,
+    MAX_EVENT_PATH,
     MAX_EVENT_RULES,
     RESPONSE_PROTOCOL,
     WafSpec,
@@ -46,6 +47,7 @@ def compiled(
 @dataclass(slots=True)
 class _State:
     transaction: Transaction
+    head: RequestHead  # for the report of phase 5
     body: bytearray = field(default_factory=bytearray)
     decided: bool = False  # phase 2 ran (or the request was refused)
     # The response: what phase 4 reads, its held body, and where its matches start.
@@ -82,7 +84,7 @@ class WafFilter(Filter):
             client_port=int(port) if port.isdigit() else 0,
         )
         transaction = self.waf.transaction(request)
-        state = _State(transaction)
+        state = _State(transaction, head)
         ctx.filter_state[id(self)] = state  # the response phases need the transaction too
         verdict = self._phase(ctx, state, 1)
         if verdict is not CONTINUE:
@@ -250,7 +252,12 @@ class WafFilter(Filter):
         for match in logged:
             counters.MATCHES[counters.family(match.id)] += 1
         logged = logged[:MAX_EVENT_RULES]
+        head = state.head
         detail = {
+            # Which request, as the refusals' events name it (never the query string): a
+            # report of a request let through is the one line that says what scored.
+            "method": head.method.decode("latin-1"),
+            "path": head.path[:MAX_EVENT_PATH].decode("latin-1"),
             "rule_ids": [m.id for m in logged],
             "messages": [m.msg for m in logged if m.msg],
             "score": transaction.anomaly_score,

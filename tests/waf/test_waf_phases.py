@@ -77,6 +77,8 @@ def test_phase_5_reports_the_anomaly_scores_of_refused_exchanges(
         assert report["detail"]["rule_ids"] == [980170]
         (message,) = report["detail"]["messages"]
         assert message.startswith("Anomaly Scores: (Inbound Scores: blocking=")
+    assert (attack["detail"]["method"], attack["detail"]["path"]) == ("GET", "/search")
+    assert (leak["detail"]["method"], leak["detail"]["path"]) == ("GET", "/page")
     assert attack["detail"]["score"] >= 5 and attack["detail"]["outbound_score"] == 0
     assert "XSS=" in attack["detail"]["messages"][0]
     assert "XSS=0," not in attack["detail"]["messages"][0]  # CRS's per-attack sums, as logged
@@ -99,6 +101,7 @@ def test_phase_5_reports_a_request_that_scored_below_the_threshold(
     assert (passed.status, passed.body) == (200, b"GET /scored\n")
     (report,) = wait_for_events(gw, "waf.report", 1)
     assert report["detail"]["score"] == 3 and report["detail"]["outbound_score"] == 0
+    assert (report["detail"]["method"], report["detail"]["path"]) == ("GET", "/scored")
     assert (
         "(Inbound Scores: blocking=3, detection=3, per_pl=3-0-0-0, threshold=5)"
         in (report["detail"]["messages"][0])
@@ -112,15 +115,7 @@ def test_phase_5_runs_after_the_response_is_written(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with Upstream() as upstream:
-            config = {
-                "listeners": [{"name": "public", "bind": "127.0.0.1:0"}],
-                "routes": [{"match": {"path_prefix": "/"}, "upstream": "backend"}],
-                "upstreams": {"backend": {"targets": [upstream.url]}},
-                "policies": {"crs": {"waf": {}}},
-                "default_policies": ["crs"],
-                "logging": {"security_events": "events.jsonl"},
-            }
-            async with InProcGateway(config, tmp_path) as gw:
+            async with InProcGateway(inproc_config(upstream.url), tmp_path) as gw:
                 client = gw.connect()
                 written_at_report: list[bytes] = []
 
@@ -147,6 +142,63 @@ def test_phase_5_runs_after_the_response_is_written(tmp_path: Path) -> None:
                 assert [e["detail"]["score"] for e in reports] == [refused_score(gw), 3]
 
     asyncio.run(main())
+
+
+def test_phase_5_runs_after_the_response_is_written_on_http2(tmp_path: Path) -> None:
+    """The same over HTTP/2: when `waf.report` is written, the stream's last frame (END_STREAM)
+    is already on the connection, for a refusal and for the upstream's page."""
+
+    async def main() -> None:
+        async with Upstream() as upstream:
+            async with InProcGateway(inproc_config(upstream.url), tmp_path) as gw:
+                client = gw.connect_h2()
+                written_at_report: list[bytes] = []
+
+                def watch(event: str, peer: str, listener: str) -> None:
+                    if event == "waf.report":
+                        written_at_report.append(bytes(client.transport.written))
+
+                gw.gateway.security_log.watch = watch
+                refused = client.request(XSS, {"accept": "*/*"})
+                assert stream_ended(bytes(client.transport.written), refused)
+                assert written_at_report == []
+                assert (await client.response(refused)).status == 403
+                await until(lambda: len(written_at_report) == 1, "the refusal's report")
+                # CRS 920330 (an empty User-Agent) scores 2: the page passes, reported.
+                page = client.request("/scored", {"accept": "*/*", "user-agent": ""})
+                got = await client.response(page)
+                assert (got.status, got.body) == (200, b"GET /scored\n")
+                await until(lambda: len(written_at_report) == 2, "the page's report")
+                assert stream_ended(written_at_report[1], page)
+                reports = [e for e in gw.events() if e["event"] == "waf.report"]
+                assert [e["detail"]["score"] for e in reports] == [refused_score(gw), 2]
+
+    asyncio.run(main())
+
+
+def inproc_config(upstream: str) -> dict[str, Any]:
+    return {
+        "listeners": [{"name": "public", "bind": "127.0.0.1:0"}],
+        "routes": [{"match": {"path_prefix": "/"}, "upstream": "backend"}],
+        "upstreams": {"backend": {"targets": [upstream]}},
+        "policies": {"crs": {"waf": {}}},
+        "default_policies": ["crs"],
+        "logging": {"security_events": "events.jsonl"},
+    }
+
+
+def stream_ended(written: bytes, stream_id: int) -> bool:
+    """Whether the HTTP/2 frames in `written` (the gateway's, from the start of the connection)
+    end the stream: a HEADERS or DATA frame of it with END_STREAM."""
+    at = 0
+    while at + 9 <= len(written):
+        length = int.from_bytes(written[at : at + 3], "big")
+        kind, flags = written[at + 3], written[at + 4]
+        sid = int.from_bytes(written[at + 5 : at + 9], "big") & 0x7FFFFFFF
+        if sid == stream_id and kind in (0, 1) and flags & 0x1:
+            return True
+        at += 9 + length
+    return False
 
 
 def refused_score(gw: InProcGateway) -> int:
