@@ -7,7 +7,7 @@
                            on_response_body_limit: process_partial,
                            response_mime_types: [text/plain, text/html, text/xml,
                                                  application/json],
-                           early_blocking: false}}}
+                           early_blocking: false, reporting_level: 4}}}
 
 Phase 1 runs at the request head, phase 2 once the body is in (up to `body_limit`; beyond it
 `process_partial` inspects what came, `reject` answers 413). When CRS's anomaly score reaches
@@ -27,7 +27,7 @@ outbound score of phase 3 is judged there) and streams as it comes. Blocking is 
 anomaly score reaching `outbound_anomaly_threshold` (rules 959100, 959101), and writes
 `waf.response_blocked`. A response with no Content-Type is `null` in `response_mime_types`
 (ModSecurity 2's name for it). Phase 5 runs once the exchange is over and reports what its rules
-log (CRS 980170's anomaly scores) as `waf.report`.
+log (CRS 980170's anomaly scores, for the exchanges `reporting_level` names) as `waf.report`.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ DEFAULT_RESPONSE_BODY_LIMIT = 512 * 1024  # ModSecurity's SecResponseBodyLimit d
 # what APIs answer with, and where an SQL error message ends up as often as in a page.
 DEFAULT_RESPONSE_MIME_TYPES = ("text/plain", "text/html", "text/xml", "application/json")
 RESPONSE_PROTOCOL = b"HTTP/1.1"  # what the gateway speaks to upstreams
+DEFAULT_REPORTING_LEVEL = 4  # CRS's own (REQUEST-901, rule 901111)
 MAX_BODY_LIMIT = 64 * 1024 * 1024
 TOKEN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
 MEDIA_TYPE = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
@@ -86,6 +87,10 @@ class WafSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # of phase 1 (949111) and phase 3 (959101) too, so that a request whose head alone reaches
     # the threshold is refused before its body is read, a response before its body is held.
     early_blocking: bool = False
+    # CRS's tx.reporting_level (crs-setup.conf's rule 900115): which exchanges phase 5 reports
+    # (`waf.report`, CRS 980170): 0 none, 1 those blocked, 2 those detection-level rules would
+    # block, 3 those the blocking rules scored, 4 those any rule scored, 5 all.
+    reporting_level: Annotated[int, Meta(ge=0, le=5)] = DEFAULT_REPORTING_LEVEL
     response_body_limit: str | int = DEFAULT_RESPONSE_BODY_LIMIT
     on_response_body_limit: Literal["process_partial", "reject"] = "process_partial"
     response_mime_types: Annotated[
@@ -115,8 +120,18 @@ class WafSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             allowed_methods=tuple(self.allowed_methods),
             allowed_content_types=tuple(self.allowed_content_types),
             detect_only=self.mode == "detect",
-            extra=(("early_blocking", "1"),) if self.early_blocking else (),
+            extra=self._extra_settings(),
         )
+
+    def _extra_settings(self) -> tuple[tuple[str, str], ...]:
+        """What CRS sets itself unless told otherwise (REQUEST-901): told only when the config
+        differs from it."""
+        extra = []
+        if self.early_blocking:
+            extra.append(("early_blocking", "1"))
+        if self.reporting_level != DEFAULT_REPORTING_LEVEL:
+            extra.append(("reporting_level", str(self.reporting_level)))
+        return tuple(extra)
 
     def key(self) -> tuple[Path, Setup, tuple[tuple[Path, float], ...], float]:
         from outwork.waf.engine import CRS_RULES, WafLoadError

@@ -225,6 +225,30 @@ def test_phase_5_runs_after_allow_and_decides_nothing(tmp_path: Path) -> None:
     assert ctx.filter_state == {}  # the transaction is let go with the exchange
 
 
+def test_reporting_level_chooses_the_exchanges_reported() -> None:
+    """In process: CRS's tx.reporting_level from `reporting_level`: 0 reports nothing, 1 only
+    what was refused, 4 (the default) whatever scored, 5 every exchange."""
+    attack = head(b"GET", XSS.encode())
+    scored = head(b"GET", b"/orders")
+    scored.headers[0] = (b"Host", b"127.0.0.1")  # 920350: 3 points, let through
+    benign = head(b"GET", b"/orders")
+    expected = {
+        0: (False, False, False),
+        1: (True, False, False),
+        4: (True, True, False),
+        5: (True, True, True),
+    }
+    for level, reported in expected.items():
+        waf = waf_of(reporting_level=level) if level != 4 else waf_of()
+        got = []
+        for request_head in (attack, scored, benign):
+            ctx = Context()
+            waf.on_request_head(ctx, request_head, never)
+            waf.on_exchange_done(ctx)
+            got.append([e for e, _ in ctx.events].count("waf.report") == 1)
+        assert tuple(got) == reported, level
+
+
 # Early blocking
 
 
