@@ -3,11 +3,14 @@ order of things must be seen): phase 5 reports CRS's anomaly scores (rule 980170
 `waf.report` once the exchange is over, after its response is written; `early_blocking`
 refuses a request whose head alone reaches the threshold before its body is read (the backend
 sees nothing), and a response at its head; a response with no Content-Type is `null` to
-`response_mime_types`, as ModSecurity 2 names it."""
+`response_mime_types`, as ModSecurity 2 names it. Where ModSecurity 2.9 runs here (Debian's
+Apache module), the report and the early refusal are held to what it logs for the same
+requests."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -16,8 +19,10 @@ import pytest
 
 from demo.backend import PAGES
 from outwork.filters import CONTINUE, Reply
+from outwork.filters.waf import WafSpec
 from outwork.http.messages import Framing, ResponseHead
-from tests.conftest import Gateway
+from outwork.waf.engine import Setup
+from tests.conftest import Gateway, require_file, require_tool
 from tests.inproc import InProcGateway, Upstream, parse_http1, until
 from tests.proxy import test_listener_tls
 from tests.proxy.h2_client import H2Client
@@ -30,11 +35,16 @@ from tests.proxy.test_request_filters import (
     request,
     requests_seen,
 )
+from tests.waf import modsec_verdicts as oracle
 from tests.waf.test_waf_filter import Context, head, never
-from tests.waf.test_waf_gateway import XSS, start
+from tests.waf.test_waf_gateway import XSS, start, status_of
 from tests.waf.test_waf_response_filter import waf_of
 
 pki = test_listener_tls.pki  # the module-scoped certificate fixture, shared
+# Rule 980170's line in Apache's error log: its message and the transaction's unique id.
+MODSECURITY_REPORT = re.compile(
+    r'\[id "980170"\] \[msg "((?:[^"\\]|\\.)*)"\].*\[unique_id "([^"]+)"\]'
+)
 
 # A request CRS scores 3 at paranoia level 1 (920350: the Host is an IP address): reported,
 # not refused (the threshold is 5).
@@ -107,6 +117,51 @@ def test_phase_5_reports_a_request_that_scored_below_the_threshold(
         in (report["detail"]["messages"][0])
     )
     assert events(gw, "waf.blocked") == []
+
+
+def test_phase_5_reports_what_modsecurity_logs(
+    make_backend: Any, make_gateway: Any, pki: Pki, tmp_path: Path
+) -> None:
+    """The same requests to Apache + ModSecurity 2.9 (the same CRS, the same setup) and through
+    the gateway: ModSecurity's error log has rule 980170's line for the same ones as
+    `waf.report`, and the same message, word for word."""
+    apache = require_tool("apache2")
+    require_file(oracle.MODULES / "mod_security2.so", "libapache2-mod-security2")
+    require_file(oracle.UNICODE_MAPPING, "libapache2-mod-security2")
+    sent = {
+        "/search": f"GET {XSS} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/8\r\n"
+        "Accept: */*\r\n\r\n".encode(),
+        "/scored": SCORED,
+        "/api/orders": b"GET /api/orders?page=2 HTTP/1.1\r\nHost: localhost\r\n"
+        b"User-Agent: curl/8\r\nAccept: */*\r\n\r\n",
+    }
+    root = tmp_path / "modsecurity"
+    with oracle.running(root, Setup(), apache) as server:
+        unique_ids = {oracle.send(server.port, data)[1]: path for path, data in sent.items()}
+        theirs = modsecurity_reports(root / "error.log", unique_ids, 2)
+    gw = start(make_backend, make_gateway, pki)
+    assert [status_of(gw, data) for data in sent.values()] == [403, 200, 200]
+    ours = {
+        e["detail"]["path"]: e["detail"]["messages"] for e in wait_for_events(gw, "waf.report", 2)
+    }
+    assert ours == theirs and set(ours) == {"/search", "/scored"}
+
+
+def modsecurity_reports(log: Path, unique_ids: dict[str, str], count: int) -> dict[str, list[str]]:
+    """Path -> the messages of rule 980170 in Apache's error log, once `count` are in (phase 5
+    runs after Apache's answer)."""
+    deadline = time.monotonic() + 20  # a hung Apache, not a timing bound
+    while True:
+        found: dict[str, list[str]] = {}
+        for line in log.read_text(errors="replace").splitlines():
+            match = MODSECURITY_REPORT.search(line)
+            if match and match.group(2) in unique_ids:
+                message = match.group(1).replace('\\"', '"').replace("\\\\", "\\")
+                found.setdefault(unique_ids[match.group(2)], []).append(message)
+        if len(found) >= count:
+            return found
+        assert time.monotonic() < deadline, f"ModSecurity logged {found}"
+        time.sleep(0.1)
 
 
 def test_phase_5_runs_after_the_response_is_written(tmp_path: Path) -> None:
@@ -283,6 +338,24 @@ def test_early_blocking_refuses_a_head_before_its_body(
     (event,) = events(gw, "waf.blocked")
     assert 949111 in event["detail"]["rule_ids"] and 949110 not in event["detail"]["rule_ids"]
     assert {913100, 920420} <= set(event["detail"]["rule_ids"])
+
+
+def test_early_blocking_denies_in_phase_1_as_modsecurity_does(tmp_path: Path) -> None:
+    """ModSecurity 2.9 given what the config key sets (tx.early_blocking=1 in the setup) denies
+    the scanner's head in phase 1 with CRS 949111, before reading the body it announces."""
+    apache = require_tool("apache2")
+    require_file(oracle.MODULES / "mod_security2.so", "libapache2-mod-security2")
+    setup = WafSpec(early_blocking=True).setup()
+    head_only = request("/upload", SCANNER_HEAD).replace(b"GET ", b"POST ", 1)
+    root = tmp_path / "modsecurity"
+    with oracle.running(root, setup, apache) as server:
+        # (Apache's status is its own: it tries to discard the body the client, having shut
+        # its side, never sends, and answers 400. ModSecurity's decision is in its log.)
+        _, unique_id = oracle.send(server.port, head_only)
+    assert unique_id
+    lines = [line for line in (root / "error.log").read_text().splitlines() if unique_id in line]
+    denied = [line for line in lines if "Access denied with code 403 (phase 1)" in line]
+    assert len(denied) == 1 and '[id "949111"]' in denied[0]
 
 
 def test_without_early_blocking_the_score_is_judged_after_the_body(
