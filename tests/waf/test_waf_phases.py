@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from outwork.filters.waf import WafSpec
 from outwork.http.messages import Framing, ResponseHead
 from outwork.waf.engine import Setup
 from tests.conftest import Gateway, require_file, require_tool
+from tests.e2e.servers import free_port
 from tests.inproc import InProcGateway, Upstream, parse_http1, until
 from tests.proxy import test_listener_tls
 from tests.proxy.h2_client import H2Client
@@ -421,6 +423,37 @@ def test_a_response_without_content_type_is_inspected_when_null_is_listed(
     # A type not listed is still not inspected.
     octets = exchange(gw, pki, protocol, "/page?name=sql&type=application/octet-stream")
     assert (octets.status, octets.body) == (200, PAGES["sql"])
+
+
+def test_null_is_what_modsecurity_calls_a_response_without_content_type(tmp_path: Path) -> None:
+    """ModSecurity 2.9 with the same CRS and setup, serving the SQL error page with no
+    Content-Type (Apache without mod_mime types nothing): with `SecResponseBodyMimeType null`
+    it refuses the page (403), with `text/html` only it lets it through untyped, as the
+    gateway does with `response_mime_types` (the test above)."""
+    apache = require_tool("apache2")
+    require_file(oracle.MODULES / "mod_security2.so", "libapache2-mod-security2")
+    got = {}
+    for types in ("null text/html", "text/html"):
+        root = tmp_path / types.replace(" ", "-").replace("/", "_")
+        port = free_port()
+        (root / "htdocs").mkdir(parents=True)
+        (root / "htdocs" / "leak").write_bytes(PAGES["sql"])
+        config = oracle.apache_config(root, port, Setup()) + (
+            f"SecResponseBodyAccess On\nSecResponseBodyMimeType {types}\n"
+        )
+        with oracle.httpd(root, config, port, apache, tries=600):
+            answer = b""
+            data = b"GET /leak HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl/8\r\n"
+            with socket.create_connection((oracle.HOST, port), timeout=30) as conn:
+                conn.sendall(data + b"Accept: */*\r\n\r\n")
+                conn.shutdown(socket.SHUT_WR)
+                while chunk := conn.recv(65536):
+                    answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        typed = b"content-type:" in head.lower()
+        got[types] = (int(head.split(b" ", 2)[1]), PAGES["sql"] in body, typed)
+    # Refused (the 403 is Apache's own page, typed), and let through untyped.
+    assert got == {"null text/html": (403, False, True), "text/html": (200, True, False)}
 
 
 def test_no_content_type_is_no_response_content_type_variable(tmp_path: Path) -> None:
