@@ -11,8 +11,9 @@
     GET  /reset          closes the connection without answering
     GET  /stats          JSON: connections accepted and open, requests served so far
     GET  /page?name=P    a canned page (PAGES: an SQL error, PHP source, a directory listing,
-                         a benign page), `&type=MIME` (default text/html), `&pad=N` bytes of
-                         filler before it, `&after=N` after it, `&chunked=1` for chunked,
+                         a benign page), `&type=MIME` (default text/html; `none`: no
+                         Content-Type at all), `&pad=N` bytes of filler before it,
+                         `&after=N` after it, `&chunked=1` for chunked,
                          `&cut=1`: half the body, then the connection reset; `&close=1`: no
                          length, the body ends when the connection closes
     POST /reflect        the response the JSON body describes, as CRS's test backend (albedo)
@@ -158,8 +159,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                     b"x" * int(query.get("pad", "0")) + page + b"x" * int(query.get("after", "0"))
                 )
                 kind = query.get("type", "text/html")
+                typed = {} if kind == "none" else {"content-type": kind}
                 if query.get("close") == "1":
-                    writer.write(head(200, {"content-type": kind, "connection": "close"}) + body)
+                    writer.write(head(200, {**typed, "connection": "close"}) + body)
                     await writer.drain()
                     writer.close()
                     return
@@ -172,7 +174,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 else:
                     framing = {"content-length": str(len(body))}
                     data = body
-                writer.write(head(200, {"content-type": kind, **framing}))
+                writer.write(head(200, {**typed, **framing}))
                 if query.get("cut") == "1":
                     writer.write(data[: len(data) // 2])
                     await writer.drain()

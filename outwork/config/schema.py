@@ -314,6 +314,10 @@ BAN_WEIGHTS = {
     "waf.blocked": 3,
     "policy.waf_blocked": 0,  # the same request as its waf.blocked: counted once
     "waf.detected": 0,  # detect mode watches; a weight would make it block after all
+    # A leaking page refused (phases 3 and 4): the backend's fault, and any honest client that
+    # asks for the page gets it; an attacker provoking leaks is weighed by his requests.
+    "waf.response_blocked": 0,
+    "waf.report": 0,  # CRS's scores of an exchange (phase 5), blocked or not: a summary
     "h2.rapid_reset": 3,
     "h2.continuation_flood": 3,
     "h2.settings_flood": 3,

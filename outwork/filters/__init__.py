@@ -163,6 +163,13 @@ class Filter:
         must see before the response goes out (0: none, the response streams)."""
         return 0
 
+    def on_exchange_done(self, ctx: RequestContext) -> None:
+        """The exchange is over: the last byte of its response (the upstream's or the
+        gateway's own answer) is handed to the client's connection. For what only reports
+        (the WAF's logging phase): it runs in a later turn of the loop, so the response is
+        never held up by it, and it changes nothing of the exchange. An exchange cut short
+        (its client gone, its response aborted midway) does not get it."""
+
 
 @dataclass(frozen=True, slots=True)
 class PolicyEnv:

@@ -50,6 +50,7 @@ class Chain(tuple[Filter, ...]):
     request_body: Hooks  # of the filters that inspect the request body
     response_head: Hooks
     response_body: Hooks  # of the filters that inspect response bodies
+    exchange_done: Hooks  # of the filters told when the exchange is over
     inspects_request_body: bool  # the request body goes through the filters
 
     def __new__(cls, filters: Iterable[Filter] = ()) -> Chain:
@@ -61,6 +62,7 @@ class Chain(tuple[Filter, ...]):
         chain.response_body = Hooks(
             [f for f in chain if f.inspects_response_body], "on_response_body"
         )
+        chain.exchange_done = Hooks(chain, "on_exchange_done")
         chain.inspects_request_body = bool(inspecting)
         return chain
 
@@ -174,3 +176,13 @@ def response_head_verdict(
         outcome.parked = -1  # a later resume is refused
         return FILTER_FAILED
     return outcome
+
+
+def report_done(hooks: Hooks, ctx: RequestContext) -> None:
+    """The `on_exchange_done` hooks of a chain, each on its own: one that raises is the
+    operator's business (stderr), not the others', and the exchange is long answered."""
+    for call in hooks.calls:
+        try:
+            call(ctx)
+        except Exception:
+            traceback.print_exc(file=sys.stderr)

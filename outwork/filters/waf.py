@@ -6,13 +6,16 @@
                            outbound_anomaly_threshold: 4, response_body_limit: 512KiB,
                            on_response_body_limit: process_partial,
                            response_mime_types: [text/plain, text/html, text/xml,
-                                                 application/json]}}}
+                                                 application/json],
+                           early_blocking: false, reporting_level: 4}}}
 
 Phase 1 runs at the request head, phase 2 once the body is in (up to `body_limit`; beyond it
 `process_partial` inspects what came, `reject` answers 413). When CRS's anomaly score reaches
 the threshold (rule 949110): `block` answers 403 (`waf_blocked`) and writes `waf.blocked`;
 `detect` writes `waf.detected` and lets the request through. Either way the matched rules are
-counted by family (`outwork_waf_matches_total`).
+counted by family (`outwork_waf_matches_total`). `early_blocking` (CRS's tx.early_blocking)
+judges the score at the end of phase 1 too: a request whose head reaches it is refused before
+its body is read.
 
 The response: phase 3 runs at its head; phase 4 once its body is in, for bodies of the
 `response_mime_types` (ModSecurity's SecResponseBodyMimeType) that are not compressed: the
@@ -21,7 +24,10 @@ response is held (proxy/response_filters.py) up to `response_body_limit`, so tha
 of the page; beyond the limit `process_partial` inspects what was held and lets the rest stream,
 `reject` answers 502. Any other response gets phase 4 at its head (an empty RESPONSE_BODY: the
 outbound score of phase 3 is judged there) and streams as it comes. Blocking is CRS's outbound
-anomaly score reaching `outbound_anomaly_threshold` (rules 959100, 959101).
+anomaly score reaching `outbound_anomaly_threshold` (rules 959100, 959101), and writes
+`waf.response_blocked`. A response with no Content-Type is `null` in `response_mime_types`
+(ModSecurity 2's name for it). Phase 5 runs once the exchange is over and reports what its rules
+log (CRS 980170's anomaly scores, for the exchanges `reporting_level` names) as `waf.report`.
 """
 
 from __future__ import annotations
@@ -40,15 +46,20 @@ if TYPE_CHECKING:
 
 MAX_EXCLUSION_FILES = 64
 MAX_EVENT_RULES = 32  # matched rules listed in one security event
+MAX_EVENT_PATH = 256  # characters of the request path in `waf.report` (as in refusals' events)
 DEFAULT_BODY_LIMIT = 128 * 1024
 DEFAULT_RESPONSE_BODY_LIMIT = 512 * 1024  # ModSecurity's SecResponseBodyLimit default
 # ModSecurity's recommended SecResponseBodyMimeType (text/plain text/html text/xml), and JSON:
 # what APIs answer with, and where an SQL error message ends up as often as in a page.
 DEFAULT_RESPONSE_MIME_TYPES = ("text/plain", "text/html", "text/xml", "application/json")
 RESPONSE_PROTOCOL = b"HTTP/1.1"  # what the gateway speaks to upstreams
+DEFAULT_REPORTING_LEVEL = 4  # CRS's own (REQUEST-901, rule 901111)
 MAX_BODY_LIMIT = 64 * 1024 * 1024
 TOKEN = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
 MEDIA_TYPE = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"
+# A response's MIME type, or `null`: a response with no Content-Type (ModSecurity 2's name for
+# it in SecResponseBodyMimeType).
+RESPONSE_MIME_TYPE = r"^[Nn][Uu][Ll][Ll]$|" + MEDIA_TYPE
 
 
 class WafSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -72,10 +83,18 @@ class WafSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # The response (phases 3 and 4): CRS's tx.outbound_anomaly_score_threshold, and the bodies
     # held for inspection (of these types; an empty list: none, every response streams).
     outbound_anomaly_threshold: Annotated[int, Meta(ge=1, le=100000)] = 4
+    # CRS's tx.early_blocking (crs-setup.conf's rule 900120): the scores are judged at the end
+    # of phase 1 (949111) and phase 3 (959101) too, so that a request whose head alone reaches
+    # the threshold is refused before its body is read, a response before its body is held.
+    early_blocking: bool = False
+    # CRS's tx.reporting_level (crs-setup.conf's rule 900115): which exchanges phase 5 reports
+    # (`waf.report`, CRS 980170): 0 none, 1 those blocked, 2 those detection-level rules would
+    # block, 3 those the blocking rules scored, 4 those any rule scored, 5 all.
+    reporting_level: Annotated[int, Meta(ge=0, le=5)] = DEFAULT_REPORTING_LEVEL
     response_body_limit: str | int = DEFAULT_RESPONSE_BODY_LIMIT
     on_response_body_limit: Literal["process_partial", "reject"] = "process_partial"
     response_mime_types: Annotated[
-        list[Annotated[str, Meta(pattern=MEDIA_TYPE)]], Meta(max_length=256)
+        list[Annotated[str, Meta(pattern=RESPONSE_MIME_TYPE)]], Meta(max_length=256)
     ] = msgspec.field(default_factory=lambda: list(DEFAULT_RESPONSE_MIME_TYPES))
 
     def __post_init__(self) -> None:
@@ -101,7 +120,18 @@ class WafSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             allowed_methods=tuple(self.allowed_methods),
             allowed_content_types=tuple(self.allowed_content_types),
             detect_only=self.mode == "detect",
+            extra=self._extra_settings(),
         )
+
+    def _extra_settings(self) -> tuple[tuple[str, str], ...]:
+        """What CRS sets itself unless told otherwise (REQUEST-901): told only when the config
+        differs from it."""
+        extra = []
+        if self.early_blocking:
+            extra.append(("early_blocking", "1"))
+        if self.reporting_level != DEFAULT_REPORTING_LEVEL:
+            extra.append(("reporting_level", str(self.reporting_level)))
+        return tuple(extra)
 
     def key(self) -> tuple[Path, Setup, tuple[tuple[Path, float], ...], float]:
         from outwork.waf.engine import CRS_RULES, WafLoadError

@@ -4,8 +4,8 @@
 body (no detail leaked to the peer), its headers (the request id, `allow` for a 405), whether
 the connection may be kept after it, and the refusal it counts. The protocols only put it on
 the wire (`LocalReply.http1`, `LocalReply.h2_headers`). `exchange_done` is where every
-exchange ends, answered by the gateway or by an upstream: the request metrics and the access
-log line.
+exchange ends, answered by the gateway or by an upstream: the request metrics, the access
+log line, and (a turn later) the filters' `on_exchange_done`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, NamedTuple
 
+from outwork.filters.runner import report_done
 from outwork.http.errors import REASONS
 from outwork.proxy.router import head_host
 
@@ -137,3 +138,8 @@ def exchange_done(
     if access is not None:
         # The connection's parts were made at accept or at the handshake (with its proto).
         access.log(ex, connection.log_connection, connection.log_tls)
+    done = ex.filters.exchange_done
+    if done.calls:
+        # In a later turn: the response's bytes, collected while this callback runs, are
+        # written first (at its end, or by the flush already scheduled ahead of this).
+        connection.state.loop.call_soon(report_done, done, ex)

@@ -5,7 +5,7 @@ What runs is what ModSecurity 2 runs for phases 1 (request head), 2 (request bod
 `skipAfter`/`SecMarker`, `setvar` on TX with macro expansion, runtime `ctl` (rule removal by
 id, tag or target, rule engine, body processor), CRS's anomaly scoring (a rule's `block` is
 the default action `pass`; the `deny` of 949110 is what blocks, of 959100 and 959101 on the
-outbound score). Phase 5 (logging) is loaded and checked but not run: it only reports.
+outbound score). Phase 5 (logging) runs once the exchange is over (`run_logging_phase`).
 
 Speed comes from not doing work twice, and from ruling rules out before running them:
 every `@rx` of a phase sits in one `PatternSet`; each collection a rule reads is scanned once
@@ -597,6 +597,20 @@ class Transaction:
             if skip is not None:
                 index = markers.get(skip, len(program) - 1) + 1
         return None if self.detect_only else self.interruption
+
+    def run_logging_phase(self) -> None:
+        """Phase 5, once the exchange is over: it runs whatever the earlier phases decided (as
+        ModSecurity 2 runs it after an interception and after `allow`; only a rule engine
+        turned off skips it), and decides nothing (a `deny` or `allow` there is forgotten).
+        Its logged matches are what it reports (CRS 980170's anomaly scores)."""
+        if self.engine_off:
+            return
+        interruption, allowed = self.interruption, self.allowed
+        self.interruption, self.allowed = None, False
+        try:
+            self.run_phase(5)
+        finally:
+            self.interruption, self.allowed = interruption, allowed
 
     @property
     def would_interrupt(self) -> Interruption | None:

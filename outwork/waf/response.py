@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from outwork.waf.request import Pairs
 
+NULL_MIME_TYPE = b"null"  # a response without Content-Type, in a list of MIME types
+
 
 @dataclass(slots=True)
 class WafResponse:
@@ -23,6 +25,19 @@ class WafResponse:
         return [v for n, v in self.headers if n.lower() == lower]
 
     @property
-    def content_type(self) -> bytes:
+    def content_type(self) -> bytes | None:
+        """RESPONSE_CONTENT_TYPE: the first Content-Type as sent; None when the response has
+        none (ModSecurity 2 then has no such variable, not an empty one)."""
         values = self.header_values(b"content-type")
-        return values[0] if values else b""
+        return values[0] if values else None
+
+    @property
+    def mime_type(self) -> bytes:
+        """What `response_mime_types` (SecResponseBodyMimeType) is matched against: the type
+        without its parameters, lower-case; `null` for a response with no Content-Type, as
+        ModSecurity 2's output filter names it (so that a list with `null` covers it). An
+        empty Content-Type is b"" and matches nothing."""
+        content_type = self.content_type
+        if content_type is None:
+            return NULL_MIME_TYPE
+        return content_type.split(b";", 1)[0].strip().lower()

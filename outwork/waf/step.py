@@ -1,5 +1,5 @@
 """The `waf` policy step at work: the filter that runs the engine's phases over an exchange
-(phases 1 and 2 on the request, 3 and 4 on the response). Its config is
+(phases 1 and 2 on the request, 3 and 4 on the response, 5 once it is over). Its config is
 `outwork.filters.waf.WafSpec`; this module, and the engine with it, is imported only when a
 config has a `waf` step."""
 
@@ -21,6 +21,7 @@ from outwork.filters import (
 from outwork.filters.waf import (
     DEFAULT_RESPONSE_BODY_LIMIT,
     DEFAULT_RESPONSE_MIME_TYPES,
+    MAX_EVENT_PATH,
     MAX_EVENT_RULES,
     RESPONSE_PROTOCOL,
     WafSpec,
@@ -46,6 +47,7 @@ def compiled(
 @dataclass(slots=True)
 class _State:
     transaction: Transaction
+    head: RequestHead  # for the report of phase 5
     body: bytearray = field(default_factory=bytearray)
     decided: bool = False  # phase 2 ran (or the request was refused)
     # The response: what phase 4 reads, its held body, and where its matches start.
@@ -82,7 +84,7 @@ class WafFilter(Filter):
             client_port=int(port) if port.isdigit() else 0,
         )
         transaction = self.waf.transaction(request)
-        state = _State(transaction)
+        state = _State(transaction, head)
         ctx.filter_state[id(self)] = state  # the response phases need the transaction too
         verdict = self._phase(ctx, state, 1)
         if verdict is not CONTINUE:
@@ -198,8 +200,7 @@ class WafFilter(Filter):
         not compressed (CRS skips compressed bodies: their rules would read noise)."""
         if head.framing is Framing.NONE or head.content_length == 0:
             return False
-        mime = response.content_type.split(b";", 1)[0].strip().lower()
-        if mime not in self.response_mime_types:
+        if response.mime_type not in self.response_mime_types:
             return False
         codings = response.header_values(b"content-encoding")
         return all(c.strip().lower() in (b"", b"identity") for c in codings)
@@ -231,8 +232,38 @@ class WafFilter(Filter):
         if self.detect:
             ctx.security_event("waf.detected", detail)
             return CONTINUE
-        ctx.security_event("waf.blocked", detail)
+        # Its own event: the page leaked, whoever asked for it (`ban.weights` weighs it apart
+        # from a refused request, an attack of the client's own).
+        ctx.security_event("waf.response_blocked", detail)
         return Reply(403, Refusal.WAF_BLOCKED, detail=detail)
+
+    # Phase 5 (logging), once the exchange is over.
+
+    def on_exchange_done(self, ctx: RequestContext) -> None:
+        state: _State | None = ctx.filter_state.pop(id(self), None)
+        if state is None:
+            return
+        transaction = state.transaction
+        before = len(transaction.matches)
+        transaction.run_logging_phase()
+        logged = [m for m in transaction.matches[before:] if m.log]
+        if not logged:
+            return
+        for match in logged:
+            counters.MATCHES[counters.family(match.id)] += 1
+        logged = logged[:MAX_EVENT_RULES]
+        head = state.head
+        detail = {
+            # Which request, as the refusals' events name it (never the query string): a
+            # report of a request let through is the one line that says what scored.
+            "method": head.method.decode("latin-1"),
+            "path": head.path[:MAX_EVENT_PATH].decode("latin-1"),
+            "rule_ids": [m.id for m in logged],
+            "messages": [m.msg for m in logged if m.msg],
+            "score": transaction.anomaly_score,
+            "outbound_score": transaction.outbound_anomaly_score,
+        }
+        ctx.security_event("waf.report", detail)
 
 
 def _detail(transaction: Transaction) -> dict[str, Any]:

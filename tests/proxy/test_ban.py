@@ -1,7 +1,7 @@
 """`ban:` through a running gateway: a Heartbleed probe from 127.0.0.2 gets that address refused
 at accept (before TLS), 127.0.0.1 is exempt, other security events ban when their weights reach
 `count` (one WAF block weighs 3), and with `workers: 2` a ban made in one worker refuses on the
-other."""
+other; a page the WAF refuses for leaking weighs nothing by default."""
 
 from __future__ import annotations
 
@@ -189,3 +189,41 @@ def test_one_waf_block_weighs_as_much_as_three_mistakes(
     assert [(e["detail"]["address"], e["detail"]["cause"]) for e in added] == [
         ("127.0.0.2", "waf.blocked")
     ]
+
+
+def test_a_page_refused_for_leaking_weighs_nothing_unless_weighed(
+    make_gateway: Any, backend: Backend
+) -> None:
+    """A response the WAF refuses (an SQL error page, phase 4) writes `waf.response_blocked`,
+    which weighs 0: a client that asks for a leaking page again and again is not banned for the
+    backend's fault; `ban.weights` can weigh it."""
+
+    def gateway(name: str, weights: dict[str, int]) -> tuple[Gateway, int]:
+        config = gateway_config(
+            backend.url,
+            policies={"crs": {"waf": {}}},
+            default_policies=["crs"],
+            logging={"security_events": f"{name}.jsonl"},
+            ban={"after": {"count": 3, "within": "60s"}, "exempt": [], "weights": weights},
+        )
+        gw = make_gateway(config, name=f"{name}.yaml")
+        return gw, int(gw.url.rpartition(":")[2])
+
+    _, port = gateway("honest", {})  # the default weights
+    for _ in range(4):
+        assert _plain_get("127.0.0.2", port, "/page?name=sql").startswith(b"HTTP/1.1 403")
+    assert _plain_get("127.0.0.2", port, "/page?name=benign").startswith(b"HTTP/1.1 200")
+    weighed, weighed_port = gateway("weighed", {"waf.response_blocked": 1})
+    for _ in range(3):
+        assert _plain_get("127.0.0.2", weighed_port, "/page?name=sql").startswith(b"HTTP/1.1 403")
+    assert _plain_get("127.0.0.2", weighed_port, "/page?name=benign") == b""  # banned
+    honest_events = [e["event"] for e in _events_named(weighed, "honest")]
+    assert honest_events.count("waf.response_blocked") == 4 and "ban.added" not in honest_events
+    assert "waf.blocked" not in honest_events
+    added = [e for e in _events_named(weighed, "weighed") if e["event"] == "ban.added"]
+    assert [e["detail"]["cause"] for e in added] == ["waf.response_blocked"]
+
+
+def _events_named(gw: Gateway, name: str) -> list[dict[str, Any]]:
+    path = gw.config_file.parent / f"{name}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]

@@ -1,6 +1,8 @@
 """The filter runner in-process: filters run in order, a `Stop` parks the chain until the
 filter resumes it (later, from elsewhere), a `Reply` answers at any hook, and a filter that
-raises or returns nonsense ends the run in a counted 500, never an exception to its caller."""
+raises or returns nonsense ends the run in a counted 500, never an exception to its caller; the
+end of an exchange is told to each filter that implements `on_exchange_done`, one that raises
+there not keeping it from the next."""
 
 from __future__ import annotations
 
@@ -9,7 +11,15 @@ from typing import Any
 import pytest
 
 from outwork.filters import CONTINUE, Continue, Filter, Reply, Resume, Stop, Verdict
-from outwork.filters.runner import FILTER_FAILED, Chain, ChainRun, Hooks, response_head_verdict, run
+from outwork.filters.runner import (
+    FILTER_FAILED,
+    Chain,
+    ChainRun,
+    Hooks,
+    report_done,
+    response_head_verdict,
+    run,
+)
 from outwork.http.messages import Framing, RequestHead, ResponseHead
 from outwork.observe.refusals import Refusal
 
@@ -180,3 +190,28 @@ def test_an_abandoned_run_ignores_a_late_resume() -> None:
     assert waiting.resume is not None
     waiting.resume(CONTINUE)
     assert outcome == []
+
+
+class Reporting(Filter):
+    """Told when the exchange is over; `fails` raises there."""
+
+    __slots__ = ("name", "seen", "fails")
+
+    def __init__(self, name: str, seen: list[str], fails: bool = False) -> None:
+        self.name, self.seen, self.fails = name, seen, fails
+
+    def on_exchange_done(self, ctx: Any) -> None:
+        self.seen.append(self.name)
+        if self.fails:
+            raise RuntimeError("a report that fails")
+
+
+def test_exchange_done_tells_each_filter_that_implements_it_whatever_the_others_do(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seen: list[str] = []
+    chain = Chain([Reporting("a", seen, fails=True), Scripted("quiet", seen), Reporting("b", seen)])
+    assert [f.name for f in chain.exchange_done.filters] == ["a", "b"]  # type: ignore[attr-defined]
+    report_done(chain.exchange_done, CTX)
+    assert seen == ["a", "b"]  # the one that raised did not stop the next
+    assert "a report that fails" in capsys.readouterr().err

@@ -258,7 +258,7 @@ def response_of(case: Case) -> WafResponse:
 
 def inspected(response: WafResponse) -> bool:
     """Whether the `waf` step holds this body for phase 4 by default (filters/waf.py)."""
-    mime = response.content_type.split(b";", 1)[0].strip().lower().decode()
+    mime = response.mime_type.decode("latin-1")
     codings = response.header_values(b"content-encoding")
     plain = all(c.strip().lower() in (b"", b"identity") for c in codings)
     return mime in DEFAULT_RESPONSE_MIME_TYPES and plain

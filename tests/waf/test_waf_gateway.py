@@ -60,8 +60,8 @@ def test_attacks_refused_before_the_backend_benign_requests_pass(
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     assert exchange(gw, pki, protocol, "/login", form, b"user=x' or '1'='1'--").status == 403
     assert requests_seen(gw) == seen  # neither attack reached the backend
-    blocked = events(gw, "waf.")
-    assert [e["event"] for e in blocked] == ["waf.blocked", "waf.blocked"]
+    blocked = events(gw, "waf.blocked")
+    assert len(blocked) == 2
     assert 941100 in blocked[0]["detail"]["rule_ids"] and blocked[0]["detail"]["score"] >= 5
     assert 942100 in blocked[1]["detail"]["rule_ids"]
     assert [e["event"] for e in events(gw)] == ["policy.waf_blocked"] * 2
@@ -72,8 +72,8 @@ def test_attacks_refused_before_the_backend_benign_requests_pass(
 def test_detect_mode_forwards_and_reports(make_backend: Any, make_gateway: Any, pki: Pki) -> None:
     gw = start(make_backend, make_gateway, pki, mode="detect")
     assert exchange(gw, pki, "http/1.1", XSS).status == 200
-    (event,) = events(gw, "waf.")
-    assert event["event"] == "waf.detected" and 941100 in event["detail"]["rule_ids"]
+    (event,) = events(gw, "waf.detected")
+    assert 941100 in event["detail"]["rule_ids"]
 
 
 def test_exclusion_file_through_the_gateway(

@@ -60,7 +60,7 @@ def test_an_sql_error_page_is_refused_at_phase_4() -> None:
         Refusal.WAF_BLOCKED,
     )
     ((event, detail),) = ctx.events
-    assert event == "waf.blocked" and detail["phase"] == 4
+    assert event == "waf.response_blocked" and detail["phase"] == 4
     assert {951230, 959100} <= set(detail["rule_ids"]) and detail["outbound_score"] >= 4
 
 
