@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: install tools debian-packages demo test lint fmt bench lock clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(VENV)/.native
 
 # Rebuilt only when the lock or the project metadata change, so `make install` is quick
 # when nothing did.
@@ -14,6 +14,15 @@ $(VENV)/.installed: requirements-dev.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes --no-deps -r requirements-dev.lock
 	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+# The request path compiled with mypyc where a C compiler and the Python headers are (else the
+# pure-Python modules run: scripts/build-native says so); rebuilt when one of them changes.
+NATIVE_SOURCES := $(patsubst %,%.py,$(subst .,/,$(shell \
+	sed -n 's/^    "\(outwork\.[a-z0-9_.]*\)",$$/\1/p' outwork/native.py)))
+
+$(VENV)/.native: $(VENV)/.installed $(NATIVE_SOURCES) outwork/native.py scripts/build-native
+	$(PY) scripts/build-native
 	touch $@
 
 # sslyze pins another cryptography than ours, so it lives in its own venv.
