@@ -48,8 +48,17 @@ fmt: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: install tools debian-packages lint
+# The suite runs on the compiled modules where they are built (debian-packages first: gcc and
+# python3-dev for the build); then the tests of the compiled modules run again on their pure-Python
+# sources, what a machine without a C compiler runs (outwork/native.py).
+PURE_TESTS := tests/test_native.py tests/http tests/tls/test_engine.py \
+	tests/proxy/test_pipeline_inproc.py tests/proxy/test_request_filters.py \
+	tests/proxy/test_exchange_state.py tests/proxy/test_router.py tests/proxy/test_local_reply.py \
+	tests/proxy/test_metrics.py
+
+test: debian-packages install tools lint
 	$(VENV)/bin/pytest
+	OUTWORK_PURE=1 $(VENV)/bin/pytest $(PURE_TESTS)
 
 # `make bench BENCH_ARGS=--quick` for a short run; bench/README.md lists the options.
 BENCH_ARGS ?=
@@ -65,4 +74,5 @@ lock:
 	done
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) .venv-lock .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS_VENV) .venv-lock .pytest_cache .mypy_cache .ruff_cache build/native
+	find outwork -name '*.so' -delete
