@@ -46,6 +46,8 @@ __all__ = ["COMPILED", "MODULES", "REASON", "SHARED_LIBRARY", "mypyc_attr", "sta
 MODULES = (
     "outwork.front.h1",
     "outwork.http.checks",
+    "outwork.http.messages",
+    "outwork.http.path",
     "outwork.http.reader",
     "outwork.http.serialize",
     "outwork.observe.access_log",
@@ -59,6 +61,7 @@ MODULES = (
     "outwork.proxy.router",
     "outwork.tls.base",
     "outwork.tls.records",
+    "outwork.upstream.balancer",
     "outwork.upstream.pool",
 )
 # mypyc's runtime and every compiled module's code, in one extension the modules' stubs load.
