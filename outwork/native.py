@@ -61,7 +61,6 @@ MODULES = (
     "outwork.proxy.router",
     "outwork.tls.base",
     "outwork.tls.records",
-    "outwork.upstream.balancer",
     "outwork.upstream.pool",
 )
 # mypyc's runtime and every compiled module's code, in one extension the modules' stubs load.
