@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: install tools debian-packages demo test lint fmt bench lock clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(VENV)/.native
 
 # Rebuilt only when the lock or the project metadata change, so `make install` is quick
 # when nothing did.
@@ -14,6 +14,15 @@ $(VENV)/.installed: requirements-dev.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes --no-deps -r requirements-dev.lock
 	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+# The request path compiled with mypyc where a C compiler and the Python headers are (else the
+# pure-Python modules run: scripts/build-native says so); rebuilt when one of them changes.
+NATIVE_SOURCES := $(patsubst %,%.py,$(subst .,/,$(shell \
+	sed -n 's/^    "\(outwork\.[a-z0-9_.]*\)",$$/\1/p' outwork/native.py)))
+
+$(VENV)/.native: $(VENV)/.installed $(NATIVE_SOURCES) outwork/native.py scripts/build-native
+	$(PY) scripts/build-native
 	touch $@
 
 # sslyze pins another cryptography than ours, so it lives in its own venv.
@@ -39,8 +48,17 @@ fmt: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: install tools debian-packages lint
+# The suite runs on the compiled modules where they are built (debian-packages first: gcc and
+# python3-dev for the build); then the tests of the compiled modules run again on their pure-Python
+# sources, what a machine without a C compiler runs (outwork/native.py).
+PURE_TESTS := tests/test_native.py tests/http tests/tls/test_engine.py \
+	tests/proxy/test_pipeline_inproc.py tests/proxy/test_request_filters.py \
+	tests/proxy/test_exchange_state.py tests/proxy/test_router.py tests/proxy/test_local_reply.py \
+	tests/proxy/test_metrics.py
+
+test: debian-packages install tools lint
 	$(VENV)/bin/pytest
+	OUTWORK_PURE=1 $(VENV)/bin/pytest $(PURE_TESTS)
 
 # `make bench BENCH_ARGS=--quick` for a short run; bench/README.md lists the options.
 BENCH_ARGS ?=
@@ -56,4 +74,5 @@ lock:
 	done
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) .venv-lock .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS_VENV) .venv-lock .pytest_cache .mypy_cache .ruff_cache build/native
+	find outwork -name '*.so' -delete

@@ -268,6 +268,10 @@ def run_atheris(test_one_input: Callable[[bytes], None], script: str) -> None:
     so argv[0] becomes "python script" rather than a script that may not be executable."""
     import atheris  # type: ignore[import-untyped]
 
+    from outwork import native
+
+    if native.COMPILED:  # atheris sees coverage in Python bytecode only
+        raise SystemExit("fuzz: run with OUTWORK_PURE=1 (the mypyc-compiled modules show none)")
     atheris.instrument_all()  # coverage feedback for the engine's (pure Python) code
     self_command = f"{shlex.quote(sys.executable)} {shlex.quote(os.path.abspath(script))}"
     atheris.Setup([self_command, *sys.argv[1:]], test_one_input)

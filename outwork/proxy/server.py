@@ -15,7 +15,6 @@ from outwork.config.config import Address, GatewayConfig, ListenerConfig
 from outwork.filters import ban
 from outwork.front.conn_limits import ConnectionCounts, SocketKey, socket_key
 from outwork.front.h1 import ClientProtocol
-from outwork.http.messages import RequestHead
 from outwork.observe import metrics_share
 from outwork.observe.access_log import AccessLog
 from outwork.observe.metrics import Metrics
@@ -23,6 +22,7 @@ from outwork.observe.security_events import SecurityEventLog
 from outwork.proxy import heap, reload_audit, startup_signals
 from outwork.proxy.admin import Admin, AdminProtocol
 from outwork.proxy.clock import Clock
+from outwork.proxy.draining import DrainingClientProtocol
 from outwork.proxy.forwarding import RequestIds
 from outwork.proxy.listen_sockets import BACKLOG
 from outwork.proxy.rlimits import raise_open_files_limit
@@ -36,9 +36,6 @@ if TYPE_CHECKING:
 TICK_SECONDS = 0.25
 # With `workers: N`, a worker publishes its metrics for the admin's sum every this many ticks.
 PUBLISH_TICKS = 4
-# A draining connection that is idle is closed after this many seconds (a request already on its
-# way is answered instead of being cut).
-DRAIN_IDLE_GRACE = 1.0
 # Longest wait for a draining worker's (or a reloaded config's) connections to finish.
 DRAIN_TIMEOUT = 30.0
 
@@ -110,35 +107,6 @@ def _url(listener: ListenerConfig, sockname: Any) -> str:
     host, port = sockname[0], sockname[1]
     address = Address(str(host), int(port))
     return f"{'https' if listener.tls is not None else 'http'}://{address}"
-
-
-class DrainingClientProtocol(ClientProtocol):
-    """A client connection that can be drained (reload, graceful stop): once its gateway state
-    drains, the next response says `Connection: close` and an idle connection is closed after a
-    short grace (a request that arrives meanwhile is answered, with `Connection: close`)."""
-
-    __slots__ = ()
-
-    def on_request_head(self, head: RequestHead) -> None:
-        if self.state.draining:
-            head.keep_alive = False
-        super().on_request_head(head)
-
-    def drain(self) -> None:
-        if self._closed:
-            return  # closed already; unsent output keeps its own deadline (close_state at the end)
-        if self._h2 is not None:
-            self._h2.drain()  # GOAWAY; the streams in flight are answered, then it closes
-            return
-        if self._queue or self._reading is not None:
-            # Busy: what is in flight is answered, with `Connection: close` where its response
-            # has not started (else the next request gets it).
-            for ex in self._queue:
-                if not ex.response_started:
-                    ex.keep_alive = False
-            return
-        deadline = self.state.clock.now + DRAIN_IDLE_GRACE
-        self.deadline = min(self.deadline, deadline) if self.deadline else deadline
 
 
 def start_draining(state: GatewayState) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
+from outwork.native import mypyc_attr
 from outwork.tls import events as ev
 from outwork.tls.alerts import AlertDescription, TLSError, decode_error, unexpected_message
 from outwork.tls.codec import Reader, Writer
@@ -69,6 +70,8 @@ class RecordProtection(Protocol):
     def rewind(self) -> None: ...
 
 
+# The roles (server.py, client.py) and tests subclass it; they stay interpreted.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class TLSConnection:
     # Thousands of connections sit idle at once: slots, not a dict per connection.
     __slots__ = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from outwork.http.messages import Framing
 from tests.fuzz_replay import Corpus
 
 CORPUS = Corpus("http_response", "fuzz_http_response")
@@ -29,6 +30,8 @@ def test_harness_sees_the_events() -> None:
 def test_harness_catches_a_forwarded_hop_by_hop_line() -> None:
     """The invariant the harness checks fails on a head that kept a framing line."""
     sink = CORPUS.harness().Sink()
-    head = CORPUS.harness().ResponseHead(200, b"OK", b"Transfer-Encoding: chunked\r\n", None, -1)
+    head = CORPUS.harness().ResponseHead(
+        200, b"OK", b"Transfer-Encoding: chunked\r\n", Framing.CHUNKED, -1
+    )
     with pytest.raises(AssertionError):
         sink.on_response_head(head)

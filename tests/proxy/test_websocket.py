@@ -20,7 +20,7 @@ from websockets.sync.client import connect as ws_connect
 from websockets.sync.server import Server, ServerConnection
 from websockets.sync.server import serve as ws_serve
 
-from outwork.proxy.server import DRAIN_IDLE_GRACE
+from outwork.proxy.draining import DRAIN_IDLE_GRACE
 from tests.conftest import ROOT, Backend, Gateway, gateway_config
 from tests.e2e.pki import make_pki
 from tests.proxy.test_upstream_tls import leaf
