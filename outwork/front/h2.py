@@ -857,6 +857,10 @@ class H2Stream:
             for stream in session.streams.values():
                 stream.upstream_pause()
 
+    def response_body_borrowed(self, ex: Exchange, data: memoryview) -> None:
+        # Queued until the client's windows let it go: kept, so copied.
+        self.response_body(ex, data[:-1].tobytes())
+
     def response_end(self, ex: Exchange) -> None:
         # The upstream connection has let the exchange go (pooled, or closed): one this stream
         # paused must read again, whatever becomes of the stream.

@@ -149,6 +149,11 @@ class Downstream(Protocol):
 
     def response_head(self, ex: Exchange, head: ResponseHead) -> None: ...
     def response_body(self, ex: Exchange, data: bytes) -> None: ...
+    def response_body_borrowed(self, ex: Exchange, data: memoryview) -> None:
+        """A response body chunk, `data[:-1]`, lent from the upstream's read buffer for this
+        call only: sealed or copied before returning, never kept. `data` is writable and its
+        last byte spare (the TLS record layer borrows it: `send_data_into`)."""
+
     def response_end(self, ex: Exchange) -> None: ...
     def upstream_failed(self, ex: Exchange, status: int) -> None:
         """No upstream answer: the gateway answers `status`, or cuts a started response."""

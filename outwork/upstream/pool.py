@@ -43,10 +43,19 @@ P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 # Enum members as module constants on the per-request path: `Enum.X` goes through
 # EnumType.__getattr__'s slot (about 10x a global's cost in Python 3.11).
-_CLOSE, _CHUNKED = Framing.CLOSE, Framing.CHUNKED
+_CLOSE, _CHUNKED, _LENGTH = Framing.CLOSE, Framing.CHUNKED, Framing.LENGTH
+
+# Every upstream connection of a worker reads into this one buffer (asyncio's BufferedProtocol:
+# the loop calls recv_into on it, and the callbacks run one at a time), so a connection holds no
+# read buffer of its own. What is kept beyond the callback is copied out of it (bytes) before it
+# returns; the bulk path seals a body straight from it (`_bulk`). One spare byte follows what
+# a read may fill: the record layer borrows the byte after a body chunk (records.seal_into).
+READ_SIZE = 256 * 1024
+_READ = memoryview(bytearray(READ_SIZE + 1))
+_READ_INTO = _READ[:READ_SIZE]
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(asyncio.BufferedProtocol):
     def __init__(self, pool: UpstreamPool, target: int) -> None:
         self.pool = pool
         self.target = target
@@ -68,12 +77,55 @@ class UpstreamConnection(asyncio.Protocol):
         self.read_paused = False
         # The response, while response body filters hold it (proxy/response_filters.py).
         self.held: response_filters.HeldResponse | None = None
+        # Bytes of a Content-Length body still to come (-1: not in such a body). Once the
+        # parser has read the head, the rest is counted, not parsed (`_bulk`).
+        self._body_left = -1
 
     # asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self.pool.connections.add(self)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READ_INTO
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._body_left > 0 and self.held is None and not self.tunnel:
+            self._bulk(nbytes)
+        else:
+            self.data_received(_READ[:nbytes].tobytes())
+
+    def _bulk(self, nbytes: int) -> None:
+        """Body bytes of a known length, straight from the read buffer to the client (which
+        seals them into TLS records from there, or copies them): no parser call, no bytes
+        object per read. The parser read the head; the body's end is counted here."""
+        ex = self.exchange
+        reader = self.reader
+        if ex is None or reader is None:
+            self.close()  # an idle connection must stay silent
+            return
+        self.deadline = self.pool.clock.now + self.pool.config.read_timeout
+        left = self._body_left
+        take = nbytes if nbytes < left else left
+        left -= take
+        self._body_left = left
+        client = ex.client
+        client.begin()
+        try:
+            client.response_body_borrowed(ex, _READ[: take + 1])
+            if left:
+                return
+            self._body_left = -1
+            if take < nbytes:
+                # Bytes after the response: the parser would refuse them as well.
+                self._fail(502, "protocol")
+                return
+            reader.end_counted_body()
+            if self.exchange is ex:
+                self._complete()
+        finally:
+            client.end()
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
@@ -254,6 +306,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_response_head(self, head: ResponseHead) -> None:
         self.pool.failures[self.target] = 0  # the target answers: passive health resets
+        self._body_left = head.content_length if head.framing is _LENGTH else -1
         ex = self.exchange
         if ex is not None:
             ex.upstream_at = time.monotonic()
@@ -270,6 +323,8 @@ class UpstreamConnection(asyncio.Protocol):
             ex.client.response_head(ex, head)
 
     def on_response_body(self, data: bytes) -> None:
+        if self._body_left > 0:
+            self._body_left -= len(data)
         ex = self.exchange
         if ex is not None:
             held = self.held
@@ -330,6 +385,7 @@ class UpstreamConnection(asyncio.Protocol):
     def _detach(self) -> Exchange | None:
         ex = self.exchange
         self.exchange = None  # the reader stays: reused for the next response when it can be
+        self._body_left = -1
         held = self.held
         if held is not None:
             self.held = None
