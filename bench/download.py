@@ -66,11 +66,12 @@ def main() -> int:
     parser.add_argument("--perf", type=int, default=0, help="perf: the N hottest symbols")
     parser.add_argument("--src", type=Path, help="a checkout whose outwork/ package runs")
     parser.add_argument("--http2", action="store_true", help="curl speaks HTTP/2")
+    parser.add_argument("--wrapper", default="", help='runs outwork, e.g. "strace -c -f -o F"')
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="outwork-download-"))
     out = workdir / "callgrind.out"
     env = {"PYTHONPATH": str(args.src.resolve())} if args.src else None
-    wrapper: tuple[str, ...] = ()
+    wrapper: tuple[str, ...] = tuple(args.wrapper.split())
     if args.callgrind:
         wrapper = ("valgrind", "--tool=callgrind", "--instr-atstart=no")
         wrapper += (f"--callgrind-out-file={out}",)

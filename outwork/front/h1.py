@@ -113,7 +113,7 @@ class ClientProtocol(asyncio.Protocol):
         self._phase = _HEAD
         self.read_eof = False
         self._closed = False
-        self._out: list[bytes] = []
+        self._out: list[bytes | bytearray | memoryview] = []
         self._batch = 0
         self._flush_handle: asyncio.Handle | None = None
         self._admitted = False  # counted in state.connections (released when it is lost)
@@ -727,14 +727,17 @@ class ClientProtocol(asyncio.Protocol):
     # Output is collected while a callback runs and written once at its end: one syscall (and,
     # with TLS, one record) for a response head and its body instead of one per piece.
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         if self._closed:
             return
         self._out.append(data)
         if not self._batch and self._flush_handle is None:
             self._flush_handle = self.state.loop.call_soon(self.flush)
 
-    def _writelines(self, parts: list[bytes]) -> None:
+    def write_pieces(self, pieces: list[bytes | bytearray | memoryview]) -> None:
+        self._writelines(pieces)
+
+    def _writelines(self, parts: list[bytes] | list[bytes | bytearray | memoryview]) -> None:
         if self._closed:
             return
         self._out.extend(parts)

@@ -78,8 +78,11 @@ class DownstreamConnection(Protocol):
         """The client ended its input (half-close, or TLS close_notify)."""
         ...
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         """Add to the output batch (written at `end`, or soon)."""
+
+    def write_pieces(self, pieces: list[bytes | bytearray | memoryview]) -> None:
+        """`write` each, in order (they are the connection's from now on)."""
 
     def flush(self) -> None: ...
     def begin(self) -> None:

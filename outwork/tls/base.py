@@ -60,9 +60,11 @@ class HandshakeRole(Protocol):
 class RecordProtection(Protocol):
     """One direction's record protection: TLS 1.3 `RecordCipher` or TLS 1.2's."""
 
-    def seal(self, content_type: int, data: bytes | memoryview) -> bytes: ...
+    def seal(self, content_type: int, data: bytes | bytearray | memoryview) -> bytes: ...
 
-    def seal_stream(self, content_type: int, data: bytes) -> list[bytes] | list[bytearray]: ...
+    def seal_stream(
+        self, content_type: int, data: bytes | bytearray
+    ) -> list[bytes] | list[bytearray]: ...
 
     def sealed_size(self, size: int) -> int:
         """Bytes of the records `seal_into` makes of `size` bytes of content."""
@@ -163,7 +165,7 @@ class TLSConnection:
         pending.clear()
         return out
 
-    def send_data(self, data: bytes) -> None:
+    def send_data(self, data: bytes | bytearray) -> None:
         if not self._established or self._closed or self._write is None:
             raise RuntimeError("send_data before the handshake completed or after close")
         if len(data) <= MAX_PLAINTEXT:

@@ -62,7 +62,7 @@ class RecordCipher:
         self._seq = seq + 1
         return (self._iv ^ seq).to_bytes(12, "big")
 
-    def seal(self, content_type: int, data: bytes | memoryview) -> bytes:
+    def seal(self, content_type: int, data: bytes | bytearray | memoryview) -> bytes:
         """One TLSCiphertext record; `data` must be at most 2^14 bytes."""
         length = len(data) + 1 + AEAD_TAG
         header = b"\x17\x03\x03" + length.to_bytes(2, "big")
@@ -81,12 +81,14 @@ class RecordCipher:
         """Give back the sequence number of a record that failed to open (skipped 0-RTT)."""
         self._seq -= 1
 
-    def seal_stream(self, content_type: int, data: bytes) -> list[bytes] | list[bytearray]:
+    def seal_stream(
+        self, content_type: int, data: bytes | bytearray
+    ) -> list[bytes] | list[bytearray]:
         if len(data) <= MAX_PLAINTEXT:
             return [self.seal(content_type, data)]
         return [self._seal_many(content_type, data)]
 
-    def _seal_many(self, content_type: int, data: bytes) -> bytearray:
+    def _seal_many(self, content_type: int, data: bytes | bytearray) -> bytearray:
         """Records of 2^14 bytes (the last one shorter) sealed into one buffer: each record's
         ciphertext is encrypted in place (`encrypt_into`), so the bulk path copies the data
         once (into the inner plaintext) instead of once per slice, concatenation and join."""

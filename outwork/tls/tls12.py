@@ -159,7 +159,7 @@ class Tls12RecordCipher:
             12, "big"
         )
 
-    def seal(self, content_type: int, data: bytes | memoryview) -> bytes:
+    def seal(self, content_type: int, data: bytes | bytearray | memoryview) -> bytes:
         seq_bytes = self._take_sequence().to_bytes(8, "big")
         aad = seq_bytes + bytes((content_type, 3, 3)) + len(data).to_bytes(2, "big")
         sealed = self._aead.encrypt(self._nonce(seq_bytes), bytes(data), aad)
@@ -167,7 +167,7 @@ class Tls12RecordCipher:
             sealed = seq_bytes + sealed  # the explicit nonce is the sequence number
         return bytes((content_type, 3, 3)) + len(sealed).to_bytes(2, "big") + sealed
 
-    def seal_stream(self, content_type: int, data: bytes) -> list[bytes]:
+    def seal_stream(self, content_type: int, data: bytes | bytearray) -> list[bytes]:
         view = memoryview(data)
         return [
             self.seal(content_type, view[i : i + MAX_PLAINTEXT])
