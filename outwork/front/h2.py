@@ -450,6 +450,8 @@ class H2Session:
         stream.unpaused()  # whichever way it ended, it holds no paused upstream any more
         self.streams.pop(stream.stream_id, None)
         self.idle_since = self.state.clock.now
+        if not self.streams:
+            self.client.output_idle()
         if not self.streams and (self.goaway_sent or self.peer_goaway or self.client.read_eof):
             self.send()
             self.close()
@@ -892,11 +894,29 @@ class H2Stream:
         if self._done or not data:
             return
         self._out.append(data)
-        self._out_size += len(data)
+        self._queued(len(data))
+
+    def response_body_borrowed(self, ex: Exchange, data: memoryview) -> None:
+        # Queued until the client's windows let it go: kept, so copied, as bytes of one DATA
+        # frame each (h2 copies a memoryview or a slice it is given to bytes: a whole bytes
+        # object is framed as it is).
+        if self._done or len(data) <= 1:
+            return
+        body = data[:-1]
+        frame = self.session.conn.max_outbound_frame_size
+        out = self._out
+        for at in range(0, len(body), frame):
+            out.append(body[at : at + frame].tobytes())
+        self._queued(len(body))
+
+    def _queued(self, size: int) -> None:
+        """`size` more response bytes in `_out`: sent as the windows allow; beyond the caps,
+        the upstream feeding it (or every stream's) stops being read."""
+        self._out_size += size
         session = self.session
         if not session.out_bytes:
             session.out_since = session.state.clock.now  # held output: its deadline starts
-        session.out_bytes += len(data)
+        session.out_bytes += size
         self.pump()
         if session.out_bytes and not session.client.deadline:
             session.update_deadline()
@@ -906,10 +926,6 @@ class H2Stream:
             session.over_cap = True
             for stream in session.streams.values():
                 stream.upstream_pause()
-
-    def response_body_borrowed(self, ex: Exchange, data: memoryview) -> None:
-        # Queued until the client's windows let it go: kept, so copied.
-        self.response_body(ex, data[:-1].tobytes())
 
     def response_end(self, ex: Exchange) -> None:
         # The upstream connection has let the exchange go (pooled, or closed): one this stream
@@ -961,7 +977,7 @@ class H2Stream:
                 chunk = out[0]
                 size = min(len(chunk), window, frame)
                 try:
-                    conn.send_data(sid, chunk[:size] if size < len(chunk) else chunk)
+                    conn.send_data(sid, memoryview(chunk)[:size] if size < len(chunk) else chunk)
                 except H2Error:
                     self.cancel()  # closed under us (the client reset it, or a GOAWAY)
                     return

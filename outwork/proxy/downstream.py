@@ -85,6 +85,9 @@ class DownstreamConnection(Protocol):
         """`write` each, in order (they are the connection's from now on)."""
 
     def flush(self) -> None: ...
+    def output_idle(self) -> None:
+        """No response is being sent now: buffers kept for bulk output can go."""
+
     def begin(self) -> None:
         """Start collecting output (nested calls allowed); `end` writes it."""
 
