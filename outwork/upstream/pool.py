@@ -45,17 +45,50 @@ P = TypeVar("P", bound=asyncio.BaseProtocol)
 # EnumType.__getattr__'s slot (about 10x a global's cost in Python 3.11).
 _CLOSE, _CHUNKED, _LENGTH = Framing.CLOSE, Framing.CHUNKED, Framing.LENGTH
 
-# Every upstream connection of a worker reads into this one buffer (asyncio's BufferedProtocol:
-# the loop calls recv_into on it, and the callbacks run one at a time), so a connection holds no
-# read buffer of its own. What is kept beyond the callback is copied out of it (bytes) before it
-# returns; the bulk path seals a body straight from it (`_bulk`). One spare byte follows what
-# a read may fill: the record layer borrows the byte after a body chunk (records.seal_into).
+# A Content-Length body with at least this many bytes still to come is read in bulk: the
+# connection's transport switches to a `BulkReader` until the body's end. (Smaller ones stay on
+# `data_received`: a switch costs about what a few small reads do.)
+BULK_MIN = 64 * 1024
+# Every connection reading in bulk reads into this one buffer (asyncio's BufferedProtocol: the
+# loop calls recv_into on it, and the callbacks run one at a time), so a connection holds no
+# read buffer of its own; the client seals the body straight from it, or copies it, before the
+# callback returns. One spare byte follows what a read may fill: the record layer borrows the
+# byte after a body chunk (records.seal_into).
 READ_SIZE = 256 * 1024
 _READ = memoryview(bytearray(READ_SIZE + 1))
 _READ_INTO = _READ[:READ_SIZE]
 
 
-class UpstreamConnection(asyncio.BufferedProtocol):
+class BulkReader(asyncio.BufferedProtocol):
+    """An upstream connection's protocol while it reads a body in bulk: reads land in the
+    shared buffer (`get_buffer`) and go to `UpstreamConnection.bulk_received`; the rest is the
+    connection's own."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: UpstreamConnection) -> None:
+        self.conn = conn
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READ_INTO
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.conn.bulk_received(nbytes)
+
+    def eof_received(self) -> bool | None:
+        return self.conn.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()
+
+
+class UpstreamConnection(asyncio.Protocol):
     def __init__(self, pool: UpstreamPool, target: int) -> None:
         self.pool = pool
         self.target = target
@@ -78,8 +111,9 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         # The response, while response body filters hold it (proxy/response_filters.py).
         self.held: response_filters.HeldResponse | None = None
         # Bytes of a Content-Length body still to come (-1: not in such a body). Once the
-        # parser has read the head, the rest is counted, not parsed (`_bulk`).
+        # parser has read the head, a long rest is counted, not parsed (`bulk_received`).
         self._body_left = -1
+        self._bulk = False  # the transport's protocol is a BulkReader
 
     # asyncio callbacks
 
@@ -87,16 +121,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self.pool.connections.add(self)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return _READ_INTO
-
-    def buffer_updated(self, nbytes: int) -> None:
-        if self._body_left > 0 and self.held is None and not self.tunnel:
-            self._bulk(nbytes)
-        else:
-            self.data_received(_READ[:nbytes].tobytes())
-
-    def _bulk(self, nbytes: int) -> None:
+    def bulk_received(self, nbytes: int) -> None:
         """Body bytes of a known length, straight from the read buffer to the client (which
         seals them into TLS records from there, or copies them): no parser call, no bytes
         object per read. The parser read the head; the body's end is counted here."""
@@ -148,8 +173,18 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             if reader.upgraded:
                 self._open_tunnel(ex, reader.upgrade_data)
                 return
-            if reader.done and self.exchange is ex:
-                self._complete()
+            if reader.done:
+                if self.exchange is ex:
+                    self._complete()
+            elif (
+                self._body_left >= BULK_MIN
+                and self.held is None
+                and self.exchange is ex
+                and self.pool.tls is None  # a TLS upstream's transport reads for itself
+                and self.transport is not None
+            ):
+                self._bulk = True
+                self.transport.set_protocol(BulkReader(self))
         finally:
             client.end()
 
@@ -386,6 +421,11 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         ex = self.exchange
         self.exchange = None  # the reader stays: reused for the next response when it can be
         self._body_left = -1
+        if self._bulk:
+            self._bulk = False
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.set_protocol(self)
         held = self.held
         if held is not None:
             self.held = None
