@@ -47,10 +47,11 @@ _REQUEST_ID = b"x-request-id: "
 
 # Room for the TLS records of one upstream read (pool.READ_SIZE) sealed in bulk.
 _SEALED_SIZE = sealed_size(256 * 1024)
-# HTTP/2 output (frame headers, and payloads as queued) of more than _GATHER_MIN bytes and at
-# most _GATHER_MAX is copied once into this buffer, then sealed from it in place
-# (`send_data_into`, which borrows the byte after it), instead of joined, copied again into each
-# record and sealed into a zeroed buffer. One per worker: used within one call.
+# Output in pieces (HTTP/2 frame headers and payloads, an HTTP/1.1 chunk and its framing) of
+# more than _GATHER_MIN bytes and at most _GATHER_MAX is copied once into this buffer, then
+# sealed from it in place (`send_data_into`, which borrows the byte after it), instead of
+# joined, copied again into each record and sealed into a zeroed buffer. One per worker: used
+# within one call. (A response head with a small body comes in two pieces: never gathered.)
 _GATHER_MIN = 2 * 16384
 _GATHER_MAX = 1024 * 1024
 _GATHER = memoryview(bytearray(_GATHER_MAX + 1))
@@ -765,7 +766,7 @@ class ClientProtocol(asyncio.Protocol):
             else:
                 transport.writelines(out)
         elif not tls.is_closed:  # failed or closed under us: nothing more may be sent
-            if self._h2 is not None and len(out) > 2 and self._flush_gathered(out, transport):
+            if len(out) > 2 and self._flush_gathered(out, transport):
                 return
             tls.send_data(out[0] if len(out) == 1 else b"".join(out))
             transport.write(tls.data_to_write())
@@ -773,7 +774,7 @@ class ClientProtocol(asyncio.Protocol):
     def _flush_gathered(
         self, out: list[bytes | bytearray | memoryview], transport: asyncio.Transport
     ) -> bool:
-        """HTTP/2 bulk output: `out` gathered into _GATHER and sealed from there into a
+        """Bulk output in pieces: `out` gathered into _GATHER and sealed from there into a
         reused buffer. False: not that large (or too large); the caller sends it as usual."""
         size = 0
         for piece in out:
