@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import mmap
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, cast
@@ -52,9 +53,11 @@ _SEALED_SIZE = sealed_size(256 * 1024)
 # sealed from it in place (`send_data_into`, which borrows the byte after it), instead of
 # joined, copied again into each record and sealed into a zeroed buffer. One per worker: used
 # within one call. (A response head with a small body comes in two pieces: never gathered.)
+# Anonymous memory: resident only as far as a batch this large ever touched it; private, as
+# forked workers must not share it (mmap's default is shared).
 _GATHER_MIN = 2 * 16384
 _GATHER_MAX = 1024 * 1024
-_GATHER = memoryview(bytearray(_GATHER_MAX + 1))
+_GATHER = memoryview(mmap.mmap(-1, _GATHER_MAX + 1, flags=mmap.MAP_PRIVATE))
 
 # Enum members as module constants on the per-request path: `Enum.X` goes through
 # EnumType.__getattr__'s slot (about 10x a global's cost in Python 3.11).

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import mmap
 import sys
 import time
 from collections import deque
@@ -53,9 +54,11 @@ BULK_MIN = 64 * 1024
 # loop calls recv_into on it, and the callbacks run one at a time), so a connection holds no
 # read buffer of its own; the client seals the body straight from it, or copies it, before the
 # callback returns. One spare byte follows what a read may fill: the record layer borrows the
-# byte after a body chunk (records.seal_into).
+# byte after a body chunk (records.seal_into). Anonymous memory: its pages are resident only
+# once a bulk read touched them (a worker that never reads in bulk does not carry them).
+# Private: workers forked after this import must not share it (mmap's default is shared).
 READ_SIZE = 256 * 1024
-_READ = memoryview(bytearray(READ_SIZE + 1))
+_READ = memoryview(mmap.mmap(-1, READ_SIZE + 1, flags=mmap.MAP_PRIVATE))
 _READ_INTO = _READ[:READ_SIZE]
 
 
