@@ -21,6 +21,7 @@ transport's write buffer is full (h2 queues ACKs for PING and SETTINGS into its 
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +38,10 @@ from h2.events import (
     StreamReset,
     WindowUpdated,
 )
-from h2.exceptions import H2Error, ProtocolError
+from h2.exceptions import FrameTooLargeError, H2Error, ProtocolError
 from h2.settings import SettingCodes, Settings
 from hpack import Encoder
+from hyperframe.frame import DataFrame, Frame
 
 from outwork.config.config import Http2Config
 from outwork.front.h2_guard import Flood, FrameGuard
@@ -93,6 +95,10 @@ class _ClampedEncoder(Encoder):
         Encoder.header_table_size.fset(self, min(value, self.cap))  # type: ignore[attr-defined]
 
 
+# A frame header: 24-bit length (as 16 + 8 bits), type, flags, stream id (RFC 9113 4.1).
+_FRAME_HEADER = struct.Struct(">HBBBL")
+
+
 class _ServerConnection(H2Connection):
     def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> Any:
         # h2 checks DATA against content-length itself and makes a mismatch a connection
@@ -101,6 +107,48 @@ class _ServerConnection(H2Connection):
         stream = super()._begin_new_stream(stream_id, allowed_ids)
         stream._initialize_content_length = _no_content_length  # type: ignore[method-assign]
         return stream
+
+    def __init__(self, config: H2Configuration) -> None:
+        super().__init__(config)
+        # Frames queued since the output was last taken, as pieces: h2 appends each frame to
+        # one bytearray, whose growth copied a download about seven times over; and it
+        # serializes a DATA frame by copying its payload four times. Here a DATA frame is its
+        # header and its payload as given (the stream's queued bytes, not copied), joined once
+        # when the connection writes its output. (h2 itself writes only its preamble into
+        # `_data_to_send`, at initiate_connection: that goes first.)
+        self._pieces: list[bytes | bytearray | memoryview] = []
+
+    def _prepare_for_sending(self, frames: list[Frame]) -> None:
+        pieces = self._pieces
+        for frame in frames:
+            data = frame.data if type(frame) is DataFrame and not frame.pad_length else None
+            if data is None:
+                pieces.append(frame.serialize())
+                continue
+            size = len(data)
+            if size > self.max_outbound_frame_size:
+                raise FrameTooLargeError(f"DATA frame of {size} bytes")
+            flags = 0x1 if "END_STREAM" in frame.flags else 0
+            pieces.append(_FRAME_HEADER.pack(size >> 8, size & 0xFF, 0, flags, frame.stream_id))
+            pieces.append(data)
+
+    def take_output(self) -> list[bytes | bytearray | memoryview]:
+        """What `data_to_send()` would return, as pieces to write in order (now the
+        caller's): no join, no copy."""
+        pieces = self._pieces
+        self._pieces = []
+        if self._data_to_send:
+            pieces.insert(0, self._data_to_send)
+            self._data_to_send = bytearray()
+        return pieces
+
+    def data_to_send(self, amount: int | None = None) -> bytes:
+        self._data_to_send += b"".join(self.take_output())
+        return super().data_to_send(amount)
+
+    def clear_outbound_data_buffer(self) -> None:
+        self._pieces = []
+        super().clear_outbound_data_buffer()
 
     @property
     def open_inbound_streams(self) -> int:
@@ -111,7 +159,7 @@ class _ServerConnection(H2Connection):
         return 0
 
 
-def new_connection(config: Http2Config) -> H2Connection:
+def new_connection(config: Http2Config) -> _ServerConnection:
     """A server-side h2 connection with the gateway's settings, its SETTINGS queued."""
     conn = _ServerConnection(
         H2Configuration(
@@ -364,9 +412,9 @@ class H2Session:
 
     def send(self) -> None:
         """Move h2's pending frames into the connection's output batch."""
-        data = self.conn.data_to_send()
-        if data:
-            self.client.write(data)
+        pieces = self.conn.take_output()
+        if pieces:
+            self.client.write_pieces(pieces)
 
     def ack(self, size: int, stream_id: int) -> None:
         if size and not self.closed:
@@ -402,6 +450,8 @@ class H2Session:
         stream.unpaused()  # whichever way it ended, it holds no paused upstream any more
         self.streams.pop(stream.stream_id, None)
         self.idle_since = self.state.clock.now
+        if not self.streams:
+            self.client.output_idle()
         if not self.streams and (self.goaway_sent or self.peer_goaway or self.client.read_eof):
             self.send()
             self.close()
@@ -572,7 +622,9 @@ class H2Stream:
         self.max_body = session.max_body  # the route's max_body_size once routed
         self.unacked = 0  # flow-controlled bytes received, not yet acknowledged
         self._paused: set[str] = set()
-        self._out: deque[bytes] = deque()  # response bytes waiting for the client's window
+        # Response bytes waiting for the client's window; what is left of a chunk sent in part
+        # is a view of it (a bytes slice per frame copied the rest of the chunk each time).
+        self._out: deque[bytes | memoryview] = deque()
         self._out_size = 0
         self._ending = False
         self._upstream_paused = False
@@ -842,11 +894,29 @@ class H2Stream:
         if self._done or not data:
             return
         self._out.append(data)
-        self._out_size += len(data)
+        self._queued(len(data))
+
+    def response_body_borrowed(self, ex: Exchange, data: memoryview) -> None:
+        # Queued until the client's windows let it go: kept, so copied, as bytes of one DATA
+        # frame each (h2 copies a memoryview or a slice it is given to bytes: a whole bytes
+        # object is framed as it is).
+        if self._done or len(data) <= 1:
+            return
+        body = data[:-1]
+        frame = self.session.conn.max_outbound_frame_size
+        out = self._out
+        for at in range(0, len(body), frame):
+            out.append(body[at : at + frame].tobytes())
+        self._queued(len(body))
+
+    def _queued(self, size: int) -> None:
+        """`size` more response bytes in `_out`: sent as the windows allow; beyond the caps,
+        the upstream feeding it (or every stream's) stops being read."""
+        self._out_size += size
         session = self.session
         if not session.out_bytes:
             session.out_since = session.state.clock.now  # held output: its deadline starts
-        session.out_bytes += len(data)
+        session.out_bytes += size
         self.pump()
         if session.out_bytes and not session.client.deadline:
             session.update_deadline()
@@ -907,14 +977,14 @@ class H2Stream:
                 chunk = out[0]
                 size = min(len(chunk), window, frame)
                 try:
-                    conn.send_data(sid, chunk[:size] if size < len(chunk) else chunk)
+                    conn.send_data(sid, memoryview(chunk)[:size] if size < len(chunk) else chunk)
                 except H2Error:
                     self.cancel()  # closed under us (the client reset it, or a GOAWAY)
                     return
                 if size == len(chunk):
                     out.popleft()
                 else:
-                    out[0] = chunk[size:]
+                    out[0] = memoryview(chunk)[size:]
                 window -= size
                 self._out_size -= size
                 session.out_bytes -= size

@@ -361,6 +361,16 @@ class ResponseReader:
             return
         raise UpstreamProtocolError("upstream closed the connection mid-response")
 
+    def end_counted_body(self) -> None:
+        """The caller took the rest of a Content-Length body itself, counting it instead of
+        feeding it (the bulk path: no per-read parse and no copy). Ends the response as the
+        parser would have; that parser, left expecting the body, is not used again."""
+        self._reusable_parser = False
+        if self._done:
+            return
+        self._done = True
+        self._sink.on_response_end(self._parser.should_keep_alive() and not self.expect_upgrade)
+
     # llhttp callbacks
 
     def on_message_begin(self) -> None:

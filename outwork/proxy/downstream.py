@@ -78,10 +78,16 @@ class DownstreamConnection(Protocol):
         """The client ended its input (half-close, or TLS close_notify)."""
         ...
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         """Add to the output batch (written at `end`, or soon)."""
 
+    def write_pieces(self, pieces: list[bytes | bytearray | memoryview]) -> None:
+        """`write` each, in order (they are the connection's from now on)."""
+
     def flush(self) -> None: ...
+    def output_idle(self) -> None:
+        """No response is being sent now: buffers kept for bulk output can go."""
+
     def begin(self) -> None:
         """Start collecting output (nested calls allowed); `end` writes it."""
 
@@ -149,6 +155,11 @@ class Downstream(Protocol):
 
     def response_head(self, ex: Exchange, head: ResponseHead) -> None: ...
     def response_body(self, ex: Exchange, data: bytes) -> None: ...
+    def response_body_borrowed(self, ex: Exchange, data: memoryview) -> None:
+        """A response body chunk, `data[:-1]`, lent from the upstream's read buffer for this
+        call only: sealed or copied before returning, never kept. `data` is writable and its
+        last byte spare (the TLS record layer borrows it: `send_data_into`)."""
+
     def response_end(self, ex: Exchange) -> None: ...
     def upstream_failed(self, ex: Exchange, status: int) -> None:
         """No upstream answer: the gateway answers `status`, or cuts a started response."""

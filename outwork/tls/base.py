@@ -61,9 +61,17 @@ class HandshakeRole(Protocol):
 class RecordProtection(Protocol):
     """One direction's record protection: TLS 1.3 `RecordCipher` or TLS 1.2's."""
 
-    def seal(self, content_type: int, data: bytes | memoryview) -> bytes: ...
+    def seal(self, content_type: int, data: bytes | bytearray | memoryview) -> bytes: ...
 
-    def seal_stream(self, content_type: int, data: bytes) -> list[bytes] | list[bytearray]: ...
+    def seal_stream(
+        self, content_type: int, data: bytes | bytearray
+    ) -> list[bytes] | list[bytearray]: ...
+
+    def sealed_size(self, size: int) -> int:
+        """Bytes of the records `seal_into` makes of `size` bytes of content."""
+        ...
+
+    def seal_into(self, content_type: int, source: memoryview, out: bytearray) -> int: ...
 
     def open(self, header: bytes, body: bytes | memoryview) -> tuple[int, bytes]: ...
 
@@ -160,7 +168,7 @@ class TLSConnection:
         pending.clear()
         return out
 
-    def send_data(self, data: bytes) -> None:
+    def send_data(self, data: bytes | bytearray) -> None:
         if not self._established or self._closed or self._write is None:
             raise RuntimeError("send_data before the handshake completed or after close")
         if len(data) <= MAX_PLAINTEXT:
@@ -168,6 +176,24 @@ class TLSConnection:
                 self._out.append(self._write.seal(_APPLICATION_DATA, data))
         else:
             self._out.extend(self._write.seal_stream(_APPLICATION_DATA, data))
+
+    def sealed_size(self, size: int) -> int:
+        """The room `send_data_into` needs for `size` bytes of application data."""
+        if self._write is None:
+            raise RuntimeError("no write keys before the handshake completed")
+        return self._write.sealed_size(size)
+
+    def send_data_into(self, source: memoryview, out: bytearray) -> int:
+        """`send_data` for bulk output, with no copy: `source[:-1]` sealed straight into `out`
+        (at least `sealed_size(len(source) - 1)` bytes; the caller writes it to the peer and
+        owns it). `source` is writable and its last byte spare: the record layer borrows it
+        for each record's content type and gives it back (`RecordCipher.seal_into`). Records
+        queued before (take them with `data_to_write` first) must go out before these."""
+        if not self._established or self._closed or self._write is None:
+            raise RuntimeError("send_data before the handshake completed or after close")
+        if self._out:
+            raise RuntimeError("queued records must be taken before send_data_into")
+        return self._write.seal_into(_APPLICATION_DATA, source, out)
 
     def close(self) -> None:
         if not self._closed:

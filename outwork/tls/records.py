@@ -19,6 +19,16 @@ KNOWN_CONTENT_TYPES = frozenset(int(t) for t in ContentType)
 MAX_SEQUENCE = (1 << 64) - 1
 
 
+def sealed_size(size: int) -> int:
+    """Bytes of the records that carry `size` bytes of content (TLS 1.3: 2^14 per record)."""
+    return size + -(-size // MAX_PLAINTEXT) * (RECORD_HEADER + 1 + AEAD_TAG)
+
+
+# The header of a full record (2^14 bytes of content), the bulk path's usual one, made once.
+_FULL_RECORD = MAX_PLAINTEXT + 1 + AEAD_TAG
+_HEADERS = {_FULL_RECORD: b"\x17\x03\x03" + _FULL_RECORD.to_bytes(2, "big")}
+
+
 def record_overflow(reason: str) -> TLSError:
     return TLSError(AlertDescription.RECORD_OVERFLOW, reason)
 
@@ -52,7 +62,7 @@ class RecordCipher:
         self._seq = seq + 1
         return (self._iv ^ seq).to_bytes(12, "big")
 
-    def seal(self, content_type: int, data: bytes | memoryview) -> bytes:
+    def seal(self, content_type: int, data: bytes | bytearray | memoryview) -> bytes:
         """One TLSCiphertext record; `data` must be at most 2^14 bytes."""
         length = len(data) + 1 + AEAD_TAG
         header = b"\x17\x03\x03" + length.to_bytes(2, "big")
@@ -64,16 +74,21 @@ class RecordCipher:
         nonce = (self._iv ^ seq).to_bytes(12, "big")
         return header + self._aead.encrypt(nonce, inner, header)
 
+    def sealed_size(self, size: int) -> int:
+        return sealed_size(size)
+
     def rewind(self) -> None:
         """Give back the sequence number of a record that failed to open (skipped 0-RTT)."""
         self._seq -= 1
 
-    def seal_stream(self, content_type: int, data: bytes) -> list[bytes] | list[bytearray]:
+    def seal_stream(
+        self, content_type: int, data: bytes | bytearray
+    ) -> list[bytes] | list[bytearray]:
         if len(data) <= MAX_PLAINTEXT:
             return [self.seal(content_type, data)]
         return [self._seal_many(content_type, data)]
 
-    def _seal_many(self, content_type: int, data: bytes) -> bytearray:
+    def _seal_many(self, content_type: int, data: bytes | bytearray) -> bytearray:
         """Records of 2^14 bytes (the last one shorter) sealed into one buffer: each record's
         ciphertext is encrypted in place (`encrypt_into`), so the bulk path copies the data
         once (into the inner plaintext) instead of once per slice, concatenation and join."""
@@ -109,6 +124,44 @@ class RecordCipher:
             )
             pos = end
         return out
+
+    def seal_into(self, content_type: int, source: memoryview, out: bytearray) -> int:
+        """Records of `source[:-1]` (2^14 bytes each, the last one shorter) sealed into `out`
+        (at least `sealed_size(len(source) - 1)` bytes); returns the bytes written.
+
+        No copy of the content: each record's inner plaintext (content, then its type byte) is
+        encrypted straight from `source`, whose byte after each record's content is borrowed
+        for the type byte and given back. So `source` must be writable, and its last byte is
+        that spare byte after the content (given back too); nothing else may read `source`
+        meanwhile (it runs to the end in one call)."""
+        size = len(source) - 1
+        out_view = memoryview(out)
+        encrypt_into = self._aead.encrypt_into
+        iv = self._iv
+        pos = 0
+        for start in range(0, size, MAX_PLAINTEXT):
+            end = min(start + MAX_PLAINTEXT, size)
+            length = end - start + 1 + AEAD_TAG
+            header = _HEADERS.get(length) or b"\x17\x03\x03" + length.to_bytes(2, "big")
+            seq = self._seq
+            if seq >= MAX_SEQUENCE:
+                raise TLSError(AlertDescription.INTERNAL_ERROR, "sequence number exhausted")
+            self._seq = seq + 1
+            body = pos + RECORD_HEADER
+            out_view[pos:body] = header
+            borrowed = source[end]
+            source[end] = content_type
+            try:
+                encrypt_into(
+                    (iv ^ seq).to_bytes(12, "big"),
+                    source[start : end + 1],
+                    header,
+                    out_view[body : body + length],
+                )
+            finally:
+                source[end] = borrowed
+            pos = body + length
+        return pos
 
     def open(self, header: bytes, ciphertext: bytes | memoryview) -> tuple[int, bytes]:
         """Decrypt one record; returns (inner content type, content)."""

@@ -159,7 +159,7 @@ class Tls12RecordCipher:
             12, "big"
         )
 
-    def seal(self, content_type: int, data: bytes | memoryview) -> bytes:
+    def seal(self, content_type: int, data: bytes | bytearray | memoryview) -> bytes:
         seq_bytes = self._take_sequence().to_bytes(8, "big")
         aad = seq_bytes + bytes((content_type, 3, 3)) + len(data).to_bytes(2, "big")
         sealed = self._aead.encrypt(self._nonce(seq_bytes), bytes(data), aad)
@@ -167,12 +167,39 @@ class Tls12RecordCipher:
             sealed = seq_bytes + sealed  # the explicit nonce is the sequence number
         return bytes((content_type, 3, 3)) + len(sealed).to_bytes(2, "big") + sealed
 
-    def seal_stream(self, content_type: int, data: bytes) -> list[bytes]:
+    def seal_stream(self, content_type: int, data: bytes | bytearray) -> list[bytes]:
         view = memoryview(data)
         return [
             self.seal(content_type, view[i : i + MAX_PLAINTEXT])
             for i in range(0, len(data), MAX_PLAINTEXT)
         ]
+
+    def sealed_size(self, size: int) -> int:
+        explicit = EXPLICIT_NONCE if self._gcm else 0
+        return size + -(-size // MAX_PLAINTEXT) * (5 + explicit + AEAD_TAG)
+
+    def seal_into(self, content_type: int, source: memoryview, out: bytearray) -> int:
+        """As the TLS 1.3 `RecordCipher.seal_into`: records of `source[:-1]` sealed into `out`
+        without a copy (TLS 1.2 has no inner type byte: the spare last byte is not touched)."""
+        size = len(source) - 1
+        out_view = memoryview(out)
+        explicit = EXPLICIT_NONCE if self._gcm else 0
+        pos = 0
+        for start in range(0, size, MAX_PLAINTEXT):
+            end = min(start + MAX_PLAINTEXT, size)
+            length = end - start
+            seq_bytes = self._take_sequence().to_bytes(8, "big")
+            prefix = bytes((content_type, 3, 3))
+            aad = seq_bytes + prefix + length.to_bytes(2, "big")
+            body = pos + 5 + explicit
+            out_view[pos:body] = (
+                prefix + (explicit + length + AEAD_TAG).to_bytes(2, "big") + seq_bytes[:explicit]
+            )
+            pos = body + length + AEAD_TAG
+            self._aead.encrypt_into(
+                self._nonce(seq_bytes), source[start:end], aad, out_view[body:pos]
+            )
+        return pos
 
     def open(self, header: bytes, body: bytes | memoryview) -> tuple[int, bytes]:
         content_type = header[0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import mmap
 import sys
 import time
 from collections import deque
@@ -43,7 +44,51 @@ P = TypeVar("P", bound=asyncio.BaseProtocol)
 
 # Enum members as module constants on the per-request path: `Enum.X` goes through
 # EnumType.__getattr__'s slot (about 10x a global's cost in Python 3.11).
-_CLOSE, _CHUNKED = Framing.CLOSE, Framing.CHUNKED
+_CLOSE, _CHUNKED, _LENGTH = Framing.CLOSE, Framing.CHUNKED, Framing.LENGTH
+
+# A Content-Length body with at least this many bytes still to come is read in bulk: the
+# connection's transport switches to a `BulkReader` until the body's end. (Smaller ones stay on
+# `data_received`: a switch costs about what a few small reads do.)
+BULK_MIN = 64 * 1024
+# Every connection reading in bulk reads into this one buffer (asyncio's BufferedProtocol: the
+# loop calls recv_into on it, and the callbacks run one at a time), so a connection holds no
+# read buffer of its own; the client seals the body straight from it, or copies it, before the
+# callback returns. One spare byte follows what a read may fill: the record layer borrows the
+# byte after a body chunk (records.seal_into). Anonymous memory: its pages are resident only
+# once a bulk read touched them (a worker that never reads in bulk does not carry them).
+# Private: workers forked after this import must not share it (mmap's default is shared).
+READ_SIZE = 256 * 1024
+_READ = memoryview(mmap.mmap(-1, READ_SIZE + 1, flags=mmap.MAP_PRIVATE))
+_READ_INTO = _READ[:READ_SIZE]
+
+
+class BulkReader(asyncio.BufferedProtocol):
+    """An upstream connection's protocol while it reads a body in bulk: reads land in the
+    shared buffer (`get_buffer`) and go to `UpstreamConnection.bulk_received`; the rest is the
+    connection's own."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: UpstreamConnection) -> None:
+        self.conn = conn
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _READ_INTO
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.conn.bulk_received(nbytes)
+
+    def eof_received(self) -> bool | None:
+        return self.conn.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -68,12 +113,47 @@ class UpstreamConnection(asyncio.Protocol):
         self.read_paused = False
         # The response, while response body filters hold it (proxy/response_filters.py).
         self.held: response_filters.HeldResponse | None = None
+        # Bytes of a Content-Length body still to come (-1: not in such a body). Once the
+        # parser has read the head, a long rest is counted, not parsed (`bulk_received`).
+        self._body_left = -1
+        self._bulk = False  # the transport's protocol is a BulkReader
 
     # asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         self.pool.connections.add(self)
+
+    def bulk_received(self, nbytes: int) -> None:
+        """Body bytes of a known length, straight from the read buffer to the client (which
+        seals them into TLS records from there, or copies them): no parser call, no bytes
+        object per read. The parser read the head; the body's end is counted here."""
+        ex = self.exchange
+        reader = self.reader
+        if ex is None or reader is None:
+            self.close()  # an idle connection must stay silent
+            return
+        self.deadline = self.pool.clock.now + self.pool.config.read_timeout
+        left = self._body_left
+        take = nbytes if nbytes < left else left
+        left -= take
+        self._body_left = left
+        client = ex.client
+        client.begin()
+        try:
+            client.response_body_borrowed(ex, _READ[: take + 1])
+            if left:
+                return
+            self._body_left = -1
+            if take < nbytes:
+                # Bytes after the response: the parser would refuse them as well.
+                self._fail(502, "protocol")
+                return
+            reader.end_counted_body()
+            if self.exchange is ex:
+                self._complete()
+        finally:
+            client.end()
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
@@ -96,8 +176,18 @@ class UpstreamConnection(asyncio.Protocol):
             if reader.upgraded:
                 self._open_tunnel(ex, reader.upgrade_data)
                 return
-            if reader.done and self.exchange is ex:
-                self._complete()
+            if reader.done:
+                if self.exchange is ex:
+                    self._complete()
+            elif (
+                self._body_left >= BULK_MIN
+                and self.held is None
+                and self.exchange is ex
+                and self.pool.tls is None  # a TLS upstream's transport reads for itself
+                and self.transport is not None
+            ):
+                self._bulk = True
+                self.transport.set_protocol(BulkReader(self))
         finally:
             client.end()
 
@@ -254,6 +344,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_response_head(self, head: ResponseHead) -> None:
         self.pool.failures[self.target] = 0  # the target answers: passive health resets
+        self._body_left = head.content_length if head.framing is _LENGTH else -1
         ex = self.exchange
         if ex is not None:
             ex.upstream_at = time.monotonic()
@@ -270,6 +361,8 @@ class UpstreamConnection(asyncio.Protocol):
             ex.client.response_head(ex, head)
 
     def on_response_body(self, data: bytes) -> None:
+        if self._body_left > 0:
+            self._body_left -= len(data)
         ex = self.exchange
         if ex is not None:
             held = self.held
@@ -330,6 +423,12 @@ class UpstreamConnection(asyncio.Protocol):
     def _detach(self) -> Exchange | None:
         ex = self.exchange
         self.exchange = None  # the reader stays: reused for the next response when it can be
+        self._body_left = -1
+        if self._bulk:
+            self._bulk = False
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.set_protocol(self)
         held = self.held
         if held is not None:
             self.held = None

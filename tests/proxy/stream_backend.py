@@ -5,7 +5,8 @@ generates what it sends (stdlib only; one thread per connection, blocking socket
     POST /sink          reads the body (Content-Length or chunked) and answers JSON
                         {"bytes": N, "sha256": HEX} of what it read; `?stall=S`: waits S
                         seconds before reading (a slow backend the gateway must not outrun)
-    GET  /source?n=N    N bytes of `pattern(N)`, with Content-Length
+    GET  /source?n=N    N bytes of `pattern(N)`, with Content-Length (`&chunked=1`: chunked,
+                        one chunk per 1 MiB block)
 
 Usage: stream_backend.py PORT (0: any). Prints "backend listening on HOST:PORT".
 `pattern` and `pattern_digest` are imported by the tests, so both ends agree on the bytes.
@@ -71,10 +72,17 @@ class Handler(socketserver.StreamRequestHandler):
                 count, digest = self.read_body(headers)
                 self.answer(json.dumps({"bytes": count, "sha256": digest}).encode())
             elif method == "GET" and url.path == "/source":
-                n = int(parse_qs(url.query)["n"][0])
-                self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % n)
-                for block in pattern(n):
-                    self.wfile.write(block)
+                query = parse_qs(url.query)
+                n = int(query["n"][0])
+                if query.get("chunked"):
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                    for block in pattern(n):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+                    self.wfile.write(b"0\r\n\r\n")
+                else:
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % n)
+                    for block in pattern(n):
+                        self.wfile.write(block)
                 self.wfile.flush()
             else:
                 self.answer(b"not found", 404)
