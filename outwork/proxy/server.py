@@ -78,6 +78,17 @@ class GatewayState:
 
             self.server_connection = ServerConnection
 
+    @property
+    def config(self) -> GatewayConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: GatewayConfig) -> None:
+        # A certificate swap (admin.swap_certificates) replaces the config of a running state:
+        # the listener of each listening socket, looked up at every accept, goes with it.
+        self._config = config
+        self.listeners = {socket_key(listener): listener for listener in config.listeners}
+
     def tick(self) -> None:
         self.clock.tick()
         if self.bans is not None:
@@ -460,11 +471,11 @@ async def serve(
 
 def _client(state: GatewayState, key: SocketKey) -> ClientProtocol:
     """A connection on the socket of `key`, with that listener of the current config."""
-    for listener in state.config.listeners:
-        if socket_key(listener) == key:
-            return DrainingClientProtocol(state, listener)
-    # The socket of a listener a reload removed is closed before the new state serves.
-    raise RuntimeError(f"no listener for {key}")
+    listener = state.listeners.get(key)
+    if listener is None:
+        # The socket of a listener a reload removed is closed before the new state serves.
+        raise RuntimeError(f"no listener for {key}")
+    return DrainingClientProtocol(state, listener)
 
 
 def run(config: GatewayConfig) -> None:

@@ -32,17 +32,13 @@ def pull_extensions(
     """Extension extensions<minimum..2^16-1>; a repeated type is illegal (RFC 8446 4.2).
     More than `max_count` is refused before it is parsed further: 16,000 empty extensions
     fit in 64 KiB, and every later step (JA4, the offer) would walk them all."""
-    seen: set[int] = set()
-    out: list[Extension] = []
-    with r.block(2, minimum) as sub:
-        while not sub.at_end():
-            if len(out) == max_count:
-                raise decode_error(f"more than {max_count} extensions")
-            ext_type = sub.uint16()
+    out = r.typed_opaques(2, minimum, max_count)
+    if len({ext_type for ext_type, _ in out}) != len(out):
+        seen: set[int] = set()
+        for ext_type, _ in out:
             if ext_type in seen:
                 raise illegal_parameter(f"extension {ext_type} repeated")
             seen.add(ext_type)
-            out.append((ext_type, sub.opaque(2)))
     return tuple(out)
 
 
