@@ -113,7 +113,9 @@ class Reader:
         # In C, all at once (struct caches the compiled format).
         return struct.unpack_from(f">{length >> 1}H", self._data, pos)
 
-    def typed_opaques(self, width: int, minimum: int, max_count: int) -> list[tuple[int, bytes]]:
+    def typed_opaques(
+        self, width: int, minimum: int, max_count: int, what: str = "entries"
+    ) -> list[tuple[int, bytes]]:
         """A length-prefixed block of entries `uint16 type; opaque body<0..2^16-1>` (the
         extensions of a handshake message), read whole; more than `max_count` entries is a
         decode_error. Each entry's length is checked against its block as `block` and
@@ -125,7 +127,7 @@ class Reader:
         out: list[tuple[int, bytes]] = []
         while pos < end:
             if len(out) == max_count:
-                raise decode_error(f"more than {max_count} entries")
+                raise decode_error(f"more than {max_count} {what}")
             if end - pos < 4:
                 raise decode_error(f"need 4 bytes, {end - pos} left")
             start = pos + 4

@@ -32,7 +32,7 @@ def pull_extensions(
     """Extension extensions<minimum..2^16-1>; a repeated type is illegal (RFC 8446 4.2).
     More than `max_count` is refused before it is parsed further: 16,000 empty extensions
     fit in 64 KiB, and every later step (JA4, the offer) would walk them all."""
-    out = r.typed_opaques(2, minimum, max_count)
+    out = r.typed_opaques(2, minimum, max_count, "extensions")
     if len({ext_type for ext_type, _ in out}) != len(out):
         seen: set[int] = set()
         for ext_type, _ in out:
