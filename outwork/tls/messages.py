@@ -13,6 +13,7 @@ from outwork.tls.alerts import decode_error, illegal_parameter
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import MAX_CIPHER_SUITES, MAX_EXTENSIONS, MAX_LIST_ENTRIES
 from outwork.tls.enums import HandshakeType
+from outwork.tls.frozen import frozen
 
 Extension = tuple[int, bytes]
 
@@ -61,7 +62,7 @@ def push_uint16_list(w: Writer, values: tuple[int, ...]) -> None:
         w.uint16(v)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ClientHello:
     legacy_version: int
     random: bytes
@@ -96,7 +97,7 @@ def push_client_hello(w: Writer, m: ClientHello) -> None:
     push_extensions(w, m.extensions)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ServerHello:
     legacy_version: int
     random: bytes
@@ -179,7 +180,7 @@ def push_certificate(w: Writer, m: Certificate) -> None:
             push_extensions(w, entry.extensions)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CertificateVerify:
     algorithm: int
     signature: bytes
@@ -197,7 +198,7 @@ def push_certificate_verify(w: Writer, m: CertificateVerify) -> None:
     w.opaque(2, m.signature)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Finished:
     verify_data: bytes
 
@@ -212,7 +213,7 @@ def push_finished(w: Writer, m: Finished) -> None:
     w.raw(m.verify_data)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NewSessionTicket:
     lifetime: int
     age_add: int
