@@ -52,6 +52,8 @@ class GatewayState:
         connections: ConnectionCounts | None = None,
     ) -> None:
         self.config = config
+        self._listeners: dict[SocketKey, ListenerConfig] = {}
+        self._listeners_of: GatewayConfig | None = None  # the config _listeners was made from
         # Open connections per listener and client address, for the caps: handed from state to
         # state on reload, so the draining connections of the old one still count.
         self.connections = connections if connections is not None else ConnectionCounts()
@@ -78,16 +80,13 @@ class GatewayState:
 
             self.server_connection = ServerConnection
 
-    @property
-    def config(self) -> GatewayConfig:
-        return self._config
-
-    @config.setter
-    def config(self, config: GatewayConfig) -> None:
-        # A certificate swap (admin.swap_certificates) replaces the config of a running state:
-        # the listener of each listening socket, looked up at every accept, goes with it.
-        self._config = config
-        self.listeners = {socket_key(listener): listener for listener in config.listeners}
+    def listener_for(self, key: SocketKey) -> ListenerConfig | None:
+        """The listener of a listening socket, looked up at every accept. Made again when the
+        config is replaced (a certificate swap, admin.swap_certificates, does that)."""
+        if self._listeners_of is not self.config:
+            self._listeners = {socket_key(item): item for item in self.config.listeners}
+            self._listeners_of = self.config
+        return self._listeners.get(key)
 
     def tick(self) -> None:
         self.clock.tick()
@@ -471,7 +470,7 @@ async def serve(
 
 def _client(state: GatewayState, key: SocketKey) -> ClientProtocol:
     """A connection on the socket of `key`, with that listener of the current config."""
-    listener = state.listeners.get(key)
+    listener = state.listener_for(key)
     if listener is None:
         # The socket of a listener a reload removed is closed before the new state serves.
         raise RuntimeError(f"no listener for {key}")

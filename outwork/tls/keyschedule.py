@@ -137,7 +137,8 @@ class Transcript:
 
     def __init__(self, hash_name: str, keep_messages: bool = False) -> None:
         self.hash_name = hash_name
-        self._hash: Any = hashlib.new(hash_name)
+        new = _HASH_NEW.get(hash_name)  # the constructor itself: hashlib.new is a Python wrapper
+        self._hash: Any = new() if new is not None else hashlib.new(hash_name)
         # TLS 1.2 CertificateVerify signs the messages themselves, not their hash.
         self.messages: bytearray | None = bytearray() if keep_messages else None
 
