@@ -14,6 +14,11 @@ they are dumped; the requests answered in between come from outwork's /metrics.
 
     .venv/bin/python bench/instructions.py            # prints Ir per request
     .venv/bin/python bench/instructions.py --top 30   # and the costliest functions
+    .venv/bin/python bench/instructions.py --new-connections   # Ir per new TLS 1.3 connection
+
+`--new-connections` counts a full TLS 1.3 handshake plus one GET, as `run.py`'s handshake row:
+parallel `openssl s_time -new` clients (one fresh connection per request, never resumed), the
+connections counted from outwork_connections_accepted_total.
 
 Needs valgrind and wrk (Debian packages). Nothing here is a pass/fail test.
 """
@@ -41,12 +46,36 @@ from servers import (
 )
 
 
-def answered(admin_port: int) -> float:
+def answered(admin_port: int, metric: str = "outwork_requests_total") -> float:
     with urllib.request.urlopen(f"http://{HOST}:{admin_port}/metrics", timeout=30) as r:
         text = r.read().decode()
     return sum(
-        float(m.group(1)) for m in re.finditer(r"^outwork_requests_total\{.*\} (\S+)$", text, re.M)
+        float(m.group(1)) for m in re.finditer(rf"^{metric}(?:\{{.*\}})? (\S+)$", text, re.M)
     )
+
+
+def load_command(args: argparse.Namespace, port: int, seconds: int) -> list[list[str]]:
+    """The client processes that keep the gateway busy for `seconds`."""
+    if args.new_connections:
+        # The same request as measure.measure_handshakes (a Host line; s_time's " HTTP/1.0"
+        # swallowed by a trailing header).
+        www = "/ HTTP/1.0\r\nHost: localhost\r\nX-Bench:"
+        argv = [
+            "openssl", "s_time", "-connect", f"{HOST}:{port}", "-new", "-tls1_3",
+            "-www", www, "-time", str(seconds),
+        ]  # fmt: skip
+        return [argv] * args.connections
+    return [
+        [
+            "wrk",
+            "-t1",
+            f"-c{args.connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            f"https://{HOST}:{port}/",
+        ]
+    ]
 
 
 def control(pid: int, *args: str) -> None:
@@ -59,8 +88,14 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=10, help="seconds before counting")
     parser.add_argument("--window", type=float, default=10, help="seconds counted")
     parser.add_argument("--top", type=int, default=0, help="print the N costliest functions")
+    parser.add_argument(
+        "--new-connections",
+        action="store_true",
+        help="a new TLS 1.3 connection per GET (openssl s_time -new) instead of keep-alive",
+    )
+    parser.add_argument("--keep", help="copy the counted callgrind dump to this path")
     args = parser.parse_args()
-    for tool in ("valgrind", "callgrind_control", "wrk"):
+    for tool in ("valgrind", "callgrind_control", "openssl" if args.new_connections else "wrk"):
         if not shutil.which(tool):
             print(f"{tool} is not installed (Debian packages valgrind, wrk)", file=sys.stderr)
             return 2
@@ -87,25 +122,23 @@ def main() -> int:
         pid = outwork.proc.pid  # valgrind runs the program in its own process
         control(pid, "-i", "on")
         seconds = int(args.warmup + args.window + 3)
-        wrk = subprocess.Popen(
-            [
-                "wrk",
-                "-t1",
-                f"-c{args.connections}",
-                f"-d{seconds}s",
-                "--timeout",
-                "10s",
-                f"https://{HOST}:{outwork.port}/",
-            ],
-            stdout=subprocess.DEVNULL,
+        clients = [
+            subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for argv in load_command(args, outwork.port, seconds)
+        ]
+        metric = (
+            "outwork_connections_accepted_total"
+            if args.new_connections
+            else "outwork_requests_total"
         )
         time.sleep(args.warmup)
-        before = answered(admin_port)
+        before = answered(admin_port, metric)
         control(pid, "-z")
         time.sleep(args.window)
         control(pid, "-d")
-        requests = answered(admin_port) - before
-        wrk.wait()
+        requests = answered(admin_port, metric) - before
+        for client in clients:
+            client.wait()
         dumps = sorted(workdir.glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime)
         if not dumps or requests <= 0:
             raise BenchError("no dump or no request in the window")
@@ -114,7 +147,10 @@ def main() -> int:
         if total is None:
             raise BenchError(f"no totals in {dumps[-1]}")
         ir = int(total.group(1))
-        print(f"{ir / requests:,.0f} instructions per keep-alive request ({requests:.0f} requests)")
+        if args.keep:
+            shutil.copyfile(dumps[-1], args.keep)
+        unit = "new connection + GET" if args.new_connections else "keep-alive request"
+        print(f"{ir / requests:,.0f} instructions per {unit} ({requests:.0f} counted)")
         if args.top:
             annotated = subprocess.run(
                 ["callgrind_annotate", "--inclusive=no", str(dumps[-1])],

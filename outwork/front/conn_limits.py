@@ -27,15 +27,33 @@ def socket_key(listener: ListenerConfig) -> SocketKey:
     return SocketKey(listener.bind, "" if listener.bind.port else listener.name)
 
 
+# Listener configs whose socket keys are remembered (a few per config load); past this the
+# memo starts again, so reloads cannot grow it.
+_MAX_KEYS = 64
+
+
 class ConnectionCounts:
     def __init__(self) -> None:
         self._total: dict[SocketKey, int] = {}  # listening socket -> open connections
         # listening socket -> client address -> open connections (an address leaves at zero)
         self._by_address: dict[SocketKey, dict[bytes, int]] = {}
+        # id(listener) -> (listener, its socket key): taken twice per connection, made once.
+        # The listener is held, so its id cannot be another object's while it is here.
+        self._keys: dict[int, tuple[ListenerConfig, SocketKey]] = {}
+
+    def _key(self, listener: ListenerConfig) -> SocketKey:
+        known = self._keys.get(id(listener))
+        if known is not None and known[0] is listener:
+            return known[1]
+        if len(self._keys) >= _MAX_KEYS:
+            self._keys.clear()
+        key = socket_key(listener)
+        self._keys[id(listener)] = (listener, key)
+        return key
 
     def admit(self, listener: ListenerConfig, address: bytes) -> Refusal | None:
         """Count a new connection, or return the cap it would pass (not counted then)."""
-        name = socket_key(listener)
+        name = self._key(listener)
         total = self._total.get(name, 0)
         if total >= listener.max_connections:
             return Refusal.MAX_CONNECTIONS
@@ -48,7 +66,7 @@ class ConnectionCounts:
         return None
 
     def release(self, listener: ListenerConfig, address: bytes) -> None:
-        name = socket_key(listener)
+        name = self._key(listener)
         self._total[name] -= 1
         addresses = self._by_address[name]
         count = addresses[address] - 1

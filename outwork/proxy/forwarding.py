@@ -10,6 +10,7 @@ they are built once per connection and again only when the Host changes.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -83,14 +84,25 @@ def client_address(peer_ip: str, xff: bytes | None, networks: Networks) -> str:
 
 def forwarded_node(host: str, port: int | None) -> bytes:
     """RFC 7239 6: the `for=` value of a peer, quoted (a port or IPv6 `[...]` is not a token)."""
+    parsed = _node_address(host)
+    if parsed is None:
+        return b"unknown"
+    node, version = parsed
+    if port is None:
+        return node.encode() if version == 4 else b'"' + node.encode() + b'"'
+    return f'"{node}:{port}"'.encode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _node_address(host: str) -> tuple[str, int] | None:
+    """A peer address as a node (IPv6 in brackets) and its IP version, or None. Parsed once per
+    address: it is asked at every accepted connection, and the clients of a gateway are few
+    addresses compared with their connections."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return b"unknown"
-    node = f"[{address}]" if address.version == 6 else str(address)
-    if port is None:
-        return node.encode() if address.version == 4 else b'"' + node.encode() + b'"'
-    return f'"{node}:{port}"'.encode()
+        return None
+    return (f"[{address}]" if address.version == 6 else str(address)), address.version
 
 
 def forwarded_value(value: bytes) -> bytes:

@@ -51,6 +51,8 @@ class GatewayState:
         connections: ConnectionCounts | None = None,
     ) -> None:
         self.config = config
+        self._listeners: dict[SocketKey, ListenerConfig] = {}
+        self._listeners_of: GatewayConfig | None = None  # the config _listeners was made from
         # Open connections per listener and client address, for the caps: handed from state to
         # state on reload, so the draining connections of the old one still count.
         self.connections = connections if connections is not None else ConnectionCounts()
@@ -76,6 +78,14 @@ class GatewayState:
             from outwork.tls.connection import ServerConnection
 
             self.server_connection = ServerConnection
+
+    def listener_for(self, key: SocketKey) -> ListenerConfig | None:
+        """The listener of a listening socket, looked up at every accept. Made again when the
+        config is replaced (a certificate swap, admin.swap_certificates, does that)."""
+        if self._listeners_of is not self.config:
+            self._listeners = {socket_key(item): item for item in self.config.listeners}
+            self._listeners_of = self.config
+        return self._listeners.get(key)
 
     def tick(self) -> None:
         self.clock.tick()
@@ -438,11 +448,11 @@ async def serve(
 
 def _client(state: GatewayState, key: SocketKey) -> ClientProtocol:
     """A connection on the socket of `key`, with that listener of the current config."""
-    for listener in state.config.listeners:
-        if socket_key(listener) == key:
-            return DrainingClientProtocol(state, listener)
-    # The socket of a listener a reload removed is closed before the new state serves.
-    raise RuntimeError(f"no listener for {key}")
+    listener = state.listener_for(key)
+    if listener is None:
+        # The socket of a listener a reload removed is closed before the new state serves.
+        raise RuntimeError(f"no listener for {key}")
+    return DrainingClientProtocol(state, listener)
 
 
 def run(config: GatewayConfig) -> None:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from outwork.tls.alerts import AlertDescription
 from outwork.tls.clientauth import ClientIdentity
 from outwork.tls.enums import CipherSuite, CipherSuite12, NamedGroup
+from outwork.tls.frozen import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HandshakeComplete:
     version: int  # 0x0304 for TLS 1.3, 0x0303 for TLS 1.2
     cipher_suite: CipherSuite | CipherSuite12
@@ -25,7 +26,7 @@ class HandshakeComplete:
     client_identity: ClientIdentity | None = None  # a verified client certificate (mTLS)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ApplicationData:
     data: bytes
 
@@ -49,13 +50,13 @@ class HeartbeatAnswered:
     payload_length: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AlertReceived:
     description: AlertDescription | int
     fatal: bool
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ConnectionClosed:
     """The peer sent close_notify (or closed after a fatal alert). No more data will come."""
 

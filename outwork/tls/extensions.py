@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from outwork.tls.alerts import AlertDescription, TLSError, decode_error, illegal_parameter
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import MAX_KEY_SHARES, MAX_LIST_ENTRIES
 from outwork.tls.enums import ExtensionType, HeartbeatMode
+from outwork.tls.frozen import frozen
 from outwork.tls.messages import Extension, pull_uint16_list
 
 KeyShareEntry = tuple[int, bytes]
@@ -21,6 +20,16 @@ _HOST_NAME_BYTES = b"-._0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 
 def pull_server_name(body: bytes, max_entries: int = MAX_LIST_ENTRIES) -> str | None:
     """RFC 6066 server_name: ServerName server_name_list<1..2^16-1>; one host_name at most."""
+    size = len(body)
+    if (
+        size > 5
+        and body[2] == 0
+        and (body[0] << 8) | body[1] == size - 2
+        and (body[3] << 8) | body[4] == size - 5
+    ):
+        # What clients send: a list of exactly one host_name (whose lengths both say so),
+        # checked as the loop below checks each name.
+        return _host_name(body[5:])
     r = Reader(body)
     host: str | None = None
     count = 0
@@ -35,17 +44,22 @@ def pull_server_name(body: bytes, max_entries: int = MAX_LIST_ENTRIES) -> str | 
                 continue  # unknown name types are skipped (RFC 6066 3)
             if host is not None:
                 raise illegal_parameter("more than one host_name in server_name")
-            if len(name) > MAX_HOST_NAME:
-                raise decode_error("host_name too long")
-            try:
-                text = name.decode("ascii")
-            except UnicodeDecodeError as exc:
-                raise decode_error("host_name is not ASCII") from exc
-            if name.translate(None, _HOST_NAME_BYTES) or text.endswith("."):
-                raise illegal_parameter("host_name is not a valid DNS name")
-            host = text.lower()
+            host = _host_name(name)
     r.expect_end("server_name")
     return host
+
+
+def _host_name(name: bytes) -> str:
+    """A host_name's bytes (1 or more), checked, as lower-case text."""
+    if len(name) > MAX_HOST_NAME:
+        raise decode_error("host_name too long")
+    try:
+        text = name.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise decode_error("host_name is not ASCII") from exc
+    if name.translate(None, _HOST_NAME_BYTES) or text.endswith("."):
+        raise illegal_parameter("host_name is not a valid DNS name")
+    return text.lower()
 
 
 def push_server_name(host: str) -> bytes:
@@ -73,24 +87,18 @@ def pull_uint16_list_ext(
     return values
 
 
-def _pull_key_share_entry(r: Reader) -> KeyShareEntry:
-    group = r.uint16()
-    return group, r.opaque(2, 1, 0xFFFF)
-
-
 def pull_key_share_client(
     body: bytes, max_entries: int = MAX_KEY_SHARES
 ) -> tuple[KeyShareEntry, ...]:
     """KeyShareEntry client_shares<0..2^16-1>: empty is allowed (RFC 8446 4.2.8), the server
-    then asks for a share with a HelloRetryRequest."""
+    then asks for a share with a HelloRetryRequest. Each entry is a group and its
+    key_exchange<1..2^16-1>."""
     r = Reader(body)
-    entries: list[KeyShareEntry] = []
-    with r.block(2) as sub:
-        while not sub.at_end():
-            if len(entries) == max_entries:
-                raise decode_error(f"more than {max_entries} key shares")
-            entries.append(_pull_key_share_entry(sub))
+    entries = r.typed_opaques(2, 0, max_entries, "key shares")
     r.expect_end("key_share")
+    for _, key_exchange in entries:
+        if not key_exchange:
+            raise decode_error("length 0 below minimum 1")
     groups = [g for g, _ in entries]
     if len(set(groups)) != len(groups):
         raise illegal_parameter("key_share offers the same group twice")
@@ -168,7 +176,7 @@ def pull_psk_key_exchange_modes(body: bytes) -> bytes:
 MAX_PSK_IDENTITIES = 8  # identities looked at in one ClientHello; more is not a client's need
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class OfferedPsks:
     identities: tuple[tuple[bytes, int], ...]  # (identity, obfuscated_ticket_age)
     binders: tuple[bytes, ...]
@@ -228,7 +236,7 @@ _SUPPORTED_GROUPS = int(ExtensionType.SUPPORTED_GROUPS)
 _SUPPORTED_VERSIONS = int(ExtensionType.SUPPORTED_VERSIONS)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ClientHelloOffer:
     """What a ClientHello asks for, parsed once, GREASE values kept (the caller filters)."""
 

@@ -41,6 +41,42 @@ def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
     return hmac.digest(salt, ikm, hash_name)
 
 
+# HMAC (RFC 2104) for a key that MACs several messages: the two padded key blocks are hashed
+# once, and each message then costs two hash blocks less than `hmac.digest`, without its
+# per-call algorithm lookup. The handshake and master secrets derive three secrets each, and
+# every traffic secret a key and an IV. The pads are made by integer XOR, not a table lookup
+# indexed by key bytes.
+_HASH_BLOCK = {"sha256": 64, "sha384": 128}
+_HASH_NEW = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
+_IPAD = {name: int.from_bytes(b"\x36" * size, "big") for name, size in _HASH_BLOCK.items()}
+_OPAD = {name: int.from_bytes(b"\x5c" * size, "big") for name, size in _HASH_BLOCK.items()}
+
+
+class HmacKey:
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, hash_name: str, key: bytes) -> None:
+        block = _HASH_BLOCK[hash_name]
+        new = _HASH_NEW[hash_name]
+        if len(key) > block:
+            key = new(key).digest()
+        padded = int.from_bytes(key.ljust(block, b"\x00"), "big")
+        self._inner: Any = new((padded ^ _IPAD[hash_name]).to_bytes(block, "big"))
+        self._outer: Any = new((padded ^ _OPAD[hash_name]).to_bytes(block, "big"))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return bytes(outer.digest())
+
+    def expand_label(self, label: bytes, context: bytes, length: int) -> bytes:
+        """HKDF-Expand-Label with this key as the secret, for a length of at most one hash."""
+        info = _label_prefix(label, length) + bytes((len(context),)) + context
+        return self.digest(info + b"\x01")[:length]
+
+
 def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
     out = b""
     block = b""
@@ -80,12 +116,20 @@ def _empty_hash(hash_name: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=8)
-def _no_psk_derived(hash_name: str, hash_length: int) -> bytes:
-    """Derive-Secret(Early Secret, "derived", "") of a handshake without a PSK: the early
-    secret is then HKDF-Extract(0, 0...) for every connection, a constant per hash."""
-    early_secret = hkdf_extract(hash_name, b"\x00", bytes(hash_length))
+def _no_psk_early_secret(hash_name: str, hash_length: int) -> bytes:
+    """The early secret of a handshake without a PSK: HKDF-Extract(0, 0...), a constant per
+    hash."""
+    return hkdf_extract(hash_name, b"\x00", bytes(hash_length))
+
+
+@functools.lru_cache(maxsize=8)
+def _no_psk_derived(hash_name: str, hash_length: int) -> HmacKey:
+    """Derive-Secret(Early Secret, "derived", "") of a handshake without a PSK, a constant per
+    hash, as the HMAC key that extracts the handshake secret."""
+    early_secret = _no_psk_early_secret(hash_name, hash_length)
     empty_hash = _empty_hash(hash_name)
-    return hkdf_expand_label(hash_name, early_secret, b"derived", empty_hash, hash_length)
+    derived = hkdf_expand_label(hash_name, early_secret, b"derived", empty_hash, hash_length)
+    return HmacKey(hash_name, derived)
 
 
 class Transcript:
@@ -93,7 +137,8 @@ class Transcript:
 
     def __init__(self, hash_name: str, keep_messages: bool = False) -> None:
         self.hash_name = hash_name
-        self._hash: Any = hashlib.new(hash_name)
+        new = _HASH_NEW.get(hash_name)  # the constructor itself: hashlib.new is a Python wrapper
+        self._hash: Any = new() if new is not None else hashlib.new(hash_name)
         # TLS 1.2 CertificateVerify signs the messages themselves, not their hash.
         self.messages: bytearray | None = bytearray() if keep_messages else None
 
@@ -124,16 +169,24 @@ class Transcript:
 
 
 class KeySchedule:
-    __slots__ = ("params", "hash_name", "_psk", "early_secret", "handshake_secret", "master_secret")
+    __slots__ = (
+        "params", "hash_name", "_psk", "early_secret", "handshake_secret", "master_secret",
+        "_handshake_key", "_master_key",
+    )  # fmt: skip
 
     def __init__(self, params: SuiteParams, psk: bytes | None = None) -> None:
         self.params = params
         self.hash_name = params.hash_name
         self._psk = psk is not None
-        zeros = bytes(params.hash_length)
-        self.early_secret = hkdf_extract(self.hash_name, b"\x00", psk or zeros)
+        if psk is None:
+            self.early_secret = _no_psk_early_secret(self.hash_name, params.hash_length)
+        else:
+            self.early_secret = hkdf_extract(self.hash_name, b"\x00", psk)
         self.handshake_secret = b""
         self.master_secret = b""
+        # The handshake and master secrets as HMAC keys (each derives three secrets).
+        self._handshake_key: HmacKey | None = None
+        self._master_key: HmacKey | None = None
 
     def derive_secret(self, secret: bytes, label: bytes, transcript_hash: bytes) -> bytes:
         return hkdf_expand_label(
@@ -144,27 +197,36 @@ class KeySchedule:
         return _empty_hash(self.hash_name)
 
     def set_shared_secret(self, shared_secret: bytes) -> None:
-        hash_length = self.params.hash_length
+        hash_name, hash_length = self.hash_name, self.params.hash_length
         if self._psk:
             derived = self.derive_secret(self.early_secret, b"derived", self._empty_hash())
+            self.handshake_secret = hkdf_extract(hash_name, derived, shared_secret)
         else:
-            derived = _no_psk_derived(self.hash_name, hash_length)
-        self.handshake_secret = hkdf_extract(self.hash_name, derived, shared_secret)
-        derived = self.derive_secret(self.handshake_secret, b"derived", self._empty_hash())
-        self.master_secret = hkdf_extract(self.hash_name, derived, bytes(hash_length))
+            extract = _no_psk_derived(hash_name, hash_length)
+            self.handshake_secret = extract.digest(shared_secret)
+        self._handshake_key = handshake_key = HmacKey(hash_name, self.handshake_secret)
+        derived = handshake_key.expand_label(b"derived", self._empty_hash(), hash_length)
+        self.master_secret = hkdf_extract(hash_name, derived, bytes(hash_length))
+        self._master_key = HmacKey(hash_name, self.master_secret)
 
     def handshake_traffic_secrets(self, transcript_hash: bytes) -> tuple[bytes, bytes]:
         """(client, server) handshake traffic secrets, after ServerHello."""
+        key = self._handshake_key
+        assert key is not None
+        length = self.params.hash_length
         return (
-            self.derive_secret(self.handshake_secret, b"c hs traffic", transcript_hash),
-            self.derive_secret(self.handshake_secret, b"s hs traffic", transcript_hash),
+            key.expand_label(b"c hs traffic", transcript_hash, length),
+            key.expand_label(b"s hs traffic", transcript_hash, length),
         )
 
     def application_traffic_secrets(self, transcript_hash: bytes) -> tuple[bytes, bytes]:
         """(client, server) application traffic secrets, after the server Finished."""
+        key = self._master_key
+        assert key is not None
+        length = self.params.hash_length
         return (
-            self.derive_secret(self.master_secret, b"c ap traffic", transcript_hash),
-            self.derive_secret(self.master_secret, b"s ap traffic", transcript_hash),
+            key.expand_label(b"c ap traffic", transcript_hash, length),
+            key.expand_label(b"s ap traffic", transcript_hash, length),
         )
 
     def binder_key(self) -> bytes:
@@ -172,7 +234,9 @@ class KeySchedule:
         return self.derive_secret(self.early_secret, b"res binder", self._empty_hash())
 
     def resumption_master_secret(self, transcript_hash: bytes) -> bytes:
-        return self.derive_secret(self.master_secret, b"res master", transcript_hash)
+        key = self._master_key
+        assert key is not None
+        return key.expand_label(b"res master", transcript_hash, self.params.hash_length)
 
     def resumption_psk(self, resumption_master: bytes, ticket_nonce: bytes) -> bytes:
         return hkdf_expand_label(
@@ -187,9 +251,8 @@ class KeySchedule:
 
 
 def traffic_key_and_iv(params: SuiteParams, secret: bytes) -> tuple[bytes, bytes]:
-    key = hkdf_expand_label(params.hash_name, secret, b"key", b"", params.key_length)
-    iv = hkdf_expand_label(params.hash_name, secret, b"iv", b"", IV_LENGTH)
-    return key, iv
+    prk = HmacKey(params.hash_name, secret)
+    return prk.expand_label(b"key", b"", params.key_length), prk.expand_label(b"iv", b"", IV_LENGTH)
 
 
 def next_traffic_secret(params: SuiteParams, secret: bytes) -> bytes:

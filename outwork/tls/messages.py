@@ -13,6 +13,7 @@ from outwork.tls.alerts import decode_error, illegal_parameter
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import MAX_CIPHER_SUITES, MAX_EXTENSIONS, MAX_LIST_ENTRIES
 from outwork.tls.enums import HandshakeType
+from outwork.tls.frozen import frozen
 
 Extension = tuple[int, bytes]
 
@@ -32,17 +33,13 @@ def pull_extensions(
     """Extension extensions<minimum..2^16-1>; a repeated type is illegal (RFC 8446 4.2).
     More than `max_count` is refused before it is parsed further: 16,000 empty extensions
     fit in 64 KiB, and every later step (JA4, the offer) would walk them all."""
-    seen: set[int] = set()
-    out: list[Extension] = []
-    with r.block(2, minimum) as sub:
-        while not sub.at_end():
-            if len(out) == max_count:
-                raise decode_error(f"more than {max_count} extensions")
-            ext_type = sub.uint16()
+    out = r.typed_opaques(2, minimum, max_count, "extensions")
+    if len({ext_type for ext_type, _ in out}) != len(out):
+        seen: set[int] = set()
+        for ext_type, _ in out:
             if ext_type in seen:
                 raise illegal_parameter(f"extension {ext_type} repeated")
             seen.add(ext_type)
-            out.append((ext_type, sub.opaque(2)))
     return tuple(out)
 
 
@@ -65,7 +62,7 @@ def push_uint16_list(w: Writer, values: tuple[int, ...]) -> None:
         w.uint16(v)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ClientHello:
     legacy_version: int
     random: bytes
@@ -100,7 +97,7 @@ def push_client_hello(w: Writer, m: ClientHello) -> None:
     push_extensions(w, m.extensions)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ServerHello:
     legacy_version: int
     random: bytes
@@ -183,7 +180,7 @@ def push_certificate(w: Writer, m: Certificate) -> None:
             push_extensions(w, entry.extensions)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CertificateVerify:
     algorithm: int
     signature: bytes
@@ -201,7 +198,7 @@ def push_certificate_verify(w: Writer, m: CertificateVerify) -> None:
     w.opaque(2, m.signature)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Finished:
     verify_data: bytes
 
@@ -216,7 +213,7 @@ def push_finished(w: Writer, m: Finished) -> None:
     w.raw(m.verify_data)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NewSessionTicket:
     lifetime: int
     age_add: int

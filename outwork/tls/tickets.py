@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from outwork.tls.alerts import TLSError
 from outwork.tls.clientauth import ClientIdentity
 from outwork.tls.codec import Reader, Writer
+from outwork.tls.frozen import frozen
 
 KEY_NAME_LENGTH = 16
 NONCE_LENGTH = 12
@@ -85,7 +86,7 @@ class RotatingTicketKeys:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SessionState:
     """What resumption needs. `secret` is the TLS 1.3 resumption PSK or the TLS 1.2 master
     secret; times are in milliseconds since the epoch (TLS 1.3 ticket ages are in ms)."""
