@@ -30,6 +30,7 @@ from typing import Any
 
 from outwork.waf import seclang
 from outwork.waf.fastpath import FastPath, fast_path, input_key, segmented, signature
+from outwork.waf.fold import ClearMatched, Folded, Jump, Prefix, fold
 from outwork.waf.operators import (
     NUMBER_TESTS,
     Operator,
@@ -110,6 +111,7 @@ class CompiledRule:
     transform: Callable[[bytes], bytes]
     operator: Operator
     operator_name: str
+    argument: str  # the operator's argument as written
     negated: bool
     multi_match: bool
     capture: bool
@@ -220,6 +222,10 @@ class Waf:
         # names and short values recur from request to request (see SHARED_ENTRIES).
         self.shared_transforms: dict[tuple[int, bytes], bytes] = {}  # (pipeline, value)
         self.shared_candidates: dict[tuple[int, bytes], frozenset[int]] = {}  # (set, value)
+        # What the setup decides for every request (fold.py): set by the compiler.
+        self.prefix: Prefix | None = None
+        self.folds: dict[int, Folded] = {}
+        self.folded_ids: frozenset[int] = frozenset()  # rules whose outcome folding assumed
 
     def rule_ids(self, by: str, selector: str) -> frozenset[int]:
         """The ids of the rules a `ctl` names, by "id" (ranges) or "tag" (a regex): worked
@@ -339,6 +345,7 @@ class _Compiler:
         waf.fast_paths = [fast_path(names) for names, _ in by_id]
         waf.input_keys = [input_key(names) for names, _ in by_id]
         waf.scan_variables = self._scan_variables(rules)
+        waf.prefix, waf.folds, waf.folded_ids = fold(waf)
         return waf
 
     @staticmethod
@@ -409,6 +416,7 @@ class _Compiler:
             transform=transform,
             operator=operator,
             operator_name=rule.operator,
+            argument=rule.argument,
             negated=rule.negated,
             multi_match=rule.has("multimatch"),
             capture=rule.has("capture"),
@@ -514,6 +522,9 @@ class Transaction:
         self.engine_off = False
         self.allowed = False
         self.stats = Stats()
+        # The folded programs run (fold.py): from phase 1's prefix on, while no ctl has
+        # removed rules or targets.
+        self.folded = False
         self.removed: set[int] = set()  # rule ids removed for this request (ctl)
         self.removed_targets: list[tuple[frozenset[int], Variable]] = []
         self.tx_targets_removed = False  # a ctl took a TX target from some rules
@@ -567,26 +578,54 @@ class Transaction:
                 cache.clear()
         if self.interruption is not None or self.engine_off or self.allowed:
             return self.interruption
-        program = self.waf.programs[phase]
-        markers = self.waf.markers[phase]
-        stats = self.stats
+        waf = self.waf
         index = 0
+        if phase == 1 and waf.prefix is not None:
+            self._take_prefix(waf.prefix)
+        folded = waf.folds.get(phase) if self.folded else None
+        if folded is not None:
+            program: list[Any] = folded.program
+            targets = folded.targets
+        else:
+            program = waf.programs[phase]
+            if phase == 1 and self.folded and waf.prefix is not None:
+                index = waf.prefix.end
+        markers = waf.markers[phase]
+        stats = self.stats
+        vars_ = self.vars
+        removed = self.removed
         while index < len(program):
             item = program[index]
             index += 1
-            if isinstance(item, str) or item.id in self.removed:
+            kind = type(item)
+            if kind is Jump:
+                self.matches.append(item.match)
+                vars_.matched = [item.matched]
+                vars_.matched_var = item.matched
+                index = item.target
+                continue
+            if kind is str or kind is ClearMatched or item.id in removed:
+                if kind is ClearMatched:
+                    vars_.matched = []
                 continue
             stats.rules_reached += 1
             if item.tx_simple and not self.tx_targets_removed:
-                if not self._tx_matches(item):
-                    continue
+                hit = self._tx_matches(item)
             elif item.scan is not None and not self._may_hit(item):
                 # A prefiltered @rx that cannot match any value it reads: one look per
                 # collection it names (scanned once per request phase), no rule machinery.
                 stats.rx_reached += 1
-                self.vars.matched = []
+                vars_.matched = []
                 continue
-            elif not self._chain_matches(item):
+            else:
+                hit = self._chain_matches(item)
+            if folded is not None and not self.folded:
+                # A ctl removed rules or targets: the full program from here on.
+                assert isinstance(folded, Folded)
+                index = folded.origin[index - 1] + 1
+                program = waf.programs[phase]
+                folded = None
+            if not hit:
                 continue
             self._act(item)
             if self.engine_off or self.allowed:
@@ -595,8 +634,20 @@ class Transaction:
                 break
             skip = item.skip_after
             if skip is not None:
-                index = markers.get(skip, len(program) - 1) + 1
+                if folded is not None:
+                    index = targets.get(skip, len(program))
+                else:
+                    index = markers.get(skip, len(program) - 1) + 1
         return None if self.detect_only else self.interruption
+
+    def _take_prefix(self, prefix: Prefix) -> None:
+        """What the setup rules at the head of phase 1 leave, at once (see fold.py)."""
+        vars_ = self.vars
+        vars_.tx.update(prefix.tx)
+        self.matches.extend(prefix.matches)
+        vars_.matched = list(prefix.matched)
+        vars_.matched_var = prefix.matched_var
+        self.folded = True
 
     @property
     def would_interrupt(self) -> Interruption | None:
@@ -1012,14 +1063,18 @@ class Transaction:
             table[key] = expanded[:MAX_SETVAR_VALUE]
 
     def _ctl(self, option: str, argument: str) -> None:
-        if option == "ruleremovebyid":
-            self.removed |= self.waf.rule_ids("id", argument)
-        elif option == "ruleremovebytag":
-            self.removed |= self.waf.rule_ids("tag", argument)
+        if option in ("ruleremovebyid", "ruleremovebytag"):
+            ids = self.waf.rule_ids("id" if option == "ruleremovebyid" else "tag", argument)
+            self.removed |= ids
+            # A rule folded away (fold.py) may be removed: its outcome no longer holds.
+            self.folded = self.folded and ids.isdisjoint(self.waf.folded_ids)
         elif option in ("ruleremovetargetbyid", "ruleremovetargetbytag"):
             selector, _, target = argument.partition(";")
             variable = _target(target)
             ids = self.waf.rule_ids("id" if option == "ruleremovetargetbyid" else "tag", selector)
+            # Folded rules read only TX: only a TX target taken from one of them matters.
+            if variable.name == "TX" and not ids.isdisjoint(self.waf.folded_ids):
+                self.folded = False
             self._extra.clear()
             self.removed_targets.append((ids, variable))
             self.tx_targets_removed |= variable.name == "TX"
