@@ -59,6 +59,7 @@ _MACRO = re.compile(r"%\{([^}]+)\}")
 _unique_ids = itertools.count(1)
 _NO_EXTRA: tuple[tuple[Variable, ...], object] = ((), ())
 Values = list[tuple[bytes, bytes]]
+Link = tuple[int, Callable[[bytes], bytes], Callable[[bytes], bytes], FastPath | None]
 
 
 class WafLoadError(ValueError):
@@ -218,6 +219,10 @@ class Waf:
         self.fast_paths: list[FastPath | None] = []  # by pipeline id (set by the compiler)
         self.scan_variables: list[Variable] = []  # see CompiledRule.scan (set by the compiler)
         self.input_keys: list[Callable[[bytes], bytes] | None] = []  # by pipeline id (fastpath)
+        # By pipeline id: a pipeline whose pipeline but for its last step also exists (the
+        # prefixes a multiMatch rule scans): (that pipeline's id and function, the last step,
+        # its fast path), so that a value goes through each step once for all of them.
+        self.links: list[Link | None] = []
         # Results of pure functions of short values, shared by transactions: header values,
         # names and short values recur from request to request (see SHARED_ENTRIES).
         self.shared_transforms: dict[tuple[int, bytes], bytes] = {}  # (pipeline, value)
@@ -344,9 +349,22 @@ class _Compiler:
         by_id = sorted(self.pipeline_ids.items(), key=lambda item: item[1])
         waf.fast_paths = [fast_path(names) for names, _ in by_id]
         waf.input_keys = [input_key(names) for names, _ in by_id]
+        waf.links = [self._link(names) for names, _ in by_id]
         waf.scan_variables = self._scan_variables(rules)
         waf.prefix, waf.folds, waf.folded_ids = fold(waf)
         return waf
+
+    def _link(self, names: tuple[str, ...]) -> Link | None:
+        parent = self.pipeline_ids.get(names[:-1]) if len(names) > 1 else None
+        if parent is None:
+            return None
+        last = names[-1:]
+        return (
+            parent,
+            segmented(names[:-1], pipeline(names[:-1])),
+            pipeline(last),
+            fast_path(last),
+        )
 
     @staticmethod
     def _scan_variables(rules: list[CompiledRule]) -> list[Variable]:
@@ -542,6 +560,7 @@ class Transaction:
         self._transformed: dict[tuple[int, bytes], bytes] = {}  # by (pipeline, value)
         self._matches: dict[tuple[int, bytes], OperatorMatch | None] = {}  # by (operator, value)
         self._candidates: dict[tuple[int, bytes], frozenset[int]] = {}
+        self._candidate_lists: dict[object, list[frozenset[int]]] = {}  # see _candidate_list
         self._rule: CompiledRule | None = None
         # What holds values of the phase's collections (not TX): cleared with the body's
         # arrival and by the ctls that change what the body shows.
@@ -554,6 +573,7 @@ class Transaction:
             self._scan_bases,
             self._bases,
             self._var_unions,
+            self._candidate_lists,
         )
 
     # ---- phases --------------------------------------------------------------------------
@@ -799,7 +819,7 @@ class Transaction:
         if not values:
             return False
         prefilter = rule.prefilter
-        positions = range(len(values))
+        positions: Sequence[int] = range(len(values))
         transformed: list[bytes] = []
         if prefilter is not None and not rule.negated and key is not None and rule.scan is None:
             # The values the scan says the regex may match, from one look per (values,
@@ -812,12 +832,20 @@ class Transaction:
             else:
                 self._count(rule, head, False)
                 return False
+        screen = prefilter
         if not rule.multi_match:
             transformed = self._transformed_of(values, key, rule.pipeline_id, rule.transform_fn)
             if rule.phrases is not None and not rule.phrases.found_in(transformed):
                 # No phrase in any value: one Aho-Corasick pass over them all said so.
                 self._count(rule, head, True)
                 return False
+            if prefilter is not None and not rule.negated and key is not None:
+                # The values the scan names, from one list per (values, pipeline) that rules
+                # share, instead of a look per value and rule (a large body has thousands).
+                group, index = prefilter
+                found_in = self._candidate_list(key, rule.pipeline_id, group, transformed)
+                positions = [p for p, found in enumerate(found_in) if index in found]
+                screen = None
         matched = False
         ran = False  # the operator ran on some value (the prefilter did not rule them all out)
         expand = self.expand
@@ -825,11 +853,18 @@ class Transaction:
         for position in positions:
             name, value = values[position]
             if rule.multi_match:
-                found = self._multi_match(rule, value)
+                if rule.constant:
+                    memo_key = (id(rule), value)
+                    if memo_key in memo:
+                        found = memo[memo_key]
+                    else:
+                        found = memo[memo_key] = self._multi_match(rule, value)
+                else:
+                    found = self._multi_match(rule, value)
             else:
                 value = transformed[position]
                 found = None
-                if prefilter is None or self._may_match(prefilter, value):
+                if screen is None or self._may_match(screen, value):
                     if rule.constant:
                         # Same operator, same value, same answer: a body that repeats a value
                         # (a JSON array of alike objects) costs one match per distinct value.
@@ -855,6 +890,19 @@ class Transaction:
             self._actions(rule)
         self._count(rule, head, ran)
         return matched
+
+    def _candidate_list(
+        self, key: object, pipeline_id: int, group: int, transformed: list[bytes]
+    ) -> list[frozenset[int]]:
+        """The scan's answer for each of the values (once per list, pipeline and phase)."""
+        list_key = (key, pipeline_id, group)
+        found = self._candidate_lists.get(list_key)
+        if found is None:
+            candidates_of = self._candidates_of
+            found = self._candidate_lists[list_key] = [
+                candidates_of(group, value) for value in transformed
+            ]
+        return found
 
     def _may_hit(self, rule: CompiledRule) -> bool:
         """Whether the scan says the rule's regex may match a value of one of its collections
@@ -929,8 +977,15 @@ class Transaction:
         transform = self._transform
         candidates_of = self._candidates_of
         union: set[int] = set()
+        seen: set[bytes] = set()
         for value in values:
-            union |= candidates_of(group, transform(step_id, step, value))
+            changed = transform(step_id, step, value)
+            # A value the pipeline leaves alone is in the base scan (`_base`); one that
+            # several values become is scanned once.
+            if changed == value or changed in seen:
+                continue
+            seen.add(changed)
+            union |= candidates_of(group, changed)
         return union
 
     def _distinct_of(self, variable: int) -> tuple[list[bytes], frozenset[int], bool]:
@@ -990,7 +1045,18 @@ class Transaction:
                 memo.clear()
         result = memo.get(key)
         if result is None:
-            result = memo[key] = fn(value)
+            link = self.waf.links[pipeline_id]
+            if link is None:
+                result = fn(value)
+            else:
+                # The pipeline but its last step (memoized too), then that step.
+                parent, parent_fn, last, fast = link
+                result = self._transform(parent, parent_fn, value)
+                if fast is None or fast.acts.search(result) is not None:
+                    result = last(result)
+                elif fast.lowers:
+                    result = result.lower()
+            memo[key] = result
         return result
 
     def _multi_match(self, rule: CompiledRule, value: bytes) -> OperatorMatch | None:
