@@ -620,8 +620,9 @@ class Transaction:
             kind = type(item)
             if kind is Jump:
                 self.matches.append(item.match)
-                vars_.matched = [item.matched]
-                vars_.matched_var = item.matched
+                if item.matched:  # (a SecAction leaves them as they were)
+                    vars_.matched = list(item.matched)
+                    vars_.matched_var = item.matched[-1]
                 index = item.target
                 continue
             if kind is str or kind is ClearMatched or item.id in removed:

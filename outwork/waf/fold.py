@@ -43,7 +43,7 @@ class Jump:
     """A folded rule that always matches and skips: its match, then the skip."""
 
     match: Match
-    matched: tuple[bytes, bytes]
+    matched: list[tuple[bytes, bytes]]  # MATCHED_VARS after it (MATCHED_VAR: the last)
     target: int  # index in the folded program to go on from
 
 
@@ -236,7 +236,7 @@ def _fold_phase(
     program: list[CompiledRule | str | Jump | ClearMatched] = []
     origin: list[int] = []
     skips: dict[int, str] = {}  # folded index of a Jump -> its marker
-    jumps: dict[int, tuple[Match, tuple[bytes, bytes]]] = {}
+    jumps: dict[int, tuple[Match, list[tuple[bytes, bytes]]]] = {}
     dropped = False
     for index in range(start, len(full)):
         item = full[index]
@@ -259,7 +259,7 @@ def _fold_phase(
                 del probe.matches[before:]
                 folded_ids.add(item.id)
                 skips[len(program)] = item.skip_after
-                jumps[len(program)] = (match, probe.vars.matched_var)
+                jumps[len(program)] = (match, list(probe.vars.matched))
                 program.append(item)  # replaced by its Jump below
                 origin.append(index)
                 dropped = False
@@ -270,6 +270,9 @@ def _fold_phase(
             dropped = False
         program.append(item)
         origin.append(index)
+    if dropped:
+        program.append(CLEAR_MATCHED)
+        origin.append(len(full) - 1)
     # A skip goes on after its marker in the full program: in the folded one, at the first
     # item at or after that place (`origin` grows with the index).
     targets = {
