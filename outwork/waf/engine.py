@@ -15,6 +15,8 @@ scanned value can match is skipped with one set lookup (`_may_hit`), the others 
 exact regex only on the values the scan names. TX checks run inline, `@pm` looks at all of a
 rule's values in one pass first, and transformed values and scan answers of short values are
 kept across transactions (bounded). `Transaction.stats` counts how many rules ran fully.
+What depends only on the config (CRS's setup rules, its paranoia-level checks) is worked out
+at load (fold.py): a transaction runs the folded programs while its rule set is as loaded.
 """
 
 from __future__ import annotations
