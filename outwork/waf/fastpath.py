@@ -106,19 +106,24 @@ def fast_path(names: Sequence[str]) -> FastPath | None:
 
 
 def segmented(names: Sequence[str], whole: Transform) -> Transform:
-    """`whole` (the pipeline `names`, lower-case) run step by step, each step with a fast path
-    skipped when it would leave the value alone (a value with a space runs removeWhitespace
-    alone, not the five decoders before it), the others (`base64Decode`, `length`, ...)
-    always run. What follows the first step without a fast path is memoized (CRS's base64
-    pipelines decode after three fast steps)."""
-    segments = [
-        (fast_path((name,)) if name in TRIGGERS else None, pipeline((name,))) for name in names
-    ]
-    if len(segments) == 1:
-        return whole  # one step: the engine checks its fast path before calling it
-    first_other = next((i for i, (fast, _) in enumerate(segments) if fast is None), None)
-    if first_other is None:
-        return _runs(tuple(segments))
+    """`whole` (the pipeline `names`, lower-case) run as runs of transformations with a fast
+    path each, and the others (`base64Decode`, `length`, ...) between them: a value skips a
+    run that would leave it alone (CRS's base64 pipelines decode after three such steps)."""
+    segments: list[tuple[FastPath | None, Transform]] = []
+    run: list[str] = []
+    for name in names:
+        if name in TRIGGERS:
+            run.append(name)
+            continue
+        if run:
+            segments.append((fast_path(run), pipeline(run)))
+            run = []
+        segments.append((None, pipeline((name,))))
+    if run:
+        segments.append((fast_path(run), pipeline(run)))
+    if len(segments) == 1 or not any(fast is not None for fast, _ in segments):
+        return whole  # one run: the engine checks its fast path before calling it
+    first_other = next(i for i, (fast, _) in enumerate(segments) if fast is None)
     head = tuple(segments[: first_other + 1])
     tail = tuple(segments[first_other + 1 :])
     if not tail:
