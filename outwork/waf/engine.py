@@ -15,6 +15,8 @@ scanned value can match is skipped with one set lookup (`_may_hit`), the others 
 exact regex only on the values the scan names. TX checks run inline, `@pm` looks at all of a
 rule's values in one pass first, and transformed values and scan answers of short values are
 kept across transactions (bounded). `Transaction.stats` counts how many rules ran fully.
+What depends only on the config (CRS's setup rules, its paranoia-level checks) is worked out
+at load (fold.py): a transaction runs the folded programs while its rule set is as loaded.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 from outwork.waf import seclang
 from outwork.waf.fastpath import FastPath, fast_path, input_key, segmented, signature
+from outwork.waf.fold import ClearMatched, Folded, Jump, Prefix, fold
 from outwork.waf.operators import (
     NUMBER_TESTS,
     Operator,
@@ -58,6 +61,7 @@ _MACRO = re.compile(r"%\{([^}]+)\}")
 _unique_ids = itertools.count(1)
 _NO_EXTRA: tuple[tuple[Variable, ...], object] = ((), ())
 Values = list[tuple[bytes, bytes]]
+Link = tuple[int, Callable[[bytes], bytes], Callable[[bytes], bytes], FastPath | None]
 
 
 class WafLoadError(ValueError):
@@ -110,6 +114,7 @@ class CompiledRule:
     transform: Callable[[bytes], bytes]
     operator: Operator
     operator_name: str
+    argument: str  # the operator's argument as written
     negated: bool
     multi_match: bool
     capture: bool
@@ -216,10 +221,18 @@ class Waf:
         self.fast_paths: list[FastPath | None] = []  # by pipeline id (set by the compiler)
         self.scan_variables: list[Variable] = []  # see CompiledRule.scan (set by the compiler)
         self.input_keys: list[Callable[[bytes], bytes] | None] = []  # by pipeline id (fastpath)
+        # By pipeline id: a pipeline whose pipeline but for its last step also exists (the
+        # prefixes a multiMatch rule scans): (that pipeline's id and function, the last step,
+        # its fast path), so that a value goes through each step once for all of them.
+        self.links: list[Link | None] = []
         # Results of pure functions of short values, shared by transactions: header values,
         # names and short values recur from request to request (see SHARED_ENTRIES).
         self.shared_transforms: dict[tuple[int, bytes], bytes] = {}  # (pipeline, value)
         self.shared_candidates: dict[tuple[int, bytes], frozenset[int]] = {}  # (set, value)
+        # What the setup decides for every request (fold.py): set by the compiler.
+        self.prefix: Prefix | None = None
+        self.folds: dict[int, Folded] = {}
+        self.folded_ids: frozenset[int] = frozenset()  # rules whose outcome folding assumed
 
     def rule_ids(self, by: str, selector: str) -> frozenset[int]:
         """The ids of the rules a `ctl` names, by "id" (ranges) or "tag" (a regex): worked
@@ -338,8 +351,22 @@ class _Compiler:
         by_id = sorted(self.pipeline_ids.items(), key=lambda item: item[1])
         waf.fast_paths = [fast_path(names) for names, _ in by_id]
         waf.input_keys = [input_key(names) for names, _ in by_id]
+        waf.links = [self._link(names) for names, _ in by_id]
         waf.scan_variables = self._scan_variables(rules)
+        waf.prefix, waf.folds, waf.folded_ids = fold(waf)
         return waf
+
+    def _link(self, names: tuple[str, ...]) -> Link | None:
+        parent = self.pipeline_ids.get(names[:-1]) if len(names) > 1 else None
+        if parent is None:
+            return None
+        last = names[-1:]
+        return (
+            parent,
+            segmented(names[:-1], pipeline(names[:-1])),
+            pipeline(last),
+            fast_path(last),
+        )
 
     @staticmethod
     def _scan_variables(rules: list[CompiledRule]) -> list[Variable]:
@@ -409,6 +436,7 @@ class _Compiler:
             transform=transform,
             operator=operator,
             operator_name=rule.operator,
+            argument=rule.argument,
             negated=rule.negated,
             multi_match=rule.has("multimatch"),
             capture=rule.has("capture"),
@@ -514,6 +542,9 @@ class Transaction:
         self.engine_off = False
         self.allowed = False
         self.stats = Stats()
+        # The folded programs run (fold.py): from phase 1's prefix on, while no ctl has
+        # removed rules or targets.
+        self.folded = False
         self.removed: set[int] = set()  # rule ids removed for this request (ctl)
         self.removed_targets: list[tuple[frozenset[int], Variable]] = []
         self.tx_targets_removed = False  # a ctl took a TX target from some rules
@@ -531,6 +562,7 @@ class Transaction:
         self._transformed: dict[tuple[int, bytes], bytes] = {}  # by (pipeline, value)
         self._matches: dict[tuple[int, bytes], OperatorMatch | None] = {}  # by (operator, value)
         self._candidates: dict[tuple[int, bytes], frozenset[int]] = {}
+        self._candidate_lists: dict[object, list[frozenset[int]]] = {}  # see _candidate_list
         self._rule: CompiledRule | None = None
         # What holds values of the phase's collections (not TX): cleared with the body's
         # arrival and by the ctls that change what the body shows.
@@ -543,6 +575,7 @@ class Transaction:
             self._scan_bases,
             self._bases,
             self._var_unions,
+            self._candidate_lists,
         )
 
     # ---- phases --------------------------------------------------------------------------
@@ -567,26 +600,55 @@ class Transaction:
                 cache.clear()
         if self.interruption is not None or self.engine_off or self.allowed:
             return self.interruption
-        program = self.waf.programs[phase]
-        markers = self.waf.markers[phase]
-        stats = self.stats
+        waf = self.waf
         index = 0
+        if phase == 1 and waf.prefix is not None:
+            self._take_prefix(waf.prefix)
+        folded = waf.folds.get(phase) if self.folded else None
+        if folded is not None:
+            program: list[Any] = folded.program
+            targets = folded.targets
+        else:
+            program = waf.programs[phase]
+            if phase == 1 and self.folded and waf.prefix is not None:
+                index = waf.prefix.end
+        markers = waf.markers[phase]
+        stats = self.stats
+        vars_ = self.vars
+        removed = self.removed
         while index < len(program):
             item = program[index]
             index += 1
-            if isinstance(item, str) or item.id in self.removed:
+            kind = type(item)
+            if kind is Jump:
+                self.matches.append(item.match)
+                if item.matched:  # (a SecAction leaves them as they were)
+                    vars_.matched = list(item.matched)
+                    vars_.matched_var = item.matched[-1]
+                index = item.target
+                continue
+            if kind is str or kind is ClearMatched or item.id in removed:
+                if kind is ClearMatched:
+                    vars_.matched = []
                 continue
             stats.rules_reached += 1
             if item.tx_simple and not self.tx_targets_removed:
-                if not self._tx_matches(item):
-                    continue
+                hit = self._tx_matches(item)
             elif item.scan is not None and not self._may_hit(item):
                 # A prefiltered @rx that cannot match any value it reads: one look per
                 # collection it names (scanned once per request phase), no rule machinery.
                 stats.rx_reached += 1
-                self.vars.matched = []
+                vars_.matched = []
                 continue
-            elif not self._chain_matches(item):
+            else:
+                hit = self._chain_matches(item)
+            if folded is not None and not self.folded:
+                # A ctl removed rules or targets: the full program from here on.
+                assert isinstance(folded, Folded)
+                index = folded.origin[index - 1] + 1
+                program = waf.programs[phase]
+                folded = None
+            if not hit:
                 continue
             self._act(item)
             if self.engine_off or self.allowed:
@@ -595,7 +657,10 @@ class Transaction:
                 break
             skip = item.skip_after
             if skip is not None:
-                index = markers.get(skip, len(program) - 1) + 1
+                if folded is not None:
+                    index = targets.get(skip, len(program))
+                else:
+                    index = markers.get(skip, len(program) - 1) + 1
         return None if self.detect_only else self.interruption
 
     def run_logging_phase(self) -> None:
@@ -611,6 +676,15 @@ class Transaction:
             self.run_phase(5)
         finally:
             self.interruption, self.allowed = interruption, allowed
+
+    def _take_prefix(self, prefix: Prefix) -> None:
+        """What the setup rules at the head of phase 1 leave, at once (see fold.py)."""
+        vars_ = self.vars
+        vars_.tx.update(prefix.tx)
+        self.matches.extend(prefix.matches)
+        vars_.matched = list(prefix.matched)
+        vars_.matched_var = prefix.matched_var
+        self.folded = True
 
     @property
     def would_interrupt(self) -> Interruption | None:
@@ -762,7 +836,7 @@ class Transaction:
         if not values:
             return False
         prefilter = rule.prefilter
-        positions = range(len(values))
+        positions: Sequence[int] = range(len(values))
         transformed: list[bytes] = []
         if prefilter is not None and not rule.negated and key is not None and rule.scan is None:
             # The values the scan says the regex may match, from one look per (values,
@@ -775,12 +849,20 @@ class Transaction:
             else:
                 self._count(rule, head, False)
                 return False
+        screen = prefilter
         if not rule.multi_match:
             transformed = self._transformed_of(values, key, rule.pipeline_id, rule.transform_fn)
             if rule.phrases is not None and not rule.phrases.found_in(transformed):
                 # No phrase in any value: one Aho-Corasick pass over them all said so.
                 self._count(rule, head, True)
                 return False
+            if prefilter is not None and not rule.negated and key is not None:
+                # The values the scan names, from one list per (values, pipeline) that rules
+                # share, instead of a look per value and rule (a large body has thousands).
+                group, index = prefilter
+                found_in = self._candidate_list(key, rule.pipeline_id, group, transformed)
+                positions = [p for p, found in enumerate(found_in) if index in found]
+                screen = None
         matched = False
         ran = False  # the operator ran on some value (the prefilter did not rule them all out)
         expand = self.expand
@@ -788,11 +870,18 @@ class Transaction:
         for position in positions:
             name, value = values[position]
             if rule.multi_match:
-                found = self._multi_match(rule, value)
+                if rule.constant:
+                    memo_key = (id(rule), value)
+                    if memo_key in memo:
+                        found = memo[memo_key]
+                    else:
+                        found = memo[memo_key] = self._multi_match(rule, value)
+                else:
+                    found = self._multi_match(rule, value)
             else:
                 value = transformed[position]
                 found = None
-                if prefilter is None or self._may_match(prefilter, value):
+                if screen is None or self._may_match(screen, value):
                     if rule.constant:
                         # Same operator, same value, same answer: a body that repeats a value
                         # (a JSON array of alike objects) costs one match per distinct value.
@@ -818,6 +907,19 @@ class Transaction:
             self._actions(rule)
         self._count(rule, head, ran)
         return matched
+
+    def _candidate_list(
+        self, key: object, pipeline_id: int, group: int, transformed: list[bytes]
+    ) -> list[frozenset[int]]:
+        """The scan's answer for each of the values (once per list, pipeline and phase)."""
+        list_key = (key, pipeline_id, group)
+        found = self._candidate_lists.get(list_key)
+        if found is None:
+            candidates_of = self._candidates_of
+            found = self._candidate_lists[list_key] = [
+                candidates_of(group, value) for value in transformed
+            ]
+        return found
 
     def _may_hit(self, rule: CompiledRule) -> bool:
         """Whether the scan says the rule's regex may match a value of one of its collections
@@ -892,8 +994,15 @@ class Transaction:
         transform = self._transform
         candidates_of = self._candidates_of
         union: set[int] = set()
+        seen: set[bytes] = set()
         for value in values:
-            union |= candidates_of(group, transform(step_id, step, value))
+            changed = transform(step_id, step, value)
+            # A value the pipeline leaves alone is in the base scan (`_base`); one that
+            # several values become is scanned once.
+            if changed == value or changed in seen:
+                continue
+            seen.add(changed)
+            union |= candidates_of(group, changed)
         return union
 
     def _distinct_of(self, variable: int) -> tuple[list[bytes], frozenset[int], bool]:
@@ -953,7 +1062,18 @@ class Transaction:
                 memo.clear()
         result = memo.get(key)
         if result is None:
-            result = memo[key] = fn(value)
+            link = self.waf.links[pipeline_id]
+            if link is None:
+                result = fn(value)
+            else:
+                # The pipeline but its last step (memoized too), then that step.
+                parent, parent_fn, last, fast = link
+                result = self._transform(parent, parent_fn, value)
+                if fast is None or fast.acts.search(result) is not None:
+                    result = last(result)
+                elif fast.lowers:
+                    result = result.lower()
+            memo[key] = result
         return result
 
     def _multi_match(self, rule: CompiledRule, value: bytes) -> OperatorMatch | None:
@@ -1026,14 +1146,18 @@ class Transaction:
             table[key] = expanded[:MAX_SETVAR_VALUE]
 
     def _ctl(self, option: str, argument: str) -> None:
-        if option == "ruleremovebyid":
-            self.removed |= self.waf.rule_ids("id", argument)
-        elif option == "ruleremovebytag":
-            self.removed |= self.waf.rule_ids("tag", argument)
+        if option in ("ruleremovebyid", "ruleremovebytag"):
+            ids = self.waf.rule_ids("id" if option == "ruleremovebyid" else "tag", argument)
+            self.removed |= ids
+            # A rule folded away (fold.py) may be removed: its outcome no longer holds.
+            self.folded = self.folded and ids.isdisjoint(self.waf.folded_ids)
         elif option in ("ruleremovetargetbyid", "ruleremovetargetbytag"):
             selector, _, target = argument.partition(";")
             variable = _target(target)
             ids = self.waf.rule_ids("id" if option == "ruleremovetargetbyid" else "tag", selector)
+            # Folded rules read only TX: only a TX target taken from one of them matters.
+            if variable.name == "TX" and not ids.isdisjoint(self.waf.folded_ids):
+                self.folded = False
             self._extra.clear()
             self.removed_targets.append((ids, variable))
             self.tx_targets_removed |= variable.name == "TX"

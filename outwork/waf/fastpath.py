@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from outwork.waf.transforms import Transform, pipeline
+from outwork.waf.transforms import Transform, pipeline, remove_whitespace
 
 # name: (bytes that may make it act, lowercases, a double space may make it act)
 TRIGGERS: dict[str, tuple[bytes, bool, bool]] = {
@@ -185,17 +185,32 @@ def input_key(names: Sequence[str]) -> Callable[[bytes], bytes] | None:
     first_other = next((i for i, name in enumerate(names) if name not in TRIGGERS), None)
     if not first_other or names[first_other] != "base64decode":
         return None
-    head = fast_path(names[:first_other])
+    run = names[:first_other]
+    head = fast_path(run)
     if head is None or head.lowers:
         return None
     acts = head.acts.search
     leading = _BASE64_PREFIX.match
+    # A run whose only step a value triggers is removeWhitespace gives the value without its
+    # whitespace (CRS's 934xxx pipelines: urlDecodeUni, jsDecode, removeWhitespace; a JSON
+    # string with spaces): the key is the base64 prefix of that. Only when the other steps
+    # act on single bytes (no sequence, no double space, no lowercasing), which removing
+    # whitespace cannot make.
+    others = [name for name in run if name != "removewhitespace"]
+    rest = fast_path(others) if len(others) < len(run) else None
+    rest_acts = (
+        rest.acts.search
+        if rest is not None and not rest.doubles and not set(others) & set(SEQUENCES)
+        else None
+    )
 
     def key(value: bytes) -> bytes:
-        # A value the run changes is its own key: it holds a trigger byte, which no base64
-        # prefix does, so the two kinds of key never meet.
+        # A value the run changes is its own key: it holds a trigger byte other than
+        # whitespace, which no base64 prefix does, so the kinds of key never meet.
         if acts(value) is not None:
-            return value
+            if rest_acts is None or rest_acts(value) is not None:
+                return value
+            value = remove_whitespace(value)
         found = leading(value)
         return found.group() if found else b""
 

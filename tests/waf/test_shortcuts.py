@@ -1,6 +1,7 @@
 """The engine's shortcuts (the per-collection @rx scan, the @pm pass over all values, the
-fast paths of pipelines, values kept across requests) change what a request costs, never what
-CRS decides: the same requests through CRS with and without them match the same rules."""
+fast paths of pipelines, values kept across requests, the setup and paranoia-level checks
+folded at load) change what a request costs, never what CRS decides: the same requests
+through CRS with and without them match the same rules."""
 
 from __future__ import annotations
 
@@ -59,7 +60,9 @@ VALUES = st.lists(st.sampled_from(PIECES), max_size=6).map("".join)
 
 
 def without_shortcuts(waf: Waf) -> Waf:
-    """The same compiled rules, every rule evaluated on every value of its targets."""
+    """The same compiled rules, every rule evaluated on every value of its targets, and
+    every rule walked (no setup or paranoia-level check folded at load)."""
+    waf.prefix, waf.folds, waf.folded_ids = None, {}, frozenset()
     for head in waf.rules:
         for rule in (head, *head.chained):
             rule.scan = None
