@@ -37,6 +37,7 @@ from outwork.filters import (
     register,
 )
 from outwork.filters.json_limits import JsonChecker, JsonLimits, JsonViolation
+from outwork.filters.json_whole import check_whole
 from outwork.filters.xml_limits import XmlChecker, XmlLimits, XmlViolation
 from outwork.http.messages import Framing, RequestHead, header_values
 from outwork.observe.refusals import Refusal
@@ -119,9 +120,10 @@ class ThreatFilter(Filter):
             detail = {"limit": "content_type", "message": "several Content-Type values"}
             return Reply(400, Refusal.BAD_REQUEST, detail=detail)
         kind = media_kind(types.pop()) if types else "other"
-        checker: JsonChecker | XmlChecker
+        # A JSON body's checker is made at its first chunk unless that one is the whole body.
+        checker: JsonLimits | XmlChecker
         if kind == "json" and self.json is not None:
-            checker, refusal = JsonChecker(self.json), Refusal.THREAT_JSON
+            checker, refusal = self.json, Refusal.THREAT_JSON
         elif kind == "xml" and self.xml is not None:
             checker, refusal = XmlChecker(self.xml), Refusal.THREAT_XML
         elif self.refuse_other:
@@ -142,6 +144,13 @@ class ThreatFilter(Filter):
         if checker is None:
             return CONTINUE
         try:
+            if checker.__class__ is JsonLimits:  # the first chunk of a JSON body
+                if end:  # the whole body at once: checked at C speed (json_whole.py)
+                    del ctx.filter_state[id(self)]
+                    if chunk:  # an empty body passes: there is nothing to parse
+                        check_whole(checker, chunk)
+                    return CONTINUE
+                checker = ctx.filter_state[id(self)] = JsonChecker(checker)
             if chunk:
                 checker.feed(chunk)
             if end:
