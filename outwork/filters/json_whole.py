@@ -8,17 +8,19 @@ and for those msgspec's C parser decides the syntax while bytes methods bound th
 way only ever says "passes": whatever it cannot prove goes to the streaming checker, which makes
 every refusal (its limit and message) as before. Why a pass here is the checker's pass:
 
-- Syntax: msgspec's decoder is no more lenient than the checker (RFC 8259: one value, JSON
-  whitespace only, valid escapes, no control characters in strings, strict UTF-8, no BOM, NaN
-  or Infinity); where it refuses more (a lone surrogate escape, a number beyond a float's
-  range, nesting past its recursion limit) the checker decides. A body that is not ASCII is
-  also decoded as UTF-8 whole: the checker's rule is on the whole body, not only its strings.
-- Limits, first from counts over the whole body, strings included, so that each is an upper
-  bound: `[` and `{` bound the depth, `:` the members of any object, `,` + 1 the elements of
-  any array, the body's length - 2 the decoded bytes of any string (a string never decodes to
-  more bytes than it is written with), and a body without `max_number` + 1 number characters
-  in a row has no number that long.
-- When a count passes its limit, the figures themselves (`_measured_within`), from the body
+- Syntax: msgspec's decoder, reading into `msgspec.Raw` (it walks the document and checks it
+  without building it), is no more lenient than the checker (RFC 8259: one value, JSON
+  whitespace only, valid escapes, no control characters in strings, no BOM, NaN or Infinity);
+  where it refuses more (a lone surrogate escape, nesting past its recursion limit) the
+  checker decides. It does not check UTF-8, so a body that is not ASCII is decoded as UTF-8
+  first (the checker's rule is on the whole body).
+- Limits, first from the body's size and counts over the whole body, strings included, so
+  that each is an upper bound: an object of n members takes at least 5n + 1 bytes (`{"":0}`)
+  and an array of n elements 2n + 1 (`[0]`), else `:` counts members and `,` + 1 elements;
+  `[` and `{` bound the depth; the body's length - 2 the decoded bytes of any string (a string
+  never decodes to more bytes than it is written with); and a body without `max_number` + 1
+  number characters in a row has no number that long.
+- When a bound passes its limit, the figures themselves (`_measured_within`), from the body
   with its strings cut out: what is left of valid JSON is structure, numbers and literals, so
   a run of number characters is one number, and the brackets, colons and commas, with the
   innermost containers removed pass by pass, give each container's entries and the depth.
@@ -36,13 +38,18 @@ import msgspec
 
 from outwork.filters.json_limits import JsonChecker, JsonLimits
 
-_decode = msgspec.json.Decoder().decode
-# msgspec's refusals, and what the document's checks in Python can raise.
+_skip = msgspec.json.Decoder(msgspec.Raw).decode
+# msgspec's refusals, and the UTF-8 check's.
 _UNDECIDED = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 _NUMBER_CHARACTERS = b"-+.eE0123456789"
-# Maps each number character to 1, any other byte to 0: a run of 1s is a run of them.
-_NUMBER_MARKS = bytes(int(byte in _NUMBER_CHARACTERS) for byte in range(256))
+_NUMBER, _OPENING = 1, 2
+# Each number character becomes 1, `[` and `{` 2, any other byte 0: a run of 1s is a run of
+# number characters, and the 2s count the containers opened (at most).
+_MARKS = bytes(
+    _NUMBER if byte in _NUMBER_CHARACTERS else _OPENING if byte in b"[{" else 0
+    for byte in range(256)
+)
 _NOT_STRUCTURE = bytes(range(256)).translate(None, b"[]{},:")
 
 
@@ -64,28 +71,24 @@ def fast_accepts(limits: JsonLimits, body: bytes) -> bool:
     try:
         if not body.isascii():
             body.decode("utf-8")
-        _decode(body)
+        _skip(body)
     except _UNDECIDED:
         return False
+    marks = body.translate(_MARKS)
     if (
-        body.count(b"[") + body.count(b"{") <= limits.max_depth
-        and body.count(b":") <= limits.max_keys
-        and body.count(b",") < limits.max_array
+        marks.count(_OPENING) <= limits.max_depth
+        and ((size - 1) // 5 <= limits.max_keys or body.count(b":") <= limits.max_keys)
+        and ((size - 1) // 2 <= limits.max_array or body.count(b",") < limits.max_array)
         and size - 2 <= limits.max_string
-        and not _long_number_run(body, limits.max_number)
+        and (size <= limits.max_number or _number_run(limits.max_number + 1) not in marks)
     ):
         return True
     return _measured_within(limits, body)
 
 
-def _long_number_run(text: bytes, max_number: int) -> bool:
-    """`text` has more than `max_number` number characters in a row."""
-    return len(text) > max_number and _number_run(max_number + 1) in text.translate(_NUMBER_MARKS)
-
-
 @lru_cache(maxsize=32)
 def _number_run(length: int) -> bytes:
-    return b"\x01" * length
+    return bytes((_NUMBER,)) * length
 
 
 @lru_cache(maxsize=32)
@@ -108,7 +111,7 @@ def _measured_within(limits: JsonLimits, body: bytes) -> bool:
     if strings and max(map(len, strings)) > limits.max_string:
         return False
     outside = b"".join(pieces[::2])
-    if _long_number_run(outside, limits.max_number):
+    if _number_run(limits.max_number + 1) in outside.translate(_MARKS):
         return False
     skeleton = outside.translate(None, _NOT_STRUCTURE)
     innermost = _innermost_within(limits.max_keys, limits.max_array)
