@@ -7,10 +7,12 @@
 The body is picked by its Content-Type: `application/json` and `*/*+json` go to the JSON
 checker (`json_limits`), `application/xml`, `text/xml` and `*/*+xml` to the XML one
 (`xml_limits`), when the policy names that kind; any other type passes unless
-`other_types: refuse` (415). Each chunk is checked before it goes upstream, and the first
-problem answers the client: 413 for a body over `max_size`, 400 for anything else (a limit on
-the structure, or not JSON / not well-formed XML), counted as `threat_json` or `threat_xml`,
-with the limit in the security event. An empty body passes (there is nothing to parse).
+`other_types: refuse` (415). Each chunk is checked before it goes upstream (a JSON body
+that comes whole, in one call, by `json_whole.check_whole`: the same verdicts at C speed),
+and the first problem answers the client: 413 for a body over `max_size`, 400 for anything
+else (a limit on the structure, or not JSON / not well-formed XML), counted as `threat_json`
+or `threat_xml`, with the limit in the security event. An empty body passes (there is
+nothing to parse).
 
 A body the gateway cannot read is not let through unread: a compressed one (Content-Encoding
 other than identity) of a checked type is refused with 415, and a request with two different
