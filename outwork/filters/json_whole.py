@@ -86,6 +86,12 @@ def fast_accepts(limits: JsonLimits, body: bytes) -> bool:
     return _measured_within(limits, body)
 
 
+# Each pass reads the skeleton whole: a deep document with many entries near its top (up to
+# msgspec's nesting of about 1,000 under a large `max_depth`) would cost far more than the
+# streaming checker's one pass, so past this depth that checker decides.
+MAX_PASSES = 32
+
+
 @lru_cache(maxsize=32)
 def _number_run(length: int) -> bytes:
     return bytes((_NUMBER,)) * length
@@ -118,7 +124,7 @@ def _measured_within(limits: JsonLimits, body: bytes) -> bool:
     depth = 0
     while skeleton:
         depth += 1
-        if depth > limits.max_depth:
+        if depth > limits.max_depth or depth > MAX_PASSES:
             return False
         reduced = innermost.sub(b"", skeleton)
         if len(reduced) == len(skeleton):

@@ -210,3 +210,14 @@ def test_each_limit_just_passed_is_refused_as_the_checker_refuses_it() -> None:
         lowered = JsonLimits(**{**_fields(at_limits), limit: getattr(at_limits, limit) - 1})
         assert not fast_accepts(lowered, doc)
         assert whole(lowered, doc)[0] == limit
+
+
+def test_a_deep_document_with_many_entries_goes_to_the_streaming_checker() -> None:
+    """Past MAX_PASSES levels the skeleton is not reduced pass by pass (each pass reads it
+    whole): the streaming checker decides, and passes it."""
+    depth = json_whole.MAX_PASSES + 1
+    limits = JsonLimits(max_depth=depth + 5)  # its count of brackets is over: measured
+    doc = b"[" * depth + b"]" * depth + b",[]" * 10 + b",0" * 5000
+    doc = b"[" + doc + b"]"
+    assert not fast_accepts(limits, doc)
+    assert whole(limits, doc) == streaming(limits, doc) == ("ok", "")
