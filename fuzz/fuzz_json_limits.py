@@ -1,4 +1,5 @@
-"""Fuzz target: the incremental JSON checker of `threat_protection` (filters/json_limits.py).
+"""Fuzz target: the JSON checks of `threat_protection`: the incremental checker
+(filters/json_limits.py) and the whole-body one (filters/json_whole.py).
 
     .venv/bin/python fuzz/fuzz_json_limits.py /tmp/fuzz-json fuzz/corpus/json_limits
 
@@ -7,7 +8,8 @@ or ones no input here reaches) and where to cut the rest in two (bits 2-7, times
 / 64); the rest is a request body. It is checked whole, in the two pieces, and byte by byte
 (up to 4 KiB): all three must agree on whether it passes, only `JsonViolation` may come out,
 and with the unreachable limits it must pass exactly when a strict parser (Python's json on
-strictly decoded UTF-8, without NaN or Infinity) accepts it.
+strictly decoded UTF-8, without NaN or Infinity) accepts it. The whole-body check must give
+the incremental checker's verdict on the body fed whole: the same refusal and message.
 `TestOneInput` is importable without atheris; atheris is imported only when run as a script.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 
 from outwork.filters.json_limits import JsonChecker, JsonLimits, JsonViolation
+from outwork.filters.json_whole import check_whole
 
 PROFILES = (
     JsonLimits(),
@@ -28,6 +31,17 @@ PROFILES = (
 BYTE_BY_BYTE = 4096
 
 
+LIMIT_NAMES = (
+    "syntax",
+    "max_depth",
+    "max_keys",
+    "max_string",
+    "max_array",
+    "max_number",
+    "max_size",
+)
+
+
 def verdict(limits: JsonLimits, pieces: list[bytes]) -> str:
     checker = JsonChecker(limits)
     try:
@@ -35,16 +49,16 @@ def verdict(limits: JsonLimits, pieces: list[bytes]) -> str:
             checker.feed(piece)
         checker.finish()
     except JsonViolation as exc:
-        assert exc.limit in (
-            "syntax",
-            "max_depth",
-            "max_keys",
-            "max_string",
-            "max_array",
-            "max_number",
-            "max_size",
-        ), exc.limit
-        return exc.limit
+        assert exc.limit in LIMIT_NAMES, exc.limit
+        return f"{exc.limit}: {exc.message}"
+    return "ok"
+
+
+def whole_verdict(limits: JsonLimits, doc: bytes) -> str:
+    try:
+        check_whole(limits, doc)
+    except JsonViolation as exc:
+        return f"{exc.limit}: {exc.message}"
     return "ok"
 
 
@@ -65,6 +79,7 @@ def TestOneInput(data: bytes) -> None:  # noqa: N802 (the name atheris and libFu
     mode, doc = data[0], data[1:]
     limits = PROFILES[mode & 3]
     whole = verdict(limits, [doc])
+    assert whole_verdict(limits, doc) == whole, (whole, doc)
     cut = (mode >> 2) * len(doc) // 64
     assert (verdict(limits, [doc[:cut], doc[cut:]]) == "ok") == (whole == "ok")
     if len(doc) <= BYTE_BY_BYTE:

@@ -30,6 +30,12 @@ RAW = {
     "cut-literal": b"[tru",
     "many-keys": b"{" + b",".join(b'"k%d":%d' % (i, i) for i in range(12)) + b"}",
     "long-array": b"[" + b",".join(b"%d" % i for i in range(12)) + b"]",
+    # For the whole-body check (json_whole.py): what its counts and skeleton must not misread.
+    "separators-in-strings": b'[{"k:,": "[,]{", "q\\"": ["\\\\", "\\\\\\"[", ",:"]}, 2]',
+    "lone-surrogate": b'["\\ud800", "\\udc00\\ud800"]',
+    "huge-exponent": b"[1e400, -1e400]",
+    "duplicate-keys": b"{" + b",".join(b'"a":%d' % i for i in range(6)) + b"}",
+    "many-containers": b"[" + b",".join(b'{"a":[%d]}' % i for i in range(30)) + b"]",
 }
 
 

@@ -29,6 +29,8 @@ from multiprocessing.synchronize import Lock
 SLOTS = 8  # slots per bucket: the probe length
 SLOT = struct.Struct("<Qqqq")
 BUCKET = struct.Struct("<" + "Qqqq" * SLOTS)
+# Only the keys of a bucket: a lookup reads 8 integers, not 32, then the slot it found.
+BUCKET_KEYS = struct.Struct("<" + "Q24x" * SLOTS)
 HEADER = struct.Struct("<Q")  # evictions, at offset 0
 STRIPES = 64  # locks; bucket i takes lock i % STRIPES
 DEFAULT_BUCKETS = 16384  # 131072 entries, 4 MiB
@@ -56,23 +58,25 @@ class NodeTable:
         offset = HEADER.size + bucket * BUCKET.size
         memory = self._memory
         with self._locks[bucket % STRIPES]:
-            slots = BUCKET.unpack_from(memory, offset)
             try:
-                found = 4 * slots[::4].index(key)
+                found = BUCKET_KEYS.unpack_from(memory, offset).index(key)
             except ValueError:
                 found = -1
-            if found >= 0 and slots[found + 1] > now:
-                a, b = slots[found + 2], slots[found + 3]
-            else:
-                a = b = 0
+            a = b = 0
+            if found >= 0:
+                _, expires, a, b = SLOT.unpack_from(memory, offset + found * SLOT.size)
+                if expires <= now:
+                    a = b = 0
             result = change(a, b)
             if result is None:
                 return a, b, False
             evicted = False
             if found < 0:
-                found = _free_or_oldest(slots, now)
-                evicted = slots[found] != 0 and slots[found + 1] > now
-            SLOT.pack_into(memory, offset + found * 8, key, *result)
+                slots = BUCKET.unpack_from(memory, offset)
+                index = _free_or_oldest(slots, now)
+                evicted = slots[index] != 0 and slots[index + 1] > now
+                found = index // 4
+            SLOT.pack_into(memory, offset + found * SLOT.size, key, *result)
         if evicted:
             with self._header_lock:
                 HEADER.pack_into(memory, 0, HEADER.unpack_from(memory, 0)[0] + 1)

@@ -7,10 +7,12 @@
 The body is picked by its Content-Type: `application/json` and `*/*+json` go to the JSON
 checker (`json_limits`), `application/xml`, `text/xml` and `*/*+xml` to the XML one
 (`xml_limits`), when the policy names that kind; any other type passes unless
-`other_types: refuse` (415). Each chunk is checked before it goes upstream, and the first
-problem answers the client: 413 for a body over `max_size`, 400 for anything else (a limit on
-the structure, or not JSON / not well-formed XML), counted as `threat_json` or `threat_xml`,
-with the limit in the security event. An empty body passes (there is nothing to parse).
+`other_types: refuse` (415). Each chunk is checked before it goes upstream (a JSON body
+that comes whole, in one call, by `json_whole.check_whole`: the same verdicts at C speed),
+and the first problem answers the client: 413 for a body over `max_size`, 400 for anything
+else (a limit on the structure, or not JSON / not well-formed XML), counted as `threat_json`
+or `threat_xml`, with the limit in the security event. An empty body passes (there is
+nothing to parse).
 
 A body the gateway cannot read is not let through unread: a compressed one (Content-Encoding
 other than identity) of a checked type is refused with 415, and a request with two different
@@ -20,6 +22,7 @@ Content-Types (the gateway and the backend could each believe another) with 400.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated, Literal
 
 import msgspec
@@ -37,6 +40,7 @@ from outwork.filters import (
     register,
 )
 from outwork.filters.json_limits import JsonChecker, JsonLimits, JsonViolation
+from outwork.filters.json_whole import check_whole
 from outwork.filters.xml_limits import XmlChecker, XmlLimits, XmlViolation
 from outwork.http.messages import Framing, RequestHead, header_values
 from outwork.observe.refusals import Refusal
@@ -86,6 +90,7 @@ _BODY_HEADERS = frozenset({b"content-type", b"content-encoding"})
 _NO_BODY = Framing.NONE  # a module global: reading an Enum member off its class is slow in 3.11
 
 
+@lru_cache(maxsize=256)  # a pure function of the few values clients send
 def media_kind(value: bytes) -> str:
     """`json`, `xml` or `other` for a Content-Type value."""
     media = value.partition(b";")[0].strip(b" \t").lower()
@@ -111,17 +116,19 @@ class ThreatFilter(Filter):
         if head.framing is _NO_BODY or head.content_length == 0:
             return CONTINUE  # no body: nothing to inspect
         found = header_values(head.headers, _BODY_HEADERS)
-        types = set(found.get(b"content-type", ()))
-        encodings = [coding.lower() for coding in found.get(b"content-encoding", ())]
-        # Two values, or a list in one (what proxies make of two headers): the gateway and the
-        # backend could each believe another.
-        if len(types) > 1 or any(b"," in t.partition(b";")[0] for t in types):
-            detail = {"limit": "content_type", "message": "several Content-Type values"}
-            return Reply(400, Refusal.BAD_REQUEST, detail=detail)
-        kind = media_kind(types.pop()) if types else "other"
-        checker: JsonChecker | XmlChecker
+        kind = "other"
+        types = found.get(b"content-type")
+        if types:
+            # Two values, or a list in one (what proxies make of two headers): the gateway and
+            # the backend could each believe another.
+            if (len(types) > 1 and len(set(types)) > 1) or b"," in types[0].partition(b";")[0]:
+                detail = {"limit": "content_type", "message": "several Content-Type values"}
+                return Reply(400, Refusal.BAD_REQUEST, detail=detail)
+            kind = media_kind(types[0])
+        # A JSON body's checker is made at its first chunk unless that one is the whole body.
+        checker: JsonLimits | XmlChecker
         if kind == "json" and self.json is not None:
-            checker, refusal = JsonChecker(self.json), Refusal.THREAT_JSON
+            checker, refusal = self.json, Refusal.THREAT_JSON
         elif kind == "xml" and self.xml is not None:
             checker, refusal = XmlChecker(self.xml), Refusal.THREAT_XML
         elif self.refuse_other:
@@ -129,7 +136,8 @@ class ThreatFilter(Filter):
             return Reply(415, Refusal.THREAT_MEDIA_TYPE, detail=detail)
         else:
             return CONTINUE
-        if any(coding not in _IDENTITY for coding in encodings):
+        encodings = found.get(b"content-encoding")
+        if encodings and any(coding.lower() not in _IDENTITY for coding in encodings):
             detail = {"limit": "content_encoding", "message": "a compressed body is not inspected"}
             return Reply(415, refusal, detail=detail)
         ctx.filter_state[id(self)] = checker
@@ -142,6 +150,13 @@ class ThreatFilter(Filter):
         if checker is None:
             return CONTINUE
         try:
+            if checker.__class__ is JsonLimits:  # the first chunk of a JSON body
+                if end:  # the whole body at once: checked at C speed (json_whole.py)
+                    del ctx.filter_state[id(self)]
+                    if chunk:  # an empty body passes: there is nothing to parse
+                        check_whole(checker, chunk)
+                    return CONTINUE
+                checker = ctx.filter_state[id(self)] = JsonChecker(checker)
             if chunk:
                 checker.feed(chunk)
             if end:
