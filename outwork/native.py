@@ -44,7 +44,13 @@ __all__ = ["COMPILED", "MODULES", "REASON", "SHARED_LIBRARY", "mypyc_attr", "sta
 # typed objects (proxy/server.py: uvloop gives lists where typeshed says tuples, which compiled
 # code checks).
 MODULES = (
+    "outwork.filters.gcra",
+    "outwork.filters.header_lines",
+    "outwork.filters.json_limits",
+    "outwork.filters.json_whole",
+    "outwork.filters.node_table",
     "outwork.front.h1",
+    "outwork.front.sealed",
     "outwork.http.checks",
     "outwork.http.messages",
     "outwork.http.path",
