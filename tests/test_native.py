@@ -4,12 +4,14 @@ missing a module, is not used at all (compiled modules call each other directly)
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from outwork import native
@@ -111,3 +113,13 @@ def test_the_makefile_reads_every_compiled_module() -> None:
     assert listed == native.MODULES
     for module in native.MODULES:
         assert (ROOT / (module.replace(".", "/") + ".py")).is_file(), module
+
+
+def test_no_compiled_module_defines_a_config_schema() -> None:
+    """mypyc builds a msgspec Struct without its class keywords: `forbid_unknown_fields` would
+    be lost, and a misspelt config key accepted. Schemas stay in interpreted modules."""
+    for module in native.MODULES:
+        loaded = importlib.import_module(module)
+        for value in vars(loaded).values():
+            if isinstance(value, type) and value.__module__ == loaded.__name__:
+                assert not issubclass(value, msgspec.Struct), f"{module}: {value.__name__}"
