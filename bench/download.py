@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from instructions import print_costliest
 from servers import HOST, BenchError, make_certificate, start_nginx, start_outwork, tree_cpu_seconds
 
 MIB = 1024 * 1024
@@ -130,16 +131,7 @@ def main() -> int:
             mib = args.mib * args.runs
             print(f"{int(total.group(1)) / mib:,.0f} instructions per MiB ({mib} MiB)")
             if args.top:
-                annotated = subprocess.run(
-                    ["callgrind_annotate", "--inclusive=no", str(dumps[-1])],
-                    capture_output=True,
-                    text=True,
-                ).stdout
-                found = [ln for ln in annotated.splitlines() if re.match(r"\s*[\d,]+ \(", ln)]
-                for line in found[1 : args.top + 1]:
-                    count = int(line.split()[0].replace(",", ""))
-                    name = line.split(")", 1)[1].strip().split(" [")[0]
-                    print(f"{count / mib:>12,.0f}  {name[-100:]}")
+                print_costliest(dumps[-1], mib, args.top)
     except BenchError as exc:
         print(f"failed: {exc}", file=sys.stderr)
         return 2

@@ -82,6 +82,19 @@ def control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
 
 
+def print_costliest(dump: Path, per: float, top: int) -> None:
+    """The `top` functions of a callgrind dump by their own instructions, each divided by `per`
+    (requests, MiB)."""
+    annotated = subprocess.run(
+        ["callgrind_annotate", "--inclusive=no", str(dump)], capture_output=True, text=True
+    ).stdout
+    rows = [line for line in annotated.splitlines() if re.match(r"\s*[\d,]+ \(", line)]
+    for line in rows[1 : top + 1]:
+        count = int(line.split()[0].replace(",", ""))
+        name = line.split(")", 1)[1].strip().split(" [")[0]
+        print(f"{count / per:>12,.0f}  {name[-100:]}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--connections", type=int, default=4)
@@ -152,16 +165,7 @@ def main() -> int:
         unit = "new connection + GET" if args.new_connections else "keep-alive request"
         print(f"{ir / requests:,.0f} instructions per {unit} ({requests:.0f} counted)")
         if args.top:
-            annotated = subprocess.run(
-                ["callgrind_annotate", "--inclusive=no", str(dumps[-1])],
-                capture_output=True,
-                text=True,
-            ).stdout
-            rows = [line for line in annotated.splitlines() if re.match(r"\s*[\d,]+ \(", line)]
-            for line in rows[1 : args.top + 1]:
-                count = int(line.split()[0].replace(",", ""))
-                name = line.split(")", 1)[1].strip().split(" [")[0]
-                print(f"{count / requests:>10,.0f}  {name[-100:]}")
+            print_costliest(dumps[-1], requests, args.top)
     except BenchError as exc:
         print(f"failed: {exc}", file=sys.stderr)
         return 2
