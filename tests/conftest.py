@@ -135,7 +135,8 @@ class Gateway:
             if "outwork: ready" in text:
                 break
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"gateway did not start:\n{text}")
+                self.stop()  # one still starting would outlive the test, and load the machine
+                raise AssertionError(f"gateway did not start:\n{self.stderr()}")
             time.sleep(0.02)
         for name, url in re.findall(r"outwork: listener (\S+) on (\S+)", text):
             self.urls[name] = url
