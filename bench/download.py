@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from instructions import print_costliest
+from instructions import last_dump, print_costliest
 from servers import HOST, BenchError, make_certificate, start_nginx, start_outwork, tree_cpu_seconds
 
 MIB = 1024 * 1024
@@ -121,17 +120,11 @@ def main() -> int:
             print("\n".join(lines[: args.perf]))
         if args.callgrind:
             callgrind(pid, "-d")
-            dumps = sorted(workdir.glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime)
-            if not dumps:
-                raise BenchError("no callgrind dump")
-            text = dumps[-1].read_text(errors="replace")
-            total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
-            if total is None:
-                raise BenchError(f"no totals in {dumps[-1]}")
+            dump, total = last_dump(workdir)
             mib = args.mib * args.runs
-            print(f"{int(total.group(1)) / mib:,.0f} instructions per MiB ({mib} MiB)")
+            print(f"{total / mib:,.0f} instructions per MiB ({mib} MiB)")
             if args.top:
-                print_costliest(dumps[-1], mib, args.top)
+                print_costliest(dump, mib, args.top)
     except BenchError as exc:
         print(f"failed: {exc}", file=sys.stderr)
         return 2

@@ -82,6 +82,17 @@ def control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True)
 
 
+def last_dump(workdir: Path) -> tuple[Path, int]:
+    """The newest callgrind dump in `workdir` and its total of instructions."""
+    dumps = sorted(workdir.glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime)
+    if not dumps:
+        raise BenchError(f"no callgrind dump in {workdir}")
+    total = re.search(r"^(?:summary|totals): (\d+)", dumps[-1].read_text(errors="replace"), re.M)
+    if total is None:
+        raise BenchError(f"no totals in {dumps[-1]}")
+    return dumps[-1], int(total.group(1))
+
+
 def print_costliest(dump: Path, per: float, top: int) -> None:
     """The `top` functions of a callgrind dump by their own instructions, each divided by `per`
     (requests, MiB)."""
@@ -152,20 +163,15 @@ def main() -> int:
         requests = answered(admin_port, metric) - before
         for client in clients:
             client.wait()
-        dumps = sorted(workdir.glob("callgrind.out.*"), key=lambda p: p.stat().st_mtime)
-        if not dumps or requests <= 0:
-            raise BenchError("no dump or no request in the window")
-        text = dumps[-1].read_text(errors="replace")
-        total = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
-        if total is None:
-            raise BenchError(f"no totals in {dumps[-1]}")
-        ir = int(total.group(1))
+        if requests <= 0:
+            raise BenchError("no request in the window")
+        dump, ir = last_dump(workdir)
         if args.keep:
-            shutil.copyfile(dumps[-1], args.keep)
+            shutil.copyfile(dump, args.keep)
         unit = "new connection + GET" if args.new_connections else "keep-alive request"
         print(f"{ir / requests:,.0f} instructions per {unit} ({requests:.0f} counted)")
         if args.top:
-            print_costliest(dumps[-1], requests, args.top)
+            print_costliest(dump, requests, args.top)
     except BenchError as exc:
         print(f"failed: {exc}", file=sys.stderr)
         return 2
