@@ -15,10 +15,15 @@ they are dumped; the requests answered in between come from outwork's /metrics.
     .venv/bin/python bench/instructions.py            # prints Ir per request
     .venv/bin/python bench/instructions.py --top 30   # and the costliest functions
     .venv/bin/python bench/instructions.py --new-connections   # Ir per new TLS 1.3 connection
+    .venv/bin/python bench/instructions.py --post              # the policy row's JSON POSTs
+    .venv/bin/python bench/instructions.py --post --policy     # the same with the typical policy
 
 `--new-connections` counts a full TLS 1.3 handshake plus one GET, as `run.py`'s handshake row:
 parallel `openssl s_time -new` clients (one fresh connection per request, never resumed), the
-connections counted from outwork_connections_accepted_total.
+connections counted from outwork_connections_accepted_total. `--post` sends `run.py`'s policy
+row request (a 1 KiB JSON POST with an API key) instead of a GET, `--policy` puts the row's
+typical policy on every route: the two together against `--post` alone is issue 9's ratio in
+instructions, TLS included.
 
 Needs valgrind and wrk (Debian packages). Nothing here is a pass/fail test.
 """
@@ -37,6 +42,7 @@ from pathlib import Path
 
 from servers import (
     HOST,
+    POLICY_SCRIPT,
     BenchError,
     check_serves_body,
     free_port,
@@ -54,8 +60,11 @@ def answered(admin_port: int, metric: str = "outwork_requests_total") -> float:
     )
 
 
-def load_command(args: argparse.Namespace, port: int, seconds: int) -> list[list[str]]:
-    """The client processes that keep the gateway busy for `seconds`."""
+def load_command(
+    args: argparse.Namespace, port: int, seconds: int, script: Path
+) -> list[list[str]]:
+    """The client processes that keep the gateway busy for `seconds`. `script`: where wrk's
+    Lua script for `--post` is written."""
     if args.new_connections:
         # The same request as measure.measure_handshakes (a Host line; s_time's " HTTP/1.0"
         # swallowed by a trailing header).
@@ -65,17 +74,11 @@ def load_command(args: argparse.Namespace, port: int, seconds: int) -> list[list
             "-www", www, "-time", str(seconds),
         ]  # fmt: skip
         return [argv] * args.connections
-    return [
-        [
-            "wrk",
-            "-t1",
-            f"-c{args.connections}",
-            f"-d{seconds}s",
-            "--timeout",
-            "10s",
-            f"https://{HOST}:{port}/",
-        ]
-    ]
+    wrk = ["wrk", "-t1", f"-c{args.connections}", f"-d{seconds}s", "--timeout", "10s"]
+    if args.post:
+        script.write_text(POLICY_SCRIPT)
+        wrk += ["-s", str(script)]
+    return [[*wrk, f"https://{HOST}:{port}/"]]
 
 
 def control(pid: int, *args: str) -> None:
@@ -117,8 +120,16 @@ def main() -> int:
         action="store_true",
         help="a new TLS 1.3 connection per GET (openssl s_time -new) instead of keep-alive",
     )
+    parser.add_argument(
+        "--post", action="store_true", help="the policy row's 1 KiB JSON POSTs instead of GETs"
+    )
+    parser.add_argument(
+        "--policy", action="store_true", help="with --post: the typical policy on every route"
+    )
     parser.add_argument("--keep", help="copy the counted callgrind dump to this path")
     args = parser.parse_args()
+    if args.policy and not args.post:
+        parser.error("--policy measures the policy row's POSTs: add --post")
     for tool in ("valgrind", "callgrind_control", "openssl" if args.new_connections else "wrk"):
         if not shutil.which(tool):
             print(f"{tool} is not installed (Debian packages valgrind, wrk)", file=sys.stderr)
@@ -141,14 +152,15 @@ def main() -> int:
                 f"--callgrind-out-file={out}",
             ),
             admin_port=admin_port,
+            policy=args.policy,
         )
-        check_serves_body(outwork)
+        check_serves_body(outwork, policy=args.policy)
         pid = outwork.proc.pid  # valgrind runs the program in its own process
         control(pid, "-i", "on")
         seconds = int(args.warmup + args.window + 3)
         clients = [
             subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for argv in load_command(args, outwork.port, seconds)
+            for argv in load_command(args, outwork.port, seconds, workdir / "post.lua")
         ]
         metric = (
             "outwork_connections_accepted_total"
@@ -169,6 +181,8 @@ def main() -> int:
         if args.keep:
             shutil.copyfile(dump, args.keep)
         unit = "new connection + GET" if args.new_connections else "keep-alive request"
+        if args.post:
+            unit += ", JSON POST" + (" with the typical policy" if args.policy else "")
         print(f"{ir / requests:,.0f} instructions per {unit} ({requests:.0f} counted)")
         if args.top:
             print_costliest(dump, requests, args.top)
