@@ -51,6 +51,7 @@ MODULES = (
     "outwork.filters.node_table",
     "outwork.front.h1",
     "outwork.front.sealed",
+    "outwork.http.ascii",
     "outwork.http.checks",
     "outwork.http.messages",
     "outwork.http.path",

@@ -42,6 +42,8 @@ from typing import Any
 
 import regex
 
+from outwork.http.ascii import BACKSLASH, OPEN_BRACE, OPEN_BRACKET, QUOTE
+
 # Modes: what the checker expects next.
 _VALUE = 0  # a value (or `]` right after `[`)
 _KEY = 1  # a member's key (or `}` right after `{`)
@@ -174,13 +176,13 @@ def _entries(run: bytes, separator: bytes) -> int:
     Counted with bytes methods rather than a regex over the strings: with the escaped
     backslashes and quotes gone (pairs, left to right, as escapes are read), the quotes left
     alternate open and close, so every other piece between them is outside the strings."""
-    if b'"' in run:
-        if b"\\" in run:
+    if QUOTE in run:
+        if BACKSLASH in run:
             run = run.replace(b"\\\\", b"").replace(b'\\"', b"")
         run = b"".join(run.split(b'"')[::2])
-    if b"[" in run or b"{" in run:
+    if OPEN_BRACKET in run or OPEN_BRACE in run:
         run = run.translate(None, _NOT_STRUCTURE)
-        while b"[" in run or b"{" in run:  # at most NESTING passes
+        while OPEN_BRACKET in run or OPEN_BRACE in run:  # at most NESTING passes
             run = _INNER.sub(b"", run)
     return run.count(separator)
 

@@ -37,6 +37,7 @@ from functools import lru_cache
 import msgspec
 
 from outwork.filters.json_limits import JsonChecker, JsonLimits
+from outwork.http.ascii import BACKSLASH
 
 _skip = msgspec.json.Decoder(msgspec.Raw).decode
 # msgspec's refusals, and the UTF-8 check's.
@@ -107,7 +108,7 @@ def _innermost_within(max_keys: int, max_array: int) -> re.Pattern[bytes]:
 
 def _measured_within(limits: JsonLimits, body: bytes) -> bool:
     """`body`, valid JSON, is within every limit, measured exactly (False: over one)."""
-    if b"\\" in body:
+    if BACKSLASH in body:
         # Escaped backslashes and quotes become one byte (escapes pair left to right as they
         # are read): the quotes left open and close the strings, and each string is still
         # written with at least as many bytes as it decodes to.

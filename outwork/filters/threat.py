@@ -42,6 +42,7 @@ from outwork.filters import (
 from outwork.filters.json_limits import JsonChecker, JsonLimits, JsonViolation
 from outwork.filters.json_whole import check_whole
 from outwork.filters.xml_limits import XmlChecker, XmlLimits, XmlViolation
+from outwork.http.ascii import COMMA
 from outwork.http.messages import Framing, RequestHead, header_values
 from outwork.observe.refusals import Refusal
 
@@ -121,7 +122,7 @@ class ThreatFilter(Filter):
         if types:
             # Two values, or a list in one (what proxies make of two headers): the gateway and
             # the backend could each believe another.
-            if (len(types) > 1 and len(set(types)) > 1) or b"," in types[0].partition(b";")[0]:
+            if (len(types) > 1 and len(set(types)) > 1) or COMMA in types[0].partition(b";")[0]:
                 detail = {"limit": "content_type", "message": "several Content-Type values"}
                 return Reply(400, Refusal.BAD_REQUEST, detail=detail)
             kind = media_kind(types[0])

@@ -12,6 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 
+from outwork.http.ascii import UNDERSCORE
 from outwork.http.errors import HTTPError, UpstreamProtocolError
 from outwork.http.messages import Framing, Headers
 
@@ -162,7 +163,7 @@ def scan_headers(headers: Headers) -> HeaderScan:
         if kind is None:
             if lname.startswith(_LOOKALIKE_PREFIXES) and _LOOKALIKE.match(lname):
                 raise HTTPError(400, "a field name that mimics a framing header")
-            if b"_" in lname and lname.replace(b"_", b"-") in special:
+            if UNDERSCORE in lname and lname.replace(b"_", b"-") in special:
                 # `X_Forwarded_For`: CGI-style backends read it as X-Forwarded-For, so it goes
                 # the way its hyphenated form would, never on as the client sent it.
                 continue

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from outwork.http.ascii import BACKSLASH, NUL, PERCENT, QUESTION_MARK, SEMICOLON, SLASH
 from outwork.http.errors import HTTPError
 
 # What `escaped_slashes` may say: refuse, forward `%2F`/`%5C` as they are (routes see them
@@ -88,9 +89,9 @@ def _decode(path: bytes, rules: PathRules) -> bytes:
     if len(found) != path.count(b"%"):
         raise _bad("invalid percent-encoding in the path")
     escaped = bytes.fromhex(b"".join(found).decode())
-    if b"\x00" in escaped:
+    if NUL in escaped:
         raise _bad("%00 in the path")
-    if rules.escaped_slashes == "reject" and (b"/" in escaped or b"\\" in escaped):
+    if rules.escaped_slashes == "reject" and (SLASH in escaped or BACKSLASH in escaped):
         raise _bad("escaped slash or backslash in the path")
     # Each `%` starts a valid escape (counted above), and what an escape is replaced with
     # never starts a new one at another place: C-level `replace` per distinct escape (a path
@@ -130,7 +131,7 @@ def _resolve(path: bytes) -> bytes:
                 out.pop()
             if i == last:
                 out.append(b"")  # `/a/..` is `/`, `/a/.` is `/a/`
-        elif b";" in segment and _dot(segment):
+        elif SEMICOLON in segment and _dot(segment):
             raise _bad("a dot segment with parameters in the path")
         else:
             out.append(segment)
@@ -140,18 +141,18 @@ def _resolve(path: bytes) -> bytes:
 def normalise_path(path: bytes, rules: PathRules = STRICT) -> bytes:
     """An absolute path (no query) in normal form, or HTTPError(400)."""
     # `_PLAIN` stops at a `?` (it is made for targets): a `?` here is part of the path.
-    return path if b"?" not in path and _PLAIN.match(path) else _normalise(path, rules)
+    return path if QUESTION_MARK not in path and _PLAIN.match(path) else _normalise(path, rules)
 
 
 def _normalise(path: bytes, rules: PathRules) -> bytes:
     if path.translate(None, _RAW_BYTES):
         raise _bad("backslash or a byte outside visible ASCII in the path")
-    if b"%" in path:
+    if PERCENT in path:
         path = _decode(path, rules)
-    if rules.merge_slashes and b"//" in path:
+    if rules.merge_slashes and path.find(b"//") >= 0:
         path = _SLASHES.sub(b"/", path)
     if rules.normalize:
-        return _resolve(path) if b"/." in path else path  # a dot segment starts with `/.`
+        return _resolve(path) if path.find(b"/.") >= 0 else path  # a dot segment starts with `/.`
     for segment in path.split(b"/"):
         if _dot(segment.replace(b"%2e", b".").replace(b"%2E", b".")):
             raise _bad("dot segment in the path (normalize is off)")
@@ -173,6 +174,6 @@ def route_path(path: bytes) -> bytes:
     """The path routes compare: without the `;` parameters of its segments, which Tomcat and
     Spring drop before they dispatch (`/admin;x=1` is served as /admin). Only for matching:
     the path is forwarded with them."""
-    if b";" not in path:
+    if SEMICOLON not in path:
         return path
     return b"/".join(segment.split(b";", 1)[0] for segment in path.split(b"/"))

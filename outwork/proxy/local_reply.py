@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, NamedTuple
 
 from outwork.filters.runner import report_done
+from outwork.http.ascii import CR, LF, NUL
 from outwork.http.errors import REASONS
 from outwork.proxy.router import head_host
 
@@ -67,7 +68,7 @@ class LocalReply(NamedTuple):
 def _safe(field: bytes) -> bool:
     """No line break or NUL: a filter's header (say, a CORS origin taken from the request)
     can never split the answer's head, whatever it was built from."""
-    return b"\r" not in field and b"\n" not in field and b"\0" not in field
+    return CR not in field and LF not in field and NUL not in field
 
 
 def body_for(status: int) -> bytes:
