@@ -21,7 +21,9 @@ class Framing(Enum):
     CLOSE = "close"  # until the connection closes (responses only)
 
 
-@dataclass(slots=True)
+# The heads write their own __init__: the one `dataclass` generates runs interpreted even in
+# the compiled build (about 6,000 instructions per request head, 3,000 per response head).
+@dataclass(slots=True, init=False)
 class RequestHead:
     method: bytes
     target: bytes
@@ -32,12 +34,42 @@ class RequestHead:
     content_length: int  # -1 unless framing is LENGTH
     keep_alive: bool
     expect_continue: bool
-    has_host: bool = True  # False only for an HTTP/1.0 request without Host
-    codings: bytes = b""  # transfer codings before the final chunked, normalised (e.g. b"gzip")
+    has_host: bool  # False only for an HTTP/1.0 request without Host
+    codings: bytes  # transfer codings before the final chunked, normalised (e.g. b"gzip")
     # The scan of the headers (Host, and the client's forwarding headers and request id, kept
     # aside from `block`); None for heads not read by RequestReader.
-    scan: HeaderScan | None = None
-    upgrade: bool = False  # a WebSocket upgrade, passed through (its lines are in `block`)
+    scan: HeaderScan | None
+    upgrade: bool  # a WebSocket upgrade, passed through (its lines are in `block`)
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        version: str,
+        headers: Headers,
+        block: bytes,
+        framing: Framing,
+        content_length: int,
+        keep_alive: bool,
+        expect_continue: bool,
+        has_host: bool = True,
+        codings: bytes = b"",
+        scan: HeaderScan | None = None,
+        upgrade: bool = False,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.block = block
+        self.framing = framing
+        self.content_length = content_length
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.has_host = has_host
+        self.codings = codings
+        self.scan = scan
+        self.upgrade = upgrade
 
     @property
     def path(self) -> bytes:
@@ -46,13 +78,22 @@ class RequestHead:
         return self.target if q < 0 else self.target[:q]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ResponseHead:
     status: int
     reason: bytes
     block: bytes  # the end-to-end header lines as received (each ends in CRLF), for forwarding
     framing: Framing
     content_length: int  # -1 unless framing is LENGTH
+
+    def __init__(
+        self, status: int, reason: bytes, block: bytes, framing: Framing, content_length: int
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.block = block
+        self.framing = framing
+        self.content_length = content_length
 
     @property
     def headers(self) -> Headers:

@@ -1,5 +1,6 @@
 """scan_response_head against the regex it had before (`^` with MULTILINE, a match tried at
-every byte): the LF-anchored pattern must cut the same lines and read the same values."""
+every byte): it must cut the same lines and read the same values, whether the head takes the
+line-by-line path (every CR and LF in a CRLF) or the LF-anchored regex (a bare CR or LF)."""
 
 from __future__ import annotations
 
@@ -93,6 +94,51 @@ def test_scan_response_head_cuts_what_the_multiline_regex_cut(lines: list[bytes]
     assert scan.lengths == lengths
     assert scan.codings == codings
     assert scan.upgrade == upgrade
+
+
+_CLEAN_ALPHABET = b" \t,az09:C-"
+_CLEAN_VALUE = st.binary(max_size=12).map(
+    lambda b: bytes(_CLEAN_ALPHABET[x % len(_CLEAN_ALPHABET)] for x in b)
+) | st.sampled_from([b"close", b"keep-alive", b"Upgrade", b"x-a, Upgrade", b"te", b""])
+_CLEAN_LINE = st.one_of(
+    st.tuples(
+        st.sampled_from([*_NAMES, b"x-a", b"X-A", b"Upgrade:x"]),
+        st.sampled_from([b":", b": ", b":\t", b" :", b"::"]),
+        _CLEAN_VALUE,
+    ).map(lambda t: t[0] + t[1] + t[2] + b"\r\n"),
+    _CLEAN_VALUE.map(lambda v: b"\t" + v + b"\r\n"),  # obs-fold
+    st.just(b"\r\n"),
+)
+
+
+def _outcome(scan: object, blob: bytes) -> object:
+    try:
+        found = scan(blob)  # type: ignore[operator]
+    except UpstreamProtocolError:
+        return "obs-fold"
+    framing = (found.lengths, found.codings, found.upgrade, found.connection_upgrade)
+    return found.block, framing
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(_CLEAN_LINE, max_size=8), st.sampled_from([b"", b"X: 1", b" x"]))
+def test_the_line_path_scans_as_the_regex_path(lines: list[bytes], tail: bytes) -> None:
+    """Heads with CRLF line ends only (what llhttp lets through), Connection naming other
+    headers included, and a last line without CRLF: the line-by-line scan every response takes
+    and the regex scan kept for irregular heads agree, block and values."""
+    blob = b"".join(lines) + tail
+
+    def by_lines(b: bytes) -> checks.HeaderScan:
+        assert b.count(b"\r") == b.count(b"\n") == b.count(b"\r\n")
+        return checks.scan_response_head(b)
+
+    def by_regex(b: bytes) -> checks.HeaderScan:
+        scan, tokens = checks._scan_irregular(b)
+        if tokens is not None:
+            checks._cut_connection_named(scan, tokens)
+        return scan
+
+    assert _outcome(by_lines, blob) == _outcome(by_regex, blob)
 
 
 def test_a_typical_response_head_keeps_its_end_to_end_lines() -> None:
