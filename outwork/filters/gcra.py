@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-MICROS = 1_000_000
-PERIODS = {"s": MICROS, "m": 60 * MICROS, "h": 3600 * MICROS, "d": 86400 * MICROS}
+MICROS: Final = 1_000_000
+PERIODS: Final = {"s": MICROS, "m": 60 * MICROS, "h": 3600 * MICROS, "d": 86400 * MICROS}
 # Above a million per second the interval would be under a microsecond.
-MAX_PER_SECOND = MICROS
-MAX_BURST = 1_000_000_000
-_RATE = re.compile(r"^([1-9][0-9]{0,9})/([smhd])$")
+MAX_PER_SECOND: Final = MICROS
+MAX_BURST: Final = 1_000_000_000
+_RATE: Final = re.compile(r"^([1-9][0-9]{0,9})/([smhd])$")
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,10 @@ takes `Server` and the like out of what goes to the client."""
 
 from __future__ import annotations
 
+from typing import Final
+
 # Blanks allowed around a field name (bytes.strip's set less CR and LF, which end a line).
-_BLANKS = b" \t\x0b\x0c"
+_BLANKS: Final = b" \t\x0b\x0c"
 
 
 class LineRemoval:

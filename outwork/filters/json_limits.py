@@ -38,34 +38,34 @@ import re
 import sys
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Final
 
 import regex
 
 from outwork.http.ascii import BACKSLASH, OPEN_BRACE, OPEN_BRACKET, QUOTE
 
 # Modes: what the checker expects next.
-_VALUE = 0  # a value (or `]` right after `[`)
-_KEY = 1  # a member's key (or `}` right after `{`)
-_COLON = 2  # the `:` after a key
-_AFTER = 3  # after a value: `,`, the container's end, or (at the top) nothing but whitespace
-_STRING = 4  # inside a string
+_VALUE: Final = 0  # a value (or `]` right after `[`)
+_KEY: Final = 1  # a member's key (or `}` right after `{`)
+_COLON: Final = 2  # the `:` after a key
+_AFTER: Final = 3  # after a value: `,`, the container's end, or (at the top) nothing but whitespace
+_STRING: Final = 4  # inside a string
 
-_OBJECT = 123  # `{`, as a byte: the kind of an open container
-_ARRAY = 91  # `[`
-_QUOTE = 34
-_BACKSLASH = 92
-_WHITESPACE = frozenset(b" \t\n\r")
-_NUMBER_START = frozenset(b"-0123456789")
-_SHORT_ESCAPES = frozenset(b'"\\/bfnrt')
-_LITERALS = {ord("t"): b"true", ord("f"): b"false", ord("n"): b"null"}
-_UTF8_SLICE = 1 << 16  # bytes decoded at once to check UTF-8 (bounds the temporary str)
+_OBJECT: Final = 123  # `{`, as a byte: the kind of an open container
+_ARRAY: Final = 91  # `[`
+_QUOTE: Final = 34
+_BACKSLASH: Final = 92
+_WHITESPACE: Final = frozenset(b" \t\n\r")
+_NUMBER_START: Final = frozenset(b"-0123456789")
+_SHORT_ESCAPES: Final = frozenset(b'"\\/bfnrt')
+_LITERALS: Final = {ord("t"): b"true", ord("f"): b"false", ord("n"): b"null"}
+_UTF8_SLICE: Final = 1 << 16  # bytes decoded at once to check UTF-8 (bounds the temporary str)
 
-_WS = re.compile(rb"[ \t\n\r]*")
-_PLAIN = re.compile(rb'[^"\\\x00-\x1f]*')  # string bytes that stand for themselves
-_HEX4 = re.compile(rb"[0-9a-fA-F]{4}")
-_NUMBER_CHARS = re.compile(rb"[-+.eE0-9]*")
-_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_WS: Final = re.compile(rb"[ \t\n\r]*")
+_PLAIN: Final = re.compile(rb'[^"\\\x00-\x1f]*')  # string bytes that stand for themselves
+_HEX4: Final = re.compile(rb"[0-9a-fA-F]{4}")
+_NUMBER_CHARS: Final = re.compile(rb"[-+.eE0-9]*")
+_NUMBER: Final = re.compile(rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 class JsonViolation(Exception):
@@ -94,13 +94,13 @@ class JsonLimits:
         object.__setattr__(self, "runs", _Runs(self))
 
 
-NESTING = 2  # levels of containers a fast run may hold inside its members or elements
-WINDOW = 1 << 16  # bytes: the least a fast run may take at once (see `_Runs`)
+NESTING: Final = 2  # levels of containers a fast run may hold inside its members or elements
+WINDOW: Final = 1 << 16  # bytes: the least a fast run may take at once (see `_Runs`)
 
 # The runs rely on possessive quantifiers and atomic groups. `re` has them since Python 3.11 but
 # matched some possessive repeats wrongly before 3.11.5 (CPython gh-106052), and Debian 12 ships
 # 3.11.2: there the `regex` module runs them (about three times slower; correct everywhere).
-RUNS_ENGINE: ModuleType = re if sys.version_info >= (3, 11, 5) else regex
+RUNS_ENGINE: Final[ModuleType] = re if sys.version_info >= (3, 11, 5) else regex
 
 
 class _Runs:
@@ -166,8 +166,8 @@ class _Runs:
             value = rb"(?>%s|%s|true|false|null|%s|%s)" % (string, number, array, obj)
 
 
-_INNER = re.compile(rb"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")  # an innermost container
-_NOT_STRUCTURE = bytes(range(256)).translate(None, b"[]{},:")
+_INNER: Final = re.compile(rb"\[[^\[\]{}]*\]|\{[^\[\]{}]*\}")  # an innermost container
+_NOT_STRUCTURE: Final = bytes(range(256)).translate(None, b"[]{},:")
 
 
 def _entries(run: bytes, separator: bytes) -> int:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Final
 
 import msgspec
 
@@ -41,17 +42,17 @@ from outwork.http.ascii import BACKSLASH
 
 _skip = msgspec.json.Decoder(msgspec.Raw).decode
 # msgspec's refusals, and the UTF-8 check's.
-_UNDECIDED = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+_UNDECIDED: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
-_NUMBER_CHARACTERS = b"-+.eE0123456789"
+_NUMBER_CHARACTERS: Final = b"-+.eE0123456789"
 _NUMBER, _OPENING = 1, 2
 # Each number character becomes 1, `[` and `{` 2, any other byte 0: a run of 1s is a run of
 # number characters, and the 2s count the containers opened (at most).
-_MARKS = bytes(
+_MARKS: Final = bytes(
     _NUMBER if byte in _NUMBER_CHARACTERS else _OPENING if byte in b"[{" else 0
     for byte in range(256)
 )
-_NOT_STRUCTURE = bytes(range(256)).translate(None, b"[]{},:")
+_NOT_STRUCTURE: Final = bytes(range(256)).translate(None, b"[]{},:")
 
 
 def check_whole(limits: JsonLimits, body: bytes) -> None:
@@ -90,7 +91,7 @@ def fast_accepts(limits: JsonLimits, body: bytes) -> bool:
 # Each pass reads the skeleton whole: a deep document with many entries near its top (up to
 # msgspec's nesting of about 1,000 under a large `max_depth`) would cost far more than the
 # streaming checker's one pass, so past this depth that checker decides.
-MAX_PASSES = 32
+MAX_PASSES: Final = 32
 
 
 @lru_cache(maxsize=32)

@@ -25,15 +25,16 @@ import multiprocessing
 import struct
 from collections.abc import Callable
 from multiprocessing.synchronize import Lock
+from typing import Final
 
-SLOTS = 8  # slots per bucket: the probe length
-SLOT = struct.Struct("<Qqqq")
-BUCKET = struct.Struct("<" + "Qqqq" * SLOTS)
+SLOTS: Final = 8  # slots per bucket: the probe length
+SLOT: Final = struct.Struct("<Qqqq")
+BUCKET: Final = struct.Struct("<" + "Qqqq" * SLOTS)
 # Only the keys of a bucket: a lookup reads 8 integers, not 32, then the slot it found.
-BUCKET_KEYS = struct.Struct("<" + "Q24x" * SLOTS)
-HEADER = struct.Struct("<Q")  # evictions, at offset 0
-STRIPES = 64  # locks; bucket i takes lock i % STRIPES
-DEFAULT_BUCKETS = 16384  # 131072 entries, 4 MiB
+BUCKET_KEYS: Final = struct.Struct("<" + "Q24x" * SLOTS)
+HEADER: Final = struct.Struct("<Q")  # evictions, at offset 0
+STRIPES: Final = 64  # locks; bucket i takes lock i % STRIPES
+DEFAULT_BUCKETS: Final = 16384  # 131072 entries, 4 MiB
 
 # change(a, b) -> (expires, a, b) to store, or None to leave the slot as it is.
 Change = Callable[[int, int], "tuple[int, int, int] | None"]

@@ -12,7 +12,7 @@ import logging
 import mmap
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from outwork.config.config import ListenerConfig, RouteConfig
 from outwork.front.h2 import H2Session
@@ -40,14 +40,14 @@ log = logging.getLogger("outwork.proxy")
 
 # Request bytes held for exchanges that wait their turn (pipelining) or for an upstream
 # connection; reading from the client pauses beyond this.
-MAX_BUFFERED_REQUEST_BYTES = 1024 * 1024
+MAX_BUFFERED_REQUEST_BYTES: Final = 1024 * 1024
 
 _IDLE, _HEAD, _BODY, _WAIT, _TUNNEL = range(5)  # _TUNNEL: after a WebSocket upgrade request
 
-_REQUEST_ID = b"x-request-id: "
+_REQUEST_ID: Final = b"x-request-id: "
 
 # Room for the TLS records of one upstream read (pool.READ_SIZE) sealed in bulk.
-_SEALED_SIZE = sealed_size(256 * 1024)
+_SEALED_SIZE: Final = sealed_size(256 * 1024)
 # Output in pieces (HTTP/2 frame headers and payloads, an HTTP/1.1 chunk and its framing) of
 # more than _GATHER_MIN bytes and at most _GATHER_MAX is copied once into this buffer, then
 # sealed from it in place (`send_data_into`, which borrows the byte after it), instead of
@@ -55,9 +55,9 @@ _SEALED_SIZE = sealed_size(256 * 1024)
 # within one call. (A response head with a small body comes in two pieces: never gathered.)
 # Anonymous memory: resident only as far as a batch this large ever touched it; private, as
 # forked workers must not share it (mmap's default is shared).
-_GATHER_MIN = 2 * 16384
-_GATHER_MAX = 1024 * 1024
-_GATHER = memoryview(mmap.mmap(-1, _GATHER_MAX + 1, flags=mmap.MAP_PRIVATE))
+_GATHER_MIN: Final = 2 * 16384
+_GATHER_MAX: Final = 1024 * 1024
+_GATHER: Final = memoryview(mmap.mmap(-1, _GATHER_MAX + 1, flags=mmap.MAP_PRIVATE))
 
 # Enum members as module constants on the per-request path: `Enum.X` goes through
 # EnumType.__getattr__'s slot (about 10x a global's cost in Python 3.11).

@@ -15,8 +15,10 @@ under `perf`). A connection keeps these only while a response is sent in bulk.
 
 from __future__ import annotations
 
+from typing import Final
+
 # Buffers kept ready per connection; more are in the transport while it is paused.
-MAX_FREE = 2
+MAX_FREE: Final = 2
 
 
 class SealedOutput:

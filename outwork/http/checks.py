@@ -26,10 +26,10 @@ _FRAMING_CHUNKED, _FRAMING_CLOSE, _FRAMING_LENGTH, _FRAMING_NONE = (
     Framing.NONE,
 )
 
-MAX_CONTENT_LENGTH_DIGITS = 18  # < 2**63; anything longer is not a real body
+MAX_CONTENT_LENGTH_DIGITS: Final = 18  # < 2**63; anything longer is not a real body
 
 # Connection-level headers that describe one hop and are never forwarded (RFC 9110 7.6.1).
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -42,7 +42,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 
-ALLOWED_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"})
+ALLOWED_METHODS: Final = frozenset(
+    {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS"}
+)
 
 
 def _content_length(values: list[bytes], error: Callable[[str], Exception]) -> int:
@@ -61,7 +63,7 @@ def _bad_request(message: str) -> HTTPError:
 # What one pass over the headers looks for; everything else is forwarded as it came.
 _LENGTH, _CODING, _HOST, _EXPECT, _CONNECTION, _DROP = range(6)
 _XFF, _XFP, _XFH, _FORWARDED, _REQUEST_ID, _UPGRADE = range(6, 12)
-_SPECIAL = {
+_SPECIAL: Final = {
     b"content-length": _LENGTH,
     b"transfer-encoding": _CODING,
     b"host": _HOST,
@@ -84,29 +86,29 @@ _SPECIAL = {
     b"x-request-id": _REQUEST_ID,  # checked, then sent on (or replaced) by the gateway
 }
 # The headers kept aside, by name: HeaderScan attribute.
-_KEPT = {
+_KEPT: Final = {
     b"x-forwarded-for": "xff",
     b"x-forwarded-proto": "xfp",
     b"x-forwarded-host": "xfh",
     b"forwarded": "forwarded",
     b"x-request-id": "request_id",
 }
-_CONNECTION_OPTIONS = frozenset({b"close", b"keep-alive"})
+_CONNECTION_OPTIONS: Final = frozenset({b"close", b"keep-alive"})
 # Headers the request cannot be forwarded correctly without: Connection may not declare them
 # hop-by-hop (RFC 9110 7.6.1 lets a proxy drop what Connection names; a client must not be
 # able to make the gateway route on a Host that the backend never sees).
-_NEEDED = frozenset({b"host", b"content-length", b"transfer-encoding"})
+_NEEDED: Final = frozenset({b"host", b"content-length", b"transfer-encoding"})
 
 # A name that some backends fold into Content-Length or Transfer-Encoding (CGI-style servers map
 # `_` to `-`; others drop punctuation): `Content_Length`, `Transfer---Encoding`. Only names
 # starting with one of the prefixes pay for the regex.
-_LOOKALIKE_PREFIXES = (b"content", b"transfer")
-_LOOKALIKE = re.compile(rb"(?:content[^a-z0-9]*length|transfer[^a-z0-9]*encoding)\Z")
+_LOOKALIKE_PREFIXES: Final = (b"content", b"transfer")
+_LOOKALIKE: Final = re.compile(rb"(?:content[^a-z0-9]*length|transfer[^a-z0-9]*encoding)\Z")
 
 # Transfer codings that may precede the final chunked (RFC 9112 7; `identity` is dropped).
-_KNOWN_CODINGS = frozenset({b"gzip", b"x-gzip", b"deflate", b"compress", b"x-compress"})
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_PARAMETERS = re.compile(
+_KNOWN_CODINGS: Final = frozenset({b"gzip", b"x-gzip", b"deflate", b"compress", b"x-compress"})
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_PARAMETERS: Final = re.compile(
     rb"(?:[ \t]*;[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
     rb"(?:[ \t]*=[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|\"[^\"\\\x00-\x1f\x7f]*\"))?)?)*[ \t]*\Z"
 )
@@ -239,7 +241,7 @@ _RESPONSE_SPECIAL_FIRST: Final = frozenset(name[0] for name in _RESPONSE_SPECIAL
 # the lower-cased head: a match starts at the LF before a line (the one added stands before
 # the first) and ends at the line's CR, followed by its LF, so match offsets are the line's own
 # offsets in the head.
-_RESPONSE_SPECIAL = re.compile(
+_RESPONSE_SPECIAL: Final = re.compile(
     rb"\n(?:(content-length|transfer-encoding|connection|keep-alive|proxy-connection|te|trailer"
     rb"|upgrade|x-request-id):[ \t]*([^\r]*?)[ \t]*\r(?=\n)"
     rb"|[ \t])"  # a line that starts with whitespace: obs-fold
@@ -355,15 +357,15 @@ def _take_response_header(
 # digits, hyphens; dot-separated labels; one optional trailing dot), which covers an IPv4
 # address, or a bracketed IPv6 address; then an optional port. No userinfo, `_`, `%`, spaces,
 # `/` or empty labels: each is read differently by some backend's virtual-host logic.
-_HOST_VALUE = re.compile(
+_HOST_VALUE: Final = re.compile(
     rb"(?:(?:[A-Za-z0-9-]+\.)*[A-Za-z0-9-]+\.?|\[([0-9A-Fa-f:.]{2,45})\])(?::([0-9]{1,5}))?\Z"
 )
 
 
 # Host values seen valid: a request costs a dict lookup, not the regex (a Host repeats on a
 # connection and across clients). Bounded: cleared when full.
-_VALID_HOSTS: set[bytes] = set()
-_VALID_HOSTS_MAX = 256
+_VALID_HOSTS: Final[set[bytes]] = set()
+_VALID_HOSTS_MAX: Final = 256
 
 
 def _check_host(value: bytes) -> None:
@@ -479,9 +481,9 @@ def response_framing(status: int, scan: HeaderScan, head_request: bool) -> tuple
 # WebSocket (RFC 6455 4.1, 4.2.2): the one upgrade passed through to the upstream. Any other
 # token (h2c above all: an upstream that spoke HTTP/2 on a connection the gateway reads as
 # HTTP/1.1 would be a desync) is dropped, and the request goes on as plain HTTP/1.1.
-WEBSOCKET = b"websocket"
+WEBSOCKET: Final = b"websocket"
 # The upgrade lines the gateway sends itself (request and 101 response): what it verified.
-WEBSOCKET_UPGRADE_LINES = b"connection: upgrade\r\nupgrade: websocket\r\n"
+WEBSOCKET_UPGRADE_LINES: Final = b"connection: upgrade\r\nupgrade: websocket\r\n"
 
 
 def _is_websocket(scan: HeaderScan) -> bool:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
 from outwork.http.ascii import BACKSLASH, NUL, PERCENT, QUESTION_MARK, SEMICOLON, SLASH
 from outwork.http.errors import HTTPError
 
 # What `escaped_slashes` may say: refuse, forward `%2F`/`%5C` as they are (routes see them
 # escaped, and the backend must not split on them), or decode both to `/` and normalise.
-ESCAPED_SLASHES = ("reject", "keep", "decode")
+ESCAPED_SLASHES: Final = ("reject", "keep", "decode")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,18 +41,20 @@ class PathRules:
     case_sensitive: bool = False
 
 
-STRICT = PathRules()
+STRICT: Final = PathRules()
 
 # A target whose path needs no work: `/`-separated segments of pchar without `%`, none empty
 # and none starting with `.`, then the query or the end. Most requests cost this one match.
-_PLAIN = re.compile(
+_PLAIN: Final = re.compile(
     rb"(?:/[A-Za-z0-9\-_~!$&'()*+,;=:@][A-Za-z0-9\-._~!$&'()*+,;=:@]*+)*+/?(?:\?|\Z)"
 )  # possessive: a path that is not plain fails without backtracking
 # A raw byte allowed in a path: visible ASCII but `\` (and `?`/`#`, which end it before this).
-_RAW_BYTES = bytes(b for b in range(0x21, 0x7F) if b != 0x5C)
-_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})")
-_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_SLASHES = re.compile(rb"//+")
+_RAW_BYTES: Final = bytes(b for b in range(0x21, 0x7F) if b != 0x5C)
+_ESCAPE: Final = re.compile(rb"%([0-9A-Fa-f]{2})")
+_UNRESERVED: Final = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+)
+_SLASHES: Final = re.compile(rb"//+")
 
 
 def _escape_table(normalize: bool, slashes: str) -> dict[bytes, bytes]:
@@ -71,7 +74,7 @@ def _escape_table(normalize: bool, slashes: str) -> dict[bytes, bytes]:
     return table
 
 
-_TABLES = {
+_TABLES: Final = {
     (normalize, slashes): _escape_table(normalize, slashes)
     for normalize in (True, False)
     for slashes in ESCAPED_SLASHES

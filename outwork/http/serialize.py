@@ -3,6 +3,8 @@ checks.py); framing is re-emitted from what the reader verified, never copied fr
 
 from __future__ import annotations
 
+from typing import Final
+
 from outwork.http.errors import REASONS
 from outwork.http.messages import Framing, RequestHead, ResponseHead
 
@@ -10,10 +12,10 @@ from outwork.http.messages import Framing, RequestHead, ResponseHead
 # EnumType.__getattr__'s slot (about 10x a global's cost in Python 3.11).
 _FRAMING_CHUNKED, _FRAMING_LENGTH, _FRAMING_NONE = Framing.CHUNKED, Framing.LENGTH, Framing.NONE
 
-CHUNKED_END = b"0\r\n\r\n"
-CONTINUE_100 = b"HTTP/1.1 100 Continue\r\n\r\n"
-_CHUNKED = b"transfer-encoding: chunked\r\n"
-_CLOSE = b"connection: close\r\n"
+CHUNKED_END: Final = b"0\r\n\r\n"
+CONTINUE_100: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CHUNKED: Final = b"transfer-encoding: chunked\r\n"
+_CLOSE: Final = b"connection: close\r\n"
 
 
 def forwarded_headers(client_ip: bytes, proto: bytes) -> bytes:

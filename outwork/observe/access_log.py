@@ -19,7 +19,7 @@ import os
 import re
 import sys
 import time
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Final
 
 from outwork.config.load import GROUP_NAMES
 from outwork.proxy.exchange import route_label
@@ -29,15 +29,15 @@ from outwork.tls.enums import CipherSuite
 if TYPE_CHECKING:
     from outwork.proxy.exchange import Exchange
 
-BUFFER_SIZE = 64 * 1024
-MAX_ROUTE_NAMES = 4096  # route names whose JSON is kept (routes come from the config)
+BUFFER_SIZE: Final = 64 * 1024
+MAX_ROUTE_NAMES: Final = 4096  # route names whose JSON is kept (routes come from the config)
 
-_GROUP_NAMES = {group: name for name, group in GROUP_NAMES.items()}
+_GROUP_NAMES: Final = {group: name for name, group in GROUP_NAMES.items()}
 # A request path that can go into a JSON string as it is (the common case); anything else is
 # escaped by json.dumps.
-_PLAIN = re.compile(rb"[\x20\x21\x23-\x5b\x5d-\x7e]*")
-_VERSIONS = {0x0304: "1.3", 0x0303: "1.2"}
-_METHODS = {
+_PLAIN: Final = re.compile(rb"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+_VERSIONS: Final = {0x0304: "1.3", 0x0303: "1.2"}
+_METHODS: Final = {
     m: b'"' + m + b'"'
     for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"TRACE")
 }

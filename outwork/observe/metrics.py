@@ -18,7 +18,7 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -36,9 +36,11 @@ if TYPE_CHECKING:
     from outwork.proxy.exchange import Exchange
     from outwork.upstream.pool import UpstreamPool
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
+CONTENT_TYPE: Final = CONTENT_TYPE_LATEST.encode()
 
 # Request latency buckets, in seconds: from a cached answer on loopback to a slow upload.
+# Not Final: mypyc leaves a Final tuple used as a default argument unset ("value for final
+# name was not set").
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -73,9 +75,9 @@ class Family:
     labels: tuple[str, ...]
 
 
-CERTIFICATE_EXPIRY = "outwork_certificate_expiry_seconds"
+CERTIFICATE_EXPIRY: Final = "outwork_certificate_expiry_seconds"
 
-FAMILIES = (
+FAMILIES: Final = (
     Family(
         CERTIFICATE_EXPIRY,
         "gauge",
@@ -179,9 +181,9 @@ FAMILIES = (
         (),
     ),
 )
-FAMILY_KINDS = {family.name: family.kind for family in FAMILIES}
+FAMILY_KINDS: Final = {family.name: family.kind for family in FAMILIES}
 # Gauges describe live processes: a dead worker's last values are not kept (see metrics_share).
-GAUGES = frozenset(family.name for family in FAMILIES if family.kind == "gauge")
+GAUGES: Final = frozenset(family.name for family in FAMILIES if family.kind == "gauge")
 
 
 class Histogram:

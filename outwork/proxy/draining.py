@@ -4,12 +4,14 @@ class the interpreter runs cannot inherit from a compiled one."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from outwork.front.h1 import ClientProtocol
 from outwork.http.messages import RequestHead
 
 # A draining connection that is idle is closed after this many seconds (a request already on its
 # way is answered instead of being cut).
-DRAIN_IDLE_GRACE = 1.0
+DRAIN_IDLE_GRACE: Final = 1.0
 
 
 class DrainingClientProtocol(ClientProtocol):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from outwork.filters.runner import NO_FILTERS, Chain
 from outwork.http.messages import Framing, RequestHead
@@ -18,19 +18,19 @@ if TYPE_CHECKING:
     from outwork.upstream.pool import UpstreamConnection, UpstreamPool
 
 # Idempotent methods (RFC 9110 9.2.2): sending one again cannot do more than sending it once.
-RETRYABLE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
+RETRYABLE_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 # A request body kept (by reference) for a retry on another target; a longer one is sent once.
-MAX_REPLAY_BODY = 64 * 1024
+MAX_REPLAY_BODY: Final = 64 * 1024
 # A request body of at most this many bytes (Content-Length) is read whole before an upstream
 # connection is taken: a client that trickles a small body (slow-body attacks send a few KiB a
 # byte at a time) then holds no backend connection, only its own. Larger bodies stream.
-BODY_BEFORE_UPSTREAM = 64 * 1024
+BODY_BEFORE_UPSTREAM: Final = 64 * 1024
 
 # Enum members as module constants on the per-request path: `Enum.X` goes through
 # EnumType.__getattr__'s slot (about 10x a global's cost in Python 3.11).
-_FRAMING_NONE = Framing.NONE
+_FRAMING_NONE: Final = Framing.NONE
 _DONE, _SENDING = State.DONE, State.SENDING
-_FILTERING_REQUEST_HEAD = State.FILTERING_REQUEST_HEAD
+_FILTERING_REQUEST_HEAD: Final = State.FILTERING_REQUEST_HEAD
 _REQUEST_END, _RESPONSE_HEAD, _RESPONSE_END = (
     Event.REQUEST_END,
     Event.RESPONSE_HEAD,

@@ -15,15 +15,16 @@ import ipaddress
 import os
 import re
 from collections.abc import Sequence
+from typing import Final
 
 from outwork.http.checks import HeaderScan
 from outwork.http.messages import RequestHead
 
 # A client's X-Request-Id is kept when it is this: bounded, visible ASCII without `"` and `\`
 # (it goes into JSON log lines and response heads as it is).
-MAX_REQUEST_ID = 128
-_SANE_ID = re.compile(rb"[\x21\x23-\x5b\x5d-\x7e]{1,%d}\Z" % MAX_REQUEST_ID)
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+MAX_REQUEST_ID: Final = 128
+_SANE_ID: Final = re.compile(rb"[\x21\x23-\x5b\x5d-\x7e]{1,%d}\Z" % MAX_REQUEST_ID)
+_TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 
 Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
@@ -61,7 +62,7 @@ def is_trusted(host: str, networks: Networks) -> bool:
 
 # At most this many X-Forwarded-For hops are read back for the client address; a longer chain
 # from trusted proxies gives its last untrusted hop within them, or the earliest one read.
-MAX_CLIENT_HOPS = 32
+MAX_CLIENT_HOPS: Final = 32
 
 
 def client_address(peer_ip: str, xff: bytes | None, networks: Networks) -> str:

@@ -11,7 +11,7 @@ log line, and (a turn later) the filters' `on_exchange_done`.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from outwork.filters.runner import report_done
 from outwork.http.ascii import CR, LF, NUL
@@ -27,13 +27,15 @@ if TYPE_CHECKING:
     from outwork.proxy.router import Router
 
 # Answers after which an HTTP/1.1 request stream cannot be trusted: the connection closes.
-FATAL_STATUSES = frozenset({400, 408, 413, 414, 417, 431, 501, 505})
+FATAL_STATUSES: Final = frozenset({400, 408, 413, 414, 417, 431, 501, 505})
 
-_CONTENT_TYPE = (b"content-type", b"text/plain; charset=utf-8")
+_CONTENT_TYPE: Final = (b"content-type", b"text/plain; charset=utf-8")
 # Statuses whose answer has no content, and no content headers (RFC 9110 8.6, 15.3.5, 15.4.5).
-_NO_CONTENT = frozenset({204, 304})
+_NO_CONTENT: Final = frozenset({204, 304})
 # A filter's extra headers never replace these: the gateway frames its answer itself.
-_OWN_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection", b"x-request-id"})
+_OWN_HEADERS: Final = frozenset(
+    {b"content-length", b"transfer-encoding", b"connection", b"x-request-id"}
+)
 
 
 class LocalReply(NamedTuple):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from outwork.filters import CONTINUE, Continue, Reply
 from outwork.filters.runner import Chain, ChainRun, Hooks, run
@@ -37,14 +37,14 @@ if TYPE_CHECKING:
 # The reasons the client's reading is paused (`pause_reading`): while a request filter waits,
 # and while body chunks queue for the body filters (one reason per exchange, this prefix and
 # the filter's id: pipelined HTTP/1.1 exchanges pause one connection for their own queues).
-FILTER_PAUSE = "request_filter"
-QUEUE_PAUSE = "request_body_queue"
+FILTER_PAUSE: Final = "request_filter"
+QUEUE_PAUSE: Final = "request_body_queue"
 # The request path in a refusal's security event is cut at this many characters.
-MAX_EVENT_PATH = 256
+MAX_EVENT_PATH: Final = 256
 
 # Module globals: reading an Enum member off its class is slow in Python 3.11.
-_CHUNKED = Framing.CHUNKED
-_LENGTH = Framing.LENGTH
+_CHUNKED: Final = Framing.CHUNKED
+_LENGTH: Final = Framing.LENGTH
 
 
 def routed(

@@ -9,7 +9,7 @@ installs traffic keys through the connection once it has verified what it must.
 from __future__ import annotations
 
 import os
-from typing import Protocol
+from typing import Final, Protocol
 
 from outwork.native import mypyc_attr
 from outwork.tls import events as ev
@@ -38,14 +38,14 @@ from outwork.tls.records import (
     record_overflow,
 )
 
-_HANDSHAKE = ContentType.HANDSHAKE
-_APPLICATION_DATA = ContentType.APPLICATION_DATA
-_ALERT = ContentType.ALERT
-_CCS = ContentType.CHANGE_CIPHER_SPEC
-_HEARTBEAT = ContentType.HEARTBEAT
+_HANDSHAKE: Final = ContentType.HANDSHAKE
+_APPLICATION_DATA: Final = ContentType.APPLICATION_DATA
+_ALERT: Final = ContentType.ALERT
+_CCS: Final = ContentType.CHANGE_CIPHER_SPEC
+_HEARTBEAT: Final = ContentType.HEARTBEAT
 
 # Bytes of undecryptable records skipped after a refused 0-RTT offer (RFC 8446 4.2.10).
-MAX_SKIPPED_EARLY_DATA = 1 << 14
+MAX_SKIPPED_EARLY_DATA: Final = 1 << 14
 
 
 class HandshakeRole(Protocol):

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from cryptography.exceptions import InvalidTag
 
 from outwork.tls.alerts import AlertDescription, TLSError, unexpected_message
 from outwork.tls.enums import ContentType
 from outwork.tls.keyschedule import SuiteParams, traffic_key_and_iv
 
-_TYPE_BYTE = [bytes((i,)) for i in range(256)]
+_TYPE_BYTE: Final = [bytes((i,)) for i in range(256)]
 
-RECORD_HEADER = 5
-MAX_PLAINTEXT = 1 << 14  # TLSPlaintext.length and TLSInnerPlaintext content
-MAX_CIPHERTEXT = MAX_PLAINTEXT + 256  # TLSCiphertext.length, TLS 1.3
-AEAD_TAG = 16
-KNOWN_CONTENT_TYPES = frozenset(int(t) for t in ContentType)
+RECORD_HEADER: Final = 5
+MAX_PLAINTEXT: Final = 1 << 14  # TLSPlaintext.length and TLSInnerPlaintext content
+MAX_CIPHERTEXT: Final = MAX_PLAINTEXT + 256  # TLSCiphertext.length, TLS 1.3
+AEAD_TAG: Final = 16
+KNOWN_CONTENT_TYPES: Final = frozenset(int(t) for t in ContentType)
 # The first byte of the largest sequence number we accept before refusing to go on.
-MAX_SEQUENCE = (1 << 64) - 1
+MAX_SEQUENCE: Final = (1 << 64) - 1
 
 
 def sealed_size(size: int) -> int:
@@ -25,8 +27,8 @@ def sealed_size(size: int) -> int:
 
 
 # The header of a full record (2^14 bytes of content), the bulk path's usual one, made once.
-_FULL_RECORD = MAX_PLAINTEXT + 1 + AEAD_TAG
-_HEADERS = {_FULL_RECORD: b"\x17\x03\x03" + _FULL_RECORD.to_bytes(2, "big")}
+_FULL_RECORD: Final = MAX_PLAINTEXT + 1 + AEAD_TAG
+_HEADERS: Final = {_FULL_RECORD: b"\x17\x03\x03" + _FULL_RECORD.to_bytes(2, "big")}
 
 
 def record_overflow(reason: str) -> TLSError:

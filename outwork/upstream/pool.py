@@ -20,7 +20,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, Final, TypeVar, cast
 
 from outwork.config.config import UpstreamConfig
 from outwork.filters import Reply
@@ -49,7 +49,7 @@ _CLOSE, _CHUNKED, _LENGTH = Framing.CLOSE, Framing.CHUNKED, Framing.LENGTH
 # A Content-Length body with at least this many bytes still to come is read in bulk: the
 # connection's transport switches to a `BulkReader` until the body's end. (Smaller ones stay on
 # `data_received`: a switch costs about what a few small reads do.)
-BULK_MIN = 64 * 1024
+BULK_MIN: Final = 64 * 1024
 # Every connection reading in bulk reads into this one buffer (asyncio's BufferedProtocol: the
 # loop calls recv_into on it, and the callbacks run one at a time), so a connection holds no
 # read buffer of its own; the client seals the body straight from it, or copies it, before the
@@ -57,9 +57,9 @@ BULK_MIN = 64 * 1024
 # byte after a body chunk (records.seal_into). Anonymous memory: its pages are resident only
 # once a bulk read touched them (a worker that never reads in bulk does not carry them).
 # Private: workers forked after this import must not share it (mmap's default is shared).
-READ_SIZE = 256 * 1024
-_READ = memoryview(mmap.mmap(-1, READ_SIZE + 1, flags=mmap.MAP_PRIVATE))
-_READ_INTO = _READ[:READ_SIZE]
+READ_SIZE: Final = 256 * 1024
+_READ: Final = memoryview(mmap.mmap(-1, READ_SIZE + 1, flags=mmap.MAP_PRIVATE))
+_READ_INTO: Final = _READ[:READ_SIZE]
 
 
 class BulkReader(asyncio.BufferedProtocol):
