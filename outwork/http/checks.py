@@ -257,7 +257,8 @@ def scan_response_head(blob: bytes) -> HeaderScan:
     """Scan an upstream's header lines (`blob`: each line ends in CRLF, already accepted by
     llhttp): collect the framing headers, cut out the hop-by-hop lines."""
     lines = blob.split(b"\r\n")
-    if blob.count(b"\r") == blob.count(b"\n") == len(lines) - 1:
+    # Each CRLF holds one CR and one LF: as many of them as CRLFs, twice, means none is bare.
+    if len(blob) - len(blob.translate(None, b"\r\n")) == 2 * (len(lines) - 1):
         scan, tokens = _scan_lines(lines)
     else:
         scan, tokens = _scan_irregular(blob)
