@@ -56,7 +56,9 @@ PURE_TESTS := tests/test_native.py tests/http tests/tls/test_engine.py \
 	tests/proxy/test_exchange_state.py tests/proxy/test_router.py tests/proxy/test_local_reply.py \
 	tests/proxy/test_metrics.py tests/proxy/test_sealed_output.py tests/tls/test_bulk_output.py \
 	tests/filters/test_json_whole.py tests/filters/test_json_limits.py tests/filters/test_gcra.py \
-	tests/filters/test_node_table.py tests/filters/test_header_lines.py
+	tests/filters/test_node_table.py tests/filters/test_header_lines.py \
+	tests/waf/test_transforms.py tests/waf/test_fastpath.py tests/waf/test_patterns.py \
+	tests/waf/test_engine.py tests/waf/test_crs_regression.py
 
 test: debian-packages install tools lint
 	$(VENV)/bin/pytest

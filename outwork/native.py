@@ -69,6 +69,11 @@ MODULES = (
     "outwork.tls.base",
     "outwork.tls.records",
     "outwork.upstream.pool",
+    "outwork.waf.engine",
+    "outwork.waf.fastpath",
+    "outwork.waf.patterns",
+    "outwork.waf.transforms",
+    "outwork.waf.variables",
 )
 # mypyc's runtime and every compiled module's code, in one extension the modules' stubs load.
 SHARED_LIBRARY = "outwork._native__mypyc"

@@ -48,7 +48,8 @@ from outwork.waf.rules import Directive, Marker, Remove, Rule, Setting, UpdateTa
 from outwork.waf.transforms import pipeline
 from outwork.waf.variables import LIVE, Variables
 
-CRS_RULES = Path(__file__).parent / "crs" / "rules"
+# Beside seclang.py, an interpreted module: mypyc gives a compiled one a wrong __file__.
+CRS_RULES = Path(seclang.__file__).parent / "crs" / "rules"
 REQUEST_PHASES = (1, 2)
 DISRUPTIVE = ("pass", "block", "deny", "drop", "allow", "redirect", "proxy")
 # Transformed values and pattern-set answers for values up to SHARED_VALUE_BYTES are kept
@@ -598,8 +599,12 @@ class Transaction:
                 self.vars.read_response(self.vars.response)
             for cache in self._phase_caches:
                 cache.clear()
-        if self.interruption is not None or self.engine_off or self.allowed:
-            return self.interruption
+        # Read into a local: a narrowed attribute would stay "None" for mypyc after the rules'
+        # actions set it (mypy keeps an attribute's narrowing across calls; compiled code
+        # checks it).
+        decided = self.interruption
+        if decided is not None or self.engine_off or self.allowed:
+            return decided
         waf = self.waf
         index = 0
         if phase == 1 and waf.prefix is not None:
