@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from outwork.waf import seclang
 from outwork.waf.fastpath import FastPath, fast_path, input_key, segmented, signature
@@ -49,18 +49,18 @@ from outwork.waf.transforms import pipeline
 from outwork.waf.variables import LIVE, Variables
 
 # Beside seclang.py, an interpreted module: mypyc gives a compiled one a wrong __file__.
-CRS_RULES = Path(seclang.__file__).parent / "crs" / "rules"
-REQUEST_PHASES = (1, 2)
-DISRUPTIVE = ("pass", "block", "deny", "drop", "allow", "redirect", "proxy")
+CRS_RULES: Final = Path(seclang.__file__).parent / "crs" / "rules"
+REQUEST_PHASES: Final = (1, 2)
+DISRUPTIVE: Final = ("pass", "block", "deny", "drop", "allow", "redirect", "proxy")
 # Transformed values and pattern-set answers for values up to SHARED_VALUE_BYTES are kept
 # across transactions, up to SHARED_ENTRIES each (then started again: a peer sending ever new
 # values pays what it would with no memo, and memory stays bounded, about 10 MiB).
-SHARED_VALUE_BYTES = 256
-SHARED_ENTRIES = 16384
-MAX_SETVAR_VALUE = 64 * 1024  # a TX value built from request data is capped, not unbounded
-_MACRO = re.compile(r"%\{([^}]+)\}")
+SHARED_VALUE_BYTES: Final = 256
+SHARED_ENTRIES = 16384  # not Final: tests make it small
+MAX_SETVAR_VALUE: Final = 64 * 1024  # a TX value built from request data is capped, not unbounded
+_MACRO: Final = re.compile(r"%\{([^}]+)\}")
 _unique_ids = itertools.count(1)
-_NO_EXTRA: tuple[tuple[Variable, ...], object] = ((), ())
+_NO_EXTRA: Final[tuple[tuple[Variable, ...], object]] = ((), ())
 Values = list[tuple[bytes, bytes]]
 Link = tuple[int, Callable[[bytes], bytes], Callable[[bytes], bytes], FastPath | None]
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from outwork.waf.transforms import Transform, pipeline, remove_whitespace
 
 # name: (bytes that may make it act, lowercases, a double space may make it act)
-TRIGGERS: dict[str, tuple[bytes, bool, bool]] = {
+TRIGGERS: Final[dict[str, tuple[bytes, bool, bool]]] = {
     "lowercase": (b"", True, False),
     "urldecode": (b"%+", False, False),
     "urldecodeuni": (b"%+", False, False),
@@ -40,8 +41,8 @@ TRIGGERS: dict[str, tuple[bytes, bool, bool]] = {
 # Transformations that act only on sequences of bytes: (a regex of those, their bytes). A
 # path is its own normal form unless it holds "//" or "./" or ends with "." (JSON names as
 # `json.items.3.note` hold dots and are left alone).
-_PATH = (rb"//|\./|\.\Z", b"./")
-SEQUENCES: dict[str, tuple[bytes, bytes]] = {
+_PATH: Final = (rb"//|\./|\.\Z", b"./")
+SEQUENCES: Final[dict[str, tuple[bytes, bytes]]] = {
     "normalizepath": _PATH,
     "normalisepath": _PATH,
     "normalizepathwin": _PATH,
@@ -65,7 +66,7 @@ class FastPath:
 
 
 # Every byte some fast path may act on: what `signature` keeps of a value.
-ALL_TRIGGERS = frozenset(
+ALL_TRIGGERS: Final = frozenset(
     b"".join(entry[0] for entry in TRIGGERS.values())
     + b"".join(sequence[1] for sequence in SEQUENCES.values())
     + b"\x00"
@@ -148,7 +149,7 @@ def _runs(steps: tuple[tuple[FastPath | None, Transform], ...]) -> Transform:
 # A memoized transformation keeps at most this many results of values up to this size (it
 # starts again when full: a peer sending ever new values pays what it would without).
 MEMO_ENTRIES = 4096
-MEMO_VALUE_BYTES = 256
+MEMO_VALUE_BYTES: Final = 256
 
 
 class Memoized:
@@ -174,7 +175,7 @@ class Memoized:
         return found
 
 
-_BASE64_PREFIX = re.compile(rb"[A-Za-z0-9+/]*")
+_BASE64_PREFIX: Final = re.compile(rb"[A-Za-z0-9+/]*")
 
 
 def input_key(names: Sequence[str]) -> Callable[[bytes], bytes] | None:

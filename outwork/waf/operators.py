@@ -20,6 +20,7 @@ from typing import Protocol
 
 import ahocorasick
 
+from outwork.http.ascii import PERCENT
 from outwork.waf import libinjection
 from outwork.waf.acmp import ModsecAcmp
 from outwork.waf.literals import required_literals
@@ -270,7 +271,7 @@ class ValidateUrlEncoding:
     """Matches a '%' not followed by two hex digits (cut at the end included)."""
 
     def match(self, value: bytes, expand: Expand) -> OperatorMatch | None:
-        if b"%" in value and _BAD_PERCENT.search(value):
+        if PERCENT in value and _BAD_PERCENT.search(value):
             return OperatorMatch(value)
         return None
 

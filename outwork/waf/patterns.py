@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import ahocorasick
 import re2
@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 # A fallback match that runs longer is abandoned (ModSecurity's PCRE match limit plays the
 # same part). 50 ms is far above what any CRS pattern takes on a 64 KiB value in `regex`,
 # and bounds what one crafted value can cost.
-FALLBACK_TIMEOUT_S = 0.05
-MAX_CAPTURES = 10  # TX.0 to TX.9
+FALLBACK_TIMEOUT_S: Final = 0.05
+MAX_CAPTURES: Final = 10  # TX.0 to TX.9
 
 Engine = Literal["re2", "regex"]
 
@@ -50,22 +50,22 @@ class Counters:
     regex_timeouts: int = 0
 
 
-REGEX_TIMEOUTS = Counters()
+REGEX_TIMEOUTS: Final = Counters()
 
 
 # The Set's scan is moved aside after a value on which it ran slower than this (see
 # PatternSet): ordinary values take 0.01-0.3 us a byte and a few us at least.
 # (A DFA that is still cold builds states too: hence a margin, and three slow values
 # within STRIKE_WINDOW scans before the move.)
-SLOW_FIXED_US = 1000.0
-SLOW_US_PER_BYTE = 5.0
-STRIKES = 3
-STRIKE_WINDOW = 64
-RETRY_AFTER = 1000
+SLOW_FIXED_US: Final = 1000.0
+SLOW_US_PER_BYTE: Final = 5.0
+STRIKES: Final = 3
+STRIKE_WINDOW: Final = 64
+RETRY_AFTER: Final = 1000
 # Longer values always take the prefilter: one slow Set scan must stay short (1 KiB at the
 # worst rate measured is 46 ms).
-SET_MAX_VALUE = 1024
-SET_MAX_MEM = 32 << 20  # CRS's 295 patterns in one Set need more than RE2's 8 MiB default
+SET_MAX_VALUE: Final = 1024
+SET_MAX_MEM: Final = 32 << 20  # CRS's 295 patterns in one Set need more than RE2's 8 MiB default
 
 
 def _re2_options() -> Any:
@@ -80,7 +80,7 @@ def _re2_options() -> Any:
     return options
 
 
-RE2_OPTIONS = _re2_options()
+RE2_OPTIONS: Final = _re2_options()
 
 
 def _latin1(text: str) -> bytes:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
 from xml.parsers import expat
 
+from outwork.http.ascii import HASH, PERCENT, PLUS
+
 Pairs = list[tuple[bytes, bytes]]
 
 MAX_JSON_DEPTH = 64  # deeper documents are a REQBODY_ERROR, not a recursion
@@ -27,9 +29,9 @@ MAX_BODY_ARGS = 1000
 def url_decode(value: bytes) -> bytes:
     """`application/x-www-form-urlencoded` decoding as ModSecurity does it: `+` is a space,
     an invalid `%` escape is kept as is."""
-    if b"+" in value:
+    if PLUS in value:
         value = value.replace(b"+", b" ")
-    return unquote_to_bytes(value) if b"%" in value else value
+    return unquote_to_bytes(value) if PERCENT in value else value
 
 
 def parse_urlencoded(data: bytes) -> Pairs:
@@ -268,7 +270,7 @@ class WafRequest:
             rest = target.split(b"://", 1)[1]
             slash = rest.find(b"/")
             target = rest[slash:] if slash >= 0 else b"/"
-        if b"#" in target:  # as Apache parses it for ModSecurity: REQUEST_URI_RAW keeps it
+        if HASH in target:  # as Apache parses it for ModSecurity: REQUEST_URI_RAW keeps it
             target = target[: target.index(b"#")]
         return target
 

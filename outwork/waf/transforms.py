@@ -18,14 +18,17 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import Final
 from urllib.parse import unquote_to_bytes
+
+from outwork.http.ascii import AMPERSAND, BACKSLASH, EQUALS, NUL, PERCENT, SLASH
 
 Transform = Callable[[bytes], bytes]
 
 # C's isspace() in the "C" locale, which ModSecurity's whitespace handling uses.
-C_SPACE = b" \t\n\v\f\r"
-NBSP = 0xA0
-LONG_MAX = (1 << 63) - 1  # strtol() saturates here; ModSecurity keeps the low byte
+C_SPACE: Final = b" \t\n\v\f\r"
+NBSP: Final = 0xA0
+LONG_MAX: Final = (1 << 63) - 1  # strtol() saturates here; ModSecurity keeps the low byte
 
 
 def lowercase(value: bytes) -> bytes:
@@ -72,9 +75,9 @@ def replace_nulls(value: bytes) -> bytes:
     return value.replace(b"\0", b" ")
 
 
-_WHITESPACE = b"\t\n\v\f\r\xa0"
-_TO_SPACE = bytes.maketrans(_WHITESPACE, b" " * len(_WHITESPACE))
-_SPACE_RUN = re.compile(rb"  +")
+_WHITESPACE: Final = b"\t\n\v\f\r\xa0"
+_TO_SPACE: Final = bytes.maketrans(_WHITESPACE, b" " * len(_WHITESPACE))
+_SPACE_RUN: Final = re.compile(rb"  +")
 
 
 def compress_whitespace(value: bytes) -> bytes:
@@ -94,7 +97,7 @@ def remove_whitespace(value: bytes) -> bytes:
 # its unicode.mapping (ModSecurity 2.9.7, Apache-2.0; Debian's libapache2-mod-security2 puts it
 # in /etc/modsecurity/), which the recommended setup CRS is tested with loads
 # (`SecUnicodeMapFile unicode.mapping 20127`). Code point (hex) : ASCII byte (hex).
-UNICODE_MAPPING_20127 = """
+UNICODE_MAPPING_20127: Final = """
     00a0:20 00a1:21 00a2:63 00a4:24 00a5:59 00a6:7c 00a9:43 00aa:61 00ab:3c 00ad:2d 00ae:52
     00b2:32 00b3:33 00b7:2e 00b8:2c 00b9:31 00ba:6f 00bb:3e 00c0:41 00c1:41 00c2:41 00c3:41
     00c4:41 00c5:41 00c6:41 00c7:43 00c8:45 00c9:45 00ca:45 00cb:45 00cc:49 00cd:49 00ce:49
@@ -140,7 +143,7 @@ def _best_fit_ascii() -> dict[int, int]:
     return table
 
 
-BEST_FIT = _best_fit_ascii()
+BEST_FIT: Final = _best_fit_ascii()
 
 
 def _unicode_escape_byte(hex4: bytes) -> int:
@@ -156,13 +159,13 @@ def _unicode_escape_byte(hex4: bytes) -> int:
     return low
 
 
-_URL_ESCAPE_UNI = re.compile(rb"%[uU]([0-9A-Fa-f]{4})|%([0-9A-Fa-f]{2})|\+")
+_URL_ESCAPE_UNI: Final = re.compile(rb"%[uU]([0-9A-Fa-f]{4})|%([0-9A-Fa-f]{2})|\+")
 
 
 def url_decode(value: bytes) -> bytes:
     """%XX and '+'; an invalid or cut escape stays as it is (ModSecurity's non-strict
     decoder)."""
-    if b"%" not in value:
+    if PERCENT not in value:
         return value.replace(b"+", b" ")
     # One pass, as ModSecurity: '+' first is the same (a decoded %2B stays '+'), and
     # unquote_to_bytes decodes %XX exactly as the non-strict decoder (faster than re.sub).
@@ -185,7 +188,7 @@ def url_decode_uni(value: bytes) -> bytes:
     return _URL_ESCAPE_UNI.sub(_url_escape_uni, value)
 
 
-_URL_KEEP = frozenset(b"*0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_URL_KEEP: Final = frozenset(b"*0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
 def url_encode(value: bytes) -> bytes:
@@ -203,8 +206,8 @@ def url_encode(value: bytes) -> bytes:
 
 # --- HTML, JavaScript, CSS, C escapes ----------------------------------------------------
 
-_HTML_ENTITY = re.compile(rb"&(?:#[xX]([0-9A-Fa-f]+);?|#([0-9]+);?|([A-Za-z0-9]+);?)")
-_HTML_NAMED = {b"quot": b'"', b"amp": b"&", b"lt": b"<", b"gt": b">", b"nbsp": b"\xa0"}
+_HTML_ENTITY: Final = re.compile(rb"&(?:#[xX]([0-9A-Fa-f]+);?|#([0-9]+);?|([A-Za-z0-9]+);?)")
+_HTML_NAMED: Final = {b"quot": b'"', b"amp": b"&", b"lt": b"<", b"gt": b">", b"nbsp": b"\xa0"}
 
 
 def _strtol_low_byte(digits: bytes, base: int) -> int:
@@ -230,13 +233,13 @@ def _html_entity(match: re.Match[bytes]) -> bytes:
 def html_entity_decode(value: bytes) -> bytes:
     """&#xHH; &#DDD; (the ';' optional) and the five named entities ModSecurity knows
     (quot, amp, lt, gt, nbsp); numbers keep their low byte."""
-    if b"&" not in value:
+    if AMPERSAND not in value:
         return value
     return _HTML_ENTITY.sub(_html_entity, value)
 
 
-_JS_ESCAPE = re.compile(rb"\\(?:u([0-9A-Fa-f]{4})|x([0-9A-Fa-f]{2})|([0-7]{1,3})|(.))", re.S)
-_C_LETTER = {b"a": b"\a", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t"}
+_JS_ESCAPE: Final = re.compile(rb"\\(?:u([0-9A-Fa-f]{4})|x([0-9A-Fa-f]{2})|([0-7]{1,3})|(.))", re.S)
+_C_LETTER: Final = {b"a": b"\a", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t"}
 _C_LETTER[b"v"] = b"\v"
 
 
@@ -265,12 +268,12 @@ def _unicode_escape_byte_js(hex4: bytes) -> int:
 
 def js_decode(value: bytes) -> bytes:
     """\\uHHHH, \\xHH, \\OOO, \\C; a lone trailing backslash stays."""
-    if b"\\" not in value:
+    if BACKSLASH not in value:
         return value
     return _JS_ESCAPE.sub(_js_escape, value)
 
 
-_CSS_ESCAPE = re.compile(rb"\\(?:([0-9A-Fa-f]{1,6})[ \t\n\v\f\r]?|\n|(.)|\Z)", re.S)
+_CSS_ESCAPE: Final = re.compile(rb"\\(?:([0-9A-Fa-f]{1,6})[ \t\n\v\f\r]?|\n|(.)|\Z)", re.S)
 
 
 def _css_escape(match: re.Match[bytes]) -> bytes:
@@ -297,12 +300,14 @@ def _css_escape(match: re.Match[bytes]) -> bytes:
 
 def css_decode(value: bytes) -> bytes:
     """CSS 2 escapes: \\H to \\HHHHHH (one following space eaten), \\newline, \\C."""
-    if b"\\" not in value:
+    if BACKSLASH not in value:
         return value
     return _CSS_ESCAPE.sub(_css_escape, value)
 
 
-_ESCAPE_SEQ = re.compile(rb"\\(?:([abfnrtv\\?'\"])|[xX]([0-9A-Fa-f]{2})|([0-7]{1,3})|(.))", re.S)
+_ESCAPE_SEQ: Final = re.compile(
+    rb"\\(?:([abfnrtv\\?'\"])|[xX]([0-9A-Fa-f]{2})|([0-7]{1,3})|(.))", re.S
+)
 
 
 def _escape_seq(match: re.Match[bytes]) -> bytes:
@@ -319,14 +324,14 @@ def _escape_seq(match: re.Match[bytes]) -> bytes:
 
 def escape_seq_decode(value: bytes) -> bytes:
     """ANSI C escapes (\\n, \\xHH, \\OOO...)."""
-    if b"\\" not in value:
+    if BACKSLASH not in value:
         return value
     return _ESCAPE_SEQ.sub(_escape_seq, value)
 
 
 # --- comments, command lines -------------------------------------------------------------
 
-_C_COMMENT = re.compile(rb"/\*.*?(?:\*/|\Z)", re.S)
+_C_COMMENT: Final = re.compile(rb"/\*.*?(?:\*/|\Z)", re.S)
 
 
 def replace_comments(value: bytes) -> bytes:
@@ -336,7 +341,7 @@ def replace_comments(value: bytes) -> bytes:
     return _C_COMMENT.sub(b" ", value)
 
 
-_COMMENT_MARKS = re.compile(rb"/\*|\*/|<!--|-->|--|#")
+_COMMENT_MARKS: Final = re.compile(rb"/\*|\*/|<!--|-->|--|#")
 
 
 def remove_comments_char(value: bytes) -> bytes:
@@ -344,7 +349,7 @@ def remove_comments_char(value: bytes) -> bytes:
     return _COMMENT_MARKS.sub(b"", value)
 
 
-_COMMENT_BLOCK = re.compile(rb"/\*.*?(?:\*/|\Z)|<!--.*?(?:-->|\Z)", re.S)
+_COMMENT_BLOCK: Final = re.compile(rb"/\*.*?(?:\*/|\Z)|<!--.*?(?:-->|\Z)", re.S)
 
 
 def remove_comments(value: bytes) -> bytes:
@@ -370,9 +375,9 @@ def remove_comments(value: bytes) -> bytes:
     return bytes(out)
 
 
-_CMD_SEPARATORS = b",;\t\r\n"
-_CMD_TO_SPACE = bytes.maketrans(_CMD_SEPARATORS, b" " * len(_CMD_SEPARATORS))
-_CMD_SPACE_BEFORE = re.compile(rb" (?=[/(])")
+_CMD_SEPARATORS: Final = b",;\t\r\n"
+_CMD_TO_SPACE: Final = bytes.maketrans(_CMD_SEPARATORS, b" " * len(_CMD_SEPARATORS))
+_CMD_SPACE_BEFORE: Final = re.compile(rb" (?=[/(])")
 
 
 def cmd_line(value: bytes) -> bytes:
@@ -389,9 +394,9 @@ def cmd_line(value: bytes) -> bytes:
 # --- paths ---------------------------------------------------------------------------------
 
 
-SLASH, BACKSLASH, DOT = 0x2F, 0x5C, 0x2E
-_PATH_SPECIAL = re.compile(rb"[./]")
-_PATH_SPECIAL_WIN = re.compile(rb"[./\\]")
+DOT: Final = 0x2E
+_PATH_SPECIAL: Final = re.compile(rb"[./]")
+_PATH_SPECIAL_WIN: Final = re.compile(rb"[./\\]")
 
 
 def _normalize_path(value: bytes, win: bool) -> bytes:
@@ -494,8 +499,8 @@ def normalize_path_win(value: bytes) -> bytes:
 
 # --- base64, hex, UTF-8 ----------------------------------------------------------------------
 
-_BASE64_PREFIX = re.compile(rb"[A-Za-z0-9+/]*")
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]+")
+_BASE64_PREFIX: Final = re.compile(rb"[A-Za-z0-9+/]*")
+_NOT_BASE64: Final = re.compile(rb"[^A-Za-z0-9+/]+")
 
 
 def _decode_base64_chars(chars: bytes) -> bytes:
@@ -519,7 +524,7 @@ def base64_decode_ext(value: bytes) -> bytes:
     can end there) makes the result empty."""
     value = value.split(b"\x00", 1)[0]
     chars = _NOT_BASE64.sub(b"", value)
-    if b"=" in value:
+    if EQUALS in value:
         counted = 0
         for piece in value.split(b"=")[:-1]:
             counted += len(_NOT_BASE64.sub(b"", piece))
@@ -537,7 +542,7 @@ def hex_decode(value: bytes) -> bytes:
         return value
 
 
-_SQL_HEX = re.compile(rb"0[xX]([0-9A-Fa-f]{2,})")
+_SQL_HEX: Final = re.compile(rb"0[xX]([0-9A-Fa-f]{2,})")
 
 
 def _sql_hex(match: re.Match[bytes]) -> bytes:
@@ -558,7 +563,7 @@ def sql_hex_decode(value: bytes) -> bytes:
     return _SQL_HEX.sub(_sql_hex, value).split(b"\x00", 1)[0]
 
 
-_NON_ASCII_RUN = re.compile(rb"[\x80-\xff]+")
+_NON_ASCII_RUN: Final = re.compile(rb"[\x80-\xff]+")
 
 
 def _escapes_to_unicode(escaped: bytes) -> bytes:
@@ -620,11 +625,11 @@ def utf8_to_unicode(value: bytes) -> bytes:
     """Each multi-byte UTF-8 character becomes %uXXXX (lowercase hex, at least four digits),
     with ModSecurity 2.9's handling of malformed bytes (see `_utf8_run_to_unicode`); and, as
     it, NUL bytes are dropped."""
-    if b"\x00" in value:
+    if NUL in value:
         value = value.replace(b"\x00", b"")
     if value.isascii():
         return value
-    if b"\\" not in value:  # no backslash of its own: the whole value at once if it can
+    if BACKSLASH not in value:  # no backslash of its own: the whole value at once if it can
         try:
             return _escapes_to_unicode(value.decode("utf-8").encode("ascii", "backslashreplace"))
         except UnicodeDecodeError:
@@ -632,7 +637,7 @@ def utf8_to_unicode(value: bytes) -> bytes:
     return _NON_ASCII_RUN.sub(_utf8_run_to_unicode, value)
 
 
-TRANSFORMS: dict[str, Transform] = {
+TRANSFORMS: Final[dict[str, Transform]] = {
     "base64decode": base64_decode,
     "base64decodeext": base64_decode_ext,
     "cmdline": cmd_line,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Final
 from urllib.parse import unquote_to_bytes
 
 from outwork.waf.request import Body, Pairs, WafRequest, parse_body, parse_cookies, processor_for
@@ -17,7 +18,7 @@ from outwork.waf.response import WafResponse
 from outwork.waf.rules import Variable
 
 # Collections whose content changes while rules run: never cached.
-LIVE = frozenset(
+LIVE: Final = frozenset(
     {
         "TX",
         "MATCHED_VARS",
@@ -28,16 +29,16 @@ LIVE = frozenset(
 )
 # What a `ctl` changes (the body processor, a forced REQUEST_BODY): cached, and forgotten by
 # `Variables.processor_changed` when the ctl runs.
-SET_BY_CTL = ("REQBODY_PROCESSOR", "REQUEST_BODY")
+SET_BY_CTL: Final = ("REQBODY_PROCESSOR", "REQUEST_BODY")
 # What the body gives: cached only once the body is in (phase 2).
-FROM_BODY = frozenset(
+FROM_BODY: Final = frozenset(
     """ARGS ARGS_NAMES ARGS_POST ARGS_POST_NAMES ARGS_COMBINED_SIZE REQUEST_BODY
     REQUEST_BODY_LENGTH FILES FILES_NAMES FILES_SIZES FILES_COMBINED_SIZE XML
     MULTIPART_PART_HEADERS REQBODY_PROCESSOR REQBODY_ERROR REQBODY_ERROR_MSG
     MULTIPART_FILENAME MULTIPART_NAME REQUEST_FILENAME REQUEST_BASENAME""".split()
 )
 # What the response gives: cached only once it is there (phase 3; the body at phase 4).
-FROM_RESPONSE = frozenset(
+FROM_RESPONSE: Final = frozenset(
     """RESPONSE_STATUS RESPONSE_PROTOCOL RESPONSE_HEADERS RESPONSE_HEADERS_NAMES
     RESPONSE_CONTENT_TYPE RESPONSE_CONTENT_LENGTH RESPONSE_BODY STATUS_LINE""".split()
 )
