@@ -23,71 +23,31 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import blake2b
-from typing import Annotated, Any, Literal
+from typing import Any
 
-import msgspec
-from msgspec import Meta
-
-from outwork.filters import (
-    CONTINUE,
-    Filter,
-    FilterType,
-    PolicyEnv,
-    Reply,
-    RequestContext,
-    Resume,
-    Stop,
-    Verdict,
-    register,
-)
-from outwork.filters.client_key import IPV6_PREFIX, Ipv6Prefix, address_key
-from outwork.filters.gcra import MAX_BURST, MICROS, Decision, Rate, decide, parse_rate
+from outwork.filters import FilterType, PolicyEnv, register
+from outwork.filters.api import CONTINUE, Filter, Reply, RequestContext, Resume, Stop, Verdict
+from outwork.filters.client_key import IPV6_PREFIX, address_key
+from outwork.filters.gcra import MICROS, Decision, Rate, decide, parse_rate
 from outwork.filters.node_table import NodeTable, shared
+from outwork.filters.rate_limit_spec import LimitSpec, RateLimitSpec
 from outwork.filters.redis_store import RedisStore, StoreUnavailable, redis_key, store_for
 from outwork.http.messages import RequestHead, ResponseHead
 from outwork.observe.refusals import Refusal
 
-MAX_LIMITS = 16  # per policy
 # A header value longer than this is limited by its first MAX_KEY_VALUE bytes (a client that
 # pads its value shares a bucket with whoever sends the same prefix: it gains nothing).
 MAX_KEY_VALUE = 256
-_KEY = re.compile(r"^(client_address|api_key|jwt_subject|header:[!#$%&'*+\-.^_`|~0-9A-Za-z]+)$")
 
 # The Redis checks in flight: the loop holds a task only weakly, and it must not vanish.
 _in_flight: set[asyncio.Task[None]] = set()
 
 STORE_ERROR_EVENT = "rate_limit.store_error"
 TABLE_FULL_EVENT = "rate_limit.table_full"
-
-
-class LimitSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    key: str  # client_address, api_key, jwt_subject or header:NAME
-    rate: str  # N/s, N/m, N/h, N/d
-    burst: Annotated[int, Meta(ge=1, le=MAX_BURST)] | None = None  # default: the rate's N
-    store: Literal["local", "redis"] = "local"
-    on_store_error: Literal["allow", "deny"] = "allow"  # store: redis only
-    # Also send the RateLimit fields on admitted responses (429s always carry them).
-    response_headers: bool = False
-    # key: client_address only: an IPv6 client counts by this prefix (default IPV6_PREFIX).
-    ipv6_prefix: Ipv6Prefix | None = None
-
-    def __post_init__(self) -> None:
-        if not _KEY.match(self.key):
-            raise ValueError(
-                f"invalid key {self.key!r} (expected client_address, api_key, jwt_subject or"
-                " header:NAME)"
-            )
-        parse_rate(self.rate)
-        if self.ipv6_prefix is not None and self.key != "client_address":
-            raise ValueError("ipv6_prefix goes with key: client_address only")
-
-
-RateLimitSpec = Annotated[list[LimitSpec], Meta(min_length=1, max_length=MAX_LIMITS)]
 
 
 @dataclass(frozen=True, slots=True)
