@@ -81,8 +81,8 @@ class AuthenticateFilter(Filter):
         if isinstance(outcome, Failure):
             return self.refuse(method, outcome)
         ctx.identity = outcome
-        line = method.identity_header + b": " + identity_value(outcome.kind, outcome.subject)
-        edit_head(head, self.removals[id(method)], line + b"\r\n")
+        value = identity_value(outcome.kind, outcome.subject)
+        edit_head(head, self.removals[id(method)], method.identity_header, value)
         return CONTINUE
 
     def refuse(self, method: Method | None, failure: Failure) -> Reply:

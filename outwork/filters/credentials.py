@@ -66,15 +66,16 @@ def identity_value(kind: str, subject: str) -> bytes:
     )
 
 
-def edit_head(head: RequestHead, remove: LineRemoval | frozenset[bytes], add: bytes) -> None:
+def edit_head(
+    head: RequestHead, remove: LineRemoval | frozenset[bytes], name: bytes, value: bytes
+) -> None:
     """Remove every header named in `remove` (lower case) from what goes upstream (`block`)
-    and from `headers` (what later steps read), then add the `add` lines (each ending CRLF)."""
+    and from `headers` (what later steps read), then add the header `name: value` (a token
+    and a visible-ASCII value: `identity_value`'s) to both."""
     if not isinstance(remove, LineRemoval):
         remove = LineRemoval(remove)
     names = remove.names
-    head.block = remove.block(head.block) + add
-    head.headers = [(key, value) for key, value in head.headers if key.lower() not in names]
-    for line in add.split(b"\r\n"):
-        if line:
-            key, _, value = line.partition(b":")
-            head.headers.append((key, value.strip(b" ")))
+    head.block = remove.block(head.block) + name + b": " + value + b"\r\n"
+    headers = [(key, each) for key, each in head.headers if key.lower() not in names]
+    headers.append((name, value))
+    head.headers = headers

@@ -25,14 +25,16 @@ import multiprocessing
 import struct
 from collections.abc import Callable
 from multiprocessing.synchronize import Lock
+from typing import Final
 
-SLOTS = 8  # slots per bucket: the probe length
-SLOT = struct.Struct("<Qqqq")
-BUCKET = struct.Struct("<" + "Qqqq" * SLOTS)
+# Final: compiled code reads these directly, not from the module's dict on every update.
+SLOTS: Final = 8  # slots per bucket: the probe length
+SLOT: Final = struct.Struct("<Qqqq")
+BUCKET: Final = struct.Struct("<" + "Qqqq" * SLOTS)
 # Only the keys of a bucket: a lookup reads 8 integers, not 32, then the slot it found.
-BUCKET_KEYS = struct.Struct("<" + "Q24x" * SLOTS)
-HEADER = struct.Struct("<Q")  # evictions, at offset 0
-STRIPES = 64  # locks; bucket i takes lock i % STRIPES
+BUCKET_KEYS: Final = struct.Struct("<" + "Q24x" * SLOTS)
+HEADER: Final = struct.Struct("<Q")  # evictions, at offset 0
+STRIPES: Final = 64  # locks; bucket i takes lock i % STRIPES
 DEFAULT_BUCKETS = 16384  # 131072 entries, 4 MiB
 
 # change(a, b) -> (expires, a, b) to store, or None to leave the slot as it is.
@@ -57,7 +59,11 @@ class NodeTable:
         bucket = key % self.buckets
         offset = HEADER.size + bucket * BUCKET.size
         memory = self._memory
-        with self._locks[bucket % STRIPES]:
+        # acquire and release (the semaphore's own methods) rather than `with`: a Lock's
+        # __enter__ and __exit__ are Python functions, a frame each on every update.
+        lock = self._locks[bucket % STRIPES]
+        lock.acquire()
+        try:
             try:
                 found = BUCKET_KEYS.unpack_from(memory, offset).index(key)
             except ValueError:
@@ -76,11 +82,14 @@ class NodeTable:
                 index = _free_or_oldest(slots, now)
                 evicted = slots[index] != 0 and slots[index + 1] > now
                 found = index // 4
-            SLOT.pack_into(memory, offset + found * SLOT.size, key, *result)
+            expires, a, b = result
+            SLOT.pack_into(memory, offset + found * SLOT.size, key, expires, a, b)
+        finally:
+            lock.release()
         if evicted:
             with self._header_lock:
                 HEADER.pack_into(memory, 0, HEADER.unpack_from(memory, 0)[0] + 1)
-        return result[1], result[2], evicted
+        return a, b, evicted
 
     def get(self, key: int, now: int) -> tuple[int, int] | None:
         """The key's live values, or None."""
