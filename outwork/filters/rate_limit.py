@@ -147,17 +147,12 @@ class RateLimitFilter(Filter):
         return CONTINUE
 
     def _local(self, ctx: RequestContext, limit: Limit, value: bytes, now: int) -> Decision:
-        result: list[Decision] = []
-
-        def change(tat: int, _: int) -> tuple[int, int, int] | None:
-            decision = decide(tat, now, limit.interval, limit.burst)
-            result.append(decision)
-            return (decision.tat, decision.tat, 0) if decision.admitted else None
-
-        _, _, evicted = self.table.update(self.table.key(limit.namespace, value), now, change)
+        step = GcraStep(now, limit.interval, limit.burst)
+        _, _, evicted = self.table.update(self.table.key(limit.namespace, value), now, step)
         if evicted:
             ctx.security_event(TABLE_FULL_EVENT, {"evictions": self.table.evictions})
-        return result[0]
+        assert step.decision is not None  # the table calls the change once, always
+        return step.decision
 
     async def _remote(
         self,
@@ -202,6 +197,24 @@ class RateLimitFilter(Filter):
             limit, decision = shown
             fields = _fields(limit, decision)
             ctx.filter_state[id(self)] = b"".join(b"%s: %s\r\n" % pair for pair in fields)
+
+
+class GcraStep:
+    """One request against a local limit, as the change the node table applies to the key's
+    entry (its TAT), keeping the decision: one object per request, not a closure, its cell
+    and a list."""
+
+    __slots__ = ("now", "interval", "burst", "decision")
+
+    def __init__(self, now: int, interval: int, burst: int) -> None:
+        self.now = now
+        self.interval = interval
+        self.burst = burst
+        self.decision: Decision | None = None
+
+    def __call__(self, tat: int, _: int) -> tuple[int, int, int] | None:
+        decision = self.decision = decide(tat, self.now, self.interval, self.burst)
+        return (decision.tat, decision.tat, 0) if decision.admitted else None
 
 
 def _policy(limit: Limit) -> str:
