@@ -65,8 +65,9 @@ class ApiKeyMethod(Method):
 
     def present(self, ctx: RequestContext, head: RequestHead) -> bool:
         header = self.header
+        size = len(header)  # a name of another length is not lower-cased
         for key, _ in head.headers:
-            if key.lower() == header:
+            if len(key) == size and key.lower() == header:
                 return True
         return False
 

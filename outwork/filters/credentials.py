@@ -25,7 +25,8 @@ _UNSAFE = re.compile(rb"[^\x21-\x24\x26-\x7e]")  # what identity_value percent-e
 
 def header_values(head: RequestHead, name: bytes) -> list[bytes]:
     """Every value of the header `name` (lower case), in order."""
-    return [value for key, value in head.headers if key.lower() == name]
+    size = len(name)  # a name of another length is not lower-cased
+    return [value for key, value in head.headers if len(key) == size and key.lower() == name]
 
 
 def parse_authorization(value: bytes) -> tuple[bytes, bytes] | None:

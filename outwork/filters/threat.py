@@ -31,13 +31,12 @@ from outwork.filters.json_limits import JsonChecker, JsonLimits, JsonViolation
 from outwork.filters.json_whole import check_whole
 from outwork.filters.threat_spec import ThreatSpec
 from outwork.filters.xml_limits import XmlChecker, XmlLimits, XmlViolation
-from outwork.http.messages import Framing, RequestHead, header_values
+from outwork.http.messages import Framing, RequestHead
 from outwork.observe.refusals import Refusal
 
 _JSON_TYPES = frozenset({b"application/json"})
 _XML_TYPES = frozenset({b"application/xml", b"text/xml"})
 _IDENTITY = frozenset({b"", b"identity"})
-_BODY_HEADERS = frozenset({b"content-type", b"content-encoding"})
 _NO_BODY = Framing.NONE  # a module global: reading an Enum member off its class is slow in 3.11
 
 
@@ -55,6 +54,20 @@ def media_kind(value: bytes) -> str:
     return "other"
 
 
+def _body_headers(head: RequestHead) -> tuple[list[bytes], list[bytes]]:
+    """The Content-Type and Content-Encoding values, in order, without the white space around
+    them (as `messages.header_values`): a name of another length is not lower-cased."""
+    types: list[bytes] = []
+    encodings: list[bytes] = []
+    for name, value in head.headers:
+        size = len(name)
+        if size == 12 and name.lower() == b"content-type":
+            types.append(value.strip(b" \t"))
+        elif size == 16 and name.lower() == b"content-encoding":
+            encodings.append(value.strip(b" \t"))
+    return types, encodings
+
+
 @dataclass(frozen=True, slots=True)
 class ThreatFilter(Filter):
     json: JsonLimits | None
@@ -68,9 +81,8 @@ class ThreatFilter(Filter):
     def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
         if head.framing is _NO_BODY or head.content_length == 0:
             return CONTINUE  # no body: nothing to inspect
-        found = header_values(head.headers, _BODY_HEADERS)
+        types, encodings = _body_headers(head)
         kind = "other"
-        types = found.get(b"content-type")
         if types:
             # Two values, or a list in one (what proxies make of two headers): the gateway and
             # the backend could each believe another.
@@ -89,7 +101,6 @@ class ThreatFilter(Filter):
             return Reply(415, Refusal.THREAT_MEDIA_TYPE, detail=detail)
         else:
             return CONTINUE
-        encodings = found.get(b"content-encoding")
         if encodings and any(coding.lower() not in _IDENTITY for coding in encodings):
             detail = {"limit": "content_encoding", "message": "a compressed body is not inspected"}
             return Reply(415, refusal, detail=detail)
