@@ -58,7 +58,11 @@ PURE_TESTS := tests/test_native.py tests/http tests/tls/test_engine.py \
 	tests/filters/test_json_whole.py tests/filters/test_json_limits.py tests/filters/test_gcra.py \
 	tests/filters/test_node_table.py tests/filters/test_header_lines.py \
 	tests/waf/test_transforms.py tests/waf/test_fastpath.py tests/waf/test_patterns.py \
-	tests/waf/test_engine.py tests/waf/test_crs_regression.py
+	tests/waf/test_engine.py tests/waf/test_crs_regression.py \
+	tests/filters/test_access.py tests/filters/test_authenticate.py \
+	tests/filters/test_authorize.py tests/filters/test_client_key.py tests/filters/test_cors.py \
+	tests/filters/test_credentials.py tests/filters/test_rate_limit.py \
+	tests/filters/test_threat.py tests/proxy/test_filter_runner.py
 
 test: debian-packages install tools lint
 	$(VENV)/bin/pytest

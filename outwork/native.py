@@ -40,15 +40,29 @@ else:
 __all__ = ["COMPILED", "MODULES", "REASON", "SHARED_LIBRARY", "mypyc_attr", "state"]
 
 # The hot path of a keep-alive request, strictly typed. Not here: modules whose classes the
-# interpreter subclasses or tests patch, and the glue that meets asyncio's and uvloop's loosely
-# typed objects (proxy/server.py: uvloop gives lists where typeshed says tuples, which compiled
-# code checks).
+# interpreter subclasses (unless the class allows it) or tests patch, config schemas (msgspec
+# Structs lose their class keywords: filters/*_spec.py), and the glue that meets asyncio's and
+# uvloop's loosely typed objects (proxy/server.py: uvloop gives lists where typeshed says
+# tuples, which compiled code checks).
 MODULES = (
+    "outwork.filters.access",
+    "outwork.filters.api",
+    "outwork.filters.auth_apikey",
+    "outwork.filters.auth_method",
+    "outwork.filters.authenticate",
+    "outwork.filters.authorize",
+    "outwork.filters.client_key",
+    "outwork.filters.credentials",
     "outwork.filters.gcra",
     "outwork.filters.header_lines",
+    "outwork.filters.headers",
     "outwork.filters.json_limits",
     "outwork.filters.json_whole",
     "outwork.filters.node_table",
+    "outwork.filters.rate_limit",
+    "outwork.filters.runner",
+    "outwork.filters.steps",
+    "outwork.filters.threat",
     "outwork.front.h1",
     "outwork.front.sealed",
     "outwork.http.ascii",

@@ -10,11 +10,17 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
 from outwork import native
+from outwork.filters.api import CONTINUE, Filter, Resume, Verdict
+from outwork.filters.auth_method import Failure, Method
+from outwork.filters.auth_method_spec import MethodOptions
+from outwork.filters.authenticate import AuthenticateFilter
+from outwork.filters.runner import Chain
 from tests.conftest import ROOT, missing
 
 PROBE = "import outwork.front.h1 as h1, outwork.native as n; print(h1.__file__, n.COMPILED)"
@@ -133,3 +139,33 @@ def test_no_hot_module_searches_bytes_for_a_one_byte_bytes_needle() -> None:
         source = (ROOT / (module.replace(".", "/") + ".py")).read_text()
         for number, line in enumerate(source.splitlines(), 1):
             assert not one_byte.search(line), f"{module}:{number}: {line.strip()}"
+
+
+def test_a_subclass_flag_reaches_the_compiled_code() -> None:
+    """Compiled code reads a compiled class's class attribute from the class's own slot, so an
+    interpreted subclass's `inspects_request_body = True` (or a method's `kind`) would go
+    unseen: Filter's flags and Method's `kind` and `credential_headers` are properties, which
+    a subclass's class attribute overrides wherever they are read."""
+
+    class Inspecting(Filter):
+        __slots__ = ()
+        inspects_request_body = True
+        inspects_response_body = True
+
+        def on_response_body(self, ctx: Any, chunk: bytes, end: bool, resume: Resume) -> Verdict:
+            return CONTINUE
+
+    class Custom(Method):
+        __slots__ = ()
+        kind = "custom"
+        credential_headers = frozenset({b"x-custom-credential"})
+
+    inspecting = Inspecting()
+    chain = Chain([inspecting])
+    assert chain.inspects_request_body
+    assert chain.response_body.filters == (inspecting,)
+    method = Custom(MethodOptions())
+    step = AuthenticateFilter((method,), frozenset({b"x-authenticated-identity"}))
+    assert b"x-custom-credential" in step.removals[id(method)].names
+    refusal = step.refuse(method, Failure("no"))
+    assert refusal.detail["method"] == "custom"

@@ -14,62 +14,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Annotated
 
-import msgspec
-from msgspec import Meta
-
-from outwork.filters import Identity, RequestContext
-from outwork.filters.auth_method import (
-    Done,
-    Failure,
-    HeaderName,
-    Method,
-    MethodOptions,
-    Outcome,
-    check_header,
-)
+from outwork.filters.api import Identity, RequestContext
+from outwork.filters.auth_apikey_spec import ApiKeySpec
+from outwork.filters.auth_method import Done, Failure, Method, Outcome
 from outwork.filters.credentials import MAX_CREDENTIAL, header_values
 from outwork.filters.rfc3339 import parse_rfc3339
 from outwork.http.messages import RequestHead
 from outwork.observe.refusals import Refusal
-
-MAX_KEYS = 100_000
-KeyHash = Annotated[str, Meta(pattern=r"^sha256:[0-9a-fA-F]{64}$")]
-Name = Annotated[str, Meta(min_length=1, max_length=256)]
-
-
-class ApiKeyEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    id: Name
-    hash: KeyHash
-    owner: Annotated[str, Meta(max_length=256)] = ""
-    scopes: Annotated[list[Name], Meta(max_length=256)] = msgspec.field(default_factory=list)
-    created: str | None = None  # RFC 3339
-    revoked: bool = False
-
-    def __post_init__(self) -> None:
-        if self.created is not None:
-            parse_rfc3339(self.created)
-
-
-class ApiKeySpec(MethodOptions, kw_only=True):
-    header: HeaderName = "X-API-Key"
-    keys: Annotated[list[ApiKeyEntry], Meta(min_length=1, max_length=MAX_KEYS)]
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_header(self.header, "header")
-        if self.header.lower() == self.identity_header.lower():
-            raise ValueError("api_key: `header` and `identity_header` must differ")
-        ids: set[str] = set()
-        hashes: set[str] = set()
-        for key in self.keys:
-            if key.id in ids:
-                raise ValueError(f"api_key: duplicate key id {key.id!r}")
-            if key.hash.lower() in hashes:
-                raise ValueError(f"api_key: key {key.id!r} has the hash of another key")
-            ids.add(key.id)
-            hashes.add(key.hash.lower())
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +39,11 @@ def key_hash(key: bytes) -> str:
 
 
 class ApiKeyMethod(Method):
-    __slots__ = ("header", "by_digest", "revoked_before", "credential_headers")
-    kind = "api_key"
+    __slots__ = ("header", "by_digest", "revoked_before")
 
     def __init__(self, spec: ApiKeySpec, revoked_before: float | None) -> None:
         super().__init__(spec)
         self.header = spec.header.lower().encode()
-        self.credential_headers = frozenset({self.header})
         self.revoked_before = revoked_before
         self.by_digest: dict[bytes, ApiKey] = {}
         for entry in spec.keys:
@@ -102,13 +52,22 @@ class ApiKeyMethod(Method):
             created = None if entry.created is None else parse_rfc3339(entry.created)
             self.by_digest[digest] = ApiKey(entry.id, digest, identity, created, entry.revoked)
 
+    @property
+    def kind(self) -> str:
+        return "api_key"
+
+    @property
+    def credential_headers(self) -> frozenset[bytes]:
+        return frozenset({self.header})
+
     def challenge(self, failed: bool) -> bytes:
         return b"ApiKey header=" + self.header
 
     def present(self, ctx: RequestContext, head: RequestHead) -> bool:
         header = self.header
+        size = len(header)  # a name of another length is not lower-cased
         for key, _ in head.headers:
-            if key.lower() == header:
+            if len(key) == size and key.lower() == header:
                 return True
         return False
 

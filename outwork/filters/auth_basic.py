@@ -28,15 +28,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from msgspec import Meta
 
 from outwork.filters import Identity, RequestContext
-from outwork.filters.auth_method import (
-    Done,
-    Failure,
-    Method,
-    MethodOptions,
-    Outcome,
-    Realm,
-    authorization_scheme,
-)
+from outwork.filters.auth_method import Done, Failure, Method, Outcome, authorization_scheme
+from outwork.filters.auth_method_spec import MethodOptions, Realm
 from outwork.filters.credentials import header_values, parse_authorization, parse_basic
 from outwork.http.messages import RequestHead
 from outwork.observe.refusals import Refusal

@@ -28,15 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from msgspec import Meta
 
 from outwork.filters import Identity, RequestContext
-from outwork.filters.auth_method import (
-    Done,
-    Failure,
-    Method,
-    MethodOptions,
-    Outcome,
-    Realm,
-    authorization_scheme,
-)
+from outwork.filters.auth_method import Done, Failure, Method, Outcome, authorization_scheme
+from outwork.filters.auth_method_spec import MethodOptions, Realm
 from outwork.filters.credentials import MAX_CREDENTIAL, header_values, parse_authorization
 from outwork.filters.jwks import JwksCache, JwksKey, JwksSource
 from outwork.http.messages import RequestHead

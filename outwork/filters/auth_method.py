@@ -10,53 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
-import msgspec
-from msgspec import Meta
-
-from outwork.filters import Identity, RequestContext
-from outwork.filters.headers import RESERVED as RESPONSE_RESERVED
+from outwork.filters.api import Identity, RequestContext
+from outwork.filters.auth_method_spec import MethodOptions
 from outwork.http.messages import RequestHead
+from outwork.native import mypyc_attr
 from outwork.observe.refusals import Refusal
-
-HEADER_NAME = r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$"  # RFC 9110 5.1
-# A realm is sent inside a quoted-string: no quote, backslash or control character in it.
-REALM = r"^[\x20\x21\x23-\x5b\x5d-\x7e]{1,128}$"
-HeaderName = Annotated[str, Meta(pattern=HEADER_NAME, max_length=128)]
-Realm = Annotated[str, Meta(pattern=REALM)]
-DEFAULT_IDENTITY_HEADER = "X-Authenticated-Identity"
-
-
-# Headers whose meaning is the gateway's (framing, routing, forwarding) or another method's:
-# removing or setting them as an identity or API key header would change what the request is.
-RESERVED = RESPONSE_RESERVED | {
-    "authorization",
-    "cookie",
-    "forwarded",
-    "host",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-}
-
-
-def check_header(name: str, what: str) -> None:
-    if name.lower() in RESERVED:
-        raise ValueError(f"{what} {name!r} is a header the gateway or the request needs")
-
-
-class MethodOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Options every method takes."""
-
-    # The header the identity goes upstream in (`kind:subject`); whatever a client sent under
-    # this name is removed first.
-    identity_header: HeaderName = DEFAULT_IDENTITY_HEADER
-    # true: the credential (API key header, Authorization) goes upstream too.
-    forward_credential: bool = False
-
-    def __post_init__(self) -> None:
-        check_header(self.identity_header, "identity_header")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +32,25 @@ Outcome = Identity | Failure
 Done = Callable[[Outcome], None]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # jwt, basic, mtls
 class Method:
     """One way to authenticate. Methods are built once per config and shared by every request
-    of their routes; what they keep (a JWKS cache, verified passwords) is process-wide."""
+    of their routes; what they keep (a JWKS cache, verified passwords) is process-wide.
+
+    `kind` and `credential_headers` are properties, which a subclass may override with class
+    attributes: compiled code would read a compiled class attribute from its own slot, never
+    the subclass's."""
 
     __slots__ = ("identity_header", "forward_credential")
-    kind = ""
-    # Headers holding the credential (lower case): removed from what goes upstream.
-    credential_headers: frozenset[bytes] = frozenset()
+
+    @property
+    def kind(self) -> str:
+        return ""
+
+    @property
+    def credential_headers(self) -> frozenset[bytes]:
+        """Headers holding the credential (lower case): removed from what goes upstream."""
+        return frozenset()
 
     def __init__(self, options: MethodOptions) -> None:
         self.identity_header = options.identity_header.encode()

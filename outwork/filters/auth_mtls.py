@@ -17,7 +17,8 @@ from typing import Annotated
 from msgspec import Meta
 
 from outwork.filters import Identity, RequestContext
-from outwork.filters.auth_method import Done, Failure, Method, MethodOptions, Outcome
+from outwork.filters.auth_method import Done, Failure, Method, Outcome
+from outwork.filters.auth_method_spec import MethodOptions
 from outwork.http.messages import RequestHead
 
 Pattern = Annotated[str, Meta(min_length=1, max_length=1024)]

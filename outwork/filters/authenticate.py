@@ -19,54 +19,28 @@ Authorization header) is removed unless `forward_credential: true`. Refused: 401
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Any
-
-import msgspec
-from msgspec import Meta
+from typing import Any, Final
 
 from outwork.config.values import parse_duration
-from outwork.filters import (
+from outwork.filters import FilterType, PolicyEnv, register
+from outwork.filters.api import (
     CONTINUE,
     Filter,
-    FilterType,
     Identity,
-    PolicyEnv,
     Reply,
     RequestContext,
     Resume,
     Stop,
     Verdict,
-    register,
 )
-from outwork.filters.auth_apikey import ApiKeyMethod, ApiKeySpec
-from outwork.filters.auth_basic import BasicMethod, BasicSpec
-from outwork.filters.auth_jwt import JwtMethod, JwtSpec, build_jwks
+from outwork.filters.auth_apikey import ApiKeyMethod
+from outwork.filters.auth_basic import BasicMethod
+from outwork.filters.auth_jwt import JwtMethod, build_jwks
 from outwork.filters.auth_method import Failure, Method, Outcome
-from outwork.filters.auth_mtls import MtlsMethod, MtlsSpec
+from outwork.filters.auth_mtls import MtlsMethod
+from outwork.filters.authenticate_spec import AuthenticateSpec, MethodSpec
 from outwork.filters.credentials import LineRemoval, edit_head, identity_value
 from outwork.http.messages import RequestHead
-
-MAX_METHODS = 8
-
-
-class MethodSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """One list entry: exactly one of the methods."""
-
-    api_key: ApiKeySpec | None = None
-    jwt: JwtSpec | None = None
-    basic: BasicSpec | None = None
-    mtls: MtlsSpec | None = None
-
-    def __post_init__(self) -> None:
-        given = [name for name in ("api_key", "jwt", "basic", "mtls") if getattr(self, name)]
-        if len(given) != 1:
-            raise ValueError(
-                "each authenticate entry is one of api_key, jwt, basic, mtls"
-                + (f" (this one has {', '.join(given)})" if given else "")
-            )
-
-
-AuthenticateSpec = Annotated[list[MethodSpec], Meta(min_length=1, max_length=MAX_METHODS)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +81,8 @@ class AuthenticateFilter(Filter):
         if isinstance(outcome, Failure):
             return self.refuse(method, outcome)
         ctx.identity = outcome
-        line = method.identity_header + b": " + identity_value(outcome.kind, outcome.subject)
-        edit_head(head, self.removals[id(method)], line + b"\r\n")
+        value = identity_value(outcome.kind, outcome.subject)
+        edit_head(head, self.removals[id(method)], method.identity_header, value)
         return CONTINUE
 
     def refuse(self, method: Method | None, failure: Failure) -> Reply:
@@ -153,6 +127,6 @@ def _no_env(specs: list[MethodSpec]) -> AuthenticateFilter:
     return build(specs, PolicyEnv())
 
 
-AUTHENTICATE = register(
+AUTHENTICATE: Final = register(
     FilterType("authenticate", AuthenticateSpec, _no_env, build_in_env=build)  # type: ignore[arg-type]
 )

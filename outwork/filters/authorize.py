@@ -12,38 +12,13 @@ the scopes the config gives them; JWTs those of `scope` or `scp`; claims are JWT
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any, Final
 
-import msgspec
-from msgspec import Meta
-
-from outwork.filters import (
-    CONTINUE,
-    Filter,
-    FilterType,
-    Reply,
-    RequestContext,
-    Resume,
-    Verdict,
-    register,
-)
+from outwork.filters import FilterType, register
+from outwork.filters.api import CONTINUE, Filter, Reply, RequestContext, Resume, Verdict
+from outwork.filters.authorize_spec import AuthorizeSpec, ClaimValue
 from outwork.http.messages import RequestHead
 from outwork.observe.refusals import Refusal
-
-Name = Annotated[str, Meta(min_length=1, max_length=256)]
-ClaimValue = str | int | bool
-
-
-class AuthorizeSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    scopes: Annotated[list[Name], Meta(max_length=256)] = []
-    claims: Annotated[
-        dict[Name, Annotated[list[ClaimValue], Meta(min_length=1, max_length=1024)]],
-        Meta(max_length=64),
-    ] = {}
-
-    def __post_init__(self) -> None:
-        if not self.scopes and not self.claims:
-            raise ValueError("authorize needs `scopes` or `claims` (or both)")
 
 
 def _claim_matches(value: Any, allowed: frozenset[ClaimValue]) -> bool:
@@ -78,4 +53,4 @@ def build(spec: AuthorizeSpec) -> AuthorizeFilter:
     return AuthorizeFilter(frozenset(spec.scopes), claims)
 
 
-AUTHORIZE = register(FilterType("authorize", AuthorizeSpec, build))
+AUTHORIZE: Final = register(FilterType("authorize", AuthorizeSpec, build))

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
-from typing import Annotated
+from typing import Final
 
-from msgspec import Meta
-
-IPV6_PREFIX = 64  # the default: one subscriber's network
-# Not wider than a /48 (a whole site: thousands of clients would share one budget).
-Ipv6Prefix = Annotated[int, Meta(ge=48, le=128)]
+IPV6_PREFIX: Final = (
+    64  # the default: one subscriber's network (rate_limit_spec.Ipv6Prefix: the range)
+)
 
 
 def address_key(text: str, ipv6_prefix: int) -> str:

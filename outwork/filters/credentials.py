@@ -10,22 +10,24 @@ from __future__ import annotations
 import binascii
 import re
 from functools import lru_cache
+from typing import Final
 
 from outwork.filters.header_lines import LineRemoval
 from outwork.http.messages import RequestHead
 
 # Bytes of one credential header value: a JWT with many claims is a few KiB; a bigger one is
 # refused before it is decoded, base64 or JSON.
-MAX_CREDENTIAL = 8192
-_SCHEME = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # a token (RFC 9110 5.6.2)
-_TOKEN68 = re.compile(rb"^[A-Za-z0-9\-._~+/]+=*$")  # RFC 9110 11.2
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_UNSAFE = re.compile(rb"[^\x21-\x24\x26-\x7e]")  # what identity_value percent-encodes
+MAX_CREDENTIAL: Final = 8192
+_SCHEME: Final = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # a token (RFC 9110 5.6.2)
+_TOKEN68: Final = re.compile(rb"^[A-Za-z0-9\-._~+/]+=*$")  # RFC 9110 11.2
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_UNSAFE: Final = re.compile(rb"[^\x21-\x24\x26-\x7e]")  # what identity_value percent-encodes
 
 
 def header_values(head: RequestHead, name: bytes) -> list[bytes]:
     """Every value of the header `name` (lower case), in order."""
-    return [value for key, value in head.headers if key.lower() == name]
+    size = len(name)  # a name of another length is not lower-cased
+    return [value for key, value in head.headers if len(key) == size and key.lower() == name]
 
 
 def parse_authorization(value: bytes) -> tuple[bytes, bytes] | None:
@@ -66,15 +68,16 @@ def identity_value(kind: str, subject: str) -> bytes:
     )
 
 
-def edit_head(head: RequestHead, remove: LineRemoval | frozenset[bytes], add: bytes) -> None:
+def edit_head(
+    head: RequestHead, remove: LineRemoval | frozenset[bytes], name: bytes, value: bytes
+) -> None:
     """Remove every header named in `remove` (lower case) from what goes upstream (`block`)
-    and from `headers` (what later steps read), then add the `add` lines (each ending CRLF)."""
+    and from `headers` (what later steps read), then add the header `name: value` (a token
+    and a visible-ASCII value: `identity_value`'s) to both."""
     if not isinstance(remove, LineRemoval):
         remove = LineRemoval(remove)
     names = remove.names
-    head.block = remove.block(head.block) + add
-    head.headers = [(key, value) for key, value in head.headers if key.lower() not in names]
-    for line in add.split(b"\r\n"):
-        if line:
-            key, _, value = line.partition(b":")
-            head.headers.append((key, value.strip(b" ")))
+    head.block = remove.block(head.block) + name + b": " + value + b"\r\n"
+    headers = [(key, each) for key, each in head.headers if key.lower() not in names]
+    headers.append((name, value))
+    head.headers = headers

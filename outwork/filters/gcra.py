@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final, NamedTuple
+from typing import Final
 
 MICROS: Final = 1_000_000
 PERIODS: Final = {"s": MICROS, "m": 60 * MICROS, "h": 3600 * MICROS, "d": 86400 * MICROS}
@@ -50,12 +50,21 @@ def parse_rate(text: str) -> Rate:
     return rate
 
 
-class Decision(NamedTuple):  # a tuple: made on every request, it must be cheap
-    admitted: bool
-    tat: int  # the key's TAT after this request (unchanged when refused)
-    retry_after: int  # microseconds until a request would be admitted (0 when admitted)
-    remaining: int  # requests that would still be admitted now, after this one
-    reset: int  # microseconds until the burst is whole again
+class Decision:
+    """One request's outcome. Made on every request, so a plain class: compiled, it is built
+    in C, where a NamedTuple's __new__ and a frozen dataclass's __init__ are Python functions
+    (a frame per request)."""
+
+    __slots__ = ("admitted", "tat", "retry_after", "remaining", "reset")
+
+    def __init__(
+        self, admitted: bool, tat: int, retry_after: int, remaining: int, reset: int
+    ) -> None:
+        self.admitted = admitted
+        self.tat = tat  # the key's TAT after this request (unchanged when refused)
+        self.retry_after = retry_after  # microseconds until one would be admitted (0: admitted)
+        self.remaining = remaining  # requests that would still be admitted now, after this one
+        self.reset = reset  # microseconds until the burst is whole again
 
 
 def decide(tat: int, now: int, interval: int, burst: int) -> Decision:

@@ -58,7 +58,11 @@ class NodeTable:
         bucket = key % self.buckets
         offset = HEADER.size + bucket * BUCKET.size
         memory = self._memory
-        with self._locks[bucket % STRIPES]:
+        # acquire and release (the semaphore's own methods) rather than `with`: a Lock's
+        # __enter__ and __exit__ are Python functions, a frame each on every update.
+        lock = self._locks[bucket % STRIPES]
+        lock.acquire()
+        try:
             try:
                 found = BUCKET_KEYS.unpack_from(memory, offset).index(key)
             except ValueError:
@@ -77,11 +81,14 @@ class NodeTable:
                 index = _free_or_oldest(slots, now)
                 evicted = slots[index] != 0 and slots[index + 1] > now
                 found = index // 4
-            SLOT.pack_into(memory, offset + found * SLOT.size, key, *result)
+            expires, a, b = result
+            SLOT.pack_into(memory, offset + found * SLOT.size, key, expires, a, b)
+        finally:
+            lock.release()
         if evicted:
             with self._header_lock:
                 HEADER.pack_into(memory, 0, HEADER.unpack_from(memory, 0)[0] + 1)
-        return result[1], result[2], evicted
+        return a, b, evicted
 
     def get(self, key: int, now: int) -> tuple[int, int] | None:
         """The key's live values, or None."""

@@ -23,71 +23,31 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import blake2b
-from typing import Annotated, Any, Literal
+from typing import Any, Final
 
-import msgspec
-from msgspec import Meta
-
-from outwork.filters import (
-    CONTINUE,
-    Filter,
-    FilterType,
-    PolicyEnv,
-    Reply,
-    RequestContext,
-    Resume,
-    Stop,
-    Verdict,
-    register,
-)
-from outwork.filters.client_key import IPV6_PREFIX, Ipv6Prefix, address_key
-from outwork.filters.gcra import MAX_BURST, MICROS, Decision, Rate, decide, parse_rate
+from outwork.filters import FilterType, PolicyEnv, register
+from outwork.filters.api import CONTINUE, Filter, Reply, RequestContext, Resume, Stop, Verdict
+from outwork.filters.client_key import IPV6_PREFIX, address_key
+from outwork.filters.gcra import MICROS, Decision, Rate, decide, parse_rate
 from outwork.filters.node_table import NodeTable, shared
+from outwork.filters.rate_limit_spec import LimitSpec, RateLimitSpec
 from outwork.filters.redis_store import RedisStore, StoreUnavailable, redis_key, store_for
 from outwork.http.messages import RequestHead, ResponseHead
 from outwork.observe.refusals import Refusal
 
-MAX_LIMITS = 16  # per policy
 # A header value longer than this is limited by its first MAX_KEY_VALUE bytes (a client that
 # pads its value shares a bucket with whoever sends the same prefix: it gains nothing).
-MAX_KEY_VALUE = 256
-_KEY = re.compile(r"^(client_address|api_key|jwt_subject|header:[!#$%&'*+\-.^_`|~0-9A-Za-z]+)$")
+MAX_KEY_VALUE: Final = 256
 
 # The Redis checks in flight: the loop holds a task only weakly, and it must not vanish.
 _in_flight: set[asyncio.Task[None]] = set()
 
-STORE_ERROR_EVENT = "rate_limit.store_error"
-TABLE_FULL_EVENT = "rate_limit.table_full"
-
-
-class LimitSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    key: str  # client_address, api_key, jwt_subject or header:NAME
-    rate: str  # N/s, N/m, N/h, N/d
-    burst: Annotated[int, Meta(ge=1, le=MAX_BURST)] | None = None  # default: the rate's N
-    store: Literal["local", "redis"] = "local"
-    on_store_error: Literal["allow", "deny"] = "allow"  # store: redis only
-    # Also send the RateLimit fields on admitted responses (429s always carry them).
-    response_headers: bool = False
-    # key: client_address only: an IPv6 client counts by this prefix (default IPV6_PREFIX).
-    ipv6_prefix: Ipv6Prefix | None = None
-
-    def __post_init__(self) -> None:
-        if not _KEY.match(self.key):
-            raise ValueError(
-                f"invalid key {self.key!r} (expected client_address, api_key, jwt_subject or"
-                " header:NAME)"
-            )
-        parse_rate(self.rate)
-        if self.ipv6_prefix is not None and self.key != "client_address":
-            raise ValueError("ipv6_prefix goes with key: client_address only")
-
-
-RateLimitSpec = Annotated[list[LimitSpec], Meta(min_length=1, max_length=MAX_LIMITS)]
+STORE_ERROR_EVENT: Final = "rate_limit.store_error"
+TABLE_FULL_EVENT: Final = "rate_limit.table_full"
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,17 +147,12 @@ class RateLimitFilter(Filter):
         return CONTINUE
 
     def _local(self, ctx: RequestContext, limit: Limit, value: bytes, now: int) -> Decision:
-        result: list[Decision] = []
-
-        def change(tat: int, _: int) -> tuple[int, int, int] | None:
-            decision = decide(tat, now, limit.interval, limit.burst)
-            result.append(decision)
-            return (decision.tat, decision.tat, 0) if decision.admitted else None
-
-        _, _, evicted = self.table.update(self.table.key(limit.namespace, value), now, change)
+        step = GcraStep(now, limit.interval, limit.burst)
+        _, _, evicted = self.table.update(self.table.key(limit.namespace, value), now, step)
         if evicted:
             ctx.security_event(TABLE_FULL_EVENT, {"evictions": self.table.evictions})
-        return result[0]
+        assert step.decision is not None  # the table calls the change once, always
+        return step.decision
 
     async def _remote(
         self,
@@ -242,6 +197,24 @@ class RateLimitFilter(Filter):
             limit, decision = shown
             fields = _fields(limit, decision)
             ctx.filter_state[id(self)] = b"".join(b"%s: %s\r\n" % pair for pair in fields)
+
+
+class GcraStep:
+    """One request against a local limit, as the change the node table applies to the key's
+    entry (its TAT), keeping the decision: one object per request, not a closure, its cell
+    and a list."""
+
+    __slots__ = ("now", "interval", "burst", "decision")
+
+    def __init__(self, now: int, interval: int, burst: int) -> None:
+        self.now = now
+        self.interval = interval
+        self.burst = burst
+        self.decision: Decision | None = None
+
+    def __call__(self, tat: int, _: int) -> tuple[int, int, int] | None:
+        decision = self.decision = decide(tat, self.now, self.interval, self.burst)
+        return (decision.tat, decision.tat, 0) if decision.admitted else None
 
 
 def _policy(limit: Limit) -> str:
@@ -314,4 +287,4 @@ def _build_without_env(specs: list[LimitSpec]) -> RateLimitFilter:
     return build(specs, PolicyEnv())
 
 
-RATE_LIMIT = register(FilterType("rate_limit", RateLimitSpec, _build_without_env, build))
+RATE_LIMIT: Final = register(FilterType("rate_limit", RateLimitSpec, _build_without_env, build))

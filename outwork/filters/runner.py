@@ -18,15 +18,16 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
-from outwork.filters import CONTINUE, Continue, Filter, Reply, RequestContext, Stop, Verdict
+from outwork.filters.api import CONTINUE, Continue, Filter, Reply, RequestContext, Stop, Verdict
 from outwork.http.messages import ResponseHead
+from outwork.native import mypyc_attr
 from outwork.observe.refusals import Refusal
 
-FILTER_FAILED = Reply(500, Refusal.FILTER_ERROR)
+FILTER_FAILED: Final = Reply(500, Refusal.FILTER_ERROR)
 
-ABANDONED = -2  # `ChainRun.parked` once the exchange stopped waiting for the filter
+ABANDONED: Final = -2  # `ChainRun.parked` once the exchange stopped waiting for the filter
 
 
 class Hooks:
@@ -42,6 +43,9 @@ class Hooks:
         )
 
 
+# A Python class even when compiled (mypyc's native classes cannot extend tuple): routes hold
+# it as their `filters` tuple.
+@mypyc_attr(native_class=False)
 class Chain(tuple[Filter, ...]):
     """A route's filters (`RouteConfig.filters`, a tuple: default policies first), with each
     hook's calls worked out once."""
@@ -53,21 +57,21 @@ class Chain(tuple[Filter, ...]):
     exchange_done: Hooks  # of the filters told when the exchange is over
     inspects_request_body: bool  # the request body goes through the filters
 
-    def __new__(cls, filters: Iterable[Filter] = ()) -> Chain:
-        chain = super().__new__(cls, filters)
-        chain.request_head = Hooks(chain, "on_request_head")
-        inspecting = [f for f in chain if f.inspects_request_body]
-        chain.request_body = Hooks(inspecting, "on_request_body")
-        chain.response_head = Hooks(chain, "on_response_head")
-        chain.response_body = Hooks(
-            [f for f in chain if f.inspects_response_body], "on_response_body"
+    def __init__(self, filters: Iterable[Filter] = ()) -> None:
+        # tuple's __new__ took `filters` (mypyc compiles no __new__ of a Python class): the
+        # chain reads itself, not `filters`, which may be an iterator spent by now.
+        self.request_head = Hooks(self, "on_request_head")
+        inspecting = [f for f in self if f.inspects_request_body]
+        self.request_body = Hooks(inspecting, "on_request_body")
+        self.response_head = Hooks(self, "on_response_head")
+        self.response_body = Hooks(
+            [f for f in self if f.inspects_response_body], "on_response_body"
         )
-        chain.exchange_done = Hooks(chain, "on_exchange_done")
-        chain.inspects_request_body = bool(inspecting)
-        return chain
+        self.exchange_done = Hooks(self, "on_exchange_done")
+        self.inspects_request_body = bool(inspecting)
 
 
-NO_FILTERS = Chain()
+NO_FILTERS: Final = Chain()
 
 
 def chain_of(filters: tuple[Filter, ...]) -> Chain:
@@ -119,11 +123,21 @@ def _no_one_waits(verdict: Continue | Reply) -> None:
     raise RuntimeError("a chain run was parked without a `done`")
 
 
-def _resume(box: list[ChainRun | None], index: int, verdict: Verdict) -> None:
-    run = box[0]
-    if run is None:  # no filter of this run stopped (yet): this one did not
-        raise RuntimeError("resume called by a filter that is not waiting")
-    run.resume(index, verdict)
+class Resumer:
+    """The `resume` callback one filter of one run is handed: it resumes the run only while
+    this filter is the one waiting."""
+
+    __slots__ = ("box", "index")
+
+    def __init__(self, box: list[ChainRun | None], index: int) -> None:
+        self.box = box
+        self.index = index
+
+    def __call__(self, verdict: Verdict) -> None:
+        run = self.box[0]
+        if run is None:  # no filter of this run stopped (yet): this one did not
+            raise RuntimeError("resume called by a filter that is not waiting")
+        run.resume(self.index, verdict)
 
 
 def run(hooks: Hooks, *args: Any) -> Continue | Reply | ChainRun:
@@ -139,9 +153,18 @@ def _run(
 ) -> Continue | Reply | ChainRun:
     calls = hooks.calls
     count = len(calls)
+    arity = len(args)
     while index < count:
+        call = calls[index]
+        resume = Resumer(box, index)
         try:
-            verdict = calls[index](*args, lambda v, i=index: _resume(box, i, v))
+            # The hooks' own arities spelt out: a direct call, not one through a new tuple.
+            if arity == 2:
+                verdict = call(args[0], args[1], resume)
+            elif arity == 3:
+                verdict = call(args[0], args[1], args[2], resume)
+            else:
+                verdict = call(*args, resume)
         except Exception:
             traceback.print_exc(file=sys.stderr)
             return FILTER_FAILED

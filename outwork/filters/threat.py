@@ -23,72 +23,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Literal
-
-import msgspec
-from msgspec import Meta
+from typing import Final
 
 from outwork.config.values import parse_size
-from outwork.filters import (
-    CONTINUE,
-    Filter,
-    FilterType,
-    Reply,
-    RequestContext,
-    Resume,
-    Verdict,
-    register,
-)
+from outwork.filters import FilterType, register
+from outwork.filters.api import CONTINUE, Filter, Reply, RequestContext, Resume, Verdict
 from outwork.filters.json_limits import JsonChecker, JsonLimits, JsonViolation
 from outwork.filters.json_whole import check_whole
+from outwork.filters.threat_spec import ThreatSpec
 from outwork.filters.xml_limits import XmlChecker, XmlLimits, XmlViolation
 from outwork.http.ascii import COMMA
-from outwork.http.messages import Framing, RequestHead, header_values
+from outwork.http.messages import Framing, RequestHead
 from outwork.observe.refusals import Refusal
 
-Size = str | int  # as `outwork.config.schema.Size`: "1MiB", "512KiB" or a number of bytes
-
-
-def _size(value: Size) -> int:
-    return parse_size(value)
-
-
-class JsonSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    max_depth: Annotated[int, Meta(ge=1, le=10_000)] = 20
-    max_keys: Annotated[int, Meta(ge=1, le=10_000_000)] = 1000
-    max_string: Annotated[int, Meta(ge=1, le=1 << 30)] = 65536
-    max_array: Annotated[int, Meta(ge=1, le=10_000_000)] = 10000
-    max_number: Annotated[int, Meta(ge=1, le=10_000)] = 100
-    max_size: Size | None = None  # default: only the route's max_body_size
-
-    def __post_init__(self) -> None:
-        if self.max_size is not None:
-            _size(self.max_size)  # ValueError: reported at the key
-
-
-class XmlSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    max_depth: Annotated[int, Meta(ge=1, le=10_000)] = 20
-    max_size: Size = "1MiB"
-
-    def __post_init__(self) -> None:
-        _size(self.max_size)
-
-
-class ThreatSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    json: JsonSpec | None = None
-    xml: XmlSpec | None = None
-    other_types: Literal["allow", "refuse"] = "allow"
-
-    def __post_init__(self) -> None:
-        if self.json is None and self.xml is None:
-            raise ValueError("names nothing to check: give json, xml or both")
-
-
-_JSON_TYPES = frozenset({b"application/json"})
-_XML_TYPES = frozenset({b"application/xml", b"text/xml"})
-_IDENTITY = frozenset({b"", b"identity"})
-_BODY_HEADERS = frozenset({b"content-type", b"content-encoding"})
-_NO_BODY = Framing.NONE  # a module global: reading an Enum member off its class is slow in 3.11
+_JSON_TYPES: Final = frozenset({b"application/json"})
+_XML_TYPES: Final = frozenset({b"application/xml", b"text/xml"})
+_IDENTITY: Final = frozenset({b"", b"identity"})
+_NO_BODY: Final = (
+    Framing.NONE
+)  # a module global: reading an Enum member off its class is slow in 3.11
 
 
 @lru_cache(maxsize=256)  # a pure function of the few values clients send
@@ -105,20 +58,35 @@ def media_kind(value: bytes) -> str:
     return "other"
 
 
+def _body_headers(head: RequestHead) -> tuple[list[bytes], list[bytes]]:
+    """The Content-Type and Content-Encoding values, in order, without the white space around
+    them (as `messages.header_values`): a name of another length is not lower-cased."""
+    types: list[bytes] = []
+    encodings: list[bytes] = []
+    for name, value in head.headers:
+        size = len(name)
+        if size == 12 and name.lower() == b"content-type":
+            types.append(value.strip(b" \t"))
+        elif size == 16 and name.lower() == b"content-encoding":
+            encodings.append(value.strip(b" \t"))
+    return types, encodings
+
+
 @dataclass(frozen=True, slots=True)
 class ThreatFilter(Filter):
     json: JsonLimits | None
     xml: XmlLimits | None
     refuse_other: bool
 
-    inspects_request_body = True
+    @property
+    def inspects_request_body(self) -> bool:
+        return True
 
     def on_request_head(self, ctx: RequestContext, head: RequestHead, resume: Resume) -> Verdict:
         if head.framing is _NO_BODY or head.content_length == 0:
             return CONTINUE  # no body: nothing to inspect
-        found = header_values(head.headers, _BODY_HEADERS)
+        types, encodings = _body_headers(head)
         kind = "other"
-        types = found.get(b"content-type")
         if types:
             # Two values, or a list in one (what proxies make of two headers): the gateway and
             # the backend could each believe another.
@@ -137,7 +105,6 @@ class ThreatFilter(Filter):
             return Reply(415, Refusal.THREAT_MEDIA_TYPE, detail=detail)
         else:
             return CONTINUE
-        encodings = found.get(b"content-encoding")
         if encodings and any(coding.lower() not in _IDENTITY for coding in encodings):
             detail = {"limit": "content_encoding", "message": "a compressed body is not inspected"}
             return Reply(415, refusal, detail=detail)
@@ -176,13 +143,13 @@ def build(spec: ThreatSpec) -> ThreatFilter:
     json_limits = xml_limits = None
     if spec.json is not None:
         j = spec.json
-        max_size = None if j.max_size is None else _size(j.max_size)
+        max_size = None if j.max_size is None else parse_size(j.max_size)
         json_limits = JsonLimits(
             j.max_depth, j.max_keys, j.max_string, j.max_array, j.max_number, max_size
         )
     if spec.xml is not None:
-        xml_limits = XmlLimits(spec.xml.max_depth, _size(spec.xml.max_size))
+        xml_limits = XmlLimits(spec.xml.max_depth, parse_size(spec.xml.max_size))
     return ThreatFilter(json_limits, xml_limits, spec.other_types == "refuse")
 
 
-THREAT_PROTECTION = register(FilterType("threat_protection", ThreatSpec, build))
+THREAT_PROTECTION: Final = register(FilterType("threat_protection", ThreatSpec, build))

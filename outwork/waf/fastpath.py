@@ -148,7 +148,7 @@ def _runs(steps: tuple[tuple[FastPath | None, Transform], ...]) -> Transform:
 
 # A memoized transformation keeps at most this many results of values up to this size (it
 # starts again when full: a peer sending ever new values pays what it would without).
-MEMO_ENTRIES = 4096
+MEMO_ENTRIES = 4096  # not Final: tests make it small
 MEMO_VALUE_BYTES: Final = 256
 
 

@@ -54,3 +54,21 @@ def test_removes_exactly_the_named_lines(lines: list[tuple[bytes, bytes, bytes, 
 def test_a_last_line_without_crlf_and_an_empty_set() -> None:
     assert LineRemoval(REMOVED).block(b"A: 1\r\nServer: x") == b"A: 1\r\n"
     assert LineRemoval(frozenset()).block(b"Server: x\r\n") == b"Server: x\r\n"
+
+
+def line_anchored(block: bytes, remove: frozenset[bytes]) -> bytes:
+    """The general pattern alone (what LineRemoval uses for a block not ending in CRLF)."""
+    return LineRemoval(remove)._lines.sub(b"", block)
+
+
+pieces = st.sampled_from([b"\r\n", b"\r", b"\n", b":", b" ", b"\t"]) | names | values
+
+
+@given(st.lists(pieces, max_size=30))
+def test_the_search_from_each_lf_removes_what_the_line_anchored_pattern_does(
+    parts: list[bytes],
+) -> None:
+    """Any bytes, stray CRs and LFs and lines without a colon included: for a block ending in
+    CRLF the fast search gives what the `^`-anchored pattern gives."""
+    block = b"".join(parts) + b"\r\n"
+    assert LineRemoval(REMOVED).block(block) == line_anchored(block, REMOVED)

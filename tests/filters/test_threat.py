@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from outwork.config.load import load_config
 from outwork.filters import CONTINUE, Reply
-from outwork.filters.threat import ThreatFilter, ThreatSpec, build, media_kind
+from outwork.filters.threat import ThreatFilter, ThreatSpec, _body_headers, build, media_kind
 from outwork.filters.xml_limits import XmlChecker, XmlLimits, XmlViolation
-from outwork.http.messages import Framing
+from outwork.http.messages import Framing, header_values
 from outwork.observe.refusals import Refusal
 from tests.filters.context import FakeContext, head, no_resume
 from tests.proxy.test_filters import BASE, _problems
@@ -224,3 +226,20 @@ def test_the_config_compiles_threat_protection_after_headers(tmp_path):
     assert isinstance(f, ThreatFilter) and f.inspects_request_body
     assert f.json is not None and f.json.max_keys == 5 and f.json.max_depth == 20
     assert f.xml is not None and f.xml.max_size == 2048
+
+
+header_names = st.sampled_from(
+    [b"Content-Type", b"content-type", b"CONTENT-ENCODING", b"Content-Encoding", b"Content-Length"]
+    + [b"Content-Typo", b"X-Content-Type", b"Host", b"content-encodings"]
+)
+header_values_sent = st.sampled_from([b"application/json", b" gzip ", b"\ttext/xml; a=b", b""])
+
+
+@given(st.lists(st.tuples(header_names, header_values_sent), max_size=8))
+def test_the_body_headers_are_those_header_values_finds(headers: list[tuple[bytes, bytes]]) -> None:
+    """The filter's own scan (names of other lengths not lower-cased) against the general one."""
+    found = header_values(headers, frozenset({b"content-type", b"content-encoding"}))
+    assert _body_headers(head(headers=headers)) == (
+        found.get(b"content-type", []),
+        found.get(b"content-encoding", []),
+    )

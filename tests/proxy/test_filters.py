@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from outwork.config.load import load_config
 from outwork.config.source import ConfigError
-from outwork.filters.headers import RESERVED, HeadersSpec, build
+from outwork.filters.headers import build
+from outwork.filters.headers_spec import RESERVED, HeadersSpec
 from outwork.http.messages import Framing, ResponseHead
 from tests.proxy import test_listener_tls
 from tests.proxy.test_h2 import curl_h2

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from outwork.filters.headers import CORS_RESPONSE
+from outwork.filters.headers_spec import CORS_RESPONSE
 from tests.conftest import Gateway, gateway_config, require_tool
 from tests.filters.test_threat import BILLION_LAUGHS, ORDINARY, XXE
 from tests.proxy import test_listener_tls
