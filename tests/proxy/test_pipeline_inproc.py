@@ -7,6 +7,7 @@ after the client left, the exchange's state while parked."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -309,6 +310,53 @@ def test_a_body_with_a_length_reaches_the_body_filters_with_its_end(
             assert calls == [(len(body), False), (0, True)]
         assert answer.body == body
         assert [seen.body for seen in upstream.seen] == [body, body]
+
+    async def main() -> None:
+        conf = {
+            "listeners": [{"name": "public", "bind": "127.0.0.1:0"}],
+            "routes": [{"match": {"path_prefix": "/"}, "upstream": "backend"}],
+            "policies": {"record": {"test_wire_record": {}}},
+            "default_policies": ["record"],
+        }
+        async with Upstream() as upstream:
+            conf["upstreams"] = {"backend": {"targets": [upstream.url]}}
+            async with InProcGateway(conf, tmp_path) as gw:
+                await scenario(gw, upstream)
+
+    asyncio.run(main())
+
+
+def test_exchanges_whose_bodies_passed_the_body_filters_leave_no_reference_cycle(
+    tmp_path: Path,
+) -> None:
+    """An exchange held its body filter, which held the exchange: every request with a body on
+    a route with body filters left a cycle for the garbage collector (16 objects, about 9,000
+    instructions a request in its collections). Once the request's end has passed the filters
+    the exchange lets go of them, with a length or without. (HTTP/2 still leaves its stream and
+    exchange holding each other: a cycle of its own, without body filters too.)"""
+
+    async def scenario(gw: InProcGateway, upstream: Upstream) -> None:
+        body = b'{"a": 1}'
+        client = gw.connect()
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(5):
+                client.send(get("/echo", body=body))
+                client.send(
+                    b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"8\r\n" + body + b"\r\n0\r\n\r\n"
+                )
+                answers = await client.responses(2)
+                assert [a.body for a in answers] == [body] * 2
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            left = [type(o).__qualname__ for o in gc.garbage]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+        assert "Exchange" not in left and "RequestBodyFilter" not in left, left
 
     async def main() -> None:
         conf = {
