@@ -1128,6 +1128,9 @@ class H2Stream:
             else:
                 self._ack()  # what it received counts no more against the connection window
         session.stream_done(self)
+        # The exchange holds this stream as its client: without this, each pair is a reference
+        # cycle left to the garbage collector, one per HTTP/2 request.
+        self.exchange = None
 
     def _reset(self, code: ErrorCodes) -> None:
         self._done = True

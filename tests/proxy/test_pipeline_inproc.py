@@ -326,18 +326,19 @@ def test_a_body_with_a_length_reaches_the_body_filters_with_its_end(
     asyncio.run(main())
 
 
-def test_exchanges_whose_bodies_passed_the_body_filters_leave_no_reference_cycle(
+def test_finished_exchanges_leave_no_reference_cycle(
     tmp_path: Path,
 ) -> None:
     """An exchange held its body filter, which held the exchange: every request with a body on
     a route with body filters left a cycle for the garbage collector (16 objects, about 9,000
     instructions a request in its collections). Once the request's end has passed the filters
-    the exchange lets go of them, with a length or without. (HTTP/2 still leaves its stream and
-    exchange holding each other: a cycle of its own, without body filters too.)"""
+    the exchange lets go of them, over HTTP/1.1 and HTTP/2, with a length or without; and a
+    finished HTTP/2 stream lets go of its exchange (they held each other, body or not)."""
 
     async def scenario(gw: InProcGateway, upstream: Upstream) -> None:
         body = b'{"a": 1}'
         client = gw.connect()
+        h2 = gw.connect_h2()
         gc.collect()
         gc.disable()
         try:
@@ -348,7 +349,11 @@ def test_exchanges_whose_bodies_passed_the_body_filters_leave_no_reference_cycle
                     b"8\r\n" + body + b"\r\n0\r\n\r\n"
                 )
                 answers = await client.responses(2)
-                assert [a.body for a in answers] == [body] * 2
+                length = {"content-length": str(len(body))}
+                answers += [await h2.response(h2.request("/echo", length, body=body))]
+                answers += [await h2.response(h2.request("/echo", body=body))]
+                answers += [await h2.response(h2.request("/plain"))]
+                assert [a.body for a in answers] == [body] * 4 + [b"GET /plain\n"]
             gc.set_debug(gc.DEBUG_SAVEALL)
             gc.collect()
             left = [type(o).__qualname__ for o in gc.garbage]
