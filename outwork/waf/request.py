@@ -137,56 +137,66 @@ def _json(body: Body, data: bytes) -> None:
         parse_int=_Number,
         parse_constant=_no_constant,
     )
-    prefix: bytes | None = None
-    key: bytes | None = None
+    _JsonArgs(body).walk(document, 0)
 
-    def add(value: bytes) -> None:
-        nonlocal key
-        if key is None:
-            key = b""
-        name = prefix + b"." + key if prefix is not None else key
-        if len(body.args) >= MAX_BODY_ARGS:
+
+class _JsonArgs:
+    """The walk of `_json`: ARGS named as yajl's callbacks name them. A class rather than
+    closures: a closure that calls itself holds its own cell, a reference cycle that kept every
+    parsed document for the garbage collector."""
+
+    __slots__ = ("body", "prefix", "key")
+
+    def __init__(self, body: Body) -> None:
+        self.body = body
+        self.prefix: bytes | None = None
+        self.key: bytes | None = None
+
+    def add(self, value: bytes) -> None:
+        if self.key is None:
+            self.key = b""
+        key = self.key
+        name = self.prefix + b"." + key if self.prefix is not None else key
+        args = self.body.args
+        if len(args) >= MAX_BODY_ARGS:
             raise _TooManyArgs
-        body.args.append((name, value))
+        args.append((name, value))
 
-    def pop() -> bytes | None:
-        nonlocal prefix
-        assert prefix is not None
-        head, dot, tail = prefix.rpartition(b".")
-        prefix = head if dot else None
+    def pop(self) -> bytes | None:
+        assert self.prefix is not None
+        head, dot, tail = self.prefix.rpartition(b".")
+        self.prefix = head if dot else None
         return tail
 
-    def walk(node: object, depth: int) -> None:
-        nonlocal prefix, key
+    def walk(self, node: object, depth: int) -> None:
         if depth > MAX_JSON_DEPTH:
             raise ValueError("JSON nested too deep")
         if isinstance(node, _Object):
-            opened = key is not None  # a top-level object opens no prefix
-            if opened:
-                prefix = prefix + b"." + (key or b"") if prefix is not None else key
+            key = self.key
+            if key is not None:  # a top-level object opens no prefix
+                self.prefix = self.prefix + b"." + (key or b"") if self.prefix is not None else key
             for member, value in node:
-                key = member.encode("utf-8", "surrogatepass")
-                walk(value, depth + 1)
-            if prefix is not None:  # yajl_end_map: back to the parent, the key it had
-                key = pop()
+                self.key = member.encode("utf-8", "surrogatepass")
+                self.walk(value, depth + 1)
+            if self.prefix is not None:  # yajl_end_map: back to the parent, the key it had
+                self.key = self.pop()
         elif isinstance(node, list):
-            if key is None and prefix is None:
-                prefix = key = b"array"
+            if self.key is None and self.prefix is None:
+                self.prefix = self.key = b"array"
             else:
-                prefix = prefix + b"." + (key or b"(null)") if prefix is not None else key
+                key = self.key or b"(null)"
+                self.prefix = self.prefix + b"." + key if self.prefix is not None else self.key
             for value in node:
-                walk(value, depth + 1)
-            if prefix is not None:  # yajl_end_array: the key stays what it was
-                pop()
+                self.walk(value, depth + 1)
+            if self.prefix is not None:  # yajl_end_array: the key stays what it was
+                self.pop()
         elif node is None:
-            add(b"")
+            self.add(b"")
         elif node is True or node is False:
-            add(b"true" if node else b"false")
+            self.add(b"true" if node else b"false")
         else:
             assert isinstance(node, str)
-            add(node.encode("utf-8", "surrogatepass"))
-
-    walk(document, 0)
+            self.add(node.encode("utf-8", "surrogatepass"))
 
 
 _BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.I)

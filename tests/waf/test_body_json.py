@@ -3,6 +3,7 @@ are what ModSecurity 2.9.7 on Apache logged for the same bodies."""
 
 from __future__ import annotations
 
+import gc
 import json
 
 import pytest
@@ -88,3 +89,21 @@ def count(node: object) -> int:
 def test_every_scalar_is_one_argument(document: object) -> None:
     parsed = parse_body("JSON", b"application/json", json.dumps(document).encode())
     assert len(parsed.args) == count(document) and not parsed.error
+
+
+@pytest.mark.parametrize("data", [b'{"a": {"b": [1, {"c": 2}]}}', b"[1, [2, [3]]]", b'{"a": [1'])
+def test_a_json_body_read_leaves_no_reference_cycle(data: bytes) -> None:
+    """The walk once called itself through its closure: function and cell held each other,
+    and with them the parsed document, garbage for the collector on every JSON body."""
+    gc.collect()
+    gc.disable()
+    try:
+        parse_body("JSON", b"application/json", data)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [type(o).__qualname__ for o in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
