@@ -7,7 +7,6 @@ after the client left, the exchange's state while parked."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from outwork.filters import REGISTRY
 from outwork.observe.refusals import Refusal
 from outwork.proxy import response_filters
 from outwork.proxy.exchange_state import State
+from tests.cycles import cycles_left
 from tests.inproc import InProcGateway, Upstream, until
 from tests.proxy import wire_filters
 
@@ -59,6 +59,25 @@ def run(tmp_path: Path, scenario: Scenario, read_timeout: str = "30s") -> None:
     async def main() -> None:
         async with Upstream() as upstream:
             async with InProcGateway(config(upstream.url, read_timeout), tmp_path) as gw:
+                await scenario(gw, upstream)
+
+    asyncio.run(main())
+
+
+def run_recording(tmp_path: Path, scenario: Scenario) -> None:
+    """`scenario` with one body filter on every route: test_wire_record, which records the
+    body calls it sees (wire_filters.BODY_CALLS)."""
+
+    async def main() -> None:
+        conf = {
+            "listeners": [{"name": "public", "bind": "127.0.0.1:0"}],
+            "routes": [{"match": {"path_prefix": "/"}, "upstream": "backend"}],
+            "policies": {"record": {"test_wire_record": {}}},
+            "default_policies": ["record"],
+        }
+        async with Upstream() as upstream:
+            conf["upstreams"] = {"backend": {"targets": [upstream.url]}}
+            async with InProcGateway(conf, tmp_path) as gw:
                 await scenario(gw, upstream)
 
     asyncio.run(main())
@@ -311,19 +330,7 @@ def test_a_body_with_a_length_reaches_the_body_filters_with_its_end(
         assert answer.body == body
         assert [seen.body for seen in upstream.seen] == [body, body]
 
-    async def main() -> None:
-        conf = {
-            "listeners": [{"name": "public", "bind": "127.0.0.1:0"}],
-            "routes": [{"match": {"path_prefix": "/"}, "upstream": "backend"}],
-            "policies": {"record": {"test_wire_record": {}}},
-            "default_policies": ["record"],
-        }
-        async with Upstream() as upstream:
-            conf["upstreams"] = {"backend": {"targets": [upstream.url]}}
-            async with InProcGateway(conf, tmp_path) as gw:
-                await scenario(gw, upstream)
-
-    asyncio.run(main())
+    run_recording(tmp_path, scenario)
 
 
 def test_finished_exchanges_leave_no_reference_cycle(
@@ -339,9 +346,7 @@ def test_finished_exchanges_leave_no_reference_cycle(
         body = b'{"a": 1}'
         client = gw.connect()
         h2 = gw.connect_h2()
-        gc.collect()
-        gc.disable()
-        try:
+        with cycles_left() as left:
             for _ in range(5):
                 client.send(get("/echo", body=body))
                 client.send(
@@ -354,28 +359,9 @@ def test_finished_exchanges_leave_no_reference_cycle(
                 answers += [await h2.response(h2.request("/echo", body=body))]
                 answers += [await h2.response(h2.request("/plain"))]
                 assert [a.body for a in answers] == [body] * 4 + [b"GET /plain\n"]
-            gc.set_debug(gc.DEBUG_SAVEALL)
-            gc.collect()
-            left = [type(o).__qualname__ for o in gc.garbage]
-        finally:
-            gc.set_debug(0)
-            gc.garbage.clear()
-            gc.enable()
         assert "Exchange" not in left and "RequestBodyFilter" not in left, left
 
-    async def main() -> None:
-        conf = {
-            "listeners": [{"name": "public", "bind": "127.0.0.1:0"}],
-            "routes": [{"match": {"path_prefix": "/"}, "upstream": "backend"}],
-            "policies": {"record": {"test_wire_record": {}}},
-            "default_policies": ["record"],
-        }
-        async with Upstream() as upstream:
-            conf["upstreams"] = {"backend": {"targets": [upstream.url]}}
-            async with InProcGateway(conf, tmp_path) as gw:
-                await scenario(gw, upstream)
-
-    asyncio.run(main())
+    run_recording(tmp_path, scenario)
 
 
 def test_a_response_body_filter_holds_then_answers_or_releases(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ are what ModSecurity 2.9.7 on Apache logged for the same bodies."""
 
 from __future__ import annotations
 
-import gc
 import json
 
 import pytest
@@ -11,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from outwork.waf.request import parse_body
+from tests.cycles import cycles_left
 
 
 @pytest.mark.parametrize(
@@ -95,15 +95,6 @@ def test_every_scalar_is_one_argument(document: object) -> None:
 def test_a_json_body_read_leaves_no_reference_cycle(data: bytes) -> None:
     """The walk once called itself through its closure: function and cell held each other,
     and with them the parsed document, garbage for the collector on every JSON body."""
-    gc.collect()
-    gc.disable()
-    try:
+    with cycles_left() as left:
         parse_body("JSON", b"application/json", data)
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        gc.collect()
-        left = [type(o).__qualname__ for o in gc.garbage]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-        gc.enable()
     assert left == []
