@@ -7,7 +7,10 @@ for, and is refused rather than cut short.
 
 from __future__ import annotations
 
+import io
 import os
+import select
+import stat
 
 StrPath = str | os.PathLike[str]
 # A private key or a certificate chain named by the config: a few KiB each (a chain of ten RSA
@@ -25,8 +28,30 @@ class FileTooLarge(ValueError):
 def read_bounded(path: StrPath, limit: int) -> bytes:
     """The bytes of `path`, at most `limit` of them. Raises OSError as `open` does, and
     FileTooLarge for a larger file."""
-    with open(path, "rb") as handle:
-        data = handle.read(limit + 1)
+    with open(path, "rb", buffering=0) as handle:
+        stream = not stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+        data = _read(handle, limit + 1, stream)
     if len(data) > limit:
         raise FileTooLarge(path, limit)
     return data
+
+
+# How long a read from a pipe or FIFO blocks before the interpreter looks at its signals.
+SIGNAL_SLICE = 0.1
+
+
+def _read(handle: io.RawIOBase, size: int, stream: bool) -> bytes:
+    """Up to `size` bytes. A `stream` (a pipe, a FIFO, a device) is waited for in slices: a
+    signal that lands after the interpreter last looked and before a blocking read starts does
+    not interrupt that read, so its Python handler (SIGTERM while `serve` reads its config from
+    a FIFO: stop) would wait for the writer; between slices it runs."""
+    chunks: list[bytes] = []
+    while size > 0:
+        if stream and not select.select([handle], [], [], SIGNAL_SLICE)[0]:
+            continue
+        chunk = handle.read(size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
