@@ -76,8 +76,12 @@ def edit_head(
     and a visible-ASCII value: `identity_value`'s) to both."""
     if not isinstance(remove, LineRemoval):
         remove = LineRemoval(remove)
-    names = remove.names
+    names, sizes = remove.names, remove.sizes
     head.block = remove.block(head.block) + name + b": " + value + b"\r\n"
-    headers = [(key, each) for key, each in head.headers if key.lower() not in names]
+    headers = [
+        (key, each)
+        for key, each in head.headers
+        if len(key) not in sizes or key.lower() not in names
+    ]
     headers.append((name, value))
     head.headers = headers

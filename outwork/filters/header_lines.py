@@ -23,10 +23,11 @@ class LineRemoval:
     the next line; the block gets an LF in front for its first line. Another block goes
     through the line-anchored pattern (tests/filters/test_header_lines.py holds them equal)."""
 
-    __slots__ = ("names", "_lines", "_after_lf")
+    __slots__ = ("names", "sizes", "_lines", "_after_lf")
 
     def __init__(self, names: frozenset[bytes]) -> None:
         self.names = names
+        self.sizes = frozenset(len(name) for name in names)  # a name of another length is not one
         alternatives = b"|".join(re.escape(name) for name in sorted(names)) or b"(?!)"
         line = rb"%s(?:%s)%s:[^\r\n]*" % (_BLANKS, alternatives, _BLANKS)
         self._lines = re.compile(rb"(?im)^%s(?:\r\n|\Z)" % line)

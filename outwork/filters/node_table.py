@@ -35,6 +35,11 @@ BUCKET_KEYS: Final = struct.Struct("<" + "Q24x" * SLOTS)
 HEADER: Final = struct.Struct("<Q")  # evictions, at offset 0
 STRIPES: Final = 64  # locks; bucket i takes lock i % STRIPES
 DEFAULT_BUCKETS: Final = 16384  # 131072 entries, 4 MiB
+# The struct methods `update` calls, bound once (a method look-up each is most of their cost).
+_unpack_keys: Final = BUCKET_KEYS.unpack_from
+_unpack_slot: Final = SLOT.unpack_from
+_pack_slot: Final = SLOT.pack_into
+SLOT_SIZE: Final = SLOT.size
 
 # change(a, b) -> (expires, a, b) to store, or None to leave the slot as it is.
 Change = Callable[[int, int], "tuple[int, int, int] | None"]
@@ -45,6 +50,11 @@ class NodeTable:
         self.buckets = buckets
         self._memory = mmap.mmap(-1, HEADER.size + buckets * BUCKET.size)  # MAP_SHARED
         self._locks: list[Lock] = [multiprocessing.Lock() for _ in range(STRIPES)]
+        # Each lock's acquire and release (the semaphore's own methods), looked up once: not
+        # `with` (a Lock's __enter__ and __exit__ are Python functions, a frame each), and not
+        # a method look-up per update either.
+        self._acquire: list[Callable[[], bool]] = [lock.acquire for lock in self._locks]
+        self._release: list[Callable[[], None]] = [lock.release for lock in self._locks]
         self._header_lock = multiprocessing.Lock()
 
     def key(self, namespace: bytes, value: bytes) -> int:
@@ -58,18 +68,16 @@ class NodeTable:
         bucket = key % self.buckets
         offset = HEADER.size + bucket * BUCKET.size
         memory = self._memory
-        # acquire and release (the semaphore's own methods) rather than `with`: a Lock's
-        # __enter__ and __exit__ are Python functions, a frame each on every update.
-        lock = self._locks[bucket % STRIPES]
-        lock.acquire()
+        stripe = bucket % STRIPES
+        self._acquire[stripe]()
         try:
             try:
-                found = BUCKET_KEYS.unpack_from(memory, offset).index(key)
+                found = _unpack_keys(memory, offset).index(key)
             except ValueError:
                 found = -1
             a = b = 0
             if found >= 0:
-                _, expires, a, b = SLOT.unpack_from(memory, offset + found * SLOT.size)
+                _, expires, a, b = _unpack_slot(memory, offset + found * SLOT_SIZE)
                 if expires <= now:
                     a = b = 0
             result = change(a, b)
@@ -82,9 +90,9 @@ class NodeTable:
                 evicted = slots[index] != 0 and slots[index + 1] > now
                 found = index // 4
             expires, a, b = result
-            SLOT.pack_into(memory, offset + found * SLOT.size, key, expires, a, b)
+            _pack_slot(memory, offset + found * SLOT_SIZE, key, expires, a, b)
         finally:
-            lock.release()
+            self._release[stripe]()
         if evicted:
             with self._header_lock:
                 HEADER.pack_into(memory, 0, HEADER.unpack_from(memory, 0)[0] + 1)
