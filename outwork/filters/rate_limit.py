@@ -195,8 +195,11 @@ class RateLimitFilter(Filter):
     def _remember(self, ctx: RequestContext, shown: tuple[Limit, Decision] | None) -> None:
         if shown is not None:
             limit, decision = shown
-            fields = _fields(limit, decision)
-            ctx.filter_state[id(self)] = b"".join(b"%s: %s\r\n" % pair for pair in fields)
+            ctx.filter_state[id(self)] = _FIELD_LINES % (
+                limit.burst,
+                decision.remaining,
+                math.ceil(decision.reset / MICROS),
+            )
 
 
 class GcraStep:
@@ -230,6 +233,10 @@ def _lower(
     if shown is None or decision.remaining < shown[1].remaining:
         return limit, decision
     return shown
+
+
+# `_fields` as the lines an admitted request's response gets: one format per request.
+_FIELD_LINES: Final = b"RateLimit-Limit: %d\r\nRateLimit-Remaining: %d\r\nRateLimit-Reset: %d\r\n"
 
 
 def _fields(limit: Limit, decision: Decision) -> list[tuple[bytes, bytes]]:
