@@ -30,6 +30,7 @@ from typing import Any, Final, Literal
 import ahocorasick
 import re2
 import regex
+from re2 import _re2
 
 from outwork.waf.literals import required_literals
 from outwork.waf.pcre import translate
@@ -81,6 +82,12 @@ def _re2_options() -> Any:
 
 
 RE2_OPTIONS: Final = _re2_options()
+# google-re2's Python layer (`re2.compile(...).search`, `Set.Match`) wraps each call in
+# interpreted code (a generator, a match object, group look-ups): measured, a quarter of
+# the engine's instructions per request. The engine calls its C++ objects (`_re2`) instead:
+# the same RE2 calls, with bytes in and (start, end) spans out.
+_UNANCHORED: Final = _re2.RE2.Anchor.UNANCHORED
+_NO_SPAN: Final = (-1, -1)
 
 
 def _latin1(text: str) -> bytes:
@@ -94,24 +101,29 @@ class CompiledRegex:
     pattern: str
     engine: Engine
     why_fallback: str  # "" for RE2
-    _compiled: Any = field(repr=False)
+    _compiled: Any = field(repr=False)  # an `_re2.RE2` or a `regex` pattern
+    _groups: int = 1  # how many groups `search` gives: 0..9 as far as the pattern has them
 
     def search(self, value: bytes) -> tuple[bytes, ...] | None:
         """The groups 0..9 of the first match (b"" for a group that did not take part),
         or None."""
         if self.engine == "re2":
-            match = self._compiled.search(value)
-        else:
-            try:
-                match = self._compiled.search(value, timeout=FALLBACK_TIMEOUT_S)
-            except TimeoutError:
-                REGEX_TIMEOUTS.regex_timeouts += 1
-                log.warning("regex over its time limit, taken as no match: %.80s", self.pattern)
+            spans = self._compiled.Match(_UNANCHORED, value, 0, len(value))
+            if spans[0] == _NO_SPAN:
                 return None
+            return tuple(
+                b"" if span == _NO_SPAN else value[span[0] : span[1]]
+                for span in spans[: self._groups]
+            )
+        try:
+            match = self._compiled.search(value, timeout=FALLBACK_TIMEOUT_S)
+        except TimeoutError:
+            REGEX_TIMEOUTS.regex_timeouts += 1
+            log.warning("regex over its time limit, taken as no match: %.80s", self.pattern)
+            return None
         if match is None:
             return None
-        count = min(MAX_CAPTURES, self._compiled.groups + 1)
-        return tuple(match.group(index) or b"" for index in range(count))
+        return tuple(match.group(index) or b"" for index in range(self._groups))
 
 
 def compile_regex(pattern: str) -> CompiledRegex:
@@ -121,18 +133,18 @@ def compile_regex(pattern: str) -> CompiledRegex:
     except ValueError as exc:
         raise ValueError(f"bad regex {pattern!r}: {exc}") from exc
     if not translation.needs_backtracking:
-        try:
-            compiled = re2.compile(_latin1(translation.re2), RE2_OPTIONS)
-            return CompiledRegex(pattern, "re2", "", compiled)
-        except re2.error as exc:
-            why = f"RE2: {exc}"
+        compiled = _re2.RE2(_latin1(translation.re2), RE2_OPTIONS)
+        if compiled.ok():
+            groups = min(MAX_CAPTURES, compiled.NumberOfCapturingGroups() + 1)
+            return CompiledRegex(pattern, "re2", "", compiled, groups)
+        why = f"RE2: {compiled.error()}"
     else:
         why = translation.needs_backtracking
     try:
         compiled = regex.compile(_latin1(translation.python), regex.DOTALL)
     except (regex.error, UnicodeEncodeError) as exc:
         raise ValueError(f"bad regex {pattern!r}: {exc}") from exc
-    return CompiledRegex(pattern, "regex", why, compiled)
+    return CompiledRegex(pattern, "regex", why, compiled, min(MAX_CAPTURES, compiled.groups + 1))
 
 
 def _big_set(patterns: Sequence[str]) -> tuple[Any, tuple[int, ...]]:
@@ -143,20 +155,19 @@ def _big_set(patterns: Sequence[str]) -> tuple[Any, tuple[int, ...]]:
     options.dot_nl = True
     options.log_errors = False
     options.max_mem = SET_MAX_MEM
-    pattern_set = re2.Set.SearchSet(options)
+    pattern_set = _re2.Set(_UNANCHORED, options)
     members: list[int] = []
     for index, pattern in enumerate(patterns):
         translation = translate(pattern)
         if not translation.re2_superset:
             continue
-        try:
-            pattern_set.Add(_latin1(translation.re2))
-        except re2.error:
-            continue
+        if pattern_set.Add(_latin1(translation.re2)) == -1:
+            continue  # RE2 cannot compile it
         members.append(index)
     if not members:
         return None, ()
-    pattern_set.Compile()
+    if not pattern_set.Compile():
+        raise ValueError("RE2 could not compile the pattern set")
     return pattern_set, tuple(members)
 
 
