@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from outwork.waf.transforms import Transform, pipeline, remove_whitespace
+from outwork.waf.transforms import Transform, holds, pipeline, remove_whitespace
 
 # name: (bytes that may make it act, lowercases, a double space may make it act)
 TRIGGERS: Final[dict[str, tuple[bytes, bool, bool]]] = {
@@ -68,16 +68,16 @@ class FastPath:
         not). C-speed tests: one table-driven `translate` pass changes the value iff it
         holds a trigger byte (a regex search of the same class costs two to thirty times as
         much, the more the longer the value; a value it leaves is returned as is, so the
-        comparison is an identity test), `in` and `endswith` find the sequences."""
+        comparison is an identity test), `find` and `endswith` the sequences."""
         if value.translate(self.marks) != value:
             return True
         for sequence in self.sequences:
-            if sequence in value:
+            if holds(value, sequence):
                 return True
         for ending in self.endings:
             if value.endswith(ending):
                 return True
-        return self.doubles and b"  " in value
+        return self.doubles and holds(value, b"  ")
 
     def leaves(self, signature: frozenset[int], has_double_space: bool) -> bool:
         """Whether the pipeline leaves alone (but for lowercasing) every value whose bytes
@@ -97,13 +97,11 @@ _NOT_TRIGGERS: Final = bytes(sorted(frozenset(range(0x100)) - ALL_TRIGGERS))
 
 
 def signature(values: list[bytes]) -> tuple[frozenset[int], bool]:
-    """The trigger bytes found in `values`, and whether one holds a double space."""
-    found: set[int] = set()
-    double = False
-    for value in values:
-        found.update(value.translate(None, _NOT_TRIGGERS))
-        double = double or b"  " in value
-    return frozenset(found), double
+    """The trigger bytes found in `values`, and whether one holds a double space. (The values
+    joined by a byte that is no trigger and no space: one C pass for a collection, which
+    makes no trigger byte and no double space that is not in a value.)"""
+    joined = b"_".join(values)
+    return frozenset(joined.translate(None, _NOT_TRIGGERS)), holds(joined, b"  ")
 
 
 def fast_path(names: Sequence[str]) -> FastPath | None:

@@ -8,7 +8,15 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outwork.waf.fastpath import SEQUENCES, TRIGGERS, fast_path, input_key, segmented, signature
+from outwork.waf.fastpath import (
+    ALL_TRIGGERS,
+    SEQUENCES,
+    TRIGGERS,
+    fast_path,
+    input_key,
+    segmented,
+    signature,
+)
 from outwork.waf.transforms import pipeline
 
 NAMES = sorted(TRIGGERS)
@@ -77,6 +85,14 @@ def test_a_signature_outside_the_triggers_means_no_value_acts(
     assert fast is not None
     if fast.leaves(*signature(values)):
         assert not any(fast.acts(value) for value in values)
+
+
+@given(st.lists(VALUES, max_size=6))
+def test_a_signature_is_the_trigger_bytes_and_double_spaces_of_the_values(
+    values: list[bytes],
+) -> None:
+    found = frozenset(byte for value in values for byte in value) & ALL_TRIGGERS
+    assert signature(values) == (found, any(b"  " in value for value in values))
 
 
 BASE64_TEXT = st.text(alphabet="aZ09+/", max_size=12).map(str.encode)
