@@ -816,14 +816,16 @@ class Transaction:
             if fast is None:
                 cached = [self._transform(pipeline_id, fn, v) for _, v in values]
             else:
-                acts = fast.acts.search
                 transform = self._transform
                 if fast.lowers:
                     cached = [
-                        transform(pipeline_id, fn, v) if acts(v) else v.lower() for _, v in values
+                        transform(pipeline_id, fn, v) if fast.acts(v) else v.lower()
+                        for _, v in values
                     ]
                 else:
-                    cached = [transform(pipeline_id, fn, v) if acts(v) else v for _, v in values]
+                    cached = [
+                        transform(pipeline_id, fn, v) if fast.acts(v) else v for _, v in values
+                    ]
             self._tvalues[tkey] = cached
         return cached
 
@@ -989,8 +991,7 @@ class Transaction:
         """The patterns of `group` that may match one of `values` that the pipeline changes,
         once through it (the others are in `_base`)."""
         if fast is not None:
-            acts = fast.acts.search
-            values = [value for value in values if acts(value)]
+            values = [value for value in values if fast.acts(value)]
         else:
             key = self.waf.input_keys[step_id]
             if key is not None:
@@ -1074,7 +1075,7 @@ class Transaction:
                 # The pipeline but its last step (memoized too), then that step.
                 parent, parent_fn, last, fast = link
                 result = self._transform(parent, parent_fn, value)
-                if fast is None or fast.acts.search(result) is not None:
+                if fast is None or fast.acts(result):
                     result = last(result)
                 elif fast.lowers:
                     result = result.lower()
@@ -1087,7 +1088,7 @@ class Transaction:
         prefilter = rule.prefilter
         for step, fast in zip(rule.steps, rule.step_fasts, strict=True):
             if step is not None:
-                if fast is not None and fast.acts.search(value) is None:
+                if fast is not None and not fast.acts(value):
                     changed = value.lower() if fast.lowers else value
                 else:
                     changed = step(value)

@@ -25,6 +25,7 @@ from outwork.waf import libinjection
 from outwork.waf.acmp import ModsecAcmp
 from outwork.waf.literals import required_literals
 from outwork.waf.patterns import CompiledRegex, compile_regex
+from outwork.waf.transforms import holds
 
 # The contract's optional helper for the engine: the lowercased literals one of which every
 # match of an @rx pattern contains (None: no such set). PatternSet already uses it.
@@ -186,7 +187,7 @@ class _StringTest:
 
 def _within(value: bytes, parameter: bytes) -> bool:
     # ModSecurity: "The empty string always matches".
-    return not value or value in parameter
+    return not value or holds(parameter, value)
 
 
 def _contains_word(value: bytes, parameter: bytes) -> bool:
@@ -200,8 +201,8 @@ STRING_TESTS: dict[str, Callable[[bytes, bytes], bool]] = {
     "streq": lambda value, parameter: value == parameter,
     "beginswith": lambda value, parameter: value.startswith(parameter),
     "endswith": lambda value, parameter: value.endswith(parameter),
-    "contains": lambda value, parameter: parameter in value,
-    "strmatch": lambda value, parameter: parameter in value,
+    "contains": lambda value, parameter: holds(value, parameter),
+    "strmatch": lambda value, parameter: holds(value, parameter),
     "within": _within,
     "containsword": _contains_word,
 }

@@ -3,8 +3,8 @@
 `PatternSet(patterns).candidates(value)` answers, in one pass over the value, which of many
 regexes MAY match it (a superset: a regex outside the answer cannot match); the engine runs
 the exact match (`compile_regex`) only for those. The pass is one google-re2 `Set` while it
-is fast, else an Aho-Corasick pass over the literals the regexes require (the class
-docstring says when and why). A pattern neither can take is always a candidate: never
+is fast, else one pass for the literals the regexes require (the class docstring says
+when and why). A pattern neither can take is always a candidate: never
 skipped.
 
 Why not Hyperscan: measured on CRS v4.28's 295 distinct @rx patterns (this machine), its
@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-import ahocorasick
 import re2
 import regex
+from re2 import _re2
 
 from outwork.waf.literals import required_literals
 from outwork.waf.pcre import translate
@@ -81,6 +81,12 @@ def _re2_options() -> Any:
 
 
 RE2_OPTIONS: Final = _re2_options()
+# google-re2's Python layer (`re2.compile(...).search`, `Set.Match`) wraps each call in
+# interpreted code (a generator, a match object, group look-ups): measured, a quarter of
+# the engine's instructions per request. The engine calls its C++ objects (`_re2`) instead:
+# the same RE2 calls, with bytes in and (start, end) spans out.
+_UNANCHORED: Final = _re2.RE2.Anchor.UNANCHORED
+_NO_SPAN: Final = (-1, -1)
 
 
 def _latin1(text: str) -> bytes:
@@ -94,24 +100,29 @@ class CompiledRegex:
     pattern: str
     engine: Engine
     why_fallback: str  # "" for RE2
-    _compiled: Any = field(repr=False)
+    _compiled: Any = field(repr=False)  # an `_re2.RE2` or a `regex` pattern
+    _groups: int = 1  # how many groups `search` gives: 0..9 as far as the pattern has them
 
     def search(self, value: bytes) -> tuple[bytes, ...] | None:
         """The groups 0..9 of the first match (b"" for a group that did not take part),
         or None."""
         if self.engine == "re2":
-            match = self._compiled.search(value)
-        else:
-            try:
-                match = self._compiled.search(value, timeout=FALLBACK_TIMEOUT_S)
-            except TimeoutError:
-                REGEX_TIMEOUTS.regex_timeouts += 1
-                log.warning("regex over its time limit, taken as no match: %.80s", self.pattern)
+            spans = self._compiled.Match(_UNANCHORED, value, 0, len(value))
+            if spans[0] == _NO_SPAN:
                 return None
+            return tuple(
+                b"" if span == _NO_SPAN else value[span[0] : span[1]]
+                for span in spans[: self._groups]
+            )
+        try:
+            match = self._compiled.search(value, timeout=FALLBACK_TIMEOUT_S)
+        except TimeoutError:
+            REGEX_TIMEOUTS.regex_timeouts += 1
+            log.warning("regex over its time limit, taken as no match: %.80s", self.pattern)
+            return None
         if match is None:
             return None
-        count = min(MAX_CAPTURES, self._compiled.groups + 1)
-        return tuple(match.group(index) or b"" for index in range(count))
+        return tuple(match.group(index) or b"" for index in range(self._groups))
 
 
 def compile_regex(pattern: str) -> CompiledRegex:
@@ -121,18 +132,18 @@ def compile_regex(pattern: str) -> CompiledRegex:
     except ValueError as exc:
         raise ValueError(f"bad regex {pattern!r}: {exc}") from exc
     if not translation.needs_backtracking:
-        try:
-            compiled = re2.compile(_latin1(translation.re2), RE2_OPTIONS)
-            return CompiledRegex(pattern, "re2", "", compiled)
-        except re2.error as exc:
-            why = f"RE2: {exc}"
+        compiled = _re2.RE2(_latin1(translation.re2), RE2_OPTIONS)
+        if compiled.ok():
+            groups = min(MAX_CAPTURES, compiled.NumberOfCapturingGroups() + 1)
+            return CompiledRegex(pattern, "re2", "", compiled, groups)
+        why = f"RE2: {compiled.error()}"
     else:
         why = translation.needs_backtracking
     try:
         compiled = regex.compile(_latin1(translation.python), regex.DOTALL)
     except (regex.error, UnicodeEncodeError) as exc:
         raise ValueError(f"bad regex {pattern!r}: {exc}") from exc
-    return CompiledRegex(pattern, "regex", why, compiled)
+    return CompiledRegex(pattern, "regex", why, compiled, min(MAX_CAPTURES, compiled.groups + 1))
 
 
 def _big_set(patterns: Sequence[str]) -> tuple[Any, tuple[int, ...]]:
@@ -143,21 +154,43 @@ def _big_set(patterns: Sequence[str]) -> tuple[Any, tuple[int, ...]]:
     options.dot_nl = True
     options.log_errors = False
     options.max_mem = SET_MAX_MEM
-    pattern_set = re2.Set.SearchSet(options)
+    pattern_set = _re2.Set(_UNANCHORED, options)
     members: list[int] = []
     for index, pattern in enumerate(patterns):
         translation = translate(pattern)
         if not translation.re2_superset:
             continue
-        try:
-            pattern_set.Add(_latin1(translation.re2))
-        except re2.error:
-            continue
+        if pattern_set.Add(_latin1(translation.re2)) == -1:
+            continue  # RE2 cannot compile it
         members.append(index)
     if not members:
         return None, ()
-    pattern_set.Compile()
+    if not pattern_set.Compile():
+        raise ValueError("RE2 could not compile the pattern set")
     return pattern_set, tuple(members)
+
+
+def _literal_set(by_literal: dict[bytes, list[int]]) -> tuple[Any, tuple[tuple[int, ...], ...]]:
+    """One RE2 Set of the literals (matched as they are: a value is lowercased first), and the
+    patterns that require each member. Its `Match` names every literal that occurs in a value,
+    in one pass: a Set of plain strings is an Aho-Corasick automaton run as a DFA (its states
+    are bounded by the literals' prefixes, so it cannot grow as the patterns' Set can), a few
+    instructions a byte where pyahocorasick's walk over a decoded str took thousands."""
+    if not by_literal:
+        return None, ()
+    options = re2.Options()
+    options.encoding = RE2_OPTIONS.encoding
+    options.log_errors = False
+    options.max_mem = SET_MAX_MEM
+    literal_set = _re2.Set(_UNANCHORED, options)
+    owners: list[tuple[int, ...]] = []
+    for literal, indexes in by_literal.items():
+        if literal_set.Add(b"".join(b"\\x%02x" % byte for byte in literal)) == -1:
+            raise ValueError(f"RE2 cannot take the literal {literal!r}")
+        owners.append(tuple(indexes))
+    if not literal_set.Compile():
+        raise ValueError("RE2 could not compile the literal set")
+    return literal_set, tuple(owners)
 
 
 class PatternSet:
@@ -167,9 +200,10 @@ class PatternSet:
     - one RE2 Set of all the patterns: exact, a few microseconds on ordinary values, but
       its DFA can need new states for nearly every byte of symbol-dense or random input
       (measured on CRS: 45 us a byte, where ordinary text and JSON take 0.01-0.3);
-    - the literal prefilter: an Aho-Corasick pass for the literals each pattern requires
-      (literals.py), bounded (about 0.1 us a byte) but loose (tens of candidates, for the
-      engine's exact regexes to weed out).
+    - the literal prefilter: one pass for the literals each pattern requires (literals.py;
+      an RE2 Set of plain strings, see `_literal_set`), bounded (measured on CRS, warm:
+      about 0.015 us a byte of random input, 0.004 of JSON) but loose (tens of candidates,
+      for the engine's exact regexes to weed out).
     The Set runs on values up to SET_MAX_VALUE bytes while it is fast; three values within
     STRIKE_WINDOW on which it is slow (over SLOW_FIXED_US + SLOW_US_PER_BYTE a byte) move the
     next RETRY_AFTER values to the prefilter, then the Set is tried again. So a peer's
@@ -188,22 +222,7 @@ class PatternSet:
                 continue
             for literal in literals:
                 by_literal.setdefault(literal, []).append(index)
-        # Single bytes are looked up in the set of the value's bytes (one C pass), longer
-        # literals with the automaton (which would report every occurrence of a byte).
-        self._by_byte = {
-            literal[0]: tuple(indexes)
-            for literal, indexes in by_literal.items()
-            if len(literal) == 1
-        }
-        self._automaton: Any = None
-        longer = {literal: indexes for literal, indexes in by_literal.items() if len(literal) > 1}
-        if longer:
-            automaton = ahocorasick.Automaton()
-            for literal, indexes in longer.items():
-                key = literal.decode("latin-1")
-                automaton.add_word(key, (key, tuple(indexes)))
-            automaton.make_automaton()
-            self._automaton = automaton
+        self._literals, self._literal_owners = _literal_set(by_literal)
         # Patterns the Set cannot answer for: candidates for every value on the Set's path.
         self._outside_set = frozenset(range(len(self.patterns))) - frozenset(self._set_members)
         self.always = frozenset(always)  # on the prefilter's path
@@ -256,14 +275,8 @@ class PatternSet:
         """The literal prefilter's answer: patterns with a required literal in the value,
         plus the patterns that require none."""
         found = set(self.always)
-        lowered = value.lower()
-        by_byte = self._by_byte
-        for byte in set(lowered) & by_byte.keys():
-            found.update(by_byte[byte])
-        if self._automaton is not None and len(lowered) > 1:
-            seen: set[str] = set()
-            for _, (key, indexes) in self._automaton.iter(lowered.decode("latin-1")):
-                if key not in seen:
-                    seen.add(key)
-                    found.update(indexes)
+        if self._literals is not None:
+            owners = self._literal_owners
+            for hit in self._literals.Match(value.lower()):
+                found.update(owners[hit])
         return found

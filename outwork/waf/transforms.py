@@ -31,6 +31,13 @@ NBSP: Final = 0xA0
 LONG_MAX: Final = (1 << 63) - 1  # strtol() saturates here; ModSecurity keeps the low byte
 
 
+def holds(value: bytes, part: bytes) -> bool:
+    """`part in value`. For a bytes `part`, CPython's `in` first tries it as an integer and
+    raises and clears a TypeError (a formatted message) every time: three times the cost of
+    `partition` (a one-argument method; `find` parses optional arguments) on a short value."""
+    return not part or bool(value.partition(part)[1])
+
+
 def lowercase(value: bytes) -> bytes:
     return value.lower()  # ASCII only, as tolower() in the C locale
 
@@ -183,7 +190,7 @@ def _url_escape_uni(match: re.Match[bytes]) -> bytes:
 
 def url_decode_uni(value: bytes) -> bytes:
     """urlDecode plus IIS's %uXXXX."""
-    if b"%u" not in value and b"%U" not in value:
+    if not holds(value, b"%u") and not holds(value, b"%U"):
         return url_decode(value)
     return _URL_ESCAPE_UNI.sub(_url_escape_uni, value)
 
@@ -336,7 +343,7 @@ _C_COMMENT: Final = re.compile(rb"/\*.*?(?:\*/|\Z)", re.S)
 
 def replace_comments(value: bytes) -> bytes:
     """Each /* ... */ (an unterminated one runs to the end) becomes one space."""
-    if b"/*" not in value:
+    if not holds(value, b"/*"):
         return value
     return _C_COMMENT.sub(b" ", value)
 
@@ -482,7 +489,9 @@ def normalize_path(value: bytes) -> bytes:
     relative one keeps its leading ../), keep a trailing slash: e.g. "dir/../../foo" ->
     "../foo", "/a/./b/../" -> "/a/", "." -> "". A value with no "//", "./" and no final '.'
     is its own normal form (the C loop would copy it byte by byte)."""
-    if not value or (b"//" not in value and b"./" not in value and not value.endswith(b".")):
+    if not value or (
+        not holds(value, b"//") and not holds(value, b"./") and not value.endswith(b".")
+    ):
         return value
     return _normalize_path(value, win=False)
 
@@ -556,7 +565,7 @@ def sql_hex_decode(value: bytes) -> bytes:
     an odd last digit kept ("0x5c0x2e" is "\\0x2e"); the result ends at its first NUL. Both
     as in ModSecurity 2.9 (v3 differs; CRS does not use this one)."""
     value = value.split(b"\x00", 1)[0]
-    if b"0x" not in value and b"0X" not in value:
+    if not holds(value, b"0x") and not holds(value, b"0X"):
         return value
     # ModSecurity 2.9 measures its result with strlen(): it ends at the first NUL, decoded
     # ones included.

@@ -112,6 +112,28 @@ def test_long_values_take_the_prefilter() -> None:
     assert exact_matches(value) <= patterns.candidates(value)
 
 
+@cache
+def crs_literals() -> tuple[frozenset[bytes] | None, ...]:
+    return tuple(required_literals(pattern) for pattern in crs_set().patterns)
+
+
+def literal_candidates(patterns: PatternSet, value: bytes) -> set[int]:
+    """The literal prefilter's answer (of `crs_set()`), found the plain way: the patterns
+    that require no literal, and those with a required literal in the lowercased value."""
+    lowered = value.lower()
+    found = set(patterns.always)
+    for index, literals in enumerate(crs_literals()):
+        if literals is not None and any(literal in lowered for literal in literals):
+            found.add(index)
+    return found
+
+
+def test_the_literal_prefilter_on_long_random_and_dense_values() -> None:
+    patterns = crs_set()
+    for value in (random.Random(7).randbytes(65536), bytes(range(256)) * 64):
+        assert patterns.prefilter_candidates(value) == literal_candidates(patterns, value)
+
+
 # Generated values: CRS-looking fragments, bytes regexes care about, and random bytes.
 FRAGMENTS = st.sampled_from(
     [
@@ -136,6 +158,7 @@ def test_no_miss_on_generated_values(value: bytes) -> None:
     exact = exact_matches(value)
     assert exact <= patterns.set_candidates(value)
     assert exact <= patterns.prefilter_candidates(value)
+    assert patterns.prefilter_candidates(value) == literal_candidates(patterns, value)
 
 
 @settings(max_examples=40, deadline=None)

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outwork.waf.transforms import TRANSFORMS, pipeline
+from outwork.waf.transforms import TRANSFORMS, holds, pipeline
 
 CRS_OPERATORS = Path(__file__).resolve().parents[1] / "data" / "waf" / "crs-operators.json"
 
@@ -326,3 +326,9 @@ def test_cmd_line_matches_the_byte_loop(value: bytes) -> None:
 def test_whitespace_transformations_match_their_definition(value: bytes) -> None:
     assert TRANSFORMS["compresswhitespace"](value) == re.sub(rb"[ \t\n\v\f\r\xa0]+", b" ", value)
     assert TRANSFORMS["removewhitespace"](value) == re.sub(rb"[ \t\n\v\f\r\xa0]+", b"", value)
+
+
+@given(value=st.binary(max_size=40), part=st.binary(max_size=3))
+def test_holds_is_in(value: bytes, part: bytes) -> None:
+    assert holds(value, part) == (part in value)
+    assert holds(value + part + value, part)
