@@ -11,6 +11,7 @@ from enum import Enum, auto
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from outwork.native import mypyc_attr
 from outwork.tls import events as ev
 from outwork.tls.alerts import (
     AlertDescription,
@@ -107,6 +108,7 @@ class ServerState(Enum):
     CONNECTED = auto()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # tests, the scanner's test servers
 class ServerConnection(TLSConnection):
     __slots__ = (
         "_config", "state", "_transcript", "_schedule", "_params", "_first_hello",
@@ -398,10 +400,10 @@ class ServerConnection(TLSConnection):
             raise TLSError(AlertDescription.MISSING_EXTENSION, "no supported_groups or key_share")
         supported = set(offer.supported_groups)
         shares = dict(offer.key_shares)
-        for group, share in shares.items():
-            if group not in supported and not is_grease(group):
+        for shared, share in shares.items():
+            if shared not in supported and not is_grease(shared):
                 raise illegal_parameter("key_share for a group not in supported_groups")
-            check_share_encoding(group, share)
+            check_share_encoding(shared, share)
         for group in self._config.groups:
             if group in shares:
                 return group, shares[group]

@@ -103,28 +103,28 @@ def verify_signature(
     """True when `signature` is a valid signature by `public_key` with `scheme`, under the
     rules of TLS 1.3 (default) or TLS 1.2."""
     try:
-        scheme = SignatureScheme(scheme)
+        named = SignatureScheme(scheme)  # a fresh name: compiled, an int variable drops the enum
     except ValueError:
         return False
-    if scheme not in (TLS12_SCHEMES if tls12 else TLS13_SCHEMES):
+    if named not in (TLS12_SCHEMES if tls12 else TLS13_SCHEMES):
         return False
     try:
-        if scheme == SignatureScheme.ED25519:
+        if named == SignatureScheme.ED25519:
             if not isinstance(public_key, ed25519.Ed25519PublicKey):
                 return False
             public_key.verify(signature, data)
             return True
-        algorithm = SCHEME_HASH[scheme]()
-        if scheme in SCHEME_CURVE:
+        algorithm = SCHEME_HASH[named]()
+        if named in SCHEME_CURVE:
             if not isinstance(public_key, ec.EllipticCurvePublicKey):
                 return False
-            if not tls12 and public_key.curve.name != SCHEME_CURVE[scheme]:
+            if not tls12 and public_key.curve.name != SCHEME_CURVE[named]:
                 return False
             public_key.verify(signature, data, ec.ECDSA(algorithm))
             return True
         if not isinstance(public_key, rsa.RSAPublicKey):
             return False
-        if scheme.name.startswith("RSA_PKCS1"):
+        if named.name.startswith("RSA_PKCS1"):
             public_key.verify(signature, data, padding.PKCS1v15(), algorithm)
             return True
         pss = padding.PSS(mgf=padding.MGF1(algorithm), salt_length=algorithm.digest_size)
