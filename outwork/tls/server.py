@@ -7,6 +7,7 @@ import functools
 import hmac
 import os
 from enum import Enum, auto
+from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -92,10 +93,11 @@ from outwork.tls.tickets import (
 )
 from outwork.tls.verify import load_chain
 
-PSK_DHE_KE = 1  # psk_key_exchange_modes: PSK with (EC)DHE, the only mode outwork accepts
-MAX_TICKET_AGE_SKEW_MS = 10_000  # client and server views of a ticket's age may differ this much
-TICKET_ENTROPY = 4 + NONCE_LENGTH  # a ticket's age_add, then its sealing nonce
-_SUPPORTED_VERSIONS_TLS13 = (ProtocolVersion.TLS13).to_bytes(2, "big")
+PSK_DHE_KE: Final = 1  # psk_key_exchange_modes: PSK with (EC)DHE, the only mode outwork accepts
+# Client and server views of a ticket's age may differ this much.
+MAX_TICKET_AGE_SKEW_MS: Final = 10_000
+TICKET_ENTROPY: Final = 4 + NONCE_LENGTH  # a ticket's age_add, then its sealing nonce
+_SUPPORTED_VERSIONS_TLS13: Final = (ProtocolVersion.TLS13).to_bytes(2, "big")
 
 
 class ServerState(Enum):

@@ -5,7 +5,7 @@ A file-backed key and a PKCS#11 (HSM) key look the same to the engine.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -27,7 +27,7 @@ class Signer(Protocol):
 
 
 # Schemes valid in a TLS 1.3 CertificateVerify (RFC 8446 4.2.3: no PKCS#1 v1.5, no SHA-1).
-TLS13_SCHEMES = frozenset(
+TLS13_SCHEMES: Final = frozenset(
     {
         SignatureScheme.ECDSA_SECP256R1_SHA256,
         SignatureScheme.ECDSA_SECP384R1_SHA384,
@@ -40,13 +40,13 @@ TLS13_SCHEMES = frozenset(
 )
 
 # TLS 1.2 also allows RSA PKCS#1 v1.5, and its ECDSA schemes name a hash, not a curve.
-TLS12_SCHEMES = TLS13_SCHEMES | {
+TLS12_SCHEMES: Final = TLS13_SCHEMES | {
     SignatureScheme.RSA_PKCS1_SHA256,
     SignatureScheme.RSA_PKCS1_SHA384,
     SignatureScheme.RSA_PKCS1_SHA512,
 }
 
-SCHEME_HASH: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
+SCHEME_HASH: Final[dict[SignatureScheme, type[hashes.HashAlgorithm]]] = {
     SignatureScheme.RSA_PKCS1_SHA256: hashes.SHA256,
     SignatureScheme.RSA_PKCS1_SHA384: hashes.SHA384,
     SignatureScheme.RSA_PKCS1_SHA512: hashes.SHA512,
@@ -59,7 +59,7 @@ SCHEME_HASH: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
 }
 
 # The RSA schemes a key can produce, PSS first (the only kind TLS 1.3 allows).
-RSA_SCHEMES: tuple[SignatureScheme, ...] = (
+RSA_SCHEMES: Final[tuple[SignatureScheme, ...]] = (
     SignatureScheme.RSA_PSS_RSAE_SHA256,
     SignatureScheme.RSA_PSS_RSAE_SHA384,
     SignatureScheme.RSA_PSS_RSAE_SHA512,
@@ -69,14 +69,14 @@ RSA_SCHEMES: tuple[SignatureScheme, ...] = (
 )
 
 # Each ECDSA scheme is bound to one curve in TLS 1.3 (cryptography's curve names).
-SCHEME_CURVE: dict[SignatureScheme, str] = {
+SCHEME_CURVE: Final[dict[SignatureScheme, str]] = {
     SignatureScheme.ECDSA_SECP256R1_SHA256: "secp256r1",
     SignatureScheme.ECDSA_SECP384R1_SHA384: "secp384r1",
     SignatureScheme.ECDSA_SECP521R1_SHA512: "secp521r1",
 }
 
 
-ECDSA_SCHEME_FOR_CURVE = {curve: scheme for scheme, curve in SCHEME_CURVE.items()}
+ECDSA_SCHEME_FOR_CURVE: Final = {curve: scheme for scheme, curve in SCHEME_CURVE.items()}
 
 
 def scheme_hash(scheme: SignatureScheme) -> hashes.HashAlgorithm:
@@ -84,8 +84,8 @@ def scheme_hash(scheme: SignatureScheme) -> hashes.HashAlgorithm:
     return SCHEME_HASH[scheme]()
 
 
-_SERVER_VERIFY_PREFIX = b" " * 64 + b"TLS 1.3, server CertificateVerify\x00"
-_CLIENT_VERIFY_PREFIX = b" " * 64 + b"TLS 1.3, client CertificateVerify\x00"
+_SERVER_VERIFY_PREFIX: Final = b" " * 64 + b"TLS 1.3, server CertificateVerify\x00"
+_CLIENT_VERIFY_PREFIX: Final = b" " * 64 + b"TLS 1.3, client CertificateVerify\x00"
 
 
 def certificate_verify_content(transcript_hash: bytes, server: bool) -> bytes:
