@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from cryptography.hazmat.primitives.asymmetric import ec, mlkem, x448, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from outwork.tls.alerts import illegal_parameter
 from outwork.tls.enums import NamedGroup
 
-_CURVES: dict[int, type[ec.EllipticCurve]] = {
+_CURVES: Final[dict[int, type[ec.EllipticCurve]]] = {
     NamedGroup.SECP256R1: ec.SECP256R1,
     NamedGroup.SECP384R1: ec.SECP384R1,
     NamedGroup.SECP521R1: ec.SECP521R1,
 }
 
 # Exact share sizes (RFC 8446 4.2.8.2: uncompressed points only; the ML-KEM hybrid draft).
-MLKEM768_ENCAPSULATION_KEY = 1184
-MLKEM768_CIPHERTEXT = 1088
-CLIENT_SHARE_SIZE: dict[int, int] = {
+MLKEM768_ENCAPSULATION_KEY: Final = 1184
+MLKEM768_CIPHERTEXT: Final = 1088
+CLIENT_SHARE_SIZE: Final[dict[int, int]] = {
     NamedGroup.X25519: 32,
     NamedGroup.X448: 56,
     NamedGroup.SECP256R1: 65,
@@ -25,7 +27,7 @@ CLIENT_SHARE_SIZE: dict[int, int] = {
     NamedGroup.SECP521R1: 133,
     NamedGroup.X25519MLKEM768: MLKEM768_ENCAPSULATION_KEY + 32,
 }
-SERVER_SHARE_SIZE: dict[int, int] = {
+SERVER_SHARE_SIZE: Final[dict[int, int]] = {
     **CLIENT_SHARE_SIZE,
     NamedGroup.X25519MLKEM768: MLKEM768_CIPHERTEXT + 32,
 }

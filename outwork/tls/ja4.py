@@ -10,13 +10,16 @@ from __future__ import annotations
 import functools
 import hashlib
 from itertools import filterfalse
+from typing import Final
 
 from outwork.tls.codec import Reader
 from outwork.tls.enums import ExtensionType
 from outwork.tls.messages import ClientHello
 
-_VERSIONS = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10", 0x0300: "s3", 0x0002: "s2"}
-_EMPTY_HASH = "000000000000"
+_VERSIONS: Final = {
+    0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10", 0x0300: "s3", 0x0002: "s2"
+}  # fmt: skip
+_EMPTY_HASH: Final = "000000000000"
 
 
 def _hash12(text: str) -> str:
@@ -51,7 +54,7 @@ def _uint16_list(body: bytes | None, width: int) -> tuple[int, ...]:
 
 
 # The 16 GREASE values (RFC 8701): 0x0A0A, 0x1A1A, ..., 0xFAFA.
-_GREASE = frozenset(0x0A0A + 0x1010 * i for i in range(16))
+_GREASE: Final = frozenset(0x0A0A + 0x1010 * i for i in range(16))
 _is_grease = _GREASE.__contains__
 
 
@@ -64,11 +67,11 @@ def _not_grease(values: tuple[int, ...]) -> tuple[int, ...]:
 # JA4 by what it is computed from, as sent (GREASE and extension order included): a client
 # that sends the same hello each time (OpenSSL, curl, Go, Python) finds it here without the
 # parsing and sorting below. Emptied when full, so a client varying its hellos cannot grow it.
-_MAX_AS_SENT = 1024
+_MAX_AS_SENT: Final = 1024
 _as_sent: dict[tuple[object, ...], str] = {}
-_SUPPORTED_VERSIONS = int(ExtensionType.SUPPORTED_VERSIONS)
-_ALPN = int(ExtensionType.ALPN)
-_SIGNATURE_ALGORITHMS = int(ExtensionType.SIGNATURE_ALGORITHMS)
+_SUPPORTED_VERSIONS: Final = int(ExtensionType.SUPPORTED_VERSIONS)
+_ALPN: Final = int(ExtensionType.ALPN)
+_SIGNATURE_ALGORITHMS: Final = int(ExtensionType.SIGNATURE_ALGORITHMS)
 
 
 def ja4(hello: ClientHello) -> str:

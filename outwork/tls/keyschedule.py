@@ -6,7 +6,7 @@ import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
@@ -22,7 +22,7 @@ class SuiteParams:
     aead: type[AESGCM] | type[ChaCha20Poly1305]
 
 
-SUITES: dict[int, SuiteParams] = {
+SUITES: Final[dict[int, SuiteParams]] = {
     CipherSuite.TLS_AES_128_GCM_SHA256: SuiteParams(
         CipherSuite.TLS_AES_128_GCM_SHA256, "sha256", 32, 16, AESGCM
     ),
@@ -34,7 +34,7 @@ SUITES: dict[int, SuiteParams] = {
     ),
 }
 
-IV_LENGTH = 12
+IV_LENGTH: Final = 12
 
 
 def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
@@ -46,10 +46,10 @@ def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
 # per-call algorithm lookup. The handshake and master secrets derive three secrets each, and
 # every traffic secret a key and an IV. The pads are made by integer XOR, not a table lookup
 # indexed by key bytes.
-_HASH_BLOCK = {"sha256": 64, "sha384": 128}
-_HASH_NEW = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
-_IPAD = {name: int.from_bytes(b"\x36" * size, "big") for name, size in _HASH_BLOCK.items()}
-_OPAD = {name: int.from_bytes(b"\x5c" * size, "big") for name, size in _HASH_BLOCK.items()}
+_HASH_BLOCK: Final = {"sha256": 64, "sha384": 128}
+_HASH_NEW: Final = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
+_IPAD: Final = {name: int.from_bytes(b"\x36" * size, "big") for name, size in _HASH_BLOCK.items()}
+_OPAD: Final = {name: int.from_bytes(b"\x5c" * size, "big") for name, size in _HASH_BLOCK.items()}
 
 
 class HmacKey:
@@ -88,7 +88,7 @@ def hkdf_expand(hash_name: str, prk: bytes, info: bytes, length: int) -> bytes:
     return out[:length]
 
 
-_DIGEST_SIZE = {"sha256": 32, "sha384": 48, "sha512": 64}
+_DIGEST_SIZE: Final = {"sha256": 32, "sha384": 48, "sha512": 64}
 
 
 @functools.lru_cache(maxsize=64)

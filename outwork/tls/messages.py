@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from outwork.tls.alerts import decode_error, illegal_parameter
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import MAX_CIPHER_SUITES, MAX_EXTENSIONS, MAX_LIST_ENTRIES
-from outwork.tls.enums import HandshakeType
 from outwork.tls.frozen import frozen
 
 Extension = tuple[int, bytes]
@@ -257,8 +256,9 @@ def push_key_update(w: Writer, m: KeyUpdate) -> None:
     w.uint8(m.request_update)
 
 
-def handshake_message(msg_type: HandshakeType, body: bytes) -> bytes:
-    """Frame a handshake message body: type(1) length(3) body."""
+def handshake_message(msg_type: int, body: bytes) -> bytes:
+    """Frame a handshake message body: type(1) length(3) body; the type may be any byte (fuzzers
+    frame unknown ones)."""
     return bytes((msg_type,)) + len(body).to_bytes(3, "big") + body
 
 

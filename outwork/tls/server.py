@@ -7,10 +7,12 @@ import functools
 import hmac
 import os
 from enum import Enum, auto
+from typing import Final
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from outwork.native import mypyc_attr
 from outwork.tls import events as ev
 from outwork.tls.alerts import (
     AlertDescription,
@@ -91,10 +93,11 @@ from outwork.tls.tickets import (
 )
 from outwork.tls.verify import load_chain
 
-PSK_DHE_KE = 1  # psk_key_exchange_modes: PSK with (EC)DHE, the only mode outwork accepts
-MAX_TICKET_AGE_SKEW_MS = 10_000  # client and server views of a ticket's age may differ this much
-TICKET_ENTROPY = 4 + NONCE_LENGTH  # a ticket's age_add, then its sealing nonce
-_SUPPORTED_VERSIONS_TLS13 = (ProtocolVersion.TLS13).to_bytes(2, "big")
+PSK_DHE_KE: Final = 1  # psk_key_exchange_modes: PSK with (EC)DHE, the only mode outwork accepts
+# Client and server views of a ticket's age may differ this much.
+MAX_TICKET_AGE_SKEW_MS: Final = 10_000
+TICKET_ENTROPY: Final = 4 + NONCE_LENGTH  # a ticket's age_add, then its sealing nonce
+_SUPPORTED_VERSIONS_TLS13: Final = (ProtocolVersion.TLS13).to_bytes(2, "big")
 
 
 class ServerState(Enum):
@@ -107,6 +110,7 @@ class ServerState(Enum):
     CONNECTED = auto()
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # tests, the scanner's test servers
 class ServerConnection(TLSConnection):
     __slots__ = (
         "_config", "state", "_transcript", "_schedule", "_params", "_first_hello",
@@ -398,10 +402,10 @@ class ServerConnection(TLSConnection):
             raise TLSError(AlertDescription.MISSING_EXTENSION, "no supported_groups or key_share")
         supported = set(offer.supported_groups)
         shares = dict(offer.key_shares)
-        for group, share in shares.items():
-            if group not in supported and not is_grease(group):
+        for shared, share in shares.items():
+            if shared not in supported and not is_grease(shared):
                 raise illegal_parameter("key_share for a group not in supported_groups")
-            check_share_encoding(group, share)
+            check_share_encoding(shared, share)
         for group in self._config.groups:
             if group in shares:
                 return group, shares[group]

@@ -5,7 +5,7 @@ A file-backed key and a PKCS#11 (HSM) key look the same to the engine.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -27,7 +27,7 @@ class Signer(Protocol):
 
 
 # Schemes valid in a TLS 1.3 CertificateVerify (RFC 8446 4.2.3: no PKCS#1 v1.5, no SHA-1).
-TLS13_SCHEMES = frozenset(
+TLS13_SCHEMES: Final = frozenset(
     {
         SignatureScheme.ECDSA_SECP256R1_SHA256,
         SignatureScheme.ECDSA_SECP384R1_SHA384,
@@ -40,13 +40,13 @@ TLS13_SCHEMES = frozenset(
 )
 
 # TLS 1.2 also allows RSA PKCS#1 v1.5, and its ECDSA schemes name a hash, not a curve.
-TLS12_SCHEMES = TLS13_SCHEMES | {
+TLS12_SCHEMES: Final = TLS13_SCHEMES | {
     SignatureScheme.RSA_PKCS1_SHA256,
     SignatureScheme.RSA_PKCS1_SHA384,
     SignatureScheme.RSA_PKCS1_SHA512,
 }
 
-SCHEME_HASH: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
+SCHEME_HASH: Final[dict[SignatureScheme, type[hashes.HashAlgorithm]]] = {
     SignatureScheme.RSA_PKCS1_SHA256: hashes.SHA256,
     SignatureScheme.RSA_PKCS1_SHA384: hashes.SHA384,
     SignatureScheme.RSA_PKCS1_SHA512: hashes.SHA512,
@@ -59,7 +59,7 @@ SCHEME_HASH: dict[SignatureScheme, type[hashes.HashAlgorithm]] = {
 }
 
 # The RSA schemes a key can produce, PSS first (the only kind TLS 1.3 allows).
-RSA_SCHEMES: tuple[SignatureScheme, ...] = (
+RSA_SCHEMES: Final[tuple[SignatureScheme, ...]] = (
     SignatureScheme.RSA_PSS_RSAE_SHA256,
     SignatureScheme.RSA_PSS_RSAE_SHA384,
     SignatureScheme.RSA_PSS_RSAE_SHA512,
@@ -69,14 +69,14 @@ RSA_SCHEMES: tuple[SignatureScheme, ...] = (
 )
 
 # Each ECDSA scheme is bound to one curve in TLS 1.3 (cryptography's curve names).
-SCHEME_CURVE: dict[SignatureScheme, str] = {
+SCHEME_CURVE: Final[dict[SignatureScheme, str]] = {
     SignatureScheme.ECDSA_SECP256R1_SHA256: "secp256r1",
     SignatureScheme.ECDSA_SECP384R1_SHA384: "secp384r1",
     SignatureScheme.ECDSA_SECP521R1_SHA512: "secp521r1",
 }
 
 
-ECDSA_SCHEME_FOR_CURVE = {curve: scheme for scheme, curve in SCHEME_CURVE.items()}
+ECDSA_SCHEME_FOR_CURVE: Final = {curve: scheme for scheme, curve in SCHEME_CURVE.items()}
 
 
 def scheme_hash(scheme: SignatureScheme) -> hashes.HashAlgorithm:
@@ -84,8 +84,8 @@ def scheme_hash(scheme: SignatureScheme) -> hashes.HashAlgorithm:
     return SCHEME_HASH[scheme]()
 
 
-_SERVER_VERIFY_PREFIX = b" " * 64 + b"TLS 1.3, server CertificateVerify\x00"
-_CLIENT_VERIFY_PREFIX = b" " * 64 + b"TLS 1.3, client CertificateVerify\x00"
+_SERVER_VERIFY_PREFIX: Final = b" " * 64 + b"TLS 1.3, server CertificateVerify\x00"
+_CLIENT_VERIFY_PREFIX: Final = b" " * 64 + b"TLS 1.3, client CertificateVerify\x00"
 
 
 def certificate_verify_content(transcript_hash: bytes, server: bool) -> bytes:
@@ -103,28 +103,28 @@ def verify_signature(
     """True when `signature` is a valid signature by `public_key` with `scheme`, under the
     rules of TLS 1.3 (default) or TLS 1.2."""
     try:
-        scheme = SignatureScheme(scheme)
+        named = SignatureScheme(scheme)  # a fresh name: compiled, an int variable drops the enum
     except ValueError:
         return False
-    if scheme not in (TLS12_SCHEMES if tls12 else TLS13_SCHEMES):
+    if named not in (TLS12_SCHEMES if tls12 else TLS13_SCHEMES):
         return False
     try:
-        if scheme == SignatureScheme.ED25519:
+        if named == SignatureScheme.ED25519:
             if not isinstance(public_key, ed25519.Ed25519PublicKey):
                 return False
             public_key.verify(signature, data)
             return True
-        algorithm = SCHEME_HASH[scheme]()
-        if scheme in SCHEME_CURVE:
+        algorithm = SCHEME_HASH[named]()
+        if named in SCHEME_CURVE:
             if not isinstance(public_key, ec.EllipticCurvePublicKey):
                 return False
-            if not tls12 and public_key.curve.name != SCHEME_CURVE[scheme]:
+            if not tls12 and public_key.curve.name != SCHEME_CURVE[named]:
                 return False
             public_key.verify(signature, data, ec.ECDSA(algorithm))
             return True
         if not isinstance(public_key, rsa.RSAPublicKey):
             return False
-        if scheme.name.startswith("RSA_PKCS1"):
+        if named.name.startswith("RSA_PKCS1"):
             public_key.verify(signature, data, padding.PKCS1v15(), algorithm)
             return True
         pss = padding.PSS(mgf=padding.MGF1(algorithm), salt_length=algorithm.digest_size)

@@ -38,6 +38,10 @@ def test_handshake_every_key_type_and_group(
     assert client.negotiated is not None and client.negotiated.group == group
     assert server.negotiated is not None
     assert dataclasses.replace(server.negotiated, ja4=None) == client.negotiated
+    # The named members, not bare ints (compiled code turns an enum held in an int variable
+    # into an int): what the engine API documents, and what a repr in a log shows.
+    assert type(server.negotiated.group) is NamedGroup
+    assert type(server.negotiated.cipher_suite) is CipherSuite
     client.send_data(b"ping")
     server_got = pump(client, server)[1]
     assert [e for e in server_got if isinstance(e, ev.ApplicationData)] == [

@@ -16,7 +16,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cache
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -541,7 +541,7 @@ def test_certificate_chain_caps(entries: list[msg.CertificateEntry]) -> None:
 @PARSER
 @given(st.integers(0, 255), st.binary(max_size=100))
 def test_handshake_message_framing(msg_type: int, body: bytes) -> None:
-    framed = msg.handshake_message(cast(HandshakeType, msg_type), body)
+    framed = msg.handshake_message(msg_type, body)
     r = Reader(framed)
     assert r.uint8() == msg_type
     assert r.opaque(3) == body
@@ -1159,7 +1159,7 @@ def sealed_contents(draw: st.DrawFn) -> list[tuple[int, bytes]]:
             body = draw(st.binary(max_size=40))
             if msg_type == HandshakeType.KEY_UPDATE and draw(st.booleans()):
                 body = bytes((draw(st.sampled_from([0, 1])),))
-            content = msg.handshake_message(cast(HandshakeType, msg_type), body)
+            content = msg.handshake_message(msg_type, body)
         elif content_type == ContentType.HEARTBEAT and draw(st.booleans()):
             claimed = draw(st.one_of(st.integers(0, 40), u16))
             content = bytes((1,)) + claimed.to_bytes(2, "big") + draw(st.binary(max_size=60))
