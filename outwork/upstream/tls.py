@@ -153,6 +153,11 @@ class TlsUpstreamTransport(asyncio.Protocol, asyncio.Transport):
         self._failed = False  # reported once
         self._truncated = False  # TCP EOF without the backend's close_notify
         self._tickets = 0  # sessions of the engine already handed to the owner
+        # TLS 1.3: the handshake is complete for us at the backend's Finished, but the backend
+        # checks ours (and our certificate, if it asked for one) after that. Until it sends a
+        # byte more, a connection lost is the backend refusing the handshake: with an alert
+        # that a reset can overtake (our first write then fails before the alert is read).
+        self._unconfirmed = False
 
     # --- the TCP side (called by the loop) --------------------------------------------------
 
@@ -164,6 +169,7 @@ class TlsUpstreamTransport(asyncio.Protocol, asyncio.Transport):
     def data_received(self, data: bytes) -> None:
         tls = self._tls
         plain: list[bytes] = []
+        self._unconfirmed = False
         for event in tls.receive_data(data, now=self._owner.clock.wall):
             if isinstance(event, ev.ApplicationData):
                 plain.append(event.data)
@@ -172,6 +178,7 @@ class TlsUpstreamTransport(asyncio.Protocol, asyncio.Transport):
                 self._deliver(plain)
                 plain = []
             if isinstance(event, ev.HandshakeComplete):
+                self._unconfirmed = event.version == ProtocolVersion.TLS13
                 self._established()
             elif isinstance(event, ev.ConnectionFailed):
                 self._fail(event.alert.name.lower(), "gateway", event.reason)
@@ -203,6 +210,11 @@ class TlsUpstreamTransport(asyncio.Protocol, asyncio.Transport):
                 reason = f"connection lost during the handshake: {exc or 'closed'}"
                 self._fail(None, None, reason)
             return
+        if self._unconfirmed and not self._failed:
+            self._failed = True
+            reason = "the backend closed the connection after the handshake, before confirming it"
+            self._owner.failed(self._target, None, None, f"{reason}: {exc or 'closed'}")
+            exc = UpstreamTLSError(reason)
         if exc is None and self._failed:
             exc = UpstreamTLSError("the TLS connection failed")
         elif exc is None and self._truncated:

@@ -592,8 +592,15 @@ def test_mutual_tls_to_a_backend(
     ((status, _),) = get(bare, ["/"])
     assert status == 502
     (event,) = tls_failures(bare)
-    assert event["detail"]["alert_from"] == "backend"
-    assert event["detail"]["alert"] in ("certificate_required", "handshake_failure")
+    detail = event["detail"]
+    if detail["alert"] is None:
+        # TLS 1.3: the backend's reset overtook its alert (our request's write failed before
+        # the alert was read); still a TLS failure of the handshake, and said so.
+        assert version == "1.3"
+        assert detail["reason"].startswith("the backend closed the connection after the handshake")
+    else:
+        assert detail["alert_from"] == "backend"
+        assert detail["alert"] in ("certificate_required", "handshake_failure")
 
 
 def test_min_version_refuses_an_older_backend(
