@@ -221,21 +221,30 @@ def _keep(scan: HeaderScan, attribute: str, value: bytes) -> None:
 
 # Response header lines the gateway acts on or drops; any other line is forwarded byte for byte.
 # `x-request-id` is dropped too: the gateway writes the id it sent upstream (never two lines).
-_RESPONSE_SPECIAL_NAMES: Final = frozenset(
-    {
-        b"content-length",
-        b"transfer-encoding",
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"x-request-id",
-    }
+_RESPONSE_SPECIAL_SPELLINGS: Final = (
+    b"Content-Length",
+    b"Transfer-Encoding",
+    b"Connection",
+    b"Keep-Alive",
+    b"Proxy-Connection",
+    b"TE",
+    b"Trailer",
+    b"Upgrade",
+    b"X-Request-Id",
 )
-# Their first letters, lower case: a line starting with another letter is forwarded unread.
-_RESPONSE_SPECIAL_FIRST: Final = frozenset(name[0] for name in _RESPONSE_SPECIAL_NAMES)
+
+
+def _by_first_letter(spellings: tuple[bytes, ...]) -> dict[int, list[tuple[bytes, bytes]]]:
+    table: dict[int, list[tuple[bytes, bytes]]] = {}
+    for spelling in spellings:
+        table.setdefault(spelling[0] | 0x20, []).append((spelling.lower(), spelling))
+    return table
+
+
+# By first letter (lower case): each name, lower case and in its usual spelling. A line starting
+# with another letter is forwarded unread; one starting with such a letter is read only if a
+# colon stands where the name would end, so Content-Type and the like cost two byte reads.
+_RESPONSE_SPECIAL_BY_FIRST: Final = _by_first_letter(_RESPONSE_SPECIAL_SPELLINGS)
 
 # The same lines for a head with a bare CR or LF (`_scan_irregular`), matched against b"\n" +
 # the lower-cased head: a match starts at the LF before a line (the one added stands before
@@ -298,18 +307,34 @@ def _scan_lines(lines: list[bytes]) -> tuple[HeaderScan, set[bytes] | None]:
         first = line[0]
         if first == 0x20 or first == 0x09:
             raise _obs_fold()
-        if index < last and (first | 0x20) in _RESPONSE_SPECIAL_FIRST:
-            name, colon, value = line.partition(b":")
-            name = name.lower()
-            if colon and name in _RESPONSE_SPECIAL_NAMES:
+        if index < last:
+            special = _special_name(line, first)
+            if special is not None:
                 if kept is None:
                     kept = lines[:index]
-                tokens = _take_response_header(scan, name, value.strip(b" \t").lower(), tokens)
+                value = line[len(special) + 1 :].strip(b" \t").lower()
+                tokens = _take_response_header(scan, special, value, tokens)
                 continue
         if kept is not None:
             kept.append(line)
     scan.block = b"\r\n".join(lines if kept is None else kept)
     return scan, tokens
+
+
+def _special_name(line: bytes, first: int) -> bytes | None:
+    """The lower-case name of `line` if it is one of _RESPONSE_SPECIAL_SPELLINGS (in any case)
+    followed by a colon (what partition at the first colon would give), else None."""
+    candidates = _RESPONSE_SPECIAL_BY_FIRST.get(first | 0x20)
+    if candidates is None:
+        return None
+    size = len(line)
+    for name, spelling in candidates:
+        end = len(name)
+        if end < size and line[end] == 0x3A:
+            head = line[:end]
+            if head == spelling or head.lower() == name:
+                return name
+    return None
 
 
 def _scan_irregular(blob: bytes) -> tuple[HeaderScan, set[bytes] | None]:
