@@ -155,10 +155,7 @@ class CompiledRule:
     # What the prefilter scans: the rule's pipeline, or (multiMatch) each of its prefixes.
     step_ids: tuple[int, ...] = ()
     step_pipes: tuple[Callable[[bytes], bytes] | None, ...] = ()
-    # A prefiltered, plain (not negated, not multiMatch, not live) @rx rule:
-    # (pipeline id, pattern set, index in it); None for every other rule.
-    quick: tuple[int, int, int] | None = None
-    # The rule's @rx in its phase's pattern set for its pipeline: (group, index), or None.
+    # The rule's @rx in its phase's pattern set: (group, its bit in the set's masks), or None.
     prefilter: tuple[int, int] | None = None
     # A prefiltered rule whose targets are all plain collections (not counted, not live):
     # their indexes in `Waf.scan_variables`, scanned once per (variable, pipeline) and
@@ -234,7 +231,7 @@ class Waf:
         # Results of pure functions of short values, shared by transactions: header values,
         # names and short values recur from request to request (see SHARED_ENTRIES).
         self.shared_transforms: dict[tuple[int, bytes], bytes] = {}  # (pipeline, value)
-        self.shared_candidates: dict[tuple[int, bytes], frozenset[int]] = {}  # (set, value)
+        self.shared_candidates: dict[tuple[int, bytes], int] = {}  # (set, value): its mask
         # What the setup decides for every request (fold.py): set by the compiler.
         self.prefix: Prefix | None = None
         self.folds: dict[int, Folded] = {}
@@ -525,9 +522,7 @@ class _Compiler:
             except ValueError:
                 continue  # those rules run their regex on every value: slower, never skipped
             for index, (_, compiled) in enumerate(members):
-                compiled.prefilter = (len(sets), index)
-                if not (compiled.negated or compiled.multi_match or compiled.live):
-                    compiled.quick = (compiled.pipeline_id, len(sets), index)
+                compiled.prefilter = (len(sets), 1 << index)
             sets.append(pattern_set)
         return sets
 
@@ -570,15 +565,15 @@ class Transaction:
         self._values: dict[object, Values] = {}
         self._extra: dict[int, tuple[tuple[Variable, ...], object]] = {}  # by rule id
         self._tvalues: dict[object, list[bytes]] = {}  # by (values key, pipeline)
-        self._unions: dict[object, set[int]] = {}  # see _union
+        self._unions: dict[object, int] = {}  # see _union
         # See _may_hit: by scan variable; by index in `Waf.scan_sets` (None: not worked out
         # yet in this phase).
         self._distinct: dict[int, tuple[list[bytes], frozenset[int], bool]] = {}
-        self._scan_found: list[set[int] | None] = [None] * len(waf.scan_sets)
+        self._scan_found: list[int | None] = [None] * len(waf.scan_sets)
         self._transformed: dict[tuple[int, bytes], bytes] = {}  # by (pipeline, value)
         self._matches: dict[tuple[int, bytes], OperatorMatch | None] = {}  # by (operator, value)
-        self._candidates: dict[tuple[int, bytes], frozenset[int]] = {}
-        self._candidate_lists: dict[object, list[frozenset[int]]] = {}  # see _candidate_list
+        self._candidates: dict[tuple[int, bytes], int] = {}  # (set, value): its mask
+        self._candidate_lists: dict[object, list[int]] = {}  # see _candidate_list
         self._rule: CompiledRule | None = None
         # What holds values of the phase's collections (not TX): cleared with the body's
         # arrival and by the ctls that change what the body shows.
@@ -858,10 +853,10 @@ class Transaction:
         if prefilter is not None and not rule.negated and key is not None and rule.scan is None:
             # The values the scan says the regex may match, from one look per (values,
             # pipeline): most rules stop here, the others run their regex on those only.
-            group, index = prefilter
+            group, bit = prefilter
             for step_id, step in zip(rule.step_ids, rule.step_pipes, strict=True):
                 stepped = self._transformed_of(values, key, step_id, step)
-                if index in self._union(group, stepped, (key, step_id)):
+                if self._union(group, stepped, (key, step_id)) & bit:
                     break
             else:
                 self._count(rule, head, False)
@@ -876,9 +871,9 @@ class Transaction:
             if prefilter is not None and not rule.negated and key is not None:
                 # The values the scan names, from one list per (values, pipeline) that rules
                 # share, instead of a look per value and rule (a large body has thousands).
-                group, index = prefilter
+                group, bit = prefilter
                 found_in = self._candidate_list(key, rule.pipeline_id, group, transformed)
-                positions = [p for p, found in enumerate(found_in) if index in found]
+                positions = [p for p, found in enumerate(found_in) if found & bit]
                 screen = None
         matched = False
         ran = False  # the operator ran on some value (the prefilter did not rule them all out)
@@ -927,7 +922,7 @@ class Transaction:
 
     def _candidate_list(
         self, key: object, pipeline_id: int, group: int, transformed: list[bytes]
-    ) -> list[frozenset[int]]:
+    ) -> list[int]:
         """The scan's answer for each of the values (once per list, pipeline and phase)."""
         list_key = (key, pipeline_id, group)
         found = self._candidate_lists.get(list_key)
@@ -943,32 +938,32 @@ class Transaction:
         (a rule with `scan`): False rules the rule out. Rules that read the same collections
         share their values' scan as they are (most pipelines leave most values alone, or
         only lowercase them); only values a pipeline changes are scanned for it. Each look is
-        one membership test in a set kept for the phase, up to the first that holds (no
-        union of them is built: each rule asks for its own pattern once)."""
+        one test of the rule's bit in a mask kept for the phase (`Waf.scan_sets`), up to the
+        first that holds: no union of them is built, each rule asks for its own pattern."""
         prefilter = rule.prefilter
         assert prefilter is not None
-        pattern = prefilter[1]
+        bit = prefilter[1]
         found = self._scan_found
         for index in rule.scan_sets:
             candidates = found[index]
             if candidates is None:
                 candidates = found[index] = self._scan_set(index)
-            if pattern in candidates:
+            if candidates & bit:
                 return True
         return False
 
-    def _scan_set(self, index: int) -> set[int]:
+    def _scan_set(self, index: int) -> int:
         """The patterns entry `index` of `Waf.scan_sets` may match (see _may_hit)."""
         variable, group, step_id, step = self.waf.scan_sets[index]
         distinct = self._distinct.get(variable) or self._distinct_of(variable)
         values, triggers, double_space = distinct
         if not values:
-            return set()
+            return 0
         if step is None:
             return self._base(group, values)
         fast = self.waf.fast_paths[step_id]
         if fast is not None and fast.leaves(triggers, double_space):
-            return set()  # the pipeline changes none of the values beyond lowercasing
+            return 0  # the pipeline changes none of the values beyond lowercasing
         return self._var_extra(values, step_id, step, fast, group)
 
     def _var_extra(
@@ -978,7 +973,7 @@ class Transaction:
         step: Callable[[bytes], bytes],
         fast: FastPath | None,
         group: int,
-    ) -> set[int]:
+    ) -> int:
         """The patterns of `group` that may match one of `values` that the pipeline changes,
         once through it (the others are in `_base`)."""
         if fast is not None:
@@ -990,7 +985,7 @@ class Transaction:
                 values = list({key(value): value for value in values}.values())
         transform = self._transform
         candidates_of = self._candidates_of
-        union: set[int] = set()
+        union = 0
         seen: set[bytes] = set()
         for value in values:
             changed = transform(step_id, step, value)
@@ -1009,9 +1004,9 @@ class Transaction:
         distinct = self._distinct[variable] = (values, *signature(values))
         return distinct
 
-    def _base(self, group: int, values: list[bytes]) -> set[int]:
+    def _base(self, group: int, values: list[bytes]) -> int:
         """The patterns that may match a collection's values as they are or lowercased."""
-        base: set[int] = set()
+        base = 0
         candidates_of = self._candidates_of
         for value in values:
             base |= candidates_of(group, value)
@@ -1022,12 +1017,12 @@ class Transaction:
                     base |= candidates_of(group, lower)
         return base
 
-    def _union(self, group: int, transformed: list[bytes], key: object) -> set[int]:
+    def _union(self, group: int, transformed: list[bytes], key: object) -> int:
         """The patterns of `group` the scan says may match one of the values (once per list
         and phase)."""
         union = self._unions.get((key, group))
         if union is None:
-            union = set()
+            union = 0
             for value in transformed:
                 union |= self._candidates_of(group, value)
             self._unions[(key, group)] = union
@@ -1089,7 +1084,8 @@ class Transaction:
                     return found
         return None
 
-    def _candidates_of(self, group: int, value: bytes) -> frozenset[int]:
+    def _candidates_of(self, group: int, value: bytes) -> int:
+        """The mask of the patterns of `group` that may match `value` (PatternSet.mask)."""
         key = (group, value)
         if len(value) > SHARED_VALUE_BYTES:
             memo = self._candidates
@@ -1099,12 +1095,11 @@ class Transaction:
                 memo.clear()
         candidates = memo.get(key)
         if candidates is None:
-            found = self.waf.pattern_sets[group].candidates(value)
-            candidates = memo[key] = frozenset(found)
+            candidates = memo[key] = self.waf.pattern_sets[group].mask(value)
         return candidates
 
     def _may_match(self, prefilter: tuple[int, int], value: bytes) -> bool:
-        return prefilter[1] in self._candidates_of(prefilter[0], value)
+        return self._candidates_of(prefilter[0], value) & prefilter[1] != 0
 
     # ---- actions -------------------------------------------------------------------------
 
