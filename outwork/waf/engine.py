@@ -820,17 +820,15 @@ class Transaction:
             fast = self.waf.fast_paths[pipeline_id]
             if fast is None:
                 cached = [self._transform(pipeline_id, fn, v) for _, v in values]
+            elif fast.lowers:
+                cached = [
+                    self._transform(pipeline_id, fn, v) if fast.acts(v) else v.lower()
+                    for _, v in values
+                ]
             else:
-                transform = self._transform
-                if fast.lowers:
-                    cached = [
-                        transform(pipeline_id, fn, v) if fast.acts(v) else v.lower()
-                        for _, v in values
-                    ]
-                else:
-                    cached = [
-                        transform(pipeline_id, fn, v) if fast.acts(v) else v for _, v in values
-                    ]
+                cached = [
+                    self._transform(pipeline_id, fn, v) if fast.acts(v) else v for _, v in values
+                ]
             self._tvalues[tkey] = cached
         return cached
 
@@ -927,9 +925,8 @@ class Transaction:
         list_key = (key, pipeline_id, group)
         found = self._candidate_lists.get(list_key)
         if found is None:
-            candidates_of = self._candidates_of
             found = self._candidate_lists[list_key] = [
-                candidates_of(group, value) for value in transformed
+                self._candidates_of(group, value) for value in transformed
             ]
         return found
 
@@ -983,18 +980,16 @@ class Transaction:
             if key is not None:
                 # One value for all those the pipeline turns into the same (fastpath.input_key).
                 values = list({key(value): value for value in values}.values())
-        transform = self._transform
-        candidates_of = self._candidates_of
         union = 0
         seen: set[bytes] = set()
         for value in values:
-            changed = transform(step_id, step, value)
+            changed = self._transform(step_id, step, value)
             # A value the pipeline leaves alone is in the base scan (`_base`); one that
             # several values become is scanned once.
             if changed == value or changed in seen:
                 continue
             seen.add(changed)
-            union |= candidates_of(group, changed)
+            union |= self._candidates_of(group, changed)
         return union
 
     def _distinct_of(self, variable: int) -> tuple[list[bytes], frozenset[int], bool]:
@@ -1007,14 +1002,13 @@ class Transaction:
     def _base(self, group: int, values: list[bytes]) -> int:
         """The patterns that may match a collection's values as they are or lowercased."""
         base = 0
-        candidates_of = self._candidates_of
         for value in values:
-            base |= candidates_of(group, value)
+            base |= self._candidates_of(group, value)
             # (A long value takes the literal prefilter, which reads it lowercased.)
             if len(value) <= SET_MAX_VALUE:
                 lower = value.lower()
                 if lower != value:
-                    base |= candidates_of(group, lower)
+                    base |= self._candidates_of(group, lower)
         return base
 
     def _union(self, group: int, transformed: list[bytes], key: object) -> int:
