@@ -11,7 +11,7 @@ Speed comes from not doing work twice, and from ruling rules out before running 
 every `@rx` of a phase sits in one `PatternSet`; each collection a rule reads is scanned once
 per phase as it is and lowercased (for every rule that reads it), and through a pipeline
 only for the values that pipeline changes (its fast path says which); a rule whose pattern no
-scanned value can match is skipped with a few set lookups (`_may_hit`), the others run their
+scanned value can match is skipped with a few bit tests (`_may_hit`), the others run their
 exact regex only on the values the scan names. TX checks run inline, `@pm` looks at all of a
 rule's values in one pass first, and transformed values and scan answers of short values are
 kept across transactions (bounded). `Transaction.stats` counts how many rules ran fully.
