@@ -99,6 +99,7 @@ MODULES = (
     "outwork.upstream.pool",
     "outwork.waf.engine",
     "outwork.waf.fastpath",
+    "outwork.waf.operators",
     "outwork.waf.patterns",
     "outwork.waf.transforms",
     "outwork.waf.variables",

@@ -11,7 +11,7 @@ Speed comes from not doing work twice, and from ruling rules out before running 
 every `@rx` of a phase sits in one `PatternSet`; each collection a rule reads is scanned once
 per phase as it is and lowercased (for every rule that reads it), and through a pipeline
 only for the values that pipeline changes (its fast path says which); a rule whose pattern no
-scanned value can match is skipped with one set lookup (`_may_hit`), the others run their
+scanned value can match is skipped with a few bit tests (`_may_hit`), the others run their
 exact regex only on the values the scan names. TX checks run inline, `@pm` looks at all of a
 rule's values in one pass first, and transformed values and scan answers of short values are
 kept across transactions (bounded). `Transaction.stats` counts how many rules ran fully.
@@ -63,6 +63,9 @@ _unique_ids = itertools.count(1)
 _NO_EXTRA: Final[tuple[tuple[Variable, ...], object]] = ((), ())
 Values = list[tuple[bytes, bytes]]
 Link = tuple[int, Callable[[bytes], bytes], Callable[[bytes], bytes], FastPath | None]
+# What one entry of `Waf.scan_sets` scans: (scan variable, pattern set, pipeline id, pipeline);
+# pipeline id -1 and no pipeline: the variable's values as they are and lowercased.
+ScanSet = tuple[int, int, int, Callable[[bytes], bytes] | None]
 
 
 class WafLoadError(ValueError):
@@ -152,17 +155,15 @@ class CompiledRule:
     # What the prefilter scans: the rule's pipeline, or (multiMatch) each of its prefixes.
     step_ids: tuple[int, ...] = ()
     step_pipes: tuple[Callable[[bytes], bytes] | None, ...] = ()
-    # A prefiltered, plain (not negated, not multiMatch, not live) @rx rule:
-    # (pipeline id, pattern set, index in it); None for every other rule.
-    quick: tuple[int, int, int] | None = None
-    # The rule's @rx in its phase's pattern set for its pipeline: (group, index), or None.
+    # The rule's @rx in its phase's pattern set: (group, its bit in the set's masks), or None.
     prefilter: tuple[int, int] | None = None
     # A prefiltered rule whose targets are all plain collections (not counted, not live):
     # their indexes in `Waf.scan_variables`, scanned once per (variable, pipeline) and
     # request phase; None: the rule's values are scanned as one list.
     scan: tuple[int, ...] | None = None
-    scan_key: int = 0  # the same for rules with the same scan, pipelines and pattern set
-    scan_id: int = 0  # the same for rules with the same scan and pattern set
+    # With `scan`: the entries of `Waf.scan_sets` its pattern may be found in, the values as
+    # they are first (one per variable), then what each of its pipelines changes.
+    scan_sets: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +222,7 @@ class Waf:
         self._selections: dict[tuple[str, str], frozenset[int]] = {}
         self.fast_paths: list[FastPath | None] = []  # by pipeline id (set by the compiler)
         self.scan_variables: list[Variable] = []  # see CompiledRule.scan (set by the compiler)
+        self.scan_sets: list[ScanSet] = []  # see CompiledRule.scan_sets (set by the compiler)
         self.input_keys: list[Callable[[bytes], bytes] | None] = []  # by pipeline id (fastpath)
         # By pipeline id: a pipeline whose pipeline but for its last step also exists (the
         # prefixes a multiMatch rule scans): (that pipeline's id and function, the last step,
@@ -229,7 +231,7 @@ class Waf:
         # Results of pure functions of short values, shared by transactions: header values,
         # names and short values recur from request to request (see SHARED_ENTRIES).
         self.shared_transforms: dict[tuple[int, bytes], bytes] = {}  # (pipeline, value)
-        self.shared_candidates: dict[tuple[int, bytes], frozenset[int]] = {}  # (set, value)
+        self.shared_candidates: dict[tuple[int, bytes], int] = {}  # (set, value): its mask
         # What the setup decides for every request (fold.py): set by the compiler.
         self.prefix: Prefix | None = None
         self.folds: dict[int, Folded] = {}
@@ -353,7 +355,7 @@ class _Compiler:
         waf.fast_paths = [fast_path(names) for names, _ in by_id]
         waf.input_keys = [input_key(names) for names, _ in by_id]
         waf.links = [self._link(names) for names, _ in by_id]
-        waf.scan_variables = self._scan_variables(rules)
+        waf.scan_variables, waf.scan_sets = self._scan_variables(rules)
         waf.prefix, waf.folds, waf.folded_ids = fold(waf)
         return waf
 
@@ -370,14 +372,15 @@ class _Compiler:
         )
 
     @staticmethod
-    def _scan_variables(rules: list[CompiledRule]) -> list[Variable]:
-        """Give each prefiltered rule reading only plain collections its `scan`: rules name
-        the same few collections (ARGS, REQUEST_COOKIES, ...), so a collection's values are
-        scanned once per pipeline for all of them. Exclusions are left out: a scan of more
-        values than the rule reads only lets the rule run its regex where it need not."""
+    def _scan_variables(rules: list[CompiledRule]) -> tuple[list[Variable], list[ScanSet]]:
+        """Give each prefiltered rule reading only plain collections its `scan` and
+        `scan_sets`: rules name the same few collections (ARGS, REQUEST_COOKIES, ...), so a
+        collection's values are scanned once per pipeline for all of them. Exclusions are
+        left out: a scan of more values than the rule reads only lets the rule run its regex
+        where it need not."""
         interned: dict[Variable, int] = {}
-        scan_keys: dict[object, int] = {}
-        scan_ids: dict[object, int] = {}
+        scan_sets: dict[tuple[int, int, int], int] = {}
+        steps: list[Callable[[bytes], bytes] | None] = []
         for head in rules:
             for rule in (head, *head.chained):
                 if rule.prefilter is None or rule.live or rule.negated:
@@ -389,11 +392,22 @@ class _Compiler:
                     for v in rule.targets
                 )
                 group = rule.prefilter[0]
-                rule.scan_key = scan_keys.setdefault(
-                    (rule.scan, rule.step_ids, group), len(scan_keys)
-                )
-                rule.scan_id = scan_ids.setdefault((rule.scan, group), len(scan_ids))
-        return list(interned)
+                wanted: list[ScanSet] = [(variable, group, -1, None) for variable in rule.scan]
+                wanted += [
+                    (variable, group, step_id, step)
+                    for variable in rule.scan
+                    for step_id, step in zip(rule.step_ids, rule.step_pipes, strict=True)
+                    if step is not None
+                ]
+                found: list[int] = []
+                for variable, group, step_id, step in wanted:
+                    index = scan_sets.setdefault((variable, group, step_id), len(scan_sets))
+                    if index == len(steps):
+                        steps.append(step)
+                    found.append(index)
+                rule.scan_sets = tuple(found)
+        described = [(*key, steps[index]) for key, index in scan_sets.items()]
+        return list(interned), described
 
     def _intern(self, variable: Variable) -> Variable:
         """One object per distinct variable: what a transaction works out for a variable is
@@ -508,9 +522,7 @@ class _Compiler:
             except ValueError:
                 continue  # those rules run their regex on every value: slower, never skipped
             for index, (_, compiled) in enumerate(members):
-                compiled.prefilter = (len(sets), index)
-                if not (compiled.negated or compiled.multi_match or compiled.live):
-                    compiled.quick = (compiled.pipeline_id, len(sets), index)
+                compiled.prefilter = (len(sets), 1 << index)
             sets.append(pattern_set)
         return sets
 
@@ -553,17 +565,15 @@ class Transaction:
         self._values: dict[object, Values] = {}
         self._extra: dict[int, tuple[tuple[Variable, ...], object]] = {}  # by rule id
         self._tvalues: dict[object, list[bytes]] = {}  # by (values key, pipeline)
-        self._unions: dict[object, set[int]] = {}  # see _union
-        # See _may_hit: by scan variable; by (variable, group); by (variable, pipeline, group).
+        self._unions: dict[object, int] = {}  # see _union
+        # See _may_hit: by scan variable; by index in `Waf.scan_sets` (None: not worked out
+        # yet in this phase).
         self._distinct: dict[int, tuple[list[bytes], frozenset[int], bool]] = {}
-        self._scan_unions: dict[int, set[int]] = {}  # by CompiledRule.scan_key
-        self._scan_bases: dict[int, set[int]] = {}  # by CompiledRule.scan_id
-        self._bases: dict[tuple[int, int], set[int]] = {}
-        self._var_unions: dict[tuple[int, int, int], set[int]] = {}
+        self._scan_found: list[int | None] = [None] * len(waf.scan_sets)
         self._transformed: dict[tuple[int, bytes], bytes] = {}  # by (pipeline, value)
         self._matches: dict[tuple[int, bytes], OperatorMatch | None] = {}  # by (operator, value)
-        self._candidates: dict[tuple[int, bytes], frozenset[int]] = {}
-        self._candidate_lists: dict[object, list[frozenset[int]]] = {}  # see _candidate_list
+        self._candidates: dict[tuple[int, bytes], int] = {}  # (set, value): its mask
+        self._candidate_lists: dict[object, list[int]] = {}  # see _candidate_list
         self._rule: CompiledRule | None = None
         # What holds values of the phase's collections (not TX): cleared with the body's
         # arrival and by the ctls that change what the body shows.
@@ -572,10 +582,6 @@ class Transaction:
             self._tvalues,
             self._unions,
             self._distinct,
-            self._scan_unions,
-            self._scan_bases,
-            self._bases,
-            self._var_unions,
             self._candidate_lists,
         )
 
@@ -597,8 +603,7 @@ class Transaction:
                 self.vars.read_body()
             elif phase == 4 and self.vars.response is not None:
                 self.vars.read_response(self.vars.response)
-            for cache in self._phase_caches:
-                cache.clear()
+            self._clear_phase_caches()
         # Read into a local: a narrowed attribute would stay "None" for mypyc after the rules'
         # actions set it (mypy keeps an attribute's narrowing across calls; compiled code
         # checks it).
@@ -815,17 +820,15 @@ class Transaction:
             fast = self.waf.fast_paths[pipeline_id]
             if fast is None:
                 cached = [self._transform(pipeline_id, fn, v) for _, v in values]
+            elif fast.lowers:
+                cached = [
+                    self._transform(pipeline_id, fn, v) if fast.acts(v) else v.lower()
+                    for _, v in values
+                ]
             else:
-                transform = self._transform
-                if fast.lowers:
-                    cached = [
-                        transform(pipeline_id, fn, v) if fast.acts(v) else v.lower()
-                        for _, v in values
-                    ]
-                else:
-                    cached = [
-                        transform(pipeline_id, fn, v) if fast.acts(v) else v for _, v in values
-                    ]
+                cached = [
+                    self._transform(pipeline_id, fn, v) if fast.acts(v) else v for _, v in values
+                ]
             self._tvalues[tkey] = cached
         return cached
 
@@ -848,10 +851,10 @@ class Transaction:
         if prefilter is not None and not rule.negated and key is not None and rule.scan is None:
             # The values the scan says the regex may match, from one look per (values,
             # pipeline): most rules stop here, the others run their regex on those only.
-            group, index = prefilter
+            group, bit = prefilter
             for step_id, step in zip(rule.step_ids, rule.step_pipes, strict=True):
                 stepped = self._transformed_of(values, key, step_id, step)
-                if index in self._union(group, stepped, (key, step_id)):
+                if self._union(group, stepped, (key, step_id)) & bit:
                     break
             else:
                 self._count(rule, head, False)
@@ -866,9 +869,9 @@ class Transaction:
             if prefilter is not None and not rule.negated and key is not None:
                 # The values the scan names, from one list per (values, pipeline) that rules
                 # share, instead of a look per value and rule (a large body has thousands).
-                group, index = prefilter
+                group, bit = prefilter
                 found_in = self._candidate_list(key, rule.pipeline_id, group, transformed)
-                positions = [p for p, found in enumerate(found_in) if index in found]
+                positions = [p for p, found in enumerate(found_in) if found & bit]
                 screen = None
         matched = False
         ran = False  # the operator ran on some value (the prefilter did not rule them all out)
@@ -917,68 +920,48 @@ class Transaction:
 
     def _candidate_list(
         self, key: object, pipeline_id: int, group: int, transformed: list[bytes]
-    ) -> list[frozenset[int]]:
+    ) -> list[int]:
         """The scan's answer for each of the values (once per list, pipeline and phase)."""
         list_key = (key, pipeline_id, group)
         found = self._candidate_lists.get(list_key)
         if found is None:
-            candidates_of = self._candidates_of
             found = self._candidate_lists[list_key] = [
-                candidates_of(group, value) for value in transformed
+                self._candidates_of(group, value) for value in transformed
             ]
         return found
 
     def _may_hit(self, rule: CompiledRule) -> bool:
         """Whether the scan says the rule's regex may match a value of one of its collections
         (a rule with `scan`): False rules the rule out. Rules that read the same collections
-        share their values' scan as they are (`_scan_base`: most pipelines leave most values
-        alone, or only lowercase them); only values a pipeline changes are scanned for it."""
+        share their values' scan as they are (most pipelines leave most values alone, or
+        only lowercase them); only values a pipeline changes are scanned for it. Each look is
+        one test of the rule's bit in a mask kept for the phase (`Waf.scan_sets`), up to the
+        first that holds: no union of them is built, each rule asks for its own pattern."""
         prefilter = rule.prefilter
         assert prefilter is not None
-        base = self._scan_bases.get(rule.scan_id)
-        if base is None:
-            base = self._scan_bases[rule.scan_id] = self._scan_base(rule)
-        if prefilter[1] in base:
-            return True
-        extra = self._scan_unions.get(rule.scan_key)
-        if extra is None:
-            extra = self._scan_unions[rule.scan_key] = self._scan_extra(rule)
-        return prefilter[1] in extra
+        bit = prefilter[1]
+        found = self._scan_found
+        for index in rule.scan_sets:
+            candidates = found[index]
+            if candidates is None:
+                candidates = found[index] = self._scan_set(index)
+            if candidates & bit:
+                return True
+        return False
 
-    def _scan_base(self, rule: CompiledRule) -> set[int]:
-        assert rule.prefilter is not None and rule.scan is not None
-        group = rule.prefilter[0]
-        found: set[int] = set()
-        for variable in rule.scan:
-            distinct = self._distinct.get(variable) or self._distinct_of(variable)
-            if distinct[0]:
-                found |= self._base(variable, group, distinct[0])
-        return found
-
-    def _scan_extra(self, rule: CompiledRule) -> set[int]:
-        """What the rule's pipelines make of the values they change (see _may_hit)."""
-        assert rule.prefilter is not None and rule.scan is not None
-        group = rule.prefilter[0]
-        extras = self._var_unions
-        fast_paths = self.waf.fast_paths
-        found: set[int] = set()
-        for variable in rule.scan:
-            values, triggers, double_space = self._distinct[variable]
-            if not values:
-                continue
-            for step_id, step in zip(rule.step_ids, rule.step_pipes, strict=True):
-                if step is None:
-                    continue
-                fast = fast_paths[step_id]
-                if fast is not None and fast.leaves(triggers, double_space):
-                    continue
-                extra = extras.get((variable, step_id, group))
-                if extra is None:
-                    extra = extras[(variable, step_id, group)] = self._var_extra(
-                        values, step_id, step, fast, group
-                    )
-                found |= extra
-        return found
+    def _scan_set(self, index: int) -> int:
+        """The patterns entry `index` of `Waf.scan_sets` may match (see _may_hit)."""
+        variable, group, step_id, step = self.waf.scan_sets[index]
+        distinct = self._distinct.get(variable) or self._distinct_of(variable)
+        values, triggers, double_space = distinct
+        if not values:
+            return 0
+        if step is None:
+            return self._base(group, values)
+        fast = self.waf.fast_paths[step_id]
+        if fast is not None and fast.leaves(triggers, double_space):
+            return 0  # the pipeline changes none of the values beyond lowercasing
+        return self._var_extra(values, step_id, step, fast, group)
 
     def _var_extra(
         self,
@@ -987,7 +970,7 @@ class Transaction:
         step: Callable[[bytes], bytes],
         fast: FastPath | None,
         group: int,
-    ) -> set[int]:
+    ) -> int:
         """The patterns of `group` that may match one of `values` that the pipeline changes,
         once through it (the others are in `_base`)."""
         if fast is not None:
@@ -997,18 +980,16 @@ class Transaction:
             if key is not None:
                 # One value for all those the pipeline turns into the same (fastpath.input_key).
                 values = list({key(value): value for value in values}.values())
-        transform = self._transform
-        candidates_of = self._candidates_of
-        union: set[int] = set()
+        union = 0
         seen: set[bytes] = set()
         for value in values:
-            changed = transform(step_id, step, value)
+            changed = self._transform(step_id, step, value)
             # A value the pipeline leaves alone is in the base scan (`_base`); one that
             # several values become is scanned once.
             if changed == value or changed in seen:
                 continue
             seen.add(changed)
-            union |= candidates_of(group, changed)
+            union |= self._candidates_of(group, changed)
         return union
 
     def _distinct_of(self, variable: int) -> tuple[list[bytes], frozenset[int], bool]:
@@ -1018,28 +999,24 @@ class Transaction:
         distinct = self._distinct[variable] = (values, *signature(values))
         return distinct
 
-    def _base(self, variable: int, group: int, values: list[bytes]) -> set[int]:
+    def _base(self, group: int, values: list[bytes]) -> int:
         """The patterns that may match a collection's values as they are or lowercased."""
-        base = self._bases.get((variable, group))
-        if base is None:
-            base = set()
-            candidates_of = self._candidates_of
-            for value in values:
-                base |= candidates_of(group, value)
-                # (A long value takes the literal prefilter, which reads it lowercased.)
-                if len(value) <= SET_MAX_VALUE:
-                    lower = value.lower()
-                    if lower != value:
-                        base |= candidates_of(group, lower)
-            self._bases[(variable, group)] = base
+        base = 0
+        for value in values:
+            base |= self._candidates_of(group, value)
+            # (A long value takes the literal prefilter, which reads it lowercased.)
+            if len(value) <= SET_MAX_VALUE:
+                lower = value.lower()
+                if lower != value:
+                    base |= self._candidates_of(group, lower)
         return base
 
-    def _union(self, group: int, transformed: list[bytes], key: object) -> set[int]:
+    def _union(self, group: int, transformed: list[bytes], key: object) -> int:
         """The patterns of `group` the scan says may match one of the values (once per list
         and phase)."""
         union = self._unions.get((key, group))
         if union is None:
-            union = set()
+            union = 0
             for value in transformed:
                 union |= self._candidates_of(group, value)
             self._unions[(key, group)] = union
@@ -1101,7 +1078,8 @@ class Transaction:
                     return found
         return None
 
-    def _candidates_of(self, group: int, value: bytes) -> frozenset[int]:
+    def _candidates_of(self, group: int, value: bytes) -> int:
+        """The mask of the patterns of `group` that may match `value` (PatternSet.mask)."""
         key = (group, value)
         if len(value) > SHARED_VALUE_BYTES:
             memo = self._candidates
@@ -1111,12 +1089,11 @@ class Transaction:
                 memo.clear()
         candidates = memo.get(key)
         if candidates is None:
-            found = self.waf.pattern_sets[group].candidates(value)
-            candidates = memo[key] = frozenset(found)
+            candidates = memo[key] = self.waf.pattern_sets[group].mask(value)
         return candidates
 
     def _may_match(self, prefilter: tuple[int, int], value: bytes) -> bool:
-        return prefilter[1] in self._candidates_of(prefilter[0], value)
+        return self._candidates_of(prefilter[0], value) & prefilter[1] != 0
 
     # ---- actions -------------------------------------------------------------------------
 
@@ -1181,8 +1158,12 @@ class Transaction:
     def _forget_values(self) -> None:
         """What rules read, computed for this phase, is computed again (a ctl changed it)."""
         self.vars.processor_changed()
+        self._clear_phase_caches()
+
+    def _clear_phase_caches(self) -> None:
         for cache in self._phase_caches:
             cache.clear()
+        self._scan_found = [None] * len(self.waf.scan_sets)
 
     # ---- macros --------------------------------------------------------------------------
 

@@ -67,7 +67,6 @@ def without_shortcuts(waf: Waf) -> Waf:
         for rule in (head, *head.chained):
             rule.scan = None
             rule.prefilter = None
-            rule.quick = None
             rule.phrases = None
     return waf
 
@@ -101,3 +100,52 @@ def test_shortcuts_match_the_same_rules(
     ]
     request = WafRequest(b"POST", target, b"HTTP/1.1", headers, "192.0.2.1", 4000, body)
     assert verdict(fast, request) == verdict(plain, request)
+
+
+def scanned_request(query: str, field: str, agent: str, cookie: str) -> WafRequest:
+    body = json.dumps({"name": field, field[:8] or "k": [1, query]}).encode()
+    target = b"/api/items?q=" + quote_from_bytes(query.encode(), safe="%&=+").encode() + b"&n=2"
+    headers = [
+        (b"Host", b"localhost"),
+        (b"User-Agent", agent.encode()),
+        (b"Cookie", b"s=" + quote_from_bytes(cookie.encode(), safe="%&=+").encode()),
+        (b"Content-Type", b"application/json"),
+        (b"Content-Length", str(len(body)).encode()),
+    ]
+    return WafRequest(b"POST", target, b"HTTP/1.1", headers, "192.0.2.1", 4000, body)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(VALUES, VALUES, VALUES, VALUES)
+def test_the_scan_rules_a_rule_out_as_the_union_of_its_values_scans_does(
+    engines: tuple[Waf, Waf], query: str, field: str, agent: str, cookie: str
+) -> None:
+    """`_may_hit` looks in one mask after another and stops at the first holding the rule's
+    pattern: its answer is the union's, over the rule's values as they are, lowercased and
+    through each pipeline it scans; and a rule whose regex matches one of those values is
+    never ruled out."""
+    waf, _ = engines
+    transaction = waf.transaction(scanned_request(query, field, agent, cookie))
+    transaction.run_phase(1)
+    transaction.run_phase(2)
+    for head in waf.rules:
+        for rule in (head, *head.chained):
+            if rule.scan is None or head.phase not in (1, 2):
+                continue
+            assert rule.prefilter is not None
+            group, bit = rule.prefilter
+            values = [
+                value
+                for variable in rule.scan
+                for _, value in transaction.vars.select(waf.scan_variables[variable])
+            ]
+            union = 0
+            through = [
+                step(value) if step else value for value in values for step in rule.step_pipes
+            ]
+            for value in values + [value.lower() for value in values] + through:
+                union |= transaction._candidates_of(group, value)
+            may_hit = transaction._may_hit(rule)
+            assert may_hit == bool(union & bit), rule.id
+            if not may_hit:
+                assert not any(rule.operator.match(value, transaction.expand) for value in through)
