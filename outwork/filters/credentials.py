@@ -77,11 +77,12 @@ def edit_head(
     if not isinstance(remove, LineRemoval):
         remove = LineRemoval(remove)
     names, sizes = remove.names, remove.sizes
-    head.block = remove.block(head.block) + name + b": " + value + b"\r\n"
+    head.block = b"".join((remove.block(head.block), name, b": ", value, b"\r\n"))
+    # The kept headers' own tuples: compiled code would unpack and build each anew.
     headers = [
-        (key, each)
-        for key, each in head.headers
-        if len(key) not in sizes or key.lower() not in names
+        header
+        for header in head.headers
+        if len(header[0]) not in sizes or header[0].lower() not in names
     ]
     headers.append((name, value))
     head.headers = headers
