@@ -255,15 +255,23 @@ class KeySchedule:
             self.hash_name, resumption_master, b"resumption", ticket_nonce, self.params.hash_length
         )
 
-    def finished_verify_data(self, base_key: bytes, transcript_hash: bytes) -> bytes:
-        finished_key = hkdf_expand_label(
-            self.hash_name, base_key, b"finished", b"", self.params.hash_length
-        )
+    def finished_verify_data(self, base_key: bytes | HmacKey, transcript_hash: bytes) -> bytes:
+        """`base_key`: a handshake traffic secret (or binder key), or its HmacKey when the
+        record key was expanded from it already (one HMAC key setup less)."""
+        length = self.params.hash_length
+        if isinstance(base_key, HmacKey):
+            finished_key = base_key.expand_label(b"finished", b"", length)
+        else:
+            finished_key = hkdf_expand_label(self.hash_name, base_key, b"finished", b"", length)
         return _hmac(self.hash_name, finished_key, transcript_hash)
 
 
-def traffic_key_and_iv(params: SuiteParams, secret: bytes) -> tuple[bytes, bytes]:
-    prk = HmacKey(params.hash_name, secret)
+def traffic_key_and_iv(
+    params: SuiteParams, secret: bytes, prk: HmacKey | None = None
+) -> tuple[bytes, bytes]:
+    """`prk`: the HmacKey of `secret`, when the caller expands more from it (Finished)."""
+    if prk is None:
+        prk = HmacKey(params.hash_name, secret)
     return prk.expand_label(b"key", b"", params.key_length), prk.expand_label(b"iv", b"", IV_LENGTH)
 
 

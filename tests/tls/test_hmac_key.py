@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from outwork.tls.alerts import AlertDescription, TLSError
 from outwork.tls.codec import Reader
-from outwork.tls.keyschedule import HmacKey, hkdf_expand_label, hkdf_extract
+from outwork.tls.keyschedule import (
+    SUITES,
+    HmacKey,
+    KeySchedule,
+    hkdf_expand_label,
+    hkdf_extract,
+    traffic_key_and_iv,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -97,3 +104,23 @@ def test_hkdf_matches_rfc5869(
         okm += block
         counter += 1
     assert hkdf_expand_label(hash_name, prk, b"key", context, length) == okm[:length]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.sampled_from(sorted(SUITES)),
+    st.binary(min_size=32, max_size=48),
+    st.binary(min_size=32, max_size=48),
+)
+def test_finished_from_hmac_key_matches_from_secret(
+    suite: int, secret: bytes, transcript_hash: bytes
+) -> None:
+    """The Finished of a handshake traffic secret is the same from the secret and from the
+    HmacKey its record key was expanded with."""
+    params = SUITES[suite]
+    schedule = KeySchedule(params)
+    from_key = schedule.finished_verify_data(HmacKey(params.hash_name, secret), transcript_hash)
+    assert from_key == schedule.finished_verify_data(secret, transcript_hash)
+    assert traffic_key_and_iv(params, secret, HmacKey(params.hash_name, secret)) == (
+        traffic_key_and_iv(params, secret)
+    )
