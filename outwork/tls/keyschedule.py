@@ -55,6 +55,7 @@ def hkdf_extract(hash_name: str, salt: bytes, ikm: bytes) -> bytes:
 _ALGORITHM: Final[dict[str, hashes.HashAlgorithm]] = {
     "sha256": hashes.SHA256(),
     "sha384": hashes.SHA384(),
+    "sha512": hashes.SHA512(),
 }
 
 
@@ -78,7 +79,7 @@ class HmacKey:
 
     def expand_label(self, label: bytes, context: bytes, length: int) -> bytes:
         """HKDF-Expand-Label with this key as the secret, for a length of at most one hash."""
-        info = _label_prefix(label, length) + bytes((len(context),)) + context
+        info = _label_prefix(label, length) + _BYTE[len(context)] + context
         return self.digest(info + b"\x01")[:length]
 
 
@@ -98,6 +99,11 @@ _DIGEST_SIZE: Final = {"sha256": 32, "sha384": 48, "sha512": 64}
 _HASH_NEW: Final = {"sha256": hashlib.sha256, "sha384": hashlib.sha384}
 
 
+# One-byte strings by value: HkdfLabel's context length (opaque context<0..255>), taken from
+# a table rather than built by the bytes constructor for each label.
+_BYTE: Final = [bytes((i,)) for i in range(256)]
+
+
 @functools.lru_cache(maxsize=64)
 def _label_prefix(label: bytes, length: int) -> bytes:
     """HkdfLabel up to its context: length, then "tls13 " + label with its length byte. The
@@ -109,7 +115,7 @@ def _label_prefix(label: bytes, length: int) -> bytes:
 def hkdf_expand_label(
     hash_name: str, secret: bytes, label: bytes, context: bytes, length: int
 ) -> bytes:
-    info = _label_prefix(label, length) + bytes((len(context),)) + context
+    info = _label_prefix(label, length) + _BYTE[len(context)] + context
     if length <= _DIGEST_SIZE.get(hash_name, 0):
         # Every TLS 1.3 label asks for at most one hash length: HKDF-Expand is then one HMAC
         # (T(1) = HMAC(PRK, info | 0x01), RFC 5869 2.3).

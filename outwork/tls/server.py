@@ -267,7 +267,10 @@ class ServerConnection(TLSConnection):
         if ask_certificate:
             flight += self._certificate_request(transcript)
         if certified_scheme is not None:
-            flight += self._certificate_flight(transcript, *certified_scheme)
+            # Unpacked, not *-passed: a compiled call with star arguments goes through the
+            # generic Python call path.
+            certified, scheme = certified_scheme
+            flight += self._certificate_flight(transcript, certified, scheme)
         verify_data = schedule.finished_verify_data(server_hs_key, transcript.digest())
         finished = handshake_message(HandshakeType.FINISHED, verify_data)
         transcript.update(finished)
