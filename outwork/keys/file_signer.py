@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
@@ -35,6 +36,10 @@ class FileSigner:
             self._schemes = (SignatureScheme.ED25519,)
         else:
             raise ValueError(f"unsupported private key type {type(key).__name__}")
+        # Each scheme's signing call, its parameters made once: a handshake then makes no
+        # padding, hash or ECDSA objects and no isinstance checks against cryptography's
+        # abstract classes.
+        self._sign = {scheme: _signing_call(key, scheme) for scheme in self._schemes}
 
     def public_key(self) -> CertificatePublicKeyTypes:
         return self._key.public_key()
@@ -43,18 +48,25 @@ class FileSigner:
         return self._schemes
 
     def sign(self, scheme: SignatureScheme, data: bytes) -> bytes:
-        if scheme not in self._schemes:
+        sign = self._sign.get(scheme)
+        if sign is None:
             raise ValueError(f"key cannot sign with {scheme.name}")
-        key = self._key
-        if isinstance(key, ed25519.Ed25519PrivateKey):
-            return key.sign(data)
-        algorithm = scheme_hash(scheme)
-        if isinstance(key, ec.EllipticCurvePrivateKey):
-            return key.sign(data, ec.ECDSA(algorithm))
-        if scheme.name.startswith("RSA_PSS"):
-            pss = padding.PSS(mgf=padding.MGF1(algorithm), salt_length=algorithm.digest_size)
-            return key.sign(data, pss, algorithm)
-        return key.sign(data, padding.PKCS1v15(), algorithm)
+        return sign(data)
+
+
+def _signing_call(key: SigningKey, scheme: SignatureScheme) -> Callable[[bytes], bytes]:
+    """`data` -> the signature of `data` by `key` with `scheme` (one the key can produce)."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key.sign
+    algorithm = scheme_hash(scheme)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        ecdsa = ec.ECDSA(algorithm)
+        return lambda data: key.sign(data, ecdsa)
+    if scheme.name.startswith("RSA_PSS"):
+        pss = padding.PSS(mgf=padding.MGF1(algorithm), salt_length=algorithm.digest_size)
+        return lambda data: key.sign(data, pss, algorithm)
+    pkcs1 = padding.PKCS1v15()
+    return lambda data: key.sign(data, pkcs1, algorithm)
 
 
 def load_private_key(key_path: str | Path, passphrase: bytes | None = None) -> SigningKey:

@@ -17,7 +17,7 @@ from outwork.tls.alerts import AlertDescription, TLSError, decode_error, unexpec
 from outwork.tls.codec import Reader, Writer
 from outwork.tls.config import MAX_KEY_UPDATES_PER_FLIGHT, Limits
 from outwork.tls.enums import ContentType, HandshakeType, HeartbeatMessageType
-from outwork.tls.keyschedule import SuiteParams, next_traffic_secret
+from outwork.tls.keyschedule import HmacKey, SuiteParams, next_traffic_secret
 from outwork.tls.messages import (
     HeartbeatLie,
     HeartbeatMessage,
@@ -243,14 +243,15 @@ class TLSConnection:
     def install_write_cipher(self, cipher: RecordProtection) -> None:
         self._write = cipher
 
-    def set_read_secret(self, secret: bytes) -> None:
+    def set_read_secret(self, secret: bytes, prk: HmacKey | None = None) -> None:
+        """`prk`: the HmacKey of `secret`, when the caller made one (records.RecordCipher)."""
         # RFC 8446 5.1: handshake messages MUST NOT span key changes.
         assert self._suite is not None
-        self.install_read_cipher(RecordCipher(self._suite, secret))
+        self.install_read_cipher(RecordCipher(self._suite, secret, prk))
 
-    def set_write_secret(self, secret: bytes) -> None:
+    def set_write_secret(self, secret: bytes, prk: HmacKey | None = None) -> None:
         assert self._suite is not None
-        self._write = RecordCipher(self._suite, secret)
+        self._write = RecordCipher(self._suite, secret, prk)
 
     def send_handshake(self, msg_type: HandshakeType, body: bytes) -> bytes:
         """Queue one handshake message under the current write state; returns its bytes

@@ -8,7 +8,7 @@ from cryptography.exceptions import InvalidTag
 
 from outwork.tls.alerts import AlertDescription, TLSError, unexpected_message
 from outwork.tls.enums import ContentType
-from outwork.tls.keyschedule import SuiteParams, traffic_key_and_iv
+from outwork.tls.keyschedule import HmacKey, SuiteParams, traffic_key_and_iv
 
 _TYPE_BYTE: Final = [bytes((i,)) for i in range(256)]
 
@@ -50,8 +50,8 @@ class RecordCipher:
 
     __slots__ = ("_aead", "_iv", "_seq", "secret")
 
-    def __init__(self, params: SuiteParams, secret: bytes) -> None:
-        key, iv = traffic_key_and_iv(params, secret)
+    def __init__(self, params: SuiteParams, secret: bytes, prk: HmacKey | None = None) -> None:
+        key, iv = traffic_key_and_iv(params, secret, prk)
         self._aead = params.aead(key)
         self._iv = int.from_bytes(iv, "big")
         self._seq = 0

@@ -50,7 +50,7 @@ from outwork.tls.extensions import (
 )
 from outwork.tls.groups import check_share_encoding, server_key_exchange
 from outwork.tls.ja4 import ja4
-from outwork.tls.keyschedule import SUITES, KeySchedule, SuiteParams, Transcript
+from outwork.tls.keyschedule import SUITES, HmacKey, KeySchedule, SuiteParams, Transcript
 from outwork.tls.messages import (
     HELLO_RETRY_REQUEST_RANDOM,
     Certificate,
@@ -254,7 +254,11 @@ class ServerConnection(TLSConnection):
         if hello.legacy_session_id and not retry:
             self.send_change_cipher_spec()  # middlebox compatibility (RFC 8446 D.4)
         client_hs, server_hs = schedule.handshake_traffic_secrets(transcript.digest())
-        self.set_write_secret(server_hs)
+        # Each handshake traffic secret expands a record key, an IV and a Finished key: one
+        # HMAC key setup each, shared.
+        server_hs_key = HmacKey(params.hash_name, server_hs)
+        client_hs_key = HmacKey(params.hash_name, client_hs)
+        self.set_write_secret(server_hs, server_hs_key)
 
         flight = self._encrypted_extensions(offer, transcript, alpn)
         ask_certificate = certified_scheme is not None and (
@@ -263,15 +267,18 @@ class ServerConnection(TLSConnection):
         if ask_certificate:
             flight += self._certificate_request(transcript)
         if certified_scheme is not None:
-            flight += self._certificate_flight(transcript, *certified_scheme)
-        verify_data = schedule.finished_verify_data(server_hs, transcript.digest())
+            # Unpacked, not *-passed: a compiled call with star arguments goes through the
+            # generic Python call path.
+            certified, scheme = certified_scheme
+            flight += self._certificate_flight(transcript, certified, scheme)
+        verify_data = schedule.finished_verify_data(server_hs_key, transcript.digest())
         finished = handshake_message(HandshakeType.FINISHED, verify_data)
         transcript.update(finished)
         self.send_handshake_bytes(flight + finished)
 
         client_app, server_app = schedule.application_traffic_secrets(transcript.digest())
         self.set_write_secret(server_app)
-        self.set_read_secret(client_hs)
+        self.set_read_secret(client_hs, client_hs_key)
         self.allow_change_cipher_spec(True)
         self._transcript = transcript
         self._schedule = schedule
@@ -301,7 +308,7 @@ class ServerConnection(TLSConnection):
             # known, so the ticket goes out with our Finished, as OpenSSL does; clients that
             # close right after the handshake still leave with a ticket. It is protected by
             # the application key, so only the peer that finishes the handshake reads it.
-            expected = schedule.finished_verify_data(client_hs, transcript.digest())
+            expected = schedule.finished_verify_data(client_hs_key, transcript.digest())
             self._expected_client_finished = expected
             client_finished = handshake_message(HandshakeType.FINISHED, expected)
             self._send_ticket(now, transcript.digest_with(client_finished), entropy[32:])
