@@ -3,6 +3,9 @@ and a larger file is refused, never cut short."""
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +40,43 @@ def test_an_endless_file_costs_only_the_cap() -> None:
 def test_a_missing_file_is_an_oserror(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         read_bounded(tmp_path / "nowhere", 10)
+
+
+def test_a_directory_is_an_oserror(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError):
+        read_bounded(tmp_path, 10)
+
+
+def _open_here(path: Path) -> bool:
+    """Whether this process holds `path` open (its /proc fd table names it)."""
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                return True
+        except OSError:
+            continue  # closed meanwhile
+    return False
+
+
+def test_a_fifo_is_waited_for_open_and_read_once_a_writer_comes(tmp_path: Path) -> None:
+    """The read end is open while no writer has come: the wait for one is not inside the
+    kernel's `open`, where a signal that landed just before it would go unseen until a writer
+    came (serve stopped by SIGTERM while it waits for its config from a FIFO)."""
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)
+    result: list[bytes] = []
+    reader = threading.Thread(target=lambda: result.append(read_bounded(fifo, 100)), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 10
+    while not _open_here(fifo):
+        assert time.monotonic() < deadline, "the FIFO was never opened without a writer"
+        time.sleep(0.01)
+    time.sleep(0.3)  # a few of the reader's wait slices with no writer: not taken as EOF
+    assert reader.is_alive()
+    with open(fifo, "wb") as writer:
+        writer.write(b"routes: []\n")
+    reader.join(10)
+    assert result == [b"routes: []\n"]
 
 
 def test_the_incident_edit_refuses_a_config_over_its_cap(tmp_path: Path) -> None:
