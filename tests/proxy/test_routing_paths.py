@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -261,8 +262,12 @@ def nginx(tmp_path: Path) -> Iterator[str]:
     workdir.mkdir()
     proc, port = start_nginx(workdir, ";\n" + NGINX_LOCATIONS)
     yield f"http://127.0.0.1:{port}"
-    proc.kill()
-    proc.wait()
+    proc.terminate()  # the master stops its worker (SIGKILL would leave the worker running)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def h1_body(url: str, target: str) -> tuple[int, bytes]:
