@@ -151,6 +151,7 @@ class TlsUpstreamTransport(asyncio.Protocol, asyncio.Transport):
         self.handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._connected = False  # app.connection_made was called
         self._failed = False  # reported once
+        self._lost = False  # connection_lost was called: the TCP transport is gone
         self._truncated = False  # TCP EOF without the backend's close_notify
         self._tickets = 0  # sessions of the engine already handed to the owner
         # TLS 1.3: the handshake is complete for us at the backend's Finished, but the backend
@@ -205,15 +206,16 @@ class TlsUpstreamTransport(asyncio.Protocol, asyncio.Transport):
         return None  # close our side too; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # The TCP connection is gone: nothing more is written to it or closed (see _fail).
+        self._lost = True
         if not self._connected:
             if not self.handshake.done():  # not already failed, not cancelled (timeout)
                 reason = f"connection lost during the handshake: {exc or 'closed'}"
                 self._fail(None, None, reason)
             return
         if self._unconfirmed and not self._failed:
-            self._failed = True
             reason = "the backend closed the connection after the handshake, before confirming it"
-            self._owner.failed(self._target, None, None, f"{reason}: {exc or 'closed'}")
+            self._fail(None, None, f"{reason}: {exc or 'closed'}")
             exc = UpstreamTLSError(reason)
         if exc is None and self._failed:
             exc = UpstreamTLSError("the TLS connection failed")
@@ -253,6 +255,8 @@ class TlsUpstreamTransport(asyncio.Protocol, asyncio.Transport):
         self._owner.failed(self._target, alert, alert_from, reason)
         if not self.handshake.done():
             self.handshake.set_exception(UpstreamTLSError(reason))
+        if self._lost:
+            return
         self._flush()  # our alert, if the engine queued one
         if self._transport is not None:
             self._transport.close()

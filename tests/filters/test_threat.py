@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 
 from outwork.config.load import load_config
 from outwork.filters import CONTINUE, Reply
-from outwork.filters.threat import ThreatFilter, ThreatSpec, _body_headers, build, media_kind
+from outwork.filters import threat as threat_module
+from outwork.filters.threat import (
+    MAX_MEDIA_KINDS,
+    ThreatFilter,
+    ThreatSpec,
+    _body_headers,
+    build,
+    media_kind,
+)
 from outwork.filters.xml_limits import XmlChecker, XmlLimits, XmlViolation
 from outwork.http.messages import Framing, header_values
 from outwork.observe.refusals import Refusal
@@ -67,10 +75,12 @@ def test_media_kind(value, kind):
 
 
 def test_media_kind_answers_the_same_past_what_it_remembers():
-    """More distinct Content-Type values than it keeps answers: each is worked out again."""
+    """More distinct Content-Type values than it keeps answers: each is worked out again, and
+    what a peer sends never grows the memory past its cap."""
     for i in range(600):
         assert media_kind(b"application/v%d+json" % i) == "json"
         assert media_kind(b"text/v%d" % i) == "other"
+        assert len(threat_module._MEDIA_KINDS) <= MAX_MEDIA_KINDS
     assert media_kind(b"application/json") == "json"
 
 
