@@ -133,7 +133,7 @@ def reload(
     # What the gateway says before the signal: the verdict to wait for is a later one.
     before = reload_audit.admin_status(admin) if admin and timeout else None
     sink = config.security_events
-    offset = reload_audit.sink_size(sink) if sink != "-" else 0
+    offset = reload_audit.sink_size(sink) if reload_audit.readable_back(sink) else 0
     pid_path = _pid_file(config_path, pid_file)
     try:
         pid = int(pid_path.read_text().strip())
@@ -147,11 +147,11 @@ def reload(
     if admin is not None and before is not None:
         outcome = reload_audit.wait_for_admin(admin, before.get("last"), digest, timeout)
         where = f"http://{admin}/reload"
-    elif sink != "-":
+    elif reload_audit.readable_back(sink):
         outcome = reload_audit.wait_for_outcome(sink, offset, digest, timeout)
         where = sink
     else:
-        return  # no admin listener to ask, no audit file to read: see the gateway's stderr
+        return  # no admin listener to ask, no audit file to read: see the gateway's log
     if outcome is None:
         click.echo(f"outwork: no verdict from the gateway within {timeout:g}s ({where})", err=True)
         sys.exit(1)

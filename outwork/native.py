@@ -72,6 +72,7 @@ MODULES = (
     "outwork.http.reader",
     "outwork.http.serialize",
     "outwork.observe.access_log",
+    "outwork.observe.line_sink",
     "outwork.observe.metrics",
     "outwork.proxy.draining",
     "outwork.proxy.exchange",

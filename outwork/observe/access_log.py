@@ -8,8 +8,9 @@
 Cheap on the hot path: the parts that belong to a connection (client, listener, the TLS
 handshake's duration, and the whole `tls` object with its JA4 and client identity) are
 serialized once, when the connection is made or its handshake completes; a request only
-formats its own fields into one bytes object and hands it to a buffered file, flushed by the
-gateway's ticker (4 times a second) and at shutdown. With the log off, none of this runs.
+formats its own fields into one bytes object and queues it in a LineSink, written out at
+BUFFER_SIZE, by the gateway's ticker (4 times a second) and at shutdown; a slow reader of a
+FIFO or a full disk never blocks the gateway (see line_sink). With the log off, none of this runs.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import os
 import re
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Final
+from collections import Counter
+from typing import TYPE_CHECKING, Final
 
 from outwork.config.load import GROUP_NAMES
+from outwork.observe.line_sink import LineSink
 from outwork.proxy.exchange import route_label
 from outwork.tls import events as ev
 from outwork.tls.enums import CipherSuite
@@ -29,7 +32,7 @@ from outwork.tls.enums import CipherSuite
 if TYPE_CHECKING:
     from outwork.proxy.exchange import Exchange
 
-BUFFER_SIZE: Final = 64 * 1024
+BUFFER_SIZE: Final = 64 * 1024  # queued lines written out at once past this size
 MAX_ROUTE_NAMES: Final = 4096  # route names whose JSON is kept (routes come from the config)
 
 _GROUP_NAMES: Final = {group: name for name, group in GROUP_NAMES.items()}
@@ -102,11 +105,9 @@ def tls_part(done: ev.HandshakeComplete) -> bytes:
 
 
 class AccessLog:
-    def __init__(self, target: str) -> None:
-        self._owned = target != "-"
-        self._out: IO[bytes] = (
-            open(target, "ab", buffering=BUFFER_SIZE) if self._owned else sys.stdout.buffer
-        )
+    def __init__(self, target: str, lost: Counter[str]) -> None:
+        """`lost` counts the lines a slow reader or a failed write loses (see line_sink)."""
+        self._sink = LineSink(target, sys.stdout.buffer, lost, "access")
         # Request ids: unique per process start (random prefix) and per request (a counter).
         self._id_prefix = os.urandom(6).hex().encode() + b"-"
         self._count = 0
@@ -168,18 +169,13 @@ class AccessLog:
                 tls,
             )
         )
-        try:
-            self._out.write(line)
-        except (OSError, ValueError):
-            pass  # a full disk must not fail the request; the line is lost
+        sink = self._sink
+        sink.write(line)
+        if sink.pending >= BUFFER_SIZE:
+            sink.flush()
 
     def flush(self) -> None:
-        try:
-            self._out.flush()
-        except (OSError, ValueError):
-            pass  # a closed stdout or a full disk must not stop the gateway
+        self._sink.flush()
 
     def close(self) -> None:
-        self.flush()
-        if self._owned:
-            self._out.close()
+        self._sink.close()

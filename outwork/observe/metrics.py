@@ -157,6 +157,12 @@ FAMILIES: Final = (
         ("event",),
     ),
     Family(
+        "outwork_log_lines_lost_total",
+        "counter",
+        "Log lines lost, by log: the reader of a FIFO too far behind, or a failed write.",
+        ("log",),
+    ),
+    Family(
         "outwork_waf_matches_total",
         "counter",
         "WAF rules matched, by CRS rule family (942: SQL injection, ...).",
@@ -217,6 +223,7 @@ class Metrics:
         self.handshakes_failed: Counter[str] = Counter()  # by alert name
         self.security_events: Counter[str] = Counter()  # by event name
         self.security_events_dropped: Counter[str] = Counter()  # lines not written (rate limit)
+        self.log_lines_lost: Counter[str] = Counter()  # by log (access, security_events)
         # Requests (and connections) refused by the gateway, by reason: every reason at 0 from
         # the start, so that /metrics declares them all.
         self.refused: Counter[Refusal] = Counter(dict.fromkeys(Refusal, 0))
@@ -294,6 +301,7 @@ class Metrics:
                 **_by_one(self.security_events),
             },
             "outwork_security_events_dropped_total": _by_one(self.security_events_dropped),
+            "outwork_log_lines_lost_total": _by_one(self.log_lines_lost),
             "outwork_waf_matches_total": _by_one(waf_counters.MATCHES),
             "outwork_connections_accepted_total": {(): float(self.connections_accepted)},
             "outwork_connections_active": {(): float(self.connections_active)},

@@ -5,7 +5,8 @@
 
 Every event is counted. Lines are rate-limited per event kind (a token bucket), because the
 events worth logging are what attackers and scanners cause in bulk: logging must not become
-their amplifier. What the limit drops is counted too.
+their amplifier. What the limit drops is counted too. Lines go out through a LineSink: a slow
+or absent reader of a FIFO, or a full disk, never blocks the gateway (see line_sink).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import Any
 
 from outwork.observe.event_names import EVENTS as EVENTS
+from outwork.observe.line_sink import LineSink
 from outwork.observe.metrics import Metrics
 
 # Lines per second (sustained) and burst, per event kind.
@@ -39,10 +41,7 @@ class SecurityEventLog:
         self._buckets: dict[str, tuple[float, float]] = {}  # event -> (tokens, last time)
         # Told of every event (event, peer, listener) before the line limit: the bans count them.
         self.watch: Callable[[str, str, str], None] | None = None
-        self._owned = target != "-"
-        self._out: IO[str] = (
-            open(target, "a", encoding="utf-8", buffering=1) if self._owned else sys.stderr
-        )
+        self._sink = LineSink(target, sys.stderr.buffer, metrics.log_lines_lost, "security_events")
 
     def emit(self, event: str, peer: str, listener: str, detail: dict[str, Any]) -> None:
         self._metrics.security_events[event] += 1
@@ -58,8 +57,12 @@ class SecurityEventLog:
             "listener": listener,
             "detail": detail,
         }
-        self._out.write(json.dumps(line, separators=(",", ":")) + "\n")
-        self._out.flush()
+        self._sink.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+        self._sink.flush()
+
+    def flush(self) -> None:
+        """Write what a slow reader left waiting (the gateway's ticker calls this)."""
+        self._sink.flush()
 
     def _take(self, event: str) -> bool:
         now = time.monotonic()
@@ -72,5 +75,4 @@ class SecurityEventLog:
         return True
 
     def close(self) -> None:
-        if self._owned:
-            self._out.close()
+        self._sink.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +79,20 @@ def emit_to(target: str, event: str, detail: dict[str, Any]) -> None:
         emit(log, event, detail)
     finally:
         log.close()
+
+
+def readable_back(target: str) -> bool:
+    """Whether `outwork reload` can read the gateway's verdict back from `target`: a file (or
+    none yet), not `-`, and not a FIFO, whose lines belong to its reader (and which a reader
+    waits on while no gateway has it open)."""
+    if target == "-":
+        return False
+    try:
+        return stat.S_ISREG(os.stat(target).st_mode)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
 
 
 def sink_size(target: str) -> int:

@@ -64,7 +64,9 @@ class GatewayState:
         self.bans = ban.for_config(config, self.security_log.emit)  # refused at accept
         if self.bans is not None:
             self.security_log.watch = self.bans.on_event
-        self.access_log = AccessLog(config.access_log) if config.access_log else None
+        self.access_log = (
+            AccessLog(config.access_log, self.metrics.log_lines_lost) if config.access_log else None
+        )
         self.router = Router(config.routes, config.paths.case_sensitive)
         self.request_ids = RequestIds()  # made here: unique per process and per config load
         self.pools = {
@@ -100,6 +102,7 @@ class GatewayState:
             client.timed_out()
         for pool in self.pools.values():
             pool.tick(now)
+        self.security_log.flush()
         if self.access_log is not None:
             self.access_log.flush()
 

@@ -107,7 +107,7 @@ def test_the_refusal_it_answers_is_counted_once() -> None:
 
 def test_exchange_done_counts_and_logs_the_exchange(tmp_path: Path) -> None:
     metrics = Metrics()
-    access = AccessLog(str(tmp_path / "access.log"))
+    access = AccessLog(str(tmp_path / "access.log"), metrics.log_lines_lost)
     ex = exchange(request(), b"rid-1")
     ex.route = "api"
     local_reply(ex, 413, metrics, ROUTER, Refusal.CONTENT_TOO_LARGE)

@@ -28,6 +28,7 @@ from tests.ops.conftest import outwork as ops_outwork
 from tests.ops.test_install import TOKEN_ENV, admin_address, issue_file_cert, start
 from tests.proxy import test_listener_tls
 from tests.proxy.test_listener_tls import Pki
+from tests.proxy.test_log_sinks import fifo_reader, read_lines
 from tests.proxy.test_reload import outwork
 from tests.proxy.test_request_filters import PROTOCOLS, exchange
 
@@ -374,3 +375,23 @@ def test_a_reload_switches_every_worker_to_the_new_request_policy_or_none(
         time.sleep(0.1)
     assert statuses() == {("http/1.1", 200), ("h2", 200)}
     assert gw.stop() == 0
+
+
+def test_outwork_reload_leaves_an_audit_fifo_to_its_reader(
+    make_backend: Callable[..., Backend], make_gateway: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    """No admin listener, and the audit goes to a FIFO: `outwork reload` signals and returns.
+    It does not read the FIFO, whose lines belong to its reader."""
+    sink = tmp_path / "security.fifo"
+    os.mkfifo(sink)
+    config = base_config(make_backend("a"), sink, 1)
+    del config["admin"]
+    gw = make_gateway(config)
+    config["policies"]["baseline"]["headers"]["add"]["X-Policy"] = "v2"
+    gw.config_file.write_text(yaml.safe_dump(config))
+    result = outwork("reload", "-c", str(gw.config_file))
+    assert result.returncode == 0 and "reload requested" in result.stdout, result.stderr
+    with fifo_reader(sink) as fd:
+        (line,) = read_lines(fd, 1)
+    assert json.loads(line)["event"] == "config.reload_applied"
+    assert get(gw.url) == (200, "a", "v2")
