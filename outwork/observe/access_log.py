@@ -24,7 +24,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Final
 
 from outwork.config.load import GROUP_NAMES
-from outwork.observe.line_sink import LineSink
+from outwork.observe.line_sink import CLOSE_WAIT_SECONDS, LineSink
 from outwork.proxy.exchange import route_label
 from outwork.tls import events as ev
 from outwork.tls.enums import CipherSuite
@@ -174,8 +174,9 @@ class AccessLog:
         if sink.pending >= BUFFER_SIZE:
             sink.flush()
 
-    def flush(self) -> None:
-        self._sink.flush()
+    def flush(self) -> int:
+        """Write the lines queued; returns the bytes a slow reader left waiting."""
+        return self._sink.flush()
 
-    def close(self) -> None:
-        self._sink.close()
+    def close(self, wait: float = CLOSE_WAIT_SECONDS) -> None:
+        self._sink.close(wait)

@@ -69,14 +69,15 @@ class LineSink:
         self._pending += line
         return True
 
-    def flush(self) -> None:
-        """Write what is queued, as much as the reader takes now; the rest waits."""
+    def flush(self) -> int:
+        """Write what is queued, as much as the reader takes now; the rest waits. Returns the
+        bytes still waiting."""
         pending = self._pending
         if not pending:
-            return
+            return 0
         if self._stream is not None:
             self._write_stream(self._stream)
-            return
+            return 0
         try:
             while pending:
                 end = len(pending)
@@ -90,10 +91,12 @@ class LineSink:
             pass  # the reader is behind: the rest waits for the next flush
         except OSError:
             self._drop_pending()
+        return len(pending)
 
-    def close(self) -> None:
-        """Flush, giving a slow reader a moment, and close what this sink opened."""
-        deadline = time.monotonic() + CLOSE_WAIT_SECONDS
+    def close(self, wait: float = CLOSE_WAIT_SECONDS) -> None:
+        """Flush, giving a slow reader up to `wait` seconds (blocking: in an event loop, wait
+        for `flush()` to return 0 first), and close what this sink opened."""
+        deadline = time.monotonic() + wait
         self.flush()
         while self._pending and self._fd >= 0:
             left = deadline - time.monotonic()

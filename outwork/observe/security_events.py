@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from outwork.observe.event_names import EVENTS as EVENTS
-from outwork.observe.line_sink import LineSink
+from outwork.observe.line_sink import CLOSE_WAIT_SECONDS, LineSink
 from outwork.observe.metrics import Metrics
 
 # Lines per second (sustained) and burst, per event kind.
@@ -60,9 +60,10 @@ class SecurityEventLog:
         self._sink.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
         self._sink.flush()
 
-    def flush(self) -> None:
-        """Write what a slow reader left waiting (the gateway's ticker calls this)."""
-        self._sink.flush()
+    def flush(self) -> int:
+        """Write what a slow reader left waiting (the gateway's ticker calls this); returns the
+        bytes still waiting."""
+        return self._sink.flush()
 
     def _take(self, event: str) -> bool:
         now = time.monotonic()
@@ -74,5 +75,5 @@ class SecurityEventLog:
         self._buckets[event] = (tokens - 1.0, now)
         return True
 
-    def close(self) -> None:
-        self._sink.close()
+    def close(self, wait: float = CLOSE_WAIT_SECONDS) -> None:
+        self._sink.close(wait)

@@ -17,6 +17,7 @@ from outwork.front.conn_limits import ConnectionCounts, SocketKey, socket_key
 from outwork.front.h1 import ClientProtocol
 from outwork.observe import metrics_share
 from outwork.observe.access_log import AccessLog
+from outwork.observe.line_sink import CLOSE_WAIT_SECONDS
 from outwork.observe.metrics import Metrics
 from outwork.observe.security_events import SecurityEventLog
 from outwork.proxy import heap, reload_audit, startup_signals
@@ -137,9 +138,16 @@ async def finish(state: GatewayState, timeout: float) -> None:
         await asyncio.sleep(0.05)
     close_state(state)
     await asyncio.sleep(0.05)  # let transports flush close_notify / FIN
-    state.security_log.close()
+    # A slow reader of a log FIFO gets a moment to take the last lines, waited for here
+    # without stalling the loop (the new state's connections are served meanwhile).
+    logs: list[SecurityEventLog | AccessLog] = [state.security_log]
     if state.access_log is not None:
-        state.access_log.close()
+        logs.append(state.access_log)
+    give_up = loop.time() + CLOSE_WAIT_SECONDS
+    while sum([log.flush() for log in logs]) and loop.time() < give_up:
+        await asyncio.sleep(0.05)
+    for log in logs:
+        log.close(wait=0.0)
 
 
 def close_state(state: GatewayState) -> None:

@@ -27,7 +27,7 @@ def fifo_reader(path: Path) -> Iterator[int]:
         os.close(fd)
 
 
-def read_lines(fd: int, count: int, flush: Callable[[], None] = lambda: None) -> list[bytes]:
+def read_lines(fd: int, count: int, flush: Callable[[], object] = lambda: None) -> list[bytes]:
     """Read from a FIFO until `count` lines came (or 10 s passed), calling `flush` between
     reads: the writer side of a test that has no ticker."""
     data = b""
