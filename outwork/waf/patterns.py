@@ -183,27 +183,31 @@ def _big_set(patterns: Sequence[str]) -> tuple[Any, tuple[int, ...]]:
     return pattern_set, tuple(members)
 
 
-def _literal_set(by_literal: dict[bytes, list[int]]) -> tuple[Any, tuple[tuple[int, ...], ...]]:
-    """One RE2 Set of the literals (matched as they are: a value is lowercased first), and the
-    patterns that require each member. Its `Match` names every literal that occurs in a value,
-    in one pass: a Set of plain strings is an Aho-Corasick automaton run as a DFA (its states
-    are bounded by the literals' prefixes, so it cannot grow as the patterns' Set can), a few
-    instructions a byte where pyahocorasick's walk over a decoded str took thousands."""
-    if not by_literal:
-        return None, ()
+def literal_set(literals: Iterable[bytes]) -> Any:
+    """One RE2 Set of plain strings (matched as they are: a value is lowercased first, where
+    the strings are). Its `Match` names every member that occurs in a value, in one pass: a
+    Set of plain strings is an Aho-Corasick automaton run as a DFA (its states are bounded by
+    the strings' prefixes, so it cannot grow as the patterns' Set can, and a many-match Set
+    never gives up on a slow input as RE2's single-regex DFA may), a few instructions a byte
+    where pyahocorasick's walk over a decoded str took thousands."""
     options = re2.Options()
     options.encoding = RE2_OPTIONS.encoding
     options.log_errors = False
     options.max_mem = SET_MAX_MEM
-    literal_set = _re2.Set(_UNANCHORED, options)
-    owners: list[tuple[int, ...]] = []
-    for literal, indexes in by_literal.items():
-        if literal_set.Add(b"".join(b"\\x%02x" % byte for byte in literal)) == -1:
+    found = _re2.Set(_UNANCHORED, options)
+    for literal in literals:
+        if found.Add(b"".join(b"\\x%02x" % byte for byte in literal)) == -1:
             raise ValueError(f"RE2 cannot take the literal {literal!r}")
-        owners.append(tuple(indexes))
-    if not literal_set.Compile():
+    if not found.Compile():
         raise ValueError("RE2 could not compile the literal set")
-    return literal_set, tuple(owners)
+    return found
+
+
+def _literal_set(by_literal: dict[bytes, list[int]]) -> tuple[Any, tuple[tuple[int, ...], ...]]:
+    """`literal_set` of the literals, and the patterns that require each member."""
+    if not by_literal:
+        return None, ()
+    return literal_set(by_literal), tuple(tuple(indexes) for indexes in by_literal.values())
 
 
 class PatternSet:
