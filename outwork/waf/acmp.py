@@ -5,8 +5,9 @@ link's child for the same letter, or the root, one step only (`acmp_connect_fail
 never the longest suffix further down the chain. So after a partial phrase it can miss a
 phrase that a full automaton finds: with `secrets.json` and `.env` in the list,
 `secrets.env` holds `.env` but ModSecurity does not report it (the state `secrets.` fails to
-the root, not to `.`). Every match it does report is a real occurrence, so a full automaton
-(pyahocorasick) is a sound prefilter: this walk runs only on a value the full one matched.
+the root, not to `.`). Every match it does report is a real occurrence, so a search for every
+occurrence of every phrase (Pm's RE2 Set) is a sound prefilter: this walk runs only on a value
+that search matched.
 
 Letters are bytes, lower-cased in ASCII (acmp_create without ACMP_FLAG_UTF8 or
 ACMP_FLAG_CASE_SENSITIVE, apr_tolower in the C locale).

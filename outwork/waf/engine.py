@@ -40,6 +40,7 @@ from outwork.waf.operators import (
     Pm,
     build_operator,
     c_atoi,
+    joined_lower,
 )
 from outwork.waf.patterns import SET_MAX_VALUE, PatternSet
 from outwork.waf.request import WafRequest
@@ -574,6 +575,8 @@ class Transaction:
         self._matches: dict[tuple[int, bytes], OperatorMatch | None] = {}  # by (operator, value)
         self._candidates: dict[tuple[int, bytes], int] = {}  # (set, value): its mask
         self._candidate_lists: dict[object, list[int]] = {}  # see _candidate_list
+        self._joined: dict[object, bytes] = {}  # see _phrases_found
+        self._keyed: dict[tuple[int, int], list[bytes]] = {}  # see _var_extra
         self._rule: CompiledRule | None = None
         # What holds values of the phase's collections (not TX): cleared with the body's
         # arrival and by the ctls that change what the body shows.
@@ -583,6 +586,8 @@ class Transaction:
             self._unions,
             self._distinct,
             self._candidate_lists,
+            self._joined,
+            self._keyed,
         )
 
     # ---- phases --------------------------------------------------------------------------
@@ -789,19 +794,18 @@ class Transaction:
         values: Values = []
         excluded = rule.excluded + extra if extra else rule.excluded
         for variable in rule.targets:
+            exclusion = _exclusion(variable.name, excluded) if excluded else None
             if variable.count:
                 pairs = vars_.select(variable)
-                if excluded:
-                    pairs = [p for p in pairs if not _excluded(variable, p[0], excluded)]
+                if exclusion is not None:
+                    pairs = [p for p in pairs if not _excluded(exclusion, p[0])]
                 values.append((variable.name.encode(), str(len(pairs)).encode()))
                 continue
             named = vars_.named(variable)  # ("ARGS:foo", value), the key as the pair has it
-            if excluded and named:
+            if exclusion is not None and named:
                 keys = vars_.select(variable)
                 named = [
-                    n
-                    for n, (k, _) in zip(named, keys, strict=True)
-                    if not _excluded(variable, k, excluded)
+                    n for n, (k, _) in zip(named, keys, strict=True) if not _excluded(exclusion, k)
                 ]
             values += named
         return values
@@ -862,8 +866,9 @@ class Transaction:
         screen = prefilter
         if not rule.multi_match:
             transformed = self._transformed_of(values, key, rule.pipeline_id, rule.transform_fn)
-            if rule.phrases is not None and not rule.phrases.found_in(transformed):
-                # No phrase in any value: one Aho-Corasick pass over them all said so.
+            phrases = rule.phrases
+            if phrases is not None and not self._phrases_found(phrases, transformed, key, rule):
+                # No phrase in any value: one search over them all said so.
                 self._count(rule, head, True)
                 return False
             if prefilter is not None and not rule.negated and key is not None:
@@ -918,6 +923,19 @@ class Transaction:
         self._count(rule, head, ran)
         return matched
 
+    def _phrases_found(
+        self, phrases: Pm, transformed: list[bytes], key: object, rule: CompiledRule
+    ) -> bool:
+        """Whether one of `phrases` occurs in one of the values: their joined text is made
+        once per (values, pipeline) and phase for the @pm rules that read them."""
+        if key is None:
+            return phrases.found_in(transformed)
+        joined_key = (key, rule.pipeline_id)
+        joined = self._joined.get(joined_key)
+        if joined is None:
+            joined = self._joined[joined_key] = joined_lower(transformed)
+        return phrases.found_in_joined(joined)
+
     def _candidate_list(
         self, key: object, pipeline_id: int, group: int, transformed: list[bytes]
     ) -> list[int]:
@@ -961,10 +979,11 @@ class Transaction:
         fast = self.waf.fast_paths[step_id]
         if fast is not None and fast.leaves(triggers, double_space):
             return 0  # the pipeline changes none of the values beyond lowercasing
-        return self._var_extra(values, step_id, step, fast, group)
+        return self._var_extra(variable, values, step_id, step, fast, group)
 
     def _var_extra(
         self,
+        variable: int,
         values: list[bytes],
         step_id: int,
         step: Callable[[bytes], bytes],
@@ -978,8 +997,15 @@ class Transaction:
         else:
             key = self.waf.input_keys[step_id]
             if key is not None:
-                # One value for all those the pipeline turns into the same (fastpath.input_key).
-                values = list({key(value): value for value in values}.values())
+                # One value for all those the pipeline turns into the same (fastpath.input_key),
+                # picked once for the pipelines that share the key.
+                keyed_key = (variable, id(key))
+                keyed = self._keyed.get(keyed_key)
+                if keyed is None:
+                    keyed = self._keyed[keyed_key] = list(
+                        {key(value): value for value in values}.values()
+                    )
+                values = keyed
         union = 0
         seen: set[bytes] = set()
         for value in values:
@@ -1223,15 +1249,34 @@ def _target(text: str) -> Variable:
     return seclang.parse_variables(text)[0]
 
 
-def _excluded(variable: Variable, key: bytes, excluded: tuple[Variable, ...]) -> bool:
-    for other in excluded:
-        if other.name != variable.name:
-            continue
-        if other.key is None:
-            return True
-        if other.key_is_regex:
-            if re.search(other.key.encode("utf-8", "surrogateescape"), key, re.I):
-                return True
-        elif other.key.lower().encode("utf-8", "surrogateescape") == key.lower():
-            return True
-    return False
+# What a rule's exclusions take out of one collection: all of it, keys (lowercased as the
+# rule file's text), key regexes (case-insensitive).
+Exclusion = tuple[bool, frozenset[bytes], tuple[re.Pattern[bytes], ...]]
+
+
+@lru_cache(maxsize=4096)
+def _exclusion(name: str, excluded: tuple[Variable, ...]) -> Exclusion | None:
+    """The exclusions among `excluded` that name collection `name`, read once (None: none
+    does): a large body's thousands of keys are each tested against them."""
+    ours = [other for other in excluded if other.name == name]
+    if not ours:
+        return None
+    everything = any(other.key is None for other in ours)
+    keys = frozenset(
+        other.key.lower().encode("utf-8", "surrogateescape")
+        for other in ours
+        if other.key is not None and not other.key_is_regex
+    )
+    patterns = tuple(
+        re.compile(other.key.encode("utf-8", "surrogateescape"), re.I)
+        for other in ours
+        if other.key is not None and other.key_is_regex
+    )
+    return everything, keys, patterns
+
+
+def _excluded(exclusion: Exclusion, key: bytes) -> bool:
+    everything, keys, patterns = exclusion
+    if everything or key.lower() in keys:
+        return True
+    return any(pattern.search(key) for pattern in patterns)

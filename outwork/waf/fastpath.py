@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Final
 
 from outwork.waf.transforms import Transform, holds, pipeline, remove_whitespace
@@ -206,11 +207,18 @@ def input_key(names: Sequence[str]) -> Callable[[bytes], bytes] | None:
     """For a pipeline that base64-decodes after a run of transformations with a fast path (as
     CRS's 934xxx rules): a key of a value such that values with the same key come out of the
     pipeline the same, so that one of them stands for all (base64Decode reads only a value's
-    leading base64 characters). None for other pipelines."""
+    leading base64 characters). None for other pipelines. Pipelines that share the run before
+    their base64Decode share one key function (the engine works out a collection's keys once
+    for all of them)."""
     first_other = next((i for i, name in enumerate(names) if name not in TRIGGERS), None)
     if not first_other or names[first_other] != "base64decode":
         return None
-    run = names[:first_other]
+    return _base64_key(tuple(names[:first_other]))
+
+
+@cache
+def _base64_key(run: tuple[str, ...]) -> Callable[[bytes], bytes] | None:
+    """`input_key` of the pipelines whose run before base64Decode is `run`."""
     head = fast_path(run)
     if head is None or head.lowers:
         return None

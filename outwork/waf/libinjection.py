@@ -19,6 +19,10 @@ from functools import lru_cache
 LIBRARY_NAMES = ("libmodsecurity.so.3", "libmodsecurity.so")
 DEBIAN_PACKAGE = "libmodsecurity3"
 FINGERPRINT_SIZE = 8  # libinjection_sqli writes at most 5 tokens and a NUL
+# Its buffer's type, made once (`ctypes.create_string_buffer` is interpreted code around the
+# same array: measured, 0.42 us a call against 0.27). A fresh buffer per call still: the
+# foreign call releases the GIL, so a shared one could be written by another thread's call.
+_Fingerprint = ctypes.c_char * FINGERPRINT_SIZE
 
 
 class LibinjectionMissing(RuntimeError):
@@ -31,7 +35,7 @@ class Libinjection:
 
     def sqli(self, value: bytes) -> bytes | None:
         """The SQLi fingerprint (e.g. b"s&sos") when libinjection finds SQL injection."""
-        fingerprint = ctypes.create_string_buffer(FINGERPRINT_SIZE)
+        fingerprint = _Fingerprint()
         if self.library.libinjection_sqli(value, len(value), fingerprint):
             return fingerprint.value
         return None

@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import ahocorasick
-
 from outwork.http.ascii import PERCENT
 from outwork.waf import libinjection
 from outwork.waf.acmp import ModsecAcmp
 from outwork.waf.literals import required_literals
-from outwork.waf.patterns import CompiledRegex, compile_regex
+from outwork.waf.patterns import CompiledRegex, compile_regex, literal_set
 from outwork.waf.transforms import holds
 
 # The contract's optional helper for the engine: the lowercased literals one of which every
@@ -81,35 +79,38 @@ class Rx:
 class Pm:
     """@pm / @pmFromFile: any of the phrases, case-insensitively (ASCII), as ModSecurity's
     acmp answers (acmp.py: it misses some overlapping phrases a full Aho-Corasick finds). A
-    full automaton (pyahocorasick) finds every occurrence; a value it passes never matches,
-    and a value it matches goes through acmp's own walk, which names the match."""
+    search for every phrase at once (an RE2 Set of them: `literal_set`) finds every
+    occurrence; a value it passes never matches, and a value it matches goes through acmp's
+    own walk, which names the match."""
 
     def __init__(self, phrases: Iterable[bytes]) -> None:
         written = [phrase for phrase in phrases if phrase]
         self.phrases = tuple(dict.fromkeys(phrase.lower() for phrase in written))
         if not self.phrases:
             raise ValueError("no phrase to match")
-        automaton = ahocorasick.Automaton()
-        for phrase in self.phrases:
-            # Bytes as Latin-1 characters: one character per byte, nothing re-encoded.
-            automaton.add_word(phrase.decode("latin-1"), len(phrase))
-        automaton.make_automaton()
-        self._automaton = automaton
+        self._phrase_set = literal_set(self.phrases)
         self._acmp = ModsecAcmp(written)
 
     def found_in(self, values: list[bytes]) -> bool:
-        """Whether a phrase occurs in one of `values`: one pass over them joined by a line
-        break, which no phrase holds (phrases are words or lines), so a phrase found is in
-        one value."""
-        haystack = b"\n".join(values).lower().decode("latin-1")
-        return next(self._automaton.iter(haystack), None) is not None
+        """Whether a phrase occurs in one of `values`."""
+        return self.found_in_joined(joined_lower(values))
+
+    def found_in_joined(self, joined: bytes) -> bool:
+        """`found_in` of the values `joined_lower(values)` gives (made once for the rules
+        that read the same values)."""
+        return bool(self._phrase_set.Match(joined))
 
     def match(self, value: bytes, expand: Expand) -> OperatorMatch | None:
-        haystack = value.lower().decode("latin-1")
-        for _ in self._automaton.iter(haystack):
-            found = self._acmp.first_match(value)
-            return None if found is None else OperatorMatch(found, (found,))
-        return None
+        if not self._phrase_set.Match(value.lower()):
+            return None
+        found = self._acmp.first_match(value)
+        return None if found is None else OperatorMatch(found, (found,))
+
+
+def joined_lower(values: list[bytes]) -> bytes:
+    """What `Pm.found_in_joined` searches: the values lowercased and joined by a line break,
+    which no phrase holds (phrases are words or lines), so a phrase found is in one value."""
+    return b"\n".join(values).lower()
 
 
 def _phrases(argument: str) -> list[bytes]:

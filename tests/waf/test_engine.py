@@ -3,9 +3,12 @@ what a user of the WAF sees is which requests are refused and which rules said s
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from outwork.waf import engine, fastpath
 from outwork.waf.engine import Setup, Transaction, Waf, WafLoadError
@@ -125,6 +128,40 @@ SecRule ARGS|!ARGS:safe "@contains evil" "id:13,phase:2,deny"
     assert run(waf, request(b"/quiet?q=evil")).would_interrupt is None  # target removed
     assert run(waf, request(b"/quiet?r=evil")).would_interrupt is not None  # only ARGS:q
     assert run(waf, request(b"/x?a=1&b=2&c=3")).vars.tx.get("many") == b"1"
+
+
+EXCLUDING_RULES = """
+SecRule ARGS|!ARGS:keep|!ARGS:/^id_/|!REQUEST_HEADERS "@streq hit" \\
+    "id:20,phase:2,pass,nolog,setvar:tx.hits=+1"
+SecRule &ARGS|!ARGS:keep|!ARGS:/^id_/ "@ge 0" \\
+    "id:21,phase:2,pass,nolog,setvar:tx.count=%{MATCHED_VAR}"
+"""
+ARG_NAMES = st.lists(st.sampled_from(["keep", "KEEP", "id_", "ID_x", "x_id_", "a", "Keep2"]))
+
+
+@pytest.fixture(scope="module")
+def excluding(tmp_path_factory: pytest.TempPathFactory) -> Waf:
+    return Waf.load(rules_dir(tmp_path_factory.mktemp("excluding"), EXCLUDING_RULES))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(ARG_NAMES.map("".join), st.sampled_from(["hit", "miss"])), max_size=8))
+def test_exclusions_take_out_the_keys_they_name(
+    excluding: Waf, args: list[tuple[str, str]]
+) -> None:
+    """`!ARGS:key` takes out that key whatever its case, `!ARGS:/regex/` the keys the regex
+    finds (case-insensitively), an exclusion of another collection nothing: from the values a
+    rule reads and from what `&` counts."""
+    query = "&".join(f"{name}={value}" for name, value in args)
+    transaction = run(excluding, request(b"/x?" + query.encode()))
+    kept = [
+        (name, value)
+        for name, value in args
+        if name.lower() != "keep" and not re.search("^id_", name, re.I)
+    ]
+    hits = sum(value == "hit" for _, value in kept)
+    assert transaction.vars.tx.get("hits") == (str(hits).encode() if hits else None)
+    assert transaction.vars.tx.get("count") == str(len(kept)).encode()
 
 
 def test_body_processors_feed_args(tmp_path: Path) -> None:

@@ -251,7 +251,7 @@ def test_operator_checks_cover_crs() -> None:
 def test_transformations_and_operators_equal_modsecurity_on_crs_payloads(modsecurity: str) -> None:
     """Every CRS regression request string: each transformation gives the same bytes, and
     the same CRS operators match, in ModSecurity 2.9 and in outwork (ModSecurity's PCRE2
-    against RE2 and `regex`, its acmp against pyahocorasick, its libinjection against
+    against RE2 and `regex`, its acmp against outwork's (acmp.py), its libinjection against
     Debian's libmodsecurity3 one)."""
     differing = {}
     checked = 0

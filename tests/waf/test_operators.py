@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outwork.waf.operators import OperatorMatch, Pm, build_operator, c_atoi
+from outwork.waf.acmp import ModsecAcmp
+from outwork.waf.operators import OperatorMatch, Pm, build_operator, c_atoi, joined_lower
 from tests.conftest import require_file
 from tests.waf import crs_data
 
@@ -352,3 +353,35 @@ def test_pm_over_joined_values_finds_what_it_finds_in_each(values: list[bytes]) 
 
 def _no_expand(text: str) -> bytes:
     return text.encode()
+
+
+# Phrases and values over letters of both cases, regex metacharacters (the phrase search is
+# an RE2 Set: each phrase must be taken literally), bytes outside ASCII and a line break.
+PM_BYTES = st.sampled_from([bytes([b]) for b in b"aAbB.*(\\\x00\xc3\xa9 \n"])
+PM_PHRASES = st.lists(
+    st.lists(PM_BYTES, min_size=1, max_size=4)
+    .map(b"".join)
+    .filter(lambda p: not p.isspace() and b"\n" not in p),
+    min_size=1,
+    max_size=5,
+)
+PM_VALUES = st.lists(PM_BYTES, max_size=24).map(b"".join)
+
+
+@given(PM_PHRASES, PM_VALUES)
+def test_pm_answers_as_the_acmp_walk_alone(phrases: list[bytes], value: bytes) -> None:
+    """The phrase search only decides whether acmp's walk runs: the answer is the walk's."""
+    pm = Pm(phrases)
+    found = ModsecAcmp(phrases).first_match(value)
+    expected = None if found is None else OperatorMatch(found, (found,))
+    assert pm.match(value, _no_expand) == expected
+
+
+@given(PM_PHRASES, st.lists(PM_VALUES, max_size=5))
+def test_pm_found_in_joined_values_is_a_search_of_each(
+    phrases: list[bytes], values: list[bytes]
+) -> None:
+    pm = Pm(phrases)
+    in_one = any(phrase.lower() in value.lower() for phrase in phrases for value in values)
+    assert pm.found_in(values) == in_one
+    assert pm.found_in_joined(joined_lower(values)) == in_one
