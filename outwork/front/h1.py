@@ -43,7 +43,13 @@ log = logging.getLogger("outwork.proxy")
 # connection; reading from the client pauses beyond this.
 MAX_BUFFERED_REQUEST_BYTES: Final = 1024 * 1024
 
-_IDLE, _HEAD, _BODY, _WAIT, _TUNNEL = range(5)  # _TUNNEL: after a WebSocket upgrade request
+# The request stream's phase: Final ints, constants in compiled code (a name assigned by
+# tuple unpacking is looked up in the module's dict at every use, ~130 instructions).
+_IDLE: Final = 0
+_HEAD: Final = 1
+_BODY: Final = 2
+_WAIT: Final = 3
+_TUNNEL: Final = 4  # after a WebSocket upgrade request
 
 _REQUEST_ID: Final = b"x-request-id: "
 
@@ -62,7 +68,11 @@ _GATHER: Final = memoryview(mmap.mmap(-1, _GATHER_MAX + 1, flags=mmap.MAP_PRIVAT
 
 # Enum members as module constants on the per-request path: `Enum.X` goes through
 # EnumType.__getattr__'s slot (about 10x a global's cost in Python 3.11).
-_FRAMING_NONE, _CLOSE, _CHUNKED = Framing.NONE, Framing.CLOSE, Framing.CHUNKED
+# Each its own `Final` line: mypyc keeps a Final module name in a C static, but looks a name
+# assigned by tuple unpacking up in the module's dict at every use (~130 instructions).
+_FRAMING_NONE: Final = Framing.NONE
+_CLOSE: Final = Framing.CLOSE
+_CHUNKED: Final = Framing.CHUNKED
 
 
 class ClientProtocol(asyncio.Protocol):
