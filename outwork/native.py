@@ -73,6 +73,7 @@ MODULES = (
     "outwork.http.serialize",
     "outwork.observe.access_log",
     "outwork.observe.metrics",
+    "outwork.proxy.clock",
     "outwork.proxy.draining",
     "outwork.proxy.exchange",
     "outwork.proxy.exchange_state",

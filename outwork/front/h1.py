@@ -25,6 +25,7 @@ from outwork.http.reader import RequestReader
 from outwork.observe import access_log
 from outwork.observe.refusals import Refusal, for_status
 from outwork.proxy import pipeline
+from outwork.proxy.clock import Clock
 from outwork.proxy.exchange import BODY_BEFORE_UPSTREAM, Exchange
 from outwork.proxy.forwarding import Forwarding, forwarded_node, is_trusted
 from outwork.proxy.local_reply import LocalReply, exchange_done, local_reply
@@ -80,16 +81,20 @@ class ClientProtocol(asyncio.Protocol):
     # 40 attributes was 1.2 KiB more per connection. A new attribute is added here too (mypy
     # reports one that is not).
     __slots__ = (
-        "_accepted", "_access", "_admitted", "_batch", "_body_first", "_buffered", "_closed",
-        "_flush_handle", "_h2", "_max_requests", "_out", "_pause_over_cap", "_pause_reasons",
-        "_paused_upstream", "_phase", "_queue", "_reader", "_reading", "_requests", "_route",
-        "_sealed", "_tls", "_tunnel", "_tunnel_active", "_tunnel_early", "client_identity",
+        "_accepted", "_access", "_admitted", "_batch", "_body_first", "_buffered", "_clock",
+        "_closed", "_flush_handle", "_h2", "_max_requests", "_out", "_pause_over_cap",
+        "_pause_reasons", "_paused_upstream", "_phase", "_queue", "_reader", "_reading",
+        "_requests", "_route", "_sealed", "_tls", "_tunnel", "_tunnel_active", "_tunnel_early",
+        "client_identity",
         "deadline", "forwarded", "forwarding", "listener", "log_connection", "log_tls", "peer",
         "peer_host", "read_eof", "scheme", "state", "transport", "write_deadline", "write_paused",
     )  # fmt: skip
 
     def __init__(self, state: GatewayState, listener: ListenerConfig) -> None:
         self.state = state
+        # The gateway's clock (made once with its state), read at every deadline: held here
+        # and compiled, each read is a field, not two lookups by name on the state and clock.
+        self._clock: Clock = state.clock
         self.listener = listener
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -177,7 +182,7 @@ class ClientProtocol(asyncio.Protocol):
         state.clients.add(self)
         state.metrics.connections_accepted += 1
         state.metrics.connections_active += 1
-        self.deadline = state.clock.now + state.config.limits.header_timeout
+        self.deadline = self._clock.now + state.config.limits.header_timeout
         if self.listener.tls is not None:
             assert state.server_connection is not None
             self._tls = state.server_connection(self.listener.tls)
@@ -270,7 +275,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        self.write_deadline = self.state.clock.now + self.state.config.limits.idle_timeout
+        self.write_deadline = self._clock.now + self.state.config.limits.idle_timeout
         if self._h2 is not None:
             self._h2.pause_writing()
         if self._queue and self._queue[0].upstream is not None:
@@ -303,7 +308,7 @@ class ClientProtocol(asyncio.Protocol):
         limit = state.config.limits.max_paused_upstreams_per_address
         if paused_by_address.add(self.peer_host) > limit:
             self._pause_over_cap = True
-            self.write_deadline = min(self.write_deadline, state.clock.now + OVER_CAP_GRACE)
+            self.write_deadline = min(self.write_deadline, self._clock.now + OVER_CAP_GRACE)
 
     def _uncount_paused_upstream(self) -> None:
         """Writing resumes, the upstream let go of the exchange, or the connection is gone."""
@@ -314,16 +319,16 @@ class ClientProtocol(asyncio.Protocol):
         if self._pause_over_cap:
             self._pause_over_cap = False
             if self.write_paused:  # it holds no upstream now: its own stall deadline again
-                self.write_deadline = self.state.clock.now + self.state.config.limits.idle_timeout
+                self.write_deadline = self._clock.now + self.state.config.limits.idle_timeout
 
     # input
 
     def _received_plain(self, data: bytes) -> None:
         if self._phase == _IDLE:
             self._phase = _HEAD
-            self.deadline = self.state.clock.now + self.state.config.limits.header_timeout
+            self.deadline = self._clock.now + self.state.config.limits.header_timeout
         elif self._phase == _BODY:
-            self.deadline = self.state.clock.now + self.state.config.limits.body_timeout
+            self.deadline = self._clock.now + self.state.config.limits.body_timeout
         elif self._phase == _TUNNEL:
             self._tunnel_from_client(data)
             return
@@ -334,7 +339,7 @@ class ClientProtocol(asyncio.Protocol):
         assert tls is not None
         state = self.state
         # Wall-clock time (the engine checks certificate validity with it), ticked 4x a second.
-        for event in tls.receive_data(data, now=state.clock.wall):
+        for event in tls.receive_data(data, now=self._clock.wall):
             if isinstance(event, ev.ApplicationData):
                 if self._h2 is not None:
                     self._h2.receive(event.data)
@@ -480,7 +485,7 @@ class ClientProtocol(asyncio.Protocol):
             self.deadline = 0.0
         else:
             self._phase = _BODY
-            self.deadline = state.clock.now + state.config.limits.body_timeout
+            self.deadline = self._clock.now + state.config.limits.body_timeout
         self._queue.append(ex)
         if len(self._queue) == 1:
             self._start(ex)
@@ -594,7 +599,7 @@ class ClientProtocol(asyncio.Protocol):
             self.close()
         elif self._reading is None:
             self._phase = _IDLE
-            self.deadline = self.state.clock.now + self.state.config.limits.idle_timeout
+            self.deadline = self._clock.now + self.state.config.limits.idle_timeout
 
     def release_buffered(self, ex: Exchange) -> None:
         if ex.pending_size:
@@ -619,7 +624,7 @@ class ClientProtocol(asyncio.Protocol):
         ex = self._tunnel
         if ex is None or ex.cancelled or ex.response_done:
             return
-        self._tunnel_active = self.state.clock.now
+        self._tunnel_active = self._clock.now
         if ex.status == 101 and ex.upstream is not None:
             ex.upstream.send_body(data)
             return
@@ -639,7 +644,7 @@ class ClientProtocol(asyncio.Protocol):
         data = serialize.switching_protocols(head)
         ex.bytes_sent += len(data)
         self.write(data)
-        self._tunnel_active = now = self.state.clock.now
+        self._tunnel_active = now = self._clock.now
         self.deadline = now + self.state.config.limits.websocket_idle_timeout
         early, self._tunnel_early = self._tunnel_early, []
         if early:
@@ -661,7 +666,7 @@ class ClientProtocol(asyncio.Protocol):
         if ex.upstream is not None:
             last = max(last, ex.upstream.tunnel_active)
         deadline = last + self.state.config.limits.websocket_idle_timeout
-        if deadline <= self.state.clock.now:
+        if deadline <= self._clock.now:
             return False
         self.deadline = deadline
         return True
@@ -875,7 +880,7 @@ class ClientProtocol(asyncio.Protocol):
         enough to resume our writing; timed_out aborts it then."""
         transport = self.transport
         if transport is not None and transport.get_write_buffer_size():
-            self.deadline = self.state.clock.now + self.state.config.limits.idle_timeout
+            self.deadline = self._clock.now + self.state.config.limits.idle_timeout
         else:
             self.deadline = 0.0
 
@@ -905,7 +910,7 @@ class ClientProtocol(asyncio.Protocol):
         connection that sent nothing (idle, or still in its TLS handshake) is just closed, and
         so is an idle tunnel (both sides). A closed connection whose output is still unsent,
         and one whose client left our output unread too long, are aborted."""
-        now = self.state.clock.now
+        now = self._clock.now
         if self._closed or (self.write_deadline and now > self.write_deadline):
             # The client does not read: whatever it was in, it is cut (HTTP/1.1 or HTTP/2). Its
             # exchanges' upstream connections are dropped with it (connection_lost), with no
