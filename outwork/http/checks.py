@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Final
 
-from outwork.http.ascii import UNDERSCORE
+from outwork.http.ascii import CR, LF, UNDERSCORE
 from outwork.http.errors import HTTPError, UpstreamProtocolError
 from outwork.http.messages import Framing, Headers
 
@@ -282,8 +282,10 @@ def scan_response_head(blob: bytes) -> HeaderScan:
     """Scan an upstream's header lines (`blob`: each line ends in CRLF, already accepted by
     llhttp): collect the framing headers, cut out the hop-by-hop lines."""
     lines = blob.split(b"\r\n")
-    # Each CRLF holds one CR and one LF: as many of them as CRLFs, twice, means none is bare.
-    if len(blob) - len(blob.translate(None, b"\r\n")) == 2 * (len(lines) - 1):
+    # A bare CR or LF is one left inside a line. Looked for in the lines joined: a copy and
+    # two memchr, where counting them in the head (a translate) cost ~3,500 instructions.
+    joined = b"".join(lines)
+    if CR not in joined and LF not in joined:
         scan, tokens = _scan_lines(lines)
     else:
         scan, tokens = _scan_irregular(blob)
