@@ -74,6 +74,7 @@ MODULES = (
     "outwork.observe.access_log",
     "outwork.observe.line_sink",
     "outwork.observe.metrics",
+    "outwork.proxy.clock",
     "outwork.proxy.draining",
     "outwork.proxy.exchange",
     "outwork.proxy.exchange_state",

@@ -45,7 +45,8 @@ _skip = msgspec.json.Decoder(msgspec.Raw).decode
 _UNDECIDED: Final = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 _NUMBER_CHARACTERS: Final = b"-+.eE0123456789"
-_NUMBER, _OPENING = 1, 2
+_NUMBER: Final = 1  # Final: a C constant when compiled (a dict lookup per use otherwise)
+_OPENING: Final = 2
 # Each number character becomes 1, `[` and `{` 2, any other byte 0: a run of 1s is a run of
 # number characters, and the 2s count the containers opened (at most).
 _MARKS: Final = bytes(

@@ -12,7 +12,7 @@ import logging
 import mmap
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from outwork.config.config import ListenerConfig, RouteConfig
 from outwork.front.h2 import H2Session
@@ -25,11 +25,13 @@ from outwork.http.reader import RequestReader
 from outwork.observe import access_log
 from outwork.observe.refusals import Refusal, for_status
 from outwork.proxy import pipeline
+from outwork.proxy.clock import Clock
 from outwork.proxy.exchange import BODY_BEFORE_UPSTREAM, Exchange
 from outwork.proxy.forwarding import Forwarding, forwarded_node, is_trusted
 from outwork.proxy.local_reply import LocalReply, exchange_done, local_reply
 from outwork.tls import events as ev
 from outwork.tls.records import sealed_size
+from outwork.tls.server import ServerConnection
 
 if TYPE_CHECKING:
     from outwork.proxy.downstream import Downstream, DownstreamConnection
@@ -42,7 +44,13 @@ log = logging.getLogger("outwork.proxy")
 # connection; reading from the client pauses beyond this.
 MAX_BUFFERED_REQUEST_BYTES: Final = 1024 * 1024
 
-_IDLE, _HEAD, _BODY, _WAIT, _TUNNEL = range(5)  # _TUNNEL: after a WebSocket upgrade request
+# The request stream's phase: Final ints, constants in compiled code (a name assigned by
+# tuple unpacking is looked up in the module's dict at every use, ~130 instructions).
+_IDLE: Final = 0
+_HEAD: Final = 1
+_BODY: Final = 2
+_WAIT: Final = 3
+_TUNNEL: Final = 4  # after a WebSocket upgrade request
 
 _REQUEST_ID: Final = b"x-request-id: "
 
@@ -61,7 +69,11 @@ _GATHER: Final = memoryview(mmap.mmap(-1, _GATHER_MAX + 1, flags=mmap.MAP_PRIVAT
 
 # Enum members as module constants on the per-request path: `Enum.X` goes through
 # EnumType.__getattr__'s slot (about 10x a global's cost in Python 3.11).
-_FRAMING_NONE, _CLOSE, _CHUNKED = Framing.NONE, Framing.CLOSE, Framing.CHUNKED
+# Each its own `Final` line: mypyc keeps a Final module name in a C static, but looks a name
+# assigned by tuple unpacking up in the module's dict at every use (~130 instructions).
+_FRAMING_NONE: Final = Framing.NONE
+_CLOSE: Final = Framing.CLOSE
+_CHUNKED: Final = Framing.CHUNKED
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -69,16 +81,20 @@ class ClientProtocol(asyncio.Protocol):
     # 40 attributes was 1.2 KiB more per connection. A new attribute is added here too (mypy
     # reports one that is not).
     __slots__ = (
-        "_accepted", "_access", "_admitted", "_batch", "_body_first", "_buffered", "_closed",
-        "_flush_handle", "_h2", "_max_requests", "_out", "_pause_over_cap", "_pause_reasons",
-        "_paused_upstream", "_phase", "_queue", "_reader", "_reading", "_requests", "_route",
-        "_sealed", "_tls", "_tunnel", "_tunnel_active", "_tunnel_early", "client_identity",
+        "_accepted", "_access", "_admitted", "_batch", "_body_first", "_buffered", "_clock",
+        "_closed", "_flush_handle", "_h2", "_max_requests", "_out", "_pause_over_cap",
+        "_pause_reasons", "_paused_upstream", "_phase", "_queue", "_reader", "_reading",
+        "_requests", "_route", "_sealed", "_tls", "_tunnel", "_tunnel_active", "_tunnel_early",
+        "client_identity",
         "deadline", "forwarded", "forwarding", "listener", "log_connection", "log_tls", "peer",
         "peer_host", "read_eof", "scheme", "state", "transport", "write_deadline", "write_paused",
     )  # fmt: skip
 
     def __init__(self, state: GatewayState, listener: ListenerConfig) -> None:
         self.state = state
+        # The gateway's clock (made once with its state), read at every deadline: held here
+        # and compiled, each read is a field, not two lookups by name on the state and clock.
+        self._clock: Clock = state.clock
         self.listener = listener
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
@@ -101,7 +117,9 @@ class ClientProtocol(asyncio.Protocol):
         # per address (paused.py); over the cap, the write deadline is OVER_CAP_GRACE away.
         self._paused_upstream = False
         self._pause_over_cap = False
-        self._tls: Any = None
+        # Typed (not Any): compiled code calls the engine's methods and properties directly
+        # instead of looking each up by name, about a dozen times per keep-alive request.
+        self._tls: ServerConnection | None = None
         self._access = state.access_log  # None when the access log is off
         self.log_connection = b""  # the access log's per-connection parts, made once
         self.log_tls = b"null"
@@ -164,7 +182,7 @@ class ClientProtocol(asyncio.Protocol):
         state.clients.add(self)
         state.metrics.connections_accepted += 1
         state.metrics.connections_active += 1
-        self.deadline = state.clock.now + state.config.limits.header_timeout
+        self.deadline = self._clock.now + state.config.limits.header_timeout
         if self.listener.tls is not None:
             assert state.server_connection is not None
             self._tls = state.server_connection(self.listener.tls)
@@ -257,7 +275,7 @@ class ClientProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        self.write_deadline = self.state.clock.now + self.state.config.limits.idle_timeout
+        self.write_deadline = self._clock.now + self.state.config.limits.idle_timeout
         if self._h2 is not None:
             self._h2.pause_writing()
         if self._queue and self._queue[0].upstream is not None:
@@ -290,7 +308,7 @@ class ClientProtocol(asyncio.Protocol):
         limit = state.config.limits.max_paused_upstreams_per_address
         if paused_by_address.add(self.peer_host) > limit:
             self._pause_over_cap = True
-            self.write_deadline = min(self.write_deadline, state.clock.now + OVER_CAP_GRACE)
+            self.write_deadline = min(self.write_deadline, self._clock.now + OVER_CAP_GRACE)
 
     def _uncount_paused_upstream(self) -> None:
         """Writing resumes, the upstream let go of the exchange, or the connection is gone."""
@@ -301,16 +319,16 @@ class ClientProtocol(asyncio.Protocol):
         if self._pause_over_cap:
             self._pause_over_cap = False
             if self.write_paused:  # it holds no upstream now: its own stall deadline again
-                self.write_deadline = self.state.clock.now + self.state.config.limits.idle_timeout
+                self.write_deadline = self._clock.now + self.state.config.limits.idle_timeout
 
     # input
 
     def _received_plain(self, data: bytes) -> None:
         if self._phase == _IDLE:
             self._phase = _HEAD
-            self.deadline = self.state.clock.now + self.state.config.limits.header_timeout
+            self.deadline = self._clock.now + self.state.config.limits.header_timeout
         elif self._phase == _BODY:
-            self.deadline = self.state.clock.now + self.state.config.limits.body_timeout
+            self.deadline = self._clock.now + self.state.config.limits.body_timeout
         elif self._phase == _TUNNEL:
             self._tunnel_from_client(data)
             return
@@ -318,16 +336,16 @@ class ClientProtocol(asyncio.Protocol):
 
     def _received_tls(self, data: bytes) -> None:
         tls = self._tls
+        assert tls is not None
         state = self.state
         # Wall-clock time (the engine checks certificate validity with it), ticked 4x a second.
-        for event in tls.receive_data(data, now=state.clock.wall):
-            kind = type(event)
-            if kind is ev.ApplicationData:
+        for event in tls.receive_data(data, now=self._clock.wall):
+            if isinstance(event, ev.ApplicationData):
                 if self._h2 is not None:
                     self._h2.receive(event.data)
                 else:
                     self._received_plain(event.data)
-            elif kind is ev.HandshakeComplete:
+            elif isinstance(event, ev.HandshakeComplete):
                 state.metrics.handshakes_completed[
                     (self.listener.name, event.version, event.cipher_suite, event.group)
                 ] += 1
@@ -342,7 +360,7 @@ class ClientProtocol(asyncio.Protocol):
                     )
                 if event.alpn_protocol == "h2":
                     self._h2 = H2Session(self)
-            elif kind is ev.HeartbleedProbe:
+            elif isinstance(event, ev.HeartbleedProbe):
                 state.security_log.emit(
                     "tls.heartbleed_probe",
                     self.peer,
@@ -357,7 +375,7 @@ class ClientProtocol(asyncio.Protocol):
                         "ja4": tls.ja4,
                     },
                 )
-            elif kind is ev.ConnectionFailed:
+            elif isinstance(event, ev.ConnectionFailed):
                 alert = event.alert.name.lower()
                 state.metrics.handshakes_failed[alert] += 1
                 state.security_log.emit(
@@ -366,7 +384,7 @@ class ClientProtocol(asyncio.Protocol):
                     self.listener.name,
                     {"alert": alert, "reason": event.reason, "ja4": tls.ja4},
                 )
-            elif kind is ev.ConnectionClosed:
+            elif isinstance(event, ev.ConnectionClosed):
                 self.read_eof = True
                 self._drop_partial_request()
         if self.transport is None or self._closed:
@@ -467,7 +485,7 @@ class ClientProtocol(asyncio.Protocol):
             self.deadline = 0.0
         else:
             self._phase = _BODY
-            self.deadline = state.clock.now + state.config.limits.body_timeout
+            self.deadline = self._clock.now + state.config.limits.body_timeout
         self._queue.append(ex)
         if len(self._queue) == 1:
             self._start(ex)
@@ -581,7 +599,7 @@ class ClientProtocol(asyncio.Protocol):
             self.close()
         elif self._reading is None:
             self._phase = _IDLE
-            self.deadline = self.state.clock.now + self.state.config.limits.idle_timeout
+            self.deadline = self._clock.now + self.state.config.limits.idle_timeout
 
     def release_buffered(self, ex: Exchange) -> None:
         if ex.pending_size:
@@ -606,7 +624,7 @@ class ClientProtocol(asyncio.Protocol):
         ex = self._tunnel
         if ex is None or ex.cancelled or ex.response_done:
             return
-        self._tunnel_active = self.state.clock.now
+        self._tunnel_active = self._clock.now
         if ex.status == 101 and ex.upstream is not None:
             ex.upstream.send_body(data)
             return
@@ -626,7 +644,7 @@ class ClientProtocol(asyncio.Protocol):
         data = serialize.switching_protocols(head)
         ex.bytes_sent += len(data)
         self.write(data)
-        self._tunnel_active = now = self.state.clock.now
+        self._tunnel_active = now = self._clock.now
         self.deadline = now + self.state.config.limits.websocket_idle_timeout
         early, self._tunnel_early = self._tunnel_early, []
         if early:
@@ -648,7 +666,7 @@ class ClientProtocol(asyncio.Protocol):
         if ex.upstream is not None:
             last = max(last, ex.upstream.tunnel_active)
         deadline = last + self.state.config.limits.websocket_idle_timeout
-        if deadline <= self.state.clock.now:
+        if deadline <= self._clock.now:
             return False
         self.deadline = deadline
         return True
@@ -771,7 +789,8 @@ class ClientProtocol(asyncio.Protocol):
         elif not tls.is_closed:  # failed or closed under us: nothing more may be sent
             if len(out) > 2 and self._flush_gathered(out, transport):
                 return
-            tls.send_data(out[0] if len(out) == 1 else b"".join(out))
+            data = out[0] if len(out) == 1 else b"".join(out)
+            tls.send_data(cast("bytes | bytearray", data))  # checked at run time, as before
             transport.write(tls.data_to_write())
 
     def _flush_gathered(
@@ -797,6 +816,7 @@ class ClientProtocol(asyncio.Protocol):
         """`data[:-1]` sealed into a buffer of `_sealed` and written (`send_data_into` borrows
         the last byte); records the engine queued on its own (a KeyUpdate) go first."""
         tls = self._tls
+        assert tls is not None
         queued = tls.data_to_write()
         if queued:
             transport.write(queued)
@@ -837,7 +857,8 @@ class ClientProtocol(asyncio.Protocol):
             out = self._out
             if out:
                 self._out = []
-                tls.send_data(out[0] if len(out) == 1 else b"".join(out))
+                pending = out[0] if len(out) == 1 else b"".join(out)
+                tls.send_data(cast("bytes | bytearray", pending))
             tls.close()
             data = tls.data_to_write()
             if data:
@@ -859,7 +880,7 @@ class ClientProtocol(asyncio.Protocol):
         enough to resume our writing; timed_out aborts it then."""
         transport = self.transport
         if transport is not None and transport.get_write_buffer_size():
-            self.deadline = self.state.clock.now + self.state.config.limits.idle_timeout
+            self.deadline = self._clock.now + self.state.config.limits.idle_timeout
         else:
             self.deadline = 0.0
 
@@ -889,7 +910,7 @@ class ClientProtocol(asyncio.Protocol):
         connection that sent nothing (idle, or still in its TLS handshake) is just closed, and
         so is an idle tunnel (both sides). A closed connection whose output is still unsent,
         and one whose client left our output unread too long, are aborted."""
-        now = self.state.clock.now
+        now = self._clock.now
         if self._closed or (self.write_deadline and now > self.write_deadline):
             # The client does not read: whatever it was in, it is cut (HTTP/1.1 or HTTP/2). Its
             # exchanges' upstream connections are dropped with it (connection_lost), with no

@@ -43,6 +43,9 @@ _APPLICATION_DATA: Final = ContentType.APPLICATION_DATA
 _ALERT: Final = ContentType.ALERT
 _CCS: Final = ContentType.CHANGE_CIPHER_SPEC
 _HEARTBEAT: Final = ContentType.HEARTBEAT
+# Protected records up to this many bytes are opened from a copy, larger ones from a view of
+# the read buffer (_process_records).
+_COPIED_RECORD: Final = 4096
 
 # Bytes of undecryptable records skipped after a refused 0-RTT offer (RFC 8446 4.2.10).
 MAX_SKIPPED_EARLY_DATA: Final = 1 << 14
@@ -293,7 +296,7 @@ class TLSConnection:
     def _process_records(self, buf: bytes, now: float) -> None:
         pos = 0
         end = len(buf)
-        view = memoryview(buf)
+        view: memoryview | None = None  # made for the first large record only
         max_pending = self._limits.max_pending_output
         try:
             while end - pos >= RECORD_HEADER and not (self._closed or self._peer_closed):
@@ -315,7 +318,17 @@ class TLSConnection:
                 pos = start + length
                 if content_type == _APPLICATION_DATA and self._established and self._read:
                     # The hot path: one protected record of an established connection.
-                    inner_type, content = self._read.open(header, view[start:pos])
+                    # A small record's ciphertext is cheaper copied than viewed: the
+                    # memoryview, its slice and the buffer protocol in `decrypt` cost more
+                    # than copying up to a few KiB (callgrind: 1.8k instructions less for a
+                    # 1.3 KB record; at 16 KiB the view is 14k cheaper).
+                    if length <= _COPIED_RECORD:
+                        ciphertext: bytes | memoryview = buf[start:pos]
+                    else:
+                        if view is None:
+                            view = memoryview(buf)
+                        ciphertext = view[start:pos]
+                    inner_type, content = self._read.open(header, ciphertext)
                     if inner_type == _APPLICATION_DATA and content and not self._hs_buffer:
                         self._empty_records = 0
                         self._events.append(ev.ApplicationData(content))

@@ -7,6 +7,7 @@ these events, and writes whatever `data_to_send()` returns.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from outwork.tls.alerts import AlertDescription
 from outwork.tls.clientauth import ClientIdentity
@@ -26,9 +27,29 @@ class HandshakeComplete:
     client_identity: ClientIdentity | None = None  # a verified client certificate (mTLS)
 
 
-@frozen
 class ApplicationData:
-    data: bytes
+    """Application bytes from the peer, one per received record. A plain class, not `@frozen`:
+    compiled code calls a decorated class through the interpreter and its dataclass `__init__`
+    runs as Python (about 1,000 instructions a record), this one's directly. It compares,
+    hashes and shows itself as the dataclass did; `data` is Final to the type checker."""
+
+    __slots__ = ("data",)
+    __match_args__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data: Final = data
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, ApplicationData)
+        return self.data == other.data
+
+    def __hash__(self) -> int:
+        return hash((self.data,))
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__qualname__}(data={self.data!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from outwork.http import path as path_module
 from outwork.http.checks import valid_host
 from outwork.http.errors import HTTPError
 from outwork.http.path import STRICT, PathRules, normalise_path, normalise_target, route_path
@@ -183,3 +184,37 @@ def test_invalid_hosts(value: bytes) -> None:
 )
 def test_valid_hosts(value: bytes) -> None:
     assert valid_host(value)
+
+
+# Targets seen plain are remembered (path._PLAIN_TARGETS): the answer from memory is the one
+# the match gave, whatever the rules, and the memory stays bounded.
+
+
+def _outcome(target: bytes, rules: PathRules) -> bytes | int:
+    try:
+        return normalise_target(target, rules)
+    except HTTPError as exc:
+        return exc.status
+
+
+@given(_paths, st.binary(max_size=20), _rules, _rules)
+def test_a_remembered_target_is_answered_as_the_first_time(
+    path: bytes, query: bytes, first_rules: PathRules, rules: PathRules
+) -> None:
+    target = path + b"?" + query
+    path_module._PLAIN_TARGETS.clear()
+    cold = _outcome(target, rules)
+    _outcome(target, first_rules)  # remembered now, when it is plain
+    assert _outcome(target, rules) == cold
+    if target in path_module._PLAIN_TARGETS:
+        assert cold == target
+
+
+def test_remembered_targets_are_bounded() -> None:
+    path_module._PLAIN_TARGETS.clear()
+    for i in range(3 * path_module._PLAIN_TARGETS_MAX):
+        assert normalise_target(b"/item/%d" % i) == b"/item/%d" % i
+        assert len(path_module._PLAIN_TARGETS) <= path_module._PLAIN_TARGETS_MAX
+    long = b"/" + b"a" * path_module._PLAIN_TARGET_LENGTH
+    assert normalise_target(long) == long
+    assert long not in path_module._PLAIN_TARGETS

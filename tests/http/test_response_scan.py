@@ -152,3 +152,13 @@ def test_a_typical_response_head_keeps_its_end_to_end_lines() -> None:
     scan = checks.scan_response_head(blob)
     assert scan.block == b"Server: nginx\r\nETag: x\r\n"
     assert scan.lengths == [b"1024"]
+
+
+@given(st.binary(max_size=40).map(lambda b: bytes(b"\r\na:"[x % 4] for x in b)))
+def test_the_bare_cr_or_lf_test_is_the_count_of_crs_and_lfs(blob: bytes) -> None:
+    """scan_response_head takes the line path when no CR or LF is left inside a line: the same
+    heads as when the head holds as many CRs and LFs as its CRLFs, twice."""
+    lines = blob.split(b"\r\n")
+    counted = len(blob) - len(blob.translate(None, b"\r\n")) == 2 * (len(lines) - 1)
+    joined = b"".join(lines)
+    assert (b"\r" not in joined and b"\n" not in joined) == counted

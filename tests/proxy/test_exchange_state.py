@@ -91,3 +91,35 @@ def test_the_exchange_flags_are_views_of_its_state() -> None:
     refused = Exchange(object(), None, None, 400)  # type: ignore[arg-type]
     assert refused.request_done
     assert not Exchange(object(), None, None, 400, body_follows=True).request_done  # type: ignore[arg-type]
+
+
+def _declared_process(
+    request: State, response: State, event: Event
+) -> tuple[State, State] | tuple[Side]:
+    """The move the table declares, read side by side from EVENT_TRIGGERED_TRANSITIONS: the
+    new states, or (the first side that refuses it,)."""
+    moved = {Side.REQUEST: request, Side.RESPONSE: response}
+    for side, table in EVENT_TRIGGERED_TRANSITIONS.items():
+        if not any(event in moves for moves in table.values()):
+            continue  # the event leaves this side alone
+        target = table.get(moved[side], {}).get(event)
+        if target is None:
+            return (side,)
+        moved[side] = target
+    return moved[Side.REQUEST], moved[Side.RESPONSE]
+
+
+@pytest.mark.parametrize("event", list(Event))
+def test_process_makes_exactly_the_declared_moves(event: Event) -> None:
+    for request in State:
+        for response in State:
+            state = ExchangeState()
+            state.request, state.response = request, response
+            expected = _declared_process(request, response, event)
+            if len(expected) == 1:
+                with pytest.raises(IllegalTransition, match=f"in {expected[0].name} state"):
+                    state.process(event)
+                assert (state.request, state.response) == (request, response)
+            else:
+                state.process(event)
+                assert (state.request, state.response) == expected
