@@ -267,6 +267,9 @@ class ResponseSink(Protocol):
     def on_response_end(self, reusable: bool) -> None: ...
 
 
+_EMPTY_LINE_BYTES: Final = b"\r\n"
+
+
 class ResponseReader:
     """Reads the responses of one upstream connection, one at a time (1xx interim responses are
     skipped). Raises UpstreamProtocolError.
@@ -385,6 +388,11 @@ class ResponseReader:
     def on_headers_complete(self) -> None:
         raw = self._raw
         start = self._raw_start
+        # llhttp skips CR and LF bytes before a status line (empty lines an upstream left after
+        # its previous response): the head begins after them, or its status line would be read
+        # as a header line, and an empty line as the head's end.
+        while raw[start] in _EMPTY_LINE_BYTES:
+            start += 1
         end = raw.find(b"\r\n\r\n", start)  # llhttp accepted the head: it ends with CRLFCRLF
         line_end = raw.find(b"\r\n", start)
         if end < 0 or line_end < 0:

@@ -368,6 +368,23 @@ def test_interim_responses_are_skipped() -> None:
     assert sink.head is not None and sink.head.status == 200 and sink.body == b"x"
 
 
+@given(
+    before=st.lists(st.sampled_from([b"\r\n", b"\n", b"\r"]), min_size=1, max_size=4).map(b"".join),
+    interim=st.booleans(),
+)
+def test_empty_lines_before_a_status_line_are_skipped_as_llhttp_skips_them(
+    before: bytes, interim: bool
+) -> None:
+    """An upstream that leaves CRLFs after a response: llhttp reads past them, and so does the
+    head (its status line is not a header line, and an empty line is not its end)."""
+    first = b"HTTP/1.1 100 Continue\r\n\r\n" if interim else b""
+    sink = response(first + before + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX: y\r\n\r\nhello")
+    assert sink.head is not None
+    assert (sink.head.status, sink.head.reason, sink.head.block) == (200, b"OK", b"X: y\r\n")
+    assert (sink.head.framing, sink.head.content_length) == (Framing.LENGTH, 5)
+    assert (sink.body, sink.ended) == (b"hello", True)
+
+
 @pytest.mark.parametrize(
     "data",
     [
