@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from outwork.http.messages import STAMPED_NAMES
+
 _BLANKS: Final = rb"[ \t\x0b\x0c]*"
 
 
@@ -23,11 +25,13 @@ class LineRemoval:
     the next line; the block gets an LF in front for its first line. Another block goes
     through the line-anchored pattern (tests/filters/test_header_lines.py holds them equal)."""
 
-    __slots__ = ("names", "sizes", "_lines", "_after_lf")
+    __slots__ = ("names", "sizes", "stamped", "_lines", "_after_lf")
 
     def __init__(self, names: frozenset[bytes]) -> None:
         self.names = names
         self.sizes = frozenset(len(name) for name in names)  # a name of another length is not one
+        # Whether it names a line the gateway stamps on requests (`RequestHead.stamped`).
+        self.stamped = not names.isdisjoint(STAMPED_NAMES)
         alternatives = b"|".join(re.escape(name) for name in sorted(names)) or b"(?!)"
         line = rb"%s(?:%s)%s:[^\r\n]*" % (_BLANKS, alternatives, _BLANKS)
         self._lines = re.compile(rb"(?im)^%s(?:\r\n|\Z)" % line)

@@ -4,7 +4,10 @@ rate limits' timestamps and the bans (`ban.py`).
 It is an anonymous `MAP_SHARED` mapping made before the supervisor forks (`shared()`, called
 by `workers.supervise`; with `workers: 1` the process makes it at its first config load), so
 every worker, a replacement or a reloaded one too, sees the same memory, and a reload or a dead
-worker loses no count. A `multiprocessing.Lock` per stripe of buckets guards it.
+worker loses no count. A `multiprocessing.Lock` per stripe of buckets guards it, once
+`share_with_forks` says processes will share it; a single process (`workers: 1`) runs each
+update whole, between two of its loop's callbacks, and takes no lock (an acquire and a release
+were about a tenth of a rate-limited request's policy cost).
 
 Memory is bounded whatever the peers send: keys are hashed (Python's own `hash` of bytes:
 SipHash keyed by the interpreter's random secret, the same in every forked worker and unknown
@@ -40,21 +43,37 @@ _unpack_keys: Final = BUCKET_KEYS.unpack_from
 _unpack_slot: Final = SLOT.unpack_from
 _pack_slot: Final = SLOT.pack_into
 SLOT_SIZE: Final = SLOT.size
+# The sizes as module constants: a Struct's `size` is an attribute look-up per read.
+HEADER_SIZE: Final = HEADER.size
+BUCKET_SIZE: Final = BUCKET.size
 
 # change(a, b) -> (expires, a, b) to store, or None to leave the slot as it is.
 Change = Callable[[int, int], "tuple[int, int, int] | None"]
 
 
 class NodeTable:
-    def __init__(self, buckets: int = DEFAULT_BUCKETS) -> None:
+    def __init__(self, buckets: int = DEFAULT_BUCKETS, forked: bool = True) -> None:
+        """`forked`: processes forked later share the table (locked from the start)."""
         self.buckets = buckets
-        self._memory = mmap.mmap(-1, HEADER.size + buckets * BUCKET.size)  # MAP_SHARED
-        self._locks: list[Lock] = [multiprocessing.Lock() for _ in range(STRIPES)]
+        self._memory = mmap.mmap(-1, HEADER_SIZE + buckets * BUCKET_SIZE)  # MAP_SHARED
+        self._locks: list[Lock] = []
         # Each lock's acquire and release (the semaphore's own methods), looked up once: not
         # `with` (a Lock's __enter__ and __exit__ are Python functions, a frame each), and not
-        # a method look-up per update either.
-        self._acquire: list[Callable[[], bool]] = [lock.acquire for lock in self._locks]
-        self._release: list[Callable[[], None]] = [lock.release for lock in self._locks]
+        # a method look-up per update either. Empty while no other process shares the table.
+        self._acquire: list[Callable[[], bool]] = []
+        self._release: list[Callable[[], None]] = []
+        self._header_lock: Lock | None = None
+        if forked:
+            self.share_with_forks()
+
+    def share_with_forks(self) -> None:
+        """Guard the table with its locks from now on: called before the first fork (the
+        single process's table needs none, as no other process or thread updates it)."""
+        if self._locks:
+            return
+        self._locks = [multiprocessing.Lock() for _ in range(STRIPES)]
+        self._acquire = [lock.acquire for lock in self._locks]
+        self._release = [lock.release for lock in self._locks]
         self._header_lock = multiprocessing.Lock()
 
     def key(self, namespace: bytes, value: bytes) -> int:
@@ -66,10 +85,12 @@ class NodeTable:
         """Apply `change` to the key's values ((0, 0) when it has none or they expired), under
         the bucket's lock. Returns the values now stored and whether a live entry was evicted."""
         bucket = key % self.buckets
-        offset = HEADER.size + bucket * BUCKET.size
+        offset = HEADER_SIZE + bucket * BUCKET_SIZE
         memory = self._memory
         stripe = bucket % STRIPES
-        self._acquire[stripe]()
+        locked = bool(self._locks)
+        if locked:
+            self._acquire[stripe]()
         try:
             try:
                 found = _unpack_keys(memory, offset).index(key)
@@ -92,17 +113,27 @@ class NodeTable:
             expires, a, b = result
             _pack_slot(memory, offset + found * SLOT_SIZE, key, expires, a, b)
         finally:
-            self._release[stripe]()
+            if locked:
+                self._release[stripe]()
         if evicted:
-            with self._header_lock:
+            header_lock = self._header_lock
+            if header_lock is not None:
+                header_lock.acquire()
+            try:
                 HEADER.pack_into(memory, 0, HEADER.unpack_from(memory, 0)[0] + 1)
+            finally:
+                if header_lock is not None:
+                    header_lock.release()
         return a, b, evicted
 
     def get(self, key: int, now: int) -> tuple[int, int] | None:
         """The key's live values, or None."""
         bucket = key % self.buckets
-        offset = HEADER.size + bucket * BUCKET.size
-        with self._locks[bucket % STRIPES]:
+        offset = HEADER_SIZE + bucket * BUCKET_SIZE
+        if self._locks:
+            with self._locks[bucket % STRIPES]:
+                slots = BUCKET.unpack_from(self._memory, offset)
+        else:
             slots = BUCKET.unpack_from(self._memory, offset)
         try:
             i = 4 * slots[::4].index(key)
@@ -129,9 +160,12 @@ def _free_or_oldest(slots: tuple[int, ...], now: int) -> int:
 _shared: NodeTable | None = None
 
 
-def shared() -> NodeTable:
-    """The node's table: made once per process tree, before the workers fork."""
+def shared(workers: bool = False) -> NodeTable:
+    """The node's table: made once per process tree. `workers`: the supervisor's call, before
+    it forks them (the config it loaded first may have made the table without locks)."""
     global _shared
     if _shared is None:
-        _shared = NodeTable()
+        _shared = NodeTable(forked=workers)
+    elif workers:
+        _shared.share_with_forks()
     return _shared

@@ -41,7 +41,16 @@ def request_head(head: RequestHead, forwarded: bytes) -> bytes:
     else:
         length = _CHUNKED
     return b"".join(
-        (head.method, b" ", head.target, b" HTTP/1.1\r\n", head.block, length, forwarded)
+        (
+            head.method,
+            b" ",
+            head.target,
+            b" HTTP/1.1\r\n",
+            head.block,
+            head.stamped,
+            length,
+            forwarded,
+        )
     )
 
 

@@ -158,11 +158,12 @@ class Exchange:
         if not self._client_ip:
             connection = self.client.connection
             scan = self.head.scan if self.head is not None else None
-            self._client_ip = client_address(
-                connection.peer_host.decode("ascii", "replace"),
-                scan.xff if scan is not None else None,
-                connection.state.config.trusted_proxies,
-            )
+            peer_ip = connection.peer_host.decode("ascii", "replace")
+            if scan is None or scan.xff is None:
+                self._client_ip = peer_ip  # client_address's answer, without its arguments
+            else:
+                trusted = connection.state.config.trusted_proxies
+                self._client_ip = client_address(peer_ip, scan.xff, trusted)
         return self._client_ip
 
     @property

@@ -144,15 +144,15 @@ class Forwarding:
         return self._lines
 
     def stamp(self, head: RequestHead, request_ids: RequestIds) -> bytes:
-        """Add the gateway's lines to a request's head (forwarding, then X-Request-Id: the
-        client's when it is sane, else a new one) and return the request id. HTTP/1.1 and
-        HTTP/2 requests both go through here."""
+        """Set the gateway's lines of a request's head (`head.stamped`: forwarding, then
+        X-Request-Id: the client's when it is sane, else a new one) and return the request
+        id. HTTP/1.1 and HTTP/2 requests both go through here."""
         scan = head.scan
         request_id = scan.request_id if scan is not None else None
         if request_id is None or not sane_request_id(request_id):
             request_id = request_ids.next()
-        head.block = b"".join(
-            (head.block, self.lines(scan, head.has_host), b"x-request-id: ", request_id, b"\r\n")
+        head.stamped = b"".join(
+            (self.lines(scan, head.has_host), b"x-request-id: ", request_id, b"\r\n")
         )
         return request_id
 

@@ -534,7 +534,7 @@ def supervise(config: GatewayConfig) -> int:
         log(warning)
     # The table the workers count local rate limits and bans in: made here, before any fork,
     # so that every worker (replacements and reloaded generations too) maps the same memory.
-    node_table.shared()
+    node_table.shared(workers=True)
     for listener in config.listeners:
         _SCHEMES[listener.name] = "https" if listener.tls is not None else "http"
     try:

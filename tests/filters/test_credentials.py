@@ -91,6 +91,23 @@ def test_edit_head_removes_from_block_and_headers_alike(pairs: list[tuple[str, s
     assert [(n.decode().lower(), v.decode()) for n, v in head.headers[1:]] == block_headers(head)
 
 
+STAMPED = b"x-forwarded-for: 192.0.2.1\r\nx-forwarded-proto: https\r\nx-request-id: 1\r\n"
+
+
+def test_edit_head_leaves_the_gateways_lines_unless_one_is_named() -> None:
+    """The gateway's own lines go upstream after the block: an edit reads the client's lines
+    only, unless it names one of the gateway's (what the same edit of block and stamped
+    lines in one would have removed)."""
+    head = request(("X-Api-Key", "k"), ("Accept", "*/*"))
+    head.stamped = STAMPED
+    edit_head(head, frozenset({b"x-api-key", b"x-who"}), b"X-Who", b"api_key:a")
+    assert head.block == b"Accept: */*\r\nX-Who: api_key:a\r\n"
+    assert head.stamped == STAMPED
+    edit_head(head, frozenset({b"x-request-id", b"x-who"}), b"X-Who", b"jwt:b")
+    assert head.block == b"Accept: */*\r\nX-Who: jwt:b\r\n"
+    assert head.stamped == b"x-forwarded-for: 192.0.2.1\r\nx-forwarded-proto: https\r\n"
+
+
 datetimes = st.datetimes(
     min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 31), timezones=st.just(UTC)
 )

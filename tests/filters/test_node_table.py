@@ -48,8 +48,30 @@ def test_many_keys_use_no_more_memory() -> None:
     assert len(table._memory) == 8 + 64 * SLOTS * 32
 
 
+def test_a_single_process_table_counts_alike_without_locks() -> None:
+    locked, unlocked = NodeTable(buckets=1), NodeTable(buckets=1, forked=False)
+    for table in (locked, unlocked):
+        for i in range(3 * SLOTS):
+            _count(table, table.key(b"12345678", b"%d" % (i % (SLOTS + 2))), i)
+    assert unlocked.evictions == locked.evictions > 0
+    for i in range(SLOTS + 2):
+        key = locked.key(b"12345678", b"%d" % i)
+        assert unlocked.get(key, 3 * SLOTS) == locked.get(key, 3 * SLOTS)
+
+
 def test_forked_processes_count_in_one_table() -> None:
-    table = NodeTable(buckets=16)
+    _count_in_three_processes(NodeTable(buckets=16))
+
+
+def test_a_table_made_without_locks_takes_them_before_the_fork() -> None:
+    """The supervisor's config load may make the table first (no locks: one process); it
+    shares it with the workers it forks only after `share_with_forks`."""
+    table = NodeTable(buckets=16, forked=False)
+    table.share_with_forks()
+    _count_in_three_processes(table)
+
+
+def _count_in_three_processes(table: NodeTable) -> None:
     key = table.key(b"12345678", b"shared")
     children = []
     for _ in range(2):

@@ -4,15 +4,19 @@ their key."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from outwork.filters import CONTINUE, Identity, PolicyEnv, Reply, Stop
+from outwork.filters.gcra import Decision
 from outwork.filters.node_table import NodeTable
-from outwork.filters.rate_limit import LimitSpec, RateLimitFilter, build
+from outwork.filters.rate_limit import LimitSpec, RateLimitFilter, build, compile_limit
 from outwork.http.messages import Framing, ResponseHead
 from outwork.observe.refusals import Refusal
 from tests.filters.fake import FakeContext, request
@@ -185,3 +189,20 @@ def test_a_redis_limit_needs_the_redis_section() -> None:
     specs = msgspec.convert([{"key": "api_key", "rate": "1/s", "store": "redis"}], list[LimitSpec])
     with pytest.raises(ValueError, match="needs the redis: section"):
         build(specs, PolicyEnv())
+
+
+@given(
+    st.integers(1, 1_000_000_000),
+    st.integers(0, 1_000_000_000),
+    st.integers(0, 10**17),
+)
+def test_the_ratelimit_lines_are_the_fields_formatted(
+    burst: int, remaining: int, reset: int
+) -> None:
+    """The lines joined per request say what formatting the three fields says."""
+    limit = compile_limit(LimitSpec(key="client_address", rate="10/s", burst=burst))
+    decision = Decision(True, 0, 0, remaining, reset)
+    assert limit.field_lines(decision) == (
+        b"RateLimit-Limit: %d\r\nRateLimit-Remaining: %d\r\nRateLimit-Reset: %d\r\n"
+        % (burst, remaining, math.ceil(reset / 1_000_000))
+    )
