@@ -96,8 +96,10 @@ MAX_PASSES: Final = 32
 
 
 # The runs of number marks `_number_run` made, by length (one per configured `max_number`): a
-# dict read per body costs half an lru_cache call from compiled code.
+# dict read per body costs half an lru_cache call from compiled code. Keyed by configs, not by
+# peers, yet bounded all the same: reloads with ever new limits must not grow it.
 _NUMBER_RUNS: Final[dict[int, bytes]] = {}
+MAX_NUMBER_RUNS: Final = 16
 
 
 def _number_run(length: int) -> bytes:
@@ -105,6 +107,8 @@ def _number_run(length: int) -> bytes:
     first tries it as an int, and formats the TypeError: about 2,000 instructions)."""
     run = _NUMBER_RUNS.get(length)
     if run is None:
+        if len(_NUMBER_RUNS) >= MAX_NUMBER_RUNS:
+            _NUMBER_RUNS.clear()
         run = _NUMBER_RUNS[length] = bytes((_NUMBER,)) * length
     return run
 

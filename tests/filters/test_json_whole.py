@@ -221,3 +221,13 @@ def test_a_deep_document_with_many_entries_goes_to_the_streaming_checker() -> No
     doc = b"[" + doc + b"]"
     assert not fast_accepts(limits, doc)
     assert whole(limits, doc) == streaming(limits, doc) == ("ok", "")
+
+
+def test_number_limits_of_many_configs_keep_their_verdicts_within_a_bounded_memory() -> None:
+    """Reloads with ever new `max_number` values: each is still held to its own limit, and the
+    runs kept for them never pass MAX_NUMBER_RUNS."""
+    for max_number in range(1, 60):
+        limits = JsonLimits(max_number=max_number)
+        assert whole(limits, b"[%s]" % (b"7" * max_number)) == ("ok", "")
+        assert whole(limits, b"[%s]" % (b"7" * (max_number + 1)))[0] == "max_number"
+        assert len(json_whole._NUMBER_RUNS) <= json_whole.MAX_NUMBER_RUNS
