@@ -5,6 +5,7 @@ and what cannot be kept is counted."""
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import time
@@ -16,6 +17,13 @@ from urllib.parse import urlsplit
 
 from outwork.observe.line_sink import MAX_PENDING, PIPE_BUF, LineSink
 from tests.conftest import Backend, Gateway, gateway_config
+
+
+def fifo_sink(path: Path, lost: Counter[str], name: str) -> LineSink:
+    """A sink on the FIFO at `path`, made if it is not there yet."""
+    if not path.exists():
+        os.mkfifo(path)
+    return LineSink(str(path), io.BytesIO(), lost, name)
 
 
 @contextmanager
@@ -50,9 +58,8 @@ def test_a_fifo_without_a_reader_opens_at_once_and_keeps_lines_for_the_reader(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "events.fifo"
-    os.mkfifo(path)
     lost: Counter[str] = Counter()
-    sink = LineSink(str(path), open(os.devnull, "wb"), lost, "events")  # a plain open waits here
+    sink = fifo_sink(path, lost, "events")  # a plain open waits here
     sent = [line("a", n, 100) for n in range(50)]
     for item in sent:
         assert sink.write(item)
@@ -67,9 +74,8 @@ def test_a_stalled_reader_never_blocks_the_writer_and_what_does_not_fit_is_count
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "access.fifo"
-    os.mkfifo(path)
     lost: Counter[str] = Counter()
-    sink = LineSink(str(path), open(os.devnull, "wb"), lost, "access")
+    sink = fifo_sink(path, lost, "access")
     with fifo_reader(path) as fd:  # open, and not reading
         size = 1000
         kept = MAX_PENDING // size  # the pipe holds some more on top of this
@@ -89,9 +95,8 @@ def test_lines_of_several_writers_on_one_fifo_never_interleave(tmp_path: Path) -
     """Workers share a FIFO: each writes runs of whole lines of at most PIPE_BUF bytes, which
     the kernel writes whole."""
     path = tmp_path / "events.fifo"
-    os.mkfifo(path)
     lost: Counter[str] = Counter()
-    sinks = [LineSink(str(path), open(os.devnull, "wb"), lost, "events") for _ in range(2)]
+    sinks = [fifo_sink(path, lost, "events") for _ in range(2)]
     sizes = [37, 512, 1500, PIPE_BUF // 2, PIPE_BUF - 1, 901]
     sent: list[bytes] = []
     with fifo_reader(path) as fd:
@@ -120,7 +125,7 @@ def test_lines_of_several_writers_on_one_fifo_never_interleave(tmp_path: Path) -
 
 def test_a_full_disk_loses_lines_counted_and_raises_nothing() -> None:
     lost: Counter[str] = Counter()
-    sink = LineSink("/dev/full", open(os.devnull, "wb"), lost, "access")
+    sink = LineSink("/dev/full", io.BytesIO(), lost, "access")
     for n in range(3):
         sink.write(line("l", n, 80))
     sink.flush()
