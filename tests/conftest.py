@@ -104,6 +104,10 @@ class Backend:
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        # The pipe was read for the first line only; closed here, not left to the collector
+        # (an unclosed-file ResourceWarning in whichever test happens to run then).
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 class Gateway:
