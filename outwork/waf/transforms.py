@@ -190,7 +190,9 @@ def _url_escape_uni(match: re.Match[bytes]) -> bytes:
 
 def url_decode_uni(value: bytes) -> bytes:
     """urlDecode plus IIS's %uXXXX."""
-    if not holds(value, b"%u") and not holds(value, b"%U"):
+    # No '%' (most values): no %u either, and one byte test rules it out where the two
+    # searches for it were generic method calls.
+    if PERCENT not in value or (not holds(value, b"%u") and not holds(value, b"%U")):
         return url_decode(value)
     return _URL_ESCAPE_UNI.sub(_url_escape_uni, value)
 

@@ -91,6 +91,21 @@ def test_every_scalar_is_one_argument(document: object) -> None:
     assert len(parsed.args) == count(document) and not parsed.error
 
 
+NUMBERS = st.from_regex(
+    r"-?(0|[1-9][0-9]{0,20})(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?", fullmatch=True
+)
+
+
+@settings(deadline=None)
+@given(number=NUMBERS, in_array=st.booleans())
+def test_a_number_is_its_text_as_written(number: str, in_array: bool) -> None:
+    """ModSecurity hands yajl's number text over as is: `1.50` stays `1.50`, `1E+05` stays."""
+    body = ('{"n": [%s]}' if in_array else '{"n": %s}') % number
+    parsed = parse_body("JSON", b"application/json", body.encode())
+    assert parsed.args == [(b"n.n" if in_array else b"n", number.encode())]
+    assert not parsed.error
+
+
 @pytest.mark.parametrize("data", [b'{"a": {"b": [1, {"c": 2}]}}', b"[1, [2, [3]]]", b'{"a": [1'])
 def test_a_json_body_read_leaves_no_reference_cycle(data: bytes) -> None:
     """The walk once called itself through its closure: function and cell held each other,
