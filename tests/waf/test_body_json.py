@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from outwork.waf.request import parse_body
+from outwork.waf.request import MAX_JSON_DEPTH, parse_body
 from tests.cycles import cycles_left
 
 
@@ -48,6 +48,20 @@ def test_names_as_modsecurity_2_9(body: bytes, args: list[tuple[bytes, bytes]]) 
 def test_rejects_what_yajl_rejects() -> None:
     for body in (b"NaN", b'{"a": Infinity}', b'{"x":1} trailing'):
         assert parse_body("JSON", b"application/json", body).error, body
+
+
+@pytest.mark.parametrize("leaf", [b"1", b'"s"', b"{}"])
+def test_nesting_past_the_depth_limit_is_a_body_error(leaf: bytes) -> None:
+    """MAX_JSON_DEPTH counts containers inside the top-level one, whatever the innermost
+    holds (the walk adds string and number leaves without a call of their own)."""
+
+    def nested(containers: int) -> bytes:
+        return b'{"k":' * containers + leaf + b"}" * containers
+
+    inside = nested(MAX_JSON_DEPTH + 1 - (leaf == b"{}"))
+    assert not parse_body("JSON", b"application/json", inside).error
+    deeper = nested(MAX_JSON_DEPTH + 2 - (leaf == b"{}"))
+    assert b"nested too deep" in parse_body("JSON", b"application/json", deeper).error
 
 
 KEYS = st.text(alphabet="abc_", min_size=1, max_size=4)
