@@ -482,7 +482,7 @@ class ClientProtocol(asyncio.Protocol):
             return
         route = self._route
         self._route = None
-        ex = pipeline.routed(self, head, route, state)
+        ex = pipeline.routed(self, head, route, state, self.forwarding)
         if self._requests == last:
             ex.keep_alive = False  # its response says `Connection: close`
         self._reading = ex
