@@ -82,7 +82,8 @@ class ClientProtocol(asyncio.Protocol):
     # reports one that is not).
     __slots__ = (
         "_accepted", "_access", "_admitted", "_batch", "_body_first", "_buffered", "_clock",
-        "_closed", "_flush_handle", "_h2", "_max_requests", "_out", "_pause_over_cap",
+        "_body_timeout", "_closed", "_flush_handle", "_h2", "_header_timeout", "_idle_timeout",
+        "_max_requests", "_metrics", "_out", "_pause_over_cap",
         "_pause_reasons", "_paused_upstream", "_phase", "_queue", "_reader", "_reading",
         "_requests", "_route", "_sealed", "_tls", "_tunnel", "_tunnel_active", "_tunnel_early",
         "client_identity",
@@ -108,6 +109,14 @@ class ClientProtocol(asyncio.Protocol):
         self._route: RouteConfig | None = None  # the route of the head being read
         self._requests = 0  # request heads read on this connection
         self._max_requests = state.config.limits.max_requests_per_connection
+        # Read at every request: fields of this compiled object instead of three lookups by
+        # name each (state, its config, the limits), as _max_requests and the reader's caps.
+        # A state's limits are those of its config load (a certificate swap keeps them).
+        limits = state.config.limits
+        self._header_timeout: float = limits.header_timeout
+        self._body_timeout: float = limits.body_timeout
+        self._idle_timeout: float = limits.idle_timeout
+        self._metrics = state.metrics  # one object for every config the process loads
         self.write_paused = False
         self.deadline = 0.0
         # While the client leaves our output unread (writing paused): when that stall ends the
@@ -124,7 +133,6 @@ class ClientProtocol(asyncio.Protocol):
         self.log_connection = b""  # the access log's per-connection parts, made once
         self.log_tls = b"null"
         self._accepted = 0.0  # time.monotonic() at accept (TLS listeners: for the handshake time)
-        limits = state.config.limits
         self._reader = RequestReader(
             self,
             limits.max_request_head,
@@ -326,9 +334,9 @@ class ClientProtocol(asyncio.Protocol):
     def _received_plain(self, data: bytes) -> None:
         if self._phase == _IDLE:
             self._phase = _HEAD
-            self.deadline = self._clock.now + self.state.config.limits.header_timeout
+            self.deadline = self._clock.now + self._header_timeout
         elif self._phase == _BODY:
-            self.deadline = self._clock.now + self.state.config.limits.body_timeout
+            self.deadline = self._clock.now + self._body_timeout
         elif self._phase == _TUNNEL:
             self._tunnel_from_client(data)
             return
@@ -474,7 +482,7 @@ class ClientProtocol(asyncio.Protocol):
             return
         route = self._route
         self._route = None
-        ex = pipeline.routed(self, head, route, state)
+        ex = pipeline.routed(self, head, route, state, self.forwarding)
         if self._requests == last:
             ex.keep_alive = False  # its response says `Connection: close`
         self._reading = ex
@@ -485,7 +493,7 @@ class ClientProtocol(asyncio.Protocol):
             self.deadline = 0.0
         else:
             self._phase = _BODY
-            self.deadline = self._clock.now + state.config.limits.body_timeout
+            self.deadline = self._clock.now + self._body_timeout
         self._queue.append(ex)
         if len(self._queue) == 1:
             self._start(ex)
@@ -576,7 +584,7 @@ class ClientProtocol(asyncio.Protocol):
     def _response_done(self, ex: Exchange) -> None:
         self._uncount_paused_upstream()
         self._sealed = None  # what the transport still holds of them goes with it
-        exchange_done(ex, self.state.metrics, self._access, self)
+        exchange_done(ex, self._metrics, self._access, self)
         if not ex.keep_alive:
             self.close()
             return
@@ -599,7 +607,7 @@ class ClientProtocol(asyncio.Protocol):
             self.close()
         elif self._reading is None:
             self._phase = _IDLE
-            self.deadline = self._clock.now + self.state.config.limits.idle_timeout
+            self.deadline = self._clock.now + self._idle_timeout
 
     def release_buffered(self, ex: Exchange) -> None:
         if ex.pending_size:
@@ -789,8 +797,10 @@ class ClientProtocol(asyncio.Protocol):
         elif not tls.is_closed:  # failed or closed under us: nothing more may be sent
             if len(out) > 2 and self._flush_gathered(out, transport):
                 return
-            data = out[0] if len(out) == 1 else b"".join(out)
-            tls.send_data(cast("bytes | bytearray", data))  # checked at run time, as before
+            if len(out) == 1:
+                tls.send_data(cast("bytes | bytearray", out[0]))  # checked at run time
+            else:
+                tls.send_pieces(out)  # joined once, with the record's type byte
             transport.write(tls.data_to_write())
 
     def _flush_gathered(

@@ -364,7 +364,7 @@ class H2Session:
         route's body limit, the forwarding lines and the request id."""
         state = self.state
         route = state.router.match_head(head)
-        ex = pipeline.routed(stream, head, route, state)
+        ex = pipeline.routed(stream, head, route, state, self.client.forwarding)
         if route is not None:
             stream.max_body = route.max_body_size
             if head.content_length > route.max_body_size:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Final
 
+from outwork.http.ascii import QUESTION_MARK
+
 if TYPE_CHECKING:
     from outwork.http.checks import HeaderScan
 
@@ -85,8 +87,10 @@ class RequestHead:
     @property
     def path(self) -> bytes:
         """The target without its query string."""
-        q = self.target.find(b"?")
-        return self.target if q < 0 else self.target[:q]
+        target = self.target
+        if QUESTION_MARK not in target:  # an int needle: one memchr (ascii.py), no find call
+            return target
+        return target[: target.find(b"?")]
 
 
 @dataclass(slots=True, init=False)

@@ -13,6 +13,7 @@ from typing import Final, Protocol
 import httptools
 
 from outwork.http import checks
+from outwork.http.ascii import HASH
 from outwork.http.errors import HTTPError, UpstreamProtocolError
 from outwork.http.messages import Framing, Headers, RequestHead, ResponseHead
 from outwork.http.path import STRICT, PathRules, normalise_target
@@ -200,11 +201,10 @@ class RequestReader:
             version = "1.1"  # HTTP/1.2-1.9 (RFC 9110 2.5), see _request_parser
         headers = self._headers
         url = self._url
-        fragment = url.find(b"#")  # not `in`: on bytes it first tries the needle as an int
-        if fragment >= 0:
+        if HASH in url:  # an int needle: one memchr (ascii.py); find parses its arguments
             # A fragment is not part of a request-target (RFC 9112 3.2); routing and the
             # backend both see the target without it.
-            url = url[:fragment]
+            url = url[: url.find(b"#")]
         try:
             # Counted here, not per header: the head size cap already bounds the list.
             if len(headers) > self._max_headers:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from outwork.config.config import RouteConfig
     from outwork.http.messages import RequestHead
     from outwork.proxy.downstream import Downstream
+    from outwork.proxy.forwarding import Forwarding
     from outwork.proxy.server import GatewayState
 
 # The reasons the client's reading is paused (`pause_reading`): while a request filter waits,
@@ -48,10 +49,16 @@ _LENGTH: Final = Framing.LENGTH
 
 
 def routed(
-    client: Downstream, head: RequestHead, route: RouteConfig | None, state: GatewayState
+    client: Downstream,
+    head: RequestHead,
+    route: RouteConfig | None,
+    state: GatewayState,
+    forwarding: Forwarding,
 ) -> Exchange:
     """The exchange for a checked head and the route it matched (None: 404, or 405 when
-    another method would match): its pool, filters and request id."""
+    another method would match): its pool, filters and request id. `forwarding`: that of the
+    client's connection (`client.connection.forwarding`, given by the caller, which holds it:
+    two lookups by name through the Protocol less per request)."""
     if route is None:
         allowed = state.router.allowed(head_host(head), head.path)
         ex = Exchange(client, head, None, 405 if allowed else 404)
@@ -65,7 +72,7 @@ def routed(
             ex.filters = chain
             if chain.inspects_request_body:
                 ex.body_filter = RequestBodyFilter(ex, chain.request_body)
-    ex.request_id = client.connection.forwarding.stamp(head, state.request_ids)
+    ex.request_id = forwarding.stamp(head, state.request_ids)
     return ex
 
 

@@ -315,14 +315,17 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.read_paused:
-            # Paused, the upstream could not send (nor, blocked on its sending, read): its
-            # timeouts start again in full.
-            now, config = self.pool.clock.now, self.pool.config
-            if self.deadline:
-                self.deadline = max(self.deadline, now + config.read_timeout)
-            if self.write_deadline:
-                self.write_deadline = max(self.write_deadline, now + config.write_timeout)
+        if not self.read_paused:
+            # Only pause_reading pauses the transport, and it sets read_paused: nothing to undo
+            # (twice per request, each a transport.is_closing and resume_reading call saved).
+            return
+        # Paused, the upstream could not send (nor, blocked on its sending, read): its timeouts
+        # start again in full.
+        now, config = self.pool.clock.now, self.pool.config
+        if self.deadline:
+            self.deadline = max(self.deadline, now + config.read_timeout)
+        if self.write_deadline:
+            self.write_deadline = max(self.write_deadline, now + config.write_timeout)
         self.read_paused = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()

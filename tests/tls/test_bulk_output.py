@@ -13,7 +13,8 @@ from outwork.tls import events as ev
 from outwork.tls.base import TLSConnection
 from outwork.tls.config import ClientConfig, ServerConfig
 from outwork.tls.enums import CipherSuite, CipherSuite12, ProtocolVersion
-from outwork.tls.records import MAX_PLAINTEXT
+from outwork.tls.keyschedule import SUITES as SUITE_PARAMS
+from outwork.tls.records import MAX_PLAINTEXT, RecordCipher
 from tests.tls.inmemory import connected_pair
 from tests.tls.pki import CertAuthority, Leaf
 
@@ -36,10 +37,11 @@ SUITES: list[tuple[str, dict[str, object]]] = [
     ),
 ]
 
-# Each step: ("bulk", size) through send_data_into, or ("plain", size) through send_data.
+# Each step: ("bulk", size) through send_data_into, ("plain", size) through send_data, or
+# ("pieces", size) through send_pieces (the content in three pieces of three kinds).
 STEPS = st.lists(
     st.tuples(
-        st.sampled_from(["bulk", "bulk", "plain"]),
+        st.sampled_from(["bulk", "bulk", "plain", "pieces"]),
         st.one_of(
             st.integers(1, 40),
             st.sampled_from([MAX_PLAINTEXT - 1, MAX_PLAINTEXT, MAX_PLAINTEXT + 1]),
@@ -91,6 +93,13 @@ def test_bulk_records_reach_the_peer_in_order_and_the_source_is_given_back(
             server.send_data(data)
             wire += server.data_to_send()
             continue
+        if kind == "pieces":
+            third = size // 3
+            server.send_pieces(
+                [data[:third], bytearray(data[third : 2 * third]), memoryview(data)[2 * third :]]
+            )
+            wire += server.data_to_send()
+            continue
         source = bytearray(data + b"\xa5")  # the content, then the spare byte
         out = bytearray(server.sealed_size(size) + 7)
         written = server.send_data_into(memoryview(source), out)
@@ -120,3 +129,25 @@ def test_bulk_output_needs_an_established_connection(leaves: dict[str, Leaf]) ->
     server = ServerConnection(ServerConfig(certificates=(leaves["ecdsa-p256"].certified(),)))
     with pytest.raises(RuntimeError):
         server.send_data_into(memoryview(bytearray(b"xy")), bytearray(64))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    suite=st.sampled_from(sorted(SUITE_PARAMS)),
+    secret=st.binary(min_size=48, max_size=48),
+    records=st.lists(
+        st.lists(st.binary(max_size=MAX_PLAINTEXT // 3), min_size=1, max_size=3),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_a_record_sealed_from_pieces_is_the_record_of_them_joined(
+    suite: int, secret: bytes, records: list[list[bytes]]
+) -> None:
+    params = SUITE_PARAMS[suite]
+    secret = secret[: params.hash_length]
+    joined, pieces = RecordCipher(params, secret), RecordCipher(params, secret)
+    for content in records:
+        expected = joined.seal(23, b"".join(content))
+        assert pieces.seal_joined(23, [bytearray(c) for c in content]) == expected
+        assert expected[:5] == b"\x17\x03\x03" + (len(expected) - 5).to_bytes(2, "big")
