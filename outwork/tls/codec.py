@@ -19,7 +19,7 @@ T = TypeVar("T")
 class Reader:
     __slots__ = ("_data", "_pos", "_end")
 
-    def __init__(self, data: bytes | memoryview, start: int = 0, end: int | None = None) -> None:
+    def __init__(self, data: bytes, start: int = 0, end: int | None = None) -> None:
         self._data = data
         self._pos = start
         self._end = len(data) if end is None else end
@@ -71,7 +71,7 @@ class Reader:
     def fixed(self, n: int) -> bytes:
         """Exactly n bytes, n chosen by the protocol (never by the peer)."""
         pos = self._take(n)
-        return bytes(self._data[pos : pos + n])
+        return self._data[pos : pos + n]
 
     def _length(self, width: int) -> int:
         pos = self._pos
@@ -99,7 +99,7 @@ class Reader:
         # through `block`, whose sub-reader would be read whole anyway.
         length = self._bounded_length(width, minimum, maximum)
         pos = self._take(length)
-        return bytes(self._data[pos : pos + length])
+        return self._data[pos : pos + length]
 
     def uint16_tuple(
         self, width: int, minimum: int = 0, maximum: int | None = None
@@ -134,7 +134,7 @@ class Reader:
             size = (d[pos + 2] << 8) | d[pos + 3]
             if size > end - start:
                 raise decode_error(f"need {size} bytes, {end - start} left")
-            out.append(((d[pos] << 8) | d[pos + 1], bytes(d[start : start + size])))
+            out.append(((d[pos] << 8) | d[pos + 1], d[start : start + size]))
             pos = start + size
         return out
 

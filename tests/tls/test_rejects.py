@@ -329,6 +329,16 @@ def pull_first_server_hello(out: bytes) -> ServerHello:
     return pull_server_hello(Reader(out[9 : 9 + int.from_bytes(out[6:9], "big")]))
 
 
+def test_each_handshake_answers_with_a_fresh_key_share(leaf: Leaf) -> None:
+    # Forward secrecy: the same ClientHello, replayed, never meets the same server key (nor
+    # the same random).
+    data = record(22, encode(client_hello()))
+    hellos = [pull_first_server_hello(outcome(leaf, data)[1]) for _ in range(3)]
+    shares = {dict(h.extensions)[ExtensionType.KEY_SHARE] for h in hellos}
+    assert len(shares) == 3
+    assert len({h.random for h in hellos}) == 3
+
+
 def test_rejects_empty_alert_record(leaf: Leaf) -> None:
     # RFC 8446 5.1: no zero-length alert fragments; a wrong record, not a malformed alert.
     assert alert_of(leaf, record(21, b"")) == A.UNEXPECTED_MESSAGE
