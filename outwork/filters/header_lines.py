@@ -10,6 +10,21 @@ from typing import Final
 from outwork.http.messages import STAMPED_NAMES
 
 _BLANKS: Final = rb"[ \t\x0b\x0c]*"
+# A line's value and its CR, before its LF: `[^\r\n]*\r(?=\n)` (the first CR or LF after the
+# colon is a CR, and an LF follows it), said so that the regex engine reads the value with its
+# one-byte loops (`[^\n]*`, `[^\r]*`) rather than testing each byte against a set of two: the
+# first LF has a CR before it, and the first CR an LF after it, so they are one CRLF (the colon
+# before the value is not a CR). A third of the cost of a cut line.
+_VALUE_CR: Final = rb"(?=[^\n]*(?<=\r)\n)[^\r]*\r(?=\n)"
+
+
+def _first_bytes(names: frozenset[bytes]) -> bytes:
+    """A lookahead for the bytes a line named in `names` can start with (a first byte of a
+    name, or a blank): any other line is passed over at once, not read up to its name."""
+    if not all(names):
+        return b""  # an empty name: a line may start with anything
+    firsts = {name[0] for name in names} | set(b" \t\x0b\x0c")
+    return b"(?=[%s])" % re.escape(bytes(sorted(firsts)))
 
 
 class LineRemoval:
@@ -33,9 +48,9 @@ class LineRemoval:
         # Whether it names a line the gateway stamps on requests (`RequestHead.stamped`).
         self.stamped = not names.isdisjoint(STAMPED_NAMES)
         alternatives = b"|".join(re.escape(name) for name in sorted(names)) or b"(?!)"
-        line = rb"%s(?:%s)%s:[^\r\n]*" % (_BLANKS, alternatives, _BLANKS)
-        self._lines = re.compile(rb"(?im)^%s(?:\r\n|\Z)" % line)
-        self._after_lf = re.compile(rb"(?i)\n%s\r(?=\n)" % line)
+        name = rb"%s(?:%s)%s:" % (_BLANKS, alternatives, _BLANKS)
+        self._lines = re.compile(rb"(?im)^%s[^\r\n]*(?:\r\n|\Z)" % name)
+        self._after_lf = re.compile(rb"(?i)\n%s%s%s" % (_first_bytes(names), name, _VALUE_CR))
 
     def block(self, block: bytes) -> bytes:
         if block.endswith(b"\r\n"):

@@ -10,9 +10,13 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from outwork.filters import CONTINUE, Identity, PolicyEnv, Reply
+from outwork.filters.auth_apikey import key_hash, request_sha256
 from outwork.filters.authenticate import AuthenticateFilter, AuthenticateSpec, build
+from outwork.filters.credentials import MAX_CREDENTIAL
 from outwork.filters.rfc3339 import parse_rfc3339
 from outwork.observe.refusals import Refusal
 from outwork.tls.clientauth import ClientIdentity
@@ -82,6 +86,14 @@ def test_forward_credential_keeps_the_key_and_a_named_identity_header() -> None:
     head = request(("x-api-key", KEY), ("X-Who", "forged"), ("Accept", "*/*"))
     assert run_head(_filter(spec), FakeContext(), head) is CONTINUE
     assert block_headers(head) == [("x-api-key", KEY), ("accept", "*/*"), ("x-who", "api_key:k1")]
+
+
+@given(st.binary(min_size=1, max_size=MAX_CREDENTIAL))
+def test_a_key_is_hashed_per_request_as_its_configured_hash_was(key: bytes) -> None:
+    """The per-request SHA-256 (CPython's own) gives the digest `outwork hash api-key` and
+    hashlib give, whatever the key's length (one block, several, a partial last one)."""
+    assert request_sha256(key).digest() == hashlib.sha256(key).digest()
+    assert "sha256:" + request_sha256(key).hexdigest() == key_hash(key)
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ named; nothing else, whatever the values hold."""
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -72,3 +74,29 @@ def test_the_search_from_each_lf_removes_what_the_line_anchored_pattern_does(
     CRLF the fast search gives what the `^`-anchored pattern gives."""
     block = b"".join(parts) + b"\r\n"
     assert LineRemoval(REMOVED).block(block) == line_anchored(block, REMOVED)
+
+
+def value_by_set(remove: frozenset[bytes]) -> re.Pattern[bytes]:
+    """The search from each LF as first written: a value is `[^\\r\\n]*` then CR, LF ahead
+    (LineRemoval's says the same with one-byte loops, and passes over lines whose first byte
+    no name has)."""
+    alternatives = b"|".join(re.escape(name) for name in sorted(remove)) or b"(?!)"
+    blanks = rb"[ \t\x0b\x0c]*"
+    return re.compile(rb"(?i)\n%s(?:%s)%s:[^\r\n]*\r(?=\n)" % (blanks, alternatives, blanks))
+
+
+NAME_SETS = [
+    REMOVED,
+    frozenset({b"server", b"Strict-Transport-Security", b"-x", b"1"}),
+    frozenset({b"x", b""}),  # an empty name: no first byte to look for
+    frozenset(),
+]
+
+
+@given(st.sampled_from(NAME_SETS), st.lists(pieces | st.sampled_from([b"-x", b"1:"]), max_size=30))
+def test_the_search_from_each_lf_matches_what_the_first_pattern_matched(
+    remove: frozenset[bytes], parts: list[bytes]
+) -> None:
+    """Any bytes (stray CRs and LFs, blanks, colons): the same lines cut."""
+    text = b"\n" + b"".join(parts) + b"\r\n"
+    assert LineRemoval(remove)._after_lf.sub(b"", text) == value_by_set(remove).sub(b"", text)
