@@ -31,21 +31,21 @@ _LENGTH_LINES: Final[dict[int, bytes]] = {}
 
 def status_line_start(status: int) -> bytes:
     """`HTTP/1.1 <status> ` (the reason follows)."""
-    line = _STATUS_LINES.get(status)
-    if line is None:
-        if len(_STATUS_LINES) >= MAX_CACHED_LINES:
-            _STATUS_LINES.clear()
-        line = _STATUS_LINES[status] = b"HTTP/1.1 %d " % status
-    return line
+    return _number_line(_STATUS_LINES, b"HTTP/1.1 %d ", status)
 
 
 def content_length_line(length: int) -> bytes:
     """`content-length: <length>` and its CRLF."""
-    line = _LENGTH_LINES.get(length)
+    return _number_line(_LENGTH_LINES, b"content-length: %d\r\n", length)
+
+
+def _number_line(lines: dict[int, bytes], template: bytes, number: int) -> bytes:
+    """`template % number`, kept in `lines` (cleared when full)."""
+    line = lines.get(number)
     if line is None:
-        if len(_LENGTH_LINES) >= MAX_CACHED_LINES:
-            _LENGTH_LINES.clear()
-        line = _LENGTH_LINES[length] = b"content-length: %d\r\n" % length
+        if len(lines) >= MAX_CACHED_LINES:
+            lines.clear()
+        line = lines[number] = template % number
     return line
 
 
